@@ -1,0 +1,80 @@
+"""Residual blocks: a block kind lists its convs; a placement orders BN/ReLU/add; a shortcut is passed in.
+
+As in torchvision's `_make_layer`, the builder makes the shortcut and hands it to the block, which only calls it.
+Each block can be lesioned (Veit et al. 2016): its residual branch is switched off and only the shortcut remains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .layers import conv, norm
+from .placements import Placement
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int
+
+
+# A block kind maps (in_ch, width, stride) to its convs; the block's output channels are the last conv's.
+BlockKind = Callable[[int, int, int], list[ConvSpec]]
+BLOCKS: Registry[BlockKind] = Registry("model.block")
+
+
+@BLOCKS.register("basic")
+def basic(in_ch: int, width: int, stride: int) -> list[ConvSpec]:
+    """Two 3×3 convs."""
+    return [ConvSpec(in_ch, width, 3, stride), ConvSpec(width, width, 3, 1)]
+
+
+@BLOCKS.register("bottleneck")
+def bottleneck(in_ch: int, width: int, stride: int) -> list[ConvSpec]:
+    """1×1 reduce, 3×3 (strided, as torchvision's v1.5), 1×1 expand ×4."""
+    return [ConvSpec(in_ch, width, 1, 1), ConvSpec(width, width, 3, stride), ConvSpec(width, 4 * width, 1, 1)]
+
+
+class ResidualBlock(nn.Module):
+    """conv1…convK with bn1…bnK, a shortcut (or None for a plain net), and a placement that wires them."""
+
+    def __init__(self, convs: list[ConvSpec], placement: Placement, shortcut: nn.Module | None, members: int,
+                 bias: bool) -> None:
+        super().__init__()
+        self.placement = placement
+        self.n_convs = len(convs)
+        self.in_ch, self.out_ch = convs[0].in_ch, convs[-1].out_ch
+        for i, c in enumerate(convs, start=1):
+            self.add_module(f"conv{i}", conv(c.in_ch, c.out_ch, c.kernel, c.stride, members, bias=bias))
+            self.add_module(f"bn{i}", norm(c.in_ch if placement.bn_before_conv else c.out_ch, members))
+        self.shortcut = shortcut
+        self.shortcut_projects = bool(getattr(shortcut, "projects", False))
+        self.lesioned = False  # test-time switch: drop the residual branch (Veit et al. 2016)
+
+    def conv(self, i: int) -> nn.Conv2d:
+        return getattr(self, f"conv{i}")
+
+    def bn(self, i: int) -> nn.BatchNorm2d:
+        return getattr(self, f"bn{i}")
+
+    @property
+    def has_shortcut(self) -> bool:
+        return self.shortcut is not None
+
+    def shortcut_of(self, x: torch.Tensor) -> torch.Tensor | None:
+        return self.shortcut(x) if self.shortcut is not None else None
+
+    def merge(self, branch: torch.Tensor, shortcut: torch.Tensor | None) -> torch.Tensor:
+        """branch + shortcut; a plain block passes the branch alone; a lesioned block passes the shortcut alone."""
+        if self.lesioned:
+            return shortcut if shortcut is not None else torch.zeros_like(branch)
+        return branch if shortcut is None else branch + shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.placement.forward(self, x)

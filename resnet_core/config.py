@@ -1,0 +1,124 @@
+"""`ModelConfig`: one small dataclass that describes a network (DESIGN §3). Parts are named by string."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, choices_error
+from .families import FAMILY_WIDTHS, default_block, depth_of, stages_for
+
+FAMILIES = tuple(FAMILY_WIDTHS)
+BLOCKS = ("basic", "bottleneck")
+SHORTCUTS = ("identity", "conv1x1", "conv3x3", "none")
+ACTIVATIONS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
+POOLINGS = ("avg", "max")
+STEMS = ("cifar", "imagenet")
+INITS = ("kaiming", "xavier")
+
+
+@dataclass
+class ModelConfig:
+    family: str = "cifar"              # stage layout: cifar (3 stages, 16/32/64) or imagenet (4 stages, 64…512)
+    depth: int | None = 20             # cifar 6n+2 (basic) / 9n+2 (bottleneck); imagenet 18/34/50/101/152
+    block: str = "auto"                # basic | bottleneck | auto (the papers' choice for the depth)
+    shortcut: str = "identity"         # identity (option A) | conv1x1 | conv3x3 (option B) | none (plain net)
+    project_all: bool = False          # projection on every block (option C); needs a conv shortcut
+    project_stage_entry: bool = False  # projection on the first block of every stage, even if shapes match (seed 001)
+    shortcut_norm: bool = True         # BN after a projection conv (seed 002 has none)
+    activation: str = "post"           # post | pre | bn_after_add | relu_before_add | relu_only_pre (He 2016b, Tab. 2)
+    pooling: str = "avg"               # avg (GAP) | max (GMP)
+    stem: str = "auto"                 # cifar (3×3/1) | imagenet (7×7/2 + 3×3/2 max-pool) | auto (= family)
+    in_channels: int = 3               # 1 for (Fashion-)MNIST
+    num_classes: int = 10
+    width: float = 1.0                 # multiplier on every stage width
+    conv_bias: bool = False            # biased convolutions (seed 002, d2l)
+    init: str = "kaiming"              # kaiming | xavier (seed 002)
+    zero_init_residual: bool = False   # zero the last BN (or conv) of each residual branch
+    stages: list[int] | None = None    # explicit blocks per stage (instead of depth)
+    widths: list[int] | None = None    # explicit base width per stage (default: the family's)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        for key, allowed in (("family", FAMILIES), ("shortcut", SHORTCUTS), ("activation", ACTIVATIONS),
+                             ("pooling", POOLINGS), ("init", INITS)):
+            if getattr(self, key) not in allowed:
+                raise choices_error(f"model.{key}", getattr(self, key), allowed)
+        if self.block not in BLOCKS + ("auto",):
+            raise choices_error("model.block", self.block, BLOCKS + ("auto",))
+        if self.stem not in STEMS + ("auto",):
+            raise choices_error("model.stem", self.stem, STEMS + ("auto",))
+        for key in ("in_channels", "num_classes"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
+        if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or self.width <= 0:
+            raise ConfigError(f"model.width must be a positive number, got {self.width!r}")
+        for key in ("project_all", "project_stage_entry", "shortcut_norm", "conv_bias", "zero_init_residual"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"model.{key} must be true or false, got {getattr(self, key)!r}")
+        if (self.project_all or self.project_stage_entry) and self.shortcut not in ("conv1x1", "conv3x3"):
+            raise ConfigError(f"model.project_all/project_stage_entry need model.shortcut conv1x1 or conv3x3, "
+                              f"got {self.shortcut!r}")
+        if self.stages is None and self.depth is None:
+            raise ConfigError("model.depth or model.stages must be given")
+        if self.stages is not None:
+            if not self.stages or not all(isinstance(n, int) and n >= 1 for n in self.stages):
+                raise ConfigError(f"model.stages must be a list of positive integers, got {self.stages!r}")
+        if self.widths is not None:
+            n_stages = len(self.stages) if self.stages is not None else len(FAMILY_WIDTHS[self.family])
+            if len(self.widths) != n_stages or not all(isinstance(w, int) and w >= 1 for w in self.widths):
+                raise ConfigError(f"model.widths must be {n_stages} positive integers, got {self.widths!r}")
+        self.resolved()  # raises on an impossible depth
+
+    # -- resolution ---------------------------------------------------------------------------------------------
+    def resolved(self) -> "ModelConfig":
+        """A copy with every `auto` replaced and `stages`/`widths`/`depth` made explicit and consistent."""
+        block = self.block
+        if self.stages is not None:
+            block = "basic" if block == "auto" else block
+            stages = tuple(self.stages)
+            depth = depth_of(stages, block)
+            if self.depth is not None and self.depth != depth:
+                raise ConfigError(f"model.depth {self.depth} disagrees with model.stages {list(stages)} "
+                                  f"({block} blocks give depth {depth}); give one of them")
+        else:
+            block = default_block(self.family, self.depth) if block == "auto" else block
+            stages = stages_for(self.family, self.depth, block)
+            depth = self.depth
+        base = self.widths or list(FAMILY_WIDTHS[self.family])[: len(stages)]
+        if len(base) != len(stages):
+            raise ConfigError(f"model.stages has {len(stages)} stages but family {self.family} has "
+                              f"{len(base)} widths; give model.widths")
+        widths = [max(1, round(w * self.width)) for w in base]
+        stem = self.family if self.stem == "auto" else self.stem
+        resolved = object.__new__(ModelConfig)  # skip __post_init__: resolving must not recurse into validate()
+        resolved.__dict__.update(self.__dict__, depth=depth, block=block, stem=stem, stages=list(stages),
+                                 widths=widths, width=1.0)
+        return resolved
+
+    # -- (de)serialisation --------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "ModelConfig":
+        d = dict(d or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in valid:
+                raise choices_error("model key", key, valid)
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def is_plain(self) -> bool:
+        return self.shortcut == "none"
+
+    def describe(self) -> str:
+        r = self.resolved()
+        kind = "plain" if self.is_plain else "ResNet"
+        return (f"{kind}-{r.depth} ({r.family}, {r.block}, shortcut={r.shortcut}, activation={r.activation}, "
+                f"pooling={r.pooling}, stages={r.stages}, widths={r.widths})")

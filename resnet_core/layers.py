@@ -1,0 +1,55 @@
+"""Member-aware layer factories (horizontal fusion, DESIGN §4).
+
+A fused model holds G independent members in one module: every conv gets ``groups × G`` and ``channels × G``,
+BatchNorm runs over G×C channels, and the head is a per-member linear map. Every parameter and buffer is laid out
+member-major along dim 0 (member g owns rows ``g·n/G … (g+1)·n/G − 1``), which is what lets ``member_state_dict``
+slice a member out. With ``members=1`` these are the ordinary torch layers, so names and counts are unchanged.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, members: int = 1, bias: bool = False) -> nn.Conv2d:
+    """A k×k convolution with 'same' padding; G members become G groups."""
+    return nn.Conv2d(in_ch * members, out_ch * members, kernel, stride=stride, padding=kernel // 2,
+                     groups=members, bias=bias)
+
+
+def norm(channels: int, members: int = 1) -> nn.BatchNorm2d:
+    """BatchNorm is per channel, so G×C channels are exactly G independent BNs."""
+    return nn.BatchNorm2d(channels * members)
+
+
+class MemberLinear(nn.Module):
+    """G independent linear heads: input ``[B, G·in]``, output ``[B, G, out]``; weight ``[G·out, in]``."""
+
+    def __init__(self, in_features: int, out_features: int, members: int) -> None:
+        super().__init__()
+        self.members = members
+        self.in_features = in_features
+        self.out_features = out_features
+        heads = [nn.Linear(in_features, out_features) for _ in range(members)]  # torch's default init, per member
+        self.weight = nn.Parameter(torch.cat([h.weight.data for h in heads]))
+        self.bias = nn.Parameter(torch.cat([h.bias.data for h in heads]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = rearrange(self.weight, "(g o) i -> g o i", g=self.members)
+        b = rearrange(self.bias, "(g o) -> g o", g=self.members)
+        x = rearrange(x, "b (g i) -> b g i", g=self.members)
+        return torch.einsum("bgi,goi->bgo", x, w) + b
+
+
+def linear(in_features: int, out_features: int, members: int = 1) -> nn.Module:
+    return nn.Linear(in_features, out_features) if members == 1 else MemberLinear(in_features, out_features, members)
+
+
+def zero_pad_channels(x: torch.Tensor, out_ch: int, members: int) -> torch.Tensor:
+    """Option A: pad each member's channels with zeros, half before and half after (as in the CIFAR reference)."""
+    x = rearrange(x, "b (g c) h w -> b g c h w", g=members)
+    extra = out_ch - x.shape[2]
+    x = F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+    return rearrange(x, "b g c h w -> b (g c) h w")

@@ -1,0 +1,177 @@
+"""`ResNet` and `build_model`: stem → stages of residual blocks → (final BN-ReLU) → global pool → fc.
+
+`build_model(cfg, members=G)` builds G independent members as one fused module (DESIGN §4): member g reads input
+channels ``in_channels·g … in_channels·(g+1)−1`` and writes logits ``[:, g]``. `members=1` is the ordinary model.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import BLOCKS, ResidualBlock
+from .config import ModelConfig
+from .errors import ConfigError
+from .layers import linear, norm
+from .placements import PLACEMENTS
+from .pooling import GlobalPool
+from .shortcuts import SHORTCUTS
+from .stems import STEMS
+
+
+class ResNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, members: int = 1) -> None:
+        super().__init__()
+        if not isinstance(members, int) or members < 1:
+            raise ConfigError(f"members must be a positive integer, got {members!r}")
+        r = cfg.resolved()
+        self.cfg, self.members = cfg, members
+        placement = PLACEMENTS.get(r.activation)
+        block_kind = BLOCKS.get(r.block)
+        make_shortcut = SHORTCUTS.get(r.shortcut)
+
+        self.stem = STEMS.get(r.stem)(r.in_channels, r.widths[0], members, r.conv_bias, placement.stem_norm,
+                                      placement.stem_relu)
+        in_ch = r.widths[0]
+        for s, (n_blocks, width) in enumerate(zip(r.stages, r.widths), start=1):
+            blocks = OrderedDict()
+            for b in range(n_blocks):
+                stride = 2 if s > 1 and b == 0 else 1
+                convs = block_kind(in_ch, width, stride)
+                out_ch = convs[-1].out_ch
+                project = r.project_all or (r.project_stage_entry and b == 0)
+                shortcut = make_shortcut(in_ch, out_ch, stride, members, project, r.shortcut_norm, r.conv_bias)
+                blocks[f"block{b}"] = ResidualBlock(convs, placement, shortcut, members, r.conv_bias)
+                in_ch = out_ch
+            self.add_module(f"stage{s}", nn.Sequential(blocks))
+        self.n_stages = len(r.stages)
+        self.final_bn = norm(in_ch, members) if placement.final_norm else None
+        self.final_relu = placement.final_relu
+        self.pool = GlobalPool(r.pooling)
+        self.fc = linear(in_ch, r.num_classes, members)
+        self.feature_channels = in_ch
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for s in range(1, self.n_stages + 1):
+            x = getattr(self, f"stage{s}")(x)
+        if self.final_bn is not None:
+            x = self.final_bn(x)
+        if self.final_relu:
+            x = F.relu(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, G·C, H, W]`` → logits ``[B, classes]`` (G=1) or ``[B, G, classes]`` (fused)."""
+        return self.fc(self.pool(self.forward_features(x)))
+
+    # -- named views used by probes, lesions and reports ------------------------------------------------------
+    def blocks(self) -> Iterator[tuple[str, ResidualBlock]]:
+        """Residual blocks in forward order, named ``stage1.block0`` …"""
+        for name, module in self.named_modules():
+            if isinstance(module, ResidualBlock):
+                yield name, module
+
+    def probe_layers(self) -> list[tuple[str, nn.Module]]:
+        """Conv and linear layers in forward order, named ``stem.conv``, ``stage1.block0.conv1``, …, ``fc``."""
+        return [(n, m) for n, m in self.named_modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear)) or type(m).__name__ == "MemberLinear"]
+
+    def set_lesion(self, names: Sequence[str] | str | None) -> None:
+        """Switch off the residual branch of the named blocks (None: restore all)."""
+        wanted = {names} if isinstance(names, str) else set(names or ())
+        known = {n for n, _ in self.blocks()}
+        unknown = wanted - known
+        if unknown:
+            raise ConfigError(f"unknown block {sorted(unknown)[0]!r}; choose from: {', '.join(known)}")
+        for name, block in self.blocks():
+            block.lesioned = name in wanted
+
+
+def _init_single(model: ResNet, cfg: ModelConfig) -> None:
+    """Initialise a single (unfused) model: kaiming (torchvision's choice) or xavier (seed 002)."""
+    r = cfg.resolved()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            if r.init == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and r.init == "xavier":
+            nn.init.xavier_uniform_(m.weight)
+    if r.zero_init_residual:
+        placement = PLACEMENTS.get(r.activation)
+        for _, block in model.blocks():
+            if placement.zero_init == "last_bn":
+                nn.init.zeros_(block.bn(block.n_convs).weight)
+            elif placement.zero_init == "last_conv":
+                nn.init.zeros_(block.conv(block.n_convs).weight)
+
+
+def build_model(cfg: ModelConfig | dict, members: int = 1, seeds: Sequence[int] | None = None) -> ResNet:
+    """Build the network. With ``members=G``, member g is initialised exactly as ``build_model(cfg)`` would be
+    (under ``torch.manual_seed(seeds[g])`` if seeds are given, else drawing from the current RNG in turn)."""
+    cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig.from_dict(cfg)
+    if seeds is not None and len(seeds) != members:
+        raise ConfigError(f"got {len(seeds)} seeds for {members} members")
+    if members == 1 and seeds is None:
+        model = ResNet(cfg)
+        _init_single(model, cfg)
+        return model
+    solo_states = []
+    for g in range(members):
+        with torch.random.fork_rng(devices=[], enabled=seeds is not None):
+            if seeds is not None:
+                torch.manual_seed(int(seeds[g]))
+            solo_states.append(build_model(cfg).state_dict())
+    model = ResNet(cfg, members)
+    model.load_state_dict(fuse_state_dicts(solo_states))
+    return model
+
+
+def fuse_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """G ordinary state dicts → one fused state dict (member-major concatenation along dim 0)."""
+    fused = {}
+    for key, first in states[0].items():
+        fused[key] = first.clone() if first.dim() == 0 else torch.cat([s[key] for s in states])
+    return fused
+
+
+def member_state_dict(model: ResNet, g: int) -> dict[str, torch.Tensor]:
+    """Member g of a fused model as an ordinary state dict that ``build_model(cfg)`` loads."""
+    G = getattr(model, "members", 1)
+    if not 0 <= g < G:
+        raise ConfigError(f"member {g} out of range for a model of {G} members")
+    out = {}
+    for key, value in model.state_dict().items():
+        if value.dim() == 0:
+            out[key] = value.detach().clone()
+        else:
+            n = value.shape[0] // G
+            out[key] = value.detach()[g * n:(g + 1) * n].clone()
+    return out
+
+
+def load_member_state_dict(model: ResNet, g: int, state: dict[str, torch.Tensor]) -> None:
+    """Write an ordinary state dict into member g of a fused model."""
+    G = model.members
+    with torch.no_grad():
+        for key, target in model.state_dict().items():
+            src = state[key]
+            if target.dim() == 0:
+                target.copy_(src)
+            else:
+                n = target.shape[0] // G
+                target[g * n:(g + 1) * n].copy_(src)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,129 @@
+"""The run record: the local source of truth for every run, written even with W&B off.
+
+A run directory holds
+- ``config.yaml``: the fully resolved run config;
+- ``metrics.jsonl``: one JSON object a line, ``{"step", "epoch", "split", "name", "value"}``, append-only;
+- ``summary.json``: status and final/best numbers, rewritten atomically.
+
+Errors are in percent (0-100), as in the papers. ``split`` is one of ``train``, ``val``, ``test`` (names ``loss``,
+``error``, ``lr``, ``throughput``) or a probe split: ``grad_norm`` / ``grad_norm_max`` (name = layer, e.g.
+``stage1.block0.conv1``), ``grad_norm_block`` / ``grad_norm_block_max`` (name = block, e.g. ``stage1.block0``),
+``weight_norm`` (name = layer).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import yaml
+
+STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
+PROBE_SPLITS = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _clean(value: float) -> float | None:
+    """JSON has no NaN/inf: store them as None so every reader can parse the file."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class RunRecord:
+    """Writer for one run directory."""
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.summary_path = self.dir / "summary.json"
+        self.config_path = self.dir / "config.yaml"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
+
+    def log(self, step: int, epoch: float, split: str, values: dict[str, float]) -> None:
+        """Append one line per value; each line is flushed whole, so a killed run leaves a readable file."""
+        lines = [
+            json.dumps({"step": int(step), "epoch": round(float(epoch), 4), "split": split, "name": k,
+                        "value": _clean(v)})
+            for k, v in values.items()
+        ]
+        with open(self.metrics_path, "a") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop metric lines logged after ``step`` (they belong to the lost part of the run)."""
+        if not self.metrics_path.exists():
+            return
+        kept = [r for r in read_metrics(self.dir) if r["step"] <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+
+def read_metrics(run_dir: Path | str) -> Iterator[dict[str, Any]]:
+    """Yield metric rows; a torn last line (a killed writer) is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("value") is None:
+                row["value"] = float("nan")
+            yield row
+
+
+def read_summary(run_dir: Path | str) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_config(run_dir: Path | str) -> dict[str, Any]:
+    path = Path(run_dir) / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def metrics_frame(run_dir: Path | str, splits: Iterable[str] | None = None):
+    """The metrics as a pandas DataFrame (columns step, epoch, split, name, value)."""
+    import pandas as pd
+
+    wanted = set(splits) if splits is not None else None
+    rows = [r for r in read_metrics(run_dir) if wanted is None or r["split"] in wanted]
+    return pd.DataFrame(rows, columns=["step", "epoch", "split", "name", "value"])
