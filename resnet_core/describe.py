@@ -1,0 +1,70 @@
+"""`resnet-ablate models`: a table of named models, or a description of one config."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+
+from .config import ModelConfig
+from .errors import ConfigError
+from .flops import forward_flops
+from .model import build_model, count_params
+from .overrides import apply_overrides
+from .zoo import INPUT_SIZE, NAMED_MODELS, named_model
+
+TABLE_SKIP: set[str] = set()  # every named model is cheap to count on the meta device
+
+
+def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> ModelConfig:
+    """A named model, a YAML model dict, or the `model:` section of a run-config YAML; then `--set` overrides."""
+    if source is None:
+        d = {}
+    elif source in NAMED_MODELS:
+        d = dict(NAMED_MODELS[source])
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"--config {source!r} is neither a named model nor a file; "
+                              f"named models: {', '.join(NAMED_MODELS)}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        d = dict(loaded.get("model", loaded)) if isinstance(loaded, dict) else {}
+    overrides = [o[len("model."):] if o.startswith("model.") else o for o in overrides]
+    return ModelConfig.from_dict(apply_overrides(d, overrides))
+
+
+def _row(name: str, cfg: ModelConfig) -> str:
+    r = cfg.resolved()
+    size = INPUT_SIZE[r.stem]
+    with torch.device("meta"):  # counting needs shapes only
+        params = count_params(build_model(cfg))
+    flops = forward_flops(cfg, size)
+    return (f"{name:<26} {r.family:<9} {r.depth:>5} {r.block:<10} {r.shortcut:<9} {r.activation:<8} "
+            f"{params / 1e6:>8.3f}M {flops / 1e9:>9.3f}G  {size}x{size}")
+
+
+def models_table() -> str:
+    header = (f"{'name':<26} {'family':<9} {'depth':>5} {'block':<10} {'shortcut':<9} {'act.':<8} "
+              f"{'params':>9} {'FLOPs':>10}  input")
+    lines = [header, "-" * len(header)]
+    for name in NAMED_MODELS:
+        if name not in TABLE_SKIP:
+            lines.append(_row(name, named_model(name)))
+    return "\n".join(lines)
+
+
+def describe_model(source: str | None, overrides: Sequence[str]) -> str:
+    cfg = load_model_config(source, overrides)
+    r = cfg.resolved()
+    model = build_model(cfg)
+    size = INPUT_SIZE[r.stem]
+    lines = [cfg.describe(),
+             f"parameters: {count_params(model):,}",
+             f"forward FLOPs at {size}x{size}: {forward_flops(cfg, size):,}",
+             f"residual blocks: {sum(1 for _ in model.blocks())}; conv/linear layers: {len(model.probe_layers())}",
+             "config:", yaml.safe_dump(r.to_dict(), sort_keys=False).rstrip()]
+    return "\n".join(lines)
