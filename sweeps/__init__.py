@@ -1,0 +1,1 @@
+"""sweeps: ablation grids (YAML) → Optuna studies → one `resnet_core.train` per (cell, seed)."""
