@@ -1,8 +1,141 @@
-"""Engine commands for the CLI (train, eval, lesion, probe, bench); filled in by the training engine."""
+"""Engine commands for the CLI: train, eval, lesion, probe, bench."""
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser("train", help="train one run from a run config")
+    p.add_argument("--config", help="run config YAML (e.g. ablations/recipes/smoke.yaml); default: the defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="run directory (default runs/<name>-<timestamp>/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test (and val) split")
+    p.add_argument("checkpoint")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("lesion", help="delete each residual block in turn at test time (Veit et al. 2016)")
+    p.add_argument("checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="CSV path (default: lesion.csv beside the checkpoint)")
+    p.set_defaults(func=_cmd_lesion)
+
+    p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth")
+    p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10")
+    p.add_argument("--seeds", type=int, default=3, help="initialisations averaged per depth")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="probe.csv")
+    p.set_defaults(func=_cmd_probe)
+
+    from .bench import register as register_bench
+
+    register_bench(sub)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine import train
+    from .progress import ProgressBar
+    from .run_config import load_run_config
+
+    cfg = load_run_config(args.config, args.overrides)
+    if args.resume and not args.out:
+        from .errors import ConfigError
+
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    result = train(cfg, out, callbacks=[ProgressBar()], resume=args.resume)
+    s = result.summary
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
+    print(f"{s['name']}: {result.status} at step {s['step']}/{s['total_steps']} | test error "
+          f"{fmt(s['final_test_error'])} (best {fmt(s['best_test_error'])}) | train error "
+          f"{fmt(s['final_train_error'])} | {s['params']:,} params | {s['img_per_s']:.0f} img/s | "
+          f"{s['wall_time_s']:.1f} s | {out}")
+    return 0 if result.status == "complete" else 1
+
+
+def _load_for_eval(path: str, device_name: str):
+    """A checkpoint, its model, its run config and the device."""
+    from . import checkpoint
+    from .config import ModelConfig
+    from .devices import resolve_device
+    from .errors import ConfigError
+    from .model import build_model
+    from .record import read_config
+    from .run_config import RunConfig
+
+    ckpt_path = Path(path)
+    if not ckpt_path.exists():
+        raise ConfigError(f"checkpoint not found: {ckpt_path}")
+    state = checkpoint.load(ckpt_path)
+    device = resolve_device(device_name)
+    model = build_model(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    run_cfg = RunConfig.from_dict(read_config(ckpt_path.parent))
+    return state, model, run_cfg, device
+
+
+def _eval_loaders(run_cfg, device):
+    from .data import EvalLoader, load_dataset
+
+    data = load_dataset(run_cfg.data)
+    kw = dict(batch_size=run_cfg.eval_batch_size, mean=data.mean, std=data.std, normalize=run_cfg.data.normalize,
+              out_size=run_cfg.data.resize, device=device)
+    loaders = {"test": EvalLoader(data.test.images, data.test.labels, **kw)}
+    if data.val is not None:
+        loaders["val"] = EvalLoader(data.val.images, data.val.labels, **kw)
+    return loaders
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .engine import evaluate_model
+
+    state, model, run_cfg, device = _load_for_eval(args.checkpoint, args.device)
+    for split, loader in _eval_loaders(run_cfg, device).items():
+        loss, err = evaluate_model(model, loader, 1, device)
+        print(f"{split}: error {err[0]:.2f}%  loss {loss[0]:.4f}  (step {state['step']})")
+    return 0
+
+
+def _cmd_lesion(args: argparse.Namespace) -> int:
+    from .lesion import lesion_table
+
+    state, model, run_cfg, device = _load_for_eval(args.checkpoint, args.device)
+    loader = _eval_loaders(run_cfg, device)["test"]
+    table = lesion_table(model, loader, device)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "lesion.csv"
+    from .record import atomic_write_text
+
+    atomic_write_text(out, table.to_csv(index=False))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .probe_init import probe_depths
+
+    try:
+        depths = [int(d) for d in args.depths.split(",") if d.strip()]
+    except ValueError:
+        raise ConfigError(f"--depths must be comma-separated integers, got {args.depths!r}") from None
+    table = probe_depths(depths, args.overrides, seeds=args.seeds, batch_size=args.batch_size, device=args.device)
+    from .record import atomic_write_text
+
+    atomic_write_text(Path(args.out), table.to_csv(index=False))
+    first = table[table.layer_index == 0].pivot_table(index="depth", columns="shortcut", values="grad_norm")
+    print("gradient norm of the first layer at initialisation (mean over seeds):")
+    if {"none", "identity"} <= set(first.columns):
+        first["plain/residual"] = first["none"] / first["identity"]
+    print(first.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {args.out}")
+    return 0

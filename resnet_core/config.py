@@ -17,6 +17,12 @@ STEMS = ("cifar", "imagenet")
 INITS = ("kaiming", "xavier")
 
 
+def _positive_ints(values: Any) -> bool:
+    """A non-empty list (or tuple) of positive integers (bools excluded)."""
+    return (isinstance(values, (list, tuple)) and len(values) > 0
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values))
+
+
 @dataclass
 class ModelConfig:
     family: str = "cifar"              # stage layout: cifar (3 stages, 16/32/64) or imagenet (4 stages, 64…512)
@@ -65,12 +71,14 @@ class ModelConfig:
                               f"got {self.shortcut!r}")
         if self.stages is None and self.depth is None:
             raise ConfigError("model.depth or model.stages must be given")
+        if self.depth is not None and (not isinstance(self.depth, int) or isinstance(self.depth, bool)):
+            raise ConfigError(f"model.depth must be an integer, got {self.depth!r}")
         if self.stages is not None:
-            if not self.stages or not all(isinstance(n, int) and n >= 1 for n in self.stages):
+            if not _positive_ints(self.stages):
                 raise ConfigError(f"model.stages must be a list of positive integers, got {self.stages!r}")
         if self.widths is not None:
             n_stages = len(self.stages) if self.stages is not None else len(FAMILY_WIDTHS[self.family])
-            if len(self.widths) != n_stages or not all(isinstance(w, int) and w >= 1 for w in self.widths):
+            if not _positive_ints(self.widths) or len(self.widths) != n_stages:
                 raise ConfigError(f"model.widths must be {n_stages} positive integers, got {self.widths!r}")
         self.resolved()  # raises on an impossible depth
 

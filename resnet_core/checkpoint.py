@@ -1,0 +1,76 @@
+"""Checkpoints, one per member, written atomically and loaded with ``weights_only=True``.
+
+A fused run saves each member as an ordinary solo checkpoint (its slice of the weights and of the optimizer state),
+so any member can be evaluated, lesioned or resumed on its own, and a fused run resumes from its members' files.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import ResNet, load_member_state_dict, member_state_dict
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _slice(t: torch.Tensor, g: int, members: int) -> torch.Tensor:
+    if t.dim() == 0 or members == 1:
+        return t.detach().clone().cpu()
+    n = t.shape[0] // members
+    return t.detach()[g * n:(g + 1) * n].clone().cpu()
+
+
+def optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Member g's optimizer state keyed by parameter name (momentum buffers, Adam moments, step)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for p, state in opt.state.items():
+        out[names[id(p)]] = {k: _slice(v, g, model.members) for k, v in state.items() if torch.is_tensor(v)}
+    return out
+
+
+def load_optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: int,
+                                state: dict[str, dict[str, torch.Tensor]]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, entries in state.items():
+            p = params[name]
+            slot = opt.state[p]
+            for k, v in entries.items():
+                if k not in slot:
+                    shape = p.shape if v.dim() else v.shape
+                    slot[k] = torch.zeros(shape, dtype=v.dtype, device=p.device if v.dim() else v.device)
+                target = slot[k]
+                if target.dim() == 0 or model.members == 1:
+                    target.copy_(v)
+                else:
+                    n = target.shape[0] // model.members
+                    target[g * n:(g + 1) * n].copy_(v)
+
+
+def member_checkpoint(model: ResNet, opt: torch.optim.Optimizer, g: int, **extra: Any) -> dict[str, Any]:
+    return {"model": member_state_dict(model, g), "optim": optimizer_member_state(opt, model, g), **extra}
+
+
+def restore_member(model: ResNet, opt: torch.optim.Optimizer, g: int, ckpt: dict[str, Any]) -> None:
+    load_member_state_dict(model, g, ckpt["model"])
+    load_optimizer_member_state(opt, model, g, ckpt["optim"])

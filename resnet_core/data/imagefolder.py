@@ -1,0 +1,54 @@
+"""Any ImageFolder tree (`path/train/<class>/*.png`, plus `val/` and/or `test/`), loaded into memory as uint8."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .images import LabeledImages
+
+
+def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[str]]:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    try:
+        ds = ImageFolder(str(folder))
+    except (FileNotFoundError, OSError) as e:
+        raise ConfigError(f"data.path {folder}: not an ImageFolder tree ({str(e).splitlines()[0][:120]})") from None
+    images: list[torch.Tensor] = []
+    first_size: tuple[int, int] | None = None
+    for file, _ in ds.samples:
+        img = ds.loader(file)  # PIL, RGB
+        if resize is not None and img.size != (resize, resize):
+            img = img.resize((resize, resize), Image.BILINEAR)
+        if first_size is None:
+            first_size = img.size
+        elif img.size != first_size:
+            raise ConfigError(f"data.path {folder}: images differ in size ({first_size[0]}x{first_size[1]} and "
+                              f"{img.size[0]}x{img.size[1]} at {file}); set data.resize to load them at one size")
+        images.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
+    labels = torch.tensor(ds.targets, dtype=torch.long)
+    return LabeledImages(torch.stack(images), labels), list(ds.classes)
+
+
+def load_imagefolder(path: str | Path | None, resize: int | None
+                     ) -> tuple[LabeledImages, LabeledImages | None, LabeledImages, list[str]]:
+    """(train, val, test, classes). test is `test/` if present, else `val/`; val is `val/` only when `test/` exists."""
+    if path is None:
+        raise ConfigError("data.name imagefolder needs data.path: a folder with train/ and val/ or test/ subfolders")
+    root = Path(path).expanduser()
+    if not (root / "train").is_dir():
+        raise ConfigError(f"data.path {root}: no train/ folder (an ImageFolder root needs train/ and val/ or test/)")
+    has_val, has_test = (root / "val").is_dir(), (root / "test").is_dir()
+    if not (has_val or has_test):
+        raise ConfigError(f"data.path {root}: no val/ or test/ folder beside train/")
+    train, classes = _load_folder(root / "train", resize)
+    test, test_classes = _load_folder(root / ("test" if has_test else "val"), resize)
+    val, val_classes = _load_folder(root / "val", resize) if has_val and has_test else (None, classes)
+    for split, names in (("test" if has_test else "val", test_classes), ("val", val_classes)):
+        if names != classes:
+            raise ConfigError(f"data.path {root}: {split}/ has classes {names}, train/ has {classes}")
+    return train, val, test, classes

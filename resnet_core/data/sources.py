@@ -1,0 +1,96 @@
+"""`load_dataset(cfg) -> ImageData`: a registry of dataset sources, the val split and the train split's stats."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .images import ImageData, LabeledImages, channel_stats
+from .split import holdout
+
+if TYPE_CHECKING:
+    from .config import DataConfig
+
+
+@dataclass
+class RawSplits:
+    """What a source gives: train and test, val only where the source has its own, and the class names."""
+
+    train: LabeledImages
+    test: LabeledImages
+    classes: list[str]
+    val: LabeledImages | None = None
+
+
+Source = Callable[["DataConfig"], RawSplits]
+SOURCES: Registry[Source] = Registry("data.name")
+DEFAULT_JPEG_ARCHIVE = Path("data") / "cifar10_jpeg.npz"
+
+
+@SOURCES.register("synthetic")
+def _synthetic(cfg: "DataConfig") -> RawSplits:
+    from .synthetic import SHAPES, make_glyphs
+
+    s = cfg.synthetic
+    kw = dict(image_size=s.image_size, channels=s.channels, num_classes=s.num_classes, noise=s.noise,
+              clutter=s.clutter)
+    # train and test come from two streams of the one seed (2·seed and 2·seed+1), so they never share images
+    train = LabeledImages(*make_glyphs(s.n_train, seed=2 * s.seed, **kw))
+    test = LabeledImages(*make_glyphs(s.n_test, seed=2 * s.seed + 1, **kw))
+    return RawSplits(train, test, list(SHAPES[: s.num_classes]))
+
+
+def _torchvision(name: str) -> Source:
+    def load(cfg: "DataConfig") -> RawSplits:
+        from .torchvision_sets import load_torchvision
+
+        train, test, classes = load_torchvision(name, cfg.data_root(), cfg.download)
+        return RawSplits(train, test, classes)
+
+    return load
+
+
+for _name in ("cifar10", "cifar100", "fashion_mnist", "mnist"):
+    SOURCES.register(_name)(_torchvision(_name))
+
+
+@SOURCES.register("imagefolder")
+def _imagefolder(cfg: "DataConfig") -> RawSplits:
+    from .imagefolder import load_imagefolder
+
+    train, val, test, classes = load_imagefolder(cfg.path, cfg.resize)
+    return RawSplits(train, test, classes, val)
+
+
+@SOURCES.register("cifar10_jpeg")
+def _cifar10_jpeg(cfg: "DataConfig") -> RawSplits:
+    """The shared archive: data.path, else ./data/cifar10_jpeg.npz, else <root>/cifar10_jpeg.npz."""
+    from .jpeg_archive import read_jpeg_archive
+
+    if cfg.path is not None:
+        path = Path(cfg.path).expanduser()
+    else:
+        candidates = [DEFAULT_JPEG_ARCHIVE, cfg.data_root() / "cifar10_jpeg.npz"]
+        path = next((p for p in candidates if p.is_file()), candidates[0])
+    train, test, classes = read_jpeg_archive(path)
+    return RawSplits(train, test, classes)
+
+
+def load_dataset(cfg: "DataConfig") -> ImageData:
+    """Load `cfg.name`, hold out the val split, and measure the train split's per-channel mean and std."""
+    raw = SOURCES.get(cfg.name)(cfg)
+    train, val = raw.train, raw.val
+    if cfg.val_size:
+        if val is not None:
+            raise ConfigError(f"data.val_size {cfg.val_size!r}: {cfg.name} already has its own val split; "
+                              "set data.val_size to 0")
+        train, val = holdout(train, cfg.val_size, cfg.split_seed)
+    mean, std = channel_stats(train.images)
+    data = ImageData(train, val, raw.test, raw.classes, mean, std, name=cfg.name)
+    for key in ("mean", "std"):
+        value = getattr(cfg, key)
+        if value is not None and len(value) != data.in_channels:
+            raise ConfigError(f"data.{key} has {len(value)} values but {cfg.name} has {data.in_channels} channels")
+    return data

@@ -1,0 +1,142 @@
+"""The run config: a tree of small dataclasses, loaded from YAML with `--set key=value` overrides, validated."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .config import ModelConfig
+from .data.config import DataConfig
+from .errors import ConfigError, choices_error
+from .overrides import apply_overrides
+from .schedules import ScheduleConfig
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp64")
+FAST_PATHS = ("auto", "eager", "graph", "compile")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"                 # sgd | adam | adamw
+    lr: float = 0.1
+    momentum: float = 0.9             # sgd
+    nesterov: bool = False            # sgd
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise choices_error("optim.name", self.name, OPTIMIZERS)
+        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise ConfigError(f"optim.lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"                 # used for the run directory and the W&B run
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    seed: int = 0
+    device: str = "auto"              # auto (cuda > npu > mps > cpu) | cpu | cuda | cuda:1 | mps | npu
+    precision: str = "auto"           # auto (bf16 autocast on cuda/npu, fp32 elsewhere) | fp32 | bf16 | fp16 | fp64
+    fast: str = "auto"                # auto (CUDA graph on cuda) | eager | graph | compile (graph over torch.compile)
+    channels_last: bool = True        # on cuda
+    log_every: int = 50               # iterations between train-metric / probe logs
+    eval_every: float = 1             # evaluate val/test every this many schedule units (epoch or iter)
+    probes: bool = True               # per-layer / per-block gradient norms every step
+    checkpoint: bool = True           # last.pt / best.pt
+    label_smoothing: float = 0.0
+
+    SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig}
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        self.optim.validate()
+        self.schedule.validate()
+        if self.precision not in PRECISIONS:
+            raise choices_error("precision", self.precision, PRECISIONS)
+        if self.fast not in FAST_PATHS:
+            raise choices_error("fast", self.fast, FAST_PATHS)
+        for key in ("batch_size", "eval_batch_size", "log_every"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        if not isinstance(self.eval_every, (int, float)) or self.eval_every <= 0:
+            raise ConfigError(f"eval_every must be positive, got {self.eval_every!r}")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        d = dict(d or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            if key not in valid:
+                raise choices_error("config key", key, valid)
+            section = cls.SECTIONS.get(key)
+            if section is not None:
+                if isinstance(value, section):
+                    kwargs[key] = value
+                    continue
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{key} must be a mapping, got {value!r}")
+                kwargs[key] = _section_from_dict(section, key, value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else (
+                dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+        return out
+
+
+def _section_from_dict(section: type, name: str, d: dict[str, Any]) -> Any:
+    if hasattr(section, "from_dict"):
+        return section.from_dict(d)
+    valid = [f.name for f in dataclasses.fields(section)]
+    for key in d:
+        if key not in valid:
+            raise choices_error(f"{name} key", key, valid)
+    try:
+        return section(**d)
+    except TypeError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        first = str(e).replace("\n", " ")
+        raise ConfigError(f"{path}: not valid YAML ({first[:160]})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """A run config from YAML (or the defaults) plus `--set key=value` overrides."""
+    d = load_yaml(path) if path else {}
+    return RunConfig.from_dict(apply_overrides(d, overrides))
