@@ -84,15 +84,11 @@ def _load_for_eval(path: str, device_name: str):
 
 
 def _eval_loaders(run_cfg, device):
-    from .data import EvalLoader, load_dataset
+    from .data import build_loaders, load_dataset
 
     data = load_dataset(run_cfg.data)
-    kw = dict(batch_size=run_cfg.eval_batch_size, mean=data.mean, std=data.std, normalize=run_cfg.data.normalize,
-              out_size=run_cfg.data.resize, device=device)
-    loaders = {"test": EvalLoader(data.test.images, data.test.labels, **kw)}
-    if data.val is not None:
-        loaders["val"] = EvalLoader(data.val.images, data.val.labels, **kw)
-    return loaders
+    return build_loaders(data, run_cfg.data, seeds=[run_cfg.seed], batch_size=run_cfg.batch_size,
+                         eval_batch_size=run_cfg.eval_batch_size, device=device).evals()
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .config import ModelConfig
-from .data import EvalLoader, TrainLoader, load_dataset
+from .data import build_loaders, load_dataset
 from .devices import autocast, autocast_dtype, param_dtype, resolve_device
 from .errors import ConfigError
 from .model import ResNet, build_model, count_params
@@ -92,9 +92,10 @@ def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: to
     loss = torch.zeros(members, device=device)
     wrong = torch.zeros(members, device=device)
     n = 0
+    dtype = next(model.parameters()).dtype
     for x, y in loader:
         with autocast(device, amp):
-            out = model(x.repeat(1, members, 1, 1))
+            out = model(x.to(dtype).repeat(1, members, 1, 1))
         logits = out.float().view(x.shape[0], members, -1)
         B, G, C = logits.shape
         yy = y.view(B, 1).expand(B, G)
@@ -136,16 +137,10 @@ class _Trainer:
         self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=fmt)
         self.params_count = count_params(build_model(model_cfg)) if self.G > 1 else count_params(self.model)
 
-        d, train_split = ref.data, self.data.train
-        loader_kw = dict(mean=self.data.mean, std=self.data.std, normalize=d.normalize, out_size=d.resize,
-                         device=self.device, channels_last=self.channels_last)
-        self.train_loader = TrainLoader(train_split.images, train_split.labels, seeds=[c.seed for c in cfgs],
-                                        batch_size=ref.batch_size, augment=d.augment, pad=d.pad, **loader_kw)
-        self.eval_loaders = {"test": EvalLoader(self.data.test.images, self.data.test.labels,
-                                                batch_size=ref.eval_batch_size, **loader_kw)}
-        if self.data.val is not None:
-            self.eval_loaders["val"] = EvalLoader(self.data.val.images, self.data.val.labels,
-                                                  batch_size=ref.eval_batch_size, **loader_kw)
+        loaders = build_loaders(self.data, ref.data, seeds=[c.seed for c in cfgs], batch_size=ref.batch_size,
+                                eval_batch_size=ref.eval_batch_size, device=self.device,
+                                channels_last=self.channels_last)
+        self.train_loader, self.eval_loaders = loaders.train, loaders.evals()
         self.spe = self.train_loader.steps_per_epoch
         self.total = total_steps(ref.schedule, self.spe)
         unit = self.spe if ref.schedule.unit == "epoch" else 1
@@ -192,7 +187,7 @@ class _Trainer:
     # -- the step ---------------------------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
-            out = self.model(x)
+            out = self.model(x.to(self.dtype))
         return out.float().view(x.shape[0], self.G, -1)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -16,6 +16,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):  # YAML 1.1 reads "1e6" as a string; a user means the number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     return key.strip(), value
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import EvalLoader, load_dataset
+from .data import EvalLoader, load_dataset, normalization
 from .devices import resolve_device
 from .model import build_model
 from .probes import GradProbe
@@ -22,9 +22,9 @@ def probe_depths(depths: Sequence[int], overrides: Sequence[str] = (), *, seeds:
     cfg = RunConfig.from_dict(apply_overrides({}, overrides))
     dev = resolve_device(device)
     data = load_dataset(cfg.data)
+    mean, std = normalization(cfg.data, data)
     loader = EvalLoader(data.train.images[:batch_size], data.train.labels[:batch_size], batch_size=batch_size,
-                        mean=data.mean, std=data.std, normalize=cfg.data.normalize, out_size=cfg.data.resize,
-                        device=dev)
+                        mean=mean, std=std, normalize=cfg.data.normalize, out_size=cfg.data.resize, device=dev)
     x, y = next(iter(loader))
     rows = []
     for depth in depths:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 
-@dataclass
+@dataclass(eq=False)
 class LabeledImages:
     """uint8 images [N, C, H, W] and int64 labels [N], on the CPU."""
 
@@ -27,7 +27,7 @@ class LabeledImages:
         return LabeledImages(self.images[index], self.labels[index])
 
 
-@dataclass
+@dataclass(eq=False)
 class ImageData:
     """A dataset's splits (val may be None) and what a model and a loader need to know about it."""
 

@@ -2,7 +2,10 @@
 their offsets and the labels, plus the class names. Read (decoded in batches) and write (for tests and exports)."""
 from __future__ import annotations
 
+import io
+import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +15,28 @@ from ..errors import ConfigError
 from .images import LabeledImages
 
 SPLITS = ("train", "test")
-_DECODE_BATCH = 4096  # images per decode_jpeg call: big enough to amortize the call, small enough for memory
+_CHUNK = 2048  # images per decode task: enough to amortize the task, small enough to spread over the threads
+
+
+def _decode_chunk(files: list[bytes]) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in files])
 
 
 def decode_split(jpeg: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> LabeledImages:
-    """Decode one split's concatenated JPEG files into uint8 RGB [N, 3, H, W]."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    data = torch.from_numpy(np.ascontiguousarray(jpeg, dtype=np.uint8))
+    """Decode one split's concatenated JPEG files into uint8 RGB [N, 3, H, W] (Pillow, in threads: it releases
+    the GIL while decoding)."""
+    raw = np.ascontiguousarray(jpeg, dtype=np.uint8).tobytes()
     bounds = offsets.astype(np.int64).tolist()
-    images: list[torch.Tensor] = []
-    for start in range(0, len(bounds) - 1, _DECODE_BATCH):
-        stop = min(start + _DECODE_BATCH, len(bounds) - 1)
-        files = [data[bounds[i]:bounds[i + 1]] for i in range(start, stop)]
-        images.extend(decode_jpeg(files, mode=ImageReadMode.RGB))
-    if not images:
+    files = [raw[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
+    if not files:
         raise ValueError("empty split")
-    return LabeledImages(torch.stack(images), torch.from_numpy(labels.astype(np.int64)))
+    chunks = [files[i:i + _CHUNK] for i in range(0, len(files), _CHUNK)]
+    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1, 16)) as pool:
+        pixels = np.concatenate(list(pool.map(_decode_chunk, chunks)))
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    return LabeledImages(images, torch.from_numpy(labels.astype(np.int64)))
 
 
 def read_jpeg_archive(path: str | Path) -> tuple[LabeledImages, LabeledImages, list[str]]:
@@ -50,13 +58,18 @@ def read_jpeg_archive(path: str | Path) -> tuple[LabeledImages, LabeledImages, l
 
 
 def encode_split(images: torch.Tensor, quality: int = 75) -> tuple[np.ndarray, np.ndarray]:
-    """JPEG-encode uint8 [N, C, H, W] images: (concatenated bytes, offsets [N+1])."""
-    from torchvision.io import encode_jpeg
+    """JPEG-encode uint8 [N, C, H, W] images (Pillow, 4:2:0 as the shared archive): (concatenated bytes, offsets)."""
+    from PIL import Image
 
-    files = [encode_jpeg(img.contiguous(), quality=quality) for img in images]
+    files = []
+    for img in images:
+        pixels = img.permute(1, 2, 0).numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "JPEG", quality=quality)
+        files.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
     offsets = np.zeros(len(files) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([f.numel() for f in files])
-    jpeg = torch.cat(files).numpy() if files else np.zeros(0, dtype=np.uint8)
+    offsets[1:] = np.cumsum([len(f) for f in files])
+    jpeg = np.concatenate(files) if files else np.zeros(0, dtype=np.uint8)
     return jpeg, offsets
 
 

@@ -1,0 +1,152 @@
+"""`resnet-ablate bench`: training throughput, seed-style loop vs our engine, probe overhead, fused members.
+
+A benchmark, not a test: it prints figures. The sweep's --dry-run can use a saved table to estimate a study's time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .model import build_model
+from .run_config import RunConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="img/s: seed-style loop vs our engine, probe overhead, fused members")
+    p.add_argument("--depths", default="20,56,110")
+    p.add_argument("--members", default="1", help="fused members to measure, e.g. 1,2,4,8")
+    p.add_argument("--batch-size", type=int, default=128, help="per member")
+    p.add_argument("--steps", type=int, default=50, help="timed iterations per measurement")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--data", default="synthetic", help="synthetic (32x32) or cifar10_jpeg (--set data.path=…)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
+    p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
+    p.add_argument("--out", help="write the table as JSON here (for sweep --dry-run estimates)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
+    from .overrides import apply_overrides
+
+    d: dict[str, Any] = {
+        "name": f"bench-resnet{depth}",
+        "data": {"name": args.data, **({"synthetic": {"image_size": 32, "n_train": 4096, "n_test": 256}}
+                                      if args.data == "synthetic" else {})},
+        "model": {"family": "cifar", "depth": depth},
+        "schedule": {"name": "constant", "unit": "iter", "total": args.warmup + args.steps},
+        "batch_size": args.batch_size, "probes": probes, "fast": args.fast, "checkpoint": False,
+        "log_every": 10**9, "eval_every": 10**9,
+    }
+    return RunConfig.from_dict(apply_overrides(d, args.overrides))
+
+
+def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> float:
+    """Aggregate img/s of our engine's training step (data on the device, the configured fast path)."""
+    import tempfile
+
+    from .engine import _Trainer
+
+    cfgs = [RunConfig.from_dict({**cfg.to_dict(), "seed": s}) for s in range(members)]
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
+        batches = _cycle(trainer.train_loader)
+        for _ in range(warmup):
+            x, y = next(batches)
+            trainer._run_step(x, y)
+        _sync(trainer.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            x, y = next(batches)
+            trainer._run_step(x, y)
+        _sync(trainer.device)
+        return steps * cfg.batch_size * members / (time.perf_counter() - t0)
+
+
+def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int = 4) -> float:
+    """img/s of the tutorials' loop: PIL + torchvision transforms in DataLoader workers, fp32, eager, .item()."""
+    from .data import load_dataset, seed_style_loader
+    from .devices import resolve_device
+
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.data)
+    loader = seed_style_loader(data.train, cfg.batch_size, workers, cfg.data.augment, data.mean, data.std)
+    model = build_model(cfg.model).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    batches = _cycle_loader(loader)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+    _sync(device)
+    return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def _cycle(loader: Any):
+    epoch = 0
+    while True:
+        yield from loader.epoch(epoch)
+        epoch += 1
+
+
+def _cycle_loader(loader: Any):
+    while True:
+        yield from loader
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    depths = [int(d) for d in args.depths.split(",")]
+    members = [int(m) for m in args.members.split(",")]
+    rows = []
+    for depth in depths:
+        cfg = _config(depth, args, probes=True)
+        row: dict[str, Any] = {"model": f"resnet{depth}", "batch": args.batch_size}
+        if not args.no_seed_style:
+            row["seed_style"] = seed_style_throughput(cfg, args.steps, args.warmup)
+        no_probe = engine_throughput(_config(depth, args, probes=False), 1, args.steps, args.warmup)
+        for g in members:
+            row[f"engine_G{g}"] = engine_throughput(cfg, g, args.steps, args.warmup)
+        row["probe_overhead_%"] = 100.0 * (no_probe / row["engine_G1" if 1 in members else f"engine_G{members[0]}"]
+                                           - 1) if 1 in members else float("nan")
+        if "seed_style" in row and "engine_G1" in row:
+            row["speedup_vs_seed"] = row["engine_G1"] / row["seed_style"]
+        rows.append(row)
+        print(_format_row(row), flush=True)
+    if args.out:
+        from .record import atomic_write_json
+
+        atomic_write_json(Path(args.out), {"device": _device_name(), "rows": rows})
+    return 0
+
+
+def _device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    parts = [f"{row['model']:<10}"]
+    for k, v in row.items():
+        if k in ("model",):
+            continue
+        parts.append(f"{k}={v:,.0f}" if isinstance(v, float) and k.startswith(("engine", "seed")) else
+                     f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}")
+    return "  ".join(parts)

@@ -1,0 +1,121 @@
+"""The loader the seed programs use, kept for benchmarks and comparison: a torch DataLoader over PIL images with
+torchvision transforms (e.g. RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize)."""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .augment import AUGMENTS, Geometry
+from .images import LabeledImages, channel_stats
+
+
+class PILImages(Dataset):
+    """LabeledImages as (transform(PIL image), label) pairs, as torchvision's CIFAR10 dataset gives them."""
+
+    def __init__(self, data: LabeledImages, transform: Callable) -> None:
+        self.pixels = data.images.permute(0, 2, 3, 1).contiguous().numpy()  # NHWC, as PIL wants
+        self.labels = data.labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        pixels = self.pixels[i]
+        img = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        return self.transform(img), self.labels[i]
+
+
+def seed_style_transform(augment: str, size: tuple[int, int], *, pad: int = 4, out_size: int | None = None,
+                         scale_size: int | None = None, normalize: bool = True,
+                         mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Callable:
+    from torchvision import transforms as T
+
+    out = (out_size, out_size) if out_size else size
+    steps = AUGMENTS.get(augment)(Geometry(size, out, pad, scale_size)).pil_transforms() + [T.ToTensor()]
+    if normalize:
+        steps.append(T.Normalize(mean, std))
+    return T.Compose(steps)
+
+
+def seed_style_loader(data: LabeledImages, batch_size: int, num_workers: int = 0, augment: str = "crop_flip",
+                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None, *,
+                      shuffle: bool = True, drop_last: bool = False, pad: int = 4, out_size: int | None = None,
+                      scale_size: int | None = None, normalize: bool = True, seed: int | None = None) -> DataLoader:
+    """A DataLoader as the tutorials build one; mean/std None: the data's own. For evaluation: augment="none",
+    shuffle=False."""
+    if normalize and (mean is None or std is None):
+        own_mean, own_std = channel_stats(data.images)
+        mean, std = mean or own_mean, std or own_std
+    size = tuple(data.images.shape[-2:])
+    transform = seed_style_transform(augment, size, pad=pad, out_size=out_size, scale_size=scale_size,
+                                     normalize=normalize, mean=mean, std=std)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(PILImages(data, transform), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      num_workers=num_workers, generator=gen, pin_memory=torch.cuda.is_available())
+
+
+class TorchTrainLoader:
+    """`seed_style_loader` behind the `TrainLoader` interface (one member, y [B, 1], drop_last), so the engine can
+    run the seeds' data path for comparison. The order of (seed, epoch) is fixed; with num_workers > 0 so are the
+    augmentation draws (the workers' seeds come from the same generator)."""
+
+    def __init__(self, data: LabeledImages, *, seed: int, batch_size: int, num_workers: int = 0,
+                 augment: str = "crop_flip", mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, normalize: bool = True, pad: int = 4,
+                 out_size: int | None = None, scale_size: int | None = None,
+                 device: str | torch.device = "cpu", channels_last: bool = False) -> None:
+        from .loaders import stream_seed
+
+        self._stream_seed = stream_seed
+        self.seed, self.batch_size, self.num_samples = seed, batch_size, len(data)
+        self.device, self.channels_last = torch.device(device), channels_last
+        # a fresh worker pool each epoch draws its workers' seeds from the re-seeded generator
+        self.loader = seed_style_loader(data, batch_size, num_workers, augment, mean, std, drop_last=True, pad=pad,
+                                        out_size=out_size, scale_size=scale_size, normalize=normalize, seed=seed)
+
+    @property
+    def members(self) -> int:
+        return 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_samples // self.batch_size
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.loader.generator.manual_seed(self._stream_seed(self.seed, epoch))
+        for step, (x, y) in enumerate(self.loader):
+            if step < start:
+                continue
+            x = x.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(self.device, non_blocking=True)[:, None]
+
+
+class TorchEvalLoader:
+    """`seed_style_loader` without augmentation or shuffling, behind the `EvalLoader` interface."""
+
+    def __init__(self, data: LabeledImages, *, batch_size: int, num_workers: int = 0,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, normalize: bool = True,
+                 out_size: int | None = None, device: str | torch.device = "cpu", channels_last: bool = False) -> None:
+        self.device, self.channels_last, self.num_samples = torch.device(device), channels_last, len(data)
+        self.loader = seed_style_loader(data, batch_size, num_workers, "none", mean, std, shuffle=False,
+                                        out_size=out_size, normalize=normalize)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(self.device, non_blocking=True)

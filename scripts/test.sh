@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Run the test suite the way CI does.
+#
+#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh tests/test_x.py -k foo   # args go to pytest
+#
+# 1. scripts/setup.sh (creates/updates .venv; fast when up to date)
+# 2. a throwaway PostgreSQL on 127.0.0.1 (scripts/pg_throwaway.sh), exported as
+#    RESNET_ABLATE_PG_URL.  If RESNET_ABLATE_PG_URL is already set, that server
+#    is used and none is started.  If it cannot be started: with CI set this is
+#    a failure; otherwise a warning, and the PostgreSQL tests skip.
+# 3. .venv/bin/python -m pytest -q "$@"; the server is stopped on exit.
+# Exits with pytest's code; "no tests collected" (pytest's 5) is a failure.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+
+is_ci() { [[ -n "${CI:-}" && "${CI,,}" != "false" && "${CI}" != "0" ]]; }
+
+bash scripts/setup.sh || { echo "[test] scripts/setup.sh failed" >&2; exit 1; }
+
+PG_STATE=""
+cleanup() {
+    if [[ -n "$PG_STATE" ]]; then
+        RESNET_ABLATE_PG_STATE="$PG_STATE" bash scripts/pg_throwaway.sh stop || true
+        rm -f "$PG_STATE"
+        PG_STATE=""
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n "${RESNET_ABLATE_PG_URL:-}" ]]; then
+    echo "[test] using the PostgreSQL server already given in RESNET_ABLATE_PG_URL"
+else
+    # A state file of our own, so this run never reuses or stops a server that
+    # someone started by hand with scripts/pg_throwaway.sh.
+    PG_STATE="$(mktemp "${TMPDIR:-/tmp}/resnet-ablate-pg-test.XXXXXXXX")"
+    rm -f "$PG_STATE"
+    if url="$(RESNET_ABLATE_PG_STATE="$PG_STATE" bash scripts/pg_throwaway.sh start)" && [[ -n "$url" ]]; then
+        export RESNET_ABLATE_PG_URL="$url"
+    else
+        if is_ci; then
+            echo "[test] ERROR: could not start the throwaway PostgreSQL server (CI is set, so this fails the run)" >&2
+            exit 1
+        fi
+        echo "[test] WARNING: could not start a throwaway PostgreSQL server; PostgreSQL tests will be skipped" >&2
+    fi
+fi
+
+.venv/bin/python -m pytest -q "$@"
+rc=$?
+if [[ $rc -eq 5 ]]; then
+    echo "[test] ERROR: pytest collected no tests (exit code 5); treating that as a failure" >&2
+fi
+exit "$rc"
