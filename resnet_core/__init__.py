@@ -5,3 +5,14 @@ from .model import ResNet, build_model, count_params, fuse_state_dicts, load_mem
 
 __all__ = ["ModelConfig", "ConfigError", "ResNet", "build_model", "count_params", "fuse_state_dicts",
            "load_member_state_dict", "member_state_dict"]
+
+_ENGINE = ("train", "train_members", "RunResult")
+
+
+def __getattr__(name: str):
+    """`resnet_core.train(config, run_dir)` (DESIGN §4), imported on first use so that models stay light."""
+    if name in _ENGINE:
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.register(sub)
     for ep in entry_points(group="resnet_ablate.commands"):
-        ep.load()(sub)
+        try:
+            register = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not take the core commands down with it
+            print(f"warning: commands from {ep.value} unavailable ({type(e).__name__}: {e})", file=sys.stderr)
+            continue
+        register(sub)
     return parser
 
 

@@ -132,7 +132,10 @@ def build_model(cfg: ModelConfig | dict, members: int = 1, seeds: Sequence[int] 
             if seeds is not None:
                 torch.manual_seed(int(seeds[g]))
             solo_states.append(build_model(cfg).state_dict())
-    model = ResNet(cfg, members)
+    # The fused module's own default init is overwritten below; with seeds, it must not draw from the caller's RNG
+    # either, so that a seeded build is a function of its seeds alone.
+    with torch.random.fork_rng(devices=[], enabled=seeds is not None):
+        model = ResNet(cfg, members)
     model.load_state_dict(fuse_state_dicts(solo_states))
     return model
 

@@ -40,7 +40,7 @@ class GradProbe:
         """[P, G] L2 norms of each tensor, per member."""
         if self.members == 1:
             return torch.stack(torch._foreach_norm(tensors)).float().unsqueeze(1)
-        return torch.stack([torch.linalg.vector_norm(t.reshape(self.members, -1).float(), dim=1)
+        return torch.stack([torch.linalg.vector_norm(t.reshape(self.members, -1), dim=1).float()
                             for t in tensors])
 
     def group(self, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -56,7 +56,7 @@ class GradProbe:
     def read_and_reset(self, count: int) -> list[dict[str, dict[str, float]]]:
         """Per member: {split: {name: value}} for grad_norm(_max) and grad_norm_block(_max)."""
         mean = (self.sum / max(count, 1)).cpu()
-        peak = self.max.cpu()
+        peak = self.max.to("cpu", copy=True)  # .cpu() of a CPU tensor is the tensor itself, zeroed just below
         self.sum.zero_()
         self.max.zero_()
         L = len(self.layer_names)
