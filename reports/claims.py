@@ -1,0 +1,368 @@
+"""The papers' claims checked against a study, written as summary.md.
+
+A claim is listed only when the study has the cells it compares (cells that differ in exactly the attribute the
+claim is about). Each gets a verdict by this rule (VERDICT_RULE, also printed in summary.md):
+
+- fewer than 2 completed seeds on either side: ``not enough data``;
+- a claim that one cell is better (lower error) than another: ``reproduced`` when the better mean is lower and the
+  ±1 sample-std ranges do not overlap (gap > std_a + std_b); ``not reproduced`` when the other mean is lower by
+  more than that; ``not enough data`` when the ranges overlap;
+- a claim that one cell is *not worse* (residual nets do not degrade with depth): ``reproduced`` unless its mean is
+  higher by more than std_a + std_b, then ``not reproduced``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .study_reader import ACTIVATION_LABELS, Cell, StudyData, same_except
+
+REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH = "reproduced", "not reproduced", "not enough data"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH)
+MIN_SEEDS = 2
+VERDICT_RULE = (
+    "Verdicts compare the mean ± sample standard deviation (ddof=1) of completed seeds. With fewer than "
+    f"{MIN_SEEDS} completed seeds on either side the verdict is *not enough data*. A claim that A has a lower error "
+    "than B is *reproduced* when mean(A) < mean(B) and the ±1 std ranges do not overlap "
+    "(mean(B) − mean(A) > std(A) + std(B)), *not reproduced* when mean(A) > mean(B) by more than that, and "
+    "*not enough data* when the ranges overlap. A claim that A is not worse than B (no degradation) is *reproduced* "
+    "unless mean(A) exceeds mean(B) by more than std(A) + std(B). Claims whose cells are not in the study are not "
+    "listed.")
+
+HE2016 = "He et al. 2016"
+HE2016B = "He et al. 2016b"
+METRIC_TEXT = {"final_test_error": "test error", "final_train_error": "training error"}
+
+
+@dataclass
+class Stat:
+    cell: Cell
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def label(self) -> str:
+        return self.cell.label
+
+    def text(self) -> str:
+        if self.n == 0 or math.isnan(self.mean):
+            return "no completed run"
+        if self.n < 2 or math.isnan(self.std):
+            return f"{self.mean:.2f} % (n={self.n})"
+        return f"{self.mean:.2f} ± {self.std:.2f} % (n={self.n})"
+
+
+@dataclass
+class Claim:
+    id: str
+    statement: str     # the claim, for these cells
+    evidence: str      # the numbers behind it
+    verdict: str
+    why: str           # which part of the rule decided
+    source: str        # where the paper makes the claim
+
+    def markdown(self) -> str:
+        return f"- **{self.verdict}**: {self.statement}. {self.evidence} *{self.why}.* Source: {self.source}."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def lower_verdict(a: Stat, b: Stat) -> tuple[str, str]:
+    """Claim: a has a lower error than b."""
+    if a.n < MIN_SEEDS or b.n < MIN_SEEDS:
+        return NOT_ENOUGH, f"needs ≥{MIN_SEEDS} completed seeds on each side (have {a.n} and {b.n})"
+    gap, tol = b.mean - a.mean, _nz(a.std) + _nz(b.std)
+    if gap > tol:
+        return REPRODUCED, f"gap {gap:.2f} points > std sum {tol:.2f}"
+    if -gap > tol:
+        return NOT_REPRODUCED, f"the opposite holds: gap {-gap:.2f} points the other way > std sum {tol:.2f}"
+    return NOT_ENOUGH, f"the ±1 std ranges overlap (gap {gap:+.2f} points, std sum {tol:.2f})"
+
+
+def not_higher_verdict(a: Stat, b: Stat) -> tuple[str, str]:
+    """Claim: a's error is not higher than b's."""
+    if a.n < MIN_SEEDS or b.n < MIN_SEEDS:
+        return NOT_ENOUGH, f"needs ≥{MIN_SEEDS} completed seeds on each side (have {a.n} and {b.n})"
+    excess, tol = a.mean - b.mean, _nz(a.std) + _nz(b.std)
+    if excess > tol:
+        return NOT_REPRODUCED, f"higher by {excess:.2f} points > std sum {tol:.2f}"
+    return REPRODUCED, f"difference {excess:+.2f} points, within std sum {tol:.2f} or lower"
+
+
+def _nz(x: float) -> float:
+    return 0.0 if x is None or math.isnan(x) else float(x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+class _Checker:
+    def __init__(self, data: StudyData, table: pd.DataFrame) -> None:
+        self.data = data
+        self.stats = table.set_index("cell")
+        self.cells = list(data.cells.values())
+        self.claims: list[Claim] = []
+
+    def stat(self, cell: Cell, metric: str) -> Stat:
+        row = self.stats.loc[cell.id]
+        return Stat(cell, float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row["n"]))
+
+    def pairs(self, vary: Iterable[str], first: Callable[[Cell], bool], second: Callable[[Cell], bool]):
+        vary = set(vary)
+        for a in self.cells:
+            if not first(a):
+                continue
+            for b in self.cells:
+                if b is not a and second(b) and same_except(a, b, vary):
+                    yield a, b
+
+    def add(self, id: str, statement: str, better: Stat, worse: Stat, metric: str, source: str,
+            kind: str = "lower", paper_note: str | None = None) -> None:
+        verdict, why = (lower_verdict if kind == "lower" else not_higher_verdict)(better, worse)
+        what = METRIC_TEXT.get(metric, metric)
+        evidence = f"Final {what}: {better.label} {better.text()} vs {worse.label} {worse.text()}"
+        if paper_note:
+            evidence += f"; paper: {paper_note}"
+        elif metric == "final_test_error" and better.cell.paper and worse.cell.paper:
+            evidence += (f"; paper: {better.cell.paper.display()} vs {worse.cell.paper.display()}"
+                         + ("" if better.cell.paper.metric == "test_error" else f" ({better.cell.paper.metric})"))
+        self.claims.append(Claim(id, statement, evidence + ".", verdict, why, source))
+
+    # -- the claims ---------------------------------------------------------------------------------------------
+    def depth_claims(self) -> None:
+        for plain in (True, False):
+            groups: list[list[Cell]] = []
+            for c in self.cells:
+                if c.is_plain != plain or not isinstance(c.depth, (int, float)):
+                    continue
+                for g in groups:
+                    if same_except(g[0], c, {"model.depth", "model.block"}):
+                        g.append(c)
+                        break
+                else:
+                    groups.append([c])
+            for g in groups:
+                depths = sorted({c.depth for c in g})
+                if len(depths) < 2:
+                    continue
+                shallow = next(c for c in g if c.depth == depths[0])
+                deep = next(c for c in g if c.depth == depths[-1])
+                pair = f"{deep.label} vs {shallow.label}"
+                if plain:
+                    fig = f"{HE2016}, §4.2 and Fig. 6 left (plain-56 above plain-20; plotted, not tabulated)"
+                    self.add("plain-degradation-train",
+                             f"Deeper plain nets have higher training error ({pair})",
+                             self.stat(shallow, "final_train_error"), self.stat(deep, "final_train_error"),
+                             "final_train_error", fig, paper_note="curves only, no tabulated plain-net numbers")
+                    self.add("plain-degradation-test",
+                             f"Deeper plain nets have higher test error ({pair})",
+                             self.stat(shallow, "final_test_error"), self.stat(deep, "final_test_error"),
+                             "final_test_error", fig)
+                else:
+                    self.add("residual-no-degradation",
+                             f"Residual nets do not degrade with depth: {deep.label} trains at least as well as "
+                             f"{shallow.label}",
+                             self.stat(deep, "final_train_error"), self.stat(shallow, "final_train_error"),
+                             "final_train_error", f"{HE2016}, §4.2 and Fig. 6 middle", kind="not_higher",
+                             paper_note="curves only")
+                    if deep.paper and shallow.paper and deep.paper.value > shallow.paper.value:
+                        # the paper's own exception: ResNet-1202 overfits and tests worse than ResNet-110
+                        self.add("residual-depth-overfit",
+                                 f"Very deep residual nets overfit: {deep.label} has higher test error than "
+                                 f"{shallow.label}",
+                                 self.stat(shallow, "final_test_error"), self.stat(deep, "final_test_error"),
+                                 "final_test_error", f"{HE2016}, §4.2 and Table 6 (1202 layers: 7.93 vs 6.43)")
+                    else:
+                        self.add("residual-depth-gain",
+                                 f"Deeper residual nets reach lower test error ({pair})",
+                                 self.stat(deep, "final_test_error"), self.stat(shallow, "final_test_error"),
+                                 "final_test_error", f"{HE2016}, Table 6")
+
+    def residual_vs_plain(self) -> None:
+        for plain, res in self.pairs({"model.shortcut", "model.project_all"}, lambda c: c.is_plain,
+                                     lambda c: not c.is_plain):
+            depth = f" {plain.depth} layers" if plain.depth is not None else ""
+            source = (f"{HE2016}, Table 2 (ImageNet)" if plain.model.get("family") == "imagenet"
+                      else f"{HE2016}, Fig. 6 and Table 6 (CIFAR-10)")
+            self.add("residual-beats-plain", f"Residual beats plain at equal depth ({res.label} vs {plain.label},"
+                                             f"{depth})",
+                     self.stat(res, "final_test_error"), self.stat(plain, "final_test_error"), "final_test_error",
+                     source)
+
+    def activation_claims(self) -> None:
+        # (better, worse, statement, source)
+        rules = (
+            ("pre", "post", "Full pre-activation beats post-activation", f"{HE2016B}, Tables 2-3"),
+            ("post", "bn_after_add", "The original (post-activation) unit beats BN after addition",
+             f"{HE2016B}, Table 2"),
+            ("post", "relu_before_add", "The original (post-activation) unit beats ReLU before addition",
+             f"{HE2016B}, Table 2"),
+            ("pre", "relu_only_pre", "Full pre-activation beats ReLU-only pre-activation", f"{HE2016B}, Table 2"),
+        )
+        for good, bad, text, source in rules:
+            for a, b in self.pairs({"model.activation"}, lambda c: c.model.get("activation") == good,
+                                   lambda c: c.model.get("activation") == bad):
+                at = f" at {a.depth} layers" if a.depth is not None else ""
+                self.add(f"activation-{good}-vs-{bad}", f"{text}{at} ({a.label} vs {b.label})",
+                         self.stat(a, "final_test_error"), self.stat(b, "final_test_error"), "final_test_error",
+                         source)
+
+    def pooling_claims(self) -> None:
+        for a, b in self.pairs({"model.pooling"}, lambda c: c.model.get("pooling") == "avg",
+                               lambda c: c.model.get("pooling") == "max"):
+            self.add("gap-vs-gmp", f"Global average pooling (GAP) beats global max pooling (GMP) "
+                                   f"({a.label} vs {b.label})",
+                     self.stat(a, "final_test_error"), self.stat(b, "final_test_error"), "final_test_error",
+                     "He et al. 2016 use GAP (no GMP number in the papers); seed 001 discusses GAP vs GMP",
+                     paper_note="no tabulated GMP result")
+
+    def shortcut_claims(self) -> None:
+        vary = {"model.shortcut", "model.project_all"}
+        rules = [("B", "A", "Projection shortcuts where the shape changes (option B) beat zero-padded identity "
+                            "shortcuts (option A)", f"{HE2016}, Table 3 (ImageNet ResNet-34: B 24.52 vs A 25.03)",
+                  None)]
+        rules.append(("C", "B", "Projections on every shortcut (option C) beat option B",
+                      f"{HE2016}, Table 3 (ImageNet ResNet-34: C 24.19 vs B 24.52)", "imagenet"))
+        rules.append(("A", "C", "Identity shortcuts (option A) beat 1×1 projections on every block (option C)",
+                      f"{HE2016B}, Table 1 (CIFAR-10 ResNet-110: 6.61 vs 12.22)", "cifar"))
+        for good, bad, text, source, family in rules:
+            for a, b in self.pairs(vary, lambda c: not c.is_plain and c.option.rstrip("3") == good,
+                                   lambda c: not c.is_plain and c.option.rstrip("3") == bad):
+                if family and a.model.get("family") != family:
+                    continue
+                self.add(f"shortcut-{good}-vs-{bad}", f"{text} ({a.label} vs {b.label})",
+                         self.stat(a, "final_test_error"), self.stat(b, "final_test_error"), "final_test_error",
+                         source)
+
+
+def check_claims(data: StudyData, table: pd.DataFrame | None = None) -> list[Claim]:
+    """Every claim the study has the cells for, with its verdict."""
+    if table is None:
+        from .tables import cell_table
+
+        table = cell_table(data)
+    checker = _Checker(data, table)
+    checker.depth_claims()
+    checker.residual_vs_plain()
+    checker.activation_claims()
+    checker.pooling_claims()
+    checker.shortcut_claims()
+    return checker.claims
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# observations: numbers without a verdict
+def paper_comparison(data: StudyData, table: pd.DataFrame) -> list[str]:
+    stats = table.set_index("cell")
+    lines = []
+    for c in data.cells.values():
+        if c.paper is None:
+            continue
+        s = Stat(c, float(stats.loc[c.id, "final_test_error_mean"]), float(stats.loc[c.id, "final_test_error_std"]),
+                 int(stats.loc[c.id, "n"]))
+        if s.n == 0:
+            lines.append(f"- {c.label}: no completed run; paper {c.paper.display()} % ({c.paper.source}).")
+            continue
+        delta = s.mean - c.paper.value
+        lines.append(f"- {c.label}: ours {s.text()} vs paper {c.paper.display()} % ({delta:+.2f} points; "
+                     f"{c.paper.source}).")
+    return lines
+
+
+def probe_observations(data: StudyData) -> list[str]:
+    df = data.probe
+    if df is None or df.empty:
+        return []
+    df = df[~df["layer"].astype(str).str.contains(".shortcut", regex=False)].copy()
+    df["grad_norm"] = pd.to_numeric(df["grad_norm"], errors="coerce")
+    lines = []
+    for (family, shortcut, activation), g in df.groupby(["family", "shortcut", "activation"], sort=False):
+        first = g[g.groupby("depth")["layer_index"].transform("min") == g["layer_index"]]
+        first = first.groupby("depth")["grad_norm"].mean().sort_index()
+        if len(first) < 2:
+            continue
+        kind = "plain" if shortcut == "none" else f"residual ({shortcut})"
+        d0, d1 = first.index[0], first.index[-1]
+        ratio = first.iloc[-1] / first.iloc[0] if first.iloc[0] else float("nan")
+        lines.append(f"- At initialisation ({family}, {ACTIVATION_LABELS.get(activation, activation)}, {kind}), the "
+                     f"first layer's gradient norm is {first.iloc[0]:.3g} at depth {d0} and {first.iloc[-1]:.3g} at "
+                     f"depth {d1} (×{ratio:.3g}).")
+    return lines
+
+
+def lesion_observations(data: StudyData) -> list[str]:
+    df = data.lesion
+    if df is None or df.empty:
+        return []
+    df = df.copy()
+    df["test_error"] = pd.to_numeric(df["test_error"], errors="coerce")
+    df["baseline_error"] = pd.to_numeric(df["baseline_error"], errors="coerce")
+    base = float(df["baseline_error"].dropna().iloc[0]) if df["baseline_error"].notna().any() else float("nan")
+    worst = df.loc[df["test_error"].idxmax()]
+    down = df["block"].astype(str).str.contains(r"block0$") & ~df["block"].astype(str).str.startswith("stage1")
+    text = (f"- Lesion: the intact network has {base:.2f} % test error; deleting one block gives "
+            f"{df['test_error'].mean():.2f} % on average (median {df['test_error'].median():.2f} %), the worst "
+            f"being {worst['block']} at {worst['test_error']:.2f} %.")
+    if down.any() and (~down).any():
+        text += (f" Downsampling blocks: {df.loc[down, 'test_error'].mean():.2f} % on average; the others "
+                 f"{df.loc[~down, 'test_error'].mean():.2f} %.")
+    return [text]
+
+
+def gradient_observations(data: StudyData) -> list[str]:
+    """First-layer gradient norm early in training, plain vs residual twin (from the run records)."""
+    from .figures import _grad_runs, _layer_order, _phase_steps, _profile, _residual_twin
+
+    lines = []
+    cells = list(data.cells.values())
+    for plain in (c for c in cells if c.is_plain):
+        twin = _residual_twin(plain, cells)
+        if twin is None:
+            continue
+        fp, fr = _grad_runs(data, plain), _grad_runs(data, twin)
+        if not fp or not fr:
+            continue
+        layers = _layer_order(fp + fr)
+        phases = _phase_steps(fp + fr)
+        if not layers or not phases:
+            continue
+        step = phases[0][1]
+
+        def first_layer(frames: Sequence[pd.DataFrame]) -> float:
+            vals = [_profile(g, step, layers[:1])[0] for g in frames]
+            vals = [v for v in vals if v > 0]
+            return float(np.exp(np.mean(np.log(vals)))) if vals else float("nan")
+
+        p, r = first_layer(fp), first_layer(fr)
+        lines.append(f"- Early in training (iteration {step:,}), the first layer ({layers[0]}) gets a gradient norm "
+                     f"of {p:.3g} in {plain.label} and {r:.3g} in {twin.label} (geometric mean over seeds).")
+    return lines
+
+
+def summary_markdown(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim] | None = None) -> str:
+    claims = list(claims if claims is not None else check_claims(data, table))
+    lines = [f"# Study `{data.name}`: claims checked", "", data.status_line(), ""]
+    lines += ["## Claims", ""]
+    if claims:
+        counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+        lines += [", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", ""]
+        lines += [c.markdown() for c in claims]
+    else:
+        lines.append("The study has no pair of cells that a claim from the papers compares.")
+    lines += ["", f"*Rule.* {VERDICT_RULE}", ""]
+    paper = paper_comparison(data, table)
+    if paper:
+        lines += ["## Against the paper's numbers", "", *paper, ""]
+    obs = gradient_observations(data) + probe_observations(data) + lesion_observations(data)
+    if obs:
+        lines += ["## Observations (no verdict)", "", *obs, ""]
+    if data.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in data.notes), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_summary(data: StudyData, table: pd.DataFrame, path: Path, claims: Sequence[Claim] | None = None) -> None:
+    path.write_text(summary_markdown(data, table, claims))

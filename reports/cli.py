@@ -1,0 +1,107 @@
+"""`resnet-ablate report STUDY`: tables, figures, claims and an HTML page from a study and its run records."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Iterable
+
+from resnet_core.errors import ConfigError, choices_error
+
+FORMATS = ("md", "csv", "tex", "html")
+
+
+def parse_formats(formats: str | Iterable[str] | None) -> list[str]:
+    """'md,csv' or ['md', 'csv'] -> ['md', 'csv']; an unknown format is a ConfigError listing the allowed ones."""
+    if formats is None:
+        return list(FORMATS)
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out = []
+    for item in items:
+        item = str(item).strip().lower()
+        if not item:
+            continue
+        if item not in FORMATS:
+            raise choices_error("report format", item, FORMATS)
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise ConfigError(f"no report format given; choose from: {', '.join(FORMATS)}")
+    return out
+
+
+def build_report(study: str, root: str | Path | None = None, storage: str | None = None,
+                 out: str | Path | None = None, formats: str | Iterable[str] | None = FORMATS,
+                 probe: str | Path | None = None, lesion: str | Path | None = None,
+                 figures: bool = True) -> Path:
+    """Write the report of ``study`` into ``out`` (default ``reports/<study>/``) and return that folder.
+
+    Always written: the figures (PNG + SVG; ``figures=False`` skips them) and summary.md. By format: md -> table.md; csv -> table.csv and
+    trials.csv; tex -> table.tex; html -> index.html.
+    """
+    from .claims import check_claims, write_summary
+    from .figures import make_figures
+    from .html import write_html
+    from .study_reader import load_study
+    from .tables import cell_table, write_csv, write_latex, write_markdown, write_trials_csv
+
+    wanted = parse_formats(formats)
+    data = load_study(study, root=root, storage=storage, probe=probe, lesion=lesion)
+    out = Path(out) if out else Path("reports") / study
+    out.mkdir(parents=True, exist_ok=True)
+    table = cell_table(data)
+    figures = make_figures(data, table, out) if figures else []
+    claims = check_claims(data, table)
+    written = []
+    if "md" in wanted:
+        write_markdown(data, table, out / "table.md")
+        written.append("table.md")
+    if "csv" in wanted:
+        write_csv(data, table, out / "table.csv")
+        write_trials_csv(data, out / "trials.csv")
+        written += ["table.csv", "trials.csv"]
+    if "tex" in wanted:
+        write_latex(data, table, out / "table.tex")
+        written.append("table.tex")
+    write_summary(data, table, out / "summary.md", claims)
+    written.append("summary.md")
+    if "html" in wanted:
+        write_html(data, table, claims, figures, out, files=written)
+    return out
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    out = build_report(args.study, root=args.root, storage=args.storage, out=args.out, formats=args.format,
+                       probe=args.probe, lesion=args.lesion, figures=not args.no_figures)
+    summary = (out / "summary.md").read_text().splitlines()
+    status = summary[2] if len(summary) > 2 else ""
+    print(f"report for {args.study} written to {out}/")
+    if status:
+        print(status)
+    for name in ("index.html", "table.md", "summary.md"):
+        if (out / name).exists():
+            print(f"  {out / name}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="tables, figures and checked claims from a study",
+                       description="Write Markdown/CSV/LaTeX tables, PNG+SVG figures, summary.md (the papers' claims "
+                                   "with verdicts) and index.html for a study, with the papers' numbers beside ours. "
+                                   "Works offline and on a study that is still running.")
+    p.add_argument("study", help="study name (as in `resnet-ablate studies`)")
+    p.add_argument("--root", default=None,
+                   help="folder holding <study>/optuna.journal and the run directories (default: runs); with "
+                        "--storage it only locates the run directories")
+    p.add_argument("--storage", default=None,
+                   help="an Optuna storage URL (sqlite:///…, postgresql://…) or a journal file, instead of "
+                        "<root>/<study>/optuna.journal")
+    p.add_argument("--out", default=None, help="output folder (default: reports/<study>/)")
+    p.add_argument("--format", default=",".join(FORMATS),
+                   help=f"comma-separated, from {', '.join(FORMATS)} (default: all); figures and summary.md are "
+                        f"always written")
+    p.add_argument("--probe", default=None, help="probe.csv (gradient norm at init per layer and depth); default: "
+                                                 "<study folder>/probe.csv if present")
+    p.add_argument("--lesion", default=None, help="lesion.csv (test error after deleting each block); default: "
+                                                  "<study folder>/lesion.csv if present")
+    p.add_argument("--no-figures", action="store_true", help="tables and summary only (faster)")
+    p.set_defaults(func=_cmd_report)

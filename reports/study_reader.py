@@ -1,0 +1,664 @@
+"""Read a study: the Optuna trials, their run records (the source of truth), and the cells of the grid.
+
+The study is found in ``<root>/<study>/optuna.journal`` (the sweeps' default) or any ``--storage`` URL. Each trial
+names its cell, seed and run directory in its user_attrs; the run directory's ``summary.json`` and ``config.yaml``
+win over the copies in the trial, which are the fallback when a run directory is missing.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from resnet_core.errors import ConfigError
+from resnet_core.record import metrics_frame, read_config, read_summary
+
+from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
+
+JOURNAL_NAME = "optuna.journal"
+DEFAULT_ROOT = "runs"
+
+# Numbers a run summary carries (errors in percent).
+NUMBERS = ("final_test_error", "best_test_error", "best_val_error", "final_val_error", "final_train_error",
+           "final_train_loss", "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps", "epoch")
+# Status of a (cell, seed): which attempt of several represents it (highest wins, then the latest trial).
+STATUS_RANK = {"complete": 6, "diverged": 5, "running": 4, "waiting": 3, "interrupted": 2, "failed": 2, "pruned": 2,
+               "missing": 0}
+STATE_STATUS = {"COMPLETE": "complete", "FAIL": "failed", "WAITING": "waiting", "RUNNING": "running",
+                "PRUNED": "pruned"}
+
+ACTIVATION_LABELS = {"post": "post-act", "pre": "pre-act", "bn_after_add": "BN after add",
+                     "relu_before_add": "ReLU before add", "relu_only_pre": "ReLU-only pre-act"}
+POOLING_LABELS = {"avg": "GAP", "max": "GMP"}
+# Model attributes the reports reason about, as dotted keys into the run config.
+MODEL_ATTRS = ("model.family", "model.depth", "model.block", "model.shortcut", "model.project_all",
+               "model.activation", "model.pooling")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# small helpers
+def get_dotted(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """``config["model"]["depth"]`` for "model.depth"; a flat ``{"model.depth": …}`` mapping works too."""
+    if key in config:
+        return config[key]
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    node = config
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    node[parts[-1]] = value
+
+
+def nest(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A nested copy of a config that may use dotted keys."""
+    out: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        set_dotted(out, key, nest(value) if isinstance(value, Mapping) else value)
+    return out
+
+
+def freeze(value: Any) -> str:
+    """A hashable, order-independent form of an axis value (numbers compare as numbers: 20 == 20.0)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def shortcut_option(shortcut: Any, project_all: Any) -> str:
+    """He et al.'s names: A (identity + zero pad), B (projection where the shape changes), C (projection on every
+    block); 3×3 projections (seed 004) are B3/C3; the plain net is 'plain'."""
+    if shortcut == "none":
+        return "plain"
+    if shortcut == "identity":
+        return "A"
+    letter = "C" if project_all else "B"
+    return letter + ("3" if shortcut == "conv3x3" else "")
+
+
+OPTION_TEXT = {"A": "A: identity + zero padding", "B": "B: 1×1 projection where the shape changes",
+               "C": "C: 1×1 projection on every block", "B3": "B: 3×3 projection where the shape changes",
+               "C3": "C: 3×3 projection on every block", "plain": "plain (no shortcut)"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """One grid cell: its axis values, config, resolved model and derived labels."""
+    id: str
+    params: dict[str, Any]
+    order: int
+    config: dict[str, Any]
+    model: dict[str, Any]
+    dataset: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    color_key: str = ""
+    paper: PaperValue | None = None
+
+    @property
+    def depth(self) -> Any:
+        return self.model.get("depth")
+
+    @property
+    def is_plain(self) -> bool:
+        return self.model.get("shortcut") == "none"
+
+    @property
+    def option(self) -> str:
+        return shortcut_option(self.model.get("shortcut"), self.model.get("project_all"))
+
+
+@dataclass
+class StudyData:
+    name: str
+    storage: str                       # where the study was read from (for messages)
+    study_dirs: list[Path]             # folders a relative run_dir is resolved against
+    user_attrs: dict[str, Any]
+    axes: list[str]
+    seeds: list[Any]
+    objective: dict[str, Any]
+    trials: pd.DataFrame               # one row per Optuna trial (every attempt)
+    runs: pd.DataFrame                 # one row per expected (cell, seed): the attempt that represents it, or missing
+    cells: dict[str, Cell]             # in grid order
+    probe: pd.DataFrame | None = None
+    lesion: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def study_dir(self) -> Path | None:
+        return self.study_dirs[0] if self.study_dirs else None
+
+    def counts(self) -> dict[str, int]:
+        counts = self.runs["status"].value_counts().to_dict()
+        return {k: int(counts.get(k, 0)) for k in ("complete", "diverged", "failed", "interrupted", "pruned",
+                                                   "running", "waiting", "missing")}
+
+    def status_line(self) -> str:
+        c = self.counts()
+        total = len(self.runs)
+        if total == 0:
+            return "The study has no trials yet: nothing to report."
+        parts = [f"{c['complete']} of {total} runs complete"]
+        for key, text in (("running", "running (or on a dead worker)"), ("waiting", "waiting"),
+                          ("failed", "failed"), ("interrupted", "interrupted"), ("pruned", "pruned"),
+                          ("diverged", "diverged"), ("missing", "missing (no trial)")):
+            if c[key]:
+                parts.append(f"{c[key]} {text}")
+        line = "; ".join(parts)
+        if c["complete"] < total:
+            line += ". The study is incomplete: numbers use the completed runs only"
+        return line + "."
+
+    def metrics(self, run_dir: str | Path | None) -> pd.DataFrame:
+        """The run's metrics (columns step, epoch, split, name, value); empty if there is no record."""
+        path = Path(run_dir) / "metrics.jsonl" if run_dir else None
+        if path is None or not path.exists():
+            return pd.DataFrame(columns=["step", "epoch", "split", "name", "value"])
+        stat = path.stat()  # a running study's file grows: the cache key changes with it
+        return _metrics_cached(str(run_dir), stat.st_mtime_ns, stat.st_size)
+
+    def complete_runs(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "complete"]
+
+
+METRIC_SPLITS = ("train", "val", "test", "grad_norm")  # what the figures and observations read
+
+
+@lru_cache(maxsize=64)
+def _metrics_cached(run_dir: str, _mtime: int, _size: int) -> pd.DataFrame:
+    df = metrics_frame(run_dir, splits=METRIC_SPLITS)
+    for col in ("split", "name"):  # a 64k-iteration run has ~10^5 rows: categories keep it small
+        df[col] = df[col].astype("category")
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# storage
+def _silence_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _journal_storage(path: Path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def _journal_path_of(storage: str) -> Path | None:
+    """A journal file given as --storage: 'journal:PATH', 'file:PATH', or a path (not a URL)."""
+    for prefix in ("journal:///", "journal://", "journal:", "file://", "file:"):
+        if storage.startswith(prefix):
+            return Path(storage[len(prefix):])
+    if "://" not in storage:
+        return Path(storage)
+    return None
+
+
+def list_studies(root: str | Path | None = None, storage: str | None = None) -> list[str]:
+    """The study names in a storage URL, or in every ``<root>/*/optuna.journal``."""
+    _silence_optuna()
+    if storage:
+        return _study_names(_open_storage(storage)[0])
+    root = Path(root or DEFAULT_ROOT)
+    names: set[str] = set()
+    for journal in sorted(root.glob(f"*/{JOURNAL_NAME}")):
+        try:
+            names.update(_study_names(_journal_storage(journal)))
+        except Exception:  # an unreadable journal: name its folder
+            names.add(journal.parent.name)
+    return sorted(names)
+
+
+def _open_storage(storage: str) -> tuple[Any, str, Path | None]:
+    """(storage object, description, journal path if any) for a --storage value."""
+    journal = _journal_path_of(storage)
+    if journal is not None:
+        if not journal.exists():
+            raise ConfigError(f"journal file not found: {journal}")
+        return _journal_storage(journal), str(journal), journal
+    if storage.startswith("sqlite:///"):
+        db = Path(storage[len("sqlite:///"):])
+        if str(db) not in ("", ":memory:") and not db.exists():
+            raise ConfigError(f"database file not found: {db} (from {storage})")
+    from optuna.storages import RDBStorage
+
+    try:
+        return RDBStorage(storage), _redact(storage), None
+    except Exception as e:  # bad URL, server down, missing driver
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot open storage {_redact(storage)}: {first[:200]}") from None
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a storage URL."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def open_study(study: str, root: str | Path | None = None, storage: str | None = None):
+    """Load the Optuna study; an unknown study is a ConfigError that lists the studies in that storage."""
+    import optuna
+
+    _silence_optuna()
+    root = Path(root or DEFAULT_ROOT)
+    dirs: list[Path] = []
+    if storage:
+        st, desc, journal = _open_storage(storage)
+        names = _study_names(st)
+        if study not in names:
+            raise ConfigError(f"unknown study {study!r} in {desc}; studies there: {', '.join(names) or '(none)'}")
+        dirs.append(root / study)
+        if journal is not None:
+            dirs += [journal.parent, journal.parent / study]
+    else:
+        journal = root / study / JOURNAL_NAME
+        if not journal.exists():
+            names = list_studies(root)
+            raise ConfigError(f"unknown study {study!r}: no {journal}; studies under {root}/: "
+                              f"{', '.join(names) or '(none)'}")
+        st, desc = _journal_storage(journal), str(journal)
+        names = _study_names(st)
+        if study not in names:
+            raise ConfigError(f"unknown study {study!r} in {journal}; studies there: {', '.join(names) or '(none)'}")
+        dirs.append(journal.parent)
+    loaded = optuna.load_study(study_name=study, storage=st)
+    seen: list[Path] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return loaded, desc, seen
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _resolve_run_dir(run_dir: Any, bases: Iterable[Path]) -> Path | None:
+    if not run_dir:
+        return None
+    p = Path(str(run_dir))
+    if p.is_absolute():
+        return p if p.exists() else None
+    for base in bases:
+        if (base / p).exists():
+            return base / p
+    return p if p.exists() else None
+
+
+def _effective_status(state: str, record: str | None, attr: str | None) -> tuple[str, str | None]:
+    """(status, extra reason) of one trial. The run record is the truth about the run, but it cannot know that its
+    worker died or that the trial was re-queued; the trial's state says that."""
+    record = record if record in ("complete", "diverged", "failed", "interrupted", "running") else None
+    if state == "WAITING":
+        return ("complete", None) if record == "complete" else ("waiting", None)
+    if state == "RUNNING":
+        return (record, None) if record in ("complete", "diverged") else ("running", None)
+    if state == "PRUNED":
+        return "pruned", None
+    if state == "COMPLETE":
+        return (record if record in ("complete", "diverged", "failed") else "complete"), None
+    # FAIL: the record's verdict, else the sweep's, else the worker was killed
+    if record in ("complete", "diverged", "failed", "interrupted"):
+        return record, None
+    verdict = attr if attr in ("failed", "diverged", "interrupted") else "interrupted"
+    if record == "running":
+        return verdict, "the worker stopped while the run record still said running"
+    return verdict, None
+
+
+def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    rows, configs = [], {}
+    for t in study.get_trials(deepcopy=False):
+        ua = dict(t.user_attrs)
+        params = ua.get("cell_params")
+        if not isinstance(params, Mapping):
+            params = dict(t.params)
+        cell = ua.get("cell")
+        if not cell:
+            cell = ",".join(f"{k}={v}" for k, v in params.items()) if params else f"trial{t.number}"
+        run_dir = _resolve_run_dir(ua.get("run_dir"), dirs)
+        summary = read_summary(run_dir) if run_dir else {}
+        if run_dir:
+            configs[t.number] = read_config(run_dir)
+        state = t.state.name
+        status, extra = _effective_status(state, summary.get("status"), ua.get("status"))
+        reason = summary.get("reason") if summary else None
+        reason = reason or ua.get("reason") or t.system_attrs.get("fail_reason") or extra
+        if status in ("waiting", "running"):  # a retry: the record (or reason) is the previous attempt's
+            before = summary.get("status") if summary.get("status") not in (None, "running") else None
+            if ua.get("replaces") is not None or before:
+                what = f"retry of trial #{ua['replaces']}" if ua.get("replaces") is not None else "retry"
+                if before:
+                    what += f" (was {before}" + (f": {reason}" if reason else "") + ")"
+                reason = what
+            elif status == "waiting":
+                reason = None
+        row = {"trial": t.number, "state": state, "cell": str(cell), "cell_params": dict(params),
+               "seed": ua.get("seed", summary.get("seed")), "slot": ua.get("slot"),
+               "run_dir": str(run_dir) if run_dir else None,
+               "run_dir_attr": ua.get("run_dir"), "record": bool(summary), "status": status,
+               "reason": reason, "name": summary.get("name") or ua.get("name"),
+               "value": t.value if state == "COMPLETE" else None}
+        for key in NUMBERS:
+            value = summary.get(key) if summary else None
+            if value is None:
+                value = ua.get(key)
+            row[key] = float(value) if is_number(value) else float("nan")
+        rows.append(row)
+    return rows, configs
+
+
+def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[dict[str, Any]] | None:
+    """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
+    if not grid_file:
+        return None
+    import yaml
+
+    path = Path(str(grid_file))
+    candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
+    for p in candidates:
+        if p.exists():
+            try:
+                grid = (yaml.safe_load(p.read_text()) or {}).get("grid")
+            except Exception:
+                return None
+            if not isinstance(grid, Mapping) or not grid or set(grid) != set(axes):
+                return None
+            if not all(isinstance(v, list) and v for v in grid.values()):
+                return None
+            keys = list(grid)
+            return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    return None
+
+
+def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, explicit: bool,
+              notes: list[str]) -> pd.DataFrame | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"{what} file not found: {path}")
+        return None
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:
+        if explicit:
+            raise ConfigError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}") from None
+        notes.append(f"{path} ignored: not a readable CSV")
+        return None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        msg = f"{what} file {path} lacks column(s) {', '.join(missing)}; expected: {', '.join(required)}"
+        if explicit:
+            raise ConfigError(msg)
+        notes.append(msg)
+        return None
+    return df
+
+
+def _valid_model(base: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
+    """Whether base + params is a buildable model (a sweep skips impossible cells, e.g. identity + project_all)."""
+    from resnet_core.config import ModelConfig
+
+    config = json.loads(json.dumps(base, default=str))
+    for key, value in params.items():
+        set_dotted(config, key, value)
+    try:
+        ModelConfig.from_dict(config.get("model") or {})
+    except Exception:
+        return False
+    return True
+
+
+PROBE_COLUMNS = ("family", "depth", "shortcut", "activation", "layer_index", "layer", "grad_norm")
+LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
+
+
+def load_study(study: str, root: str | Path | None = None, storage: str | None = None,
+               probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
+    loaded, desc, dirs = open_study(study, root, storage)
+    ua = dict(loaded.user_attrs)
+    if ua.get("study_dir") and Path(str(ua["study_dir"])) not in dirs:  # where the sweep put the study folder
+        dirs.append(Path(str(ua["study_dir"])))
+    axes = list(ua.get("grid_axes") or [])
+    seeds = list(ua.get("seeds") or [])
+    objective = dict(ua.get("objective") or {"metric": "test_error", "direction": "minimize"})
+    base = nest(ua.get("base") or {})
+    notes: list[str] = []
+
+    rows, configs = _trial_rows(loaded, dirs)
+    trials = pd.DataFrame(rows, columns=["trial", "state", "cell", "cell_params", "seed", "slot", "run_dir",
+                                         "run_dir_attr",
+                                         "record", "status", "reason", "name", "value", *NUMBERS])
+
+    # -- cells, in grid order: the study's own list (sweeps writes `cells`), else the order they were enqueued
+    cell_params: dict[str, dict[str, Any]] = {}
+    for c in ua.get("cells") or []:
+        if isinstance(c, Mapping) and c.get("id") is not None:
+            cell_params.setdefault(str(c["id"]), dict(c.get("params") or {}))
+    listed = bool(cell_params)
+    for row in sorted(rows, key=lambda r: r["trial"]):
+        cell_params.setdefault(row["cell"], row["cell_params"])
+    if not axes:
+        axes = list(dict.fromkeys(k for p in cell_params.values() for k in p))
+    if not listed:
+        known = {freeze({k: p.get(k) for k in axes}) for p in cell_params.values()}
+        grid_cells = _grid_file_cells(ua.get("grid_file"), axes, dirs)
+        if grid_cells is not None and known <= {freeze(c) for c in grid_cells}:
+            for params in grid_cells:
+                if freeze(params) not in known and _valid_model(base, params):
+                    cell_params[",".join(f"{k}={v}" for k, v in params.items())] = params
+                    known.add(freeze(params))
+
+    # -- one row per expected unit: (cell, seed), or (cell, slot) in a search study
+    if not seeds:
+        seeds = sorted({r["seed"] for r in rows if r["seed"] is not None}, key=str)
+    n_search = int(ua.get("n_trials") or 0) if ua.get("search") else 0
+    if n_search:
+        notes.append(f"search study: each cell pools its {n_search} searched trials (different hyperparameters)")
+
+    def unit_key(cell: str, seed: Any, slot: Any) -> tuple[str, str, str]:
+        return cell, freeze(seed), freeze(slot)
+
+    expected: list[tuple[str, Any, Any]] = []
+    for cell in cell_params:
+        if n_search and seeds:
+            expected += [(cell, seeds[k % len(seeds)], k) for k in range(n_search)]
+        else:
+            expected += [(cell, seed, None) for seed in seeds]
+    seen = {unit_key(*u) for u in expected}
+    for row in sorted(rows, key=lambda r: r["trial"]):  # trials outside the plan still count
+        u = (row["cell"], row["seed"], row["slot"])
+        if unit_key(*u) not in seen:
+            seen.add(unit_key(*u))
+            expected.append(u)
+    expected.sort(key=lambda u: list(cell_params).index(u[0]))
+    by_key: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_key.setdefault(unit_key(row["cell"], row["seed"], row["slot"]), []).append(row)
+    chosen: list[dict[str, Any]] = []
+    for cell, seed, slot in expected:
+        attempts = by_key.get(unit_key(cell, seed, slot), [])
+        if attempts:
+            best = max(attempts, key=lambda r: (STATUS_RANK.get(r["status"], 1), r["trial"]))
+            chosen.append({**best, "attempts": len(attempts)})
+        else:
+            empty = {k: float("nan") for k in NUMBERS}
+            chosen.append({"trial": None, "state": None, "cell": cell, "cell_params": cell_params[cell],
+                           "seed": seed, "slot": slot, "run_dir": None, "run_dir_attr": None, "record": False,
+                           "status": "missing", "reason": "no trial in the study", "name": None,
+                           "value": None, **empty, "attempts": 0})
+    runs = pd.DataFrame(chosen, columns=list(trials.columns) + ["attempts"])
+
+    # -- cell configs: a run record's config (the truth), else the study's base plus the cell's params
+    cells: dict[str, Cell] = {}
+    for order, (cell, params) in enumerate(cell_params.items()):
+        config = None
+        for row in sorted((r for r in rows if r["cell"] == cell),
+                          key=lambda r: (-STATUS_RANK.get(r["status"], 1), r["trial"])):
+            if configs.get(row["trial"]):
+                config = configs[row["trial"]]
+                break
+        if config is None:
+            config = json.loads(json.dumps(base, default=str))
+            for key, value in params.items():
+                if isinstance(value, Mapping):  # a composite axis: {"model.shortcut": …, "model.project_all": …}
+                    for k, v in value.items():
+                        set_dotted(config, k if "." in k else f"{key}.{k}", v)
+                else:
+                    set_dotted(config, key, value)
+        model = resolve_model(config["model"]) if isinstance(config.get("model"), Mapping) else {}
+        dataset = normalize_dataset(get_dotted(config, "data.name", "") or "")
+        c = Cell(id=cell, params=dict(params), order=order, config=config, model=model, dataset=dataset)
+        c.paper = paper_value(dataset, model) if model else None
+        cells[cell] = c
+    _derive_attrs(cells, axes)
+
+    # -- probe and lesion outputs: given, or found in the study folder
+    def pick(given: Any, name: str) -> tuple[Any, bool]:
+        if given:
+            return given, True
+        for d in dirs:
+            if (d / name).exists():
+                return d / name, False
+        return None, False
+
+    probe_path, probe_explicit = pick(probe, "probe.csv")
+    lesion_path, lesion_explicit = pick(lesion, "lesion.csv")
+    probe_df = _read_csv(probe_path, PROBE_COLUMNS, "probe", probe_explicit, notes)
+    lesion_df = _read_csv(lesion_path, LESION_COLUMNS, "lesion", lesion_explicit, notes)
+
+    return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, axes=axes, seeds=seeds,
+                     objective=objective, trials=trials, runs=runs, cells=cells, probe=probe_df, lesion=lesion_df,
+                     notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _axis_keys(cells: Mapping[str, Cell], axes: list[str]) -> list[str]:
+    """Dotted keys the cells may differ in: the grid axes (a mapping-valued axis expands to its keys) and the model
+    attributes the reports reason about."""
+    keys: list[str] = []
+    for axis in axes:
+        values = [c.params.get(axis) for c in cells.values()]
+        if any(isinstance(v, Mapping) for v in values):
+            for v in values:
+                if isinstance(v, Mapping):
+                    keys += [k if "." in k else f"{axis}.{k}" for k in v]
+        else:
+            keys.append(axis)
+    keys += list(MODEL_ATTRS) + ["data.name"]
+    return list(dict.fromkeys(keys))
+
+
+def _derive_attrs(cells: Mapping[str, Cell], axes: list[str]) -> None:
+    keys = _axis_keys(cells, axes)
+    for c in cells.values():
+        attrs = {}
+        for key in keys:
+            if key.startswith("model."):
+                attrs[key] = c.model.get(key[len("model."):], get_dotted(c.config, key))
+            elif key == "data.name":
+                attrs[key] = c.dataset
+            else:
+                attrs[key] = get_dotted(c.config, key, c.params.get(key))
+        c.attrs = attrs
+    varying = [k for k in keys if len({freeze(c.attrs.get(k)) for c in cells.values()}) > 1]
+    residual = [c for c in cells.values() if not c.is_plain]
+    options_vary = len({c.option for c in residual}) > 1
+    for c in cells.values():
+        if not c.model:  # no run config and no base: nothing to say about the network, name the cell
+            c.label = c.color_key = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in c.params.items()) or c.id
+            continue
+        head = "plain" if c.is_plain else "ResNet"
+        depth = c.depth
+        label = f"{head}-{depth}" if depth is not None else head
+        if not c.is_plain and options_vary:
+            label += f" {c.option}"
+        extra = _extras(c, varying)
+        c.label = label + (f" ({', '.join(extra)})" if extra else "")
+        colour = [f"{depth}-layer" if depth is not None else ""]
+        if not c.is_plain and options_vary:
+            colour.append(c.option)
+        c.color_key = " ".join(x for x in colour + extra if x)
+    # labels must be unique; fall back to the cell id where two collide
+    seen: dict[str, int] = {}
+    for c in cells.values():
+        seen[c.label] = seen.get(c.label, 0) + 1
+    for c in cells.values():
+        if seen[c.label] > 1:
+            c.label = f"{c.label} [{c.id}]"
+            c.color_key = f"{c.color_key} [{c.id}]"
+
+
+def _extras(c: Cell, varying: list[str]) -> list[str]:
+    out = []
+    for key in varying:
+        if key in ("model.depth", "model.shortcut", "model.project_all"):
+            continue
+        value = c.attrs.get(key)
+        if key == "model.activation":
+            out.append(ACTIVATION_LABELS.get(value, str(value)))
+        elif key == "model.pooling":
+            out.append(POOLING_LABELS.get(value, str(value)))
+        elif key in ("model.block", "model.family"):
+            out.append(str(value))
+        elif key == "data.name":
+            out.append(str(value))
+        else:
+            out.append(f"{key.split('.')[-1]}={_short(value)}")
+    return out
+
+
+def _short(value: Any) -> str:
+    """A value for a label: floats to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def varying_keys(cells: Iterable[Cell]) -> list[str]:
+    """The attribute keys whose values differ among these cells."""
+    cells = list(cells)
+    if not cells:
+        return []
+    keys = list(cells[0].attrs)
+    return [k for k in keys if len({freeze(c.attrs.get(k)) for c in cells}) > 1]
+
+
+def same_except(a: Cell, b: Cell, ignore: Iterable[str]) -> bool:
+    """True when the two cells agree on every attribute but the ignored ones."""
+    ignore = set(ignore)
+    keys = (set(a.attrs) | set(b.attrs)) - ignore
+    return all(freeze(a.attrs.get(k)) == freeze(b.attrs.get(k)) for k in keys)

@@ -1,0 +1,283 @@
+"""Reports from a small fake study: a real Optuna journal and real run records (tests/report_fixtures.py)."""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from report_fixtures import cell_id, make_fake_study  # noqa: E402
+
+from reports import build_report, paper_value  # noqa: E402
+from reports.claims import NOT_ENOUGH, NOT_REPRODUCED, REPRODUCED, check_claims  # noqa: E402
+from reports.study_reader import load_study  # noqa: E402
+from resnet_core.errors import ConfigError  # noqa: E402
+from resnet_core.record import read_summary  # noqa: E402
+
+FIGURES = ("curves", "gradnorm_layers_plain-20-vs-resnet-20", "gradnorm_layers_plain-56-vs-resnet-56",
+           "probe_depth", "ablation_bars", "lesion")
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    return make_fake_study(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def report(fake, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    # probe.csv is picked up from the study folder; the lesion file is passed explicitly
+    return build_report(fake.name, root=fake.root, out=out, lesion=fake.lesion_csv)
+
+
+def _by_label(table: pd.DataFrame) -> pd.DataFrame:
+    return table.set_index("label")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def test_table_numbers_equal_the_records(fake, report):
+    table = pd.read_csv(report / "table.csv")
+    assert list(table["cell"]) == [cell_id(d, s) for d in (20, 56) for s in ("none", "identity")]
+    for _, row in table.iterrows():
+        # recompute from the run records on disk, not from anything the report wrote
+        summaries = [read_summary(fake.study_dir / f"trials/{row['cell'].replace('model.', '').replace('=', '-').replace(',', '-')}-s{seed}")
+                     for seed in (0, 1, 2)]
+        done = [s for s in summaries if s.get("status") == "complete"]
+        assert row["n"] == len(done)
+        assert row["n_expected"] == 3
+        for key in ("final_test_error", "best_val_error", "final_train_error", "wall_time_s"):
+            values = np.array([s[key] for s in done], dtype=float)
+            assert row[f"{key}_mean"] == pytest.approx(values.mean(), rel=1e-5)
+            assert row[f"{key}_std"] == pytest.approx(values.std(ddof=1), rel=1e-5)
+        assert row["params"] == done[0]["params"]
+    by = _by_label(table)
+    assert by.loc["plain-56", "n"] == 2 and by.loc["plain-56", "n_failed"] == 1   # one failed seed
+    assert by.loc["ResNet-56", "n"] == 2 and by.loc["ResNet-56", "n_missing"] == 1  # one seed never ran
+    assert by.loc["ResNet-20", "paper_test_error"] == 8.75
+    assert by.loc["ResNet-56", "paper_test_error"] == 6.97
+    assert np.isnan(by.loc["plain-20", "paper_test_error"])  # the paper plots plain nets, no table
+
+    md = (report / "table.md").read_text()
+    assert re.search(r"\| plain-56 .*\| 2/3 \|", md)
+    mean, std = by.loc["ResNet-20", "final_test_error_mean"], by.loc["ResNet-20", "final_test_error_std"]
+    assert f"{mean:.2f} ± {std:.2f}" in md
+    assert "8.75 [1]" in md and "He et al. 2016, Table 6" in md
+
+
+def test_failures_and_missing_runs_are_listed(report):
+    md = (report / "table.md").read_text()
+    section = md.split("## Runs not in the means", 1)[1]
+    assert re.search(r"\| plain-56 +\| +2 \| failed +\| RuntimeError: CUDA out of memory \(fixture\)", section)
+    assert re.search(r"\| ResNet-56 +\| +2 \| missing +\| no trial in the study", section)
+    status = "10 of 12 runs complete; 1 failed; 1 missing (no trial)"
+    assert status in md
+    assert status in (report / "summary.md").read_text()
+    html = (report / "index.html").read_text()
+    assert "CUDA out of memory (fixture)" in html and status in html
+    trials = pd.read_csv(report / "trials.csv")
+    assert sorted(trials["status"].value_counts().items()) == [("complete", 10), ("failed", 1), ("missing", 1)]
+
+
+def test_figures_are_valid_png_and_svg(report):
+    from matplotlib.image import imread
+
+    for name in FIGURES:
+        png, svg = report / f"{name}.png", report / f"{name}.svg"
+        assert png.exists(), name
+        image = imread(png)
+        assert image.ndim == 3 and image.shape[0] >= 400 and image.shape[1] >= 700, (name, image.shape)
+        assert image.std() > 0.05  # not blank
+        assert "<svg" in svg.read_text()[:2000]
+    html = (report / "index.html").read_text()
+    for name in FIGURES:
+        assert f"src='{name}.png'" in html  # relative paths: the folder can be moved as a whole
+
+
+def test_latex_table_structure(report):
+    tex = (report / "table.tex").read_text()
+    lines = tex.splitlines()
+    idx = {rule: next(i for i, l in enumerate(lines) if l.strip() == rule)
+           for rule in (r"\toprule", r"\midrule", r"\bottomrule")}
+    assert idx[r"\toprule"] < idx[r"\midrule"] < idx[r"\bottomrule"]
+    assert r"\begin{tabular}" in tex and r"\end{tabular}" in tex and "\\hline" not in tex
+    body = lines[idx[r"\midrule"] + 1: idx[r"\bottomrule"]]
+    header = lines[idx[r"\toprule"] + 1]
+    assert len(body) == 4
+    assert all(l.count("&") == header.count("&") for l in body)
+    assert tex.count("{") == tex.count("}")
+    # the best (lowest) mean test error, best val and train error: ResNet-56, bold
+    resnet56 = next(l for l in body if l.startswith("ResNet-56"))
+    assert resnet56.count(r"\textbf{") == 3
+    assert r"\textbf{6.95 $\pm$ 0.14}" in resnet56
+    assert sum(l.count(r"\textbf{") for l in body) == 3
+    if shutil.which("pdflatex"):  # compile only where TeX is installed
+        doc = report / "doc.tex"
+        doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                       "\\input{table.tex}\n\\end{document}\n")
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=report,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_summary_verdicts_on_known_data(fake, report):
+    summary = (report / "summary.md").read_text()
+    assert ("- **reproduced**: Deeper plain nets have higher training error (plain-56 vs plain-20)" in summary)
+    assert "- **reproduced**: Residual beats plain at equal depth (ResNet-56 vs plain-56" in summary
+    claims = {c.id: c for c in check_claims(load_study(fake.name, root=fake.root))}
+    assert claims["plain-degradation-train"].verdict == REPRODUCED
+    assert claims["residual-no-degradation"].verdict == REPRODUCED
+    assert claims["residual-depth-gain"].verdict == REPRODUCED
+    # claims whose cells are not in the study are not listed
+    assert not any(k.startswith(("activation", "gap", "shortcut")) for k in claims)
+
+
+def test_swapped_depths_are_not_reproduced(tmp_path):
+    fake = make_fake_study(tmp_path, "swapped", finals={(20, "none"): (10.0, 13.0), (56, "none"): (6.0, 9.6)},
+                           probe=False, lesion=False)
+    claims = {c.id: c for c in check_claims(load_study(fake.name, root=fake.root))}
+    assert claims["plain-degradation-train"].verdict == NOT_REPRODUCED
+    assert claims["plain-degradation-test"].verdict == NOT_REPRODUCED
+
+
+def test_one_seed_or_overlap_is_not_enough_data(tmp_path):
+    one = make_fake_study(tmp_path / "a", "one-seed", seeds=(0,), failed=(), missing=(), probe=False, lesion=False)
+    claims = check_claims(load_study(one.name, root=one.root))
+    assert claims and all(c.verdict == NOT_ENOUGH for c in claims)
+    close = make_fake_study(tmp_path / "b", "overlap", finals={(56, "none"): (6.05, 9.65)}, failed=(), missing=(),
+                            probe=False, lesion=False)
+    claims = {c.id: c for c in check_claims(load_study(close.name, root=close.root))}
+    assert claims["plain-degradation-train"].verdict == NOT_ENOUGH
+
+
+def test_running_and_waiting_trials_are_counted(tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    fake = make_fake_study(tmp_path, "live", probe=False, lesion=False)
+    storage = JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal")))
+    study = optuna.load_study(study_name=fake.name, storage=storage)
+    trial = study.ask()  # a worker took ResNet-56 seed 2 and is still running (no run record yet)
+    trial.set_user_attr("cell", cell_id(56, "identity"))
+    trial.set_user_attr("cell_params", {"model.depth": 56, "model.shortcut": "identity"})
+    trial.set_user_attr("seed", 2)
+    trial.set_user_attr("run_dir", "trials/depth-56-shortcut-identity-s2")
+    study.enqueue_trial({}, user_attrs={"cell": cell_id(56, "none"), "seed": 2,  # plain-56 s2 queued for a retry
+                                        "cell_params": {"model.depth": 56, "model.shortcut": "none"},
+                                        "run_dir": "trials/depth-56-shortcut-none-s2"})
+    data = load_study(fake.name, root=fake.root)
+    assert data.counts()["running"] == 1 and data.counts()["waiting"] == 1
+    assert data.counts()["missing"] == 0 and data.counts()["failed"] == 0
+    assert "1 running" in data.status_line() and "1 waiting" in data.status_line()
+
+
+def test_unknown_study_lists_the_studies(fake, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        build_report("no-such-study", root=fake.root, out=tmp_path)
+    message = str(err.value)
+    assert fake.name in message and "no-such-study" in message and "\n" not in message
+    with pytest.raises(ConfigError, match=re.escape(fake.name)):  # a journal given as --storage
+        load_study("no-such-study", storage=str(fake.study_dir / "optuna.journal"))
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    optuna.create_study(study_name="in-sqlite", storage=url)
+    with pytest.raises(ConfigError, match="in-sqlite"):
+        load_study("no-such-study", storage=url)
+
+
+def test_bad_format_and_bad_inputs(fake, tmp_path):
+    with pytest.raises(ConfigError, match="md, csv, tex, html"):
+        build_report(fake.name, root=fake.root, out=tmp_path, formats="md,pdf")
+    with pytest.raises(ConfigError, match="not found"):
+        load_study(fake.name, root=fake.root, probe=tmp_path / "absent.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ConfigError, match="block_index"):
+        load_study(fake.name, root=fake.root, lesion=bad)
+
+
+def test_cli_report_command(fake, tmp_path, capsys):
+    from reports.cli import register
+
+    parser = argparse.ArgumentParser(prog="resnet-ablate")
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "cli"
+    args = parser.parse_args(["report", fake.name, "--root", str(fake.root), "--out", str(out), "--format", "md,csv",
+                              "--no-figures"])
+    assert args.func(args) == 0
+    assert (out / "table.md").exists() and (out / "table.csv").exists() and (out / "summary.md").exists()
+    assert not (out / "table.tex").exists() and not (out / "index.html").exists()
+    printed = capsys.readouterr().out
+    assert "10 of 12 runs complete" in printed
+
+
+def test_paper_values():
+    value, source = paper_value("cifar10", {"family": "cifar", "depth": 20, "shortcut": "identity"})
+    assert value == 8.75 and "He et al. 2016" in source and "Table 6" in source
+    r110 = paper_value("CIFAR-10", {"depth": 110})  # defaults: identity (option A), post-activation
+    assert r110.value == 6.61 and r110.std == 0.16 and r110.best == 6.43 and "6.43" in r110.source
+    assert paper_value("cifar10", {"depth": 110, "activation": "pre"}).value == 6.37
+    assert paper_value("cifar10", {"depth": 110, "activation": "bn_after_add"}).value == 8.17
+    assert paper_value("cifar10", {"depth": 110, "shortcut": "conv1x1", "project_all": True}).value == 12.22
+    assert paper_value("cifar10", {"depth": 1001, "activation": "pre"}).value == 4.92
+    assert paper_value("cifar10", {"depth": 164, "activation": "pre", "shortcut": "conv1x1"}).value == 5.46
+    assert paper_value("cifar10", {"depth": 20, "shortcut": "none"}) is None  # plain nets: a figure only
+    assert paper_value("cifar10", {"depth": 20, "pooling": "max"}) is None
+    assert paper_value("cifar10", {"depth": 20, "width": 2.0}) is None
+    assert paper_value("cifar100", {"depth": 20}) is None
+    imagenet = {"family": "imagenet", "depth": 34, "stem": "imagenet"}
+    assert paper_value("imagenet", {**imagenet, "shortcut": "identity"}).value == 25.03
+    assert paper_value("imagenet", {**imagenet, "shortcut": "conv1x1"}).value == 24.52
+    assert paper_value("imagenet", {**imagenet, "shortcut": "conv1x1", "project_all": True}).value == 24.19
+    assert paper_value("imagenet", {**imagenet, "shortcut": "none"}).value == 28.54
+
+
+def test_other_ablations_get_their_claims(tmp_path):
+    from report_fixtures import make_grid_study
+
+    act = make_grid_study(tmp_path, "activation", {"model.activation": ["post", "pre", "bn_after_add"]},
+                          {("post",): (1.0, 6.6), ("pre",): (0.8, 6.0), ("bn_after_add",): (2.0, 8.2)})
+    claims = {c.id: c for c in check_claims(load_study(act.name, root=act.root))}
+    assert claims["activation-pre-vs-post"].verdict == REPRODUCED
+    assert claims["activation-post-vs-bn_after_add"].verdict == REPRODUCED
+    assert "at 20 layers" in claims["activation-pre-vs-post"].statement
+    assert not any(k.startswith(("plain", "residual")) for k in claims)  # no plain net, one depth
+
+    sc = make_grid_study(tmp_path, "shortcuts", {"model.shortcut": ["none", "identity", "conv1x1"],
+                                                 "model.project_all": [False, True]},
+                         {("none", False): (9.0, 12.0), ("identity", False): (3.0, 8.8),
+                          ("conv1x1", False): (2.8, 7.5), ("conv1x1", True): (2.5, 9.9)})
+    data = load_study(sc.name, root=sc.root)
+    assert [c.label for c in data.cells.values()] == ["plain-20", "ResNet-20 A", "ResNet-20 B", "ResNet-20 C"]
+    claims = check_claims(data)
+    by = {c.id: c for c in claims}
+    assert by["shortcut-B-vs-A"].verdict == REPRODUCED
+    assert by["shortcut-A-vs-C"].verdict == REPRODUCED      # CIFAR: identity beats projections everywhere
+    assert "shortcut-C-vs-B" not in by                      # the ImageNet claim is not made for CIFAR nets
+    assert sum(c.id == "residual-beats-plain" for c in claims) == 3
+
+    from reports.figures import ablation_layout
+
+    assert ablation_layout(list(data.cells.values())) == ("option", False)
+
+
+def test_trial_status_rules():
+    from reports.study_reader import _effective_status
+
+    assert _effective_status("FAIL", None, "waiting") == ("interrupted", None)   # killed before any verdict
+    assert _effective_status("FAIL", None, "diverged") == ("diverged", None)
+    assert _effective_status("FAIL", "failed", "running") == ("failed", None)    # the record is the truth
+    assert _effective_status("FAIL", "running", "running")[0] == "interrupted"
+    assert _effective_status("RUNNING", "failed", "running") == ("running", None)  # a retry in the same folder
+    assert _effective_status("WAITING", "interrupted", "waiting") == ("waiting", None)
+    assert _effective_status("COMPLETE", "complete", "complete") == ("complete", None)
+    assert _effective_status("PRUNED", None, None) == ("pruned", None)
