@@ -64,16 +64,16 @@ def _pil_resize(geo: Geometry) -> list:
 
 
 def shift_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
-    """Zero-pad by `pad`, take the H×W window at (dy, dx) of the padded image, mirror where `flip`: one gather."""
+    """Zero-pad by `pad`, take the H×W window at (dy, dx) of the padded image, mirror where `flip`: one gather
+    (on flat pixel indices, several times faster than four-tensor advanced indexing on a CPU)."""
     b, c, h, w = x.shape
     if pad:
         x = F.pad(x, (pad, pad, pad, pad))
     rows = dy[:, None] + torch.arange(h, device=x.device)                       # [B, H]
     cols = torch.arange(w, device=x.device).expand(b, w)
     cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]         # [B, W]
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return x[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+    index = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
 def resample_boxes(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, out: tuple[int, int],
