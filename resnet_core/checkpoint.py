@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .record import _UMASK
 from .model import ResNet, load_member_state_dict, member_state_dict
 
 
@@ -19,6 +20,7 @@ def atomic_save(obj: Any, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         torch.save(obj, tmp)

@@ -51,6 +51,7 @@ class _Member:
     best_val: float = math.inf
     best_test: float = math.inf
     last: dict[str, float] = field(default_factory=dict)
+    final: dict[str, Any] | None = None  # the summary written when the member finished
 
 
 def _emit(callbacks: Sequence[Any], hook: str, *args: Any) -> list[Any]:
@@ -89,14 +90,15 @@ def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: to
     """Per member: (mean loss, error %) over a loader that yields single-member batches."""
     was_training = model.training
     model.eval()
-    loss = torch.zeros(members, device=device)
-    wrong = torch.zeros(members, device=device)
-    n = 0
     dtype = next(model.parameters()).dtype
+    acc = torch.promote_types(dtype, torch.float32)  # losses in fp32, or fp64 for an fp64 model
+    loss = torch.zeros(members, device=device, dtype=acc)
+    wrong = torch.zeros(members, device=device, dtype=acc)
+    n = 0
     for x, y in loader:
         with autocast(device, amp):
             out = model(x.to(dtype).repeat(1, members, 1, 1))
-        logits = out.float().view(x.shape[0], members, -1)
+        logits = out.to(acc).view(x.shape[0], members, -1)
         B, G, C = logits.shape
         yy = y.view(B, 1).expand(B, G)
         loss += F.cross_entropy(logits.reshape(B * G, C), yy.reshape(-1), reduction="none").view(B, G).sum(0)
@@ -114,6 +116,7 @@ class _Trainer:
         self.device = resolve_device(ref.device)
         self.amp = autocast_dtype(ref.precision, self.device)
         self.dtype = param_dtype(ref.precision)
+        self.acc = torch.promote_types(self.dtype, torch.float32)  # logits, losses: fp32 (fp64 in an fp64 run)
         self.data = load_dataset(ref.data)
         model_cfg = dataclasses.replace(ref.model, in_channels=self.data.in_channels,
                                         num_classes=self.data.num_classes)
@@ -154,8 +157,8 @@ class _Trainer:
         self.alive = torch.ones(G, dtype=torch.bool, device=dev)
         self.first_bad = torch.full((G,), -1, dtype=torch.long, device=dev)
         self.step_t = torch.zeros((), dtype=torch.long, device=dev)
-        self.win_loss = torch.zeros(G, device=dev)
-        self.win_err = torch.zeros(G, device=dev)
+        self.win_loss = torch.zeros(G, device=dev, dtype=self.acc)
+        self.win_err = torch.zeros(G, device=dev, dtype=self.acc)
         self.win_count = 0
         self._freeze_index: dict[int, torch.Tensor] = {}
         self._state = [t for t in self.model.state_dict().values() if t.dim() > 0]
@@ -188,7 +191,7 @@ class _Trainer:
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
             out = self.model(x.to(self.dtype))
-        return out.float().view(x.shape[0], self.G, -1)
+        return out.to(self.acc).view(x.shape[0], self.G, -1)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One iteration; written without host syncs so it can be captured in a CUDA graph."""
@@ -355,8 +358,9 @@ class _Trainer:
         """Freeze member g (masked out of the update) and write its final summary."""
         self.alive[g] = False
         m = self.members[g]
-        m.record.write_summary(self._summary(g, step))
-        _emit(self.callbacks, "on_end", g, self._summary(g, step))
+        m.final = self._summary(g, step)
+        m.record.write_summary(m.final)
+        _emit(self.callbacks, "on_end", g, m.final)
 
     def _final_train_error(self, g: int) -> float | None:
         """Mean logged training error over the last epoch (as the running curves of He et al. Fig. 6)."""
@@ -396,6 +400,10 @@ class _Trainer:
             ckpt.restore_member(model, self.opt, g, s)
             m.best_val, m.best_test = s["best_val"], s["best_test"]
             m.record.truncate_after(step)
+            for r in read_metrics(m.record.dir):  # the latest train loss/error and eval errors, as at `step`
+                if (r["split"], r["name"]) in (("train", "loss"), ("train", "error"), ("val", "error"),
+                                               ("test", "error")):
+                    m.last[f"{r['split']}_{r['name']}"] = r["value"]
         self.step_t.fill_(step)
         return step
 
@@ -441,5 +449,5 @@ class _Trainer:
         for g in self._active():
             self.members[g].status = "complete"
             self._finish(g, step)
-        return [RunResult(m.status, m.reason, self._summary(g, step), m.record.dir)
+        return [RunResult(m.status, m.reason, m.final or self._summary(g, step), m.record.dir)
                 for g, m in enumerate(self.members)]

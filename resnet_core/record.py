@@ -21,6 +21,8 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 PROBE_SPLITS = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
 
@@ -31,6 +33,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a record is as readable as any file
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

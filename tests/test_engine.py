@@ -1,0 +1,434 @@
+"""The training engine (DESIGN §4): `train`, `train_members`, the run record, checkpoints, resume, divergence,
+fused trials and the gradient probe at initialisation.
+
+Every run here is tiny (the offline synthetic dataset at 16×16, a few hundred images, tens of steps) and runs on
+the CPU with one thread: small convs gain nothing from OpenMP threads, and they spin badly on a busy machine.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import resnet_core
+from resnet_core.config import ModelConfig
+from resnet_core.engine import RunResult, _Trainer, evaluate_model, train, train_members
+from resnet_core.errors import ConfigError
+from resnet_core.model import build_model, count_params
+from resnet_core.overrides import apply_overrides
+from resnet_core.probe_init import probe_depths
+from resnet_core.record import read_config, read_metrics, read_summary
+from resnet_core.run_config import RunConfig
+
+torch.set_num_threads(1)
+
+
+def tiny(*overrides: str, n_train: int = 256, **top: Any) -> dict[str, Any]:
+    """A tiny CPU run config: ResNet-8 on 16×16 synthetic glyphs; `overrides` as `--set key=value`."""
+    d: dict[str, Any] = {
+        "name": "tiny", "device": "cpu", "seed": 0,
+        "data": {"name": "synthetic", "synthetic": {"image_size": 16, "n_train": n_train, "n_test": 100}},
+        "model": {"family": "cifar", "depth": 8},
+        "optim": {"name": "sgd", "lr": 0.05},
+        "schedule": {"name": "constant", "unit": "epoch", "total": 2},
+        "batch_size": 32, "eval_batch_size": 100, "log_every": 4, "eval_every": 1,
+    }
+    d.update(top)
+    return apply_overrides(d, overrides)
+
+
+def rows_of(run_dir: Path, *, skip=("throughput",)) -> list[tuple]:
+    """Metric rows as tuples, in file order, without the wall-clock ones."""
+    return [(r["step"], r["epoch"], r["split"], r["name"], r["value"]) for r in read_metrics(run_dir)
+            if r["name"] not in skip]
+
+
+def series(run_dir: Path, split: str, name: str) -> list[tuple[int, float]]:
+    return [(r["step"], r["value"]) for r in read_metrics(run_dir) if r["split"] == split and r["name"] == name]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest difference relative to the reference's largest magnitude."""
+    a, b = a.double(), b.double()
+    diff = (a - b).abs().max().item() if a.numel() else 0.0
+    return 0.0 if diff == 0 else diff / max(b.abs().max().item(), 1e-300)
+
+
+def load_pt(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_weights_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -> None:
+    assert a.keys() == b.keys()
+    worst = {k: rel(a[k], b[k]) for k in a}
+    bad = {k: v for k, v in worst.items() if not v <= tol}
+    assert not bad, f"weights differ by more than {tol:g} (relative): {bad}"
+
+
+PROBE_TOL = 1e-6  # probe buffers are float32 by design (DESIGN §4), whatever the run's precision
+
+
+def assert_metrics_close(a: Path, b: Path, tol: float) -> None:
+    """Same rows; train/val/test values within `tol` (relative), probe values within float32 rounding."""
+    ra = {(s, sp, n): v for s, _, sp, n, v in rows_of(a)}
+    rb = {(s, sp, n): v for s, _, sp, n, v in rows_of(b)}
+    assert ra.keys() == rb.keys(), f"different metric rows: {sorted(ra.keys() ^ rb.keys())[:5]}"
+    bad = []
+    for k in ra:
+        t = tol if k[1] in ("train", "val", "test") else max(tol, PROBE_TOL)
+        if not (ra[k] == rb[k] or math.isclose(ra[k], rb[k], rel_tol=t, abs_tol=1e-12)):
+            bad.append((k, ra[k], rb[k]))
+    assert not bad, f"{len(bad)} metrics differ by more than {tol:g}, e.g. {bad[:3]}"
+
+
+def strict_json_lines(path: Path) -> list[dict]:
+    """Parse JSON lines rejecting NaN/Infinity tokens, as strict readers (JS, jq) do."""
+    def reject(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return [json.loads(line, parse_constant=reject) for line in path.read_text().splitlines()]
+
+
+# -- 1. a short run, and everything it writes -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> tuple[RunResult, Path, RunConfig]:
+    """ResNet-8, Adam, 4 epochs of 384 images (+128 held out for val), batch 32: 48 steps."""
+    cfg = RunConfig.from_dict(tiny("optim.name=adam", "optim.lr=0.002", "data.val_size=128", "schedule.total=4",
+                                   "data.augment=none", n_train=512, log_every=6))
+    run_dir = tmp_path_factory.mktemp("short") / "run"
+    return train(cfg, run_dir), run_dir, cfg
+
+
+def test_short_run_lowers_the_training_loss(short_run):
+    result, run_dir, _ = short_run
+    assert result.status == "complete" and result.reason is None
+    loss = series(run_dir, "train", "loss")
+    assert [s for s, _ in loss] == list(range(6, 49, 6))
+    first, last = loss[0][1], loss[-1][1]
+    assert last < first - 0.2, f"training loss did not fall: {loss}"
+    error = series(run_dir, "train", "error")
+    assert error[-1][1] < error[0][1]
+
+
+def test_run_record_files(short_run):
+    result, run_dir, cfg = short_run
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt"):
+        assert (run_dir / name).is_file(), name
+    assert result.run_dir == run_dir
+
+    # config.yaml: the resolved config, which loads back as the same run
+    saved = read_config(run_dir)
+    assert saved["model"]["stages"] == [1, 1, 1] and saved["model"]["widths"] == [16, 32, 64]
+    again = RunConfig.from_dict(saved)
+    assert again.to_dict()["optim"] == cfg.to_dict()["optim"]
+    assert again.schedule == cfg.schedule and again.data == cfg.data and again.seed == cfg.seed
+
+    # metrics.jsonl: step, epoch, split, name, value on every line
+    rows = strict_json_lines(run_dir / "metrics.jsonl")
+    assert rows and all(set(r) == {"step", "epoch", "split", "name", "value"} for r in rows)
+    splits = {r["split"] for r in rows}
+    assert {"train", "val", "test", "grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max",
+            "weight_norm"} <= splits
+    model = build_model(ModelConfig.from_dict(saved["model"]))
+    layers = [n for n, _ in model.probe_layers()]
+    blocks = [n for n, _ in model.blocks()]
+    assert "stage1.block0.conv1" in layers and "stage3.block0" in blocks
+    at_end = [r for r in rows if r["step"] == 48]
+    for split, names in (("grad_norm", layers), ("grad_norm_max", layers), ("weight_norm", layers),
+                         ("grad_norm_block", blocks), ("grad_norm_block_max", blocks)):
+        got = [r["name"] for r in at_end if r["split"] == split]
+        assert got == names, split
+    for r in rows:
+        if r["split"].startswith("grad_norm") or r["split"] == "weight_norm":
+            assert r["value"] > 0 and math.isfinite(r["value"])
+    # the window maximum is at least the window mean (and not the zeroed buffer: CPU .cpu() aliases)
+    for r in rows:
+        if r["split"] in ("grad_norm_max", "grad_norm_block_max"):
+            mean_split = r["split"][: -len("_max")]
+            mean = next(m for m in rows if (m["step"], m["split"], m["name"]) == (r["step"], mean_split, r["name"]))
+            assert r["value"] >= mean["value"] * (1 - 1e-6), (r, mean)
+    # a block's norm combines its layers' norms: at least the largest of them, at most their root-sum-square
+    gn = {r["name"]: r["value"] for r in at_end if r["split"] == "grad_norm"}
+    blk = {r["name"]: r["value"] for r in at_end if r["split"] == "grad_norm_block"}
+    convs = [gn["stage2.block0.conv1"], gn["stage2.block0.conv2"]]
+    assert blk["stage2.block0"] >= max(convs) * (1 - 1e-6)
+    assert blk["stage2.block0"] < sum(convs) + 10 * max(convs)
+    # weight norms are the weights' actual norms (the last log follows the last update)
+    last = load_pt(run_dir / "last.pt")["model"]
+    wn = {r["name"]: r["value"] for r in at_end if r["split"] == "weight_norm"}
+    assert wn["stem.conv"] == pytest.approx(last["stem.conv.weight"].norm().item(), rel=1e-5)
+    assert series(run_dir, "train", "lr") == [(s, 0.002) for s in range(6, 49, 6)]
+    assert [s for s, _ in series(run_dir, "val", "error")] == [12, 24, 36, 48]
+
+    # summary.json
+    s = read_summary(run_dir)
+    assert s == json.loads(json.dumps(result.summary))
+    assert s["status"] == "complete" and s["step"] == s["total_steps"] == 48
+    assert s["params"] == count_params(model)
+    test_err = [v for _, v in series(run_dir, "test", "error")]
+    val_err = [v for _, v in series(run_dir, "val", "error")]
+    assert s["final_test_error"] == test_err[-1] and s["best_test_error"] == min(test_err)
+    assert s["final_val_error"] == val_err[-1] and s["best_val_error"] == min(val_err)
+    train_err = [v for st, v in series(run_dir, "train", "error") if st > 48 - 12]  # the last epoch
+    assert s["final_train_error"] == pytest.approx(sum(train_err) / len(train_err))
+    assert s["wall_time_s"] > 0 and s["img_per_s"] > 0
+    assert s["diverged_at"] is None and s["fused_members"] == 1 and s["device"] == "cpu"
+
+
+def test_checkpoints_load_with_weights_only(short_run):
+    _, run_dir, _ = short_run
+    last, best = load_pt(run_dir / "last.pt"), load_pt(run_dir / "best.pt")
+    assert last["step"] == 48
+    # best.pt is the first eval with the lowest val error
+    val = series(run_dir, "val", "error")
+    best_step = min(val, key=lambda sv: sv[1])[0]
+    assert best["step"] == best_step and best["best_val"] == min(v for _, v in val)
+    for state in (last, best):
+        model = build_model(ModelConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+        assert set(state["optim"]) == {n for n, _ in model.named_parameters()}
+
+
+def test_evaluate_model_reproduces_the_logged_test_error(short_run):
+    _, run_dir, cfg = short_run
+    from resnet_core.data import build_loaders, load_dataset
+
+    state = load_pt(run_dir / "last.pt")
+    model = build_model(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    data = load_dataset(cfg.data)
+    test = build_loaders(data, cfg.data, seeds=[0], batch_size=32, eval_batch_size=64).test  # other batching
+    loss, err = evaluate_model(model, test, 1, torch.device("cpu"))
+    assert err[0] == pytest.approx(read_summary(run_dir)["final_test_error"], abs=1e-9)
+    assert loss[0] == pytest.approx(series(run_dir, "test", "loss")[-1][1], rel=1e-5)
+    assert model.training  # evaluate_model restores the mode it found
+
+
+def test_top_level_api():
+    assert resnet_core.train is train and resnet_core.train_members is train_members
+
+
+# -- 2. a residual net trains better than its plain twin ----------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_residual_beats_plain_at_depth_20(tmp_path, seed):
+    """Degradation (He et al. 2016, Fig. 1/6) in miniature: ResNet-20 vs plain-20, same seed, data and budget
+    (Adam 2e-3, 4 epochs of 512 images at batch 32 = 64 steps, no augmentation).
+
+    Measured (final_train_error = mean train error over the last epoch, %), seeds 0..11:
+    residual 43.4 36.7 34.2 44.9 59.8 50.2 42.8 52.1 48.6 50.4 43.0 48.2,
+    plain    78.9 79.7 81.2 78.1 86.7 80.5 79.3 83.6 82.0 81.4 78.1 79.9: gap 26.9..47.0 points (35.5, 43.0 here).
+    """
+    errors, losses = {}, {}
+    for shortcut in ("identity", "none"):
+        cfg = tiny(f"model.shortcut={shortcut}", "model.depth=20", "optim.name=adam", "optim.lr=0.002",
+                   "schedule.total=4", "data.augment=none", n_train=512, log_every=16, eval_every=4,
+                   probes=False, checkpoint=False, seed=seed)
+        result = train(cfg, tmp_path / shortcut)
+        assert result.status == "complete"
+        errors[shortcut] = result.summary["final_train_error"]
+        losses[shortcut] = result.summary["final_train_loss"]
+    assert errors["identity"] < errors["none"] - 15, errors
+    assert losses["identity"] < losses["none"], losses
+
+
+# -- 3. resume == uninterrupted ---------------------------------------------------------------------------------
+class InterruptAt:
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
+        if step == self.step:
+            raise KeyboardInterrupt
+        return False
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adam"])
+def test_resume_equals_uninterrupted(tmp_path, optim):
+    # 8 steps an epoch, eval every half epoch: the interrupt at step 12 falls in the middle of epoch 1
+    cfg = tiny(f"optim.name={optim}", "optim.lr=0.002" if optim == "adam" else "optim.lr=0.05",
+               "schedule.name=cosine", "schedule.total=3", eval_every=0.5, log_every=3)
+    whole = train(cfg, tmp_path / "whole")
+    assert whole.status == "complete"
+
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, broken, callbacks=[InterruptAt(12)])
+    s = read_summary(broken)
+    assert s["status"] == "interrupted" and s["step"] == 12 and "KeyboardInterrupt" in s["reason"]
+    assert load_pt(broken / "last.pt")["step"] == 12
+    assert max(r["step"] for r in read_metrics(broken)) == 12
+
+    resumed = train(cfg, broken, resume=True)
+    assert resumed.status == "complete" and resumed.summary["step"] == 24
+    assert rows_of(broken) == rows_of(whole.run_dir)  # every metric, in order, exactly (wall-clock throughput aside)
+    a, b = load_pt(broken / "last.pt"), load_pt(whole.run_dir / "last.pt")
+    assert a["step"] == b["step"] == 24
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for name in a["optim"]:
+        for k in a["optim"][name]:
+            assert torch.equal(a["optim"][name][k], b["optim"][name][k]), (name, k)
+    for key in ("final_test_error", "best_test_error", "final_train_error", "final_train_loss"):
+        assert resumed.summary[key] == whole.summary[key], key
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
+    cfg = tiny("schedule.total=1", probes=False)
+    result = train(cfg, tmp_path / "fresh", resume=True)
+    assert result.status == "complete" and result.summary["step"] == 8
+
+
+# -- 4. bad config values ---------------------------------------------------------------------------------------
+BAD = [
+    ("optim.name=rmsprop", "optim.name"),
+    ("schedule.name=exponential", "schedule.name"),
+    ("precision=fp8", "precision"),
+    ("fast=turbo", "fast"),
+    ("batch_size=0", "batch_size"),
+    ("batch_size=many", "batch_size"),
+    ("data.name=imagenet21k", "data.name"),
+    ("model.depth=21", "model.depth"),
+    ("epochs=10", "epochs"),
+    ("optim.lrate=0.1", "lrate"),
+    ("data.synthetic.size=16", "size"),
+    ("model.dept=20", "dept"),
+    ("optim.lr=-1", "optim.lr"),
+    ("eval_every=0", "eval_every"),
+]
+
+
+@pytest.mark.parametrize("assignment,key", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_a_one_line_config_error(assignment, key):
+    with pytest.raises(ConfigError) as e:
+        RunConfig.from_dict(tiny(assignment))
+    message = str(e.value)
+    assert key in message and "\n" not in message
+
+
+def test_unknown_key_names_its_section():
+    with pytest.raises(ConfigError, match="optim key 'lrate'"):
+        RunConfig.from_dict(tiny("optim.lrate=0.1"))
+    with pytest.raises(ConfigError, match="config key 'epochs'"):
+        RunConfig.from_dict(tiny("epochs=10"))
+
+
+# -- 5. divergence ----------------------------------------------------------------------------------------------
+def test_nan_run_ends_diverged_with_a_readable_record(tmp_path):
+    cfg = tiny("optim.lr=1.0e6", "schedule.total=4")
+    result = train(cfg, tmp_path / "nan")
+    assert result.status == "diverged"
+    s = read_summary(tmp_path / "nan")
+    assert s["status"] == "diverged" and s == json.loads(json.dumps(result.summary))  # the file is the result
+    at = s["diverged_at"]
+    assert isinstance(at, int) and 1 <= at <= s["step"] < s["total_steps"]
+    assert f"step {at}" in s["reason"]
+    json.loads((tmp_path / "nan" / "summary.json").read_text(), parse_constant=lambda t: 1 / 0)
+    rows = strict_json_lines(tmp_path / "nan" / "metrics.jsonl")  # no NaN tokens: every reader can parse it
+    assert rows and max(r["step"] for r in rows) <= s["step"]
+    assert (tmp_path / "nan" / "config.yaml").is_file()
+    yaml.safe_load((tmp_path / "nan" / "config.yaml").read_text())
+
+
+# -- 6. fused trials --------------------------------------------------------------------------------------------
+SEEDS = (0, 1, 2)
+POISON_STEP = 10  # 0-based iteration whose loss is made NaN for member 1; the engine reports steps 1-based
+
+
+def fused_cfgs() -> list[dict[str, Any]]:
+    return [tiny("precision=fp64", "optim.momentum=0.9", name=f"m{s}", seed=s) for s in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def fused_and_solo(tmp_path_factory) -> tuple[Path, list[RunResult], list[RunResult]]:
+    root = tmp_path_factory.mktemp("fused")
+    solo = [train(c, root / f"solo{g}") for g, c in enumerate(fused_cfgs())]
+    fused = train_members(fused_cfgs(), [root / f"fused{g}" for g in range(len(SEEDS))])
+    return root, fused, solo
+
+
+def test_fused_members_equal_separate_runs(fused_and_solo):
+    root, fused, solo = fused_and_solo
+    for g, seed in enumerate(SEEDS):
+        f, s = fused[g], solo[g]
+        assert f.status == s.status == "complete"
+        assert f.run_dir == root / f"fused{g}"
+        summary = read_summary(f.run_dir)
+        assert (summary["name"], summary["seed"], summary["fused_members"]) == (f"m{seed}", seed, 3)
+        assert read_config(f.run_dir)["seed"] == seed
+        assert summary["params"] == s.summary["params"]  # one member's parameters, not G times
+        assert_metrics_close(f.run_dir, s.run_dir, 1e-8)
+        for key in ("final_test_error", "best_test_error", "final_train_error"):
+            assert summary[key] == pytest.approx(s.summary[key], rel=1e-8), key
+        for name in ("last.pt", "best.pt"):
+            a, b = load_pt(f.run_dir / name), load_pt(s.run_dir / name)
+            assert a["step"] == b["step"]
+            assert_weights_close(a["model"], b["model"], 1e-8)
+    # the members really are different runs
+    w = [load_pt(r.run_dir / "last.pt")["model"]["fc.weight"] for r in fused]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
+def test_a_diverging_member_does_not_disturb_the_others(fused_and_solo, monkeypatch):
+    root, fused, solo = fused_and_solo
+    original = _Trainer._logits
+
+    def poisoned(self, x):
+        logits = original(self, x)
+        if self.G == len(SEEDS) and int(self.step_t) == POISON_STEP:
+            nan = torch.zeros(self.G, dtype=logits.dtype)
+            nan[1] = float("nan")
+            logits = logits + nan.view(1, -1, 1)  # NaN loss and NaN gradients for member 1 only
+        return logits
+
+    monkeypatch.setattr(_Trainer, "_logits", poisoned)
+    results = train_members(fused_cfgs(), [root / f"poisoned{g}" for g in range(len(SEEDS))])
+    bad = results[1]
+    assert bad.status == "diverged"
+    s = read_summary(bad.run_dir)
+    assert s["status"] == "diverged" and s["diverged_at"] == POISON_STEP + 1
+    assert json.loads(json.dumps(bad.summary)) == s  # its own summary, not the fused run's final step
+    assert f"step {POISON_STEP + 1}" in s["reason"]
+    assert max(r["step"] for r in read_metrics(bad.run_dir)) < POISON_STEP + 1 + 4
+    assert load_pt(bad.run_dir / "last.pt")["step"] == 8  # the last eval before it diverged
+    strict_json_lines(bad.run_dir / "metrics.jsonl")
+    for g in (0, 2):
+        assert results[g].status == "complete"
+        assert read_summary(results[g].run_dir)["step"] == 16
+        assert_metrics_close(results[g].run_dir, fused[g].run_dir, 1e-8)
+        assert_metrics_close(results[g].run_dir, solo[g].run_dir, 1e-8)
+        a = load_pt(results[g].run_dir / "last.pt")["model"]
+        assert_weights_close(a, load_pt(fused[g].run_dir / "last.pt")["model"], 1e-8)
+        assert_weights_close(a, load_pt(solo[g].run_dir / "last.pt")["model"], 1e-8)
+
+
+def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
+    cfgs = fused_cfgs()
+    cfgs[1] = tiny("precision=fp64", "model.depth=14", name="m1", seed=1)
+    with pytest.raises(ConfigError) as e:
+        train_members(cfgs, [tmp_path / f"m{g}" for g in range(3)])
+    assert "model" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "m0").exists()  # refused before anything was written
+    with pytest.raises(ConfigError):
+        train_members(cfgs[:2], [tmp_path / "only-one"])
+
+
+# -- 7. the gradient probe at initialisation ----------------------------------------------------------------------
+def test_probe_at_init_plain56_gradients_explode():
+    """First-layer gradient norm at init, plain / residual. Measured here (16×16 synthetic, batch 32, 2 seeds):
+    depth 8: 0.72, depth 20: 2.4, depth 56: 243 (the lead, 32×32 and batch 64: 0.43, 1.96, 277)."""
+    table = probe_depths([8, 56], ["data.synthetic.n_train=64", "data.synthetic.n_test=10"], seeds=2,
+                         batch_size=32, device="cpu")
+    assert list(table.columns) == ["family", "depth", "shortcut", "activation", "layer_index", "layer",
+                                   "grad_norm"]
+    assert len(table) == 2 * (8 + 56)  # one row per conv/fc layer, per depth and shortcut
+    first = table[table.layer_index == 0].set_index(["depth", "shortcut"])["grad_norm"]
+    ratio56 = first[(56, "none")] / first[(56, "identity")]
+    ratio8 = first[(8, "none")] / first[(8, "identity")]
+    assert ratio56 > 10, f"plain-56 / ResNet-56 first-layer gradient ratio {ratio56:.3g}"
+    assert ratio56 > 10 * ratio8
+    assert (table.grad_norm > 0).all()

@@ -1,0 +1,204 @@
+"""The engine's command line (DESIGN §4): train, eval, lesion, probe and bench, and one-line config errors."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from resnet_core.cli import main
+from resnet_core.config import ModelConfig
+from resnet_core.model import build_model
+from resnet_core.record import read_metrics, read_summary
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "ablations" / "recipes" / "smoke.yaml")
+# the smoke recipe, shrunk: ResNet-8, 384 training images, 2 epochs of 12 steps
+TINY = ["--set", "data.synthetic.n_train=384", "--set", "data.synthetic.n_test=200", "--set", "model.depth=8",
+        "--set", "schedule.total=2", "--set", "batch_size=32", "--set", "optim.name=adam", "--set", "optim.lr=0.002"]
+
+
+def percent(text: str, label: str) -> float:
+    match = re.search(rf"{label} ([\d.]+)%", text)
+    assert match, text
+    return float(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> tuple[Path, str]:
+    """`resnet-ablate train --config smoke.yaml --set … --out DIR`, run once for this module."""
+    out = tmp_path_factory.mktemp("cli") / "smoke"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["train", "--config", SMOKE, *TINY, "--out", str(out)])
+    assert code == 0, stderr.getvalue()[-2000:]
+    return out, stdout.getvalue()
+
+
+def test_cli_train_writes_a_run_and_prints_a_summary_line(cli_run):
+    out, stdout = cli_run
+    summary_lines = [line for line in stdout.splitlines() if line.startswith("smoke: ")]
+    assert len(summary_lines) == 1, stdout
+    line = summary_lines[0]
+    s = read_summary(out)
+    assert s["status"] == "complete" and s["step"] == s["total_steps"] == 24
+    assert line.startswith("smoke: complete at step 24/24 | ")
+    assert percent(line, "test error") == pytest.approx(s["final_test_error"], abs=0.005)
+    assert percent(line, "train error") == pytest.approx(s["final_train_error"], abs=0.005)
+    assert f"{s['params']:,} params" in line and str(out) in line
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt"):
+        assert (out / name).is_file()
+    # the overrides reached the run
+    assert s["params"] == sum(p.numel() for p in build_model(ModelConfig(depth=8)).parameters())
+    assert any(r["split"] == "grad_norm" for r in read_metrics(out))
+
+
+def test_cli_eval_prints_the_test_error(cli_run, capsys):
+    out, _ = cli_run
+    assert main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "(step 24)" in printed
+    test_line = next(line for line in printed.splitlines() if line.startswith("test:"))
+    assert percent(test_line, "error") == pytest.approx(read_summary(out)["final_test_error"], abs=0.005)
+
+
+def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
+    out, _ = cli_run
+    assert main(["lesion", str(out / "best.pt"), "--device", "cpu"]) == 0
+    assert f"wrote {out / 'lesion.csv'}" in capsys.readouterr().out
+    table = pd.read_csv(out / "lesion.csv")
+    state = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    blocks = [n for n, _ in build_model(ModelConfig.from_dict(state["model_config"])).blocks()]
+    assert list(table.columns) == ["block", "block_index", "test_error", "baseline_error"]
+    assert table.block.tolist() == blocks and table.block_index.tolist() == list(range(len(blocks)))
+    baseline = read_summary(out)["best_test_error"]  # no val split: best.pt is the best test error's checkpoint
+    assert (table.baseline_error == baseline).all()
+    assert (table.test_error != table.baseline_error).any(), "deleting a residual block changed nothing"
+
+
+def test_cli_lesion_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    assert main(["lesion", str(tmp_path / "nope.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint not found") and err.count("\n") == 1
+
+
+def test_cli_probe_writes_the_documented_csv(tmp_path, capsys):
+    out = tmp_path / "probe.csv"
+    code = main(["probe", "--depths", "8,14", "--out", str(out), "--seeds", "1", "--batch-size", "16",
+                 "--device", "cpu", "--set", "data.synthetic.n_train=64", "--set", "data.synthetic.n_test=10"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "plain/residual" in printed and f"wrote {out}" in printed
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["family", "depth", "shortcut", "activation", "layer_index", "layer", "grad_norm"]
+    for depth in (8, 14):
+        for shortcut in ("none", "identity"):
+            rows = table[(table.depth == depth) & (table.shortcut == shortcut)]
+            layers = [n for n, _ in build_model(ModelConfig(depth=depth, shortcut=shortcut)).probe_layers()]
+            assert rows.layer.tolist() == layers and rows.layer_index.tolist() == list(range(len(layers)))
+    assert set(table.family) == {"cifar"} and set(table.activation) == {"post"}
+    assert (table.grad_norm > 0).all()
+
+
+def test_cli_probe_bad_depths(tmp_path, capsys):
+    assert main(["probe", "--depths", "8,x", "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --depths") and err.count("\n") == 1
+    assert main(["probe", "--depths", "9", "--out", str(tmp_path / "p.csv"), "--seeds", "1", "--device", "cpu",
+                 "--set", "data.synthetic.n_train=32"]) == 2
+    assert "model.depth 9" in capsys.readouterr().err
+
+
+def test_cli_bench_prints_a_row(capsys):
+    code = main(["bench", "--depths", "8", "--steps", "3", "--warmup", "1", "--members", "1,2", "--no-seed-style",
+                 "--batch-size", "16", "--set", "data.synthetic.n_train=128", "--set", "data.synthetic.image_size=16"])
+    assert code == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resnet8")]
+    assert len(rows) == 1
+    for key in ("batch=16", "engine_G1=", "engine_G2=", "probe_overhead_%="):
+        assert key in rows[0], rows[0]
+    assert "seed_style" not in rows[0]
+
+
+# -- one-line config errors -------------------------------------------------------------------------------------
+BAD = [
+    ("optim.name=rmsprop", "optim.name"),
+    ("schedule.name=exponential", "schedule.name"),
+    ("precision=fp8", "precision"),
+    ("fast=turbo", "fast"),
+    ("batch_size=0", "batch_size"),
+    ("data.name=imagenet21k", "data.name"),
+    ("model.depth=21", "model.depth"),
+    ("epochs=10", "config key 'epochs'"),
+    ("optim.lrate=0.1", "optim key 'lrate'"),
+    ("data.synthetic.size=16", "data.synthetic key 'size'"),
+    ("model.dept=20", "model key 'dept'"),
+    ("device=tpu", "device"),
+]
+
+
+@pytest.mark.parametrize("assignment,key", BAD, ids=[b[0] for b in BAD])
+def test_cli_bad_config_is_one_line_and_exit_2(assignment, key, tmp_path, capsys):
+    code = main(["train", "--config", SMOKE, *TINY, "--set", assignment, "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert key in captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_cli_config_file_errors(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert capsys.readouterr().err.startswith("error: config file not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {depth: [1, 2\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not valid YAML" in err and err.count("\n") == 1
+    assert main(["train", "--config", SMOKE, "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert main(["train", "--config", SMOKE, "--set", "model.depth"]) == 2
+    assert "key=value" in capsys.readouterr().err
+
+
+def test_cli_diverged_run_exits_nonzero(tmp_path, capsys):
+    code = main(["train", "--config", SMOKE, *TINY, "--set", "optim.name=sgd", "--set", "optim.lr=1e6",
+                 "--out", str(tmp_path / "nan")])
+    assert code == 1
+    assert "smoke: diverged at step" in capsys.readouterr().out
+    assert read_summary(tmp_path / "nan")["status"] == "diverged"
+
+
+def test_cli_resume_continues_a_finished_run_unchanged(cli_run, tmp_path, capsys):
+    """--resume on a complete run reloads last.pt and has nothing left to do."""
+    out, _ = cli_run
+    before, summary = list(read_metrics(out)), read_summary(out)
+    assert main(["train", "--config", SMOKE, *TINY, "--out", str(out), "--resume"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("smoke: complete at step 24/24")
+    assert list(read_metrics(out)) == before
+    after = read_summary(out)
+    for key in ("status", "step", "final_test_error", "best_test_error", "final_train_error", "final_train_loss"):
+        assert after[key] == summary[key], key
+    assert percent(line, "test error") == pytest.approx(summary["final_test_error"], abs=0.005)
+
+
+def test_entry_point_error_has_no_traceback(tmp_path):
+    """The real process: exit code 2 and one line on stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "resnet_core", "train", "--config", SMOKE, "--set",
+                           "precision=fp8", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: unknown precision 'fp8'") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stdout == ""
