@@ -55,4 +55,5 @@ def param_dtype(precision: str) -> torch.dtype:
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    # No weight-cast cache: a captured CUDA graph must re-cast the weights the optimizer updated in place.
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
