@@ -22,14 +22,13 @@ from .config import ModelConfig
 from .data import build_loaders, load_dataset
 from .devices import autocast, autocast_dtype, param_dtype, resolve_device
 from .errors import ConfigError
+from .fusion import MEMBER_KEYS
 from .model import ResNet, build_model, count_params
 from .probes import GradProbe
 from .record import RunRecord, read_metrics
 from .run_config import RunConfig
 from .schedules import lr_at, total_steps
 
-# Keys members of one fused run may differ in; everything else must match (they share one module and one loader).
-MEMBER_KEYS = ("name", "seed")
 
 
 @dataclass

@@ -1,0 +1,51 @@
+"""Which runs can train fused, and how many members to fuse (DESIGN §4, "Fused trials").
+
+Runs can share one fused model when their resolved configs are equal in everything but the member keys below:
+same architecture, data, optimizer, schedule and batch size. How many to fuse comes from `resnet-ablate bench
+--members …` (a JSON table written with --out), else from the measurements quoted in DESIGN §4.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# The keys fused members may differ in. Everything else must match (one module, one loader, one schedule).
+MEMBER_KEYS = ("name", "seed")
+
+# Measured on an H100 at batch 128 per member (DESIGN §4): G=2 gained little, G>=4 paid, G=8 was best for
+# ResNet-20/56/110 (aggregate 51.5k→138k, 22.6k→73.9k, 9.6k→30.8k img/s).
+MEASURED_BEST_MEMBERS = {"cuda": 8}
+MIN_GAIN = 1.10  # a larger group must beat the smaller one by 10 % aggregate img/s to be worth it
+
+
+def fusion_key(config: dict[str, Any]) -> str:
+    """A canonical string: equal keys ⇔ the runs can be fused."""
+    return json.dumps({k: v for k, v in config.items() if k not in MEMBER_KEYS}, sort_keys=True, default=str)
+
+
+def members_from_bench(path: Path, model: str) -> int | None:
+    """The best G for `model` (e.g. "resnet56") in a bench JSON table, or None if it has no row for it."""
+    if not path.exists():
+        return None
+    rows = json.loads(path.read_text()).get("rows", [])
+    row = next((r for r in rows if r.get("model") == model), None)
+    if row is None:
+        return None
+    sizes = sorted(int(k[len("engine_G"):]) for k in row if k.startswith("engine_G"))
+    best = sizes[0] if sizes else 1
+    for g in sizes[1:]:
+        if row[f"engine_G{g}"] >= MIN_GAIN * row[f"engine_G{best}"]:
+            best = g
+    return best
+
+
+def auto_members(device_type: str, model: str | None = None, bench: Path | None = None) -> int:
+    """`--fuse auto`: 1 (off) on CPU/MPS/NPU; on CUDA the bench table's choice, else the measured default."""
+    if device_type != "cuda":
+        return 1
+    if bench is not None and model is not None:
+        chosen = members_from_bench(bench, model)
+        if chosen is not None:
+            return chosen
+    return MEASURED_BEST_MEMBERS["cuda"]
