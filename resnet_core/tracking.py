@@ -124,3 +124,47 @@ class WandbTracker:
         if not self.offline_dirs:
             return None
         return "wandb sync " + " ".join(str(d) for d in self.offline_dirs)
+
+
+def wandb_callback(*, project: str | None, entity: str | None = None, mode: str | None = None,
+                   group: str | None = None, name: str, job_type: str = "trial", config: dict[str, Any],
+                   tags: Sequence[str] | None = None) -> WandbTracker | None:
+    """The tracker for one trial (the sweeps' objective calls this). Tags default to the trial's grid values,
+    read from ``config["trial"]["cell"]`` ("model.depth=20,model.shortcut=none")."""
+    mode = mode or "auto"
+    if mode == "disabled":
+        return None
+    if tags is None:
+        cell = (config.get("trial") or {}).get("cell") or ""
+        tags = [t for t in cell.split(",") if t]
+    extra = {k: v for k, v in config.items() if k == "trial"}
+    return WandbTracker(project=project or "resnet-ablate", entity=entity, mode=mode, group=group,
+                        job_type=job_type, names=[name], tags=[list(tags)], extra_config=[extra])
+
+
+def log_study_summary(*, study: str, project: str | None, entity: str | None = None, mode: str | None = None,
+                      rows: list[dict[str, Any]], figures: Sequence[Path] = (), run_dir: Path) -> str | None:
+    """One extra run in the study's group (job_type "summary") with the results table as a `wandb.Table` and the
+    report figures as images. Returns the offline run folder (for `wandb sync`), or None. Never raises."""
+    mode = resolve_mode(mode or "auto")
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        run = wandb.init(project=project or "resnet-ablate", entity=entity, group=study, job_type="summary",
+                         name=f"{study}-summary", dir=str(run_dir), mode=mode, reinit="create_new",
+                         settings=wandb.Settings(silent=True, x_disable_stats=True, console="off"))
+        columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("cell", "seed"), k))
+        table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+        payload: dict[str, Any] = {"results": table}
+        for fig in figures:
+            payload[f"figures/{Path(fig).stem}"] = wandb.Image(str(fig))
+        run.log(payload)
+        offline = Path(run.dir).parent if mode == "offline" else None
+        run.finish()
+        return str(offline) if offline else None
+    except Exception as e:  # noqa: BLE001 - W&B must never fail a sweep
+        warnings.warn(f"W&B study summary skipped ({type(e).__name__}: {e}); the local records are complete")
+        return None
