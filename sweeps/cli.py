@@ -1,9 +1,57 @@
-"""CLI commands of the sweeps package (registered through the resnet_ablate.commands entry point)."""
+"""CLI commands of the sweeps package (registered through the resnet_ablate.commands entry point):
+
+    resnet-ablate sweep GRID.yaml [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
+                                  [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
+                                  [--study NAME]
+    resnet-ablate studies [--root DIR | --storage URL]
+"""
 from __future__ import annotations
 
 import argparse
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
+                     dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
+                     wandb=args.wandb, study=args.study)
+
+
+def _cmd_studies(args: argparse.Namespace) -> int:
+    from .sweep import list_studies
+
+    return list_studies(args.root, args.storage)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds `sweep` and `studies` (being built)."""
-    return None
+    """Add `sweep` and `studies`."""
+    p = sub.add_parser(
+        "sweep", help="run an ablation grid as an Optuna study (re-run the same command to resume)",
+        description="Run every (cell, seed) of an ablation grid exactly once, with any number of workers. "
+                    "Running the same command again resumes: only missing, interrupted (and with --retry-failed, "
+                    "failed) trials run.")
+    p.add_argument("grid", help="the grid YAML, e.g. ablations/quickstart.yaml")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="devices given to workers round-robin: cpu, or cuda:0,cuda:1 (default: every GPU, else cpu)")
+    p.add_argument("--root", default="runs", metavar="DIR",
+                   help="where study folders go: DIR/<study>/ (journal, trials/) (default runs)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage instead of DIR/<study>/optuna.journal: postgresql://user:pass@host/db "
+                        "(several machines), sqlite:///file.db, or a .journal path")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list cells and trials (total / done / to run) and estimate the time; create nothing")
+    p.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the grid's base run config, e.g. --set schedule.total=2")
+    p.add_argument("--wandb", choices=("off", "offline", "online"), default=None,
+                   help="W&B mode for the trials (default: the grid's wandb.mode)")
+    p.add_argument("--study", default=None, metavar="NAME", help="use this study name instead of the grid's")
+    p.set_defaults(func=_cmd_sweep)
+
+    q = sub.add_parser("studies", help="list studies and their progress")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--root", default="runs", metavar="DIR", help="look for DIR/*/optuna.journal (default runs)")
+    g.add_argument("--storage", default=None, metavar="URL", help="list the studies in this Optuna storage")
+    q.set_defaults(func=_cmd_studies)

@@ -1,0 +1,415 @@
+"""Ablation grids: load a grid YAML, check it whole, and expand it into units (one trial each).
+
+A grid file (DESIGN §5)::
+
+    study: degradation-cifar10            # the Optuna study name and the folder runs/<study>/
+    base: {…}                             # a full run config (resnet_core.run_config.RunConfig)
+    grid:                                 # dotted key → list of values; full factorial
+      model.depth: [20, 32, 44, 56]
+      model.shortcut: [none, identity]
+    extra_cells:                          # optional: more cells outside the factorial (dotted key → value)
+      - {model.depth: 110, model.shortcut: identity, schedule.warmup: 400, schedule.warmup_lr: 0.01}
+    seeds: [0, 1, 2]                      # every cell runs once per seed
+    search:                               # optional Optuna knobs, sampled by TPE inside every cell
+      optim.lr: {log_uniform: [0.01, 0.5]}
+    n_trials: 20                          # search only: trials per cell
+    timeout: 3600                         # optional: start no new trial after this many seconds of a launch
+    objective: {metric: test_error, direction: minimize}
+    wandb: {project: resnet-ablate, entity: null, mode: offline}
+
+Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
+names no config key, or a value that makes any cell's run config invalid is a one-line `ConfigError`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from resnet_core.errors import ConfigError, choices_error
+from resnet_core.overrides import apply_overrides, get_dotted, set_dotted
+from resnet_core.run_config import RunConfig, load_yaml
+
+from .cells import Cell, cell_id, make_slugs
+
+TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
+            "objective", "wandb")
+METRICS = {  # objective metric → (summary key, the on_eval / on_log metric reported for pruning)
+    "test_error": ("final_test_error", "test/error"),
+    "val_error": ("final_val_error", "val/error"),
+    "train_error": ("final_train_error", "train/error"),
+}
+DIRECTIONS = ("minimize", "maximize")
+SEARCH_KINDS = ("uniform", "log_uniform", "int", "choice")
+WANDB_KEYS = ("project", "entity", "mode")
+WANDB_MODES = ("online", "offline", "disabled")
+RESERVED_AXES = {"name": "set per trial to <study>-<cell>-s<seed>", "seed": "set by `seeds`",
+                 "device": "set per worker by --devices"}
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class SearchKnob:
+    key: str
+    kind: str            # uniform | log_uniform | int | choice
+    args: tuple          # (low, high) or the choices
+
+    def distribution(self):
+        import optuna
+
+        if self.kind == "uniform":
+            return optuna.distributions.FloatDistribution(self.args[0], self.args[1])
+        if self.kind == "log_uniform":
+            return optuna.distributions.FloatDistribution(self.args[0], self.args[1], log=True)
+        if self.kind == "int":
+            return optuna.distributions.IntDistribution(self.args[0], self.args[1])
+        return optuna.distributions.CategoricalDistribution(list(self.args))
+
+    def suggest(self, trial) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, list(self.args))
+        if self.kind == "int":
+            return trial.suggest_int(self.key, self.args[0], self.args[1])
+        return trial.suggest_float(self.key, self.args[0], self.args[1], log=self.kind == "log_uniform")
+
+    def probe_values(self) -> list[Any]:
+        """Values that validation builds a run config with: the ends of a range, every choice."""
+        return list(self.args)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.kind: list(self.args)}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One trial's worth of work: a cell, a seed and (search only) a slot index."""
+    cell: Cell
+    seed: int
+    slot: int | None = None          # search: the k-th trial of the cell
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell.id}|t{self.slot}" if self.slot is not None else f"{self.cell.id}|s{self.seed}"
+
+    @property
+    def run_name(self) -> str:
+        """The default run folder under trials/ (a retried failure gets a -r<k> suffix)."""
+        return f"{self.cell.slug}-t{self.slot}-s{self.seed}" if self.slot is not None else \
+            f"{self.cell.slug}-s{self.seed}"
+
+
+@dataclass
+class GridSpec:
+    study: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    cells: list[Cell]
+    search: list[SearchKnob] = field(default_factory=list)
+    n_trials: int | None = None
+    timeout: float | None = None
+    objective: dict[str, str] = field(default_factory=lambda: {"metric": "test_error", "direction": "minimize"})
+    wandb: dict[str, Any] = field(default_factory=dict)
+    extra_cells: list[dict[str, Any]] = field(default_factory=list)
+    grid_file: str | None = None
+    description: str | None = None
+
+    # -- derived ----------------------------------------------------------------------------------------------
+    @property
+    def axes(self) -> list[str]:
+        """Every dotted key some cell sets: the grid axes, then keys only extra cells set."""
+        out = list(self.grid)
+        for extra in self.extra_cells:
+            out += [k for k in extra if k not in out]
+        return out
+
+    @property
+    def summary_key(self) -> str:
+        return METRICS[self.objective["metric"]][0]
+
+    @property
+    def report_key(self) -> str:
+        return METRICS[self.objective["metric"]][1]
+
+    def units(self) -> list[Unit]:
+        if self.search:
+            return [Unit(c, self.seeds[k % len(self.seeds)], k) for c in self.cells for k in range(self.n_trials)]
+        return [Unit(c, s) for c in self.cells for s in self.seeds]
+
+    def run_config(self, cell: Cell, seed: int, search_values: dict[str, Any] | None = None,
+                   device: str | None = None, name: str | None = None) -> dict[str, Any]:
+        """The run config dict of one trial: base, then the cell's values, the search values, name and seed."""
+        cfg = copy.deepcopy(self.base)
+        for key, value in cell.params.items():
+            set_dotted(cfg, key, copy.deepcopy(value))
+        for key, value in (search_values or {}).items():
+            set_dotted(cfg, key, value)
+        cfg["name"] = name or f"{self.study}-{cell.slug}-s{seed}"
+        cfg["seed"] = seed
+        if device is not None:
+            cfg["device"] = device
+        return cfg
+
+    def study_attrs(self) -> dict[str, Any]:
+        """The study's user attrs (what `reports` reads)."""
+        return {
+            "grid_axes": self.axes,
+            "grid": self.grid,
+            "extra_cells": self.extra_cells,
+            "seeds": self.seeds,
+            "objective": self.objective,
+            "base": self.base,
+            "grid_file": self.grid_file,
+            "search": {k.key: k.to_dict() for k in self.search},
+            "n_trials": self.n_trials,
+            "wandb": self.wandb,
+            "cells": [{"id": c.id, "slug": c.slug, "params": c.params} for c in self.cells],
+            "n_units": len(self.units()),
+            "description": self.description,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (picklable, JSON-able) that `from_dict` turns back into the same spec."""
+        return {"study": self.study, "base": self.base, "grid": self.grid, "seeds": self.seeds,
+                "extra_cells": self.extra_cells, "search": {k.key: k.to_dict() for k in self.search},
+                "n_trials": self.n_trials, "timeout": self.timeout, "objective": self.objective,
+                "wandb": self.wandb, "grid_file": self.grid_file, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GridSpec":
+        raw = {k: v for k, v in d.items() if k not in ("grid_file",) and v is not None}
+        return parse_grid(raw, grid_file=d.get("grid_file"), check_cells=False)
+
+
+# -- loading ----------------------------------------------------------------------------------------------------
+def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | None = None,
+              wandb_mode: str | None = None) -> GridSpec:
+    """Load and check a grid file. ``overrides`` (``key=value``) apply to ``base``; ``study`` renames the study;
+    ``wandb_mode`` (off|offline|online) overrides ``wandb.mode``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"grid file {path} is a directory; give a YAML file")
+    d = load_yaml(path)  # ConfigError on a missing file or unparsable YAML
+    if not d:
+        raise ConfigError(f"{path}: empty grid file; it needs at least `study` and `base`")
+    base = d.get("base")
+    if overrides:
+        if base is None:
+            base = {}
+        if not isinstance(base, dict):
+            raise ConfigError(f"{path}: base must be a mapping (a run config), got {type(base).__name__}")
+        d["base"] = apply_overrides(copy.deepcopy(base), overrides)
+    if study is not None:
+        d["study"] = study
+    if wandb_mode is not None:
+        mode = {"off": "disabled"}.get(wandb_mode, wandb_mode)
+        if mode not in WANDB_MODES:
+            raise choices_error("--wandb mode", wandb_mode, ("off", "offline", "online"))
+        w = d.get("wandb") or {}
+        if not isinstance(w, dict):
+            raise ConfigError(f"{path}: wandb must be a mapping with keys {', '.join(WANDB_KEYS)}")
+        d["wandb"] = {**w, "mode": mode}
+    try:
+        return parse_grid(d, grid_file=str(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: bool = True) -> GridSpec:
+    for key in d:
+        if key not in TOP_KEYS:
+            raise choices_error("grid key", key, TOP_KEYS)
+    study = d.get("study")
+    if not isinstance(study, str) or not STUDY_NAME.match(study):
+        raise ConfigError(f"study must be a name of letters, digits, '.', '_' or '-' (at most 100), got {study!r}")
+    base = d.get("base")
+    if not isinstance(base, dict):
+        raise ConfigError(f"base must be a mapping (a run config), got {base!r}")
+    base = copy.deepcopy(base)
+
+    grid = d.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"grid must be a mapping of dotted key → list of values, got {grid!r}")
+    for key, values in grid.items():
+        _check_axis("grid axis", key)
+        if not isinstance(values, list):
+            raise ConfigError(f"grid axis {key!r} must be a list of values, got {values!r}")
+        if not values:
+            raise ConfigError(f"grid axis {key!r} is empty; give at least one value")
+        if len({_freeze(v) for v in values}) != len(values):
+            raise ConfigError(f"grid axis {key!r} repeats a value: {values!r}")
+
+    extra = d.get("extra_cells") or []
+    if not isinstance(extra, list) or not all(isinstance(e, dict) and e for e in extra):
+        raise ConfigError(f"extra_cells must be a list of non-empty mappings (dotted key → value), got {extra!r}")
+    for e in extra:
+        for key in e:
+            _check_axis("extra_cells key", key)
+
+    seeds = d.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds repeats a seed: {seeds!r}")
+
+    search = _parse_search(d.get("search") or {}, grid)
+    n_trials = d.get("n_trials")
+    if search:
+        if not _is_int(n_trials) or n_trials < 1:
+            raise ConfigError(f"n_trials (trials per cell) must be a positive integer with `search`, got {n_trials!r}")
+    elif n_trials is not None:
+        raise ConfigError("n_trials is for `search` (trials per cell); a grid runs every (cell, seed) once")
+    timeout = d.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+    objective = d.get("objective") or {}
+    if not isinstance(objective, dict):
+        raise ConfigError(f"objective must be a mapping {{metric, direction}}, got {objective!r}")
+    for key in objective:
+        if key not in ("metric", "direction"):
+            raise choices_error("objective key", key, ("metric", "direction"))
+    objective = {"metric": objective.get("metric", "test_error"), "direction": objective.get("direction", "minimize")}
+    if objective["metric"] not in METRICS:
+        raise choices_error("objective.metric", objective["metric"], METRICS)
+    if objective["direction"] not in DIRECTIONS:
+        raise choices_error("objective.direction", objective["direction"], DIRECTIONS)
+
+    wandb = d.get("wandb") or {}
+    if not isinstance(wandb, dict):
+        raise ConfigError(f"wandb must be a mapping with keys {', '.join(WANDB_KEYS)}, got {wandb!r}")
+    for key in wandb:
+        if key not in WANDB_KEYS:
+            raise choices_error("wandb key", key, WANDB_KEYS)
+    if "mode" in wandb and wandb["mode"] not in WANDB_MODES:
+        raise choices_error("wandb.mode", wandb["mode"], WANDB_MODES)
+
+    description = d.get("description")
+    cells = _expand(grid, extra)
+    spec = GridSpec(study=study, base=base, grid=grid, seeds=list(seeds), cells=cells, search=search,
+                    n_trials=n_trials, timeout=timeout, objective=objective, wandb=dict(wandb),
+                    extra_cells=extra, grid_file=grid_file,
+                    description=str(description) if description is not None else None)
+    if check_cells:
+        _check_cells(spec)
+    return spec
+
+
+def _expand(grid: dict[str, list[Any]], extra: list[dict[str, Any]]) -> list[Cell]:
+    keys = list(grid)
+    params_list = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] if keys else [{}]
+    params_list += [dict(e) for e in extra]
+    ids = [cell_id(p) for p in params_list]
+    seen: set[str] = set()
+    for i, p in zip(ids, params_list):
+        if i in seen:
+            raise ConfigError(f"extra_cells repeats the cell {i!r}")
+        seen.add(i)
+    slugs = make_slugs(params_list)
+    return [Cell(i, s, p) for i, s, p in zip(ids, slugs, params_list)]
+
+
+def _parse_search(search: Any, grid: dict[str, Any]) -> list[SearchKnob]:
+    if not isinstance(search, dict):
+        raise ConfigError(f"search must be a mapping of dotted key → {{uniform|log_uniform|int|choice: …}}, "
+                          f"got {search!r}")
+    knobs = []
+    for key, spec in search.items():
+        _check_axis("search key", key)
+        if key in grid:
+            raise ConfigError(f"search key {key!r} is also a grid axis; a key is either searched or gridded")
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise ConfigError(f"search {key!r} must be one of {{uniform: [a, b]}}, {{log_uniform: [a, b]}}, "
+                              f"{{int: [a, b]}}, {{choice: [...]}}; got {spec!r}")
+        kind, args = next(iter(spec.items()))
+        if kind not in SEARCH_KINDS:
+            raise choices_error(f"search kind for {key!r}", kind, SEARCH_KINDS)
+        if not isinstance(args, list) or not args:
+            raise ConfigError(f"search {key!r}: {kind} needs a non-empty list, got {args!r}")
+        if kind != "choice":
+            ok = len(args) == 2 and all(_is_number(a) for a in args) and args[0] < args[1]
+            if kind == "int":
+                ok = ok and all(_is_int(a) for a in args)
+            if kind == "log_uniform":
+                ok = ok and args[0] > 0
+            if not ok:
+                need = {"uniform": "two numbers a < b", "log_uniform": "two numbers 0 < a < b",
+                        "int": "two integers a < b"}[kind]
+                raise ConfigError(f"search {key!r}: {kind} needs {need}, got {args!r}")
+        else:
+            if len({_freeze(a) for a in args}) != len(args):
+                raise ConfigError(f"search {key!r}: choice repeats a value: {args!r}")
+            if not all(a is None or isinstance(a, (bool, int, float, str)) for a in args):
+                raise ConfigError(f"search {key!r}: choices must be scalars (Optuna stores them), got {args!r}")
+        knobs.append(SearchKnob(key, kind, tuple(args)))
+    return knobs
+
+
+def _check_axis(what: str, key: Any) -> None:
+    """A dotted key must name a field of the run config (e.g. model.depth, optim.lr, batch_size)."""
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"{what} must be a dotted config key like model.depth, got {key!r}")
+    top = key.split(".")[0]
+    if top in RESERVED_AXES and "." not in key:
+        raise ConfigError(f"{what} {key!r} cannot vary: it is {RESERVED_AXES[top]}")
+    node: Any = RunConfig()
+    parts = key.split(".")
+    path = []
+    for i, part in enumerate(parts):
+        if dataclasses.is_dataclass(node):
+            names = [f.name for f in dataclasses.fields(node)]
+            if part not in names:
+                where = ".".join(path) + " keys" if path else "config keys"
+                raise ConfigError(f"{what} {key!r} names no config key; {where}: {', '.join(names)}")
+            node = getattr(node, part)
+        elif isinstance(node, dict):
+            return  # a free-form mapping: from_dict checks the rest
+        else:
+            raise ConfigError(f"{what} {key!r} names no config key: {'.'.join(path)} is a value, not a section")
+        path.append(part)
+
+
+def _check_cells(spec: GridSpec) -> None:
+    """Build every cell's run config (and every search extreme) through RunConfig.from_dict."""
+    probes: list[dict[str, Any]] = [{}]
+    for knob in spec.search:
+        probes = [{**p, knob.key: v} for p in probes for v in knob.probe_values()]
+        if len(probes) > 64:  # keep validation cheap: every value of every knob still appears once
+            probes = probes[:64]
+    for cell in spec.cells:
+        for probe in probes:
+            cfg = spec.run_config(cell, spec.seeds[0], probe)
+            try:
+                rc = RunConfig.from_dict(cfg)
+            except ConfigError as e:
+                where = f"cell {cell.id}" if cell.id else "base"
+                if probe:
+                    where += " with " + ", ".join(f"{k}={v}" for k, v in probe.items())
+                raise ConfigError(f"{where}: {e}") from None
+            if spec.objective["metric"] == "val_error" and not rc.data.val_size:
+                raise ConfigError("objective.metric val_error needs a validation split; set base.data.val_size "
+                                  "(e.g. 5000)")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return (type(v).__name__, v) if isinstance(v, bool) else v
+
+
+__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid", "METRICS", "get_dotted"]

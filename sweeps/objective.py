@@ -1,0 +1,170 @@
+"""The trial objective: a claimed trial → its run config → ``resnet_core.engine.train`` → a verdict for Optuna.
+
+The run config is the grid's ``base`` with the cell's values, the searched values (``search:`` knobs, suggested
+through the trial so they are ``trial.params``), ``name = <study>-<cell-slug>-s<seed>`` and ``seed``; ``device`` is
+the worker's. The run folder is ``<study folder>/<run_dir user attr>``. Results go back as trial user attrs
+(``status``, ``reason`` and the summary numbers) and the trial's state: COMPLETE with the objective value, PRUNED
+(search only), or FAIL for a diverged or failed run — a failure never stops the study.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .cells import Cell
+from .grid import GridSpec
+
+DEFAULT_TRAIN = "resnet_core.engine:train"
+SUMMARY_ATTRS = ("params", "final_test_error", "best_test_error", "final_val_error", "best_val_error",
+                 "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
+                 "diverged_at", "device")
+
+
+@dataclass
+class Outcome:
+    state: str                          # complete | pruned | fail
+    value: float | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_train(spec: str | Callable = DEFAULT_TRAIN) -> Callable:
+    """``"module:function"`` → the function (a callable passes through)."""
+    if callable(spec):
+        return spec
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name or "train")
+
+
+class TrialCallback:
+    """Engine callback: reports the objective metric to the trial at each evaluation and, with pruning on, stops
+    the run when the pruner says so. ``stop()`` returning True (the trial was taken away) also stops it."""
+
+    def __init__(self, trial: Any, report_key: str, prune: bool, stop: Callable[[], bool] | None = None) -> None:
+        self.trial, self.report_key, self.prune, self.stop = trial, report_key, prune, stop
+        self.last_train_error: float | None = None
+        self.pruned_at: int | None = None
+        self.abandoned = False
+
+    def on_log(self, member: int, step: int, metrics: dict[str, float]) -> None:
+        value = metrics.get("train/error")
+        if value is not None:
+            self.last_train_error = value
+
+    def on_eval(self, member: int, step: int, metrics: dict[str, float]) -> bool:
+        value = metrics.get(self.report_key)
+        if value is None and self.report_key == "train/error":
+            value = self.last_train_error
+        if self.prune and value is not None and math.isfinite(value):
+            self.trial.report(float(value), step)
+            if self.trial.should_prune():
+                self.pruned_at = step
+                return True
+        if self.stop is not None and self.stop():
+            self.abandoned = True
+            return True
+        return False
+
+
+def cell_of(spec: GridSpec, attrs: dict[str, Any]) -> Cell:
+    for c in spec.cells:
+        if c.id == attrs.get("cell"):
+            return c
+    return Cell(attrs.get("cell", ""), attrs.get("cell_slug", "cell"), dict(attrs.get("cell_params") or {}))
+
+
+def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run config dict, searched values) for a claimed trial; the search knobs are suggested here."""
+    attrs = trial.user_attrs
+    cell = cell_of(spec, attrs)
+    seed = int(attrs["seed"])
+    values = {k.key: k.suggest(trial) for k in spec.search}
+    slot = attrs.get("slot")
+    name = f"{spec.study}-{cell.slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
+    return spec.run_config(cell, seed, values, device=device, name=name), values
+
+
+def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values: dict[str, Any]) -> list[Any]:
+    """W&B, when the tracking module exists: it is looked up as ``resnet_core.tracking.wandb_callback(**init)`` with
+    init = {project, entity, mode, group=<study>, name=<run name>, job_type="trial", config=<run config + trial
+    params>}. Without the module, or with mode ``disabled``, none."""
+    mode = spec.wandb.get("mode")
+    if mode == "disabled":
+        return []
+    try:
+        tracking = importlib.import_module("resnet_core.tracking")
+    except ImportError:
+        return []
+    factory = getattr(tracking, "wandb_callback", None)
+    if factory is None:
+        return []
+    init = {"project": spec.wandb.get("project"), "entity": spec.wandb.get("entity"), "mode": mode,
+            "group": spec.study, "name": cfg["name"], "job_type": "trial",
+            "config": {**cfg, "trial": {"number": trial.number, "cell": trial.user_attrs.get("cell"),
+                                        "params": values}}}
+    cb = factory(**init)
+    return [cb] if cb is not None else []
+
+
+def _clear_stale_run_dir(run_dir: Path) -> None:
+    """A fresh (non-resuming) trial whose folder already holds files (a deleted study's leftovers): move them aside
+    rather than mix two runs' metrics."""
+    from .liveness import HEARTBEAT_FILE
+
+    if run_dir.is_dir() and any(p.name != HEARTBEAT_FILE for p in run_dir.iterdir()):
+        aside = run_dir.with_name(f"{run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(run_dir), str(aside))
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, train: Callable,
+                  stop: Callable[[], bool] | None = None) -> Outcome:
+    """Train one trial and turn the RunResult into an Outcome. KeyboardInterrupt propagates (the worker records the
+    trial as interrupted); every other exception is a failed trial."""
+    attrs = trial.user_attrs
+    run_dir = Path(study_dir) / attrs["run_dir"]
+    resume = bool(attrs.get("resume"))
+    if not resume:
+        _clear_stale_run_dir(run_dir)
+    try:
+        cfg, values = trial_run_config(spec, trial, device)
+    except Exception as e:  # noqa: BLE001
+        return Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"})
+    cb = TrialCallback(trial, spec.report_key, prune=bool(spec.search), stop=stop)
+    try:
+        callbacks = [cb, *_tracking_callbacks(spec, cfg, trial, values)]
+        result = train(cfg, run_dir, callbacks=callbacks, resume=resume)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - a failed trial is a result, not the end of the study
+        tb = traceback.format_exc(limit=3).strip().splitlines()
+        return Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}",
+                                      "traceback": "\n".join(tb[-6:])})
+    summary = dict(getattr(result, "summary", None) or {})
+    out = {k: _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
+    status = getattr(result, "status", "failed")
+    reason = getattr(result, "reason", None)
+    if cb.abandoned:
+        return Outcome("abandoned", attrs={**out, "status": "interrupted", "reason": "interrupted: trial taken over"})
+    if status == "pruned" or cb.pruned_at is not None:
+        return Outcome("pruned", attrs={**out, "status": "pruned",
+                                         "reason": f"pruned at step {cb.pruned_at}" if cb.pruned_at else reason})
+    if status == "diverged":
+        return Outcome("fail", attrs={**out, "status": "diverged", "reason": f"diverged: {reason or 'non-finite loss'}"})
+    if status != "complete":
+        return Outcome("fail", attrs={**out, "status": "failed", "reason": f"{status}: {reason}"})
+    value = summary.get(spec.summary_key)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return Outcome("fail", attrs={**out, "status": "failed",
+                                      "reason": f"failed: no finite {spec.summary_key} in the run summary"})
+    return Outcome("complete", float(value), {**out, "status": "complete", "reason": None})

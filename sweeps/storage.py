@@ -1,0 +1,217 @@
+"""Where a study lives, and the locks that keep (cell, seed) → trial exactly-once.
+
+- Default (one machine, no server): ``<root>/<study>/optuna.journal``, an Optuna ``JournalStorage`` over a
+  ``JournalFileBackend`` (its own file lock makes appends safe across processes). Trial run folders go to
+  ``<root>/<study>/trials/``.
+- ``--storage postgresql://user:pass@host/db`` (several machines) or ``sqlite:///file.db``: an ``RDBStorage`` with
+  heartbeats; run folders still under ``<root>/<study>/trials/`` (a shared filesystem when several machines run).
+- ``--storage some/path.journal``: a journal file elsewhere.
+
+Locks: every change to the *set* of trials (create the study, enqueue, fail a dead trial and enqueue its
+replacement) happens under one per-study lock: ``fcntl.flock`` on a file beside the journal / SQLite file, and a
+PostgreSQL advisory lock (held by one connection; released by the server if the holder dies) for PostgreSQL.
+Taking a waiting trial needs no lock on the journal (the log's order decides: the first RUNNING record wins, see
+``claim.py``) nor on PostgreSQL (``SELECT … FOR UPDATE``); on SQLite it takes a file lock, since SQLite reads
+outside a transaction and two processes can both see a trial WAITING.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from resnet_core.errors import ConfigError
+
+JOURNAL_NAME = "optuna.journal"
+HEARTBEAT_INTERVAL = int(os.environ.get("RESNET_ABLATE_HEARTBEAT_S", "10"))     # seconds between heartbeats
+GRACE_PERIOD = int(os.environ.get("RESNET_ABLATE_GRACE_S", "60"))               # no heartbeat this long: dead
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    """A storage location as the user wrote it (``display``) and how to open it."""
+    kind: str                      # journal | postgresql | sqlite | rdb
+    url: str                       # journal: the file path; rdb: the SQLAlchemy URL (with a driver that exists)
+    display: str                   # what to print (passwords masked)
+
+    @property
+    def is_rdb(self) -> bool:
+        return self.kind != "journal"
+
+    def dashboard_arg(self) -> str:
+        """The argument for ``optuna-dashboard`` (an RDB URL with its password masked: put yours back)."""
+        return self.url if self.kind == "journal" else self.display
+
+
+def resolve_storage(storage: str | None, root: str | Path, study: str) -> StorageRef:
+    """The storage for ``study``: ``storage`` (a URL or a journal path) or the default journal under ``root``."""
+    if not storage:
+        path = Path(root) / study / JOURNAL_NAME
+        return StorageRef("journal", str(path), str(path))
+    if "://" not in storage:
+        if storage.endswith((".db", ".sqlite", ".sqlite3")):
+            raise ConfigError(f"--storage {storage!r}: write an SQLite database as a URL, sqlite:///{storage}")
+        return StorageRef("journal", str(Path(storage)), storage)
+    scheme = storage.split("://", 1)[0].lower()
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return StorageRef("postgresql", _pg_driver_url(storage), _mask(storage))
+    if scheme.startswith("sqlite"):
+        return StorageRef("sqlite", storage, storage)
+    if scheme.startswith(("mysql", "mariadb", "oracle", "mssql")):
+        return StorageRef("rdb", storage, _mask(storage))
+    raise ConfigError(f"--storage {storage!r}: unknown scheme {scheme!r}; use postgresql://…, sqlite:///… or a "
+                      f"path to a .journal file")
+
+
+def _pg_driver_url(url: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use psycopg2 when only it is installed."""
+    scheme, rest = url.split("://", 1)
+    if "+" in scheme:
+        return url
+    try:
+        import psycopg  # noqa: F401
+        return "postgresql://" + rest
+    except ImportError:
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            raise ConfigError("--storage postgresql://… needs a PostgreSQL driver: pip install psycopg2-binary "
+                              "(or the project's [postgres] extra)") from None
+        return "postgresql+psycopg2://" + rest
+
+
+def _mask(url: str) -> str:
+    """Hide a password: postgresql://user:***@host/db."""
+    scheme, rest = url.split("://", 1)
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        rest = f"{user}:***@" + rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    rest = url.split("://", 1)[1]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return None if rest in ("", ":memory:") else Path(rest)
+
+
+def storage_exists(ref: StorageRef) -> bool:
+    """Whether there is anything to read (so read-only commands never create a file or tables)."""
+    if ref.kind == "journal":
+        return Path(ref.url).is_file()
+    if ref.kind == "sqlite":
+        p = sqlite_path(ref.url)
+        return p is not None and p.is_file()
+    return True
+
+
+def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] | None = None,
+                 read_only: bool = False):
+    """An Optuna storage for ``ref``. RDB storages get heartbeats (``heartbeat_interval``, ``grace_period``) and
+    ``failed_trial_callback`` (used when a stale trial is failed: it enqueues a resuming copy)."""
+    import optuna
+
+    if ref.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        if not read_only:
+            Path(ref.url).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(ref.url))
+    kwargs: dict[str, Any] = {}
+    if not read_only:
+        kwargs.update(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                      failed_trial_callback=failed_trial_callback)
+    else:
+        kwargs["skip_table_creation"] = True
+    if ref.kind in ("postgresql", "rdb"):
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    if ref.kind == "sqlite" and not read_only:
+        p = sqlite_path(ref.url)
+        if p is not None:
+            p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(ref.url, **kwargs)
+        return optuna.storages.get_storage(rdb)  # the cached wrapper create_study would make; one object for all
+    except Exception as e:  # noqa: BLE001 - a connection failure is one line for the user
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot open storage {ref.display}: {first[:200]}") from None
+
+
+# -- locks ------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _lock_file(ref: StorageRef, study: str, what: str) -> Path | None:
+    if ref.kind == "journal":
+        return Path(f"{ref.url}.{what}.lock")
+    if ref.kind == "sqlite":
+        p = sqlite_path(ref.url)
+        return Path(f"{p}.{study}.{what}.lock") if p is not None else None
+    return None
+
+
+@contextlib.contextmanager
+def study_lock(ref: StorageRef, study: str, storage: Any = None) -> Iterator[None]:
+    """Serialise changes to the set of trials of ``study`` (create, enqueue, requeue) across processes/machines."""
+    path = _lock_file(ref, study, "sweep")
+    if path is not None:
+        with _flock(path):
+            yield
+        return
+    if ref.kind == "postgresql":
+        with _pg_advisory_lock(ref, study, storage):
+            yield
+        return
+    warnings.warn(f"no cross-process lock for {ref.kind} storage; run one `sweep` launcher at a time")
+    yield
+
+
+@contextlib.contextmanager
+def claim_lock(ref: StorageRef, study: str) -> Iterator[None]:
+    """Around taking a WAITING trial: only SQLite needs one (see the module docstring)."""
+    if ref.kind == "sqlite":
+        path = _lock_file(ref, study, "claim")
+        if path is not None:
+            with _flock(path):
+                yield
+            return
+    yield
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(ref: StorageRef, study: str, storage: Any = None) -> Iterator[None]:
+    import sqlalchemy
+
+    key = int(hashlib.sha1(f"resnet-ablate:{study}".encode()).hexdigest()[:15], 16)  # fits a signed bigint
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    own = engine is None
+    if own:
+        engine = sqlalchemy.create_engine(ref.url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+    finally:
+        if own:
+            engine.dispose()

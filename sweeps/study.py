@@ -1,0 +1,409 @@
+"""The study: create or load it, enqueue every unit once, take waiting trials, and reconcile on every launch.
+
+Units and trials. A *unit* is one (cell, seed) of a grid (search: one (cell, slot)); its key is the trial user attr
+``unit``. A unit normally has one trial. It gets another only when the previous one ended without a result:
+- *interrupted* (its worker died, or was stopped): the new trial resumes in the same run folder (``resume: true``);
+- *failed* / *diverged*, and the launch asks ``--retry-failed``: the new trial starts afresh in ``…-r<k>``.
+A unit with a COMPLETE (or PRUNED) trial is done and never runs again.
+
+Exactly once. All changes to the set of trials (create, enqueue, fail a dead trial + enqueue its replacement)
+happen in ``reconcile`` under the per-study lock (``storage.study_lock``), which first re-reads the trials: two
+launchers (or a launcher and an idle worker) can never both enqueue the same unit. Taking a trial is ``claim``: a
+compare-and-set WAITING → RUNNING that exactly one process wins (see ``storage``). Workers never call
+``study.ask()`` (which creates a new trial when the queue is empty); ``claim`` only ever takes enqueued trials.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from resnet_core.errors import ConfigError
+from resnet_core.run_config import RunConfig
+
+from .grid import GridSpec, Unit
+from .liveness import trial_is_dead
+from .storage import StorageRef, claim_lock
+
+DONE = ("complete", "pruned")
+FAILED = ("failed", "diverged")
+MAX_AUTO_RESUMES = 3   # within one launch, a unit whose worker keeps dying is resumed at most this many times
+
+
+# -- create / load ----------------------------------------------------------------------------------------------
+def sampler_and_pruner(spec: GridSpec):
+    """TPE + median pruning, each restricted to the trials of the same cell, for `search`; nothing for a grid."""
+    import optuna
+
+    if not spec.search:
+        return optuna.samplers.RandomSampler(), optuna.pruners.NopPruner()
+    from .search import CellPruner, CellSampler
+
+    n = spec.n_trials or 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        tpe = optuna.samplers.TPESampler(n_startup_trials=max(1, min(10, n // 3)), constant_liar=True)
+    median = optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, n // 4)), n_warmup_steps=0)
+    return CellSampler(tpe), CellPruner(median)
+
+
+def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, bool]:
+    """Create the study (and say so) or load it; check that an existing study has the same base and direction.
+    Call under ``study_lock``."""
+    import optuna
+
+    sampler, pruner = sampler_and_pruner(spec)
+    direction = spec.objective["direction"]
+    try:
+        study = optuna.create_study(study_name=spec.study, storage=storage, direction=direction, sampler=sampler,
+                                    pruner=pruner, load_if_exists=False)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
+        created = False
+        if study.direction.name.lower() != direction:
+            raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
+                              f"asks {direction}; use another study name (--study NAME)") from None
+        _check_same_base(study.user_attrs.get("base"), spec)
+    attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve())}
+    current = study.user_attrs
+    for key, value in attrs.items():
+        if current.get(key) != value:
+            study.set_user_attr(key, value)
+    return study, created
+
+
+def _resolved(base: dict[str, Any]) -> dict[str, Any]:
+    d = RunConfig.from_dict({k: v for k, v in base.items() if k not in ("name", "seed", "device")}).to_dict()
+    for k in ("name", "seed", "device"):
+        d.pop(k, None)
+    return d
+
+
+def _check_same_base(stored: Any, spec: GridSpec) -> None:
+    if not isinstance(stored, dict):
+        return
+    try:
+        old = _resolved(stored)
+    except ConfigError:
+        return
+    try:
+        new = _resolved(spec.base)
+    except ConfigError:
+        return  # a base that is only valid with cell values: compare as written
+    if old == new:
+        return
+    diff = sorted(_diff_keys(old, new))
+    shown = ", ".join(diff[:4]) + (", …" if len(diff) > 4 else "")
+    raise ConfigError(f"study {spec.study!r} exists with a different base config ({shown}); its trials would not "
+                      f"be comparable — use another study name (--study NAME) or the original settings")
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> Iterable[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in set(a) | set(b):
+            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+    elif a != b:
+        yield prefix.rstrip(".")
+
+
+# -- unit states ------------------------------------------------------------------------------------------------
+@dataclass
+class UnitStatus:
+    unit: Unit
+    state: str                        # complete pruned running waiting failed diverged interrupted missing
+    trials: list[Any] = field(default_factory=list)
+
+    @property
+    def latest(self) -> Any:
+        return self.trials[-1] if self.trials else None
+
+
+def trial_status(t: Any) -> str:
+    """The outcome of one trial: complete, pruned, running, waiting, failed, diverged or interrupted."""
+    from optuna.trial import TrialState
+
+    if t.state == TrialState.COMPLETE:
+        return "complete"
+    if t.state == TrialState.PRUNED:
+        return "pruned"
+    if t.state == TrialState.RUNNING:
+        return "running"
+    if t.state == TrialState.WAITING:
+        return "waiting"
+    status = t.user_attrs.get("status")
+    return status if status in FAILED else "interrupted"  # FAIL without our verdict: failed as stale / killed
+
+
+def unit_status(unit: Unit, trials: list[Any]) -> UnitStatus:
+    trials = sorted(trials, key=lambda t: t.number)
+    states = [trial_status(t) for t in trials]
+    for s in ("complete", "pruned", "running", "waiting"):
+        if s in states:
+            return UnitStatus(unit, s, trials)
+    return UnitStatus(unit, states[-1] if states else "missing", trials)
+
+
+def group_by_unit(trials: Iterable[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for t in trials:
+        key = t.user_attrs.get("unit")
+        if key is not None:
+            out.setdefault(key, []).append(t)
+    return out
+
+
+def statuses(spec: GridSpec, trials: Iterable[Any]) -> list[UnitStatus]:
+    by_unit = group_by_unit(trials)
+    return [unit_status(u, by_unit.get(u.key, [])) for u in spec.units()]
+
+
+# -- enqueue ----------------------------------------------------------------------------------------------------
+def unit_attrs(unit: Unit, *, attempt: int, run_dir: str, resume: bool, replaces: int | None = None) -> dict:
+    attrs = {
+        "unit": unit.key,
+        "cell": unit.cell.id,
+        "cell_params": unit.cell.params,
+        "cell_slug": unit.cell.slug,
+        "seed": unit.seed,
+        "run_dir": run_dir,
+        "attempt": attempt,
+        "resume": resume,
+        "status": "waiting",
+    }
+    if unit.slot is not None:
+        attrs["slot"] = unit.slot
+    if replaces is not None:
+        attrs["replaces"] = replaces
+    return attrs
+
+
+def enqueue_unit(study: Any, unit: Unit, prev: list[Any], *, resume: bool) -> None:
+    """Enqueue a trial for ``unit``. ``resume``: continue the latest trial in its run folder with its params;
+    else a fresh start in a new folder (``trials/<slug>-s<seed>``, then ``-r1``, ``-r2`` … for retries)."""
+    attempt = len(prev)
+    latest = prev[-1] if prev else None
+    if resume and latest is not None:
+        run_dir = latest.user_attrs.get("run_dir") or f"trials/{unit.run_name}"
+        params = dict(latest.params)
+    else:
+        run_dir = f"trials/{unit.run_name}" + (f"-r{attempt}" if attempt else "")
+        params = {}
+    attrs = unit_attrs(unit, attempt=attempt, run_dir=run_dir, resume=bool(resume and latest is not None),
+                       replaces=latest.number if latest is not None else None)
+    study.enqueue_trial(params, user_attrs=attrs)
+
+
+def requeue_failed_trial(study: Any, trial: Any) -> None:
+    """``failed_trial_callback`` of the RDB storage: Optuna failed a trial whose heartbeat went stale; enqueue a
+    copy that resumes it, unless its unit already has a live or finished trial."""
+    key = trial.user_attrs.get("unit")
+    if key is None:
+        return
+    from optuna.trial import TrialState
+
+    others = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("unit") == key]
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+           for t in others):
+        return
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("worker", "reason")}
+    attrs.update(attempt=len(others), resume=True, replaces=trial.number, status="waiting")
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+# -- dead workers -----------------------------------------------------------------------------------------------
+def mark_interrupted(storage: Any, trial: Any, reason: str) -> bool:
+    """RUNNING → FAIL with status/reason interrupted. False if another process finished it first."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    tid = trial._trial_id
+    try:
+        storage.set_trial_user_attr(tid, "status", "interrupted")
+        storage.set_trial_user_attr(tid, "reason", reason)
+        return bool(storage.set_trial_state_values(tid, TrialState.FAIL))
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False
+
+
+def _rdb_stale_ids(study: Any, storage: Any) -> set[int] | None:
+    """Trial ids whose Optuna heartbeat is older than the grace period (RDB storage with heartbeats), else None."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if not is_heartbeat_enabled(storage):
+        return None
+    getter = getattr(storage, "_get_stale_trial_ids", None)
+    if getter is None:
+        return set()
+    try:
+        return set(getter(study._study_id))
+    except Exception:  # noqa: BLE001
+        return set()
+
+
+def fail_dead_trials(study: Any, storage: Any, study_dir: Path) -> list[Any]:
+    """Fail every RUNNING trial whose worker is dead (``liveness.trial_is_dead``); return them. Then Optuna's own
+    ``fail_stale_trials`` (RDB heartbeats), whose ``failed_trial_callback`` enqueues resuming copies."""
+    import optuna
+    from optuna.trial import TrialState
+
+    stale = _rdb_stale_ids(study, storage)
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("unit") is None:
+            continue
+        if trial_is_dead(t, study_dir, rdb_stale=stale):
+            w = t.user_attrs.get("worker") or {}
+            who = f"worker pid {w.get('pid')} on {w.get('host')}" if w else "its worker"
+            if mark_interrupted(storage, t, f"interrupted: {who} is gone"):
+                dead.append(t)
+    if stale is not None:
+        optuna.storages.fail_stale_trials(study)
+    return dead
+
+
+# -- reconcile --------------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What a launch found and did."""
+    total: int = 0
+    done: list[UnitStatus] = field(default_factory=list)
+    running: list[UnitStatus] = field(default_factory=list)
+    waiting: list[UnitStatus] = field(default_factory=list)
+    failed: list[UnitStatus] = field(default_factory=list)          # failed or diverged, not retried
+    interrupted: list[UnitStatus] = field(default_factory=list)     # resumed by this launch
+    missing: list[UnitStatus] = field(default_factory=list)         # enqueued by this launch
+    retried: list[UnitStatus] = field(default_factory=list)         # failed/diverged, enqueued again
+    gave_up: list[UnitStatus] = field(default_factory=list)         # interrupted too often in this launch
+    dead: list[Any] = field(default_factory=list)                   # RUNNING trials found dead (now FAIL)
+    stray: int = 0                                                  # trials of units not in this grid
+
+    @property
+    def enqueued(self) -> int:
+        return len(self.missing) + len(self.interrupted) + len(self.retried)
+
+    @property
+    def to_run(self) -> int:
+        return self.enqueued + len(self.waiting)
+
+
+def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retry_failed: bool = False,
+              auto: bool = False) -> Plan:
+    """Bring the study in line with the grid: fail dead RUNNING trials, then enqueue every missing unit, resume
+    every interrupted one, and (``retry_failed``) retry failed/diverged ones. ``auto``: an idle worker's call
+    (interrupted units are resumed at most ``MAX_AUTO_RESUMES`` times, failures never retried).
+    Must run under ``study_lock``."""
+    plan = Plan()
+    plan.dead = fail_dead_trials(study, storage, study_dir)
+    trials = study.get_trials(deepcopy=False)
+    expected = {u.key for u in spec.units()}
+    plan.stray = sum(1 for t in trials if t.user_attrs.get("unit") not in expected)
+    for st in statuses(spec, trials):
+        plan.total += 1
+        if st.state in DONE:
+            plan.done.append(st)
+        elif st.state == "running":
+            plan.running.append(st)
+        elif st.state == "waiting":
+            plan.waiting.append(st)
+        elif st.state == "missing":
+            enqueue_unit(study, st.unit, [], resume=False)
+            plan.missing.append(st)
+        elif st.state == "interrupted":
+            resumes = sum(1 for t in st.trials if trial_status(t) == "interrupted")
+            if auto and resumes > MAX_AUTO_RESUMES:
+                plan.gave_up.append(st)
+                continue
+            enqueue_unit(study, st.unit, st.trials, resume=True)
+            plan.interrupted.append(st)
+        elif st.state in FAILED:
+            if retry_failed and not auto:
+                enqueue_unit(study, st.unit, st.trials, resume=False)
+                plan.retried.append(st)
+            else:
+                plan.failed.append(st)
+    return plan
+
+
+# -- claim ------------------------------------------------------------------------------------------------------
+def claim(study: Any, storage: Any, ref: StorageRef, *, offset: int = 0) -> int | None:
+    """Take one WAITING trial of ``study`` (WAITING → RUNNING, a compare-and-set exactly one process wins); its id,
+    or None when none is left. ``offset`` rotates where the scan starts, so workers rarely race for one trial."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    with claim_lock(ref, study.study_name):
+        waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+        waiting = [t for t in waiting if t.user_attrs.get("unit") is not None]
+        if not waiting:
+            return None
+        k = offset % len(waiting)
+        for t in waiting[k:] + waiting[:k]:
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    return t._trial_id
+            except UpdateFinishedTrialError:
+                continue
+    return None
+
+
+# -- listing ----------------------------------------------------------------------------------------------------
+@dataclass
+class StudyProgress:
+    name: str
+    total: int
+    complete: int
+    running: int
+    failed: int
+    waiting: int
+    storage: str
+    stale: int = 0
+
+    def line(self) -> str:
+        extra = f" ({self.stale} stale)" if self.stale else ""
+        return (f"{self.name}: {self.complete}/{self.total} complete, {self.running} running{extra}, "
+                f"{self.failed} failed, {self.waiting} waiting   [{self.storage}]")
+
+
+def study_progress(study: Any, storage_display: str, study_dir: Path | None = None) -> StudyProgress:
+    trials = study.get_trials(deepcopy=False)
+    by_unit = group_by_unit(trials)
+    counts = {"complete": 0, "running": 0, "failed": 0, "waiting": 0}
+    stale = 0
+    for key, ts in by_unit.items():
+        st = unit_status(None, ts)  # type: ignore[arg-type]
+        if st.state in DONE:
+            counts["complete"] += 1
+        elif st.state == "running":
+            counts["running"] += 1
+            if study_dir is not None and all(trial_is_dead(t, study_dir) for t in ts if trial_status(t) == "running"):
+                stale += 1
+        elif st.state == "waiting":
+            counts["waiting"] += 1
+        else:
+            counts["failed"] += 1
+    total = study.user_attrs.get("n_units")
+    if not isinstance(total, int):
+        total = len(by_unit)
+    counts["waiting"] += max(0, total - len(by_unit))  # units of the grid that have no trial yet
+    return StudyProgress(study.study_name, total, counts["complete"], counts["running"], counts["failed"],
+                         counts["waiting"], storage_display, stale)
+
+
+def objective_values(spec: GridSpec, trials: Iterable[Any]) -> dict[str, list[float]]:
+    """Cell id → objective values of its COMPLETE trials (one per seed for a grid)."""
+    from optuna.trial import TrialState
+
+    out: dict[str, list[float]] = {c.id: [] for c in spec.cells}
+    for t in trials:
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("cell") in out and t.value is not None \
+                and math.isfinite(t.value):
+            out[t.user_attrs["cell"]].append(float(t.value))
+    return out
+
+
+def eprint(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)

@@ -1,0 +1,260 @@
+"""`resnet-ablate sweep GRID.yaml`: check the grid, create or resume the study, run the workers, print the results.
+
+A launch is idempotent: it creates the study the first time (enqueuing every (cell, seed) once) and on every later
+launch prints what is done, failed, interrupted and missing, and enqueues only what is missing (plus interrupted
+trials, which resume from their checkpoint, and with ``--retry-failed`` failed/diverged ones). See ``study.py``.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+from resnet_core.errors import ConfigError
+
+from .estimate import sweep_seconds
+from .grid import GridSpec, load_grid
+from .objective import DEFAULT_TRAIN
+from .progress import Monitor, fmt_duration, result_lines
+from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
+from .study import (DONE, FAILED, Plan, create_or_load, reconcile, requeue_failed_trial, statuses,
+                    study_progress)
+from .worker import WorkerSpec, _quiet, assign_devices, cpu_threads, parse_devices, run_worker, worker_main
+
+LIST_MAX = 12
+
+
+def _units_line(spec: GridSpec) -> str:
+    n_cells = len(spec.cells)
+    if spec.search:
+        return f"{len(spec.units())} trials ({n_cells} cell{'s' * (n_cells != 1)} × {spec.n_trials} search trials)"
+    return (f"{len(spec.units())} trials ({n_cells} cell{'s' * (n_cells != 1)} × {len(spec.seeds)} "
+            f"seed{'s' * (len(spec.seeds) != 1)})")
+
+
+def _who(st: Any) -> str:
+    u = st.unit
+    where = u.cell.id or "base"
+    return f"{where} seed {u.seed}" + (f" (search trial {u.slot})" if u.slot is not None else "")
+
+
+def _list(out: TextIO, title: str, items: list[Any], fmt: Callable[[Any], str] = _who) -> None:
+    if not items:
+        return
+    print(f"  {title}:", file=out)
+    for st in items[:LIST_MAX]:
+        print(f"    {fmt(st)}", file=out)
+    if len(items) > LIST_MAX:
+        print(f"    … and {len(items) - LIST_MAX} more", file=out)
+
+
+def print_plan(plan: Plan, created: bool, out: TextIO) -> None:
+    if created:
+        print(f"created the study; enqueued {plan.enqueued} trials", file=out)
+        return
+    print(f"resuming: {len(plan.done)} done, {len(plan.running)} running elsewhere, {len(plan.waiting)} waiting, "
+          f"{len(plan.failed) + len(plan.retried)} failed, {len(plan.interrupted)} interrupted, "
+          f"{len(plan.missing)} missing", file=out)
+    _list(out, "skip (done)", plan.done)
+    _list(out, "skip (running in another live worker)", plan.running)
+    _list(out, "skip (failed or diverged; --retry-failed runs them again)", plan.failed,
+          lambda st: f"{_who(st)}: {st.latest.user_attrs.get('reason') or st.state}")
+    _list(out, "retry (failed or diverged, --retry-failed)", plan.retried,
+          lambda st: f"{_who(st)}: was {st.latest.user_attrs.get('reason') or st.state}")
+    _list(out, "resume (interrupted; continues from its last checkpoint)", plan.interrupted)
+    _list(out, "run (missing)", plan.missing)
+    if plan.dead:
+        print(f"  found {len(plan.dead)} trial(s) RUNNING with a dead worker: marked failed (interrupted)", file=out)
+    if plan.stray:
+        print(f"  {plan.stray} trial(s) of the study belong to cells or seeds no longer in the grid (left alone)",
+              file=out)
+
+
+# -- dry run ----------------------------------------------------------------------------------------------------
+def _params(spec: GridSpec, cell: Any) -> str:
+    try:
+        import torch
+
+        from resnet_core.model import build_model, count_params
+        from resnet_core.run_config import RunConfig
+
+        rc = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0]))
+        with torch.device("meta"):
+            n = count_params(build_model(rc.model))
+        return f"{n / 1e6:.2f}M params" if n >= 100_000 else f"{n / 1e3:.1f}k params"
+    except Exception:  # noqa: BLE001
+        return "? params"
+
+
+def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
+            retry_failed: bool, out: TextIO) -> int:
+    import optuna
+
+    trials: list[Any] = []
+    exists = False
+    if storage_exists(ref):
+        _quiet()
+        try:
+            storage = open_storage(ref, read_only=True)
+            study = optuna.load_study(study_name=spec.study, storage=storage)
+            trials = study.get_trials(deepcopy=False)
+            exists = True
+        except (KeyError, ConfigError):
+            pass
+        except Exception:  # noqa: BLE001 - e.g. no tables yet in a fresh database
+            pass
+    sts = statuses(spec, trials)
+    done = [s for s in sts if s.state in DONE]
+    failed = [s for s in sts if s.state in FAILED]
+    running = [s for s in sts if s.state == "running"]
+    to_run = [s for s in sts if s.state not in DONE + ("running",) and (retry_failed or s.state not in FAILED)]
+    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices)
+    print(f"study {spec.study}: {_units_line(spec)}", file=out)
+    print(f"storage: {ref.display}" + ("" if exists else " (no study there yet)"), file=out)
+    print(f"study folder: {study_dir}", file=out)
+    print("cells:", file=out)
+    width = max(len(c.id or "base") for c in spec.cells)
+    for c in spec.cells:
+        t = per_cell.get(c.id)
+        est = f"~{fmt_duration(t)}/trial" if t is not None else ""
+        print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
+    print(f"trials: {len(sts)} total, {len(done)} done, {len(running)} running, {len(failed)} failed, "
+          f"{len(to_run)} to run", file=out)
+    dev = ",".join(sorted(set(devices)))
+    if total_s is None:
+        print("estimate: unknown for this dataset", file=out)
+    else:
+        print(f"estimate: ~{fmt_duration(total_s)} for {len(to_run)} trials on {dev} with {workers} worker"
+              f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2×)", file=out)
+    print("dry run: nothing was created or run", file=out)
+    return 0
+
+
+# -- the launch -------------------------------------------------------------------------------------------------
+def run_sweep(grid_file: str | Path, *, workers: int = 1, devices: str | None = None, root: str | Path = "runs",
+              storage: str | None = None, dry: bool = False, retry_failed: bool = False,
+              overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
+              train: str = DEFAULT_TRAIN, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb)
+    devs = parse_devices(devices)
+    ref = resolve_storage(storage, root, spec.study)
+    study_dir = Path(root) / spec.study
+    if dry:
+        return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out)
+
+    _quiet()
+    st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with study_lock(ref, spec.study, st):
+        the_study, created = create_or_load(st, spec, study_dir)
+        plan = reconcile(the_study, st, spec, study_dir, retry_failed=retry_failed)
+    print(f"study {spec.study}: {_units_line(spec)}  [{ref.display}]", file=out)
+    print_plan(plan, created, out)
+    out.flush()
+
+    code = 0
+    if plan.to_run:
+        n = min(workers, plan.to_run)
+        assigned = assign_devices(n, devs)
+        units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
+        estimate, _ = sweep_seconds(spec, units, devs)
+        deadline = time.time() + spec.timeout if spec.timeout else None
+        print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {', '.join(assigned)}"
+              + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
+        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, train, cpu_threads(assigned),
+                            os.getpid()) for i, d in enumerate(assigned)]
+        monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), to_run=plan.to_run, workers=n,
+                          estimate_s=estimate, stream=err)
+        with monitor:
+            code = _run_workers(specs, err)
+        if not monitor.tty:
+            print(f"[sweep] {monitor.last_line}", file=err, flush=True)
+
+    trials = the_study.get_trials(deepcopy=False)
+    final = statuses(spec, trials)
+    left = [s for s in final if s.state not in DONE + FAILED]
+    print(f"results ({spec.objective['metric']}, {spec.objective['direction']}; mean ± std over seeds):", file=out)
+    for line in result_lines(spec, trials):
+        print(line, file=out)
+    n_done = sum(1 for s in final if s.state in DONE)
+    n_failed = sum(1 for s in final if s.state in FAILED)
+    print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished", file=out)
+    if left:
+        why = "the timeout was reached; " if spec.timeout and not code else ""
+        print(f"{why}run the same command again to resume", file=out)
+    print(f"study folder: {study_dir}", file=out)
+    print(f"dashboard: optuna-dashboard {ref.dashboard_arg()}", file=out)
+    out.flush()
+    return code
+
+
+def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:
+    """Run the workers; 0 if all ended normally, 1 if one crashed. Ctrl-C stops them (their trials are recorded
+    as interrupted and resume on the next launch) and re-raises."""
+    if len(specs) == 1:
+        run_worker(specs[0])  # in this process: nothing to spawn, and a kill of this process kills the worker
+        return 0
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=worker_main, args=(ws,), name=f"sweep-worker-{ws.index}") for ws in specs]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            for p in procs:
+                p.join(timeout=0.2)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM → KeyboardInterrupt in the worker → trial marked interrupted
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    bad = [p for p in procs if p.exitcode not in (0, None)]
+    for p in bad:
+        print(f"worker {p.name} exited with code {p.exitcode}", file=err, flush=True)
+    return 1 if bad else 0
+
+
+# -- studies ----------------------------------------------------------------------------------------------------
+def list_studies(root: str | Path = "runs", storage: str | None = None, out: TextIO | None = None) -> int:
+    import optuna
+
+    out = out or sys.stdout
+    _quiet()
+    found = 0
+    if storage:
+        ref = resolve_storage(storage, root, "")
+        if not storage_exists(ref):
+            print(f"no studies in {ref.display}", file=out)
+            return 0
+        st = open_storage(ref, read_only=True)
+        try:
+            names = optuna.get_all_study_names(storage=st)
+        except Exception as e:  # noqa: BLE001 - e.g. a database without Optuna's tables
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"no studies in {ref.display} ({first[:120]})", file=out)
+            return 0
+        for name in names:
+            s = optuna.load_study(study_name=name, storage=st)
+            sd = s.user_attrs.get("study_dir")
+            print(study_progress(s, ref.display, Path(sd) if sd else None).line(), file=out)
+            found += 1
+    else:
+        for journal in sorted(Path(root).glob("*/optuna.journal")):
+            ref = StorageRef("journal", str(journal), str(journal))
+            st = open_storage(ref, read_only=True)
+            for name in optuna.get_all_study_names(storage=st):
+                s = optuna.load_study(study_name=name, storage=st)
+                print(study_progress(s, ref.display, journal.parent).line(), file=out)
+                found += 1
+    if not found:
+        where = storage or f"{root}/*/optuna.journal"
+        print(f"no studies in {where}", file=out)
+    return 0

@@ -1,0 +1,229 @@
+"""Workers: processes that take waiting trials of one study and train them, one at a time, on one device.
+
+``--workers N`` starts N workers (spawned processes; one runs in the launching process itself when N is 1), given
+devices round-robin from ``--devices`` (several workers may share one GPU). A worker loops: claim a WAITING trial
+(``study.claim``), record who runs it (``worker`` user attr) and beat a heartbeat while it trains, report the result
+with ``study.tell``. When no trial is waiting it reconciles once under the study lock (a trial whose worker died is
+failed and a resuming copy enqueued) and stops if that found nothing to do. A spawned worker dies with its parent
+(``PR_SET_PDEATHSIG``), so killing the launcher never leaves orphans training.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from resnet_core.errors import ConfigError
+
+from .grid import GridSpec
+from .liveness import Heartbeat, worker_record
+from .objective import DEFAULT_TRAIN, _clear_stale_run_dir, resolve_train, run_objective
+from .storage import StorageRef, open_storage, study_lock
+from .study import claim, reconcile, requeue_failed_trial, sampler_and_pruner
+
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|npu(:\d+)?)$")
+
+
+# -- devices ----------------------------------------------------------------------------------------------------
+def default_devices() -> list[str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+def parse_devices(text: str | None) -> list[str]:
+    """``cpu`` | ``cuda:0,cuda:1`` | ``cuda`` (every GPU) | …; a device that is not there is a ConfigError."""
+    if not text:
+        return default_devices()
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError("--devices is empty; give e.g. cpu or cuda:0,cuda:1")
+    out: list[str] = []
+    for p in parts:
+        if not DEVICE.match(p):
+            raise ConfigError(f"--devices: unknown device {p!r}; use cpu, cuda, cuda:<i>, mps or npu[:<i>]")
+        if p.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"--devices {p}: CUDA is not available here; use --devices cpu")
+            n = torch.cuda.device_count()
+            if p == "cuda":
+                out += [f"cuda:{i}" for i in range(n)]
+                continue
+            if int(p.split(":")[1]) >= n:
+                raise ConfigError(f"--devices {p}: only {n} CUDA device(s) here (cuda:0…cuda:{n - 1})")
+        out.append(p)
+    return out
+
+
+def assign_devices(workers: int, devices: list[str]) -> list[str]:
+    """Round-robin: worker i gets devices[i % len(devices)]."""
+    return [devices[i % len(devices)] for i in range(workers)]
+
+
+def cpu_threads(assigned: list[str]) -> int | None:
+    """Torch threads for each CPU worker: the machine's cores shared out (None: leave torch's default)."""
+    n_cpu = sum(1 for d in assigned if d == "cpu")
+    if n_cpu <= 1:
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // n_cpu)
+
+
+# -- the worker -------------------------------------------------------------------------------------------------
+@dataclass
+class WorkerSpec:
+    spec: dict[str, Any]              # GridSpec.to_dict()
+    storage: StorageRef
+    study_dir: str
+    device: str
+    index: int = 0
+    deadline: float | None = None     # time.time() after which no new trial starts
+    train: str = DEFAULT_TRAIN        # "module:function"
+    threads: int | None = None
+    parent_pid: int | None = None
+
+
+@dataclass
+class WorkerStats:
+    ran: int = 0
+    lost: int = 0                     # trials whose result could not be recorded (taken over)
+    numbers: list[int] = field(default_factory=list)
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before prctl took effect
+
+
+def _quiet() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
+def worker_main(ws: WorkerSpec) -> None:
+    """Entry point of a spawned worker process."""
+    _die_with_parent(ws.parent_pid)
+
+    def _term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+    if ws.threads:
+        import torch
+
+        torch.set_num_threads(ws.threads)
+    try:
+        run_worker(ws)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ConfigError as e:
+        print(f"worker {ws.index}: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[Any, Any]:
+    import optuna
+
+    storage = storage or open_storage(ref, failed_trial_callback=requeue_failed_trial)
+    sampler, pruner = sampler_and_pruner(spec)
+    study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
+    return study, storage
+
+
+def run_worker(ws: WorkerSpec, *, train: Callable | None = None, stop: threading.Event | None = None,
+               on_trial: Callable[[int], None] | None = None) -> WorkerStats:
+    """Take and run trials until none is left (or the deadline / ``stop``)."""
+    _quiet()
+    spec = GridSpec.from_dict(ws.spec)
+    study, storage = open_study(spec, ws.storage)
+    train_fn = train or resolve_train(ws.train)
+    study_dir = Path(ws.study_dir)
+    stats = WorkerStats()
+    while not (stop is not None and stop.is_set()):
+        if ws.deadline is not None and time.time() >= ws.deadline:
+            break
+        tid = claim(study, storage, ws.storage, offset=ws.index)
+        if tid is None:
+            with study_lock(ws.storage, spec.study, storage):
+                plan = reconcile(study, storage, spec, study_dir, auto=True)
+            if plan.enqueued:
+                continue
+            break
+        number = run_one(study, storage, spec, tid, ws, train_fn, study_dir, stats)
+        if on_trial is not None:
+            on_trial(number)
+    return stats
+
+
+def run_one(study: Any, storage: Any, spec: GridSpec, tid: int, ws: WorkerSpec, train_fn: Callable,
+            study_dir: Path, stats: WorkerStats) -> int:
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    trial = optuna.trial.Trial(study, tid)
+    record = worker_record(ws.index, ws.device)
+    trial.set_user_attr("worker", record)
+    trial.set_user_attr("status", "running")
+    run_dir = study_dir / trial.user_attrs["run_dir"]
+    if not trial.user_attrs.get("resume"):
+        _clear_stale_run_dir(run_dir)  # before the heartbeat file appears in it
+
+    def taken_over() -> bool:
+        return storage.get_trial(tid).state != TrialState.RUNNING
+
+    try:
+        with Heartbeat(run_dir, {**record, "trial": trial.number}, storage=storage, trial_id=tid):
+            outcome = run_objective(spec, trial, device=ws.device, study_dir=study_dir, train=train_fn,
+                                    stop=taken_over)
+    except KeyboardInterrupt:
+        try:
+            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("reason", "interrupted: the worker was stopped")
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:  # noqa: BLE001
+            pass
+        raise
+    stats.ran += 1
+    stats.numbers.append(trial.number)
+    try:
+        if outcome.state == "abandoned":
+            stats.lost += 1
+            return trial.number
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        if outcome.state == "complete":
+            study.tell(trial, outcome.value)
+        elif outcome.state == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        stats.lost += 1  # another process declared this worker dead and failed the trial; its copy resumes
+    return trial.number
