@@ -50,6 +50,7 @@ class _Member:
     best_val: float = math.inf
     best_test: float = math.inf
     last: dict[str, float] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)  # the config as written to config.yaml
     final: dict[str, Any] | None = None  # the summary written when the member finished
 
 
@@ -122,9 +123,9 @@ class _Trainer:
         self.model_cfg = model_cfg
         self.members = [_Member(c, RunRecord(d)) for c, d in zip(cfgs, run_dirs)]
         for m, c in zip(self.members, cfgs):
-            resolved = c.to_dict()
-            resolved["model"] = model_cfg.resolved().to_dict()
-            m.record.write_config(resolved)
+            m.resolved = c.to_dict()
+            m.resolved["model"] = model_cfg.resolved().to_dict()
+            m.record.write_config(m.resolved)
 
         fast = ref.fast if ref.fast != "auto" else ("graph" if self.device.type == "cuda" else "eager")
         if fast in ("graph", "compile") and self.device.type != "cuda":
@@ -412,7 +413,7 @@ class _Trainer:
         start = self._resume() if resume else 0
         for g, m in enumerate(self.members):
             m.record.write_summary(self._summary(g, start))
-            _emit(self.callbacks, "on_start", g, m.cfg.to_dict(), m.record.dir)
+            _emit(self.callbacks, "on_start", g, m.resolved, m.record.dir)
         t0 = time.perf_counter()
         t_win, images_win, images_all = t0, 0, 0
         step = start
@@ -444,6 +445,7 @@ class _Trainer:
             for g in self._active():
                 self.members[g].status, self.members[g].reason = status, f"{type(e).__name__}: {e}"
                 self.members[g].record.write_summary(self._summary(g, step))
+                _emit(self.callbacks, "on_end", g, self._summary(g, step))
             raise
         for g in self._active():
             self.members[g].status = "complete"

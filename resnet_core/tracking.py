@@ -73,17 +73,17 @@ class WandbTracker:
         try:
             import wandb
 
-            full = {**config, **(self.extra[member] if self.extra else {})}
+            full = {**config, **(self.extra[member] if self.extra else {})}  # the engine passes the resolved config
             run = wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=self.job_type,
                              name=self.names[member] if self.names else config.get("name"),
                              tags=list(self.tags[member]) if self.tags else None, config=full,
                              dir=str(run_dir), mode=self.mode, reinit="create_new",
                              settings=wandb.Settings(init_timeout=self.init_timeout, silent=True,
                                                      x_disable_stats=True, console="off"))
-            run.define_metric("train/*", summary="last")
-            run.define_metric("grad_norm/*", summary="last")
-            run.define_metric("grad_norm_block/*", summary="last")
-            run.define_metric("weight_norm/*", summary="last")
+            run.define_metric("train/*")
+            run.define_metric("grad_norm/*")
+            run.define_metric("grad_norm_block/*")
+            run.define_metric("weight_norm/*")
             run.define_metric("val/error", summary="min,last")
             run.define_metric("test/error", summary="min,last")
             self.runs[member] = run

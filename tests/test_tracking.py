@@ -1,0 +1,401 @@
+"""W&B tracking (DESIGN §6): one offline run per trial inside its run folder, whose files say exactly what the local
+record says; a failing W&B never fails a trial; `off`/`disabled` writes nothing; the study summary run; the mode.
+
+Everything runs offline (explicit `mode: offline`) with the W&B server address pointed at a dead local port, so no
+test can reach the network. The `.wandb` files are read back with tests/wandb_reader.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from wandb_reader import read_run, records  # noqa: E402
+
+from resnet_core import ConfigError  # noqa: E402
+from resnet_core.cli import main  # noqa: E402
+from resnet_core.engine import train  # noqa: E402
+from resnet_core.record import read_config, read_metrics, read_summary  # noqa: E402
+from resnet_core.tracking import WandbTracker, log_study_summary, resolve_mode, wandb_callback  # noqa: E402
+
+torch.set_num_threads(1)
+
+STUDY = "wb-test"
+PROJECT = "wb-test-project"
+BASE = {
+    "data": {"name": "synthetic", "pad": 2, "synthetic": {"image_size": 16, "n_train": 256, "n_test": 100}},
+    "model": {"family": "cifar", "depth": 8},
+    "optim": {"name": "sgd", "lr": 0.05},
+    "schedule": {"name": "constant", "unit": "epoch", "total": 2},
+    "batch_size": 32,
+    "log_every": 4,
+    "eval_every": 1,
+    "device": "cpu",
+}
+# 256 images / 32 = 8 steps an epoch, 2 epochs: logs at 4, 8, 12, 16 and evaluations at 8, 16
+LOG_STEPS = [4, 8, 12, 16]
+EVAL_STEPS = [8, 16]
+
+
+def write_grid(path: Path, *, shortcuts=("none", "identity"), seeds=(0, 1), mode: str = "offline") -> Path:
+    grid = {"study": STUDY, "base": BASE, "grid": {"model.shortcut": list(shortcuts)}, "seeds": list(seeds),
+            "wandb": {"project": PROJECT, "mode": mode}}
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def sweep(grid: Path, root: Path, *extra: str) -> int:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        return main(["sweep", str(grid), "--root", str(root), "--workers", "1", *extra])
+
+
+def trial_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in (root / STUDY / "trials").iterdir() if p.is_dir())
+
+
+def wandb_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.wandb"))
+
+
+def finished_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """`read_run` once the run's file holds its exit record: wandb-core writes the file asynchronously, so right
+    after `run.finish()` returns it can still be just the 7-byte header."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+        try:
+            exits = [r.exit for f in files for r in records(f) if r.WhichOneof("record_type") == "exit"]
+        except Exception:  # noqa: BLE001 - a record still being written
+            exits = []
+        if len(files) == 1 and exits:
+            out = read_run(run_dir)
+            out["exit_code"] = exits[-1].exit_code
+            out["file"] = files[0]
+            return out
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no finished offline W&B run under {run_dir}: {files}")
+        time.sleep(0.1)
+
+
+def same(a: float, b: float) -> bool:
+    return a == b or math.isclose(a, b, rel_tol=1e-9)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wandb_env(tmp_path_factory):
+    """Silent, offline-only W&B whose config/cache/data folders are temporary; a dead server address so that
+    anything trying to go online fails at once instead of reaching the network."""
+    home = tmp_path_factory.mktemp("wandb-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+        for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP",
+                    "WANDB_JOB_TYPE", "WANDB_TAGS", "WANDB_NAME", "WANDB_RUN_ID", "WANDB_RESUME"):
+            mp.delenv(var, raising=False)
+        for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data"),
+                         ("WANDB_ARTIFACT_DIR", "artifacts")):
+            mp.setenv(var, str(home / sub))
+        yield
+
+
+@pytest.fixture(scope="module")
+def offline_sweep(tmp_path_factory, wandb_env):
+    """The 2 cells × 2 seeds grid swept once with `wandb: {mode: offline}`: (root, rc, trials, runs by folder)."""
+    import optuna
+
+    from sweeps.storage import open_storage, resolve_storage
+
+    tmp = tmp_path_factory.mktemp("offline")
+    root = tmp / "runs"
+    rc = sweep(write_grid(tmp / "grid.yaml"), root)
+    runs = {d.name: finished_run(d) for d in trial_dirs(root)}
+    storage = open_storage(resolve_storage(None, root, STUDY), read_only=True)
+    trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
+    return root, rc, trials, runs
+
+
+# -- 1. one run per trial, in its own run folder, with group / job type / name / tags / config ------------------
+def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
+    root, rc, trials, runs = offline_sweep
+    assert rc == 0
+    assert sorted(runs) == ["shortcut-identity-s0", "shortcut-identity-s1", "shortcut-none-s0", "shortcut-none-s1"]
+    study_dir = root / STUDY
+    # exactly one .wandb file per trial, each inside its own trial folder (none in the study folder or elsewhere)
+    assert wandb_files(root) == sorted(r["file"] for r in runs.values())
+    for name, r in runs.items():
+        assert r["file"].parent.parent == study_dir / "trials" / name / "wandb"
+    assert len(trials) == 4
+    for t in trials:
+        run_dir = study_dir / t.user_attrs["run_dir"]
+        r, local = runs[run_dir.name], read_config(run_dir)
+        shortcut, seed = t.user_attrs["cell_params"]["model.shortcut"], t.user_attrs["seed"]
+        assert r["run"] == {"group": STUDY, "job_type": "trial", "name": f"{STUDY}-shortcut-{shortcut}-s{seed}",
+                            "tags": [f"model.shortcut={shortcut}"], "project": PROJECT}
+        assert r["run"]["name"] == local["name"]
+        assert r["exit_code"] == 0
+        cfg = r["config"]
+        assert cfg["trial"] == {"number": t.number, "cell": f"model.shortcut={shortcut}", "params": {}}
+        assert cfg["model"]["depth"] == local["model"]["depth"] == 8
+        assert cfg["model"]["shortcut"] == local["model"]["shortcut"] == shortcut
+        assert cfg["seed"] == local["seed"] == seed
+        for section in ("optim", "schedule", "data"):
+            assert cfg[section] == local[section], section
+        assert cfg["optim"]["name"] == "sgd" and cfg["optim"]["lr"] == 0.05
+        assert cfg["schedule"]["total"] == 2
+        # the full resolved config: the model as built (block, stem, stages, widths), not the grid's "auto"s
+        assert cfg["model"] == local["model"]
+        assert cfg["model"]["stages"] == [1, 1, 1] and cfg["model"]["block"] == "basic"
+        assert {k: v for k, v in cfg.items() if k not in ("_wandb", "trial")} == local
+
+
+# -- 2. history = the local metrics, step by step --------------------------------------------------------------
+def test_history_equals_local_metrics_at_every_logged_step(offline_sweep):
+    _, _, _, runs = offline_sweep
+    root = offline_sweep[0]
+    for name, r in runs.items():
+        rows = list(read_metrics(root / STUDY / "trials" / name))
+        steps = sorted({m["step"] for m in rows})
+        assert steps == LOG_STEPS
+        history = r["history"]
+        assert [h["_step"] for h in history] == steps, name  # one row per logging step, in order
+        by_step = {h["_step"]: h for h in history}
+        layers = sorted({m["name"] for m in rows if m["split"] == "grad_norm"})
+        blocks = sorted({m["name"] for m in rows if m["split"] == "grad_norm_block"})
+        assert {"stem.conv", "stage1.block0.conv1", "stage3.block0.conv2", "fc"} <= set(layers)
+        assert blocks == ["stage1.block0", "stage2.block0", "stage3.block0"]
+        for m in rows:  # every local value is in W&B, at its step, exactly
+            key = f"{m['split']}/{m['name']}"
+            assert key in by_step[m["step"]], (name, m)
+            assert same(by_step[m["step"]][key], m["value"]), (name, m, by_step[m["step"]][key])
+        local_keys = {(m["step"], f"{m['split']}/{m['name']}") for m in rows}
+        for step, h in by_step.items():  # …and W&B holds nothing the record does not
+            assert {(step, k) for k in h if not k.startswith("_")} == {x for x in local_keys if x[0] == step}
+            # the per-layer values of a step arrive together: every row holds every layer, block and weight norm
+            assert {f"grad_norm/{x}" for x in layers} <= set(h)
+            assert {f"weight_norm/{x}" for x in layers} <= set(h)
+            assert {f"grad_norm_block/{x}" for x in blocks} <= set(h)
+            assert {"train/loss", "train/error", "train/lr", "train/throughput"} <= set(h)
+            assert ("test/error" in h) == (step in EVAL_STEPS)
+        final = read_summary(root / STUDY / "trials" / name)["final_test_error"]
+        assert by_step[16]["test/error"] == final
+
+
+def test_each_step_is_one_batched_log_call(tmp_path, monkeypatch):
+    """The callback driven by `engine.train` in-process: one `run.log` per on_log/on_eval, per-layer values
+    together in it, logged at the iteration step; `sync_command` names the offline run folder."""
+    import wandb
+    from wandb.sdk.wandb_run import Run
+
+    calls: list[tuple[int | None, dict[str, Any]]] = []
+    original = Run.log
+
+    def spy(self, data, step=None, commit=None):
+        calls.append((step, dict(data)))
+        return original(self, data, step=step, commit=commit)
+
+    monkeypatch.setattr(Run, "log", spy)
+    run_dir = tmp_path / "direct"
+    tracker = WandbTracker(project=PROJECT, mode="offline", group="direct-group", names=["direct-run"],
+                           tags=[["a=1"]], extra_config=[{"trial": {"number": 7}}])
+    result = train({**BASE, "name": "direct", "seed": 3}, run_dir, callbacks=[tracker])
+    assert result.status == "complete"
+    assert [s for s, _ in calls] == [4, 8, 8, 12, 16, 16]  # on_log at each log step, on_eval at each eval step
+    rows = list(read_metrics(run_dir))
+    layers = {m["name"] for m in rows if m["split"] == "grad_norm"}
+    for step, data in calls:
+        if "train/loss" in data:
+            assert {f"grad_norm/{x}" for x in layers} <= set(data)
+            assert {f"weight_norm/{x}" for x in layers} <= set(data)
+        else:
+            assert set(data) == {"test/loss", "test/error"}
+    assert tracker.runs == {} and tracker.skipped == {}
+    r = finished_run(run_dir)
+    assert r["run"]["group"] == "direct-group" and r["run"]["name"] == "direct-run" and r["run"]["tags"] == ["a=1"]
+    assert r["config"]["trial"] == {"number": 7} and r["config"]["seed"] == 3
+    assert [h["_step"] for h in r["history"]] == LOG_STEPS
+    assert tracker.sync_command() == f"wandb sync {r['file'].parent}"
+    assert wandb.run is None  # finished, nothing left open
+
+
+# -- 3. summary --------------------------------------------------------------------------------------------------
+def test_summary_holds_final_and_best_values(offline_sweep):
+    root, _, _, runs = offline_sweep
+    for name, r in runs.items():
+        local = read_summary(root / STUDY / "trials" / name)
+        s = r["summary"]
+        assert s["status"] == local["status"] == "complete"
+        for key in ("final_test_error", "best_test_error", "final_train_error", "final_train_loss", "params", "step",
+                    "wall_time_s", "img_per_s"):
+            assert s[key] == local[key], (name, key)
+        assert s["step"] == 16
+        assert s["test/error"] == {"last": local["final_test_error"], "min": local["best_test_error"]}
+        for key in ("reason", "final_val_error", "best_val_error", "diverged_at"):  # None locally: not in W&B
+            assert local[key] is None and key not in s, (name, key)
+
+
+# -- 4. W&B failing never fails the sweep -----------------------------------------------------------------------
+def check_local_records_complete(root: Path, n: int) -> None:
+    dirs = trial_dirs(root)
+    assert len(dirs) == n
+    for d in dirs:
+        summary = read_summary(d)
+        assert summary["status"] == "complete", d
+        assert summary["step"] == 16 and summary["final_test_error"] is not None
+        rows = list(read_metrics(d))
+        assert sorted({m["step"] for m in rows}) == LOG_STEPS
+        assert {m["split"] for m in rows} >= {"train", "test", "grad_norm", "grad_norm_block", "weight_norm"}
+        assert read_config(d)["name"] == f"{STUDY}-{d.name}"
+        assert not list(d.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_failing_wandb_init_warns_and_trials_complete(tmp_path, monkeypatch):
+    import wandb
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("W&B is broken here")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    root = tmp_path / "runs"
+    with pytest.warns(UserWarning, match="W&B skipped") as caught:
+        rc = sweep(write_grid(tmp_path / "grid.yaml", shortcuts=("identity",)), root)
+    assert rc == 0
+    skipped = [str(w.message) for w in caught if "W&B skipped" in str(w.message)]
+    assert len(skipped) == 2  # one per trial
+    assert all("init: RuntimeError: W&B is broken here" in m and "local run record is complete" in m
+               for m in skipped)
+    check_local_records_complete(root, 2)
+
+
+def test_failing_wandb_in_worker_subprocesses(tmp_path, monkeypatch, capfd):
+    """Two spawned workers inherit WANDB_MODE=nonsense, which makes wandb.init raise (a settings validation error);
+    the grid's explicit `mode: offline` passes our validation."""
+    monkeypatch.setenv("WANDB_MODE", "nonsense")
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "grid.yaml", seeds=(0,))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["sweep", str(grid), "--root", str(root), "--workers", "2"])
+    assert rc == 0, out.getvalue()
+    assert "2/2 trials done, 0 failed" in out.getvalue()
+    err = capfd.readouterr().err
+    assert "W&B skipped for member 0 (init:" in err and "nonsense" in err, err
+    check_local_records_complete(root, 2)
+
+
+def test_failing_wandb_log_mid_run_finishes_the_run(tmp_path, monkeypatch):
+    from wandb.sdk.wandb_run import Run
+
+    def broken(self, data, step=None, commit=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Run, "log", broken)
+    tracker = WandbTracker(project=PROJECT, mode="offline", group="g")
+    with pytest.warns(UserWarning, match=r"W&B skipped for member 0 \(log: OSError: disk full\)"):
+        result = train({**BASE, "name": "broken-log", "seed": 0}, tmp_path / "run", callbacks=[tracker])
+    assert result.status == "complete"
+    assert read_summary(tmp_path / "run")["status"] == "complete"
+    assert tracker.runs == {} and "log: OSError" in tracker.skipped[0]
+    assert finished_run(tmp_path / "run")["exit_code"] == 1  # the run was finished, as failed
+
+
+# -- 5. off / disabled write nothing; --wandb offline overrides the grid -----------------------------------------
+@pytest.mark.parametrize("grid_mode, flag, expect_runs", [
+    ("offline", "off", False),
+    ("disabled", None, False),
+    ("disabled", "offline", True),
+], ids=["grid-offline--wandb-off", "grid-disabled", "grid-disabled--wandb-offline"])
+def test_wandb_mode_off_disabled_and_cli_override(tmp_path, grid_mode, flag, expect_runs):
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "grid.yaml", shortcuts=("identity",), seeds=(0,), mode=grid_mode)
+    rc = sweep(grid, root, *(["--wandb", flag] if flag else []))
+    assert rc == 0
+    [run_dir] = trial_dirs(root)
+    assert read_summary(run_dir)["status"] == "complete"
+    if expect_runs:
+        r = finished_run(run_dir)
+        assert r["run"]["group"] == STUDY and r["run"]["name"] == f"{STUDY}-shortcut-identity-s0"
+        assert wandb_files(root) == [r["file"]]
+    else:
+        assert not [p for p in root.rglob("wandb") if p.is_dir()]
+        assert wandb_files(root) == []
+
+
+# -- 6. the study summary run --------------------------------------------------------------------------------------
+def test_log_study_summary_writes_a_table_run(tmp_path):
+    import json
+
+    from PIL import Image
+
+    figure = tmp_path / "error_vs_depth.png"
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(figure)
+    rows = [{"seed": 0, "cell": "model.shortcut=none", "final_test_error": 12.5},
+            {"cell": "model.shortcut=identity", "seed": 0, "final_test_error": 10.25}]
+    run_dir = tmp_path / "summary"
+    folder = log_study_summary(study=STUDY, project=PROJECT, mode="offline", rows=rows, figures=[figure],
+                               run_dir=run_dir)
+    r = finished_run(run_dir)
+    assert folder == str(r["file"].parent)
+    assert r["run"] == {"group": STUDY, "job_type": "summary", "name": f"{STUDY}-summary", "tags": [],
+                        "project": PROJECT}
+    assert r["exit_code"] == 0
+    [row] = r["history"]
+    assert row["results/_type"] == "table-file"
+    assert row["results/nrows"] == 2 and row["results/ncols"] == 3
+    assert row["results/path"].startswith("media/table/results") and row["results/path"].endswith(".table.json")
+    table = json.loads((Path(folder) / "files" / row["results/path"]).read_text())
+    assert table["columns"] == ["cell", "seed", "final_test_error"]  # cell and seed first
+    assert table["data"] == [["model.shortcut=none", 0, 12.5], ["model.shortcut=identity", 0, 10.25]]
+    assert row["figures/error_vs_depth/_type"] == "image-file"
+    assert (Path(folder) / "files" / row["figures/error_vs_depth/path"]).is_file()
+
+
+def test_log_study_summary_never_raises(tmp_path, monkeypatch):
+    import wandb
+
+    assert log_study_summary(study=STUDY, project=PROJECT, mode="disabled", rows=[{"cell": "a"}],
+                             run_dir=tmp_path / "off") is None
+    assert not (tmp_path / "off").exists()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no W&B")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    with pytest.warns(UserWarning, match=r"W&B study summary skipped \(RuntimeError: no W&B\)"):
+        assert log_study_summary(study=STUDY, project=PROJECT, mode="offline", rows=[{"cell": "a"}],
+                                 run_dir=tmp_path / "broken") is None
+
+
+# -- 7. the mode ---------------------------------------------------------------------------------------------------
+def test_resolve_mode(tmp_path, monkeypatch):
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    assert resolve_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert resolve_mode("auto") == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "p" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert resolve_mode("auto") == "online"  # `wandb login` writes the key to ~/.netrc
+    (tmp_path / ".netrc").unlink()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto") == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    for mode in ("online", "offline", "disabled"):
+        assert resolve_mode(mode) == mode
+    with pytest.raises(ConfigError, match="nonsense"):
+        resolve_mode("nonsense")
+    with pytest.raises(ConfigError, match="bogus"):
+        WandbTracker(project=PROJECT, mode="bogus")
+    assert wandb_callback(project=PROJECT, mode="disabled", name="n", config={}) is None
