@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Running the same command again resumes: only missing, interrupted (and with --retry-failed, "
                     "failed) trials run.")
     p.add_argument("grid", help="the grid YAML, e.g. ablations/quickstart.yaml")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes (default: one per GPU; on CPU one single-threaded worker per core, "
+                        "at most 4)")
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="devices given to workers round-robin: cpu, or cuda:0,cuda:1 (default: every GPU, else cpu)")
     p.add_argument("--root", default="runs", metavar="DIR",

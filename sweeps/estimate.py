@@ -3,7 +3,7 @@
 Per trial: training ≈ 3 × forward FLOPs × batch × iterations, evaluation ≈ forward FLOPs × (test + val images) × the
 number of evaluations, plus a fixed start-up cost. Throughputs are effective, measured on this project's engine:
 ResNet-20 on an H100 at 61.6k img/s with the whole-step CUDA graph (≈ 15 TFLOP/s), and small nets on 2 CPU cores
-(≈ 13 GFLOP/s a core, measured on the quickstart). Small nets on a GPU are launch-bound and slow convs on old CPUs are
+(35–44 GFLOP/s a core for the quickstart's ResNet-8/20 on 16×16 images; 30 assumed). Small nets on a GPU are launch-bound and slow convs on old CPUs are
 slower: it is an estimate, good to a factor of about two.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ DATASETS = {
     "fashion_mnist": (60_000, 10_000, 28, 1, 10),
     "mnist": (60_000, 10_000, 28, 1, 10),
 }
-FLOPS = {"cpu_core": 13e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}   # effective training FLOP/s
-STARTUP_S = {"cpu": 3.0, "cuda": 20.0, "mps": 10.0, "npu": 20.0}      # imports, data, graph capture
+FLOPS = {"cpu_core": 30e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}   # effective training FLOP/s
+STARTUP_S = {"cpu": 2.0, "cuda": 20.0, "mps": 10.0, "npu": 20.0}      # imports, data, graph capture
 
 
 def _cores() -> int:
@@ -47,6 +47,15 @@ def _freeze(d: dict[str, Any]) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
+def dataset_shape(rc: Any) -> tuple[int, int, int, int, int] | None:
+    """(train images, test images, image size, channels, classes) of a RunConfig's dataset, None if unknown."""
+    d = rc.data
+    if d.name == "synthetic":
+        s = d.synthetic
+        return s.n_train, s.n_test, s.image_size, s.channels, s.num_classes
+    return DATASETS.get(d.name)
+
+
 def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
     """Estimated seconds for one run config on ``device`` (cpu, cuda:…, mps, npu), or None if unknown."""
     from resnet_core.run_config import RunConfig
@@ -54,13 +63,10 @@ def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
 
     rc = RunConfig.from_dict(cfg)
     d = rc.data
-    if d.name == "synthetic":
-        s = d.synthetic
-        n_train, n_test, size, channels, classes = s.n_train, s.n_test, s.image_size, s.channels, s.num_classes
-    elif d.name in DATASETS:
-        n_train, n_test, size, channels, classes = DATASETS[d.name]
-    else:
+    shape = dataset_shape(rc)
+    if shape is None:
         return None
+    n_train, n_test, size, channels, classes = shape
     n_val = int(d.val_size * n_train) if isinstance(d.val_size, float) else int(d.val_size)
     n_train -= n_val
     if d.resize:

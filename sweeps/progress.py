@@ -21,6 +21,9 @@ def fmt_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "?"
     seconds = max(0, int(round(seconds)))
+    if seconds >= 48 * 3600:
+        d, rem = divmod(seconds, 86400)
+        return f"{d}d{rem // 3600:02d}h"
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
@@ -42,6 +45,7 @@ class Monitor:
         self._base_done: int | None = None
         self._durations: list[float] = []
         self._bar = None
+        self._new: list[tuple[Any, str]] = []
         self.last_line = ""
 
     def __enter__(self) -> "Monitor":
@@ -77,6 +81,7 @@ class Monitor:
                 counts["waiting"] += 1
             elif st.state in FAILED:
                 counts["failed"] += 1
+        self._new = []
         for t in trials:
             s = trial_status(t)
             if s in ("running", "waiting") or t.number in self._seen:
@@ -86,10 +91,10 @@ class Monitor:
                 continue
             if t.datetime_start and t.datetime_complete:
                 self._durations.append((t.datetime_complete - t.datetime_start).total_seconds())
-            self._event(t, s)
+            self._new.append((t, s))
         return counts["done"] + counts["failed"], counts
 
-    def _event(self, t: Any, s: str) -> None:
+    def _event(self, t: Any, s: str, progress: str) -> None:
         who = f"{t.user_attrs.get('cell') or 'base'} seed {t.user_attrs.get('seed')}"
         if s == "complete":
             msg = f"trial {t.number} ({who}): {self.spec.objective['metric']} {t.value:.2f}"
@@ -99,7 +104,7 @@ class Monitor:
             if s != "complete":
                 self._bar.write(msg, file=self.stream)
         else:
-            print(f"[sweep] {msg}", file=self.stream, flush=True)
+            print(f"[sweep] {msg}   [{progress}]", file=self.stream, flush=True)
 
     def eta(self, remaining: int) -> float | None:
         if remaining <= 0:
@@ -119,6 +124,8 @@ class Monitor:
         eta = self.eta(remaining)
         self.last_line = (f"{done_now}/{self.to_run} done, {counts['running']} running, {counts['failed']} failed, "
                           f"ETA {fmt_duration(eta)}")
+        for t, s in self._new:
+            self._event(t, s, self.last_line)
         if self._bar is not None:
             self._bar.n = min(done_now, self.to_run)
             self._bar.set_description_str(self.spec.study, refresh=False)

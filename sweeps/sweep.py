@@ -22,7 +22,8 @@ from .progress import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from .study import (DONE, FAILED, Plan, create_or_load, reconcile, requeue_failed_trial, statuses,
                     study_progress)
-from .worker import WorkerSpec, _quiet, assign_devices, cpu_threads, parse_devices, run_worker, worker_main
+from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_workers, parse_devices, run_worker,
+                     worker_main)
 
 LIST_MAX = 12
 
@@ -81,9 +82,17 @@ def _params(spec: GridSpec, cell: Any) -> str:
         from resnet_core.model import build_model, count_params
         from resnet_core.run_config import RunConfig
 
+        import dataclasses
+
+        from .estimate import dataset_shape
+
         rc = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0]))
+        model = rc.model
+        shape = dataset_shape(rc)
+        if shape is not None:
+            model = dataclasses.replace(model, in_channels=shape[3], num_classes=shape[4])
         with torch.device("meta"):
-            n = count_params(build_model(rc.model))
+            n = count_params(build_model(model))
         return f"{n / 1e6:.2f}M params" if n >= 100_000 else f"{n / 1e3:.1f}k params"
     except Exception:  # noqa: BLE001
         return "? params"
@@ -134,16 +143,18 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
 
 
 # -- the launch -------------------------------------------------------------------------------------------------
-def run_sweep(grid_file: str | Path, *, workers: int = 1, devices: str | None = None, root: str | Path = "runs",
+def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
               train: str = DEFAULT_TRAIN, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb)
     devs = parse_devices(devices)
+    if workers is None:
+        workers = default_workers(devs)
     ref = resolve_storage(storage, root, spec.study)
     study_dir = Path(root) / spec.study
     if dry:
@@ -166,7 +177,8 @@ def run_sweep(grid_file: str | Path, *, workers: int = 1, devices: str | None = 
         units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
         estimate, _ = sweep_seconds(spec, units, devs)
         deadline = time.time() + spec.timeout if spec.timeout else None
-        print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {', '.join(assigned)}"
+        where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
+        print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}"
               + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
         specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, train, cpu_threads(assigned),
                             os.getpid()) for i, d in enumerate(assigned)]

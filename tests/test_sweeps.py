@@ -1,0 +1,446 @@
+"""The sweeps package: grid validation, exactly-once trials with several worker processes, resume after a killed
+launcher, failures recorded with their reason, dry runs, and study listing. Every trial trains a tiny network with
+the real engine on the offline synthetic dataset (8×8 images, a few iterations: well under a second each)."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna")
+from optuna.trial import TrialState  # noqa: E402
+
+from resnet_core.cli import main  # noqa: E402
+from resnet_core.errors import ConfigError  # noqa: E402
+from sweeps.cells import cell_id, make_slugs  # noqa: E402
+from sweeps.grid import load_grid  # noqa: E402
+from sweeps.storage import resolve_storage  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = ["quickstart", "degradation", "degradation_fast", "shortcuts", "activation", "pooling", "blocks"]
+
+TINY_BASE = {
+    "data": {"name": "synthetic", "synthetic": {"image_size": 8, "n_train": 128, "n_test": 64}, "augment": "none"},
+    "model": {"family": "cifar", "depth": 8, "widths": [4, 8, 8]},
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
+    "schedule": {"name": "constant", "unit": "iter", "total": 6},
+    "batch_size": 32,
+    "eval_batch_size": 64,
+    "log_every": 3,
+    "eval_every": 3,
+    "probes": False,
+    "device": "cpu",
+}
+
+
+def write_grid(path: Path, study: str, **kw) -> Path:
+    grid = {"study": study, "base": kw.pop("base", TINY_BASE), "grid": kw.pop("grid", {"model.shortcut": ["none",
+                                                                                                          "identity"]}),
+            "seeds": kw.pop("seeds", [0, 1])}
+    grid.update(kw)
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def journal_study(root: Path, study: str):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = JournalStorage(JournalFileBackend(str(root / study / "optuna.journal")))
+        return optuna.load_study(study_name=study, storage=storage)
+
+
+def assert_exactly_once(study, expected_units: int) -> list:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    units = Counter((t.user_attrs["cell"], t.user_attrs["seed"]) for t in complete)
+    assert len(units) == expected_units, units
+    assert all(n == 1 for n in units.values()), f"a (cell, seed) completed twice: {units}"
+    assert not [t for t in trials if "unit" not in t.user_attrs], "a trial that no (cell, seed) asked for"
+    return complete
+
+
+# -- cells, storage URLs ----------------------------------------------------------------------------------------
+def test_cell_ids_and_slugs_are_stable_and_unique():
+    params = [{"model.depth": 20, "model.shortcut": "none"}, {"model.depth": 110, "schedule.warmup_lr": 0.01},
+              {"optim.lr": 1e-4, "model.stages": [1, 1, 1]}, {}]
+    assert cell_id(params[0]) == "model.depth=20,model.shortcut=none"
+    assert cell_id({}) == ""
+    slugs = make_slugs(params)
+    assert slugs[0] == "depth-20_shortcut-none"
+    assert slugs[3] == "base"
+    assert len(set(slugs)) == len(slugs)
+    assert all(set(s) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_") for s in slugs)
+    clash = make_slugs([{"model.width": 1, "data.width": 2}])  # same last part → the whole key
+    assert clash == ["model-width-1_data-width-2"]
+
+
+def test_storage_urls(tmp_path):
+    ref = resolve_storage(None, tmp_path, "s")
+    assert ref.kind == "journal" and ref.url == str(tmp_path / "s" / "optuna.journal")
+    pg = resolve_storage("postgresql://u:secret@127.0.0.1:5432/db", tmp_path, "s")
+    assert pg.kind == "postgresql" and "secret" not in pg.display and pg.url.endswith("@127.0.0.1:5432/db")
+    assert resolve_storage("sqlite:///x.db", tmp_path, "s").kind == "sqlite"
+    with pytest.raises(ConfigError):
+        resolve_storage("redis://localhost", tmp_path, "s")
+
+
+# -- grid validation --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_grids_validate(name):
+    spec = load_grid(REPO / "ablations" / f"{name}.yaml")
+    assert spec.cells and spec.seeds
+    if name == "quickstart":
+        assert spec.base["data"]["name"] == "synthetic"
+        assert {c.params["model.shortcut"] for c in spec.cells} == {"none", "identity"}
+        assert len(spec.units()) == 8
+    if name == "degradation":
+        assert spec.base["data"]["val_size"] == 5000 and spec.seeds == [0, 1, 2]
+        assert spec.base["schedule"]["milestones"] == [32000, 48000] and spec.base["schedule"]["total"] == 64000
+        r110 = [c for c in spec.cells if c.params.get("model.depth") == 110]
+        assert len(r110) == 1 and r110[0].params["schedule.warmup_lr"] == 0.01
+        assert len(spec.cells) == 9
+
+
+BAD_GRIDS = {
+    "unknown top-level key": ("study: x\nbase: {}\ngrid: {model.depth: [20]}\nsedes: [0]\n", "sedes"),
+    "bad value": ("study: x\nbase: {}\ngrid: {model.depth: [20, 21]}\n", "21"),
+    "empty axis": ("study: x\nbase: {}\ngrid: {model.depth: []}\n", "empty"),
+    "axis naming no key": ("study: x\nbase: {}\ngrid: {model.deph: [20]}\n", "model.deph"),
+    "unparsable yaml": ("study: x\nbase: {model: [\ngrid: {\n", "YAML"),
+    "bad base key": ("study: x\nbase: {optim: {name: sgd, lrr: 0.1}}\ngrid: {model.depth: [20]}\n", "lrr"),
+    "bad search": ("study: x\nbase: {}\nsearch: {optim.lr: {log_uniform: [0, 1]}}\nn_trials: 2\n", "log_uniform"),
+    "n_trials without search": ("study: x\nbase: {}\ngrid: {model.depth: [20]}\nn_trials: 3\n", "n_trials"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_GRIDS))
+def test_bad_grid_exits_2_and_creates_nothing(case, tmp_path, capsys):
+    text, needle = BAD_GRIDS[case]
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert needle in err, err
+    assert not root.exists()
+
+
+def test_missing_grid_file_exits_2(tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert main(["sweep", str(tmp_path / "nope.yaml"), "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "nope.yaml" in err and "\n" not in err
+    assert not root.exists()
+
+
+def test_bad_set_override_exits_2(tmp_path, capsys):
+    grid = write_grid(tmp_path / "g.yaml", "setbad")
+    root = tmp_path / "runs"
+    assert main(["sweep", str(grid), "--root", str(root), "--set", "optim.name=sgdd"]) == 2
+    assert "optim.name" in capsys.readouterr().err
+    assert not root.exists()
+
+
+# -- a sweep: results, failures, resume, retry, dry runs, listing -----------------------------------------------
+def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "mini",
+                      extra_cells=[{"model.shortcut": "identity", "optim.lr": 1.0e20}])
+
+    assert main(["sweep", str(grid), "--root", str(root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "model.shortcut=identity,optim.lr=1e+20" in out and "6 to run" in out and "estimate" in out
+    assert not root.exists(), "a dry run created something"
+
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "created the study; enqueued 6 trials" in out
+    assert "study folder:" in out and "mean ± std" in out
+
+    study = journal_study(root, "mini")
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6
+    complete = assert_exactly_once(study, 4)
+    bad = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(bad) == 2
+    for t in bad:
+        assert t.user_attrs["status"] == "diverged" and t.user_attrs["reason"].startswith("diverged")
+        assert t.user_attrs["cell_params"] == {"model.shortcut": "identity", "optim.lr": 1e20}
+    for t in complete:  # the trial contract that `reports` reads
+        a = t.user_attrs
+        assert a["status"] == "complete" and a["reason"] is None
+        assert a["cell"] in ("model.shortcut=none", "model.shortcut=identity")
+        assert a["cell_params"] == {"model.shortcut": a["cell"].split("=")[1]}
+        assert a["run_dir"] == f"trials/shortcut-{a['cell_params']['model.shortcut']}-s{a['seed']}"
+        summary = json.loads((root / "mini" / a["run_dir"] / "summary.json").read_text())
+        assert summary["status"] == "complete" and summary["seed"] == a["seed"]
+        assert summary["name"] == f"mini-shortcut-{a['cell_params']['model.shortcut']}-s{a['seed']}"
+        assert t.value == pytest.approx(summary["final_test_error"]) == pytest.approx(a["final_test_error"])
+        for key in ("params", "best_val_error", "final_train_error", "wall_time_s"):
+            assert key in a
+    attrs = study.user_attrs
+    assert attrs["grid_axes"] == ["model.shortcut", "optim.lr"] and attrs["seeds"] == [0, 1]
+    assert attrs["objective"] == {"metric": "test_error", "direction": "minimize"}
+    assert attrs["base"]["model"]["depth"] == 8 and attrs["grid_file"] == str(grid)
+
+    # The same command again: nothing runs, and it says what it skips.
+    mtimes = {t.number: (root / "mini" / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime for t in complete}
+    assert main(["sweep", str(grid), "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 4 done" in out and "skip (done)" in out and "model.shortcut=none seed 0" in out
+    assert "--retry-failed" in out
+    assert len(study.get_trials(deepcopy=False)) == 6
+    assert main(["sweep", str(grid), "--root", str(root), "--dry-run"]) == 0
+    assert "4 done" in capsys.readouterr().out and len(study.get_trials(deepcopy=False)) == 6
+
+    # --retry-failed runs only the diverged cell again, in a new folder; it diverges again.
+    assert main(["sweep", str(grid), "--root", str(root), "--retry-failed"]) == 0
+    capsys.readouterr()
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 8
+    retried = [t for t in trials if t.user_attrs.get("attempt") == 1]
+    assert len(retried) == 2 and all(t.user_attrs["run_dir"].endswith("-r1") for t in retried)
+    assert all(t.state == TrialState.FAIL and t.user_attrs["status"] == "diverged" for t in retried)
+    for t in complete:  # completed trials were never rerun
+        assert (root / "mini" / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime == mtimes[t.number]
+
+    assert main(["studies", "--root", str(root)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("mini: 4/6 complete, 0 running, 2 failed, 0 waiting"), line
+
+    # A changed base would mix incomparable trials into the study: refused.
+    assert main(["sweep", str(grid), "--root", str(root), "--set", "optim.lr=0.01"]) == 2
+    assert "different base" in capsys.readouterr().err
+
+
+def test_four_workers_run_each_cell_and_seed_exactly_once(tmp_path, capsys):
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "four", grid={"model.shortcut": ["none", "identity", "conv1x1"]},
+                      seeds=[0, 1, 2])
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "4"]) == 0
+    assert "with 4 workers" in capsys.readouterr().out
+    study = journal_study(root, "four")
+    complete = assert_exactly_once(study, 9)
+    assert len(study.get_trials(deepcopy=False)) == 9
+    pids = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert len(pids) >= 2 and os.getpid() not in pids, pids
+    assert {t.user_attrs["run_dir"] for t in complete} == {
+        f"trials/shortcut-{s}-s{seed}" for s in ("none", "identity", "conv1x1") for seed in (0, 1, 2)}
+
+
+def test_search_in_cells_uses_params_and_stays_per_cell(tmp_path, capsys):
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "search", seeds=[0, 1],
+                      search={"optim.lr": {"log_uniform": [0.001, 0.1]}, "optim.momentum": {"choice": [0.0, 0.9]}},
+                      n_trials=3)
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "6 trials (2 cells × 3 search trials)" in out and "best test_error" in out
+    study = journal_study(root, "search")
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        assert set(t.params) == {"optim.lr", "optim.momentum"} and 0.001 <= t.params["optim.lr"] <= 0.1
+        assert t.user_attrs["seed"] == [0, 1][t.user_attrs["slot"] % 2]
+        cfg = yaml.safe_load((root / "search" / t.user_attrs["run_dir"] / "config.yaml").read_text())
+        assert cfg["optim"]["lr"] == pytest.approx(t.params["optim.lr"])
+    assert Counter(t.user_attrs["unit"] for t in trials).most_common(1)[0][1] == 1
+
+
+# -- killed workers ---------------------------------------------------------------------------------------------
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() \
+        else "X"
+    return state in ("Z", "X")
+
+
+def load_study(root: Path, study: str, storage: str | None = None):
+    if storage is None:
+        return journal_study(root, study)
+    from sweeps.storage import open_storage
+
+    return optuna.load_study(study_name=study, storage=open_storage(resolve_storage(storage, root, study)))
+
+
+def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | None = None) -> None:
+    """Run a sweep as a subprocess with 2 workers, SIGKILL it once a trial has finished and another is RUNNING
+    with a checkpoint, then rerun the same command: everything completes exactly once, nothing finished is lost or
+    rerun, and the killed trials resume from their run folders."""
+    root = tmp_path / "runs"
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 1200}, "log_every": 50,
+            "eval_every": 100}
+    grid = write_grid(tmp_path / "g.yaml", study, base=base)
+    extra = ["--storage", storage] if storage else []
+    args = ["sweep", str(grid), "--root", str(root), "--workers", "2", *extra]
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    journal = root / study / "optuna.journal"
+    deadline = time.monotonic() + 240
+    victims: list = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if storage is None and not journal.exists():
+                continue
+            try:
+                trials = load_study(root, study, storage).get_trials(deepcopy=False)
+            except KeyError:
+                continue  # not created yet
+            running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            ckpt = [t for t in running if (root / study / t.user_attrs["run_dir"] / "last.pt").exists()]
+            if done and ckpt:
+                victims = running
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=30)
+        assert victims, f"no trial was caught running:\n{proc.stdout.read() if proc.stdout else ''}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The workers die with the launcher (PR_SET_PDEATHSIG): no orphan keeps training.
+    worker_pids = {t.user_attrs["worker"]["pid"] for t in victims}
+    t0 = time.monotonic()
+    while not all(_pid_gone(p) for p in worker_pids) and time.monotonic() - t0 < 20:
+        time.sleep(0.1)
+    assert all(_pid_gone(p) for p in worker_pids)
+
+    before = load_study(root, study, storage).get_trials(deepcopy=False)
+    finished = {t.number: (root / study / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime
+                for t in before if t.state == TrialState.COMPLETE}
+    assert finished
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "resume (interrupted" in out and "skip (done)" in out
+    the_study = load_study(root, study, storage)
+    assert_exactly_once(the_study, 4)
+    trials = the_study.get_trials(deepcopy=False)
+    for number, mtime in finished.items():  # nothing finished was lost or rerun
+        t = trials[number]
+        assert t.state == TrialState.COMPLETE
+        assert (root / study / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime == mtime
+    for v in victims:
+        t = trials[v.number]
+        assert t.state == TrialState.FAIL and t.user_attrs["status"] == "interrupted"
+        copies = [c for c in trials if c.user_attrs.get("replaces") == v.number]
+        assert len(copies) == 1 and copies[0].state == TrialState.COMPLETE
+        assert copies[0].user_attrs["resume"] is True and copies[0].user_attrs["run_dir"] == v.user_attrs["run_dir"]
+        summary = json.loads((root / study / v.user_attrs["run_dir"] / "summary.json").read_text())
+        assert summary["status"] == "complete" and summary["step"] == 1200
+    assert len(trials) == 4 + len(victims)
+
+
+def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, capsys):
+    kill_mid_trial_and_rerun(tmp_path, capsys, "killme")
+
+
+def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
+    """reconcile(): a RUNNING trial whose worker pid is gone → FAIL (interrupted) + one resuming copy; a RUNNING
+    trial whose worker is alive (this process) is left alone."""
+    from sweeps.grid import load_grid
+    from sweeps.storage import open_storage, study_lock
+    from sweeps.study import claim, create_or_load, reconcile
+    from sweeps.liveness import worker_record
+
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "dead", seeds=[0]))
+    ref = resolve_storage(None, tmp_path / "runs", "dead")
+    storage = open_storage(ref)
+    study_dir = tmp_path / "runs" / "dead"
+    with study_lock(ref, "dead", storage):
+        study, created = create_or_load(storage, spec, study_dir)
+        reconcile(study, storage, spec, study_dir)
+    assert created
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    a, b = claim(study, storage, ref), claim(study, storage, ref)
+    assert claim(study, storage, ref) is None  # only enqueued trials are ever taken; none is created
+    storage.set_trial_user_attr(a, "worker", {**worker_record(0, "cpu"), "pid": dead_pid, "pid_start": None})
+    storage.set_trial_user_attr(b, "worker", worker_record(1, "cpu"))
+    with study_lock(ref, "dead", storage):
+        plan = reconcile(study, storage, spec, study_dir)
+    assert [t._trial_id for t in plan.dead] == [a] and len(plan.interrupted) == 1 and len(plan.running) == 1
+    trials = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+    assert trials[a].state == TrialState.FAIL and trials[a].user_attrs["status"] == "interrupted"
+    assert trials[b].state == TrialState.RUNNING
+    copies = [t for t in trials.values() if t.user_attrs.get("replaces") == trials[a].number]
+    assert len(copies) == 1 and copies[0].state == TrialState.WAITING and copies[0].user_attrs["resume"] is True
+    with study_lock(ref, "dead", storage):  # a second reconcile changes nothing
+        plan = reconcile(study, storage, spec, study_dir)
+    assert plan.enqueued == 0 and len(study.get_trials(deepcopy=False)) == 3
+
+
+# -- claim atomicity --------------------------------------------------------------------------------------------
+def _claimer(url: str, root: str, name: str, go, queue) -> None:
+    import optuna as _optuna
+    from sweeps.storage import open_storage as _open, resolve_storage as _resolve
+    from sweeps.study import claim as _claim
+
+    _optuna.logging.set_verbosity(_optuna.logging.ERROR)
+    ref = _resolve(url, root, name)
+    storage = _open(ref)
+    study = _optuna.load_study(study_name=name, storage=storage)
+    go.wait()
+    taken = []
+    while (tid := _claim(study, storage, ref)) is not None:
+        trial = _optuna.trial.Trial(study, tid)
+        taken.append(trial.number)
+        time.sleep(0.005)
+        study.tell(trial, 1.0)
+    queue.put(taken)
+
+
+def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 4) -> list[list[int]]:
+    """Enqueue n_trials, release n_procs processes at once to claim them; what each took."""
+    from sweeps.storage import open_storage
+
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    ref = resolve_storage(url, root, name)
+    study = optuna.create_study(study_name=name, storage=open_storage(ref))
+    for i in range(n_trials):
+        study.enqueue_trial({}, user_attrs={"unit": f"u{i}"})
+    ctx = mp.get_context("spawn")
+    go, queue = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_claimer, args=(url, str(root), name, go, queue)) for _ in range(n_procs)]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)
+    go.set()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    assert states == {TrialState.COMPLETE: n_trials}, states
+    taken = [n for r in results for n in r]
+    optuna.delete_study(study_name=name, storage=open_storage(ref))
+    assert sorted(taken) == list(range(n_trials)), "a trial was taken twice or never"
+    return results
+
+
+@pytest.mark.parametrize("backend", ["journal", "sqlite"])
+def test_claim_gives_each_waiting_trial_to_exactly_one_process(backend, tmp_path):
+    url = None if backend == "journal" else f"sqlite:///{tmp_path / 'race.db'}"
+    results = race_claims(url, tmp_path)
+    assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
