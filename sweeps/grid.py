@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from resnet_core.errors import ConfigError, choices_error
-from resnet_core.overrides import apply_overrides, get_dotted, set_dotted
+from resnet_core.overrides import apply_overrides, set_dotted
 from resnet_core.run_config import RunConfig, load_yaml
 
 from .cells import Cell, cell_id, make_slugs
@@ -412,4 +412,4 @@ def _freeze(v: Any) -> Any:
     return (type(v).__name__, v) if isinstance(v, bool) else v
 
 
-__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid", "METRICS", "get_dotted"]
+__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid", "METRICS"]

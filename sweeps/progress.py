@@ -7,6 +7,7 @@ trial. The ETA is the remaining trials × the mean wall time of the trials finis
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import threading
@@ -29,6 +30,17 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+def _is_terminal(stream: Any) -> bool:
+    """A terminal with a size (a pty without one, e.g. under `script`, makes tqdm print nothing: use lines)."""
+    try:
+        if not stream.isatty():
+            return False
+        cols, rows = os.get_terminal_size(stream.fileno())
+        return cols > 20 and rows > 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class Monitor:
     """Polls the study every ``interval`` seconds in a thread and shows progress of this launch's units."""
 
@@ -37,7 +49,7 @@ class Monitor:
         self.spec, self.read_trials, self.to_run, self.workers = spec, read_trials, to_run, max(1, workers)
         self.estimate_s, self.interval = estimate_s, interval
         self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = _is_terminal(self.stream)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
         self._seen: dict[int, str] = {}

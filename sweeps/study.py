@@ -15,7 +15,6 @@ compare-and-set WAITING → RUNNING that exactly one process wins (see ``storage
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,11 +134,14 @@ def trial_status(t: Any) -> str:
     if t.state == TrialState.WAITING:
         return "waiting"
     status = t.user_attrs.get("status")
+    if status == "duplicate":
+        return "duplicate"
     return status if status in FAILED else "interrupted"  # FAIL without our verdict: failed as stale / killed
 
 
 def unit_status(unit: Unit, trials: list[Any]) -> UnitStatus:
     trials = sorted(trials, key=lambda t: t.number)
+    trials = [t for t in trials if trial_status(t) != "duplicate"] or trials
     states = [trial_status(t) for t in trials]
     for s in ("complete", "pruned", "running", "waiting"):
         if s in states:
@@ -404,6 +406,3 @@ def objective_values(spec: GridSpec, trials: Iterable[Any]) -> dict[str, list[fl
             out[t.user_attrs["cell"]].append(float(t.value))
     return out
 
-
-def eprint(*args: Any) -> None:
-    print(*args, file=sys.stderr, flush=True)

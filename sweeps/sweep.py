@@ -103,16 +103,18 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     import optuna
 
     trials: list[Any] = []
-    exists = False
+    note = " (no study there yet)"
     if storage_exists(ref):
         _quiet()
         try:
             storage = open_storage(ref, read_only=True)
             study = optuna.load_study(study_name=spec.study, storage=storage)
             trials = study.get_trials(deepcopy=False)
-            exists = True
-        except (KeyError, ConfigError):
+            note = ""
+        except KeyError:
             pass
+        except ConfigError as e:
+            note = f" (cannot read it: {e})"
         except Exception:  # noqa: BLE001 - e.g. no tables yet in a fresh database
             pass
     sts = statuses(spec, trials)
@@ -122,7 +124,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     to_run = [s for s in sts if s.state not in DONE + ("running",) and (retry_failed or s.state not in FAILED)]
     total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices)
     print(f"study {spec.study}: {_units_line(spec)}", file=out)
-    print(f"storage: {ref.display}" + ("" if exists else " (no study there yet)"), file=out)
+    print(f"storage: {ref.display}{note}", file=out)
     print(f"study folder: {study_dir}", file=out)
     print("cells:", file=out)
     width = max(len(c.id or "base") for c in spec.cells)
@@ -192,7 +194,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)
     left = [s for s in final if s.state not in DONE + FAILED]
-    print(f"results ({spec.objective['metric']}, {spec.objective['direction']}; mean ± std over seeds):", file=out)
+    how = "the best search trial per cell" if spec.search else "mean ± std over seeds"
+    print(f"results ({spec.objective['metric']}, {spec.objective['direction']}; {how}):", file=out)
     for line in result_lines(spec, trials):
         print(line, file=out)
     n_done = sum(1 for s in final if s.state in DONE)
@@ -203,6 +206,10 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"{why}run the same command again to resume", file=out)
     print(f"study folder: {study_dir}", file=out)
     print(f"dashboard: optuna-dashboard {ref.dashboard_arg()}", file=out)
+    offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
+    if offline and spec.wandb.get("mode") != "disabled":
+        print(f"W&B: {len(offline)} offline run(s); upload them with: wandb sync "
+              f"{study_dir}/trials/*/wandb/offline-run-*", file=out)
     out.flush()
     return code
 
@@ -215,8 +222,20 @@ def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:
         return 0
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=worker_main, args=(ws,), name=f"sweep-worker-{ws.index}") for ws in specs]
-    for p in procs:
-        p.start()
+    for p, ws in zip(procs, specs):
+        # a spawned child reads its environment before torch starts its thread pools: share the cores out there
+        # (oversubscribed OpenMP threads make a small CPU many times slower)
+        saved = os.environ.get("OMP_NUM_THREADS")
+        if ws.threads:
+            os.environ["OMP_NUM_THREADS"] = str(ws.threads)
+        try:
+            p.start()
+        finally:
+            if ws.threads:
+                if saved is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = saved
     try:
         while any(p.is_alive() for p in procs):
             for p in procs:

@@ -200,6 +200,14 @@ def run_one(study: Any, storage: Any, spec: GridSpec, tid: int, ws: WorkerSpec, 
     from optuna.trial import TrialState
 
     trial = optuna.trial.Trial(study, tid)
+    unit = trial.user_attrs.get("unit")
+    twins = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+             if t.user_attrs.get("unit") == unit]
+    if twins:  # never happens while enqueues stay under the study lock; a guard so a unit never finishes twice
+        trial.set_user_attr("status", "duplicate")
+        trial.set_user_attr("reason", f"duplicate of trial {twins[0].number}; not run")
+        study.tell(trial, state=TrialState.FAIL)
+        return trial.number
     record = worker_record(ws.index, ws.device)
     trial.set_user_attr("worker", record)
     trial.set_user_attr("status", "running")
