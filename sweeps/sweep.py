@@ -206,12 +206,41 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"{why}run the same command again to resume", file=out)
     print(f"study folder: {study_dir}", file=out)
     print(f"dashboard: optuna-dashboard {ref.dashboard_arg()}", file=out)
+    if plan.to_run and spec.wandb.get("mode") != "disabled":
+        log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
     if offline and spec.wandb.get("mode") != "disabled":
         print(f"W&B: {len(offline)} offline run(s); upload them with: wandb sync "
               f"{study_dir}/trials/*/wandb/offline-run-*", file=out)
     out.flush()
     return code
+
+
+SUMMARY_COLUMNS = ("status", "params", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
+
+
+def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
+                    out: TextIO) -> None:
+    """One W&B run (job_type "summary") in the study's group: the results table and the report's figures."""
+    from resnet_core.tracking import log_study_summary
+
+    rows = [{"cell": t.user_attrs.get("cell"), "seed": t.user_attrs.get("seed"),
+             **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS}}
+            for t in trials if t.user_attrs.get("cell") is not None and t.user_attrs.get("status")]
+    figures: list[Path] = []
+    try:  # the figures come from the report; a report problem must not fail the sweep
+        from reports import build_report
+
+        report = build_report(spec.study, root=root, storage=None if ref.kind == "journal" else ref.url,
+                              out=study_dir / "report", formats="md,csv")
+        figures = sorted(report.glob("*.png"))
+    except Exception as e:  # noqa: BLE001
+        print(f"W&B summary: report figures skipped ({type(e).__name__}: {e})", file=out)
+    offline = log_study_summary(study=spec.study, project=spec.wandb.get("project"),
+                                entity=spec.wandb.get("entity"), mode=spec.wandb.get("mode"), rows=rows,
+                                figures=figures, run_dir=study_dir / "summary")
+    if offline:
+        print(f"W&B: study summary run in {offline}", file=out)
 
 
 def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:

@@ -65,7 +65,8 @@ def trial_dirs(root: Path) -> list[Path]:
 
 
 def wandb_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.wandb"))
+    """The trials' run files (the sweep's own study-summary run lives in <study>/summary/, tested below)."""
+    return sorted(p for p in root.rglob("*.wandb") if "summary" not in p.relative_to(root).parts)
 
 
 def finished_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
@@ -131,8 +132,13 @@ def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
     assert rc == 0
     assert sorted(runs) == ["shortcut-identity-s0", "shortcut-identity-s1", "shortcut-none-s0", "shortcut-none-s1"]
     study_dir = root / STUDY
-    # exactly one .wandb file per trial, each inside its own trial folder (none in the study folder or elsewhere)
+    # exactly one .wandb file per trial, each inside its own trial folder, plus the sweep's one summary run
     assert wandb_files(root) == sorted(r["file"] for r in runs.values())
+    summary = finished_run(study_dir / "summary")
+    assert summary["run"]["group"] == STUDY and summary["run"]["job_type"] == "summary"
+    results = [row for row in summary["history"] if "results/_type" in row]
+    assert results and results[0]["results/_type"] == "table-file" and results[0]["results/nrows"] == 4
+    assert any(k.startswith("figures/curves") for row in summary["history"] for k in row)
     for name, r in runs.items():
         assert r["file"].parent.parent == study_dir / "trials" / name / "wandb"
     assert len(trials) == 4
