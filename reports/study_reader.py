@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from resnet_core.errors import ConfigError
+from resnet_core.overrides import get_dotted as _nested_get
 from resnet_core.record import metrics_frame, read_config, read_summary
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
@@ -47,12 +48,7 @@ def get_dotted(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """``config["model"]["depth"]`` for "model.depth"; a flat ``{"model.depth": …}`` mapping works too."""
     if key in config:
         return config[key]
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
+    return _nested_get(dict(config), key, default)
 
 
 def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
