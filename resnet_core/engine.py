@@ -51,6 +51,7 @@ class _Member:
     best_test: float = math.inf
     last: dict[str, float] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)  # the config as written to config.yaml
+    train_errors: list[tuple[int, float]] = field(default_factory=list)  # (step, logged train error), in order
     final: dict[str, Any] | None = None  # the summary written when the member finished
 
 
@@ -308,6 +309,7 @@ class _Trainer:
                 m.record.log(step, epoch, "weight_norm", weights[g])
                 flat.update({f"weight_norm/{k}": v for k, v in weights[g].items()})
             m.last.update(train_loss=loss[g], train_error=err[g])
+            m.train_errors.append((step, err[g]))
             _emit(self.callbacks, "on_log", g, step, flat)
 
     def _check_divergence(self, step: int) -> None:
@@ -364,11 +366,11 @@ class _Trainer:
 
     def _final_train_error(self, g: int) -> float | None:
         """Mean logged training error over the last epoch (as the running curves of He et al. Fig. 6)."""
-        rows = [r for r in read_metrics(self.members[g].record.dir) if r["split"] == "train" and r["name"] == "error"]
+        rows = self.members[g].train_errors
         if not rows:
             return None
-        last = rows[-1]["step"]
-        window = [r["value"] for r in rows if r["step"] > last - self.spe]
+        last = rows[-1][0]
+        window = [value for step, value in rows if step > last - self.spe]
         return float(sum(window) / len(window))
 
     def _summary(self, g: int, step: int) -> dict[str, Any]:
@@ -404,6 +406,8 @@ class _Trainer:
                 if (r["split"], r["name"]) in (("train", "loss"), ("train", "error"), ("val", "error"),
                                                ("test", "error")):
                     m.last[f"{r['split']}_{r['name']}"] = r["value"]
+                if (r["split"], r["name"]) == ("train", "error"):
+                    m.train_errors.append((r["step"], r["value"]))
         self.step_t.fill_(step)
         return step
 
