@@ -390,8 +390,13 @@ class _Trainer:
     def _resume(self) -> int:
         """Load every member's last.pt; return the step to continue from (0 if none)."""
         paths = [m.record.dir / "last.pt" for m in self.members]
-        if not all(p.exists() for p in paths):
+        if not any(p.exists() for p in paths):  # killed before its first checkpoint: start over, cleanly
+            for m in self.members:
+                m.record.truncate_after(0)
             return 0
+        if not all(p.exists() for p in paths):
+            missing = ", ".join(str(p.parent) for p in paths if not p.exists())
+            raise ConfigError(f"cannot resume fused members: no last.pt in {missing} (resume them separately)")
         states = [ckpt.load(p) for p in paths]
         steps = {s["step"] for s in states}
         if len(steps) != 1:

@@ -40,6 +40,38 @@ def members_from_bench(path: Path, model: str) -> int | None:
     return best
 
 
+# Aggregate-throughput gain of G fused members over one run on CUDA, where no bench table says otherwise: DESIGN §4
+# measured G=1 and G=8 (×2.7 ResNet-20, ×3.3 ResNet-56, ×3.2 ResNet-110) and "G=2 gains little"; G=4 is interpolated.
+# On the CPU a fused run does the same arithmetic as G separate runs: no gain is assumed.
+ASSUMED_CUDA_GAIN = {1: 1.0, 2: 1.1, 4: 2.0, 8: 3.0}
+
+
+def fused_gain(device_type: str, members: int, model: str | None = None, bench: Path | None = None) -> float:
+    """How many times the aggregate img/s of one run G fused members reach (for time estimates)."""
+    if members <= 1 or device_type != "cuda":
+        return 1.0
+    if bench is not None and bench.exists() and model is not None:
+        rows = json.loads(bench.read_text()).get("rows", [])
+        row = next((r for r in rows if r.get("model") == model), None)
+        if row and row.get("engine_G1") and row.get(f"engine_G{members}"):
+            return float(row[f"engine_G{members}"]) / float(row["engine_G1"])
+    sizes = sorted(ASSUMED_CUDA_GAIN)
+    lower = max(g for g in sizes if g <= members)
+    upper = min((g for g in sizes if g >= members), default=lower)
+    if upper == lower:
+        return ASSUMED_CUDA_GAIN[lower]
+    frac = (members - lower) / (upper - lower)
+    return ASSUMED_CUDA_GAIN[lower] + frac * (ASSUMED_CUDA_GAIN[upper] - ASSUMED_CUDA_GAIN[lower])
+
+
+def bench_model_name(model: dict[str, Any]) -> str | None:
+    """The bench table's row name for a model config ("resnet56" for a CIFAR basic-block net), else None."""
+    if model.get("family", "cifar") == "cifar" and model.get("block", "basic") in ("basic", "auto") \
+            and isinstance(model.get("depth"), int):
+        return f"resnet{model['depth']}"
+    return None
+
+
 def auto_members(device_type: str, model: str | None = None, bench: Path | None = None) -> int:
     """`--fuse auto`: 1 (off) on CPU/MPS/NPU; on CUDA the bench table's choice, else the measured default."""
     if device_type != "cuda":

@@ -4,7 +4,8 @@ Modules: ``grid`` (load and check a grid file, expand it into units), ``cells`` 
 ``storage`` (journal / PostgreSQL / SQLite storage and the per-study locks), ``study`` (create/load, enqueue,
 reconcile on every launch, claim a waiting trial, progress), ``liveness`` (is a RUNNING trial's worker alive:
 pid on this host, heartbeat file / Optuna RDB heartbeat elsewhere), ``worker`` (worker processes and devices),
-``objective`` (trial → run config → train → verdict), ``search`` (TPE / median pruning per cell), ``progress``,
+``objective`` (trial → run config → train → verdict; fused groups), ``packing`` (which waiting trials train as one
+fused run: `--fuse`), ``search`` (TPE / median pruning per cell), ``progress``,
 ``estimate`` (dry-run time estimate), ``sweep`` (the `sweep` and `studies` commands), ``cli`` (their arguments).
 """
 from .grid import GridSpec, load_grid

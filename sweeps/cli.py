@@ -2,7 +2,7 @@
 
     resnet-ablate sweep GRID.yaml [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
-                                  [--study NAME]
+                                  [--study NAME] [--fuse auto|N|off] [--fuse-table FILE]
     resnet-ablate studies [--root DIR | --storage URL]
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
-                     wandb=args.wandb, study=args.study)
+                     wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wandb", choices=("off", "offline", "online"), default=None,
                    help="W&B mode for the trials (default: the grid's wandb.mode)")
     p.add_argument("--study", default=None, metavar="NAME", help="use this study name instead of the grid's")
+    p.add_argument("--fuse", default="auto", metavar="auto|N|off",
+                   help="train up to N trials that differ only in seed (the seeds of a cell) as one horizontally "
+                        "fused model; auto: off on CPU/MPS/NPU, on CUDA from --fuse-table or 8 (default auto)")
+    p.add_argument("--fuse-table", default=None, metavar="FILE",
+                   help="a `resnet-ablate bench --members 1,2,4,8 --out FILE` table for --fuse auto "
+                        "(default: <root>/bench.json when it exists)")
     p.set_defaults(func=_cmd_sweep)
 
     q = sub.add_parser("studies", help="list studies and their progress")

@@ -83,12 +83,13 @@ def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
     return STARTUP_S.get(kind, 10.0) + flops / rate
 
 
-def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str]) -> tuple[float | None, dict[str, float]]:
+def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str],
+                  packing: Any = None) -> tuple[float | None, dict[str, float]]:
     """(total wall seconds for ``units`` on these devices, per-cell seconds of one trial). CPU workers share the
-    cores, so CPU time adds up; distinct GPUs run in parallel."""
+    cores, so CPU time adds up; distinct GPUs run in parallel. With a ``packing.Packing``, trials packed into one
+    fused run take ``members × one trial ÷ the fused gain`` (no gain assumed on the CPU)."""
     per_cell: dict[str, float] = {}
     device = devices[0] if devices else "cpu"
-    total = 0.0
     for u in units:
         if u.cell.id not in per_cell:
             try:
@@ -98,6 +99,17 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str]) -> tuple
             if t is None:
                 return None, per_cell
             per_cell[u.cell.id] = t
-        total += per_cell[u.cell.id]
     parallel = 1 if device.startswith("cpu") else max(1, len(set(devices)))
+    if packing is None:
+        return sum(per_cell[u.cell.id] for u in units) / parallel, per_cell
+    from resnet_core.fusion import bench_model_name, fused_gain
+
+    from .packing import device_type, plan_runs
+
+    total = 0.0
+    for run in plan_runs(spec, units, packing):
+        one = per_cell[run.units[0].cell.id]
+        gain = fused_gain(device_type(packing.device), run.members, bench_model_name(run.cfg.get("model") or {}),
+                          packing.table)
+        total += one * run.members / gain
     return total / parallel, per_cell

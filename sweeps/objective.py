@@ -15,12 +15,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .cells import Cell
 from .grid import GridSpec
 
 DEFAULT_TRAIN = "resnet_core.engine:train"
+DEFAULT_TRAIN_MEMBERS = "resnet_core.engine:train_members"
 SUMMARY_ATTRS = ("params", "final_test_error", "best_test_error", "final_val_error", "best_val_error",
                  "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
                  "diverged_at", "device")
@@ -127,6 +128,34 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def outcome_of(spec: GridSpec, result: Any, cb: TrialCallback) -> Outcome:
+    """A finished run's RunResult (and what its TrialCallback saw) → the trial's Outcome."""
+    summary = dict(getattr(result, "summary", None) or {})
+    out = {k: _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
+    status = getattr(result, "status", "failed")
+    reason = getattr(result, "reason", None)
+    if cb.abandoned:
+        return Outcome("abandoned", attrs={**out, "status": "interrupted", "reason": "interrupted: trial taken over"})
+    if status == "pruned" or cb.pruned_at is not None:
+        return Outcome("pruned", attrs={**out, "status": "pruned",
+                                         "reason": f"pruned at step {cb.pruned_at}" if cb.pruned_at else reason})
+    if status == "diverged":
+        return Outcome("fail", attrs={**out, "status": "diverged", "reason": f"diverged: {reason or 'non-finite loss'}"})
+    if status != "complete":
+        return Outcome("fail", attrs={**out, "status": "failed", "reason": f"{status}: {reason}"})
+    value = summary.get(spec.summary_key)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return Outcome("fail", attrs={**out, "status": "failed",
+                                      "reason": f"failed: no finite {spec.summary_key} in the run summary"})
+    return Outcome("complete", float(value), {**out, "status": "complete", "reason": None})
+
+
+def _failure(e: BaseException) -> Outcome:
+    tb = traceback.format_exc(limit=3).strip().splitlines()
+    return Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}",
+                                  "traceback": "\n".join(tb[-6:])})
+
+
 def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, train: Callable,
                   stop: Callable[[], bool] | None = None) -> Outcome:
     """Train one trial and turn the RunResult into an Outcome. KeyboardInterrupt propagates (the worker records the
@@ -147,24 +176,58 @@ def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, t
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - a failed trial is a result, not the end of the study
-        tb = traceback.format_exc(limit=3).strip().splitlines()
-        return Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}",
-                                      "traceback": "\n".join(tb[-6:])})
-    summary = dict(getattr(result, "summary", None) or {})
-    out = {k: _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
-    status = getattr(result, "status", "failed")
-    reason = getattr(result, "reason", None)
-    if cb.abandoned:
-        return Outcome("abandoned", attrs={**out, "status": "interrupted", "reason": "interrupted: trial taken over"})
-    if status == "pruned" or cb.pruned_at is not None:
-        return Outcome("pruned", attrs={**out, "status": "pruned",
-                                         "reason": f"pruned at step {cb.pruned_at}" if cb.pruned_at else reason})
-    if status == "diverged":
-        return Outcome("fail", attrs={**out, "status": "diverged", "reason": f"diverged: {reason or 'non-finite loss'}"})
-    if status != "complete":
-        return Outcome("fail", attrs={**out, "status": "failed", "reason": f"{status}: {reason}"})
-    value = summary.get(spec.summary_key)
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return Outcome("fail", attrs={**out, "status": "failed",
-                                      "reason": f"failed: no finite {spec.summary_key} in the run summary"})
-    return Outcome("complete", float(value), {**out, "status": "complete", "reason": None})
+        return _failure(e)
+    return outcome_of(spec, result, cb)
+
+
+class MemberCallbacks:
+    """Routes the engine's hooks for member ``member`` of a fused run to one trial's callbacks, which see themselves
+    as member 0 of a single run (its TrialCallback, its W&B run)."""
+
+    def __init__(self, member: int, callbacks: Sequence[Any]) -> None:
+        self.member, self.callbacks = member, list(callbacks)
+
+    def _forward(self, hook: str, member: int, *args: Any) -> list[Any]:
+        if member != self.member:
+            return []
+        return [getattr(cb, hook)(0, *args) for cb in self.callbacks if hasattr(cb, hook)]
+
+    def on_start(self, member: int, config: dict[str, Any], run_dir: Path) -> None:
+        self._forward("on_start", member, config, run_dir)
+
+    def on_log(self, member: int, step: int, metrics: dict[str, float]) -> None:
+        self._forward("on_log", member, step, metrics)
+
+    def on_eval(self, member: int, step: int, metrics: dict[str, float]) -> bool:
+        return any(self._forward("on_eval", member, step, metrics))
+
+    def on_end(self, member: int, summary: dict[str, Any]) -> None:
+        self._forward("on_end", member, summary)
+
+
+def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, study_dir: Path,
+                        train_members: Callable, stops: Sequence[Callable[[], bool] | None]) -> list[Outcome]:
+    """Train G trials that share their fusion key as one fused run (``resnet_core.engine.train_members``); one
+    Outcome per trial, each from its own member's result, callback and W&B run. The trials all resume or all start
+    fresh (``packing.trial_key`` groups them so)."""
+    run_dirs = [Path(study_dir) / t.user_attrs["run_dir"] for t in trials]
+    resume = bool(trials[0].user_attrs.get("resume"))
+    if not resume:
+        for d in run_dirs:
+            _clear_stale_run_dir(d)
+    try:
+        prepared = [trial_run_config(spec, t, device) for t in trials]
+    except Exception as e:  # noqa: BLE001 - they share every key but name and seed: one fails, all fail
+        return [Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"})
+                for _ in trials]
+    cbs = [TrialCallback(t, spec.report_key, prune=bool(spec.search), stop=stop) for t, stop in zip(trials, stops)]
+    try:
+        routed = [MemberCallbacks(g, [cb, *_tracking_callbacks(spec, cfg, t, values)])
+                  for g, (t, cb, (cfg, values)) in enumerate(zip(trials, cbs, prepared))]
+        results = train_members([cfg for cfg, _ in prepared], run_dirs, callbacks=routed, resume=resume)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001
+        failed = _failure(e)
+        return [Outcome(failed.state, failed.value, dict(failed.attrs)) for _ in trials]
+    return [outcome_of(spec, r, cb) for r, cb in zip(results, cbs)]

@@ -18,6 +18,7 @@ from resnet_core.errors import ConfigError
 from .estimate import sweep_seconds
 from .grid import GridSpec, load_grid
 from .objective import DEFAULT_TRAIN
+from .packing import Packing, default_table, parse_fuse, plan_runs
 from .progress import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from .study import (DONE, FAILED, Plan, create_or_load, reconcile, requeue_failed_trial, statuses,
@@ -98,8 +99,24 @@ def _params(spec: GridSpec, cell: Any) -> str:
         return "? params"
 
 
+def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextIO) -> None:
+    """How the trials to run pack into fused runs (a line per cell that fuses)."""
+    runs = plan_runs(spec, units, packing)
+    fused = [r for r in runs if r.members > 1]
+    print(f"fuse: {packing.describe()}; {len(units)} trials → {len(runs)} run{'s' * (len(runs) != 1)}"
+          + (f" ({len(fused)} fused)" if fused else ""), file=out)
+    by_cell: dict[str, list[int]] = {}
+    for r in fused:
+        by_cell.setdefault(r.units[0].cell.id or "base", []).append(r.members)
+    for cell, sizes in list(by_cell.items())[:LIST_MAX]:
+        seeds = sum(sizes)
+        print(f"  {cell}: {seeds} seeds as {' + '.join(str(n) for n in sizes)} fused members", file=out)
+    if len(by_cell) > LIST_MAX:
+        print(f"  … and {len(by_cell) - LIST_MAX} more cells", file=out)
+
+
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
-            retry_failed: bool, out: TextIO) -> int:
+            retry_failed: bool, out: TextIO, packing: Packing | None = None) -> int:
     import optuna
 
     trials: list[Any] = []
@@ -122,7 +139,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     failed = [s for s in sts if s.state in FAILED]
     running = [s for s in sts if s.state == "running"]
     to_run = [s for s in sts if s.state not in DONE + ("running",) and (retry_failed or s.state not in FAILED)]
-    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices)
+    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices, packing)
     print(f"study {spec.study}: {_units_line(spec)}", file=out)
     print(f"storage: {ref.display}{note}", file=out)
     print(f"study folder: {study_dir}", file=out)
@@ -134,6 +151,8 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
     print(f"trials: {len(sts)} total, {len(done)} done, {len(running)} running, {len(failed)} failed, "
           f"{len(to_run)} to run", file=out)
+    if packing is not None:
+        print_packing(spec, [s.unit for s in to_run], packing, out)
     dev = ",".join(sorted(set(devices)))
     if total_s is None:
         print("estimate: unknown for this dataset", file=out)
@@ -148,7 +167,8 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
-              train: str = DEFAULT_TRAIN, out: TextIO | None = None, err: TextIO | None = None) -> int:
+              fuse: str | int | None = "auto", fuse_table: str | None = None, train: str = DEFAULT_TRAIN,
+              out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
@@ -159,8 +179,11 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         workers = default_workers(devs)
     ref = resolve_storage(storage, root, spec.study)
     study_dir = Path(root) / spec.study
+    fuse_n = parse_fuse(fuse)
+    table = default_table(root, fuse_table)
+    packing = Packing(fuse_n, devs[0], table, bool(spec.search))
     if dry:
-        return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out)
+        return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     _quiet()
     st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
@@ -177,13 +200,15 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         n = min(workers, plan.to_run)
         assigned = assign_devices(n, devs)
         units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
-        estimate, _ = sweep_seconds(spec, units, devs)
+        estimate, _ = sweep_seconds(spec, units, devs, packing)
         deadline = time.time() + spec.timeout if spec.timeout else None
         where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
-        print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}"
+        fused = [r for r in plan_runs(spec, units, packing) if r.members > 1]
+        packed = f"; fuse {packing.describe()}" + (f": {len(fused)} fused runs" if fused else "")
+        print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
               + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
         specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, train, cpu_threads(assigned),
-                            os.getpid()) for i, d in enumerate(assigned)]
+                            os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), to_run=plan.to_run, workers=n,
                           estimate_s=estimate, stream=err)
         with monitor:

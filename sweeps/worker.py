@@ -26,9 +26,11 @@ from resnet_core.errors import ConfigError
 
 from .grid import GridSpec
 from .liveness import Heartbeat, worker_record
-from .objective import DEFAULT_TRAIN, _clear_stale_run_dir, resolve_train, run_objective
+from .objective import (DEFAULT_TRAIN, DEFAULT_TRAIN_MEMBERS, _clear_stale_run_dir, resolve_train, run_fused_objective,
+                        run_objective)
+from .packing import Packing, claim_group
 from .storage import StorageRef, open_storage, study_lock
-from .study import claim, reconcile, requeue_failed_trial, sampler_and_pruner
+from .study import reconcile, requeue_failed_trial, sampler_and_pruner
 
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|npu(:\d+)?)$")
 
@@ -109,6 +111,9 @@ class WorkerSpec:
     train: str = DEFAULT_TRAIN        # "module:function"
     threads: int | None = None
     parent_pid: int | None = None
+    fuse: str | int = 1               # "auto" or the most trials to train as one fused run (packing.parse_fuse)
+    fuse_table: str | None = None     # a `resnet-ablate bench --members … --out` table for "auto"
+    train_members: str = DEFAULT_TRAIN_MEMBERS
 
 
 @dataclass
@@ -168,82 +173,114 @@ def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[An
     return study, storage
 
 
-def run_worker(ws: WorkerSpec, *, train: Callable | None = None, stop: threading.Event | None = None,
-               on_trial: Callable[[int], None] | None = None) -> WorkerStats:
-    """Take and run trials until none is left (or the deadline / ``stop``)."""
+def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: Callable | None = None,
+               stop: threading.Event | None = None, on_trial: Callable[[int], None] | None = None) -> WorkerStats:
+    """Take and run trials (alone, or packed into fused runs) until none is left (or the deadline / ``stop``)."""
     _quiet()
     spec = GridSpec.from_dict(ws.spec)
     study, storage = open_study(spec, ws.storage)
     train_fn = train or resolve_train(ws.train)
+    members_fn = train_members or resolve_train(ws.train_members)
     study_dir = Path(ws.study_dir)
+    packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
             break
-        tid = claim(study, storage, ws.storage, offset=ws.index)
-        if tid is None:
+        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, offset=ws.index)
+        if not tids:
             with study_lock(ws.storage, spec.study, storage):
                 plan = reconcile(study, storage, spec, study_dir, auto=True)
             if plan.enqueued:
                 continue
             break
-        number = run_one(study, storage, spec, tid, ws, train_fn, study_dir, stats)
+        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats)
         if on_trial is not None:
-            on_trial(number)
+            for number in numbers:
+                on_trial(number)
     return stats
 
 
-def run_one(study: Any, storage: Any, spec: GridSpec, tid: int, ws: WorkerSpec, train_fn: Callable,
-            study_dir: Path, stats: WorkerStats) -> int:
+def _drop_duplicate(study: Any, trial: Any) -> bool:
+    """Fail ``trial`` if its unit already finished (never happens while enqueues stay under the study lock; a guard
+    so a unit never finishes twice). True if it was dropped."""
+    from optuna.trial import TrialState
+
+    unit = trial.user_attrs.get("unit")
+    twins = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+             if t.user_attrs.get("unit") == unit]
+    if not twins:
+        return False
+    trial.set_user_attr("status", "duplicate")
+    trial.set_user_attr("reason", f"duplicate of trial {twins[0].number}; not run")
+    study.tell(trial, state=TrialState.FAIL)
+    return True
+
+
+def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: WorkerSpec, train_fn: Callable,
+              members_fn: Callable, study_dir: Path, stats: WorkerStats) -> list[int]:
+    """Run the claimed trials — one alone with ``train_fn``, several as one fused run with ``members_fn`` — and tell
+    each its own result. Returns their numbers."""
+    import contextlib
+
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    trial = optuna.trial.Trial(study, tid)
-    unit = trial.user_attrs.get("unit")
-    twins = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-             if t.user_attrs.get("unit") == unit]
-    if twins:  # never happens while enqueues stay under the study lock; a guard so a unit never finishes twice
-        trial.set_user_attr("status", "duplicate")
-        trial.set_user_attr("reason", f"duplicate of trial {twins[0].number}; not run")
-        study.tell(trial, state=TrialState.FAIL)
-        return trial.number
+    claimed = [optuna.trial.Trial(study, tid) for tid in tids]
+    trials = [t for t in claimed if not _drop_duplicate(study, t)]
+    if not trials:
+        return [t.number for t in claimed]
     record = worker_record(ws.index, ws.device)
-    trial.set_user_attr("worker", record)
-    trial.set_user_attr("status", "running")
-    run_dir = study_dir / trial.user_attrs["run_dir"]
-    if not trial.user_attrs.get("resume"):
-        _clear_stale_run_dir(run_dir)  # before the heartbeat file appears in it
+    fused_with = [t.number for t in trials]
+    for trial in trials:
+        trial.set_user_attr("worker", record)
+        trial.set_user_attr("status", "running")
+        if len(trials) > 1:
+            trial.set_user_attr("fused_with", fused_with)
+        if not trial.user_attrs.get("resume"):
+            _clear_stale_run_dir(study_dir / trial.user_attrs["run_dir"])  # before the heartbeat file appears
 
-    def taken_over() -> bool:
-        return storage.get_trial(tid).state != TrialState.RUNNING
+    def taken_over(tid: int) -> Callable[[], bool]:
+        return lambda: storage.get_trial(tid).state != TrialState.RUNNING
 
+    stops = [taken_over(t._trial_id) for t in trials]
     try:
-        with Heartbeat(run_dir, {**record, "trial": trial.number}, storage=storage, trial_id=tid):
-            outcome = run_objective(spec, trial, device=ws.device, study_dir=study_dir, train=train_fn,
-                                    stop=taken_over)
+        with contextlib.ExitStack() as beats:
+            for trial in trials:
+                beats.enter_context(Heartbeat(study_dir / trial.user_attrs["run_dir"],
+                                              {**record, "trial": trial.number}, storage=storage,
+                                              trial_id=trial._trial_id))
+            if len(trials) == 1:
+                outcomes = [run_objective(spec, trials[0], device=ws.device, study_dir=study_dir, train=train_fn,
+                                          stop=stops[0])]
+            else:
+                outcomes = run_fused_objective(spec, trials, device=ws.device, study_dir=study_dir,
+                                               train_members=members_fn, stops=stops)
     except KeyboardInterrupt:
-        try:
-            trial.set_user_attr("status", "interrupted")
-            trial.set_user_attr("reason", "interrupted: the worker was stopped")
-            study.tell(trial, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001
-            pass
+        for trial in trials:
+            try:
+                trial.set_user_attr("status", "interrupted")
+                trial.set_user_attr("reason", "interrupted: the worker was stopped")
+                study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001
+                pass
         raise
-    stats.ran += 1
-    stats.numbers.append(trial.number)
-    try:
-        if outcome.state == "abandoned":
-            stats.lost += 1
-            return trial.number
-        for key, value in outcome.attrs.items():
-            trial.set_user_attr(key, value)
-        if outcome.state == "complete":
-            study.tell(trial, outcome.value)
-        elif outcome.state == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            study.tell(trial, state=TrialState.FAIL)
-    except UpdateFinishedTrialError:
-        stats.lost += 1  # another process declared this worker dead and failed the trial; its copy resumes
-    return trial.number
+    for trial, outcome in zip(trials, outcomes):
+        stats.ran += 1
+        stats.numbers.append(trial.number)
+        try:
+            if outcome.state == "abandoned":
+                stats.lost += 1
+                continue
+            for key, value in outcome.attrs.items():
+                trial.set_user_attr(key, value)
+            if outcome.state == "complete":
+                study.tell(trial, outcome.value)
+            elif outcome.state == "pruned":
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            stats.lost += 1  # another process declared this worker dead and failed the trial; its copy resumes
+    return [t.number for t in claimed]

@@ -309,7 +309,8 @@ def load_study(root: Path, study: str, storage: str | None = None):
     return optuna.load_study(study_name=study, storage=open_storage(resolve_storage(storage, root, study)))
 
 
-def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | None = None) -> None:
+def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | None = None,
+                             extra: tuple[str, ...] | list[str] = ()) -> None:
     """Run a sweep as a subprocess with 2 workers, SIGKILL it once a trial has finished and another is RUNNING
     with a checkpoint, then rerun the same command: everything completes exactly once, nothing finished is lost or
     rerun, and the killed trials resume from their run folders."""
@@ -317,8 +318,8 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 1200}, "log_every": 50,
             "eval_every": 100}
     grid = write_grid(tmp_path / "g.yaml", study, base=base)
-    extra = ["--storage", storage] if storage else []
-    args = ["sweep", str(grid), "--root", str(root), "--workers", "2", *extra]
+    args = ["sweep", str(grid), "--root", str(root), "--workers", "2", *(["--storage", storage] if storage else []),
+            *extra]
     proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     journal = root / study / "optuna.journal"

@@ -110,19 +110,27 @@ def wandb_env(tmp_path_factory):
         yield
 
 
-@pytest.fixture(scope="module")
-def offline_sweep(tmp_path_factory, wandb_env):
-    """The 2 cells × 2 seeds grid swept once with `wandb: {mode: offline}`: (root, rc, trials, runs by folder)."""
+@pytest.fixture(scope="module", params=["off", "2"], ids=["solo", "fused"])
+def offline_sweep(request, tmp_path_factory, wandb_env):
+    """The 2 cells × 2 seeds grid swept once with `wandb: {mode: offline}`: (root, rc, trials, runs by folder).
+    Twice: each trial alone (`--fuse off`), and the two seeds of each cell as one fused run (`--fuse 2`), where
+    each member must still get its own W&B run holding exactly its own metrics."""
     import optuna
 
     from sweeps.storage import open_storage, resolve_storage
 
     tmp = tmp_path_factory.mktemp("offline")
     root = tmp / "runs"
-    rc = sweep(write_grid(tmp / "grid.yaml"), root)
+    rc = sweep(write_grid(tmp / "grid.yaml"), root, "--fuse", request.param)
     runs = {d.name: finished_run(d) for d in trial_dirs(root)}
     storage = open_storage(resolve_storage(None, root, STUDY), read_only=True)
     trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
+    fused = [t.user_attrs.get("fused_with") for t in trials]
+    if request.param == "off":
+        assert fused == [None] * 4
+    else:  # the seeds of a cell trained together: trials 0+1 and 2+3
+        assert fused == [[0, 1], [0, 1], [2, 3], [2, 3]]
+        assert all(read_summary(root / STUDY / t.user_attrs["run_dir"])["fused_members"] == 2 for t in trials)
     return root, rc, trials, runs
 
 

@@ -1,0 +1,177 @@
+"""Packing trials into fused runs (DESIGN §4, "Fused trials").
+
+``--fuse auto|N|off`` sets how many trials a worker may train as one horizontally fused model. Trials can share a
+fused run when their run configs are equal in everything but ``resnet_core.fusion.MEMBER_KEYS`` (name and seed: in
+a grid, the seeds of one cell) and they start from the same point (fresh, or resuming from checkpoints at the same
+step). ``auto`` is off on the CPU, MPS and NPU, and on CUDA takes the group size from a ``resnet-ablate bench
+--members 1,2,4,8 --out FILE`` table (``--fuse-table``, default ``<root>/bench.json``) or the measured default.
+
+Claiming a group keeps exactly-once: each member is taken by its own compare-and-set WAITING → RUNNING (see
+``study.claim``), so two workers can split a cell's seeds between them, but no trial is ever taken twice.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from resnet_core.errors import ConfigError
+from resnet_core.fusion import auto_members, bench_model_name, fusion_key
+
+from .grid import GridSpec, Unit
+from .storage import StorageRef, claim_lock
+
+FUSE_WORDS = ("auto", "off")
+
+
+def parse_fuse(text: str | int | None) -> str | int:
+    """``auto`` | ``off`` (→ 1) | a member count ≥ 1."""
+    if text is None or text == "auto":
+        return "auto"
+    if text == "off":
+        return 1
+    try:
+        n = int(text)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(text).strip() != str(n):
+        raise ConfigError(f"--fuse: expected auto, off or a number of members >= 1, got {text!r}")
+    return n
+
+
+def device_type(device: str) -> str:
+    return device.split(":")[0]
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How many members a worker on ``device`` fuses for a run config."""
+    fuse: str | int
+    device: str
+    table: Path | None = None
+    search: bool = False
+
+    def cap(self, cfg: dict[str, Any]) -> int:
+        if self.search:  # search trials get their values from the sampler as they start: nothing to match
+            return 1
+        if self.fuse == "auto":
+            return auto_members(device_type(self.device), bench_model_name(cfg.get("model") or {}), self.table)
+        return int(self.fuse)
+
+    def describe(self) -> str:
+        if self.search:
+            return "off (search trials are suggested as they start)"
+        if self.fuse == "auto":
+            if device_type(self.device) != "cuda":
+                return f"auto: off on {device_type(self.device)}"
+            src = f"from {self.table}" if self.table is not None and self.table.exists() else "measured default"
+            return f"auto on cuda ({src})"
+        return "off" if self.fuse == 1 else f"up to {self.fuse} members"
+
+
+def default_table(root: str | Path, table: str | Path | None) -> Path | None:
+    if table is not None:
+        path = Path(table)
+        if not path.exists():
+            raise ConfigError(f"--fuse-table: no such file {path} (write one with resnet-ablate bench --members "
+                              f"1,2,4,8 --out {path})")
+        return path
+    path = Path(root) / "bench.json"
+    return path if path.exists() else None
+
+
+# -- keys -------------------------------------------------------------------------------------------------------
+def resume_step(run_dir: Path) -> int | None:
+    """The step of ``run_dir/last.pt``, or None without one."""
+    path = Path(run_dir) / "last.pt"
+    if not path.exists():
+        return None
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # noqa: BLE001 - a damaged checkpoint: let the run itself report it, alone
+        return -1
+
+
+def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path, device: str) -> tuple[str, dict[str, Any]]:
+    """(fusion key, run config) of a waiting trial: equal keys ⇔ the trials can train as one fused run."""
+    from .objective import cell_of
+
+    cfg = spec.run_config(cell_of(spec, attrs), int(attrs["seed"]), device=device)
+    key = fusion_key(cfg)
+    if attrs.get("resume"):
+        key += f"|resume@{resume_step(Path(study_dir) / attrs['run_dir'])}"
+    return key, cfg
+
+
+# -- claiming a group -------------------------------------------------------------------------------------------
+def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study_dir: Path, packing: Packing, *,
+                offset: int = 0) -> list[int]:
+    """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
+    ids, first the one the group was chosen by. Empty when nothing is waiting. ``offset`` rotates which group a
+    worker tries first, so workers rarely race for one cell."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    def take(t: Any) -> bool:
+        try:
+            return bool(storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING))
+        except UpdateFinishedTrialError:
+            return False
+
+    with claim_lock(ref, study.study_name):
+        waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+        waiting = [t for t in waiting if t.user_attrs.get("unit") is not None]
+        if not waiting:
+            return []
+        groups: OrderedDict[str, list[Any]] = OrderedDict()
+        caps: dict[str, int] = {}
+        for t in waiting:
+            try:
+                key, cfg = trial_key(spec, t.user_attrs, study_dir, packing.device)
+                cap = packing.cap(cfg)
+            except Exception:  # noqa: BLE001 - a trial whose config cannot be built runs alone and fails there
+                key, cap = f"alone:{t._trial_id}", 1
+            groups.setdefault(key, []).append(t)
+            caps[key] = cap
+        keys = list(groups)
+        k = offset % len(keys)
+        for key in keys[k:] + keys[:k]:
+            taken: list[int] = []
+            for t in groups[key]:
+                if len(taken) >= caps[key]:
+                    break
+                if take(t):
+                    taken.append(t._trial_id)
+            if taken:
+                return taken
+    return []
+
+
+# -- planning (dry run, estimates) ------------------------------------------------------------------------------
+@dataclass
+class FusedRun:
+    units: list[Unit]
+    cfg: dict[str, Any]
+
+    @property
+    def members(self) -> int:
+        return len(self.units)
+
+
+def plan_runs(spec: GridSpec, units: Sequence[Unit], packing: Packing) -> list[FusedRun]:
+    """The fused runs ``units`` would be packed into (fresh starts; grid order)."""
+    groups: OrderedDict[str, list[tuple[Unit, dict[str, Any]]]] = OrderedDict()
+    for u in units:
+        cfg = spec.run_config(u.cell, u.seed, device=packing.device)
+        key = fusion_key(cfg) if u.slot is None else f"search:{u.key}"
+        groups.setdefault(key, []).append((u, cfg))
+    runs: list[FusedRun] = []
+    for members in groups.values():
+        cap = max(1, packing.cap(members[0][1]))
+        for i in range(0, len(members), cap):
+            chunk = members[i:i + cap]
+            runs.append(FusedRun([u for u, _ in chunk], chunk[0][1]))
+    return runs

@@ -1,0 +1,332 @@
+"""Sweeps pack trials into fused runs (`--fuse`, DESIGN §4): a worker takes up to N waiting trials that differ only
+in seed and trains them as one horizontally fused model, yet every Optuna trial keeps its own state, user attrs,
+run record and W&B run; exactly-once holds with several workers and after a SIGKILL; a fused sweep gives the same
+numbers as an unfused one (float64); `--dry-run` shows the packing."""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+optuna = pytest.importorskip("optuna")
+from optuna.trial import TrialState  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_sweeps import TINY_BASE, assert_exactly_once, journal_study, kill_mid_trial_and_rerun, write_grid  # noqa: E402
+from wandb_reader import read_run, records  # noqa: E402
+
+from resnet_core.cli import main  # noqa: E402
+from resnet_core.errors import ConfigError  # noqa: E402
+from resnet_core.fusion import auto_members, fused_gain  # noqa: E402
+from resnet_core.record import read_metrics, read_summary  # noqa: E402
+from sweeps.grid import load_grid  # noqa: E402
+from sweeps.packing import Packing, claim_group, parse_fuse, plan_runs, trial_key  # noqa: E402
+from sweeps.storage import open_storage, resolve_storage, study_lock  # noqa: E402
+from sweeps.study import create_or_load, reconcile  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ["--set", "data.synthetic.n_train=384", "--set", "data.synthetic.n_test=100", "--set", "schedule.total=2",
+         "--set", "schedule.milestones=[1]", "--set", "eval_batch_size=100"]
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """Offline W&B with temporary folders and a dead server address (spawned workers inherit it)."""
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP",
+                "WANDB_NAME", "WANDB_RUN_ID", "WANDB_RESUME"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+
+
+def finished_wandb_run(run_dir: Path, timeout: float = 60.0) -> dict:
+    """The one offline run under run_dir once its file holds the exit record (wandb-core writes asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+        try:
+            done = len(files) == 1 and any(r.WhichOneof("record_type") == "exit" for r in records(files[0]))
+        except Exception:  # noqa: BLE001 - still being written
+            done = False
+        if done:
+            return read_run(run_dir)
+        assert time.monotonic() < deadline, f"no finished offline W&B run under {run_dir}: {files}"
+        time.sleep(0.1)
+
+
+# -- the issue's check: a fused 4-worker quickstart on CPU ------------------------------------------------------
+def test_fused_four_worker_quickstart_one_record_and_wandb_run_per_trial(tmp_path, capsys, offline_wandb):
+    root = tmp_path / "runs"
+    args = ["sweep", str(REPO / "ablations" / "quickstart.yaml"), "--root", str(root), "--workers", "4",
+            "--fuse", "2", *QUICK]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "with 4 workers" in out and "fuse up to 2 members: 4 fused runs" in out
+    study = journal_study(root, "quickstart")
+    complete = assert_exactly_once(study, 8)                   # C × S = 4 cells × 2 seeds, each exactly once
+    assert len(study.get_trials(deepcopy=False)) == 8
+    by_number = {t.number: t for t in complete}
+    assert os.getpid() not in {t.user_attrs["worker"]["pid"] for t in complete}
+    for t in complete:
+        a = t.user_attrs
+        group = [by_number[n] for n in a["fused_with"]]
+        # fused with the other seed of its own cell, in the same worker process
+        assert len(group) == 2 and t in group
+        assert {g.user_attrs["cell"] for g in group} == {a["cell"]}
+        assert sorted(g.user_attrs["seed"] for g in group) == [0, 1]
+        assert len({g.user_attrs["worker"]["pid"] for g in group}) == 1
+        # its own record…
+        run_dir = root / "quickstart" / a["run_dir"]
+        summary = read_summary(run_dir)
+        assert summary["fused_members"] == 2 and summary["status"] == "complete" and summary["seed"] == a["seed"]
+        assert t.value == pytest.approx(summary["final_test_error"]) == pytest.approx(a["final_test_error"])
+        # …and its own W&B run, named after it, holding exactly its own metrics
+        run = finished_wandb_run(run_dir)
+        assert run["run"]["name"] == summary["name"] == f"quickstart-{a['cell_slug']}-s{a['seed']}"
+        assert run["run"]["group"] == "quickstart" and run["config"]["seed"] == a["seed"]
+        assert run["config"]["trial"]["number"] == t.number
+        history = {h["_step"]: h for h in run["history"]}
+        rows = [m for m in read_metrics(run_dir) if m["split"] in ("train", "test")]
+        assert rows
+        for m in rows:
+            assert history[m["step"]][f"{m['split']}/{m['name']}"] == pytest.approx(m["value"], rel=1e-12)
+    # the two members of a fused run did not train the same network: their curves differ
+    first = [m["value"] for m in read_metrics(root / "quickstart" / complete[0].user_attrs["run_dir"])
+             if m["split"] == "train" and m["name"] == "loss"]
+    twin = by_number[[n for n in complete[0].user_attrs["fused_with"] if n != complete[0].number][0]]
+    second = [m["value"] for m in read_metrics(root / "quickstart" / twin.user_attrs["run_dir"])
+              if m["split"] == "train" and m["name"] == "loss"]
+    assert first != second
+
+
+# -- fused = unfused --------------------------------------------------------------------------------------------
+FP64_BASE = {**TINY_BASE, "precision": "fp64", "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9,
+                                                          "weight_decay": 5e-4},
+             "schedule": {"name": "constant", "unit": "iter", "total": 12}, "log_every": 4, "eval_every": 6}
+
+
+def test_fused_sweep_equals_unfused_sweep_in_float64(tmp_path, capsys):
+    """Each trial of a `--fuse 3` sweep logs the same curves as the same trial of a `--fuse off` sweep."""
+    results = {}
+    for fuse in ("off", "3"):
+        root = tmp_path / f"runs-{fuse}"
+        grid = write_grid(tmp_path / f"g-{fuse}.yaml", "eq", base=FP64_BASE, seeds=[0, 1, 2])
+        assert main(["sweep", str(grid), "--root", str(root), "--workers", "1", "--fuse", fuse]) == 0
+        capsys.readouterr()
+        trials = assert_exactly_once(journal_study(root, "eq"), 6)
+        results[fuse] = {t.user_attrs["run_dir"]: (t, list(read_metrics(root / "eq" / t.user_attrs["run_dir"])))
+                         for t in trials}
+        members = {read_summary(root / "eq" / t.user_attrs["run_dir"])["fused_members"] for t in trials}
+        assert members == ({1} if fuse == "off" else {3})
+    assert results["off"].keys() == results["3"].keys()
+    for run_dir, (solo, solo_rows) in results["off"].items():
+        fused, fused_rows = results["3"][run_dir]
+        assert "fused_with" not in solo.user_attrs and len(fused.user_attrs["fused_with"]) == 3
+        assert [(r["step"], r["split"], r["name"]) for r in solo_rows] == \
+               [(r["step"], r["split"], r["name"]) for r in fused_rows]
+        for a, b in zip(solo_rows, fused_rows):
+            if a["name"] == "throughput":
+                continue
+            assert math.isclose(a["value"], b["value"], rel_tol=1e-9, abs_tol=1e-12), (run_dir, a, b)
+        assert math.isclose(solo.value, fused.value, rel_tol=1e-9)
+
+
+# -- exactly once after a SIGKILL -------------------------------------------------------------------------------
+def test_sigkill_mid_fused_run_then_rerun_completes_without_duplicates(tmp_path, capsys):
+    """One worker, two cells × two seeds, `--fuse 2`: the first cell's fused run completes, the launcher is killed
+    during the second; the rerun resumes both killed members from their checkpoints, exactly once."""
+    kill_mid_trial_and_rerun(tmp_path, capsys, "killfused", extra=["--fuse", "2", "--workers", "1"])
+    study = journal_study(tmp_path / "runs", "killfused")
+    trials = study.get_trials(deepcopy=False)
+    victims = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert len(victims) == 2 and victims[0].user_attrs["fused_with"] == [v.number for v in victims]
+    first = [t for t in trials if t.number in (0, 1)]
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["fused_with"] == [0, 1] for t in first)
+
+
+# -- claiming groups --------------------------------------------------------------------------------------------
+def _study(tmp_path: Path, name: str, seeds: list[int], **kw):
+    spec = load_grid(write_grid(tmp_path / f"{name}.yaml", name, seeds=seeds, **kw))
+    ref = resolve_storage(None, tmp_path / "runs", name)
+    storage = open_storage(ref)
+    study_dir = tmp_path / "runs" / name
+    with study_lock(ref, name, storage):
+        study, _ = create_or_load(storage, spec, study_dir)
+        reconcile(study, storage, spec, study_dir)
+    return spec, ref, storage, study, study_dir
+
+
+def test_claim_group_takes_seeds_of_one_cell_up_to_the_cap(tmp_path):
+    spec, ref, storage, study, study_dir = _study(tmp_path, "groups", [0, 1, 2])
+    packing = Packing(2, "cpu")
+    cells = []
+    while tids := claim_group(study, storage, ref, spec, study_dir, packing):
+        attrs = [storage.get_trial(tid).user_attrs for tid in tids]
+        assert all(storage.get_trial(tid).state == TrialState.RUNNING for tid in tids)
+        assert len({a["cell"] for a in attrs}) == 1
+        cells.append((attrs[0]["cell"], sorted(a["seed"] for a in attrs)))
+    # 2 cells × 3 seeds at most 2 a run: each cell as 2 + 1, every trial taken once
+    assert sorted(cells) == sorted([("model.shortcut=none", [0, 1]), ("model.shortcut=none", [2]),
+                                    ("model.shortcut=identity", [0, 1]), ("model.shortcut=identity", [2])])
+    # fusion off: one at a time
+    spec, ref, storage, study, study_dir = _study(tmp_path, "solo", [0, 1])
+    sizes = []
+    while tids := claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu")):
+        sizes.append(len(tids))
+    assert sizes == [1, 1, 1, 1]
+
+
+def test_resuming_trials_fuse_only_from_the_same_checkpoint_step(tmp_path):
+    from resnet_core.checkpoint import atomic_save
+
+    spec, ref, storage, study, study_dir = _study(tmp_path, "resume", [0, 1, 2], grid={"model.shortcut": ["none"]})
+    trials = study.get_trials(deepcopy=False)
+    for t, step in zip(trials, (100, 100, 200)):
+        atomic_save({"step": step}, study_dir / t.user_attrs["run_dir"] / "last.pt")
+    keys = [trial_key(spec, {**t.user_attrs, "resume": True}, study_dir, "cpu")[0] for t in trials]
+    fresh = trial_key(spec, trials[0].user_attrs, study_dir, "cpu")[0]
+    assert keys[0] == keys[1] != keys[2] and fresh not in keys
+    assert keys[0].endswith("|resume@100") and keys[2].endswith("|resume@200")
+
+
+def _group_claimer(root: str, grid: str, name: str, ready, go, queue) -> None:
+    import optuna as _optuna
+
+    from sweeps.grid import load_grid as _load
+    from sweeps.packing import Packing as _Packing, claim_group as _claim_group
+    from sweeps.storage import open_storage as _open, resolve_storage as _resolve
+
+    _optuna.logging.set_verbosity(_optuna.logging.ERROR)
+    spec = _load(grid)
+    ref = _resolve(None, root, name)
+    storage = _open(ref)
+    study = _optuna.load_study(study_name=name, storage=storage)
+    ready.put(os.getpid())
+    go.wait()
+    taken = []
+    while tids := _claim_group(study, storage, ref, spec, Path(root) / name, _Packing(3, "cpu"),
+                               offset=os.getpid()):
+        for tid in tids:
+            trial = _optuna.trial.Trial(study, tid)
+            taken.append(trial.number)
+            study.tell(trial, 1.0)
+        time.sleep(0.01)
+    queue.put(taken)
+
+
+def test_group_claims_give_each_trial_to_exactly_one_process(tmp_path):
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    grid = write_grid(tmp_path / "g.yaml", name, grid={"model.depth": [8, 14, 20, 26, 32]}, seeds=[0, 1, 2, 3, 4, 5])
+    spec, ref, storage, study, study_dir = _study(tmp_path, name, [0, 1, 2, 3, 4, 5],
+                                                  grid={"model.depth": [8, 14, 20, 26, 32]})
+    ctx = mp.get_context("spawn")
+    ready, go, queue = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_group_claimer, args=(str(tmp_path / "runs"), str(grid), name, ready, go, queue))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=180)
+    go.set()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    taken = sorted(n for r in results for n in r)
+    assert taken == list(range(30)), "a trial was taken twice or never"
+    assert Counter(t.state for t in study.get_trials(deepcopy=False)) == {TrialState.COMPLETE: 30}
+    assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
+
+
+# -- choosing N, the dry run, bad input -------------------------------------------------------------------------
+def test_fuse_auto_is_off_on_cpu_and_reads_the_bench_table_on_cuda(tmp_path):
+    assert auto_members("cpu") == 1 and auto_members("mps") == 1
+    assert auto_members("cuda") == 8  # DESIGN §4's measurement, without a table
+    table = tmp_path / "bench.json"
+    table.write_text(json.dumps({"device": "H100", "rows": [
+        {"model": "resnet20", "engine_G1": 50_000.0, "engine_G2": 52_000.0, "engine_G4": 95_000.0,
+         "engine_G8": 100_000.0},
+        {"model": "resnet56", "engine_G1": 20_000.0, "engine_G2": 30_000.0, "engine_G4": 50_000.0,
+         "engine_G8": 74_000.0}]}))
+    # ResNet-20: G=2 is < 10 % better than 1, 4 is, 8 is not better than 4 by 10 %: 4
+    assert auto_members("cuda", "resnet20", table) == 4
+    assert auto_members("cuda", "resnet56", table) == 8
+    assert auto_members("cuda", "resnet110", table) == 8  # no row: the default
+    assert fused_gain("cuda", 8, "resnet56", table) == pytest.approx(3.7)
+    assert fused_gain("cpu", 8, "resnet56", table) == 1.0
+    assert fused_gain("cuda", 6) == pytest.approx(2.5)  # between the assumed gains at 4 and 8
+    packing = Packing("auto", "cuda:0", table)
+    assert packing.cap({"model": {"family": "cifar", "depth": 20}}) == 4
+    assert packing.cap({"model": {"family": "imagenet", "depth": 50}}) == 8
+    assert Packing("auto", "cpu", table).cap({"model": {"depth": 20}}) == 1
+    assert Packing(4, "cuda:0", table, search=True).cap({"model": {"depth": 20}}) == 1
+
+
+def test_plan_runs_chunks_each_cell_by_the_cap(tmp_path):
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "plan", seeds=[0, 1, 2, 3, 4]))
+    runs = plan_runs(spec, spec.units(), Packing(2, "cpu"))
+    assert [(r.units[0].cell.id, [u.seed for u in r.units]) for r in runs] == [
+        ("model.shortcut=none", [0, 1]), ("model.shortcut=none", [2, 3]), ("model.shortcut=none", [4]),
+        ("model.shortcut=identity", [0, 1]), ("model.shortcut=identity", [2, 3]), ("model.shortcut=identity", [4])]
+
+
+def test_dry_run_shows_the_packing_and_a_shorter_estimate_on_cuda(tmp_path, capsys, monkeypatch):
+    grid = write_grid(tmp_path / "g.yaml", "dry", seeds=[0, 1, 2, 3])
+    root = tmp_path / "runs"
+    assert main(["sweep", str(grid), "--root", str(root), "--dry-run", "--fuse", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "fuse: up to 4 members; 8 trials → 2 runs (2 fused)" in out
+    assert "model.shortcut=none: 4 seeds as 4 fused members" in out
+    assert main(["sweep", str(grid), "--root", str(root), "--dry-run"]) == 0
+    assert "fuse: auto: off on cpu; 8 trials → 8 runs" in capsys.readouterr().out
+    assert not root.exists()
+
+    # On a GPU (faked: nothing runs in a dry run), auto packs 8 and the estimate shrinks by the fused gain.
+    import sweeps.sweep as sweep_mod
+
+    monkeypatch.setattr(sweep_mod, "parse_devices", lambda text: ["cuda:0"])
+    estimates = {}
+    for fuse in ("off", "auto"):
+        assert main(["sweep", str(grid), "--root", str(root), "--dry-run", "--fuse", fuse]) == 0
+        out = capsys.readouterr().out
+        line = next(x for x in out.splitlines() if x.startswith("estimate:"))
+        estimates[fuse] = line
+        if fuse == "auto":
+            assert "fuse: auto on cuda (measured default); 8 trials → 2 runs (2 fused)" in out
+    assert estimates["off"] != estimates["auto"]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5"])
+def test_bad_fuse_value_exits_2_and_creates_nothing(value, tmp_path, capsys):
+    grid = write_grid(tmp_path / "g.yaml", "bad")
+    root = tmp_path / "runs"
+    assert main(["sweep", str(grid), "--root", str(root), f"--fuse={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "--fuse" in err and repr(value) in err and "auto, off" in err
+    assert len(err.strip().splitlines()) == 1 and not root.exists()
+    with pytest.raises(ConfigError):
+        parse_fuse(value)
+    assert parse_fuse("off") == 1 and parse_fuse("auto") == "auto" and parse_fuse("4") == 4
+
+
+def test_missing_fuse_table_is_a_clear_error(tmp_path, capsys):
+    grid = write_grid(tmp_path / "g.yaml", "tbl")
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--fuse-table",
+                 str(tmp_path / "nope.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--fuse-table" in err and "nope.json" in err and "bench --members" in err
