@@ -39,11 +39,12 @@ def pg_study(pg_url: str, name: str):
     return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
 
 
-def test_pg_four_workers_run_each_cell_and_seed_exactly_once(pg_url, study_name, tmp_path, capsys):
+@pytest.mark.parametrize("fuse", ["off", "3"], ids=["solo", "fused"])
+def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, study_name, tmp_path, capsys):
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", study_name, grid={"model.shortcut": ["none", "identity", "conv1x1"]},
                       seeds=[0, 1, 2])
-    assert main(["sweep", str(grid), "--root", str(root), "--storage", pg_url, "--workers", "4"]) == 0
+    assert main(["sweep", str(grid), "--root", str(root), "--storage", pg_url, "--workers", "4", "--fuse", fuse]) == 0
     out = capsys.readouterr().out
     assert "with 4 workers" in out and "created the study" in out
     assert pg_url.split("@")[0].split(":")[-1] not in out, "the password was printed"
@@ -53,6 +54,14 @@ def test_pg_four_workers_run_each_cell_and_seed_exactly_once(pg_url, study_name,
     assert os.getpid() not in {t.user_attrs["worker"]["pid"] for t in complete}
     for t in complete:  # run folders stay under --root with an RDB storage
         assert (root / study_name / t.user_attrs["run_dir"] / "summary.json").is_file()
+    fused = [t.user_attrs.get("fused_with") for t in complete]
+    if fuse == "off":
+        assert fused == [None] * 9
+    else:  # packed by cell (two workers may split a cell's seeds between them, never mix cells)
+        by_number = {t.number: t for t in complete}
+        assert any(f is not None for f in fused)
+        for t, group in zip(complete, fused):
+            assert group is None or {by_number[n].user_attrs["cell"] for n in group} == {t.user_attrs["cell"]}
     assert study.user_attrs["study_dir"] == str((root / study_name).resolve())
 
     # relaunch: nothing to do; `studies --storage` lists it
