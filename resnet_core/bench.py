@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
     p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
-    p.add_argument("--out", help="write the table as JSON here (for sweep --dry-run estimates)")
+    p.add_argument("--out", help="write the table as JSON here; `sweep --fuse auto` reads runs/bench.json (or "
+                   "--fuse-table FILE) to choose the members per fused run, and its dry-run estimates use it")
     p.set_defaults(func=_cmd_bench)
 
 

@@ -6,11 +6,14 @@ Each block can be lesioned (Veit et al. 2016): its residual branch is switched o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
+
+import einops
 
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .layers import conv, norm
 from .placements import Placement
 from .registry import Registry
@@ -56,6 +59,17 @@ class ResidualBlock(nn.Module):
         self.shortcut = shortcut
         self.shortcut_projects = bool(getattr(shortcut, "projects", False))
         self.lesioned = False  # test-time switch: drop the residual branch (Veit et al. 2016)
+        self.members = members
+        # per-member 0/1 on the shortcut (fused plain + residual members); not saved: it follows from the configs
+        self.register_buffer("shortcut_gate", None, persistent=False)
+
+    def set_shortcut_gate(self, gates: Sequence[bool]) -> None:
+        """Multiply member g's shortcut by gates[g] (1: residual, 0: plain)."""
+        if self.shortcut is None:
+            raise ConfigError("a block without a shortcut cannot gate it; build the fused model with identity")
+        like = next(self.parameters())
+        gate = torch.tensor([float(g) for g in gates], dtype=like.dtype, device=like.device)
+        self.shortcut_gate = einops.repeat(gate, "g -> 1 (g c) 1 1", c=self.out_ch)
 
     def conv(self, i: int) -> nn.Conv2d:
         return getattr(self, f"conv{i}")
@@ -72,6 +86,8 @@ class ResidualBlock(nn.Module):
 
     def merge(self, branch: torch.Tensor, shortcut: torch.Tensor | None) -> torch.Tensor:
         """branch + shortcut; a plain block passes the branch alone; a lesioned block passes the shortcut alone."""
+        if shortcut is not None and self.shortcut_gate is not None:
+            shortcut = shortcut * self.shortcut_gate.to(shortcut.dtype)
         if self.lesioned:
             return shortcut if shortcut is not None else torch.zeros_like(branch)
         return branch if shortcut is None else branch + shortcut

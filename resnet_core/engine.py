@@ -22,7 +22,7 @@ from .config import ModelConfig
 from .data import build_loaders, load_dataset
 from .devices import autocast, autocast_dtype, param_dtype, resolve_device
 from .errors import ConfigError
-from .fusion import MEMBER_KEYS
+from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .model import ResNet, build_model, count_params
 from .probes import GradProbe
 from .record import RunRecord, read_metrics
@@ -60,13 +60,14 @@ def _emit(callbacks: Sequence[Any], hook: str, *args: Any) -> list[Any]:
 
 
 def check_fusable(cfgs: Sequence[RunConfig]) -> None:
-    ref = cfgs[0].to_dict()
+    ref = fusable_view(cfgs[0].to_dict())
     for cfg in cfgs[1:]:
-        d = cfg.to_dict()
-        diff = sorted(k for k in ref if k not in MEMBER_KEYS and ref[k] != d[k])
+        d = fusable_view(cfg.to_dict())
+        diff = sorted(k for k in ref if ref[k] != d[k])
         if diff:
-            raise ConfigError(f"fused members must share every key but {', '.join(MEMBER_KEYS)}; they differ in "
-                              f"{', '.join(diff)}")
+            masked = ", ".join(f"{k} ({'/'.join(v)})" for k, v in MASKED_KEYS.items())
+            raise ConfigError(f"fused members must share every key but {', '.join(MEMBER_KEYS)} and {masked}; "
+                              f"they differ in {', '.join(diff)}")
 
 
 def train(config: RunConfig | dict, run_dir: str | Path, *, callbacks: Sequence[Any] = (),
@@ -119,13 +120,13 @@ class _Trainer:
         self.dtype = param_dtype(ref.precision)
         self.acc = torch.promote_types(self.dtype, torch.float32)  # logits, losses: fp32 (fp64 in an fp64 run)
         self.data = load_dataset(ref.data)
-        model_cfg = dataclasses.replace(ref.model, in_channels=self.data.in_channels,
-                                        num_classes=self.data.num_classes)
-        self.model_cfg = model_cfg
+        self.member_models = [dataclasses.replace(c.model, in_channels=self.data.in_channels,
+                                                  num_classes=self.data.num_classes) for c in cfgs]
+        model_cfg = self.model_cfg = self.member_models[0]
         self.members = [_Member(c, RunRecord(d)) for c, d in zip(cfgs, run_dirs)]
-        for m, c in zip(self.members, cfgs):
+        for m, c, mc in zip(self.members, cfgs, self.member_models):
             m.resolved = c.to_dict()
-            m.resolved["model"] = model_cfg.resolved().to_dict()
+            m.resolved["model"] = mc.resolved().to_dict()
             m.record.write_config(m.resolved)
 
         fast = ref.fast if ref.fast != "auto" else ("graph" if self.device.type == "cuda" else "eager")
@@ -137,9 +138,14 @@ class _Trainer:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
 
         torch.manual_seed(ref.seed)
-        self.model: ResNet = build_model(model_cfg, members=self.G, seeds=[c.seed for c in cfgs])
+        self.model: ResNet = build_model(model_cfg, members=self.G, seeds=[c.seed for c in cfgs],
+                                         shortcuts=[mc.shortcut for mc in self.member_models])
         self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=fmt)
-        self.params_count = count_params(build_model(model_cfg)) if self.G > 1 else count_params(self.model)
+        if self.G == 1:
+            self.params_count = [count_params(self.model)]
+        else:
+            with torch.device("meta"):
+                self.params_count = [count_params(build_model(mc)) for mc in self.member_models]
 
         loaders = build_loaders(self.data, ref.data, seeds=[c.seed for c in cfgs], batch_size=ref.batch_size,
                                 eval_batch_size=ref.eval_batch_size, device=self.device,
@@ -351,7 +357,7 @@ class _Trainer:
     def _member_ckpt(self, g: int, step: int) -> dict[str, Any]:
         m = self.members[g]
         return ckpt.member_checkpoint(self.model_for_state(), self.opt, g, step=step, best_val=m.best_val,
-                                      best_test=m.best_test, model_config=self.model_cfg.to_dict())
+                                      best_test=m.best_test, model_config=self.member_models[g].to_dict())
 
     def model_for_state(self) -> ResNet:
         return getattr(self.model, "_orig_mod", self.model)
@@ -378,7 +384,7 @@ class _Trainer:
         fin = lambda v: None if v is None or not math.isfinite(v) else v  # noqa: E731
         return {
             "name": m.cfg.name, "seed": m.cfg.seed, "status": m.status, "reason": m.reason,
-            "step": step, "total_steps": self.total, "epoch": step / self.spe, "params": self.params_count,
+            "step": step, "total_steps": self.total, "epoch": step / self.spe, "params": self.params_count[g],
             "final_test_error": fin(m.last.get("test_error")), "best_test_error": fin(m.best_test),
             "final_val_error": fin(m.last.get("val_error")), "best_val_error": fin(m.best_val),
             "final_train_error": fin(self._final_train_error(g)), "final_train_loss": fin(m.last.get("train_loss")),

@@ -1,17 +1,22 @@
 """Which runs can train fused, and how many members to fuse (DESIGN §4, "Fused trials").
 
-Runs can share one fused model when their resolved configs are equal in everything but the member keys below:
-same architecture, data, optimizer, schedule and batch size. How many to fuse comes from `resnet-ablate bench
+Runs can share one fused model when their resolved configs are equal in everything but the member keys below
+(name, seed) and the masked keys (model.shortcut none vs identity): same architecture, data, optimizer, schedule
+and batch size. Learning rate and weight decay are not fusable: one optimizer updates the fused tensors. How many to fuse comes from `resnet-ablate bench
 --members …` (a JSON table written with --out), else from the measurements quoted in DESIGN §4.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
-# The keys fused members may differ in. Everything else must match (one module, one loader, one schedule).
+# The keys fused members may differ in freely. Everything else must match (one module, one loader, one schedule)…
 MEMBER_KEYS = ("name", "seed")
+# …except these, which members may mix among the values listed: a plain member (`none`) and an option-A residual
+# member (`identity`) have the same tensors, and the fused block adds each member's shortcut times 1 or 0.
+MASKED_KEYS = {"model.shortcut": ("none", "identity")}
 
 # Measured on an H100 at batch 128 per member (DESIGN §4): G=2 gained little, G>=4 paid, G=8 was best for
 # ResNet-20/56/110 (aggregate 51.5k→138k, 22.6k→73.9k, 9.6k→30.8k img/s).
@@ -19,9 +24,20 @@ MEASURED_BEST_MEMBERS = {"cuda": 8}
 MIN_GAIN = 1.10  # a larger group must beat the smaller one by 10 % aggregate img/s to be worth it
 
 
+def fusable_view(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as fusion sees it: without the member keys, and with a masked key's mixable values made equal."""
+    view = copy.deepcopy({k: v for k, v in config.items() if k not in MEMBER_KEYS})
+    for dotted, values in MASKED_KEYS.items():
+        section, _, key = dotted.partition(".")
+        part = view.get(section)
+        if isinstance(part, dict) and part.get(key) in values:
+            part[key] = "|".join(values)
+    return view
+
+
 def fusion_key(config: dict[str, Any]) -> str:
     """A canonical string: equal keys ⇔ the runs can be fused."""
-    return json.dumps({k: v for k, v in config.items() if k not in MEMBER_KEYS}, sort_keys=True, default=str)
+    return json.dumps(fusable_view(config), sort_keys=True, default=str)
 
 
 def members_from_bench(path: Path, model: str) -> int | None:

@@ -5,6 +5,7 @@ channels ``in_channels·g … in_channels·(g+1)−1`` and writes logits ``[:, g
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Iterator, Sequence
 
@@ -80,6 +81,13 @@ class ResNet(nn.Module):
         return [(n, m) for n, m in self.named_modules()
                 if isinstance(m, (nn.Conv2d, nn.Linear)) or type(m).__name__ == "MemberLinear"]
 
+    def set_shortcut_gates(self, gates: Sequence[bool]) -> None:
+        """Per member: keep (True) or drop (False) every block's shortcut — plain and residual members in one net."""
+        if len(gates) != self.members:
+            raise ConfigError(f"got {len(gates)} shortcut gates for {self.members} members")
+        for _, block in self.blocks():
+            block.set_shortcut_gate(gates)
+
     def set_lesion(self, names: Sequence[str] | str | None) -> None:
         """Switch off the residual branch of the named blocks (None: restore all)."""
         wanted = {names} if isinstance(names, str) else set(names or ())
@@ -116,27 +124,46 @@ def _init_single(model: ResNet, cfg: ModelConfig) -> None:
                 nn.init.zeros_(block.conv(block.n_convs).weight)
 
 
-def build_model(cfg: ModelConfig | dict, members: int = 1, seeds: Sequence[int] | None = None) -> ResNet:
+MIXABLE_SHORTCUTS = ("none", "identity")  # same tensors; the fused block gates each member's shortcut by 1 or 0
+
+
+def build_model(cfg: ModelConfig | dict, members: int = 1, seeds: Sequence[int] | None = None,
+                shortcuts: Sequence[str] | None = None) -> ResNet:
     """Build the network. With ``members=G``, member g is initialised exactly as ``build_model(cfg)`` would be
-    (under ``torch.manual_seed(seeds[g])`` if seeds are given, else drawing from the current RNG in turn)."""
+    (under ``torch.manual_seed(seeds[g])`` if seeds are given, else drawing from the current RNG in turn).
+    ``shortcuts`` gives each member its own ``shortcut``, mixing only ``none`` and ``identity``: then member g is
+    ``build_model(cfg with shortcut=shortcuts[g])``, plain and residual twins in one module."""
     cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig.from_dict(cfg)
+    if not isinstance(members, int) or members < 1:
+        raise ConfigError(f"members must be a positive integer, got {members!r}")
     if seeds is not None and len(seeds) != members:
         raise ConfigError(f"got {len(seeds)} seeds for {members} members")
+    member_cfgs = [cfg] * members
+    if shortcuts is not None:
+        if len(shortcuts) != members:
+            raise ConfigError(f"got {len(shortcuts)} shortcuts for {members} members")
+        if len(set(shortcuts)) > 1 and not set(shortcuts) <= set(MIXABLE_SHORTCUTS):
+            raise ConfigError(f"fused members can mix model.shortcut {' and '.join(MIXABLE_SHORTCUTS)} only, got "
+                              f"{', '.join(sorted(set(shortcuts)))}")
+        member_cfgs = [dataclasses.replace(cfg, shortcut=s) for s in shortcuts]
     if members == 1 and seeds is None:
-        model = ResNet(cfg)
-        _init_single(model, cfg)
+        model = ResNet(member_cfgs[0])
+        _init_single(model, member_cfgs[0])
         return model
     solo_states = []
     for g in range(members):
         with torch.random.fork_rng(devices=[], enabled=seeds is not None):
             if seeds is not None:
                 torch.manual_seed(int(seeds[g]))
-            solo_states.append(build_model(cfg).state_dict())
+            solo_states.append(build_model(member_cfgs[g]).state_dict())
+    mixed = len({c.shortcut for c in member_cfgs}) > 1
     # The fused module's own default init is overwritten below; with seeds, it must not draw from the caller's RNG
     # either, so that a seeded build is a function of its seeds alone.
     with torch.random.fork_rng(devices=[], enabled=seeds is not None):
-        model = ResNet(cfg, members)
+        model = ResNet(dataclasses.replace(cfg, shortcut="identity") if mixed else member_cfgs[0], members)
     model.load_state_dict(fuse_state_dicts(solo_states))
+    if mixed:
+        model.set_shortcut_gates([c.shortcut == "identity" for c in member_cfgs])
     return model
 
 

@@ -2,7 +2,8 @@
 
 ``--fuse auto|N|off`` sets how many trials a worker may train as one horizontally fused model. Trials can share a
 fused run when their run configs are equal in everything but ``resnet_core.fusion.MEMBER_KEYS`` (name and seed: in
-a grid, the seeds of one cell) and they start from the same point (fresh, or resuming from checkpoints at the same
+a grid, the seeds of one cell) and ``MASKED_KEYS`` (``model.shortcut`` none vs identity: the plain and residual
+twins of one depth), and they start from the same point (fresh, or resuming from checkpoints at the same
 step). ``auto`` is off on the CPU, MPS and NPU, and on CUDA takes the group size from a ``resnet-ablate bench
 --members 1,2,4,8 --out FILE`` table (``--fuse-table``, default ``<root>/bench.json``) or the measured default.
 
@@ -99,11 +100,18 @@ def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path, device: st
     """(fusion key, run config) of a waiting trial: equal keys ⇔ the trials can train as one fused run."""
     from .objective import cell_of
 
-    cfg = spec.run_config(cell_of(spec, attrs), int(attrs["seed"]), device=device)
+    cfg = resolved(spec.run_config(cell_of(spec, attrs), int(attrs["seed"]), device=device))
     key = fusion_key(cfg)
     if attrs.get("resume"):
         key += f"|resume@{resume_step(Path(study_dir) / attrs['run_dir'])}"
     return key, cfg
+
+
+def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run config with every default filled in, so that equal runs have equal keys however they were written."""
+    from resnet_core.run_config import RunConfig
+
+    return RunConfig.from_dict(cfg).to_dict()
 
 
 # -- claiming a group -------------------------------------------------------------------------------------------
@@ -155,6 +163,7 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
 class FusedRun:
     units: list[Unit]
     cfg: dict[str, Any]
+    key: str = ""
 
     @property
     def members(self) -> int:
@@ -166,12 +175,15 @@ def plan_runs(spec: GridSpec, units: Sequence[Unit], packing: Packing) -> list[F
     groups: OrderedDict[str, list[tuple[Unit, dict[str, Any]]]] = OrderedDict()
     for u in units:
         cfg = spec.run_config(u.cell, u.seed, device=packing.device)
-        key = fusion_key(cfg) if u.slot is None else f"search:{u.key}"
+        try:
+            key = fusion_key(resolved(cfg)) if u.slot is None else f"search:{u.key}"
+        except ConfigError:
+            key = f"alone:{u.key}"
         groups.setdefault(key, []).append((u, cfg))
     runs: list[FusedRun] = []
-    for members in groups.values():
+    for key, members in groups.items():
         cap = max(1, packing.cap(members[0][1]))
         for i in range(0, len(members), cap):
             chunk = members[i:i + cap]
-            runs.append(FusedRun([u for u, _ in chunk], chunk[0][1]))
+            runs.append(FusedRun([u for u, _ in chunk], chunk[0][1], key))
     return runs

@@ -100,19 +100,22 @@ def _params(spec: GridSpec, cell: Any) -> str:
 
 
 def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextIO) -> None:
-    """How the trials to run pack into fused runs (a line per cell that fuses)."""
+    """How the trials to run pack into fused runs: a line per set of cells that fuse together."""
     runs = plan_runs(spec, units, packing)
     fused = [r for r in runs if r.members > 1]
     print(f"fuse: {packing.describe()}; {len(units)} trials → {len(runs)} run{'s' * (len(runs) != 1)}"
           + (f" ({len(fused)} fused)" if fused else ""), file=out)
-    by_cell: dict[str, list[int]] = {}
+    by_key: dict[str, list[Any]] = {}
     for r in fused:
-        by_cell.setdefault(r.units[0].cell.id or "base", []).append(r.members)
-    for cell, sizes in list(by_cell.items())[:LIST_MAX]:
-        seeds = sum(sizes)
-        print(f"  {cell}: {seeds} seeds as {' + '.join(str(n) for n in sizes)} fused members", file=out)
-    if len(by_cell) > LIST_MAX:
-        print(f"  … and {len(by_cell) - LIST_MAX} more cells", file=out)
+        by_key.setdefault(r.key, []).append(r)
+    for i, group in enumerate(by_key.values()):
+        if i == LIST_MAX:
+            print(f"  … and {len(by_key) - LIST_MAX} more", file=out)
+            break
+        cells = list(dict.fromkeys(u.cell.id or "base" for r in group for u in r.units))
+        n = sum(r.members for r in group)
+        print(f"  {' + '.join(cells)}: {n} trials as {' + '.join(str(r.members) for r in group)} fused members",
+              file=out)
 
 
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],

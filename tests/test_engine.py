@@ -417,6 +417,28 @@ def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
         train_members(cfgs[:2], [tmp_path / "only-one"])
 
 
+def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
+    """model.shortcut may differ between members as none / identity (DESIGN §4's stretch): each member's record,
+    config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of network."""
+    shortcuts = ["none", "identity", "none"]
+    cfgs = [tiny("precision=fp64", "optim.momentum=0.9", f"model.shortcut={sc}", name=f"t{g}", seed=g)
+            for g, sc in enumerate(shortcuts)]
+    solo = [train(c, tmp_path / f"solo{g}") for g, c in enumerate(cfgs)]
+    fused = train_members(cfgs, [tmp_path / f"fused{g}" for g in range(3)])
+    for g, sc in enumerate(shortcuts):
+        assert fused[g].status == solo[g].status == "complete"
+        assert read_config(fused[g].run_dir)["model"]["shortcut"] == sc
+        assert_metrics_close(fused[g].run_dir, solo[g].run_dir, 1e-8)
+        a, b = load_pt(fused[g].run_dir / "last.pt"), load_pt(solo[g].run_dir / "last.pt")
+        assert a["model_config"]["shortcut"] == sc
+        assert_weights_close(a["model"], b["model"], 1e-8)
+    # plain and residual twins really trained differently
+    assert read_summary(fused[0].run_dir)["final_train_loss"] != read_summary(fused[1].run_dir)["final_train_loss"]
+    mixed = [tiny("model.shortcut=none", name="a"), tiny("model.shortcut=conv1x1", name="b", seed=1)]
+    with pytest.raises(ConfigError, match="model.shortcut \\(none/identity\\)"):
+        train_members(mixed, [tmp_path / "x0", tmp_path / "x1"])
+
+
 # -- 7. the gradient probe at initialisation ----------------------------------------------------------------------
 def test_probe_at_init_plain56_gradients_explode():
     """First-layer gradient norm at init, plain / residual. Measured here (16×16 synthetic, batch 32, 2 seeds):

@@ -283,3 +283,73 @@ def test_fused_errors():
         build_model(cfg, members=0)
     with pytest.raises(ConfigError, match="member 3"):
         member_state_dict(build_model(cfg, members=G), 3)
+
+
+# -- plain and residual twins in one fused model (shortcut none / identity per member) --------------------------
+MIXED = ["none", "identity", "none"]
+MIXED_VARIANTS = ["activation=post", "activation=pre", "activation=bn_after_add", "activation=relu_before_add",
+                  "activation=relu_only_pre", "block=bottleneck", "pooling=max", "stem=imagenet+pre",
+                  "zero_init_residual"]
+
+
+def _with_shortcut(cfg: ModelConfig, shortcut: str) -> ModelConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, shortcut=shortcut)
+
+
+@pytest.mark.parametrize("name", MIXED_VARIANTS)
+def test_plain_and_residual_members_equal_their_separate_models(name):
+    cfg = tiny(**VARIANTS[name])
+    C, H = cfg.in_channels, image_size(cfg)
+    seeds = [3, 4, 5]
+    fused = build_model(cfg, members=G, seeds=seeds, shortcuts=MIXED).double().train()
+    B = 4
+    xs = [torch.randn(B, C, H, H, dtype=torch.float64) for _ in range(G)]
+    ys = [torch.randint(0, CLASSES, (B,)) for _ in range(G)]
+    out = fused(torch.cat(xs, dim=1))
+    sum(F.cross_entropy(out[:, g], ys[g]) for g in range(G)).backward()
+    fused_params = dict(fused.named_parameters())
+    for g, (seed, shortcut) in enumerate(zip(seeds, MIXED)):
+        torch.manual_seed(seed)
+        solo = build_model(_with_shortcut(cfg, shortcut)).double().train()
+        init = member_state_dict(fused, g)
+        assert all(torch.equal(init[k], v) for k, v in solo.named_parameters())  # member g = its seeded solo build
+        ref = solo(xs[g])
+        F.cross_entropy(ref, ys[g]).backward()
+        assert rel(out[:, g].detach(), ref.detach()) <= 1e-10, g
+        floor = 1e-4 * max(p.grad.abs().max().item() for p in solo.parameters())
+        for pname, p in solo.named_parameters():
+            assert rel(member_slice(fused_params[pname].grad, g), p.grad, floor) <= 1e-10, (pname, g)
+    # the plain member really is plain: the same weights with a shortcut give other outputs
+    torch.manual_seed(seeds[0])
+    twin = build_model(_with_shortcut(cfg, "identity")).double().train()
+    assert rel(twin(xs[0]).detach(), out[:, 0].detach()) > 1e-3
+
+
+def test_plain_and_residual_members_train_as_their_separate_runs():
+    cfg = tiny(shortcut="identity")
+    seeds = [21, 22, 23]
+    member_batch, fused_batches = _data(cfg, seeds)
+    fused = build_model(cfg, members=G, seeds=seeds, shortcuts=MIXED).double().train()
+    _sgd_steps(fused, _opt(fused), fused_batches, fused=True, steps=20)
+    for g, (seed, shortcut) in enumerate(zip(seeds, MIXED)):
+        torch.manual_seed(seed)
+        solo = build_model(_with_shortcut(cfg, shortcut)).double().train()
+        _sgd_steps(solo, _opt(solo), lambda step: member_batch(seed, step), fused=False, steps=20)
+        got = member_state_dict(fused, g)
+        for k, v in solo.state_dict().items():
+            if v.is_floating_point():
+                assert rel(got[k], v) <= 1e-8, (k, g)
+
+
+def test_only_none_and_identity_mix():
+    cfg = tiny()
+    with pytest.raises(ConfigError, match="none and identity"):
+        build_model(cfg, members=2, shortcuts=["none", "conv1x1"])
+    with pytest.raises(ConfigError, match="shortcuts"):
+        build_model(cfg, members=3, shortcuts=["none", "identity"])
+    same = build_model(tiny(shortcut="conv1x1"), members=2, shortcuts=["conv1x1", "conv1x1"])  # not mixed: no gate
+    assert all(b.shortcut_gate is None for _, b in same.blocks())
+    mixed = build_model(cfg, members=2, shortcuts=["identity", "none"])
+    assert "shortcut_gate" not in " ".join(mixed.state_dict())  # a member's state dict stays an ordinary one

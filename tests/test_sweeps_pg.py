@@ -57,11 +57,13 @@ def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, study
     fused = [t.user_attrs.get("fused_with") for t in complete]
     if fuse == "off":
         assert fused == [None] * 9
-    else:  # packed by cell (two workers may split a cell's seeds between them, never mix cells)
+    else:  # packed by fusion key: plain and option-A twins may share a run, a projection shortcut never
         by_number = {t.number: t for t in complete}
         assert any(f is not None for f in fused)
         for t, group in zip(complete, fused):
-            assert group is None or {by_number[n].user_attrs["cell"] for n in group} == {t.user_attrs["cell"]}
+            if group is not None:
+                kinds = {by_number[n].user_attrs["cell_params"]["model.shortcut"] for n in group}
+                assert kinds <= {"none", "identity"} or kinds == {"conv1x1"}, kinds
     assert study.user_attrs["study_dir"] == str((root / study_name).resolve())
 
     # relaunch: nothing to do; `studies --storage` lists it
