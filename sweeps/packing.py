@@ -116,10 +116,11 @@ def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
 
 # -- claiming a group -------------------------------------------------------------------------------------------
 def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study_dir: Path, packing: Packing, *,
-                offset: int = 0) -> list[int]:
+                offset: int = 0, keys: dict[int, tuple[str, int]] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
     ids, first the one the group was chosen by. Empty when nothing is waiting. ``offset`` rotates which group a
-    worker tries first, so workers rarely race for one cell."""
+    worker tries first, so workers rarely race for one cell. ``keys`` caches (fusion key, cap) by trial id across
+    calls (a waiting trial's key never changes)."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -136,14 +137,17 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
             return []
         groups: OrderedDict[str, list[Any]] = OrderedDict()
         caps: dict[str, int] = {}
+        keys = {} if keys is None else keys
         for t in waiting:
-            try:
-                key, cfg = trial_key(spec, t.user_attrs, study_dir, packing.device)
-                cap = packing.cap(cfg)
-            except Exception:  # noqa: BLE001 - a trial whose config cannot be built runs alone and fails there
-                key, cap = f"alone:{t._trial_id}", 1
-            groups.setdefault(key, []).append(t)
+            if t._trial_id not in keys:
+                try:
+                    key, cfg = trial_key(spec, t.user_attrs, study_dir, packing.device)
+                    keys[t._trial_id] = (key, caps[key] if key in caps else packing.cap(cfg))
+                except Exception:  # noqa: BLE001 - a trial whose config cannot be built runs alone and fails there
+                    keys[t._trial_id] = (f"alone:{t._trial_id}", 1)
+            key, cap = keys[t._trial_id]
             caps[key] = cap
+            groups.setdefault(key, []).append(t)
         keys = list(groups)
         k = offset % len(keys)
         for key in keys[k:] + keys[:k]:

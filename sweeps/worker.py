@@ -184,10 +184,11 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     study_dir = Path(ws.study_dir)
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
+    keys: dict[int, tuple[str, int]] = {}
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
             break
-        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, offset=ws.index)
+        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, offset=ws.index, keys=keys)
         if not tids:
             with study_lock(ws.storage, spec.study, storage):
                 plan = reconcile(study, storage, spec, study_dir, auto=True)
