@@ -87,7 +87,7 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str],
                   packing: Any = None) -> tuple[float | None, dict[str, float]]:
     """(total wall seconds for ``units`` on these devices, per-cell seconds of one trial). CPU workers share the
     cores, so CPU time adds up; distinct GPUs run in parallel. With a ``packing.Packing``, trials packed into one
-    fused run take ``members × one trial ÷ the fused gain`` (no gain assumed on the CPU)."""
+    fused run take one start-up plus ``members × one trial's training ÷ the fused gain`` (no gain on the CPU)."""
     per_cell: dict[str, float] = {}
     device = devices[0] if devices else "cpu"
     for u in units:
@@ -107,9 +107,10 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str],
     from .packing import device_type, plan_runs
 
     total = 0.0
+    startup = STARTUP_S.get(device_type(device), 10.0)  # paid once per fused run, not per member
     for run in plan_runs(spec, units, packing):
-        one = per_cell[run.units[0].cell.id]
+        train = max(0.0, per_cell[run.units[0].cell.id] - startup)
         gain = fused_gain(device_type(packing.device), run.members, bench_model_name(run.cfg.get("model") or {}),
                           packing.table)
-        total += one * run.members / gain
+        total += startup + train * run.members / gain
     return total / parallel, per_cell
