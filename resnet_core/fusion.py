@@ -40,12 +40,17 @@ def fusion_key(config: dict[str, Any]) -> str:
     return json.dumps(fusable_view(config), sort_keys=True, default=str)
 
 
-def members_from_bench(path: Path, model: str) -> int | None:
-    """The best G for `model` (e.g. "resnet56") in a bench JSON table, or None if it has no row for it."""
-    if not path.exists():
+def bench_row(path: Path | None, model: str | None) -> dict[str, Any] | None:
+    """The row for `model` (e.g. "resnet56") of a `resnet-ablate bench --out` JSON table, or None."""
+    if path is None or model is None or not path.exists():
         return None
     rows = json.loads(path.read_text()).get("rows", [])
-    row = next((r for r in rows if r.get("model") == model), None)
+    return next((r for r in rows if r.get("model") == model), None)
+
+
+def members_from_bench(path: Path, model: str) -> int | None:
+    """The best G for `model` (e.g. "resnet56") in a bench JSON table, or None if it has no row for it."""
+    row = bench_row(path, model)
     if row is None:
         return None
     sizes = sorted(int(k[len("engine_G"):]) for k in row if k.startswith("engine_G"))
@@ -66,11 +71,9 @@ def fused_gain(device_type: str, members: int, model: str | None = None, bench: 
     """How many times the aggregate img/s of one run G fused members reach (for time estimates)."""
     if members <= 1 or device_type != "cuda":
         return 1.0
-    if bench is not None and bench.exists() and model is not None:
-        rows = json.loads(bench.read_text()).get("rows", [])
-        row = next((r for r in rows if r.get("model") == model), None)
-        if row and row.get("engine_G1") and row.get(f"engine_G{members}"):
-            return float(row[f"engine_G{members}"]) / float(row["engine_G1"])
+    row = bench_row(bench, model)
+    if row and row.get("engine_G1") and row.get(f"engine_G{members}"):
+        return float(row[f"engine_G{members}"]) / float(row["engine_G1"])
     sizes = sorted(ASSUMED_CUDA_GAIN)
     lower = max(g for g in sizes if g <= members)
     upper = min((g for g in sizes if g >= members), default=lower)
@@ -92,8 +95,5 @@ def auto_members(device_type: str, model: str | None = None, bench: Path | None 
     """`--fuse auto`: 1 (off) on CPU/MPS/NPU; on CUDA the bench table's choice, else the measured default."""
     if device_type != "cuda":
         return 1
-    if bench is not None and model is not None:
-        chosen = members_from_bench(bench, model)
-        if chosen is not None:
-            return chosen
-    return MEASURED_BEST_MEMBERS["cuda"]
+    chosen = members_from_bench(bench, model) if bench is not None and model is not None else None
+    return chosen if chosen is not None else MEASURED_BEST_MEMBERS["cuda"]

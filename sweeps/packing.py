@@ -23,9 +23,6 @@ from resnet_core.fusion import auto_members, bench_model_name, fusion_key
 from .grid import GridSpec, Unit
 from .storage import StorageRef, claim_lock
 
-FUSE_WORDS = ("auto", "off")
-
-
 def parse_fuse(text: str | int | None) -> str | int:
     """``auto`` | ``off`` (→ 1) | a member count ≥ 1."""
     if text is None or text == "auto":
@@ -148,9 +145,9 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
             key, cap = keys[t._trial_id]
             caps[key] = cap
             groups.setdefault(key, []).append(t)
-        keys = list(groups)
-        k = offset % len(keys)
-        for key in keys[k:] + keys[:k]:
+        order = list(groups)
+        k = offset % len(order)
+        for key in order[k:] + order[:k]:
             taken: list[int] = []
             for t in groups[key]:
                 if len(taken) >= caps[key]:
