@@ -309,6 +309,23 @@ def load_study(root: Path, study: str, storage: str | None = None):
     return optuna.load_study(study_name=study, storage=open_storage(resolve_storage(storage, root, study)))
 
 
+def new_study(tmp_path: Path, name: str, url: str | None = None, **grid):
+    """Write a tiny grid, create its study (on ``url``, else the journal under tmp_path/runs) and enqueue its units:
+    (spec, ref, storage, study, study_dir)."""
+    from sweeps.storage import open_storage, study_lock
+    from sweeps.study import create_or_load, reconcile
+
+    spec = load_grid(write_grid(tmp_path / f"{name}.yaml", name, **grid))
+    ref = resolve_storage(url, tmp_path / "runs", name)
+    storage = open_storage(ref)
+    study_dir = tmp_path / "runs" / name
+    with study_lock(ref, name, storage):
+        study, created = create_or_load(storage, spec, study_dir)
+        reconcile(study, storage, spec, study_dir)
+    assert created
+    return spec, ref, storage, study, study_dir
+
+
 def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | None = None,
                              extra: tuple[str, ...] | list[str] = ()) -> None:
     """Run a sweep as a subprocess with 2 workers, SIGKILL it once a trial has finished and another is RUNNING
@@ -389,19 +406,11 @@ def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, cap
 def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     """reconcile(): a RUNNING trial whose worker pid is gone → FAIL (interrupted) + one resuming copy; a RUNNING
     trial whose worker is alive (this process) is left alone."""
-    from sweeps.grid import load_grid
-    from sweeps.storage import open_storage, study_lock
-    from sweeps.study import claim, create_or_load, reconcile
+    from sweeps.storage import study_lock
+    from sweeps.study import claim, reconcile
     from sweeps.liveness import worker_record
 
-    spec = load_grid(write_grid(tmp_path / "g.yaml", "dead", seeds=[0]))
-    ref = resolve_storage(None, tmp_path / "runs", "dead")
-    storage = open_storage(ref)
-    study_dir = tmp_path / "runs" / "dead"
-    with study_lock(ref, "dead", storage):
-        study, created = create_or_load(storage, spec, study_dir)
-        reconcile(study, storage, spec, study_dir)
-    assert created
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "dead", seeds=[0])
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
     a, b = claim(study, storage, ref), claim(study, storage, ref)
@@ -467,6 +476,23 @@ def _claimer(url: str, root: str, name: str, ready, go, queue) -> None:
     queue.put(taken)
 
 
+def release_together(target, args: tuple, n_procs: int) -> list[list[int]]:
+    """Spawn n_procs processes running ``target(*args, ready, go, queue)``, release them at once when each has its
+    storage open (``ready``), and return what each put on ``queue`` (the trial numbers it took)."""
+    ctx = mp.get_context("spawn")
+    ready, go, queue = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, ready, go, queue)) for _ in range(n_procs)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=180)
+    go.set()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return results
+
+
 def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 4) -> list[list[int]]:
     """Enqueue n_trials, release n_procs processes at once to claim them; what each took."""
     from sweeps.storage import open_storage
@@ -476,17 +502,7 @@ def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 
     study = optuna.create_study(study_name=name, storage=open_storage(ref))
     for i in range(n_trials):
         study.enqueue_trial({}, user_attrs={"unit": f"u{i}"})
-    ctx = mp.get_context("spawn")
-    ready, go, queue = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(url, str(root), name, ready, go, queue)) for _ in range(n_procs)]
-    for p in procs:
-        p.start()
-    for _ in procs:  # every process has its storage open: release them together
-        ready.get(timeout=180)
-    go.set()
-    results = [queue.get(timeout=180) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    results = release_together(_claimer, (url, str(root), name), n_procs)
     states = Counter(t.state for t in study.get_trials(deepcopy=False))
     assert states == {TrialState.COMPLETE: n_trials}, states
     taken = [n for r in results for n in r]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -16,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_sweeps import TINY_BASE, assert_exactly_once, journal_study, kill_mid_trial_and_rerun, write_grid  # noqa: E402
+from test_sweeps import (TINY_BASE, assert_exactly_once, journal_study, kill_mid_trial_and_rerun,  # noqa: E402
+                         new_study, release_together, write_grid)
 from wandb_reader import read_run, records  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
@@ -32,8 +31,6 @@ from resnet_core.fusion import auto_members, fused_gain  # noqa: E402
 from resnet_core.record import read_metrics, read_summary  # noqa: E402
 from sweeps.grid import load_grid  # noqa: E402
 from sweeps.packing import Packing, claim_group, parse_fuse, plan_runs, trial_key  # noqa: E402
-from sweeps.storage import open_storage, resolve_storage, study_lock  # noqa: E402
-from sweeps.study import create_or_load, reconcile  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 torch.set_num_threads(1)
@@ -165,17 +162,6 @@ def test_sigkill_mid_fused_run_then_rerun_completes_without_duplicates(tmp_path,
 
 
 # -- claiming groups --------------------------------------------------------------------------------------------
-def _study(tmp_path: Path, name: str, seeds: list[int], **kw):
-    spec = load_grid(write_grid(tmp_path / f"{name}.yaml", name, seeds=seeds, **kw))
-    ref = resolve_storage(None, tmp_path / "runs", name)
-    storage = open_storage(ref)
-    study_dir = tmp_path / "runs" / name
-    with study_lock(ref, name, storage):
-        study, _ = create_or_load(storage, spec, study_dir)
-        reconcile(study, storage, spec, study_dir)
-    return spec, ref, storage, study, study_dir
-
-
 def _claim_all(study, storage, ref, spec, study_dir, packing) -> list[list[tuple[str, int]]]:
     groups = []
     while tids := claim_group(study, storage, ref, spec, study_dir, packing):
@@ -186,7 +172,8 @@ def _claim_all(study, storage, ref, spec, study_dir, packing) -> list[list[tuple
 
 
 def test_claim_group_takes_seeds_of_one_cell_up_to_the_cap(tmp_path):
-    spec, ref, storage, study, study_dir = _study(tmp_path, "groups", [0, 1, 2], grid={"model.depth": [8, 14]})
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "groups", seeds=[0, 1, 2],
+                                                     grid={"model.depth": [8, 14]})
     groups = _claim_all(study, storage, ref, spec, study_dir, Packing(2, "cpu"))
     # 2 depths × 3 seeds, at most 2 a run: each cell as 2 + 1, every trial taken once
     assert sorted(groups) == sorted([[("model.depth=8", 0), ("model.depth=8", 1)], [("model.depth=8", 2)],
@@ -195,17 +182,17 @@ def test_claim_group_takes_seeds_of_one_cell_up_to_the_cap(tmp_path):
 
 def test_plain_and_residual_twins_pack_together(tmp_path):
     """model.shortcut none and identity fuse (a per-member gate on the addition): one group for the whole grid."""
-    spec, ref, storage, study, study_dir = _study(tmp_path, "twins", [0, 1, 2])
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "twins", seeds=[0, 1, 2])
     groups = _claim_all(study, storage, ref, spec, study_dir, Packing(4, "cpu"))
     assert groups == [[("model.shortcut=none", 0), ("model.shortcut=none", 1), ("model.shortcut=none", 2),
                        ("model.shortcut=identity", 0)], [("model.shortcut=identity", 1), ("model.shortcut=identity", 2)]]
-    spec, ref, storage, study, study_dir = _study(tmp_path, "proj", [0, 1], grid={"model.shortcut": ["none",
-                                                                                                   "conv1x1"]})
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "proj", seeds=[0, 1],
+                                                     grid={"model.shortcut": ["none", "conv1x1"]})
     groups = _claim_all(study, storage, ref, spec, study_dir, Packing(4, "cpu"))
     assert groups == [[("model.shortcut=none", 0), ("model.shortcut=none", 1)],
                       [("model.shortcut=conv1x1", 0), ("model.shortcut=conv1x1", 1)]]  # projections do not mix
     # fusion off: one at a time
-    spec, ref, storage, study, study_dir = _study(tmp_path, "solo", [0, 1])
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "solo", seeds=[0, 1])
     sizes = []
     while tids := claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu")):
         sizes.append(len(tids))
@@ -215,7 +202,8 @@ def test_plain_and_residual_twins_pack_together(tmp_path):
 def test_resuming_trials_fuse_only_from_the_same_checkpoint_step(tmp_path):
     from resnet_core.checkpoint import atomic_save
 
-    spec, ref, storage, study, study_dir = _study(tmp_path, "resume", [0, 1, 2], grid={"model.shortcut": ["none"]})
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "resume", seeds=[0, 1, 2],
+                                                     grid={"model.shortcut": ["none"]})
     trials = study.get_trials(deepcopy=False)
     for t, step in zip(trials, (100, 100, 200)):
         atomic_save({"step": step}, study_dir / t.user_attrs["run_dir"] / "last.pt")
@@ -252,21 +240,10 @@ def _group_claimer(root: str, grid: str, name: str, ready, go, queue) -> None:
 
 def test_group_claims_give_each_trial_to_exactly_one_process(tmp_path):
     name = f"race-{uuid.uuid4().hex[:6]}"
-    grid = write_grid(tmp_path / "g.yaml", name, grid={"model.depth": [8, 14, 20, 26, 32]}, seeds=[0, 1, 2, 3, 4, 5])
-    spec, ref, storage, study, study_dir = _study(tmp_path, name, [0, 1, 2, 3, 4, 5],
-                                                  grid={"model.depth": [8, 14, 20, 26, 32]})
-    ctx = mp.get_context("spawn")
-    ready, go, queue = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_group_claimer, args=(str(tmp_path / "runs"), str(grid), name, ready, go, queue))
-             for _ in range(4)]
-    for p in procs:
-        p.start()
-    for _ in procs:
-        ready.get(timeout=180)
-    go.set()
-    results = [queue.get(timeout=180) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    spec, ref, storage, study, study_dir = new_study(tmp_path, name, seeds=[0, 1, 2, 3, 4, 5],
+                                                     grid={"model.depth": [8, 14, 20, 26, 32]})
+    grid = tmp_path / f"{name}.yaml"  # the grid new_study wrote
+    results = release_together(_group_claimer, (str(tmp_path / "runs"), str(grid), name), 4)
     taken = sorted(n for r in results for n in r)
     assert taken == list(range(30)), "a trial was taken twice or never"
     assert Counter(t.state for t in study.get_trials(deepcopy=False)) == {TrialState.COMPLETE: 30}

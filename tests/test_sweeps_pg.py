@@ -15,7 +15,8 @@ pytest.importorskip("psycopg2")
 from optuna.trial import TrialState  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
-from test_sweeps import assert_exactly_once, kill_mid_trial_and_rerun, race_claims, write_grid  # noqa: E402
+from test_sweeps import (assert_exactly_once, kill_mid_trial_and_rerun, new_study, race_claims,  # noqa: E402
+                         write_grid)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
@@ -88,20 +89,13 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, s
     interrupted) and enqueues one resuming copy — through Optuna's RDB heartbeat, not a pid check."""
     import sweeps.liveness as liveness
     import sweeps.storage as storage_mod
-    from sweeps.grid import load_grid
-    from sweeps.storage import open_storage, resolve_storage, study_lock
-    from sweeps.study import claim, create_or_load, reconcile
+    from sweeps.storage import study_lock
+    from sweeps.study import claim, reconcile
 
     monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
     monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
-    spec = load_grid(write_grid(tmp_path / "g.yaml", study_name, seeds=[0]))
-    ref = resolve_storage(pg_url, tmp_path / "runs", study_name)
-    storage = open_storage(ref)
-    study_dir = tmp_path / "runs" / study_name
-    with study_lock(ref, study_name, storage):
-        study, _ = create_or_load(storage, spec, study_dir)
-        reconcile(study, storage, spec, study_dir)
+    spec, ref, storage, study, study_dir = new_study(tmp_path, study_name, pg_url, seeds=[0])
     tid = claim(study, storage, ref)
     storage.set_trial_user_attr(tid, "worker", {"host": "another-machine", "pid": 1, "pid_start": None,
                                                 "device": "cuda:0", "index": 0})
