@@ -26,7 +26,7 @@ JOURNAL_NAME = "optuna.journal"
 DEFAULT_ROOT = "runs"
 
 # Numbers a run summary carries (errors in percent).
-NUMBERS = ("final_test_error", "best_test_error", "best_val_error", "final_val_error", "final_train_error",
+NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error", "final_train_error",
            "final_train_loss", "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps", "epoch")
 # Status of a (cell, seed): which attempt of several represents it (highest wins, then the latest trial).
 STATUS_RANK = {"complete": 6, "diverged": 5, "running": 4, "waiting": 3, "interrupted": 2, "failed": 2, "pruned": 2,

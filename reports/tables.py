@@ -20,7 +20,7 @@ METRICS = (
     ("final_train_error", "train error", "%"),
 )
 # extra numbers kept in the CSV only
-CSV_EXTRA = (("best_test_error", "best test error", "%"), ("final_train_loss", "train loss", ""))
+CSV_EXTRA = (("test_error_at_best_val", "test error at best val", "%"), ("final_train_loss", "train loss", ""))
 LOWER_IS_BETTER = tuple(m for m, _, _ in METRICS)  # the groups whose best (lowest) mean is set in bold
 
 
@@ -215,7 +215,7 @@ def write_csv(data: StudyData, table: pd.DataFrame, path: Path) -> None:
 
 def write_trials_csv(data: StudyData, path: Path) -> None:
     cols = ["cell", "seed", "slot", "status", "reason", "trial", "state", "attempts", "run_dir", "final_test_error",
-            "best_test_error", "best_val_error", "final_val_error", "final_train_error", "final_train_loss",
+            "test_error_at_best_val", "best_val_error", "final_val_error", "final_train_error", "final_train_loss",
             "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps"]
     data.runs[cols].to_csv(path, index=False, float_format="%.6g")
 

@@ -55,7 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     s = result.summary
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
     print(f"{s['name']}: {result.status} at step {s['step']}/{s['total_steps']} | test error "
-          f"{fmt(s['final_test_error'])} (best {fmt(s['best_test_error'])}) | train error "
+          f"{fmt(s['final_test_error'])} (at best val {fmt(s['test_error_at_best_val'])}) | train error "
           f"{fmt(s['final_train_error'])} | {s['params']:,} params | {s['img_per_s']:.0f} img/s | "
           f"{s['wall_time_s']:.1f} s | {out}")
     return 0 if result.status == "complete" else 1

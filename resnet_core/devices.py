@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -41,11 +44,68 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware: x86 AVX512-BF16 or AMX-BF16, Arm's BF16 extension.
+
+    Detected from the instruction set (torch's own CPU-feature probe on x86, /proc/cpuinfo's `bf16` flag on Arm),
+    never assumed: elsewhere oneDNN emulates bf16 through fp32 and autocast makes a CPU step slower, not faster.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    cpu = getattr(torch, "cpu", None)
+    for name in probes:
+        probe = getattr(cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except Exception:  # noqa: BLE001 - a probe that cannot run means no evidence of bf16
+            continue
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return any(line.startswith("Features") and " bf16" in f" {line.split(':', 1)[-1]}"
+                   for line in flags.splitlines())
+    return False
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision. auto = bf16 on cuda/npu, fp32 elsewhere."""
+    """The autocast dtype, or None for full precision.
+
+    auto = bf16 on cuda/npu, bf16 on a CPU with native bf16 (`cpu_has_native_bf16`; about 2x the fp32 step on
+    AVX512-BF16/AMX), fp32 elsewhere (mps, and CPUs that would emulate bf16). Weights, optimizer state, losses and
+    logits stay fp32 either way (autocast, not a bf16 model).
+    """
     if precision == "auto":
-        return torch.bfloat16 if device.type in ("cuda", "npu") else None
+        if device.type in ("cuda", "npu"):
+            return torch.bfloat16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def precision_name(amp: torch.dtype | None, dtype: torch.dtype) -> str:
+    """What a run computes in, for its record: `bf16` / `fp16` (autocast over fp32 weights), `fp32` or `fp64`."""
+    if amp is not None:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    return "fp64" if dtype == torch.float64 else "fp32"
+
+
+def uses_channels_last(requested: bool, device: torch.device, dtype: torch.dtype) -> bool:
+    """channels_last where it pays: on CUDA, and on a CPU for fp32 weights (oneDNN's NHWC kernels: about +20 %
+    img/s on a ResNet-20 step in fp32 and in bf16 autocast); never for fp64 (no oneDNN kernels) or on MPS/NPU."""
+    if not requested:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and dtype == torch.float32)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def param_dtype(precision: str) -> torch.dtype:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .config import ModelConfig
 from .data import build_loaders, load_dataset
-from .devices import autocast, autocast_dtype, param_dtype, resolve_device
+from .devices import autocast, autocast_dtype, param_dtype, precision_name, resolve_device, uses_channels_last
 from .errors import ConfigError
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .model import ResNet, build_model, count_params
@@ -48,7 +48,7 @@ class _Member:
     reason: str | None = None
     diverged_at: int | None = None
     best_val: float = math.inf
-    best_test: float = math.inf
+    best_test: float = math.inf  # the test error at the best validation error (never a test-selected minimum)
     last: dict[str, float] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)  # the config as written to config.yaml
     train_errors: list[tuple[int, float]] = field(default_factory=list)  # (step, logged train error), in order
@@ -130,17 +130,19 @@ class _Trainer:
             m.record.write_config(m.resolved)
 
         fast = ref.fast if ref.fast != "auto" else ("graph" if self.device.type == "cuda" else "eager")
-        if fast in ("graph", "compile") and self.device.type != "cuda":
+        if fast == "graph" and self.device.type != "cuda":
             warnings.warn(f"fast={fast} needs CUDA; running eagerly on {self.device.type}")
             fast = "eager"
         self.fast = fast
-        self.channels_last = ref.channels_last and self.device.type == "cuda"
+        self.channels_last = uses_channels_last(ref.channels_last, self.device, self.dtype)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
 
         torch.manual_seed(ref.seed)
         self.model: ResNet = build_model(model_cfg, members=self.G, seeds=[c.seed for c in cfgs],
                                          shortcuts=[mc.shortcut for mc in self.member_models])
         self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=fmt)
+        if self.fast == "compile" and self.device.type != "cuda":  # on CUDA, compiled under the graph (_capture)
+            self.model = torch.compile(self.model)
         if self.G == 1:
             self.params_count = [count_params(self.model)]
         else:
@@ -336,13 +338,10 @@ class _Trainer:
                 m.record.log(step, epoch, split, {"loss": loss[g], "error": err[g]})
                 metrics.update({f"{split}/loss": loss[g], f"{split}/error": err[g]})
                 m.last[f"{split}_error"] = err[g]
-            improved = False
-            if "val" in results:
-                improved = results["val"][1][g] < m.best_val
-                m.best_val = min(m.best_val, results["val"][1][g])
-            m.best_test = min(m.best_test, results["test"][1][g])
-            if "val" not in results:
-                improved = m.best_test == results["test"][1][g]
+            # "best" is chosen on the validation split only; without one there is no best.pt, only last.pt
+            improved = "val" in results and results["val"][1][g] < m.best_val
+            if improved:
+                m.best_val, m.best_test = results["val"][1][g], results["test"][1][g]
             if self.ref.checkpoint:
                 state = self._member_ckpt(g, step)
                 ckpt.atomic_save(state, m.record.dir / "last.pt")
@@ -385,11 +384,14 @@ class _Trainer:
         return {
             "name": m.cfg.name, "seed": m.cfg.seed, "status": m.status, "reason": m.reason,
             "step": step, "total_steps": self.total, "epoch": step / self.spe, "params": self.params_count[g],
-            "final_test_error": fin(m.last.get("test_error")), "best_test_error": fin(m.best_test),
+            "final_test_error": fin(m.last.get("test_error")), "test_error_at_best_val": fin(m.best_test),
             "final_val_error": fin(m.last.get("val_error")), "best_val_error": fin(m.best_val),
             "final_train_error": fin(self._final_train_error(g)), "final_train_loss": fin(m.last.get("train_loss")),
             "wall_time_s": self.wall_time, "img_per_s": self.img_per_s, "diverged_at": m.diverged_at,
             "device": str(self.device), "fused_members": self.G, "fast_path": self.fast,
+            "precision": precision_name(self.amp, self.dtype), "channels_last": self.channels_last,
+            "compiled": self.fast == "compile", "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            "data_time_s": self.data_time,
         }
 
     # -- resume -----------------------------------------------------------------------------------------------
@@ -424,7 +426,7 @@ class _Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[RunResult]:
-        self.wall_time, self.img_per_s = 0.0, 0.0
+        self.wall_time, self.img_per_s, self.data_time = 0.0, 0.0, 0.0
         start = self._resume() if resume else 0
         for g, m in enumerate(self.members):
             m.record.write_summary(self._summary(g, start))
@@ -435,7 +437,14 @@ class _Trainer:
         try:
             while step < self.total and self._active():
                 epoch, first = divmod(step, self.spe)
-                for x, y in self.train_loader.epoch(epoch, start=first):
+                batches = self.train_loader.epoch(epoch, start=first)
+                while True:
+                    t_data = time.perf_counter()
+                    batch = next(batches, None)
+                    self.data_time += time.perf_counter() - t_data  # host time preparing batches (exact on a CPU)
+                    if batch is None:
+                        break
+                    x, y = batch
                     self._set_lr(step)
                     self._run_step(x, y)
                     step += 1

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from .errors import choices_error
 
 MODES = ("auto", "online", "offline", "disabled")
-SUMMARY_KEYS = ("status", "reason", "step", "params", "final_test_error", "best_test_error", "final_val_error",
+SUMMARY_KEYS = ("status", "reason", "step", "params", "final_test_error", "test_error_at_best_val", "final_val_error",
                 "best_val_error", "final_train_error", "final_train_loss", "wall_time_s", "img_per_s",
                 "diverged_at")
 

@@ -29,10 +29,9 @@ STARTUP_S = {"cpu": 2.0, "cuda": 20.0, "mps": 10.0, "npu": 20.0}      # imports,
 
 
 def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    from resnet_core.devices import available_cores
+
+    return available_cores()
 
 
 @lru_cache(maxsize=256)

@@ -22,7 +22,7 @@ from .grid import GridSpec
 
 DEFAULT_TRAIN = "resnet_core.engine:train"
 DEFAULT_TRAIN_MEMBERS = "resnet_core.engine:train_members"
-SUMMARY_ATTRS = ("params", "final_test_error", "best_test_error", "final_val_error", "best_val_error",
+SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                  "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
                  "diverged_at", "device")
 

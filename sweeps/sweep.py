@@ -206,11 +206,14 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         estimate, _ = sweep_seconds(spec, units, devs, packing)
         deadline = time.time() + spec.timeout if spec.timeout else None
         where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
+        threads = cpu_threads(assigned)
+        if threads:
+            where += f" ({threads} thread{'s' * (threads != 1)} per CPU worker)"
         fused = [r for r in plan_runs(spec, units, packing) if r.members > 1]
         packed = f"; fuse {packing.describe()}" + (f": {len(fused)} fused runs" if fused else "")
         print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
               + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
-        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, train, cpu_threads(assigned),
+        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, train, threads,
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), to_run=plan.to_run, workers=n,
                           estimate_s=estimate, stream=err)

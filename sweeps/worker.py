@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from resnet_core.devices import available_cores
 from resnet_core.errors import ConfigError
 
 from .grid import GridSpec
@@ -74,11 +75,7 @@ def default_workers(devices: list[str]) -> int:
     """One worker per GPU; on CPU one per core (each single-threaded: for small nets, processes use cores better
     than one process's intra-op threads — the quickstart runs in about half the time), at most 4."""
     if all(d == "cpu" for d in devices):
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        return max(1, min(4, cores))
+        return max(1, min(4, available_cores()))
     return len(devices)
 
 
@@ -88,15 +85,12 @@ def assign_devices(workers: int, devices: list[str]) -> list[str]:
 
 
 def cpu_threads(assigned: list[str]) -> int | None:
-    """Torch threads for each CPU worker: the machine's cores shared out (None: leave torch's default)."""
+    """Torch threads for each CPU worker: the cores shared out without oversubscription, cores // CPU workers
+    (one CPU worker: all cores). None where no worker runs on the CPU."""
     n_cpu = sum(1 for d in assigned if d == "cpu")
-    if n_cpu <= 1:
+    if n_cpu == 0:
         return None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // n_cpu)
+    return max(1, available_cores() // n_cpu)
 
 
 # -- the worker -------------------------------------------------------------------------------------------------

@@ -55,8 +55,10 @@ def test_cli_train_writes_a_run_and_prints_a_summary_line(cli_run):
     assert percent(line, "test error") == pytest.approx(s["final_test_error"], abs=0.005)
     assert percent(line, "train error") == pytest.approx(s["final_train_error"], abs=0.005)
     assert f"{s['params']:,} params" in line and str(out) in line
-    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt"):
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt"):
         assert (out / name).is_file()
+    assert not (out / "best.pt").exists()  # no val split: nothing may be chosen on the test set
+    assert s["test_error_at_best_val"] is None and "at best val n/a" in line
     # the overrides reached the run
     assert s["params"] == sum(p.numel() for p in build_model(ModelConfig(depth=8)).parameters())
     assert any(r["split"] == "grad_norm" for r in read_metrics(out))
@@ -73,14 +75,14 @@ def test_cli_eval_prints_the_test_error(cli_run, capsys):
 
 def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     out, _ = cli_run
-    assert main(["lesion", str(out / "best.pt"), "--device", "cpu"]) == 0
+    assert main(["lesion", str(out / "last.pt"), "--device", "cpu"]) == 0
     assert f"wrote {out / 'lesion.csv'}" in capsys.readouterr().out
     table = pd.read_csv(out / "lesion.csv")
-    state = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     blocks = [n for n, _ in build_model(ModelConfig.from_dict(state["model_config"])).blocks()]
     assert list(table.columns) == ["block", "block_index", "test_error", "baseline_error"]
     assert table.block.tolist() == blocks and table.block_index.tolist() == list(range(len(blocks)))
-    baseline = read_summary(out)["best_test_error"]  # no val split: best.pt is the best test error's checkpoint
+    baseline = read_summary(out)["final_test_error"]  # last.pt is the final step's checkpoint
     assert (table.baseline_error == baseline).all()
     assert (table.test_error != table.baseline_error).any(), "deleting a residual block changed nothing"
 
@@ -188,7 +190,7 @@ def test_cli_resume_continues_a_finished_run_unchanged(cli_run, tmp_path, capsys
     assert line.startswith("smoke: complete at step 24/24")
     assert list(read_metrics(out)) == before
     after = read_summary(out)
-    for key in ("status", "step", "final_test_error", "best_test_error", "final_train_error", "final_train_loss"):
+    for key in ("status", "step", "final_test_error", "test_error_at_best_val", "final_train_error", "final_train_loss"):
         assert after[key] == summary[key], key
     assert percent(line, "test error") == pytest.approx(summary["final_test_error"], abs=0.005)
 
