@@ -58,6 +58,8 @@ def source_text(entry: Mapping[str, Any]) -> str:
     text = f"{src.get('short', entry['source'])}, {entry.get('table', '')}".rstrip(", ")
     if entry.get("stat"):
         text += f", {entry['stat']}"
+    if entry.get("note"):
+        text += f" ({entry['note']})"
     if entry.get("metric", "test_error") != "test_error":
         text += f", metric {entry['metric']}"
     return text
@@ -123,8 +125,12 @@ def paper_value(dataset: str, model_cfg_dict: Mapping[str, Any]) -> PaperValue |
             return None
     if model.get("stem") not in (None, model.get("family")):
         return None
-    ds = normalize_dataset(dataset)
+    ds, note = normalize_dataset(dataset), None
+    for name, alias in (load_paper().get("aliases") or {}).items():
+        if normalize_dataset(name) == ds:
+            ds, note = normalize_dataset(alias["dataset"]), alias.get("note")
     for entry in load_paper()["entries"]:
         if normalize_dataset(entry["dataset"]) == ds and _matches(entry, model):
+            entry = {**entry, "note": note} if note else entry
             return PaperValue(float(entry["value"]), source_text(entry), entry)
     return None

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
     p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
+    p.add_argument("--threads", help="on a CPU: torch thread counts to measure in turn, e.g. 1,2 (default: torch's)")
+    p.add_argument("--device", default="auto", help="auto (cuda > npu > mps > cpu) | cpu | cuda | cuda:N | mps | npu")
     p.add_argument("--out", help="write the table as JSON here; `sweep --fuse auto` reads runs/bench.json (or "
                    "--fuse-table FILE) to choose the members per fused run, and its dry-run estimates use it")
     p.set_defaults(func=_cmd_bench)
@@ -42,7 +44,7 @@ def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
                                       if args.data == "synthetic" else {})},
         "model": {"family": "cifar", "depth": depth},
         "schedule": {"name": "constant", "unit": "iter", "total": args.warmup + args.steps},
-        "batch_size": args.batch_size, "probes": probes, "fast": args.fast, "checkpoint": False,
+        "batch_size": args.batch_size, "probes": probes, "fast": args.fast, "checkpoint": False, "device": args.device,
         "log_every": 10**9, "eval_every": 10**9,
     }
     return RunConfig.from_dict(apply_overrides(d, args.overrides))
@@ -115,6 +117,17 @@ def _sync(device: torch.device) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+
+    if resolve_device(args.device).type == "cpu":
+        from .bench_cpu import run_cpu_bench
+
+        rows = run_cpu_bench(args, _config, engine_throughput, seed_style_throughput)
+        if args.out:
+            from .record import atomic_write_json
+
+            atomic_write_json(Path(args.out), {"device": "cpu", "rows": rows})
+        return 0
     depths = [int(d) for d in args.depths.split(",")]
     members = [int(m) for m in args.members.split(",")]
     rows = []

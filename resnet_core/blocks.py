@@ -1,7 +1,9 @@
 """Residual blocks: a block kind lists its convs; a placement orders BN/ReLU/add; a shortcut is passed in.
 
 As in torchvision's `_make_layer`, the builder makes the shortcut and hands it to the block, which only calls it.
-Each block can be lesioned (Veit et al. 2016): its residual branch is switched off and only the shortcut remains.
+Each block can be lesioned (Veit et al. 2016): it is replaced by its shortcut — the identity where the shapes match,
+in a plain block too, so plain and residual nets are lesioned on equal footing. A plain block that changes the shape
+(a stage entry) has no shortcut to fall back on and cannot be lesioned (`lesionable`).
 """
 from __future__ import annotations
 
@@ -53,12 +55,13 @@ class ResidualBlock(nn.Module):
         self.placement = placement
         self.n_convs = len(convs)
         self.in_ch, self.out_ch = convs[0].in_ch, convs[-1].out_ch
+        self.keeps_shape = self.in_ch == self.out_ch and all(c.stride == 1 for c in convs)
         for i, c in enumerate(convs, start=1):
             self.add_module(f"conv{i}", conv(c.in_ch, c.out_ch, c.kernel, c.stride, members, bias=bias))
             self.add_module(f"bn{i}", norm(c.in_ch if placement.bn_before_conv else c.out_ch, members))
         self.shortcut = shortcut
         self.shortcut_projects = bool(getattr(shortcut, "projects", False))
-        self.lesioned = False  # test-time switch: drop the residual branch (Veit et al. 2016)
+        self.lesioned = False  # test-time switch: the block becomes its shortcut (Veit et al. 2016)
         self.members = members
         # per-member 0/1 on the shortcut (fused plain + residual members); not saved: it follows from the configs
         self.register_buffer("shortcut_gate", None, persistent=False)
@@ -92,5 +95,13 @@ class ResidualBlock(nn.Module):
             return shortcut if shortcut is not None else torch.zeros_like(branch)
         return branch if shortcut is None else branch + shortcut
 
+    @property
+    def lesionable(self) -> bool:
+        """A residual block (its shortcut remains) or a plain block whose output has its input's shape (the identity
+        remains); a plain stage-entry block has nothing to fall back on."""
+        return self.shortcut is not None or self.keeps_shape
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lesioned and self.shortcut is None:
+            return x  # a lesioned plain block is the identity, as a lesioned residual block of the same shape is
         return self.placement.forward(self, x)

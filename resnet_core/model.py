@@ -89,12 +89,17 @@ class ResNet(nn.Module):
             block.set_shortcut_gate(gates)
 
     def set_lesion(self, names: Sequence[str] | str | None) -> None:
-        """Switch off the residual branch of the named blocks (None: restore all)."""
+        """Replace the named blocks by their shortcut (the identity in a plain block of unchanged shape); None:
+        restore all. Raises ConfigError for an unknown block or one that is not `lesionable`."""
         wanted = {names} if isinstance(names, str) else set(names or ())
-        known = {n for n, _ in self.blocks()}
-        unknown = wanted - known
+        blocks = dict(self.blocks())
+        unknown = wanted - set(blocks)
         if unknown:
-            raise ConfigError(f"unknown block {sorted(unknown)[0]!r}; choose from: {', '.join(known)}")
+            raise ConfigError(f"unknown block {sorted(unknown)[0]!r}; choose from: {', '.join(blocks)}")
+        stuck = sorted(n for n in wanted if not blocks[n].lesionable)
+        if stuck:
+            raise ConfigError(f"block {stuck[0]!r} changes the shape and has no shortcut: it cannot be lesioned; "
+                              f"lesionable blocks: {', '.join(n for n, b in blocks.items() if b.lesionable)}")
         for name, block in self.blocks():
             block.lesioned = name in wanted
 

@@ -24,7 +24,9 @@ DATASETS = {
     "fashion_mnist": (60_000, 10_000, 28, 1, 10),
     "mnist": (60_000, 10_000, 28, 1, 10),
 }
-FLOPS = {"cpu_core": 30e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}   # effective training FLOP/s
+# effective training FLOP/s (a CPU core: measured on AVX512-BF16 cores with `resnet-ablate bench`, ResNet-20/56 at
+# batch 128: ~40 GFLOP/s in fp32 channels_last, ~65 in bf16 autocast)
+FLOPS = {"cpu_core": 35e9, "cpu_core_bf16": 65e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}
 STARTUP_S = {"cpu": 2.0, "cuda": 20.0, "mps": 10.0, "npu": 20.0}      # imports, data, graph capture
 
 
@@ -78,7 +80,14 @@ def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
     n_evals = math.ceil(steps / max(1, round(rc.eval_every * unit)))
     flops = 3 * fwd * rc.batch_size * steps + fwd * (n_test + n_val) * n_evals
     kind = device.split(":")[0]
-    rate = FLOPS["cpu_core"] * _cores() if kind == "cpu" else FLOPS.get(kind, FLOPS["cuda"])
+    if kind == "cpu":
+        import torch
+        from resnet_core.devices import autocast_dtype
+
+        bf16 = autocast_dtype(rc.precision, torch.device("cpu")) == torch.bfloat16
+        rate = FLOPS["cpu_core_bf16" if bf16 else "cpu_core"] * _cores()
+    else:
+        rate = FLOPS.get(kind, FLOPS["cuda"])
     return STARTUP_S.get(kind, 10.0) + flops / rate
 
 

@@ -593,3 +593,36 @@ def test_lesion_unknown_block_is_config_error():
     msg = str(info.value)
     assert "stage4.block0" in msg and "stage1.block0" in msg and "\n" not in msg
     assert not any(b.lesioned for _, b in model.blocks())
+
+
+def test_plain_and_residual_blocks_are_lesioned_on_equal_footing():
+    """A lesioned block of unchanged shape is the identity in a plain net as in its residual twin (post-activation
+    inputs are ReLU outputs, so ReLU(x) = x); a plain stage entry has no shortcut and cannot be lesioned."""
+    torch.manual_seed(0)
+    plain = build_model(dict(family="cifar", depth=20, shortcut="none")).eval()
+    residual = build_model(dict(family="cifar", depth=20, shortcut="identity")).eval()
+    x = torch.rand(2, 32, 8, 8)  # >= 0, as the ReLU output that feeds a post-activation block
+    with torch.no_grad():
+        for model in (plain, residual):
+            model.set_lesion("stage2.block1")
+            assert torch.equal(model.stage2.block1(x), x)
+            model.set_lesion(None)
+            assert not torch.equal(model.stage2.block1(x), x)
+    assert [n for n, b in plain.blocks() if not b.lesionable] == ["stage2.block0", "stage3.block0"]
+    assert all(b.lesionable for _, b in residual.blocks())
+    with pytest.raises(ConfigError, match="stage2.block0.*cannot be lesioned"):
+        plain.set_lesion("stage2.block0")
+    assert not any(b.lesioned for _, b in plain.blocks())
+
+
+def test_lesion_table_marks_plain_stage_entries_and_keeps_the_rest():
+    from resnet_core.lesion import lesion_table
+
+    torch.manual_seed(0)
+    model = build_model(dict(family="cifar", depth=8, shortcut="none", num_classes=4)).eval()
+    loader = [(torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))]
+    table = lesion_table(model, loader, torch.device("cpu"))
+    assert table.block.tolist() == [n for n, _ in model.blocks()]
+    stuck = table[~table.lesionable]
+    assert stuck.block.tolist() == ["stage2.block0", "stage3.block0"] and stuck.test_error.isna().all()
+    assert table[table.lesionable].test_error.notna().all()

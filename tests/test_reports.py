@@ -234,6 +234,10 @@ def test_paper_values():
     assert paper_value("cifar10", {"depth": 20, "pooling": "max"}) is None
     assert paper_value("cifar10", {"depth": 20, "width": 2.0}) is None
     assert paper_value("cifar100", {"depth": 20}) is None
+    jpeg = paper_value("cifar10_jpeg", {"depth": 56})  # the JPEG copy: the paper's CIFAR-10 value, with the caveat
+    assert jpeg.value == 6.97 and "Table 6" in jpeg.source and "JPEG-compressed" in jpeg.source
+    assert "64k iterations" in jpeg.source and "JPEG" not in paper_value("cifar10", {"depth": 56}).source
+    assert paper_value("cifar10_jpeg", {"depth": 56, "shortcut": "none"}) is None
     imagenet = {"family": "imagenet", "depth": 34, "stem": "imagenet"}
     assert paper_value("imagenet", {**imagenet, "shortcut": "identity"}).value == 25.03
     assert paper_value("imagenet", {**imagenet, "shortcut": "conv1x1"}).value == 24.52

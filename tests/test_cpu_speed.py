@@ -1,0 +1,137 @@
+"""The CPU path: precision auto picks bf16 only where the CPU has it natively, channels_last on CPU, and the run
+record states what ran (precision, memory format, compiled or not, threads, time spent preparing batches)."""
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_core import devices
+from resnet_core.devices import autocast_dtype, cpu_has_native_bf16, precision_name, uses_channels_last
+from resnet_core.engine import _Trainer, train
+from resnet_core.record import read_summary
+from resnet_core.run_config import RunConfig
+
+CPU = torch.device("cpu")
+
+
+def tiny(**over) -> RunConfig:
+    d = {"name": "cpu", "device": "cpu",
+         "data": {"name": "synthetic", "augment": "none", "synthetic": {"image_size": 8, "n_train": 64, "n_test": 32}},
+         "model": {"family": "cifar", "depth": 8}, "schedule": {"name": "constant", "unit": "iter", "total": 4},
+         "batch_size": 16, "log_every": 2, "eval_every": 4, "checkpoint": False}
+    d.update(over)
+    return RunConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None)])
+def test_precision_auto_on_cpu_is_bf16_only_where_native(monkeypatch, native, expected):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+    assert autocast_dtype("auto", CPU) is expected
+    assert autocast_dtype("fp32", CPU) is None and autocast_dtype("bf16", CPU) is torch.bfloat16
+    assert autocast_dtype("auto", torch.device("mps")) is None  # MPS stays fp32
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, True), (False, True, True),
+                                                        (False, False, False)])
+def test_native_bf16_is_detected_from_the_instruction_set(monkeypatch, avx512_bf16, amx, expected):
+    fake = types.SimpleNamespace(_is_avx512_bf16_supported=lambda: avx512_bf16, _is_amx_tile_supported=lambda: amx)
+    monkeypatch.setattr(devices.torch, "cpu", fake)
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    assert cpu_has_native_bf16() is expected
+
+
+def test_native_bf16_on_arm_reads_the_cpu_features(monkeypatch, tmp_path):
+    monkeypatch.setattr(devices.torch, "cpu", types.SimpleNamespace())
+    monkeypatch.setattr(devices.platform, "machine", lambda: "aarch64")
+    info = tmp_path / "cpuinfo"
+    real_path = devices.Path
+    monkeypatch.setattr(devices, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes sha2 bf16 i8mm\n")
+    assert cpu_has_native_bf16() is True
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes sha2 asimdbf16x\n")
+    assert cpu_has_native_bf16() is False
+
+
+def test_channels_last_where_it_pays():
+    assert uses_channels_last(True, CPU, torch.float32) is True
+    assert uses_channels_last(True, CPU, torch.float64) is False   # no oneDNN fp64 kernels
+    assert uses_channels_last(False, CPU, torch.float32) is False  # a switch to turn it off
+    assert uses_channels_last(True, torch.device("mps"), torch.float32) is False
+    assert precision_name(torch.bfloat16, torch.float32) == "bf16" and precision_name(None, torch.float64) == "fp64"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_run_record_states_what_ran(monkeypatch, tmp_path, native):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+    seen = {}
+    original = _Trainer._logits
+
+    def spy(self, x):
+        out = original(self, x)
+        seen["x_channels_last"] = x.is_contiguous(memory_format=torch.channels_last)
+        seen["autocast"] = self.amp
+        return out
+
+    monkeypatch.setattr(_Trainer, "_logits", spy)
+    result = train(tiny(), tmp_path / "run")
+    s = read_summary(tmp_path / "run")
+    assert result.status == "complete"
+    assert s["precision"] == ("bf16" if native else "fp32") and seen["autocast"] is (torch.bfloat16 if native else None)
+    assert s["channels_last"] is True and seen["x_channels_last"] is True
+    assert s["compiled"] is False and s["fast_path"] == "eager"
+    assert s["threads"] == torch.get_num_threads()
+    assert 0 < s["data_time_s"] < s["wall_time_s"] + 1
+
+
+def test_channels_last_can_be_switched_off_and_fp64_stays_contiguous(tmp_path):
+    for over, expected in (({"channels_last": False}, False), ({"precision": "fp64"}, False)):
+        trainer = _Trainer([tiny(**over)], [tmp_path / str(len(over))], [])
+        conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert trainer.channels_last is expected
+        assert conv.weight.is_contiguous()
+    trainer = _Trainer([tiny(precision="fp32")], [tmp_path / "cl"], [])
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
+
+def test_bf16_and_fp32_runs_agree_on_a_learnable_task(tmp_path):
+    """bf16 autocast keeps fp32 weights: the same short run in both lands within a few points of test error."""
+    cfg = dict(schedule={"name": "constant", "unit": "epoch", "total": 6}, optim={"name": "sgd", "lr": 0.05},
+               data={"name": "synthetic", "augment": "none",
+                     "synthetic": {"image_size": 12, "num_classes": 4, "n_train": 512, "n_test": 256}},
+               eval_every=6, batch_size=32, log_every=8)
+    errs = {p: train(tiny(precision=p, **cfg), tmp_path / p).summary["final_test_error"] for p in ("fp32", "bf16")}
+    assert errs["fp32"] < 50 and errs["bf16"] < 50, errs  # both learned (chance is 75 %)
+    assert abs(errs["fp32"] - errs["bf16"]) < 10, errs
+
+
+def test_cpu_workers_share_the_cores_without_oversubscription(monkeypatch):
+    from sweeps import worker
+
+    monkeypatch.setattr(worker, "available_cores", lambda: 8)
+    assert worker.cpu_threads(["cpu"] * 8) == 1
+    assert worker.cpu_threads(["cpu"] * 2) == 4
+    assert worker.cpu_threads(["cpu"]) == 8           # one worker: every core
+    assert worker.cpu_threads(["cpu"] * 16) == 1      # never below one
+    assert worker.cpu_threads(["cuda:0", "cuda:1"]) is None
+
+
+def test_bench_cpu_table_has_every_variant(capsys):
+    import argparse
+
+    from resnet_core import bench
+    from resnet_core.bench_cpu import VARIANTS, run_cpu_bench
+
+    args = argparse.Namespace(depths="8", threads="1", batch_size=8, steps=1, warmup=1, no_seed_style=True,
+                              data="synthetic", overrides=[], fast="auto", device="cpu", members="1")
+    labels = [v[0] for v in VARIANTS if v[1]["fast"] != "compile"]
+    fake = lambda cfg, members, steps, warmup: 100.0 if cfg.precision == "auto" else 200.0  # noqa: E731
+    rows = run_cpu_bench(args, bench._config, fake, lambda *a: 50.0)
+    out = capsys.readouterr().out
+    assert "peak matmul fp32" in out and "engine as configured = 50% of the best variant" in out
+    assert [r["variant"] for r in rows][:2] == ["engine as configured", f"engine {labels[0]}"]
+    assert all(r["gflop_per_s"] > 0 and r["peak_gflop_per_s"] > 0 for r in rows)
