@@ -15,6 +15,7 @@ ACTIVATIONS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre"
 POOLINGS = ("avg", "max")
 STEMS = ("cifar", "imagenet")
 INITS = ("kaiming", "xavier")
+BIAS_INITS = ("zero", "default")
 
 
 def _positive_ints(values: Any) -> bool:
@@ -40,6 +41,7 @@ class ModelConfig:
     width: float = 1.0                 # multiplier on every stage width
     conv_bias: bool = False            # biased convolutions (seed 002, d2l)
     init: str = "kaiming"              # kaiming | xavier (seed 002)
+    bias_init: str = "zero"            # conv biases: zero | default (PyTorch's U(±1/sqrt(fan_in)), as seed 002 keeps)
     zero_init_residual: bool = False   # zero the last BN (or conv) of each residual branch
     stages: list[int] | None = None    # explicit blocks per stage (instead of depth)
     widths: list[int] | None = None    # explicit base width per stage (default: the family's)
@@ -50,7 +52,7 @@ class ModelConfig:
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
         for key, allowed in (("family", FAMILIES), ("shortcut", SHORTCUTS), ("activation", ACTIVATIONS),
-                             ("pooling", POOLINGS), ("init", INITS)):
+                             ("pooling", POOLINGS), ("init", INITS), ("bias_init", BIAS_INITS)):
             if getattr(self, key) not in allowed:
                 raise choices_error(f"model.{key}", getattr(self, key), allowed)
         if self.block not in BLOCKS + ("auto",):

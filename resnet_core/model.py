@@ -100,7 +100,8 @@ class ResNet(nn.Module):
 
 
 def _init_single(model: ResNet, cfg: ModelConfig) -> None:
-    """Initialise a single (unfused) model: kaiming (torchvision's choice) or xavier (seed 002)."""
+    """Initialise a single (unfused) model: kaiming (torchvision's choice) or xavier (seed 002) conv weights; conv
+    biases (model.conv_bias) zeroed, or with bias_init "default" left as nn.Conv2d drew them at construction."""
     r = cfg.resolved()
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -108,7 +109,7 @@ def _init_single(model: ResNet, cfg: ModelConfig) -> None:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             else:
                 nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
+            if m.bias is not None and r.bias_init == "zero":
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
