@@ -180,3 +180,27 @@ def test_log_per_epoch_replaces_log_every(tmp_path):
     steps = [r["step"] for r in read_metrics(tmp_path / "run") if (r["split"], r["name"]) == ("train", "loss")]
     # n logs an epoch, evenly spaced (after batch ceil(k·spe/n)), the last at the epoch's end; log_every ignored
     assert steps == [e * spe + -(-k * spe // n) for e in range(2) for k in range(1, n + 1)]
+
+
+def test_adam_beta1_in_a_tensor_follows_the_schedule_as_the_float_does():
+    """The CUDA path keeps Adam's beta1 in a device tensor (a graph reads it); on the CPU the same optimizer with a
+    tensor beta1 must train as the float one that set_momentum rewrites each step."""
+    from resnet_core.optimizers import build_optimizer, set_momentum
+    from resnet_core.run_config import OptimConfig
+
+    o = OptimConfig(name="adam", lr=0.01, weight_decay=0.0)
+    s = ScheduleConfig(name="onecycle", total=10, cycle_momentum=True)
+    w0 = torch.randn(5, generator=torch.Generator().manual_seed(0))
+    final = []
+    for beta1 in (None, torch.zeros(())):
+        p = torch.nn.Parameter(w0.clone())
+        opt = build_optimizer(o, s, [p], lr=0.01, beta1=beta1)
+        for k in range(30):
+            set_momentum(opt, momentum_at(s, k, 3), beta1)
+            if beta1 is not None:
+                assert float(beta1) == pytest.approx(momentum_at(s, k, 3), rel=1e-7)
+            p.grad = torch.sin(p.detach() * (k + 1))
+            opt.step()
+        final.append(p.detach().clone())
+    assert ((final[0] - final[1]).abs() <= 1e-5 * final[0].abs().max()).all()  # float32 beta1 vs a double
+    assert not torch.equal(final[0], w0)

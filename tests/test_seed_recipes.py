@@ -413,3 +413,111 @@ def test_seed004_trains_in_the_stored_order_with_totensor_pixels():
     loader = build_loaders(data, plain.data, seeds=[plain.seed], batch_size=16).train
     x = torch.cat([x for x, _ in loader.epoch(1)])
     assert close(x, program_tensors(data.train.images, to_tensor), 1e-6)
+
+
+# == seeds 003 and 004: no init of their own, so PyTorch's layer defaults ===========================================
+def _program003_net() -> nn.Module:
+    """The program's ResNet50(): Bottleneck(expansion 4), [3, 4, 6, 3], 3×3 stem, as written (layers only)."""
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, in_planes, planes, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, self.expansion * planes, kernel_size=1, bias=False)
+            self.bn3 = nn.BatchNorm2d(self.expansion * planes)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_planes != self.expansion * planes:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(in_planes, self.expansion * planes, kernel_size=1, stride=stride, bias=False),
+                    nn.BatchNorm2d(self.expansion * planes))
+
+    class ResNet(nn.Module):
+        def __init__(self, block, num_blocks, num_classes=10):
+            super().__init__()
+            self.in_planes = 64
+            self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.layer1 = self._make_layer(block, 64, num_blocks[0], stride=1)
+            self.layer2 = self._make_layer(block, 128, num_blocks[1], stride=2)
+            self.layer3 = self._make_layer(block, 256, num_blocks[2], stride=2)
+            self.layer4 = self._make_layer(block, 512, num_blocks[3], stride=2)
+            self.linear = nn.Linear(512 * block.expansion, num_classes)
+
+        def _make_layer(self, block, planes, num_blocks, stride):
+            layers = []
+            for stride in [stride] + [1] * (num_blocks - 1):
+                layers.append(block(self.in_planes, planes, stride))
+                self.in_planes = planes * block.expansion
+            return nn.Sequential(*layers)
+
+    return ResNet(Bottleneck, [3, 4, 6, 3])
+
+
+def _program004_net() -> nn.Module:
+    """The program's ResNet(ResidualBlock, [3, 3, 3]), as written (layers only)."""
+    def conv3x3(in_channels, out_channels, stride=1):
+        return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+    class ResidualBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = conv3x3(in_channels, out_channels, stride)
+            self.bn1 = nn.BatchNorm2d(out_channels)
+            self.conv2 = conv3x3(out_channels, out_channels)
+            self.bn2 = nn.BatchNorm2d(out_channels)
+            self.downsample = downsample
+
+    class ResNet(nn.Module):
+        def __init__(self, block, layers, num_classes=10):
+            super().__init__()
+            self.in_channels = 16
+            self.conv = conv3x3(3, 16)
+            self.bn = nn.BatchNorm2d(16)
+            self.layer1 = self.make_layer(block, 16, layers[0])
+            self.layer2 = self.make_layer(block, 32, layers[0], 2)
+            self.layer3 = self.make_layer(block, 64, layers[1], 2)
+            self.fc = nn.Linear(64, num_classes)
+
+        def make_layer(self, block, out_channels, blocks, stride=1):
+            downsample = None
+            if (stride != 1) or (self.in_channels != out_channels):
+                downsample = nn.Sequential(conv3x3(self.in_channels, out_channels, stride=stride),
+                                           nn.BatchNorm2d(out_channels))
+            layers = [block(self.in_channels, out_channels, stride, downsample)]
+            self.in_channels = out_channels
+            for _ in range(1, blocks):
+                layers.append(block(out_channels, out_channels))
+            return nn.Sequential(*layers)
+
+    return ResNet(ResidualBlock, [3, 3, 3])
+
+
+def _weights(model: nn.Module) -> list[tuple[tuple[int, ...], torch.Tensor, float]]:
+    """(shape, weight, PyTorch's default bound 1/sqrt(fan_in)) of every conv and linear layer, sorted by shape."""
+    out = [(tuple(m.weight.shape), m.weight.detach(), 1 / math.sqrt(m.weight[0].numel()))
+           for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sorted(out, key=lambda t: t[0])
+
+
+@pytest.mark.parametrize("path,program_net", [(SEED003, _program003_net), (SEED004, _program004_net)],
+                         ids=["seed003", "seed004"])
+def test_seed_without_its_own_init_keeps_pytorch_defaults(path, program_net):
+    cfg = RunConfig.from_dict(recipe(path))
+    assert cfg.model.init == "pytorch"
+    torch.manual_seed(0)
+    constructed = ResNet(cfg.model)
+    torch.manual_seed(0)
+    ours = build_model(cfg.model)
+    program = program_net()
+    ours_w, program_w = _weights(ours), _weights(program)
+    assert [(s, bound) for s, _, bound in ours_w] == [(s, bound) for s, _, bound in program_w]
+    for (_, w, bound), (_, w0, _) in zip(ours_w, _weights(constructed)):
+        assert torch.equal(w, w0), "init pytorch must leave the layers as constructed"
+    for _, w, bound in ours_w + program_w:  # U(−bound, bound): kaiming_uniform_(a=√5)
+        assert 0.9 * bound < w.abs().max() <= bound
+    kaiming = build_model(dataclasses.replace(cfg.model, init="kaiming"))  # the framework's default differs
+    assert any(w.abs().max() > bound for _, w, bound in _weights(kaiming))
