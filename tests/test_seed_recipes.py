@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import yaml
 from PIL import Image
 from torchvision import transforms
 
-from resnet_core.config import ModelConfig
+from resnet_core.cli import main
 from resnet_core.data import build_loaders, load_dataset
 from resnet_core.engine import _log_points, _Trainer, train
 from resnet_core.model import ResNet, build_model
@@ -341,7 +340,7 @@ def test_seed004_lr_resets_and_checkpoints_are_the_programs():
     assert [round(cfg.checkpoint_every * k) for k in range(1, 5)] == saved
 
 
-def test_seed004_engine_trains_as_the_programs_loop(tmp_path):
+def test_seed004_engine_trains_as_the_programs_loop(tmp_path, capsys):
     """80 epochs of one batch: Adam rebuilt every 20 epochs, checkpoints every 20, no shuffling."""
     d = tiny_run(SEED004, n_train=16, n_test=16, batch_size=16, probes=False)
     cfg = RunConfig.from_dict(d)
@@ -375,6 +374,18 @@ def test_seed004_engine_trains_as_the_programs_loop(tmp_path):
                 assert close(mine["exp_avg_sq"], state["exp_avg_sq"], 1e-4)
             lr /= 3
             optimizer = torch.optim.Adam(resnet.parameters(), lr=lr)
+
+
+    # predict_with_path_model: the program's test-set accuracy of a saved checkpoint, from ours by `eval`
+    test = load_dataset(cfg.data).test
+    resnet.eval()
+    with torch.no_grad():
+        x = program_tensors(test.images, transforms.Compose([transforms.ToTensor()]))
+        correct = (resnet(x).argmax(1) == test.labels).sum().item()
+    assert main(["eval", str(run / "epoch_080.pt"), "--device", "cpu"]) == 0
+    test_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test:"))
+    error = float(test_line.split("error")[1].split("%")[0])
+    assert error == pytest.approx(100 * (1 - correct / len(test.labels)), abs=0.01)
 
 
 def test_seed004_reset_zeroes_adam_at_the_drop(tmp_path, monkeypatch):
