@@ -14,7 +14,8 @@ SHORTCUTS = ("identity", "conv1x1", "conv3x3", "none")
 ACTIVATIONS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
 POOLINGS = ("avg", "max")
 STEMS = ("cifar", "imagenet")
-INITS = ("kaiming", "xavier")
+INITS = ("kaiming", "xavier", "pytorch")
+BIAS_INITS = ("zero", "default")
 
 
 def _positive_ints(values: Any) -> bool:
@@ -39,7 +40,8 @@ class ModelConfig:
     num_classes: int = 10
     width: float = 1.0                 # multiplier on every stage width
     conv_bias: bool = False            # biased convolutions (seed 002, d2l)
-    init: str = "kaiming"              # kaiming | xavier (seed 002)
+    init: str = "kaiming"              # kaiming | xavier (seed 002) | pytorch (the layers' own defaults: seeds 003, 004)
+    bias_init: str = "zero"            # conv biases: zero | default (PyTorch's U(±1/sqrt(fan_in)), as seed 002 keeps)
     zero_init_residual: bool = False   # zero the last BN (or conv) of each residual branch
     stages: list[int] | None = None    # explicit blocks per stage (instead of depth)
     widths: list[int] | None = None    # explicit base width per stage (default: the family's)
@@ -50,7 +52,7 @@ class ModelConfig:
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
         for key, allowed in (("family", FAMILIES), ("shortcut", SHORTCUTS), ("activation", ACTIVATIONS),
-                             ("pooling", POOLINGS), ("init", INITS)):
+                             ("pooling", POOLINGS), ("init", INITS), ("bias_init", BIAS_INITS)):
             if getattr(self, key) not in allowed:
                 raise choices_error(f"model.{key}", getattr(self, key), allowed)
         if self.block not in BLOCKS + ("auto",):

@@ -24,10 +24,11 @@ from .devices import autocast, autocast_dtype, param_dtype, precision_name, reso
 from .errors import ConfigError
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .model import ResNet, build_model, count_params
+from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .probes import GradProbe
 from .record import RunRecord, read_metrics
 from .run_config import RunConfig
-from .schedules import lr_at, total_steps
+from .schedules import lr_at, milestone_steps, momentum_at, total_steps
 
 
 
@@ -110,6 +111,14 @@ def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: to
     return (loss / n).tolist(), (100.0 * wrong / n).tolist()
 
 
+def _log_points(per_epoch: int | None, spe: int) -> set[int] | None:
+    """log_per_epoch n: the in-epoch positions (1…spe) after which to log, ceil(k·spe/n) for k = 1…n: evenly spaced,
+    the last at the epoch's end. With spe = 235 and n = 5 these are d2l's (i + 1) % (235 // 5) == 0 prints."""
+    if per_epoch is None:
+        return None
+    return {min(spe, -(-k * spe // per_epoch)) for k in range(1, per_epoch + 1)}
+
+
 class _Trainer:
     def __init__(self, cfgs: list[RunConfig], run_dirs: list[Path], callbacks: Sequence[Any]) -> None:
         self.cfgs, self.callbacks = cfgs, list(callbacks)
@@ -132,6 +141,10 @@ class _Trainer:
         fast = ref.fast if ref.fast != "auto" else ("graph" if self.device.type == "cuda" else "eager")
         if fast == "graph" and self.device.type != "cuda":
             warnings.warn(f"fast={fast} needs CUDA; running eagerly on {self.device.type}")
+            fast = "eager"
+        if fast in ("graph", "compile") and needs_eager(ref.optim, ref.schedule):
+            warnings.warn("schedule.cycle_momentum with SGD runs eagerly: torch's SGD takes momentum as a float, "
+                          "which a CUDA graph would freeze")
             fast = "eager"
         self.fast = fast
         self.channels_last = uses_channels_last(ref.channels_last, self.device, self.dtype)
@@ -158,8 +171,14 @@ class _Trainer:
         unit = self.spe if ref.schedule.unit == "epoch" else 1
         self.eval_interval = max(1, round(ref.eval_every * unit))
         self.log_interval = min(ref.log_every, self.eval_interval)
+        self.log_points = _log_points(ref.log_per_epoch, self.spe)
+        self.ckpt_interval = max(1, round(ref.checkpoint_every * unit)) if ref.checkpoint_every else 0
+        self.reset_steps = set(milestone_steps(ref.schedule, self.spe)) if ref.schedule.reset_optimizer else set()
 
         self.lr = torch.tensor(lr_at(ref.schedule, ref.optim.lr, 0, self.spe), device=self.device)
+        cycled = momentum_at(ref.schedule, 0, self.spe) is not None
+        self.beta1 = (torch.zeros((), device=self.device)
+                      if cycled and ref.optim.name != "sgd" and self.device.type == "cuda" else None)
         self.opt = self._optimizer()
         self.probe = GradProbe(self.model) if ref.probes else None
         G, dev = self.G, self.device
@@ -177,17 +196,14 @@ class _Trainer:
 
     # -- setup ------------------------------------------------------------------------------------------------
     def _optimizer(self) -> torch.optim.Optimizer:
-        o = self.ref.optim
-        params = list(self.model.parameters())
         on_cuda = self.device.type == "cuda"
         lr: Any = self.lr if on_cuda else float(self.lr)
-        if o.name == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=o.momentum, nesterov=o.nesterov,
-                                   weight_decay=o.weight_decay, fused=on_cuda or None)
-        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay, capturable=on_cuda)
+        return build_optimizer(self.ref.optim, self.ref.schedule, self.model.parameters(), lr=lr, beta1=self.beta1,
+                               on_cuda=on_cuda)
 
     def _set_lr(self, step: int) -> None:
+        """The schedule's lr (and one-cycle momentum) for ``step``; at a milestone with schedule.reset_optimizer,
+        the optimizer's state is zeroed first, as rebuilding the optimizer there would."""
         value = lr_at(self.ref.schedule, self.ref.optim.lr, step, self.spe)
         if self.device.type == "cuda":
             self.lr.fill_(value)
@@ -195,6 +211,11 @@ class _Trainer:
             self.lr = torch.tensor(value)
             for group in self.opt.param_groups:
                 group["lr"] = value
+        momentum = momentum_at(self.ref.schedule, step, self.spe)
+        if momentum is not None:
+            set_momentum(self.opt, momentum, self.beta1)
+        if step in self.reset_steps:
+            reset_state(self.opt)
 
     # -- the step ---------------------------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -353,6 +374,19 @@ class _Trainer:
                 m.status, m.reason = "pruned", f"stopped by a callback at step {step}"
                 self._finish(g, step)
 
+    def _log_due(self, step: int) -> bool:
+        """Whether training metrics are logged after ``step`` (1-based count of steps done)."""
+        if self.log_points is None:
+            return step % self.log_interval == 0
+        return (step - 1) % self.spe + 1 in self.log_points
+
+    def _save_periodic(self, step: int) -> None:
+        """checkpoint_every: each running member's checkpoint as epoch_NNN.pt (or step_NNNNNNN.pt), atomically."""
+        name = (f"epoch_{step // self.spe:03d}.pt" if self.ref.schedule.unit == "epoch" and step % self.spe == 0
+                else f"step_{step:07d}.pt")
+        for g in self._active():
+            ckpt.atomic_save(self._member_ckpt(g, step), self.members[g].record.dir / name)
+
     def _member_ckpt(self, g: int, step: int) -> dict[str, Any]:
         m = self.members[g]
         return ckpt.member_checkpoint(self.model_for_state(), self.opt, g, step=step, best_val=m.best_val,
@@ -450,7 +484,7 @@ class _Trainer:
                     step += 1
                     self.win_count += 1
                     images_win += x.shape[0]
-                    if step % self.log_interval == 0 or step % self.eval_interval == 0 or step == self.total:
+                    if self._log_due(step) or step % self.eval_interval == 0 or step == self.total:
                         now = time.perf_counter()
                         if self.device.type == "cuda":
                             torch.cuda.synchronize(self.device)
@@ -462,6 +496,8 @@ class _Trainer:
                         t_win, images_win = now, 0
                         if step % self.eval_interval == 0 or step == self.total:
                             self._eval(step, step / self.spe)
+                    if self.ckpt_interval and step % self.ckpt_interval == 0:
+                        self._save_periodic(step)
                     if step >= self.total or not self._active():
                         break
         except BaseException as e:

@@ -105,15 +105,18 @@ class ResNet(nn.Module):
 
 
 def _init_single(model: ResNet, cfg: ModelConfig) -> None:
-    """Initialise a single (unfused) model: kaiming (torchvision's choice) or xavier (seed 002)."""
+    """Initialise a single (unfused) model's conv weights: kaiming (torchvision's choice), xavier (seed 002), or
+    pytorch (left as nn.Conv2d drew them at construction: kaiming_uniform_(a=√5), bound 1/sqrt(fan_in), as a program
+    without its own init has them). Conv biases (model.conv_bias) are zeroed, or with bias_init "default" left as
+    constructed. BN weights 1, biases 0; the linear head keeps torch's default init, except under xavier."""
     r = cfg.resolved()
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             if r.init == "kaiming":
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            else:
+            elif r.init == "xavier":
                 nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
+            if m.bias is not None and r.bias_init == "zero":
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)

@@ -52,9 +52,11 @@ class RunConfig:
     fast: str = "auto"                # auto (CUDA graph on cuda) | eager | graph | compile (graph over torch.compile)
     channels_last: bool = True        # on cuda
     log_every: int = 50               # iterations between train-metric / probe logs
+    log_per_epoch: int | None = None  # instead of log_every: this many evenly spaced logs an epoch (seed 002: 5)
     eval_every: float = 1             # evaluate val/test every this many schedule units (epoch or iter)
     probes: bool = True               # per-layer / per-block gradient norms every step
     checkpoint: bool = True           # last.pt / best.pt
+    checkpoint_every: float = 0       # also keep epoch_NNN.pt (step_NNNNNNN.pt) every this many schedule units; 0: off
     label_smoothing: float = 0.0
 
     SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig}
@@ -75,6 +77,12 @@ class RunConfig:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
         if not isinstance(self.eval_every, (int, float)) or self.eval_every <= 0:
             raise ConfigError(f"eval_every must be positive, got {self.eval_every!r}")
+        if self.log_per_epoch is not None and (not isinstance(self.log_per_epoch, int)
+                                               or isinstance(self.log_per_epoch, bool) or self.log_per_epoch < 1):
+            raise ConfigError(f"log_per_epoch must be a positive integer or null, got {self.log_per_epoch!r}")
+        every = self.checkpoint_every
+        if not isinstance(every, (int, float)) or isinstance(every, bool) or every < 0:
+            raise ConfigError(f"checkpoint_every must be a number >= 0 (schedule units; 0: off), got {every!r}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
 

@@ -272,7 +272,7 @@ def test_registries_match_config_vocabulary():
     assert {"post", "pre"} <= set(PLACEMENTS.names()) and len(PLACEMENTS.names()) == 5
     assert set(POOLINGS.names()) == set(config_mod.POOLINGS) == {"avg", "max"}
     assert set(STEMS.names()) == set(config_mod.STEMS) == {"cifar", "imagenet"}
-    assert set(config_mod.INITS) == {"kaiming", "xavier"}
+    assert set(config_mod.INITS) == {"kaiming", "xavier", "pytorch"}
     with pytest.raises(ConfigError, match="identity"):
         SHORTCUTS.get("optionA")
 

@@ -59,14 +59,14 @@ def _affine(mean: Sequence[float] | None, std: Sequence[float] | None, normalize
 
 
 class TrainLoader:
-    """Shuffled, augmented batches for G members: x float32 [B, G·C, H, W] (member g in channels C·g…C·g+C−1),
+    """Shuffled (unless shuffle=False), augmented batches for G members: x float32 [B, G·C, H, W] (member g in channels C·g…C·g+C−1),
     y int64 [B, G]. drop_last: every epoch has `steps_per_epoch` full batches."""
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, *, seeds: Sequence[int], batch_size: int,
                  augment: str | type[Augment] = "crop_flip", pad: int = 4, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, normalize: bool = True,
                  out_size: int | Sequence[int] | None = None, scale_size: int | None = None,
-                 device: str | torch.device = "cpu", channels_last: bool = False) -> None:
+                 device: str | torch.device = "cpu", channels_last: bool = False, shuffle: bool = True) -> None:
         if images_u8.dtype != torch.uint8 or images_u8.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images_u8.dtype} {tuple(images_u8.shape)}")
         if not seeds:
@@ -79,6 +79,7 @@ class TrainLoader:
         self.seeds = [int(s) for s in seeds]
         self.batch_size = batch_size
         self.channels_last = channels_last
+        self.shuffle = shuffle
         size = tuple(images_u8.shape[-2:])
         self.geometry = Geometry(size, _size2(out_size, size), pad, scale_size)
         self.augment = AUGMENTS.get(augment)(self.geometry)
@@ -100,11 +101,13 @@ class TrainLoader:
         return self.steps_per_epoch
 
     def plan(self, epoch: int) -> tuple[torch.Tensor, Params]:
-        """The whole epoch, drawn on the CPU and moved once: order [G, N] and augmentation parameters [G, N, …]."""
+        """The whole epoch, drawn on the CPU and moved once: order [G, N] (the stored order when not shuffling)
+        and augmentation parameters [G, N, …]."""
         orders, params = [], []
         for seed in self.seeds:
             gen = torch.Generator().manual_seed(stream_seed(seed, epoch))
-            orders.append(torch.randperm(self.num_samples, generator=gen))
+            orders.append(torch.randperm(self.num_samples, generator=gen) if self.shuffle
+                          else torch.arange(self.num_samples))
             params.append(self.augment.draw(self.num_samples, gen))
         stacked = {k: torch.stack([p[k] for p in params]).to(self.device) for k in params[0]}
         return torch.stack(orders).to(self.device), stacked
@@ -198,12 +201,14 @@ def build_loaders(data: ImageData, cfg: "DataConfig", *, seeds: Sequence[int], b
             raise ConfigError(f"data.loader torch serves one member, got {len(seeds)} seeds; "
                               "use data.loader device for fused trials")
         train = TorchTrainLoader(data.train, seed=seeds[0], batch_size=batch_size, num_workers=cfg.num_workers,
-                                 augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, **common)
+                                 augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, shuffle=cfg.shuffle,
+                                 **common)
         evals = {name: TorchEvalLoader(split, batch_size=eval_batch_size, num_workers=cfg.num_workers, **common)
                  for name, split in splits.items()}
     else:
         train = TrainLoader(data.train.images, data.train.labels, seeds=seeds, batch_size=batch_size,
-                            augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, **common)
+                            augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, shuffle=cfg.shuffle,
+                            **common)
         evals = {name: EvalLoader(split.images, split.labels, batch_size=eval_batch_size, **common)
                  for name, split in splits.items()}
     return Loaders(train, evals.get("val"), evals["test"])

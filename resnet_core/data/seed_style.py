@@ -68,7 +68,7 @@ class TorchTrainLoader:
                  augment: str = "crop_flip", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, normalize: bool = True, pad: int = 4,
                  out_size: int | None = None, scale_size: int | None = None,
-                 device: str | torch.device = "cpu", channels_last: bool = False) -> None:
+                 device: str | torch.device = "cpu", channels_last: bool = False, shuffle: bool = True) -> None:
         from .loaders import stream_seed
 
         self._stream_seed = stream_seed
@@ -76,7 +76,8 @@ class TorchTrainLoader:
         self.device, self.channels_last = torch.device(device), channels_last
         # a fresh worker pool each epoch draws its workers' seeds from the re-seeded generator
         self.loader = seed_style_loader(data, batch_size, num_workers, augment, mean, std, drop_last=True, pad=pad,
-                                        out_size=out_size, scale_size=scale_size, normalize=normalize, seed=seed)
+                                        out_size=out_size, scale_size=scale_size, normalize=normalize, seed=seed,
+                                        shuffle=shuffle)
 
     @property
     def members(self) -> int:
