@@ -20,7 +20,8 @@ from .run_config import RunConfig
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="img/s: seed-style loop vs our engine, probe overhead, fused members")
     p.add_argument("--depths", default="20,56,110")
-    p.add_argument("--members", default="1", help="fused members to measure, e.g. 1,2,4,8")
+    p.add_argument("--members", default="1", help="fused members to measure, e.g. 1,2,4,8 (on a CPU, the default 1 "
+                   "prints the CPU table: every precision × memory-format variant against the measured peak)")
     p.add_argument("--batch-size", type=int, default=128, help="per member")
     p.add_argument("--steps", type=int, default=50, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=10)
@@ -119,7 +120,7 @@ def _sync(device: torch.device) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .devices import resolve_device
 
-    if resolve_device(args.device).type == "cpu":
+    if resolve_device(args.device).type == "cpu" and args.members.strip() == "1":  # the CPU variants table
         from .bench_cpu import run_cpu_bench
 
         rows = run_cpu_bench(args, _config, engine_throughput, seed_style_throughput)

@@ -19,10 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("lesion", help="delete each residual block in turn at test time (Veit et al. 2016)")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("lesion", help="replace each block in turn by its shortcut at test time (Veit et al. 2016)",
+                       description="Test error with each block replaced by its shortcut (the identity in a plain "
+                                   "block of unchanged shape, so plain and residual nets compare on equal footing; "
+                                   "a plain stage-entry block is not lesionable). Several checkpoints give one "
+                                   "table with a `model` column, as `resnet-ablate report --lesion` reads it.")
+    p.add_argument("checkpoint", nargs="+", help="last.pt / best.pt of one or more runs")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="CSV path (default: lesion.csv beside the checkpoint)")
+    p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     p.set_defaults(func=_cmd_lesion)
 
     p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth")
@@ -102,13 +106,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
-    from .lesion import lesion_table
+    import pandas as pd
 
-    state, model, run_cfg, device = _load_for_eval(args.checkpoint, args.device)
-    loader = _eval_loaders(run_cfg, device)["test"]
-    table = lesion_table(model, loader, device)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "lesion.csv"
+    from .lesion import lesion_table
     from .record import atomic_write_text
+
+    tables = []
+    for path in args.checkpoint:
+        state, model, run_cfg, device = _load_for_eval(path, args.device)
+        loader = _eval_loaders(run_cfg, device)["test"]
+        kind = "plain" if run_cfg.model.shortcut == "none" else "ResNet"
+        table = lesion_table(model, loader, device)
+        table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    out = Path(args.out) if args.out else Path(args.checkpoint[0]).parent / "lesion.csv"
 
     atomic_write_text(out, table.to_csv(index=False))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

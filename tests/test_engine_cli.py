@@ -80,7 +80,8 @@ def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     table = pd.read_csv(out / "lesion.csv")
     state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     blocks = [n for n, _ in build_model(ModelConfig.from_dict(state["model_config"])).blocks()]
-    assert list(table.columns) == ["block", "block_index", "lesionable", "test_error", "baseline_error"]
+    assert list(table.columns) == ["model", "block", "block_index", "lesionable", "test_error", "baseline_error"]
+    assert (table.model == "ResNet-8, seed 0").all()
     assert table.lesionable.all()  # a residual net: every block falls back on its shortcut
     assert table.block.tolist() == blocks and table.block_index.tolist() == list(range(len(blocks)))
     baseline = read_summary(out)["final_test_error"]  # last.pt is the final step's checkpoint
