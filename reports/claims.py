@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .paper import normalize_dataset
 from .study_reader import ACTIVATION_LABELS, Cell, StudyData, same_except
 
 REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH = "reproduced", "not reproduced", "not enough data"
@@ -268,8 +269,21 @@ def paper_comparison(data: StudyData, table: pd.DataFrame) -> list[str]:
             continue
         delta = s.mean - c.paper.value
         lines.append(f"- {c.label}: ours {s.text()} vs paper {c.paper.display()} % ({delta:+.2f} points; "
-                     f"{c.paper.source}).")
+                     f"{c.paper.source}){_budget_note(data, c)}.")
     return lines
+
+
+PAPER_ITERATIONS = 64_000  # He et al. 2016, §4.2: CIFAR-10 nets trained for 64k iterations at batch 128
+
+
+def _budget_note(data: StudyData, cell: Cell) -> str:
+    """'; this study trained 1,404 iterations, 2.2 % of the paper's 64k' where the runs were shorter."""
+    runs = data.runs[(data.runs["cell"] == cell.id) & (data.runs["status"] == "complete")]
+    steps = pd.to_numeric(runs.get("total_steps"), errors="coerce").dropna() if "total_steps" in runs else []
+    if len(steps) == 0 or normalize_dataset(cell.dataset) not in ("cifar10", "cifar10jpeg") or steps.max() >= PAPER_ITERATIONS:
+        return ""
+    n = int(steps.max())
+    return f"; this study trained {n:,} iterations, {100 * n / PAPER_ITERATIONS:.1f} % of the paper's 64k"
 
 
 def probe_observations(data: StudyData) -> list[str]:

@@ -327,7 +327,9 @@ def _effective_status(state: str, record: str | None, attr: str | None) -> tuple
     # FAIL: the record's verdict, else the sweep's, else the worker was killed
     if record in ("complete", "diverged", "failed", "interrupted"):
         return record, None
-    verdict = attr if attr in ("failed", "diverged", "interrupted") else "interrupted"
+    # "cancelled": left out on purpose before it ran (its reason says why); counted with the failed, never resumed
+    verdict = "failed" if attr == "cancelled" else attr if attr in ("failed", "diverged", "interrupted") \
+        else "interrupted"
     if record == "running":
         return verdict, "the worker stopped while the run record still said running"
     return verdict, None

@@ -116,7 +116,9 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
         state, model, run_cfg, device = _load_for_eval(path, args.device)
         loader = _eval_loaders(run_cfg, device)["test"]
         kind = "plain" if run_cfg.model.shortcut == "none" else "ResNet"
-        table = lesion_table(model, loader, device)
+        from .devices import autocast_dtype
+
+        table = lesion_table(model, loader, device, autocast_dtype(run_cfg.precision, device))
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)

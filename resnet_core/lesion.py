@@ -17,16 +17,16 @@ from .model import ResNet
 COLUMNS = ["block", "block_index", "lesionable", "test_error", "baseline_error"]
 
 
-def lesion_table(model: ResNet, loader: Any, device: torch.device) -> pd.DataFrame:
+def lesion_table(model: ResNet, loader: Any, device: torch.device, amp: torch.dtype | None = None) -> pd.DataFrame:
     """One row per block in forward order: test error (%) with that block lesioned (NaN if not lesionable) and the
-    intact network's."""
-    baseline = evaluate_model(model, loader, 1, device)[1][0]
+    intact network's; evaluated under autocast to ``amp`` (the run's precision) when given."""
+    baseline = evaluate_model(model, loader, 1, device, amp)[1][0]
     rows = []
     for i, (name, block) in enumerate(list(model.blocks())):
         error = float("nan")
         if block.lesionable:
             model.set_lesion(name)
-            error = evaluate_model(model, loader, 1, device)[1][0]
+            error = evaluate_model(model, loader, 1, device, amp)[1][0]
         rows.append({"block": name, "block_index": i, "lesionable": block.lesionable, "test_error": error,
                      "baseline_error": baseline})
     model.set_lesion(None)
