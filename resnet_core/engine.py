@@ -282,27 +282,27 @@ class _Trainer:
     def _static_step(self) -> None:
         self._step(self.static_x, self.static_y)
 
-    def _mutable_state(self) -> list[torch.Tensor]:
-        """Every tensor a training step changes in place."""
-        tensors = list(self.model_for_state().state_dict().values())
-        tensors += [v for state in self.opt.state.values() for v in state.values() if torch.is_tensor(v)]
-        tensors += [self.alive, self.first_bad, self.step_t, self.win_loss, self.win_err]
+    def _mutable_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every tensor a training step changes in place: (the model's and the trainer's, the optimizer's)."""
+        fixed = list(self.model_for_state().state_dict(keep_vars=True).values())  # the tensors themselves
+        fixed += [self.alive, self.first_bad, self.step_t, self.win_loss, self.win_err]
         if self.probe is not None:
-            tensors += [self.probe.sum, self.probe.max]
-        return tensors
+            fixed += [self.probe.sum, self.probe.max]
+        return fixed, [v for state in self.opt.state.values() for v in state.values() if torch.is_tensor(v)]
 
-    def _save_state(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        return {id(t): (t, t.detach().clone()) for t in self._mutable_state()}
+    def _save_state(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        fixed, opt_state = self._mutable_state()
+        return [(t, t.detach().clone()) for t in fixed + opt_state]
 
-    def _restore_state(self, saved: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Put back every saved tensor; zero the ones created since (optimizer slots made by the warm-up: zero
-        momentum / moments / step are what a fresh slot's first update starts from)."""
+    def _restore_state(self, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Put back every saved tensor in place; zero the optimizer-state tensors created since (slots made by the
+        warm-up: zero momentum / moments / step are what a fresh slot's first update starts from)."""
+        known = {id(t) for t, _ in saved}
         with torch.no_grad():
-            for t in self._mutable_state():
-                entry = saved.get(id(t))
-                if entry is not None and entry[0] is t:
-                    t.copy_(entry[1])
-                else:
+            for t, value in saved:
+                t.copy_(value)
+            for t in self._mutable_state()[1]:
+                if id(t) not in known:
                     t.zero_()
 
     def _run_step(self, x: torch.Tensor, y: torch.Tensor) -> None:

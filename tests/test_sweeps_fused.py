@@ -5,7 +5,6 @@ numbers as an unfused one (float64); `--dry-run` shows the packing."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
