@@ -6,11 +6,11 @@
 #   bash scripts/setup.sh && bash scripts/check_gpu.sh      # from a fresh clone
 #   bash scripts/check_gpu.sh --only resume_graph,fused_graph --no-bench
 #
-# Uses .venv/bin/python when scripts/setup.sh made one, else python3. Exit: 0 all passed, 1 a check failed,
+# Uses $PYTHON if set, else .venv/bin/python when scripts/setup.sh made one, else python3. Exit: 0 all passed, 1 a check failed,
 # 2 no CUDA device here (nothing run). Details: benchmarks/check_gpu.py.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-PY=python3
-[[ -x .venv/bin/python ]] && PY=.venv/bin/python
+PY="${PYTHON:-python3}"
+[[ -z "${PYTHON:-}" && -x .venv/bin/python ]] && PY=.venv/bin/python
 export PYTHONUNBUFFERED=1
 exec "$PY" benchmarks/check_gpu.py "$@"
