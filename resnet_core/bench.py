@@ -51,8 +51,9 @@ def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
     return RunConfig.from_dict(apply_overrides(d, args.overrides))
 
 
-def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> float:
-    """Aggregate img/s of our engine's training step (data on the device, the configured fast path)."""
+def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> tuple[float, str]:
+    """Aggregate img/s of our engine's training step (data on the device, the configured fast path), and the fast
+    path that actually ran (`fast: auto` falls back to eager if the capture fails)."""
     import tempfile
 
     from .engine import _Trainer
@@ -60,17 +61,20 @@ def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> 
     cfgs = [RunConfig.from_dict({**cfg.to_dict(), "seed": s}) for s in range(members)]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
-        batches = _cycle(trainer.train_loader)
-        for _ in range(warmup):
-            x, y = next(batches)
-            trainer._run_step(x, y)
-        _sync(trainer.device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            x, y = next(batches)
-            trainer._run_step(x, y)
-        _sync(trainer.device)
-        return steps * cfg.batch_size * members / (time.perf_counter() - t0)
+        try:
+            batches = _cycle(trainer.train_loader)
+            for _ in range(warmup):
+                x, y = next(batches)
+                trainer._run_step(x, y)
+            _sync(trainer.device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                x, y = next(batches)
+                trainer._run_step(x, y)
+            _sync(trainer.device)
+            return steps * cfg.batch_size * members / (time.perf_counter() - t0), trainer.fast
+        finally:
+            trainer.close()
 
 
 def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int = 4) -> float:
@@ -98,6 +102,14 @@ def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int 
         loss.item()
     _sync(device)
     return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def fast_path_field(paths: dict[int, str]) -> str:
+    """The bench row's `fast_path`: the path every measurement ran ("graph"), or each G's if they differ
+    ("G1=graph,G8=eager": a capture fell back, and those figures are not the graph's)."""
+    if len(set(paths.values())) == 1:
+        return next(iter(paths.values()))
+    return ",".join(f"G{g}={p}" for g, p in sorted(paths.items()))
 
 
 def _cycle(loader: Any):
@@ -137,9 +149,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         row: dict[str, Any] = {"model": f"resnet{depth}", "batch": args.batch_size}
         if not args.no_seed_style:
             row["seed_style"] = seed_style_throughput(cfg, args.steps, args.warmup)
-        no_probe = engine_throughput(_config(depth, args, probes=False), 1, args.steps, args.warmup)
+        no_probe, _ = engine_throughput(_config(depth, args, probes=False), 1, args.steps, args.warmup)
+        paths = {}
         for g in members:
-            row[f"engine_G{g}"] = engine_throughput(cfg, g, args.steps, args.warmup)
+            row[f"engine_G{g}"], paths[g] = engine_throughput(cfg, g, args.steps, args.warmup)
+        row["fast_path"] = fast_path_field(paths)
         row["probe_overhead_%"] = 100.0 * (no_probe / row["engine_G1" if 1 in members else f"engine_G{members[0]}"]
                                            - 1) if 1 in members else float("nan")
         if "seed_style" in row and "engine_G1" in row:

@@ -50,8 +50,27 @@ def optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: int) ->
     return out
 
 
+def _state_on_param_device(opt: torch.optim.Optimizer, p: torch.Tensor) -> bool:
+    """Whether `opt` keeps p's scalar state (Adam's `step`) on p's device: capturable or fused, as torch's own
+    `Optimizer.load_state_dict` places it; otherwise it lives on the CPU."""
+    group = next(g for g in opt.param_groups if any(q is p for q in g["params"]))
+    return bool(group.get("capturable") or group.get("fused"))
+
+
+def _new_slot(opt: torch.optim.Optimizer, p: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+    """A zero optimizer-state tensor as `opt` would create it for p: a per-element slot like the parameter (device,
+    dtype, memory format: fused SGD on channels_last weights requires matching layouts); a scalar (`step`, of the
+    saved dtype) on p's device when the optimizer is capturable or fused, else on the CPU."""
+    if saved.dim() == 0:
+        device = p.device if _state_on_param_device(opt, p) else torch.device("cpu")
+        return torch.zeros((), dtype=saved.dtype, device=device)
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
 def load_optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: int,
                                 state: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Copy member g's saved optimizer state into its slice of `opt`'s state, creating missing slots as `opt`
+    expects them (`_new_slot`); existing slots keep their tensors (a captured graph holds their addresses)."""
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, entries in state.items():
@@ -59,8 +78,7 @@ def load_optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: in
             slot = opt.state[p]
             for k, v in entries.items():
                 if k not in slot:
-                    shape = p.shape if v.dim() else v.shape
-                    slot[k] = torch.zeros(shape, dtype=v.dtype, device=p.device if v.dim() else v.device)
+                    slot[k] = _new_slot(opt, p, v)
                 target = slot[k]
                 if target.dim() == 0 or model.members == 1:
                     target.copy_(v)

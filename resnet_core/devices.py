@@ -117,3 +117,35 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
         return contextlib.nullcontext()
     # No weight-cast cache: a captured CUDA graph must re-cast the weights the optimizer updated in place.
     return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
+
+
+def make_current(device: torch.device | str) -> None:
+    """Make `device` the current device of this process (cuda:N, npu:N), before any stream, graph or allocation.
+
+    CUDA streams, graphs and `torch.cuda.*` calls without an explicit device use the current device (GPU 0 unless
+    set): a worker given cuda:1 must make it current first. A no-op for cpu, mps and an index-less device."""
+    device = torch.device(device)
+    if device.index is None:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    elif device.type == "npu":
+        torch.npu.set_device(device)  # type: ignore[attr-defined]
+
+
+def tf32_policy(precision: str, device: torch.device) -> bool:
+    """Whether float32 matmuls/convolutions may use TF32 (10-bit mantissa) on this run.
+
+    Policy: `precision: fp32` means IEEE float32 (TF32 off, although cuDNN's default allows it for convolutions);
+    under bf16 autocast (`auto` or `bf16` on CUDA) the few float32 ops left may use TF32; fp64 and non-CUDA
+    devices: not applicable (False). The engine applies it to both switches and records it in summary.json."""
+    return device.type == "cuda" and autocast_dtype(precision, device) is not None
+
+
+def apply_cuda_math(tf32: bool, static_shapes: bool) -> None:
+    """Set the process-wide CUDA math switches for one run (set every time: a previous trial's must not leak).
+
+    `static_shapes`: the step is a captured graph (fixed shapes), so let cuDNN benchmark its algorithms once."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = static_shapes

@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .config import ModelConfig
 from .data import build_loaders, load_dataset
-from .devices import autocast, autocast_dtype, param_dtype, precision_name, resolve_device, uses_channels_last
+from .devices import (apply_cuda_math, autocast, autocast_dtype, make_current, param_dtype, precision_name,
+                      resolve_device, tf32_policy, uses_channels_last)
 from .errors import ConfigError
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
+from .graphs import GraphCaptureError, Replayable, graph_backend
 from .model import ResNet, build_model, count_params
 from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .probes import GradProbe
@@ -84,7 +86,11 @@ def train_members(configs: Sequence[RunConfig | dict], run_dirs: Sequence[str | 
     if len(cfgs) != len(run_dirs) or not cfgs:
         raise ConfigError("train_members needs one run directory per config")
     check_fusable(cfgs)
-    return _Trainer(cfgs, [Path(d) for d in run_dirs], callbacks).run(resume)
+    trainer = _Trainer(cfgs, [Path(d) for d in run_dirs], callbacks)
+    try:
+        return trainer.run(resume)
+    finally:
+        trainer.close()
 
 
 @torch.no_grad()
@@ -125,6 +131,11 @@ class _Trainer:
         ref = self.ref = cfgs[0]
         self.G = len(cfgs)
         self.device = resolve_device(ref.device)
+        make_current(self.device)  # before any stream, graph or allocation: a worker given cuda:1 works on cuda:1
+        self.graphs = graph_backend(self.device)  # None: no graph path here (CPU without the CI stand-in, MPS, NPU)
+        self.cuda_like = self.graphs is not None  # CUDA, or the CPU stand-in that exercises the CUDA path in CI
+        self.fast = self._fast_path(ref.fast)  # before anything is written: fast: graph on a CPU is a ConfigError
+        self.fast_fallback: str | None = None  # why fast: auto fell back to eager, if it did
         self.amp = autocast_dtype(ref.precision, self.device)
         self.dtype = param_dtype(ref.precision)
         self.acc = torch.promote_types(self.dtype, torch.float32)  # logits, losses: fp32 (fp64 in an fp64 run)
@@ -138,23 +149,21 @@ class _Trainer:
             m.resolved["model"] = mc.resolved().to_dict()
             m.record.write_config(m.resolved)
 
-        fast = ref.fast if ref.fast != "auto" else ("graph" if self.device.type == "cuda" else "eager")
-        if fast == "graph" and self.device.type != "cuda":
-            warnings.warn(f"fast={fast} needs CUDA; running eagerly on {self.device.type}")
-            fast = "eager"
-        if fast in ("graph", "compile") and needs_eager(ref.optim, ref.schedule):
+        if self.fast in ("graph", "compile") and self.graphs is not None and needs_eager(ref.optim, ref.schedule):
             warnings.warn("schedule.cycle_momentum with SGD runs eagerly: torch's SGD takes momentum as a float, "
                           "which a CUDA graph would freeze")
-            fast = "eager"
-        self.fast = fast
+            self.fast, self.fast_fallback = "eager", "SGD with a cycled momentum (a float the graph would freeze)"
         self.channels_last = uses_channels_last(ref.channels_last, self.device, self.dtype)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.tf32 = tf32_policy(ref.precision, self.device)
+        if self.device.type == "cuda":
+            apply_cuda_math(self.tf32, static_shapes=self.fast in ("graph", "compile"))
 
         torch.manual_seed(ref.seed)
         self.model: ResNet = build_model(model_cfg, members=self.G, seeds=[c.seed for c in cfgs],
                                          shortcuts=[mc.shortcut for mc in self.member_models])
         self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=fmt)
-        if self.fast == "compile" and self.device.type != "cuda":  # on CUDA, compiled under the graph (_capture)
+        if self.fast == "compile" and self.graphs is None:  # with a graph backend, compiled under the graph (_capture)
             self.model = torch.compile(self.model)
         if self.G == 1:
             self.params_count = [count_params(self.model)]
@@ -191,21 +200,38 @@ class _Trainer:
         self._freeze_index: dict[int, torch.Tensor] = {}
         self._state = [t for t in self.model.state_dict().values() if t.dim() > 0]
         self._snapshot = [t.clone() for t in self._state] if G > 1 else []
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._step_fn: Callable[[torch.Tensor, torch.Tensor], None] = self._step
+        self._graph: Replayable | None = None
 
     # -- setup ------------------------------------------------------------------------------------------------
+    def _fast_path(self, asked: str) -> str:
+        """The fast path to run: auto = graph where there is a graph backend, else eager. compile without a graph
+        backend (a CPU) is torch.compile alone; graph asked for on a device without one is a ConfigError (never a
+        silent eager run)."""
+        if asked == "auto":
+            return "graph" if self.graphs is not None else "eager"
+        if asked == "graph" and self.graphs is None:
+            raise ConfigError(f"fast={asked} needs CUDA but the device is {self.device}; use fast: auto, eager or "
+                              "compile")
+        return asked
+
     def _optimizer(self) -> torch.optim.Optimizer:
-        on_cuda = self.device.type == "cuda"
-        lr: Any = self.lr if on_cuda else float(self.lr)
+        """SGD (fused) or Adam/AdamW (capturable on CUDA) via `optimizers.build_optimizer`; on the graph path the
+        learning rate is a device tensor (a captured graph replays host floats as they were at capture)."""
+        lr: Any = self.lr if self.cuda_like else float(self.lr)
+        # the CPU stand-in of the graph path runs the fused SGD kernel, as CUDA does
         return build_optimizer(self.ref.optim, self.ref.schedule, self.model.parameters(), lr=lr, beta1=self.beta1,
-                               on_cuda=on_cuda)
+                               on_cuda=self.device.type == "cuda", fused=self.cuda_like)
+
+    def _host_inputs(self) -> tuple:
+        """The optimizer's host-side hyper-parameters, which a captured graph freezes (the stand-in checks them)."""
+        return tuple((k, v) for group in self.opt.param_groups for k, v in sorted(group.items())
+                     if k != "params" and not torch.is_tensor(v))
 
     def _set_lr(self, step: int) -> None:
         """The schedule's lr (and one-cycle momentum) for ``step``; at a milestone with schedule.reset_optimizer,
         the optimizer's state is zeroed first, as rebuilding the optimizer there would."""
         value = lr_at(self.ref.schedule, self.ref.optim.lr, step, self.spe)
-        if self.device.type == "cuda":
+        if self.cuda_like:
             self.lr.fill_(value)
         else:
             self.lr = torch.tensor(value)
@@ -258,53 +284,79 @@ class _Trainer:
             t.copy_(torch.where(keep, t, s))
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Capture the whole step in a CUDA graph (after warm-up iterations whose effects are undone)."""
-        if self.fast == "compile":
-            self.model = torch.compile(self.model, mode="max-autotune-no-cudagraphs")
-        self.static_x, self.static_y = x.clone(), y.clone()
-        saved = {k: v.clone() for k, v in self.model.state_dict().items()}
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self._step(self.static_x, self.static_y)
-        torch.cuda.current_stream().wait_stream(stream)
-        self._reset_after_warmup(saved)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._step(self.static_x, self.static_y)
-        self._reset_after_warmup(saved)  # capture records the step but also ran nothing; keep state exact
-        self._graph = graph
+        """Capture the whole step in a graph, after warm-up iterations; leaves every piece of training state (weights,
+        BN statistics, optimizer state and step counters, divergence and window counters, probe sums) exactly as it
+        found it, whether the capture succeeds or fails (so a resumed run goes on from its loaded state)."""
+        graphs = self.graphs
+        assert graphs is not None
+        saved = self._save_state()
+        try:
+            if self.fast == "compile":
+                self.model = graphs.compile(self.model)
+            self.static_x, self.static_y = x.clone(), y.clone()
+            step = self._static_step
+            graphs.warmup(step, 3)
+            self._restore_state(saved)
+            self._graph = graphs.capture(step, self._host_inputs)
+        except BaseException:
+            self._graph = None
+            self.model = self.model_for_state()
+            raise
+        finally:
+            self._restore_state(saved)  # a capture records the step (the stand-in also runs it): keep state exact
 
-    def _reset_after_warmup(self, saved: dict[str, torch.Tensor]) -> None:
+    def _static_step(self) -> None:
+        self._step(self.static_x, self.static_y)
+
+    def _mutable_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every tensor a training step changes in place: (the model's and the trainer's, the optimizer's)."""
+        fixed = list(self.model_for_state().state_dict(keep_vars=True).values())  # the tensors themselves
+        fixed += [self.alive, self.first_bad, self.step_t, self.win_loss, self.win_err]
+        if self.probe is not None:
+            fixed += [self.probe.sum, self.probe.max]
+        return fixed, [v for state in self.opt.state.values() for v in state.values() if torch.is_tensor(v)]
+
+    def _save_state(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        fixed, opt_state = self._mutable_state()
+        return [(t, t.detach().clone()) for t in fixed + opt_state]
+
+    def _restore_state(self, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Put back every saved tensor in place; zero the optimizer-state tensors created since (slots made by the
+        warm-up: zero momentum / moments / step are what a fresh slot's first update starts from)."""
+        known = {id(t) for t, _ in saved}
         with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                v.copy_(saved[k])
-            for state in self.opt.state.values():
-                for v in state.values():
-                    if torch.is_tensor(v):
-                        v.zero_()
-            for t in (self.win_loss, self.win_err, self.step_t):
-                t.zero_()
-            self.first_bad.fill_(-1)
-            self.alive.fill_(True)
-            if self.probe is not None:
-                self.probe.sum.zero_()
-                self.probe.max.zero_()
+            for t, value in saved:
+                t.copy_(value)
+            for t in self._mutable_state()[1]:
+                if id(t) not in known:
+                    t.zero_()
 
     def _run_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.fast in ("graph", "compile") and self._graph is None:
             try:
                 self._capture(x, y)
-            except Exception as e:  # noqa: BLE001 - any capture failure falls back to the eager path
-                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); running eagerly")
-                self.fast = "eager"
+            except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below
+                reason = f"{type(e).__name__}: {e}".replace("\n", " ")
+                if self.ref.fast != "auto":
+                    raise GraphCaptureError(f"fast={self.fast}: capturing the training step failed ({reason}); "
+                                            "set fast: eager (or auto) to run without a graph") from e
+                warnings.warn(f"graph capture failed ({reason}); fast: auto goes on eagerly from the same state")
+                self.fast, self.fast_fallback = "eager", reason
         if self._graph is not None:
             self.static_x.copy_(x)
             self.static_y.copy_(y)
             self._graph.replay()
         else:
             self._step(x, y)
+
+    def close(self) -> None:
+        """Release this trainer's graph, model, optimizer and data now, not at some later cyclic garbage collection
+        (the graph's step refers back to the trainer), and return the freed blocks to the CUDA driver, so that the
+        next trial of a worker starts with the device memory this one held. The trainer is unusable afterwards."""
+        on_cuda = getattr(self, "device", torch.device("cpu")).type == "cuda"
+        self.__dict__.clear()
+        if on_cuda:
+            torch.cuda.empty_cache()
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
@@ -425,7 +477,7 @@ class _Trainer:
             "device": str(self.device), "fused_members": self.G, "fast_path": self.fast,
             "precision": precision_name(self.amp, self.dtype), "channels_last": self.channels_last,
             "compiled": self.fast == "compile", "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
-            "data_time_s": self.data_time,
+            "data_time_s": self.data_time, "fast_fallback": self.fast_fallback, "tf32": self.tf32,
         }
 
     # -- resume -----------------------------------------------------------------------------------------------
@@ -486,8 +538,8 @@ class _Trainer:
                     images_win += x.shape[0]
                     if self._log_due(step) or step % self.eval_interval == 0 or step == self.total:
                         now = time.perf_counter()
-                        if self.device.type == "cuda":
-                            torch.cuda.synchronize(self.device)
+                        if self.graphs is not None:
+                            self.graphs.synchronize()
                             now = time.perf_counter()
                         self._log(step, step / self.spe, now - t_win, images_win)
                         images_all += images_win

@@ -28,8 +28,8 @@ def needs_eager(optim: OptimConfig, schedule: ScheduleConfig) -> bool:
 
 def build_optimizer(optim: OptimConfig, schedule: ScheduleConfig, params: Iterable[torch.nn.Parameter], *,
                     lr: float | torch.Tensor, beta1: torch.Tensor | None = None,
-                    on_cuda: bool = False) -> torch.optim.Optimizer:
-    """SGD (fused on CUDA), Adam or AdamW (capturable on CUDA) over ``params``.
+                    on_cuda: bool = False, fused: bool | None = None) -> torch.optim.Optimizer:
+    """SGD (fused on CUDA, or where ``fused`` says), Adam or AdamW (capturable on CUDA) over ``params``.
 
     ``lr``: a float, or a 0-d device tensor on CUDA. ``beta1``: a 0-d device tensor holding Adam's first beta when
     the schedule cycles momentum on CUDA (the graph reads it; `set_momentum` fills it), else None.
@@ -42,7 +42,7 @@ def build_optimizer(optim: OptimConfig, schedule: ScheduleConfig, params: Iterab
     if optim.name == "sgd":
         momentum = schedule.max_momentum if cycled else optim.momentum
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=optim.nesterov,
-                               weight_decay=optim.weight_decay, fused=on_cuda or None)
+                               weight_decay=optim.weight_decay, fused=(on_cuda if fused is None else fused) or None)
     cls = torch.optim.Adam if optim.name == "adam" else torch.optim.AdamW
     betas: tuple[Any, Any] = tuple(optim.betas)
     if cycled:

@@ -15,7 +15,9 @@ from .overrides import apply_overrides
 from .schedules import ScheduleConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp64")
+PRECISIONS = ("auto", "fp32", "bf16", "fp64")
+FP16_REFUSED = ("precision fp16 is not supported: the training step has no loss scaling, so fp16 gradients would "
+                "underflow; use bf16 (same speed on CUDA), fp32, fp64 or auto")
 FAST_PATHS = ("auto", "eager", "graph", "compile")
 
 
@@ -48,7 +50,7 @@ class RunConfig:
     eval_batch_size: int = 500
     seed: int = 0
     device: str = "auto"              # auto (cuda > npu > mps > cpu) | cpu | cuda | cuda:1 | mps | npu
-    precision: str = "auto"           # auto (bf16 autocast on cuda/npu, fp32 elsewhere) | fp32 | bf16 | fp16 | fp64
+    precision: str = "auto"           # auto (bf16 autocast on cuda/npu, fp32 elsewhere) | fp32 | bf16 | fp64
     fast: str = "auto"                # auto (CUDA graph on cuda) | eager | graph | compile (graph over torch.compile)
     channels_last: bool = True        # on cuda
     log_every: int = 50               # iterations between train-metric / probe logs
@@ -67,6 +69,8 @@ class RunConfig:
     def validate(self) -> None:
         self.optim.validate()
         self.schedule.validate()
+        if self.precision == "fp16":
+            raise ConfigError(FP16_REFUSED)
         if self.precision not in PRECISIONS:
             raise choices_error("precision", self.precision, PRECISIONS)
         if self.fast not in FAST_PATHS:

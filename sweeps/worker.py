@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from resnet_core.devices import available_cores
+from resnet_core.devices import available_cores, make_current
 from resnet_core.errors import ConfigError
 
 from .grid import GridSpec
@@ -169,7 +169,10 @@ def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[An
 
 def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: Callable | None = None,
                stop: threading.Event | None = None, on_trial: Callable[[int], None] | None = None) -> WorkerStats:
-    """Take and run trials (alone, or packed into fused runs) until none is left (or the deadline / ``stop``)."""
+    """Take and run trials (alone, or packed into fused runs) until none is left (or the deadline / ``stop``).
+
+    The worker's device is made current first, before any CUDA work (streams and graphs use the current device)."""
+    make_current(ws.device)
     _quiet()
     spec = GridSpec.from_dict(ws.spec)
     study, storage = open_study(spec, ws.storage)

@@ -5,7 +5,6 @@ numbers as an unfused one (float64); `--dry-run` shows the packing."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_sweeps import (TINY_BASE, assert_exactly_once, journal_study, kill_mid_trial_and_rerun,  # noqa: E402
                          new_study, release_together, write_grid)
+from numerics import assert_series_close  # noqa: E402
 from wandb_reader import read_run, records  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
@@ -139,11 +139,10 @@ def test_fused_sweep_equals_unfused_sweep_in_float64(tmp_path, capsys):
             assert len(fused.user_attrs["fused_with"]) == int(fuse)
             assert [(r["step"], r["split"], r["name"]) for r in solo_rows] == \
                    [(r["step"], r["split"], r["name"]) for r in fused_rows]
-            for a, b in zip(solo_rows, fused_rows):
-                if a["name"] == "throughput":
-                    continue
-                assert math.isclose(a["value"], b["value"], rel_tol=1e-9, abs_tol=1e-12), (fuse, run_dir, a, b)
-            assert math.isclose(solo.value, fused.value, rel_tol=1e-9)
+            keyed = [{(r["step"], r["split"], r["name"]): r["value"] for r in rows if r["name"] != "throughput"}
+                     for rows in (fused_rows, solo_rows)]
+            assert_series_close(*keyed, lambda k: 1e-9 if k[1] in ("train", "val", "test") else 1e-6)  # probes: fp32
+            assert abs(solo.value - fused.value) <= 1e-9 * 100  # test error in %
 
 
 # -- exactly once after a SIGKILL -------------------------------------------------------------------------------
