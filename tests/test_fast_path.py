@@ -134,7 +134,7 @@ def test_resume_matrix_equals_uninterrupted(tmp_path, emulated, layouts, optim, 
     resumed = train(cfg, broken, resume=True)
     assert resumed.status == whole.status == "complete" and resumed.summary["step"] == 12
     assert_same_run(broken, whole.run_dir)
-    for key in ("final_test_error", "best_test_error", "final_train_error", "final_train_loss", "fast_path"):
+    for key in ("final_test_error", "test_error_at_best_val", "final_train_error", "final_train_loss", "fast_path"):
         assert resumed.summary[key] == whole.summary[key], key
     assert resumed.summary["fast_path"] == fast
     assert layouts == [channels_last] * 3  # the layout asked for is the one that ran
