@@ -21,6 +21,8 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from .values import load_yaml_text
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
@@ -120,7 +122,7 @@ def read_summary(run_dir: Path | str) -> dict[str, Any]:
 
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    return load_yaml_text(path.read_text()) if path.exists() else {}
 
 
 def metrics_frame(run_dir: Path | str, splits: Iterable[str] | None = None):

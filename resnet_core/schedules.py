@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import choices_error, ConfigError
+from .values import check_fields, check_range
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
 UNITS = ("iter", "epoch")
@@ -27,6 +28,7 @@ class ScheduleConfig:
     final_div_factor: float = 1e4    # onecycle: final lr = initial / final_div_factor
 
     def validate(self) -> None:
+        check_fields(self, "schedule.")
         if self.name not in SCHEDULES:
             raise choices_error("schedule.name", self.name, SCHEDULES)
         if self.unit not in UNITS:
@@ -35,6 +37,16 @@ class ScheduleConfig:
             raise ConfigError(f"schedule.total must be positive, got {self.total!r}")
         if self.name == "step" and self.step_size <= 0:
             raise ConfigError("schedule.step_size must be positive for the step schedule")
+        check_range("schedule.gamma", self.gamma, low=0, low_open=True)
+        check_range("schedule.step_size", self.step_size, low=0)
+        check_range("schedule.warmup", self.warmup, low=0)
+        check_range("schedule.warmup_lr", self.warmup_lr, low=0, low_open=True)
+        check_range("schedule.min_lr", self.min_lr, low=0)
+        check_range("schedule.pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True)
+        check_range("schedule.div_factor", self.div_factor, low=0, low_open=True)
+        check_range("schedule.final_div_factor", self.final_div_factor, low=0, low_open=True)
+        for m in self.milestones:
+            check_range("schedule.milestones", m, low=0, low_open=True)
 
 
 def total_steps(cfg: ScheduleConfig, steps_per_epoch: int) -> int:
