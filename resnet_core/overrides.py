@@ -53,3 +53,11 @@ def apply_overrides(d: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
         key, value = parse_assignment(text)
         set_dotted(d, key, value)
     return d
+
+
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys where two nested dicts differ (sorted): ``{"optim": {"lr": 1}}`` vs ``{"optim": {"lr": 2}}``
+    → ``["optim.lr"]``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return sorted(k for key in set(a) | set(b) for k in diff_keys(a.get(key), b.get(key), f"{prefix}{key}."))
+    return [] if a == b else [prefix.rstrip(".")]

@@ -27,6 +27,7 @@ from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_wo
                      worker_main)
 
 LIST_MAX = 12
+DRY_SHOW = 5       # --dry-run of a large grid lists this many cells at each end
 
 
 def _units_line(spec: GridSpec) -> str:
@@ -146,9 +147,19 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     print(f"study {spec.study}: {_units_line(spec)}", file=out)
     print(f"storage: {ref.display}{note}", file=out)
     print(f"study folder: {study_dir}", file=out)
+    shown = spec.cells
+    if len(spec.cells) > 2 * DRY_SHOW + 1:  # a large grid: the axes, then the first and last few cells
+        print(f"axes: {len(spec.cells)} cells = " + " × ".join(f"{k} ({len(v)})" for k, v in spec.grid.items())
+              + (f" + {len(spec.extra_cells)} extra cells" if spec.extra_cells else ""), file=out)
+        for k, v in spec.grid.items():
+            print(f"  {k}: {', '.join(map(str, v[:8]))}{', …' if len(v) > 8 else ''}", file=out)
+        shown = spec.cells[:DRY_SHOW] + [None] + spec.cells[-DRY_SHOW:]
     print("cells:", file=out)
-    width = max(len(c.id or "base") for c in spec.cells)
-    for c in spec.cells:
+    width = max(len(c.id or "base") for c in shown if c is not None)
+    for c in shown:
+        if c is None:
+            print(f"  … {len(spec.cells) - 2 * DRY_SHOW} more cells …", file=out)
+            continue
         t = per_cell.get(c.id)
         est = f"~{fmt_duration(t)}/trial" if t is not None else ""
         print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
