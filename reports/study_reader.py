@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -148,7 +149,7 @@ class StudyData:
     def counts(self) -> dict[str, int]:
         counts = self.runs["status"].value_counts().to_dict()
         return {k: int(counts.get(k, 0)) for k in ("complete", "diverged", "failed", "interrupted", "pruned",
-                                                   "running", "waiting", "missing")}
+                                                   "running", "waiting", "missing", "unreadable")}
 
     def status_line(self) -> str:
         c = self.counts()
@@ -158,7 +159,8 @@ class StudyData:
         parts = [f"{c['complete']} of {total} runs complete"]
         for key, text in (("running", "running (or on a dead worker)"), ("waiting", "waiting"),
                           ("failed", "failed"), ("interrupted", "interrupted"), ("pruned", "pruned"),
-                          ("diverged", "diverged"), ("missing", "missing (no trial)")):
+                          ("diverged", "diverged"), ("missing", "missing (no trial)"),
+                          ("unreadable", "left out (unreadable run record)")):
             if c[key]:
                 parts.append(f"{c[key]} {text}")
         line = "; ".join(parts)
@@ -167,12 +169,21 @@ class StudyData:
         return line + "."
 
     def metrics(self, run_dir: str | Path | None) -> pd.DataFrame:
-        """The run's metrics (columns step, epoch, split, name, value); empty if there is no record."""
+        """The run's metrics (columns step, epoch, split, name, value); empty if there is no record. Lines that
+        cannot be read are skipped, counted in a note and a warning (once per file)."""
         path = Path(run_dir) / "metrics.jsonl" if run_dir else None
         if path is None or not path.exists():
             return pd.DataFrame(columns=["step", "epoch", "split", "name", "value"])
         stat = path.stat()  # a running study's file grows: the cache key changes with it
-        return _metrics_cached(str(run_dir), stat.st_mtime_ns, stat.st_size)
+        df = _metrics_cached(str(run_dir), stat.st_mtime_ns, stat.st_size)
+        bad = df.attrs.get("bad_lines") or []
+        if bad:
+            note = (f"{path}: {len(bad)} unreadable line{'s' * (len(bad) != 1)} skipped (line "
+                    f"{', '.join(map(str, bad[:5]))}{', …' if len(bad) > 5 else ''})")
+            if note not in self.notes:
+                self.notes.append(note)
+                _warn(note)
+        return df
 
     def complete_runs(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "complete"]
@@ -191,6 +202,10 @@ def _metrics_cached(run_dir: str, _mtime: int, _size: int) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------------------------
 # storage
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
 def _silence_optuna() -> None:
     import optuna
 
@@ -201,6 +216,9 @@ def _journal_storage(path: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    from sweeps.journal import check_journal
+
+    check_journal(path)  # a corrupt line: one line naming the file and line
     return JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -256,13 +274,10 @@ def _open_storage(storage: str) -> tuple[Any, str, Path | None]:
 
 
 def _redact(url: str) -> str:
-    """Hide a password in a storage URL."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+    """Hide a password in a storage URL (one rule for the whole project: ``sweeps.storage.mask_url``)."""
+    from sweeps.storage import mask_url
+
+    return mask_url(url)
 
 
 def open_study(study: str, root: str | Path | None = None, storage: str | None = None):
@@ -346,7 +361,16 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
         if not cell:
             cell = ",".join(f"{k}={v}" for k, v in params.items()) if params else f"trial{t.number}"
         run_dir = _resolve_run_dir(ua.get("run_dir"), dirs)
-        summary = read_summary(run_dir) if run_dir else {}
+        try:
+            summary = read_summary(run_dir) if run_dir else {}
+        except ConfigError as e:  # a damaged record: warn, leave the run out, count it
+            _warn(f"{e}; trial {t.number} left out of the report")
+            rows.append({"trial": t.number, "state": t.state.name, "cell": str(cell), "cell_params": dict(params),
+                         "seed": ua.get("seed"), "slot": ua.get("slot"), "run_dir": str(run_dir),
+                         "run_dir_attr": ua.get("run_dir"), "record": False, "status": "unreadable",
+                         "reason": str(e), "name": ua.get("name"), "value": None,
+                         **{key: float("nan") for key in NUMBERS}})
+            continue
         if run_dir:
             configs[t.number] = read_config(run_dir)
         state = t.state.name
@@ -381,14 +405,14 @@ def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[
     """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
     if not grid_file:
         return None
-    import yaml
+    from resnet_core.values import load_yaml_text
 
     path = Path(str(grid_file))
     candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
     for p in candidates:
         if p.exists():
             try:
-                grid = (yaml.safe_load(p.read_text()) or {}).get("grid")
+                grid = (load_yaml_text(p.read_text()) or {}).get("grid")
             except Exception:
                 return None
             if not isinstance(grid, Mapping) or not grid or set(grid) != set(axes):

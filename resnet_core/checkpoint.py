@@ -6,12 +6,15 @@ so any member can be evaluated, lesioned or resumed on its own, and a fused run 
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from .errors import ConfigError
 from .record import _UMASK
 from .model import ResNet, load_member_state_dict, member_state_dict
 
@@ -30,8 +33,46 @@ def atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
+CHECKPOINT_KEYS = ("model", "model_config", "step")
+
+
 def load(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by ``atomic_save`` (``weights_only``). Raises a one-line ``ConfigError`` for a file
+    that is not a readable checkpoint, or a state dict from elsewhere (no ``model``, ``model_config``, ``step``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and weights-only errors all mean "not a checkpoint"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{path}: not a readable resnet-ablate checkpoint ({type(e).__name__}: {first[:120]})"
+                          ) from None
+    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
+        keys = ", ".join(list(state)[:5]) if isinstance(state, dict) else type(state).__name__
+        raise ConfigError(f"{path}: not a resnet-ablate checkpoint (it has {keys or 'nothing'}; one written by "
+                          f"`train` has {', '.join(CHECKPOINT_KEYS)})")
+    return state
+
+
+def global_rng_state() -> dict[str, torch.Tensor]:
+    """The global RNG states a run may draw from (torch CPU, ``random``, numpy), as tensors (``weights_only``)."""
+    version, mt, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "random": torch.tensor([version, *mt], dtype=torch.int64),
+            "random_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
+            "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+            "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64)}
+
+
+def set_global_rng_state(state: dict[str, torch.Tensor]) -> None:
+    """Restore what ``global_rng_state`` saved."""
+    torch.set_rng_state(state["torch"])
+    r = state["random"].tolist()
+    gauss = state["random_gauss"].tolist()
+    random.setstate((r[0], tuple(r[1:]), gauss[0] if gauss else None))
+    pos, has_gauss = state["numpy_pos"].tolist()
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), pos, has_gauss,
+                         float(state["numpy_gauss"][0])))
 
 
 def _slice(t: torch.Tensor, g: int, members: int) -> torch.Tensor:

@@ -4,11 +4,14 @@ resnet_core imports them."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from importlib.metadata import entry_points
 from typing import Sequence
 
 from .errors import ConfigError
+from .signals import EXIT_CONFIG, EXIT_SIGTERM, handle_sigterm, interrupt_code, os_error_line
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -49,16 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit codes are ``signals``' (0 done, 1 failed, 2 config error, 3 unfinished, 130/143
+    interrupted). Set RESNET_ABLATE_DEBUG=1 to see the traceback behind a one-line error."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    handle_sigterm()  # SIGTERM = Ctrl-C: trials marked interrupted, records closed
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
+        _debug()
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CONFIG
+    except OSError as e:  # a full disk, a read-only folder, a file where a folder should be
+        _debug()
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt as e:
+        print("interrupted (SIGTERM)" if interrupt_code(e) == EXIT_SIGTERM else "interrupted", file=sys.stderr)
+        return interrupt_code(e)
+
+
+def _debug() -> None:
+    if os.environ.get("RESNET_ABLATE_DEBUG"):
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

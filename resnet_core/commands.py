@@ -76,14 +76,23 @@ def _load_for_eval(path: str, device_name: str):
     from .run_config import RunConfig
 
     ckpt_path = Path(path)
-    if not ckpt_path.exists():
+    if not ckpt_path.is_file():
         raise ConfigError(f"checkpoint not found: {ckpt_path}")
-    state = checkpoint.load(ckpt_path)
+    state = checkpoint.load(ckpt_path)  # ConfigError for a random file or a foreign state dict
+    # the run config travels in the checkpoint; older checkpoints have it only in config.yaml beside them
+    saved = state.get("run_config") or read_config(ckpt_path.parent)
+    if not saved:
+        raise ConfigError(f"{ckpt_path}: the checkpoint carries no run config and there is no config.yaml beside "
+                          f"it; evaluate it in its run folder (its dataset is unknown)")
+    run_cfg = RunConfig.from_dict(saved)
     device = resolve_device(device_name)
-    model = build_model(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
+    try:
+        model = build_model(ModelConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{ckpt_path}: its weights do not fit its model config ({first[:160]})") from None
     model.to(device).eval()
-    run_cfg = RunConfig.from_dict(read_config(ckpt_path.parent))
     return state, model, run_cfg, device
 
 

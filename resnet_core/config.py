@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, choices_error
+from .values import check_fields
 from .families import FAMILY_WIDTHS, default_block, depth_of, stages_for
 
 FAMILIES = tuple(FAMILY_WIDTHS)
@@ -51,6 +52,7 @@ class ModelConfig:
 
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
+        check_fields(self, "model.")
         for key, allowed in (("family", FAMILIES), ("shortcut", SHORTCUTS), ("activation", ACTIVATIONS),
                              ("pooling", POOLINGS), ("init", INITS), ("bias_init", BIAS_INITS)):
             if getattr(self, key) not in allowed:

@@ -23,12 +23,14 @@ from .data import build_loaders, load_dataset
 from .devices import (apply_cuda_math, autocast, autocast_dtype, make_current, param_dtype, precision_name,
                       resolve_device, tf32_policy, uses_channels_last)
 from .errors import ConfigError
+from .feasibility import check_trainable
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .graphs import GraphCaptureError, Replayable, graph_backend
 from .model import ResNet, build_model, count_params
 from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .probes import GradProbe
-from .record import RunRecord, read_metrics
+from .overrides import diff_keys, get_dotted
+from .record import RunRecord, read_config, read_metrics
 from .run_config import RunConfig
 from .schedules import lr_at, milestone_steps, momentum_at, total_steps
 
@@ -56,6 +58,22 @@ class _Member:
     resolved: dict[str, Any] = field(default_factory=dict)  # the config as written to config.yaml
     train_errors: list[tuple[int, float]] = field(default_factory=list)  # (step, logged train error), in order
     final: dict[str, Any] | None = None  # the summary written when the member finished
+
+
+RESUME_MAY_CHANGE = ("device", "fast", "channels_last", "eval_batch_size", "data.root", "data.download",
+                     "data.num_workers")  # how a run is executed, not what it computes
+
+
+def check_same_run(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume ``run_dir`` (whose ``config.yaml`` is ``old``; {} if none) with a config that computes
+    something else: a one-line ``ConfigError`` naming the keys that differ."""
+    if not old:
+        return
+    diff = [k for k in diff_keys(old, new) if not k.startswith(RESUME_MAY_CHANGE)]
+    if diff:
+        shown = ", ".join(f"{k} ({get_dotted(old, k)!r} → {get_dotted(new, k)!r})" for k in diff[:4])
+        raise ConfigError(f"cannot resume {run_dir}: its config.yaml differs in {shown}"
+                          f"{', …' if len(diff) > 4 else ''}; resume with the same config or train into a new --out")
 
 
 def _emit(callbacks: Sequence[Any], hook: str, *args: Any) -> list[Any]:
@@ -86,7 +104,7 @@ def train_members(configs: Sequence[RunConfig | dict], run_dirs: Sequence[str | 
     if len(cfgs) != len(run_dirs) or not cfgs:
         raise ConfigError("train_members needs one run directory per config")
     check_fusable(cfgs)
-    trainer = _Trainer(cfgs, [Path(d) for d in run_dirs], callbacks)
+    trainer = _Trainer(cfgs, [Path(d) for d in run_dirs], callbacks, resume=resume)
     try:
         return trainer.run(resume)
     finally:
@@ -126,7 +144,8 @@ def _log_points(per_epoch: int | None, spe: int) -> set[int] | None:
 
 
 class _Trainer:
-    def __init__(self, cfgs: list[RunConfig], run_dirs: list[Path], callbacks: Sequence[Any]) -> None:
+    def __init__(self, cfgs: list[RunConfig], run_dirs: list[Path], callbacks: Sequence[Any],
+                 resume: bool = False) -> None:
         self.cfgs, self.callbacks = cfgs, list(callbacks)
         ref = self.ref = cfgs[0]
         self.G = len(cfgs)
@@ -140,13 +159,24 @@ class _Trainer:
         self.dtype = param_dtype(ref.precision)
         self.acc = torch.promote_types(self.dtype, torch.float32)  # logits, losses: fp32 (fp64 in an fp64 run)
         self.data = load_dataset(ref.data)
+        n_train = len(self.data.train.labels) + (len(self.data.val.labels) if self.data.val is not None and
+                                                 ref.data.val_size else 0)
+        for c in cfgs:  # before anything is written: a config no step can train is a config error
+            check_trainable(c, image_size=self.data.image_size[0], channels=self.data.in_channels,
+                            classes=self.data.num_classes, n_train=n_train)
         self.member_models = [dataclasses.replace(c.model, in_channels=self.data.in_channels,
                                                   num_classes=self.data.num_classes) for c in cfgs]
         model_cfg = self.model_cfg = self.member_models[0]
+        resolved = []
+        for c, mc, d in zip(cfgs, self.member_models, run_dirs):
+            r = c.to_dict()
+            r["model"] = mc.resolved().to_dict()
+            if resume:
+                check_same_run(read_config(d), r, d)
+            resolved.append(r)
         self.members = [_Member(c, RunRecord(d)) for c, d in zip(cfgs, run_dirs)]
-        for m, c, mc in zip(self.members, cfgs, self.member_models):
-            m.resolved = c.to_dict()
-            m.resolved["model"] = mc.resolved().to_dict()
+        for m, r in zip(self.members, resolved):
+            m.resolved = r
             m.record.write_config(m.resolved)
 
         if self.fast in ("graph", "compile") and self.graphs is not None and needs_eager(ref.optim, ref.schedule):
@@ -442,7 +472,9 @@ class _Trainer:
     def _member_ckpt(self, g: int, step: int) -> dict[str, Any]:
         m = self.members[g]
         return ckpt.member_checkpoint(self.model_for_state(), self.opt, g, step=step, best_val=m.best_val,
-                                      best_test=m.best_test, model_config=self.member_models[g].to_dict())
+                                      best_test=m.best_test, model_config=self.member_models[g].to_dict(),
+                                      run_config=m.resolved, wall_time_s=self.wall_time, images=self.images_seen,
+                                      rng=ckpt.global_rng_state())
 
     def model_for_state(self) -> ResNet:
         return getattr(self.model, "_orig_mod", self.model)
@@ -496,6 +528,13 @@ class _Trainer:
         if len(steps) != 1:
             raise ConfigError(f"cannot resume fused members from different steps {sorted(steps)}")
         step = steps.pop()
+        # the whole trial's clock and images (a checkpoint from before they were saved: this segment only)
+        self.wall_time = float(states[0].get("wall_time_s", 0.0))
+        self.images_seen = int(states[0].get("images", 0))
+        if states[0].get("rng") is not None:  # global RNG (e.g. the torch loader's augmentation) as at `step`
+            ckpt.set_global_rng_state(states[0]["rng"])
+            if hasattr(self.train_loader, "after_skip"):  # re-set once the loader has skipped to `step`
+                self.train_loader.after_skip = lambda: ckpt.set_global_rng_state(states[0]["rng"])
         model = self.model_for_state()
         for g, (m, s) in enumerate(zip(self.members, states)):
             ckpt.restore_member(model, self.opt, g, s)
@@ -512,13 +551,14 @@ class _Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[RunResult]:
-        self.wall_time, self.img_per_s, self.data_time = 0.0, 0.0, 0.0
+        self.wall_time, self.img_per_s, self.images_seen, self.data_time = 0.0, 0.0, 0, 0.0
         start = self._resume() if resume else 0
+        wall0 = self.wall_time
         for g, m in enumerate(self.members):
             m.record.write_summary(self._summary(g, start))
             _emit(self.callbacks, "on_start", g, m.resolved, m.record.dir)
         t0 = time.perf_counter()
-        t_win, images_win, images_all = t0, 0, 0
+        t_win, images_win = t0, 0
         step = start
         try:
             while step < self.total and self._active():
@@ -542,9 +582,9 @@ class _Trainer:
                             self.graphs.synchronize()
                             now = time.perf_counter()
                         self._log(step, step / self.spe, now - t_win, images_win)
-                        images_all += images_win
-                        self.wall_time = now - t0
-                        self.img_per_s = images_all / max(self.wall_time, 1e-9)
+                        self.images_seen += images_win
+                        self.wall_time = wall0 + now - t0
+                        self.img_per_s = self.images_seen / max(self.wall_time, 1e-9)
                         t_win, images_win = now, 0
                         if step % self.eval_interval == 0 or step == self.total:
                             self._eval(step, step / self.spe)

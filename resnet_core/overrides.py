@@ -1,31 +1,34 @@
-"""`--set key=value` overrides on nested config dicts, with YAML-typed values."""
+"""`--set key=value` overrides on nested config dicts, with YAML-typed values (``values.parse_value``: the same
+typing as a YAML file). A mapping set on a section merges into it: ``model={depth: 8}`` keeps the other model keys."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterable
 
-import yaml
-
 from .errors import ConfigError
+from .values import parse_value
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):  # YAML 1.1 reads "1e6" as a string; a user means the number
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    return key.strip(), value
+    return key.strip(), parse_value(raw)
+
+
+def merge(base: Any, value: Any) -> Any:
+    """``value`` merged into ``base``: mappings key by key (recursively), anything else replaces."""
+    if isinstance(base, dict) and isinstance(value, dict):
+        out = dict(base)
+        for k, v in value.items():
+            out[k] = merge(base.get(k), v)
+        return out
+    return copy.deepcopy(value)
 
 
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(d, "model.depth", 56)``; intermediate dicts are created."""
+    """``set_dotted(d, "model.depth", 56)``; intermediate dicts are created. A mapping set where a mapping is
+    merges into it (``set_dotted(d, "model", {"depth": 8})`` keeps ``model.shortcut``)."""
     parts = key.split(".")
     node = d
     for part in parts[:-1]:
@@ -33,7 +36,7 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"cannot set {key!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = value
+    node[parts[-1]] = merge(node.get(parts[-1]), value)
 
 
 def get_dotted(d: dict[str, Any], key: str, default: Any = None) -> Any:
@@ -50,3 +53,11 @@ def apply_overrides(d: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
         key, value = parse_assignment(text)
         set_dotted(d, key, value)
     return d
+
+
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys where two nested dicts differ (sorted): ``{"optim": {"lr": 1}}`` vs ``{"optim": {"lr": 2}}``
+    → ``["optim.lr"]``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return sorted(k for key in set(a) | set(b) for k in diff_keys(a.get(key), b.get(key), f"{prefix}{key}."))
+    return [] if a == b else [prefix.rstrip(".")]

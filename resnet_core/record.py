@@ -21,6 +21,9 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from .errors import ConfigError
+from .values import load_yaml_text
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
@@ -97,16 +100,21 @@ class RunRecord:
         atomic_write_json(self.summary_path, summary)
 
 
-def read_metrics(run_dir: Path | str) -> Iterator[dict[str, Any]]:
-    """Yield metric rows; a torn last line (a killed writer) is skipped."""
+def read_metrics(run_dir: Path | str, bad: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield metric rows; a line that is not a metric row (a torn last line of a killed writer, a damaged file) is
+    skipped, and its 1-based number appended to ``bad`` when given, so readers can count and report them."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return
-    with open(path) as f:
-        for line in f:
+    with open(path, errors="replace") as f:
+        for number, line in enumerate(f, start=1):
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+                if not isinstance(row, dict) or not {"step", "split", "name"} <= set(row):
+                    raise ValueError(line)
+            except ValueError:
+                if bad is not None:
+                    bad.append(number)
                 continue
             if row.get("value") is None:
                 row["value"] = float("nan")
@@ -114,13 +122,25 @@ def read_metrics(run_dir: Path | str) -> Iterator[dict[str, Any]]:
 
 
 def read_summary(run_dir: Path | str) -> dict[str, Any]:
+    """The run's summary ({} if there is none). An empty or truncated file (a full disk, a copy cut short) is a
+    one-line ``ConfigError`` naming it."""
     path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text(errors="replace"))
+    except ValueError:
+        size = path.stat().st_size
+        raise ConfigError(f"{path}: {'empty' if size == 0 else 'truncated or damaged'} summary.json "
+                          f"({size} bytes)") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{path}: not a run summary (a JSON {type(summary).__name__})")
+    return summary
 
 
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    return load_yaml_text(path.read_text()) if path.exists() else {}
 
 
 def metrics_frame(run_dir: Path | str, splits: Iterable[str] | None = None):
@@ -128,5 +148,8 @@ def metrics_frame(run_dir: Path | str, splits: Iterable[str] | None = None):
     import pandas as pd
 
     wanted = set(splits) if splits is not None else None
-    rows = [r for r in read_metrics(run_dir) if wanted is None or r["split"] in wanted]
-    return pd.DataFrame(rows, columns=["step", "epoch", "split", "name", "value"])
+    bad: list[int] = []
+    rows = [r for r in read_metrics(run_dir, bad) if wanted is None or r["split"] in wanted]
+    df = pd.DataFrame(rows, columns=["step", "epoch", "split", "name", "value"])
+    df.attrs["bad_lines"] = bad  # line numbers of metrics.jsonl that could not be read (skipped)
+    return df

@@ -13,6 +13,7 @@ from .data.config import DataConfig
 from .errors import ConfigError, choices_error
 from .overrides import apply_overrides
 from .schedules import ScheduleConfig
+from .values import check_fields, check_range, load_yaml_text
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
@@ -31,12 +32,16 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
 
     def validate(self) -> None:
+        check_fields(self, "optim.")
         if self.name not in OPTIMIZERS:
             raise choices_error("optim.name", self.name, OPTIMIZERS)
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ConfigError(f"optim.lr must be a positive number, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_range("optim.lr", self.lr, low=0, low_open=True)
+        check_range("optim.weight_decay", self.weight_decay, low=0)
+        check_range("optim.momentum", self.momentum, low=0, high=1)
+        if len(self.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
+        for b in self.betas:
+            check_range("optim.betas", b, low=0, high=1, high_open=True)
 
 
 @dataclass
@@ -67,6 +72,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
+        check_fields(self)
+        self.model.validate()
+        self.data.validate()
         self.optim.validate()
         self.schedule.validate()
         if self.precision == "fp16":
@@ -89,6 +97,8 @@ class RunConfig:
             raise ConfigError(f"checkpoint_every must be a number >= 0 (schedule units; 0: off), got {every!r}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        check_range("seed", self.seed, low=0)
+        check_range("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -137,7 +147,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml_text(path.read_text())
     except yaml.YAMLError as e:
         first = str(e).replace("\n", " ")
         raise ConfigError(f"{path}: not valid YAML ({first[:160]})") from None

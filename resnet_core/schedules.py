@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import choices_error, ConfigError
+from .values import check_fields, check_range
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
 UNITS = ("iter", "epoch")
@@ -36,6 +37,7 @@ class ScheduleConfig:
     reset_optimizer: bool = False    # multistep/step: zero the optimizer's state at each milestone (a rebuilt optimizer)
 
     def validate(self) -> None:
+        check_fields(self, "schedule.")
         if self.name not in SCHEDULES:
             raise choices_error("schedule.name", self.name, SCHEDULES)
         if self.unit not in UNITS:
@@ -44,6 +46,16 @@ class ScheduleConfig:
             raise ConfigError(f"schedule.total must be positive, got {self.total!r}")
         if self.name == "step" and self.step_size <= 0:
             raise ConfigError("schedule.step_size must be positive for the step schedule")
+        check_range("schedule.gamma", self.gamma, low=0, low_open=True)
+        check_range("schedule.step_size", self.step_size, low=0)
+        check_range("schedule.warmup", self.warmup, low=0)
+        check_range("schedule.warmup_lr", self.warmup_lr, low=0, low_open=True)
+        check_range("schedule.min_lr", self.min_lr, low=0)
+        check_range("schedule.pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True)
+        check_range("schedule.div_factor", self.div_factor, low=0, low_open=True)
+        check_range("schedule.final_div_factor", self.final_div_factor, low=0, low_open=True)
+        for m in self.milestones:
+            check_range("schedule.milestones", m, low=0, low_open=True)
         for key in ("cycle_momentum", "reset_optimizer"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"schedule.{key} must be true or false, got {getattr(self, key)!r}")

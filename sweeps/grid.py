@@ -18,7 +18,11 @@ A grid file (DESIGN §5)::
     wandb: {project: resnet-ablate, entity: null, mode: offline}
 
 Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
-names no config key, or a value that makes any cell's run config invalid is a one-line `ConfigError`.
+names no config key, a value that makes any cell's run config invalid, or a cell no trial can train (``resnet_core.
+feasibility``) is a one-line `ConfigError`. Every value of every search knob is checked on its own (against every
+cell, or a bounded sample of cells in a very large grid), and a bounded sample of whole combinations as well.
+A grid of more than ``MAX_CELLS`` cells or ``MAX_TRIALS`` trials is refused before any cell is built.
+An axis that names a whole section (``model: [{depth: 8}, {depth: 14}]``) merges into the base's section.
 """
 from __future__ import annotations
 
@@ -50,6 +54,10 @@ WANDB_KEYS = ("project", "entity", "mode")
 WANDB_MODES = ("online", "offline", "disabled")
 RESERVED_AXES = {"name": "set per trial to <study>-<cell>-s<seed>", "seed": "set by `seeds`",
                  "device": "set per worker by --devices"}
+MAX_CELLS = 10_000          # a grid with more cells is refused (README: "Ablation studies")
+MAX_TRIALS = 100_000        # …and one with more (cell, seed) / (cell, search slot) trials
+SAMPLE = 64                 # whole search combinations checked per grid (every single value is checked anyway)
+CHECK_BUDGET = 4_000        # run configs built for the per-value search checks before sampling cells
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -290,6 +298,13 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         raise choices_error("wandb.mode", wandb["mode"], WANDB_MODES)
 
     description = d.get("description")
+    n_cells = math.prod(len(v) for v in grid.values()) + len(extra) if grid else 1 + len(extra)
+    n_units = n_cells * (n_trials if search else len(seeds))
+    if n_cells > MAX_CELLS or n_units > MAX_TRIALS:
+        sizes = " × ".join(f"{k} {len(v)}" for k, v in grid.items()) or "no axes"
+        raise ConfigError(f"the grid has {n_cells:,} cells ({sizes}{f' + {len(extra)} extra' if extra else ''}) "
+                          f"and {n_units:,} trials; the limit is {MAX_CELLS:,} cells and {MAX_TRIALS:,} trials — "
+                          f"split it into several studies or use `search` for continuous knobs")
     cells = _expand(grid, extra)
     spec = GridSpec(study=study, base=base, grid=grid, seeds=list(seeds), cells=cells, search=search,
                     n_trials=n_trials, timeout=timeout, objective=objective, wandb=dict(wandb),
@@ -375,25 +390,59 @@ def _check_axis(what: str, key: Any) -> None:
 
 
 def _check_cells(spec: GridSpec) -> None:
-    """Build every cell's run config (and every search extreme) through RunConfig.from_dict."""
-    probes: list[dict[str, Any]] = [{}]
-    for knob in spec.search:
-        probes = [{**p, knob.key: v} for p in probes for v in knob.probe_values()]
-        if len(probes) > 64:  # keep validation cheap: every value of every knob still appears once
-            probes = probes[:64]
+    """Build every cell's run config through RunConfig.from_dict and check it can train; then every value of every
+    search knob on its own (against every cell, or an evenly spread sample of cells when that would build more than
+    ``CHECK_BUDGET`` configs), and ``SAMPLE`` whole combinations of knob values (the first, the last, the rest
+    drawn with a fixed seed)."""
+    import random
+
+    trainable = _trainable_checker()
     for cell in spec.cells:
-        for probe in probes:
-            cfg = spec.run_config(cell, spec.seeds[0], probe)
-            try:
-                rc = RunConfig.from_dict(cfg)
-            except ConfigError as e:
-                where = f"cell {cell.id}" if cell.id else "base"
-                if probe:
-                    where += " with " + ", ".join(f"{k}={v}" for k, v in probe.items())
-                raise ConfigError(f"{where}: {e}") from None
-            if spec.objective["metric"] == "val_error" and not rc.data.val_size:
-                raise ConfigError("objective.metric val_error needs a validation split; set base.data.val_size "
-                                  "(e.g. 5000)")
+        _check_one(spec, cell, {}, trainable)
+    if not spec.search:
+        return
+    n_values = sum(len(k.probe_values()) for k in spec.search)
+    step = max(1, math.ceil(len(spec.cells) * n_values / CHECK_BUDGET))
+    cells = spec.cells[::step]
+    for knob in spec.search:
+        for value in knob.probe_values():
+            for cell in cells:
+                _check_one(spec, cell, {knob.key: value}, trainable)
+    rng = random.Random(0)
+    combos = [{k.key: k.probe_values()[0] for k in spec.search}, {k.key: k.probe_values()[-1] for k in spec.search}]
+    combos += [{k.key: rng.choice(k.probe_values()) for k in spec.search} for _ in range(SAMPLE - 2)]
+    for i, probe in enumerate(combos):
+        _check_one(spec, spec.cells[i % len(spec.cells)], probe, trainable)
+
+
+def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any) -> None:
+    cfg = spec.run_config(cell, spec.seeds[0], probe)
+    where = f"cell {cell.id}" if cell.id else "base"
+    if probe:
+        where += " with " + ", ".join(f"{k}={v}" for k, v in probe.items())
+    try:
+        rc = RunConfig.from_dict(cfg)
+        trainable(rc)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if spec.objective["metric"] == "val_error" and not rc.data.val_size:
+        raise ConfigError("objective.metric val_error needs a validation split; set base.data.val_size "
+                          "(e.g. 5000)")
+
+
+def _trainable_checker():
+    """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
+    it (synthetic, the torchvision sets); other datasets are checked when a trial loads them."""
+    from resnet_core.feasibility import check_trainable
+
+    from .estimate import dataset_shape
+
+    def check(rc: RunConfig) -> None:
+        shape = dataset_shape(rc)
+        if shape is not None:
+            n_train, _, size, channels, classes = shape
+            check_trainable(rc, image_size=size, channels=channels, classes=classes, n_train=n_train)
+    return check
 
 
 def _is_int(x: Any) -> bool:

@@ -86,12 +86,19 @@ def _pg_driver_url(url: str) -> str:
 
 
 def _mask(url: str) -> str:
-    """Hide a password: postgresql://user:***@host/db."""
+    """Hide a password: postgresql://user:***@host/db. Everything between ``user:`` and the *last* ``@`` is the
+    password (a raw ``@`` inside it must not leak its tail)."""
+    if "://" not in url:
+        return url
     scheme, rest = url.split("://", 1)
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split("@", 1)[0].split(":", 1)[0]
-        rest = f"{user}:***@" + rest.split("@", 1)[1]
+    if "@" in rest:
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            rest = f"{creds.split(':', 1)[0]}:***@{host}"
     return f"{scheme}://{rest}"
+
+
+mask_url = _mask
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -120,9 +127,16 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
     if ref.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        from .journal import check_journal
+
         if not read_only:
             Path(ref.url).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(ref.url))
+        if read_only:
+            check_journal(ref.url)
+            return JournalStorage(JournalFileBackend(ref.url))
+        with init_lock(ref):
+            check_journal(ref.url, repair=True)
+            return JournalStorage(JournalFileBackend(ref.url))
     kwargs: dict[str, Any] = {}
     if not read_only:
         kwargs.update(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
@@ -136,9 +150,9 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
         if p is not None:
             p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (contextlib.nullcontext() if read_only else init_lock(ref)):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = optuna.storages.RDBStorage(ref.url, **kwargs)
+            rdb = optuna.storages.RDBStorage(ref.url, **kwargs)  # creates the tables: one process at a time
         return optuna.storages.get_storage(rdb)  # the cached wrapper create_study would make; one object for all
     except Exception as e:  # noqa: BLE001 - a connection failure is one line for the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -164,6 +178,27 @@ def _lock_file(ref: StorageRef, study: str, what: str) -> Path | None:
         p = sqlite_path(ref.url)
         return Path(f"{p}.{study}.{what}.lock") if p is not None else None
     return None
+
+
+@contextlib.contextmanager
+def init_lock(ref: StorageRef) -> Iterator[None]:
+    """Around creating a storage (tables, alembic stamp, journal file), so launchers started at the same moment
+    (a cluster array job) never race: a file lock beside a journal or SQLite file, an advisory lock on PostgreSQL."""
+    if ref.kind == "journal":
+        path: Path | None = Path(f"{ref.url}.init.lock")
+    elif ref.kind == "sqlite":
+        p = sqlite_path(ref.url)
+        path = Path(f"{p}.init.lock") if p is not None else None
+    else:
+        path = None
+    if path is not None:
+        with _flock(path):
+            yield
+    elif ref.kind == "postgresql":
+        with _pg_advisory_lock(ref, " storage init"):  # a name no study can have
+            yield
+    else:
+        yield
 
 
 @contextlib.contextmanager

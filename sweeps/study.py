@@ -14,6 +14,7 @@ compare-and-set WAITING → RUNNING that exactly one process wins (see ``storage
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError
+from resnet_core.overrides import diff_keys, set_dotted
 from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec, Unit
@@ -66,7 +68,8 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
         if study.direction.name.lower() != direction:
             raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
                               f"asks {direction}; use another study name (--study NAME)") from None
-        _check_same_base(study.user_attrs.get("base"), spec)
+        _check_same_objective(study.user_attrs.get("objective"), spec)
+        _check_same_base(study.user_attrs, spec)
     attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve())}
     current = study.user_attrs
     for key, value in attrs.items():
@@ -82,31 +85,45 @@ def _resolved(base: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _check_same_base(stored: Any, spec: GridSpec) -> None:
-    if not isinstance(stored, dict):
-        return
-    try:
-        old = _resolved(stored)
-    except ConfigError:
-        return
-    try:
-        new = _resolved(spec.base)
-    except ConfigError:
-        return  # a base that is only valid with cell values: compare as written
-    if old == new:
-        return
-    diff = sorted(_diff_keys(old, new))
-    shown = ", ".join(diff[:4]) + (", …" if len(diff) > 4 else "")
-    raise ConfigError(f"study {spec.study!r} exists with a different base config ({shown}); its trials would not "
-                      f"be comparable — use another study name (--study NAME) or the original settings")
+def _check_same_objective(stored: Any, spec: GridSpec) -> None:
+    """Stored values are the old metric: a new metric would relabel them and mix them with new ones."""
+    old = stored.get("metric") if isinstance(stored, dict) else None
+    if old is not None and old != spec.objective["metric"]:
+        raise ConfigError(f"study {spec.study!r} exists with objective.metric {old}, the grid asks "
+                          f"{spec.objective['metric']}; its stored values are {old}s — use another study name "
+                          f"(--study NAME) or the original metric")
 
 
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> Iterable[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in set(a) | set(b):
-            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-    elif a != b:
-        yield prefix.rstrip(".")
+def _check_same_base(attrs: dict[str, Any], spec: GridSpec) -> None:
+    """Refuse a changed base: compare the resolved run config of every cell the stored study and the grid share
+    (so a base that is only valid together with the cell values is compared too); with no shared cell, the
+    resolved bases, else the bases as written."""
+    stored = attrs.get("base")
+    if not isinstance(stored, dict) or stored == spec.base:
+        return
+    cells = attrs.get("cells") if isinstance(attrs.get("cells"), list) else []
+    old_cells = {c.get("id"): c.get("params") or {} for c in cells if isinstance(c, dict)}
+    pairs = [(_with(stored, old_cells[c.id]), _with(spec.base, c.params)) for c in spec.cells if c.id in old_cells]
+    if not pairs:
+        pairs = [(stored, spec.base)]
+    for old_cfg, new_cfg in pairs:
+        try:
+            old, new = _resolved(old_cfg), _resolved(new_cfg)
+        except ConfigError:
+            old, new = old_cfg, new_cfg  # not valid on its own: compare as written
+        if old != new:
+            diff = diff_keys(old, new)
+            shown = ", ".join(diff[:4]) + (", …" if len(diff) > 4 else "")
+            raise ConfigError(f"study {spec.study!r} exists with a different base config ({shown}); its trials "
+                              f"would not be comparable — use another study name (--study NAME) or the original "
+                              f"settings")
+
+
+def _with(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    cfg = copy.deepcopy(base)
+    for key, value in params.items():
+        set_dotted(cfg, key, copy.deepcopy(value))
+    return cfg
 
 
 # -- unit states ------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core.errors import ConfigError
+from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 
 from .estimate import sweep_seconds
 from .grid import GridSpec, load_grid
@@ -27,6 +28,7 @@ from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_wo
                      worker_main)
 
 LIST_MAX = 12
+DRY_SHOW = 5       # --dry-run of a large grid lists this many cells at each end
 
 
 def _units_line(spec: GridSpec) -> str:
@@ -146,9 +148,19 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     print(f"study {spec.study}: {_units_line(spec)}", file=out)
     print(f"storage: {ref.display}{note}", file=out)
     print(f"study folder: {study_dir}", file=out)
+    shown = spec.cells
+    if len(spec.cells) > 2 * DRY_SHOW + 1:  # a large grid: the axes, then the first and last few cells
+        print(f"axes: {len(spec.cells)} cells = " + " × ".join(f"{k} ({len(v)})" for k, v in spec.grid.items())
+              + (f" + {len(spec.extra_cells)} extra cells" if spec.extra_cells else ""), file=out)
+        for k, v in spec.grid.items():
+            print(f"  {k}: {', '.join(map(str, v[:8]))}{', …' if len(v) > 8 else ''}", file=out)
+        shown = spec.cells[:DRY_SHOW] + [None] + spec.cells[-DRY_SHOW:]
     print("cells:", file=out)
-    width = max(len(c.id or "base") for c in spec.cells)
-    for c in spec.cells:
+    width = max(len(c.id or "base") for c in shown if c is not None)
+    for c in shown:
+        if c is None:
+            print(f"  … {len(spec.cells) - 2 * DRY_SHOW} more cells …", file=out)
+            continue
         t = per_cell.get(c.id)
         est = f"~{fmt_duration(t)}/trial" if t is not None else ""
         print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
@@ -167,6 +179,19 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
 
 
 # -- the launch -------------------------------------------------------------------------------------------------
+def make_study_dir(study_dir: Path, root: str | Path) -> None:
+    """Create the study folder, or a one-line ``ConfigError`` saying why it cannot be written."""
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--root {root}: cannot make the study folder {study_dir}: a part of that path is a file, "
+                          f"not a folder") from None
+    if not study_dir.is_dir():
+        raise ConfigError(f"--root {root}: {study_dir} is a file, not a folder")
+    if not os.access(study_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"study folder {study_dir} is not writable; give --root a folder you can write to")
+
+
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
@@ -189,8 +214,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     _quiet()
+    make_study_dir(study_dir, root)
     st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
-    study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir)
         plan = reconcile(the_study, st, spec, study_dir, retry_failed=retry_failed)
@@ -244,7 +269,14 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"W&B: {len(offline)} offline run(s); upload them with: wandb sync "
               f"{study_dir}/trials/*/wandb/offline-run-*", file=out)
     out.flush()
-    return code
+    return sweep_exit_code(code, n_failed, len(left))
+
+
+def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
+    """0: every trial done; 1: some failed or diverged, or a worker crashed; 3: some not finished (README)."""
+    if workers_code or n_failed:
+        return EXIT_FAILED
+    return EXIT_UNFINISHED if n_unfinished else EXIT_OK
 
 
 SUMMARY_COLUMNS = ("status", "params", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
@@ -314,12 +346,14 @@ def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:
 
 
 # -- studies ----------------------------------------------------------------------------------------------------
-def list_studies(root: str | Path = "runs", storage: str | None = None, out: TextIO | None = None) -> int:
+def list_studies(root: str | Path = "runs", storage: str | None = None, out: TextIO | None = None,
+                 err: TextIO | None = None) -> int:
+    """Print each study's progress; 2 if a journal could not be read (named on ``err``), else 0."""
     import optuna
 
     out = out or sys.stdout
     _quiet()
-    found = 0
+    found = bad = 0
     if storage:
         ref = resolve_storage(storage, root, "")
         if not storage_exists(ref):
@@ -340,12 +374,16 @@ def list_studies(root: str | Path = "runs", storage: str | None = None, out: Tex
     else:
         for journal in sorted(Path(root).glob("*/optuna.journal")):
             ref = StorageRef("journal", str(journal), str(journal))
-            st = open_storage(ref, read_only=True)
-            for name in optuna.get_all_study_names(storage=st):
-                s = optuna.load_study(study_name=name, storage=st)
-                print(study_progress(s, ref.display, journal.parent).line(), file=out)
-                found += 1
-    if not found:
+            try:  # one damaged journal must not hide the other studies
+                st = open_storage(ref, read_only=True)
+                for name in optuna.get_all_study_names(storage=st):
+                    s = optuna.load_study(study_name=name, storage=st)
+                    print(study_progress(s, ref.display, journal.parent).line(), file=out)
+                    found += 1
+            except ConfigError as e:
+                print(f"error: {e}", file=err or sys.stderr)
+                bad += 1
+    if not found and not bad:
         where = storage or f"{root}/*/optuna.journal"
         print(f"no studies in {where}", file=out)
-    return 0
+    return EXIT_CONFIG if bad else 0

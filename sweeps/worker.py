@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from resnet_core.devices import available_cores, make_current
 from resnet_core.errors import ConfigError
+from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_error_line
 
 from .grid import GridSpec
 from .liveness import Heartbeat, worker_record
@@ -140,22 +141,21 @@ def _quiet() -> None:
 def worker_main(ws: WorkerSpec) -> None:
     """Entry point of a spawned worker process."""
     _die_with_parent(ws.parent_pid)
-
-    def _term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _term)
+    handle_sigterm()  # SIGTERM → KeyboardInterrupt → the trial is marked interrupted
     if ws.threads:
         import torch
 
         torch.set_num_threads(ws.threads)
     try:
         run_worker(ws)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(interrupt_code(e))
     except ConfigError as e:
         print(f"worker {ws.index}: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
+    except OSError as e:
+        print(f"worker {ws.index}: error: {os_error_line(e)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
 
 
 def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[Any, Any]:

@@ -168,7 +168,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert "model.shortcut=identity,optim.lr=1e+20" in out and "6 to run" in out and "estimate" in out
     assert not root.exists(), "a dry run created something"
 
-    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 1  # 2 trials diverged
     out = capsys.readouterr().out
     assert "created the study; enqueued 6 trials" in out
     assert "study folder:" in out and "mean ± std" in out
@@ -201,7 +201,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
 
     # The same command again: nothing runs, and it says what it skips.
     mtimes = {t.number: (root / "mini" / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime for t in complete}
-    assert main(["sweep", str(grid), "--root", str(root)]) == 0
+    assert main(["sweep", str(grid), "--root", str(root)]) == 1  # still 2 diverged
     out = capsys.readouterr().out
     assert "resuming: 4 done" in out and "skip (done)" in out and "model.shortcut=none seed 0" in out
     assert "--retry-failed" in out
@@ -210,7 +210,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert "4 done" in capsys.readouterr().out and len(study.get_trials(deepcopy=False)) == 6
 
     # --retry-failed runs only the diverged cell again, in a new folder; it diverges again.
-    assert main(["sweep", str(grid), "--root", str(root), "--retry-failed"]) == 0
+    assert main(["sweep", str(grid), "--root", str(root), "--retry-failed"]) == 1
     capsys.readouterr()
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 8

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, choices_error
+from ..values import check_fields
 from .augment import AUGMENTS
 from .sources import SOURCES
 from .synthetic import SHAPES
@@ -56,6 +57,7 @@ class SyntheticConfig:
         self.validate()
 
     def validate(self) -> None:
+        check_fields(self, "data.synthetic.")
         _check_int("data.synthetic.image_size", self.image_size, 8)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise choices_error("data.synthetic.channels", self.channels, (1, 3))
@@ -111,6 +113,7 @@ class DataConfig:
         self.validate()
 
     def validate(self) -> None:
+        check_fields(self, "data.")
         SOURCES.check(self.name)
         AUGMENTS.check(self.augment)
         if self.loader not in LOADERS:

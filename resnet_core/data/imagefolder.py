@@ -21,7 +21,11 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[
     images: list[torch.Tensor] = []
     first_size: tuple[int, int] | None = None
     for file, _ in ds.samples:
-        img = ds.loader(file)  # PIL, RGB
+        try:
+            img = ds.loader(file)  # PIL, RGB
+        except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files, …
+            raise ConfigError(f"data.path {folder}: cannot read image {file} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
         if resize is not None and img.size != (resize, resize):
             img = img.resize((resize, resize), Image.BILINEAR)
         if first_size is None:

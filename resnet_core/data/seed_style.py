@@ -78,6 +78,9 @@ class TorchTrainLoader:
         self.loader = seed_style_loader(data, batch_size, num_workers, augment, mean, std, drop_last=True, pad=pad,
                                         out_size=out_size, scale_size=scale_size, normalize=normalize, seed=seed,
                                         shuffle=shuffle)
+        # with num_workers 0 the augmentation draws from the global torch RNG: the engine sets this on resume to
+        # restore that RNG once the skipped batches of the first epoch have been drawn
+        self.after_skip: Callable[[], None] | None = None
 
     @property
     def members(self) -> int:
@@ -92,9 +95,13 @@ class TorchTrainLoader:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.loader.generator.manual_seed(self._stream_seed(self.seed, epoch))
-        for step, (x, y) in enumerate(self.loader):
-            if step < start:
-                continue
+        batches = iter(self.loader)
+        for _ in range(start):  # skipping draws the skipped batches' augmentation from the global RNG…
+            next(batches)
+        if self.after_skip is not None:  # …so a resumed run restores it here, as it was at the checkpoint
+            hook, self.after_skip = self.after_skip, None
+            hook()
+        for x, y in batches:
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

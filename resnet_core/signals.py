@@ -1,0 +1,54 @@
+"""Exit codes and signals, in one place for every command (and any launcher, e.g. a Slurm one, that reuses it).
+
+SIGTERM — what cluster schedulers, ``kill`` and ``Process.terminate`` send — is handled exactly like Ctrl-C: it
+raises ``Terminated`` (a ``KeyboardInterrupt``) in the main thread, so the same ``except KeyboardInterrupt`` paths
+mark trials interrupted and close run records; the process then exits 143 instead of 130.
+
+Exit codes (README, "Exit codes"):
+  0   everything asked for completed
+  1   some trial or run failed or diverged (or a worker crashed)
+  2   a config or input error (a one-line message; nothing was created)
+  3   some trials are not finished (the sweep's timeout, or a unit interrupted too often); run it again to resume
+  130 interrupted by Ctrl-C (SIGINT); 143 stopped by SIGTERM — interrupted trials resume on the next launch
+"""
+from __future__ import annotations
+
+import errno
+import signal
+import threading
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNFINISHED = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where a KeyboardInterrupt would be."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signal.Signals(signum).name}")
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM raise ``Terminated`` in the main thread (a no-op elsewhere: signals go to the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupt_code(e: BaseException) -> int:
+    """143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_SIGTERM if isinstance(e, Terminated) else EXIT_SIGINT
+
+
+def os_error_line(e: OSError) -> str:
+    """An OSError as one line for the user: what, which file, and what to do."""
+    where = f" {e.filename}" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the device{' writing' + where if where else ''}; free some space and run the "
+                f"same command again (a sweep resumes)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where or ' a file'}: {e.strerror or 'permission denied'} (a read-only folder?)"
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{(where.strip() or 'a path')}: a part of this path is a file, not a folder"
+    return f"{e.strerror or type(e).__name__}{':' + where if where else ''}"

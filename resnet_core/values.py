@@ -1,0 +1,123 @@
+"""Values are parsed and typed in one place: every YAML file the project reads, every ``--set key=value``, and the
+type check of every field of every config dataclass.
+
+YAML. PyYAML implements YAML 1.1, where ``5e-4`` (no dot) is a *string*; YAML 1.2 (and every user) reads it as a
+number. ``Loader`` is PyYAML's ``SafeLoader`` with YAML 1.2's float syntax added (``1e-5``, ``5E+3``, ``-2e3``), so
+``load_yaml_text`` and ``parse_value`` (the ``--set`` values, lists included) give the same typed values.
+
+Types. ``check_fields(obj, prefix)`` checks each field of a config dataclass against its annotation (``int``,
+``float``, ``bool``, ``str``, ``list[float]``, ``X | None``, ``int | float``): a bool is not an int, an int is a
+float, a float must be finite. Range checks stay with each dataclass's ``validate``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+class Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats without a dot (``5e-4``, ``1E6``) as floats."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text with ``Loader``. Raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value typed as the same text in a YAML file would be (``5e-4`` → 0.0005, ``[1, 2]`` → a list);
+    text that is not valid YAML stays a string; an empty value is the empty string."""
+    if raw == "":
+        return ""
+    try:
+        return load_yaml_text(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+# -- types ------------------------------------------------------------------------------------------------------
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is Any:
+        return True
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(tp)
+        return not args or all(_matches(v, args[0]) for v in value)
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, tp)
+    return True  # a type this checker does not know: the dataclass's own validate() decides
+
+
+def describe_type(tp: Any) -> str:
+    """``int | None`` → 'an integer or null'."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"a list of {_plural(args[0])}" if args else "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _plural(tp: Any) -> str:
+    return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(tp, describe_type(tp))
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Check every field of dataclass ``obj`` against its type annotation. Raises a one-line ``ConfigError``
+    naming ``<prefix><field>``, the expected type and the value."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        tp = hints.get(f.name, Any)
+        value = getattr(obj, f.name)
+        if not _matches(value, tp):
+            shown = f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
+            raise ConfigError(f"{prefix}{f.name} must be {describe_type(tp)}, got {shown}")
+
+
+def check_range(key: str, value: Any, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """``low <= value <= high`` (``<`` where open); None skips a bound. Call after ``check_fields``."""
+    if value is None:
+        return
+    bad = (low is not None and (value <= low if low_open else value < low)) or \
+          (high is not None and (value >= high if high_open else value > high))
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise ConfigError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")

@@ -1,0 +1,551 @@
+"""Bad input and damaged state, by kind (issue 18): every mistake is a one-line error (exit 2) before anything is
+written, and no state one crash can leave behind makes a study unreadable.
+
+1. values parsed and typed in one place · 2. a study never mixes two experiments · 3. storage and files survive
+crashes, full disks and concurrent starts · 4. exit codes and signals tell the truth.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+optuna = pytest.importorskip("optuna")
+from optuna.trial import TrialState  # noqa: E402
+
+from resnet_core.cli import main  # noqa: E402
+from resnet_core.engine import train  # noqa: E402
+from resnet_core.errors import ConfigError  # noqa: E402
+from resnet_core.overrides import apply_overrides, parse_assignment  # noqa: E402
+from resnet_core.record import read_summary  # noqa: E402
+from resnet_core.run_config import RunConfig, load_run_config  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY: dict[str, Any] = {
+    "data": {"name": "synthetic", "synthetic": {"image_size": 8, "n_train": 128, "n_test": 64}, "augment": "none"},
+    "model": {"family": "cifar", "depth": 8, "widths": [4, 8, 8]},
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
+    "schedule": {"name": "constant", "unit": "iter", "total": 6},
+    "batch_size": 32, "eval_batch_size": 64, "log_every": 3, "eval_every": 3, "probes": False, "device": "cpu",
+}
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``python -m resnet_core ARGS`` from the repository root, as a user runs it."""
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "resnet_core", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> str:
+    """Exit code 2, exactly one line on stderr, starting 'error:', no traceback, naming every word."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+def write_yaml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def grid_file(path: Path, study: str, **kw: Any) -> Path:
+    d = {"study": study, "base": kw.pop("base", TINY), "seeds": kw.pop("seeds", [0]), **kw}
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return path
+
+
+# == 1. values are parsed and typed in one place =================================================================
+def test_yaml_1_2_floats_read_the_same_from_a_file_and_from_set(tmp_path):
+    cfg = write_yaml(tmp_path / "run.yaml", "optim: {weight_decay: 5e-4, lr: 1E-1}\n"
+                                            "schedule: {name: cosine, min_lr: 1e-5, milestones: [1e2, 2e2]}\n")
+    from_file = load_run_config(cfg)
+    from_set = load_run_config(None, ["optim.weight_decay=5e-4", "optim.lr=1E-1", "schedule.name=cosine",
+                                      "schedule.min_lr=1e-5", "schedule.milestones=[1e2, 2e2]"])
+    assert from_file.optim.weight_decay == from_set.optim.weight_decay == pytest.approx(5e-4)
+    assert isinstance(from_file.schedule.min_lr, float) and from_file.schedule.min_lr == pytest.approx(1e-5)
+    assert from_file.schedule.milestones == from_set.schedule.milestones == [100.0, 200.0]
+    assert from_file.to_dict() == from_set.to_dict()
+    assert parse_assignment("model.depth=20") == ("model.depth", 20)  # ints stay ints
+    assert parse_assignment("name=1e5x") == ("name", "1e5x")          # not a number: a string
+
+
+def test_grid_with_yaml_1_2_floats_validates_and_keeps_numbers(tmp_path):
+    from sweeps.grid import load_grid
+
+    base = apply_overrides(json.loads(json.dumps(TINY)), [])
+    base["optim"]["weight_decay"] = "WD"
+    text = yaml.safe_dump({"study": "wd", "base": base, "grid": {"model.depth": [8, 14]}}).replace("WD", "5e-4")
+    spec = load_grid(write_yaml(tmp_path / "g.yaml", text))
+    assert spec.base["optim"]["weight_decay"] == pytest.approx(5e-4)
+    for cell in spec.cells:
+        assert RunConfig.from_dict(spec.run_config(cell, 0)).optim.weight_decay == pytest.approx(5e-4)
+
+
+@pytest.mark.parametrize("assignment, key", [
+    ("optim.weight_decay=abc", "optim.weight_decay"),
+    ("schedule.min_lr=fast", "schedule.min_lr"),
+    ("schedule.min_lr=-1e-5", "schedule.min_lr"),
+    ("schedule.milestones=[10, x]", "schedule.milestones"),
+    ("schedule.gamma=0", "schedule.gamma"),
+    ("optim.momentum=yes", "optim.momentum"),
+    ("optim.betas=[0.9]", "optim.betas"),
+    ("model.depth=20.5", "model.depth"),
+    ("model.width=.nan", "model.width"),
+    ("data.synthetic.noise=lots", "data.synthetic.noise"),
+    ("channels_last=1", "channels_last"),
+    ("label_smoothing=1.5", "label_smoothing"),
+    ("name=[1, 2]", "name"),
+])
+def test_every_typed_field_is_checked_at_load_time(assignment, key):
+    with pytest.raises(ConfigError) as e:
+        load_run_config(None, [assignment])
+    assert key in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_bad_typed_value_in_a_file_is_one_line_and_creates_nothing(tmp_path):
+    grid = grid_file(tmp_path / "g.yaml", "typed", base={**TINY, "schedule": {**TINY["schedule"], "min_lr": "x"}})
+    root = tmp_path / "runs"
+    p = cli("sweep", str(grid), "--root", str(root))
+    assert_one_line_error(p.returncode, p.stderr, "schedule.min_lr")
+    assert not root.exists()
+
+
+def test_a_config_no_trial_can_train_is_refused_before_the_study_exists(tmp_path):
+    # the ImageNet stem on 16-pixel images leaves 1×1 maps: BatchNorm at batch_size 1 has one value per channel
+    base = {**TINY, "data": {"name": "synthetic", "synthetic": {"image_size": 16, "n_train": 64, "n_test": 32}},
+            "model": {"depth": 8, "stem": "imagenet"}, "batch_size": 1}
+    grid = grid_file(tmp_path / "g.yaml", "stem", base=base)
+    root = tmp_path / "runs"
+    p = cli("sweep", str(grid), "--root", str(root))
+    assert_one_line_error(p.returncode, p.stderr, "cannot train", "batch_size 1", "imagenet")
+    assert not root.exists()
+    # the same through `train`: nothing written either
+    out = tmp_path / "run"
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(base))
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 2
+    assert not out.exists()
+    # a batch larger than the training set: no full batch, ever
+    with pytest.raises(ConfigError, match="batch_size 100"):
+        from sweeps.grid import parse_grid
+        parse_grid({"study": "b", "base": {**TINY, "batch_size": 100,
+                                           "data": {**TINY["data"], "val_size": 64}}})
+
+
+def test_every_search_value_is_validated_not_only_the_first_combinations():
+    from sweeps.grid import parse_grid
+
+    search = {"optim.nesterov": {"choice": [False, True]}, "model.pooling": {"choice": ["avg", "max"]},
+              "model.init": {"choice": ["kaiming", "xavier"]}, "model.conv_bias": {"choice": [False, True]},
+              "model.zero_init_residual": {"choice": [False, True]}, "probes": {"choice": [True, False]},
+              "model.activation": {"choice": ["post", "posst"]}}
+    with pytest.raises(ConfigError, match="posst"):
+        parse_grid({"study": "s7", "base": TINY, "search": search, "n_trials": 2})
+    search["model.activation"] = {"choice": ["post", "pre"]}
+    assert len(parse_grid({"study": "s7", "base": TINY, "search": search, "n_trials": 2}).search) == 7
+
+
+def test_a_huge_grid_is_refused_within_seconds_and_names_the_limit(tmp_path):
+    from sweeps.grid import MAX_CELLS, load_grid
+
+    axes = {"optim.lr": [0.01 * (i + 1) for i in range(10)], "optim.momentum": [0.05 * i for i in range(10)],
+            "optim.weight_decay": [1e-5 * i for i in range(10)], "label_smoothing": [0.05 * i for i in range(10)],
+            "batch_size": list(range(1, 11)), "eval_every": list(range(1, 11))}
+    grid = grid_file(tmp_path / "g.yaml", "huge", grid=axes)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as e:
+        load_grid(grid)
+    assert time.perf_counter() - t0 < 5
+    assert "1,000,000 cells" in str(e.value) and f"{MAX_CELLS:,}" in str(e.value)
+
+
+def test_dry_run_of_a_large_grid_summarises_instead_of_listing_every_cell(tmp_path, capsys):
+    grid = grid_file(tmp_path / "g.yaml", "wide", grid={"optim.lr": [0.01 * (i + 1) for i in range(40)],
+                                                        "model.shortcut": ["none", "identity"]})
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "axes: 80 cells = optim.lr (40) × model.shortcut (2)" in out
+    assert "70 more cells" in out and "optim.lr=0.01,model.shortcut=none" in out
+    assert "optim.lr=0.4,model.shortcut=identity" in out and "optim.lr=0.2,model.shortcut=none" not in out
+    assert not (tmp_path / "runs").exists()
+
+
+# == 2. a study never silently mixes two experiments =============================================================
+def _create(tmp_path: Path, spec) -> tuple[Any, Any]:
+    from sweeps.storage import open_storage, resolve_storage
+    from sweeps.study import create_or_load
+
+    ref = resolve_storage(None, tmp_path / "runs", spec.study)
+    st = open_storage(ref)
+    return create_or_load(st, spec, tmp_path / "runs" / spec.study)
+
+
+def test_changed_base_is_refused_when_the_base_is_only_valid_with_the_cell_values(tmp_path):
+    from sweeps.grid import parse_grid
+
+    base = apply_overrides(json.loads(json.dumps(TINY)), ["model.project_all=true"])  # option C: needs a conv
+    grid = {"model.shortcut": ["conv1x1", "conv3x3"]}
+    _, created = _create(tmp_path, parse_grid({"study": "optc", "base": base, "grid": grid, "seeds": [0]}))
+    assert created
+    changed = apply_overrides(json.loads(json.dumps(base)), ["optim.lr=0.2"])
+    with pytest.raises(ConfigError, match="different base config .*optim.lr"):
+        _create(tmp_path, parse_grid({"study": "optc", "base": changed, "grid": grid, "seeds": [0, 1]}))
+    # a new seed with the same base is fine: the cells stay one experiment
+    _, created = _create(tmp_path, parse_grid({"study": "optc", "base": base, "grid": grid, "seeds": [0, 1]}))
+    assert not created
+
+
+def test_changed_objective_metric_is_refused(tmp_path):
+    from sweeps.grid import parse_grid
+
+    base = {**TINY, "data": {**TINY["data"], "val_size": 32}}
+    _create(tmp_path, parse_grid({"study": "obj", "base": base}))
+    with pytest.raises(ConfigError, match="objective.metric test_error.*val_error"):
+        _create(tmp_path, parse_grid({"study": "obj", "base": base, "objective": {"metric": "val_error"}}))
+
+
+def test_an_axis_naming_a_whole_section_merges_into_the_base_section():
+    from sweeps.grid import parse_grid
+
+    base = apply_overrides(json.loads(json.dumps(TINY)), ["model.shortcut=none", "model.activation=pre"])
+    spec = parse_grid({"study": "sec", "base": base, "grid": {"model": [{"depth": 8}, {"depth": 14}]}})
+    for cell, depth in zip(spec.cells, (8, 14)):
+        model = RunConfig.from_dict(spec.run_config(cell, 0)).model
+        assert (model.depth, model.shortcut, model.activation, model.widths) == (depth, "none", "pre", [4, 8, 8])
+    # --set of a mapping merges the same way (one rule)
+    assert load_run_config(None, ["model={depth: 14}", "model.shortcut=none"]).model.shortcut == "none"
+    assert load_run_config(None, ["model.shortcut=none", "model={depth: 14}"]).model.shortcut == "none"
+
+
+def test_train_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path, capsys):
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump({**TINY, "name": "r"}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 0
+    written = (out / "config.yaml").read_text()
+    before = snapshot(out)
+    capsys.readouterr()
+    code = main(["train", "--config", str(cfg), "--out", str(out), "--resume", "--set", "model.depth=14",
+                 "--set", "optim.lr=0.1"])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, "model.depth", "optim.lr", "cannot resume")
+    assert (out / "config.yaml").read_text() == written and snapshot(out) == before
+    # how a run is executed may change: a different eval batch size resumes
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume", "--set", "eval_batch_size=32"]) == 0
+
+
+@pytest.fixture(scope="module")
+def odd_run(tmp_path_factory) -> Path:
+    """A finished run on a dataset that is not the default one (12-pixel, 4-class glyphs)."""
+    out = tmp_path_factory.mktemp("odd") / "run"
+    cfg = apply_overrides(json.loads(json.dumps(TINY)), ["data.synthetic.image_size=12",
+                                                         "data.synthetic.num_classes=4", "name=odd"])
+    assert train(cfg, out).status == "complete"
+    return out
+
+
+def test_eval_of_a_copied_checkpoint_uses_its_own_dataset(odd_run, tmp_path, capsys):
+    assert main(["eval", str(odd_run / "last.pt"), "--device", "cpu"]) == 0
+    here = capsys.readouterr().out
+    copied = tmp_path / "elsewhere" / "model.pt"
+    copied.parent.mkdir()
+    shutil.copy(odd_run / "last.pt", copied)
+    assert main(["eval", str(copied), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == here and "test: error" in here
+
+
+def test_eval_of_a_copied_checkpoint_without_a_run_config_refuses(odd_run, tmp_path, capsys):
+    state = torch.load(odd_run / "last.pt", weights_only=True)
+    del state["run_config"]  # as written before checkpoints carried it
+    torch.save(state, tmp_path / "old.pt")
+    code = main(["eval", str(tmp_path / "old.pt"), "--device", "cpu"])
+    assert_one_line_error(code, capsys.readouterr().err, "no run config", "old.pt")
+
+
+def test_eval_of_a_random_file_or_a_foreign_state_dict_is_one_line(tmp_path, capsys):
+    (tmp_path / "random.pt").write_bytes(os.urandom(512))
+    assert_one_line_error(main(["eval", str(tmp_path / "random.pt")]), capsys.readouterr().err, "random.pt",
+                          "not a readable")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "foreign.pt")
+    assert_one_line_error(main(["lesion", str(tmp_path / "foreign.pt")]), capsys.readouterr().err, "foreign.pt",
+                          "not a resnet-ablate checkpoint")
+
+
+# == 3. storage and files survive crashes, full disks and concurrent starts ======================================
+def _journal_with_study(path: Path, name: str, n: int = 3) -> None:
+    from sweeps.storage import StorageRef, open_storage
+
+    study = optuna.create_study(study_name=name, storage=open_storage(StorageRef("journal", str(path), str(path))))
+    for i in range(n):
+        study.enqueue_trial({}, user_attrs={"unit": f"u{i}"})
+
+
+def test_a_torn_journal_tail_is_cut_off_under_the_lock_with_a_backup(tmp_path, capsys):
+    from sweeps.storage import StorageRef, open_storage
+
+    path = tmp_path / "s" / "optuna.journal"
+    path.parent.mkdir()
+    _journal_with_study(path, "s")
+    good = path.read_bytes()
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 5, "worker_id": "x", "trial_id"')  # a crash / full disk mid-append
+    st = open_storage(StorageRef("journal", str(path), str(path)))
+    err = capsys.readouterr().err
+    assert "torn last line" in err and path.read_bytes() == good
+    backups = list(path.parent.glob("optuna.journal.torn-*.bak"))
+    assert len(backups) == 1 and backups[0].read_bytes().startswith(good) and len(backups[0].read_bytes()) > len(good)
+    study = optuna.load_study(study_name="s", storage=st)
+    study.enqueue_trial({}, user_attrs={"unit": "u3"})  # appending after the repair keeps the file readable
+    assert len(optuna.load_study(study_name="s", storage=open_storage(
+        StorageRef("journal", str(path), str(path)), read_only=True)).trials) == 4
+
+
+def test_a_corrupt_journal_line_is_one_line_naming_the_line_and_other_studies_still_list(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for name in ("good", "bad"):
+        (root / name).mkdir(parents=True)
+        _journal_with_study(root / name / "optuna.journal", name)
+    lines = (root / "bad" / "optuna.journal").read_bytes().split(b"\n")
+    lines[1] = b'{"op_code": 5, "broken'
+    (root / "bad" / "optuna.journal").write_bytes(b"\n".join(lines))
+    capsys.readouterr()
+    assert main(["studies", "--root", str(root)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out.startswith("good: 0/3 complete")
+    assert_one_line_error(2, cap.err, "bad/optuna.journal line 2")
+    grid = grid_file(tmp_path / "g.yaml", "bad")
+    assert_one_line_error(main(["sweep", str(grid), "--root", str(root)]), capsys.readouterr().err, "line 2")
+    assert_one_line_error(main(["report", "bad", "--root", str(root), "--out", str(tmp_path / "rep")]),
+                          capsys.readouterr().err, "line 2")
+
+
+def _first_launch(url: str, root: str, name: str, ready, go, queue) -> None:
+    from sweeps.grid import parse_grid
+    from sweeps.storage import open_storage, resolve_storage, study_lock
+    from sweeps.study import create_or_load, reconcile
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = parse_grid({"study": name, "base": TINY, "seeds": [0, 1, 2]}, check_cells=False)
+    ref = resolve_storage(url, root, name)
+    ready.put(os.getpid())
+    go.wait()
+    try:
+        st = open_storage(ref)
+        with study_lock(ref, name, st):
+            create_or_load(st, spec, Path(root) / name)
+            reconcile(optuna.load_study(study_name=name, storage=st), st, spec, Path(root) / name)
+        queue.put(["ok"])
+    except BaseException as e:  # noqa: BLE001 - report what killed the launcher
+        queue.put([f"{type(e).__name__}: {e}"])
+
+
+def test_launchers_started_together_on_a_new_sqlite_database_never_kill_each_other(tmp_path):
+    from tests.test_sweeps import release_together
+
+    for attempt in range(2):
+        url = f"sqlite:///{tmp_path}/new{attempt}.db"
+        results = release_together(_first_launch, (url, str(tmp_path / "runs"), "together"), 3)
+        assert all(r == ["ok"] for r in results), results
+        study = optuna.load_study(study_name="together", storage=url)
+        assert sorted(t.user_attrs["unit"] for t in study.trials) == ["|s0", "|s1", "|s2"]
+
+
+def test_root_under_a_regular_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    grid = grid_file(tmp_path / "g.yaml", "rootfile")
+    p = cli("sweep", str(grid), "--root", str(tmp_path / "afile" / "runs"))
+    assert_one_line_error(p.returncode, p.stderr, "--root", "afile")
+
+
+@pytest.mark.parametrize("error, words", [
+    (OSError(errno.ENOSPC, "No space left on device", "optuna.journal"), ("no space left", "optuna.journal")),
+    (PermissionError(errno.EACCES, "Permission denied", "optuna.journal"), ("cannot write", "optuna.journal")),
+    (OSError(errno.EROFS, "Read-only file system", "optuna.journal"), ("cannot write", "read-only")),
+])
+def test_disk_and_permission_errors_are_one_line(error, words, tmp_path, monkeypatch, capsys):
+    import sweeps.sweep
+
+    def fail(*a, **k):
+        raise error
+
+    monkeypatch.setattr(sweeps.sweep, "open_storage", fail)
+    grid = grid_file(tmp_path / "g.yaml", "disk")
+    assert_one_line_error(main(["sweep", str(grid), "--root", str(tmp_path / "runs")]), capsys.readouterr().err,
+                          *words)
+
+
+def test_a_read_only_study_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs" / "ro").mkdir(parents=True)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).endswith("ro") else real(p, mode, **k))
+    grid = grid_file(tmp_path / "g.yaml", "ro")
+    assert_one_line_error(main(["sweep", str(grid), "--root", str(tmp_path / "runs")]), capsys.readouterr().err,
+                          "not writable", "ro")
+    assert list((tmp_path / "runs" / "ro").iterdir()) == []
+
+
+def test_report_leaves_out_a_run_with_a_damaged_summary_and_counts_bad_metric_lines(tmp_path, capsys):
+    from reports.study_reader import load_study
+    from tests.report_fixtures import make_fake_study
+
+    make_fake_study(tmp_path / "runs", "dmg", lesion=False, probe=False)
+    dirs = sorted((tmp_path / "runs" / "dmg" / "trials").iterdir())
+    (dirs[0] / "summary.json").write_text("")                        # zero bytes (a full disk)
+    text = (dirs[1] / "summary.json").read_text()
+    (dirs[1] / "summary.json").write_text(text[: len(text) // 2])     # truncated
+    lines = (dirs[2] / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[3] = '{"step": 1, "spl\n'
+    (dirs[2] / "metrics.jsonl").write_text("".join(lines))
+    data = load_study("dmg", root=tmp_path / "runs")
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("warning:") and "summary.json" in line]
+    assert len(warned) == 2 and all("left out" in w for w in warned) and "Traceback" not in err
+    assert "empty summary.json" in warned[0] and "truncated" in warned[1]
+    assert data.counts()["unreadable"] == 2 and "2 left out (unreadable run record)" in data.status_line()
+    run = data.runs[data.runs["run_dir"] == str(dirs[2])]
+    data.metrics(run["run_dir"].iloc[0] if len(run) else str(dirs[2]))
+    assert any("metrics.jsonl: 1 unreadable line skipped (line 4)" in n for n in data.notes)
+
+
+def test_an_unreadable_image_in_an_imagefolder_is_named(tmp_path):
+    from PIL import Image
+
+    from resnet_core.data.imagefolder import load_imagefolder
+
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / split / cls / f"{i}.png")
+    (tmp_path / "train" / "b" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(ConfigError, match="cannot read image .*broken.png"):
+        load_imagefolder(tmp_path, None)
+
+
+@pytest.mark.parametrize("url, masked", [
+    ("postgresql://alice:p@ss@w0rd@db-host:5432/resnet", "postgresql://alice:***@db-host:5432/resnet"),
+    ("postgresql+psycopg2://alice:s3cr@t@db-host/resnet?sslmode=require",
+     "postgresql+psycopg2://alice:***@db-host/resnet?sslmode=require"),
+    ("mysql://alice:a:b@Zq@db/x", "mysql://alice:***@db/x"),
+])
+def test_a_password_with_a_raw_at_sign_never_leaks(url, masked):
+    from reports.study_reader import _redact
+    from sweeps.storage import mask_url, resolve_storage
+
+    assert mask_url(url) == _redact(url) == masked
+    if url.startswith("mysql"):
+        assert resolve_storage(url, "runs", "s").display == masked
+
+
+# == 4. exit codes and signals tell the truth ====================================================================
+def test_sweep_exit_codes():
+    from sweeps.sweep import sweep_exit_code
+
+    assert sweep_exit_code(0, 0, 0) == 0      # all complete
+    assert sweep_exit_code(0, 2, 0) == 1      # some failed or diverged
+    assert sweep_exit_code(1, 0, 0) == 1      # a worker crashed
+    assert sweep_exit_code(0, 0, 3) == 3      # not finished (timeout)
+    readme = (REPO / "README.md").read_text()
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |", "| 143 |"):
+        assert code in readme, code
+
+
+def test_a_sweep_where_every_trial_diverges_exits_1(tmp_path, capsys):
+    grid = grid_file(tmp_path / "g.yaml", "div", base=apply_overrides(json.loads(json.dumps(TINY)),
+                                                                       ["optim.lr=1e20"]))
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]) == 1
+    assert "0/1 trials done, 1 failed" in capsys.readouterr().out
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    base = apply_overrides(json.loads(json.dumps(TINY)), ["schedule.total=100000", "eval_every=5"])
+    grid = grid_file(tmp_path / "g.yaml", "term", base=base)
+    root = tmp_path / "runs"
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "sweep", str(grid), "--root", str(root),
+                             "--workers", "1", "--wandb", "off"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    summary = root / "term" / "trials" / "base-s0" / "summary.json"
+    deadline = time.time() + 120
+    while not (summary.exists() and (summary.parent / "last.pt").exists()) and time.time() < deadline:
+        time.sleep(0.2)
+    assert summary.exists(), proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    assert read_summary(summary.parent)["status"] == "interrupted"
+    from sweeps.storage import StorageRef, open_storage
+
+    path = str(root / "term" / "optuna.journal")
+    trials = optuna.load_study(study_name="term", storage=open_storage(StorageRef("journal", path, path),
+                                                                       read_only=True)).trials
+    assert [(t.state, t.user_attrs["status"]) for t in trials] == [(TrialState.FAIL, "interrupted")]
+
+
+class InterruptAt:
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
+        if step == self.step:
+            raise KeyboardInterrupt
+        return False
+
+
+def _interrupt_and_resume(cfg: dict, run_dir: Path, at: int):
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir, callbacks=[InterruptAt(at)])
+    first = read_summary(run_dir)
+    return first, train(cfg, run_dir, resume=True)
+
+
+def test_a_resumed_run_reports_wall_time_and_throughput_of_the_whole_run(tmp_path):
+    cfg = apply_overrides(json.loads(json.dumps(TINY)), ["schedule.total=12"])
+    first, resumed = _interrupt_and_resume(cfg, tmp_path / "r", 6)
+    s = resumed.summary
+    assert first["status"] == "interrupted" and s["step"] == 12
+    assert s["wall_time_s"] > first["wall_time_s"] > 0
+    images = 12 * cfg["batch_size"]  # every image of the whole run, not of the last segment
+    assert s["img_per_s"] * s["wall_time_s"] == pytest.approx(images, rel=1e-6)
+
+
+def test_torch_loader_resume_restores_the_global_rng(tmp_path):
+    from resnet_core.record import read_metrics
+
+    cfg = apply_overrides(json.loads(json.dumps(TINY)), [
+        "data.loader=torch", "data.num_workers=0", "data.augment=crop_flip", "data.synthetic.n_train=96",
+        "schedule.total=9", "batch_size=16", "log_every=1", "eval_every=4"])
+    whole = train(cfg, tmp_path / "whole")
+    _, resumed = _interrupt_and_resume(cfg, tmp_path / "broken", 4)   # mid-epoch (6 steps an epoch)
+
+    def losses(run_dir: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["value"]) for r in read_metrics(run_dir) if (r["split"], r["name"]) == ("train", "loss")]
+
+    a, b = losses(resumed.run_dir), losses(whole.run_dir)
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 10))
+    scale = max(abs(v) for _, v in b)
+    for (_, x), (_, y) in zip(a, b):
+        assert abs(x - y) <= 1e-6 * scale + 1e-12, (a, b)
