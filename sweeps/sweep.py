@@ -244,7 +244,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     return code
 
 
-SUMMARY_COLUMNS = ("status", "params", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
+SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
 
 
 def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
