@@ -134,6 +134,17 @@ def offline_sweep(request, tmp_path_factory, wandb_env):
     return root, rc, trials, runs
 
 
+PER_LAYER = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
+
+
+def wb_key(split: str, name: str) -> str:
+    """Where a run record series goes in W&B: per-layer norms under their stage (stem, stage<i>, head)."""
+    if split not in PER_LAYER:
+        return f"{split}/{name}"
+    group, _, rest = name.partition(".")
+    return f"{split}/{group}/{rest}" if rest else f"{split}/head/{name}"
+
+
 # -- 1. one run per trial, in its own run folder, with group / job type / name / tags / config ------------------
 def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
     root, rc, trials, runs = offline_sweep
@@ -188,19 +199,28 @@ def test_history_equals_local_metrics_at_every_logged_step(offline_sweep):
         blocks = sorted({m["name"] for m in rows if m["split"] == "grad_norm_block"})
         assert {"stem.conv", "stage1.block0.conv1", "stage3.block0.conv2", "fc"} <= set(layers)
         assert blocks == ["stage1.block0", "stage2.block0", "stage3.block0"]
-        for m in rows:  # every local value is in W&B, at its step, exactly
-            key = f"{m['split']}/{m['name']}"
+        for m in rows:  # every local value is in W&B, at its step, exactly (per-layer ones under their stage)
+            key = wb_key(m["split"], m["name"])
             assert key in by_step[m["step"]], (name, m)
             assert same(by_step[m["step"]][key], m["value"]), (name, m, by_step[m["step"]][key])
-        local_keys = {(m["step"], f"{m['split']}/{m['name']}") for m in rows}
-        for step, h in by_step.items():  # …and W&B holds nothing the record does not
-            assert {(step, k) for k in h if not k.startswith("_")} == {x for x in local_keys if x[0] == step}
+            assert same(by_step[m["step"]]["epoch"], m["epoch"]) and by_step[m["step"]]["iteration"] == m["step"]
+        local_keys = {(m["step"], wb_key(m["split"], m["name"])) for m in rows}
+        for step, h in by_step.items():  # …and W&B holds nothing the record does not, but the per-stage norms
+            stage = {k for k in h if k.startswith(("grad_norm_stage/", "weight_norm_stage/"))}
+            assert {(step, k) for k in h if not k.startswith("_") and k not in stage | {"iteration", "epoch"}} \
+                == {x for x in local_keys if x[0] == step}
             # the per-layer values of a step arrive together: every row holds every layer, block and weight norm
-            assert {f"grad_norm/{x}" for x in layers} <= set(h)
-            assert {f"weight_norm/{x}" for x in layers} <= set(h)
-            assert {f"grad_norm_block/{x}" for x in blocks} <= set(h)
+            assert {wb_key("grad_norm", x) for x in layers} <= set(h)
+            assert {wb_key("weight_norm", x) for x in layers} <= set(h)
+            assert {wb_key("grad_norm_block", x) for x in blocks} <= set(h)
             assert {"train/loss", "train/error", "train/lr", "train/throughput"} <= set(h)
             assert ("test/error" in h) == (step in EVAL_STEPS)
+            # one visible series per stage: the root sum of squares of its layers' norms
+            assert stage == {f"{k}_stage/{g}" for k in ("grad_norm", "weight_norm")
+                             for g in ("stem", "stage1", "stage2", "stage3", "head")}
+            for g in ("stem", "stage1", "stage3"):
+                sq = sum(h[wb_key("grad_norm", x)] ** 2 for x in layers if x.startswith(g + "."))
+                assert h[f"grad_norm_stage/{g}"] == pytest.approx(math.sqrt(sq), rel=1e-6)
         final = read_summary(root / STUDY / "trials" / name)["final_test_error"]
         assert by_step[16]["test/error"] == final
 
@@ -229,10 +249,11 @@ def test_each_step_is_one_batched_log_call(tmp_path, monkeypatch):
     layers = {m["name"] for m in rows if m["split"] == "grad_norm"}
     for step, data in calls:
         if "train/loss" in data:
-            assert {f"grad_norm/{x}" for x in layers} <= set(data)
-            assert {f"weight_norm/{x}" for x in layers} <= set(data)
+            assert {wb_key("grad_norm", x) for x in layers} <= set(data)
+            assert {wb_key("weight_norm", x) for x in layers} <= set(data)
         else:
-            assert set(data) == {"test/loss", "test/error"}
+            assert set(data) == {"iteration", "epoch", "test/loss", "test/error"}
+        assert data["iteration"] == step
     assert tracker.runs == {} and tracker.skipped == {}
     r = finished_run(run_dir)
     assert r["run"]["group"] == "direct-group" and r["run"]["name"] == "direct-run" and r["run"]["tags"] == ["a=1"]
@@ -249,9 +270,10 @@ def test_summary_holds_final_and_best_values(offline_sweep):
         local = read_summary(root / STUDY / "trials" / name)
         s = r["summary"]
         assert s["status"] == local["status"] == "complete"
-        for key in ("final_test_error", "best_test_error", "final_train_error", "final_train_loss", "params", "step",
+        for key in ("final_test_error", "best_test_error", "final_train_error", "final_train_loss", "step",
                     "wall_time_s", "img_per_s"):
             assert s[key] == local[key], (name, key)
+        assert s["n_parameters"] == local["params"] and "params" not in s
         assert s["step"] == 16
         assert s["test/error"] == {"last": local["final_test_error"], "min": local["best_test_error"]}
         for key in ("reason", "final_val_error", "best_val_error", "diverged_at"):  # None locally: not in W&B
