@@ -167,6 +167,28 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     return 0
 
 
+def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequence[str] = (),
+                       study: str | None = None, out: TextIO | None = None) -> int:
+    """Print the resolved run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its
+    first seed's trial would run it (``device`` is the worker's and left out). ConfigError for an unknown cell."""
+    import yaml
+
+    from resnet_core.errors import choices_error
+    from resnet_core.run_config import RunConfig, resolved_dict
+
+    out = out or sys.stdout
+    spec = load_grid(grid_file, overrides, study=study)
+    cells = [c for c in spec.cells if not cell or cell in (c.id, c.slug)]
+    if not cells:
+        raise choices_error("--print-config cell", cell, [c.slug for c in spec.cells])
+    for i, c in enumerate(cells):
+        cfg = resolved_dict(RunConfig.from_dict(spec.run_config(c, spec.seeds[0])))
+        cfg.pop("device", None)
+        print(("---\n" if i else "") + f"# cell {c.id or 'base'} ({c.slug}), seed {spec.seeds[0]}", file=out)
+        print(yaml.safe_dump(cfg, sort_keys=False).rstrip(), file=out)
+    return 0
+
+
 # -- the launch -------------------------------------------------------------------------------------------------
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
