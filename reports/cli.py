@@ -33,7 +33,8 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
                  out: str | Path | None = None, formats: str | Iterable[str] | None = FORMATS,
                  probe: str | Path | None = None, lesion: str | Path | None = None,
                  figures: bool = True) -> Path:
-    """Write the report of ``study`` into ``out`` (default ``reports/<study>/``) and return that folder.
+    """Write the report of ``study`` into ``out`` (default ``<root>/<study>/report/``, beside the study's runs,
+    ``runs/<study>/report/`` by default) and return that folder.
 
     Always written: the figures (PNG + SVG; ``figures=False`` skips them) and summary.md. By format: md -> table.md; csv -> table.csv and
     trials.csv; tex -> table.tex; html -> index.html.
@@ -46,7 +47,7 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
 
     wanted = parse_formats(formats)
     data = load_study(study, root=root, storage=storage, probe=probe, lesion=lesion)
-    out = Path(out) if out else Path("reports") / study
+    out = Path(out) if out else Path(root or "runs") / study / "report"
     out.mkdir(parents=True, exist_ok=True)
     table = cell_table(data)
     figures = make_figures(data, table, out) if figures else []
@@ -95,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None,
                    help="an Optuna storage URL (sqlite:///…, postgresql://…) or a journal file, instead of "
                         "<root>/<study>/optuna.journal")
-    p.add_argument("--out", default=None, help="output folder (default: reports/<study>/)")
+    p.add_argument("--out", default=None, help="output folder (default: <root>/<study>/report/, e.g. runs/<study>/report/)")
     p.add_argument("--format", default=",".join(FORMATS),
                    help=f"comma-separated, from {', '.join(FORMATS)} (default: all); figures and summary.md are "
                         f"always written")

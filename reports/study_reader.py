@@ -29,6 +29,8 @@ DEFAULT_ROOT = "runs"
 # Numbers a run summary carries (errors in percent).
 NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error", "final_train_error",
            "final_train_loss", "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps", "epoch")
+# Run summary key → the trial user attr holding it (the sweeps name the parameter count n_parameters).
+TRIAL_ATTRS = {"params": "n_parameters"}
 # Status of a (cell, seed): which attempt of several represents it (highest wins, then the latest trial).
 STATUS_RANK = {"complete": 6, "diverged": 5, "running": 4, "waiting": 3, "interrupted": 2, "failed": 2, "pruned": 2,
                "missing": 0}
@@ -395,7 +397,9 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
         for key in NUMBERS:
             value = summary.get(key) if summary else None
             if value is None:
-                value = ua.get(key)
+                value = ua.get(TRIAL_ATTRS.get(key, key))
+                if value is None and key in TRIAL_ATTRS:
+                    value = ua.get(key)  # a study written before the user attr was renamed
             row[key] = float(value) if is_number(value) else float("nan")
         rows.append(row)
     return rows, configs

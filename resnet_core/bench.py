@@ -19,14 +19,15 @@ from .run_config import RunConfig
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="img/s: seed-style loop vs our engine, probe overhead, fused members")
-    p.add_argument("--depths", default="20,56,110")
+    p.add_argument("--depths", default="20,56,110", help="comma-separated depths (default 20,56,110)")
     p.add_argument("--members", default="1", help="fused members to measure, e.g. 1,2,4,8 (on a CPU, the default 1 "
                    "prints the CPU table: every precision × memory-format variant against the measured peak)")
     p.add_argument("--batch-size", type=int, default=128, help="per member")
     p.add_argument("--steps", type=int, default=50, help="timed iterations per measurement")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
     p.add_argument("--data", default="synthetic", help="synthetic (32x32) or cifar10_jpeg (--set data.path=…)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run config key, e.g. --set model.shortcut=none (repeatable)")
     p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
     p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
     p.add_argument("--threads", help="on a CPU: torch thread counts to measure in turn, e.g. 1,2 (default: torch's)")

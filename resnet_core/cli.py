@@ -30,9 +30,34 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+USAGE = """Ablate residual networks: train one model, sweep a grid of ablations as an Optuna study, and report
+the results beside the papers' numbers.
+
+first steps:
+  resnet-ablate sweep ablations/quickstart.yaml        run a small ablation grid (re-run the same line to resume)
+  resnet-ablate report quickstart                      tables, figures and checked claims (runs/quickstart/report/)
+  optuna-dashboard runs/quickstart/optuna.journal      browse the study: params, importances, learning curves
+  resnet-ablate train --config ablations/recipes/smoke.yaml   train one run
+  resnet-ablate models                                 named models with parameters and FLOPs
+
+`resnet-ablate COMMAND --help` explains each command."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("resnet-ablate")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnet-ablate", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="resnet-ablate", description=USAGE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"resnet-ablate {_version()}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="list named models with parameters and FLOPs, or describe one")
     _add_model_args(p)

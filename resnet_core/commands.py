@@ -2,21 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one run from a run config")
+    p = sub.add_parser("train", help="train one run from a run config",
+                       description="Train one run: a run config (YAML) plus --set overrides. Writes the run record "
+                                   "(config.yaml, metrics.jsonl, summary.json, last.pt) into --out.")
     p.add_argument("--config", help="run config YAML (e.g. ablations/recipes/smoke.yaml); default: the defaults")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable)")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="cpu, cuda, cuda:<i>, mps, npu or auto (default: the config's device, auto)")
     p.add_argument("--out", help="run directory (default runs/<name>-<timestamp>/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--wandb", choices=("off", "auto", "offline", "online"), default="off",
+                   help="log the run to Weights & Biases, like a sweep trial (default off; auto: online when "
+                        "logged in, else offline)")
+    p.add_argument("--wandb-project", default="resnet-ablate", metavar="NAME",
+                   help="W&B project for --wandb (default resnet-ablate)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved run config (YAML) and exit without training")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test (and val) split")
-    p.add_argument("checkpoint")
-    p.add_argument("--device", default="auto")
+    p.add_argument("checkpoint", help="a last.pt or best.pt from a run directory")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("lesion", help="replace each block in turn by its shortcut at test time (Veit et al. 2016)",
@@ -25,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "a plain stage-entry block is not lesionable). Several checkpoints give one "
                                    "table with a `model` column, as `resnet-ablate report --lesion` reads it.")
     p.add_argument("checkpoint", nargs="+", help="last.pt / best.pt of one or more runs")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     p.set_defaults(func=_cmd_lesion)
 
@@ -34,9 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10")
     p.add_argument("--seeds", type=int, default=3, help="initialisations averaged per depth")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="probe.csv")
+    p.add_argument("--batch-size", type=int, default=128, help="images in the probe batch (default 128)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
+    p.add_argument("--out", default="probe.csv", help="CSV path (default probe.csv)")
     p.set_defaults(func=_cmd_probe)
 
     from .bench import register as register_bench
@@ -49,19 +62,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     from .run_config import load_run_config
 
-    cfg = load_run_config(args.config, args.overrides)
+    if args.device is not None and not re.match(r"^(auto|cpu|cuda(:\d+)?|mps|npu(:\d+)?)$", args.device):
+        from .errors import choices_error
+
+        raise choices_error("--device", args.device, ("auto", "cpu", "cuda", "cuda:<i>", "mps", "npu", "npu:<i>"))
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    cfg = load_run_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        from .run_config import resolved_dict
+
+        print(yaml.safe_dump(resolved_dict(cfg), sort_keys=False).rstrip())
+        return 0
     if args.resume and not args.out:
         from .errors import ConfigError
 
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    result = train(cfg, out, callbacks=[ProgressBar()], resume=args.resume)
+    callbacks: list = [ProgressBar()]
+    tracker = None
+    if args.wandb != "off":
+        from .tracking import WandbTracker
+
+        tracker = WandbTracker(project=args.wandb_project, mode=args.wandb, job_type="train", names=[cfg.name])
+        callbacks.append(tracker)
+    result = train(cfg, out, callbacks=callbacks, resume=args.resume)
     s = result.summary
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
     print(f"{s['name']}: {result.status} at step {s['step']}/{s['total_steps']} | test error "
           f"{fmt(s['final_test_error'])} (at best val {fmt(s['test_error_at_best_val'])}) | train error "
           f"{fmt(s['final_train_error'])} | {s['params']:,} params | {s['img_per_s']:.0f} img/s | "
           f"{s['wall_time_s']:.1f} s | {out}")
+    if tracker is not None and tracker.sync_command():
+        print(f"W&B: offline run; upload it with: {tracker.sync_command()}")
     return 0 if result.status == "complete" else 1
 
 

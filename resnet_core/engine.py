@@ -412,7 +412,7 @@ class _Trainer:
             m = self.members[g]
             train = {"loss": loss[g], "error": err[g], "lr": lr, "throughput": throughput}
             m.record.log(step, epoch, "train", train)
-            flat = {f"train/{k}": v for k, v in train.items()}
+            flat = {"epoch": epoch, **{f"train/{k}": v for k, v in train.items()}}
             if probes is not None:
                 for split, values in probes[g].items():
                     m.record.log(step, epoch, split, values)
@@ -436,7 +436,7 @@ class _Trainer:
         results = {split: self.evaluate(split) for split in self.eval_loaders}
         for g in self._active():
             m = self.members[g]
-            metrics = {}
+            metrics = {"epoch": epoch}
             for split, (loss, err) in results.items():
                 m.record.log(step, epoch, split, {"loss": loss[g], "error": err[g]})
                 metrics.update({f"{split}/loss": loss[g], f"{split}/error": err[g]})

@@ -1,4 +1,4 @@
-"""A tqdm progress bar as a training callback: epoch, loss, error, img/s and ETA."""
+"""A tqdm progress bar as a training callback: steps done of the total (percentage, ETA), loss, error, img/s."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +14,12 @@ class ProgressBar:
 
     def on_start(self, member: int, config: dict[str, Any], run_dir: Any) -> None:
         if member == self.member:
-            self.bar = tqdm(desc=config.get("name", "run"), unit="it", dynamic_ncols=True)
-            self.last = 0
+            from .record import read_summary
+
+            s = read_summary(run_dir) if run_dir is not None else {}  # the engine writes it first: total, start
+            self.last = int(s.get("step") or 0)
+            self.bar = tqdm(desc=config.get("name", "run"), unit="it", dynamic_ncols=True,
+                            total=s.get("total_steps"), initial=self.last)
 
     def on_log(self, member: int, step: int, metrics: dict[str, float]) -> None:
         if member != self.member or self.bar is None:

@@ -162,3 +162,11 @@ def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> R
     """A run config from YAML (or the defaults) plus `--set key=value` overrides."""
     d = load_yaml(path) if path else {}
     return RunConfig.from_dict(apply_overrides(d, overrides))
+
+
+def resolved_dict(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` as a plain dict with the model resolved (block, stem, stages, widths filled in from the depth and
+    family), as `train` writes it to config.yaml — except the dataset's channels and classes, which need the data."""
+    d = cfg.to_dict()
+    d["model"] = cfg.model.resolved().to_dict()
+    return d

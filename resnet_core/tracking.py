@@ -1,21 +1,40 @@
-"""Weights & Biases tracking as a training callback: one W&B run per trial (per fused member).
+"""Weights & Biases tracking as a training callback: one W&B run per trial (per fused member), also across a resume.
 
 W&B is a view, never the source of truth: the local run record is written first, and any W&B failure (no
 network, a bad setting, a crash inside the SDK) turns tracking off for that run with one warning, without failing
 or slowing the trial. Mode `auto` is online when an API key is configured, offline otherwise; offline run files go
 inside the run directory (`<run_dir>/wandb/`), to be uploaded later with `wandb sync`.
+
+One run per trial: the W&B run id lives in the run folder (``wandb_run.json``) beside the checkpoint, so a resumed
+trial continues the same run (``resume="allow"``). Offline, W&B cannot continue a run: the resumed segment first
+replays the run record's history up to the checkpoint, and the earlier segment (which may hold steps past the
+checkpoint) moves to ``<run_dir>/wandb/superseded/`` — out of the ``wandb sync …/wandb/offline-run-*`` glob.
+
+Panels: every series is plotted against ``iteration`` (the optimiser step; ``epoch`` is logged beside it); errors
+keep their min and last value in the summary. Per-layer norms (``grad_norm/<stage>/<layer>`` …) are logged but
+hidden from the automatic panels; what shows is one series per stage (``grad_norm_stage/<stage>``: the root sum of
+squares of the stage's layer norms), so a ResNet-110 opens a few dozen panels, not 400+.
+
+No secrets: W&B records the command line; passwords in URLs there (``postgresql://user:PASSWORD@…``) and the
+values of secret-looking environment variables are masked in what ``wandb.init`` sees.
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
+import re
+import shutil
+import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .errors import choices_error
 
 MODES = ("auto", "online", "offline", "disabled")
-SUMMARY_KEYS = ("status", "reason", "step", "params", "final_test_error", "test_error_at_best_val", "final_val_error",
+SUMMARY_KEYS = ("status", "reason", "step", "n_parameters", "final_test_error", "test_error_at_best_val", "final_val_error",
                 "best_val_error", "final_train_error", "final_train_loss", "wall_time_s", "img_per_s",
                 "diverged_at")
 
@@ -41,9 +60,154 @@ def _logged_in() -> bool:
         return False
 
 
+RUN_ID_FILE = "wandb_run.json"
+STEP_METRIC = "iteration"
+PER_LAYER = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
+STAGE_SERIES = {"grad_norm": "grad_norm_stage", "weight_norm": "weight_norm_stage"}
+ERRORS = ("train/error", "val/error", "test/error")
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+_SECRET_ENV = re.compile(r"PASS|SECRET|TOKEN|API_KEY|_URL$|CREDENTIAL", re.I)
+
+
+# -- secrets ----------------------------------------------------------------------------------------------------
+def scrub(text: str) -> str:
+    """``text`` with URL passwords (``scheme://user:***@host``) and secret environment values masked."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    for name, value in os.environ.items():
+        if len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
+            text = text.replace(value, _URL_PASSWORD.sub(r"\1***@", value) if "://" in value else "***")
+    return text
+
+
+@contextlib.contextmanager
+def scrubbed_argv() -> Iterator[None]:
+    """``sys.argv`` with secrets masked (W&B records the process arguments in every run's files)."""
+    saved = sys.argv
+    sys.argv = [scrub(a) for a in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+# -- keys and panels --------------------------------------------------------------------------------------------
+def layer_group(name: str) -> tuple[str, str]:
+    """``stage1.block0.conv1`` → (``stage1``, ``block0.conv1``); ``stem.conv`` → (``stem``, ``conv``); a top-level
+    layer (``fc``) → (``head``, ``fc``)."""
+    group, _, rest = name.partition(".")
+    return (group, rest) if rest else ("head", name)
+
+
+def wandb_payload(step: int, metrics: dict[str, float]) -> dict[str, float]:
+    """The engine's flat metrics at ``step`` → what W&B gets: ``iteration``, ``epoch``, train/val/test series as
+    they are, per-layer norms under ``<kind>/<stage>/<layer>`` and the per-stage norms ``<kind>_stage/<stage>``."""
+    out: dict[str, float] = {STEP_METRIC: step}
+    stage_sq: dict[str, float] = {}
+    for key, value in metrics.items():
+        kind, _, name = key.partition("/")
+        if kind in PER_LAYER and name:
+            group, rest = layer_group(name)
+            out[f"{kind}/{group}/{rest}"] = value
+            if kind in STAGE_SERIES and value is not None and math.isfinite(value):
+                series = f"{STAGE_SERIES[kind]}/{group}"
+                stage_sq[series] = stage_sq.get(series, 0.0) + value * value
+        else:
+            out[key] = value
+    out.update({k: math.sqrt(v) for k, v in stage_sq.items()})
+    return out
+
+
+def define_panels(run: Any) -> None:
+    """Step metric, summaries and hidden per-layer series for ``run`` (see the module docstring)."""
+    run.define_metric(STEP_METRIC, hidden=True)
+    run.define_metric("epoch", step_metric=STEP_METRIC)
+    for prefix in ("train", "val", "test", *STAGE_SERIES.values()):
+        run.define_metric(f"{prefix}/*", step_metric=STEP_METRIC)
+    for kind in PER_LAYER:
+        run.define_metric(f"{kind}/*", step_metric=STEP_METRIC, hidden=True)
+    for key in ERRORS:
+        run.define_metric(key, step_metric=STEP_METRIC, summary="min,last")
+
+
+def visible_keys(keys: Sequence[str]) -> list[str]:
+    """The logged keys that get an automatic panel (not hidden by ``define_panels``)."""
+    hidden = (STEP_METRIC,)
+    return [k for k in keys if k not in hidden and k.partition("/")[0] not in PER_LAYER]
+
+
+# -- the run id kept with the run's checkpoint ------------------------------------------------------------------
+def run_id_for(run_dir: Path) -> tuple[str, bool]:
+    """(the W&B run id of the run in ``run_dir``, whether it existed before): read from ``wandb_run.json``, or a
+    new id written there atomically."""
+    from .record import atomic_write_text
+
+    path = Path(run_dir) / RUN_ID_FILE
+    try:
+        rid = json.loads(path.read_text())["id"]
+        if isinstance(rid, str) and rid:
+            return rid, True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from wandb.sdk.lib.runid import generate_id
+
+    rid = generate_id()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"id": rid}) + "\n")
+    return rid, False
+
+
+def supersede_offline(run_dir: Path) -> list[Path]:
+    """Move earlier offline segments ``<run_dir>/wandb/offline-run-*`` to ``<run_dir>/wandb/superseded/``."""
+    wdir = Path(run_dir) / "wandb"
+    moved = []
+    for seg in sorted(wdir.glob("offline-run-*")):
+        dest = wdir / "superseded" / seg.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(seg), str(dest))
+        moved.append(dest)
+    latest = wdir / "latest-run"
+    if moved and latest.is_symlink():
+        latest.unlink()
+    return moved
+
+
+def replay_history(run: Any, run_dir: Path) -> int:
+    """Log the run record's metrics (``metrics.jsonl``, cut at the checkpoint on resume) into ``run``, one call
+    per step, as they were logged live. Returns the number of steps."""
+    from .record import read_metrics, read_summary
+
+    start = (read_summary(run_dir) or {}).get("step") or 0  # the engine writes it before on_start: the resume step
+    rows: dict[int, dict[str, float]] = {}
+    epochs: dict[int, float] = {}
+    for r in read_metrics(run_dir):
+        step = int(r["step"])
+        if step > start:
+            continue
+        rows.setdefault(step, {})[f"{r['split']}/{r['name']}"] = r["value"]
+        if r.get("epoch") is not None:
+            epochs[step] = r["epoch"]
+    for step in sorted(rows):
+        metrics = {**rows[step], **({"epoch": epochs[step]} if step in epochs else {})}
+        run.log(wandb_payload(step, metrics), step=step)
+    return len(rows)
+
+
+def init_run(*, project: str, entity: str | None, mode: str, run_dir: Path, run_id: str | None = None,
+             **kwargs: Any) -> Any:
+    """``wandb.init`` as every run here makes it: in ``run_dir``, resumable by ``run_id``, with the command line
+    scrubbed of secrets, no console capture, no system stats."""
+    import wandb
+
+    settings = wandb.Settings(init_timeout=kwargs.pop("init_timeout", 30.0), silent=True, x_disable_stats=True,
+                              console="off", save_code=False, disable_git=True)
+    with scrubbed_argv():
+        return wandb.init(project=project, entity=entity, dir=str(run_dir), mode=mode, reinit="create_new",
+                          id=run_id, resume="allow" if run_id else None, settings=settings, **kwargs)
+
+
 class WandbTracker:
-    """Callback: `on_start` opens member g's run, `on_log`/`on_eval` log one batched dict per step, `on_end`
-    writes the summary and finishes the run."""
+    """Callback: `on_start` opens (or continues) member g's run, `on_log`/`on_eval` log one batched dict per step,
+    `on_end` writes the summary and finishes the run."""
 
     def __init__(self, *, project: str, entity: str | None = None, mode: str = "auto", group: str | None = None,
                  job_type: str = "trial", names: Sequence[str] | None = None,
@@ -71,22 +235,18 @@ class WandbTracker:
         if self.mode == "disabled":
             return
         try:
-            import wandb
-
             full = {**config, **(self.extra[member] if self.extra else {})}  # the engine passes the resolved config
-            run = wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=self.job_type,
-                             name=self.names[member] if self.names else config.get("name"),
-                             tags=list(self.tags[member]) if self.tags else None, config=full,
-                             dir=str(run_dir), mode=self.mode, reinit="create_new",
-                             settings=wandb.Settings(init_timeout=self.init_timeout, silent=True,
-                                                     x_disable_stats=True, console="off"))
-            run.define_metric("train/*")
-            run.define_metric("grad_norm/*")
-            run.define_metric("grad_norm_block/*")
-            run.define_metric("weight_norm/*")
-            run.define_metric("val/error", summary="min,last")
-            run.define_metric("test/error", summary="min,last")
+            run_id, resumed = run_id_for(run_dir)
+            replay = self.mode == "offline" and bool(supersede_offline(run_dir))
+            run = init_run(project=self.project, entity=self.entity, mode=self.mode, run_dir=run_dir,
+                           run_id=run_id, group=self.group, job_type=self.job_type,
+                           name=self.names[member] if self.names else config.get("name"),
+                           tags=list(self.tags[member]) if self.tags else None, config=full,
+                           init_timeout=self.init_timeout)
+            define_panels(run)
             self.runs[member] = run
+            if replay:
+                replay_history(run, run_dir)
             if self.mode == "offline":
                 self.offline_dirs.append(Path(run.dir).parent)
         except Exception as e:  # noqa: BLE001 - W&B must never fail a trial
@@ -97,7 +257,7 @@ class WandbTracker:
         if run is None:
             return
         try:
-            run.log(metrics, step=step)
+            run.log(wandb_payload(step, metrics), step=step)
         except Exception as e:  # noqa: BLE001
             self._skip(member, "log", e)
 
@@ -113,7 +273,8 @@ class WandbTracker:
         if run is None:
             return
         try:
-            run.summary.update({k: summary.get(k) for k in SUMMARY_KEYS if summary.get(k) is not None})
+            values = {**summary, "n_parameters": summary.get("params")}
+            run.summary.update({k: values.get(k) for k in SUMMARY_KEYS if values.get(k) is not None})
             run.finish(exit_code=0 if summary.get("status") == "complete" else 1)
         except Exception as e:  # noqa: BLE001
             self.runs[member] = run
@@ -143,9 +304,13 @@ def wandb_callback(*, project: str | None, entity: str | None = None, mode: str 
 
 
 def log_study_summary(*, study: str, project: str | None, entity: str | None = None, mode: str | None = None,
-                      rows: list[dict[str, Any]], figures: Sequence[Path] = (), run_dir: Path) -> str | None:
-    """One extra run in the study's group (job_type "summary") with the results table as a `wandb.Table` and the
-    report figures as images. Returns the offline run folder (for `wandb sync`), or None. Never raises."""
+                      rows: list[dict[str, Any]], figures: Sequence[Path] = (), run_dir: Path,
+                      config: dict[str, Any] | None = None, tags: Sequence[str] = (),
+                      cells: list[dict[str, Any]] | None = None) -> str | None:
+    """The study's summary run (job_type "summary", in the study's group, one per study: its id is kept in
+    ``run_dir``, a later launch continues it — offline, replaces it): ``config`` (the grid) as config, ``tags``,
+    the per-trial results (``rows``) and the per-cell mean ± std (``cells``) as `wandb.Table`s, the report figures
+    as images. Returns the offline run folder (for `wandb sync`), or None. Never raises."""
     mode = resolve_mode(mode or "auto")
     if mode == "disabled":
         return None
@@ -153,12 +318,18 @@ def log_study_summary(*, study: str, project: str | None, entity: str | None = N
         import wandb
 
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        run = wandb.init(project=project or "resnet-ablate", entity=entity, group=study, job_type="summary",
-                         name=f"{study}-summary", dir=str(run_dir), mode=mode, reinit="create_new",
-                         settings=wandb.Settings(silent=True, x_disable_stats=True, console="off"))
+        run_id, _ = run_id_for(run_dir)
+        if mode == "offline":
+            supersede_offline(run_dir)  # recomputed from the whole study: the new run holds everything
+        run = init_run(project=project or "resnet-ablate", entity=entity, mode=mode, run_dir=Path(run_dir),
+                       run_id=run_id, group=study, job_type="summary", name=f"{study}-summary",
+                       config=config or {}, tags=[t[:64] for t in tags] or None)
         columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("cell", "seed"), k))
         table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
         payload: dict[str, Any] = {"results": table}
+        if cells:
+            cols = list(cells[0])
+            payload["cells"] = wandb.Table(columns=cols, data=[[c.get(k) for k in cols] for c in cells])
         for fig in figures:
             payload[f"figures/{Path(fig).stem}"] = wandb.Image(str(fig))
         run.log(payload)

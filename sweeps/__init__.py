@@ -6,8 +6,10 @@ reconcile on every launch, claim a waiting trial, progress), ``liveness`` (is a 
 pid on this host, heartbeat file / Optuna RDB heartbeat elsewhere), ``worker`` (worker processes and devices),
 ``objective`` (trial → run config → train → verdict; fused groups), ``packing`` (which waiting trials train as one
 fused run: `--fuse`), ``search`` (TPE / median pruning per cell), ``progress``,
-``estimate`` (dry-run time estimate), ``sweep`` (the `sweep` and `studies` commands), ``cli`` (their arguments).
+``estimate`` (dry-run time estimate), ``sweep`` (the `sweep` and `studies` commands), ``cli`` (their arguments), ``params`` (grid axes as Optuna params),
+``access`` (``open_study``: a study from Python in one line).
 """
+from .access import open_study
 from .grid import GridSpec, load_grid
 
-__all__ = ["GridSpec", "load_grid"]
+__all__ = ["GridSpec", "load_grid", "open_study"]

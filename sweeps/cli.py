@@ -2,7 +2,7 @@
 
     resnet-ablate sweep GRID.yaml [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
-                                  [--study NAME] [--fuse auto|N|off] [--fuse-table FILE]
+                                  [--study NAME] [--fuse auto|N|off] [--fuse-table FILE] [--print-config [CELL]]
     resnet-ablate studies [--root DIR | --storage URL]
 """
 from __future__ import annotations
@@ -11,8 +11,10 @@ import argparse
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from .sweep import print_cell_configs, run_sweep
 
+    if args.print_config is not None:
+        return print_cell_configs(args.grid, args.print_config, overrides=args.overrides, study=args.study)
     return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
                      wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table)
@@ -46,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="list cells and trials (total / done / to run) and estimate the time; create nothing")
     p.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the grid's base run config, e.g. --set schedule.total=2")
+                   help="override a key of the grid's base run config, e.g. --set schedule.total=2; on a grid axis "
+                        "it pins the axis to that value (the grid shrinks: --set model.depth=20)")
     p.add_argument("--wandb", choices=("off", "offline", "online"), default=None,
                    help="W&B mode for the trials (default: the grid's wandb.mode)")
     p.add_argument("--study", default=None, metavar="NAME", help="use this study name instead of the grid's")
@@ -56,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fuse-table", default=None, metavar="FILE",
                    help="a `resnet-ablate bench --members 1,2,4,8 --out FILE` table for --fuse auto "
                         "(default: <root>/bench.json when it exists)")
+    p.add_argument("--print-config", nargs="?", const="", default=None, metavar="CELL",
+                   help="print the resolved run config of every cell (or of CELL: its id or folder slug, e.g. "
+                        "depth-20_shortcut-none) as YAML and exit without running")
     p.set_defaults(func=_cmd_sweep)
 
     q = sub.add_parser("studies", help="list studies and their progress")

@@ -197,14 +197,17 @@ class GridSpec:
 # -- loading ----------------------------------------------------------------------------------------------------
 def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | None = None,
               wandb_mode: str | None = None) -> GridSpec:
-    """Load and check a grid file. ``overrides`` (``key=value``) apply to ``base``; ``study`` renames the study;
-    ``wandb_mode`` (off|offline|online) overrides ``wandb.mode``."""
+    """Load and check a grid file. ``overrides`` (``key=value``) apply to ``base``, except on a grid axis, which
+    they pin to that one value (the grid shrinks: ``--set model.depth=20`` runs only the depth-20 cells, and drops
+    extra cells that set another depth); ``study`` renames the study; ``wandb_mode`` (off|offline|online)
+    overrides ``wandb.mode``."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"grid file {path} is a directory; give a YAML file")
     d = load_yaml(path)  # ConfigError on a missing file or unparsable YAML
     if not d:
         raise ConfigError(f"{path}: empty grid file; it needs at least `study` and `base`")
+    overrides = _pin_axes(d, overrides)
     base = d.get("base")
     if overrides:
         if base is None:
@@ -226,6 +229,26 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
         return parse_grid(d, grid_file=str(path))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
+    """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``); return the others."""
+    from resnet_core.overrides import parse_assignment
+
+    grid = d.get("grid")
+    if not overrides or not isinstance(grid, dict):
+        return list(overrides)
+    rest = []
+    for text in overrides:
+        key, value = parse_assignment(text)
+        if key not in grid:
+            rest.append(text)
+            continue
+        grid[key] = [value]
+        extra = d.get("extra_cells")
+        if isinstance(extra, list):
+            d["extra_cells"] = [e for e in extra if not (isinstance(e, dict) and key in e and e[key] != value)]
+    return rest
 
 
 def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: bool = True) -> GridSpec:

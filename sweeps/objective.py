@@ -19,9 +19,12 @@ from typing import Any, Callable, Sequence
 
 from .cells import Cell
 from .grid import GridSpec
+from .params import ensure_params, study_space
 
 DEFAULT_TRAIN = "resnet_core.engine:train"
 DEFAULT_TRAIN_MEMBERS = "resnet_core.engine:train_members"
+# run summary key → trial user attr (the parameter count is ``n_parameters``: ``params`` are Optuna's axis values)
+ATTR_NAMES = {"params": "n_parameters"}
 SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                  "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
                  "diverged_at", "device")
@@ -43,14 +46,28 @@ def resolve_train(spec: str | Callable = DEFAULT_TRAIN) -> Callable:
 
 
 class TrialCallback:
-    """Engine callback: reports the objective metric to the trial at each evaluation and, with pruning on, stops
-    the run when the pruner says so. ``stop()`` returning True (the trial was taken away) also stops it."""
+    """Engine callback: reports the objective metric to the trial at each evaluation (``trial.report``: Optuna's
+    intermediate values, the dashboard's learning curves — for grids too) and, with pruning on (search only), stops
+    the run when the pruner says so. ``stop()`` returning True (the trial was taken away) also stops it. A resumed
+    trial first reports the values its run record holds from before the resume, so its curve is whole."""
 
     def __init__(self, trial: Any, report_key: str, prune: bool, stop: Callable[[], bool] | None = None) -> None:
         self.trial, self.report_key, self.prune, self.stop = trial, report_key, prune, stop
         self.last_train_error: float | None = None
         self.pruned_at: int | None = None
         self.abandoned = False
+
+    def on_start(self, member: int, config: dict[str, Any], run_dir: Path) -> None:
+        from resnet_core.record import read_metrics
+
+        split, _, name = self.report_key.partition("/")
+        try:
+            done = set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+            for r in read_metrics(run_dir):
+                if (r["split"], r["name"]) == (split, name) and r["step"] not in done and math.isfinite(r["value"]):
+                    self.trial.report(float(r["value"]), int(r["step"]))
+        except (FileNotFoundError, KeyError, ValueError, TypeError):
+            pass  # no record yet (a fresh run): nothing to report
 
     def on_log(self, member: int, step: int, metrics: dict[str, float]) -> None:
         value = metrics.get("train/error")
@@ -61,9 +78,9 @@ class TrialCallback:
         value = metrics.get(self.report_key)
         if value is None and self.report_key == "train/error":
             value = self.last_train_error
-        if self.prune and value is not None and math.isfinite(value):
+        if value is not None and math.isfinite(value):
             self.trial.report(float(value), step)
-            if self.trial.should_prune():
+            if self.prune and self.trial.should_prune():
                 self.pruned_at = step
                 return True
         if self.stop is not None and self.stop():
@@ -84,6 +101,7 @@ def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str,
     attrs = trial.user_attrs
     cell = cell_of(spec, attrs)
     seed = int(attrs["seed"])
+    ensure_params(trial, spec, cell, study_space(trial.study, spec))
     values = {k.key: k.suggest(trial) for k in spec.search}
     slot = attrs.get("slot")
     name = f"{spec.study}-{cell.slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
@@ -131,7 +149,7 @@ def _finite(x: Any) -> Any:
 def outcome_of(spec: GridSpec, result: Any, cb: TrialCallback) -> Outcome:
     """A finished run's RunResult (and what its TrialCallback saw) → the trial's Outcome."""
     summary = dict(getattr(result, "summary", None) or {})
-    out = {k: _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
+    out = {ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
     status = getattr(result, "status", "failed")
     reason = getattr(result, "reason", None)
     if cb.abandoned:

@@ -27,6 +27,7 @@ from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec, Unit
 from .liveness import trial_is_dead
+from .params import merged_space, space_attr, study_space, unit_params
 from .storage import StorageRef, claim_lock
 
 DONE = ("complete", "pruned")
@@ -70,7 +71,13 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
                               f"asks {direction}; use another study name (--study NAME)") from None
         _check_same_objective(study.user_attrs.get("objective"), spec)
         _check_same_base(study.user_attrs, spec)
-    attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve())}
+    space = space_attr(merged_space(study.user_attrs.get("axis_space"), spec))  # ConfigError before any write
+    attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve()), "axis_space": space}
+    metric = [spec.objective["metric"]]
+    if study.metric_names != metric:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric)
     current = study.user_attrs
     for key, value in attrs.items():
         if current.get(key) != value:
@@ -200,20 +207,32 @@ def unit_attrs(unit: Unit, *, attempt: int, run_dir: str, resume: bool, replaces
     return attrs
 
 
-def enqueue_unit(study: Any, unit: Unit, prev: list[Any], *, resume: bool) -> None:
-    """Enqueue a trial for ``unit``. ``resume``: continue the latest trial in its run folder with its params;
-    else a fresh start in a new folder (``trials/<slug>-s<seed>``, then ``-r1``, ``-r2`` … for retries)."""
+def enqueue_waiting(study: Any, params: dict[str, Any], distributions: dict[str, Any], attrs: dict[str, Any]) -> None:
+    """Add a WAITING trial that already carries its params (with their distributions), so Optuna's tools see them
+    from the start; they are also its ``fixed_params``, as ``study.enqueue_trial`` would store them."""
+    import optuna
+
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, params=params,
+                                              distributions=distributions, user_attrs=attrs,
+                                              system_attrs={"fixed_params": params}))
+
+
+def enqueue_unit(study: Any, spec: GridSpec, unit: Unit, prev: list[Any], *, resume: bool,
+                 space: dict[str, Any]) -> None:
+    """Enqueue a trial for ``unit`` with its cell's axis params (``space``: ``params.study_space``). ``resume``:
+    continue the latest trial in its run folder with its (searched) params; else a fresh start in a new folder
+    (``trials/<slug>-s<seed>``, then ``-r1``, ``-r2`` … for retries)."""
     attempt = len(prev)
     latest = prev[-1] if prev else None
+    params, dists = unit_params(space, spec, unit.cell)
     if resume and latest is not None:
         run_dir = latest.user_attrs.get("run_dir") or f"trials/{unit.run_name}"
-        params = dict(latest.params)
+        params, dists = {**params, **latest.params}, {**dists, **latest.distributions}
     else:
         run_dir = f"trials/{unit.run_name}" + (f"-r{attempt}" if attempt else "")
-        params = {}
     attrs = unit_attrs(unit, attempt=attempt, run_dir=run_dir, resume=bool(resume and latest is not None),
                        replaces=latest.number if latest is not None else None)
-    study.enqueue_trial(params, user_attrs=attrs)
+    enqueue_waiting(study, params, dists, attrs)
 
 
 def requeue_failed_trial(study: Any, trial: Any) -> None:
@@ -230,7 +249,7 @@ def requeue_failed_trial(study: Any, trial: Any) -> None:
         return
     attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("worker", "reason")}
     attrs.update(attempt=len(others), resume=True, replaces=trial.number, status="waiting")
-    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+    enqueue_waiting(study, dict(trial.params), dict(trial.distributions), attrs)
 
 
 # -- dead workers -----------------------------------------------------------------------------------------------
@@ -316,6 +335,7 @@ def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retr
     (interrupted units are resumed at most ``MAX_AUTO_RESUMES`` times, failures never retried).
     Must run under ``study_lock``."""
     plan = Plan()
+    space = study_space(study, spec)
     plan.dead = fail_dead_trials(study, storage, study_dir)
     trials = study.get_trials(deepcopy=False)
     expected = {u.key for u in spec.units()}
@@ -329,18 +349,18 @@ def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retr
         elif st.state == "waiting":
             plan.waiting.append(st)
         elif st.state == "missing":
-            enqueue_unit(study, st.unit, [], resume=False)
+            enqueue_unit(study, spec, st.unit, [], resume=False, space=space)
             plan.missing.append(st)
         elif st.state == "interrupted":
             resumes = sum(1 for t in st.trials if trial_status(t) == "interrupted")
             if auto and resumes > MAX_AUTO_RESUMES:
                 plan.gave_up.append(st)
                 continue
-            enqueue_unit(study, st.unit, st.trials, resume=True)
+            enqueue_unit(study, spec, st.unit, st.trials, resume=True, space=space)
             plan.interrupted.append(st)
         elif st.state in FAILED:
             if retry_failed and not auto:
-                enqueue_unit(study, st.unit, st.trials, resume=False)
+                enqueue_unit(study, spec, st.unit, st.trials, resume=False, space=space)
                 plan.retried.append(st)
             else:
                 plan.failed.append(st)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,8 +23,8 @@ from .objective import DEFAULT_TRAIN
 from .packing import Packing, default_table, parse_fuse, plan_runs
 from .progress import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
-from .study import (DONE, FAILED, Plan, create_or_load, reconcile, requeue_failed_trial, statuses,
-                    study_progress)
+from .study import (DONE, FAILED, Plan, create_or_load, objective_values, reconcile, requeue_failed_trial,
+                    statuses, study_progress)
 from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_workers, parse_devices, run_worker,
                      worker_main)
 
@@ -178,6 +179,28 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     return 0
 
 
+def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequence[str] = (),
+                       study: str | None = None, out: TextIO | None = None) -> int:
+    """Print the resolved run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its
+    first seed's trial would run it (``device`` is the worker's and left out). ConfigError for an unknown cell."""
+    import yaml
+
+    from resnet_core.errors import choices_error
+    from resnet_core.run_config import RunConfig, resolved_dict
+
+    out = out or sys.stdout
+    spec = load_grid(grid_file, overrides, study=study)
+    cells = [c for c in spec.cells if not cell or cell in (c.id, c.slug)]
+    if not cells:
+        raise choices_error("--print-config cell", cell, [c.slug for c in spec.cells])
+    for i, c in enumerate(cells):
+        cfg = resolved_dict(RunConfig.from_dict(spec.run_config(c, spec.seeds[0])))
+        cfg.pop("device", None)
+        print(("---\n" if i else "") + f"# cell {c.id or 'base'} ({c.slug}), seed {spec.seeds[0]}", file=out)
+        print(yaml.safe_dump(cfg, sort_keys=False).rstrip(), file=out)
+    return 0
+
+
 # -- the launch -------------------------------------------------------------------------------------------------
 def make_study_dir(study_dir: Path, root: str | Path) -> None:
     """Create the study folder, or a one-line ``ConfigError`` saying why it cannot be written."""
@@ -265,9 +288,12 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     if plan.to_run and spec.wandb.get("mode") != "disabled":
         log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
-    if offline and spec.wandb.get("mode") != "disabled":
-        print(f"W&B: {len(offline)} offline run(s); upload them with: wandb sync "
-              f"{study_dir}/trials/*/wandb/offline-run-*", file=out)
+    summary = sorted(study_dir.glob("summary/wandb/offline-run-*"))
+    if (offline or summary) and spec.wandb.get("mode") != "disabled":
+        globs = [f"{study_dir}/{g}/wandb/offline-run-*" for g, found in (("trials/*", offline), ("summary", summary))
+                 if found]
+        print(f"W&B: {len(offline)} offline trial run(s)" + (" and the study summary run" if summary else "")
+              + f"; upload them with: wandb sync {' '.join(globs)}", file=out)
     out.flush()
     return sweep_exit_code(code, n_failed, len(left))
 
@@ -279,7 +305,7 @@ def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
     return EXIT_UNFINISHED if n_unfinished else EXIT_OK
 
 
-SUMMARY_COLUMNS = ("status", "params", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
+SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
 
 
 def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
@@ -299,11 +325,16 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
         figures = sorted(report.glob("*.png"))
     except Exception as e:  # noqa: BLE001
         print(f"W&B summary: report figures skipped ({type(e).__name__}: {e})", file=out)
-    offline = log_study_summary(study=spec.study, project=spec.wandb.get("project"),
-                                entity=spec.wandb.get("entity"), mode=spec.wandb.get("mode"), rows=rows,
-                                figures=figures, run_dir=study_dir / "summary")
-    if offline:
-        print(f"W&B: study summary run in {offline}", file=out)
+    cells = []
+    for cell_key, values in objective_values(spec, trials).items():
+        mean = statistics.fmean(values) if values else None
+        std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        cells.append({"cell": cell_key or "base", "n": len(values), "mean": mean, "std": std,
+                      "mean ± std": f"{mean:.2f} ± {std:.2f}" if mean is not None else "n/a"})
+    tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
+    log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
+                      mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",
+                      config=spec.to_dict(), tags=tags, cells=cells)
 
 
 def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:

@@ -171,8 +171,9 @@ def make_fake_study(root: Path | str, name: str = "fixture-degradation", *, dept
                 fake.summaries[(cell, seed)] = summary
                 attrs = {"cell": cell, "cell_params": {"model.depth": depth, "model.shortcut": shortcut},
                          "seed": seed, "run_dir": run_rel, "status": status, "reason": reason,
+                         "n_parameters": summary["params"],
                          **{k: summary[k] for k in ("final_test_error", "best_val_error", "final_train_error",
-                                                    "params", "wall_time_s")}}
+                                                    "wall_time_s")}}
                 if is_failed:
                     fake.failed.append((cell, seed))
                     study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=attrs))

@@ -108,6 +108,9 @@ def test_latex_table_structure(report):
            for rule in (r"\toprule", r"\midrule", r"\bottomrule")}
     assert idx[r"\toprule"] < idx[r"\midrule"] < idx[r"\bottomrule"]
     assert r"\begin{tabular}" in tex and r"\end{tabular}" in tex and "\\hline" not in tex
+    # fits a plain article: no wall-time column, the tabular scaled down to the line width when wider
+    assert "wall time" not in tex and r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%" in tex
+    assert tex.index(r"\resizebox") < tex.index(r"\begin{tabular}") < tex.index(r"\end{tabular}}")
     body = lines[idx[r"\midrule"] + 1: idx[r"\bottomrule"]]
     header = lines[idx[r"\toprule"] + 1]
     assert len(body) == 4
@@ -120,11 +123,12 @@ def test_latex_table_structure(report):
     assert sum(l.count(r"\textbf{") for l in body) == 3
     if shutil.which("pdflatex"):  # compile only where TeX is installed
         doc = report / "doc.tex"
-        doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n"
                        "\\input{table.tex}\n\\end{document}\n")
         proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=report,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout[-2000:]
+        assert "Overfull \\hbox" not in proc.stdout, "table.tex is wider than the page"
 
 
 def test_summary_verdicts_on_known_data(fake, report):

@@ -192,8 +192,10 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
         assert summary["status"] == "complete" and summary["seed"] == a["seed"]
         assert summary["name"] == f"mini-shortcut-{a['cell_params']['model.shortcut']}-s{a['seed']}"
         assert t.value == pytest.approx(summary["final_test_error"]) == pytest.approx(a["final_test_error"])
-        for key in ("params", "best_val_error", "final_train_error", "wall_time_s"):
+        for key in ("n_parameters", "best_val_error", "final_train_error", "wall_time_s"):
             assert key in a
+        assert "params" not in a, "the parameter count is n_parameters; params are Optuna's"
+        assert a["n_parameters"] == summary["params"] > 0
     attrs = study.user_attrs
     assert attrs["grid_axes"] == ["model.shortcut", "optim.lr"] and attrs["seeds"] == [0, 1]
     assert attrs["objective"] == {"metric": "test_error", "direction": "minimize"}
@@ -258,7 +260,8 @@ def test_search_in_cells_uses_params_and_stays_per_cell(tmp_path, capsys):
     assert len(trials) == 6
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     for t in trials:
-        assert set(t.params) == {"optim.lr", "optim.momentum"} and 0.001 <= t.params["optim.lr"] <= 0.1
+        assert set(t.params) == {"model.shortcut", "optim.lr", "optim.momentum"} and 0.001 <= t.params["optim.lr"] <= 0.1
+        assert t.params["model.shortcut"] == t.user_attrs["cell_params"]["model.shortcut"]
         assert t.user_attrs["seed"] == [0, 1][t.user_attrs["slot"] % 2]
         cfg = yaml.safe_load((root / "search" / t.user_attrs["run_dir"] / "config.yaml").read_text())
         assert cfg["optim"]["lr"] == pytest.approx(t.params["optim.lr"])

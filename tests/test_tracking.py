@@ -134,6 +134,17 @@ def offline_sweep(request, tmp_path_factory, wandb_env):
     return root, rc, trials, runs
 
 
+PER_LAYER = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
+
+
+def wb_key(split: str, name: str) -> str:
+    """Where a run record series goes in W&B: per-layer norms under their stage (stem, stage<i>, head)."""
+    if split not in PER_LAYER:
+        return f"{split}/{name}"
+    group, _, rest = name.partition(".")
+    return f"{split}/{group}/{rest}" if rest else f"{split}/head/{name}"
+
+
 # -- 1. one run per trial, in its own run folder, with group / job type / name / tags / config ------------------
 def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
     root, rc, trials, runs = offline_sweep
@@ -188,19 +199,28 @@ def test_history_equals_local_metrics_at_every_logged_step(offline_sweep):
         blocks = sorted({m["name"] for m in rows if m["split"] == "grad_norm_block"})
         assert {"stem.conv", "stage1.block0.conv1", "stage3.block0.conv2", "fc"} <= set(layers)
         assert blocks == ["stage1.block0", "stage2.block0", "stage3.block0"]
-        for m in rows:  # every local value is in W&B, at its step, exactly
-            key = f"{m['split']}/{m['name']}"
+        for m in rows:  # every local value is in W&B, at its step, exactly (per-layer ones under their stage)
+            key = wb_key(m["split"], m["name"])
             assert key in by_step[m["step"]], (name, m)
             assert same(by_step[m["step"]][key], m["value"]), (name, m, by_step[m["step"]][key])
-        local_keys = {(m["step"], f"{m['split']}/{m['name']}") for m in rows}
-        for step, h in by_step.items():  # …and W&B holds nothing the record does not
-            assert {(step, k) for k in h if not k.startswith("_")} == {x for x in local_keys if x[0] == step}
+            assert same(by_step[m["step"]]["epoch"], m["epoch"]) and by_step[m["step"]]["iteration"] == m["step"]
+        local_keys = {(m["step"], wb_key(m["split"], m["name"])) for m in rows}
+        for step, h in by_step.items():  # …and W&B holds nothing the record does not, but the per-stage norms
+            stage = {k for k in h if k.startswith(("grad_norm_stage/", "weight_norm_stage/"))}
+            assert {(step, k) for k in h if not k.startswith("_") and k not in stage | {"iteration", "epoch"}} \
+                == {x for x in local_keys if x[0] == step}
             # the per-layer values of a step arrive together: every row holds every layer, block and weight norm
-            assert {f"grad_norm/{x}" for x in layers} <= set(h)
-            assert {f"weight_norm/{x}" for x in layers} <= set(h)
-            assert {f"grad_norm_block/{x}" for x in blocks} <= set(h)
+            assert {wb_key("grad_norm", x) for x in layers} <= set(h)
+            assert {wb_key("weight_norm", x) for x in layers} <= set(h)
+            assert {wb_key("grad_norm_block", x) for x in blocks} <= set(h)
             assert {"train/loss", "train/error", "train/lr", "train/throughput"} <= set(h)
             assert ("test/error" in h) == (step in EVAL_STEPS)
+            # one visible series per stage: the root sum of squares of its layers' norms
+            assert stage == {f"{k}_stage/{g}" for k in ("grad_norm", "weight_norm")
+                             for g in ("stem", "stage1", "stage2", "stage3", "head")}
+            for g in ("stem", "stage1", "stage3"):
+                sq = sum(h[wb_key("grad_norm", x)] ** 2 for x in layers if x.startswith(g + "."))
+                assert h[f"grad_norm_stage/{g}"] == pytest.approx(math.sqrt(sq), rel=1e-6)
         final = read_summary(root / STUDY / "trials" / name)["final_test_error"]
         assert by_step[16]["test/error"] == final
 
@@ -229,10 +249,11 @@ def test_each_step_is_one_batched_log_call(tmp_path, monkeypatch):
     layers = {m["name"] for m in rows if m["split"] == "grad_norm"}
     for step, data in calls:
         if "train/loss" in data:
-            assert {f"grad_norm/{x}" for x in layers} <= set(data)
-            assert {f"weight_norm/{x}" for x in layers} <= set(data)
+            assert {wb_key("grad_norm", x) for x in layers} <= set(data)
+            assert {wb_key("weight_norm", x) for x in layers} <= set(data)
         else:
-            assert set(data) == {"test/loss", "test/error"}
+            assert set(data) == {"iteration", "epoch", "test/loss", "test/error"}
+        assert data["iteration"] == step
     assert tracker.runs == {} and tracker.skipped == {}
     r = finished_run(run_dir)
     assert r["run"]["group"] == "direct-group" and r["run"]["name"] == "direct-run" and r["run"]["tags"] == ["a=1"]
@@ -249,9 +270,10 @@ def test_summary_holds_final_and_best_values(offline_sweep):
         local = read_summary(root / STUDY / "trials" / name)
         s = r["summary"]
         assert s["status"] == local["status"] == "complete"
-        for key in ("final_test_error", "test_error_at_best_val", "final_train_error", "final_train_loss", "params", "step",
+        for key in ("final_test_error", "test_error_at_best_val", "final_train_error", "final_train_loss", "step",
                     "wall_time_s", "img_per_s"):
             assert s[key] == local[key], (name, key)
+        assert s["n_parameters"] == local["params"] and "params" not in s
         assert s["step"] == 16
         logged = [h["test/error"] for h in r["history"] if "test/error" in h]
         assert s["test/error"] == {"last": local["final_test_error"], "min": min(logged)}
@@ -414,3 +436,145 @@ def test_resolve_mode(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="bogus"):
         WandbTracker(project=PROJECT, mode="bogus")
     assert wandb_callback(project=PROJECT, mode="disabled", name="n", config={}) is None
+
+
+# -- 5. one run per trial across a kill and a resume; no secret in any W&B file ---------------------------------
+def check_one_complete_run_per_trial(root: Path, study: str) -> list[Path]:
+    """Every trial folder holds exactly one live offline segment, under the id kept in wandb_run.json, whose
+    history is the run record's, every logged step once; returns the superseded segments."""
+    import json
+
+    superseded = []
+    for d in sorted((root / study / "trials").iterdir()):
+        rid = json.loads((d / "wandb_run.json").read_text())["id"]
+        segs = sorted(d.glob("wandb/offline-run-*"))
+        assert len(segs) == 1 and segs[0].name.endswith(rid), (d, segs)
+        r = finished_run(d)
+        steps = [h["_step"] for h in r["history"]]
+        assert steps == sorted(set(steps)), f"{d.name}: steps repeat or go back: {steps}"
+        assert steps == sorted({m["step"] for m in read_metrics(d)}), d.name
+        assert r["exit_code"] == 0 and r["summary"]["status"] == "complete"
+        old = sorted(d.glob("wandb/superseded/offline-run-*"))
+        assert all(o.name.endswith(rid) for o in old), "a resumed trial opened a second W&B run"
+        superseded += old
+    return superseded
+
+
+def assert_no_secret(root: Path, secret: str) -> None:
+    hits = [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not hits, f"the secret is in {hits}"
+
+
+def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, monkeypatch):
+    """A sweep with W&B offline SIGKILLed mid-trial (after a checkpoint) and launched again: each trial ends with
+    one complete offline run (its id kept across the resume, the killed segment moved out of the sync glob), the
+    sync command names the trials and the summary run, and a secret in the environment reaches no file."""
+    import os
+    import signal
+    import subprocess
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from sweeps import open_study
+    from test_sweeps import TINY_BASE
+    from test_sweeps import write_grid as sweeps_grid
+
+    secret = "S3cr3tPassw0rdXYZ"
+    monkeypatch.setenv("MY_DB_URL", f"postgresql://u:{secret}@db.invalid/x")
+    monkeypatch.setenv("MY_API_TOKEN", secret)
+    root = tmp_path / "runs"
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 400}, "log_every": 20,
+            "eval_every": 40}
+    grid = sweeps_grid(tmp_path / "g.yaml", "wbkill", base=base, seeds=[0])
+    args = ["sweep", str(grid), "--root", str(root), "--workers", "1", "--wandb", "offline"]
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args, "--fuse=off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    killed = False
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not killed:
+            time.sleep(0.2)
+            ckpts = list(root.glob("wbkill/trials/*/last.pt"))
+            segs = list(root.glob("wbkill/trials/*/wandb/offline-run-*"))
+            if ckpts and segs:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert killed, f"no trial was caught with a checkpoint:\n{proc.stdout.read() if proc.stdout else ''}"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "resume (interrupted" in out
+    assert check_one_complete_run_per_trial(root, "wbkill"), "no trial was resumed"
+    study = open_study(root / "wbkill")
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) == 2
+    line = [x for x in out.splitlines() if "wandb sync" in x][0]
+    globs = line.split("wandb sync ", 1)[1].split()
+    synced = sorted(p for g in globs for p in Path("/").glob(g.lstrip("/")))
+    assert synced == sorted([*root.glob("wbkill/trials/*/wandb/offline-run-*"),
+                             *root.glob("wbkill/summary/wandb/offline-run-*")])
+    assert len(synced) == 3 and not any("superseded" in str(p) for p in synced)
+    summary = finished_run(root / "wbkill" / "summary")
+    assert summary["config"]["grid"] == {"model.shortcut": ["none", "identity"]}
+    assert sorted(summary["run"]["tags"]) == ["model.shortcut=identity", "model.shortcut=none"]
+    cells = [row for row in summary["history"] if "cells/_type" in row]
+    assert cells and cells[0]["cells/nrows"] == 2
+    assert_no_secret(root, secret)
+
+
+@pytest.mark.postgres
+def test_storage_password_reaches_no_wandb_file(tmp_path, capsys, pg_url):
+    """`--storage postgresql://user:PASSWORD@…` on the command line of a sweep (trial runs and summary run): the
+    password is in no file under the study folder; the command line W&B records shows it masked."""
+    import uuid
+
+    from test_sweeps import write_grid as sweeps_grid
+
+    password = pg_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    name = f"pytest-wbpw-{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "runs"
+    grid = sweeps_grid(tmp_path / "g.yaml", name, seeds=[0])
+    args = [sys.executable, "-m", "resnet_core", "sweep", str(grid), "--root", str(root), "--storage", pg_url,
+            "--workers", "2", "--wandb", "offline"]
+    import subprocess
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert password not in done.stdout + done.stderr
+    files = sorted((root / name).rglob("*.wandb"))
+    assert len(files) == 3  # two trials and the summary
+    assert_no_secret(root, password)
+    metas = [p for p in (root / name).rglob("wandb-metadata.json")]
+    for meta in metas:
+        assert "postgresql://resnet_ablate:***@" in meta.read_text() or "args" not in meta.read_text()
+
+
+def test_resnet110_opens_few_panels():
+    """The keys a ResNet-110 logs: hundreds of per-layer series, hidden; a few dozen visible panels."""
+    import torch
+
+    from resnet_core.config import ModelConfig
+    from resnet_core.model import build_model
+    from resnet_core.tracking import visible_keys, wandb_payload
+
+    with torch.device("meta"):
+        model = build_model(ModelConfig(depth=110))
+    layers = [n for n, _ in model.probe_layers()]
+    blocks = [n for n, _ in model.blocks()]
+    metrics = {"epoch": 1.0, **{f"train/{k}": 1.0 for k in ("loss", "error", "lr", "throughput")}}
+    for kind in ("grad_norm", "grad_norm_max", "weight_norm"):
+        metrics.update({f"{kind}/{x}": 1.0 for x in layers})
+    for kind in ("grad_norm_block", "grad_norm_block_max"):
+        metrics.update({f"{kind}/{x}": 1.0 for x in blocks})
+    metrics.update({"test/error": 1.0, "test/loss": 1.0, "val/error": 1.0, "val/loss": 1.0})
+    payload = wandb_payload(100, metrics)
+    assert len(payload) > 400
+    shown = visible_keys(list(payload))
+    assert len(shown) <= 25, shown
+    assert {"train/error", "test/error", "epoch", "grad_norm_stage/stage2"} <= set(shown)
+    assert payload["grad_norm_stage/stage1"] == pytest.approx(math.sqrt(sum(
+        1.0 for x in layers if x.startswith("stage1."))))

@@ -1,0 +1,127 @@
+"""The command line follows the conventions: every option explains itself, --version, train --device /
+--print-config / --wandb, the train progress bar knows its total, `sweep --print-config`, `--set` on a grid axis pins
+the axis (the grid shrinks), and `report` writes beside the study's runs by default."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_sweeps import TINY_BASE, write_grid  # noqa: E402
+
+from resnet_core.cli import build_parser, main  # noqa: E402
+from sweeps.grid import load_grid  # noqa: E402
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "resnet-ablate"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_every_option_and_command_has_help():
+    parser = build_parser()
+    commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0]
+    assert {c.dest for c in commands._choices_actions} >= {"train", "sweep", "report", "studies", "models"}
+    assert all(c.help for c in commands._choices_actions)
+    missing = [f"{path} {a.option_strings or a.dest}" for path, p in _parsers(parser) for a in p._actions
+               if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and not a.help]
+    assert not missing, f"options without help: {missing}"
+    text = parser.format_help()
+    assert "resnet-ablate sweep ablations/quickstart.yaml" in text and "optuna-dashboard" in text
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("resnet-ablate ") and len(out.split()) >= 2
+
+
+def test_train_print_config_resolves_with_device_and_sets(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_BASE, "name": "pc"}))
+    assert main(["train", "--config", str(cfg), "--device", "cpu", "--set", "model.depth=14", "--print-config",
+                 "--out", str(tmp_path / "never")]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["device"] == "cpu" and printed["model"]["depth"] == 14 and printed["name"] == "pc"
+    assert printed["model"]["stages"] == [2, 2, 2]  # resolved, not as written
+    assert not (tmp_path / "never").exists()
+    assert main(["train", "--config", str(cfg), "--device", "tpu", "--print-config"]) == 2
+    assert "device" in capsys.readouterr().err
+
+
+def test_train_progress_bar_has_a_total(tmp_path, capsys):
+    from resnet_core.engine import train
+    from resnet_core.progress import ProgressBar
+
+    totals = []
+
+    class Spy(ProgressBar):
+        def on_start(self, member, config, run_dir):
+            super().on_start(member, config, run_dir)
+            totals.append((self.bar.total, self.bar.n))
+
+    train({**TINY_BASE, "name": "bar"}, tmp_path / "r", callbacks=[Spy()])
+    assert totals == [(6, 0)]
+    totals.clear()
+    train({**TINY_BASE, "name": "bar", "schedule": {"name": "constant", "unit": "iter", "total": 9}},
+          tmp_path / "r", callbacks=[Spy()], resume=True)
+    assert totals == [(9, 6)]  # resumed at the last checkpoint: the bar starts there
+
+
+def test_train_logs_to_wandb_offline(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_BASE, "name": "wb"}))
+    out_dir = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out_dir), "--wandb", "offline"]) == 0
+    out = capsys.readouterr().out
+    segs = sorted(out_dir.glob("wandb/offline-run-*"))
+    assert len(segs) == 1 and f"wandb sync {segs[0]}" in out
+    assert (out_dir / "wandb_run.json").is_file()
+
+
+def test_set_on_a_grid_axis_pins_it(tmp_path, capsys):
+    grid = write_grid(tmp_path / "g.yaml", "pin", grid={"model.shortcut": ["none", "identity"],
+                                                        "optim.lr": [0.01, 0.1]},
+                      extra_cells=[{"model.shortcut": "none", "model.depth": 14},
+                                   {"model.shortcut": "identity", "model.depth": 14}])
+    spec = load_grid(grid, ["model.shortcut=none", "batch_size=16"])
+    assert spec.grid == {"model.shortcut": ["none"], "optim.lr": [0.01, 0.1]}
+    assert [c.id for c in spec.cells] == ["model.shortcut=none,optim.lr=0.01", "model.shortcut=none,optim.lr=0.1",
+                                          "model.shortcut=none,model.depth=14"]
+    assert spec.base["batch_size"] == 16 and "shortcut" not in spec.base["model"]
+    root = tmp_path / "runs"
+    assert main(["sweep", str(grid), "--root", str(root), "--dry-run", "--set", "optim.lr=0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "optim.lr=0.01" not in out and "8 total" in out  # 2 + 2 extra cells, 2 seeds
+    assert main(["sweep", str(grid), "--print-config", "shortcut-identity_lr-0.1", "--set", "optim.lr=0.1"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["lr"] == 0.1 and printed["model"]["shortcut"] == "identity"
+    assert main(["sweep", str(grid), "--print-config", "nope"]) == 2
+    assert "choose one of" in capsys.readouterr().err
+
+
+def test_report_writes_beside_the_study_by_default(tmp_path, monkeypatch, capsys):
+    from report_fixtures import make_fake_study
+
+    fake = make_fake_study(tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", fake.name, "--format", "md", "--no-figures"]) == 0
+    out = tmp_path / "runs" / fake.name / "report"
+    assert (out / "table.md").is_file() and (out / "summary.md").is_file()
+    assert f"written to runs/{fake.name}/report/" in capsys.readouterr().out
+    assert not (tmp_path / "reports").exists()

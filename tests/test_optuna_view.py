@@ -1,0 +1,198 @@
+"""The study as Optuna's own tools see it: grid axes are params with distributions (from enqueue to completion, on
+journal, SQLite and PostgreSQL), `best_params`, `trials_dataframe()`, `get_param_importances`, metric names and
+intermediate values, `sweeps.open_study`, and the real optuna-dashboard server's JSON API on a real sweep."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+from optuna.trial import TrialState  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_sweeps import TINY_BASE, write_grid  # noqa: E402
+
+import sweeps  # noqa: E402
+from resnet_core.cli import main  # noqa: E402
+from resnet_core.errors import ConfigError  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+GRID = {"model.shortcut": ["none", "identity"], "optim.lr": [0.02, 0.1]}
+EXTRA = [{"model.shortcut": "identity", "model.widths": [4, 4, 8]}]   # a non-scalar value: JSON text as the param
+N_TRIALS = 5   # 4 grid cells + 1 extra cell, one seed
+
+
+def run_sweep(tmp_path: Path, study: str, *extra: str) -> Path:
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / f"{study}.yaml", study, grid=GRID, extra_cells=EXTRA, seeds=[0])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["sweep", str(grid), "--root", str(root), "--workers", "1", *extra]) == 0
+    return root
+
+
+def expected_params(trial) -> dict:
+    cell = trial.user_attrs["cell_params"]
+    widths = cell.get("model.widths", TINY_BASE["model"]["widths"])
+    return {"model.shortcut": cell["model.shortcut"], "optim.lr": cell.get("optim.lr", TINY_BASE["optim"]["lr"]),
+            "model.widths": json.dumps(widths, separators=(",", ":"))}
+
+
+def check_study(study) -> None:
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == N_TRIALS and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert t.params == expected_params(t)
+        assert set(t.distributions) == {"model.shortcut", "optim.lr", "model.widths"}
+        assert t.intermediate_values, f"trial {t.number}: no learning curve"
+        assert t.intermediate_values[max(t.intermediate_values)] == pytest.approx(t.value)
+    assert study.metric_names == ["test_error"]
+    best = min(trials, key=lambda t: t.value)
+    assert study.best_params == expected_params(best)
+    df = study.trials_dataframe()
+    for col in ("params_model.shortcut", "params_optim.lr", "params_model.widths"):
+        assert col in df.columns and df[col].notna().all()
+    assert set(df["params_optim.lr"]) == {0.02, 0.1, 0.05}
+    assert set(df["params_model.widths"]) == {"[4,8,8]", "[4,4,8]"}
+    importances = optuna.importance.get_param_importances(study)
+    assert set(importances) == {"model.shortcut", "optim.lr", "model.widths"}
+    assert sum(importances.values()) == pytest.approx(1.0)
+    assert all(v >= 0 for v in importances.values())
+
+
+@pytest.fixture(scope="module")
+def quick_root(tmp_path_factory) -> Path:
+    return run_sweep(tmp_path_factory.mktemp("optuna-view"), "view")
+
+
+def test_journal_study_is_readable_by_optunas_own_tools(quick_root):
+    study = sweeps.open_study(quick_root / "view")
+    assert study.study_name == "view"
+    check_study(study)
+    assert sweeps.open_study(quick_root / "view" / "optuna.journal", "view").study_name == "view"
+    with pytest.raises(ConfigError, match="no study 'nope'.*studies there: view"):
+        sweeps.open_study(quick_root / "view", "nope")
+
+
+def test_sqlite_study_is_readable_by_optunas_own_tools(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    run_sweep(tmp_path, "view-sqlite", "--storage", url)
+    check_study(sweeps.open_study(url, "view-sqlite"))
+
+
+@pytest.mark.postgres
+def test_postgres_study_is_readable_by_optunas_own_tools(tmp_path, pg_url):
+    pytest.importorskip("psycopg2")
+    name = f"pytest-view-{uuid.uuid4().hex[:8]}"
+    try:
+        run_sweep(tmp_path, name, "--storage", pg_url)
+        check_study(sweeps.open_study(pg_url, name))
+    finally:
+        from sweeps.storage import open_storage, resolve_storage
+
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
+
+
+def test_waiting_trials_carry_their_params_and_a_grid_cannot_give_a_categorical_axis_new_values(tmp_path):
+    from sweeps.grid import load_grid
+    from sweeps.storage import open_storage, resolve_storage, study_lock
+    from sweeps.study import create_or_load, reconcile
+
+    grid = write_grid(tmp_path / "g.yaml", "waiting", grid=GRID, extra_cells=EXTRA, seeds=[0, 1])
+    spec = load_grid(grid)
+    ref = resolve_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path, spec.study)
+    storage = open_storage(ref)
+    with study_lock(ref, spec.study, storage):
+        study, created = create_or_load(storage, spec, tmp_path / "waiting")
+        plan = reconcile(study, storage, spec, tmp_path / "waiting")
+    assert created and plan.enqueued == 10
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert len(waiting) == 10
+    for t in waiting:
+        assert t.params == expected_params(t)
+    assert all(t.distributions == waiting[0].distributions for t in waiting)
+    assert set(waiting[0].distributions) == {"model.shortcut", "optim.lr", "model.widths"}
+    # a numeric axis may gain values (its range widens); a categorical one cannot (Optuna keeps one distribution)
+    wider = load_grid(write_grid(tmp_path / "g2.yaml", "waiting", grid={**GRID, "optim.lr": [0.02, 0.1, 0.3]},
+                                 extra_cells=EXTRA, seeds=[0, 1]))
+    with study_lock(ref, spec.study, storage):
+        create_or_load(storage, wider, tmp_path / "waiting")
+    other = load_grid(write_grid(tmp_path / "g3.yaml", "waiting", grid={**GRID, "model.shortcut": ["conv1x1"]},
+                                 extra_cells=EXTRA, seeds=[0, 1]))
+    with pytest.raises(ConfigError, match="model.shortcut.*another study name"):
+        create_or_load(storage, other, tmp_path / "waiting")
+
+
+# -- the real optuna-dashboard ------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 30.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        assert r.status == 200
+        return json.loads(r.read())
+
+
+def test_optuna_dashboard_api_shows_params_importances_and_curves(quick_root):
+    pytest.importorskip("optuna_dashboard")
+    port = _free_port()
+    journal = quick_root / "view" / "optuna.journal"
+    proc = subprocess.Popen([sys.executable, "-m", "optuna_dashboard._cli", str(journal), "--host", "127.0.0.1",
+                             "--port", str(port), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = _get(f"{base}/api/studies", timeout=5)["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "optuna-dashboard did not answer within 60 s"
+                time.sleep(0.5)
+        assert [s["study_name"] for s in studies] == ["view"]
+        sid = studies[0]["study_id"]
+        detail = _get(f"{base}/api/studies/{sid}?after=0")
+        assert detail["name"] == "view" and detail["objective_names"] == ["test_error"]
+        assert len(detail["trials"]) == N_TRIALS
+        names = {p["name"] for p in detail["intersection_search_space"]}
+        assert names == {"model.shortcut", "optim.lr", "model.widths"}
+        assert detail["has_intermediate_values"] is True
+        for t in detail["trials"]:
+            assert {p["name"] for p in t["params"]} == names and t["intermediate_values"]
+        assert {p["name"] for p in detail["best_trials"][0]["params"]} == names
+        imp = _get(f"{base}/api/studies/{sid}/param_importances")["param_importances"][0]
+        assert {p["name"] for p in imp} == names
+        assert sum(p["importance"] for p in imp) == pytest.approx(1.0, abs=1e-6)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_open_study_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="no Optuna storage"):
+        sweeps.open_study(tmp_path / "missing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["studies", "--root", str(tmp_path)]) == 0
