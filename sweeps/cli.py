@@ -3,19 +3,25 @@
     resnet-ablate sweep GRID.yaml [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
                                   [--study NAME] [--fuse auto|N|off] [--fuse-table FILE]
+                                  [--launcher local|slurm [--shared-fs] [--partition P] [--time LIMIT]
+                                   [--cpus-per-worker N] [--gpus-per-worker N] [--mem SIZE] [--sbatch KEY=VALUE]]
     resnet-ablate studies [--root DIR | --storage URL]
 """
 from __future__ import annotations
 
 import argparse
 
+from .slurm import add_arguments
+
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .slurm import slurm_flags
     from .sweep import run_sweep
 
     return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
-                     wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table)
+                     wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table,
+                     launcher=args.launcher, slurm=slurm_flags(args), shared_fs=args.shared_fs)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
@@ -56,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fuse-table", default=None, metavar="FILE",
                    help="a `resnet-ablate bench --members 1,2,4,8 --out FILE` table for --fuse auto "
                         "(default: <root>/bench.json when it exists)")
+    add_arguments(p)
     p.set_defaults(func=_cmd_sweep)
 
     q = sub.add_parser("studies", help="list studies and their progress")
