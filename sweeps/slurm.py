@@ -450,11 +450,13 @@ def submit(cfg: SlurmConfig, spec: Any, ref: StorageRef, study_dir: Path, n_work
         first = str(e).strip().splitlines()
         msg = next((line for line in first if "error" in line.lower()), first[-1] if first else type(e).__name__)
         raise ConfigError(f"sbatch refused the job array: {msg.strip()[:300]}") from None
-    array_id = jobs[0].job_id.split("_")[0]
-    print(f"submitted {n_workers} worker{'s' * (n_workers != 1)} as Slurm job array {array_id} "
-          f"(each: {cfg.describe()})", file=out)
+    array_id = jobs[0].job_id.split("_")[0]   # submitit submits an "array" of one as a plain job
+    what = f"job array {array_id}" if n_workers > 1 else f"job {array_id}"
+    print(f"submitted {n_workers} worker{'s' * (n_workers != 1)} as Slurm {what} (each: {cfg.describe()})",
+          file=out)
     print(f"follow it: squeue -j {array_id}   |   resnet-ablate studies --storage {ref.display}", file=out)
-    print(f"worker logs: {folder}/{array_id}_<task>_0_log.out (and .err); cancel: scancel {array_id}", file=out)
+    logs = f"{array_id}_<task>_0_log.out" if n_workers > 1 else f"{array_id}_0_log.out"
+    print(f"worker logs: {folder}/{logs} (and .err); cancel: scancel {array_id}", file=out)
     print("launch the same command again to resume or to add workers; nothing more to do here", file=out)
     out.flush()
     return array_id

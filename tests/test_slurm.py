@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import time
 import uuid
@@ -110,7 +111,6 @@ def test_bad_slurm_launch_is_one_line_exit_2_and_writes_nothing(extra, match, tm
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    import re
     assert re.search(match, err), err
     assert "secret" not in err
     assert not root.exists() and not (tmp_path / "s.db").exists()
@@ -224,9 +224,9 @@ def _launch(grid: Path, root: Path, pg_url: str, capsys, *args: str) -> tuple[st
                  "--time", "10", *args])
     out = capsys.readouterr().out
     assert code == 0, out
-    line = next((ln for ln in out.splitlines() if ln.startswith("submitted ")), None)
-    assert line is not None, out
-    return line.split("job array ")[1].split()[0], out
+    m = re.search(r"^submitted \d+ workers? as Slurm job (?:array )?(\d+) ", out, re.M)
+    assert m is not None, out
+    return m.group(1), out
 
 
 def _running_with_checkpoint(pg_url: str, name: str, study_dir: Path):
@@ -291,23 +291,28 @@ def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, p
     grid = _one_cell_grid(tmp_path, pg_study_name, [0, 1])
     root = tmp_path / "runs"
     study_dir = root / pg_study_name
-    job, _ = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
+    job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
     victim, _ = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir), 90,
                       "a running trial with a checkpoint", study_dir)
-    subprocess.run(["scancel", f"{job}_0"], check=True)
-    _wait(lambda: not _squeue(job), 60, "the cancelled task to end", study_dir)
+    task = f"{job}_{victim.user_attrs['worker']['index']}"        # a CPU task's worker index is its array index
+    subprocess.run(["scancel", task], check=True)
+    _wait(lambda: not _squeue(task), 60, f"the cancelled task {task} to end", study_dir)
     t = _load(pg_url, pg_study_name).trials[victim.number]
     # SIGTERM reached the worker: the trial is recorded as interrupted at once, not left RUNNING
     assert t.state == TrialState.FAIL and t.user_attrs["status"] == "interrupted", (t.state, t.user_attrs)
 
     job2, out = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
-    assert "1 interrupted" in out, out
-    _wait(lambda: not _squeue(job2), 120, f"job array {job2} to finish", study_dir, every=1)
+    assert "resuming:" in out, out
+    _wait(lambda: not _squeue(job) and not _squeue(job2), 120, "both jobs to finish", study_dir, every=1)
     study = _load(pg_url, pg_study_name)
     complete = assert_exactly_once(study, 2)
     resumed = [c for c in complete if c.user_attrs.get("replaces") == victim.number]
     assert len(resumed) == 1 and resumed[0].user_attrs["resume"] is True
-    print(f"\n[slurm scancel] trials: {[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
+    assert resumed[0].user_attrs["resumed_from_step"] > 0
+    new_log = (study_dir / "slurm" / f"{job2}_0_log.out").read_text()
+    by = "the new launch" if re.search(rf"ran trials \[[^\]]*\b{resumed[0].number}\b", new_log) else "the other task"
+    print(f"\n[slurm scancel] resumed by {by}; trials: "
+          f"{[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
 
 
 def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(slurm, pg_url, pg_study_name, tmp_path, capsys):
@@ -320,12 +325,12 @@ def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(slurm, pg_url, pg_s
     job, _ = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
     victim, seen = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir), 90,
                          "a running trial with a checkpoint", study_dir)
-    subprocess.run(["scontrol", "requeue", f"{job}_0"], check=True)
+    subprocess.run(["scontrol", "requeue", job], check=True)      # one worker: a plain job, not an array
 
     def requeued_and_released() -> bool:   # Slurm holds a requeued job ~2 min (BeginTime); release it at once
         states = _squeue(job)
         if any("PENDING" in s for s in states):
-            subprocess.run(["scontrol", "update", f"jobid={job}_0", "StartTime=now"], capture_output=True)
+            subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
             return True
         return False
 
@@ -337,9 +342,9 @@ def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(slurm, pg_url, pg_s
     assert first.state == TrialState.FAIL and first.user_attrs["status"] == "interrupted"
     assert done.user_attrs["replaces"] == victim.number and done.user_attrs["resume"] is True
     assert done.user_attrs["run_dir"] == first.user_attrs["run_dir"]
-    # it resumed: the resumed trial's first evaluation comes after the checkpoint seen before the requeue
+    # it resumed from the checkpoint (at or after the one seen before the requeue), not from step 0
     spe = 4
-    restart_step = min(done.intermediate_values) - spe
+    restart_step = done.user_attrs["resumed_from_step"]
     assert restart_step >= seen > 0, (restart_step, seen)
     # one contiguous run of steps in the record: every evaluation once, train steps strictly increasing
     rows = [json.loads(x) for x in (study_dir / done.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()]
