@@ -117,17 +117,29 @@ cleanup_dir() {
     SDIR="$dir"
     if [[ -f "$dir/slurm.conf" ]] && ours "$(pid_of "$dir/slurmctld.pid" || true)" slurmctld; then
         SLURM_CONF="$dir/slurm.conf" timeout 10 scancel --full --quiet --user "$(id -un)" 2>/dev/null || true
-        sleep 1
+        local i
+        for i in $(seq 1 30); do
+            [[ -z "$(SLURM_CONF="$dir/slurm.conf" timeout 5 squeue -h 2>/dev/null)" ]] && break
+            sleep 0.5
+        done
     fi
     stop_pid "$dir/slurmd.pid" slurmd
     stop_pid "$dir/slurmctld.pid" slurmctld
-    # job steps left behind by a killed slurmd (slurmstepd runs with our spool dir on its command line? no: find
-    # them by their environment instead, only those of this cluster)
-    local p
+    # What is left of this cluster (a slurmstepd and its job, if slurmd went first): processes whose environment
+    # carries this cluster's marker (the daemons and their slurmstepd) or that are jobs of this cluster (SLURM_JOB_ID
+    # and our SLURM_CONF). Never this script or its callers (scripts/test.sh exports SLURM_CONF).
+    local p pid env keep=" $$ " q=$$
+    while [[ "$q" -gt 1 ]]; do
+        q="$(awk '{print $4}' "/proc/$q/stat" 2>/dev/null || echo 1)"
+        keep+="$q "
+    done
     for p in /proc/[0-9]*; do
-        [[ -r "$p/environ" ]] || continue
-        if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$dir/slurm.conf"; then
-            kill -KILL "${p#/proc/}" 2>/dev/null || true
+        pid="${p#/proc/}"
+        [[ "$keep" == *" $pid "* ]] && continue
+        env="$(tr '\0' '\n' 2>/dev/null <"$p/environ")" || continue
+        if grep -qxF "RESNET_ABLATE_SLURM_DIR=$dir" <<<"$env" ||
+            { grep -qxF "SLURM_CONF=$dir/slurm.conf" <<<"$env" && grep -q "^SLURM_JOB_ID=" <<<"$env"; }; then
+            kill -KILL "$pid" 2>/dev/null || true
         fi
     done
     stop_pid "$dir/munged.pid" munged
@@ -211,6 +223,7 @@ NodeName=$node NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=4096 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
+    export RESNET_ABLATE_SLURM_DIR="$SDIR"   # marks the daemons and their slurmstepd for `stop`
     if ! slurmctld -f "$CONF" -i >"$SDIR/slurmctld.out" 2>&1; then
         tail -n 30 "$SDIR/slurmctld.out" "$SDIR/slurmctld.log" >&2 2>/dev/null || true
         cleanup_dir "$SDIR"

@@ -331,9 +331,12 @@ def _task_worker(ws: Any) -> None:
 
     _die_with_parent(ws.parent_pid)
 
+    def _again(signum: int, frame: Any) -> None:
+        pass  # a Python no-op, not SIG_IGN: a signal already pending would raise OSError ("ignored due to race")
+
     def _stop(signum: int, frame: Any) -> None:
         for s in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
-            signal.signal(s, signal.SIG_IGN)
+            signal.signal(s, _again)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     for s in (signal.SIGTERM, signal.SIGUSR2):

@@ -168,6 +168,8 @@ def _ci_is_set() -> bool:
 def slurm(pg_url: str) -> str:
     """SLURM_CONF of the throwaway cluster (scripts/slurm_throwaway.sh)."""
     conf = os.environ.get("SLURM_CONF", "")
+    if os.environ.get("RESNET_ABLATE_SLURM") == "0":
+        pytest.skip("RESNET_ABLATE_SLURM=0: the Slurm tests are switched off")
     if os.environ.get("RESNET_ABLATE_SLURM") != "1" or not conf:
         message = ("no Slurm cluster: RESNET_ABLATE_SLURM=1 and SLURM_CONF are not set; run the tests via "
                    "`bash scripts/test.sh` (or `eval $(bash scripts/slurm_throwaway.sh start >/dev/null && "
@@ -315,7 +317,10 @@ def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, p
           f"{[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
 
 
-def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(slurm, pg_url, pg_study_name, tmp_path, capsys):
+@pytest.mark.parametrize("how", ["scontrol-requeue", "usr2-warning"])
+def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(how, slurm, pg_url, pg_study_name, tmp_path, capsys):
+    """``scontrol requeue`` (SIGTERM, Slurm requeues), and the time-limit warning (SIGUSR2, as ``--signal`` sends
+    it: submitit calls ``SlurmWorker.checkpoint`` and requeues the task itself)."""
     from optuna.trial import TrialState
     from test_sweeps import assert_exactly_once
 
@@ -325,7 +330,10 @@ def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(slurm, pg_url, pg_s
     job, _ = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
     victim, seen = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir), 90,
                          "a running trial with a checkpoint", study_dir)
-    subprocess.run(["scontrol", "requeue", job], check=True)      # one worker: a plain job, not an array
+    if how == "scontrol-requeue":
+        subprocess.run(["scontrol", "requeue", job], check=True)      # one worker: a plain job, not an array
+    else:
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
 
     def requeued_and_released() -> bool:   # Slurm holds a requeued job ~2 min (BeginTime); release it at once
         states = _squeue(job)
@@ -353,5 +361,7 @@ def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(slurm, pg_url, pg_s
     train = [r["step"] for r in rows if r["split"] == "train" and r["name"] == "loss"]
     assert train == sorted(set(train)) and train[-1] == 32, train
     assert "(restart 1)" in _logs(study_dir)
-    print(f"\n[slurm requeue] checkpoint step {seen} seen before the requeue; resumed at step {restart_step}; "
+    if how == "usr2-warning":
+        assert "Calling checkpoint method" in _logs(study_dir)       # submitit's hook ran: SlurmWorker.checkpoint
+    print(f"\n[slurm {how}] checkpoint step {seen} seen before the requeue; resumed at step {restart_step}; "
           f"trials: {[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
