@@ -204,7 +204,7 @@ def _load(pg_url: str, name: str):
 
 def _squeue(job: str) -> list[str]:
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True, text=True)
-    return out.stdout.split("\n") if out.returncode == 0 and out.stdout.strip() else []
+    return [ln.strip() for ln in out.stdout.splitlines() if ln.strip()] if out.returncode == 0 else []
 
 
 def _logs(study_dir: Path) -> str:
@@ -231,21 +231,19 @@ def _launch(grid: Path, root: Path, pg_url: str, capsys, *args: str) -> tuple[st
     return m.group(1), out
 
 
-def _running_with_checkpoint(pg_url: str, name: str, study_dir: Path):
-    """(trial, step of its last.pt) once a trial runs and has a checkpoint past step 0, else None."""
-    import torch
+def _running_with_checkpoint(pg_url: str, name: str, study_dir: Path, n: int = 1):
+    """[(trial, step of its last.pt)] once ``n`` trials run with a checkpoint past step 0 (each on its own worker),
+    else None."""
     from optuna.trial import TrialState
 
+    from sweeps.worker import checkpoint_step
+
+    found = []
     for t in _load(pg_url, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        ckpt = study_dir / t.user_attrs["run_dir"] / "last.pt"
-        if ckpt.is_file():
-            try:
-                step = torch.load(ckpt, map_location="cpu", weights_only=True)["step"]
-            except Exception:  # noqa: BLE001 - mid-rename
-                continue
-            if step > 0:
-                return t, step
-    return None
+        step = checkpoint_step(study_dir / t.user_attrs["run_dir"]) if "worker" in t.user_attrs else 0
+        if step > 0:
+            found.append((t, step))
+    return found if len(found) >= n else None
 
 
 SHRUNK = ["--set", "data.synthetic.n_train=256", "--set", "data.synthetic.n_test=128", "--set", "eval_batch_size=128"]
@@ -279,14 +277,19 @@ def test_slurm_four_worker_array_runs_the_quickstart_exactly_once(slurm, pg_url,
 
 
 def _one_cell_grid(tmp_path: Path, name: str, seeds: list[int]) -> Path:
+    """The quickstart's ResNet-20 cell alone."""
     return _write_quickstart(tmp_path / "one.yaml", name, grid={"model.depth": [20], "model.shortcut": ["identity"]},
                              seeds=seeds)
 
 
-LONGER = [*SHRUNK, "--set", "schedule.total=8", "--set", "schedule.milestones=[6]"]   # 4 steps per epoch
+EPOCHS, SPE = 6, 4   # 256 images at batch 64: 4 steps per epoch
+LONGER = [*SHRUNK, "--set", f"schedule.total={EPOCHS}", "--set", "schedule.milestones=[4]"]
 
 
 def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, pg_study_name, tmp_path, capsys):
+    """A 2-task array, both tasks mid-trial: one is suspended (so that it cannot take the other's trial over when it
+    goes idle), the other is cancelled. A new launch resumes the cancelled trial; the suspended task, resumed, finishes
+    its own. Each unit completes exactly once."""
     from optuna.trial import TrialState
     from test_sweeps import assert_exactly_once
 
@@ -294,77 +297,93 @@ def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, p
     root = tmp_path / "runs"
     study_dir = root / pg_study_name
     job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
-    victim, _ = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir), 90,
-                      "a running trial with a checkpoint", study_dir)
-    task = f"{job}_{victim.user_attrs['worker']['index']}"        # a CPU task's worker index is its array index
-    subprocess.run(["scancel", task], check=True)
-    _wait(lambda: not _squeue(task), 60, f"the cancelled task {task} to end", study_dir)
-    t = _load(pg_url, pg_study_name).trials[victim.number]
-    # SIGTERM reached the worker: the trial is recorded as interrupted at once, not left RUNNING
-    assert t.state == TrialState.FAIL and t.user_attrs["status"] == "interrupted", (t.state, t.user_attrs)
+    running = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), 90,
+                    "two running trials with a checkpoint", study_dir)
+    (victim, _), (other, _) = running
+    task, other_task = (f"{job}_{t.user_attrs['worker']['index']}" for t in (victim, other))  # CPU: index = task
+    subprocess.run(["scontrol", "suspend", other_task], check=True)
+    try:
+        subprocess.run(["scancel", task], check=True)
+        _wait(lambda: not _squeue(task), 60, f"the cancelled task {task} to end", study_dir)
+        t = _load(pg_url, pg_study_name).trials[victim.number]
+        # SIGTERM reached the worker: the trial is recorded as interrupted at once, not left RUNNING
+        assert t.state == TrialState.FAIL and t.user_attrs["status"] == "interrupted", (t.state, t.user_attrs)
 
-    job2, out = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
-    assert "resuming:" in out, out
-    _wait(lambda: not _squeue(job) and not _squeue(job2), 120, "both jobs to finish", study_dir, every=1)
+        job2, out = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
+        assert "resuming: 0 done, 1 running elsewhere, 0 waiting, 0 failed, 1 interrupted, 0 missing" in out, out
+        _wait(lambda: not _squeue(job2), 120, f"job {job2} to finish", study_dir, every=1)
+    finally:
+        subprocess.run(["scontrol", "resume", other_task], check=False)
+    _wait(lambda: not _squeue(job), 120, f"the suspended task {other_task} to finish", study_dir, every=1)
     study = _load(pg_url, pg_study_name)
     complete = assert_exactly_once(study, 2)
-    resumed = [c for c in complete if c.user_attrs.get("replaces") == victim.number]
-    assert len(resumed) == 1 and resumed[0].user_attrs["resume"] is True
-    assert resumed[0].user_attrs["resumed_from_step"] > 0
+    assert len(study.trials) == 3                                   # the interrupted one and its resumed copy
+    (resumed,) = [c for c in complete if c.user_attrs.get("replaces") == victim.number]
+    assert resumed.user_attrs["resume"] is True and resumed.user_attrs["resumed_from_step"] > 0
     new_log = (study_dir / "slurm" / f"{job2}_0_log.out").read_text()
-    by = "the new launch" if re.search(rf"ran trials \[[^\]]*\b{resumed[0].number}\b", new_log) else "the other task"
-    print(f"\n[slurm scancel] resumed by {by}; trials: "
+    assert f"ran trials [{resumed.number}]" in new_log, new_log      # the new launch's worker completed it
+    assert study.trials[other.number].state == TrialState.COMPLETE   # the suspended task's trial was left to it
+    print(f"\n[slurm scancel] trial {victim.number} cancelled mid-trial, trial {resumed.number} (new launch) resumed "
+          f"it at step {resumed.user_attrs['resumed_from_step']}; trials: "
           f"{[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
 
 
-@pytest.mark.parametrize("how", ["scontrol-requeue", "usr2-warning"])
-def test_slurm_requeue_resumes_the_trial_from_its_checkpoint(how, slurm, pg_url, pg_study_name, tmp_path, capsys):
-    """``scontrol requeue`` (SIGTERM, Slurm requeues), and the time-limit warning (SIGUSR2, as ``--signal`` sends
-    it: submitit calls ``SlurmWorker.checkpoint`` and requeues the task itself)."""
+def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_url, pg_study_name, tmp_path, capsys):
+    """Two array tasks, each mid-trial: one gets the time-limit warning (SIGUSR2, as ``--signal`` sends it: submitit
+    calls ``SlurmWorker.checkpoint`` and requeues the task itself), the other ``scontrol requeue`` (SIGTERM, Slurm
+    requeues it). Both trials resume from their last.pt; each unit completes once."""
     from optuna.trial import TrialState
     from test_sweeps import assert_exactly_once
 
-    grid = _one_cell_grid(tmp_path, pg_study_name, [0])
+    grid = _one_cell_grid(tmp_path, pg_study_name, [0, 1])
     root = tmp_path / "runs"
     study_dir = root / pg_study_name
-    job, _ = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
-    victim, seen = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir), 90,
-                         "a running trial with a checkpoint", study_dir)
-    if how == "scontrol-requeue":
-        subprocess.run(["scontrol", "requeue", job], check=True)      # one worker: a plain job, not an array
-    else:
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
+    victims = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), 90,
+                    "two running trials with a checkpoint", study_dir)
+    tasks = {t.number: f"{job}_{t.user_attrs['worker']['index']}" for t, _ in victims}
+    (usr2, _), (requeue, _) = sorted(victims, key=lambda v: v[0].number)
+    subprocess.run(["scancel", "--signal=USR2", tasks[usr2.number]], check=True)
+    subprocess.run(["scontrol", "requeue", tasks[requeue.number]], check=True)
+
+    released: set[str] = set()
 
     def requeued_and_released() -> bool:   # Slurm holds a requeued job ~2 min (BeginTime); release it at once
-        states = _squeue(job)
-        if any("PENDING" in s for s in states):
-            subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
-            return True
-        return False
+        for task in tasks.values():
+            if task not in released and any("PENDING" in x for x in _squeue(task)):
+                subprocess.run(["scontrol", "update", f"jobid={task}", "StartTime=now"], capture_output=True)
+                released.add(task)
+        return len(released) == 2
 
-    _wait(requeued_and_released, 60, "the task to be requeued", study_dir, every=0.3)
-    _wait(lambda: not _squeue(job), 120, f"the requeued task of {job} to finish", study_dir, every=1)
+    _wait(requeued_and_released, 60, "both tasks to be requeued", study_dir, every=0.3)
+    _wait(lambda: not _squeue(job), 150, f"the requeued tasks of {job} to finish", study_dir, every=1)
     study = _load(pg_url, pg_study_name)
-    (done,) = assert_exactly_once(study, 1)
-    first = study.trials[victim.number]
-    assert first.state == TrialState.FAIL and first.user_attrs["status"] == "interrupted"
-    assert done.user_attrs["replaces"] == victim.number and done.user_attrs["resume"] is True
-    assert done.user_attrs["run_dir"] == first.user_attrs["run_dir"]
-    # it resumed from the checkpoint (at or after the one seen before the requeue), not from step 0
-    spe = 4
-    restart_step = done.user_attrs["resumed_from_step"]
-    assert restart_step >= seen > 0, (restart_step, seen)
-    # one contiguous run of steps in the record: every evaluation once, train steps strictly increasing
-    rows = [json.loads(x) for x in (study_dir / done.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()]
-    evals = [r["step"] for r in rows if r["split"] == "test" and r["name"] == "error"]
-    assert evals == [spe * k for k in range(1, 9)], evals
-    train = [r["step"] for r in rows if r["split"] == "train" and r["name"] == "loss"]
-    assert train == sorted(set(train)) and train[-1] == 32, train
-    assert "(restart 1)" in _logs(study_dir)
-    if how == "usr2-warning":
-        assert "Calling checkpoint method" in _logs(study_dir)       # submitit's hook ran: SlurmWorker.checkpoint
-    print(f"\n[slurm {how}] checkpoint step {seen} seen before the requeue; resumed at step {restart_step}; "
-          f"trials: {[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
+    complete = assert_exactly_once(study, 2)
+    assert len(study.trials) == 4                                   # 2 interrupted + 2 resumed, nothing else
+    logs = _logs(study_dir)
+    for victim, seen in victims:
+        first = study.trials[victim.number]
+        assert first.state == TrialState.FAIL and first.user_attrs["status"] == "interrupted", first.user_attrs
+        (done,) = [c for c in complete if c.user_attrs.get("replaces") == victim.number]
+        assert done.user_attrs["resume"] is True and done.user_attrs["run_dir"] == first.user_attrs["run_dir"]
+        # it resumed from its checkpoint (at or after the one seen before the signal), not from step 0
+        assert done.user_attrs["resumed_from_step"] >= seen > 0, (done.user_attrs["resumed_from_step"], seen)
+        # one contiguous run of steps in the record: every evaluation once, train steps strictly increasing
+        rows = [json.loads(x) for x in
+                (study_dir / done.user_attrs["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+        evals = [r["step"] for r in rows if r["split"] == "test" and r["name"] == "error"]
+        assert evals == [SPE * k for k in range(1, EPOCHS + 1)], evals
+        train = [r["step"] for r in rows if r["split"] == "train" and r["name"] == "loss"]
+        assert train == sorted(set(train)) and train[-1] == SPE * EPOCHS, train
+        assert f"array task {tasks[victim.number].split('_')[1]} (restart 1)" in logs, logs
+    usr2_log = (study_dir / "slurm" / f"{tasks[usr2.number]}_0_log.out").read_text()
+    assert "Calling checkpoint method" in usr2_log and "Requeued job" in usr2_log   # submitit's hook and requeue
+    for victim, seen in victims:
+        how = "USR2 warning" if victim.number == usr2.number else "scontrol requeue"
+        done = next(c for c in complete if c.user_attrs.get("replaces") == victim.number)
+        print(f"\n[slurm requeue] trial {victim.number} ({how}): checkpoint at step {seen} before the signal, "
+              f"trial {done.number} resumed at step {done.user_attrs['resumed_from_step']}")
+    print(f"[slurm requeue] trials: {[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
 
 
 def test_readme_launcher_section_parses():
