@@ -195,8 +195,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     packing = Packing(fuse_n, devs[0], table, bool(spec.search))
     if dry:
         if slurm_cfg is not None:
-            print(f"slurm: {asked or 'one worker per trial to run'} worker(s) as one job array, each: "
-                  f"{slurm_cfg.describe()}", file=out)
+            n = f"{asked} worker(s)" if asked else "one worker per trial to run"
+            print(f"slurm: {n} as one job array, each: {slurm_cfg.describe()}", file=out)
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     _quiet()
