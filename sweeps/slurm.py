@@ -208,27 +208,31 @@ def parse_launcher(section: Any, flags: Mapping[str, Any] | None = None) -> Slur
     for key in raw:
         if key not in KEYS:
             raise ConfigError(f"launcher.slurm: unknown key {key!r}; allowed: {', '.join(KEYS)}")
-    flags = dict(flags or {})
-    merged = {**raw, **{k: v for k, v in flags.items() if v is not None and k != "sbatch"}}
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged = {**raw, **{k: v for k, v in flags.items() if k != "sbatch"}}
+
+    def name(key: str) -> str:  # where a value came from, for the error message
+        return f"--{key.replace('_', '-')}" if key in flags else f"launcher.slurm.{key}"
+
     cfg = SlurmConfig()
-    cfg.sbatch = {**_check_sbatch(raw.get("sbatch", {}), "launcher.slurm.sbatch"),
+    cfg.sbatch = {**_check_sbatch(raw.get("sbatch") or {}, "launcher.slurm.sbatch"),
                   **_check_sbatch(flags.get("sbatch") or {}, "--sbatch")}
     if "partition" in merged:
         p = merged["partition"]
         if not isinstance(p, str) or not re.match(r"^[\w.,-]+$", p):
-            raise ConfigError(f"launcher.slurm.partition: expected a partition name, got {p!r}")
+            raise ConfigError(f"{name('partition')}: expected a partition name, got {p!r}")
         cfg.partition = p
     if "time" in merged:
-        cfg.time_min = parse_time(merged["time"])
+        cfg.time_min = parse_time(merged["time"], name("time"))
     if "cpus_per_worker" in merged:
-        cfg.cpus_per_worker = _int(merged["cpus_per_worker"], "launcher.slurm.cpus_per_worker", 1)
+        cfg.cpus_per_worker = _int(merged["cpus_per_worker"], name("cpus_per_worker"), 1)
     if "gpus_per_worker" in merged:
-        cfg.gpus_per_worker = _int(merged["gpus_per_worker"], "launcher.slurm.gpus_per_worker", 0)
+        cfg.gpus_per_worker = _int(merged["gpus_per_worker"], name("gpus_per_worker"), 0)
     if "mem" in merged:
         m = merged["mem"]
         text = str(m).strip().upper() if isinstance(m, (str, int)) and not isinstance(m, bool) else ""
         if not MEM.match(text):
-            raise ConfigError(f"launcher.slurm.mem: expected megabytes or a size like 16G or 500M, got {m!r}")
+            raise ConfigError(f"{name('mem')}: expected megabytes or a size like 16G or 500M, got {m!r}")
         cfg.mem = text
     if "setup" in merged:
         s = merged["setup"]
@@ -237,14 +241,14 @@ def parse_launcher(section: Any, flags: Mapping[str, Any] | None = None) -> Slur
             raise ConfigError(f"launcher.slurm.setup: expected a list of shell lines, got {s!r}")
         cfg.setup = list(lines)
     if "array_parallelism" in merged:
-        cfg.array_parallelism = _int(merged["array_parallelism"], "launcher.slurm.array_parallelism", 1)
+        cfg.array_parallelism = _int(merged["array_parallelism"], name("array_parallelism"), 1)
     if "max_requeues" in merged:
-        cfg.max_requeues = _int(merged["max_requeues"], "launcher.slurm.max_requeues", 0)
+        cfg.max_requeues = _int(merged["max_requeues"], name("max_requeues"), 0)
     if "signal_delay_s" in merged:
-        cfg.signal_delay_s = _int(merged["signal_delay_s"], "launcher.slurm.signal_delay_s", 1)
-        if cfg.signal_delay_s >= cfg.time_min * 60:
-            raise ConfigError(f"launcher.slurm.signal_delay_s: {cfg.signal_delay_s} s is not shorter than the time "
-                              f"limit ({fmt_time(cfg.time_min)})")
+        cfg.signal_delay_s = _int(merged["signal_delay_s"], name("signal_delay_s"), 1)
+    if cfg.signal_delay_s >= cfg.time_min * 60:
+        raise ConfigError(f"{name('time')}: {fmt_time(cfg.time_min)} leaves no time before the warning signal, sent "
+                          f"{cfg.signal_delay_s} s before the limit (launcher.slurm.signal_delay_s)")
     return cfg
 
 

@@ -62,12 +62,20 @@ def test_parse_launcher_merges_grid_section_and_flags():
     ({"slurm": {"sbatch": {"array": "0-3"}}}, "'array' is set by the launcher"),
     ({"slurm": {"sbatch": {"Bad Key": 1}}}, "not an sbatch option name"),
     ({"slurm": {"sbatch": ["account=x"]}}, "expected a mapping of sbatch options"),
-    ({"slurm": {"time": 1, "signal_delay_s": 90}}, "not shorter than the time limit"),
+    ({"slurm": {"time": 1}}, "launcher.slurm.time: 00:01:00 leaves no time before the warning signal, sent 90 s"),
+    ({"slurm": {"time": 10, "signal_delay_s": 600}}, "leaves no time before the warning signal, sent 600 s"),
     ("slurm", "launcher must be a mapping"),
 ])
 def test_parse_launcher_refuses_bad_settings(section, match):
     with pytest.raises(ConfigError, match=match):
         parse_launcher(section)
+
+
+def test_flag_errors_name_the_flag_and_empty_values_are_fine():
+    cfg = parse_launcher({"slurm": {"sbatch": None, "setup": "module load cuda"}})   # `sbatch:` left empty
+    assert cfg.sbatch == {} and cfg.setup == ["module load cuda"]
+    with pytest.raises(ConfigError, match="^--cpus-per-worker: expected an integer ≥ 1, got 0$"):
+        parse_launcher({"slurm": {"cpus_per_worker": 4}}, {"cpus_per_worker": 0})
 
 
 def test_local_storage_is_refused_unless_on_a_shared_filesystem(tmp_path):
@@ -100,7 +108,7 @@ def _write_quickstart(path: Path, study: str, *, grid: dict | None = None, seeds
     ([], "storage .*optuna.journal is a local journal file"),
     (["--storage", "sqlite:///{tmp}/s.db"], "is a local SQLite file"),
     (["--storage", "postgresql://u:secret@127.0.0.1:1/db", "--devices", "cpu"], "--devices does not apply"),
-    (["--storage", "postgresql://u:secret@127.0.0.1:1/db", "--time", "soon"], "launcher.slurm.time: 'soon'"),
+    (["--storage", "postgresql://u:secret@127.0.0.1:1/db", "--time", "soon"], "--time: 'soon' is not a time"),
     (["--storage", "postgresql://u:secret@127.0.0.1:1/db", "--sbatch", "time=5"], "'time' is set by the launcher"),
 ])
 def test_bad_slurm_launch_is_one_line_exit_2_and_writes_nothing(extra, match, tmp_path, capsys):
