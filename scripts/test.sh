@@ -9,7 +9,13 @@
 #    RESNET_ABLATE_PG_URL.  If RESNET_ABLATE_PG_URL is already set, that server
 #    is used and none is started.  If it cannot be started: with CI set this is
 #    a failure; otherwise a warning, and the PostgreSQL tests skip.
-# 3. .venv/bin/python -m pytest -q "$@"; the server is stopped on exit.
+# 3. a throwaway one-node Slurm cluster (scripts/slurm_throwaway.sh; munged,
+#    slurmctld and slurmd on this machine), exported as SLURM_CONF with
+#    RESNET_ABLATE_SLURM=1 for tests/test_slurm.py.  If RESNET_ABLATE_SLURM=1
+#    and SLURM_CONF are already set, that cluster is used.  If it cannot be
+#    started: with CI set this is a failure; otherwise a warning, and the Slurm
+#    tests skip.  RESNET_ABLATE_SLURM=0 skips it (and them) on purpose.
+# 4. .venv/bin/python -m pytest -q "$@"; the server and the cluster are stopped on exit.
 # Exits with pytest's code; "no tests collected" (pytest's 5) is a failure.
 set -uo pipefail
 
@@ -21,11 +27,17 @@ is_ci() { [[ -n "${CI:-}" && "${CI,,}" != "false" && "${CI}" != "0" ]]; }
 bash scripts/setup.sh || { echo "[test] scripts/setup.sh failed" >&2; exit 1; }
 
 PG_STATE=""
+SLURM_STATE=""
 cleanup() {
     if [[ -n "$PG_STATE" ]]; then
         RESNET_ABLATE_PG_STATE="$PG_STATE" bash scripts/pg_throwaway.sh stop || true
         rm -f "$PG_STATE"
         PG_STATE=""
+    fi
+    if [[ -n "$SLURM_STATE" ]]; then
+        RESNET_ABLATE_SLURM_STATE="$SLURM_STATE" bash scripts/slurm_throwaway.sh stop || true
+        rm -f "$SLURM_STATE"
+        SLURM_STATE=""
     fi
 }
 trap cleanup EXIT
@@ -47,6 +59,25 @@ else
             exit 1
         fi
         echo "[test] WARNING: could not start a throwaway PostgreSQL server; PostgreSQL tests will be skipped" >&2
+    fi
+fi
+
+if [[ "${RESNET_ABLATE_SLURM:-}" == "0" ]]; then
+    echo "[test] RESNET_ABLATE_SLURM=0: no Slurm cluster; the Slurm tests will be skipped"
+elif [[ "${RESNET_ABLATE_SLURM:-}" == "1" && -n "${SLURM_CONF:-}" ]]; then
+    echo "[test] using the Slurm cluster already given in SLURM_CONF"
+else
+    SLURM_STATE="$(mktemp "${TMPDIR:-/tmp}/resnet-ablate-slurm-test.XXXXXXXX")"
+    rm -f "$SLURM_STATE"
+    if conf="$(RESNET_ABLATE_SLURM_STATE="$SLURM_STATE" bash scripts/slurm_throwaway.sh start)" && [[ -n "$conf" ]]; then
+        export SLURM_CONF="$conf" RESNET_ABLATE_SLURM=1
+    else
+        if is_ci; then
+            echo "[test] ERROR: could not start the throwaway Slurm cluster (CI is set, so this fails the run)" >&2
+            exit 1
+        fi
+        echo "[test] WARNING: could not start a throwaway Slurm cluster; Slurm tests will be skipped" >&2
+        unset RESNET_ABLATE_SLURM
     fi
 fi
 

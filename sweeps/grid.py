@@ -42,7 +42,7 @@ from resnet_core.run_config import RunConfig, load_yaml
 from .cells import Cell, cell_id, make_slugs
 
 TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
-            "objective", "wandb")
+            "objective", "wandb", "launcher")
 METRICS = {  # objective metric → (summary key, the on_eval / on_log metric reported for pruning)
     "test_error": ("final_test_error", "test/error"),
     "val_error": ("final_val_error", "val/error"),
@@ -126,6 +126,7 @@ class GridSpec:
     extra_cells: list[dict[str, Any]] = field(default_factory=list)
     grid_file: str | None = None
     description: str | None = None
+    launcher: dict[str, Any] = field(default_factory=dict)   # {slurm: {...}}: sweeps/slurm.py reads it
 
     # -- derived ----------------------------------------------------------------------------------------------
     @property
@@ -328,11 +329,15 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         raise ConfigError(f"the grid has {n_cells:,} cells ({sizes}{f' + {len(extra)} extra' if extra else ''}) "
                           f"and {n_units:,} trials; the limit is {MAX_CELLS:,} cells and {MAX_TRIALS:,} trials — "
                           f"split it into several studies or use `search` for continuous knobs")
+    from .slurm import parse_launcher
+
+    parse_launcher(d.get("launcher"))  # checked here, used by `sweep --launcher slurm`
     cells = _expand(grid, extra)
     spec = GridSpec(study=study, base=base, grid=grid, seeds=list(seeds), cells=cells, search=search,
                     n_trials=n_trials, timeout=timeout, objective=objective, wandb=dict(wandb),
                     extra_cells=extra, grid_file=grid_file,
-                    description=str(description) if description is not None else None)
+                    description=str(description) if description is not None else None,
+                    launcher=dict(d.get("launcher") or {}))
     if check_cells:
         _check_cells(spec)
     return spec

@@ -219,21 +219,32 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
               fuse: str | int | None = "auto", fuse_table: str | None = None, train: str = DEFAULT_TRAIN,
+              launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
               out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb)
-    devs = parse_devices(devices)
+    ref = resolve_storage(storage, root, spec.study)
+    slurm_cfg = None
+    if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
+        from .slurm import check_launch, parse_launcher
+
+        check_launch(launcher, ref, shared_fs=shared_fs, devices=devices, dry=dry)
+        slurm_cfg = parse_launcher(spec.launcher, slurm)
+    devs = parse_devices(devices if slurm_cfg is None or slurm_cfg.gpus_per_worker else "cpu")
+    asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)
-    ref = resolve_storage(storage, root, spec.study)
     study_dir = Path(root) / spec.study
     fuse_n = parse_fuse(fuse)
     table = default_table(root, fuse_table)
     packing = Packing(fuse_n, devs[0], table, bool(spec.search))
     if dry:
+        if slurm_cfg is not None:
+            n = f"{asked} worker(s)" if asked else "one worker per trial to run"
+            print(f"slurm: {n} as one job array, each: {slurm_cfg.describe()}", file=out)
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     _quiet()
@@ -247,6 +258,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     out.flush()
 
     code = 0
+    if plan.to_run and slurm_cfg is not None:
+        from .slurm import submit
+
+        submit(slurm_cfg, spec, ref, study_dir, min(asked or plan.to_run, plan.to_run), train=train, fuse=fuse_n,
+               fuse_table=str(table) if table else None, out=out,
+               deadline=time.time() + spec.timeout if spec.timeout else None)
+        return 0
     if plan.to_run:
         n = min(workers, plan.to_run)
         assigned = assign_devices(n, devs)

@@ -199,6 +199,19 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     return stats
 
 
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of ``run_dir/last.pt`` (where a resumed trial continues), 0 without a readable one."""
+    path = run_dir / "last.pt"
+    if not path.is_file():
+        return 0
+    try:
+        import torch
+
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # noqa: BLE001 - unreadable: the engine says why when it resumes
+        return 0
+
+
 def _drop_duplicate(study: Any, trial: Any) -> bool:
     """Fail ``trial`` if its unit already finished (never happens while enqueues stay under the study lock; a guard
     so a unit never finishes twice). True if it was dropped."""
@@ -238,6 +251,8 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
             trial.set_user_attr("fused_with", fused_with)
         if not trial.user_attrs.get("resume"):
             _clear_stale_run_dir(study_dir / trial.user_attrs["run_dir"])  # before the heartbeat file appears
+        else:
+            trial.set_user_attr("resumed_from_step", checkpoint_step(study_dir / trial.user_attrs["run_dir"]))
 
     def taken_over(tid: int) -> Callable[[], bool]:
         return lambda: storage.get_trial(tid).state != TrialState.RUNNING
