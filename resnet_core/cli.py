@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import Sequence
 
 from .errors import ConfigError
-from .signals import EXIT_CONFIG, EXIT_SIGTERM, handle_sigterm, interrupt_code, os_error_line
+from .signals import EXIT_CONFIG, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -81,9 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted). Set RESNET_ABLATE_DEBUG=1 to see the traceback behind a one-line error."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handle_sigterm()  # SIGTERM = Ctrl-C: trials marked interrupted, records closed
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():  # SIGTERM = Ctrl-C: trials marked interrupted, records closed
+            return int(args.func(args) or 0)
     except ConfigError as e:
         _debug()
         print(f"error: {e}", file=sys.stderr)

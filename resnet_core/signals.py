@@ -13,10 +13,11 @@ Exit codes (README, "Exit codes"):
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNFINISHED = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
@@ -30,10 +31,24 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated(f"signal {signal.Signals(signum).name}")
 
 
-def handle_sigterm() -> None:
-    """Make SIGTERM raise ``Terminated`` in the main thread (a no-op elsewhere: signals go to the main thread)."""
+def handle_sigterm() -> Any:
+    """Make SIGTERM raise ``Terminated`` in the main thread (a no-op elsewhere: signals go to the main thread).
+    Returns the previous handler (None off the main thread)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    return None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """``handle_sigterm`` for the duration of a block (a command run in-process, e.g. from tests or a launcher),
+    then the previous handler again."""
+    previous = handle_sigterm()
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def interrupt_code(e: BaseException) -> int:

@@ -549,3 +549,9 @@ def test_torch_loader_resume_restores_the_global_rng(tmp_path):
     scale = max(abs(v) for _, v in b)
     for (_, x), (_, y) in zip(a, b):
         assert abs(x - y) <= 1e-6 * scale + 1e-12, (a, b)
+
+
+def test_main_restores_the_previous_sigterm_handler(tmp_path, capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["sweep", str(grid_file(tmp_path / "g.yaml", "h")), "--dry-run", "--root", str(tmp_path)]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
