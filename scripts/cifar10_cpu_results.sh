@@ -13,22 +13,29 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
 DATA="${DATA:-cifar10_jpeg}"
 STUDY=degradation-cpu
-RUNS=runs
+RUNS="${RUNS:-runs}"
 OUT=results/cifar10-cpu
 
 if [[ "${STEP:-all}" == all ]]; then
+
     WANDB_MODE=offline $PY -m resnet_core sweep ablations/degradation_cpu.yaml --set "data.name=$DATA" --root "$RUNS"
 fi
 STUDY_DIR="$RUNS/$STUDY"
 # gradient norm at initialisation, plain vs residual, depths 8-110 (He et al. 2016's depths; 3 inits each)
 $PY -m resnet_core probe --depths 8,20,32,44,56,110 --device cpu --out "$STUDY_DIR/probe.csv"
-# lesions of the trained 56-layer nets (seed 0 of each), on equal footing: each block replaced by its shortcut
-$PY -m resnet_core lesion --device cpu --out "$STUDY_DIR/lesion.csv" \
-    "$STUDY_DIR/trials/depth-56_shortcut-none-s0/last.pt" "$STUDY_DIR/trials/depth-56_shortcut-identity-s0/last.pt"
+# lesions of the trained nets (seed 0 of each cell that completed), on equal footing: each block replaced by its
+# shortcut (the identity where the shapes match, in a plain net too)
+ckpts=()
+for cell in depth-20_shortcut-none depth-20_shortcut-identity depth-56_shortcut-none depth-56_shortcut-identity; do
+    t="$STUDY_DIR/trials/$cell-s0"
+    [[ -f "$t/last.pt" ]] && grep -q '"status": "complete"' "$t/summary.json" && ckpts+=("$t/last.pt")
+done
+$PY -m resnet_core lesion --device cpu --out "$STUDY_DIR/lesion.csv" "${ckpts[@]}"
 
 rm -rf "$OUT/$STUDY"
 mkdir -p "$OUT/$STUDY/trials"
-cp "$STUDY_DIR/optuna.journal" "$STUDY_DIR/probe.csv" "$STUDY_DIR/lesion.csv" "$OUT/$STUDY/"
+cp "$STUDY_DIR/optuna.journal" "$OUT/$STUDY/"
+for f in probe.csv lesion.csv; do [[ -f "$STUDY_DIR/$f" ]] && cp "$STUDY_DIR/$f" "$OUT/$STUDY/"; done
 for trial in "$STUDY_DIR"/trials/*/; do
     name="$(basename "$trial")"
     mkdir -p "$OUT/$STUDY/trials/$name"

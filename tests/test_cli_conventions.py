@@ -70,11 +70,17 @@ def test_train_progress_bar_has_a_total(tmp_path, capsys):
             super().on_start(member, config, run_dir)
             totals.append((self.bar.total, self.bar.n))
 
-    train({**TINY_BASE, "name": "bar"}, tmp_path / "r", callbacks=[Spy()])
-    assert totals == [(6, 0)]
+    class StopAt6:  # interrupted after the checkpoint of step 6, as Ctrl-C would
+        def on_eval(self, member, step, metrics):
+            if step == 6:
+                raise KeyboardInterrupt
+
+    cfg = {**TINY_BASE, "name": "bar", "schedule": {"name": "constant", "unit": "iter", "total": 9}}
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "r", callbacks=[Spy(), StopAt6()])
+    assert totals == [(9, 0)]
     totals.clear()
-    train({**TINY_BASE, "name": "bar", "schedule": {"name": "constant", "unit": "iter", "total": 9}},
-          tmp_path / "r", callbacks=[Spy()], resume=True)
+    train(cfg, tmp_path / "r", callbacks=[Spy()], resume=True)
     assert totals == [(9, 6)]  # resumed at the last checkpoint: the bar starts there
 
 
