@@ -54,7 +54,7 @@ def tiny_run(path: Path, *overrides: str, channels: int = 3, image_size: int = 1
                  "synthetic": {"image_size": image_size, "channels": channels, "n_train": n_train, "n_test": n_test}}
     d["data"].pop("resize", None)
     d["model"] = dict(TINY_MODEL)
-    d.update(device="cpu", precision="fp32", eval_batch_size=n_test, seed=3)
+    d.update(device="cpu", precision="fp32", channels_last=False, eval_batch_size=n_test, seed=3)  # NCHW as the programs
     d.update(top)
     return apply_overrides(d, overrides)
 
@@ -347,7 +347,7 @@ def test_seed004_engine_trains_as_the_programs_loop(tmp_path, capsys):
     run = tmp_path / "run"
     assert train(cfg, run).status == "complete"
     written = sorted(p.name for p in run.glob("*.pt"))
-    assert written == ["best.pt", "epoch_020.pt", "epoch_040.pt", "epoch_060.pt", "epoch_080.pt", "last.pt"]
+    assert written == ["epoch_020.pt", "epoch_040.pt", "epoch_060.pt", "epoch_080.pt", "last.pt"]  # no val: no best.pt
     assert not list(run.glob(".*.tmp"))  # atomic writes leave no temporary file behind
 
     # the program's train_model(), on the same initial weights and the same batches
