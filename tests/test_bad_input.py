@@ -505,14 +505,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert [(t.state, t.user_attrs["status"]) for t in trials] == [(TrialState.FAIL, "interrupted")]
 
 
-class InterruptAt:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
-        if step == self.step:
-            raise KeyboardInterrupt
-        return False
+from test_engine import InterruptAt  # noqa: E402  (one interrupting callback for the suite)
 
 
 def _interrupt_and_resume(cfg: dict, run_dir: Path, at: int):
