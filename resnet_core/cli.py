@@ -12,6 +12,7 @@ from typing import Sequence
 
 from .errors import ConfigError
 from .signals import EXIT_CONFIG, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
+from .tracking import own_wandb_service
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit codes are ``signals``' (0 done, 1 failed, 2 config error, 3 unfinished, 130/143
     interrupted). Set RESNET_ABLATE_DEBUG=1 to see the traceback behind a one-line error."""
+    own_wandb_service()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -39,6 +39,15 @@ SUMMARY_KEYS = ("status", "reason", "step", "n_parameters", "final_test_error", 
                 "diverged_at")
 
 
+def own_wandb_service() -> None:
+    """Make this process start its own W&B service rather than attach to one it inherited (``WANDB_SERVICE``, set by
+    wandb in a parent process that used it). Called at a process's entry, before wandb is imported here. A killed
+    process's open runs then die with its own service; attached to a parent's, they stayed open there, and the
+    resumed trial's ``wandb.init`` was refused ("run ID … is in use")."""
+    if "wandb" not in sys.modules:   # imported already: the service in the environment is this process's own
+        os.environ.pop("WANDB_SERVICE", None)
+
+
 def resolve_mode(mode: str) -> str:
     if mode not in MODES:
         raise choices_error("wandb mode", mode, MODES)

@@ -331,9 +331,12 @@ def _task_worker(ws: Any) -> None:
     """A worker process of an array task: like ``worker.worker_main``, and SIGUSR2 (submitit's warning signal,
     which Slurm sends to every process of the task) stops it as SIGTERM does. The first signal interrupts the
     trial (recorded as interrupted); later ones are ignored so that recording cannot be cut short."""
+    from resnet_core.tracking import own_wandb_service
+
     from .worker import _die_with_parent, run_worker
 
     _die_with_parent(ws.parent_pid)
+    own_wandb_service()
 
     def _again(signum: int, frame: Any) -> None:
         pass  # a Python no-op, not SIG_IGN: a signal already pending would raise OSError ("ignored due to race")

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from resnet_core.devices import available_cores, make_current
 from resnet_core.errors import ConfigError
 from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_error_line
+from resnet_core.tracking import own_wandb_service
 
 from .grid import GridSpec
 from .liveness import Heartbeat, worker_record
@@ -141,6 +142,7 @@ def _quiet() -> None:
 def worker_main(ws: WorkerSpec) -> None:
     """Entry point of a spawned worker process."""
     _die_with_parent(ws.parent_pid)
+    own_wandb_service()
     handle_sigterm()  # SIGTERM → KeyboardInterrupt → the trial is marked interrupted
     if ws.threads:
         import torch
