@@ -31,7 +31,7 @@ from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .probes import GradProbe
 from .overrides import diff_keys, get_dotted
 from .record import RunRecord, read_config, read_metrics
-from .run_config import RunConfig
+from .run_config import RunConfig, resolved_dict
 from .schedules import lr_at, milestone_steps, momentum_at, total_steps
 
 
@@ -69,11 +69,28 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> N
     something else: a one-line ``ConfigError`` naming the keys that differ."""
     if not old:
         return
+    old = _with_added_defaults(old)
     diff = [k for k in diff_keys(old, new) if not k.startswith(RESUME_MAY_CHANGE)]
     if diff:
         shown = ", ".join(f"{k} ({get_dotted(old, k)!r} → {get_dotted(new, k)!r})" for k in diff[:4])
         raise ConfigError(f"cannot resume {run_dir}: its config.yaml differs in {shown}"
                           f"{', …' if len(diff) > 4 else ''}; resume with the same config or train into a new --out")
+
+
+def _with_added_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """``old`` (a config.yaml written by an earlier version) with the keys added since filled in with their defaults,
+    which reproduce what that version did; keys it has keep their values. Unparseable: ``old`` as it is."""
+    try:
+        current = resolved_dict(RunConfig.from_dict(old))
+    except (ConfigError, TypeError, ValueError):
+        return old
+
+    def fill(o: Any, c: Any) -> Any:
+        if not (isinstance(o, dict) and isinstance(c, dict)):
+            return o
+        return {**{k: v for k, v in c.items() if k not in o}, **{k: fill(v, c.get(k)) for k, v in o.items()}}
+
+    return fill(old, current)
 
 
 def _emit(callbacks: Sequence[Any], hook: str, *args: Any) -> list[Any]:
@@ -169,8 +186,7 @@ class _Trainer:
         model_cfg = self.model_cfg = self.member_models[0]
         resolved = []
         for c, mc, d in zip(cfgs, self.member_models, run_dirs):
-            r = c.to_dict()
-            r["model"] = mc.resolved().to_dict()
+            r = resolved_dict(c, mc)
             if resume:
                 check_same_run(read_config(d), r, d)
             resolved.append(r)

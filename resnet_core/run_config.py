@@ -164,9 +164,10 @@ def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> R
     return RunConfig.from_dict(apply_overrides(d, overrides))
 
 
-def resolved_dict(cfg: RunConfig) -> dict[str, Any]:
+def resolved_dict(cfg: RunConfig, model: "ModelConfig | None" = None) -> dict[str, Any]:
     """``cfg`` as a plain dict with the model resolved (block, stem, stages, widths filled in from the depth and
-    family), as `train` writes it to config.yaml — except the dataset's channels and classes, which need the data."""
+    family), as `train` writes it to config.yaml; ``model``: the model with the dataset's channels and classes set
+    (default ``cfg.model``, whose channels and classes are the config's)."""
     d = cfg.to_dict()
-    d["model"] = cfg.model.resolved().to_dict()
+    d["model"] = (model or cfg.model).resolved().to_dict()
     return d

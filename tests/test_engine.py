@@ -268,6 +268,35 @@ def test_resume_equals_uninterrupted(tmp_path, optim):
         assert resumed.summary[key] == whole.summary[key], key
 
 
+ADDED_LATER = ("checkpoint_every", "data.shuffle", "model.bias_init", "schedule.base_momentum")
+
+
+def _drop(d: dict, dotted: str) -> None:
+    *path, last = dotted.split(".")
+    for k in path:
+        d = d[k]
+    del d[last]
+
+
+def test_a_run_written_before_keys_were_added_resumes_with_their_defaults(tmp_path):
+    """An interrupted run whose config.yaml predates some keys (an upgrade mid-study): the missing keys read as their
+    defaults, which reproduce what the earlier version did, so it resumes and ends as the uninterrupted run; a
+    missing key the new config sets to something else is still a different experiment, refused by name."""
+    cfg = tiny("schedule.total=2", eval_every=0.5, log_every=4)
+    whole = train(cfg, tmp_path / "whole")
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, broken, callbacks=[InterruptAt(8)])
+    old = read_config(broken)
+    for key in ADDED_LATER:
+        _drop(old, key)
+    (broken / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"differs in data\.shuffle \(True → False\)"):
+        train(tiny("schedule.total=2", "data.shuffle=false", eval_every=0.5, log_every=4), broken, resume=True)
+    resumed = train(cfg, broken, resume=True)
+    assert resumed.status == "complete" and rows_of(broken) == rows_of(whole.run_dir)
+
+
 def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
     cfg = tiny("schedule.total=1", probes=False)
     result = train(cfg, tmp_path / "fresh", resume=True)
