@@ -2,7 +2,7 @@
 
 Modules: ``grid`` (load and check a grid file, expand it into units), ``cells`` (cell ids and folder slugs),
 ``storage`` (journal / PostgreSQL / SQLite storage and the per-study locks), ``study`` (create/load, enqueue,
-reconcile on every launch, claim a waiting trial, progress), ``liveness`` (is a RUNNING trial's worker alive:
+reconcile on every launch, progress), ``liveness`` (is a RUNNING trial's worker alive:
 pid on this host, heartbeat file / Optuna RDB heartbeat elsewhere), ``worker`` (worker processes and devices),
 ``objective`` (trial → run config → train → verdict; fused groups), ``packing`` (which waiting trials train as one
 fused run: `--fuse`), ``search`` (TPE / median pruning per cell), ``progress``,
