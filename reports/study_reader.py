@@ -22,7 +22,7 @@ from resnet_core.overrides import get_dotted as _nested_get
 from resnet_core.overrides import set_dotted
 from resnet_core.record import metrics_frame, read_config, read_summary
 from sweeps.storage import StorageRef, open_storage, resolve_storage
-from sweeps.study_format import (DEFAULT_ROOT, JOURNAL_NAME, SUMMARY_ATTR_NAMES, cell_id, find_journals, mask_url,
+from sweeps.study_format import (DEFAULT_ROOT, SUMMARY_ATTR_NAMES, cell_id, find_journals, journal_path, mask_url,
                                  trial_status)
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
@@ -267,7 +267,7 @@ def open_study(study: str, root: str | Path | None = None, storage: str | None =
         if journal is not None:
             dirs += [journal.parent, journal.parent / study]
     else:
-        journal = root / study / JOURNAL_NAME
+        journal = journal_path(root, study)
         if not journal.exists():
             names = list_studies(root)
             raise ConfigError(f"unknown study {study!r}: no {journal}; studies under {root}/: "

@@ -7,7 +7,9 @@ pid on this host, heartbeat file / Optuna RDB heartbeat elsewhere), ``worker`` (
 ``objective`` (trial → run config → train → verdict; fused groups), ``packing`` (which waiting trials train as one
 fused run: `--fuse`), ``search`` (TPE / median pruning per cell), ``progress``,
 ``estimate`` (dry-run time estimate), ``sweep`` (the `sweep` and `studies` commands), ``cli`` (their arguments), ``params`` (grid axes as Optuna params),
-``access`` (``open_study``: a study from Python in one line).
+``access`` (``open_study``: a study from Python in one line), ``study_format`` (what a study holds: the one
+module ``reports`` reads it through), ``optuna_adapter`` (every use of Optuna's private API), ``summary`` (the
+study's W&B summary run).
 """
 from .access import open_study
 from .grid import GridSpec, load_grid

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 from resnet_core.errors import ConfigError
 
 from .optuna_adapter import cached_rdb, rdb_engine
-from .study_format import JOURNAL_NAME, journal_path, mask_url
+from .study_format import journal_path, mask_url
 
 HEARTBEAT_INTERVAL = int(os.environ.get("RESNET_ABLATE_HEARTBEAT_S", "10"))     # seconds between heartbeats
 GRACE_PERIOD = int(os.environ.get("RESNET_ABLATE_GRACE_S", "60"))               # no heartbeat this long: dead
