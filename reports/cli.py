@@ -84,7 +84,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_figures(study: str, root: str | Path, storage: str | None, out: Path) -> list[Path]:
+    """The W&B study summary's figures (``sweeps.summary.SUMMARY_FIGURES``): the study's report (md, csv and
+    figures) written to ``out``, and its PNG files."""
+    report = build_report(study, root=root, storage=storage, out=out, formats="md,csv")
+    return sorted(report.glob("*.png"))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `report`, and the report's figures to the W&B summary of every `sweep`."""
+    from sweeps.summary import SUMMARY_FIGURES
+
+    if summary_figures not in SUMMARY_FIGURES:
+        SUMMARY_FIGURES.append(summary_figures)
     p = sub.add_parser("report", help="tables, figures and checked claims from a study",
                        description="Write Markdown/CSV/LaTeX tables, PNG+SVG figures, summary.md (the papers' claims "
                                    "with verdicts) and index.html for a study, with the papers' numbers beside ours. "

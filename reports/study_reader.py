@@ -19,23 +19,20 @@ import pandas as pd
 
 from resnet_core.errors import ConfigError
 from resnet_core.overrides import get_dotted as _nested_get
+from resnet_core.overrides import set_dotted
 from resnet_core.record import metrics_frame, read_config, read_summary
+from sweeps.storage import StorageRef, open_storage, resolve_storage
+from sweeps.study_format import (DEFAULT_ROOT, SUMMARY_ATTR_NAMES, cell_id, find_journals, journal_path, mask_url,
+                                 trial_status)
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
-
-JOURNAL_NAME = "optuna.journal"
-DEFAULT_ROOT = "runs"
 
 # Numbers a run summary carries (errors in percent).
 NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error", "final_train_error",
            "final_train_loss", "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps", "epoch")
-# Run summary key → the trial user attr holding it (the sweeps name the parameter count n_parameters).
-TRIAL_ATTRS = {"params": "n_parameters"}
 # Status of a (cell, seed): which attempt of several represents it (highest wins, then the latest trial).
 STATUS_RANK = {"complete": 6, "diverged": 5, "running": 4, "waiting": 3, "interrupted": 2, "failed": 2, "pruned": 2,
                "missing": 0}
-STATE_STATUS = {"COMPLETE": "complete", "FAIL": "failed", "WAITING": "waiting", "RUNNING": "running",
-                "PRUNED": "pruned"}
 
 ACTIVATION_LABELS = {"post": "post-act", "pre": "pre-act", "bn_after_add": "BN after add",
                      "relu_before_add": "ReLU before add", "relu_only_pre": "ReLU-only pre-act"}
@@ -52,17 +49,6 @@ def get_dotted(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
     if key in config:
         return config[key]
     return _nested_get(dict(config), key, default)
-
-
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    node = config
-    parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = node[part] = {}
-        node = nxt
-    node[parts[-1]] = value
 
 
 def nest(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -215,13 +201,8 @@ def _silence_optuna() -> None:
 
 
 def _journal_storage(path: Path):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    from sweeps.journal import check_journal
-
-    check_journal(path)  # a corrupt line: one line naming the file and line
-    return JournalStorage(JournalFileBackend(str(path)))
+    """The journal at ``path``, read-only (a corrupt line: one line naming the file and line)."""
+    return open_storage(StorageRef("journal", str(path), str(path)), read_only=True)
 
 
 def _study_names(storage: Any) -> list[str]:
@@ -247,7 +228,7 @@ def list_studies(root: str | Path | None = None, storage: str | None = None) -> 
         return _study_names(_open_storage(storage)[0])
     root = Path(root or DEFAULT_ROOT)
     names: set[str] = set()
-    for journal in sorted(root.glob(f"*/{JOURNAL_NAME}")):
+    for journal in find_journals(root):
         try:
             names.update(_study_names(_journal_storage(journal)))
         except Exception:  # an unreadable journal: name its folder
@@ -266,20 +247,8 @@ def _open_storage(storage: str) -> tuple[Any, str, Path | None]:
         db = Path(storage[len("sqlite:///"):])
         if str(db) not in ("", ":memory:") and not db.exists():
             raise ConfigError(f"database file not found: {db} (from {storage})")
-    from optuna.storages import RDBStorage
-
-    try:
-        return RDBStorage(storage), _redact(storage), None
-    except Exception as e:  # bad URL, server down, missing driver
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot open storage {_redact(storage)}: {first[:200]}") from None
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a storage URL (one rule for the whole project: ``sweeps.storage.mask_url``)."""
-    from sweeps.storage import mask_url
-
-    return mask_url(url)
+    ref = resolve_storage(storage, DEFAULT_ROOT, "")
+    return open_storage(ref, read_only=True), mask_url(storage), None  # a bad URL, server down: ConfigError
 
 
 def open_study(study: str, root: str | Path | None = None, storage: str | None = None):
@@ -298,7 +267,7 @@ def open_study(study: str, root: str | Path | None = None, storage: str | None =
         if journal is not None:
             dirs += [journal.parent, journal.parent / study]
     else:
-        journal = root / study / JOURNAL_NAME
+        journal = journal_path(root, study)
         if not journal.exists():
             names = list_studies(root)
             raise ConfigError(f"unknown study {study!r}: no {journal}; studies under {root}/: "
@@ -341,12 +310,12 @@ def _effective_status(state: str, record: str | None, attr: str | None) -> tuple
         return "pruned", None
     if state == "COMPLETE":
         return (record if record in ("complete", "diverged", "failed") else "complete"), None
-    # FAIL: the record's verdict, else the sweep's, else the worker was killed
+    # FAIL: the record's verdict, else the sweep's (``study_format.trial_status``), else the worker was killed
     if record in ("complete", "diverged", "failed", "interrupted"):
         return record, None
-    # "cancelled": left out on purpose before it ran (its reason says why); counted with the failed, never resumed
-    verdict = "failed" if attr == "cancelled" else attr if attr in ("failed", "diverged", "interrupted") \
-        else "interrupted"
+    verdict = trial_status(state, attr)
+    if verdict == "duplicate":  # a guard's twin that never ran: shown as an interrupted attempt
+        verdict = "interrupted"
     if record == "running":
         return verdict, "the worker stopped while the run record still said running"
     return verdict, None
@@ -397,8 +366,8 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
         for key in NUMBERS:
             value = summary.get(key) if summary else None
             if value is None:
-                value = ua.get(TRIAL_ATTRS.get(key, key))
-                if value is None and key in TRIAL_ATTRS:
+                value = ua.get(SUMMARY_ATTR_NAMES.get(key, key))
+                if value is None and key in SUMMARY_ATTR_NAMES:
                     value = ua.get(key)  # a study written before the user attr was renamed
             row[key] = float(value) if is_number(value) else float("nan")
         rows.append(row)
@@ -505,7 +474,7 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
         if grid_cells is not None and known <= {freeze(c) for c in grid_cells}:
             for params in grid_cells:
                 if freeze(params) not in known and _valid_model(base, params):
-                    cell_params[",".join(f"{k}={v}" for k, v in params.items())] = params
+                    cell_params[cell_id(params)] = params
                     known.add(freeze(params))
 
     # -- one row per expected unit: (cell, seed), or (cell, slot) in a search study

@@ -39,7 +39,8 @@ from resnet_core.errors import ConfigError, choices_error
 from resnet_core.overrides import apply_overrides, set_dotted
 from resnet_core.run_config import RunConfig, load_yaml
 
-from .cells import Cell, cell_id, make_slugs
+from .cells import Cell, make_slugs
+from .study_format import cell_id
 
 TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
             "objective", "wandb", "launcher")

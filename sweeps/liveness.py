@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from .optuna_adapter import record_heartbeat, trial_id
 from .storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 HEARTBEAT_FILE = "sweep_heartbeat.json"
@@ -79,7 +80,7 @@ def trial_is_dead(trial: Any, study_dir: Path, *, rdb_stale: set[int] | None = N
     w = trial.user_attrs.get("worker")
     if isinstance(w, dict) and w.get("host") == HOST and isinstance(w.get("pid"), int):
         return not pid_alive(w["pid"], w.get("pid_start"))
-    if rdb_stale is not None and trial._trial_id in rdb_stale:
+    if rdb_stale is not None and trial_id(trial) in rdb_stale:
         return True
     run_dir = trial.user_attrs.get("run_dir")
     if isinstance(w, dict):
@@ -127,9 +128,9 @@ class Heartbeat:
             os.replace(tmp, self.run_dir / HEARTBEAT_FILE)
         except OSError:
             pass
-        if self.storage is not None and self.trial_id is not None and hasattr(self.storage, "record_heartbeat"):
+        if self.storage is not None and self.trial_id is not None:
             try:
-                self.storage.record_heartbeat(self.trial_id)
+                record_heartbeat(self.storage, self.trial_id)
             except Exception:  # noqa: BLE001
                 pass
         if self.on_beat is not None:

@@ -8,7 +8,6 @@ the worker's. The run folder is ``<study folder>/<run_dir user attr>``. Results 
 """
 from __future__ import annotations
 
-import importlib
 import math
 import shutil
 import time
@@ -20,11 +19,9 @@ from typing import Any, Callable, Sequence
 from .cells import Cell
 from .grid import GridSpec
 from .params import ensure_params, study_space
+from .optuna_adapter import trial_id
+from .study_format import SUMMARY_ATTR_NAMES
 
-DEFAULT_TRAIN = "resnet_core.engine:train"
-DEFAULT_TRAIN_MEMBERS = "resnet_core.engine:train_members"
-# run summary key → trial user attr (the parameter count is ``n_parameters``: ``params`` are Optuna's axis values)
-ATTR_NAMES = {"params": "n_parameters"}
 SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                  "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
                  "diverged_at", "device")
@@ -35,14 +32,6 @@ class Outcome:
     state: str                          # complete | pruned | fail
     value: float | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_train(spec: str | Callable = DEFAULT_TRAIN) -> Callable:
-    """``"module:function"`` → the function (a callable passes through)."""
-    if callable(spec):
-        return spec
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name or "train")
 
 
 class TrialCallback:
@@ -62,7 +51,7 @@ class TrialCallback:
 
         split, _, name = self.report_key.partition("/")
         try:
-            done = set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+            done = set(self.trial.storage.get_trial(trial_id(self.trial)).intermediate_values)
             for r in read_metrics(run_dir):
                 if (r["split"], r["name"]) == (split, name) and r["step"] not in done and math.isfinite(r["value"]):
                     self.trial.report(float(r["value"]), int(r["step"]))
@@ -109,24 +98,18 @@ def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str,
 
 
 def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values: dict[str, Any]) -> list[Any]:
-    """W&B, when the tracking module exists: it is looked up as ``resnet_core.tracking.wandb_callback(**init)`` with
-    init = {project, entity, mode, group=<study>, name=<run name>, job_type="trial", config=<run config + trial
-    params>}. Without the module, or with mode ``disabled``, none."""
+    """W&B: ``resnet_core.tracking.wandb_callback(**init)`` with init = {project, entity, mode, group=<study>,
+    name=<run name>, job_type="trial", config=<run config + trial params>}. With mode ``disabled``, none."""
+    from resnet_core.tracking import wandb_callback
+
     mode = spec.wandb.get("mode")
     if mode == "disabled":
-        return []
-    try:
-        tracking = importlib.import_module("resnet_core.tracking")
-    except ImportError:
-        return []
-    factory = getattr(tracking, "wandb_callback", None)
-    if factory is None:
         return []
     init = {"project": spec.wandb.get("project"), "entity": spec.wandb.get("entity"), "mode": mode,
             "group": spec.study, "name": cfg["name"], "job_type": "trial",
             "config": {**cfg, "trial": {"number": trial.number, "cell": trial.user_attrs.get("cell"),
                                         "params": values}}}
-    cb = factory(**init)
+    cb = wandb_callback(**init)
     return [cb] if cb is not None else []
 
 
@@ -149,7 +132,7 @@ def _finite(x: Any) -> Any:
 def outcome_of(spec: GridSpec, result: Any, cb: TrialCallback) -> Outcome:
     """A finished run's RunResult (and what its TrialCallback saw) → the trial's Outcome."""
     summary = dict(getattr(result, "summary", None) or {})
-    out = {ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
+    out = {SUMMARY_ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
     status = getattr(result, "status", "failed")
     reason = getattr(result, "reason", None)
     if cb.abandoned:

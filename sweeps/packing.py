@@ -8,7 +8,7 @@ step). ``auto`` is off on the CPU, MPS and NPU, and on CUDA takes the group size
 --members 1,2,4,8 --out FILE`` table (``--fuse-table``, default ``<root>/bench.json``) or the measured default.
 
 Claiming a group keeps exactly-once: each member is taken by its own compare-and-set WAITING → RUNNING (see
-``study.claim``), so two workers can split a cell's seeds between them, but no trial is ever taken twice.
+``claim_group``), so two workers can split a cell's seeds between them, but no trial is ever taken twice.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from resnet_core.errors import ConfigError
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
 
 from .grid import GridSpec, Unit
+from .optuna_adapter import trial_id
 from .storage import StorageRef, claim_lock
 
 def parse_fuse(text: str | int | None) -> str | int:
@@ -123,12 +124,13 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
 
     def take(t: Any) -> bool:
         try:
-            return bool(storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING))
+            return bool(storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING))
         except UpdateFinishedTrialError:
             return False
 
     with claim_lock(ref, study.study_name):
-        waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+        study_id = storage.get_study_id_from_name(study.study_name)
+        waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
         waiting = [t for t in waiting if t.user_attrs.get("unit") is not None]
         if not waiting:
             return []
@@ -136,13 +138,14 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
         caps: dict[str, int] = {}
         keys = {} if keys is None else keys
         for t in waiting:
-            if t._trial_id not in keys:
+            tid = trial_id(t)
+            if tid not in keys:
                 try:
                     key, cfg = trial_key(spec, t.user_attrs, study_dir, packing.device)
-                    keys[t._trial_id] = (key, caps[key] if key in caps else packing.cap(cfg))
+                    keys[tid] = (key, caps[key] if key in caps else packing.cap(cfg))
                 except Exception:  # noqa: BLE001 - a trial whose config cannot be built runs alone and fails there
-                    keys[t._trial_id] = (f"alone:{t._trial_id}", 1)
-            key, cap = keys[t._trial_id]
+                    keys[tid] = (f"alone:{tid}", 1)
+            key, cap = keys[tid]
             caps[key] = cap
             groups.setdefault(key, []).append(t)
         order = list(groups)
@@ -153,7 +156,7 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
                 if len(taken) >= caps[key]:
                     break
                 if take(t):
-                    taken.append(t._trial_id)
+                    taken.append(trial_id(t))
             if taken:
                 return taken
     return []

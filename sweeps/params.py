@@ -18,8 +18,10 @@ import json
 import math
 from typing import Any
 
-from .cells import Cell, format_value
+from .cells import Cell
 from .grid import GridSpec
+from .optuna_adapter import trial_id
+from .study_format import format_value
 
 SCALARS = (type(None), bool, int, float, str)
 
@@ -164,5 +166,5 @@ def ensure_params(trial: Any, spec: GridSpec, cell: Cell, space: dict[str, Any])
         if key in have or key not in space:
             continue
         dist = space[key]
-        trial.storage.set_trial_param(trial._trial_id, key, dist.to_internal_repr(value), dist)
+        trial.storage.set_trial_param(trial_id(trial), key, dist.to_internal_repr(value), dist)
     return params

@@ -15,7 +15,8 @@ import time
 from typing import Any, Callable, TextIO
 
 from .grid import GridSpec
-from .study import DONE, FAILED, objective_values, statuses, trial_status
+from .study import objective_values, statuses, trial_status
+from .study_format import DONE, FAILED
 
 
 def fmt_duration(seconds: float | None) -> str:

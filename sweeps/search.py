@@ -13,33 +13,13 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-
-class _CellView:
-    """A Study look-alike whose trial lists are restricted to one cell; everything else is the study's."""
-
-    def __init__(self, study: optuna.Study, cell: Any) -> None:
-        self._study, self._cell = study, cell
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _keep(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        return [t for t in trials if t.user_attrs.get("cell") == self._cell]
-
-    def get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        return self._keep(self._study.get_trials(deepcopy=deepcopy, states=states))
-
-    def _get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None,
-                    use_cache: bool = False) -> list[FrozenTrial]:
-        return self._keep(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache))
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
+from .optuna_adapter import StudyView
 
 
 def _view(study: optuna.Study, trial: FrozenTrial) -> Any:
-    return _CellView(study, trial.user_attrs.get("cell"))
+    """The study as the inner sampler / pruner sees it: only the trials of ``trial``'s cell."""
+    cell = trial.user_attrs.get("cell")
+    return StudyView(study, lambda t: t.user_attrs.get("cell") == cell)
 
 
 class CellSampler(optuna.samplers.BaseSampler):

@@ -374,7 +374,6 @@ class SlurmWorker:
     gpus: int
     cpus: int
     deadline: float | None
-    train: str
     fuse: str | int
     fuse_table: str | None
 
@@ -394,7 +393,7 @@ class SlurmWorker:
         devices = task_devices(self.gpus, env)
         threads = max(1, self.cpus // len(devices))
         return [WorkerSpec(self.spec, self.storage, self.study_dir, d, task * len(devices) + i, self.deadline,
-                           self.train, threads, os.getpid(), self.fuse, self.fuse_table)
+                           threads, os.getpid(), self.fuse, self.fuse_table)
                 for i, d in enumerate(devices)]
 
     def __call__(self, task: int) -> list[int]:
@@ -442,7 +441,7 @@ class SlurmWorker:
 
 # -- the launch -------------------------------------------------------------------------------------------------
 def submit(cfg: SlurmConfig, spec: Any, ref: StorageRef, study_dir: Path, n_workers: int, *, deadline: float | None,
-           train: str, fuse: str | int, fuse_table: str | None, out: TextIO) -> str:
+           fuse: str | int, fuse_table: str | None, out: TextIO) -> str:
     """Submit ``n_workers`` SlurmWorkers as one job array; print the job id and how to follow it; return the id."""
     import submitit
 
@@ -453,7 +452,7 @@ def submit(cfg: SlurmConfig, spec: Any, ref: StorageRef, study_dir: Path, n_work
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.max_requeues)
     executor.update_parameters(**cfg.executor_parameters(job_name=f"ablate-{spec.study}"))
     worker = SlurmWorker(spec.to_dict(), ref, str(study_dir), cfg.gpus_per_worker, cfg.cpus_per_worker, deadline,
-                         train, fuse, fuse_table)
+                         fuse, fuse_table)
     try:
         jobs = executor.map_array(worker, range(n_workers))
     except Exception as e:  # noqa: BLE001 - sbatch refused (bad partition, account, …): one line

@@ -11,7 +11,7 @@ Locks: every change to the *set* of trials (create the study, enqueue, fail a de
 replacement) happens under one per-study lock: ``fcntl.flock`` on a file beside the journal / SQLite file, and a
 PostgreSQL advisory lock (held by one connection; released by the server if the holder dies) for PostgreSQL.
 Taking a waiting trial needs no lock on the journal (the log's order decides: the first RUNNING record wins, see
-``claim.py``) nor on PostgreSQL (``SELECT … FOR UPDATE``); on SQLite it takes a file lock, since SQLite reads
+``packing.claim_group``) nor on PostgreSQL (``SELECT … FOR UPDATE``); on SQLite it takes a file lock, since SQLite reads
 outside a transaction and two processes can both see a trial WAITING.
 """
 from __future__ import annotations
@@ -27,7 +27,9 @@ from typing import Any, Callable, Iterator
 
 from resnet_core.errors import ConfigError
 
-JOURNAL_NAME = "optuna.journal"
+from .optuna_adapter import cached_rdb, rdb_engine
+from .study_format import journal_path, mask_url
+
 HEARTBEAT_INTERVAL = int(os.environ.get("RESNET_ABLATE_HEARTBEAT_S", "10"))     # seconds between heartbeats
 GRACE_PERIOD = int(os.environ.get("RESNET_ABLATE_GRACE_S", "60"))               # no heartbeat this long: dead
 
@@ -51,7 +53,7 @@ class StorageRef:
 def resolve_storage(storage: str | None, root: str | Path, study: str) -> StorageRef:
     """The storage for ``study``: ``storage`` (a URL or a journal path) or the default journal under ``root``."""
     if not storage:
-        path = Path(root) / study / JOURNAL_NAME
+        path = journal_path(root, study)
         return StorageRef("journal", str(path), str(path))
     if "://" not in storage:
         if storage.endswith((".db", ".sqlite", ".sqlite3")):
@@ -59,11 +61,11 @@ def resolve_storage(storage: str | None, root: str | Path, study: str) -> Storag
         return StorageRef("journal", str(Path(storage)), storage)
     scheme = storage.split("://", 1)[0].lower()
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        return StorageRef("postgresql", _pg_driver_url(storage), _mask(storage))
+        return StorageRef("postgresql", _pg_driver_url(storage), mask_url(storage))
     if scheme.startswith("sqlite"):
         return StorageRef("sqlite", storage, storage)
     if scheme.startswith(("mysql", "mariadb", "oracle", "mssql")):
-        return StorageRef("rdb", storage, _mask(storage))
+        return StorageRef("rdb", storage, mask_url(storage))
     raise ConfigError(f"--storage {storage!r}: unknown scheme {scheme!r}; use postgresql://…, sqlite:///… or a "
                       f"path to a .journal file")
 
@@ -83,22 +85,6 @@ def _pg_driver_url(url: str) -> str:
             raise ConfigError("--storage postgresql://… needs a PostgreSQL driver: pip install psycopg2-binary "
                               "(or the project's [postgres] extra)") from None
         return "postgresql+psycopg2://" + rest
-
-
-def _mask(url: str) -> str:
-    """Hide a password: postgresql://user:***@host/db. Everything between ``user:`` and the *last* ``@`` is the
-    password (a raw ``@`` inside it must not leak its tail)."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    if "@" in rest:
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            rest = f"{creds.split(':', 1)[0]}:***@{host}"
-    return f"{scheme}://{rest}"
-
-
-mask_url = _mask
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -153,7 +139,7 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
         with warnings.catch_warnings(), (contextlib.nullcontext() if read_only else init_lock(ref)):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             rdb = optuna.storages.RDBStorage(ref.url, **kwargs)  # creates the tables: one process at a time
-        return optuna.storages.get_storage(rdb)  # the cached wrapper create_study would make; one object for all
+        return cached_rdb(rdb)  # the cached wrapper create_study would make; one object for all
     except Exception as e:  # noqa: BLE001 - a connection failure is one line for the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot open storage {ref.display}: {first[:200]}") from None
@@ -234,7 +220,7 @@ def _pg_advisory_lock(ref: StorageRef, study: str, storage: Any = None) -> Itera
     import sqlalchemy
 
     key = int(hashlib.sha1(f"resnet-ablate:{study}".encode()).hexdigest()[:15], 16)  # fits a signed bigint
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    engine = rdb_engine(storage)
     own = engine is None
     if own:
         engine = sqlalchemy.create_engine(ref.url, poolclass=sqlalchemy.pool.NullPool)

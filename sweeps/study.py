@@ -8,9 +8,10 @@ A unit with a COMPLETE (or PRUNED) trial is done and never runs again.
 
 Exactly once. All changes to the set of trials (create, enqueue, fail a dead trial + enqueue its replacement)
 happen in ``reconcile`` under the per-study lock (``storage.study_lock``), which first re-reads the trials: two
-launchers (or a launcher and an idle worker) can never both enqueue the same unit. Taking a trial is ``claim``: a
-compare-and-set WAITING → RUNNING that exactly one process wins (see ``storage``). Workers never call
-``study.ask()`` (which creates a new trial when the queue is empty); ``claim`` only ever takes enqueued trials.
+launchers (or a launcher and an idle worker) can never both enqueue the same unit. Taking trials is
+``packing.claim_group``: a compare-and-set WAITING → RUNNING per trial that exactly one process wins (see
+``storage``). Workers never call ``study.ask()`` (which creates a new trial when the queue is empty); a claim only
+ever takes enqueued trials.
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec, Unit
 from .liveness import trial_is_dead
+from .optuna_adapter import stale_trial_ids, trial_id
 from .params import merged_space, space_attr, study_space, unit_params
-from .storage import StorageRef, claim_lock
+from .study_format import DONE, FAILED, unit_attrs
+from .study_format import trial_status as _status
 
-DONE = ("complete", "pruned")
-FAILED = ("failed", "diverged")
 MAX_AUTO_RESUMES = 3   # within one launch, a unit whose worker keeps dying is resumed at most this many times
 
 
@@ -146,21 +147,8 @@ class UnitStatus:
 
 
 def trial_status(t: Any) -> str:
-    """The outcome of one trial: complete, pruned, running, waiting, failed, diverged or interrupted."""
-    from optuna.trial import TrialState
-
-    if t.state == TrialState.COMPLETE:
-        return "complete"
-    if t.state == TrialState.PRUNED:
-        return "pruned"
-    if t.state == TrialState.RUNNING:
-        return "running"
-    if t.state == TrialState.WAITING:
-        return "waiting"
-    status = t.user_attrs.get("status")
-    if status == "duplicate":
-        return "duplicate"
-    return status if status in FAILED else "interrupted"  # FAIL without our verdict: failed as stale / killed
+    """The outcome of one trial (``study_format.trial_status``)."""
+    return _status(t.state.name, t.user_attrs.get("status"))
 
 
 def unit_status(unit: Unit, trials: list[Any]) -> UnitStatus:
@@ -188,25 +176,6 @@ def statuses(spec: GridSpec, trials: Iterable[Any]) -> list[UnitStatus]:
 
 
 # -- enqueue ----------------------------------------------------------------------------------------------------
-def unit_attrs(unit: Unit, *, attempt: int, run_dir: str, resume: bool, replaces: int | None = None) -> dict:
-    attrs = {
-        "unit": unit.key,
-        "cell": unit.cell.id,
-        "cell_params": unit.cell.params,
-        "cell_slug": unit.cell.slug,
-        "seed": unit.seed,
-        "run_dir": run_dir,
-        "attempt": attempt,
-        "resume": resume,
-        "status": "waiting",
-    }
-    if unit.slot is not None:
-        attrs["slot"] = unit.slot
-    if replaces is not None:
-        attrs["replaces"] = replaces
-    return attrs
-
-
 def enqueue_waiting(study: Any, params: dict[str, Any], distributions: dict[str, Any], attrs: dict[str, Any]) -> None:
     """Add a WAITING trial that already carries its params (with their distributions), so Optuna's tools see them
     from the start; they are also its ``fixed_params``, as ``study.enqueue_trial`` would store them."""
@@ -258,7 +227,7 @@ def mark_interrupted(storage: Any, trial: Any, reason: str) -> bool:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    tid = trial._trial_id
+    tid = trial_id(trial)
     try:
         storage.set_trial_user_attr(tid, "status", "interrupted")
         storage.set_trial_user_attr(tid, "reason", reason)
@@ -267,28 +236,13 @@ def mark_interrupted(storage: Any, trial: Any, reason: str) -> bool:
         return False
 
 
-def _rdb_stale_ids(study: Any, storage: Any) -> set[int] | None:
-    """Trial ids whose Optuna heartbeat is older than the grace period (RDB storage with heartbeats), else None."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    if not is_heartbeat_enabled(storage):
-        return None
-    getter = getattr(storage, "_get_stale_trial_ids", None)
-    if getter is None:
-        return set()
-    try:
-        return set(getter(study._study_id))
-    except Exception:  # noqa: BLE001
-        return set()
-
-
 def fail_dead_trials(study: Any, storage: Any, study_dir: Path) -> list[Any]:
     """Fail every RUNNING trial whose worker is dead (``liveness.trial_is_dead``); return them. Then Optuna's own
     ``fail_stale_trials`` (RDB heartbeats), whose ``failed_trial_callback`` enqueues resuming copies."""
     import optuna
     from optuna.trial import TrialState
 
-    stale = _rdb_stale_ids(study, storage)
+    stale = stale_trial_ids(study, storage)
     dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("unit") is None:
@@ -365,28 +319,6 @@ def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retr
             else:
                 plan.failed.append(st)
     return plan
-
-
-# -- claim ------------------------------------------------------------------------------------------------------
-def claim(study: Any, storage: Any, ref: StorageRef, *, offset: int = 0) -> int | None:
-    """Take one WAITING trial of ``study`` (WAITING → RUNNING, a compare-and-set exactly one process wins); its id,
-    or None when none is left. ``offset`` rotates where the scan starts, so workers rarely race for one trial."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    with claim_lock(ref, study.study_name):
-        waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
-        waiting = [t for t in waiting if t.user_attrs.get("unit") is not None]
-        if not waiting:
-            return None
-        k = offset % len(waiting)
-        for t in waiting[k:] + waiting[:k]:
-            try:
-                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                    return t._trial_id
-            except UpdateFinishedTrialError:
-                continue
-    return None
 
 
 # -- listing ----------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,12 +18,12 @@ from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISH
 
 from .estimate import sweep_seconds
 from .grid import GridSpec, load_grid
-from .objective import DEFAULT_TRAIN
 from .packing import Packing, default_table, parse_fuse, plan_runs
 from .progress import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
-from .study import (DONE, FAILED, Plan, create_or_load, objective_values, reconcile, requeue_failed_trial,
-                    statuses, study_progress)
+from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress
+from .study_format import DONE, FAILED, find_journals
+from .summary import log_summary_run
 from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_workers, parse_devices, run_worker,
                      worker_main)
 
@@ -218,7 +217,7 @@ def make_study_dir(study_dir: Path, root: str | Path) -> None:
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
-              fuse: str | int | None = "auto", fuse_table: str | None = None, train: str = DEFAULT_TRAIN,
+              fuse: str | int | None = "auto", fuse_table: str | None = None,
               launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
               out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
@@ -261,7 +260,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     if plan.to_run and slurm_cfg is not None:
         from .slurm import submit
 
-        submit(slurm_cfg, spec, ref, study_dir, min(asked or plan.to_run, plan.to_run), train=train, fuse=fuse_n,
+        submit(slurm_cfg, spec, ref, study_dir, min(asked or plan.to_run, plan.to_run), fuse=fuse_n,
                fuse_table=str(table) if table else None, out=out,
                deadline=time.time() + spec.timeout if spec.timeout else None)
         return 0
@@ -279,7 +278,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         packed = f"; fuse {packing.describe()}" + (f": {len(fused)} fused runs" if fused else "")
         print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
               + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
-        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, train, threads,
+        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, threads,
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), to_run=plan.to_run, workers=n,
                           estimate_s=estimate, stream=err)
@@ -321,38 +320,6 @@ def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
     if workers_code or n_failed:
         return EXIT_FAILED
     return EXIT_UNFINISHED if n_unfinished else EXIT_OK
-
-
-SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
-
-
-def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
-                    out: TextIO) -> None:
-    """One W&B run (job_type "summary") in the study's group: the results table and the report's figures."""
-    from resnet_core.tracking import log_study_summary
-
-    rows = [{"cell": t.user_attrs.get("cell"), "seed": t.user_attrs.get("seed"),
-             **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS}}
-            for t in trials if t.user_attrs.get("cell") is not None and t.user_attrs.get("status")]
-    figures: list[Path] = []
-    try:  # the figures come from the report; a report problem must not fail the sweep
-        from reports import build_report
-
-        report = build_report(spec.study, root=root, storage=None if ref.kind == "journal" else ref.url,
-                              out=study_dir / "report", formats="md,csv")
-        figures = sorted(report.glob("*.png"))
-    except Exception as e:  # noqa: BLE001
-        print(f"W&B summary: report figures skipped ({type(e).__name__}: {e})", file=out)
-    cells = []
-    for cell_key, values in objective_values(spec, trials).items():
-        mean = statistics.fmean(values) if values else None
-        std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-        cells.append({"cell": cell_key or "base", "n": len(values), "mean": mean, "std": std,
-                      "mean ± std": f"{mean:.2f} ± {std:.2f}" if mean is not None else "n/a"})
-    tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
-    log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
-                      mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",
-                      config=spec.to_dict(), tags=tags, cells=cells)
 
 
 def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:
@@ -421,7 +388,7 @@ def list_studies(root: str | Path = "runs", storage: str | None = None, out: Tex
             print(study_progress(s, ref.display, Path(sd) if sd else None).line(), file=out)
             found += 1
     else:
-        for journal in sorted(Path(root).glob("*/optuna.journal")):
+        for journal in find_journals(root):
             ref = StorageRef("journal", str(journal), str(journal))
             try:  # one damaged journal must not hide the other studies
                 st = open_storage(ref, read_only=True)

@@ -2,7 +2,7 @@
 
 ``--workers N`` starts N workers (spawned processes; one runs in the launching process itself when N is 1), given
 devices round-robin from ``--devices`` (several workers may share one GPU). A worker loops: claim a WAITING trial
-(``study.claim``), record who runs it (``worker`` user attr) and beat a heartbeat while it trains, report the result
+(``packing.claim_group``), record who runs it (``worker`` user attr) and beat a heartbeat while it trains, report the result
 with ``study.tell``. When no trial is waiting it reconciles once under the study lock (a trial whose worker died is
 failed and a resuming copy enqueued) and stops if that found nothing to do. A spawned worker dies with its parent
 (``PR_SET_PDEATHSIG``), so killing the launcher never leaves orphans training.
@@ -29,8 +29,8 @@ from resnet_core.tracking import own_wandb_service
 
 from .grid import GridSpec
 from .liveness import Heartbeat, worker_record
-from .objective import (DEFAULT_TRAIN, DEFAULT_TRAIN_MEMBERS, _clear_stale_run_dir, resolve_train, run_fused_objective,
-                        run_objective)
+from .objective import _clear_stale_run_dir, run_fused_objective, run_objective
+from .optuna_adapter import trial_id
 from .packing import Packing, claim_group
 from .storage import StorageRef, open_storage, study_lock
 from .study import reconcile, requeue_failed_trial, sampler_and_pruner
@@ -104,12 +104,10 @@ class WorkerSpec:
     device: str
     index: int = 0
     deadline: float | None = None     # time.time() after which no new trial starts
-    train: str = DEFAULT_TRAIN        # "module:function"
     threads: int | None = None
     parent_pid: int | None = None
     fuse: str | int = 1               # "auto" or the most trials to train as one fused run (packing.parse_fuse)
     fuse_table: str | None = None     # a `resnet-ablate bench --members … --out` table for "auto"
-    train_members: str = DEFAULT_TRAIN_MEMBERS
 
 
 @dataclass
@@ -172,14 +170,17 @@ def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[An
 def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: Callable | None = None,
                stop: threading.Event | None = None, on_trial: Callable[[int], None] | None = None) -> WorkerStats:
     """Take and run trials (alone, or packed into fused runs) until none is left (or the deadline / ``stop``).
+    ``train`` / ``train_members``: what trains a trial / a fused group (default ``resnet_core.engine``'s).
 
     The worker's device is made current first, before any CUDA work (streams and graphs use the current device)."""
     make_current(ws.device)
     _quiet()
+    from resnet_core import engine
+
     spec = GridSpec.from_dict(ws.spec)
     study, storage = open_study(spec, ws.storage)
-    train_fn = train or resolve_train(ws.train)
-    members_fn = train_members or resolve_train(ws.train_members)
+    train_fn = train or engine.train
+    members_fn = train_members or engine.train_members
     study_dir = Path(ws.study_dir)
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
@@ -259,13 +260,13 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
     def taken_over(tid: int) -> Callable[[], bool]:
         return lambda: storage.get_trial(tid).state != TrialState.RUNNING
 
-    stops = [taken_over(t._trial_id) for t in trials]
+    stops = [taken_over(trial_id(t)) for t in trials]
     try:
         with contextlib.ExitStack() as beats:
             for trial in trials:
                 beats.enter_context(Heartbeat(study_dir / trial.user_attrs["run_dir"],
                                               {**record, "trial": trial.number}, storage=storage,
-                                              trial_id=trial._trial_id))
+                                              trial_id=trial_id(trial)))
             if len(trials) == 1:
                 outcomes = [run_objective(spec, trials[0], device=ws.device, study_dir=study_dir, train=train_fn,
                                           stop=stops[0])]

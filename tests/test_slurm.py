@@ -150,7 +150,7 @@ def test_task_devices_follow_the_allocation():
 
 def test_slurm_worker_pickles_and_checkpoints_as_itself(tmp_path, monkeypatch):
     ref = resolve_storage("postgresql://u:p@h/db", tmp_path, "s")
-    w = SlurmWorker({"study": "s"}, ref, str(tmp_path), 2, 16, None, "sweeps.objective:x", 1, None)
+    w = SlurmWorker({"study": "s"}, ref, str(tmp_path), 2, 16, None, 1, None)
     specs = w.worker_specs(3, {"CUDA_VISIBLE_DEVICES": "4,6"})
     assert [(s.device, s.index, s.threads) for s in specs] == [("cuda:0", 6, 8), ("cuda:1", 7, 8)]
     w._procs = [object()]                      # running children never travel in the pickle

@@ -64,6 +64,15 @@ def journal_study(root: Path, study: str):
         return optuna.load_study(study_name=study, storage=storage)
 
 
+def take_one(study, storage, ref, spec, study_dir: Path) -> int | None:
+    """Take one waiting trial the way a worker does (``packing.claim_group``, one member): its id, or None."""
+    from sweeps.packing import Packing, claim_group
+
+    tids = claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"))
+    assert len(tids) <= 1
+    return tids[0] if tids else None
+
+
 def assert_exactly_once(study, expected_units: int) -> list:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -409,21 +418,22 @@ def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, cap
 def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     """reconcile(): a RUNNING trial whose worker pid is gone → FAIL (interrupted) + one resuming copy; a RUNNING
     trial whose worker is alive (this process) is left alone."""
-    from sweeps.storage import study_lock
-    from sweeps.study import claim, reconcile
     from sweeps.liveness import worker_record
+    from sweeps.optuna_adapter import trial_id
+    from sweeps.storage import study_lock
+    from sweeps.study import reconcile
 
     spec, ref, storage, study, study_dir = new_study(tmp_path, "dead", seeds=[0])
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
-    a, b = claim(study, storage, ref), claim(study, storage, ref)
-    assert claim(study, storage, ref) is None  # only enqueued trials are ever taken; none is created
+    a, b = take_one(study, storage, ref, spec, study_dir), take_one(study, storage, ref, spec, study_dir)
+    assert take_one(study, storage, ref, spec, study_dir) is None  # only enqueued trials are ever taken; none is created
     storage.set_trial_user_attr(a, "worker", {**worker_record(0, "cpu"), "pid": dead_pid, "pid_start": None})
     storage.set_trial_user_attr(b, "worker", worker_record(1, "cpu"))
     with study_lock(ref, "dead", storage):
         plan = reconcile(study, storage, spec, study_dir)
-    assert [t._trial_id for t in plan.dead] == [a] and len(plan.interrupted) == 1 and len(plan.running) == 1
-    trials = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+    assert [trial_id(t) for t in plan.dead] == [a] and len(plan.interrupted) == 1 and len(plan.running) == 1
+    trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
     assert trials[a].state == TrialState.FAIL and trials[a].user_attrs["status"] == "interrupted"
     assert trials[b].state == TrialState.RUNNING
     copies = [t for t in trials.values() if t.user_attrs.get("replaces") == trials[a].number]
@@ -459,19 +469,21 @@ def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_pat
 
 
 # -- claim atomicity --------------------------------------------------------------------------------------------
-def _claimer(url: str, root: str, name: str, ready, go, queue) -> None:
+def _claimer(url: str, root: str, name: str, grid: str, ready, go, queue) -> None:
+    """Take waiting trials as a worker does (``packing.claim_group``) until none is left; put their numbers."""
     import optuna as _optuna
+    from sweeps.grid import load_grid as _load
     from sweeps.storage import open_storage as _open, resolve_storage as _resolve
-    from sweeps.study import claim as _claim
 
     _optuna.logging.set_verbosity(_optuna.logging.ERROR)
     ref = _resolve(url, root, name)
     storage = _open(ref)
     study = _optuna.load_study(study_name=name, storage=storage)
+    spec = _load(grid)
     ready.put(os.getpid())
     go.wait()
     taken = []
-    while (tid := _claim(study, storage, ref)) is not None:
+    while (tid := take_one(study, storage, ref, spec, Path(root) / name)) is not None:
         trial = _optuna.trial.Trial(study, tid)
         taken.append(trial.number)
         time.sleep(0.01)
@@ -505,7 +517,8 @@ def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 
     study = optuna.create_study(study_name=name, storage=open_storage(ref))
     for i in range(n_trials):
         study.enqueue_trial({}, user_attrs={"unit": f"u{i}"})
-    results = release_together(_claimer, (url, str(root), name), n_procs)
+    grid = write_grid(Path(root) / f"{name}.yaml", name)
+    results = release_together(_claimer, (url, str(root), name, str(grid)), n_procs)
     states = Counter(t.state for t in study.get_trials(deepcopy=False))
     assert states == {TrialState.COMPLETE: n_trials}, states
     taken = [n for r in results for n in r]

@@ -16,7 +16,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
 from test_sweeps import (assert_exactly_once, kill_mid_trial_and_rerun, new_study, race_claims,  # noqa: E402
-                         write_grid)
+                         take_one, write_grid)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
@@ -89,26 +89,27 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, s
     interrupted) and enqueues one resuming copy — through Optuna's RDB heartbeat, not a pid check."""
     import sweeps.liveness as liveness
     import sweeps.storage as storage_mod
+    from sweeps.optuna_adapter import record_heartbeat, trial_id
     from sweeps.storage import study_lock
-    from sweeps.study import claim, reconcile
+    from sweeps.study import reconcile
 
     monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
     monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
     spec, ref, storage, study, study_dir = new_study(tmp_path, study_name, pg_url, seeds=[0])
-    tid = claim(study, storage, ref)
+    tid = take_one(study, storage, ref, spec, study_dir)
     storage.set_trial_user_attr(tid, "worker", {"host": "another-machine", "pid": 1, "pid_start": None,
                                                 "device": "cuda:0", "index": 0})
-    storage.record_heartbeat(tid)
+    record_heartbeat(storage, tid)
     with study_lock(ref, study_name, storage):
         plan = reconcile(study, storage, spec, study_dir)
     assert not plan.dead and len(plan.running) == 1  # heartbeat fresh: alive
     time.sleep(3.5)
     with study_lock(ref, study_name, storage):
         plan = reconcile(study, storage, spec, study_dir)
-    assert [t._trial_id for t in plan.dead] == [tid]
+    assert [trial_id(t) for t in plan.dead] == [tid]
     trials = study.get_trials(deepcopy=False)
-    failed = [t for t in trials if t._trial_id == tid][0]
+    failed = [t for t in trials if trial_id(t) == tid][0]
     assert failed.state == TrialState.FAIL and failed.user_attrs["status"] == "interrupted"
     copies = [t for t in trials if t.user_attrs.get("replaces") == failed.number]
     assert len(copies) == 1 and copies[0].state == TrialState.WAITING and copies[0].user_attrs["resume"] is True

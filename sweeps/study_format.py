@@ -1,0 +1,102 @@
+"""The study format: what a sweep writes into its Optuna study and what readers (``reports``) read back.
+
+One home for the names and rules both sides use, so a reader never re-derives them:
+- where a study lives by default (``<root>/<study>/optuna.journal``) and how a storage URL is shown (password
+  masked);
+- a cell id (``model.depth=20,model.shortcut=none``: YAML-like scalars, so ``true`` / ``null``, not Python's);
+- a trial's user attrs (``unit_attrs``; the run summary's ``params`` is stored as ``n_parameters``);
+- the status of a trial from its Optuna state and ``status`` user attr (``trial_status``).
+
+Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module imports neither Optuna nor torch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .grid import Unit
+
+JOURNAL_NAME = "optuna.journal"
+DEFAULT_ROOT = "runs"
+
+# run summary key → trial user attr (the parameter count is ``n_parameters``: ``params`` are Optuna's axis values)
+SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
+
+DONE = ("complete", "pruned")
+FAILED = ("failed", "diverged")
+STATE_STATUS = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
+
+
+# -- where ------------------------------------------------------------------------------------------------------
+def journal_path(root: str | Path, study: str) -> Path:
+    """The default storage of ``study``: ``<root>/<study>/optuna.journal``."""
+    return Path(root) / study / JOURNAL_NAME
+
+
+def find_journals(root: str | Path) -> list[Path]:
+    """Every ``<root>/*/optuna.journal``, sorted."""
+    return sorted(Path(root).glob(f"*/{JOURNAL_NAME}"))
+
+
+def mask_url(url: str) -> str:
+    """Hide a password: postgresql://user:***@host/db. Everything between ``user:`` and the *last* ``@`` is the
+    password (a raw ``@`` inside it must not leak its tail)."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    if "@" in rest:
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            rest = f"{creds.split(':', 1)[0]}:***@{host}"
+    return f"{scheme}://{rest}"
+
+
+# -- cells ------------------------------------------------------------------------------------------------------
+def format_value(value: Any) -> str:
+    """A value as written in a cell id: YAML-like scalars (``none``, ``true``, ``0.1``), JSON for lists/mappings."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def cell_id(params: dict[str, Any]) -> str:
+    """``{"model.depth": 20, "model.shortcut": "none"}`` → ``model.depth=20,model.shortcut=none``; {} → ''."""
+    return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+# -- trials -----------------------------------------------------------------------------------------------------
+def unit_attrs(unit: Unit, *, attempt: int, run_dir: str, resume: bool, replaces: int | None = None) -> dict:
+    """The user attrs a trial of ``unit`` is enqueued with (the worker adds ``worker``, then the results)."""
+    attrs = {
+        "unit": unit.key,
+        "cell": unit.cell.id,
+        "cell_params": unit.cell.params,
+        "cell_slug": unit.cell.slug,
+        "seed": unit.seed,
+        "run_dir": run_dir,
+        "attempt": attempt,
+        "resume": resume,
+        "status": "waiting",
+    }
+    if unit.slot is not None:
+        attrs["slot"] = unit.slot
+    if replaces is not None:
+        attrs["replaces"] = replaces
+    return attrs
+
+
+def trial_status(state: str, status: Any) -> str:
+    """The outcome of one trial from its Optuna state name and ``status`` user attr: complete, pruned, running,
+    waiting; for FAIL the sweep's verdict (failed, diverged; duplicate: never run), "cancelled" (left out by hand)
+    counts as failed, anything else is interrupted (killed, stale, stopped)."""
+    if state in STATE_STATUS:
+        return STATE_STATUS[state]
+    if status == "cancelled":
+        return "failed"
+    return status if status in FAILED + ("duplicate",) else "interrupted"
