@@ -26,6 +26,7 @@ from resnet_core.record import read_config, read_metrics, read_summary
 from resnet_core.run_config import RunConfig
 
 from numerics import assert_series_close, assert_states_close
+from train_callbacks import InterruptAt
 
 torch.set_num_threads(1)
 
@@ -228,16 +229,6 @@ def test_residual_beats_plain_at_depth_20(tmp_path, seed):
 
 
 # -- 3. resume == uninterrupted ---------------------------------------------------------------------------------
-class InterruptAt:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
-        if step == self.step:
-            raise KeyboardInterrupt
-        return False
-
-
 @pytest.mark.parametrize("optim", ["sgd", "adam"])
 def test_resume_equals_uninterrupted(tmp_path, optim):
     # 8 steps an epoch, eval every half epoch: the interrupt at step 12 falls in the middle of epoch 1

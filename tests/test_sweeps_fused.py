@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -17,8 +16,6 @@ import torch
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from test_sweeps import (TINY_BASE, assert_exactly_once, journal_study, kill_mid_trial_and_rerun,  # noqa: E402
                          new_study, release_together, write_grid)
