@@ -30,6 +30,7 @@ from .model import ResNet, build_model, count_params
 from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .probes import GradProbe
 from .overrides import diff_keys, get_dotted
+from .provenance import provenance
 from .record import RunRecord, read_config, read_metrics
 from .run_config import RunConfig, resolved_dict
 from .schedules import lr_at, milestone_steps, momentum_at, total_steps
@@ -526,6 +527,7 @@ class _Trainer:
             "precision": precision_name(self.amp, self.dtype), "channels_last": self.channels_last,
             "compiled": self.fast == "compile", "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
             "data_time_s": self.data_time, "fast_fallback": self.fast_fallback, "tf32": self.tf32,
+            "provenance": provenance(),  # the code and library versions that produced this record
         }
 
     # -- resume -----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from resnet_core.engine import RunResult, _Trainer, evaluate_model, train, train
 from resnet_core.errors import ConfigError
 from resnet_core.model import build_model, count_params
 from resnet_core.overrides import apply_overrides
+from resnet_core.provenance import provenance
 from resnet_core.probe_init import probe_depths
 from resnet_core.record import read_config, read_metrics, read_summary
 from resnet_core.run_config import RunConfig
@@ -170,6 +171,11 @@ def test_run_record_files(short_run):
     assert s["final_train_error"] == pytest.approx(sum(train_err) / len(train_err))
     assert s["wall_time_s"] > 0 and s["img_per_s"] > 0
     assert s["diverged_at"] is None and s["fused_members"] == 1 and s["device"] == "cpu"
+
+
+def test_the_summary_records_the_code_that_wrote_it(short_run):
+    result, run_dir, _ = short_run
+    assert read_summary(run_dir)["provenance"] == result.summary["provenance"] == provenance()
 
 
 def test_checkpoints_load_with_weights_only(short_run):
