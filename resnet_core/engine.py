@@ -1,4 +1,4 @@
-"""The training engine: `train(config)` for one run, `train_members(configs)` for G fused runs (DESIGN §4).
+"""The training engine: `train(config)` for one run, `train_members(configs)` for G fused runs (docs/fused_trials.md).
 
 One code path serves both: a run is a fused run of one member. On CUDA the whole step (forward, backward, probes,
 optimizer update with the learning rate in a device tensor, divergence bookkeeping) is captured in one CUDA graph,

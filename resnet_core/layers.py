@@ -1,4 +1,4 @@
-"""Member-aware layer factories (horizontal fusion, DESIGN §4).
+"""Member-aware layer factories (horizontal fusion, docs/fused_trials.md).
 
 A fused model holds G independent members in one module: every conv gets ``groups × G`` and ``channels × G``,
 BatchNorm runs over G×C channels, and the head is a per-member linear map. Every parameter and buffer is laid out

@@ -1,4 +1,4 @@
-"""The training engine (DESIGN §4): `train`, `train_members`, the run record, checkpoints, resume, divergence,
+"""The training engine: `train`, `train_members`, the run record, checkpoints, resume, divergence,
 fused trials and the gradient probe at initialisation.
 
 Every run here is tiny (the offline synthetic dataset at 16×16, a few hundred images, tens of steps) and runs on
@@ -65,7 +65,7 @@ def assert_weights_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
     assert_states_close(a, b, tol, "weights")
 
 
-PROBE_TOL = 1e-6  # probe buffers are float32 by design (DESIGN §4), whatever the run's precision
+PROBE_TOL = 1e-6  # probe buffers are float32 by design (resnet_core/probes.py), whatever the run's precision
 FUSED_TOL = 1e-10  # float64 fused vs separate runs, 16 steps: round-off only (1e-9 on one weight fails)
 
 
@@ -436,7 +436,7 @@ def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
 
 
 def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
-    """model.shortcut may differ between members as none / identity (DESIGN §4's stretch): each member's record,
+    """model.shortcut may differ between members as none / identity (plain and residual twins in one run): each member's record,
     config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of network."""
     shortcuts = ["none", "identity", "none"]
     cfgs = [tiny("precision=fp64", "optim.momentum=0.9", f"model.shortcut={sc}", name=f"t{g}", seed=g)

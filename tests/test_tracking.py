@@ -1,4 +1,4 @@
-"""W&B tracking (DESIGN §6): one offline run per trial inside its run folder, whose files say exactly what the local
+"""W&B tracking: one offline run per trial inside its run folder, whose files say exactly what the local
 record says; a failing W&B never fails a trial; `off`/`disabled` writes nothing; the study summary run; the mode.
 
 Everything runs offline (explicit `mode: offline`) with the W&B server address pointed at a dead local port, so no
