@@ -71,7 +71,8 @@ def source_short(source: str) -> str:
 
 
 def training_recipe(dataset: str) -> dict[str, Any]:
-    """The papers' training recipe for a dataset as paper.yaml records it (``iterations``, ``batch_size``, ``source``)."""
+    """The papers' training recipe for a dataset, as paper.yaml records it (``iterations``, ``batch_size``,
+    ``source``)."""
     return dict(load_paper()["training"][dataset])
 
 

@@ -1,7 +1,8 @@
 """`ResNet` and `build_model`: stem → stages of residual blocks → (final BN-ReLU) → global pool → fc.
 
-`build_model(cfg, members=G)` builds G independent members as one fused module (docs/fused_trials.md): member g reads input
-channels ``in_channels·g … in_channels·(g+1)−1`` and writes logits ``[:, g]``. `members=1` is the ordinary model.
+`build_model(cfg, members=G)` builds G independent members as one fused module (docs/fused_trials.md): member g
+reads input channels ``in_channels·g … in_channels·(g+1)−1`` and writes logits ``[:, g]``. `members=1` is the
+ordinary model.
 """
 from __future__ import annotations
 

@@ -173,6 +173,22 @@ def test_run_record_files(short_run):
     assert s["diverged_at"] is None and s["fused_members"] == 1 and s["device"] == "cpu"
 
 
+def test_atomic_writes_replace_whole_or_not_at_all(tmp_path):
+    """record.atomic_file is the one atomic write: text records, checkpoints (torch.save) and heartbeats use it."""
+    from resnet_core.checkpoint import atomic_save
+    from resnet_core.record import atomic_write_text
+
+    path = tmp_path / "sub" / "last.pt"
+    atomic_save({"w": torch.arange(3.0), "step": 2}, path)
+    assert torch.load(path, weights_only=True)["w"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises for a lambda
+        atomic_save({"w": torch.zeros(1), "bad": lambda: 0}, path)  # cannot be pickled: the old file stays
+    assert torch.load(path, weights_only=True)["step"] == 2
+    atomic_write_text(tmp_path / "a.json", "{}\n", fsync=False)
+    assert (tmp_path / "a.json").read_text() == "{}\n"
+    assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left behind
+
+
 def test_the_summary_records_the_code_that_wrote_it(short_run):
     result, run_dir, _ = short_run
     assert read_summary(run_dir)["provenance"] == result.summary["provenance"] == provenance()
@@ -436,8 +452,9 @@ def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
 
 
 def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
-    """model.shortcut may differ between members as none / identity (plain and residual twins in one run): each member's record,
-    config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of network."""
+    """model.shortcut may differ between members as none / identity (plain and residual twins in one run): each
+    member's record, config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of
+    network."""
     shortcuts = ["none", "identity", "none"]
     cfgs = [tiny("precision=fp64", "optim.momentum=0.9", f"model.shortcut={sc}", name=f"t{g}", seed=g)
             for g, sc in enumerate(shortcuts)]

@@ -1,7 +1,7 @@
-"""Sweeps pack trials into fused runs (`--fuse`, docs/fused_trials.md): a worker takes up to N waiting trials that differ only
-in seed and trains them as one horizontally fused model, yet every Optuna trial keeps its own state, user attrs,
-run record and W&B run; exactly-once holds with several workers and after a SIGKILL; a fused sweep gives the same
-numbers as an unfused one (float64); `--dry-run` shows the packing."""
+"""Sweeps pack trials into fused runs (`--fuse`, docs/fused_trials.md): a worker takes up to N waiting trials that
+differ only in seed and trains them as one horizontally fused model, yet every Optuna trial keeps its own state,
+user attrs, run record and W&B run; exactly-once holds with several workers and after a SIGKILL; a fused sweep gives
+the same numbers as an unfused one (float64); `--dry-run` shows the packing."""
 from __future__ import annotations
 
 import json
