@@ -28,7 +28,7 @@ from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .graphs import GraphCaptureError, Replayable, graph_backend
 from .model import ResNet, build_model, count_params
 from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
-from .probes import GradProbe
+from .grad_probes import GradProbe
 from .overrides import diff_keys, get_dotted
 from .provenance import provenance
 from .record import RunRecord, read_config, read_metrics

@@ -22,7 +22,7 @@ from .estimate import sweep_seconds
 from .grid import GridSpec, load_grid
 from .objective import DEFAULT_TRAIN
 from .packing import Packing, default_table, parse_fuse, plan_runs
-from .progress import Monitor, fmt_duration, result_lines
+from .monitor import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from .study import (DONE, FAILED, Plan, create_or_load, objective_values, reconcile, requeue_failed_trial,
                     statuses, study_progress)

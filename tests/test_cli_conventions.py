@@ -58,7 +58,7 @@ def test_train_print_config_resolves_with_device_and_sets(tmp_path, capsys):
 
 def test_train_progress_bar_has_a_total(tmp_path, capsys):
     from resnet_core.engine import train
-    from resnet_core.progress import ProgressBar
+    from resnet_core.progress_bar import ProgressBar
 
     totals = []
 

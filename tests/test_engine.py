@@ -22,7 +22,7 @@ from resnet_core.errors import ConfigError
 from resnet_core.model import build_model, count_params
 from resnet_core.overrides import apply_overrides
 from resnet_core.provenance import provenance
-from resnet_core.probe_init import probe_depths
+from resnet_core.init_probe import probe_depths
 from resnet_core.record import read_config, read_metrics, read_summary
 from resnet_core.run_config import RunConfig
 
@@ -65,7 +65,7 @@ def assert_weights_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
     assert_states_close(a, b, tol, "weights")
 
 
-PROBE_TOL = 1e-6  # probe buffers are float32 by design (resnet_core/probes.py), whatever the run's precision
+PROBE_TOL = 1e-6  # probe buffers are float32 by design (resnet_core/grad_probes.py), whatever the run's precision
 FUSED_TOL = 1e-10  # float64 fused vs separate runs, 16 steps: round-off only (1e-9 on one weight fails)
 
 
