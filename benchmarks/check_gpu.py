@@ -102,6 +102,8 @@ def state_error(a: Path, b: Path) -> float:
     return worst
 
 
+# A copy of tests/train_callbacks.py's InterruptAt: this script is run on its own on a GPU machine and puts only the
+# repository root on sys.path, not tests/ (the test suite's helpers are not part of what it imports).
 class _InterruptAt:
     def __init__(self, step: int) -> None:
         self.step = step

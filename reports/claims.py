@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .paper import normalize_dataset
+from .paper import normalize_dataset, paper_number, source_short, training_recipe
 from .study_reader import ACTIVATION_LABELS, Cell, StudyData, same_except
 
 REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH = "reproduced", "not reproduced", "not enough data"
@@ -35,8 +35,18 @@ VERDICT_RULE = (
     "unless mean(A) exceeds mean(B) by more than std(A) + std(B). Claims whose cells are not in the study are not "
     "listed.")
 
-HE2016 = "He et al. 2016"
-HE2016B = "He et al. 2016b"
+HE2016 = source_short("he2016")
+HE2016B = source_short("he2016b")
+# The numbers a claim's source quotes, read from paper.yaml (their one home).
+_C10_110 = dict(dataset="cifar10", family="cifar", depth=110, block="basic", activation="post")
+_IN_34 = dict(dataset="imagenet", family="imagenet", depth=34, block="basic", activation="post")
+RESNET_1202 = paper_number(**{**_C10_110, "depth": 1202}, shortcut="identity")
+RESNET_110_BEST = paper_number("best", **_C10_110, shortcut="identity")
+RESNET_110_A = paper_number(**_C10_110, shortcut="identity")
+RESNET_110_C = paper_number(**_C10_110, shortcut="conv1x1", project_all=True)
+RESNET_34_A = paper_number(**_IN_34, shortcut="identity")
+RESNET_34_B = paper_number(**_IN_34, shortcut="conv1x1", project_all=False)
+RESNET_34_C = paper_number(**_IN_34, shortcut="conv1x1", project_all=True)
 METRIC_TEXT = {"final_test_error": "test error", "final_train_error": "training error"}
 
 
@@ -175,7 +185,8 @@ class _Checker:
                                  f"Very deep residual nets overfit: {deep.label} has higher test error than "
                                  f"{shallow.label}",
                                  self.stat(shallow, "final_test_error"), self.stat(deep, "final_test_error"),
-                                 "final_test_error", f"{HE2016}, §4.2 and Table 6 (1202 layers: 7.93 vs 6.43)")
+                                 "final_test_error", f"{HE2016}, §4.2 and Table 6 (1202 layers: {RESNET_1202:.2f} vs "
+                                 f"{RESNET_110_BEST:.2f})")
                     else:
                         self.add("residual-depth-gain",
                                  f"Deeper residual nets reach lower test error ({pair})",
@@ -223,12 +234,14 @@ class _Checker:
     def shortcut_claims(self) -> None:
         vary = {"model.shortcut", "model.project_all"}
         rules = [("B", "A", "Projection shortcuts where the shape changes (option B) beat zero-padded identity "
-                            "shortcuts (option A)", f"{HE2016}, Table 3 (ImageNet ResNet-34: B 24.52 vs A 25.03)",
-                  None)]
+                            "shortcuts (option A)",
+                  f"{HE2016}, Table 3 (ImageNet ResNet-34: B {RESNET_34_B:.2f} vs A {RESNET_34_A:.2f})", None)]
         rules.append(("C", "B", "Projections on every shortcut (option C) beat option B",
-                      f"{HE2016}, Table 3 (ImageNet ResNet-34: C 24.19 vs B 24.52)", "imagenet"))
+                      f"{HE2016}, Table 3 (ImageNet ResNet-34: C {RESNET_34_C:.2f} vs B {RESNET_34_B:.2f})",
+                      "imagenet"))
         rules.append(("A", "C", "Identity shortcuts (option A) beat 1×1 projections on every block (option C)",
-                      f"{HE2016B}, Table 1 (CIFAR-10 ResNet-110: 6.61 vs 12.22)", "cifar"))
+                      f"{HE2016B}, Table 1 (CIFAR-10 ResNet-110: {RESNET_110_A:.2f} vs {RESNET_110_C:.2f})",
+                      "cifar"))
         for good, bad, text, source, family in rules:
             for a, b in self.pairs(vary, lambda c: not c.is_plain and c.option.rstrip("3") == good,
                                    lambda c: not c.is_plain and c.option.rstrip("3") == bad):
@@ -273,7 +286,7 @@ def paper_comparison(data: StudyData, table: pd.DataFrame) -> list[str]:
     return lines
 
 
-PAPER_ITERATIONS = 64_000  # He et al. 2016, §4.2: CIFAR-10 nets trained for 64k iterations at batch 128
+PAPER_ITERATIONS = training_recipe("cifar10")["iterations"]  # He et al. 2016, §4.2 (paper.yaml: training)
 
 
 def _budget_note(data: StudyData, cell: Cell) -> str:
@@ -283,7 +296,8 @@ def _budget_note(data: StudyData, cell: Cell) -> str:
     if len(steps) == 0 or normalize_dataset(cell.dataset) not in ("cifar10", "cifar10jpeg") or steps.max() >= PAPER_ITERATIONS:
         return ""
     n = int(steps.max())
-    return f"; this study trained {n:,} iterations, {100 * n / PAPER_ITERATIONS:.1f} % of the paper's 64k"
+    return (f"; this study trained {n:,} iterations, {100 * n / PAPER_ITERATIONS:.1f} % of the paper's "
+            f"{PAPER_ITERATIONS // 1000}k")
 
 
 def probe_observations(data: StudyData) -> list[str]:

@@ -48,6 +48,34 @@ def paper_entries() -> list[dict[str, Any]]:
     return [dict(e) for e in load_paper()["entries"]]
 
 
+def paper_number(field: str = "value", **keys: Any) -> Any:
+    """A number paper.yaml records, for text that quotes it (reports/claims.py): ``field`` of the one entry whose
+    keys equal ``keys`` (an entry's list accepts any of its values; a key it leaves out takes MATCH_DEFAULTS).
+    Raises LookupError unless exactly one entry matches, so a claim cannot quote a number the file lacks."""
+    def matches(entry: Mapping[str, Any]) -> bool:
+        for key, want in keys.items():
+            have = entry.get(key, MATCH_DEFAULTS.get(key))
+            if not (want in have if isinstance(have, list) else have == want):
+                return False
+        return True
+
+    found = [e for e in load_paper()["entries"] if matches(e)]
+    if len(found) != 1 or field not in found[0]:
+        raise LookupError(f"paper.yaml: {len(found)} entries match {keys} (want one with {field!r})")
+    return found[0][field]
+
+
+def source_short(source: str) -> str:
+    """A source's short name ('He et al. 2016') from paper.yaml."""
+    return load_paper()["sources"][source]["short"]
+
+
+def training_recipe(dataset: str) -> dict[str, Any]:
+    """The papers' training recipe for a dataset, as paper.yaml records it (``iterations``, ``batch_size``,
+    ``source``)."""
+    return dict(load_paper()["training"][dataset])
+
+
 def normalize_dataset(name: Any) -> str:
     """'CIFAR-10', 'cifar_10', 'cifar10' -> 'cifar10'."""
     return "".join(ch for ch in str(name or "").lower() if ch.isalnum())

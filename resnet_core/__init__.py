@@ -10,7 +10,7 @@ _ENGINE = ("train", "train_members", "RunResult")
 
 
 def __getattr__(name: str):
-    """`resnet_core.train(config, run_dir)` (DESIGN §4), imported on first use so that models stay light."""
+    """`resnet_core.train(config, run_dir)` (resnet_core/engine.py), imported on first use so that models stay light."""
     if name in _ENGINE:
         from . import engine
 

@@ -5,9 +5,7 @@ so any member can be evaluated, lesioned or resumed on its own, and a fused run 
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +13,15 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .record import _UMASK
+from .record import atomic_file
+from .layers import member_rows
 from .model import ResNet, load_member_state_dict, member_state_dict
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to ``path`` atomically (``record.atomic_file``)."""
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 CHECKPOINT_KEYS = ("model", "model_config", "step")
@@ -75,19 +66,13 @@ def set_global_rng_state(state: dict[str, torch.Tensor]) -> None:
                          float(state["numpy_gauss"][0])))
 
 
-def _slice(t: torch.Tensor, g: int, members: int) -> torch.Tensor:
-    if t.dim() == 0 or members == 1:
-        return t.detach().clone().cpu()
-    n = t.shape[0] // members
-    return t.detach()[g * n:(g + 1) * n].clone().cpu()
-
-
 def optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: int) -> dict[str, dict[str, torch.Tensor]]:
     """Member g's optimizer state keyed by parameter name (momentum buffers, Adam moments, step)."""
     names = {id(p): n for n, p in model.named_parameters()}
     out = {}
     for p, state in opt.state.items():
-        out[names[id(p)]] = {k: _slice(v, g, model.members) for k, v in state.items() if torch.is_tensor(v)}
+        out[names[id(p)]] = {k: member_rows(v.detach(), g, model.members).clone().cpu()
+                             for k, v in state.items() if torch.is_tensor(v)}
     return out
 
 
@@ -120,12 +105,7 @@ def load_optimizer_member_state(opt: torch.optim.Optimizer, model: ResNet, g: in
             for k, v in entries.items():
                 if k not in slot:
                     slot[k] = _new_slot(opt, p, v)
-                target = slot[k]
-                if target.dim() == 0 or model.members == 1:
-                    target.copy_(v)
-                else:
-                    n = target.shape[0] // model.members
-                    target[g * n:(g + 1) * n].copy_(v)
+                member_rows(slot[k], g, model.members).copy_(v)
 
 
 def member_checkpoint(model: ResNet, opt: torch.optim.Optimizer, g: int, **extra: Any) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
-    from .progress import ProgressBar
+    from .progress_bar import ProgressBar
     from .run_config import load_run_config
 
     if args.device is not None and not re.match(r"^(auto|cpu|cuda(:\d+)?|mps|npu(:\d+)?)$", args.device):
@@ -175,7 +175,7 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .probe_init import probe_depths
+    from .init_probe import probe_depths
 
     try:
         depths = [int(d) for d in args.depths.split(",") if d.strip()]

@@ -1,4 +1,4 @@
-"""`ModelConfig`: one small dataclass that describes a network (DESIGN §3). Parts are named by string."""
+"""`ModelConfig`: one small dataclass that describes a network. Parts are named by string."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""The training engine: `train(config)` for one run, `train_members(configs)` for G fused runs (DESIGN §4).
+"""The training engine: `train(config)` for one run, `train_members(configs)` for G fused runs (docs/fused_trials.md).
 
 One code path serves both: a run is a fused run of one member. On CUDA the whole step (forward, backward, probes,
 optimizer update with the learning rate in a device tensor, divergence bookkeeping) is captured in one CUDA graph,
@@ -28,8 +28,9 @@ from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .graphs import GraphCaptureError, Replayable, graph_backend
 from .model import ResNet, build_model, count_params
 from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
-from .probes import GradProbe
+from .grad_probes import GradProbe
 from .overrides import diff_keys, get_dotted
+from .provenance import provenance
 from .record import RunRecord, read_config, read_metrics
 from .run_config import RunConfig, resolved_dict
 from .schedules import lr_at, milestone_steps, momentum_at, total_steps
@@ -526,6 +527,7 @@ class _Trainer:
             "precision": precision_name(self.amp, self.dtype), "channels_last": self.channels_last,
             "compiled": self.fast == "compile", "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
             "data_time_s": self.data_time, "fast_fallback": self.fast_fallback, "tf32": self.tf32,
+            "provenance": provenance(),  # the code and library versions that produced this record
         }
 
     # -- resume -----------------------------------------------------------------------------------------------

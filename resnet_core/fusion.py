@@ -1,9 +1,9 @@
-"""Which runs can train fused, and how many members to fuse (DESIGN §4, "Fused trials").
+"""Which runs can train fused, and how many members to fuse (why and how: docs/fused_trials.md).
 
 Runs can share one fused model when their resolved configs are equal in everything but the member keys below
 (name, seed) and the masked keys (model.shortcut none vs identity): same architecture, data, optimizer, schedule
 and batch size. Learning rate and weight decay are not fusable: one optimizer updates the fused tensors. How many to fuse comes from `resnet-ablate bench
---members …` (a JSON table written with --out), else from the measurements quoted in DESIGN §4.
+--members …` (a JSON table written with --out), else from the H100 measurements below (docs/fused_trials.md).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ MEMBER_KEYS = ("name", "seed")
 # member (`identity`) have the same tensors, and the fused block adds each member's shortcut times 1 or 0.
 MASKED_KEYS = {"model.shortcut": ("none", "identity")}
 
-# Measured on an H100 at batch 128 per member (DESIGN §4): G=2 gained little, G>=4 paid, G=8 was best for
+# Measured on an H100 at batch 128 per member (CUDA graph): G=2 gained little, G>=4 paid, G=8 was best for
 # ResNet-20/56/110 (aggregate 51.5k→138k, 22.6k→73.9k, 9.6k→30.8k img/s).
 MEASURED_BEST_MEMBERS = {"cuda": 8}
 MIN_GAIN = 1.10  # a larger group must beat the smaller one by 10 % aggregate img/s to be worth it
@@ -61,8 +61,9 @@ def members_from_bench(path: Path, model: str) -> int | None:
     return best
 
 
-# Aggregate-throughput gain of G fused members over one run on CUDA, where no bench table says otherwise: DESIGN §4
-# measured G=1 and G=8 (×2.7 ResNet-20, ×3.3 ResNet-56, ×3.2 ResNet-110) and "G=2 gains little"; G=4 is interpolated.
+# Aggregate-throughput gain of G fused members over one run on CUDA, where no bench table says otherwise: the H100
+# measurements above give G=8 (×2.7 ResNet-20, ×3.3 ResNet-56, ×3.2 ResNet-110) and "G=2 gains little"; G=4 is
+# interpolated.
 # On the CPU a fused run does the same arithmetic as G separate runs: no gain is assumed.
 ASSUMED_CUDA_GAIN = {1: 1.0, 2: 1.1, 4: 2.0, 8: 3.0}
 

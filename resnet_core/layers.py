@@ -1,8 +1,8 @@
-"""Member-aware layer factories (horizontal fusion, DESIGN §4).
+"""Member-aware layer factories (horizontal fusion, docs/fused_trials.md).
 
 A fused model holds G independent members in one module: every conv gets ``groups × G`` and ``channels × G``,
 BatchNorm runs over G×C channels, and the head is a per-member linear map. Every parameter and buffer is laid out
-member-major along dim 0 (member g owns rows ``g·n/G … (g+1)·n/G − 1``), which is what lets ``member_state_dict``
+member-major along dim 0 (member g owns rows ``g·n/G … (g+1)·n/G − 1``), which is what lets ``member_rows``
 slice a member out. With ``members=1`` these are the ordinary torch layers, so names and counts are unchanged.
 """
 from __future__ import annotations
@@ -53,3 +53,12 @@ def zero_pad_channels(x: torch.Tensor, out_ch: int, members: int) -> torch.Tenso
     extra = out_ch - x.shape[2]
     x = F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
     return rearrange(x, "b g c h w -> b (g c) h w")
+
+
+def member_rows(t: torch.Tensor, g: int, members: int) -> torch.Tensor:
+    """Member g's part of a fused parameter, buffer or optimizer-state tensor: a view of its rows along dim 0
+    (member-major layout); a 0-d tensor (a step counter, ``num_batches_tracked``) or a solo model's is whole."""
+    if t.dim() == 0 or members == 1:
+        return t
+    n = t.shape[0] // members
+    return t[g * n:(g + 1) * n]

@@ -1,7 +1,8 @@
 """`ResNet` and `build_model`: stem → stages of residual blocks → (final BN-ReLU) → global pool → fc.
 
-`build_model(cfg, members=G)` builds G independent members as one fused module (DESIGN §4): member g reads input
-channels ``in_channels·g … in_channels·(g+1)−1`` and writes logits ``[:, g]``. `members=1` is the ordinary model.
+`build_model(cfg, members=G)` builds G independent members as one fused module (docs/fused_trials.md): member g
+reads input channels ``in_channels·g … in_channels·(g+1)−1`` and writes logits ``[:, g]``. `members=1` is the
+ordinary model.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import nn
 from .blocks import BLOCKS, ResidualBlock
 from .config import ModelConfig
 from .errors import ConfigError
-from .layers import linear, norm
+from .layers import linear, member_rows, norm
 from .placements import PLACEMENTS
 from .pooling import GlobalPool
 from .shortcuts import SHORTCUTS
@@ -188,14 +189,7 @@ def member_state_dict(model: ResNet, g: int) -> dict[str, torch.Tensor]:
     G = getattr(model, "members", 1)
     if not 0 <= g < G:
         raise ConfigError(f"member {g} out of range for a model of {G} members")
-    out = {}
-    for key, value in model.state_dict().items():
-        if value.dim() == 0:
-            out[key] = value.detach().clone()
-        else:
-            n = value.shape[0] // G
-            out[key] = value.detach()[g * n:(g + 1) * n].clone()
-    return out
+    return {key: member_rows(value.detach(), g, G).clone() for key, value in model.state_dict().items()}
 
 
 def load_member_state_dict(model: ResNet, g: int, state: dict[str, torch.Tensor]) -> None:
@@ -203,12 +197,7 @@ def load_member_state_dict(model: ResNet, g: int, state: dict[str, torch.Tensor]
     G = model.members
     with torch.no_grad():
         for key, target in model.state_dict().items():
-            src = state[key]
-            if target.dim() == 0:
-                target.copy_(src)
-            else:
-                n = target.shape[0] // G
-                target[g * n:(g + 1) * n].copy_(src)
+            member_rows(target, g, G).copy_(state[key])
 
 
 def count_params(model: nn.Module) -> int:

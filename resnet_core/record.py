@@ -12,12 +12,13 @@ Errors are in percent (0-100), as in the papers. ``split`` is one of ``train``, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import yaml
 
@@ -30,21 +31,31 @@ STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 PROBE_SPLITS = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO[Any]]:
+    """The one atomic write: yield a temporary file in ``path``'s folder (as readable as any file the umask
+    allows), then flush, fsync (unless ``fsync=False``) and rename it over ``path``; on an error the temporary file
+    is removed and ``path`` is left as it was. ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes, e.g. ``torch.save``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a record is as readable as any file
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
+    """Write ``text`` to ``path`` atomically (``atomic_file``)."""
+    with atomic_file(path, "w", fsync=fsync) as f:
+        f.write(text)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

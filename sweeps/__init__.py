@@ -5,7 +5,8 @@ Modules: ``grid`` (load and check a grid file, expand it into units), ``cells`` 
 reconcile on every launch, progress), ``liveness`` (is a RUNNING trial's worker alive:
 pid on this host, heartbeat file / Optuna RDB heartbeat elsewhere), ``worker`` (worker processes and devices),
 ``objective`` (trial → run config → train → verdict; fused groups), ``packing`` (which waiting trials train as one
-fused run: `--fuse`), ``search`` (TPE / median pruning per cell), ``progress``,
+fused run: `--fuse`), ``search`` (TPE / median pruning per cell), ``monitor`` (a launch's progress and its closing
+results table),
 ``estimate`` (dry-run time estimate), ``sweep`` (the `sweep` and `studies` commands), ``cli`` (their arguments), ``params`` (grid axes as Optuna params),
 ``access`` (``open_study``: a study from Python in one line), ``study_format`` (what a study holds: the one
 module ``reports`` reads it through), ``optuna_adapter`` (every use of Optuna's private API), ``summary`` (the

@@ -1,6 +1,6 @@
 """Ablation grids: load a grid YAML, check it whole, and expand it into units (one trial each).
 
-A grid file (DESIGN §5)::
+A grid file::
 
     study: degradation-cifar10            # the Optuna study name and the folder runs/<study>/
     base: {…}                             # a full run config (resnet_core.run_config.RunConfig)

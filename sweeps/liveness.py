@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from resnet_core.record import atomic_write_text
+
 from .optuna_adapter import record_heartbeat, trial_id
 from .storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
@@ -122,10 +124,8 @@ class Heartbeat:
 
     def beat(self) -> None:
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.run_dir / f".{HEARTBEAT_FILE}.tmp"
-            tmp.write_text(json.dumps({**self.record, "time": time.time()}))
-            os.replace(tmp, self.run_dir / HEARTBEAT_FILE)
+            atomic_write_text(self.run_dir / HEARTBEAT_FILE, json.dumps({**self.record, "time": time.time()}),
+                              fsync=False)  # rewritten every few seconds; a lost beat is only a late one
         except OSError:
             pass
         if self.storage is not None and self.trial_id is not None:

@@ -1,4 +1,4 @@
-"""Packing trials into fused runs (DESIGN §4, "Fused trials").
+"""Packing trials into fused runs (docs/fused_trials.md).
 
 ``--fuse auto|N|off`` sets how many trials a worker may train as one horizontally fused model. Trials can share a
 fused run when their run configs are equal in everything but ``resnet_core.fusion.MEMBER_KEYS`` (name and seed: in

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core.errors import ConfigError
+from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 
 from .estimate import sweep_seconds
 from .grid import GridSpec, load_grid
 from .packing import Packing, default_table, parse_fuse, plan_runs
-from .progress import Monitor, fmt_duration, result_lines
+from .monitor import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress
 from .study_format import DONE, FAILED, find_journals
@@ -251,6 +252,9 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir)
+        history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))
+        if history is not None:  # the study records which code (and library versions) ran it
+            the_study.set_user_attr(PROVENANCE_ATTR, history)
         plan = reconcile(the_study, st, spec, study_dir, retry_failed=retry_failed)
     print(f"study {spec.study}: {_units_line(spec)}  [{ref.display}]", file=out)
     print_plan(plan, created, out)

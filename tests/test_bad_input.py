@@ -505,7 +505,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert [(t.state, t.user_attrs["status"]) for t in trials] == [(TrialState.FAIL, "interrupted")]
 
 
-from test_engine import InterruptAt  # noqa: E402  (one interrupting callback for the suite)
+from train_callbacks import InterruptAt  # noqa: E402  (one interrupting callback for the suite)
 
 
 def _interrupt_and_resume(cfg: dict, run_dir: Path, at: int):

@@ -4,15 +4,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("optuna")
-sys.path.insert(0, str(Path(__file__).parent))
-
 from test_sweeps import TINY_BASE, write_grid  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,18 +4,15 @@ the axis (the grid shrinks), and `report` writes beside the study's runs by defa
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
+from test_sweeps import TINY_BASE, write_grid
+from train_callbacks import InterruptAt
 
-from test_sweeps import TINY_BASE, write_grid  # noqa: E402
-
-from resnet_core.cli import build_parser, main  # noqa: E402
-from sweeps.grid import load_grid  # noqa: E402
+from resnet_core.cli import build_parser, main
+from sweeps.grid import load_grid
 
 
 def _parsers(parser: argparse.ArgumentParser, path: str = "resnet-ablate"):
@@ -61,7 +58,7 @@ def test_train_print_config_resolves_with_device_and_sets(tmp_path, capsys):
 
 def test_train_progress_bar_has_a_total(tmp_path, capsys):
     from resnet_core.engine import train
-    from resnet_core.progress import ProgressBar
+    from resnet_core.progress_bar import ProgressBar
 
     totals = []
 
@@ -70,14 +67,9 @@ def test_train_progress_bar_has_a_total(tmp_path, capsys):
             super().on_start(member, config, run_dir)
             totals.append((self.bar.total, self.bar.n))
 
-    class StopAt6:  # interrupted after the checkpoint of step 6, as Ctrl-C would
-        def on_eval(self, member, step, metrics):
-            if step == 6:
-                raise KeyboardInterrupt
-
     cfg = {**TINY_BASE, "name": "bar", "schedule": {"name": "constant", "unit": "iter", "total": 9}}
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "r", callbacks=[Spy(), StopAt6()])
+        train(cfg, tmp_path / "r", callbacks=[Spy(), InterruptAt(6)])
     assert totals == [(9, 0)]
     totals.clear()
     train(cfg, tmp_path / "r", callbacks=[Spy()], resume=True)

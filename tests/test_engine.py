@@ -1,4 +1,4 @@
-"""The training engine (DESIGN §4): `train`, `train_members`, the run record, checkpoints, resume, divergence,
+"""The training engine: `train`, `train_members`, the run record, checkpoints, resume, divergence,
 fused trials and the gradient probe at initialisation.
 
 Every run here is tiny (the offline synthetic dataset at 16×16, a few hundred images, tens of steps) and runs on
@@ -21,11 +21,13 @@ from resnet_core.engine import RunResult, _Trainer, evaluate_model, train, train
 from resnet_core.errors import ConfigError
 from resnet_core.model import build_model, count_params
 from resnet_core.overrides import apply_overrides
-from resnet_core.probe_init import probe_depths
+from resnet_core.provenance import provenance
+from resnet_core.init_probe import probe_depths
 from resnet_core.record import read_config, read_metrics, read_summary
 from resnet_core.run_config import RunConfig
 
 from numerics import assert_series_close, assert_states_close
+from train_callbacks import InterruptAt
 
 torch.set_num_threads(1)
 
@@ -63,7 +65,7 @@ def assert_weights_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
     assert_states_close(a, b, tol, "weights")
 
 
-PROBE_TOL = 1e-6  # probe buffers are float32 by design (DESIGN §4), whatever the run's precision
+PROBE_TOL = 1e-6  # probe buffers are float32 by design (resnet_core/grad_probes.py), whatever the run's precision
 FUSED_TOL = 1e-10  # float64 fused vs separate runs, 16 steps: round-off only (1e-9 on one weight fails)
 
 
@@ -171,6 +173,27 @@ def test_run_record_files(short_run):
     assert s["diverged_at"] is None and s["fused_members"] == 1 and s["device"] == "cpu"
 
 
+def test_atomic_writes_replace_whole_or_not_at_all(tmp_path):
+    """record.atomic_file is the one atomic write: text records, checkpoints (torch.save) and heartbeats use it."""
+    from resnet_core.checkpoint import atomic_save
+    from resnet_core.record import atomic_write_text
+
+    path = tmp_path / "sub" / "last.pt"
+    atomic_save({"w": torch.arange(3.0), "step": 2}, path)
+    assert torch.load(path, weights_only=True)["w"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises for a lambda
+        atomic_save({"w": torch.zeros(1), "bad": lambda: 0}, path)  # cannot be pickled: the old file stays
+    assert torch.load(path, weights_only=True)["step"] == 2
+    atomic_write_text(tmp_path / "a.json", "{}\n", fsync=False)
+    assert (tmp_path / "a.json").read_text() == "{}\n"
+    assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left behind
+
+
+def test_the_summary_records_the_code_that_wrote_it(short_run):
+    result, run_dir, _ = short_run
+    assert read_summary(run_dir)["provenance"] == result.summary["provenance"] == provenance()
+
+
 def test_checkpoints_load_with_weights_only(short_run):
     _, run_dir, _ = short_run
     last, best = load_pt(run_dir / "last.pt"), load_pt(run_dir / "best.pt")
@@ -228,16 +251,6 @@ def test_residual_beats_plain_at_depth_20(tmp_path, seed):
 
 
 # -- 3. resume == uninterrupted ---------------------------------------------------------------------------------
-class InterruptAt:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
-        if step == self.step:
-            raise KeyboardInterrupt
-        return False
-
-
 @pytest.mark.parametrize("optim", ["sgd", "adam"])
 def test_resume_equals_uninterrupted(tmp_path, optim):
     # 8 steps an epoch, eval every half epoch: the interrupt at step 12 falls in the middle of epoch 1
@@ -439,8 +452,9 @@ def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
 
 
 def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
-    """model.shortcut may differ between members as none / identity (DESIGN §4's stretch): each member's record,
-    config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of network."""
+    """model.shortcut may differ between members as none / identity (plain and residual twins in one run): each
+    member's record, config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of
+    network."""
     shortcuts = ["none", "identity", "none"]
     cfgs = [tiny("precision=fp64", "optim.momentum=0.9", f"model.shortcut={sc}", name=f"t{g}", seed=g)
             for g, sc in enumerate(shortcuts)]

@@ -1,4 +1,4 @@
-"""The engine's command line (DESIGN §4): train, eval, lesion, probe and bench, and one-line config errors."""
+"""The engine's command line: train, eval, lesion, probe and bench, and one-line config errors."""
 from __future__ import annotations
 
 import contextlib

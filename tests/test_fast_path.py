@@ -27,7 +27,8 @@ from resnet_core.model import build_model
 from resnet_core.record import read_metrics, read_summary
 from resnet_core.run_config import RunConfig
 
-from test_engine import InterruptAt, load_pt, rows_of, tiny
+from test_engine import load_pt, rows_of, tiny
+from train_callbacks import InterruptAt
 
 torch.set_num_threads(1)
 

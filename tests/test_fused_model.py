@@ -1,4 +1,4 @@
-"""Fused models (horizontal fusion, DESIGN §4): G members in one module are exactly G separate models.
+"""Fused models (horizontal fusion, docs/fused_trials.md): G members in one module are exactly G separate models.
 
 All comparisons run in float64, in train mode (BN batch statistics), on tiny nets and images, with differences
 measured against a floor tied to the scale of the tensor's group (tests/numerics.py): some quantities here are zero

@@ -1,5 +1,5 @@
 """Model core: parameter counts against the papers, torchvision parity, plain/residual twins, every registry value,
-ModelConfig (de)serialisation and errors, stable layer names and lesions (DESIGN §3, SEEDS.md)."""
+ModelConfig (de)serialisation and errors, stable layer names and lesions."""
 from __future__ import annotations
 
 import dataclasses

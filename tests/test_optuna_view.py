@@ -20,8 +20,6 @@ import pytest
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 from test_sweeps import TINY_BASE, write_grid  # noqa: E402
 
 import sweeps  # noqa: E402

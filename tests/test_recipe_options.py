@@ -15,6 +15,7 @@ from resnet_core.overrides import apply_overrides
 from resnet_core.record import read_metrics
 from resnet_core.run_config import RunConfig
 from resnet_core.schedules import ScheduleConfig, lr_at, milestone_steps, momentum_at, total_steps
+from train_callbacks import InterruptAt
 
 torch.set_num_threads(1)
 
@@ -127,16 +128,6 @@ def test_engine_cycles_adam_beta1(tmp_path, monkeypatch):
     assert seen[0] == s.max_momentum and min(seen) < seen[0]
 
 
-class _InterruptAt:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
-        if step == self.step:
-            raise KeyboardInterrupt
-        return False
-
-
 @pytest.mark.parametrize("overrides,stop", [
     # interrupted exactly at the milestone: the resumed run must still reset before its first step
     (("optim.name=adam", "optim.lr=0.003", "schedule.name=step", "schedule.step_size=1",
@@ -149,7 +140,7 @@ def test_resume_across_reset_and_momentum_cycle_equals_uninterrupted(tmp_path, o
     whole = train(d, tmp_path / "whole")
     broken = tmp_path / "broken"
     with pytest.raises(KeyboardInterrupt):
-        train(d, broken, callbacks=[_InterruptAt(stop)])
+        train(d, broken, callbacks=[InterruptAt(stop)])
     assert load_pt(broken / "last.pt")["step"] == stop
     resumed = train(d, broken, resume=True)
     assert resumed.status == whole.status == "complete"

@@ -5,22 +5,18 @@ import argparse
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from report_fixtures import cell_id, make_fake_study
 
-from report_fixtures import cell_id, make_fake_study  # noqa: E402
-
-from reports import build_report, paper_value  # noqa: E402
-from reports.claims import NOT_ENOUGH, NOT_REPRODUCED, REPRODUCED, check_claims  # noqa: E402
-from reports.study_reader import load_study  # noqa: E402
-from resnet_core.errors import ConfigError  # noqa: E402
-from resnet_core.record import read_summary  # noqa: E402
+from reports import build_report, paper_value
+from reports.claims import NOT_ENOUGH, NOT_REPRODUCED, REPRODUCED, check_claims
+from reports.study_reader import load_study
+from resnet_core.errors import ConfigError
+from resnet_core.record import read_summary
 
 FIGURES = ("curves", "gradnorm_layers_plain-20-vs-resnet-20", "gradnorm_layers_plain-56-vs-resnet-56",
            "probe_depth", "ablation_bars", "lesion")

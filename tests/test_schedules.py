@@ -1,4 +1,4 @@
-"""Learning-rate schedules (resnet_core.schedules) and the shipped recipes (DESIGN §4)."""
+"""Learning-rate schedules (resnet_core.schedules) and the shipped recipes."""
 from __future__ import annotations
 
 import math

@@ -23,6 +23,8 @@ from optuna.trial import TrialState  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
+from resnet_core.provenance import provenance  # noqa: E402
+from resnet_core.record import read_summary  # noqa: E402
 from sweeps.cells import cell_id, make_slugs  # noqa: E402
 from sweeps.grid import load_grid  # noqa: E402
 from sweeps.storage import resolve_storage  # noqa: E402
@@ -209,6 +211,12 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert attrs["grid_axes"] == ["model.shortcut", "optim.lr"] and attrs["seeds"] == [0, 1]
     assert attrs["objective"] == {"metric": "test_error", "direction": "minimize"}
     assert attrs["base"]["model"]["depth"] == 8 and attrs["grid_file"] == str(grid)
+    assert attrs["provenance"] == [provenance()]  # the code that ran the study
+    for t in complete:  # and each run's record names the code that wrote it (git may time out in a busy worker)
+        code = read_summary(root / "mini" / t.user_attrs["run_dir"])["provenance"]
+        assert {k: code[k] for k in ("package", "version", "torch", "optuna", "wandb")} == \
+            {k: provenance()[k] for k in ("package", "version", "torch", "optuna", "wandb")}
+        assert code["git_commit"] in (None, provenance()["git_commit"])
 
     # The same command again: nothing runs, and it says what it skips.
     mtimes = {t.number: (root / "mini" / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime for t in complete}
@@ -217,6 +225,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert "resuming: 4 done" in out and "skip (done)" in out and "model.shortcut=none seed 0" in out
     assert "--retry-failed" in out
     assert len(study.get_trials(deepcopy=False)) == 6
+    assert study.user_attrs["provenance"] == [provenance()]  # the same code again adds no entry
     assert main(["sweep", str(grid), "--root", str(root), "--dry-run"]) == 0
     assert "4 done" in capsys.readouterr().out and len(study.get_trials(deepcopy=False)) == 6
 

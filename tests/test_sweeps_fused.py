@@ -1,12 +1,11 @@
-"""Sweeps pack trials into fused runs (`--fuse`, DESIGN §4): a worker takes up to N waiting trials that differ only
-in seed and trains them as one horizontally fused model, yet every Optuna trial keeps its own state, user attrs,
-run record and W&B run; exactly-once holds with several workers and after a SIGKILL; a fused sweep gives the same
-numbers as an unfused one (float64); `--dry-run` shows the packing."""
+"""Sweeps pack trials into fused runs (`--fuse`, docs/fused_trials.md): a worker takes up to N waiting trials that
+differ only in seed and trains them as one horizontally fused model, yet every Optuna trial keeps its own state,
+user attrs, run record and W&B run; exactly-once holds with several workers and after a SIGKILL; a fused sweep gives
+the same numbers as an unfused one (float64); `--dry-run` shows the packing."""
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -17,8 +16,6 @@ import torch
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from test_sweeps import (TINY_BASE, assert_exactly_once, journal_study, kill_mid_trial_and_rerun,  # noqa: E402
                          new_study, release_together, write_grid)
@@ -252,7 +249,7 @@ def test_group_claims_give_each_trial_to_exactly_one_process(tmp_path):
 # -- choosing N, the dry run, bad input -------------------------------------------------------------------------
 def test_fuse_auto_is_off_on_cpu_and_reads_the_bench_table_on_cuda(tmp_path):
     assert auto_members("cpu") == 1 and auto_members("mps") == 1
-    assert auto_members("cuda") == 8  # DESIGN §4's measurement, without a table
+    assert auto_members("cuda") == 8  # the H100 measurement (docs/fused_trials.md), without a table
     table = tmp_path / "bench.json"
     table.write_text(json.dumps({"device": "H100", "rows": [
         {"model": "resnet20", "engine_G1": 50_000.0, "engine_G2": 52_000.0, "engine_G4": 95_000.0,

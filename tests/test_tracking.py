@@ -1,4 +1,4 @@
-"""W&B tracking (DESIGN §6): one offline run per trial inside its run folder, whose files say exactly what the local
+"""W&B tracking: one offline run per trial inside its run folder, whose files say exactly what the local
 record says; a failing W&B never fails a trial; `off`/`disabled` writes nothing; the study summary run; the mode.
 
 Everything runs offline (explicit `mode: offline`) with the W&B server address pointed at a dead local port, so no
@@ -18,15 +18,13 @@ import pytest
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
+from wandb_reader import read_run, records
 
-from wandb_reader import read_run, records  # noqa: E402
-
-from resnet_core import ConfigError  # noqa: E402
-from resnet_core.cli import main  # noqa: E402
-from resnet_core.engine import train  # noqa: E402
-from resnet_core.record import read_config, read_metrics, read_summary  # noqa: E402
-from resnet_core.tracking import WandbTracker, log_study_summary, resolve_mode, wandb_callback  # noqa: E402
+from resnet_core import ConfigError
+from resnet_core.cli import main
+from resnet_core.engine import train
+from resnet_core.record import read_config, read_metrics, read_summary
+from resnet_core.tracking import WandbTracker, log_study_summary, resolve_mode, wandb_callback
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""`DataConfig`: which dataset, how it is split, augmented and normalized (DESIGN §4, "Data")."""
+"""`DataConfig`: which dataset, how it is split, augmented and normalized."""
 from __future__ import annotations
 
 import dataclasses

@@ -3,7 +3,6 @@ their offsets and the labels, plus the class names. Read (decoded in batches) an
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import available_cores
 from ..errors import ConfigError
 from .images import LabeledImages
 
@@ -33,7 +33,7 @@ def decode_split(jpeg: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> L
     if not files:
         raise ValueError("empty split")
     chunks = [files[i:i + _CHUNK] for i in range(0, len(files), _CHUNK)]
-    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1, 16)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(chunks), available_cores(), 16)) as pool:
         pixels = np.concatenate(list(pool.map(_decode_chunk, chunks)))
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
     return LabeledImages(images, torch.from_numpy(labels.astype(np.int64)))

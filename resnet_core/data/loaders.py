@@ -1,7 +1,7 @@
 """The fast path (as airbench's CifarLoader): the dataset goes to the device once as uint8, and cropping, flipping,
 resizing and normalizing happen there, per batch, with tensor ops.
 
-`TrainLoader` serves G fused members at once (DESIGN §4, "Fused trials"): each member has its own data order and
+`TrainLoader` serves G fused members at once (docs/fused_trials.md): each member has its own data order and
 augmentation, drawn for a whole epoch up front from a CPU generator seeded by (member seed, epoch). So the stream
 is the same on every device, member g of a fused run sees exactly what a solo run with its seed sees, and a run
 resumed at (epoch, batch) sees exactly the batches an uninterrupted one would.

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .data import EvalLoader, load_dataset, normalization
 from .devices import resolve_device
 from .model import build_model
-from .probes import GradProbe
+from .grad_probes import GradProbe
 from .run_config import RunConfig
 from .overrides import apply_overrides
 
