@@ -45,9 +45,11 @@ def _is_terminal(stream: Any) -> bool:
 class Monitor:
     """Polls the study every ``interval`` seconds in a thread and shows progress of this launch's units."""
 
-    def __init__(self, spec: GridSpec, read_trials: Callable[[], list[Any]], *, to_run: int, workers: int,
+    def __init__(self, spec: GridSpec, read_trials: Callable[[], list[Any]], *, units: set[str], workers: int,
                  estimate_s: float | None = None, interval: float = 1.0, stream: TextIO | None = None) -> None:
-        self.spec, self.read_trials, self.to_run, self.workers = spec, read_trials, to_run, max(1, workers)
+        """``units``: the keys of the units this launch runs; only they are counted (``Plan.units_to_run``)."""
+        self.spec, self.read_trials, self.workers = spec, read_trials, max(1, workers)
+        self.units, self.to_run = set(units), len(units)
         self.estimate_s, self.interval = estimate_s, interval
         self.stream = stream or sys.stderr
         self.tty = _is_terminal(self.stream)
@@ -86,6 +88,8 @@ class Monitor:
         trials = self.read_trials()
         counts = {"running": 0, "failed": 0, "waiting": 0, "done": 0}
         for st in statuses(self.spec, trials):
+            if st.unit.key not in self.units:   # another launch's (or already settled before this one)
+                continue
             if st.state in DONE:
                 counts["done"] += 1
             elif st.state == "running":
@@ -97,7 +101,7 @@ class Monitor:
         self._new = []
         for t in trials:
             s = trial_status(t)
-            if s in ("running", "waiting") or t.number in self._seen:
+            if s in ("running", "waiting") or t.number in self._seen or t.user_attrs.get("unit") not in self.units:
                 continue
             self._seen[t.number] = s
             if initial:

@@ -281,6 +281,11 @@ class Plan:
     def to_run(self) -> int:
         return self.enqueued + len(self.waiting)
 
+    @property
+    def units_to_run(self) -> set[str]:
+        """The keys of the units this launch runs (another launch on the same study may run others)."""
+        return {st.unit.key for st in (*self.missing, *self.interrupted, *self.retried, *self.waiting)}
+
 
 def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retry_failed: bool = False,
               auto: bool = False) -> Plan:

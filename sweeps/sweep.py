@@ -284,7 +284,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
         specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, threads,
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
-        monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), to_run=plan.to_run, workers=n,
+        monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err)
         with monitor:
             code = _run_workers(specs, err)

@@ -541,3 +541,30 @@ def test_claim_gives_each_waiting_trial_to_exactly_one_process(backend, tmp_path
     url = None if backend == "journal" else f"sqlite:///{tmp_path / 'race.db'}"
     results = race_claims(url, tmp_path)
     assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
+
+
+def test_progress_counts_only_this_launchs_units(tmp_path):
+    """Two launches on one study: each one's progress counts the units it runs, not those another launch
+    finishes (it printed "4/2 done" when a second launch retried two units while the first ran two others)."""
+    import io
+    from types import SimpleNamespace
+
+    from sweeps.monitor import Monitor
+
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "two-launches"))
+    keys = [u.key for u in spec.units()]
+    assert len(keys) == 4
+
+    def trial(number: int, key: str, state: TrialState):
+        return SimpleNamespace(number=number, state=state, value=1.0 if state == TrialState.COMPLETE else None,
+                               user_attrs={"unit": key, "cell": key.split("|")[0], "seed": 0},
+                               datetime_start=None, datetime_complete=None)
+
+    trials = [trial(i, k, TrialState.RUNNING) for i, k in enumerate(keys)]
+    out = io.StringIO()
+    with Monitor(spec, lambda: trials, units=set(keys[2:]), workers=2, interval=60, stream=out) as monitor:
+        trials[:] = [trial(i, k, TrialState.COMPLETE) for i, k in enumerate(keys[:3])] + trials[3:]
+        monitor.poll()
+        assert monitor.last_line.startswith("1/2 done, 1 running, 0 failed"), monitor.last_line
+    events = [ln for ln in out.getvalue().splitlines() if ln.startswith("[sweep] trial")]
+    assert len(events) == 1 and "trial 2 " in events[0], out.getvalue()
