@@ -479,6 +479,20 @@ PROBE_COLUMNS = ("family", "depth", "shortcut", "activation", "layer_index", "la
 LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
 
 
+def _load_study_plugins(records: Any, notes: list[str]) -> None:
+    """Import the plugins the sweep recorded, so their parts' labels and checks are the registry's; one that
+    cannot be imported here is a note, and its parts are named by their registered names."""
+    from resnet_core.plugins import load_plugin
+
+    for r in records or []:
+        if not isinstance(r, Mapping) or not r.get("plugin"):
+            continue
+        try:
+            load_plugin(str(r["plugin"]))
+        except ConfigError as e:
+            notes.append(f"{e}; its parts are shown by name")
+
+
 def load_study(study: str, root: str | Path | None = None, storage: str | None = None,
                probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
     loaded, desc, dirs = open_study(study, root, storage)
@@ -490,6 +504,7 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     objective = dict(ua.get("objective") or {"metric": "test_error", "direction": "minimize"})
     base = nest(ua.get("base") or {})
     notes: list[str] = []
+    _load_study_plugins(ua.get("plugins"), notes)
 
     rows, configs = _trial_rows(loaded, dirs)
     trials = pd.DataFrame(rows, columns=["trial", "state", "cell", "cell_params", "seed", "slot", "run_dir",
