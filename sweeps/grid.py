@@ -233,9 +233,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
         if not isinstance(w, dict):
             raise ConfigError(f"{path}: wandb must be a mapping with keys {', '.join(WANDB_KEYS)}")
         d["wandb"] = {**w, "mode": mode}
-    if plugins:
-        listed = d.get("plugins") if isinstance(d.get("plugins"), list) else []
-        d["plugins"] = listed + [resolve_plugin(p) for p in plugins]
+    if plugins and isinstance(d.get("plugins") or [], list):  # another type: parse_grid names the error
+        d["plugins"] = list(d.get("plugins") or []) + [resolve_plugin(p) for p in plugins]
     try:
         return parse_grid(d, grid_file=str(path))
     except ConfigError as e:

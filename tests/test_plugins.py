@@ -128,6 +128,9 @@ def _wandb_configs(monkeypatch) -> list[dict]:
 def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna")
     configs = _wandb_configs(monkeypatch)
+    import sweeps.sweep
+
+    monkeypatch.setattr(sweeps.sweep, "log_summary_run", lambda *a, **k: None)  # the summary run draws figures
     root = tmp_path / "runs"
     assert main(["sweep", str(EXAMPLE), "--root", str(root), "--workers", "1", "--wandb", "offline"]) == 0
     capsys.readouterr()
@@ -148,19 +151,23 @@ def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb
 
     from sweeps.storage import open_storage, resolve_storage
 
-    st = open_storage(resolve_storage(None, root, "gated-shortcut"), read_only=True)
-    recorded = optuna.load_study(study_name="gated-shortcut", storage=st).user_attrs["plugins"]
+    def stored():
+        st = open_storage(resolve_storage(None, root, "gated-shortcut"), read_only=True)
+        s = optuna.load_study(study_name="gated-shortcut", storage=st)
+        return s.user_attrs["plugins"], len(s.get_trials(deepcopy=False))
+
+    recorded, n_trials = stored()
     assert [Path(r["plugin"]).name for r in recorded] == ["gated_shortcut.py"] and len(recorded[0]["sha256"]) == 64
+    assert n_trials == 2
 
     # resuming with another plugin set is refused before anything is added to the study
     other = tmp_path / "other_part.py"
     other.write_text("from resnet_core.pooling import POOLINGS, global_avg_pool\n"
                      "POOLINGS.register('avg2')(global_avg_pool)\n")
-    n_files = len(list(study.rglob("*")))
     assert main(["sweep", str(EXAMPLE), "--root", str(root), "--plugin", str(other)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "plugins [gated_shortcut.py]" in err and "other_part.py" in err, err
-    assert len(list(study.rglob("*"))) == n_files
+    assert stored() == (recorded, n_trials)
 
 
 @pytest.mark.parametrize("grid_plugins, flag, needle", [
