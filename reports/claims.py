@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import normalize_dataset, paper_number, source_short, training_recipe
-from .study_reader import ACTIVATION_LABELS, Cell, StudyData, same_except
+from .study_reader import Cell, StudyData, part_label, same_except
 
 REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH = "reproduced", "not reproduced", "not enough data"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH)
@@ -315,7 +315,7 @@ def probe_observations(data: StudyData) -> list[str]:
         kind = "plain" if shortcut == "none" else f"residual ({shortcut})"
         d0, d1 = first.index[0], first.index[-1]
         ratio = first.iloc[-1] / first.iloc[0] if first.iloc[0] else float("nan")
-        lines.append(f"- At initialisation ({family}, {ACTIVATION_LABELS.get(activation, activation)}, {kind}), the "
+        lines.append(f"- At initialisation ({family}, {part_label('model.activation', activation)}, {kind}), the "
                      f"first layer's gradient norm is {first.iloc[0]:.3g} at depth {d0} and {first.iloc[-1]:.3g} at "
                      f"depth {d1} (×{ratio:.3g}).")
     return lines

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .study_reader import (ACTIVATION_LABELS, POOLING_LABELS, Cell, StudyData, freeze, same_except, shortcut_option,
+from .study_reader import (Cell, StudyData, freeze, part_label, same_except, shortcut_option,
                            varying_keys)
 
 STYLE = {
@@ -357,7 +357,7 @@ def _probe_label(shortcut: str, activation: str, multi_act: bool, multi_family: 
     head = "plain" if shortcut == "none" else f"ResNet {shortcut_option(shortcut, False)} ({shortcut})"
     extra = []
     if multi_act:
-        extra.append(ACTIVATION_LABELS.get(activation, activation))
+        extra.append(part_label("model.activation", activation))
     if multi_family:
         extra.append(family)
     return head + (f", {', '.join(extra)}" if extra else "")
@@ -458,10 +458,8 @@ def _axis_value(c: Cell, key: str) -> Any:
 
 
 def _tick(key: str | None, value: Any) -> str:
-    if key == "model.activation":
-        return ACTIVATION_LABELS.get(value, str(value))
-    if key == "model.pooling":
-        return POOLING_LABELS.get(value, str(value))
+    if key in ("model.activation", "model.pooling"):
+        return part_label(key, value)
     if key == "option":
         return {"A": "A\nidentity+pad", "B": "B\n1×1 proj.", "C": "C\n1×1 proj. all", "B3": "B\n3×3 proj.",
                 "C3": "C\n3×3 proj. all", "plain": "plain\n(none)"}.get(value, str(value))

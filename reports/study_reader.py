@@ -34,9 +34,6 @@ NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "fina
 STATUS_RANK = {"complete": 6, "diverged": 5, "running": 4, "waiting": 3, "interrupted": 2, "failed": 2, "pruned": 2,
                "missing": 0}
 
-ACTIVATION_LABELS = {"post": "post-act", "pre": "pre-act", "bn_after_add": "BN after add",
-                     "relu_before_add": "ReLU before add", "relu_only_pre": "ReLU-only pre-act"}
-POOLING_LABELS = {"avg": "GAP", "max": "GMP"}
 # Model attributes the reports reason about, as dotted keys into the run config.
 MODEL_ATTRS = ("model.family", "model.depth", "model.block", "model.shortcut", "model.project_all",
                "model.activation", "model.pooling")
@@ -70,15 +67,25 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
+def part_label(key: str, value: Any) -> str:
+    """How a report names a part value: the label its registry gives (``model.activation`` pre → "pre-act",
+    ``model.pooling`` avg → "GAP"), else the value itself (a user's part without a label, or another key)."""
+    from resnet_core.config import PART_KEYS
+
+    registry = PART_KEYS.get(key[len("model."):]) if key.startswith("model.") else None
+    return registry.label(value) if registry is not None else str(value)
+
+
 def shortcut_option(shortcut: Any, project_all: Any) -> str:
-    """He et al.'s names: A (identity + zero pad), B (projection where the shape changes), C (projection on every
-    block); 3×3 projections (seed 004) are B3/C3; the plain net is 'plain'."""
-    if shortcut == "none":
-        return "plain"
-    if shortcut == "identity":
-        return "A"
-    letter = "C" if project_all else "B"
-    return letter + ("3" if shortcut == "conv3x3" else "")
+    """He et al.'s names, as the shortcut registry gives them: A (identity + zero pad), B (projection where the
+    shape changes), C (projection on every block: B with project_all); 3×3 projections (seed 004) are B3/C3; the
+    plain net is 'plain'; a part without an option letter (a user's) is its registered name."""
+    from resnet_core.shortcuts import SHORTCUTS
+
+    option = SHORTCUTS.meta(shortcut).get("option")
+    if option is None:
+        return str(shortcut)
+    return "C" + option[1:] if project_all and option.startswith("B") else option
 
 
 OPTION_TEXT = {"A": "A: identity + zero padding", "B": "B: 1×1 projection where the shape changes",
@@ -441,6 +448,20 @@ PROBE_COLUMNS = ("family", "depth", "shortcut", "activation", "layer_index", "la
 LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
 
 
+def _load_study_plugins(records: Any, notes: list[str]) -> None:
+    """Import the plugins the sweep recorded, so their parts' labels and checks are the registry's; one that
+    cannot be imported here is a note, and its parts are named by their registered names."""
+    from resnet_core.plugins import load_plugin
+
+    for r in records or []:
+        if not isinstance(r, Mapping) or not r.get("plugin"):
+            continue
+        try:
+            load_plugin(str(r["plugin"]))
+        except ConfigError as e:
+            notes.append(f"{e}; its parts are shown by name")
+
+
 def load_study(study: str, root: str | Path | None = None, storage: str | None = None,
                probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
     loaded, desc, dirs = open_study(study, root, storage)
@@ -452,6 +473,7 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     objective = dict(ua.get("objective") or {"metric": "test_error", "direction": "minimize"})
     base = nest(ua.get("base") or {})
     notes: list[str] = []
+    _load_study_plugins(ua.get("plugins"), notes)
 
     rows, configs = _trial_rows(loaded, dirs)
     trials = pd.DataFrame(rows, columns=["trial", "state", "cell", "cell_params", "seed", "slot", "run_dir",
@@ -623,10 +645,8 @@ def _extras(c: Cell, varying: list[str]) -> list[str]:
         if key in ("model.depth", "model.shortcut", "model.project_all"):
             continue
         value = c.attrs.get(key)
-        if key == "model.activation":
-            out.append(ACTIVATION_LABELS.get(value, str(value)))
-        elif key == "model.pooling":
-            out.append(POOLING_LABELS.get(value, str(value)))
+        if key in ("model.activation", "model.pooling"):
+            out.append(part_label(key, value))
         elif key in ("model.block", "model.family"):
             out.append(str(value))
         elif key == "data.name":

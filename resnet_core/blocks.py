@@ -8,7 +8,7 @@ in a plain block too, so plain and residual nets are lesioned on equal footing. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Protocol, Sequence
 
 import einops
 
@@ -29,19 +29,29 @@ class ConvSpec:
     stride: int
 
 
-# A block kind maps (in_ch, width, stride) to its convs; the block's output channels are the last conv's.
-BlockKind = Callable[[int, int, int], list[ConvSpec]]
+class BlockKind(Protocol):
+    """``kind(in_ch=, width=, stride=)`` → the block's convs in order; its output channels are the last conv's.
+    The number of convs sets the depth a stage layout gives (`families.depth_of`)."""
+
+    def __call__(self, *, in_ch: int, width: int, stride: int) -> list[ConvSpec]: ...
+
+
 BLOCKS: Registry[BlockKind] = Registry("model.block")
 
 
+def convs_per_block(block: str) -> int:
+    """How many convs a block of this kind has (2 basic, 3 bottleneck). ConfigError for an unknown kind."""
+    return len(BLOCKS.get(block)(in_ch=1, width=1, stride=1))
+
+
 @BLOCKS.register("basic")
-def basic(in_ch: int, width: int, stride: int) -> list[ConvSpec]:
+def basic(*, in_ch: int, width: int, stride: int) -> list[ConvSpec]:
     """Two 3×3 convs."""
     return [ConvSpec(in_ch, width, 3, stride), ConvSpec(width, width, 3, 1)]
 
 
 @BLOCKS.register("bottleneck")
-def bottleneck(in_ch: int, width: int, stride: int) -> list[ConvSpec]:
+def bottleneck(*, in_ch: int, width: int, stride: int) -> list[ConvSpec]:
     """1×1 reduce, 3×3 (strided, as torchvision's v1.5), 1×1 expand ×4."""
     return [ConvSpec(in_ch, width, 1, 1), ConvSpec(width, width, 3, stride), ConvSpec(width, 4 * width, 1, 1)]
 
@@ -73,6 +83,15 @@ class ResidualBlock(nn.Module):
         like = next(self.parameters())
         gate = torch.tensor([float(g) for g in gates], dtype=like.dtype, device=like.device)
         self.shortcut_gate = einops.repeat(gate, "g -> 1 (g c) 1 1", c=self.out_ch)
+
+    def zero_init_last(self) -> None:
+        """Zero the layer that ends the residual branch (Goyal et al. 2017; torchvision's zero_init_residual), so
+        the block starts as its post-addition function of the shortcut: the last BN's weight, or under full
+        pre-activation the last conv's weight, as the placement's ``zero_init`` says ("none": nothing to zero)."""
+        if self.placement.zero_init == "last_bn":
+            nn.init.zeros_(self.bn(self.n_convs).weight)
+        elif self.placement.zero_init == "last_conv":
+            nn.init.zeros_(self.conv(self.n_convs).weight)
 
     def conv(self, i: int) -> nn.Conv2d:
         return getattr(self, f"conv{i}")

@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from typing import Sequence
 
 from .errors import ConfigError
+from .plugins import add_plugin_argument
 from .signals import EXIT_CONFIG, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list named models with parameters and FLOPs, or describe one")
     _add_model_args(p)
+    add_plugin_argument(p)
     p.set_defaults(func=_cmd_models)
 
     from . import commands  # core commands that need the engine (train, eval, lesion, probe, bench)
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from .plugins import load_plugins
+
+        load_plugins(getattr(args, "plugins", None))  # --plugin: before the command reads any config
         with sigterm_as_interrupt():  # SIGTERM = Ctrl-C: trials marked interrupted, records closed
             return int(args.func(args) or 0)
     except ConfigError as e:

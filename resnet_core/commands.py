@@ -8,12 +8,15 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from .plugins import add_plugin_argument
+
     p = sub.add_parser("train", help="train one run from a run config",
                        description="Train one run: a run config (YAML) plus --set overrides. Writes the run record "
                                    "(config.yaml, metrics.jsonl, summary.json, last.pt) into --out.")
     p.add_argument("--config", help="run config YAML (e.g. ablations/recipes/smoke.yaml); default: the defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable)")
+    add_plugin_argument(p)
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="cpu, cuda, cuda:<i>, mps, npu or auto (default: the config's device, auto)")
     p.add_argument("--out", help="run directory (default runs/<name>-<timestamp>/)")

@@ -1,4 +1,7 @@
-"""`ModelConfig`: one small dataclass that describes a network. Parts are named by string."""
+"""`ModelConfig`: one small dataclass that describes a network. Parts are named by string.
+
+The allowed names of a part are its registry's (`shortcuts.SHORTCUTS`, `placements.PLACEMENTS`, …): a part
+registered there — built in or by a plugin — is a valid value here, with nothing else to edit."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,13 +11,17 @@ from typing import Any
 from .errors import ConfigError, choices_error
 from .values import check_fields
 from .families import FAMILY_WIDTHS, default_block, depth_of, stages_for
+from .blocks import BLOCKS
+from .placements import PLACEMENTS as ACTIVATIONS
+from .pooling import POOLINGS
+from .registry import Registry
+from .shortcuts import SHORTCUTS
+from .stems import STEMS
 
 FAMILIES = tuple(FAMILY_WIDTHS)
-BLOCKS = ("basic", "bottleneck")
-SHORTCUTS = ("identity", "conv1x1", "conv3x3", "none")
-ACTIVATIONS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
-POOLINGS = ("avg", "max")
-STEMS = ("cifar", "imagenet")
+# config key → the registry whose names it takes (block and stem also take "auto")
+PART_KEYS: dict[str, Registry] = {"block": BLOCKS, "shortcut": SHORTCUTS, "activation": ACTIVATIONS,
+                                  "pooling": POOLINGS, "stem": STEMS}
 INITS = ("kaiming", "xavier", "pytorch")
 BIAS_INITS = ("zero", "default")
 
@@ -30,7 +37,7 @@ class ModelConfig:
     family: str = "cifar"              # stage layout: cifar (3 stages, 16/32/64) or imagenet (4 stages, 64…512)
     depth: int | None = 20             # cifar 6n+2 (basic) / 9n+2 (bottleneck); imagenet 18/34/50/101/152
     block: str = "auto"                # basic | bottleneck | auto (the papers' choice for the depth)
-    shortcut: str = "identity"         # identity (option A) | conv1x1 | conv3x3 (option B) | none (plain net)
+    shortcut: str = "identity"         # identity (option A) | conv1x1 | conv3x3 (option B) | none (plain net) | …
     project_all: bool = False          # projection on every block (option C); needs a conv shortcut
     project_stage_entry: bool = False  # projection on the first block of every stage, even if shapes match (seed 001)
     shortcut_norm: bool = True         # BN after a projection conv (seed 002 has none)
@@ -53,14 +60,13 @@ class ModelConfig:
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
         check_fields(self, "model.")
-        for key, allowed in (("family", FAMILIES), ("shortcut", SHORTCUTS), ("activation", ACTIVATIONS),
-                             ("pooling", POOLINGS), ("init", INITS), ("bias_init", BIAS_INITS)):
+        for key, allowed in (("family", FAMILIES), ("init", INITS), ("bias_init", BIAS_INITS)):
             if getattr(self, key) not in allowed:
                 raise choices_error(f"model.{key}", getattr(self, key), allowed)
-        if self.block not in BLOCKS + ("auto",):
-            raise choices_error("model.block", self.block, BLOCKS + ("auto",))
-        if self.stem not in STEMS + ("auto",):
-            raise choices_error("model.stem", self.stem, STEMS + ("auto",))
+        for key, registry in PART_KEYS.items():
+            allowed = registry.names() + (["auto"] if key in ("block", "stem") else [])
+            if getattr(self, key) not in allowed:
+                raise choices_error(f"model.{key}", getattr(self, key), allowed)
         for key in ("in_channels", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -70,8 +76,9 @@ class ModelConfig:
         for key in ("project_all", "project_stage_entry", "shortcut_norm", "conv_bias", "zero_init_residual"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.{key} must be true or false, got {getattr(self, key)!r}")
-        if (self.project_all or self.project_stage_entry) and self.shortcut not in ("conv1x1", "conv3x3"):
-            raise ConfigError(f"model.project_all/project_stage_entry need model.shortcut conv1x1 or conv3x3, "
+        if (self.project_all or self.project_stage_entry) and not SHORTCUTS.meta(self.shortcut).get("projection"):
+            projecting = [n for n in SHORTCUTS if SHORTCUTS.meta(n).get("projection")]
+            raise ConfigError(f"model.project_all/project_stage_entry need model.shortcut {' or '.join(projecting)}, "
                               f"got {self.shortcut!r}")
         if self.stages is None and self.depth is None:
             raise ConfigError("model.depth or model.stages must be given")

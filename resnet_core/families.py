@@ -13,10 +13,15 @@ IMAGENET_STAGES = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
-# Convs per block: depth = stem conv + convs in all blocks + fc.
-CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
 CIFAR_BOTTLENECK_DEPTHS = (164, 1001)  # He et al. 2016b's pre-activation bottleneck nets
-EXPANSION = {"basic": 1, "bottleneck": 4}
+DEPTH_EXAMPLES = {"basic": "20, 32, 44, 56, 110, 1202", "bottleneck": "29, 47, 56, 110, 164, 1001"}
+
+
+def _convs(block: str) -> int:
+    """Convs per block (the block registry knows): depth = stem conv + convs in all blocks + fc."""
+    from .blocks import convs_per_block
+
+    return convs_per_block(block)
 
 
 def default_block(family: str, depth: int) -> str:
@@ -35,14 +40,14 @@ def stages_for(family: str, depth: int, block: str) -> tuple[int, ...]:
             raise ConfigError(f"model.depth {depth} is impossible for family imagenet with {block} blocks; "
                               f"choose one of: {', '.join(map(str, valid))} (or give model.stages)")
         return IMAGENET_STAGES[depth][1]
-    per_stage = 3 * CONVS_PER_BLOCK[block]
+    per_stage = 3 * _convs(block)
     n, rest = divmod(depth - 2, per_stage)
     if rest or n < 1:
-        examples = "20, 32, 44, 56, 110, 1202" if block == "basic" else "29, 47, 56, 110, 164, 1001"
+        examples = DEPTH_EXAMPLES.get(block) or ", ".join(str(per_stage * k + 2) for k in (1, 2, 3, 6))
         raise ConfigError(f"model.depth {depth} is impossible for family cifar with {block} blocks: depth must be "
                           f"{per_stage}n+2 (e.g. {examples})")
     return (n, n, n)
 
 
 def depth_of(stages: tuple[int, ...], block: str) -> int:
-    return 2 + CONVS_PER_BLOCK[block] * sum(stages)
+    return 2 + _convs(block) * sum(stages)

@@ -19,7 +19,7 @@ from .config import ModelConfig
 from .errors import ConfigError
 from .layers import linear, member_rows, norm
 from .placements import PLACEMENTS
-from .pooling import GlobalPool
+from .pooling import POOLINGS
 from .shortcuts import SHORTCUTS
 from .stems import STEMS
 
@@ -35,24 +35,25 @@ class ResNet(nn.Module):
         block_kind = BLOCKS.get(r.block)
         make_shortcut = SHORTCUTS.get(r.shortcut)
 
-        self.stem = STEMS.get(r.stem)(r.in_channels, r.widths[0], members, r.conv_bias, placement.stem_norm,
-                                      placement.stem_relu)
+        self.stem = STEMS.get(r.stem)(in_ch=r.in_channels, out_ch=r.widths[0], members=members, bias=r.conv_bias,
+                                      with_norm=placement.stem_norm, with_relu=placement.stem_relu)
         in_ch = r.widths[0]
         for s, (n_blocks, width) in enumerate(zip(r.stages, r.widths), start=1):
             blocks = OrderedDict()
             for b in range(n_blocks):
                 stride = 2 if s > 1 and b == 0 else 1
-                convs = block_kind(in_ch, width, stride)
+                convs = block_kind(in_ch=in_ch, width=width, stride=stride)
                 out_ch = convs[-1].out_ch
                 project = r.project_all or (r.project_stage_entry and b == 0)
-                shortcut = make_shortcut(in_ch, out_ch, stride, members, project, r.shortcut_norm, r.conv_bias)
+                shortcut = make_shortcut(in_ch=in_ch, out_ch=out_ch, stride=stride, members=members, project=project,
+                                         with_norm=r.shortcut_norm, bias=r.conv_bias)
                 blocks[f"block{b}"] = ResidualBlock(convs, placement, shortcut, members, r.conv_bias)
                 in_ch = out_ch
             self.add_module(f"stage{s}", nn.Sequential(blocks))
         self.n_stages = len(r.stages)
         self.final_bn = norm(in_ch, members) if placement.final_norm else None
         self.final_relu = placement.final_relu
-        self.pool = GlobalPool(r.pooling)
+        self.pool = POOLINGS.get(r.pooling)(channels=in_ch, members=members)
         self.fc = linear(in_ch, r.num_classes, members)
         self.feature_channels = in_ch
 
@@ -125,12 +126,8 @@ def _init_single(model: ResNet, cfg: ModelConfig) -> None:
         elif isinstance(m, nn.Linear) and r.init == "xavier":
             nn.init.xavier_uniform_(m.weight)
     if r.zero_init_residual:
-        placement = PLACEMENTS.get(r.activation)
         for _, block in model.blocks():
-            if placement.zero_init == "last_bn":
-                nn.init.zeros_(block.bn(block.n_convs).weight)
-            elif placement.zero_init == "last_conv":
-                nn.init.zeros_(block.conv(block.n_convs).weight)
+            block.zero_init_last()
 
 
 MIXABLE_SHORTCUTS = ("none", "identity")  # same tensors; the fused block gates each member's shortcut by 1 or 0

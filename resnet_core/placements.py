@@ -6,24 +6,34 @@ go, where the addition sits, and what the stem and the network's end add around 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from .errors import choices_error
 from .registry import Registry
 
 
-@dataclass(frozen=True)
+ZERO_INITS = ("last_bn", "last_conv", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Placement:
+    """Where BN, ReLU and the addition go. All fields are keyword-only; the flags default to the original
+    (post-activation) unit, so a new placement names only what differs."""
     name: str
-    forward: Callable  # (block, x) -> y
-    bn_before_conv: bool      # bn_i normalises conv_i's input (pre) rather than its output
-    stem_norm: bool           # the CIFAR stem ends conv-BN …
-    stem_relu: bool           # … and ReLU
-    final_norm: bool          # a BN-ReLU after the last block (full pre-activation)
-    final_relu: bool
-    zero_init: str            # which layer zero_init_residual zeroes: "last_bn" or "last_conv" or "none"
+    forward: Callable[[Any, torch.Tensor], torch.Tensor]  # (block, x) -> y, x and y [B, G·C, H, W]
+    bn_before_conv: bool = False  # bn_i normalises conv_i's input (pre) rather than its output
+    stem_norm: bool = True        # the CIFAR stem ends conv-BN …
+    stem_relu: bool = True        # … and ReLU
+    final_norm: bool = False      # a BN-ReLU after the last block (full pre-activation)
+    final_relu: bool = False
+    zero_init: str = "last_bn"    # what `ResidualBlock.zero_init_last` zeroes: last_bn | last_conv | none
+
+    def __post_init__(self) -> None:
+        if self.zero_init not in ZERO_INITS:
+            raise choices_error(f"placement {self.name!r} zero_init", self.zero_init, ZERO_INITS)
 
 
 PLACEMENTS: Registry[Placement] = Registry("model.activation")
@@ -71,11 +81,14 @@ def _full_pre(blk, x):
     return blk.merge(out, shortcut)
 
 
+LABELS = {"post": "post-act", "pre": "pre-act", "bn_after_add": "BN after add",
+          "relu_before_add": "ReLU before add", "relu_only_pre": "ReLU-only pre-act"}
 for _p in (
-    Placement("post", _post, False, True, True, False, False, "last_bn"),
-    Placement("bn_after_add", _bn_after_add, False, True, True, False, False, "none"),
-    Placement("relu_before_add", _relu_before_add, False, True, True, False, False, "last_bn"),
-    Placement("relu_only_pre", _relu_only_pre, False, True, False, False, True, "last_bn"),
-    Placement("pre", _full_pre, True, False, False, True, True, "last_conv"),
+    Placement(name="post", forward=_post),
+    Placement(name="bn_after_add", forward=_bn_after_add, zero_init="none"),
+    Placement(name="relu_before_add", forward=_relu_before_add),
+    Placement(name="relu_only_pre", forward=_relu_only_pre, stem_relu=False, final_relu=True),
+    Placement(name="pre", forward=_full_pre, bn_before_conv=True, stem_norm=False, stem_relu=False, final_norm=True,
+              final_relu=True, zero_init="last_conv"),
 ):
-    PLACEMENTS.register(_p.name)(_p)
+    PLACEMENTS.register(_p.name, label=LABELS[_p.name])(_p)

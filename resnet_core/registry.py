@@ -1,7 +1,12 @@
-"""Small string-keyed registries of model parts (one dict per part, as in pycls' anynet)."""
+"""Small string-keyed registries of model parts (one dict per part, as in pycls' anynet).
+
+A registry is the vocabulary of its config key: `ModelConfig` accepts exactly the registered names, and the reports
+name a part by its registered ``label`` (the name itself when none was given), so a part added with one
+``register`` call — built in or from a researcher's plugin (`resnet_core.plugins`) — is a first-class value.
+"""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import choices_error
 
@@ -14,12 +19,20 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._parts: dict[str, T] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, *, label: str | None = None, **meta: Any) -> Callable[[T], T]:
+        """A decorator that adds ``part`` under ``name``. ``label``: how reports print it (default: ``name``);
+        ``meta``: facts other modules ask about the part (e.g. a shortcut's ``option`` letter). KeyError if the
+        name is taken."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind}: a part's name must be a non-empty string, got {name!r}")
+
         def add(part: T) -> T:
             if name in self._parts:
                 raise KeyError(f"{self.kind} {name!r} is already registered")
             self._parts[name] = part
+            self._meta[name] = {"label": label or name, **meta}
             return part
 
         return add
@@ -39,6 +52,14 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._parts)
+
+    def meta(self, name: object) -> Mapping[str, Any]:
+        """What was registered with the part (``label`` and the extra keywords); empty for an unknown name."""
+        return dict(self._meta.get(name, {})) if isinstance(name, str) else {}
+
+    def label(self, name: object) -> str:
+        """The report's name for a part: its registered label, else ``str(name)`` (an unknown or user part)."""
+        return str(self.meta(name).get("label", name))
 
     def __contains__(self, name: object) -> bool:
         return name in self._parts

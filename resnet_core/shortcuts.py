@@ -1,7 +1,7 @@
 """Shortcut registry: what a residual block adds to its branch (He et al. 2016, options A/B/C)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -49,20 +49,31 @@ class Projection(nn.Module):
         return self.bn(x) if self.bn is not None else x
 
 
-# A factory takes (in_ch, out_ch, stride, members, project, with_norm, bias) and returns a module or None (plain).
-ShortcutFactory = Callable[[int, int, int, int, bool, bool, bool], "nn.Module | None"]
+class ShortcutFactory(Protocol):
+    """``factory(in_ch=, out_ch=, stride=, members=, project=, with_norm=, bias=)`` → a module mapping the block's
+    input ``[B, G·in_ch, H, W]`` to ``[B, G·out_ch, H/stride, W/stride]``, or None (a plain block). ``project``: the
+    config asks for a projection even where the shapes match (option C, or a stage entry in seed 001)."""
+
+    def __call__(self, *, in_ch: int, out_ch: int, stride: int, members: int, project: bool, with_norm: bool,
+                 bias: bool) -> nn.Module | None: ...
+
+
+# ``option``: He et al.'s letter without project_all (the reports turn B into C when every block projects);
+# ``projection``: model.project_all / project_stage_entry may ask this shortcut to project.
 SHORTCUTS: Registry[ShortcutFactory] = Registry("model.shortcut")
 
 
-@SHORTCUTS.register("identity")
-def identity_shortcut(in_ch, out_ch, stride, members, project, with_norm, bias):
+@SHORTCUTS.register("identity", option="A")
+def identity_shortcut(*, in_ch: int, out_ch: int, stride: int, members: int, project: bool, with_norm: bool,
+                      bias: bool) -> nn.Module:
     if stride == 1 and in_ch == out_ch:
         return Identity()
     return ZeroPadShortcut(out_ch, stride, members)
 
 
 def _projection(kernel: int) -> ShortcutFactory:
-    def make(in_ch, out_ch, stride, members, project, with_norm, bias):
+    def make(*, in_ch: int, out_ch: int, stride: int, members: int, project: bool, with_norm: bool,
+             bias: bool) -> nn.Module:
         if stride == 1 and in_ch == out_ch and not project:
             return Identity()
         return Projection(in_ch, out_ch, kernel, stride, members, with_norm, bias)
@@ -70,10 +81,11 @@ def _projection(kernel: int) -> ShortcutFactory:
     return make
 
 
-SHORTCUTS.register("conv1x1")(_projection(1))
-SHORTCUTS.register("conv3x3")(_projection(3))
+SHORTCUTS.register("conv1x1", option="B", projection=True)(_projection(1))
+SHORTCUTS.register("conv3x3", option="B3", projection=True)(_projection(3))
 
 
-@SHORTCUTS.register("none")
-def no_shortcut(in_ch, out_ch, stride, members, project, with_norm, bias):
+@SHORTCUTS.register("none", option="plain")
+def no_shortcut(*, in_ch: int, out_ch: int, stride: int, members: int, project: bool, with_norm: bool,
+                bias: bool) -> None:
     return None

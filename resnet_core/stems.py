@@ -1,7 +1,7 @@
 """Stems: the layers before the first stage."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -32,19 +32,25 @@ class Stem(nn.Module):
         return x
 
 
-# A stem factory takes (in_ch, out_ch, members, bias, with_norm, with_relu).
-StemFactory = Callable[[int, int, int, bool, bool, bool], Stem]
+class StemFactory(Protocol):
+    """``factory(in_ch=, out_ch=, members=, bias=, with_norm=, with_relu=)`` → a module ``[B, G·in_ch, H, W]`` →
+    ``[B, G·out_ch, H', W']``; ``with_norm``/``with_relu``: what the placement asks the stem to end with."""
+
+    def __call__(self, *, in_ch: int, out_ch: int, members: int, bias: bool, with_norm: bool,
+                 with_relu: bool) -> nn.Module: ...
+
+
 STEMS: Registry[StemFactory] = Registry("model.stem")
 
 
 @STEMS.register("cifar")
-def cifar_stem(in_ch, out_ch, members, bias, with_norm, with_relu) -> Stem:
+def cifar_stem(*, in_ch: int, out_ch: int, members: int, bias: bool, with_norm: bool, with_relu: bool) -> Stem:
     """3×3/1 conv; BN and ReLU as the placement asks (full pre-activation leaves them to the first block)."""
     return Stem(conv(in_ch, out_ch, 3, 1, members, bias), norm(out_ch, members) if with_norm else None,
                 with_relu, pool=False)
 
 
 @STEMS.register("imagenet")
-def imagenet_stem(in_ch, out_ch, members, bias, with_norm, with_relu) -> Stem:
+def imagenet_stem(*, in_ch: int, out_ch: int, members: int, bias: bool, with_norm: bool, with_relu: bool) -> Stem:
     """7×7/2 conv, BN, ReLU, 3×3/2 max-pool (always normalised, as in both ImageNet papers)."""
     return Stem(conv(in_ch, out_ch, 7, 2, members, bias), norm(out_ch, members), True, pool=True)

@@ -3,6 +3,7 @@
     resnet-ablate sweep GRID.yaml [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
                                   [--study NAME] [--fuse auto|N|off] [--fuse-table FILE] [--print-config [CELL]]
+                                  [--plugin FILE.py|MODULE ...]
                                   [--launcher local|slurm [--shared-fs] [--partition P] [--time LIMIT]
                                    [--cpus-per-worker N] [--gpus-per-worker N] [--mem SIZE] [--sbatch KEY=VALUE]]
     resnet-ablate studies [--root DIR | --storage URL]
@@ -10,6 +11,8 @@
 from __future__ import annotations
 
 import argparse
+
+from resnet_core.plugins import add_plugin_argument
 
 from .slurm import add_arguments
 
@@ -19,11 +22,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import print_cell_configs, run_sweep
 
     if args.print_config is not None:
-        return print_cell_configs(args.grid, args.print_config, overrides=args.overrides, study=args.study)
+        return print_cell_configs(args.grid, args.print_config, overrides=args.overrides, study=args.study,
+                                  plugins=args.plugins)
     return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
                      wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table,
-                     launcher=args.launcher, slurm=slurm_flags(args), shared_fs=args.shared_fs)
+                     launcher=args.launcher, slurm=slurm_flags(args), shared_fs=args.shared_fs,
+                     plugins=args.plugins)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
@@ -68,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", nargs="?", const="", default=None, metavar="CELL",
                    help="print the resolved run config of every cell (or of CELL: its id or folder slug, e.g. "
                         "depth-20_shortcut-none) as YAML and exit without running")
+    add_plugin_argument(p)
     add_arguments(p)
     p.set_defaults(func=_cmd_sweep)
 

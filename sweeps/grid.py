@@ -16,6 +16,8 @@ A grid file::
     timeout: 3600                         # optional: start no new trial after this many seconds of a launch
     objective: {metric: test_error, direction: minimize}
     wandb: {project: resnet-ablate, entity: null, mode: offline}
+    plugins: [my_parts.py]                # optional: modules registering your own parts (resnet_core.plugins);
+                                          # a relative path is relative to this file; every worker imports them
 
 Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
 names no config key, a value that makes any cell's run config invalid, or a cell no trial can train (``resnet_core.
@@ -37,13 +39,15 @@ from typing import Any, Sequence
 
 from resnet_core.errors import ConfigError, choices_error
 from resnet_core.overrides import apply_overrides, set_dotted
+from resnet_core.plugins import load_plugins, plugin_records
+from resnet_core.plugins import resolve as resolve_plugin
 from resnet_core.run_config import RunConfig, load_yaml
 
 from .cells import Cell, make_slugs
 from .study_format import cell_id
 
 TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
-            "objective", "wandb", "launcher")
+            "objective", "wandb", "launcher", "plugins")
 METRICS = {  # objective metric → (summary key, the on_eval / on_log metric reported for pruning)
     "test_error": ("final_test_error", "test/error"),
     "val_error": ("final_val_error", "val/error"),
@@ -128,6 +132,7 @@ class GridSpec:
     grid_file: str | None = None
     description: str | None = None
     launcher: dict[str, Any] = field(default_factory=dict)   # {slurm: {...}}: sweeps/slurm.py reads it
+    plugins: list[str] = field(default_factory=list)         # resolved plugins (absolute paths or module names)
 
     # -- derived ----------------------------------------------------------------------------------------------
     @property
@@ -181,6 +186,7 @@ class GridSpec:
             "cells": [{"id": c.id, "slug": c.slug, "params": c.params} for c in self.cells],
             "n_units": len(self.units()),
             "description": self.description,
+            "plugins": plugin_records(self.plugins),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +194,8 @@ class GridSpec:
         return {"study": self.study, "base": self.base, "grid": self.grid, "seeds": self.seeds,
                 "extra_cells": self.extra_cells, "search": {k.key: k.to_dict() for k in self.search},
                 "n_trials": self.n_trials, "timeout": self.timeout, "objective": self.objective,
-                "wandb": self.wandb, "grid_file": self.grid_file, "description": self.description}
+                "wandb": self.wandb, "grid_file": self.grid_file, "description": self.description,
+                "plugins": self.plugins}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GridSpec":
@@ -198,7 +205,7 @@ class GridSpec:
 
 # -- loading ----------------------------------------------------------------------------------------------------
 def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | None = None,
-              wandb_mode: str | None = None) -> GridSpec:
+              wandb_mode: str | None = None, plugins: Sequence[str] = ()) -> GridSpec:
     """Load and check a grid file. ``overrides`` (``key=value``) apply to ``base``, except on a grid axis, which
     they pin to that one value (the grid shrinks: ``--set model.depth=20`` runs only the depth-20 cells, and drops
     extra cells that set another depth); ``study`` renames the study; ``wandb_mode`` (off|offline|online)
@@ -227,6 +234,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
         if not isinstance(w, dict):
             raise ConfigError(f"{path}: wandb must be a mapping with keys {', '.join(WANDB_KEYS)}")
         d["wandb"] = {**w, "mode": mode}
+    if plugins and isinstance(d.get("plugins") or [], list):  # another type: parse_grid names the error
+        d["plugins"] = list(d.get("plugins") or []) + [resolve_plugin(p) for p in plugins]
     try:
         return parse_grid(d, grid_file=str(path))
     except ConfigError as e:
@@ -257,6 +266,8 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     for key in d:
         if key not in TOP_KEYS:
             raise choices_error("grid key", key, TOP_KEYS)
+    # first: the cells' configs may name the parts these register (a relative path is relative to the grid file)
+    plugins = load_plugins(d.get("plugins"), base=Path(grid_file).parent if grid_file else None)
     study = d.get("study")
     if not isinstance(study, str) or not STUDY_NAME.match(study):
         raise ConfigError(f"study must be a name of letters, digits, '.', '_' or '-' (at most 100), got {study!r}")
@@ -338,7 +349,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
                     n_trials=n_trials, timeout=timeout, objective=objective, wandb=dict(wandb),
                     extra_cells=extra, grid_file=grid_file,
                     description=str(description) if description is not None else None,
-                    launcher=dict(d.get("launcher") or {}))
+                    launcher=dict(d.get("launcher") or {}), plugins=plugins)
     if check_cells:
         _check_cells(spec)
     return spec

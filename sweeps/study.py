@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError
 from resnet_core.overrides import diff_keys, set_dotted
+from resnet_core.plugins import check_same_plugins, plugin_records
 from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec, Unit
@@ -72,6 +73,7 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
                               f"asks {direction}; use another study name (--study NAME)") from None
         _check_same_objective(study.user_attrs.get("objective"), spec)
         _check_same_base(study.user_attrs, spec)
+        check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
     space = space_attr(merged_space(study.user_attrs.get("axis_space"), spec))  # ConfigError before any write
     attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve()), "axis_space": space}
     metric = [spec.objective["metric"]]

@@ -270,7 +270,7 @@ def test_registries_match_config_vocabulary():
     assert set(BLOCKS.names()) == set(config_mod.BLOCKS) == {"basic", "bottleneck"}
     assert set(PLACEMENTS.names()) == set(config_mod.ACTIVATIONS)
     assert {"post", "pre"} <= set(PLACEMENTS.names()) and len(PLACEMENTS.names()) == 5
-    assert set(POOLINGS.names()) == set(config_mod.POOLINGS) == {"avg", "max"}
+    assert set(POOLINGS.names()) == set(config_mod.POOLINGS) == {"avg", "max", "gem"}
     assert set(STEMS.names()) == set(config_mod.STEMS) == {"cifar", "imagenet"}
     assert set(config_mod.INITS) == {"kaiming", "xavier", "pytorch"}
     with pytest.raises(ConfigError, match="identity"):
@@ -367,7 +367,11 @@ def _pooling(kind):
     def check(model, cfg):
         assert model.pool.kind == kind
         feats = torch.randn(2, 5, 3, 3)
-        want = feats.mean(dim=(2, 3)) if kind == "avg" else feats.amax(dim=(2, 3))
+        if kind == "gem":  # p = 3 at init: the cube root of the mean cube of the (clamped) features
+            feats = feats.abs()
+            want = feats.pow(3).mean(dim=(2, 3)).pow(1 / 3)
+        else:
+            want = feats.mean(dim=(2, 3)) if kind == "avg" else feats.amax(dim=(2, 3))
         torch.testing.assert_close(model.pool(feats), want)
     return check
 
@@ -381,6 +385,7 @@ VARIANTS = {
     "activation=pre+conv1x1": (dict(activation="pre", shortcut="conv1x1"), _placement("pre")),
     "pooling=avg": (dict(pooling="avg"), _pooling("avg")),
     "pooling=max": (dict(pooling="max"), _pooling("max")),
+    "pooling=gem": (dict(pooling="gem"), _pooling("gem")),
     "stem=cifar": (dict(stem="cifar"), _cifar_stem),
     "stem=imagenet": (dict(stem="imagenet"), _imagenet_stem),
     "init=kaiming": (dict(init="kaiming"), _check_kaiming),
@@ -418,6 +423,28 @@ def test_every_registry_value_forward_backward(name):
     model.eval()
     with torch.no_grad():
         assert model(x[:1]).shape == (1, 7)
+
+
+def test_gem_pooling_spans_gap_to_gmp_and_fuses_per_member():
+    """GeM (Radenović et al. 2018) with p = 1 is GAP and with a large p nears GMP; fused, each member has its own p."""
+    from numerics import scaled_error
+
+    torch.manual_seed(0)
+    feats = torch.rand(3, 8, 4, 4, dtype=torch.float64) + 0.1
+    pool = build_model(dict(SMALL, pooling="gem")).double().pool
+    with torch.no_grad():
+        pool.p.fill_(1.0)
+        assert scaled_error(pool(feats), feats.mean(dim=(2, 3))) < 1e-12
+        pool.p.fill_(64.0)
+        gmp = feats.amax(dim=(2, 3))
+        assert scaled_error(pool(feats), gmp) < 0.05 and (pool(feats) <= gmp).all()
+    fused = build_model(dict(SMALL, pooling="gem"), members=2, seeds=[0, 1]).double()
+    assert fused.pool.p.shape == (2,)
+    with torch.no_grad():
+        fused.pool.p.copy_(torch.tensor([1.0, 64.0]))
+        out = fused.pool(torch.cat([feats, feats], dim=1))
+    assert scaled_error(out[:, :8], feats.mean(dim=(2, 3))) < 1e-12
+    assert scaled_error(out[:, 8:], pool(feats).detach()) < 1e-12  # member 1 pools as the solo net with p = 64
 
 
 @pytest.mark.parametrize("cfg,in_ch", [

@@ -1,0 +1,202 @@
+"""A researcher's own part (README: "Your own part"): one registration makes it a config value, a grid value, a
+report row and a W&B config entry; plugins load in every worker, bad ones are refused before anything is written,
+and a study records the plugins it ran with."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from resnet_core import ConfigError, ModelConfig, build_model
+from resnet_core import plugins as plugins_mod
+from resnet_core.blocks import BLOCKS
+from resnet_core.cli import main
+from resnet_core.placements import PLACEMENTS
+from resnet_core.pooling import POOLINGS
+from resnet_core.shortcuts import SHORTCUTS
+from resnet_core.stems import STEMS
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "gated_shortcut.yaml"
+
+
+@pytest.fixture(autouse=True)
+def clean_registries():
+    """Whatever a test registers or loads is gone afterwards (other tests check the built-in vocabulary)."""
+    registries = (SHORTCUTS, BLOCKS, PLACEMENTS, POOLINGS, STEMS)
+    saved = [(dict(r._parts), dict(r._meta)) for r in registries]
+    loaded, modules = dict(plugins_mod._LOADED), set(sys.modules)
+    yield
+    for r, (parts, meta) in zip(registries, saved):
+        r._parts, r._meta = parts, meta
+    plugins_mod._LOADED.clear()
+    plugins_mod._LOADED.update(loaded)
+    for name in set(sys.modules) - modules:
+        if name.startswith("resnet_ablate_plugin_"):
+            del sys.modules[name]
+
+
+def test_a_registered_shortcut_is_a_config_value():
+    with pytest.raises(ConfigError, match=r"unknown model.shortcut 'halved'.*identity.*none"):
+        ModelConfig(shortcut="halved")
+
+    @SHORTCUTS.register("halved")
+    def halved(*, in_ch, out_ch, stride, members, project, with_norm, bias):
+        return _Scale(SHORTCUTS.get("identity")(in_ch=in_ch, out_ch=out_ch, stride=stride, members=members,
+                                                project=project, with_norm=with_norm, bias=bias), 0.5)
+
+    cfg = ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], shortcut="halved")
+    model = build_model(cfg).double().eval()
+    twin = build_model(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8])).double().eval()
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    with torch.no_grad():  # the block adds half the identity where the built-in adds all of it
+        blk, ref = model.stage1.block0, twin.stage1.block0
+        out_half = blk.merge(torch.zeros_like(x), blk.shortcut_of(x))
+        out_full = ref.merge(torch.zeros_like(x), ref.shortcut_of(x))
+    torch.testing.assert_close(out_half, 0.5 * out_full, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="halved"):  # the error's choices come from the registry
+        ModelConfig(shortcut="nope")
+
+
+class _Scale(torch.nn.Module):
+    projects = False
+
+    def __init__(self, inner: torch.nn.Module, k: float) -> None:
+        super().__init__()
+        self.inner, self.k = inner, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * self.inner(x)
+
+
+def test_parts_take_keyword_arguments_only():
+    from resnet_core.placements import Placement
+
+    with pytest.raises(TypeError):
+        Placement("p", lambda blk, x: x, False, True, True, False, False, "last_bn")  # six positional flags: gone
+    with pytest.raises(ConfigError, match="zero_init"):
+        Placement(name="p", forward=lambda blk, x: x, zero_init="first_bn")
+    with pytest.raises(TypeError):
+        SHORTCUTS.get("conv1x1")(16, 32, 2, 1, False, True, False)
+    with pytest.raises(TypeError):
+        BLOCKS.get("basic")(16, 16, 1)
+    convs = BLOCKS.get("bottleneck")(in_ch=64, width=16, stride=2)
+    assert [(c.in_ch, c.out_ch, c.kernel, c.stride) for c in convs] == [(64, 16, 1, 1), (16, 16, 3, 2),
+                                                                        (16, 64, 1, 1)]
+
+
+def test_each_block_zeroes_its_own_last_layer():
+    for activation, zeroed in (("post", "bn"), ("pre", "conv"), ("bn_after_add", None)):
+        model = build_model(dict(family="cifar", depth=8, activation=activation))
+        block = model.stage1.block0
+        block.zero_init_last()
+        last = {"bn": block.bn(block.n_convs).weight, "conv": block.conv(block.n_convs).weight}
+        for kind, weight in last.items():
+            assert (torch.count_nonzero(weight) == 0) == (kind == zeroed), (activation, kind)
+
+
+def test_reports_name_a_user_part_by_its_registered_label():
+    from reports.study_reader import part_label, shortcut_option
+
+    assert part_label("model.activation", "pre") == "pre-act" and part_label("model.pooling", "max") == "GMP"
+    assert part_label("model.pooling", "unheard-of") == "unheard-of"  # a user's part that this process lacks
+    assert shortcut_option("conv3x3", True) == "C3" and shortcut_option("identity", False) == "A"
+    assert shortcut_option("none", False) == "plain" and shortcut_option("gated", False) == "gated"
+    POOLINGS.register("softpool", label="SoftPool")(lambda *, channels, members: torch.nn.Identity())
+    assert part_label("model.pooling", "softpool") == "SoftPool"
+
+
+def _wandb_configs(monkeypatch) -> list[dict]:
+    """Every config a trial hands to wandb.init (which then fails: the trial completes without W&B)."""
+    import wandb
+
+    seen: list[dict] = []
+
+    def fake_init(*args, **kwargs):
+        seen.append(dict(kwargs.get("config") or {}))
+        raise RuntimeError("no W&B in this test")
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    return seen
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna")
+    configs = _wandb_configs(monkeypatch)
+    import sweeps.sweep
+
+    monkeypatch.setattr(sweeps.sweep, "log_summary_run", lambda *a, **k: None)  # the summary run draws figures
+    root = tmp_path / "runs"
+    assert main(["sweep", str(EXAMPLE), "--root", str(root), "--workers", "1", "--wandb", "offline"]) == 0
+    capsys.readouterr()
+    study = root / "gated-shortcut"
+    shortcuts = sorted(yaml.safe_load(p.read_text())["model"]["shortcut"]
+                       for p in study.glob("trials/*/config.yaml"))
+    assert shortcuts == ["gated", "identity"]
+    trial_configs = [c for c in configs if c.get("model")]
+    assert sorted(c["model"]["shortcut"] for c in trial_configs) == ["gated", "identity"]
+
+    assert main(["report", "gated-shortcut", "--root", str(root), "--format", "csv,md", "--no-figures"]) == 0
+    table = (study / "report" / "table.csv").read_text()
+    assert "gated" in table and "identity" in table
+    gated_row = next(line for line in table.splitlines() if "gated" in line)
+    assert "ResNet-8 gated" in gated_row  # labelled by its registered name, like option A's "ResNet-8 A"
+
+    import optuna
+
+    from sweeps.storage import open_storage, resolve_storage
+
+    def stored():
+        st = open_storage(resolve_storage(None, root, "gated-shortcut"), read_only=True)
+        s = optuna.load_study(study_name="gated-shortcut", storage=st)
+        return s.user_attrs["plugins"], len(s.get_trials(deepcopy=False))
+
+    recorded, n_trials = stored()
+    assert [Path(r["plugin"]).name for r in recorded] == ["gated_shortcut.py"] and len(recorded[0]["sha256"]) == 64
+    assert n_trials == 2
+
+    # resuming with another plugin set is refused before anything is added to the study
+    other = tmp_path / "other_part.py"
+    other.write_text("from resnet_core.pooling import POOLINGS, global_avg_pool\n"
+                     "POOLINGS.register('avg2')(global_avg_pool)\n")
+    assert main(["sweep", str(EXAMPLE), "--root", str(root), "--plugin", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "plugins [gated_shortcut.py]" in err and "other_part.py" in err, err
+    assert stored() == (recorded, n_trials)
+
+
+@pytest.mark.parametrize("grid_plugins, flag, needle", [
+    (["no_such_part.py"], None, "no_such_part.py"),
+    ([], "missing/dir/part.py", "missing/dir/part.py"),
+    (["no_such_module_xyz"], None, "no_such_module_xyz"),
+    (["broken.py"], None, "broken.py failed to load: ZeroDivisionError"),
+])
+def test_a_bad_plugin_exits_2_naming_it_before_anything_is_written(tmp_path, capsys, grid_plugins, flag, needle):
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid["plugins"] = grid_plugins
+    grid["grid"] = {"model.shortcut": ["identity"]}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root)] + (["--plugin", flag] if flag else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err, err
+    assert not root.exists()
+
+
+def test_train_loads_a_plugin_given_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = yaml.safe_load(EXAMPLE.read_text())["base"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], "shortcut": "gated"}}))
+    assert main(["train", "--plugin", str(REPO / "examples" / "gated_shortcut.py"), "--config", str(cfg),
+                 "--out", str(out)]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["shortcut"] == "gated"
+    gates = [n for n, _ in build_model(ModelConfig(shortcut="gated", depth=8)).named_parameters() if "gate" in n]
+    assert len(gates) == 3  # one learnable gate per block of a ResNet-8 (3 stages of 1 block)
