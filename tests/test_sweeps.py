@@ -288,8 +288,10 @@ def test_search_in_cells_uses_params_and_stays_per_cell(tmp_path, capsys):
 
 def test_search_sampler_and_pruner_see_only_their_own_cell():
     """Median pruning compares a trial with the trials of its own cell only (one study holds every cell)."""
+    from types import SimpleNamespace
+
     from optuna.distributions import FloatDistribution
-    from sweeps.search import CellPruner, _CellView
+    from sweeps.search import CellPruner, _view
 
     study = optuna.create_study(pruner=CellPruner(optuna.pruners.MedianPruner(n_startup_trials=1,
                                                                               n_warmup_steps=0)))
@@ -297,7 +299,7 @@ def test_search_sampler_and_pruner_see_only_their_own_cell():
         study.add_trial(optuna.trial.create_trial(value=v, params={"x": v}, intermediate_values={1: v},
                                                   distributions={"x": FloatDistribution(0, 500)},
                                                   user_attrs={"cell": cell}))
-    view = _CellView(study, "a")
+    view = _view(study, SimpleNamespace(user_attrs={"cell": "a"}))  # as the sampler and pruner see the study
     assert [t.value for t in view.get_trials()] == [1.0, 2.0, 3.0]
     assert [t.value for t in view._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)] == \
         [1.0, 2.0, 3.0]
