@@ -85,12 +85,12 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any],
             from .graphs import GraphCaptureError
 
             auto_prec = "bf16" if autocast_dtype(engine_cfg.precision, torch.device("cpu")) else "fp32"
-            measured.append(("engine as configured", engine_throughput(engine_cfg, 1, args.steps, args.warmup),
+            measured.append(("engine as configured", engine_throughput(engine_cfg, 1, args.steps, args.warmup)[0],
                              auto_prec))
             for label, overrides in VARIANTS:
                 cfg = type(base).from_dict({**base.to_dict(), **overrides})
                 try:
-                    ips = engine_throughput(cfg, 1, args.steps, args.warmup)
+                    ips = engine_throughput(cfg, 1, args.steps, args.warmup)[0]
                 except GraphCaptureError as e:   # e.g. torch.compile unavailable here: say so, measure the rest
                     print(f"resnet{depth:<4} engine {label:<27} failed: {str(e).split(';')[0]}", flush=True)
                     continue

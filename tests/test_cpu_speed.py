@@ -128,10 +128,18 @@ def test_bench_cpu_table_has_every_variant(capsys):
 
     args = argparse.Namespace(depths="8", threads="1", batch_size=8, steps=1, warmup=1, no_seed_style=True,
                               data="synthetic", overrides=[], fast="auto", device="cpu", members="1")
+    from resnet_core.graphs import GraphCaptureError
+
     labels = [v[0] for v in VARIANTS if v[1]["fast"] != "compile"]
-    fake = lambda cfg, members, steps, warmup: 100.0 if cfg.precision == "auto" else 200.0  # noqa: E731
+
+    def fake(cfg, members, steps, warmup):  # the signature and result of bench.engine_throughput: (img/s, fast path)
+        if cfg.fast == "compile":
+            raise GraphCaptureError("fast=compile: capturing the training step failed (no compiler); set fast: eager")
+        return (100.0 if cfg.precision == "auto" else 200.0), cfg.fast
+
     rows = run_cpu_bench(args, bench._config, fake, lambda *a: 50.0)
     out = capsys.readouterr().out
     assert "peak matmul fp32" in out and "engine as configured = 50% of the best variant" in out
+    assert "engine compile bf16 channels_last  failed: fast=compile: capturing the training step failed" in out
     assert [r["variant"] for r in rows][:2] == ["engine as configured", f"engine {labels[0]}"]
     assert all(r["gflop_per_s"] > 0 and r["peak_gflop_per_s"] > 0 for r in rows)
