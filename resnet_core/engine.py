@@ -379,7 +379,7 @@ class _Trainer:
                     t.zero_()
 
     def _run_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        if self.fast in ("graph", "compile") and self._graph is None:
+        if self.fast in ("graph", "compile") and self._graph is None and self.graphs is not None:
             try:
                 self._capture(x, y)
             except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below

@@ -143,3 +143,19 @@ def test_bench_cpu_table_has_every_variant(capsys):
     assert "engine compile bf16 channels_last  failed: fast=compile: capturing the training step failed" in out
     assert [r["variant"] for r in rows][:2] == ["engine as configured", f"engine {labels[0]}"]
     assert all(r["gflop_per_s"] > 0 and r["peak_gflop_per_s"] > 0 for r in rows)
+
+
+def test_fast_compile_on_cpu_is_torch_compile_alone(monkeypatch, tmp_path):
+    """`fast: compile` on a CPU (no graph backend) wraps the model in torch.compile and trains: no graph capture
+    (which needs a backend; it failed with an AssertionError before), and the record says compiled."""
+    compiled = []
+
+    def fake_compile(model, **kw):   # torch.compile's contract without inductor's build time: the same module
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = train(tiny(fast="compile"), tmp_path / "run")
+    s = read_summary(tmp_path / "run")
+    assert result.status == "complete" and len(compiled) == 1
+    assert s["compiled"] is True and s["fast_path"] == "compile" and s["fast_fallback"] is None
