@@ -5,10 +5,11 @@ A benchmark, not a test: it prints figures. The sweep's --dry-run can use a save
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a run config key, e.g. --set model.shortcut=none (repeatable)")
     p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
     p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
+    p.add_argument("--rounds", type=int, default=5, help="CPU table: the timed steps are split into this many "
+                   "windows, taken in turn across the variants; each variant's figure is its fastest window (a shared "
+                   "or throttled CPU slows for seconds at a time; default 5)")
     p.add_argument("--threads", help="on a CPU: torch thread counts to measure in turn, e.g. 1,2 (default: torch's)")
     p.add_argument("--device", default="auto", help="auto (cuda > npu > mps > cpu) | cpu | cuda | cuda:N | mps | npu")
     p.add_argument("--out", help="write the table as JSON here; `sweep --fuse auto` reads runs/bench.json (or "
@@ -45,16 +49,39 @@ def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
         "data": {"name": args.data, **({"synthetic": {"image_size": 32, "n_train": 4096, "n_test": 256}}
                                       if args.data == "synthetic" else {})},
         "model": {"family": "cifar", "depth": depth},
-        "schedule": {"name": "constant", "unit": "iter", "total": args.warmup + args.steps},
+        # a full-length run (He et al.'s 64k iterations): the fast path `auto` picks for a real study (on a CPU,
+        # torch.compile); the bench itself times only warmup + steps
+        "schedule": {"name": "constant", "unit": "iter", "total": max(64_000, args.warmup + args.steps)},
         "batch_size": args.batch_size, "probes": probes, "fast": args.fast, "checkpoint": False, "device": args.device,
         "log_every": 10**9, "eval_every": 10**9,
     }
     return RunConfig.from_dict(apply_overrides(d, args.overrides))
 
 
-def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> tuple[float, str]:
-    """Aggregate img/s of our engine's training step (data on the device, the configured fast path), and the fast
-    path that actually ran (`fast: auto` falls back to eager if the capture fails)."""
+class Timer:
+    """A warmed-up training loop: `timer(steps)` runs the next `steps` steps and returns their img/s; `fast` is the
+    fast path that ran (`fast: auto` falls back to eager if a capture or compile fails)."""
+
+    def __init__(self, step: Callable[[], None], images_per_step: int, device: torch.device, fast: Callable[[], str]):
+        self._step, self._images, self._device, self._fast = step, images_per_step, device, fast
+
+    @property
+    def fast(self) -> str:
+        return self._fast()
+
+    def __call__(self, steps: int) -> float:
+        _sync(self._device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self._step()
+        _sync(self._device)
+        return steps * self._images / (time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def engine_timer(cfg: RunConfig, members: int, warmup: int) -> Iterator[Timer]:
+    """Our engine's training step (data on the device, the configured fast path) for `members` fused seeds of `cfg`,
+    after `warmup` untimed steps (a graph capture or a torch.compile build happens there)."""
     import tempfile
 
     from .engine import _Trainer
@@ -64,22 +91,26 @@ def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> 
         trainer = _Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
         try:
             batches = _cycle(trainer.train_loader)
+
+            def step() -> None:
+                trainer._run_step(*next(batches))
+
             for _ in range(warmup):
-                x, y = next(batches)
-                trainer._run_step(x, y)
-            _sync(trainer.device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                x, y = next(batches)
-                trainer._run_step(x, y)
-            _sync(trainer.device)
-            return steps * cfg.batch_size * members / (time.perf_counter() - t0), trainer.fast
+                step()
+            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: trainer.fast)
         finally:
             trainer.close()
 
 
-def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int = 4) -> float:
-    """img/s of the tutorials' loop: PIL + torchvision transforms in DataLoader workers, fp32, eager, .item()."""
+def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> tuple[float, str]:
+    """Aggregate img/s of our engine's training step over `steps` steps after `warmup`, and the fast path that ran."""
+    with engine_timer(cfg, members, warmup) as timer:
+        return timer(steps), timer.fast
+
+
+@contextlib.contextmanager
+def seed_style_timer(cfg: RunConfig, warmup: int, workers: int = 4) -> Iterator[Timer]:
+    """The tutorials' loop: PIL + torchvision transforms in DataLoader workers, fp32, eager, .item() every step."""
     from .data import load_dataset, seed_style_loader
     from .devices import resolve_device
 
@@ -89,11 +120,8 @@ def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int 
     model = build_model(cfg.model).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     batches = _cycle_loader(loader)
-    t0 = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(device)
-            t0 = time.perf_counter()
+
+    def step() -> None:
         x, y = next(batches)
         x, y = x.to(device), y.to(device)
         opt.zero_grad()
@@ -101,8 +129,19 @@ def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int 
         loss.backward()
         opt.step()
         loss.item()
-    _sync(device)
-    return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+    for _ in range(warmup):
+        step()
+    try:
+        yield Timer(step, cfg.batch_size, device, lambda: "eager")
+    finally:
+        batches.close()  # drops the DataLoader's iterator: its worker processes stop
+
+
+def seed_style_throughput(cfg: RunConfig, steps: int, warmup: int, workers: int = 4) -> float:
+    """img/s of the tutorials' loop over `steps` steps after `warmup`."""
+    with seed_style_timer(cfg, warmup, workers) as timer:
+        return timer(steps)
 
 
 def fast_path_field(paths: dict[int, str]) -> str:
@@ -136,7 +175,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if resolve_device(args.device).type == "cpu" and args.members.strip() == "1":  # the CPU variants table
         from .bench_cpu import run_cpu_bench
 
-        rows = run_cpu_bench(args, _config, engine_throughput, seed_style_throughput)
+        rows = run_cpu_bench(args, _config, engine_timer, seed_style_timer)
         if args.out:
             from .record import atomic_write_json
 

@@ -5,6 +5,8 @@ import contextlib
 import importlib
 import os
 import platform
+import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -98,6 +100,28 @@ def uses_channels_last(requested: bool, device: torch.device, dtype: torch.dtype
     if not requested:
         return False
     return device.type == "cuda" or (device.type == "cpu" and dtype == torch.float32)
+
+
+# Training work (FLOPs: 3 × forward × images) from which `fast: auto` compiles a CPU run. torch.compile's one-off
+# build of the train and eval kernels took 5–50 s on this project's 2-core machine (ResNet-20/56, warm/cold inductor
+# cache) and ran the step 1.25–1.35× the eager bf16 channels_last step (issue 15's bench); 2e13 FLOPs is about one
+# CIFAR-10 epoch of ResNet-56 or three of ResNet-20 (minutes per core), where the saving outweighs the build. The
+# quickstart (about 1e12) and the tests stay eager.
+CPU_COMPILE_PAYS_FLOPS = 2e13
+
+
+def cpu_compiler() -> str | None:
+    """The C++ compiler torch.compile (inductor) builds CPU kernels with, if it is on PATH: $CXX, else g++ (clang++
+    on macOS), as inductor looks for it. None on Windows (inductor needs an MSVC environment) and where none is found."""
+    if sys.platform == "win32":
+        return None
+    return shutil.which(os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++"))
+
+
+def cpu_compile_pays(train_flops: float) -> bool:
+    """Whether `fast: auto` compiles a CPU run of `train_flops` training FLOPs: a compiler is there and the run is
+    long enough (`CPU_COMPILE_PAYS_FLOPS`) to repay the build."""
+    return train_flops >= CPU_COMPILE_PAYS_FLOPS and cpu_compiler() is not None
 
 
 def available_cores() -> int:

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .config import ModelConfig
 from .data import build_loaders, load_dataset
-from .devices import (apply_cuda_math, autocast, autocast_dtype, make_current, param_dtype, precision_name,
-                      resolve_device, tf32_policy, uses_channels_last)
+from .devices import (apply_cuda_math, autocast, autocast_dtype, cpu_compile_pays, make_current, param_dtype,
+                      precision_name, resolve_device, tf32_policy, uses_channels_last)
 from .errors import ConfigError
 from .feasibility import check_trainable
+from .flops import train_flops
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .graphs import GraphCaptureError, Replayable, graph_backend
 from .model import ResNet, build_model, count_params
@@ -210,8 +211,6 @@ class _Trainer:
         self.model: ResNet = build_model(model_cfg, members=self.G, seeds=[c.seed for c in cfgs],
                                          shortcuts=[mc.shortcut for mc in self.member_models])
         self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=fmt)
-        if self.fast == "compile" and self.graphs is None:  # with a graph backend, compiled under the graph (_capture)
-            self.model = torch.compile(self.model)
         if self.G == 1:
             self.params_count = [count_params(self.model)]
         else:
@@ -230,13 +229,19 @@ class _Trainer:
         self.log_points = _log_points(ref.log_per_epoch, self.spe)
         self.ckpt_interval = max(1, round(ref.checkpoint_every * unit)) if ref.checkpoint_every else 0
         self.reset_steps = set(milestone_steps(ref.schedule, self.spe)) if ref.schedule.reset_optimizer else set()
+        if ref.fast == "auto" and self.device.type == "cpu" and self.graphs is None and cpu_compile_pays(
+                train_flops(model_cfg, self.train_loader.geometry.out_size[0], self.total * ref.batch_size * self.G)):
+            self.fast = "compile"
+        if self.fast == "compile" and self.graphs is None:  # with a graph backend, compiled under the graph (_capture)
+            self.model = torch.compile(self.model)
+        self._compiled_ok = False  # torch.compile builds at the first step (and first evaluation): see _run_step
 
         self.lr = torch.tensor(lr_at(ref.schedule, ref.optim.lr, 0, self.spe), device=self.device)
         cycled = momentum_at(ref.schedule, 0, self.spe) is not None
         self.beta1 = (torch.zeros((), device=self.device)
                       if cycled and ref.optim.name != "sgd" and self.device.type == "cuda" else None)
         self.opt = self._optimizer()
-        self.probe = GradProbe(self.model) if ref.probes else None
+        self.probe = GradProbe(self.model_for_state()) if ref.probes else None  # its names, not _orig_mod.*
         G, dev = self.G, self.device
         self.alive = torch.ones(G, dtype=torch.bool, device=dev)
         self.first_bad = torch.full((G,), -1, dtype=torch.long, device=dev)
@@ -251,9 +256,10 @@ class _Trainer:
 
     # -- setup ------------------------------------------------------------------------------------------------
     def _fast_path(self, asked: str) -> str:
-        """The fast path to run: auto = graph where there is a graph backend, else eager. compile without a graph
-        backend (a CPU) is torch.compile alone; graph asked for on a device without one is a ConfigError (never a
-        silent eager run)."""
+        """The fast path to run: auto = graph where there is a graph backend, else eager (on a CPU, auto becomes
+        compile once the run's length is known, if `devices.cpu_compile_pays`). compile without a graph backend (a
+        CPU) is torch.compile alone; graph asked for on a device without one is a ConfigError (never a silent eager
+        run)."""
         if asked == "auto":
             return "graph" if self.graphs is not None else "eager"
         if asked == "graph" and self.graphs is None:
@@ -393,8 +399,31 @@ class _Trainer:
             self.static_x.copy_(x)
             self.static_y.copy_(y)
             self._graph.replay()
+        elif self.fast == "compile" and not self._compiled_ok:
+            self._first_compiled(lambda: self._step(x, y), self._save_state())
         else:
             self._step(x, y)
+
+    def _first_compiled(self, run: Any, saved: list[tuple[torch.Tensor, torch.Tensor]] | None) -> Any:
+        """Run the first call of the torch.compile'd model (the step, or an evaluation), where inductor builds its
+        kernels. If the build fails, `fast: auto` puts back the state `saved` before the call and goes on eagerly
+        (warned, and recorded as `fast_fallback`); `fast: compile` stops with a GraphCaptureError naming the cause."""
+        try:
+            out = run()
+        except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below
+            reason = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+            if self.ref.fast != "auto":
+                raise GraphCaptureError(f"fast=compile: torch.compile failed ({reason}); set fast: eager (or auto) "
+                                        "to run without it") from e
+            warnings.warn(f"torch.compile failed ({reason}); fast: auto goes on eagerly from the same state")
+            if saved is not None:
+                self._restore_state(saved)
+            self.model = self.model_for_state()
+            self.fast, self.fast_fallback = "eager", reason
+            return run()
+        if saved is not None:
+            self._compiled_ok = True
+        return out
 
     def close(self) -> None:
         """Release this trainer's graph, model, optimizer and data now, not at some later cyclic garbage collection
@@ -407,7 +436,12 @@ class _Trainer:
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        return evaluate_model(self.model, self.eval_loaders[split], self.G, self.device, self.amp)
+        def run() -> tuple[list[float], list[float]]:
+            return evaluate_model(self.model, self.eval_loaders[split], self.G, self.device, self.amp)
+
+        if self.fast == "compile" and self.graphs is None:  # evaluation changes no state: nothing to put back
+            return self._first_compiled(run, None)
+        return run()
 
     # -- bookkeeping ------------------------------------------------------------------------------------------
     def _active(self) -> list[int]:

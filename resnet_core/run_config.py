@@ -56,7 +56,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"              # auto (cuda > npu > mps > cpu) | cpu | cuda | cuda:1 | mps | npu
     precision: str = "auto"           # auto (bf16 autocast on cuda/npu, fp32 elsewhere) | fp32 | bf16 | fp64
-    fast: str = "auto"                # auto (CUDA graph on cuda) | eager | graph | compile (graph over torch.compile)
+    fast: str = "auto"                # auto (CUDA graph on cuda; torch.compile for a long CPU run) | eager | graph | compile
     channels_last: bool = True        # on cuda
     log_every: int = 50               # iterations between train-metric / probe logs
     log_per_epoch: int | None = None  # instead of log_every: this many evenly spaced logs an epoch (seed 002: 5)
