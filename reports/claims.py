@@ -322,22 +322,33 @@ def probe_observations(data: StudyData) -> list[str]:
 
 
 def lesion_observations(data: StudyData) -> list[str]:
+    """One line per lesioned model (lesion.csv's `model` column; a file without it is one model): its intact test
+    error, the mean / median / worst error with one block deleted, and downsampling blocks against the others."""
     df = data.lesion
     if df is None or df.empty:
         return []
     df = df.copy()
     df["test_error"] = pd.to_numeric(df["test_error"], errors="coerce")
     df["baseline_error"] = pd.to_numeric(df["baseline_error"], errors="coerce")
-    base = float(df["baseline_error"].dropna().iloc[0]) if df["baseline_error"].notna().any() else float("nan")
-    worst = df.loc[df["test_error"].idxmax()]
-    down = df["block"].astype(str).str.contains(r"block0$") & ~df["block"].astype(str).str.startswith("stage1")
-    text = (f"- Lesion: the intact network has {base:.2f} % test error; deleting one block gives "
-            f"{df['test_error'].mean():.2f} % on average (median {df['test_error'].median():.2f} %), the worst "
-            f"being {worst['block']} at {worst['test_error']:.2f} %.")
-    if down.any() and (~down).any():
-        text += (f" Downsampling blocks: {df.loc[down, 'test_error'].mean():.2f} % on average; the others "
-                 f"{df.loc[~down, 'test_error'].mean():.2f} %.")
-    return [text]
+    models = df.groupby("model", sort=False) if "model" in df.columns else [("the network", df)]
+    lines = []
+    for model, g in models:
+        g = g[g["test_error"].notna()]
+        if g.empty:
+            continue
+        base = g["baseline_error"].dropna()
+        worst = g.loc[g["test_error"].idxmax()]
+        blocks = g["block"].astype(str)
+        down = blocks.str.contains(r"block0$") & ~blocks.str.startswith("stage1")
+        intact = f"intact {base.iloc[0]:.2f} % test error" if len(base) else "intact error not recorded"
+        text = (f"- Lesion of {model} ({intact}): deleting one block gives {g['test_error'].mean():.2f} % on "
+                f"average (median {g['test_error'].median():.2f} %, {len(g)} blocks), the worst being "
+                f"{worst['block']} at {worst['test_error']:.2f} %.")
+        if down.any() and (~down).any():
+            text += (f" Downsampling blocks: {g.loc[down, 'test_error'].mean():.2f} % on average; the others "
+                     f"{g.loc[~down, 'test_error'].mean():.2f} %.")
+        lines.append(text)
+    return lines
 
 
 def gradient_observations(data: StudyData) -> list[str]:

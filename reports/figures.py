@@ -28,6 +28,7 @@ STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
     "ytick.labelsize": 9, "figure.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
     "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "path", "savefig.dpi": 150,
+    "svg.hashsalt": "resnet-ablate",  # fixed clip-path ids: the same records give the same SVG bytes
 }
 PLAIN_COLOR, RESIDUAL_COLOR = "#d62728", "#1f77b4"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -70,7 +71,7 @@ def _save(fig, out: Path, name: str, title: str, caption: str) -> FigureOut:
     png, svg = out / f"{name}.png", out / f"{name}.svg"
     fig.savefig(png, dpi=150)
     fig.set_layout_engine("none")  # keep the layout the PNG computed: the SVG is the same figure
-    fig.savefig(svg)
+    fig.savefig(svg, metadata={"Date": None})  # no timestamp: a rebuilt report differs only where the data does
     fig.clf()
     return FigureOut(name, title, caption, png, svg)
 

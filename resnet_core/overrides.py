@@ -49,10 +49,14 @@ def get_dotted(d: dict[str, Any], key: str, default: Any = None) -> Any:
 
 
 def apply_overrides(d: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
+    """A copy of `d` with each ``key=value`` applied in order (dotted keys, YAML-typed values); `d` is unchanged.
+
+    Raises ConfigError for an assignment without ``=`` or a dotted key through a non-mapping."""
+    out = copy.deepcopy(d)
     for text in assignments or ():
         key, value = parse_assignment(text)
-        set_dotted(d, key, value)
-    return d
+        set_dotted(out, key, value)
+    return out
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -223,7 +223,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
             base = {}
         if not isinstance(base, dict):
             raise ConfigError(f"{path}: base must be a mapping (a run config), got {type(base).__name__}")
-        d["base"] = apply_overrides(copy.deepcopy(base), overrides)
+        d["base"] = apply_overrides(base, overrides)
     if study is not None:
         d["study"] = study
     if wandb_mode is not None:

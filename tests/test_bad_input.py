@@ -548,3 +548,12 @@ def test_main_restores_the_previous_sigterm_handler(tmp_path, capsys):
     before = signal.getsignal(signal.SIGTERM)
     assert main(["sweep", str(grid_file(tmp_path / "g.yaml", "h")), "--dry-run", "--root", str(tmp_path)]) == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_overrides_leave_the_given_config_unchanged():
+    """`apply_overrides` returns a changed copy: a caller's base config (a grid's `base`, a test's template) keeps
+    its values, nested sections included (it was changed in place before)."""
+    base = {"optim": {"lr": 0.1, "momentum": 0.9}, "model": {"depth": 20}}
+    changed = apply_overrides(base, ["optim.lr=0.2", "model={depth: 8}", "seed=3"])
+    assert changed == {"optim": {"lr": 0.2, "momentum": 0.9}, "model": {"depth": 8}, "seed": 3}
+    assert base == {"optim": {"lr": 0.1, "momentum": 0.9}, "model": {"depth": 20}}

@@ -91,7 +91,9 @@ def test_figures_are_valid_png_and_svg(report):
         image = imread(png)
         assert image.ndim == 3 and image.shape[0] >= 400 and image.shape[1] >= 700, (name, image.shape)
         assert image.std() > 0.05  # not blank
-        assert "<svg" in svg.read_text()[:2000]
+        text = svg.read_text()
+        assert "<svg" in text[:2000]
+        assert "<dc:date>" not in text  # no timestamp: a rebuilt report changes only where the records do
     html = (report / "index.html").read_text()
     for name in FIGURES:
         assert f"src='{name}.png'" in html  # relative paths: the folder can be moved as a whole
@@ -285,3 +287,30 @@ def test_trial_status_rules():
     assert _effective_status("WAITING", "interrupted", "waiting") == ("waiting", None)
     assert _effective_status("COMPLETE", "complete", "complete") == ("complete", None)
     assert _effective_status("PRUNED", None, None) == ("pruned", None)
+
+
+def test_lesion_observations_are_per_model():
+    """A lesion.csv of several models (the results' has four): each model's line has its own intact error, mean and
+    worst block (the summary described the first model's intact error beside the mean over all four before)."""
+    import types
+
+    from reports.claims import lesion_observations
+
+    df = pd.DataFrame({
+        "model": ["plain-20, seed 0"] * 3 + ["ResNet-20, seed 0"] * 3,
+        "block": ["stage1.block0", "stage2.block0", "stage2.block1"] * 2,
+        "block_index": [0, 1, 2] * 2,
+        "test_error": [88.0, float("nan"), 90.0, 40.0, 60.0, 35.0],
+        "baseline_error": [37.5] * 3 + [31.0] * 3,
+    })
+    lines = lesion_observations(types.SimpleNamespace(lesion=df))
+    assert len(lines) == 2
+    plain, resnet = lines
+    assert "Lesion of plain-20, seed 0 (intact 37.50 % test error)" in plain
+    assert "89.00 % on average" in plain and "2 blocks" in plain and "stage2.block1 at 90.00 %" in plain
+    assert "Lesion of ResNet-20, seed 0 (intact 31.00 % test error)" in resnet
+    assert "45.00 % on average" in resnet and "stage2.block0 at 60.00 %" in resnet
+    assert "Downsampling blocks: 60.00 % on average; the others 37.50 %" in resnet
+    single = lesion_observations(types.SimpleNamespace(lesion=df[df["model"] == "ResNet-20, seed 0"].drop(
+        columns="model")))
+    assert len(single) == 1 and single[0].startswith("- Lesion of the network (intact 31.00 %")
