@@ -101,6 +101,12 @@ def plugin_records(plugins: Sequence[str]) -> list[dict[str, str]]:
     return out
 
 
+def loaded_plugin_records() -> list[dict[str, str]]:
+    """`plugin_records` of every plugin this process has loaded (in load order): what a run's provenance lists, so
+    a trial's own summary.json says which user code its parts came from."""
+    return plugin_records(list(_LOADED))
+
+
 def check_same_plugins(stored: Any, current: Sequence[dict[str, str]], study: str) -> None:
     """Refuse to add trials to a study made with other plugins (another set, or changed source): its trials
     would not be comparable. A study from before plugins existed recorded none."""

@@ -59,9 +59,11 @@ def _provenance() -> tuple[tuple[str, Any], ...]:
 
 
 def provenance() -> dict[str, Any]:
-    """``{"package", "version", "git_commit", "git_dirty", "torch", "optuna", "wandb"}`` for this process (a new
-    dict each call; computed once)."""
-    return dict(_provenance())
+    """``{"package", "version", "git_commit", "git_dirty", "torch", "optuna", "wandb", "plugins"}`` for this process
+    (a new dict each call; computed once, except `plugins`: each loaded plugin with the SHA-256 of its source)."""
+    from .plugins import loaded_plugin_records
+
+    return {**dict(_provenance()), "plugins": loaded_plugin_records()}
 
 
 STUDY_ATTR = "provenance"  # a sweep's study: the provenance of each code version that ran `sweep` on it, in order

@@ -3,6 +3,7 @@ report row and a W&B config entry; plugins load in every worker, bad ones are re
 and a study records the plugins it ran with."""
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from resnet_core.blocks import BLOCKS
 from resnet_core.cli import main
 from resnet_core.placements import PLACEMENTS
 from resnet_core.pooling import POOLINGS
+from resnet_core.record import read_summary
 from resnet_core.shortcuts import SHORTCUTS
 from resnet_core.stems import STEMS
 
@@ -198,5 +200,9 @@ def test_train_loads_a_plugin_given_on_the_command_line(tmp_path, capsys):
     assert main(["train", "--plugin", str(REPO / "examples" / "gated_shortcut.py"), "--config", str(cfg),
                  "--out", str(out)]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["shortcut"] == "gated"
+    # the run's own record names the user code its part came from, with the hash of that source
+    source = REPO / "examples" / "gated_shortcut.py"
+    assert {"plugin": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()} in \
+        read_summary(out)["provenance"]["plugins"]
     gates = [n for n, _ in build_model(ModelConfig(shortcut="gated", depth=8)).named_parameters() if "gate" in n]
     assert len(gates) == 3  # one learnable gate per block of a ResNet-8 (3 stages of 1 block)

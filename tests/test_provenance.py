@@ -5,7 +5,7 @@ import re
 
 from resnet_core import provenance as prov
 
-KEYS = {"package", "version", "git_commit", "git_dirty", "torch", "optuna", "wandb"}
+KEYS = {"package", "version", "git_commit", "git_dirty", "torch", "optuna", "wandb", "plugins"}
 
 
 def test_provenance_names_the_code_and_the_library_versions():
