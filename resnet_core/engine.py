@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .config import ModelConfig
-from .data import build_loaders, load_dataset
+from .data import build_loaders, load_dataset, served_size
 from .devices import (apply_cuda_math, autocast, autocast_dtype, cpu_compile_pays, make_current, param_dtype,
                       precision_name, resolve_device, tf32_policy, uses_channels_last)
 from .errors import ConfigError
@@ -230,7 +230,7 @@ class _Trainer:
         self.ckpt_interval = max(1, round(ref.checkpoint_every * unit)) if ref.checkpoint_every else 0
         self.reset_steps = set(milestone_steps(ref.schedule, self.spe)) if ref.schedule.reset_optimizer else set()
         if ref.fast == "auto" and self.device.type == "cpu" and self.graphs is None and cpu_compile_pays(
-                train_flops(model_cfg, self.train_loader.geometry.out_size[0], self.total * ref.batch_size * self.G)):
+                train_flops(model_cfg, served_size(ref.data, self.data)[0], self.total * ref.batch_size * self.G)):
             self.fast = "compile"
         if self.fast == "compile" and self.graphs is None:  # with a graph backend, compiled under the graph (_capture)
             self.model = torch.compile(self.model)

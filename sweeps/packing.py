@@ -114,16 +114,23 @@ def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
 
 # -- claiming a group -------------------------------------------------------------------------------------------
 def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study_dir: Path, packing: Packing, *,
-                offset: int = 0, keys: dict[int, tuple[str, int]] | None = None) -> list[int]:
+                offset: int = 0, keys: dict[int, tuple[str, int]] | None = None,
+                worker: dict[str, Any] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
     ids, first the one the group was chosen by. Empty when nothing is waiting. ``offset`` rotates which group a
     worker tries first, so workers rarely race for one cell. ``keys`` caches (fusion key, cap) by trial id across
-    calls (a waiting trial's key never changes)."""
+    calls (a waiting trial's key never changes).
+
+    ``worker`` (`liveness.worker_record`) is written on each trial before its compare-and-set, under the claim
+    lock: a trial is never RUNNING without naming its worker, so a worker killed right after a claim leaves a trial
+    the next launch finds dead at once (a RUNNING trial without a record counts as alive for GRACE_PERIOD)."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     def take(t: Any) -> bool:
         try:
+            if worker is not None:
+                storage.set_trial_user_attr(trial_id(t), "worker", worker)
             return bool(storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING))
         except UpdateFinishedTrialError:
             return False

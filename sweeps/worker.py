@@ -185,10 +185,12 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
     keys: dict[int, tuple[str, int]] = {}
+    claimer = worker_record(ws.index, ws.device)
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
             break
-        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, offset=ws.index, keys=keys)
+        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, offset=ws.index, keys=keys,
+                           worker=claimer)
         if not tids:
             with study_lock(ws.storage, spec.study, storage):
                 plan = reconcile(study, storage, spec, study_dir, auto=True)

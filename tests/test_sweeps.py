@@ -426,6 +426,33 @@ def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, cap
     kill_mid_trial_and_rerun(tmp_path, capsys, "killme")
 
 
+def test_a_worker_killed_right_after_its_claim_leaves_a_trial_found_dead_at_once(tmp_path, monkeypatch):
+    """The claim writes the worker record before WAITING → RUNNING (under the claim lock), so no trial is ever
+    RUNNING without naming its worker. A worker SIGKILLed between its claim and its first write left a RUNNING trial
+    without a record, which a relaunch had to count as alive for GRACE_PERIOD: "1 running elsewhere", exit 3 (a
+    failure of the PostgreSQL SIGKILL test in CI)."""
+    from sweeps.liveness import worker_record
+    from sweeps.optuna_adapter import trial_id
+    from sweeps.packing import Packing, claim_group
+    from sweeps.storage import study_lock
+    from sweeps.study import reconcile
+
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "claimed", seeds=[0])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = {**worker_record(0, "cpu"), "pid": int(gone.stdout), "pid_start": None}
+    calls: list[str] = []
+    for name in ("set_trial_user_attr", "set_trial_state_values"):
+        real = getattr(storage, name)
+        monkeypatch.setattr(storage, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name),
+                                                                                   _real(*a, **k))[1])
+    [tid] = claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"), worker=killed)
+    assert calls == ["set_trial_user_attr", "set_trial_state_values"]
+    monkeypatch.undo()
+    with study_lock(ref, "claimed", storage):
+        plan = reconcile(study, storage, spec, study_dir)
+    assert [trial_id(t) for t in plan.dead] == [tid] and not plan.running and len(plan.interrupted) == 1
+
+
 def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     """reconcile(): a RUNNING trial whose worker pid is gone → FAIL (interrupted) + one resuming copy; a RUNNING
     trial whose worker is alive (this process) is left alone."""

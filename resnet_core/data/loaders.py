@@ -182,6 +182,11 @@ def normalization(cfg: "DataConfig", data: ImageData) -> tuple[tuple[float, ...]
     return mean, std
 
 
+def served_size(cfg: "DataConfig", data: ImageData) -> tuple[int, int]:
+    """(H, W) of the images the train loader serves: `data.resize` where set, else the stored size."""
+    return _size2(cfg.resize, tuple(data.image_size))
+
+
 def build_loaders(data: ImageData, cfg: "DataConfig", *, seeds: Sequence[int], batch_size: int,
                   eval_batch_size: int = 500, device: str | torch.device = "cpu",
                   channels_last: bool = False) -> Loaders:
