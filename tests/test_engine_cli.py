@@ -123,8 +123,11 @@ def test_cli_probe_bad_depths(tmp_path, capsys):
 
 
 def test_cli_bench_prints_a_row(capsys):
+    # --fast eager: the bench configures a full-length run, for which auto compiles on a CPU (inductor's C++ build
+    # would cost this test a minute; the compile path has its own tests in test_cpu_speed.py)
     code = main(["bench", "--depths", "8", "--steps", "3", "--warmup", "1", "--members", "1,2", "--no-seed-style",
-                 "--batch-size", "16", "--set", "data.synthetic.n_train=128", "--set", "data.synthetic.image_size=16"])
+                 "--batch-size", "16", "--set", "data.synthetic.n_train=128", "--set", "data.synthetic.image_size=16",
+                 "--fast", "eager"])
     assert code == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resnet8")]
     assert len(rows) == 1
