@@ -10,9 +10,9 @@ import traceback
 from importlib.metadata import entry_points
 from typing import Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, GraphCaptureError
 from .plugins import add_plugin_argument
-from .signals import EXIT_CONFIG, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
+from .signals import EXIT_CONFIG, EXIT_FAILED, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
 
 
@@ -95,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _debug()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except GraphCaptureError as e:  # fast: graph / compile asked for and not buildable here: the cause, one line
+        _debug()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as e:  # a full disk, a read-only folder, a file where a folder should be
         _debug()
         print(f"error: {os_error_line(e)}", file=sys.stderr)

@@ -154,6 +154,12 @@ def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: to
     return (loss / n).tolist(), (100.0 * wrong / n).tolist()
 
 
+def _first_line(e: BaseException) -> str:
+    """`Type: message` of an exception, its first non-empty line only (torch's errors append pages of advice)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+
+
 def _log_points(per_epoch: int | None, spe: int) -> set[int] | None:
     """log_per_epoch n: the in-epoch positions (1…spe) after which to log, ceil(k·spe/n) for k = 1…n: evenly spaced,
     the last at the epoch's end. With spe = 235 and n = 5 these are d2l's (i + 1) % (235 // 5) == 0 prints."""
@@ -235,6 +241,7 @@ class _Trainer:
         if self.fast == "compile" and self.graphs is None:  # with a graph backend, compiled under the graph (_capture)
             self.model = torch.compile(self.model)
         self._compiled_ok = False  # torch.compile builds at the first step (and first evaluation): see _run_step
+        self._compiled_evals: set[str] = set()  # splits whose first compiled evaluation ran
 
         self.lr = torch.tensor(lr_at(ref.schedule, ref.optim.lr, 0, self.spe), device=self.device)
         cycled = momentum_at(ref.schedule, 0, self.spe) is not None
@@ -389,7 +396,7 @@ class _Trainer:
             try:
                 self._capture(x, y)
             except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below
-                reason = f"{type(e).__name__}: {e}".replace("\n", " ")
+                reason = _first_line(e)
                 if self.ref.fast != "auto":
                     raise GraphCaptureError(f"fast={self.fast}: capturing the training step failed ({reason}); "
                                             "set fast: eager (or auto) to run without a graph") from e
@@ -411,7 +418,7 @@ class _Trainer:
         try:
             out = run()
         except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below
-            reason = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+            reason = _first_line(e)
             if self.ref.fast != "auto":
                 raise GraphCaptureError(f"fast=compile: torch.compile failed ({reason}); set fast: eager (or auto) "
                                         "to run without it") from e
@@ -439,8 +446,10 @@ class _Trainer:
         def run() -> tuple[list[float], list[float]]:
             return evaluate_model(self.model, self.eval_loaders[split], self.G, self.device, self.amp)
 
-        if self.fast == "compile" and self.graphs is None:  # evaluation changes no state: nothing to put back
-            return self._first_compiled(run, None)
+        if self.fast == "compile" and self.graphs is None and split not in self._compiled_evals:
+            out = self._first_compiled(run, None)  # evaluation changes no state: nothing to put back
+            self._compiled_evals.add(split)
+            return out
         return run()
 
     # -- bookkeeping ------------------------------------------------------------------------------------------
@@ -527,6 +536,11 @@ class _Trainer:
                                       run_config=m.resolved, wall_time_s=self.wall_time, images=self.images_seen,
                                       rng=ckpt.global_rng_state())
 
+    def _ran_compiled(self) -> bool:
+        """Whether the steps ran compiled: fast is compile and the compiled step (or the graph over it) ran."""
+        return self.fast == "compile" and (getattr(self, "_compiled_ok", False)
+                                           or getattr(self, "_graph", None) is not None)
+
     def model_for_state(self) -> ResNet:
         return getattr(self.model, "_orig_mod", self.model)
 
@@ -559,7 +573,8 @@ class _Trainer:
             "wall_time_s": self.wall_time, "img_per_s": self.img_per_s, "diverged_at": m.diverged_at,
             "device": str(self.device), "fused_members": self.G, "fast_path": self.fast,
             "precision": precision_name(self.amp, self.dtype), "channels_last": self.channels_last,
-            "compiled": self.fast == "compile", "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            "compiled": self._ran_compiled(),
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
             "data_time_s": self.data_time, "fast_fallback": self.fast_fallback, "tf32": self.tf32,
             "provenance": provenance(),  # the code and library versions that produced this record
         }

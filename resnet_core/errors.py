@@ -1,4 +1,4 @@
-"""The one error type a user sees: a bad key or value, named, with the allowed choices."""
+"""The errors a user sees as one line: a bad key or value (exit 2), and a fast path that could not be built (exit 1)."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -6,6 +6,11 @@ from typing import Iterable
 
 class ConfigError(ValueError):
     """A bad configuration key or value. The message is one line; the CLI prints it and exits with code 2."""
+
+
+class GraphCaptureError(RuntimeError):
+    """`fast: graph` or `fast: compile` was asked for and the step could not be captured or compiled (never a silent
+    eager run). The message is one line, with the cause; the CLI prints it and exits with code 1."""
 
 
 def choices_error(kind: str, value: object, allowed: Iterable[object]) -> ConfigError:

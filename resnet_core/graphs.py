@@ -24,11 +24,9 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from .errors import GraphCaptureError  # noqa: F401 - raised by the engine; importable from here too
+
 EMULATE_ENV = "RESNET_ABLATE_EMULATE_CUDA_GRAPH"
-
-
-class GraphCaptureError(RuntimeError):
-    """`fast: graph` or `fast: compile` was asked for and the step could not be captured (never a silent eager run)."""
 
 
 class HostValueChanged(RuntimeError):

@@ -258,7 +258,8 @@ class BuildFails(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._orig_mod(x)
-        raise RuntimeError("InductorError: CppCompileError: C++ compile error")
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\n\nSet TORCHDYNAMO_VERBOSE=1 for the "
+                           "internal stack trace (please do this especially if you're reporting a bug to PyTorch).")
 
 
 def test_fast_auto_goes_on_eagerly_from_the_same_state_when_compile_fails(monkeypatch, tmp_path):
@@ -286,4 +287,50 @@ def test_explicit_fast_compile_stops_with_the_cause_when_compile_fails(monkeypat
     monkeypatch.setattr(torch, "compile", lambda model, **kw: BuildFails(model))
     with pytest.raises(GraphCaptureError, match="fast=compile: torch.compile failed .*CppCompileError.*fast: eager"):
         train(tiny(fast="compile"), tmp_path / "run")
-    assert read_summary(tmp_path / "run")["status"] == "failed"
+    s = read_summary(tmp_path / "run")
+    assert s["status"] == "failed" and s["compiled"] is False  # it said compiled: true although nothing compiled
+
+
+def test_explicit_fast_compile_failing_is_one_line_on_the_command_line(monkeypatch, tmp_path, capsys):
+    """The CLI prints the cause in one line (exit 1: the run failed, the input was fine), without torch's
+    traceback and advice pages (it printed ~120 lines before)."""
+    import yaml
+
+    from resnet_core.cli import main
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: BuildFails(model))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(tiny(fast="compile").to_dict()))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and "%|" not in ln]
+    assert len(err) == 1, err
+    assert err[0].startswith("error: fast=compile: torch.compile failed (RuntimeError: InductorError: CppCompileError")
+    assert "TORCHDYNAMO_VERBOSE" not in err[0] and "Traceback" not in err[0]
+
+
+class FailsAtSecondEvaluation(torch.nn.Module):
+    """A compiled model that builds and trains, then raises at its second evaluation: not a compile failure."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod, self.evaluations = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._orig_mod.training:
+            self.evaluations += 1
+            if self.evaluations == 2:
+                raise RuntimeError("a fault in the second evaluation")
+        return self._orig_mod(x)
+
+
+def test_only_the_first_evaluation_may_fall_back_from_compile(monkeypatch, tmp_path):
+    """`fast: auto` falls back to eager when the compiled model fails its first call; a later failure is a real
+    fault and stops the run (every evaluation went through the fallback, hiding it as "compile failed")."""
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: FailsAtSecondEvaluation(model))
+    monkeypatch.setattr(devices, "CPU_COMPILE_PAYS_FLOPS", 0.0)
+    monkeypatch.setattr(devices, "cpu_compiler", lambda: "/usr/bin/g++")
+    cfg = tiny(fast="auto", schedule={"name": "constant", "unit": "iter", "total": 8}, eval_every=4)
+    with pytest.raises(RuntimeError, match="a fault in the second evaluation"):
+        train(cfg, tmp_path / "run")
+    s = read_summary(tmp_path / "run")
+    assert s["status"] == "failed" and s["fast_path"] == "compile" and s["fast_fallback"] is None
