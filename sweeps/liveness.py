@@ -6,7 +6,8 @@ storage it also records Optuna's own heartbeat). A RUNNING trial is dead when
 - its worker ran on this host and that process is gone (or the pid now belongs to another process: its start time
   differs, or it is a zombie) — decided at once, no waiting; or
 - its worker ran on another host and its heartbeat (file, or Optuna's on RDB) is older than ``GRACE_PERIOD``; or
-- it has no worker record (killed between taking the trial and writing it) and started over ``GRACE_PERIOD`` ago.
+- it has no worker record (killed between taking the trial and writing it, the next storage call) and started over
+  ``CLAIM_WINDOW_S`` ago; `settle_claims` waits that out before a launch judges its trials.
 """
 from __future__ import annotations
 
@@ -76,6 +77,23 @@ def heartbeat_age(run_dir: Path) -> float | None:
         return None
 
 
+CLAIM_WINDOW_S = 10.0  # a live claimer writes its worker record within one storage call of its claim
+
+
+def _unrecorded_age(trial: Any) -> float | None:
+    """Seconds since a RUNNING trial was claimed, if it names no worker yet (None if it does, or has no start)."""
+    if isinstance(trial.user_attrs.get("worker"), dict) or trial.datetime_start is None:
+        return None
+    return (datetime.now() - trial.datetime_start).total_seconds()
+
+
+def settle_claims(get_running: Callable[[], list[Any]], poll_s: float = 0.2) -> None:
+    """Wait until every RUNNING trial names its worker or is older than CLAIM_WINDOW_S (at most that long; at once in
+    the usual case), so that a trial whose claimer was killed right after the claim is judged dead, not alive."""
+    while any((age := _unrecorded_age(t)) is not None and age <= CLAIM_WINDOW_S for t in get_running()):
+        time.sleep(poll_s)
+
+
 def trial_is_dead(trial: Any, study_dir: Path, *, rdb_stale: set[int] | None = None) -> bool:
     """Decide for a RUNNING FrozenTrial (see the module docstring). ``rdb_stale``: trial ids Optuna's RDB heartbeat
     finds stale (None on the journal)."""
@@ -94,7 +112,8 @@ def trial_is_dead(trial: Any, study_dir: Path, *, rdb_stale: set[int] | None = N
     started = trial.datetime_start
     if started is None:
         return False
-    return (datetime.now() - started).total_seconds() > GRACE_PERIOD
+    window = GRACE_PERIOD if isinstance(w, dict) else CLAIM_WINDOW_S  # a remote worker not yet beating: its grace
+    return (datetime.now() - started).total_seconds() > window
 
 
 class Heartbeat:

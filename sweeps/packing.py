@@ -121,19 +121,22 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
     worker tries first, so workers rarely race for one cell. ``keys`` caches (fusion key, cap) by trial id across
     calls (a waiting trial's key never changes).
 
-    ``worker`` (`liveness.worker_record`) is written on each trial before its compare-and-set, under the claim
-    lock: a trial is never RUNNING without naming its worker, so a worker killed right after a claim leaves a trial
-    the next launch finds dead at once (a RUNNING trial without a record counts as alive for GRACE_PERIOD)."""
+    ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
+    compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
+    trial first). A trial left RUNNING without a record lost its worker between the two calls:
+    `liveness.settle_claims` waits out `CLAIM_WINDOW_S` for it, after which it is dead."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     def take(t: Any) -> bool:
         try:
-            if worker is not None:
-                storage.set_trial_user_attr(trial_id(t), "worker", worker)
-            return bool(storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING))
+            if not storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING):
+                return False
         except UpdateFinishedTrialError:
             return False
+        if worker is not None:
+            storage.set_trial_user_attr(trial_id(t), "worker", worker)
+        return True
 
     with claim_lock(ref, study.study_name):
         study_id = storage.get_study_id_from_name(study.study_name)

@@ -28,7 +28,7 @@ from resnet_core.plugins import check_same_plugins, plugin_records
 from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec, Unit
-from .liveness import trial_is_dead
+from .liveness import settle_claims, trial_is_dead
 from .optuna_adapter import stale_trial_ids, trial_id
 from .params import merged_space, space_attr, study_space, unit_params
 from .study_format import DONE, FAILED, unit_attrs
@@ -244,6 +244,8 @@ def fail_dead_trials(study: Any, storage: Any, study_dir: Path) -> list[Any]:
     import optuna
     from optuna.trial import TrialState
 
+    settle_claims(lambda: [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                           if t.user_attrs.get("unit") is not None])
     stale = stale_trial_ids(study, storage)
     dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -215,8 +215,10 @@ def _squeue(job: str) -> list[str]:
     return [ln.strip() for ln in out.stdout.splitlines() if ln.strip()] if out.returncode == 0 else []
 
 
-def _logs(study_dir: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((study_dir / "slurm").glob("*_log.*")))
+def _logs(study_dir: Path, tail: int | None = 1500) -> str:
+    """The Slurm task logs; each cut to its last `tail` characters (for a failure message), or whole (tail None)."""
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-tail if tail else 0:]}"
+                     for p in sorted((study_dir / "slurm").glob("*_log.*")))
 
 
 def _wait(predicate, timeout: float, what: str, study_dir: Path, every: float = 0.5):
@@ -277,8 +279,8 @@ def test_slurm_four_worker_array_runs_the_quickstart_exactly_once(slurm, pg_url,
     assert len(_load(pg_url, pg_study_name).get_trials(deepcopy=False)) == 8   # no retries, no duplicates
     hosts = {(t.user_attrs["worker"]["host"], t.user_attrs["worker"]["pid"]) for t in complete}
     assert len(hosts) >= 2, "the trials should spread over several array tasks"
-    logs = _logs(study_dir)
-    assert sum(f"array task {i} (restart 0)" in logs for i in range(4)) == 4, logs
+    logs = _logs(study_dir, tail=None)
+    assert sum(f"array task {i} (restart 0)" in logs for i in range(4)) == 4, _logs(study_dir)
     main(["studies", "--storage", pg_url])
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(pg_study_name))
     assert "8/8 complete, 0 running, 0 failed, 0 waiting" in line
@@ -374,7 +376,7 @@ def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_u
     study = _load(pg_url, pg_study_name)
     complete = assert_exactly_once(study, 2)
     assert len(study.trials) == 4                                   # 2 interrupted + 2 resumed, nothing else
-    logs = _logs(study_dir)
+    logs = _logs(study_dir, tail=None)  # whole: a restart's first line can be more than 1,500 characters back
     for victim, seen in victims:
         first = study.trials[victim.number]
         assert first.state == TrialState.FAIL and first.user_attrs["status"] == "interrupted", first.user_attrs
@@ -389,7 +391,7 @@ def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_u
         assert evals == list(range(EVAL, SPE * EPOCHS + 1, EVAL)), evals
         train = [r["step"] for r in rows if r["split"] == "train" and r["name"] == "loss"]
         assert train == sorted(set(train)) and train[-1] == SPE * EPOCHS, train
-        assert f"array task {tasks[victim.number].split('_')[1]} (restart 1)" in logs, logs
+        assert f"array task {tasks[victim.number].split('_')[1]} (restart 1)" in logs, _logs(study_dir)
     usr2_log = (study_dir / "slurm" / f"{tasks[usr2.number]}_0_log.out").read_text()
     assert "Calling checkpoint method" in usr2_log and "Requeued job" in usr2_log   # submitit's hook and requeue
     for victim, seen in victims:

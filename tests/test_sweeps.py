@@ -426,30 +426,36 @@ def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, cap
     kill_mid_trial_and_rerun(tmp_path, capsys, "killme")
 
 
-def test_a_worker_killed_right_after_its_claim_leaves_a_trial_found_dead_at_once(tmp_path, monkeypatch):
-    """The claim writes the worker record before WAITING → RUNNING (under the claim lock), so no trial is ever
-    RUNNING without naming its worker. A worker SIGKILLed between its claim and its first write left a RUNNING trial
-    without a record, which a relaunch had to count as alive for GRACE_PERIOD: "1 running elsewhere", exit 3 (a
-    failure of the PostgreSQL SIGKILL test in CI)."""
+@pytest.mark.parametrize("record", ["written", "never written"])
+def test_a_worker_killed_right_after_its_claim_leaves_a_trial_the_next_launch_resumes(tmp_path, monkeypatch, record):
+    """The claimer writes its worker record in the storage call right after its compare-and-set (never before: it
+    could overwrite the record of a worker that took the trial first). A worker SIGKILLed between the two left a
+    RUNNING trial without a record, which a relaunch counted as alive for GRACE_PERIOD: "1 running elsewhere",
+    exit 3 (CI's PostgreSQL SIGKILL test). Now a launch waits out the claim window and finds it dead."""
+    from sweeps import liveness
     from sweeps.liveness import worker_record
     from sweeps.optuna_adapter import trial_id
     from sweeps.packing import Packing, claim_group
     from sweeps.storage import study_lock
     from sweeps.study import reconcile
 
+    monkeypatch.setattr(liveness, "CLAIM_WINDOW_S", 1.0)
     spec, ref, storage, study, study_dir = new_study(tmp_path, "claimed", seeds=[0])
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     killed = {**worker_record(0, "cpu"), "pid": int(gone.stdout), "pid_start": None}
     calls: list[str] = []
-    for name in ("set_trial_user_attr", "set_trial_state_values"):
-        real = getattr(storage, name)
-        monkeypatch.setattr(storage, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name),
-                                                                                   _real(*a, **k))[1])
-    [tid] = claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"), worker=killed)
-    assert calls == ["set_trial_user_attr", "set_trial_state_values"]
-    monkeypatch.undo()
+    real_set_attr, real_set_state = storage.set_trial_user_attr, storage.set_trial_state_values
+    monkeypatch.setattr(storage, "set_trial_user_attr", lambda *a, **k: (calls.append("record"),
+                                                                         real_set_attr(*a, **k))[1])
+    monkeypatch.setattr(storage, "set_trial_state_values", lambda *a, **k: (calls.append("claim"),
+                                                                            real_set_state(*a, **k))[1])
+    [tid] = claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"),
+                        worker=killed if record == "written" else None)
+    assert calls == (["claim", "record"] if record == "written" else ["claim"])
+    monkeypatch.setattr(storage, "set_trial_user_attr", real_set_attr)
+    monkeypatch.setattr(storage, "set_trial_state_values", real_set_state)
     with study_lock(ref, "claimed", storage):
-        plan = reconcile(study, storage, spec, study_dir)
+        plan = reconcile(study, storage, spec, study_dir)   # at once, or after the (1 s) claim window
     assert [trial_id(t) for t in plan.dead] == [tid] and not plan.running and len(plan.interrupted) == 1
 
 
