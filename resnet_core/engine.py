@@ -395,42 +395,41 @@ class _Trainer:
         if self.fast in ("graph", "compile") and self._graph is None and self.graphs is not None:
             try:
                 self._capture(x, y)
-            except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below
-                reason = _first_line(e)
-                if self.ref.fast != "auto":
-                    raise GraphCaptureError(f"fast={self.fast}: capturing the training step failed ({reason}); "
-                                            "set fast: eager (or auto) to run without a graph") from e
-                warnings.warn(f"graph capture failed ({reason}); fast: auto goes on eagerly from the same state")
-                self.fast, self.fast_fallback = "eager", reason
+            except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from
+                self._eager_after(e, "capturing the training step failed", "graph capture failed", "a graph")
         if self._graph is not None:
             self.static_x.copy_(x)
             self.static_y.copy_(y)
             self._graph.replay()
         elif self.fast == "compile" and not self._compiled_ok:
             self._first_compiled(lambda: self._step(x, y), self._save_state())
+            self._compiled_ok = True
         else:
             self._step(x, y)
 
+    def _eager_after(self, e: Exception, failure: str, warning: str, without: str) -> None:
+        """After a fast path failed to build (`e`): `fast: auto` warns and goes on eagerly (recorded as
+        `fast_fallback`); an explicit `fast: graph | compile` stops with a one-line GraphCaptureError naming the
+        cause."""
+        reason = _first_line(e)
+        if self.ref.fast != "auto":
+            raise GraphCaptureError(f"fast={self.fast}: {failure} ({reason}); set fast: eager (or auto) to run "
+                                    f"without {without}") from e
+        warnings.warn(f"{warning} ({reason}); fast: auto goes on eagerly from the same state")
+        self.fast, self.fast_fallback = "eager", reason
+
     def _first_compiled(self, run: Any, saved: list[tuple[torch.Tensor, torch.Tensor]] | None) -> Any:
         """Run the first call of the torch.compile'd model (the step, or an evaluation), where inductor builds its
-        kernels. If the build fails, `fast: auto` puts back the state `saved` before the call and goes on eagerly
-        (warned, and recorded as `fast_fallback`); `fast: compile` stops with a GraphCaptureError naming the cause."""
+        kernels. If the build fails, `fast: auto` puts back the state `saved` before the call (none for an
+        evaluation) and runs it eagerly; see `_eager_after`."""
         try:
-            out = run()
-        except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from, below
-            reason = _first_line(e)
-            if self.ref.fast != "auto":
-                raise GraphCaptureError(f"fast=compile: torch.compile failed ({reason}); set fast: eager (or auto) "
-                                        "to run without it") from e
-            warnings.warn(f"torch.compile failed ({reason}); fast: auto goes on eagerly from the same state")
+            return run()
+        except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from
+            self._eager_after(e, "torch.compile failed", "torch.compile failed", "it")
             if saved is not None:
                 self._restore_state(saved)
             self.model = self.model_for_state()
-            self.fast, self.fast_fallback = "eager", reason
             return run()
-        if saved is not None:
-            self._compiled_ok = True
-        return out
 
     def close(self) -> None:
         """Release this trainer's graph, model, optimizer and data now, not at some later cyclic garbage collection

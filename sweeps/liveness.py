@@ -87,10 +87,15 @@ def _unrecorded_age(trial: Any) -> float | None:
     return (datetime.now() - trial.datetime_start).total_seconds()
 
 
-def settle_claims(get_running: Callable[[], list[Any]], poll_s: float = 0.2) -> None:
+def settle_claims(get_running: Callable[[], list[Any]], poll_s: float = 0.2) -> list[Any]:
     """Wait until every RUNNING trial names its worker or is older than CLAIM_WINDOW_S (at most that long; at once in
-    the usual case), so that a trial whose claimer was killed right after the claim is judged dead, not alive."""
-    while any((age := _unrecorded_age(t)) is not None and age <= CLAIM_WINDOW_S for t in get_running()):
+    the usual case), so that a trial whose claimer was killed right after the claim is judged dead, not alive.
+    Returns the RUNNING trials as last read."""
+    while True:
+        running = get_running()
+        ages = [_unrecorded_age(t) for t in running]
+        if not any(age is not None and age <= CLAIM_WINDOW_S for age in ages):
+            return running
         time.sleep(poll_s)
 
 

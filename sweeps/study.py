@@ -244,13 +244,11 @@ def fail_dead_trials(study: Any, storage: Any, study_dir: Path) -> list[Any]:
     import optuna
     from optuna.trial import TrialState
 
-    settle_claims(lambda: [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                           if t.user_attrs.get("unit") is not None])
+    running = settle_claims(lambda: [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                                     if t.user_attrs.get("unit") is not None])
     stale = stale_trial_ids(study, storage)
     dead = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("unit") is None:
-            continue
+    for t in running:
         if trial_is_dead(t, study_dir, rdb_stale=stale):
             w = t.user_attrs.get("worker") or {}
             who = f"worker pid {w.get('pid')} on {w.get('host')}" if w else "its worker"

@@ -197,7 +197,7 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
             if plan.enqueued:
                 continue
             break
-        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats)
+        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats, claimer)
         if on_trial is not None:
             for number in numbers:
                 on_trial(number)
@@ -234,9 +234,10 @@ def _drop_duplicate(study: Any, trial: Any) -> bool:
 
 
 def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: WorkerSpec, train_fn: Callable,
-              members_fn: Callable, study_dir: Path, stats: WorkerStats) -> list[int]:
-    """Run the claimed trials — one alone with ``train_fn``, several as one fused run with ``members_fn`` — and tell
-    each its own result. Returns their numbers."""
+              members_fn: Callable, study_dir: Path, stats: WorkerStats, record: dict[str, Any]) -> list[int]:
+    """Run the trials claimed with worker record ``record`` (which the claim wrote on each) — one alone with
+    ``train_fn``, several as one fused run with ``members_fn`` — and tell each its own result. Returns their
+    numbers."""
     import contextlib
 
     import optuna
@@ -247,10 +248,8 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
     trials = [t for t in claimed if not _drop_duplicate(study, t)]
     if not trials:
         return [t.number for t in claimed]
-    record = worker_record(ws.index, ws.device)
     fused_with = [t.number for t in trials]
     for trial in trials:
-        trial.set_user_attr("worker", record)
         trial.set_user_attr("status", "running")
         if len(trials) > 1:
             trial.set_user_attr("fused_with", fused_with)
