@@ -62,8 +62,15 @@ class Timer:
     """A warmed-up training loop: `timer(steps)` runs the next `steps` steps and returns their img/s; `fast` is the
     fast path that ran (`fast: auto` falls back to eager if a capture or compile fails)."""
 
-    def __init__(self, step: Callable[[], None], images_per_step: int, device: torch.device, fast: Callable[[], str]):
+    def __init__(self, step: Callable[[], None], images_per_step: int, device: torch.device, fast: Callable[[], str],
+                 fallback: Callable[[], str | None] = lambda: None):
         self._step, self._images, self._device, self._fast = step, images_per_step, device, fast
+        self._fallback = fallback
+
+    @property
+    def fallback(self) -> str | None:
+        """Why the configured path was left (a build failure, or the fast-path guard's disagreement), if it was."""
+        return self._fallback()
 
     @property
     def fast(self) -> str:
@@ -81,7 +88,8 @@ class Timer:
 @contextlib.contextmanager
 def engine_timer(cfg: RunConfig, members: int, warmup: int) -> Iterator[Timer]:
     """Our engine's training step (data on the device, the configured fast path) for `members` fused seeds of `cfg`,
-    after `warmup` untimed steps (a graph capture or a torch.compile build happens there)."""
+    after `warmup` untimed steps (a graph capture or a torch.compile build happens there, and the first one is checked
+    against the eager reference by the fast-path guard)."""
     import tempfile
 
     from .engine import _Trainer
@@ -97,7 +105,8 @@ def engine_timer(cfg: RunConfig, members: int, warmup: int) -> Iterator[Timer]:
 
             for _ in range(warmup):
                 step()
-            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: trainer.fast)
+            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: trainer.fast,
+                        lambda: trainer.fast_fallback)
         finally:
             trainer.close()
 

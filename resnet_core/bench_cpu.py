@@ -80,7 +80,7 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any], engine_t
     `bench.Timer`s (warmed up; `timer(steps)` → img/s). A variant that cannot run here (torch.compile failing) is
     printed as failed and the others are measured."""
     from .devices import autocast_dtype
-    from .graphs import GraphCaptureError
+    from .errors import FastPathMismatch, GraphCaptureError
 
     threads_list = [int(t) for t in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
     depths = [int(d) for d in args.depths.split(",")]
@@ -109,10 +109,17 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any], engine_t
                 for label, overrides in VARIANTS:
                     cfg = type(base).from_dict({**base.to_dict(), **overrides})
                     try:
-                        timers[f"engine {label}"] = stack.enter_context(engine_timer(cfg, 1, args.warmup))
+                        timer = stack.enter_context(engine_timer(cfg, 1, args.warmup))
+                    except FastPathMismatch as e:  # the guard: this variant computes other numbers; no speed for it
+                        print(f"resnet{depth:<4} engine {label:<27} wrong numbers: {e}", flush=True)
+                        continue
                     except GraphCaptureError as e:   # e.g. torch.compile unavailable here: say so, measure the rest
                         print(f"resnet{depth:<4} engine {label:<27} failed: {str(e).split(';')[0]}", flush=True)
                         continue
+                    if timer.fallback:  # it left the variant's path (e.g. channels_last → NCHW): not this variant
+                        print(f"resnet{depth:<4} engine {label:<27} wrong numbers: {timer.fallback}", flush=True)
+                        continue
+                    timers[f"engine {label}"] = timer
                     precision[f"engine {label}"] = overrides["precision"]
                 configured_path = timers["engine as configured"].fast
                 measured = _fastest_windows(timers, args.steps, rounds)
@@ -128,6 +135,9 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any], engine_t
                              "peak_gflop_per_s": peaks[precision[label]],
                              "ratio_to_seed_style": ips / seed if seed else None})
             configured = measured["engine as configured"]
+            if timers["engine as configured"].fallback:
+                print(f"resnet{depth:<4} engine as configured fell back: {timers['engine as configured'].fallback}",
+                      flush=True)
             print(f"resnet{depth:<4} engine as configured ({precision['engine as configured']}, fast path "
                   f"{configured_path}) = {configured / best:.0%} of the best variant"
                   + (f", {configured / seed:.2f}× the seed-style loop" if seed else ""), flush=True)

@@ -93,7 +93,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, out, callbacks=callbacks, resume=args.resume)
     s = result.summary
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
-    print(f"{s['name']}: {result.status} at step {s['step']}/{s['total_steps']} | test error "
+    path = f"{s['fast_path']}{' (compiled)' if s.get('compiled') else ''}, {s['precision']}" + (
+        ", channels_last" if s.get("channels_last") else "")
+    if result.status == "diverged":
+        print(f"{s['name']}: diverged at step {s['diverged_at']}/{s['total_steps']} ({s['reason']}; found at the "
+              f"log of step {s['step']}) on {path} | try a lower optim.lr or a warm-up; precision: fp32 and "
+              f"fast: eager rule out the fast path | {out}")
+        return 1
+    if s.get("fast_fallback"):
+        print(f"{s['name']}: left the fast path: {s['fast_fallback']}")
+    if s.get("precision_changed"):
+        print(f"{s['name']}: precision changed: {s['precision_changed']['reason']}")
+    print(f"{s['name']}: {result.status} at step {s['step']}/{s['total_steps']} on {path} | test error "
           f"{fmt(s['final_test_error'])} (at best val {fmt(s['test_error_at_best_val'])}) | train error "
           f"{fmt(s['final_train_error'])} | {s['params']:,} params | {s['img_per_s']:.0f} img/s | "
           f"{s['wall_time_s']:.1f} s | {out}")

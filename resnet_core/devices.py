@@ -5,7 +5,9 @@ import contextlib
 import importlib
 import os
 import platform
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -116,6 +118,45 @@ def cpu_compiler() -> str | None:
     if sys.platform == "win32":
         return None
     return shutil.which(os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++"))
+
+
+# Flags added to inductor's C++ compiler command where the compiler needs them (docs/fast_paths.md). GCC 12.2 at -O3
+# clones `at::vec::transpose_mxn<BFloat16>` (IPA-CP, `.constprop`) in a BatchNorm-backward kernel that calls it 3 times,
+# and the clone copies stale stack memory instead of the transposed tile: the compiled bf16 step of a CIFAR ResNet-20
+# (option A) computed NaN from step 1 on a Xeon with AMX (2026-12-06). -fno-ipa-cp-clone keeps -O3 and drops the clone.
+GCC_WORKAROUND_FLAGS = ("-fno-ipa-cp-clone",)
+
+
+def _is_gcc(compiler: str) -> bool:
+    """Whether `compiler --version` names GCC (g++), not clang (whose `clang++` also ends in g++)."""
+    try:
+        first = subprocess.run([*shlex.split(compiler), "--version"], capture_output=True, text=True,
+                               timeout=60).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
+    line = first[0].lower() if first else ""
+    return "clang" not in line and any(word in line for word in ("g++", "gcc", "gnu"))
+
+
+def cpu_compiler_command() -> str | None:
+    """The command inductor compiles CPU kernels with: `cpu_compiler()` plus `GCC_WORKAROUND_FLAGS` for GCC; None
+    where there is no compiler."""
+    compiler = cpu_compiler()
+    if compiler is None:
+        return None
+    return shlex.join([compiler, *GCC_WORKAROUND_FLAGS]) if _is_gcc(compiler) else shlex.quote(compiler)
+
+
+def configure_cpu_compiler() -> str | None:
+    """Point torch.compile's CPU backend (inductor's `cpp.cxx`, a command that may carry flags) at
+    `cpu_compiler_command()`, before the first build; the flags are part of inductor's kernel cache key, so a kernel
+    built without them is never reused. Returns the command (None: left as inductor's default)."""
+    command = cpu_compiler_command()
+    if command is not None:
+        import torch._inductor.config as inductor_config  # inductor's public switchboard; imported only to compile
+
+        inductor_config.cpp.cxx = command
+    return command
 
 
 def cpu_compile_pays(train_flops: float) -> bool:

@@ -20,19 +20,22 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .config import ModelConfig
 from .data import build_loaders, load_dataset, served_size
-from .devices import (apply_cuda_math, autocast, autocast_dtype, cpu_compile_pays, make_current, param_dtype,
+from .devices import (apply_cuda_math, autocast, autocast_dtype, configure_cpu_compiler, cpu_compile_pays,
+                      make_current, param_dtype,
                       precision_name, resolve_device, tf32_policy, uses_channels_last)
-from .errors import ConfigError
+from . import fast_guard
+from .errors import ConfigError, FastPathMismatch
 from .feasibility import check_trainable
 from .flops import train_flops
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
+from .layers import member_rows
 from .graphs import GraphCaptureError, Replayable, graph_backend
-from .model import ResNet, build_model, count_params
+from .model import ResNet, build_model, count_params, member_state_dict
 from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .grad_probes import GradProbe
 from .overrides import diff_keys, get_dotted
 from .provenance import provenance
-from .record import RunRecord, read_config, read_metrics
+from .record import RunRecord, read_config, read_metrics, read_summary
 from .run_config import RunConfig, resolved_dict
 from .schedules import lr_at, milestone_steps, momentum_at, total_steps
 
@@ -168,6 +171,14 @@ def _log_points(per_epoch: int | None, spe: int) -> set[int] | None:
     return {min(spe, -(-k * spe // per_epoch)) for k in range(1, per_epoch + 1)}
 
 
+class _ReplayInFullPrecision(Exception):
+    """A run whose autocast dtype `precision: auto` chose went non-finite at step `first_bad`: replay it."""
+
+    def __init__(self, first_bad: int) -> None:
+        super().__init__(f"non-finite training loss at step {first_bad}")
+        self.first_bad = first_bad
+
+
 class _Trainer:
     def __init__(self, cfgs: list[RunConfig], run_dirs: list[Path], callbacks: Sequence[Any],
                  resume: bool = False) -> None:
@@ -239,9 +250,16 @@ class _Trainer:
                 train_flops(model_cfg, served_size(ref.data, self.data)[0], self.total * ref.batch_size * self.G)):
             self.fast = "compile"
         if self.fast == "compile" and self.graphs is None:  # with a graph backend, compiled under the graph (_capture)
+            configure_cpu_compiler()
             self.model = torch.compile(self.model)
+        self.compile_s = 0.0  # seconds the first compiled calls took (the inductor build, and the calls themselves)
         self._compiled_ok = False  # torch.compile builds at the first step (and first evaluation): see _run_step
         self._compiled_evals: set[str] = set()  # splits whose first compiled evaluation ran
+        self._guarded = False  # the first step ran under the fast-path guard (fast_guard)
+        self._guarded_evals: set[str] = set()  # splits whose first evaluation the guard checked
+        self.guard_s = 0.0  # seconds the guard's reference steps took
+        self.precision_change: dict[str, Any] | None = None  # a bf16 run replayed in fp32 after going non-finite
+        self._last_good: dict[str, Any] | None = None  # the state to replay from in full precision (see run)
 
         self.lr = torch.tensor(lr_at(ref.schedule, ref.optim.lr, 0, self.spe), device=self.device)
         cycled = momentum_at(ref.schedule, 0, self.spe) is not None
@@ -392,6 +410,128 @@ class _Trainer:
                     t.zero_()
 
     def _run_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One training step on the configured path; the first one runs under the fast-path guard."""
+        if not self._guarded:
+            self._guarded_step(x, y)
+            self._guarded = True
+        else:
+            self._fast_step(x, y)
+
+    # -- the fast-path guard ----------------------------------------------------------------------------------
+    def _is_reference(self) -> bool:
+        """Whether this run's step is the eager reference itself: one member, eager, full precision, NCHW."""
+        return self.G == 1 and self.fast == "eager" and self.amp is None and not self.channels_last
+
+    def path_name(self) -> str:
+        """The path a step runs on, as a user reads it: e.g. `compile, bf16, channels_last, 4 fused members`."""
+        parts = [self.fast, precision_name(self.amp, self.dtype)] + (["channels_last"] if self.channels_last else [])
+        return ", ".join(parts + ([f"{self.G} fused members"] if self.G > 1 else []))
+
+    def _solo(self, g: int) -> ResNet:
+        """Member g as an eager solo model (NCHW, the run's weights dtype) holding the member's current state."""
+        with torch.random.fork_rng(devices=[]):  # its throwaway init must not move the run's RNG
+            model = build_model(self.member_models[g])
+        model = model.to(device=self.device, dtype=self.dtype)
+        model.load_state_dict(member_state_dict(self.model_for_state(), g))
+        return model.train(self.model_for_state().training)
+
+    def _reference(self, x: torch.Tensor, y: torch.Tensor, evaluate: bool) -> fast_guard.Reference:
+        t0 = time.perf_counter()
+        ref = fast_guard.reference(self._solo, x.to(self.dtype), y, members=self.G, amp=self.amp,
+                                   device=self.device, evaluate=evaluate, label_smoothing=self.ref.label_smoothing)
+        self.guard_s += time.perf_counter() - t0
+        return ref
+
+    def _member_grads(self, losses: torch.Tensor) -> list[fast_guard.Outputs]:
+        """What the step just computed, per member: its loss and its slice of every parameter's gradient."""
+        named = [(n, p) for n, p in self.model_for_state().named_parameters() if p.requires_grad]
+        values = losses.tolist()
+        return [fast_guard.Outputs(values[g], {n: (member_rows(p.grad, g, self.G) if p.grad is not None
+                                                   else torch.zeros_like(member_rows(p, g, self.G)))
+                                               for n, p in named}) for g in range(self.G)]
+
+    def _guarded_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The first step: on any path but the reference, checked against the eager reference step from the same
+        state and batch (`fast_guard.compare`); on disagreement the state is put back and the step runs again one
+        path slower (`_slower`), until a path agrees."""
+        if self._is_reference():
+            return self._fast_step(x, y)
+        ref = self._reference(x, y, evaluate=False)
+        while True:
+            saved = self._save_state()
+            before = self.win_loss.clone()
+            self._fast_step(x, y)
+            problem = fast_guard.compare(self._member_grads(self.win_loss - before), ref)
+            if problem is None:
+                return
+            self._restore_state(saved)
+            self._slower(problem, "its first step")
+            if self._is_reference():
+                return self._fast_step(x, y)
+
+    def _fast_eval_outputs(self, x: torch.Tensor, y: torch.Tensor) -> list[fast_guard.Outputs]:
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.amp):
+            out = self.model(x.to(self.dtype).repeat(1, self.G, 1, 1))
+        self.model.train(was)
+        logits = out.to(self.acc).view(x.shape[0], self.G, -1)
+        return [fast_guard.Outputs(float(F.cross_entropy(logits[:, g], y)), {"logits": logits[:, g]})
+                for g in range(self.G)]
+
+    def _guard_eval(self, split: str) -> None:
+        """The first evaluation of a split: its first batch's logits checked against the eager reference."""
+        if self._is_reference() or not self._active():
+            return
+        x, y = next(iter(self.eval_loaders[split]))
+        B = x.shape[0]
+        ref = self._reference(x.repeat(1, self.G, 1, 1), y.view(B, 1).expand(B, self.G), evaluate=True)
+        while not self._is_reference():
+            compiled_first = self.fast == "compile" and self.graphs is None and split not in self._compiled_evals
+            run = lambda: self._fast_eval_outputs(x, y)  # noqa: E731
+            outputs = self._first_compiled(run, None) if compiled_first else run()
+            self._compiled_evals.add(split)
+            problem = fast_guard.compare(outputs, ref, what="logits", members=self._active())
+            if problem is None:
+                return
+            self._slower(problem, f"its first {split} evaluation")
+
+    def _slower(self, problem: str, when: str) -> None:
+        """After the guard found ``problem``: go one path slower (compile/graph → eager, channels_last → NCHW,
+        autocast → full precision), where the user left the choice to auto; an explicit choice stops with a one-line
+        FastPathMismatch. Recorded as `fast_fallback`."""
+        why = f"{self.path_name()} disagreed with the eager reference at {when}: {problem}"
+        if self.fast in ("compile", "graph"):
+            if self.ref.fast != "auto":
+                raise FastPathMismatch(f"fast={self.fast}: {why}; set fast: eager (or auto)")
+            self.fast, self._graph, self._compiled_ok = "eager", None, False
+            self.model = self.model_for_state()
+        elif self.channels_last:
+            self._to_nchw()
+        elif self.amp is not None:
+            if self.ref.precision != "auto":
+                raise FastPathMismatch(f"precision={self.ref.precision}: {why}; set precision: fp32 (or auto)")
+            self.amp = None
+        else:  # fused members disagreeing with their solo twins: no slower path inside this process
+            raise FastPathMismatch(f"{why}; train these members separately (sweep --fuse off)")
+        warnings.warn(f"{why}; going on as {self.path_name()} from the same state")
+        self.fast_fallback = f"{self.fast_fallback}; {why}" if self.fast_fallback else why
+
+    def _to_nchw(self) -> None:
+        """Weights, optimizer state and the fused-member snapshot in NCHW (contiguous) memory format."""
+        self.model_for_state().to(memory_format=torch.contiguous_format)
+        for state in self.opt.state.values():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.dim() == 4:
+                    state[k] = v.contiguous()
+        self.channels_last = False
+        self._state = [t for t in self.model.state_dict().values() if t.dim() > 0]
+        self._snapshot = [t.clone() for t in self._state] if self.G > 1 else []
+        self._freeze_index.clear()
+
+    def _fast_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if not self.channels_last and x.dim() == 4:
+            x = x.contiguous()
         if self.fast in ("graph", "compile") and self._graph is None and self.graphs is not None:
             try:
                 self._capture(x, y)
@@ -421,15 +561,25 @@ class _Trainer:
     def _first_compiled(self, run: Any, saved: list[tuple[torch.Tensor, torch.Tensor]] | None) -> Any:
         """Run the first call of the torch.compile'd model (the step, or an evaluation), where inductor builds its
         kernels. If the build fails, `fast: auto` puts back the state `saved` before the call (none for an
-        evaluation) and runs it eagerly; see `_eager_after`."""
+        evaluation) and runs it eagerly; see `_eager_after`. Says that it builds, and how long the build took."""
+        what = "the training step" if saved is not None else "an evaluation"
+        self._say(f"torch.compile: building the kernels of {what} (one-off; a minute or more on a busy CPU)…")
+        t0 = time.perf_counter()
         try:
-            return run()
+            out = run()
+            self.compile_s += time.perf_counter() - t0
+            self._say(f"torch.compile: {what} built and ran in {time.perf_counter() - t0:.1f} s")
+            return out
         except Exception as e:  # noqa: BLE001 - reported, or (fast: auto) fallen back from
             self._eager_after(e, "torch.compile failed", "torch.compile failed", "it")
             if saved is not None:
                 self._restore_state(saved)
             self.model = self.model_for_state()
             return run()
+
+    def _say(self, text: str) -> None:
+        """A phase the user would otherwise wait through in silence, to the callbacks that show text."""
+        _emit(self.callbacks, "on_message", text)
 
     def close(self) -> None:
         """Release this trainer's graph, model, optimizer and data now, not at some later cyclic garbage collection
@@ -442,6 +592,10 @@ class _Trainer:
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
+        if split not in self._guarded_evals:  # its first batch checked (and built, if compiled) by the guard
+            self._guard_eval(split)
+            self._guarded_evals.add(split)
+
         def run() -> tuple[list[float], list[float]]:
             return evaluate_model(self.model, self.eval_loaders[split], self.G, self.device, self.amp)
 
@@ -484,6 +638,9 @@ class _Trainer:
 
     def _check_divergence(self, step: int) -> None:
         first_bad = self.first_bad.tolist()
+        bad = [first_bad[g] + 1 for g in self._active() if first_bad[g] >= 0]
+        if bad and self._last_good is not None:  # an autocast dtype precision: auto chose: replay in full precision
+            raise _ReplayInFullPrecision(min(bad))
         for g in self._active():
             if first_bad[g] >= 0:
                 m = self.members[g]
@@ -575,6 +732,8 @@ class _Trainer:
             "compiled": self._ran_compiled(),
             "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
             "data_time_s": self.data_time, "fast_fallback": self.fast_fallback, "tf32": self.tf32,
+            "fast_path_checked": self._guarded and not self._is_reference(), "guard_s": self.guard_s,
+            "compile_s": self.compile_s, "precision_changed": self.precision_change,
             "provenance": provenance(),  # the code and library versions that produced this record
         }
 
@@ -613,7 +772,48 @@ class _Trainer:
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         self.step_t.fill_(step)
+        change = read_summary(self.members[0].record.dir).get("precision_changed")
+        if change and self.amp is not None:  # replayed in full precision before the interruption: stay there
+            self.amp, self.precision_change = None, change
         return step
+
+    # -- bf16 that diverges, told apart from a net that diverges ------------------------------------------------
+    def _keep_last_good(self, step: int) -> None:
+        """Remember the state at ``step`` (a point where every running member is finite: the run's start and each
+        evaluation) for `_replay_in_full_precision`; kept only while an autocast dtype that `precision: auto` chose
+        runs (an explicit bf16 or a full-precision run diverges as it is)."""
+        if self.ref.precision != "auto" or self.amp is None:
+            self._last_good = None
+            return
+        self._last_good = {"step": step, "state": self._save_state(), "rng": ckpt.global_rng_state(),
+                           "members": [(m.best_val, m.best_test, dict(m.last), list(m.train_errors))
+                                       for m in self.members]}
+
+    def _replay_in_full_precision(self, first_bad: int) -> int:
+        """The run went non-finite at step ``first_bad`` in the autocast dtype `precision: auto` chose: go back to
+        the last good state, switch to full precision, and return the step to go on from. If full precision diverges
+        too, that is the net's own divergence (recorded as usual). The record says where and why precision changed."""
+        snap = self._last_good
+        assert snap is not None
+        start = snap["step"]
+        self._restore_state(snap["state"])
+        ckpt.set_global_rng_state(snap["rng"])
+        if hasattr(self.train_loader, "after_skip"):  # as on resume: the RNG as at `start`, once the loader skipped
+            self.train_loader.after_skip = lambda: ckpt.set_global_rng_state(snap["rng"])
+        for m, (best_val, best_test, last, errors) in zip(self.members, snap["members"]):
+            m.best_val, m.best_test, m.last, m.train_errors = best_val, best_test, dict(last), list(errors)
+            m.record.truncate_after(start)
+        was = precision_name(self.amp, self.dtype)
+        self.amp, self.win_count, self._last_good = None, 0, None
+        self._graph, self._guarded = None, False  # a captured graph holds the old dtype; the new path is checked
+        self._guarded_evals.clear()
+        now = precision_name(self.amp, self.dtype)
+        self.precision_change = {"at_step": first_bad, "from": was, "to": now, "replayed_from_step": start,
+                                 "reason": f"non-finite training loss at step {first_bad} in {was} (chosen by "
+                                           f"precision: auto); replayed from step {start} in {now}"}
+        warnings.warn(self.precision_change["reason"])
+        self._say(f"precision: {self.precision_change['reason']}")
+        return start
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[RunResult]:
@@ -626,38 +826,44 @@ class _Trainer:
         t0 = time.perf_counter()
         t_win, images_win = t0, 0
         step = start
+        self._keep_last_good(step)
         try:
             while step < self.total and self._active():
                 epoch, first = divmod(step, self.spe)
                 batches = self.train_loader.epoch(epoch, start=first)
-                while True:
-                    t_data = time.perf_counter()
-                    batch = next(batches, None)
-                    self.data_time += time.perf_counter() - t_data  # host time preparing batches (exact on a CPU)
-                    if batch is None:
-                        break
-                    x, y = batch
-                    self._set_lr(step)
-                    self._run_step(x, y)
-                    step += 1
-                    self.win_count += 1
-                    images_win += x.shape[0]
-                    if self._log_due(step) or step % self.eval_interval == 0 or step == self.total:
-                        now = time.perf_counter()
-                        if self.graphs is not None:
-                            self.graphs.synchronize()
+                try:
+                    while True:
+                        t_data = time.perf_counter()
+                        batch = next(batches, None)
+                        self.data_time += time.perf_counter() - t_data  # host time preparing batches (exact on a CPU)
+                        if batch is None:
+                            break
+                        x, y = batch
+                        self._set_lr(step)
+                        self._run_step(x, y)
+                        step += 1
+                        self.win_count += 1
+                        images_win += x.shape[0]
+                        if self._log_due(step) or step % self.eval_interval == 0 or step == self.total:
                             now = time.perf_counter()
-                        self._log(step, step / self.spe, now - t_win, images_win)
-                        self.images_seen += images_win
-                        self.wall_time = wall0 + now - t0
-                        self.img_per_s = self.images_seen / max(self.wall_time, 1e-9)
-                        t_win, images_win = now, 0
-                        if step % self.eval_interval == 0 or step == self.total:
-                            self._eval(step, step / self.spe)
-                    if self.ckpt_interval and step % self.ckpt_interval == 0:
-                        self._save_periodic(step)
-                    if step >= self.total or not self._active():
-                        break
+                            if self.graphs is not None:
+                                self.graphs.synchronize()
+                                now = time.perf_counter()
+                            self.images_seen += images_win  # before _log: a member it finishes has its img/s
+                            self.wall_time = wall0 + now - t0
+                            self.img_per_s = self.images_seen / max(self.wall_time, 1e-9)
+                            self._log(step, step / self.spe, now - t_win, images_win)
+                            t_win, images_win = now, 0
+                            if step % self.eval_interval == 0 or step == self.total:
+                                self._eval(step, step / self.spe)
+                                self._keep_last_good(step)
+                        if self.ckpt_interval and step % self.ckpt_interval == 0:
+                            self._save_periodic(step)
+                        if step >= self.total or not self._active():
+                            break
+                except _ReplayInFullPrecision as replay:
+                    step = self._replay_in_full_precision(replay.first_bad)
+                    t_win, images_win = time.perf_counter(), 0
         except BaseException as e:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             for g in self._active():

@@ -17,3 +17,9 @@ def choices_error(kind: str, value: object, allowed: Iterable[object]) -> Config
     """Build the standard 'unknown X; choose one of: ...' error."""
     listed = ", ".join(str(a) for a in allowed)
     return ConfigError(f"unknown {kind} {value!r}; choose one of: {listed}")
+
+
+class FastPathMismatch(GraphCaptureError):
+    """An explicitly chosen fast path (`fast: compile | graph`, `precision: bf16 | fp16`) computed numbers that
+    disagree with the eager reference step from the same state (`fast_guard`). One line: the path, where, and the
+    tensor that disagreed; the CLI prints it and exits with code 1."""

@@ -35,6 +35,10 @@ class ProgressBar:
                            + (f", val error {metrics['val/error']:.2f}%" if "val/error" in metrics else ""))
         return False
 
+    def on_message(self, text: str) -> None:
+        """A phase the run is in (a torch.compile build, a fast-path check), above the bar."""
+        (self.bar.write if self.bar is not None else tqdm.write)(text)
+
     def on_end(self, member: int, summary: dict[str, Any]) -> None:
         if member == self.member and self.bar is not None:
             self.bar.total = summary.get("total_steps")

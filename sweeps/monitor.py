@@ -194,8 +194,23 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
             notes.append(f"{n_fail} failed" + (f" ({n_div} diverged)" if n_div else ""))
         if n_left:
             notes.append(f"{n_left} not finished")
+        notes += _fast_path_notes([s.latest for s in mine if s.latest is not None])
         lines.append(f"  {label}  {core}" + (f"   [{', '.join(notes)}]" if notes else ""))
     return lines
+
+
+def _fast_path_notes(trials: list[Any]) -> list[str]:
+    """What the fast-path guard did to a cell's trials: fell back to a slower path (and why, the first reason), or
+    replayed a bf16 run in fp32 after it went non-finite."""
+    notes = []
+    fell = [t.user_attrs["fast_fallback"] for t in trials if t.user_attrs.get("fast_fallback")]
+    if fell:
+        notes.append(f"{len(fell)} fell back from the fast path: {fell[0][:160]}")
+    replayed = [t for t in trials if t.user_attrs.get("precision_changed")]
+    if replayed:
+        change = replayed[0].user_attrs["precision_changed"]
+        notes.append(f"{len(replayed)} replayed in {change.get('to')} after going non-finite in {change.get('from')}")
+    return notes
 
 
 def _best_trial(spec: GridSpec, trials: list[Any], cell_id: str) -> Any:

@@ -24,7 +24,7 @@ from .study_format import SUMMARY_ATTR_NAMES
 
 SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                  "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
-                 "diverged_at", "device")
+                 "diverged_at", "device", "fast_path", "precision", "compiled", "fast_fallback", "precision_changed")
 
 
 @dataclass

@@ -128,6 +128,7 @@ def test_bench_cpu_table_has_every_variant(capsys):
 
     from resnet_core import bench
     from resnet_core.bench_cpu import VARIANTS, run_cpu_bench
+    from resnet_core.errors import FastPathMismatch
     from resnet_core.graphs import GraphCaptureError
 
     args = argparse.Namespace(depths="8", threads="1", batch_size=8, steps=6, warmup=1, rounds=3, no_seed_style=False,
@@ -135,9 +136,9 @@ def test_bench_cpu_table_has_every_variant(capsys):
     labels = [v[0] for v in VARIANTS if v[1]["fast"] != "compile"]
     calls: list[tuple[str, int]] = []
 
-    class Scripted:  # bench.Timer's interface: timer(steps) -> img/s, .fast
-        def __init__(self, name: str, figures: list[float], fast: str) -> None:
-            self.name, self.figures, self.fast = name, figures, fast
+    class Scripted:  # bench.Timer's interface: timer(steps) -> img/s, .fast, .fallback
+        def __init__(self, name: str, figures: list[float], fast: str, fallback: str | None = None) -> None:
+            self.name, self.figures, self.fast, self.fallback = name, figures, fast, fallback
 
         def __call__(self, steps: int) -> float:
             calls.append((self.name, steps))
@@ -147,9 +148,15 @@ def test_bench_cpu_table_has_every_variant(capsys):
     def engine_timer(cfg, members, warmup):  # bench.engine_timer's signature: (config, members, warm-up steps)
         if cfg.fast == "compile":
             raise GraphCaptureError("fast=compile: torch.compile failed (no compiler); set fast: eager")
+        if (cfg.precision, cfg.channels_last) == ("bf16", False):  # the guard stops an explicit path that is wrong
+            raise FastPathMismatch("precision=bf16: eager, bf16 disagreed with the eager reference at its first "
+                                   "step: gradient of fc.weight is 140.0 % off the reference (allowed 20.0 %)")
         name = f"{cfg.precision}/{cfg.channels_last}"
+        fallback = ("eager, fp32, channels_last disagreed with the eager reference at its first step: …"
+                    if (cfg.precision, cfg.channels_last) == ("fp32", True) else None)
         # the configured engine's middle window is its fastest: the figure must be the best, not the last or first
-        yield Scripted(name, [90.0, 100.0, 80.0] if cfg.precision == "auto" else [150.0, 200.0, 120.0], cfg.fast)
+        yield Scripted(name, [90.0, 100.0, 80.0] if cfg.precision == "auto" else [150.0, 200.0, 120.0], cfg.fast,
+                       fallback)
 
     @contextlib.contextmanager
     def seed_timer(cfg, warmup):
@@ -160,6 +167,9 @@ def test_bench_cpu_table_has_every_variant(capsys):
     assert "peak matmul fp32" in out and "fastest of 3 windows of 2 steps" in out
     assert "engine as configured (" in out and "= 50% of the best variant, 2.00× the seed-style loop" in out
     assert "engine compile bf16 channels_last  failed: fast=compile: torch.compile failed (no compiler)" in out
+    assert "engine bf16 NCHW                   wrong numbers: precision=bf16: eager, bf16 disagreed" in out
+    assert "engine fp32 channels_last          wrong numbers: eager, fp32, channels_last disagreed" in out
+    assert not {"engine bf16 NCHW", "engine fp32 channels_last"} & {r["variant"] for r in rows}  # no speed for them
     assert [r["variant"] for r in rows][:3] == ["seed-style loop", "engine as configured", f"engine {labels[0]}"]
     assert all(r["gflop_per_s"] > 0 and r["peak_gflop_per_s"] > 0 for r in rows)
     assert {c[1] for c in calls} == {2}

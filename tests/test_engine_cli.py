@@ -51,7 +51,7 @@ def test_cli_train_writes_a_run_and_prints_a_summary_line(cli_run):
     line = summary_lines[0]
     s = read_summary(out)
     assert s["status"] == "complete" and s["step"] == s["total_steps"] == 24
-    assert line.startswith("smoke: complete at step 24/24 | ")
+    assert line.startswith("smoke: complete at step 24/24 on eager, ") and " | test error " in line
     assert percent(line, "test error") == pytest.approx(s["final_test_error"], abs=0.005)
     assert percent(line, "train error") == pytest.approx(s["final_train_error"], abs=0.005)
     assert f"{s['params']:,} params" in line and str(out) in line
