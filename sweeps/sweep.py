@@ -248,8 +248,12 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     _quiet()
-    make_study_dir(study_dir, root)
-    st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
+    if ref.is_rdb:   # a database that cannot be reached leaves no empty study folder behind
+        st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
+        make_study_dir(study_dir, root)
+    else:
+        make_study_dir(study_dir, root)
+        st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir)
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))

@@ -557,3 +557,92 @@ def test_overrides_leave_the_given_config_unchanged():
     changed = apply_overrides(base, ["optim.lr=0.2", "model={depth: 8}", "seed=3"])
     assert changed == {"optim": {"lr": 0.2, "momentum": 0.9}, "model": {"depth": 8}, "seed": 3}
     assert base == {"optim": {"lr": 0.1, "momentum": 0.9}, "model": {"depth": 20}}
+
+
+# == 5. issue 30: nothing leaked, nothing silently ignored, nothing lost to one damaged file =====================
+# -- kind 1: no credential of a storage URL reaches output, a record, a report or W&B ---------------------------
+AT_PASSWORD = "Wx9@Tail7q2LeakMe"      # a raw '@' inside a password
+
+
+def _url_shapes(pg_url: str, tmp_path: Path) -> dict[str, tuple[str, list[str]]]:
+    """Every shape a secret can take in a storage URL → (url, the secrets that must appear nowhere)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(pg_url)
+    host = f"{u.host}:{u.port}/{u.database}"
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{u.host}:{u.port}:{u.database}:{u.username}:{u.password}\n")
+    passfile.chmod(0o600)
+    return {
+        "userinfo": (pg_url, [u.password]),
+        "query": (f"postgresql://{u.username}@{host}?password={u.password}", [u.password]),
+        "sslpassword": (f"postgresql://{u.username}@{host}?password={u.password}&sslpassword=SslSecret42x",
+                        [u.password, "SslSecret42x"]),
+        "passfile": (f"postgresql://{u.username}@{host}?passfile={passfile}", [u.password]),
+        "raw-at": (f"postgresql://atuser:{AT_PASSWORD}@{host}", [AT_PASSWORD, "Tail7q2LeakMe"]),
+    }
+
+
+def _grep_tree(root: Path, secrets: list[str]) -> list[str]:
+    return [f"{p}: {s}" for p in root.rglob("*") if p.is_file() for s in secrets if s.encode() in p.read_bytes()]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("shape", ["userinfo", "query", "sslpassword", "passfile", "raw-at"])
+def test_no_storage_secret_reaches_any_output_line_or_file(shape, pg_url, tmp_path):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.connect() as conn:   # a role whose password holds a raw '@' (the server is a throwaway one)
+        conn.execute(sqlalchemy.text("DROP ROLE IF EXISTS atuser"))
+        conn.execute(sqlalchemy.text(f"CREATE ROLE atuser LOGIN SUPERUSER PASSWORD '{AT_PASSWORD}'"))
+        conn.commit()
+    engine.dispose()
+    url, secrets = _url_shapes(pg_url, tmp_path / "..")[shape]
+    study = f"leak-{shape}-{os.getpid()}"
+    root = tmp_path / "runs"
+    grid = grid_file(tmp_path / "g.yaml", study)
+    outputs = [cli("sweep", str(grid), "--root", str(root), "--storage", url, "--workers", "1", "--wandb", "offline",
+                   timeout=600)]
+    assert outputs[0].returncode == 0, outputs[0].stderr
+    outputs.append(cli("report", study, "--root", str(root), "--storage", url, timeout=600))
+    assert outputs[1].returncode == 0, outputs[1].stderr
+    outputs.append(cli("studies", "--storage", url))
+    assert study in outputs[2].stdout and "***" in outputs[0].stdout + outputs[2].stdout
+    assert (root / study / "report" / "table.md").is_file() and list(root.glob(f"{study}/trials/*/wandb/offline-*"))
+    printed = "".join(p.stdout + p.stderr for p in outputs)
+    assert [s for s in secrets if s in printed] == [], printed
+    assert _grep_tree(root, secrets) == []
+
+
+def test_a_failing_connection_with_a_raw_at_password_prints_no_tail_and_leaves_no_folder(tmp_path):
+    root = tmp_path / "runs"
+    grid = grid_file(tmp_path / "g.yaml", "unreachable")
+    url = f"postgresql://alice:{AT_PASSWORD}@127.0.0.1:1/db?sslpassword=SslSecret42x"
+    p = cli("sweep", str(grid), "--root", str(root), "--storage", url)
+    line = assert_one_line_error(p.returncode, p.stderr, "cannot open storage", "alice:***@127.0.0.1:1")
+    for secret in ("Wx9", "Tail7q2LeakMe", "SslSecret42x"):
+        assert secret not in p.stdout + line
+    assert not (root / "unreachable").exists()
+
+
+@pytest.mark.parametrize("url, masked", [
+    ("postgresql://u@h/db?password=s3cret&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("postgresql://u:pw@h/db?sslpassword=k3y&passfile=/home/u/.pgpass",
+     "postgresql://u:***@h/db?sslpassword=***&passfile=***"),
+    ("postgresql://u:Wx9@Tail@h:5/db", "postgresql://u:***@h:5/db"),
+])
+def test_every_secret_of_a_url_is_masked_wherever_text_is_scrubbed(url, masked, monkeypatch):
+    from resnet_core.redact import connect_url, scrub
+    from resnet_core.tracking import scrub as wandb_scrub
+    from sweeps.storage import mask_url, resolve_storage
+
+    assert mask_url(url) == masked == resolve_storage(url, "runs", "s").display
+    assert wandb_scrub(f"resnet-ablate sweep g.yaml --storage {url}") == f"resnet-ablate sweep g.yaml --storage {masked}"
+    for secret in ("s3cret", "k3y", "Wx9@Tail"):   # a driver's message that echoes a secret
+        if secret in url:
+            assert scrub(f"failed to resolve host '{secret}@h'", [url]) == "failed to resolve host '***@h'"
+    from sqlalchemy.engine import make_url
+
+    if "Wx9@Tail" in url:   # the database gets the whole password, and the host is the host
+        assert (make_url(connect_url(url)).password, make_url(connect_url(url)).host) == ("Wx9@Tail", "h")
