@@ -385,14 +385,14 @@ def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[
     """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
     if not grid_file:
         return None
-    from resnet_core.values import load_yaml_text
+    from resnet_core.values import read_yaml
 
     path = Path(str(grid_file))
     candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
     for p in candidates:
         if p.exists():
             try:
-                grid = (load_yaml_text(p.read_text()) or {}).get("grid")
+                grid = (read_yaml(p) or {}).get("grid")
             except Exception:
                 return None
             if not isinstance(grid, Mapping) or not grid or set(grid) != set(axes):

@@ -23,7 +23,7 @@ from typing import IO, Any, Iterable, Iterator
 import yaml
 
 from .errors import ConfigError
-from .values import load_yaml_text
+from .values import read_yaml
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -151,7 +151,7 @@ def read_summary(run_dir: Path | str) -> dict[str, Any]:
 
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / "config.yaml"
-    return load_yaml_text(path.read_text()) if path.exists() else {}
+    return read_yaml(path) if path.exists() else {}
 
 
 def metrics_frame(run_dir: Path | str, splits: Iterable[str] | None = None):

@@ -202,6 +202,19 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
 
 
 # -- the launch -------------------------------------------------------------------------------------------------
+def worker_devices(spec: GridSpec, devices: str | None) -> list[str]:
+    """The workers' devices: ``--devices``, else the grid's ``base.device`` (unless auto), else every GPU or the
+    CPU. A device that is not here is a one-line ``ConfigError`` naming where it was asked for."""
+    asked = spec.base.get("device")
+    if devices or asked in (None, "auto"):
+        return parse_devices(devices)
+    try:
+        return parse_devices(str(asked))
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("--devices", "base.device", 1) + " (--devices overrides base.device)"
+                          ) from None
+
+
 def make_study_dir(study_dir: Path, root: str | Path) -> None:
     """Create the study folder, or a one-line ``ConfigError`` saying why it cannot be written."""
     try:
@@ -233,7 +246,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
 
         check_launch(launcher, ref, shared_fs=shared_fs, devices=devices, dry=dry)
         slurm_cfg = parse_launcher(spec.launcher, slurm)
-    devs = parse_devices(devices if slurm_cfg is None or slurm_cfg.gpus_per_worker else "cpu")
+    devs = worker_devices(spec, devices if slurm_cfg is None or slurm_cfg.gpus_per_worker else "cpu")
     asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)

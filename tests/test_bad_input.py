@@ -646,3 +646,74 @@ def test_every_secret_of_a_url_is_masked_wherever_text_is_scrubbed(url, masked, 
 
     if "Wx9@Tail" in url:   # the database gets the whole password, and the host is the host
         assert (make_url(connect_url(url)).password, make_url(connect_url(url)).host) == ("Wx9@Tail", "h")
+
+
+# -- kind 2: every input takes effect or is refused with one line naming it -------------------------------------
+@pytest.mark.parametrize("assignment, words", [
+    ("seed=5", ("--set seed=5", "seeds: [5]")),
+    ("name=x", ("--set name=x", "--study NAME")),
+])
+def test_sweep_set_of_a_per_trial_key_is_refused_naming_it(assignment, words, tmp_path, capsys):
+    grid = grid_file(tmp_path / "g.yaml", "pertrial")
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--set", assignment])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", ["seed", "name"])
+def test_a_per_trial_key_in_a_grid_base_is_refused(key, tmp_path, capsys):
+    grid = grid_file(tmp_path / "g.yaml", "pertrial", base={**TINY, key: 5})
+    assert_one_line_error(main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run"]),
+                          capsys.readouterr().err, f"base.{key}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize("how", ["set", "base"])
+def test_device_cuda_without_cuda_is_refused_not_run_on_the_cpu(how, tmp_path, capsys):
+    base = {**TINY, "device": "cuda"} if how == "base" else TINY
+    grid = grid_file(tmp_path / "g.yaml", "nocuda", base=base)
+    extra = ["--set", "device=cuda"] if how == "set" else []
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), *extra])
+    assert_one_line_error(code, capsys.readouterr().err, "base.device cuda", "CUDA is not available", "--devices")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_device_in_the_grid_base_takes_effect(monkeypatch):
+    import sweeps.worker
+    from sweeps.grid import parse_grid
+    from sweeps.sweep import worker_devices
+
+    monkeypatch.setattr(sweeps.worker, "default_devices", lambda: ["cuda:0", "cuda:1"])   # a GPU machine
+    assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "cpu"}}), None) == ["cpu"]
+    assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "auto"}}), None) == ["cuda:0", "cuda:1"]
+    assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "cuda"}}), "cpu") == ["cpu"]
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("study: d\nbase: {}\ngrid:\n  model.depth: [8, 14]\ngrid:\n  model.shortcut: [none]\n", "grid", 5),
+    ("study: d\nbase:\n  optim: {lr: 0.1}\n  model: {depth: 8}\n  optim: {momentum: 0.5}\n", "optim", 5),
+    ("study: d\nbase:\n  optim:\n    lr: 0.1\n    momentum: 0.9\n    lr: 0.2\n", "lr", 6),
+])
+def test_a_key_given_twice_in_any_yaml_mapping_is_refused_with_its_line(text, key, line, tmp_path, capsys):
+    grid = write_yaml(tmp_path / "g.yaml", text)
+    for argv in (["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run"],
+                 ["train", "--config", str(grid), "--out", str(tmp_path / "run")]):
+        assert_one_line_error(main(argv), capsys.readouterr().err, f"line {line}", repr(key), "twice")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="given twice"):
+        load_run_config(None, ["model={depth: 8, depth: 14}"])
+    assert load_run_config(None, ["model={depth: 8}"]).model.depth == 8
+
+
+def test_yaml_merge_keys_may_still_override():
+    from resnet_core.values import load_yaml_text
+
+    assert load_yaml_text("a: &x {lr: 1, m: 2}\nb:\n  <<: *x\n  lr: 3\n")["b"] == {"lr": 3, "m": 2}
+
+
+def test_a_yaml_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_bytes("study: caf\xe9\nbase: {}\n".encode("latin-1"))
+    for argv in (["sweep", str(grid), "--root", str(tmp_path / "runs")], ["train", "--config", str(grid)],
+                 ["models", "--config", str(grid)]):
+        assert_one_line_error(main(argv), capsys.readouterr().err, "g.yaml", "not UTF-8", "line 1")
