@@ -52,6 +52,17 @@ def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
         raise
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files of ``atomic_file`` (``.<name>.*.tmp``) that a killed writer left in ``folder``
+    (each up to a whole checkpoint); the run's one writer calls this before it writes. Returns what it removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
 def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
     """Write ``text`` to ``path`` atomically (``atomic_file``)."""
     with atomic_file(path, "w", fsync=fsync) as f:
@@ -82,6 +93,7 @@ class RunRecord:
     def __init__(self, run_dir: Path | str) -> None:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)
         self.metrics_path = self.dir / "metrics.jsonl"
         self.summary_path = self.dir / "summary.json"
         self.config_path = self.dir / "config.yaml"

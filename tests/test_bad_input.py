@@ -497,6 +497,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "interrupted (SIGTERM)" in err
     assert read_summary(summary.parent)["status"] == "interrupted"
+    assert read_summary(summary.parent)["reason"] == "interrupted (SIGTERM)"   # not "Terminated: signal SIGTERM"
     from sweeps.storage import StorageRef, open_storage
 
     path = str(root / "term" / "optuna.journal")
@@ -717,3 +718,69 @@ def test_a_yaml_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
     for argv in (["sweep", str(grid), "--root", str(tmp_path / "runs")], ["train", "--config", str(grid)],
                  ["models", "--config", str(grid)]):
         assert_one_line_error(main(argv), capsys.readouterr().err, "g.yaml", "not UTF-8", "line 1")
+
+
+# -- kind 5: checked early, and said right -----------------------------------------------------------------------
+def test_val_size_larger_than_n_train_names_both(tmp_path, capsys):
+    base = {**TINY, "data": {**TINY["data"], "val_size": 172}}   # n_train 128
+    code = main(["sweep", str(grid_file(tmp_path / "g.yaml", "val", base=base)), "--root", str(tmp_path / "r")])
+    line = assert_one_line_error(code, capsys.readouterr().err, "data.val_size 172", "n_train 128")
+    assert "-44" not in line and not (tmp_path / "r").exists()
+
+
+# -- kind 3: one damaged file costs no more than itself ---------------------------------------------------------
+@pytest.mark.parametrize("damage, periodic, resumed_at", [
+    ("truncate", True, 8), ("empty", True, 8), ("empty", False, 0)])
+def test_a_damaged_last_pt_resumes_from_an_earlier_checkpoint_or_from_scratch(damage, periodic, resumed_at,
+                                                                                 tmp_path):
+    cfg = apply_overrides(json.loads(json.dumps(TINY)), ["schedule.total=12", "eval_every=3"]
+                          + (["checkpoint_every=4"] if periodic else []))
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, callbacks=[InterruptAt(9)])
+    last = run / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2] if damage == "truncate" else b"")
+    with pytest.warns(UserWarning, match="last.pt"):
+        result = train(cfg, run, resume=True)
+    assert result.status == "complete" and result.summary["step"] == 12
+    note = result.summary["resume_note"]
+    assert "last.pt" in note and (f"step {resumed_at}" in note if resumed_at else "from scratch" in note)
+    steps = [r["step"] for r in read_metrics_rows(run) if (r["split"], r["name"]) == ("train", "loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 12   # no step twice: the record was cut back to the resume
+
+
+def read_metrics_rows(run: Path) -> list[dict]:
+    from resnet_core.record import read_metrics
+
+    return list(read_metrics(run))
+
+
+def test_a_graceful_interrupt_checkpoints_the_current_step(tmp_path):
+    """SIGINT between evaluations (eval_every 10,000): last.pt holds the step it stopped at, and a resume goes on
+    from there; the reason reads as an interrupt."""
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(apply_overrides(json.loads(json.dumps(TINY)), [
+        "schedule.total=100000", "eval_every=10000", "log_every=2"])))
+    run = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "train", "--config", str(cfg), "--out", str(run)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists()
+                                          and '"step": 6,' in (run / "metrics.jsonl").read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    summary = read_summary(run)
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert summary["status"] == "interrupted" and summary["reason"] == "interrupted (Ctrl-C)"
+    assert state["step"] == summary["step"] >= 6     # not the last evaluation's (there was none)
+
+
+def test_stale_checkpoint_temporaries_are_removed_on_the_next_start(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / ".last.pt.abc123.tmp").write_bytes(b"x" * 1000)   # kill -9 during a checkpoint write
+    (run / ".summary.json.zz.tmp").write_text("{")
+    assert train(TINY, run).status == "complete"
+    assert not list(run.glob(".*.tmp"))
