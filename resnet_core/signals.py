@@ -56,6 +56,21 @@ def interrupt_code(e: BaseException) -> int:
     return EXIT_SIGTERM if isinstance(e, Terminated) else EXIT_SIGINT
 
 
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is a full disk: ENOSPC, or torch's zip writer failing (``[enforce fail at
+    inline_container.cc…] … file write failed``, what ``torch.save`` raises when the disk fills)."""
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("No space left" in text or
+                                            ("inline_container" in text and "write failed" in text))
+
+
+def disk_full_error(e: BaseException) -> OSError:
+    """``e`` (``disk_full``) as the ENOSPC OSError that ``os_error_line`` turns into one line."""
+    return e if isinstance(e, OSError) else OSError(errno.ENOSPC, "No space left on device")
+
+
 def os_error_line(e: OSError) -> str:
     """An OSError as one line for the user: what, which file, and what to do."""
     where = f" {e.filename}" if e.filename else ""

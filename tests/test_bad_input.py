@@ -784,3 +784,31 @@ def test_stale_checkpoint_temporaries_are_removed_on_the_next_start(tmp_path):
     (run / ".summary.json.zz.tmp").write_text("{")
     assert train(TINY, run).status == "complete"
     assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file "
+                 "write failed"),
+    OSError(errno.ENOSPC, "No space left on device"),
+], ids=["torch-enforce", "enospc"])
+def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(error, tmp_path, monkeypatch, capsys):
+    import resnet_core.checkpoint
+
+    def full(*a, **k):
+        raise error
+
+    grid = grid_file(tmp_path / "g.yaml", "full")
+    argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]
+    with monkeypatch.context() as m:
+        m.setattr(resnet_core.checkpoint, "atomic_save", full)
+        code = main(argv)
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[sweep]"))
+    assert_one_line_error(code, err, "no space left", "run the same command again")   # progress lines aside
+    from sweeps.storage import StorageRef, open_storage
+
+    path = str(tmp_path / "runs" / "full" / "optuna.journal")
+    trials = optuna.load_study(study_name="full", storage=open_storage(StorageRef("journal", path, path),
+                                                                       read_only=True)).trials
+    assert [t.user_attrs["status"] for t in trials] == ["interrupted"]
+    assert main(argv) == 0   # space freed: the same command finishes it, no --retry-failed
+    assert "1/1 trials done" in capsys.readouterr().out
