@@ -493,12 +493,17 @@ def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any
 
 def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
-    it (synthetic, the torchvision sets); other datasets are checked when a trial loads them."""
+    it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
+    loads them."""
     from resnet_core.feasibility import check_trainable
 
     from .estimate import dataset_shape
 
     def check(rc: RunConfig) -> None:
+        if rc.data.name == "imagefolder":   # a missing or empty tree: refused before the study exists
+            from resnet_core.data.imagefolder import check_imagefolder
+
+            check_imagefolder(rc.data.path)
         shape = dataset_shape(rc)
         if shape is not None:
             n_train, _, size, channels, classes = shape

@@ -812,3 +812,22 @@ def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(erro
     assert [t.user_attrs["status"] for t in trials] == ["interrupted"]
     assert main(argv) == 0   # space freed: the same command finishes it, no --retry-failed
     assert "1/1 trials done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout, words", [
+    ("missing", ("no such folder",)),
+    ("empty", ("no train/ folder",)),
+    ("no-images", ("train/ has no class folder with an image",)),
+])
+def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layout, words, tmp_path, capsys):
+    path = tmp_path / "images"
+    if layout != "missing":
+        path.mkdir()
+    if layout == "no-images":
+        for split in ("train", "val"):
+            (path / split / "a").mkdir(parents=True)
+    base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none"}}
+    grid = grid_file(tmp_path / "g.yaml", "imf", base=base)
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
+    assert_one_line_error(code, capsys.readouterr().err, "data.path", str(path), *words)
+    assert not (tmp_path / "runs").exists()
