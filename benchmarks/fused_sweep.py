@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,6 +29,7 @@ def _trials(root: Path, study: str) -> list[dict[str, Any]]:
     import optuna
     from optuna.trial import TrialState
 
+    from resnet_core.values import read_yaml
     from sweeps.storage import open_storage, resolve_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,7 +40,7 @@ def _trials(root: Path, study: str) -> list[dict[str, Any]]:
             continue
         run_dir = root / study / t.user_attrs["run_dir"]
         summary = json.loads((run_dir / "summary.json").read_text())
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config = read_yaml(run_dir / "config.yaml")
         rows.append({"unit": t.user_attrs["unit"], "value": t.value, "fused_with": t.user_attrs.get("fused_with"),
                      "images": int(summary["step"]) * int(config["batch_size"])})
     return rows

@@ -5,7 +5,7 @@ import functools
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from resnet_core.values import read_yaml
 
 PAPER_FILE = Path(__file__).with_name("paper.yaml")
 
@@ -41,7 +41,7 @@ class PaperValue(tuple):
 
 @functools.lru_cache(maxsize=1)
 def load_paper() -> dict[str, Any]:
-    return yaml.safe_load(PAPER_FILE.read_text())
+    return read_yaml(PAPER_FILE)
 
 
 def paper_entries() -> list[dict[str, Any]]:

@@ -339,14 +339,20 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
         if not cell:
             cell = ",".join(f"{k}={v}" for k, v in params.items()) if params else f"trial{t.number}"
         run_dir = _resolve_run_dir(ua.get("run_dir"), dirs)
+        damaged = None
         try:
             summary = read_summary(run_dir) if run_dir else {}
-        except ConfigError as e:  # a damaged record: warn, leave the run out, count it
-            _warn(f"{e}; trial {t.number} left out of the report")
+        except ConfigError as e:
+            summary, damaged = {}, str(e)
+        if damaged and t.state.name == "COMPLETE":  # the study holds its result: the row comes from the trial's attrs
+            _warn(f"{damaged}; trial {t.number} is COMPLETE in the study: its numbers are taken from the study")
+            summary = {"status": "complete"}
+        elif damaged:  # a damaged record: warn, leave the run out, count it
+            _warn(f"{damaged}; trial {t.number} left out of the report")
             rows.append({"trial": t.number, "state": t.state.name, "cell": str(cell), "cell_params": dict(params),
                          "seed": ua.get("seed"), "slot": ua.get("slot"), "run_dir": str(run_dir),
                          "run_dir_attr": ua.get("run_dir"), "record": False, "status": "unreadable",
-                         "reason": str(e), "name": ua.get("name"), "value": None,
+                         "reason": damaged, "name": ua.get("name"), "value": None,
                          **{key: float("nan") for key in NUMBERS}})
             continue
         if run_dir:
@@ -385,14 +391,14 @@ def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[
     """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
     if not grid_file:
         return None
-    from resnet_core.values import load_yaml_text
+    from resnet_core.values import read_yaml
 
     path = Path(str(grid_file))
     candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
     for p in candidates:
         if p.exists():
             try:
-                grid = (load_yaml_text(p.read_text()) or {}).get("grid")
+                grid = (read_yaml(p) or {}).get("grid")
             except Exception:
                 return None
             if not isinstance(grid, Mapping) or not grid or set(grid) != set(axes):

@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .flops import forward_flops
 from .model import build_model, count_params
 from .overrides import apply_overrides
-from .values import load_yaml_text
+from .values import read_yaml
 from .zoo import INPUT_SIZE, NAMED_MODELS, named_model
 
 TABLE_SKIP = {"resnet1202", "preresnet1001"}  # their FLOP count takes seconds; describe them with --config
@@ -29,10 +29,7 @@ def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> Mode
         if not path.exists():
             raise ConfigError(f"--config {source!r} is neither a named model nor a file; "
                               f"named models: {', '.join(NAMED_MODELS)}")
-        try:
-            loaded = load_yaml_text(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        loaded = read_yaml(path) or {}
         d = dict(loaded.get("model", loaded)) if isinstance(loaded, dict) else {}
     overrides = [o[len("model."):] if o.startswith("model.") else o for o in overrides]
     return ModelConfig.from_dict(apply_overrides(d, overrides))

@@ -35,7 +35,8 @@ from .optimizers import build_optimizer, needs_eager, reset_state, set_momentum
 from .grad_probes import GradProbe
 from .overrides import diff_keys, get_dotted
 from .provenance import provenance
-from .record import RunRecord, read_config, read_metrics, read_summary
+from .record import RunRecord, read_config, read_metrics
+from .signals import DeferredSignals, interrupt_reason
 from .run_config import RunConfig, resolved_dict
 from .schedules import lr_at, milestone_steps, momentum_at, total_steps
 
@@ -690,7 +691,7 @@ class _Trainer:
         return ckpt.member_checkpoint(self.model_for_state(), self.opt, g, step=step, best_val=m.best_val,
                                       best_test=m.best_test, model_config=self.member_models[g].to_dict(),
                                       run_config=m.resolved, wall_time_s=self.wall_time, images=self.images_seen,
-                                      rng=ckpt.global_rng_state())
+                                      rng=ckpt.global_rng_state(), precision_changed=self.precision_change)
 
     def _ran_compiled(self) -> bool:
         """Whether the steps ran compiled: fast is compile and the compiled step (or the graph over it) ran."""
@@ -735,6 +736,7 @@ class _Trainer:
             "fast_path_checked": self._guarded and not self._is_reference(), "guard_s": self.guard_s,
             "compile_s": self.compile_s, "precision_changed": self.precision_change,
             "provenance": provenance(),  # the code and library versions that produced this record
+            "resume_note": getattr(self, "resume_note", None),   # a damaged checkpoint this run resumed around
         }
 
     # -- resume -----------------------------------------------------------------------------------------------
@@ -748,7 +750,11 @@ class _Trainer:
         if not all(p.exists() for p in paths):
             missing = ", ".join(str(p.parent) for p in paths if not p.exists())
             raise ConfigError(f"cannot resume fused members: no last.pt in {missing} (resume them separately)")
-        states = [ckpt.load(p) for p in paths]
+        states = self._readable_checkpoints(paths)
+        if states is None:  # no readable checkpoint at all: start over, cleanly (resume_note says why)
+            for m in self.members:
+                m.record.truncate_after(0)
+            return 0
         steps = {s["step"] for s in states}
         if len(steps) != 1:
             raise ConfigError(f"cannot resume fused members from different steps {sorted(steps)}")
@@ -772,7 +778,7 @@ class _Trainer:
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         self.step_t.fill_(step)
-        change = read_summary(self.members[0].record.dir).get("precision_changed")
+        change = states[0].get("precision_changed")
         if change and self.amp is not None:  # replayed in full precision before the interruption: stay there
             self.amp, self.precision_change = None, change
         return step
@@ -815,9 +821,47 @@ class _Trainer:
         self._say(f"precision: {self.precision_change['reason']}")
         return start
 
+    def _readable_checkpoints(self, paths: list[Path]) -> list[dict[str, Any]] | None:
+        """Every member's last.pt; where one is damaged (a kill or a full disk mid-write), the newest checkpoint
+        every member has readable (a periodic ``epoch_*.pt`` / ``step_*.pt``), or None (start from scratch).
+        A fallback is warned about and recorded in the summary (``resume_note``)."""
+        try:
+            return [ckpt.load(p) for p in paths]
+        except ConfigError as e:
+            damaged = str(e)
+        found: list[dict[int, dict[str, Any]]] = []
+        for m in self.members:
+            states = {}
+            for p in sorted(m.record.dir.glob("epoch_*.pt")) + sorted(m.record.dir.glob("step_*.pt")) + \
+                    [m.record.dir / "last.pt"]:
+                try:
+                    state = ckpt.load(p)
+                except ConfigError:
+                    continue
+                states[state["step"]] = state
+            found.append(states)
+        common = set.intersection(*(set(f) for f in found))
+        step = max(common, default=None)
+        self.resume_note = (f"{damaged}; resumed from the checkpoint of step {step}" if step is not None else
+                            f"{damaged}; no earlier readable checkpoint: restarted from scratch")
+        warnings.warn(self.resume_note, stacklevel=2)
+        return None if step is None else [f[step] for f in found]
+
+    def _checkpoint_interrupt(self, step: int) -> None:
+        """A graceful stop (a signal between steps, or raised at an evaluation) checkpoints every running member
+        at ``step`` in last.pt, so the resumed run loses nothing; a stop inside a step keeps the last one."""
+        if not self.ref.checkpoint or self.signals.inside:
+            return
+        for g in self._active():
+            try:
+                ckpt.atomic_save(self._member_ckpt(g, step), self.members[g].record.dir / "last.pt")
+            except Exception as e:  # noqa: BLE001 - the interrupt goes on; the last evaluation's checkpoint stays
+                warnings.warn(f"no checkpoint at the interrupt (step {step}): {_first_line(e)}", stacklevel=2)
+
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[RunResult]:
         self.wall_time, self.img_per_s, self.images_seen, self.data_time = 0.0, 0.0, 0, 0.0
+        self.resume_note: str | None = None
         start = self._resume() if resume else 0
         wall0 = self.wall_time
         for g, m in enumerate(self.members):
@@ -827,6 +871,7 @@ class _Trainer:
         t_win, images_win = t0, 0
         step = start
         self._keep_last_good(step)
+        self.signals = DeferredSignals().__enter__()
         try:
             while step < self.total and self._active():
                 epoch, first = divmod(step, self.spe)
@@ -839,11 +884,12 @@ class _Trainer:
                         if batch is None:
                             break
                         x, y = batch
-                        self._set_lr(step)
-                        self._run_step(x, y)
-                        step += 1
-                        self.win_count += 1
-                        images_win += x.shape[0]
+                        with self.signals.step():   # a stopping signal waits for the step to end
+                            self._set_lr(step)
+                            self._run_step(x, y)
+                            step += 1
+                            self.win_count += 1
+                            images_win += x.shape[0]
                         if self._log_due(step) or step % self.eval_interval == 0 or step == self.total:
                             now = time.perf_counter()
                             if self.graphs is not None:
@@ -866,11 +912,19 @@ class _Trainer:
                     t_win, images_win = time.perf_counter(), 0
         except BaseException as e:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            if status == "interrupted":
+                self.images_seen += images_win
+                self.wall_time = wall0 + time.perf_counter() - t0
+                self.img_per_s = self.images_seen / max(self.wall_time, 1e-9)
+                self._checkpoint_interrupt(step)
+            reason = interrupt_reason(e) if status == "interrupted" else f"{type(e).__name__}: {e}"
             for g in self._active():
-                self.members[g].status, self.members[g].reason = status, f"{type(e).__name__}: {e}"
+                self.members[g].status, self.members[g].reason = status, reason
                 self.members[g].record.write_summary(self._summary(g, step))
                 _emit(self.callbacks, "on_end", g, self._summary(g, step))
             raise
+        finally:
+            self.signals.__exit__()
         for g in self._active():
             self.members[g].status = "complete"
             self._finish(g, step)

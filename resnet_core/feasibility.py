@@ -49,6 +49,10 @@ def check_trainable(rc: Any, *, image_size: int, channels: int, classes: int, n_
     size = rc.data.resize or image_size
     if n_train is not None:
         n = train_count(n_train, rc.data.val_size)
+        if n <= 0:
+            raise ConfigError(f"data.val_size {rc.data.val_size!r} holds out {n_train - n} images but the train split "
+                              f"has only n_train {n_train}: no training images would be left; give data.val_size "
+                              f"below {n_train} (or a fraction in [0, 1))")
         if n < rc.batch_size:
             raise ConfigError(f"batch_size {rc.batch_size} is larger than the {n} training images left after "
                               f"data.val_size {rc.data.val_size!r}: an epoch would have no full batch")

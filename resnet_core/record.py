@@ -23,7 +23,7 @@ from typing import IO, Any, Iterable, Iterator
 import yaml
 
 from .errors import ConfigError
-from .values import load_yaml_text
+from .values import read_yaml
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -50,6 +50,17 @@ def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files of ``atomic_file`` (``.<name>.*.tmp``) that a killed writer left in ``folder``
+    (each up to a whole checkpoint); the run's one writer calls this before it writes. Returns what it removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
@@ -82,6 +93,7 @@ class RunRecord:
     def __init__(self, run_dir: Path | str) -> None:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)
         self.metrics_path = self.dir / "metrics.jsonl"
         self.summary_path = self.dir / "summary.json"
         self.config_path = self.dir / "config.yaml"
@@ -151,7 +163,7 @@ def read_summary(run_dir: Path | str) -> dict[str, Any]:
 
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / "config.yaml"
-    return load_yaml_text(path.read_text()) if path.exists() else {}
+    return read_yaml(path) if path.exists() else {}
 
 
 def metrics_frame(run_dir: Path | str, splits: Iterable[str] | None = None):

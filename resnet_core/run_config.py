@@ -6,14 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from .config import ModelConfig
 from .data.config import DataConfig
 from .errors import ConfigError, choices_error
 from .overrides import apply_overrides
 from .schedules import ScheduleConfig
-from .values import check_fields, check_range, load_yaml_text
+from .values import check_fields, check_range, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
@@ -144,13 +142,7 @@ def _section_from_dict(section: type, name: str, d: dict[str, Any]) -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        loaded = load_yaml_text(path.read_text())
-    except yaml.YAMLError as e:
-        first = str(e).replace("\n", " ")
-        raise ConfigError(f"{path}: not valid YAML ({first[:160]})") from None
+    loaded = read_yaml(path)
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

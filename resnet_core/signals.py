@@ -56,6 +56,21 @@ def interrupt_code(e: BaseException) -> int:
     return EXIT_SIGTERM if isinstance(e, Terminated) else EXIT_SIGINT
 
 
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is a full disk: ENOSPC, or torch's zip writer failing (``[enforce fail at
+    inline_container.cc…] … file write failed``, what ``torch.save`` raises when the disk fills)."""
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("No space left" in text or
+                                            ("inline_container" in text and "write failed" in text))
+
+
+def disk_full_error(e: BaseException) -> OSError:
+    """``e`` (``disk_full``) as the ENOSPC OSError that ``os_error_line`` turns into one line."""
+    return e if isinstance(e, OSError) else OSError(errno.ENOSPC, "No space left on device")
+
+
 def os_error_line(e: OSError) -> str:
     """An OSError as one line for the user: what, which file, and what to do."""
     where = f" {e.filename}" if e.filename else ""
@@ -67,3 +82,54 @@ def os_error_line(e: OSError) -> str:
     if e.errno in (errno.ENOTDIR, errno.EEXIST):
         return f"{(where.strip() or 'a path')}: a part of this path is a file, not a folder"
     return f"{e.strerror or type(e).__name__}{':' + where if where else ''}"
+
+
+def interrupt_reason(e: BaseException) -> str:
+    """A run's ``reason`` when a signal stopped it: ``interrupted (Ctrl-C)``, ``interrupted (SIGTERM)``."""
+    text = str(e).removeprefix("signal ").strip()
+    return f"interrupted ({text or 'Ctrl-C'})"
+
+
+class DeferredSignals:
+    """While a training step runs, a stopping signal (SIGINT, SIGTERM, SIGUSR1/2 wherever a Python handler raises
+    for it) waits for the step to end, so the state a graceful stop checkpoints is a whole step's. A second signal
+    during the same step is not deferred (a stuck step can still be stopped). Main thread only; elsewhere a no-op."""
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.pending: tuple[int, Any] | None = None
+        self.inside = False
+        self._handler = self._on_signal   # one bound method, to recognise it when restoring
+
+    def __enter__(self) -> "DeferredSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                prev = signal.getsignal(s)
+                if callable(prev):
+                    self.previous[s] = prev
+                    signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, prev in self.previous.items():
+            if signal.getsignal(s) == self._handler:   # a handler that re-armed itself stays as it set itself
+                signal.signal(s, prev)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.inside and self.pending is None:
+            self.pending = (signum, frame)
+            return
+        self.previous[signum](signum, frame)
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """Around one training step: a signal that arrives inside is handled when the step has ended. A step
+        that raises leaves ``inside`` set: its state is not a whole step's (and later signals wait)."""
+        self.inside = True
+        yield
+        self.inside = False
+        if self.pending is not None:
+            (signum, frame), self.pending = self.pending, None
+            self.previous[signum](signum, frame)

@@ -15,8 +15,9 @@ keep their min and last value in the summary. Per-layer norms (``grad_norm/<stag
 hidden from the automatic panels; what shows is one series per stage (``grad_norm_stage/<stage>``: the root sum of
 squares of the stage's layer norms), so a ResNet-110 opens a few dozen panels, not 400+.
 
-No secrets: W&B records the command line; passwords in URLs there (``postgresql://user:PASSWORD@…``) and the
-values of secret-looking environment variables are masked in what ``wandb.init`` sees.
+No secrets: W&B records the command line; secrets in URLs there (``postgresql://user:PASSWORD@…``,
+``?password=…``: ``redact.scrub``) and the values of secret-looking environment variables are masked in what
+``wandb.init`` sees.
 """
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from . import redact
 from .errors import choices_error
+from .redact import mask_url
 
 MODES = ("auto", "online", "offline", "disabled")
 SUMMARY_KEYS = ("status", "reason", "step", "n_parameters", "final_test_error", "test_error_at_best_val", "final_val_error",
@@ -75,18 +78,17 @@ STEP_METRIC = "iteration"
 PER_LAYER = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
 STAGE_SERIES = {"grad_norm": "grad_norm_stage", "weight_norm": "weight_norm_stage"}
 ERRORS = ("train/error", "val/error", "test/error")
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 _SECRET_ENV = re.compile(r"PASS|SECRET|TOKEN|API_KEY|_URL$|CREDENTIAL", re.I)
 
 
 # -- secrets ----------------------------------------------------------------------------------------------------
 def scrub(text: str) -> str:
-    """``text`` with URL passwords (``scheme://user:***@host``) and secret environment values masked."""
-    text = _URL_PASSWORD.sub(r"\1***@", text)
+    """``text`` with URL secrets masked (``redact.scrub``: passwords, secret query parameters) and the values of
+    secret-looking environment variables."""
     for name, value in os.environ.items():
         if len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
-            text = text.replace(value, _URL_PASSWORD.sub(r"\1***@", value) if "://" in value else "***")
-    return text
+            text = text.replace(value, mask_url(value) if "://" in value else "***")
+    return redact.scrub(text)
 
 
 @contextlib.contextmanager

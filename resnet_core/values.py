@@ -5,6 +5,9 @@ YAML. PyYAML implements YAML 1.1, where ``5e-4`` (no dot) is a *string*; YAML 1.
 number. ``Loader`` is PyYAML's ``SafeLoader`` with YAML 1.2's float syntax added (``1e-5``, ``5E+3``, ``-2e3``), so
 ``load_yaml_text`` and ``parse_value`` (the ``--set`` values, lists included) give the same typed values.
 
+Every YAML file is read by ``read_yaml``: UTF-8, and a key given twice in one mapping is refused with its line
+(PyYAML would keep the last one silently).
+
 Types. ``check_fields(obj, prefix)`` checks each field of a config dataclass against its annotation (``int``,
 ``float``, ``bool``, ``str``, ``list[float]``, ``X | None``, ``int | float``): a bool is not an int, an int is a
 float, a float must be finite. Range checks stay with each dataclass's ``validate``.
@@ -16,6 +19,7 @@ import math
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -35,9 +39,62 @@ Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping (PyYAML keeps the last silently: a whole axis or block would vanish)."""
+
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(problem=f"key {key!r} given twice in one mapping (line {line}; first at line {first})")
+        self.key, self.line, self.first = key, line, first
+
+    def __str__(self) -> str:
+        return str(self.problem)
+
+
+def _construct_mapping(loader: Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    """``SafeLoader.construct_mapping`` that refuses a key written twice (merge keys ``<<`` may be overridden)."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+        try:
+            if key in seen:
+                raise DuplicateKeyError(key, line, seen[key])
+            seen[key] = line
+        except TypeError:  # an unhashable key: PyYAML's own error follows
+            continue
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+Loader.construct_mapping = _construct_mapping  # type: ignore[method-assign]
+
+
 def load_yaml_text(text: str) -> Any:
-    """Parse YAML text with ``Loader``. Raises ``yaml.YAMLError``."""
+    """Parse YAML text with ``Loader``. Raises ``yaml.YAMLError`` (``DuplicateKeyError`` for a key given twice)."""
     return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The one reader of YAML files (grids, run configs, recipes, model files): UTF-8 text parsed by ``Loader``.
+    Raises a one-line ``ConfigError`` naming the file for a missing or undecodable file, invalid YAML and a key
+    given twice (with its line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" if not path.exists() else f"{path} is not a file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}); save it as UTF-8"
+                          ) from None
+    try:
+        return load_yaml_text(text)
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{path} line {e.line}: {e}; keep one") from None
+    except yaml.YAMLError as e:
+        first = " ".join(str(e).split())
+        raise ConfigError(f"{path}: not valid YAML ({first[:160]})") from None
 
 
 def parse_value(raw: str) -> Any:
@@ -47,6 +104,8 @@ def parse_value(raw: str) -> Any:
         return ""
     try:
         return load_yaml_text(raw)
+    except DuplicateKeyError as e:
+        raise ConfigError(f"--set value {raw!r}: {e}") from None
     except yaml.YAMLError:
         return raw
 

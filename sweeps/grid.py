@@ -216,6 +216,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
     d = load_yaml(path)  # ConfigError on a missing file or unparsable YAML
     if not d:
         raise ConfigError(f"{path}: empty grid file; it needs at least `study` and `base`")
+    _check_trial_keys(overrides, d.get("seeds"))
     overrides = _pin_axes(d, overrides)
     base = d.get("base")
     if overrides:
@@ -240,6 +241,22 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
         return parse_grid(d, grid_file=str(path))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _check_trial_keys(overrides: Sequence[str], seeds: Any) -> None:
+    """``--set seed=…`` / ``--set name=…`` would be overwritten in every trial: refused, naming what to do instead
+    (``device`` is a base key the workers take: see ``sweep.worker_devices``)."""
+    from resnet_core.overrides import parse_assignment
+
+    for text in overrides:
+        key, value = parse_assignment(text)
+        if key == "seed":
+            raise ConfigError(f"--set seed={value}: a sweep takes each trial's seed from `seeds` "
+                              f"({seeds if seeds is not None else [0]} here); write seeds: [{value}] in the grid "
+                              f"file, or use `train --set seed={value}` for one run")
+        if key == "name":
+            raise ConfigError(f"--set name={value}: a sweep names each trial <study>-<cell>-s<seed>; rename the "
+                              f"study with --study NAME")
 
 
 def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
@@ -275,6 +292,10 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     if not isinstance(base, dict):
         raise ConfigError(f"base must be a mapping (a run config), got {base!r}")
     base = copy.deepcopy(base)
+    for key, instead in (("seed", "list the seeds in `seeds:`"), ("name", "the study's name is `study:`")):
+        if key in base:   # every trial sets it: a value here would be dropped without a word
+            raise ConfigError(f"base.{key} ({base[key]!r}) is {RESERVED_AXES[key]} in every trial; remove it "
+                              f"({instead})")
 
     grid = d.get("grid") or {}
     if not isinstance(grid, dict):
@@ -472,12 +493,17 @@ def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any
 
 def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
-    it (synthetic, the torchvision sets); other datasets are checked when a trial loads them."""
+    it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
+    loads them."""
     from resnet_core.feasibility import check_trainable
 
     from .estimate import dataset_shape
 
     def check(rc: RunConfig) -> None:
+        if rc.data.name == "imagefolder":   # a missing or empty tree: refused before the study exists
+            from resnet_core.data.imagefolder import check_imagefolder
+
+            check_imagefolder(rc.data.path)
         shape = dataset_shape(rc)
         if shape is not None:
             n_train, _, size, channels, classes = shape

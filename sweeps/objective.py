@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from resnet_core.signals import disk_full, disk_full_error
+
 from .cells import Cell
 from .grid import GridSpec
 from .params import ensure_params, study_space
@@ -159,8 +161,8 @@ def _failure(e: BaseException) -> Outcome:
 
 def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, train: Callable,
                   stop: Callable[[], bool] | None = None) -> Outcome:
-    """Train one trial and turn the RunResult into an Outcome. KeyboardInterrupt propagates (the worker records the
-    trial as interrupted); every other exception is a failed trial."""
+    """Train one trial and turn the RunResult into an Outcome. KeyboardInterrupt and a full disk (an ENOSPC
+    OSError) propagate (the worker records the trial as interrupted); every other exception is a failed trial."""
     attrs = trial.user_attrs
     run_dir = Path(study_dir) / attrs["run_dir"]
     resume = bool(attrs.get("resume"))
@@ -177,6 +179,8 @@ def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, t
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - a failed trial is a result, not the end of the study
+        if disk_full(e):   # not the trial's fault: it stays resumable (the worker records it interrupted)
+            raise disk_full_error(e) from None
         return _failure(e)
     return outcome_of(spec, result, cb)
 
@@ -229,6 +233,8 @@ def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, s
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001
+        if disk_full(e):
+            raise disk_full_error(e) from None
         failed = _failure(e)
         return [Outcome(failed.state, failed.value, dict(failed.attrs)) for _ in trials]
     return [outcome_of(spec, r, cb) for r, cb in zip(results, cbs)]

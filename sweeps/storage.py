@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from resnet_core.errors import ConfigError
+from resnet_core.redact import connect_url, scrub
 
 from .optuna_adapter import cached_rdb, rdb_engine
 from .study_format import journal_path, mask_url
@@ -61,13 +62,13 @@ def resolve_storage(storage: str | None, root: str | Path, study: str) -> Storag
         return StorageRef("journal", str(Path(storage)), storage)
     scheme = storage.split("://", 1)[0].lower()
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        return StorageRef("postgresql", _pg_driver_url(storage), mask_url(storage))
+        return StorageRef("postgresql", _pg_driver_url(connect_url(storage)), mask_url(storage))
     if scheme.startswith("sqlite"):
-        return StorageRef("sqlite", storage, storage)
+        return StorageRef("sqlite", storage, mask_url(storage))
     if scheme.startswith(("mysql", "mariadb", "oracle", "mssql")):
-        return StorageRef("rdb", storage, mask_url(storage))
-    raise ConfigError(f"--storage {storage!r}: unknown scheme {scheme!r}; use postgresql://…, sqlite:///… or a "
-                      f"path to a .journal file")
+        return StorageRef("rdb", connect_url(storage), mask_url(storage))
+    raise ConfigError(f"--storage {mask_url(storage)!r}: unknown scheme {scheme!r}; use postgresql://…, sqlite:///… "
+                      f"or a path to a .journal file")
 
 
 def _pg_driver_url(url: str) -> str:
@@ -142,7 +143,7 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
         return cached_rdb(rdb)  # the cached wrapper create_study would make; one object for all
     except Exception as e:  # noqa: BLE001 - a connection failure is one line for the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot open storage {ref.display}: {first[:200]}") from None
+        raise ConfigError(f"cannot open storage {ref.display}: {scrub(first, [ref.url])[:200]}") from None
 
 
 # -- locks ------------------------------------------------------------------------------------------------------

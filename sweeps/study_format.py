@@ -1,19 +1,21 @@
 """The study format: what a sweep writes into its Optuna study and what readers (``reports``) read back.
 
 One home for the names and rules both sides use, so a reader never re-derives them:
-- where a study lives by default (``<root>/<study>/optuna.journal``) and how a storage URL is shown (password
-  masked);
+- where a study lives by default (``<root>/<study>/optuna.journal``) and how a storage URL is shown (``mask_url``,
+  from ``resnet_core.redact``: password and secret query parameters masked);
 - a cell id (``model.depth=20,model.shortcut=none``: YAML-like scalars, so ``true`` / ``null``, not Python's);
 - a trial's user attrs (``unit_attrs``; the run summary's ``params`` is stored as ``n_parameters``);
 - the status of a trial from its Optuna state and ``status`` user attr (``trial_status``).
 
-Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module imports neither Optuna nor torch.
+Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module imports no Optuna.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from resnet_core.redact import mask_url  # noqa: F401 - how a storage URL is shown (one home: resnet_core.redact)
 
 if TYPE_CHECKING:
     from .grid import Unit
@@ -38,19 +40,6 @@ def journal_path(root: str | Path, study: str) -> Path:
 def find_journals(root: str | Path) -> list[Path]:
     """Every ``<root>/*/optuna.journal``, sorted."""
     return sorted(Path(root).glob(f"*/{JOURNAL_NAME}"))
-
-
-def mask_url(url: str) -> str:
-    """Hide a password: postgresql://user:***@host/db. Everything between ``user:`` and the *last* ``@`` is the
-    password (a raw ``@`` inside it must not leak its tail)."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    if "@" in rest:
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            rest = f"{creds.split(':', 1)[0]}:***@{host}"
-    return f"{scheme}://{rest}"
 
 
 # -- cells ------------------------------------------------------------------------------------------------------

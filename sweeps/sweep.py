@@ -202,6 +202,19 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
 
 
 # -- the launch -------------------------------------------------------------------------------------------------
+def worker_devices(spec: GridSpec, devices: str | None) -> list[str]:
+    """The workers' devices: ``--devices``, else the grid's ``base.device`` (unless auto), else every GPU or the
+    CPU. A device that is not here is a one-line ``ConfigError`` naming where it was asked for."""
+    asked = spec.base.get("device")
+    if devices or asked in (None, "auto"):
+        return parse_devices(devices)
+    try:
+        return parse_devices(str(asked))
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("--devices", "base.device", 1) + " (--devices overrides base.device)"
+                          ) from None
+
+
 def make_study_dir(study_dir: Path, root: str | Path) -> None:
     """Create the study folder, or a one-line ``ConfigError`` saying why it cannot be written."""
     try:
@@ -233,7 +246,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
 
         check_launch(launcher, ref, shared_fs=shared_fs, devices=devices, dry=dry)
         slurm_cfg = parse_launcher(spec.launcher, slurm)
-    devs = parse_devices(devices if slurm_cfg is None or slurm_cfg.gpus_per_worker else "cpu")
+    devs = worker_devices(spec, devices if slurm_cfg is None or slurm_cfg.gpus_per_worker else "cpu")
     asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)
@@ -248,8 +261,12 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     _quiet()
-    make_study_dir(study_dir, root)
-    st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
+    if ref.is_rdb:   # a database that cannot be reached leaves no empty study folder behind
+        st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
+        make_study_dir(study_dir, root)
+    else:
+        make_study_dir(study_dir, root)
+        st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir)
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))

@@ -274,11 +274,12 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
             else:
                 outcomes = run_fused_objective(spec, trials, device=ws.device, study_dir=study_dir,
                                                train_members=members_fn, stops=stops)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OSError) as e:   # a stop, or a full disk: the trials resume on the next launch
+        why = f"interrupted: {os_error_line(e)}" if isinstance(e, OSError) else "interrupted: the worker was stopped"
         for trial in trials:
             try:
                 trial.set_user_attr("status", "interrupted")
-                trial.set_user_attr("reason", "interrupted: the worker was stopped")
+                trial.set_user_attr("reason", why)
                 study.tell(trial, state=TrialState.FAIL)
             except Exception:  # noqa: BLE001
                 pass

@@ -421,9 +421,14 @@ def test_report_leaves_out_a_run_with_a_damaged_summary_and_counts_bad_metric_li
     data = load_study("dmg", root=tmp_path / "runs")
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if line.startswith("warning:") and "summary.json" in line]
-    assert len(warned) == 2 and all("left out" in w for w in warned) and "Traceback" not in err
+    assert len(warned) == 2 and "Traceback" not in err
     assert "empty summary.json" in warned[0] and "truncated" in warned[1]
-    assert data.counts()["unreadable"] == 2 and "2 left out (unreadable run record)" in data.status_line()
+    # issue 30: the trials are COMPLETE in the study, so the report counts them with the study's numbers
+    assert all("COMPLETE in the study" in w for w in warned)
+    assert data.counts()["unreadable"] == 0 and "left out" not in data.status_line()
+    for d in dirs[:2]:
+        row = data.runs[data.runs["run_dir"] == str(d)].iloc[0]
+        assert row["status"] == "complete" and row["final_test_error"] == row["value"] > 0
     run = data.runs[data.runs["run_dir"] == str(dirs[2])]
     data.metrics(run["run_dir"].iloc[0] if len(run) else str(dirs[2]))
     assert any("metrics.jsonl: 1 unreadable line skipped (line 4)" in n for n in data.notes)
@@ -497,6 +502,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "interrupted (SIGTERM)" in err
     assert read_summary(summary.parent)["status"] == "interrupted"
+    assert read_summary(summary.parent)["reason"] == "interrupted (SIGTERM)"   # not "Terminated: signal SIGTERM"
     from sweeps.storage import StorageRef, open_storage
 
     path = str(root / "term" / "optuna.journal")
@@ -557,3 +563,276 @@ def test_overrides_leave_the_given_config_unchanged():
     changed = apply_overrides(base, ["optim.lr=0.2", "model={depth: 8}", "seed=3"])
     assert changed == {"optim": {"lr": 0.2, "momentum": 0.9}, "model": {"depth": 8}, "seed": 3}
     assert base == {"optim": {"lr": 0.1, "momentum": 0.9}, "model": {"depth": 20}}
+
+
+# == 5. issue 30: nothing leaked, nothing silently ignored, nothing lost to one damaged file =====================
+# -- kind 1: no credential of a storage URL reaches output, a record, a report or W&B ---------------------------
+AT_PASSWORD = "Wx9@Tail7q2LeakMe"      # a raw '@' inside a password
+
+
+def _url_shapes(pg_url: str, tmp_path: Path) -> dict[str, tuple[str, list[str]]]:
+    """Every shape a secret can take in a storage URL → (url, the secrets that must appear nowhere)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(pg_url)
+    host = f"{u.host}:{u.port}/{u.database}"
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{u.host}:{u.port}:{u.database}:{u.username}:{u.password}\n")
+    passfile.chmod(0o600)
+    return {
+        "userinfo": (pg_url, [u.password]),
+        "query": (f"postgresql://{u.username}@{host}?password={u.password}", [u.password]),
+        "sslpassword": (f"postgresql://{u.username}@{host}?password={u.password}&sslpassword=SslSecret42x",
+                        [u.password, "SslSecret42x"]),
+        "passfile": (f"postgresql://{u.username}@{host}?passfile={passfile}", [u.password]),
+        "raw-at": (f"postgresql://atuser:{AT_PASSWORD}@{host}", [AT_PASSWORD, "Tail7q2LeakMe"]),
+    }
+
+
+def _grep_tree(root: Path, secrets: list[str]) -> list[str]:
+    return [f"{p}: {s}" for p in root.rglob("*") if p.is_file() for s in secrets if s.encode() in p.read_bytes()]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("shape", ["userinfo", "query", "sslpassword", "passfile", "raw-at"])
+def test_no_storage_secret_reaches_any_output_line_or_file(shape, pg_url, tmp_path):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.connect() as conn:   # a role whose password holds a raw '@' (the server is a throwaway one)
+        conn.execute(sqlalchemy.text("DROP ROLE IF EXISTS atuser"))
+        conn.execute(sqlalchemy.text(f"CREATE ROLE atuser LOGIN SUPERUSER PASSWORD '{AT_PASSWORD}'"))
+        conn.commit()
+    engine.dispose()
+    url, secrets = _url_shapes(pg_url, tmp_path / "..")[shape]
+    study = f"leak-{shape}-{os.getpid()}"
+    root = tmp_path / "runs"
+    grid = grid_file(tmp_path / "g.yaml", study)
+    outputs = [cli("sweep", str(grid), "--root", str(root), "--storage", url, "--workers", "1", "--wandb", "offline",
+                   timeout=600)]
+    assert outputs[0].returncode == 0, outputs[0].stderr
+    outputs.append(cli("report", study, "--root", str(root), "--storage", url, timeout=600))
+    assert outputs[1].returncode == 0, outputs[1].stderr
+    outputs.append(cli("studies", "--storage", url))
+    assert study in outputs[2].stdout and "***" in outputs[0].stdout + outputs[2].stdout
+    assert (root / study / "report" / "table.md").is_file() and list(root.glob(f"{study}/trials/*/wandb/offline-*"))
+    printed = "".join(p.stdout + p.stderr for p in outputs)
+    assert [s for s in secrets if s in printed] == [], printed
+    assert _grep_tree(root, secrets) == []
+
+
+def test_a_failing_connection_with_a_raw_at_password_prints_no_tail_and_leaves_no_folder(tmp_path):
+    root = tmp_path / "runs"
+    grid = grid_file(tmp_path / "g.yaml", "unreachable")
+    url = f"postgresql://alice:{AT_PASSWORD}@127.0.0.1:1/db?sslpassword=SslSecret42x"
+    p = cli("sweep", str(grid), "--root", str(root), "--storage", url)
+    line = assert_one_line_error(p.returncode, p.stderr, "cannot open storage", "alice:***@127.0.0.1:1")
+    for secret in ("Wx9", "Tail7q2LeakMe", "SslSecret42x"):
+        assert secret not in p.stdout + line
+    assert not (root / "unreachable").exists()
+
+
+@pytest.mark.parametrize("url, masked", [
+    ("postgresql://u@h/db?password=s3cret&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("postgresql://u:pw@h/db?sslpassword=k3y&passfile=/home/u/.pgpass",
+     "postgresql://u:***@h/db?sslpassword=***&passfile=***"),
+    ("postgresql://u:Wx9@Tail@h:5/db", "postgresql://u:***@h:5/db"),
+])
+def test_every_secret_of_a_url_is_masked_wherever_text_is_scrubbed(url, masked, monkeypatch):
+    from resnet_core.redact import connect_url, scrub
+    from resnet_core.tracking import scrub as wandb_scrub
+    from sweeps.storage import mask_url, resolve_storage
+
+    assert mask_url(url) == masked == resolve_storage(url, "runs", "s").display
+    assert wandb_scrub(f"resnet-ablate sweep g.yaml --storage {url}") == f"resnet-ablate sweep g.yaml --storage {masked}"
+    for secret in ("s3cret", "k3y", "Wx9@Tail"):   # a driver's message that echoes a secret
+        if secret in url:
+            assert scrub(f"failed to resolve host '{secret}@h'", [url]) == "failed to resolve host '***@h'"
+    from sqlalchemy.engine import make_url
+
+    if "Wx9@Tail" in url:   # the database gets the whole password, and the host is the host
+        assert (make_url(connect_url(url)).password, make_url(connect_url(url)).host) == ("Wx9@Tail", "h")
+
+
+# -- kind 2: every input takes effect or is refused with one line naming it -------------------------------------
+@pytest.mark.parametrize("assignment, words", [
+    ("seed=5", ("--set seed=5", "seeds: [5]")),
+    ("name=x", ("--set name=x", "--study NAME")),
+])
+def test_sweep_set_of_a_per_trial_key_is_refused_naming_it(assignment, words, tmp_path, capsys):
+    grid = grid_file(tmp_path / "g.yaml", "pertrial")
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--set", assignment])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", ["seed", "name"])
+def test_a_per_trial_key_in_a_grid_base_is_refused(key, tmp_path, capsys):
+    grid = grid_file(tmp_path / "g.yaml", "pertrial", base={**TINY, key: 5})
+    assert_one_line_error(main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run"]),
+                          capsys.readouterr().err, f"base.{key}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize("how", ["set", "base"])
+def test_device_cuda_without_cuda_is_refused_not_run_on_the_cpu(how, tmp_path, capsys):
+    base = {**TINY, "device": "cuda"} if how == "base" else TINY
+    grid = grid_file(tmp_path / "g.yaml", "nocuda", base=base)
+    extra = ["--set", "device=cuda"] if how == "set" else []
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), *extra])
+    assert_one_line_error(code, capsys.readouterr().err, "base.device cuda", "CUDA is not available", "--devices")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_device_in_the_grid_base_takes_effect(monkeypatch):
+    import sweeps.worker
+    from sweeps.grid import parse_grid
+    from sweeps.sweep import worker_devices
+
+    monkeypatch.setattr(sweeps.worker, "default_devices", lambda: ["cuda:0", "cuda:1"])   # a GPU machine
+    assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "cpu"}}), None) == ["cpu"]
+    assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "auto"}}), None) == ["cuda:0", "cuda:1"]
+    assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "cuda"}}), "cpu") == ["cpu"]
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("study: d\nbase: {}\ngrid:\n  model.depth: [8, 14]\ngrid:\n  model.shortcut: [none]\n", "grid", 5),
+    ("study: d\nbase:\n  optim: {lr: 0.1}\n  model: {depth: 8}\n  optim: {momentum: 0.5}\n", "optim", 5),
+    ("study: d\nbase:\n  optim:\n    lr: 0.1\n    momentum: 0.9\n    lr: 0.2\n", "lr", 6),
+])
+def test_a_key_given_twice_in_any_yaml_mapping_is_refused_with_its_line(text, key, line, tmp_path, capsys):
+    grid = write_yaml(tmp_path / "g.yaml", text)
+    for argv in (["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run"],
+                 ["train", "--config", str(grid), "--out", str(tmp_path / "run")]):
+        assert_one_line_error(main(argv), capsys.readouterr().err, f"line {line}", repr(key), "twice")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="given twice"):
+        load_run_config(None, ["model={depth: 8, depth: 14}"])
+    assert load_run_config(None, ["model={depth: 8}"]).model.depth == 8
+
+
+def test_yaml_merge_keys_may_still_override():
+    from resnet_core.values import load_yaml_text
+
+    assert load_yaml_text("a: &x {lr: 1, m: 2}\nb:\n  <<: *x\n  lr: 3\n")["b"] == {"lr": 3, "m": 2}
+
+
+def test_a_yaml_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_bytes("study: caf\xe9\nbase: {}\n".encode("latin-1"))
+    for argv in (["sweep", str(grid), "--root", str(tmp_path / "runs")], ["train", "--config", str(grid)],
+                 ["models", "--config", str(grid)]):
+        assert_one_line_error(main(argv), capsys.readouterr().err, "g.yaml", "not UTF-8", "line 1")
+
+
+# -- kind 5: checked early, and said right -----------------------------------------------------------------------
+def test_val_size_larger_than_n_train_names_both(tmp_path, capsys):
+    base = {**TINY, "data": {**TINY["data"], "val_size": 172}}   # n_train 128
+    code = main(["sweep", str(grid_file(tmp_path / "g.yaml", "val", base=base)), "--root", str(tmp_path / "r")])
+    line = assert_one_line_error(code, capsys.readouterr().err, "data.val_size 172", "n_train 128")
+    assert "-44" not in line and not (tmp_path / "r").exists()
+
+
+# -- kind 3: one damaged file costs no more than itself ---------------------------------------------------------
+@pytest.mark.parametrize("damage, periodic, resumed_at", [
+    ("truncate", True, 8), ("empty", True, 8), ("empty", False, 0)])
+def test_a_damaged_last_pt_resumes_from_an_earlier_checkpoint_or_from_scratch(damage, periodic, resumed_at,
+                                                                                 tmp_path):
+    cfg = apply_overrides(json.loads(json.dumps(TINY)), ["schedule.total=12", "eval_every=3"]
+                          + (["checkpoint_every=4"] if periodic else []))
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, callbacks=[InterruptAt(9)])
+    last = run / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2] if damage == "truncate" else b"")
+    with pytest.warns(UserWarning, match="last.pt"):
+        result = train(cfg, run, resume=True)
+    assert result.status == "complete" and result.summary["step"] == 12
+    note = result.summary["resume_note"]
+    assert "last.pt" in note and (f"step {resumed_at}" in note if resumed_at else "from scratch" in note)
+    steps = [r["step"] for r in read_metrics_rows(run) if (r["split"], r["name"]) == ("train", "loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 12   # no step twice: the record was cut back to the resume
+
+
+def read_metrics_rows(run: Path) -> list[dict]:
+    from resnet_core.record import read_metrics
+
+    return list(read_metrics(run))
+
+
+def test_a_graceful_interrupt_checkpoints_the_current_step(tmp_path):
+    """SIGINT between evaluations (eval_every 10,000): last.pt holds the step it stopped at, and a resume goes on
+    from there; the reason reads as an interrupt."""
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(apply_overrides(json.loads(json.dumps(TINY)), [
+        "schedule.total=100000", "eval_every=10000", "log_every=2"])))
+    run = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "train", "--config", str(cfg), "--out", str(run)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists()
+                                          and '"step": 6,' in (run / "metrics.jsonl").read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    summary = read_summary(run)
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert summary["status"] == "interrupted" and summary["reason"] == "interrupted (Ctrl-C)"
+    assert state["step"] == summary["step"] >= 6     # not the last evaluation's (there was none)
+
+
+def test_stale_checkpoint_temporaries_are_removed_on_the_next_start(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / ".last.pt.abc123.tmp").write_bytes(b"x" * 1000)   # kill -9 during a checkpoint write
+    (run / ".summary.json.zz.tmp").write_text("{")
+    assert train(TINY, run).status == "complete"
+    assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file "
+                 "write failed"),
+    OSError(errno.ENOSPC, "No space left on device"),
+], ids=["torch-enforce", "enospc"])
+def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(error, tmp_path, monkeypatch, capsys):
+    import resnet_core.checkpoint
+
+    def full(*a, **k):
+        raise error
+
+    grid = grid_file(tmp_path / "g.yaml", "full")
+    argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]
+    with monkeypatch.context() as m:
+        m.setattr(resnet_core.checkpoint, "atomic_save", full)
+        code = main(argv)
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[sweep]"))
+    assert_one_line_error(code, err, "no space left", "run the same command again")   # progress lines aside
+    from sweeps.storage import StorageRef, open_storage
+
+    path = str(tmp_path / "runs" / "full" / "optuna.journal")
+    trials = optuna.load_study(study_name="full", storage=open_storage(StorageRef("journal", path, path),
+                                                                       read_only=True)).trials
+    assert [t.user_attrs["status"] for t in trials] == ["interrupted"]
+    assert main(argv) == 0   # space freed: the same command finishes it, no --retry-failed
+    assert "1/1 trials done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout, words", [
+    ("missing", ("no such folder",)),
+    ("empty", ("no train/ folder",)),
+    ("no-images", ("train/ has no class folder with an image",)),
+])
+def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layout, words, tmp_path, capsys):
+    path = tmp_path / "images"
+    if layout != "missing":
+        path.mkdir()
+    if layout == "no-images":
+        for split in ("train", "val"):
+            (path / split / "a").mkdir(parents=True)
+    base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none"}}
+    grid = grid_file(tmp_path / "g.yaml", "imf", base=base)
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
+    assert_one_line_error(code, capsys.readouterr().err, "data.path", str(path), *words)
+    assert not (tmp_path / "runs").exists()

@@ -285,3 +285,15 @@ def test_a_diverging_run_names_its_real_step_its_path_and_what_to_try(tmp_path, 
     assert line.startswith(f"tiny: diverged at step {s['diverged_at']}/{s['total_steps']} (non-finite training loss "
                            f"at step {s['diverged_at']}; found at the log of step {s['step']}) on eager, fp32")
     assert "try a lower optim.lr" in line
+
+
+def test_a_run_replayed_in_fp32_stays_in_fp32_when_resumed(tmp_path, monkeypatch):
+    from train_callbacks import InterruptAt
+
+    _poison_under_autocast(monkeypatch, from_step=10)
+    cfg = tiny("precision=auto", fast="eager", eval_every=0.5)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="replayed from step 8 in fp32"):
+        train(cfg, tmp_path / "run", callbacks=[InterruptAt(12)])
+    resumed = train(cfg, tmp_path / "run", resume=True)
+    assert resumed.status == "complete" and resumed.summary["precision"] == "fp32"
+    assert resumed.summary["precision_changed"]["replayed_from_step"] == 8

@@ -38,17 +38,42 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[
     return LabeledImages(torch.stack(images), labels), list(ds.classes)
 
 
-def load_imagefolder(path: str | Path | None, resize: int | None
-                     ) -> tuple[LabeledImages, LabeledImages | None, LabeledImages, list[str]]:
-    """(train, val, test, classes). test is `test/` if present, else `val/`; val is `val/` only when `test/` exists."""
+def check_imagefolder(path: str | Path | None) -> Path:
+    """The ImageFolder root ``path`` if its layout can be loaded (train/ and val/ or test/, each with at least one
+    class folder holding an image, the same classes), without reading an image; else a one-line ``ConfigError``.
+    Cheap enough to run before a sweep writes anything."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     if path is None:
         raise ConfigError("data.name imagefolder needs data.path: a folder with train/ and val/ or test/ subfolders")
     root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data.path {root}: {'not a folder' if root.exists() else 'no such folder'} (an "
+                          f"ImageFolder root needs train/ and val/ or test/)")
     if not (root / "train").is_dir():
         raise ConfigError(f"data.path {root}: no train/ folder (an ImageFolder root needs train/ and val/ or test/)")
-    has_val, has_test = (root / "val").is_dir(), (root / "test").is_dir()
-    if not (has_val or has_test):
+    splits = ["train"] + [s for s in ("val", "test") if (root / s).is_dir()]
+    if len(splits) == 1:
         raise ConfigError(f"data.path {root}: no val/ or test/ folder beside train/")
+    classes = {}
+    for split in splits:
+        found = sorted(d.name for d in (root / split).iterdir() if d.is_dir() and any(
+            f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file()))
+        if not found:
+            raise ConfigError(f"data.path {root}: {split}/ has no class folder with an image "
+                              f"({', '.join(IMG_EXTENSIONS)})")
+        classes[split] = found
+    for split in splits[1:]:
+        if classes[split] != classes["train"]:
+            raise ConfigError(f"data.path {root}: {split}/ has classes {classes[split]}, train/ has {classes['train']}")
+    return root
+
+
+def load_imagefolder(path: str | Path | None, resize: int | None
+                     ) -> tuple[LabeledImages, LabeledImages | None, LabeledImages, list[str]]:
+    """(train, val, test, classes). test is `test/` if present, else `val/`; val is `val/` only when `test/` exists."""
+    root = check_imagefolder(path)
+    has_val, has_test = (root / "val").is_dir(), (root / "test").is_dir()
     train, classes = _load_folder(root / "train", resize)
     test, test_classes = _load_folder(root / ("test" if has_test else "val"), resize)
     val, val_classes = _load_folder(root / "val", resize) if has_val and has_test else (None, classes)
