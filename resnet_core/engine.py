@@ -164,6 +164,9 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
+GUARD_EVAL_IMAGES = 128  # the first evaluation of a split is checked on this many images of its first batch
+
+
 def _log_points(per_epoch: int | None, spe: int) -> set[int] | None:
     """log_per_epoch n: the in-epoch positions (1…spe) after which to log, ceil(k·spe/n) for k = 1…n: evenly spaced,
     the last at the epoch's end. With spe = 235 and n = 5 these are d2l's (i + 1) % (235 // 5) == 0 prints."""
@@ -485,6 +488,7 @@ class _Trainer:
         if self._is_reference() or not self._active():
             return
         x, y = next(iter(self.eval_loaders[split]))
+        x, y = x[:GUARD_EVAL_IMAGES], y[:GUARD_EVAL_IMAGES]
         B = x.shape[0]
         ref = self._reference(x.repeat(1, self.G, 1, 1), y.view(B, 1).expand(B, self.G), evaluate=True)
         while not self._is_reference():
