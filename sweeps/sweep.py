@@ -181,12 +181,15 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
 
 def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequence[str] = (),
                        study: str | None = None, plugins: Sequence[str] = (), out: TextIO | None = None) -> int:
-    """Print the resolved run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its
-    first seed's trial would run it (``device`` is the worker's and left out). ConfigError for an unknown cell."""
+    """Print the run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its first seed's
+    trial will run it here (`resnet_core.plan`: the dataset's classes and channels; a comment line with the device,
+    precision, memory format and fast path; ``device`` is the worker's and left out). ConfigError for an unknown
+    cell."""
     import yaml
 
     from resnet_core.errors import choices_error
-    from resnet_core.run_config import RunConfig, resolved_dict
+    from resnet_core.plan import describe, plan
+    from resnet_core.run_config import RunConfig
 
     out = out or sys.stdout
     spec = load_grid(grid_file, overrides, study=study, plugins=plugins)
@@ -194,9 +197,10 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
     if not cells:
         raise choices_error("--print-config cell", cell, [c.slug for c in spec.cells])
     for i, c in enumerate(cells):
-        cfg = resolved_dict(RunConfig.from_dict(spec.run_config(c, spec.seeds[0])))
+        cfg, ran = plan(RunConfig.from_dict(spec.run_config(c, spec.seeds[0])))
         cfg.pop("device", None)
         print(("---\n" if i else "") + f"# cell {c.id or 'base'} ({c.slug}), seed {spec.seeds[0]}", file=out)
+        print(describe(ran, threads="threads shared out by the launch"), file=out)
         print(yaml.safe_dump(cfg, sort_keys=False).rstrip(), file=out)
     return 0
 
