@@ -319,7 +319,9 @@ class WandbTracker:
         """The command that uploads the offline runs, or None."""
         if not self.offline_dirs:
             return None
-        return "wandb sync " + " ".join(str(d) for d in self.offline_dirs)
+        from .shell import command
+
+        return command("wandb", "sync", *self.offline_dirs)
 
 
 def wandb_callback(*, project: str | None, entity: str | None = None, mode: str | None = None,

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
+from resnet_core import shell
 from resnet_core.errors import ConfigError
 from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
@@ -309,14 +310,14 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         why = "the timeout was reached; " if spec.timeout and not code else ""
         print(f"{why}run the same command again to resume", file=out)
     print(f"study folder: {study_dir}", file=out)
-    print(f"dashboard: optuna-dashboard {ref.dashboard_arg()}", file=out)
+    print(f"dashboard: {shell.command('optuna-dashboard', ref.dashboard_arg())}", file=out)
     if plan.to_run and spec.wandb.get("mode") != "disabled":
         log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
     summary = sorted(study_dir.glob("summary/wandb/offline-run-*"))
     if (offline or summary) and spec.wandb.get("mode") != "disabled":
-        globs = [f"{study_dir}/{g}/wandb/offline-run-*" for g, found in (("trials/*", offline), ("summary", summary))
-                 if found]
+        globs = [shell.glob_arg(study_dir, f"{g}/wandb/offline-run-*")
+                 for g, found in (("trials/*", offline), ("summary", summary)) if found]
         print(f"W&B: {len(offline)} offline trial run(s)" + (" and the study summary run" if summary else "")
               + f"; upload them with: wandb sync {' '.join(globs)}", file=out)
     out.flush()

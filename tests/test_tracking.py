@@ -603,3 +603,35 @@ def test_resnet110_opens_few_panels():
     assert {"train/error", "test/error", "epoch", "grad_norm_stage/stage2"} <= set(shown)
     assert payload["grad_norm_stage/stage1"] == pytest.approx(math.sqrt(sum(
         1.0 for x in layers if x.startswith("stage1."))))
+
+
+# -- 8. printed commands work when pasted ---------------------------------------------------------------------------
+def test_printed_commands_are_shell_quoted_for_a_root_with_spaces_and_non_ascii(tmp_path, monkeypatch):
+    """`--root` with a space, a quote and non-ASCII characters: the printed `wandb sync …` and `optuna-dashboard …`
+    lines, pasted into bash, give each program exactly the existing paths (with the globs expanded)."""
+    import shlex
+    import subprocess
+
+    root = tmp_path / "my runs – Müller's"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["sweep", str(write_grid(tmp_path / "grid.yaml", shortcuts=("identity",), seeds=(0,))),
+                     "--root", str(root), "--workers", "1"]) == 0
+    lines = out.getvalue().splitlines()
+    sync = [x.split("upload them with: ", 1)[1] for x in lines if "upload them with: wandb sync" in x]
+    dashboard = [x.split("dashboard: ", 1)[1] for x in lines if x.startswith("dashboard: ")]
+    assert len(sync) == 1 and len(dashboard) == 1
+    # each program replaced by a shell function that prints its arguments, one per line
+    stub = "wandb() { printf '%s\\n' \"$@\"; }; optuna-dashboard() { printf '%s\\n' \"$@\"; }; "
+    got = subprocess.run(["bash", "-c", stub + sync[0]], capture_output=True, text=True, check=True)
+    args = got.stdout.splitlines()
+    assert args[0] == "sync" and sorted(map(Path, args[1:])) == sorted(
+        [*root.glob(f"{STUDY}/trials/*/wandb/offline-run-*"), *root.glob(f"{STUDY}/summary/wandb/offline-run-*")])
+    assert len(args) == 3
+    got = subprocess.run(["bash", "-c", stub + dashboard[0]], capture_output=True, text=True, check=True)
+    assert got.stdout.splitlines() == [str(root / STUDY / "optuna.journal")]
+    assert shlex.split(dashboard[0])[1] == str(root / STUDY / "optuna.journal")
+    # a single run's sync command (train --wandb) too
+    tracker = WandbTracker(project=PROJECT, mode="offline")
+    tracker.offline_dirs = [root / "a b", root / "c"]
+    assert shlex.split(tracker.sync_command()) == ["wandb", "sync", str(root / "a b"), str(root / "c")]
