@@ -267,7 +267,8 @@ def test_slurm_four_worker_array_runs_the_quickstart_exactly_once(slurm, pg_url,
     job, out = _launch(grid, root, pg_url, capsys, "--workers", "4", "--sbatch", "comment=resnet-ablate-test",
                        *SHRUNK, "--set", "schedule.total=2", "--set", "schedule.milestones=[1]")
     study_dir = root / pg_study_name
-    assert f"follow it: squeue -j {job}" in out and "resnet-ablate studies --storage 'postgresql://" in out  # quoted: a masked password holds *
+    # the URL shell-quoted: its masked password holds '*'
+    assert f"follow it: squeue -j {job}" in out and "resnet-ablate studies --storage 'postgresql://" in out
     assert pg_url.split("@")[0].split(":")[-1] not in out          # the password is never printed
     script = (study_dir / "slurm" / f"{job}_submission.sh").read_text()
     for line in ("#SBATCH --array=0-3%4", "#SBATCH --cpus-per-task=1", "#SBATCH --time=10",
