@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "threads) and exit without training")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test (and val) split")
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test (and val) split",
+                       description="Test (and val) error and loss of a checkpoint, on the dataset of the run it "
+                                   "came from (the run config travels in the checkpoint).")
     p.add_argument("checkpoint", help="a last.pt or best.pt from a run directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.set_defaults(func=_cmd_eval)
@@ -47,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     p.set_defaults(func=_cmd_lesion)
 
-    p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth")
+    p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth",
+                       description="One backward pass per freshly initialised net (plain and residual, at each "
+                                   "depth, averaged over seeds): the gradient norm of every layer, written as a CSV "
+                                   "that `resnet-ablate report --probe` draws.")
     p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10")

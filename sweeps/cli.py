@@ -77,7 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
     p.set_defaults(func=_cmd_sweep)
 
-    q = sub.add_parser("studies", help="list studies and their progress")
+    q = sub.add_parser("studies", help="list studies and their progress",
+                       description="Every study under --root (or in --storage): its trials done, running, waiting "
+                                   "and failed.")
     g = q.add_mutually_exclusive_group()
     g.add_argument("--root", default="runs", metavar="DIR", help="look for DIR/*/optuna.journal (default runs)")
     g.add_argument("--storage", default=None, metavar="URL", help="list the studies in this Optuna storage")

@@ -44,6 +44,36 @@ def test_version(capsys):
     assert out.startswith("resnet-ablate ") and len(out.split()) >= 2
 
 
+def test_every_command_has_a_description():
+    commands = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0]
+    missing = [name for name, p in commands.choices.items() if not (p.description or "").strip()]
+    assert not missing, f"commands without a description in --help: {missing}"
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["swep", "ablations/quickstart.yaml"], "did you mean 'sweep'?"),
+    (["reprot", "quickstart"], "did you mean 'report'?"),
+    (["sweep", "g.yaml", "--wrokers", "2"], "(did you mean --workers?)"),
+    (["train", "--wandb", "ofline"], "did you mean 'offline'?"),
+])
+def test_a_mistyped_command_choice_or_option_gets_a_did_you_mean(argv, hint, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert hint in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_models_takes_model_keys_spelled_as_train_does(capsys):
+    assert main(["models", "--config", "resnet20", "--set", "model.depth=56", "--set", "model.shortcut=none"]) == 0
+    dotted = capsys.readouterr().out
+    assert dotted.splitlines()[0].startswith("plain-56 (cifar, basic, shortcut=none")
+    assert main(["models", "--config", "resnet20", "--set", "depth=56", "--set", "shortcut=none"]) == 0  # the old
+    assert capsys.readouterr().out == dotted
+    assert main(["models", "--set", "optim.lr=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model keys only, e.g. --set model.depth=56" in err
+
+
 def test_train_print_config_resolves_with_device_and_sets(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_BASE, "name": "pc"}))
