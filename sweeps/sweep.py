@@ -181,7 +181,8 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
 
 
 def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequence[str] = (),
-                       study: str | None = None, plugins: Sequence[str] = (), out: TextIO | None = None) -> int:
+                       study: str | None = None, plugins: Sequence[str] = (), axes: Sequence[str] = (),
+                       out: TextIO | None = None) -> int:
     """Print the run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its first seed's
     trial will run it here (`resnet_core.plan`: the dataset's classes and channels; a comment line with the device,
     precision, memory format and fast path; ``device`` is the worker's and left out). ConfigError for an unknown
@@ -193,7 +194,7 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
     from resnet_core.run_config import RunConfig
 
     out = out or sys.stdout
-    spec = load_grid(grid_file, overrides, study=study, plugins=plugins)
+    spec = load_grid(grid_file, overrides, study=study, plugins=plugins, axes=axes)
     cells = [c for c in spec.cells if not cell or cell in (c.id, c.slug)]
     if not cells:
         raise choices_error("--print-config cell", cell, [c.slug for c in spec.cells])
@@ -225,12 +226,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
               fuse: str | int | None = "auto", fuse_table: str | None = None,
               launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
-              plugins: Sequence[str] = (), out: TextIO | None = None, err: TextIO | None = None) -> int:
+              plugins: Sequence[str] = (), axes: Sequence[str] = (), out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins)
+    spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
     ref = resolve_storage(storage, root, spec.study)
     slurm_cfg = None
     if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
