@@ -150,14 +150,31 @@ def _eval_loaders(run_cfg, device):
                          eval_batch_size=run_cfg.eval_batch_size, device=device).evals()
 
 
+def _say(message: str) -> None:
+    """A phase that takes more than a moment says what it is doing, on stderr (stdout keeps the results)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .engine import evaluate_model
 
     state, model, run_cfg, device = _load_for_eval(args.checkpoint, args.device)
+    _say(f"eval: loading the dataset of {args.checkpoint} ({run_cfg.data.name}) …")
     for split, loader in _eval_loaders(run_cfg, device).items():
+        _say(f"eval: {split} split ({_images(loader)} images) on {device} …")
         loss, err = evaluate_model(model, loader, 1, device)
         print(f"{split}: error {err[0]:.2f}%  loss {loss[0]:.4f}  (step {state['step']})")
     return 0
+
+
+def _images(loader) -> str:
+    """The number of images a loader serves, for a progress line ('?' when it cannot tell)."""
+    n = getattr(loader, "num_samples", None)
+    if not isinstance(n, int):
+        n = len(getattr(loader, "dataset", ()) or ()) or None
+    return f"{n:,}" if n else "?"
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
@@ -167,13 +184,19 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     from .record import atomic_write_text
 
     tables = []
-    for path in args.checkpoint:
+    for k, path in enumerate(args.checkpoint, 1):
         state, model, run_cfg, device = _load_for_eval(path, args.device)
+        _say(f"lesion [{k}/{len(args.checkpoint)}]: loading the dataset of {path} ({run_cfg.data.name}) …")
         loader = _eval_loaders(run_cfg, device)["test"]
         kind = "plain" if run_cfg.model.shortcut == "none" else "ResNet"
         from .devices import autocast_dtype
 
-        table = lesion_table(model, loader, device, autocast_dtype(run_cfg.precision, device))
+        n = 1 + sum(1 for _, b in model.blocks() if b.lesionable)
+        done = iter(range(1, n + 1))
+        table = lesion_table(model, loader, device, autocast_dtype(run_cfg.precision, device),
+                             progress=lambda what: _say(f"lesion [{k}/{len(args.checkpoint)}]: test error "
+                                                        f"{'intact' if what == 'intact' else 'without ' + what} "
+                                                        f"({next(done)}/{n}, {_images(loader)} images) …"))
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
