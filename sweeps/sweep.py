@@ -293,10 +293,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err)
+        started = time.monotonic()
         with monitor:
             code = _run_workers(specs, err)
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
+        wall = f"wall time {fmt_duration(time.monotonic() - started)} for {plan.to_run} trials" + \
+            (f" (estimated ~{fmt_duration(estimate)})" if estimate else "")
 
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)
@@ -307,7 +310,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(line, file=out)
     n_done = sum(1 for s in final if s.state in DONE)
     n_failed = sum(1 for s in final if s.state in FAILED)
-    print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished", file=out)
+    print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished"
+          + (f"; {wall}" if plan.to_run else ""), file=out)
     if left:
         why = "the timeout was reached; " if spec.timeout and not code else ""
         print(f"{why}run the same command again to resume", file=out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,9 @@ def test_a_two_axis_grid_from_the_command_line_then_widened_on_a_relaunch(tmp_pa
     first = {t.number: (t.params["model.depth"], t.params["optim.lr"], t.datetime_complete) for t in study.trials}
     assert sorted(p[:2] for p in first.values()) == [(8, 0.02), (8, 0.1), (14, 0.02), (14, 0.1)]
     assert "4/4 trials done" in out
+    # the closing line gives the real wall time beside the launch's estimate
+    closing = next(line for line in out.splitlines() if line.startswith("4/4 trials done"))
+    assert re.search(r"; wall time \d+(m\d\ds|s) for 4 trials \(estimated ~\d+(m\d\ds|s)\)$", closing), closing
     # widened by one value (the other spelling): its 2 cells run, the 4 finished trials are not run again
     code, out = sweep(str(grid), "--root", str(root), "--workers", "1", "--grid", "model.depth=8,14,20",
                       "--grid", "optim.lr=0.02,0.1")
