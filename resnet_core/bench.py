@@ -19,7 +19,10 @@ from .run_config import RunConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="img/s: seed-style loop vs our engine, probe overhead, fused members")
+    p = sub.add_parser("bench", help="img/s: seed-style loop vs our engine, probe overhead, fused members",
+                       description="Training throughput (img/s) of a seed-style PyTorch loop against this engine, "
+                                   "with and without gradient probes, and of G fused members; on a CPU, every "
+                                   "precision × memory-format variant against the measured peak.")
     p.add_argument("--depths", default="20,56,110", help="comma-separated depths (default 20,56,110)")
     p.add_argument("--members", default="1", help="fused members to measure, e.g. 1,2,4,8 (on a CPU, the default 1 "
                    "prints the CPU table: every precision × memory-format variant against the measured peak)")

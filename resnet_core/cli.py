@@ -4,11 +4,13 @@ resnet_core imports them."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 import traceback
 from importlib.metadata import entry_points
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .errors import ConfigError, GraphCaptureError
 from .plugins import add_plugin_argument
@@ -19,7 +21,8 @@ from .tracking import own_wandb_service
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a model name from `resnet-ablate models`, or a YAML file (run config or model)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model key, e.g. --set depth=56 --set shortcut=none")
+                   help="override a model key, spelled as in train and sweep: --set model.depth=56 "
+                        "--set model.shortcut=none (repeatable)")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -54,14 +57,46 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped command, choice or option (as Python 3.14's
+    ``suggest_on_error``, here for every Python the project supports). Subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(2)) or [o.strip() for o in choice.group(2).split(",")]
+            guess = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.6)
+            if guess:
+                message += f"; did you mean '{guess[0]}'?"
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            known = [o for p in _all_parsers(self) for a in p._actions for o in a.option_strings]
+            hints = [guess[0] for arg in unknown.group(1).split() if arg.startswith("--")
+                     for guess in [difflib.get_close_matches(arg.split("=")[0], known, n=1, cutoff=0.7)] if guess]
+            if hints:
+                message += f" (did you mean {', '.join(hints)}?)"
+        super().error(message)
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                out += _all_parsers(sub)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnet-ablate", description=USAGE,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="resnet-ablate", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"resnet-ablate {_version()}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="list named models with parameters and FLOPs, or describe one")
+    p = sub.add_parser("models", help="list named models with parameters and FLOPs, or describe one",
+                       description="Without options: the table of named models (the papers' networks and the seed "
+                                   "programs') with parameters and forward FLOPs. With --config or --set: one model "
+                                   "described (its layout, parameters, FLOPs and resolved config).")
     _add_model_args(p)
     add_plugin_argument(p)
     p.set_defaults(func=_cmd_models)

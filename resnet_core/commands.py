@@ -27,10 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wandb-project", default="resnet-ablate", metavar="NAME",
                    help="W&B project for --wandb (default resnet-ablate)")
     p.add_argument("--print-config", action="store_true",
-                   help="print the resolved run config (YAML) and exit without training")
+                   help="print the run config as it will run here (YAML: the dataset's classes and channels, "
+                        "the device resolved; a comment line with the precision, memory format, fast path and "
+                        "threads) and exit without training")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test (and val) split")
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test (and val) split",
+                       description="Test (and val) error and loss of a checkpoint, on the dataset of the run it "
+                                   "came from (the run config travels in the checkpoint).")
     p.add_argument("checkpoint", help="a last.pt or best.pt from a run directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.set_defaults(func=_cmd_eval)
@@ -45,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     p.set_defaults(func=_cmd_lesion)
 
-    p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth")
+    p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth",
+                       description="One backward pass per freshly initialised net (plain and residual, at each "
+                                   "depth, averaged over seeds): the gradient norm of every layer, written as a CSV "
+                                   "that `resnet-ablate report --probe` draws.")
     p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10")
@@ -74,9 +81,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         import yaml
 
-        from .run_config import resolved_dict
+        from .plan import describe, plan
 
-        print(yaml.safe_dump(resolved_dict(cfg), sort_keys=False).rstrip())
+        config, ran = plan(cfg)
+        print(describe(ran))
+        print(yaml.safe_dump(config, sort_keys=False).rstrip())
         return 0
     if args.resume and not args.out:
         from .errors import ConfigError
@@ -152,14 +161,31 @@ def _eval_loaders(run_cfg, device):
                          eval_batch_size=run_cfg.eval_batch_size, device=device).evals()
 
 
+def _say(message: str) -> None:
+    """A phase that takes more than a moment says what it is doing, on stderr (stdout keeps the results)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .engine import evaluate_model
 
     state, model, run_cfg, device = _load_for_eval(args.checkpoint, args.device)
+    _say(f"eval: loading the dataset of {args.checkpoint} ({run_cfg.data.name}) …")
     for split, loader in _eval_loaders(run_cfg, device).items():
+        _say(f"eval: {split} split ({_images(loader)} images) on {device} …")
         loss, err = evaluate_model(model, loader, 1, device)
         print(f"{split}: error {err[0]:.2f}%  loss {loss[0]:.4f}  (step {state['step']})")
     return 0
+
+
+def _images(loader) -> str:
+    """The number of images a loader serves, for a progress line ('?' when it cannot tell)."""
+    n = getattr(loader, "num_samples", None)
+    if not isinstance(n, int):
+        n = len(getattr(loader, "dataset", ()) or ()) or None
+    return f"{n:,}" if n else "?"
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
@@ -169,13 +195,19 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     from .record import atomic_write_text
 
     tables = []
-    for path in args.checkpoint:
+    for k, path in enumerate(args.checkpoint, 1):
         state, model, run_cfg, device = _load_for_eval(path, args.device)
+        _say(f"lesion [{k}/{len(args.checkpoint)}]: loading the dataset of {path} ({run_cfg.data.name}) …")
         loader = _eval_loaders(run_cfg, device)["test"]
         kind = "plain" if run_cfg.model.shortcut == "none" else "ResNet"
         from .devices import autocast_dtype
 
-        table = lesion_table(model, loader, device, autocast_dtype(run_cfg.precision, device))
+        n = 1 + sum(1 for _, b in model.blocks() if b.lesionable)
+        done = iter(range(1, n + 1))
+        table = lesion_table(model, loader, device, autocast_dtype(run_cfg.precision, device),
+                             progress=lambda what: _say(f"lesion [{k}/{len(args.checkpoint)}]: test error "
+                                                        f"{'intact' if what == 'intact' else 'without ' + what} "
+                                                        f"({next(done)}/{n}, {_images(loader)} images) …"))
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)

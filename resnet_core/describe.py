@@ -31,8 +31,19 @@ def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> Mode
                               f"named models: {', '.join(NAMED_MODELS)}")
         loaded = read_yaml(path) or {}
         d = dict(loaded.get("model", loaded)) if isinstance(loaded, dict) else {}
-    overrides = [o[len("model."):] if o.startswith("model.") else o for o in overrides]
-    return ModelConfig.from_dict(apply_overrides(d, overrides))
+    return ModelConfig.from_dict(apply_overrides(d, [model_key(o) for o in overrides]))
+
+
+def model_key(assignment: str) -> str:
+    """``model.depth=56`` (the spelling `train` and `sweep` use) → ``depth=56``; a bare ``depth=56`` is kept (the
+    older spelling); a key of another section is a one-line ConfigError."""
+    key = assignment.split("=", 1)[0].strip()
+    if key.startswith("model."):
+        return assignment.strip()[len("model."):]
+    if "." in key and key.split(".")[0] not in ModelConfig.__dataclass_fields__:
+        raise ConfigError(f"--set {key}: `models` takes model keys only, e.g. --set model.depth=56; "
+                          f"{key} is a run-config key (see `resnet-ablate train --set {key}=… --print-config`)")
+    return assignment
 
 
 def _row(name: str, cfg: ModelConfig) -> str:

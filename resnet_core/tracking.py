@@ -204,6 +204,28 @@ def replay_history(run: Any, run_dir: Path) -> int:
     return len(rows)
 
 
+# -- what ran ----------------------------------------------------------------------------------------------------
+CODE_KEYS = ("version", "git_commit", "git_dirty", "torch", "optuna", "wandb", "plugins")
+
+
+def what_ran(summary: dict[str, Any]) -> dict[str, Any]:
+    """The run config's ``ran`` and ``code`` sections, from the run record's summary: what the engine resolved the
+    config's ``auto``s to (device, precision, memory format, fast path, threads, fused members; ``compiled`` once
+    the run has ended) and the code version that ran (package version, git commit and dirtiness, library versions,
+    plugins)."""
+    from .provenance import provenance
+
+    ran = {"device": summary.get("device"), "precision": summary.get("precision"),
+           "memory_format": None if summary.get("channels_last") is None else
+           ("channels_last" if summary["channels_last"] else "contiguous"),
+           "fast_path": summary.get("fast_path"), "threads": summary.get("threads"),
+           "fused_members": summary.get("fused_members")}
+    if summary.get("status") not in (None, "running"):
+        ran.update(compiled=summary.get("compiled"), fast_fallback=summary.get("fast_fallback"))
+    code = summary.get("provenance") or provenance()
+    return {"ran": ran, "code": {k: code.get(k) for k in CODE_KEYS}}
+
+
 def init_run(*, project: str, entity: str | None, mode: str, run_dir: Path, run_id: str | None = None,
              **kwargs: Any) -> Any:
     """``wandb.init`` as every run here makes it: in ``run_dir``, resumable by ``run_id``, with the command line
@@ -247,7 +269,10 @@ class WandbTracker:
         if self.mode == "disabled":
             return
         try:
-            full = {**config, **(self.extra[member] if self.extra else {})}  # the engine passes the resolved config
+            from .record import read_summary
+
+            full = {**config, **(self.extra[member] if self.extra else {}),  # the engine passes the resolved config
+                    **what_ran(read_summary(run_dir) or {})}                 # and has written what it resolved to
             run_id, resumed = run_id_for(run_dir)
             replay = self.mode == "offline" and bool(supersede_offline(run_dir))
             run = init_run(project=self.project, entity=self.entity, mode=self.mode, run_dir=run_dir,
@@ -287,6 +312,7 @@ class WandbTracker:
         try:
             values = {**summary, "n_parameters": summary.get("params")}
             run.summary.update({k: values.get(k) for k in SUMMARY_KEYS if values.get(k) is not None})
+            run.config.update(what_ran(summary), allow_val_change=True)   # now with `compiled`
             run.finish(exit_code=0 if summary.get("status") == "complete" else 1)
         except Exception as e:  # noqa: BLE001
             self.runs[member] = run
@@ -296,7 +322,9 @@ class WandbTracker:
         """The command that uploads the offline runs, or None."""
         if not self.offline_dirs:
             return None
-        return "wandb sync " + " ".join(str(d) for d in self.offline_dirs)
+        from .shell import command
+
+        return command("wandb", "sync", *self.offline_dirs)
 
 
 def wandb_callback(*, project: str | None, entity: str | None = None, mode: str | None = None,
@@ -335,8 +363,9 @@ def log_study_summary(*, study: str, project: str | None, entity: str | None = N
             supersede_offline(run_dir)  # recomputed from the whole study: the new run holds everything
         run = init_run(project=project or "resnet-ablate", entity=entity, mode=mode, run_dir=Path(run_dir),
                        run_id=run_id, group=study, job_type="summary", name=f"{study}-summary",
-                       config=config or {}, tags=[t[:64] for t in tags] or None)
-        columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("cell", "seed"), k))
+                       config={**(config or {}), "code": what_ran({})["code"]}, tags=[t[:64] for t in tags] or None)
+        first = [c for c in ("cell", "seed") if any(c in r for r in rows)]
+        columns = first + [k for k in dict.fromkeys(k for r in rows for k in r) if k not in first]
         table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
         payload: dict[str, Any] = {"results": table}
         if cells:

@@ -21,7 +21,7 @@ NAMED_MODELS: dict[str, dict] = {
     "preresnet1001": _cifar(1001, activation="pre", shortcut="conv1x1"),
     **{f"resnet{d}-imagenet": _imagenet(d) for d in (18, 34, 50, 101, 152)},
     "plain34-imagenet": _imagenet(34, shortcut="none"),
-    # The seed programs (../shared/SEEDS.md).
+    # The seed programs (docs/seeds.md).
     "seed001-resnet34": _imagenet(34, num_classes=10, project_stage_entry=True),
     "seed002-d2l-resnet18": _imagenet(18, num_classes=10, in_channels=1, conv_bias=True, shortcut_norm=False,
                                       init="xavier"),

@@ -1,6 +1,6 @@
 """CLI commands of the sweeps package (registered through the resnet_ablate.commands entry point):
 
-    resnet-ablate sweep GRID.yaml [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
+    resnet-ablate sweep GRID.yaml [-m KEY=V1,V2 ...] [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
                                   [--study NAME] [--fuse auto|N|off] [--fuse-table FILE] [--print-config [CELL]]
                                   [--plugin FILE.py|MODULE ...]
@@ -23,12 +23,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.print_config is not None:
         return print_cell_configs(args.grid, args.print_config, overrides=args.overrides, study=args.study,
-                                  plugins=args.plugins)
+                                  plugins=args.plugins, axes=args.axes)
     return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
                      wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table,
                      launcher=args.launcher, slurm=slurm_flags(args), shared_fs=args.shared_fs,
-                     plugins=args.plugins)
+                     plugins=args.plugins, axes=args.axes)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
@@ -61,6 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the grid's base run config, e.g. --set schedule.total=2; on a grid axis "
                         "it pins the axis to that value (the grid shrinks: --set model.depth=20)")
+    p.add_argument("-m", "--multirun", "--grid", dest="axes", action="extend", nargs="+", default=[],
+                   metavar="KEY=V1,V2",
+                   help="a grid axis from the command line, in Hydra's multirun comma syntax: -m model.depth=20,56 "
+                        "model.shortcut=none,identity (after the grid file; or --grid KEY=V1,V2, repeatable). It "
+                        "replaces the file's axis of that key or adds one, and is part of the grid like any other: "
+                        "recorded in the study, and a relaunch with more values adds their cells (a numeric axis "
+                        "may widen; a categorical one cannot gain values in one study: use --study NAME)")
     p.add_argument("--wandb", choices=("off", "offline", "online"), default=None,
                    help="W&B mode for the trials (default: the grid's wandb.mode)")
     p.add_argument("--study", default=None, metavar="NAME", help="use this study name instead of the grid's")
@@ -77,7 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
     p.set_defaults(func=_cmd_sweep)
 
-    q = sub.add_parser("studies", help="list studies and their progress")
+    q = sub.add_parser("studies", help="list studies and their progress",
+                       description="Every study under --root (or in --storage): its trials done, running, waiting "
+                                   "and failed.")
     g = q.add_mutually_exclusive_group()
     g.add_argument("--root", default="runs", metavar="DIR", help="look for DIR/*/optuna.journal (default runs)")
     g.add_argument("--storage", default=None, metavar="URL", help="list the studies in this Optuna storage")

@@ -205,11 +205,13 @@ class GridSpec:
 
 # -- loading ----------------------------------------------------------------------------------------------------
 def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | None = None,
-              wandb_mode: str | None = None, plugins: Sequence[str] = ()) -> GridSpec:
-    """Load and check a grid file. ``overrides`` (``key=value``) apply to ``base``, except on a grid axis, which
-    they pin to that one value (the grid shrinks: ``--set model.depth=20`` runs only the depth-20 cells, and drops
-    extra cells that set another depth); ``study`` renames the study; ``wandb_mode`` (off|offline|online)
-    overrides ``wandb.mode``."""
+              wandb_mode: str | None = None, plugins: Sequence[str] = (), axes: Sequence[str] = ()) -> GridSpec:
+    """Load and check a grid file. ``axes`` (``key=v1,v2``: Hydra's multirun comma syntax, `parse_axis`) are grid
+    axes given on the command line: each replaces the file's axis of that key or adds one, and is then part of the
+    grid like any other (checked, recorded in the study, compared on a relaunch). ``overrides`` (``key=value``)
+    apply to ``base``, except on a grid axis, which they pin to that one value (the grid shrinks: ``--set
+    model.depth=20`` runs only the depth-20 cells, and drops extra cells that set another depth); ``study`` renames
+    the study; ``wandb_mode`` (off|offline|online) overrides ``wandb.mode``."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"grid file {path} is a directory; give a YAML file")
@@ -217,6 +219,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
     if not d:
         raise ConfigError(f"{path}: empty grid file; it needs at least `study` and `base`")
     _check_trial_keys(overrides, d.get("seeds"))
+    _add_axes(d, axes, overrides)
     overrides = _pin_axes(d, overrides)
     base = d.get("base")
     if overrides:
@@ -257,6 +260,56 @@ def _check_trial_keys(overrides: Sequence[str], seeds: Any) -> None:
         if key == "name":
             raise ConfigError(f"--set name={value}: a sweep names each trial <study>-<cell>-s<seed>; rename the "
                               f"study with --study NAME")
+
+
+def parse_axis(text: str) -> tuple[str, list[Any]]:
+    """``model.depth=20,56`` → ("model.depth", [20, 56]): Hydra's multirun syntax, values split at top-level commas
+    (not inside ``[…]``, ``{…}`` or quotes: ``model.widths=[8,16,32],[16,32,64]`` is two values), each typed as YAML
+    (as ``--set`` values are). A one-line ConfigError for text without ``=``, an empty key or an empty value."""
+    from resnet_core.values import parse_value
+
+    key, eq, raw = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ConfigError(f"grid axis {text!r}: write KEY=VALUE1,VALUE2 (Hydra's multirun syntax), e.g. "
+                          f"model.depth=20,56")
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(raw):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(raw[start:i])
+            start = i + 1
+    parts.append(raw[start:])
+    if any(not p.strip() for p in parts):
+        raise ConfigError(f"grid axis {text!r}: an empty value (values are separated by single commas)")
+    return key, [parse_value(p.strip()) for p in parts]
+
+
+def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) -> None:
+    """Put the command line's axes into ``d["grid"]`` (replacing a file axis of the same key); a key given both as
+    an axis and by ``--set`` is a ConfigError."""
+    from resnet_core.overrides import parse_assignment
+
+    if not axes:
+        return
+    grid = d.get("grid")
+    if grid is None:
+        grid = d["grid"] = {}
+    if not isinstance(grid, dict):
+        return  # parse_grid names the error
+    pinned = {parse_assignment(o)[0] for o in overrides}
+    for text in axes:
+        key, values = parse_axis(text)
+        if key in pinned:
+            raise ConfigError(f"{key} is given both as a grid axis ({text}) and by --set; give it once")
+        grid[key] = values
 
 
 def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:

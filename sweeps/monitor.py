@@ -112,11 +112,12 @@ class Monitor:
         return counts["done"] + counts["failed"], counts
 
     def _event(self, t: Any, s: str, progress: str) -> None:
-        who = f"{t.user_attrs.get('cell') or 'base'} seed {t.user_attrs.get('seed')}"
+        # named by cell and seed, which stay; the Optuna number (#) changes when an interrupted trial resumes
+        who = f"trial {t.user_attrs.get('cell') or 'base'} seed {t.user_attrs.get('seed')} (#{t.number})"
         if s == "complete":
-            msg = f"trial {t.number} ({who}): {self.spec.objective['metric']} {t.value:.2f}"
+            msg = f"{who}: {self.spec.objective['metric']} {t.value:.2f}"
         else:
-            msg = f"trial {t.number} ({who}): {t.user_attrs.get('reason') or s}"
+            msg = f"{who}: {t.user_attrs.get('reason') or s}"
         if self._bar is not None:
             if s != "complete":
                 self._bar.write(msg, file=self.stream)
@@ -164,7 +165,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
-    """One line per cell: mean ± std of the objective over seeds (search: the best trial and its values)."""
+    """One line per cell: mean ± std of the objective over seeds (search: the best trial and its values); failed
+    and unfinished trials named by their seed (search: their slot), not by Optuna's number, which a resume changes."""
     metric = spec.objective["metric"]
     values = objective_values(spec, trials)
     sts = statuses(spec, trials)
@@ -191,9 +193,10 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
         if n_pruned:
             notes.append(f"{n_pruned} pruned")
         if n_fail:
-            notes.append(f"{n_fail} failed" + (f" ({n_div} diverged)" if n_div else ""))
+            notes.append(f"{n_fail} failed" + (f" ({n_div} diverged)" if n_div else "") +
+                         f": {_units(s for s in mine if s.state in FAILED)}")
         if n_left:
-            notes.append(f"{n_left} not finished")
+            notes.append(f"{n_left} not finished: {_units(s for s in mine if s.state not in DONE + FAILED)}")
         notes += _fast_path_notes([s.latest for s in mine if s.latest is not None])
         lines.append(f"  {label}  {core}" + (f"   [{', '.join(notes)}]" if notes else ""))
     return lines
@@ -211,6 +214,9 @@ def _fast_path_notes(trials: list[Any]) -> list[str]:
         change = replayed[0].user_attrs["precision_changed"]
         notes.append(f"{len(replayed)} replayed in {change.get('to')} after going non-finite in {change.get('from')}")
     return notes
+def _units(sts: Any) -> str:
+    """The units of a cell by seed (search: by slot), as the closing table names them: ``seed 0, seed 2``."""
+    return ", ".join(f"trial {s.unit.slot}" if s.unit.slot is not None else f"seed {s.unit.seed}" for s in sts)
 
 
 def _best_trial(spec: GridSpec, trials: list[Any], cell_id: str) -> Any:

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from resnet_core.errors import ConfigError
+from resnet_core.shell import command
 
 from .storage import StorageRef
 
@@ -463,7 +464,8 @@ def submit(cfg: SlurmConfig, spec: Any, ref: StorageRef, study_dir: Path, n_work
     what = f"job array {array_id}" if n_workers > 1 else f"job {array_id}"
     print(f"submitted {n_workers} worker{'s' * (n_workers != 1)} as Slurm {what} (each: {cfg.describe()})",
           file=out)
-    print(f"follow it: squeue -j {array_id}   |   resnet-ablate studies --storage {ref.display}", file=out)
+    print(f"follow it: squeue -j {array_id}   |   {command('resnet-ablate', 'studies', '--storage', ref.display)}",
+          file=out)
     logs = f"{array_id}_<task>_0_log.out" if n_workers > 1 else f"{array_id}_0_log.out"
     print(f"worker logs: {folder}/{logs} (and .err); cancel: scancel {array_id}", file=out)
     print("launch the same command again to resume or to add workers; nothing more to do here", file=out)

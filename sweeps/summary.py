@@ -13,6 +13,7 @@ from typing import Any, Callable, TextIO
 from .grid import GridSpec
 from .storage import StorageRef
 from .study import objective_values
+from .study_format import format_value
 
 SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
 # What draws the summary's figures: (study, root, storage URL or None for the journal, out folder) → PNG files.
@@ -20,13 +21,23 @@ SummaryFigures = Callable[[str, "str | Path", "str | None", Path], list[Path]]
 SUMMARY_FIGURES: list[SummaryFigures] = []
 
 
+def axis_columns(axes: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """One column per grid axis (W&B groups and filters a table by a column): the cell's value, a list or mapping as
+    its cell-id text, None where the cell does not set the axis."""
+    return {a: params[a] if isinstance(params.get(a), (int, float, str, bool)) else
+            (format_value(params[a]) if a in params else None) for a in axes}
+
+
 def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
                     out: TextIO) -> None:
     """One W&B run (job_type "summary") in the study's group: the results table and the report's figures."""
     from resnet_core.tracking import log_study_summary
 
-    rows = [{"cell": t.user_attrs.get("cell"), "seed": t.user_attrs.get("seed"),
-             **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS}}
+    axes = list(dict.fromkeys(k for c in spec.cells for k in c.params))
+    params = {c.id: c.params for c in spec.cells}
+    rows = [{"cell": t.user_attrs.get("cell"), **axis_columns(axes, params.get(t.user_attrs["cell"]) or
+                                                              t.user_attrs.get("cell_params") or {}),
+             "seed": t.user_attrs.get("seed"), **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS}}
             for t in trials if t.user_attrs.get("cell") is not None and t.user_attrs.get("status")]
     figures: list[Path] = []
     for draw in SUMMARY_FIGURES:  # the report's figures (SUMMARY_FIGURES); a problem there must not fail the sweep
@@ -38,7 +49,8 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     for cell_key, values in objective_values(spec, trials).items():
         mean = statistics.fmean(values) if values else None
         std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-        cells.append({"cell": cell_key or "base", "n": len(values), "mean": mean, "std": std,
+        cells.append({"cell": cell_key or "base", **axis_columns(axes, params.get(cell_key, {})), "n": len(values),
+                      "mean": mean, "std": std,
                       "mean ± std": f"{mean:.2f} ± {std:.2f}" if mean is not None else "n/a"})
     tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
     log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
+from resnet_core import shell
 from resnet_core.errors import ConfigError
 from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
@@ -180,23 +181,28 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
 
 
 def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequence[str] = (),
-                       study: str | None = None, plugins: Sequence[str] = (), out: TextIO | None = None) -> int:
-    """Print the resolved run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its
-    first seed's trial would run it (``device`` is the worker's and left out). ConfigError for an unknown cell."""
+                       study: str | None = None, plugins: Sequence[str] = (), axes: Sequence[str] = (),
+                       out: TextIO | None = None) -> int:
+    """Print the run config (YAML) of every cell of the grid, or of ``cell`` (an id or a slug), as its first seed's
+    trial will run it here (`resnet_core.plan`: the dataset's classes and channels; a comment line with the device,
+    precision, memory format and fast path; ``device`` is the worker's and left out). ConfigError for an unknown
+    cell."""
     import yaml
 
     from resnet_core.errors import choices_error
-    from resnet_core.run_config import RunConfig, resolved_dict
+    from resnet_core.plan import describe, plan
+    from resnet_core.run_config import RunConfig
 
     out = out or sys.stdout
-    spec = load_grid(grid_file, overrides, study=study, plugins=plugins)
+    spec = load_grid(grid_file, overrides, study=study, plugins=plugins, axes=axes)
     cells = [c for c in spec.cells if not cell or cell in (c.id, c.slug)]
     if not cells:
         raise choices_error("--print-config cell", cell, [c.slug for c in spec.cells])
     for i, c in enumerate(cells):
-        cfg = resolved_dict(RunConfig.from_dict(spec.run_config(c, spec.seeds[0])))
+        cfg, ran = plan(RunConfig.from_dict(spec.run_config(c, spec.seeds[0])))
         cfg.pop("device", None)
         print(("---\n" if i else "") + f"# cell {c.id or 'base'} ({c.slug}), seed {spec.seeds[0]}", file=out)
+        print(describe(ran, threads="threads shared out by the launch"), file=out)
         print(yaml.safe_dump(cfg, sort_keys=False).rstrip(), file=out)
     return 0
 
@@ -233,12 +239,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
               fuse: str | int | None = "auto", fuse_table: str | None = None,
               launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
-              plugins: Sequence[str] = (), out: TextIO | None = None, err: TextIO | None = None) -> int:
+              plugins: Sequence[str] = (), axes: Sequence[str] = (), out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins)
+    spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
     ref = resolve_storage(storage, root, spec.study)
     slurm_cfg = None
     if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
@@ -303,10 +310,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err)
+        started = time.monotonic()
         with monitor:
             code = _run_workers(specs, err)
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
+        wall = f"wall time {fmt_duration(time.monotonic() - started)} for {plan.to_run} trials" + \
+            (f" (estimated ~{fmt_duration(estimate)})" if estimate else "")
 
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)
@@ -317,19 +327,20 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(line, file=out)
     n_done = sum(1 for s in final if s.state in DONE)
     n_failed = sum(1 for s in final if s.state in FAILED)
-    print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished", file=out)
+    print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished"
+          + (f"; {wall}" if plan.to_run else ""), file=out)
     if left:
         why = "the timeout was reached; " if spec.timeout and not code else ""
         print(f"{why}run the same command again to resume", file=out)
     print(f"study folder: {study_dir}", file=out)
-    print(f"dashboard: optuna-dashboard {ref.dashboard_arg()}", file=out)
+    print(f"dashboard: {shell.command('optuna-dashboard', ref.dashboard_arg())}", file=out)
     if plan.to_run and spec.wandb.get("mode") != "disabled":
         log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
     summary = sorted(study_dir.glob("summary/wandb/offline-run-*"))
     if (offline or summary) and spec.wandb.get("mode") != "disabled":
-        globs = [f"{study_dir}/{g}/wandb/offline-run-*" for g, found in (("trials/*", offline), ("summary", summary))
-                 if found]
+        globs = [shell.glob_arg(study_dir, f"{g}/wandb/offline-run-*")
+                 for g, found in (("trials/*", offline), ("summary", summary)) if found]
         print(f"W&B: {len(offline)} offline trial run(s)" + (" and the study summary run" if summary else "")
               + f"; upload them with: wandb sync {' '.join(globs)}", file=out)
     out.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 import yaml
 
 from test_sweeps import TINY_BASE, write_grid
@@ -43,14 +44,53 @@ def test_version(capsys):
     assert out.startswith("resnet-ablate ") and len(out.split()) >= 2
 
 
+def test_every_command_has_a_description():
+    commands = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0]
+    missing = [name for name, p in commands.choices.items() if not (p.description or "").strip()]
+    assert not missing, f"commands without a description in --help: {missing}"
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["swep", "ablations/quickstart.yaml"], "did you mean 'sweep'?"),
+    (["reprot", "quickstart"], "did you mean 'report'?"),
+    (["sweep", "g.yaml", "--wrokers", "2"], "(did you mean --workers?)"),
+    (["train", "--wandb", "ofline"], "did you mean 'offline'?"),
+])
+def test_a_mistyped_command_choice_or_option_gets_a_did_you_mean(argv, hint, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert hint in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_models_takes_model_keys_spelled_as_train_does(capsys):
+    assert main(["models", "--config", "resnet20", "--set", "model.depth=56", "--set", "model.shortcut=none"]) == 0
+    dotted = capsys.readouterr().out
+    assert dotted.splitlines()[0].startswith("plain-56 (cifar, basic, shortcut=none")
+    assert main(["models", "--config", "resnet20", "--set", "depth=56", "--set", "shortcut=none"]) == 0  # the old
+    assert capsys.readouterr().out == dotted
+    assert main(["models", "--set", "optim.lr=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model keys only, e.g. --set model.depth=56" in err
+
+
 def test_train_print_config_resolves_with_device_and_sets(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_BASE, "name": "pc"}))
     assert main(["train", "--config", str(cfg), "--device", "cpu", "--set", "model.depth=14", "--print-config",
-                 "--out", str(tmp_path / "never")]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
+                 "--set", "data.synthetic.num_classes=4", "--out", str(tmp_path / "never")]) == 0
+    text = capsys.readouterr().out
+    printed = yaml.safe_load(text)
     assert printed["device"] == "cpu" and printed["model"]["depth"] == 14 and printed["name"] == "pc"
     assert printed["model"]["stages"] == [2, 2, 2]  # resolved, not as written
+    assert printed["model"]["num_classes"] == 4     # the dataset's, as the run will build it
+    # what will run, as the run's summary.json will record it (precision resolved from auto)
+    from resnet_core.devices import cpu_has_native_bf16
+
+    precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert text.splitlines()[0] == (f"# will run: device cpu, precision {precision}, memory format channels_last, "
+                                    f"fast path eager, {torch.get_num_threads()} thread"
+                                    f"{'s' if torch.get_num_threads() != 1 else ''}")
     assert not (tmp_path / "never").exists()
     assert main(["train", "--config", str(cfg), "--device", "tpu", "--print-config"]) == 2
     assert "device" in capsys.readouterr().err
@@ -90,6 +130,16 @@ def test_train_logs_to_wandb_offline(tmp_path, capsys, monkeypatch):
     segs = sorted(out_dir.glob("wandb/offline-run-*"))
     assert len(segs) == 1 and f"wandb sync {segs[0]}" in out
     assert (out_dir / "wandb_run.json").is_file()
+    # the run's config says what ran (precision resolved from auto) and which code (the git commit)
+    from wandb_reader import read_finished_run
+
+    from resnet_core.provenance import git_state
+    from resnet_core.record import read_summary
+
+    config, summary = read_finished_run(out_dir)["config"], read_summary(out_dir)
+    assert config["precision"] == "auto" and config["ran"]["precision"] == summary["precision"] != "auto"
+    assert config["ran"]["device"] == "cpu" and config["ran"]["fast_path"] == "eager"
+    assert config["code"]["git_commit"] == git_state()[0] and (git_state()[0] is None or len(git_state()[0]) == 40)
 
 
 def test_set_on_a_grid_axis_pins_it(tmp_path, capsys):
@@ -107,8 +157,10 @@ def test_set_on_a_grid_axis_pins_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "optim.lr=0.01" not in out and "8 total" in out  # 2 + 2 extra cells, 2 seeds
     assert main(["sweep", str(grid), "--print-config", "shortcut-identity_lr-0.1", "--set", "optim.lr=0.1"]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    printed = yaml.safe_load(text)
     assert printed["optim"]["lr"] == 0.1 and printed["model"]["shortcut"] == "identity"
+    assert "device" not in printed and "# will run: device cpu, precision " in text   # the worker's device
     assert main(["sweep", str(grid), "--print-config", "nope"]) == 2
     assert "choose one of" in capsys.readouterr().err
 

@@ -67,7 +67,10 @@ def test_cli_train_writes_a_run_and_prints_a_summary_line(cli_run):
 def test_cli_eval_prints_the_test_error(cli_run, capsys):
     out, _ = cli_run
     assert main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0
-    printed = capsys.readouterr().out
+    printed, said = capsys.readouterr()
+    # it says what it is doing, on stderr: the dataset, then each split with its size
+    assert said.splitlines()[0].startswith(f"eval: loading the dataset of {out / 'last.pt'} (synthetic)")
+    assert any(line.startswith("eval: test split (") and "images) on cpu" in line for line in said.splitlines())
     assert "(step 24)" in printed
     test_line = next(line for line in printed.splitlines() if line.startswith("test:"))
     assert percent(test_line, "error") == pytest.approx(read_summary(out)["final_test_error"], abs=0.005)
@@ -76,7 +79,8 @@ def test_cli_eval_prints_the_test_error(cli_run, capsys):
 def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     out, _ = cli_run
     assert main(["lesion", str(out / "last.pt"), "--device", "cpu"]) == 0
-    assert f"wrote {out / 'lesion.csv'}" in capsys.readouterr().out
+    printed, said = capsys.readouterr()
+    assert f"wrote {out / 'lesion.csv'}" in printed
     table = pd.read_csv(out / "lesion.csv")
     state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     blocks = [n for n, _ in build_model(ModelConfig.from_dict(state["model_config"])).blocks()]
@@ -87,6 +91,11 @@ def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     baseline = read_summary(out)["final_test_error"]  # last.pt is the final step's checkpoint
     assert (table.baseline_error == baseline).all()
     assert (table.test_error != table.baseline_error).any(), "deleting a residual block changed nothing"
+    # it says what it is doing: one line per evaluation, the intact net first, then each block it deletes
+    steps = [line for line in said.splitlines() if line.startswith("lesion [1/1]: test error")]
+    n = len(blocks) + 1
+    assert steps[0].startswith(f"lesion [1/1]: test error intact (1/{n}, ")
+    assert [s.split("without ")[1].split(" (")[0] for s in steps[1:]] == blocks and f"({n}/{n}, " in steps[-1]
 
 
 def test_cli_lesion_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -85,6 +85,44 @@ def test_journal_study_is_readable_by_optunas_own_tools(quick_root):
         sweeps.open_study(quick_root / "view", "nope")
 
 
+PLOTLY_PLOTS = ("plot_contour", "plot_edf", "plot_intermediate_values", "plot_optimization_history",
+                "plot_parallel_coordinate", "plot_param_importances", "plot_rank", "plot_slice", "plot_timeline")
+
+
+def _plotly_points(fig) -> int:
+    """How many finite data points a plotly figure's traces hold (x, y, z, a parallel-coordinates axis's values)."""
+    def count(values) -> int:
+        if values is None:
+            return 0
+        if isinstance(values, (list, tuple)) or getattr(values, "ndim", 0):
+            return sum(count(v) for v in values)
+        return values is not None and values == values    # NaN != NaN
+
+    return sum(count(getattr(t, a, None)) for t in fig.data for a in ("x", "y", "z")) + \
+        sum(count(d.values) for t in fig.data for d in (getattr(t, "dimensions", None) or ()))
+
+
+def test_optuna_visualization_plots_hold_data_on_the_journal_opened_as_optunas_docs_say(quick_root):
+    """Optuna's documented way to open a journal (as the README shows it), then every optuna.visualization plot of a
+    single-objective study and the matplotlib contour (plotly and scipy are dependencies)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(quick_root / "view" / "optuna.journal")))
+    study = optuna.load_study(study_name="view", storage=storage)
+    assert len(study.trials) == N_TRIALS
+    for name in PLOTLY_PLOTS:
+        fig = getattr(optuna.visualization, name)(study)
+        assert fig.data, f"{name}: no traces"
+        assert _plotly_points(fig) >= 2, f"{name}: the traces hold no data"
+    axes = optuna.visualization.matplotlib.plot_contour(study, params=["model.shortcut", "optim.lr"])
+    assert axes.collections, "matplotlib plot_contour: nothing drawn"
+    points = [c for c in axes.collections if len(c.get_offsets())]
+    assert sum(len(c.get_offsets()) for c in points) >= N_TRIALS - 1, "matplotlib plot_contour: no trial points"
+
+
 def test_sqlite_study_is_readable_by_optunas_own_tools(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     run_sweep(tmp_path, "view-sqlite", "--storage", url)

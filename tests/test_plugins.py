@@ -1,4 +1,4 @@
-"""A researcher's own part (README: "Your own part"): one registration makes it a config value, a grid value, a
+"""A researcher's own part (docs/models.md: "Your own part"): one registration makes it a config value, a grid value, a
 report row and a W&B config entry; plugins load in every worker, bad ones are refused before anything is written,
 and a study records the plugins it ran with."""
 from __future__ import annotations

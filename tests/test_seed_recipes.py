@@ -1,4 +1,4 @@
-"""Each seed recipe (ablations/recipes/seed00N_*.yaml) against what its program (../shared/seeds/) ran.
+"""Each seed recipe (ablations/recipes/seed00N_*.yaml) against what its program (docs/seeds.md) ran.
 
 The reference side of every test is the program's own definitions, re-created here from its code: its optimizer and
 scheduler objects, its loop (when it steps, when it rebuilds the optimizer, when it saves, when it prints), its
@@ -33,6 +33,8 @@ from resnet_core.schedules import lr_at, milestone_steps, momentum_at, total_ste
 torch.set_num_threads(1)
 
 RECIPES = Path(__file__).resolve().parents[1] / "ablations" / "recipes"
+SEED001 = RECIPES / "seed001_resnet34_cifar224.yaml"
+SEED001_AS_RAN = RECIPES / "seed001_resnet34_cifar224_as_ran.yaml"
 SEED002 = RECIPES / "seed002_d2l_fashion_mnist.yaml"
 SEED003 = RECIPES / "seed003_resnet50_onecycle_npu.yaml"
 SEED004 = RECIPES / "seed004_resnet20_adam.yaml"
@@ -101,6 +103,62 @@ def program_tensors(images_u8: torch.Tensor, transform: Callable) -> torch.Tenso
 def loader_len(n: int, batch_size: int, shuffle: bool) -> int:
     """len() of the program's DataLoader (default drop_last=False) over n images."""
     return len(torch.utils.data.DataLoader(range(n), batch_size=batch_size, shuffle=shuffle))
+
+
+# == seed 001 (ResNet-34 on CIFAR-10 at 224): as it ran, and corrected ============================================
+def program001_epoch_lrs(epochs: int, steps_scheduler: bool) -> list[float]:
+    """The lr of each epoch of the program's loop: SGD(lr=1e-3, momentum=0.9) and StepLR(step_size=10, gamma=0.1),
+    built as it builds them; its loop never calls lr_scheduler.step() (``steps_scheduler=False``); the corrected
+    loop calls it once at the end of every epoch."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1e-3, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.1)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if steps_scheduler:
+            scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("path, steps_scheduler", [(SEED001_AS_RAN, False), (SEED001, True)], ids=["as-ran", "fixed"])
+def test_seed001_lr_of_every_epoch_is_the_programs_or_the_corrected_one(path, steps_scheduler):
+    cfg = RunConfig.from_dict(recipe(path))
+    spe = 50000 // 64 if not cfg.data.val_size else (50000 - 5000) // 64   # full batches an epoch
+    assert total_steps(cfg.schedule, spe) == 100 * spe
+    ours = [lr_at(cfg.schedule, cfg.optim.lr, e * spe + k, spe) for e in range(100) for k in (0, spe - 1)]
+    ref = [lr for lr in program001_epoch_lrs(100, steps_scheduler) for _ in (0, 1)]
+    assert np.abs(np.subtract(ours, ref)).max() <= 1e-12 * max(ref)
+    assert (len(set(ref)) == 1) is (not steps_scheduler)   # as it ran: 1e-3 throughout
+
+
+def test_seed001_as_ran_differs_from_the_corrected_recipe_only_where_its_comments_say():
+    from resnet_core.overrides import diff_keys
+
+    fixed, as_ran = RunConfig.from_dict(recipe(SEED001)), RunConfig.from_dict(recipe(SEED001_AS_RAN))
+    differ = diff_keys(fixed.to_dict(), as_ran.to_dict())
+    assert {"data.val_size", "name", "schedule.name"} <= set(differ)
+    assert all(k in ("data.val_size", "name") or k.startswith("schedule.") for k in differ), differ
+    assert fixed.data.val_size == 5000 and as_ran.data.val_size == 0 and as_ran.schedule.name == "constant"
+    for path in (SEED001, SEED001_AS_RAN):
+        comments = path.read_text()
+        for said in ("StepLR", "never", "model.eval()", "model.train()", "best", "test set", "RandomResizedCrop"):
+            assert said in comments, (path.name, said)
+
+
+def test_seed001_as_ran_evaluates_the_test_set_every_epoch_and_keeps_no_best_checkpoint(tmp_path):
+    """No validation split, as the program has none: the test split every epoch, no best.pt (the engine picks
+    "best" on a validation split only); the corrected recipe keeps a best.pt picked on its validation split."""
+    for path, best in ((SEED001_AS_RAN, False), (SEED001, True)):
+        d = tiny_run(path, "schedule.total=2", f"data.val_size={32 if best else 0}", n_train=128, n_test=32,
+                     batch_size=32, probes=False)
+        run = tmp_path / path.stem
+        train(d, run)
+        splits = {(r["split"], r["step"]) for r in read_metrics(run) if r["name"] == "error" and r["split"] != "train"}
+        spe = (128 - (32 if best else 0)) // 32
+        assert {step for split, step in splits if split == "test"} == {spe, 2 * spe}
+        assert any(split == "val" for split, _ in splits) is best
+        assert (run / "best.pt").exists() is best and (run / "last.pt").exists()
 
 
 # == seed 002 (d2l, Fashion-MNIST) ==================================================================================

@@ -267,7 +267,8 @@ def test_slurm_four_worker_array_runs_the_quickstart_exactly_once(slurm, pg_url,
     job, out = _launch(grid, root, pg_url, capsys, "--workers", "4", "--sbatch", "comment=resnet-ablate-test",
                        *SHRUNK, "--set", "schedule.total=2", "--set", "schedule.milestones=[1]")
     study_dir = root / pg_study_name
-    assert f"follow it: squeue -j {job}" in out and "resnet-ablate studies --storage postgresql://" in out
+    # the URL shell-quoted: its masked password holds '*'
+    assert f"follow it: squeue -j {job}" in out and "resnet-ablate studies --storage 'postgresql://" in out
     assert pg_url.split("@")[0].split(":")[-1] not in out          # the password is never printed
     script = (study_dir / "slurm" / f"{job}_submission.sh").read_text()
     for line in ("#SBATCH --array=0-3%4", "#SBATCH --cpus-per-task=1", "#SBATCH --time=10",
@@ -404,12 +405,12 @@ def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_u
     print(f"[slurm requeue] trials: {[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
 
 
-def test_readme_launcher_section_parses():
-    text = (ROOT / "README.md").read_text()
+def test_docs_launcher_section_parses():
+    text = (ROOT / "docs" / "sweeps.md").read_text()
     block = text[text.index("launcher:\n  slurm:"):].split("```")[0]
     cfg = parse_launcher(yaml.safe_load(block)["launcher"], {"sbatch": {}})
     assert (cfg.partition, cfg.time_min, cfg.cpus_per_worker, cfg.gpus_per_worker, cfg.mem) == ("gpu", 240, 8, 1, "32G")
     assert cfg.sbatch == {"account": "abc", "qos": "high"} and cfg.setup == ["module load cuda"]
     flags = parse_launcher(None, {"partition": "gpu", "gpus_per_worker": 1, "cpus_per_worker": 8, "mem": "32G",
-                                  "time": "04:00:00", "sbatch": {"account": "abc"}})   # the README's command line
+                                  "time": "04:00:00", "sbatch": {"account": "abc"}})   # the docs' command line
     assert f"(each: {flags.describe()})" in text

@@ -602,4 +602,28 @@ def test_progress_counts_only_this_launchs_units(tmp_path):
         monitor.poll()
         assert monitor.last_line.startswith("1/2 done, 1 running, 0 failed"), monitor.last_line
     events = [ln for ln in out.getvalue().splitlines() if ln.startswith("[sweep] trial")]
-    assert len(events) == 1 and "trial 2 " in events[0], out.getvalue()
+    # named by cell and seed (a resume changes the Optuna number, shown after them)
+    assert len(events) == 1 and events[0].startswith(f"[sweep] trial {keys[2].split('|')[0]} seed 0 (#2): "), \
+        out.getvalue()
+
+
+def test_closing_table_names_failed_and_unfinished_trials_by_seed(tmp_path):
+    from types import SimpleNamespace
+
+    from sweeps.monitor import result_lines
+
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "closing", seeds=[0, 1, 2]))
+    units = {(u.cell.id, u.seed): u.key for u in spec.units()}
+
+    def trial(number: int, cell: str, seed: int, state: TrialState, status: str | None = None):
+        return SimpleNamespace(number=number, state=state, value=5.0 if state == TrialState.COMPLETE else None,
+                               user_attrs={"unit": units[(cell, seed)], "cell": cell, "seed": seed,
+                                           **({"status": status} if status else {})})
+
+    none, identity = "model.shortcut=none", "model.shortcut=identity"
+    trials = [trial(10, none, 0, TrialState.COMPLETE), trial(11, none, 1, TrialState.FAIL, "diverged"),
+              trial(12, identity, 0, TrialState.COMPLETE), trial(13, identity, 1, TrialState.COMPLETE),
+              trial(14, identity, 2, TrialState.COMPLETE)]
+    lines = result_lines(spec, trials)
+    assert lines[0].endswith("[1 failed (1 diverged): seed 1, 1 not finished: seed 2]"), lines
+    assert "not finished" not in lines[1] and "(n=3)" in lines[1], lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import sys
 import time
@@ -23,6 +24,7 @@ from wandb_reader import read_run, records
 from resnet_core import ConfigError
 from resnet_core.cli import main
 from resnet_core.engine import train
+from resnet_core.provenance import git_state
 from resnet_core.record import read_config, read_metrics, read_summary
 from resnet_core.tracking import WandbTracker, log_study_summary, resolve_mode, wandb_callback
 
@@ -153,8 +155,17 @@ def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
     assert wandb_files(root) == sorted(r["file"] for r in runs.values())
     summary = finished_run(study_dir / "summary")
     assert summary["run"]["group"] == STUDY and summary["run"]["job_type"] == "summary"
+    assert summary["config"]["code"]["git_commit"] == git_state()[0]
     results = [row for row in summary["history"] if "results/_type" in row]
     assert results and results[0]["results/_type"] == "table-file" and results[0]["results/nrows"] == 4
+    # one column per grid axis, so W&B can group the table by it
+    table = json.loads((summary["file"].parent / "files" / results[0]["results/path"]).read_text())
+    assert table["columns"][:3] == ["cell", "seed", "model.shortcut"]
+    assert sorted(row[2] for row in table["data"]) == ["identity", "identity", "none", "none"]
+    assert all(row[0] == f"model.shortcut={row[2]}" for row in table["data"])
+    cells = [row for row in summary["history"] if "cells/_type" in row]
+    cell_table = json.loads((summary["file"].parent / "files" / cells[0]["cells/path"]).read_text())
+    assert cell_table["columns"][:2] == ["cell", "model.shortcut"]
     assert any(k.startswith("figures/curves") for row in summary["history"] for k in row)
     for name, r in runs.items():
         assert r["file"].parent.parent == study_dir / "trials" / name / "wandb"
@@ -179,7 +190,16 @@ def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
         # the full resolved config: the model as built (block, stem, stages, widths), not the grid's "auto"s
         assert cfg["model"] == local["model"]
         assert cfg["model"]["stages"] == [1, 1, 1] and cfg["model"]["block"] == "basic"
-        assert {k: v for k, v in cfg.items() if k not in ("_wandb", "trial")} == local
+        assert {k: v for k, v in cfg.items() if k not in ("_wandb", "trial", "ran", "code")} == local
+        # what ran, resolved (the config says precision: auto) and the code version, as the run record has them
+        ran, record = cfg["ran"], read_summary(run_dir)
+        assert local["precision"] == "auto" and ran["precision"] == record["precision"] in ("bf16", "fp32")
+        assert ran["device"] == "cpu" and ran["threads"] == record["threads"] >= 1
+        assert ran["fast_path"] == record["fast_path"] == "eager" and ran["compiled"] is False
+        assert ran["memory_format"] == ("channels_last" if record["channels_last"] else "contiguous")
+        assert ran["fused_members"] == record["fused_members"]
+        assert cfg["code"]["git_commit"] == record["provenance"]["git_commit"] == git_state()[0]
+        assert cfg["code"]["version"] == record["provenance"]["version"]
 
 
 # -- 2. history = the local metrics, step by step --------------------------------------------------------------
@@ -583,3 +603,35 @@ def test_resnet110_opens_few_panels():
     assert {"train/error", "test/error", "epoch", "grad_norm_stage/stage2"} <= set(shown)
     assert payload["grad_norm_stage/stage1"] == pytest.approx(math.sqrt(sum(
         1.0 for x in layers if x.startswith("stage1."))))
+
+
+# -- 8. printed commands work when pasted ---------------------------------------------------------------------------
+def test_printed_commands_are_shell_quoted_for_a_root_with_spaces_and_non_ascii(tmp_path, monkeypatch):
+    """`--root` with a space, a quote and non-ASCII characters: the printed `wandb sync …` and `optuna-dashboard …`
+    lines, pasted into bash, give each program exactly the existing paths (with the globs expanded)."""
+    import shlex
+    import subprocess
+
+    root = tmp_path / "my runs – Müller's"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["sweep", str(write_grid(tmp_path / "grid.yaml", shortcuts=("identity",), seeds=(0,))),
+                     "--root", str(root), "--workers", "1"]) == 0
+    lines = out.getvalue().splitlines()
+    sync = [x.split("upload them with: ", 1)[1] for x in lines if "upload them with: wandb sync" in x]
+    dashboard = [x.split("dashboard: ", 1)[1] for x in lines if x.startswith("dashboard: ")]
+    assert len(sync) == 1 and len(dashboard) == 1
+    # each program replaced by a shell function that prints its arguments, one per line
+    stub = "wandb() { printf '%s\\n' \"$@\"; }; optuna-dashboard() { printf '%s\\n' \"$@\"; }; "
+    got = subprocess.run(["bash", "-c", stub + sync[0]], capture_output=True, text=True, check=True)
+    args = got.stdout.splitlines()
+    assert args[0] == "sync" and sorted(map(Path, args[1:])) == sorted(
+        [*root.glob(f"{STUDY}/trials/*/wandb/offline-run-*"), *root.glob(f"{STUDY}/summary/wandb/offline-run-*")])
+    assert len(args) == 3
+    got = subprocess.run(["bash", "-c", stub + dashboard[0]], capture_output=True, text=True, check=True)
+    assert got.stdout.splitlines() == [str(root / STUDY / "optuna.journal")]
+    assert shlex.split(dashboard[0])[1] == str(root / STUDY / "optuna.journal")
+    # a single run's sync command (train --wandb) too
+    tracker = WandbTracker(project=PROJECT, mode="offline")
+    tracker.offline_dirs = [root / "a b", root / "c"]
+    assert shlex.split(tracker.sync_command()) == ["wandb", "sync", str(root / "a b"), str(root / "c")]

@@ -78,3 +78,22 @@ def read_run(run_dir: Path) -> dict[str, Any]:
                 key = item.key or "/".join(item.nested_key)
                 out["summary"][key] = json.loads(item.value_json)
     return out
+
+
+def read_finished_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """`read_run` once the run's file holds its exit record (wandb-core writes it asynchronously: right after
+    `run.finish()` returns it can still lack the last records)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+        try:
+            done = len(files) == 1 and any(r.WhichOneof("record_type") == "exit" for r in records(files[0]))
+        except Exception:  # noqa: BLE001 - a record still being written
+            done = False
+        if done:
+            return read_run(run_dir)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no finished offline W&B run under {run_dir}: {files}")
+        time.sleep(0.1)

@@ -1,0 +1,105 @@
+"""Grid axes from the command line (Hydra's multirun comma syntax: `sweep GRID -m model.depth=8,14`): part of the
+grid like a file's axis (checked, recorded in the study, compared on a relaunch); a relaunch that widens an axis
+adds its cells and reruns nothing; bad axes are one-line errors (exit 2)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_sweeps import TINY_BASE
+
+from resnet_core.errors import ConfigError
+from resnet_core.cli import main
+from sweeps import open_study
+from sweeps.grid import load_grid, parse_axis
+
+STUDY = "cli-grid"
+
+
+def grid_without_axes(path: Path) -> Path:
+    """A grid file with no `grid:` at all: every axis comes from the command line."""
+    path.write_text(yaml.safe_dump({"study": STUDY, "base": TINY_BASE, "seeds": [0], "wandb": {"mode": "disabled"}},
+                                   sort_keys=False))
+    return path
+
+
+def sweep(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["sweep", *argv])
+    return code, out.getvalue()
+
+
+def test_parse_axis_follows_hydras_comma_syntax():
+    assert parse_axis("model.depth=20,56") == ("model.depth", [20, 56])
+    assert parse_axis("optim.lr=1e-3,0.1") == ("optim.lr", [0.001, 0.1])          # YAML 1.2 numbers, as --set
+    assert parse_axis("model.shortcut=none") == ("model.shortcut", ["none"])
+    assert parse_axis("model.widths=[8,16,32],[16,32,64]") == ("model.widths", [[8, 16, 32], [16, 32, 64]])
+    assert parse_axis("name='a,b',c") == ("name", ["a,b", "c"])
+    for bad in ("model.depth", "=1,2", "model.depth=8,,14", "model.depth="):
+        with pytest.raises(ConfigError) as e:
+            parse_axis(bad)
+        assert "\n" not in str(e.value)
+
+
+def test_an_axis_from_the_command_line_replaces_or_adds_a_file_axis(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"study": "x", "base": TINY_BASE, "grid": {"model.shortcut": ["none", "identity"]},
+                                    "seeds": [0]}))
+    spec = load_grid(path, axes=["model.depth=8,14"])
+    assert spec.grid == {"model.shortcut": ["none", "identity"], "model.depth": [8, 14]} and len(spec.cells) == 4
+    spec = load_grid(path, axes=["model.shortcut=identity"])
+    assert spec.grid == {"model.shortcut": ["identity"]}
+    assert spec.study_attrs()["grid"] == spec.grid                  # recorded in the study like a file's axis
+
+
+def test_a_two_axis_grid_from_the_command_line_then_widened_on_a_relaunch(tmp_path):
+    grid, root = grid_without_axes(tmp_path / "g.yaml"), tmp_path / "runs"
+    code, out = sweep(str(grid), "--root", str(root), "--workers", "1", "-m", "model.depth=8,14",
+                      "optim.lr=0.02,0.1")
+    assert code == 0, out
+    study = open_study(root / STUDY)
+    assert study.user_attrs["grid"] == {"model.depth": [8, 14], "optim.lr": [0.02, 0.1]}
+    first = {t.number: (t.params["model.depth"], t.params["optim.lr"], t.datetime_complete) for t in study.trials}
+    assert sorted(p[:2] for p in first.values()) == [(8, 0.02), (8, 0.1), (14, 0.02), (14, 0.1)]
+    assert "4/4 trials done" in out
+    # the closing line gives the real wall time beside the launch's estimate
+    closing = next(line for line in out.splitlines() if line.startswith("4/4 trials done"))
+    assert re.search(r"; wall time \d+(m\d\ds|s) for 4 trials \(estimated ~\d+(m\d\ds|s)\)$", closing), closing
+    # widened by one value (the other spelling): its 2 cells run, the 4 finished trials are not run again
+    code, out = sweep(str(grid), "--root", str(root), "--workers", "1", "--grid", "model.depth=8,14,20",
+                      "--grid", "optim.lr=0.02,0.1")
+    assert code == 0, out
+    study = open_study(root / STUDY)
+    assert study.user_attrs["grid"] == {"model.depth": [8, 14, 20], "optim.lr": [0.02, 0.1]}
+    trials = study.trials
+    assert len(trials) == 6 and all(t.state.name == "COMPLETE" for t in trials)
+    assert {t.number: (t.params["model.depth"], t.params["optim.lr"], t.datetime_complete)
+            for t in trials if t.number in first} == first
+    assert sorted(t.params["optim.lr"] for t in trials if t.params["model.depth"] == 20) == [0.02, 0.1]
+    assert "6/6 trials done" in out and "model.depth=20,optim.lr=0.1" in out
+    # the report reads it like a file's grid
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", STUDY, "--root", str(root), "--no-figures", "--format", "md"]) == 0
+    table = (root / STUDY / "report" / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ResNet-")]
+    assert sorted(r.split("|")[1].strip() for r in rows) == sorted(
+        f"ResNet-{d} (lr={lr})" for d in (8, 14, 20) for lr in (0.02, 0.1)), table
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["-m", "model.depth"], "KEY=VALUE1,VALUE2"),
+    (["-m", "model.depth=8,,14"], "empty value"),
+    (["-m", "model.depth=8,14", "--set", "model.depth=8"], "both as a grid axis"),
+    (["-m", "model.nope=1,2"], "model.nope"),
+])
+def test_bad_axes_are_one_line_errors(tmp_path, capsys, argv, says):
+    code, _ = sweep(str(grid_without_axes(tmp_path / "g.yaml")), "--root", str(tmp_path / "runs"), "--dry-run", *argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "runs").exists()
