@@ -484,9 +484,14 @@ class _Trainer:
                 for g in range(self.G)]
 
     def _guard_eval(self, split: str) -> None:
-        """The first evaluation of a split: its first batch's logits checked against the eager reference."""
+        """The first evaluation of a split: its first batch's logits checked against the eager reference. The
+        run's RNG is left as it was (a DataLoader's iterator draws its seed from it)."""
         if self._is_reference() or not self._active():
             return
+        with torch.random.fork_rng(devices=[]):
+            self._guard_eval_batch(split)
+
+    def _guard_eval_batch(self, split: str) -> None:
         x, y = next(iter(self.eval_loaders[split]))
         x, y = x[:GUARD_EVAL_IMAGES], y[:GUARD_EVAL_IMAGES]
         B = x.shape[0]

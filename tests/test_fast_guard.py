@@ -22,6 +22,7 @@ from resnet_core.engine import _Trainer, train, train_members
 from resnet_core.errors import FastPathMismatch
 from resnet_core.graphs import EMULATE_ENV
 from resnet_core.record import read_metrics
+from resnet_core.run_config import RunConfig
 
 from test_engine import tiny
 
@@ -297,3 +298,21 @@ def test_a_run_replayed_in_fp32_stays_in_fp32_when_resumed(tmp_path, monkeypatch
     resumed = train(cfg, tmp_path / "run", resume=True)
     assert resumed.status == "complete" and resumed.summary["precision"] == "fp32"
     assert resumed.summary["precision_changed"]["replayed_from_step"] == 8
+
+
+def test_the_guard_leaves_the_runs_rng_as_it_was(tmp_path):
+    """The guard's evaluation batch and reference models do not move the global RNG, which a torch DataLoader's
+    iterator draws its seed from (a resumed run drew other augmentations than the uninterrupted one)."""
+    cfg = RunConfig.from_dict(tiny("data.loader=torch", "data.num_workers=0", "precision=fp32", fast="eager",
+                                   channels_last=True))
+    trainer = _Trainer([cfg], [tmp_path / "run"], [])
+    try:
+        before = torch.get_rng_state()
+        trainer._guard_eval("test")
+        assert torch.equal(torch.get_rng_state(), before)
+        x, y = next(iter(trainer.train_loader.epoch(0)))
+        before = torch.get_rng_state()
+        trainer._guarded_step(x, y)
+        assert torch.equal(torch.get_rng_state(), before) and trainer.fast_fallback is None
+    finally:
+        trainer.close()
