@@ -165,9 +165,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
     """One line per cell: mean ± std of the objective over seeds (search: the best trial and its values)."""
+    from .results import dead_cells, trial_frame
+
     metric = spec.objective["metric"]
     values = objective_values(spec, trials)
     sts = statuses(spec, trials)
+    dead = dead_cells(trial_frame(spec, trials))
     width = max([len(c.id or "base") for c in spec.cells] + [4])
     lines = []
     for cell in spec.cells:
@@ -194,6 +197,8 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
             notes.append(f"{n_fail} failed" + (f" ({n_div} diverged)" if n_div else ""))
         if n_left:
             notes.append(f"{n_left} not finished")
+        if cell.id in dead:
+            notes.append(f"DEAD: {dead[cell.id]}")
         lines.append(f"  {label}  {core}" + (f"   [{', '.join(notes)}]" if notes else ""))
     return lines
 

@@ -24,6 +24,8 @@ from .monitor import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress
 from .study_format import DONE, FAILED, find_journals
+from .decide import decide_rounds, print_decisions
+from .rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
 from .summary import log_summary_run
 from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_workers, parse_devices, run_worker,
                      worker_main)
@@ -220,12 +222,22 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
               fuse: str | int | None = "auto", fuse_table: str | None = None,
               launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
-              plugins: Sequence[str] = (), out: TextIO | None = None, err: TextIO | None = None) -> int:
+              plugins: Sequence[str] = (), until_decided: bool = False, max_seeds: int | None = None,
+              out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if max_seeds is not None and not until_decided:
+        raise ConfigError(f"--max-seeds {max_seeds} caps --until-decided; add --until-decided or drop it")
     spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins)
+    if until_decided:
+        max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
+        check_args(spec, max_seeds)
+        if launcher != "local":
+            raise ConfigError(f"--until-decided judges each round in this launch; --launcher {launcher} returns "
+                              f"once its jobs are submitted: use the local launcher with --storage on several "
+                              f"machines")
     ref = resolve_storage(storage, root, spec.study)
     slurm_cfg = None
     if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
@@ -252,6 +264,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir)
+        if until_decided:
+            ensure_plan(the_study, spec, max_seeds)
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))
         if history is not None:  # the study records which code (and library versions) ran it
             the_study.set_user_attr(PROVENANCE_ATTR, history)
@@ -260,7 +274,6 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     print_plan(plan, created, out)
     out.flush()
 
-    code = 0
     if plan.to_run and slurm_cfg is not None:
         from .slurm import submit
 
@@ -268,12 +281,16 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
                fuse_table=str(table) if table else None, out=out,
                deadline=time.time() + spec.timeout if spec.timeout else None)
         return 0
-    if plan.to_run:
+    deadline = time.time() + spec.timeout if spec.timeout else None
+
+    def launch(plan: Plan) -> int:
+        """Run the trials ``plan`` left waiting with this launch's workers; 0, or 1 if a worker crashed."""
+        if not plan.to_run:
+            return 0
         n = min(workers, plan.to_run)
         assigned = assign_devices(n, devs)
         units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
         estimate, _ = sweep_seconds(spec, units, devs, packing)
-        deadline = time.time() + spec.timeout if spec.timeout else None
         where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
         threads = cpu_threads(assigned)
         if threads:
@@ -290,6 +307,14 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
             code = _run_workers(specs, err)
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
+        return code
+
+    ran = bool(plan.to_run)
+    code = launch(plan)
+    decided: list[Any] = []
+    if until_decided and not code:
+        code, decided, more = decide_rounds(spec, the_study, st, ref, study_dir, launch, out)
+        ran = ran or more
 
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)
@@ -306,7 +331,9 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"{why}run the same command again to resume", file=out)
     print(f"study folder: {study_dir}", file=out)
     print(f"dashboard: optuna-dashboard {ref.dashboard_arg()}", file=out)
-    if plan.to_run and spec.wandb.get("mode") != "disabled":
+    if decided:
+        print_decisions(the_study, decided, out)
+    if ran and spec.wandb.get("mode") != "disabled":
         log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
     summary = sorted(study_dir.glob("summary/wandb/offline-run-*"))
