@@ -179,10 +179,21 @@ def samples(runs: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
     return {str(c): g.set_index("seed")[metric].astype(float) for c, g in df.groupby("cell", sort=False)}
 
 
-def same_data_order(configs: Sequence[Mapping[str, Any]]) -> bool:
-    """True when every config draws the same data order for a seed (``DATA_ORDER_KEYS`` agree)."""
-    first = [_key(configs[0].get(k)) for k in DATA_ORDER_KEYS] if configs else []
-    return all([_key(c.get(k)) for k in DATA_ORDER_KEYS] == first for c in configs[1:])
+def data_order(config: Mapping[str, Any]) -> str:
+    """What fixes a run's data order besides its seed: ``DATA_ORDER_KEYS`` of the resolved config (defaults
+    filled in, so a record written before a key existed compares equal), as text."""
+    try:
+        from resnet_core.run_config import RunConfig
+
+        resolved = RunConfig.from_dict({k: v for k, v in config.items() if k not in ("device",)}).to_dict()
+    except Exception:  # noqa: BLE001 - not a valid run config on its own: compare as written
+        resolved = dict(config)
+    return _key([resolved.get(k) for k in DATA_ORDER_KEYS])
+
+
+def same_data_order(orders: Sequence[str]) -> bool:
+    """True when every cell draws the same data order for a seed (``data_order`` agrees)."""
+    return len(set(orders)) <= 1
 
 
 def evaluate(plans: Sequence[Planned], runs: pd.DataFrame, *, configs: Mapping[str, Mapping[str, Any]],
@@ -190,12 +201,13 @@ def evaluate(plans: Sequence[Planned], runs: pd.DataFrame, *, configs: Mapping[s
     """Every planned comparison on ``runs`` (columns cell, seed and the metrics), paired by seed where its cells
     share seeds and data order (``configs``: cell id → run config), at ``level``."""
     dead = dead or {}
+    orders = {cid: data_order(cfg) for cid, cfg in configs.items()}
     cache: dict[str, dict[str, pd.Series]] = {}
     out = []
     for p in plans:
         if p.metric not in cache:
             cache[p.metric] = samples(runs, p.metric)
-        paired = same_data_order([configs.get(c, {}) for c in p.cells])
+        paired = all(c in orders for c in p.cells) and same_data_order([orders[c] for c in p.cells])
         est = contrast(cache[p.metric], p.weights, paired=paired, level=level)
         v = verdict(est, p.expect, p.margin)
         need = seeds_needed(est, level=level) if v not in ("reproduced", "contradicted", "equivalent",
