@@ -45,6 +45,8 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
                 return 0, results, ran
             record_round(study, rnd)          # before its trials exist: a relaunch sees the round and runs them
             spec.extra_seeds = extra_seeds_of(study.user_attrs)
+            for key in ("extra_seeds", "n_units"):  # what readers (reports, `studies`) count the units by
+                study.set_user_attr(key, spec.study_attrs()[key])
             queued = reconcile(study, storage, spec, study_dir)
         print(f"until-decided: round {rnd.number}: {len(rnd.undecided)} undecided comparison"
               f"{'s' * (len(rnd.undecided) != 1)} ({', '.join(rnd.undecided[:4])}"

@@ -38,8 +38,10 @@ def _units_line(spec: GridSpec) -> str:
     n_cells = len(spec.cells)
     if spec.search:
         return f"{len(spec.units())} trials ({n_cells} cell{'s' * (n_cells != 1)} × {spec.n_trials} search trials)"
+    added = sum(len(spec.cell_seeds(c)) - len(spec.seeds) for c in spec.cells)
     return (f"{len(spec.units())} trials ({n_cells} cell{'s' * (n_cells != 1)} × {len(spec.seeds)} "
-            f"seed{'s' * (len(spec.seeds) != 1)})")
+            f"seed{'s' * (len(spec.seeds) != 1)}" + (f" + {added} added by --until-decided rounds" if added else "")
+            + ")")
 
 
 def _who(st: Any) -> str:
