@@ -23,7 +23,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.print_config is not None:
         return print_cell_configs(args.grid, args.print_config, overrides=args.overrides, study=args.study,
-                                  plugins=args.plugins, until_decided=args.until_decided, max_seeds=args.max_seeds)
+                                  plugins=args.plugins)
     return run_sweep(args.grid, workers=args.workers, devices=args.devices, root=args.root, storage=args.storage,
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
                      wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table,

@@ -48,9 +48,10 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
             for key in ("extra_seeds", "n_units"):  # what readers (reports, `studies`) count the units by
                 study.set_user_attr(key, spec.study_attrs()[key])
             queued = reconcile(study, storage, spec, study_dir)
-        print(f"until-decided: round {rnd.number}: {len(rnd.undecided)} undecided comparison"
-              f"{'s' * (len(rnd.undecided) != 1)} ({', '.join(rnd.undecided[:4])}"
-              f"{', …' if len(rnd.undecided) > 4 else ''}); {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} "
+        labels = [r.plan.label for r in results if r.plan.id in rnd.undecided]
+        print(f"until-decided: round {rnd.number}: {len(labels)} undecided comparison"
+              f"{'s' * (len(labels) != 1)} ({'; '.join(labels[:3])}"
+              f"{'; …' if len(labels) > 3 else ''}); {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} "
               f"to {rnd.target} seeds (seeds {', '.join(map(str, rnd.seeds))}), "
               f"{queued.to_run} trials", file=out, flush=True)
         ran = True

@@ -98,7 +98,7 @@ class Round:
     number: int
     target: int                       # seeds per cell after it
     cells: list[str]                  # the cells that get seeds
-    seeds: list[int]                  # the seeds they get (beyond the grid's)
+    seeds: list[int]                  # the seeds beyond the grid's these cells have after it
     undecided: list[str]              # the comparisons that asked for it
 
     def to_dict(self) -> dict[str, Any]:
