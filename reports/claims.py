@@ -1,39 +1,48 @@
 """The papers' claims checked against a study, written as summary.md.
 
 A claim is listed only when the study has the cells it compares (cells that differ in exactly the attribute the
-claim is about). Each gets a verdict by this rule (VERDICT_RULE, also printed in summary.md):
+claim is about). Each is a comparison (``sweeps.comparisons.Planned``: better − worse on a run-summary error) judged
+by the one rule of ``sweeps.inference`` (``VERDICT_RULE``, also printed in summary.md): the difference of means
+with its confidence interval, paired by seed where the two cells share seeds and data order, Welch otherwise, and
+a verdict of *reproduced*, *contradicted*, *undecided* (with the seeds that would decide it), *equivalent* within
+the margin the claim states, or *not enough data*. A verdict resting on a cell that did not learn (``sweeps.dead``)
+says so.
 
-- fewer than 2 completed seeds on either side: ``not enough data``;
-- a claim that one cell is better (lower error) than another: ``reproduced`` when the better mean is lower and the
-  ±1 sample-std ranges do not overlap (gap > std_a + std_b); ``not reproduced`` when the other mean is lower by
-  more than that; ``not enough data`` when the ranges overlap;
-- a claim that one cell is *not worse* (residual nets do not degrade with depth): ``reproduced`` unless its mean is
-  higher by more than std_a + std_b, then ``not reproduced``.
+``claim_plans`` lists the claims of a grid before any result exists (``sweeps.comparisons.CLAIM_SOURCES``: what
+``sweep --until-decided`` decides).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .paper import normalize_dataset, paper_number, source_short, training_recipe
-from .study_reader import Cell, StudyData, part_label, same_except
+from sweeps.comparisons import CLAIM, Planned, Result
+from sweeps.dead import SIGMAS
+from sweeps.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REPRODUCED, SEEDS_NEEDED_METHOD, UNDECIDED,
+                              seeds_needed_text)
 
-REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH = "reproduced", "not reproduced", "not enough data"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH)
-MIN_SEEDS = 2
+from .comparisons import judge, level_of, level_text
+from .paper import normalize_dataset, paper_number, source_short, training_recipe
+from .study_reader import Cell, StudyData, make_cells, nest, part_label, same_except
+
+VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDECIDED, NOT_ENOUGH)
+NO_DEGRADATION_MARGIN = 1.0   # points: a deeper residual net training within this of the shallower one "does not degrade"
 VERDICT_RULE = (
-    "Verdicts compare the mean ± sample standard deviation (ddof=1) of completed seeds. With fewer than "
-    f"{MIN_SEEDS} completed seeds on either side the verdict is *not enough data*. A claim that A has a lower error "
-    "than B is *reproduced* when mean(A) < mean(B) and the ±1 std ranges do not overlap "
-    "(mean(B) − mean(A) > std(A) + std(B)), *not reproduced* when mean(A) > mean(B) by more than that, and "
-    "*not enough data* when the ranges overlap. A claim that A is not worse than B (no degradation) is *reproduced* "
-    "unless mean(A) exceeds mean(B) by more than std(A) + std(B). Claims whose cells are not in the study are not "
-    "listed.")
+    "Each claim compares two cells: the difference of their mean errors (the claimed-better cell minus the other) "
+    "with a confidence interval — paired by seed (Student's t on the per-seed differences) where both cells ran the "
+    "same seeds with the same data order, Welch's t otherwise — with the test and n on each side. A claim is "
+    "*reproduced* when the interval excludes zero on the claimed side, *contradicted* when it excludes zero on the "
+    "other side, *equivalent* when the claim states a margin and the interval lies inside ±margin (no degradation "
+    f"with depth: ±{NO_DEGRADATION_MARGIN:g} point of training error, which supports it), and *undecided* when "
+    "the interval contains zero; then the seeds per cell that would decide it are given ("
+    + SEEDS_NEEDED_METHOD + "). Fewer than 2 completed seeds on a side is *not enough data*. A verdict resting on "
+    f"a cell with a run that did not learn (test error within {SIGMAS:g} binomial standard errors of chance, or a "
+    "training loss never below a uniform guess's) says so. Claims whose cells are not in the study are not listed.")
 
 HE2016 = source_short("he2016")
 HE2016B = source_short("he2016b")
@@ -75,51 +84,47 @@ class Claim:
     statement: str     # the claim, for these cells
     evidence: str      # the numbers behind it
     verdict: str
-    why: str           # which part of the rule decided
+    why: str           # the interval, the test and n, and which part of the rule decided
     source: str        # where the paper makes the claim
+    result: Result | None = None
+    dead: dict[str, str] = field(default_factory=dict)   # label → why it did not learn, for the cells it rests on
+
+    @property
+    def warning(self) -> str:
+        if not self.dead:
+            return ""
+        return ("Rests on a cell that did not learn: " + "; ".join(f"{k} {v}" for k, v in self.dead.items())
+                + ".")
 
     def markdown(self) -> str:
-        return f"- **{self.verdict}**: {self.statement}. {self.evidence} *{self.why}.* Source: {self.source}."
+        warn = f" **⚠ {self.warning}**" if self.dead else ""
+        return (f"- **{self.verdict}**: {self.statement}. {self.evidence} *{self.why}.*{warn} "
+                f"Source: {self.source}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def lower_verdict(a: Stat, b: Stat) -> tuple[str, str]:
-    """Claim: a has a lower error than b."""
-    if a.n < MIN_SEEDS or b.n < MIN_SEEDS:
-        return NOT_ENOUGH, f"needs ≥{MIN_SEEDS} completed seeds on each side (have {a.n} and {b.n})"
-    gap, tol = b.mean - a.mean, _nz(a.std) + _nz(b.std)
-    if gap > tol:
-        return REPRODUCED, f"gap {gap:.2f} points > std sum {tol:.2f}"
-    if -gap > tol:
-        return NOT_REPRODUCED, f"the opposite holds: gap {-gap:.2f} points the other way > std sum {tol:.2f}"
-    return NOT_ENOUGH, f"the ±1 std ranges overlap (gap {gap:+.2f} points, std sum {tol:.2f})"
+def why_text(result: Result, metric: str) -> str:
+    """'difference −18.70 points, 95 % CI [−35.2, −2.2] (Welch t, n = 3 vs 3): the interval excludes zero on the
+    claimed side'."""
+    est = result.est
+    if est is None:
+        return "needs ≥2 completed seeds on each side"
+    base = est.describe()
+    tail = {REPRODUCED: "the interval excludes zero on the claimed side",
+            CONTRADICTED: "the interval excludes zero on the other side",
+            EQUIVALENT: f"the interval lies inside ±{result.plan.margin:g} points (the claim's margin)"
+            if result.plan.margin is not None else "",
+            UNDECIDED: "the interval contains zero; seeds per cell to decide it ≈ "
+                       f"{seeds_needed_text(result.seeds_needed)}"}.get(result.verdict, result.verdict)
+    return f"{base}: {tail}"
 
 
-def not_higher_verdict(a: Stat, b: Stat) -> tuple[str, str]:
-    """Claim: a's error is not higher than b's."""
-    if a.n < MIN_SEEDS or b.n < MIN_SEEDS:
-        return NOT_ENOUGH, f"needs ≥{MIN_SEEDS} completed seeds on each side (have {a.n} and {b.n})"
-    excess, tol = a.mean - b.mean, _nz(a.std) + _nz(b.std)
-    if excess > tol:
-        return NOT_REPRODUCED, f"higher by {excess:.2f} points > std sum {tol:.2f}"
-    return REPRODUCED, f"difference {excess:+.2f} points, within std sum {tol:.2f} or lower"
-
-
-def _nz(x: float) -> float:
-    return 0.0 if x is None or math.isnan(x) else float(x)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 class _Checker:
-    def __init__(self, data: StudyData, table: pd.DataFrame) -> None:
-        self.data = data
-        self.stats = table.set_index("cell")
-        self.cells = list(data.cells.values())
-        self.claims: list[Claim] = []
+    """Lists the claims a set of cells supports, as planned comparisons (no numbers needed)."""
 
-    def stat(self, cell: Cell, metric: str) -> Stat:
-        row = self.stats.loc[cell.id]
-        return Stat(cell, float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row["n"]))
+    def __init__(self, cells: Iterable[Cell]) -> None:
+        self.cells = list(cells)
+        self.plans: list[Planned] = []
 
     def pairs(self, vary: Iterable[str], first: Callable[[Cell], bool], second: Callable[[Cell], bool]):
         vary = set(vary)
@@ -130,17 +135,15 @@ class _Checker:
                 if b is not a and second(b) and same_except(a, b, vary):
                     yield a, b
 
-    def add(self, id: str, statement: str, better: Stat, worse: Stat, metric: str, source: str,
+    def add(self, id: str, statement: str, better: Cell, worse: Cell, metric: str, source: str,
             kind: str = "lower", paper_note: str | None = None) -> None:
-        verdict, why = (lower_verdict if kind == "lower" else not_higher_verdict)(better, worse)
-        what = METRIC_TEXT.get(metric, metric)
-        evidence = f"Final {what}: {better.label} {better.text()} vs {worse.label} {worse.text()}"
-        if paper_note:
-            evidence += f"; paper: {paper_note}"
-        elif metric == "final_test_error" and better.cell.paper and worse.cell.paper:
-            evidence += (f"; paper: {better.cell.paper.display()} vs {worse.cell.paper.display()}"
-                         + ("" if better.cell.paper.metric == "test_error" else f" ({better.cell.paper.metric})"))
-        self.claims.append(Claim(id, statement, evidence + ".", verdict, why, source))
+        """Claim: ``better`` has a lower ``metric`` than ``worse`` (kind "lower"), or is not higher ("not_higher":
+        equivalence within ``NO_DEGRADATION_MARGIN`` supports it too)."""
+        margin = NO_DEGRADATION_MARGIN if kind == "not_higher" else None
+        self.plans.append(Planned(f"claim:{id}:{better.id}|{worse.id}", statement, {better.id: 1.0, worse.id: -1.0},
+                                  CLAIM, metric, expect=-1, margin=margin,
+                                  extra={"claim": id, "better": better.id, "worse": worse.id, "source": source,
+                                         "paper_note": paper_note}))
 
     # -- the claims ---------------------------------------------------------------------------------------------
     def depth_claims(self) -> None:
@@ -166,32 +169,28 @@ class _Checker:
                     fig = f"{HE2016}, §4.2 and Fig. 6 left (plain-56 above plain-20; plotted, not tabulated)"
                     self.add("plain-degradation-train",
                              f"Deeper plain nets have higher training error ({pair})",
-                             self.stat(shallow, "final_train_error"), self.stat(deep, "final_train_error"),
-                             "final_train_error", fig, paper_note="curves only, no tabulated plain-net numbers")
+                             shallow, deep, "final_train_error", fig,
+                             paper_note="curves only, no tabulated plain-net numbers")
                     self.add("plain-degradation-test",
                              f"Deeper plain nets have higher test error ({pair})",
-                             self.stat(shallow, "final_test_error"), self.stat(deep, "final_test_error"),
-                             "final_test_error", fig)
+                             shallow, deep, "final_test_error", fig)
                 else:
                     self.add("residual-no-degradation",
                              f"Residual nets do not degrade with depth: {deep.label} trains at least as well as "
                              f"{shallow.label}",
-                             self.stat(deep, "final_train_error"), self.stat(shallow, "final_train_error"),
-                             "final_train_error", f"{HE2016}, §4.2 and Fig. 6 middle", kind="not_higher",
+                             deep, shallow, "final_train_error", f"{HE2016}, §4.2 and Fig. 6 middle", kind="not_higher",
                              paper_note="curves only")
                     if deep.paper and shallow.paper and deep.paper.value > shallow.paper.value:
                         # the paper's own exception: ResNet-1202 overfits and tests worse than ResNet-110
                         self.add("residual-depth-overfit",
                                  f"Very deep residual nets overfit: {deep.label} has higher test error than "
                                  f"{shallow.label}",
-                                 self.stat(shallow, "final_test_error"), self.stat(deep, "final_test_error"),
-                                 "final_test_error", f"{HE2016}, §4.2 and Table 6 (1202 layers: {RESNET_1202:.2f} vs "
-                                 f"{RESNET_110_BEST:.2f})")
+                                 shallow, deep, "final_test_error", f"{HE2016}, §4.2 and Table 6 (1202 layers: "
+                                 f"{RESNET_1202:.2f} vs {RESNET_110_BEST:.2f})")
                     else:
                         self.add("residual-depth-gain",
                                  f"Deeper residual nets reach lower test error ({pair})",
-                                 self.stat(deep, "final_test_error"), self.stat(shallow, "final_test_error"),
-                                 "final_test_error", f"{HE2016}, Table 6")
+                                 deep, shallow, "final_test_error", f"{HE2016}, Table 6")
 
     def residual_vs_plain(self) -> None:
         for plain, res in self.pairs({"model.shortcut", "model.project_all"}, lambda c: c.is_plain,
@@ -201,8 +200,7 @@ class _Checker:
                       else f"{HE2016}, Fig. 6 and Table 6 (CIFAR-10)")
             self.add("residual-beats-plain", f"Residual beats plain at equal depth ({res.label} vs {plain.label},"
                                              f"{depth})",
-                     self.stat(res, "final_test_error"), self.stat(plain, "final_test_error"), "final_test_error",
-                     source)
+                     res, plain, "final_test_error", source)
 
     def activation_claims(self) -> None:
         # (better, worse, statement, source)
@@ -218,16 +216,14 @@ class _Checker:
             for a, b in self.pairs({"model.activation"}, lambda c: c.model.get("activation") == good,
                                    lambda c: c.model.get("activation") == bad):
                 at = f" at {a.depth} layers" if a.depth is not None else ""
-                self.add(f"activation-{good}-vs-{bad}", f"{text}{at} ({a.label} vs {b.label})",
-                         self.stat(a, "final_test_error"), self.stat(b, "final_test_error"), "final_test_error",
-                         source)
+                self.add(f"activation-{good}-vs-{bad}", f"{text}{at} ({a.label} vs {b.label})", a, b,
+                         "final_test_error", source)
 
     def pooling_claims(self) -> None:
         for a, b in self.pairs({"model.pooling"}, lambda c: c.model.get("pooling") == "avg",
                                lambda c: c.model.get("pooling") == "max"):
             self.add("gap-vs-gmp", f"Global average pooling (GAP) beats global max pooling (GMP) "
-                                   f"({a.label} vs {b.label})",
-                     self.stat(a, "final_test_error"), self.stat(b, "final_test_error"), "final_test_error",
+                                   f"({a.label} vs {b.label})", a, b, "final_test_error",
                      "He et al. 2016 use GAP (no GMP number in the papers); seed 001 discusses GAP vs GMP",
                      paper_note="no tabulated GMP result")
 
@@ -247,9 +243,23 @@ class _Checker:
                                    lambda c: not c.is_plain and c.option.rstrip("3") == bad):
                 if family and a.model.get("family") != family:
                     continue
-                self.add(f"shortcut-{good}-vs-{bad}", f"{text} ({a.label} vs {b.label})",
-                         self.stat(a, "final_test_error"), self.stat(b, "final_test_error"), "final_test_error",
+                self.add(f"shortcut-{good}-vs-{bad}", f"{text} ({a.label} vs {b.label})", a, b, "final_test_error",
                          source)
+
+    def run(self) -> list[Planned]:
+        self.depth_claims()
+        self.residual_vs_plain()
+        self.activation_claims()
+        self.pooling_claims()
+        self.shortcut_claims()
+        return self.plans
+
+
+def claim_plans(spec: Any) -> list[Planned]:
+    """The claims a grid (``sweeps.grid.GridSpec``) will be checked on, before it has results: the
+    ``sweeps.comparisons.CLAIM_SOURCES`` entry ``reports`` registers for ``sweep --until-decided``."""
+    cells = make_cells({c.id: c.params for c in spec.cells}, nest(spec.base), list(spec.axes))
+    return _Checker(cells.values()).run()
 
 
 def check_claims(data: StudyData, table: pd.DataFrame | None = None) -> list[Claim]:
@@ -258,13 +268,30 @@ def check_claims(data: StudyData, table: pd.DataFrame | None = None) -> list[Cla
         from .tables import cell_table
 
         table = cell_table(data)
-    checker = _Checker(data, table)
-    checker.depth_claims()
-    checker.residual_vs_plain()
-    checker.activation_claims()
-    checker.pooling_claims()
-    checker.shortcut_claims()
-    return checker.claims
+    stats = table.set_index("cell")
+
+    def stat(cell: Cell, metric: str) -> Stat:
+        row = stats.loc[cell.id]
+        return Stat(cell, float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row["n"]))
+
+    plans = _Checker(data.cells.values()).run()
+    claims = []
+    for result in judge(data, plans):
+        p = result.plan
+        better, worse = data.cells[p.extra["better"]], data.cells[p.extra["worse"]]
+        a, b = stat(better, p.metric), stat(worse, p.metric)
+        what = METRIC_TEXT.get(p.metric, p.metric)
+        evidence = f"Final {what}: {a.label} {a.text()} vs {b.label} {b.text()}"
+        note = p.extra.get("paper_note")
+        if note:
+            evidence += f"; paper: {note}"
+        elif p.metric == "final_test_error" and better.paper and worse.paper:
+            evidence += (f"; paper: {better.paper.display()} vs {worse.paper.display()}"
+                         + ("" if better.paper.metric == "test_error" else f" ({better.paper.metric})"))
+        dead = {data.cells[c].label: why for c, why in result.dead.items()}
+        claims.append(Claim(p.extra["claim"], p.label, evidence + ".", result.verdict, why_text(result, p.metric),
+                            p.extra["source"], result, dead))
+    return claims
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,17 +408,30 @@ def gradient_observations(data: StudyData) -> list[str]:
     return lines
 
 
+def verdict_counts(claims: Sequence[Claim]) -> str:
+    """'1 reproduced, 2 undecided (1 resting on a cell that did not learn).'"""
+    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+    text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    dead = sum(bool(c.dead) for c in claims)
+    if dead:
+        text += f" ({dead} resting on a cell that did not learn)"
+    return text + "."
+
+
 def summary_markdown(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim] | None = None) -> str:
     claims = list(claims if claims is not None else check_claims(data, table))
     lines = [f"# Study `{data.name}`: claims checked", "", data.status_line(), ""]
+    level = level_text(data)
     lines += ["## Claims", ""]
     if claims:
-        counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
-        lines += [", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", ""]
+        lines += [verdict_counts(claims) + f" Intervals: {level}.", ""]
         lines += [c.markdown() for c in claims]
     else:
         lines.append("The study has no pair of cells that a claim from the papers compares.")
     lines += ["", f"*Rule.* {VERDICT_RULE}", ""]
+    from .effects import effects_markdown
+
+    lines += effects_markdown(data, level)
     paper = paper_comparison(data, table)
     if paper:
         lines += ["## Against the paper's numbers", "", *paper, ""]

@@ -37,9 +37,11 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     ``runs/<study>/report/`` by default) and return that folder.
 
     Always written: the figures (PNG + SVG; ``figures=False`` skips them) and summary.md. By format: md -> table.md; csv -> table.csv and
-    trials.csv; tex -> table.tex; html -> index.html.
+    trials.csv (one column per axis) and effects.csv (main effects, interactions,
+    importance); tex -> table.tex; html -> index.html.
     """
     from .claims import check_claims, write_summary
+    from .effects import effect_rows
     from .figures import make_figures
     from .html import write_html
     from .study_reader import load_study
@@ -59,7 +61,8 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     if "csv" in wanted:
         write_csv(data, table, out / "table.csv")
         write_trials_csv(data, out / "trials.csv")
-        written += ["table.csv", "trials.csv"]
+        effect_rows(data).to_csv(out / "effects.csv", index=False)
+        written += ["table.csv", "trials.csv", "effects.csv"]
     if "tex" in wanted:
         write_latex(data, table, out / "table.tex")
         written.append("table.tex")
@@ -92,11 +95,17 @@ def summary_figures(study: str, root: str | Path, storage: str | None, out: Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `report`, and the report's figures to the W&B summary of every `sweep`."""
+    """Add `report`; add the report's figures to the W&B summary of every `sweep`, and its claims to the
+    comparisons of `sweep --until-decided`."""
+    from sweeps.comparisons import CLAIM_SOURCES
     from sweeps.summary import SUMMARY_FIGURES
+
+    from .claims import claim_plans
 
     if summary_figures not in SUMMARY_FIGURES:
         SUMMARY_FIGURES.append(summary_figures)
+    if claim_plans not in CLAIM_SOURCES:  # the claims `sweep --until-decided` decides
+        CLAIM_SOURCES.append(claim_plans)
     p = sub.add_parser("report", help="tables, figures and checked claims from a study",
                        description="Write Markdown/CSV/LaTeX tables, PNG+SVG figures, summary.md (the papers' claims "
                                    "with verdicts) and index.html for a study, with the papers' numbers beside ours. "

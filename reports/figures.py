@@ -8,7 +8,9 @@ Only the figures the data supports are made:
 - ``probe_depth``: gradient norm at initialisation vs depth (probe.csv);
 - ``ablation_bars``: mean ± std of the final test and training error when the cells differ in one axis (besides
   plain/residual);
-- ``lesion``: test error after deleting each residual block (lesion.csv).
+- ``lesion``: test error after deleting each residual block (lesion.csv);
+- ``error_edf``: per grid axis, the error EDF of each of its values — the fraction of completed runs with a test
+  error below each x (Radosavovic et al. 2019, pycls's design-space comparison).
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ def make_figures(data: StudyData, table: pd.DataFrame, out: Path) -> list[Figure
     out.mkdir(parents=True, exist_ok=True)
     figures: list[FigureOut] = []
     with matplotlib.rc_context(STYLE):
-        for maker in (fig_curves, fig_gradnorm_layers, fig_probe, fig_ablation_bars, fig_lesion):
+        for maker in (fig_curves, fig_gradnorm_layers, fig_probe, fig_ablation_bars, fig_lesion, fig_error_edf):
             try:
                 figures += maker(data, table, out)
             except Exception as e:  # one figure's bad data must not cost the whole report
@@ -615,3 +617,36 @@ def fig_lesion(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOu
                "for each block in forward order; the dashed line is the intact network. Hatched bars are the "
                "downsampling blocks that start a stage.")
     return [_save(fig, out, "lesion", "Lesion: test error after deleting each block", caption)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (f) per-axis error EDFs
+def fig_error_edf(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOut]:
+    """One panel per grid axis with several values: for each value, the empirical distribution function of the
+    final test error over its completed runs (pycls: F(e) = fraction of runs with error < e)."""
+    from .comparisons import grid_levels
+
+    runs = data.complete_runs()
+    levels = {a: v for a, v in grid_levels(data).items() if len(v) > 1}
+    if runs.empty or not levels:
+        return []
+    errors = pd.to_numeric(runs["final_test_error"], errors="coerce")
+    fig = _new_figure((4.2 * len(levels), 3.4))
+    axes = fig.subplots(1, len(levels), squeeze=False)[0]
+    for ax, (axis, values) in zip(axes, levels.items()):
+        for i, value in enumerate(values):
+            cells = {cid for cid, c in data.cells.items() if axis in c.params and freeze(c.params[axis]) == freeze(value)}
+            e = np.sort(errors[runs["cell"].isin(cells)].dropna().to_numpy())
+            if len(e) == 0:
+                continue
+            ax.step(np.concatenate([[e[0]], e]), np.arange(len(e) + 1) / len(e), where="post",
+                    color=PALETTE[i % len(PALETTE)], lw=1.8, label=f"{_tick(axis, value)} (n={len(e)})")
+        ax.set_xlabel("final test error (%)")
+        ax.set_ylabel("fraction of runs with lower error")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(_axis_title(axis))
+        ax.legend(loc="lower right")
+    _suptitle(fig, "Error EDF per axis value")
+    caption = ("For each grid axis, the fraction of completed runs (all cells and seeds with that axis value) whose "
+               "final test error is below x; a curve to the left and up is better (Radosavovic et al. 2019).")
+    return [_save(fig, out, "error_edf", "Error EDF per axis", caption)]

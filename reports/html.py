@@ -9,7 +9,9 @@ from typing import Sequence
 import pandas as pd
 
 from .claims import VERDICT_RULE, Claim, gradient_observations, lesion_observations, paper_comparison, \
-    probe_observations
+    probe_observations, verdict_counts
+from .comparisons import dead_cells, importances, level_text
+from .effects import effect_rows
 from .figures import FigureOut
 from .study_reader import StudyData
 from .tables import display_table, left_out
@@ -29,8 +31,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; } td.best { font
 ul.claims { list-style: none; padding-left: 0; } ul.claims li { margin: 8px 0; }
 .verdict { display: inline-block; min-width: 8.5em; padding: 1px 8px; border-radius: 10px; font-size: 0.85em;
            font-weight: 600; text-align: center; margin-right: 6px; }
-.v-reproduced { background: #d9f2dd; color: #1b5e20; } .v-not-reproduced { background: #fde0dc; color: #a4161a; }
-.v-not-enough-data { background: #eceff1; color: #455a64; }
+.v-reproduced, .v-equivalent, .v-decided { background: #d9f2dd; color: #1b5e20; }
+.v-contradicted { background: #fde0dc; color: #a4161a; }
+.v-undecided { background: #fff3cd; color: #7a5a00; } .v-not-enough-data { background: #eceff1; color: #455a64; }
+.dead { color: #a4161a; font-weight: 600; }
 figure { margin: 22px 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { color: #444; font-size: 0.92em; max-width: 980px; }
 nav a { margin-right: 14px; }
@@ -75,7 +79,7 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
              f"<p class='status'>{_esc(data.status_line())}</p>",
              f"<p class='muted'>Read from <code>{_esc(data.storage)}</code>. Errors in percent; mean ± sample std over "
              "completed seeds.</p>"]
-    nav = ["<a href='#table'>Table</a>", "<a href='#claims'>Claims</a>"]
+    nav = ["<a href='#table'>Table</a>", "<a href='#claims'>Claims</a>", "<a href='#effects'>Effects</a>"]
     if figures:
         nav.append("<a href='#figures'>Figures</a>")
     parts.append("<nav>" + "".join(nav) + "</nav>")
@@ -94,17 +98,31 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
         parts.append("<h3>Runs not in the means</h3>" + _table_html(lo.astype(object)))
 
     parts.append("<h2 id='claims'>Claims</h2>")
+    level = level_text(data)
     if claims:
+        parts.append(f"<p>{_esc(verdict_counts(claims))} Intervals: {_esc(level)}.</p>")
         items = []
         for c in claims:
             cls = "v-" + c.verdict.replace(" ", "-")
+            warn = f" <span class='dead'>⚠ {_esc(c.warning)}</span>" if c.dead else ""
             items.append(f"<li><span class='verdict {cls}'>{_esc(c.verdict)}</span>{_md_inline(c.statement)}. "
-                         f"{_md_inline(c.evidence)} <em>{_esc(c.why)}.</em> "
+                         f"{_md_inline(c.evidence)} <em>{_esc(c.why)}.</em>{warn} "
                          f"<span class='muted'>Source: {_esc(c.source)}.</span></li>")
         parts.append("<ul class='claims'>" + "".join(items) + "</ul>")
     else:
         parts.append("<p>The study has no pair of cells that a claim from the papers compares.</p>")
     parts.append(f"<p class='muted'><em>Rule.</em> {_md_inline(VERDICT_RULE)}</p>")
+    dead = dead_cells(data)
+    if dead:
+        parts.append("<h3>Cells that did not learn</h3><ul>" + "".join(
+            f"<li class='dead'>{_esc(data.cells[c].label)} {_esc(why)}</li>" for c, why in dead.items()) + "</ul>")
+    imp, how = importances(data)
+    rows = effect_rows(data, importance=imp)
+    if not rows.empty:
+        parts.append(f"<h2 id='effects'>Which factor matters</h2><p class='muted'>Main effects (each axis value "
+                     f"minus the axis's first, averaged over the other axes) and two-way interactions; "
+                     f"{_esc(level)}; importance: Optuna's ({_esc(how)}).</p>"
+                     + _table_html(rows.astype(object)))
     paper = paper_comparison(data, table)
     obs = gradient_observations(data) + probe_observations(data) + lesion_observations(data)
     for title, lines in (("Against the paper's numbers", paper), ("Observations (no verdict)", obs)):

@@ -136,6 +136,7 @@ class StudyData:
     probe: pd.DataFrame | None = None
     lesion: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    optuna_study: Any = None           # the loaded Optuna study (importance reads it)
 
     @property
     def study_dir(self) -> Path | None:
@@ -516,11 +517,13 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
         return cell, freeze(seed), freeze(slot)
 
     expected: list[tuple[str, Any, Any]] = []
+    extra_seeds = ua.get("extra_seeds") if isinstance(ua.get("extra_seeds"), Mapping) else {}
     for cell in cell_params:
         if n_search and seeds:
             expected += [(cell, seeds[k % len(seeds)], k) for k in range(n_search)]
         else:
-            expected += [(cell, seed, None) for seed in seeds]
+            added = [s for s in extra_seeds.get(cell) or [] if s not in seeds]  # `--until-decided` rounds
+            expected += [(cell, seed, None) for seed in seeds + added]
     seen = {unit_key(*u) for u in expected}
     for row in sorted(rows, key=lambda r: r["trial"]):  # trials outside the plan still count
         u = (row["cell"], row["seed"], row["slot"])
@@ -546,28 +549,14 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     runs = pd.DataFrame(chosen, columns=list(trials.columns) + ["attempts"])
 
     # -- cell configs: a run record's config (the truth), else the study's base plus the cell's params
-    cells: dict[str, Cell] = {}
-    for order, (cell, params) in enumerate(cell_params.items()):
-        config = None
+    found: dict[str, dict[str, Any]] = {}
+    for cell in cell_params:
         for row in sorted((r for r in rows if r["cell"] == cell),
                           key=lambda r: (-STATUS_RANK.get(r["status"], 1), r["trial"])):
             if configs.get(row["trial"]):
-                config = configs[row["trial"]]
+                found[cell] = configs[row["trial"]]
                 break
-        if config is None:
-            config = json.loads(json.dumps(base, default=str))
-            for key, value in params.items():
-                if isinstance(value, Mapping):  # a composite axis: {"model.shortcut": …, "model.project_all": …}
-                    for k, v in value.items():
-                        set_dotted(config, k if "." in k else f"{key}.{k}", v)
-                else:
-                    set_dotted(config, key, value)
-        model = resolve_model(config["model"]) if isinstance(config.get("model"), Mapping) else {}
-        dataset = normalize_dataset(get_dotted(config, "data.name", "") or "")
-        c = Cell(id=cell, params=dict(params), order=order, config=config, model=model, dataset=dataset)
-        c.paper = paper_value(dataset, model) if model else None
-        cells[cell] = c
-    _derive_attrs(cells, axes)
+    cells = make_cells(cell_params, base, axes, found)
 
     # -- probe and lesion outputs: given, or found in the study folder
     def pick(given: Any, name: str) -> tuple[Any, bool]:
@@ -585,7 +574,31 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
 
     return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, axes=axes, seeds=seeds,
                      objective=objective, trials=trials, runs=runs, cells=cells, probe=probe_df, lesion=lesion_df,
-                     notes=notes)
+                     notes=notes, optuna_study=loaded)
+
+
+def make_cells(cell_params: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any], axes: list[str],
+               configs: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Cell]:
+    """The cells, in the given order: each with its run config (``configs``: a run record's, the truth; else the
+    base with the cell's params), resolved model, dataset, paper value, attributes and label."""
+    cells: dict[str, Cell] = {}
+    for order, (cell, params) in enumerate(cell_params.items()):
+        config = (configs or {}).get(cell)
+        if config is None:
+            config = json.loads(json.dumps(base, default=str))
+            for key, value in params.items():
+                if isinstance(value, Mapping):  # a composite axis: {"model.shortcut": …, "model.project_all": …}
+                    for k, v in value.items():
+                        set_dotted(config, k if "." in k else f"{key}.{k}", v)
+                else:
+                    set_dotted(config, key, value)
+        model = resolve_model(config["model"]) if isinstance(config.get("model"), Mapping) else {}
+        dataset = normalize_dataset(get_dotted(config, "data.name", "") or "")
+        c = Cell(id=cell, params=dict(params), order=order, config=config, model=model, dataset=dataset)
+        c.paper = paper_value(dataset, model) if model else None
+        cells[cell] = c
+    _derive_attrs(cells, axes)
+    return cells
 
 
 # ---------------------------------------------------------------------------------------------------------------

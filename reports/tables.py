@@ -60,6 +60,11 @@ def cell_table(data: StudyData) -> pd.DataFrame:
         for s in ("mean", "std"):
             if f"{m}_{s}" not in table:
                 table[f"{m}_{s}"] = float("nan")
+    from .comparisons import run_dead
+
+    dead = runs.assign(dead=run_dead(data))
+    n_dead = dead[dead["dead"].notna()].groupby("cell", sort=False).size()
+    table["n_dead"] = n_dead.reindex(table.index).fillna(0).astype(int)
     table["params"] = params.reindex(table.index)
     table["paper_test_error"] = [c.paper.value if c.paper else float("nan") for c in data.cells.values()]
     table["paper_std"] = [c.paper.std if c.paper and c.paper.std is not None else float("nan")
@@ -132,6 +137,8 @@ def display_table(data: StudyData, table: pd.DataFrame) -> tuple[pd.DataFrame, l
     if "label" not in cols:
         out.insert(0, "model", table["label"])
     out["n"] = [f"{n}/{e}" for n, e in zip(table["n"], table["n_expected"])]
+    if table["n_dead"].any():  # sweeps.dead: a cell with runs that did not learn is named in its own column
+        out["did not learn"] = [f"{d} of {n}" if d else "" for d, n in zip(table["n_dead"], table["n"])]
     best: dict[str, list[int]] = {}
     for m, title, unit in METRICS:
         out[f"{title} ({unit})"] = [fmt_mean_std(a, b, n) for a, b, n in
@@ -189,7 +196,9 @@ def write_markdown(data: StudyData, table: pd.DataFrame, path: Path) -> None:
     lines = [f"# Study `{data.name}`: results per cell", "",
              f"Source: `{data.storage}`. {data.status_line()}", "",
              "Errors are in percent: mean ± sample std over the seeds that completed (n of the seeds planned); "
-             "best val error is each run's lowest validation error. The lowest mean of each error column is in bold.",
+             "best val error is each run's lowest validation error. The lowest mean of each error column is in bold."
+             + (" *did not learn*: completed seeds at chance-level test error or whose training loss never fell "
+                "below a uniform guess's (summary.md names them)." if table["n_dead"].any() else ""),
              "", markdown_table(shown, best), ""]
     if sources:
         lines += ["Paper values:", "", *(f"- [{i + 1}] {s}" for i, s in enumerate(sources)), ""]
@@ -214,10 +223,19 @@ def write_csv(data: StudyData, table: pd.DataFrame, path: Path) -> None:
 
 
 def write_trials_csv(data: StudyData, path: Path) -> None:
-    cols = ["cell", "seed", "slot", "status", "reason", "trial", "state", "attempts", "run_dir", "final_test_error",
+    """One row per (cell, seed): one column per grid axis (its value), then the run's status and numbers, and why
+    a completed run did not learn (``dead``, empty if it learned)."""
+    from .comparisons import run_dead
+
+    runs = data.runs.copy()
+    axes = axis_columns(data)
+    for axis, col in axes.items():
+        runs[col] = [_plain(data.cells[c].params.get(axis)) if c in data.cells else None for c in runs["cell"]]
+    runs["dead"] = run_dead(data)
+    cols = [*axes.values(), "cell", "seed", "slot", "status", "reason", "trial", "state", "attempts", "run_dir", "final_test_error",
             "test_error_at_best_val", "best_val_error", "final_val_error", "final_train_error", "final_train_loss",
-            "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps"]
-    data.runs[cols].to_csv(path, index=False, float_format="%.6g")
+            "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps", "dead"]
+    runs[list(dict.fromkeys(cols))].to_csv(path, index=False, float_format="%.6g")
 
 
 # ---------------------------------------------------------------------------------------------------------------

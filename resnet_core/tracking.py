@@ -346,11 +346,12 @@ def wandb_callback(*, project: str | None, entity: str | None = None, mode: str 
 def log_study_summary(*, study: str, project: str | None, entity: str | None = None, mode: str | None = None,
                       rows: list[dict[str, Any]], figures: Sequence[Path] = (), run_dir: Path,
                       config: dict[str, Any] | None = None, tags: Sequence[str] = (),
-                      cells: list[dict[str, Any]] | None = None) -> str | None:
+                      cells: list[dict[str, Any]] | None = None,
+                      tables: dict[str, list[dict[str, Any]]] | None = None) -> str | None:
     """The study's summary run (job_type "summary", in the study's group, one per study: its id is kept in
     ``run_dir``, a later launch continues it — offline, replaces it): ``config`` (the grid) as config, ``tags``,
-    the per-trial results (``rows``) and the per-cell mean ± std (``cells``) as `wandb.Table`s, the report figures
-    as images. Returns the offline run folder (for `wandb sync`), or None. Never raises."""
+    the per-trial results (``rows``), the per-cell mean ± std (``cells``) and any further ``tables`` (name → rows,
+    e.g. the comparisons) as `wandb.Table`s, the report figures as images. Returns the offline run folder (for `wandb sync`), or None. Never raises."""
     mode = resolve_mode(mode or "auto")
     if mode == "disabled":
         return None
@@ -371,6 +372,10 @@ def log_study_summary(*, study: str, project: str | None, entity: str | None = N
         if cells:
             cols = list(cells[0])
             payload["cells"] = wandb.Table(columns=cols, data=[[c.get(k) for k in cols] for c in cells])
+        for name, trows in (tables or {}).items():
+            if trows:
+                tcols = list(trows[0])
+                payload[name] = wandb.Table(columns=tcols, data=[[r.get(k) for k in tcols] for r in trows])
         for fig in figures:
             payload[f"figures/{Path(fig).stem}"] = wandb.Image(str(fig))
         run.log(payload)

@@ -10,7 +10,9 @@ results table),
 ``estimate`` (dry-run time estimate), ``sweep`` (the `sweep` and `studies` commands), ``cli`` (their arguments), ``params`` (grid axes as Optuna params),
 ``access`` (``open_study``: a study from Python in one line), ``study_format`` (what a study holds: the one
 module ``reports`` reads it through), ``optuna_adapter`` (every use of Optuna's private API), ``summary`` (the
-study's W&B summary run).
+study's W&B summary run), ``inference`` (intervals, verdicts, seeds needed, the sequential plan), ``comparisons``
+(main effects, interactions, claims: what a grid compares), ``dead`` (did a run learn), ``results`` (completed
+trials as a table), ``rounds`` / ``decide`` (``--until-decided``: the recorded rounds and the launch loop).
 """
 from .access import open_study
 from .grid import GridSpec, load_grid

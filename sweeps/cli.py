@@ -3,7 +3,7 @@
     resnet-ablate sweep GRID.yaml [-m KEY=V1,V2 ...] [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
                                   [--study NAME] [--fuse auto|N|off] [--fuse-table FILE] [--print-config [CELL]]
-                                  [--plugin FILE.py|MODULE ...]
+                                  [--plugin FILE.py|MODULE ...] [--until-decided [--max-seeds N]]
                                   [--launcher local|slurm [--shared-fs] [--partition P] [--time LIMIT]
                                    [--cpus-per-worker N] [--gpus-per-worker N] [--mem SIZE] [--sbatch KEY=VALUE]]
     resnet-ablate studies [--root DIR | --storage URL]
@@ -28,7 +28,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                      dry=args.dry_run, retry_failed=args.retry_failed, overrides=args.overrides,
                      wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table,
                      launcher=args.launcher, slurm=slurm_flags(args), shared_fs=args.shared_fs,
-                     plugins=args.plugins, axes=args.axes)
+                     plugins=args.plugins, axes=args.axes, until_decided=args.until_decided,
+                     max_seeds=args.max_seeds)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
@@ -80,6 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", nargs="?", const="", default=None, metavar="CELL",
                    help="print the resolved run config of every cell (or of CELL: its id or folder slug, e.g. "
                         "depth-20_shortcut-none) as YAML and exit without running")
+    p.add_argument("--until-decided", action="store_true",
+                   help="after the grid's seeds, add seeds in rounds (2 per round) to the cells of comparisons "
+                        "still undecided (the claims the report checks and each axis's main effects) until each is "
+                        "decided or --max-seeds is reached; every look uses a Bonferroni-adjusted interval so the "
+                        "peeking does not inflate false decisions; the rounds are recorded in the study and a "
+                        "relaunch continues them")
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N",
+                   help="with --until-decided: at most N seeds per cell (default 10)")
     add_plugin_argument(p)
     add_arguments(p)
     p.set_defaults(func=_cmd_sweep)

@@ -133,6 +133,7 @@ class GridSpec:
     description: str | None = None
     launcher: dict[str, Any] = field(default_factory=dict)   # {slurm: {...}}: sweeps/slurm.py reads it
     plugins: list[str] = field(default_factory=list)         # resolved plugins (absolute paths or module names)
+    extra_seeds: dict[str, list[int]] = field(default_factory=dict)  # cell id → seeds `--until-decided` added
 
     # -- derived ----------------------------------------------------------------------------------------------
     @property
@@ -151,10 +152,14 @@ class GridSpec:
     def report_key(self) -> str:
         return METRICS[self.objective["metric"]][1]
 
+    def cell_seeds(self, cell: Cell) -> list[int]:
+        """The seeds a cell runs: the grid's, then those rounds of ``--until-decided`` added (``rounds``)."""
+        return self.seeds + [s for s in self.extra_seeds.get(cell.id, []) if s not in self.seeds]
+
     def units(self) -> list[Unit]:
         if self.search:
             return [Unit(c, self.seeds[k % len(self.seeds)], k) for c in self.cells for k in range(self.n_trials)]
-        return [Unit(c, s) for c in self.cells for s in self.seeds]
+        return [Unit(c, s) for c in self.cells for s in self.cell_seeds(c)]
 
     def run_config(self, cell: Cell, seed: int, search_values: dict[str, Any] | None = None,
                    device: str | None = None, name: str | None = None) -> dict[str, Any]:
@@ -187,6 +192,7 @@ class GridSpec:
             "n_units": len(self.units()),
             "description": self.description,
             "plugins": plugin_records(self.plugins),
+            "extra_seeds": self.extra_seeds,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,12 +201,14 @@ class GridSpec:
                 "extra_cells": self.extra_cells, "search": {k.key: k.to_dict() for k in self.search},
                 "n_trials": self.n_trials, "timeout": self.timeout, "objective": self.objective,
                 "wandb": self.wandb, "grid_file": self.grid_file, "description": self.description,
-                "plugins": self.plugins}
+                "plugins": self.plugins, "extra_seeds": self.extra_seeds}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GridSpec":
-        raw = {k: v for k, v in d.items() if k not in ("grid_file",) and v is not None}
-        return parse_grid(raw, grid_file=d.get("grid_file"), check_cells=False)
+        raw = {k: v for k, v in d.items() if k not in ("grid_file", "extra_seeds") and v is not None}
+        spec = parse_grid(raw, grid_file=d.get("grid_file"), check_cells=False)
+        spec.extra_seeds = {str(k): [int(s) for s in v] for k, v in (d.get("extra_seeds") or {}).items()}
+        return spec
 
 
 # -- loading ----------------------------------------------------------------------------------------------------

@@ -166,10 +166,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
     """One line per cell: mean ± std of the objective over seeds (search: the best trial and its values); failed
-    and unfinished trials named by their seed (search: their slot), not by Optuna's number, which a resume changes."""
+    and unfinished trials named by their seed (search: their slot), not by Optuna's number, which a resume changes;
+    a cell that did not learn marked DEAD."""
+    from .results import dead_cells, trial_frame
+
     metric = spec.objective["metric"]
     values = objective_values(spec, trials)
     sts = statuses(spec, trials)
+    dead = dead_cells(trial_frame(spec, trials))
     width = max([len(c.id or "base") for c in spec.cells] + [4])
     lines = []
     for cell in spec.cells:
@@ -197,6 +201,8 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
                          f": {_units(s for s in mine if s.state in FAILED)}")
         if n_left:
             notes.append(f"{n_left} not finished: {_units(s for s in mine if s.state not in DONE + FAILED)}")
+        if cell.id in dead:
+            notes.append(f"DEAD: {dead[cell.id]}")
         notes += _fast_path_notes([s.latest for s in mine if s.latest is not None])
         lines.append(f"  {label}  {core}" + (f"   [{', '.join(notes)}]" if notes else ""))
     return lines

@@ -74,6 +74,9 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
         _check_same_objective(study.user_attrs.get("objective"), spec)
         _check_same_base(study.user_attrs, spec)
         check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
+        from .rounds import extra_seeds_of
+
+        spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
     space = space_attr(merged_space(study.user_attrs.get("axis_space"), spec))  # ConfigError before any write
     attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve()), "axis_space": space}
     metric = [spec.objective["metric"]]

@@ -26,6 +26,9 @@ DEFAULT_ROOT = "runs"
 # run summary key → trial user attr (the parameter count is ``n_parameters``: ``params`` are Optuna's axis values)
 SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
 
+# the study user attr of `sweep --until-decided`: its sequential plan and its rounds (sweeps/rounds.py)
+DECIDE_ATTR = "until_decided"
+
 DONE = ("complete", "pruned")
 FAILED = ("failed", "diverged")
 STATE_STATUS = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}

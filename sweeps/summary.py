@@ -1,5 +1,7 @@
-"""The study's W&B summary run (job_type "summary", one per study): the per-trial results, the per-cell mean ± std
-and figures, logged after a sweep that ran trials with W&B on.
+"""The study's W&B summary run (job_type "summary", one per study): the per-trial results (one column per grid
+axis, and why a run did not learn), the per-cell mean ± std, the comparisons (claims, main effects, interactions:
+difference, interval, test, n, verdict, seeds needed; ``comparisons``) and figures, logged after a sweep that ran
+trials with W&B on.
 
 The figures come from whatever ``SUMMARY_FIGURES`` holds: ``reports`` adds its report's figures when its CLI
 commands register (``reports.cli.register``), so data flows sweeps → reports and sweeps never imports reports.
@@ -21,23 +23,23 @@ SummaryFigures = Callable[[str, "str | Path", "str | None", Path], list[Path]]
 SUMMARY_FIGURES: list[SummaryFigures] = []
 
 
-def axis_columns(axes: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    """One column per grid axis (W&B groups and filters a table by a column): the cell's value, a list or mapping as
-    its cell-id text, None where the cell does not set the axis."""
-    return {a: params[a] if isinstance(params.get(a), (int, float, str, bool)) else
-            (format_value(params[a]) if a in params else None) for a in axes}
-
-
 def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
                     out: TextIO) -> None:
     """One W&B run (job_type "summary") in the study's group: the results table and the report's figures."""
     from resnet_core.tracking import log_study_summary
 
-    axes = list(dict.fromkeys(k for c in spec.cells for k in c.params))
+    from .comparisons import decision_family, evaluate, interactions
+    from .inference import LEVEL, SETTLED, seeds_needed_text
+    from .results import axis_values, cell_configs, dead_cells, trial_frame
+    from .rounds import stored_plan
+
+    frame = trial_frame(spec, trials)
+    dead_by_unit = {(r.cell, r.seed): r.dead for r in frame.itertuples()}
     params = {c.id: c.params for c in spec.cells}
-    rows = [{"cell": t.user_attrs.get("cell"), **axis_columns(axes, params.get(t.user_attrs["cell"]) or
-                                                              t.user_attrs.get("cell_params") or {}),
-             "seed": t.user_attrs.get("seed"), **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS}}
+    rows = [{"cell": t.user_attrs.get("cell"), "seed": t.user_attrs.get("seed"),
+             **axis_values(spec, params.get(t.user_attrs.get("cell"), {})),   # one column per axis
+             **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS},
+             "dead": dead_by_unit.get((t.user_attrs.get("cell"), t.user_attrs.get("seed")))}
             for t in trials if t.user_attrs.get("cell") is not None and t.user_attrs.get("status")]
     figures: list[Path] = []
     for draw in SUMMARY_FIGURES:  # the report's figures (SUMMARY_FIGURES); a problem there must not fail the sweep
@@ -45,14 +47,43 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
             figures += draw(spec.study, root, None if ref.kind == "journal" else ref.url, study_dir / "report")
         except Exception as e:  # noqa: BLE001
             print(f"W&B summary: report figures skipped ({type(e).__name__}: {e})", file=out)
+    dead = dead_cells(frame)
     cells = []
     for cell_key, values in objective_values(spec, trials).items():
         mean = statistics.fmean(values) if values else None
         std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-        cells.append({"cell": cell_key or "base", **axis_columns(axes, params.get(cell_key, {})), "n": len(values),
+        cells.append({"cell": cell_key or "base", **axis_values(spec, params.get(cell_key, {})), "n": len(values),
                       "mean": mean, "std": std,
-                      "mean ± std": f"{mean:.2f} ± {std:.2f}" if mean is not None else "n/a"})
+                      "mean ± std": f"{mean:.2f} ± {std:.2f}" if mean is not None else "n/a",
+                      "did not learn": dead.get(cell_key)})
+    comparisons = []
+    if not spec.search:
+        plan = stored_plan(_study_attrs(ref, spec))
+        level = plan.level if plan else LEVEL
+        plans = decision_family(spec) + interactions(spec.grid, params, spec.summary_key)
+        for r in evaluate(plans, frame, configs=cell_configs(spec), dead=dead, level=level):
+            e = r.est
+            comparisons.append({"kind": r.plan.kind, "comparison": r.plan.label, "difference": e.diff if e else None,
+                                "ci_low": e.lo if e else None, "ci_high": e.hi if e else None, "level": level,
+                                "test": e.test if e else None, "n_a": e.n_a if e else None,
+                                "n_b": e.n_b if e else None, "verdict": r.verdict,
+                                "seeds needed": seeds_needed_text(r.seeds_needed)
+                                if e and r.verdict not in SETTLED else "",
+                                "did not learn": "; ".join(f"{c} {w}" for c, w in r.dead.items())})
     tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
     log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
                       mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",
-                      config=spec.to_dict(), tags=tags, cells=cells)
+                      config=spec.to_dict(), tags=tags, cells=cells,
+                      tables={"comparisons": comparisons} if comparisons else None)
+
+
+def _study_attrs(ref: StorageRef, spec: GridSpec) -> dict[str, Any]:
+    """The study's user attrs (its ``--until-decided`` plan), read-only; {} if it cannot be read."""
+    try:
+        import optuna
+
+        from .storage import open_storage
+
+        return dict(optuna.load_study(study_name=spec.study, storage=open_storage(ref, read_only=True)).user_attrs)
+    except Exception:  # noqa: BLE001 - the summary must never fail a sweep
+        return {}

@@ -25,6 +25,8 @@ from .monitor import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress
 from .study_format import DONE, FAILED, find_journals
+from .decide import decide_rounds, print_decisions
+from .rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
 from .summary import log_summary_run
 from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_workers, parse_devices, run_worker,
                      worker_main)
@@ -37,8 +39,10 @@ def _units_line(spec: GridSpec) -> str:
     n_cells = len(spec.cells)
     if spec.search:
         return f"{len(spec.units())} trials ({n_cells} cell{'s' * (n_cells != 1)} × {spec.n_trials} search trials)"
+    added = sum(len(spec.cell_seeds(c)) - len(spec.seeds) for c in spec.cells)
     return (f"{len(spec.units())} trials ({n_cells} cell{'s' * (n_cells != 1)} × {len(spec.seeds)} "
-            f"seed{'s' * (len(spec.seeds) != 1)})")
+            f"seed{'s' * (len(spec.seeds) != 1)}" + (f" + {added} added by --until-decided rounds" if added else "")
+            + ")")
 
 
 def _who(st: Any) -> str:
@@ -239,13 +243,22 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
               fuse: str | int | None = "auto", fuse_table: str | None = None,
               launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
-              plugins: Sequence[str] = (), axes: Sequence[str] = (), out: TextIO | None = None,
-              err: TextIO | None = None) -> int:
+              plugins: Sequence[str] = (), axes: Sequence[str] = (), until_decided: bool = False,
+              max_seeds: int | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if max_seeds is not None and not until_decided:
+        raise ConfigError(f"--max-seeds {max_seeds} caps --until-decided; add --until-decided or drop it")
     spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
+    if until_decided:
+        max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
+        check_args(spec, max_seeds)
+        if launcher != "local":
+            raise ConfigError(f"--until-decided judges each round in this launch; --launcher {launcher} returns "
+                              f"once its jobs are submitted: use the local launcher with --storage on several "
+                              f"machines")
     ref = resolve_storage(storage, root, spec.study)
     slurm_cfg = None
     if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
@@ -276,6 +289,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir)
+        if until_decided:
+            ensure_plan(the_study, spec, max_seeds)
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))
         if history is not None:  # the study records which code (and library versions) ran it
             the_study.set_user_attr(PROVENANCE_ATTR, history)
@@ -284,7 +299,6 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     print_plan(plan, created, out)
     out.flush()
 
-    code = 0
     if plan.to_run and slurm_cfg is not None:
         from .slurm import submit
 
@@ -292,12 +306,16 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
                fuse_table=str(table) if table else None, out=out,
                deadline=time.time() + spec.timeout if spec.timeout else None)
         return 0
-    if plan.to_run:
+    deadline = time.time() + spec.timeout if spec.timeout else None
+
+    def launch(plan: Plan) -> int:
+        """Run the trials ``plan`` left waiting with this launch's workers; 0, or 1 if a worker crashed."""
+        if not plan.to_run:
+            return 0
         n = min(workers, plan.to_run)
         assigned = assign_devices(n, devs)
         units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
         estimate, _ = sweep_seconds(spec, units, devs, packing)
-        deadline = time.time() + spec.timeout if spec.timeout else None
         where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
         threads = cpu_threads(assigned)
         if threads:
@@ -315,8 +333,21 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
             code = _run_workers(specs, err)
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
-        wall = f"wall time {fmt_duration(time.monotonic() - started)} for {plan.to_run} trials" + \
-            (f" (estimated ~{fmt_duration(estimate)})" if estimate else "")
+        spent.append((time.monotonic() - started, plan.to_run, estimate))
+        return code
+
+    spent: list[tuple[float, int, float | None]] = []   # (wall seconds, trials, estimate) of each launch
+    ran = bool(plan.to_run)
+    code = launch(plan)
+    decided: list[Any] = []
+    if until_decided and not code:
+        code, decided, more = decide_rounds(spec, the_study, st, ref, study_dir, launch, out)
+        ran = ran or more
+    wall = ""
+    if spent:
+        estimates = [e for _, _, e in spent if e]
+        wall = (f"wall time {fmt_duration(sum(w for w, _, _ in spent))} for {sum(n for _, n, _ in spent)} trials"
+                + (f" (estimated ~{fmt_duration(sum(estimates))})" if estimates else ""))
 
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)
@@ -328,13 +359,15 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     n_done = sum(1 for s in final if s.state in DONE)
     n_failed = sum(1 for s in final if s.state in FAILED)
     print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished"
-          + (f"; {wall}" if plan.to_run else ""), file=out)
+          + (f"; {wall}" if wall else ""), file=out)
     if left:
         why = "the timeout was reached; " if spec.timeout and not code else ""
         print(f"{why}run the same command again to resume", file=out)
     print(f"study folder: {study_dir}", file=out)
     print(f"dashboard: {shell.command('optuna-dashboard', ref.dashboard_arg())}", file=out)
-    if plan.to_run and spec.wandb.get("mode") != "disabled":
+    if decided:
+        print_decisions(the_study, decided, out)
+    if ran and spec.wandb.get("mode") != "disabled":
         log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
     summary = sorted(study_dir.glob("summary/wandb/offline-run-*"))

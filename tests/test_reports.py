@@ -13,7 +13,8 @@ import pytest
 from report_fixtures import cell_id, make_fake_study
 
 from reports import build_report, paper_value
-from reports.claims import NOT_ENOUGH, NOT_REPRODUCED, REPRODUCED, check_claims
+from reports.claims import check_claims
+from sweeps.inference import CONTRADICTED, NOT_ENOUGH, REPRODUCED, UNDECIDED
 from reports.study_reader import load_study
 from resnet_core.errors import ConfigError
 from resnet_core.record import read_summary
@@ -141,22 +142,26 @@ def test_summary_verdicts_on_known_data(fake, report):
     assert not any(k.startswith(("activation", "gap", "shortcut")) for k in claims)
 
 
-def test_swapped_depths_are_not_reproduced(tmp_path):
+def test_swapped_depths_are_contradicted(tmp_path):
     fake = make_fake_study(tmp_path, "swapped", finals={(20, "none"): (10.0, 13.0), (56, "none"): (6.0, 9.6)},
                            probe=False, lesion=False)
     claims = {c.id: c for c in check_claims(load_study(fake.name, root=fake.root))}
-    assert claims["plain-degradation-train"].verdict == NOT_REPRODUCED
-    assert claims["plain-degradation-test"].verdict == NOT_REPRODUCED
+    assert claims["plain-degradation-train"].verdict == CONTRADICTED
+    assert claims["plain-degradation-test"].verdict == CONTRADICTED
 
 
-def test_one_seed_or_overlap_is_not_enough_data(tmp_path):
+def test_one_seed_is_not_enough_data_and_an_interval_across_zero_is_undecided(tmp_path):
     one = make_fake_study(tmp_path / "a", "one-seed", seeds=(0,), failed=(), missing=(), probe=False, lesion=False)
     claims = check_claims(load_study(one.name, root=one.root))
     assert claims and all(c.verdict == NOT_ENOUGH for c in claims)
-    close = make_fake_study(tmp_path / "b", "overlap", finals={(56, "none"): (6.05, 9.65)}, failed=(), missing=(),
+    # plain-56 seed 2 failed: the cells do not share seeds, so Welch (the fixture's per-seed offsets are the same
+    # in every cell: paired differences would have no spread at all)
+    close = make_fake_study(tmp_path / "b", "overlap", finals={(56, "none"): (6.05, 9.65)}, missing=(),
                             probe=False, lesion=False)
     claims = {c.id: c for c in check_claims(load_study(close.name, root=close.root))}
-    assert claims["plain-degradation-train"].verdict == NOT_ENOUGH
+    claim = claims["plain-degradation-train"]
+    assert claim.verdict == UNDECIDED and claim.result.est.lo < 0 < claim.result.est.hi
+    assert "seeds per cell to decide it ≈" in claim.why
 
 
 def test_running_and_waiting_trials_are_counted(tmp_path):
@@ -314,3 +319,35 @@ def test_lesion_observations_are_per_model():
     single = lesion_observations(types.SimpleNamespace(lesion=df[df["model"] == "ResNet-20, seed 0"].drop(
         columns="model")))
     assert len(single) == 1 and single[0].startswith("- Lesion of the network (intact 31.00 %")
+
+
+def test_a_cell_that_did_not_learn_is_named_and_its_verdicts_say_so(tmp_path):
+    """The new user's 2×2 grid: post-activation + GMP sat at chance (89.99 % for 10 classes). The table, summary.md,
+    index.html and trials.csv name it; every claim resting on it carries the warning; the main effects, the
+    interaction and the per-axis error EDFs are there."""
+    from report_fixtures import make_grid_study
+
+    fake = make_grid_study(tmp_path, "dead-cell", {"model.activation": ["post", "pre"], "model.pooling": ["avg", "max"]},
+                           {("post", "avg"): (1.0, 8.6), ("pre", "avg"): (0.8, 8.0), ("post", "max"): (89.0, 89.99),
+                            ("pre", "max"): (1.5, 9.5)}, seeds=(0, 1))
+    out = build_report(fake.name, root=fake.root, out=tmp_path / "report")
+    summary = (out / "summary.md").read_text()
+    assert "## Cells that did not learn" in summary
+    assert re.search(r"\*\*ResNet-20 \(post-act, GMP\)\*\* did not learn in 2 of 2 seeds \(test error 89\.\d+ % is "
+                     r"chance for 10 classes", summary)
+    claims = {(c.id, c.statement): c for c in check_claims(load_study(fake.name, root=fake.root))}
+    resting = [c for c in claims.values() if "post-act, GMP" in c.statement]
+    assert resting and all(c.dead and "did not learn" in c.markdown() for c in resting)
+    assert all(not c.dead for c in claims.values() if "GMP" not in c.statement)
+    assert "resting on a cell that did not learn" in summary.split("## Claims", 1)[1].split("\n\n")[1]
+    table = (out / "table.md").read_text()
+    assert "did not learn" in table and re.search(r"post-act, GMP\).*\| +2 of 2 \|", table)
+    trials = pd.read_csv(out / "trials.csv")
+    assert {"activation", "pooling"} <= set(trials.columns)       # one column per axis
+    assert trials.loc[(trials["activation"] == "post") & (trials["pooling"] == "max"), "dead"].notna().all()
+    assert trials.loc[trials["pooling"] == "avg", "dead"].isna().all()
+    assert "did not learn" in (out / "index.html").read_text()
+    effects = pd.read_csv(out / "effects.csv")
+    assert list(effects["kind"]) == ["main effect", "main effect", "interaction"]
+    assert effects["comparison"].str.contains("⚠").all()          # every effect of this 2×2 uses the dead cell
+    assert (out / "error_edf.png").is_file() and (out / "error_edf.svg").is_file()

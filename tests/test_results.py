@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = sorted(p for p in (REPO / "results").glob("*") if (p / "report").is_dir())
-COMPARED = ("table.md", "table.csv", "table.tex", "summary.md")
+COMPARED = ("table.md", "table.csv", "table.tex", "summary.md", "effects.csv", "trials.csv")
 
 
 @pytest.mark.parametrize("result", RESULTS, ids=[p.name for p in RESULTS])

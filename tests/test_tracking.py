@@ -386,6 +386,32 @@ def test_wandb_mode_off_disabled_and_cli_override(tmp_path, grid_mode, flag, exp
         assert wandb_files(root) == []
 
 
+def test_the_summary_run_has_a_column_per_axis_and_the_comparisons(offline_sweep):
+    """The sweep's summary run: its results and cells tables carry one column per grid axis (not only the cell
+    string) and whether a run learned; its comparisons table gives each main effect's difference, interval, test,
+    n and verdict (sweeps.comparisons)."""
+    import json
+
+    root, rc, trials, runs = offline_sweep
+    summary = finished_run(root / STUDY / "summary")
+    [row] = [row for row in summary["history"] if "comparisons/_type" in row]
+    folder = summary["file"].parent / "files"
+    results = json.loads((folder / row["results/path"]).read_text())
+    assert "model.shortcut" in results["columns"] and "dead" in results["columns"]
+    col = results["columns"].index("model.shortcut")
+    assert sorted(r[col] for r in results["data"]) == ["identity", "identity", "none", "none"]
+    cells = json.loads((folder / row["cells/path"]).read_text())
+    assert "model.shortcut" in cells["columns"] and "did not learn" in cells["columns"]
+    table = json.loads((folder / row["comparisons/path"]).read_text())
+    got = [dict(zip(table["columns"], r)) for r in table["data"]]
+    main = [g for g in got if g["kind"] == "main effect"]
+    assert [g["comparison"] for g in main] == ["shortcut identity − none"]
+    g = main[0]
+    assert g["test"] == "paired t" and g["n_a"] == g["n_b"] == 2 and g["level"] == pytest.approx(0.95)
+    assert g["ci_low"] <= g["difference"] <= g["ci_high"]
+    assert g["verdict"] in ("decided", "undecided")
+
+
 # -- 6. the study summary run --------------------------------------------------------------------------------------
 def test_log_study_summary_writes_a_table_run(tmp_path):
     import json

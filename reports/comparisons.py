@@ -1,0 +1,128 @@
+"""A study's comparisons, judged by the one set of rules (``sweeps.inference``, ``sweeps.comparisons``,
+``sweeps.dead``): which cells did not learn, at what level to judge, the main effects and interactions of the grid
+with their intervals, and Optuna's importance of each axis beside them."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+from sweeps.comparisons import Planned, Result, evaluate, interactions, main_effects
+from sweeps.dead import dead_reason, shape_of
+from sweeps.inference import LEVEL
+from sweeps.rounds import record_of, stored_plan
+
+from .study_reader import StudyData, freeze
+
+
+def level_of(data: StudyData) -> float:
+    """95 %, or the Bonferroni level of the study's ``--until-decided`` plan (its looks share α)."""
+    plan = stored_plan(data.user_attrs)
+    return plan.level if plan else LEVEL
+
+
+def level_text(data: StudyData) -> str:
+    plan = stored_plan(data.user_attrs)
+    if plan is None:
+        return "95 % confidence intervals"
+    rounds = len((record_of(data.user_attrs) or {}).get("rounds") or [])
+    return (f"{plan.describe()} — the study ran `sweep --until-decided` ({rounds} round{'s' * (rounds != 1)} "
+            f"of added seeds)")
+
+
+def run_dead(data: StudyData) -> pd.Series:
+    """Per row of ``data.runs``: why that completed run did not learn (``sweeps.dead``), else None."""
+    shapes = {cid: shape_of(c.config) for cid, c in data.cells.items()}
+    out = []
+    for _, r in data.runs.iterrows():
+        if r["status"] != "complete":
+            out.append(None)
+            continue
+        out.append(dead_reason(r["final_test_error"], r["final_train_loss"], shapes.get(r["cell"])))
+    return pd.Series(out, index=data.runs.index, dtype=object)
+
+
+def dead_cells(data: StudyData) -> dict[str, str]:
+    """Cell id → 'did not learn in k of n seeds (reason)' for cells with a dead completed run."""
+    runs = data.runs.assign(dead=run_dead(data))
+    out = {}
+    for cid, g in runs[runs["status"] == "complete"].groupby("cell", sort=False):
+        reasons = [r for r in g["dead"] if isinstance(r, str)]
+        if reasons:
+            out[str(cid)] = f"did not learn in {len(reasons)} of {len(g)} seeds ({reasons[0]})"
+    return out
+
+
+def judge(data: StudyData, plans: Sequence[Planned]) -> list[Result]:
+    """``plans`` on the study's completed runs, paired where the cells' seeds and data order agree."""
+    configs = {cid: c.config for cid, c in data.cells.items()}
+    return evaluate(plans, data.complete_runs(), configs=configs, dead=dead_cells(data), level=level_of(data))
+
+
+def grid_levels(data: StudyData) -> dict[str, list[Any]]:
+    """Axis → its values in grid order: the study's stored grid, else the order the cells first use them."""
+    stored = data.user_attrs.get("grid")
+    if isinstance(stored, dict) and stored and all(isinstance(v, list) for v in stored.values()):
+        return {k: list(v) for k, v in stored.items()}
+    out: dict[str, list[Any]] = {}
+    for a in data.axes:
+        seen: list[Any] = []
+        for c in data.cells.values():
+            v = c.params.get(a)
+            if a in c.params and freeze(v) not in {freeze(x) for x in seen}:
+                seen.append(v)
+        out[a] = seen
+    return out
+
+
+def effects(data: StudyData, metric: str | None = None) -> list[Result]:
+    """Each axis's main effects, then the two-way interactions where the grid is full, judged."""
+    metric = metric or _summary_key(data)
+    levels = grid_levels(data)
+    cells = {cid: c.params for cid, c in data.cells.items()}
+    return judge(data, main_effects(levels, cells, metric) + interactions(levels, cells, metric))
+
+
+def _summary_key(data: StudyData) -> str:
+    from sweeps.grid import METRICS
+
+    return METRICS.get(data.objective.get("metric", "test_error"), ("final_test_error",))[0]
+
+
+def importance_evaluator() -> tuple[Any, str]:
+    """Optuna's fANOVA evaluator where scikit-learn (which it needs) is installed, else its PED-ANOVA evaluator
+    (Watanabe et al. 2023; no extra dependency); and the name to print."""
+    import optuna
+
+    try:
+        import sklearn  # noqa: F401
+
+        return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+    except ImportError:
+        return optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+
+
+def importances(data: StudyData) -> tuple[dict[str, float], str]:
+    """Optuna's importance of each axis (``optuna.importance.get_param_importances`` on the completed trials'
+    objective values) and the evaluator's name, or no importances and why not."""
+    import warnings
+
+    study = data.optuna_study
+    if study is None:
+        return {}, "not available: the Optuna study is not loaded"
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not trials or any(not t.params for t in trials):
+        return {}, "not available: the study's trials carry no Optuna params (a study recorded before its grid axes were params)"
+    if len({freeze(t.params) for t in trials}) < 2:
+        return {}, "not available: fewer than two distinct completed cells"
+    evaluator, name = importance_evaluator()
+    try:
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        return {k: float(v) for k, v in imp.items()}, name
+    except Exception as e:  # noqa: BLE001 - importance is a side view; the effects stand without it
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return {}, f"not available: {type(e).__name__}: {first[:160]}"

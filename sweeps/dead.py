@@ -1,0 +1,85 @@
+"""Did a run learn? The one rule for a *dead* run, used by the sweep's closing table, the W&B summary and the report.
+
+A completed run is dead when either holds:
+
+- its test error is at chance: within noise of 100 · (1 − 1/classes) %, i.e. at or above chance − 3 binomial
+  standard errors of a test set of ``n_test`` images (sd = sqrt(p (1 − p) / n_test); without a known test-set size,
+  ``DEFAULT_N_TEST``);
+- its training loss never fell below that of a uniform guess, ln(classes) (a network starts near it: the loss
+  never fell), less ``LOSS_TOLERANCE`` of it.
+
+A cell with a dead run is named wherever it is shown, and a verdict resting on it says so.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+SIGMAS = 3.0
+DEFAULT_N_TEST = 1000
+LOSS_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class DataShape:
+    classes: int
+    n_test: int | None = None
+
+
+def chance_error(classes: int) -> float:
+    """Test error (%) of guessing: 100 · (1 − 1/classes)."""
+    return 100.0 * (1.0 - 1.0 / classes)
+
+
+def at_chance(test_error: Any, shape: DataShape) -> bool:
+    if not _finite(test_error) or shape.classes < 2:
+        return False
+    p = 1.0 - 1.0 / shape.classes
+    sd = 100.0 * math.sqrt(p * (1 - p) / (shape.n_test or DEFAULT_N_TEST))
+    return float(test_error) >= chance_error(shape.classes) - SIGMAS * sd
+
+
+def loss_never_fell(train_loss: Any, shape: DataShape) -> bool:
+    if not _finite(train_loss) or shape.classes < 2:
+        return False
+    return float(train_loss) >= (1.0 - LOSS_TOLERANCE) * math.log(shape.classes)
+
+
+def dead_reason(test_error: Any, train_loss: Any, shape: DataShape | None) -> str | None:
+    """Why the run did not learn ('test error 89.99 % is chance for 10 classes'), or None if it learned (or the
+    classes are unknown)."""
+    if shape is None:
+        return None
+    if at_chance(test_error, shape):
+        return f"test error {float(test_error):.2f} % is chance for {shape.classes} classes " \
+               f"({chance_error(shape.classes):.2f} %)"
+    if loss_never_fell(train_loss, shape):
+        return f"training loss {float(train_loss):.3f} never fell below a uniform guess's ln {shape.classes} = " \
+               f"{math.log(shape.classes):.3f}"
+    return None
+
+
+def shape_of(config: dict[str, Any]) -> DataShape | None:
+    """Classes and test-set size of a run config (dict): the dataset's known shape (``estimate.dataset_shape``),
+    else the ``model.num_classes`` the config states (a run record's config is resolved); None if neither."""
+    try:
+        from resnet_core.run_config import RunConfig
+
+        from .estimate import dataset_shape
+
+        shape = dataset_shape(RunConfig.from_dict({k: v for k, v in config.items() if k != "device"}))
+        if shape is not None:
+            return DataShape(int(shape[4]), int(shape[1]))
+    except Exception:  # noqa: BLE001 - an unreadable config: fall back to what it states
+        pass
+    model = config.get("model") if isinstance(config, dict) else None
+    classes = model.get("num_classes") if isinstance(model, dict) else None
+    return DataShape(int(classes)) if isinstance(classes, int) and classes >= 2 else None
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,87 @@
+"""The rounds of ``sweep --until-decided`` in a launch: judge, record the next round, run it, until every
+comparison is settled or the planned looks are used up (the rule and the record: ``rounds``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+from .comparisons import Result, decision_family, evaluate
+from .inference import SETTLED, seeds_needed_text
+from .results import cell_configs, dead_cells, trial_frame
+from .rounds import extra_seeds_of, next_round, record_of, record_round, record_stop, stored_plan
+from .storage import study_lock
+from .study import Plan, reconcile, statuses
+from .study_format import DONE, FAILED
+
+
+def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
+    """The decision family (``comparisons.decision_family``) on the study's completed trials at ``level``."""
+    frame = trial_frame(spec, trials)
+    return evaluate(decision_family(spec), frame, configs=cell_configs(spec), dead=dead_cells(frame), level=level)
+
+
+def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path, launch: Callable[[Plan], int],
+                  out: TextIO) -> tuple[int, list[Result], bool]:
+    """Run rounds until decided, the cap, or an unfinished trial (then a relaunch continues). Returns (exit code of
+    the workers, the last judgement, whether any round ran trials)."""
+    plan = stored_plan(study.user_attrs)
+    ran = False
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        if any(s.state not in DONE + FAILED for s in statuses(spec, trials)):
+            print("until-decided: some trials did not finish; run the same command again to continue the rounds",
+                  file=out)
+            return 0, judge(spec, trials, plan.level), ran
+        results = judge(spec, trials, plan.level)
+        with study_lock(ref, spec.study, storage):
+            done = len((record_of(study.user_attrs) or {}).get("rounds") or [])
+            per_cell = {c.id: len(spec.cell_seeds(c)) for c in spec.cells}
+            rnd = next_round(plan, done, results, per_cell, spec)
+            if rnd is None:
+                open_ = [r for r in results if r.verdict not in SETTLED]
+                why = "all decided" if not open_ else f"cap: {len(open_)} undecided at the planned maximum"
+                record_stop(study, why)
+                print(f"until-decided: stopped after {done} round{'s' * (done != 1)} ({why})", file=out)
+                return 0, results, ran
+            record_round(study, rnd)          # before its trials exist: a relaunch sees the round and runs them
+            spec.extra_seeds = extra_seeds_of(study.user_attrs)
+            for key in ("extra_seeds", "n_units"):  # what readers (reports, `studies`) count the units by
+                study.set_user_attr(key, spec.study_attrs()[key])
+            queued = reconcile(study, storage, spec, study_dir)
+        labels = [r.plan.label for r in results if r.plan.id in rnd.undecided]
+        print(f"until-decided: round {rnd.number}: {len(labels)} undecided comparison"
+              f"{'s' * (len(labels) != 1)} ({'; '.join(labels[:3])}"
+              f"{'; …' if len(labels) > 3 else ''}); {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} "
+              f"to {rnd.target} seeds (seeds {', '.join(map(str, rnd.seeds))}), "
+              f"{queued.to_run} trials", file=out, flush=True)
+        ran = True
+        code = launch(queued)
+        if code:
+            return code, [], ran
+
+
+def comparison_lines(results: Sequence[Result]) -> list[str]:
+    """One line per comparison: the label, the interval, the test and n, the verdict; seeds needed if undecided."""
+    width = max([len(r.plan.label) for r in results] + [4])
+    lines = []
+    for r in results:
+        if r.est is None:
+            core = "not enough data (fewer than 2 completed seeds on a side)"
+        else:
+            e = r.est
+            core = (f"{e.diff:+7.2f} [{e.lo:+.2f}, {e.hi:+.2f}]  {e.test}, n={e.n_a} vs {e.n_b}  {r.verdict}")
+            if r.verdict not in SETTLED:
+                core += f"; seeds needed ≈ {seeds_needed_text(r.seeds_needed)}"
+        if r.dead:
+            core += "  [rests on a cell that did not learn: " + "; ".join(f"{c} {why}" for c, why in r.dead.items()) + "]"
+        lines.append(f"  {r.plan.label.ljust(width)}  {core}")
+    return lines
+
+
+def print_decisions(study: Any, results: Sequence[Result], out: TextIO) -> None:
+    plan = stored_plan(study.user_attrs)
+    rec = record_of(study.user_attrs) or {}
+    print(f"comparisons ({plan.describe() if plan else '95 % intervals'}; {len(rec.get('rounds') or [])} "
+          f"round(s) run):", file=out)
+    for line in comparison_lines(results):
+        print(line, file=out)

@@ -1,0 +1,59 @@
+"""A study's completed trials as a table (pandas): one row per completed trial with its cell, seed, one column per
+grid axis, the run-summary numbers its user attrs hold, and why it did not learn (``dead``) where it did not. What
+the closing table, the W&B summary run and ``--until-decided`` compute from."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .dead import dead_reason, shape_of
+from .grid import GridSpec
+from .study_format import format_value
+
+METRICS = ("final_test_error", "final_val_error", "best_val_error", "final_train_error", "final_train_loss")
+
+
+def cell_configs(spec: GridSpec) -> dict[str, dict[str, Any]]:
+    """Cell id → the run config of its first seed (what decides pairing and the dataset's classes)."""
+    return {c.id: spec.run_config(c, spec.seeds[0]) for c in spec.cells}
+
+
+def axis_values(spec: GridSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """One column per axis: the cell's value of it (a list or mapping as its cell-id text), None where unset."""
+    out = {}
+    for axis in spec.axes:
+        v = params.get(axis)
+        out[axis] = v if v is None or isinstance(v, (bool, int, float, str)) else format_value(v)
+    return out
+
+
+def trial_frame(spec: GridSpec, trials: Iterable[Any]) -> pd.DataFrame:
+    """Completed trials: cell, seed, the axes, ``value`` (the objective), ``METRICS`` and ``dead`` (a reason or
+    None)."""
+    from optuna.trial import TrialState
+
+    cells = {c.id: c for c in spec.cells}
+    shapes = {cid: shape_of(cfg) for cid, cfg in cell_configs(spec).items()}
+    rows = []
+    for t in trials:
+        cid = t.user_attrs.get("cell")
+        if t.state != TrialState.COMPLETE or cid not in cells:
+            continue
+        row = {"cell": cid, "seed": t.user_attrs.get("seed"), **axis_values(spec, cells[cid].params),
+               "value": t.value}
+        row.update({m: t.user_attrs.get(m) for m in METRICS})
+        row["dead"] = dead_reason(row["final_test_error"], row["final_train_loss"], shapes.get(cid))
+        rows.append(row)
+    cols = ["cell", "seed", *spec.axes, "value", *METRICS, "dead"]
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(cols)))
+
+
+def dead_cells(frame: pd.DataFrame) -> dict[str, str]:
+    """Cell id → 'did not learn in k of n seeds (first reason)' for the cells with a dead run."""
+    out = {}
+    for cid, g in frame.groupby("cell", sort=False):
+        reasons = [r for r in g["dead"] if isinstance(r, str)]
+        if reasons:
+            out[str(cid)] = f"did not learn in {len(reasons)} of {len(g)} seeds ({reasons[0]})"
+    return out

@@ -1,0 +1,141 @@
+"""``sweep --until-decided``: seeds added in rounds to the cells of undecided comparisons, recorded in the study.
+
+The plan is fixed when the first such launch starts and stored in the study (user attr ``until_decided``): the
+comparisons (``comparisons.decision_family``: the grid's claims and main effects), α = 0.05, and the looks — the
+grid's n0 seeds, then n0 + ``ROUND_SEEDS``, … up to ``--max-seeds`` (``inference.SequentialPlan``). Every look
+judges at the Bonferroni level 1 − α / looks, so peeking after every round cannot inflate the chance of deciding a
+comparison that has no true difference above α.
+
+A round: once every trial of the study has finished, the comparisons are judged; the cells of those still undecided
+(not *reproduced*, *contradicted*, *equivalent* or *decided*) that are below the round's target get seeds up to it
+(the same next seeds for every cell, so cells that pair keep pairing). The round is written into the study under the
+study lock *before* its trials are enqueued, and a launch reads the recorded rounds into the grid
+(``GridSpec.extra_seeds``) first: a launch killed anywhere in a round is relaunched with the same command and runs
+the round's missing trials once each (``study.reconcile``), then goes on to the next round.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from resnet_core.errors import ConfigError
+
+from .inference import SETTLED, SequentialPlan
+from .study_format import DECIDE_ATTR
+
+ALPHA = 0.05
+ROUND_SEEDS = 2            # seeds added per round (the planned step between looks)
+DEFAULT_MAX_SEEDS = 10
+
+
+def make_plan(spec: Any, max_seeds: int) -> SequentialPlan:
+    return SequentialPlan(ALPHA, len(spec.seeds), ROUND_SEEDS, max_seeds)
+
+
+def check_args(spec: Any, max_seeds: Any) -> None:
+    """One-line ConfigErrors for what ``--until-decided`` cannot do."""
+    if not isinstance(max_seeds, int) or isinstance(max_seeds, bool) or max_seeds < 2:
+        raise ConfigError(f"--max-seeds must be an integer of at least 2 (seeds per cell), got {max_seeds!r}")
+    if spec.search:
+        raise ConfigError(f"--until-decided adds seeds to grid cells; the grid {spec.study!r} has a search space "
+                          f"({', '.join(k.key for k in spec.search)}): drop `search` or --until-decided")
+    if max_seeds < len(spec.seeds):
+        raise ConfigError(f"--max-seeds {max_seeds} is below the grid's {len(spec.seeds)} seeds per cell")
+
+
+def record_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    rec = attrs.get(DECIDE_ATTR)
+    return dict(rec) if isinstance(rec, Mapping) else None
+
+
+def stored_plan(attrs: Mapping[str, Any]) -> SequentialPlan | None:
+    """The study's sequential plan, if a ``--until-decided`` launch made one (reports judge at its level)."""
+    rec = record_of(attrs)
+    try:
+        return SequentialPlan.from_dict(rec["plan"]) if rec else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def extra_seeds_of(attrs: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Cell id → the seeds the recorded rounds added to it."""
+    out: dict[str, list[int]] = {}
+    for r in (record_of(attrs) or {}).get("rounds") or []:
+        for cell in r.get("cells") or []:
+            have = out.setdefault(str(cell), [])
+            have += [int(s) for s in r.get("seeds") or [] if int(s) not in have]
+    return out
+
+
+def ensure_plan(study: Any, spec: Any, max_seeds: int) -> dict[str, Any]:
+    """Store the plan on the first ``--until-decided`` launch; a later one must ask the same ``--max-seeds``.
+    Call under ``study_lock``."""
+    plan = make_plan(spec, max_seeds)
+    rec = record_of(study.user_attrs)
+    if rec is None:
+        rec = {"plan": plan.to_dict(), "rounds": [], "stopped": None}
+        study.set_user_attr(DECIDE_ATTR, rec)
+        return rec
+    old = stored_plan(study.user_attrs)
+    if old is not None and old != plan:
+        raise ConfigError(f"--max-seeds {max_seeds}: study {spec.study!r} planned its rounds with --max-seeds "
+                          f"{old.max_seeds} and {old.start} starting seeds; relaunch with --max-seeds {old.max_seeds}")
+    return rec
+
+
+def seed_sequence(spec: Any, n: int) -> list[int]:
+    """The first ``n`` seeds of a cell: the grid's, then max + 1, max + 2, … (the same for every cell)."""
+    seeds = list(spec.seeds)
+    nxt = max(seeds) + 1
+    while len(seeds) < n:
+        seeds.append(nxt)
+        nxt += 1
+    return seeds[:n]
+
+
+@dataclass
+class Round:
+    number: int
+    target: int                       # seeds per cell after it
+    cells: list[str]                  # the cells that get seeds
+    seeds: list[int]                  # the seeds beyond the grid's these cells have after it
+    undecided: list[str]              # the comparisons that asked for it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.number, "target": self.target, "cells": self.cells, "seeds": self.seeds,
+                "undecided": self.undecided}
+
+
+def next_round(plan: SequentialPlan, done_rounds: int, results: Sequence[Any],
+               seeds_per_cell: Mapping[str, int], spec: Any) -> Round | None:
+    """The round after ``done_rounds`` recorded ones, from the judged ``results`` (``comparisons.Result``), or None
+    when every comparison is settled or the planned looks are used up (the cap)."""
+    targets = plan.targets
+    if done_rounds + 1 >= len(targets):
+        return None
+    target = targets[done_rounds + 1]
+    open_ = [r for r in results if r.verdict not in SETTLED]
+    cells = list(dict.fromkeys(c for r in open_ for c in r.plan.cells if seeds_per_cell.get(c, 0) < target))
+    if not cells:
+        return None
+    seeds = seed_sequence(spec, target)[len(spec.seeds):]
+    return Round(done_rounds + 1, target, cells, seeds, [r.plan.id for r in open_])
+
+
+def record_round(study: Any, rnd: Round) -> bool:
+    """Append ``rnd`` to the study's record unless a round of that number is there already (another launch
+    recorded it). Call under ``study_lock``. True if this call recorded it."""
+    rec = record_of(study.user_attrs) or {}
+    rounds = list(rec.get("rounds") or [])
+    if any(int(r.get("round", 0)) == rnd.number for r in rounds):
+        return False
+    rec["rounds"] = rounds + [rnd.to_dict()]
+    study.set_user_attr(DECIDE_ATTR, rec)
+    return True
+
+
+def record_stop(study: Any, why: str) -> None:
+    rec = record_of(study.user_attrs) or {}
+    if rec.get("stopped") != why:
+        rec["stopped"] = why
+        study.set_user_attr(DECIDE_ATTR, rec)

@@ -1,0 +1,163 @@
+"""`sweep --until-decided`, end to end on the tiny synthetic grid of tests/test_sweeps.py (the real engine, well
+under a second per trial; the kill test's trials run 1,200 iterations so that one can be caught mid-run): rounds
+recorded in the study, seeds added only to the cells of undecided comparisons, each (cell, seed) exactly once, a
+SIGKILL mid-round followed by a relaunch that finishes the same round, and one-line errors for bad input."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_sweeps import (TINY_BASE, _pid_gone, assert_exactly_once, journal_study, write_grid)  # noqa: F401
+
+optuna = pytest.importorskip("optuna")
+from optuna.trial import TrialState  # noqa: E402
+
+from resnet_core.cli import main  # noqa: E402
+from sweeps.study_format import DECIDE_ATTR  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def _units(study) -> set[tuple[str, int]]:
+    return {(t.user_attrs["cell"], t.user_attrs["seed"]) for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.COMPLETE}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--until-decided", "--max-seeds", "0"], "--max-seeds must be an integer of at least 2"),
+    (["--until-decided", "--max-seeds", "1"], "got 1"),
+    (["--max-seeds", "4"], "--max-seeds 4 caps --until-decided"),
+])
+def test_bad_until_decided_arguments_exit_2(args, needle, tmp_path, capsys):
+    grid = write_grid(tmp_path / "g.yaml", "bad-decide")
+    root = tmp_path / "runs"
+    assert main(["sweep", str(grid), "--root", str(root), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err, err
+    assert not root.exists()
+
+
+def test_until_decided_refuses_a_search_grid_and_a_cap_below_the_seeds(tmp_path, capsys):
+    grid = write_grid(tmp_path / "s.yaml", "searchy", search={"optim.lr": {"log_uniform": [0.01, 0.1]}}, n_trials=2)
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--until-decided"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has a search space (optim.lr)" in err and "\n" not in err
+    grid = write_grid(tmp_path / "g.yaml", "few", seeds=[0, 1, 2])
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--until-decided", "--max-seeds", "2"]) == 2
+    assert "--max-seeds 2 is below the grid's 3 seeds" in capsys.readouterr().err
+
+
+def test_until_decided_adds_seeds_in_recorded_rounds_exactly_once(tmp_path, capsys):
+    """2 cells × 2 seeds, --max-seeds 4: looks at 2 and 4 seeds (97.5 % intervals). At 2 seeds the comparison of
+    the two cells is undecided (a t interval on 1 degree of freedom), so round 1 gives both cells seeds 2 and 3;
+    then the looks are used up and the sweep stops. A relaunch finds everything done and runs nothing."""
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "decide")
+    args = ["sweep", str(grid), "--root", str(root), "--workers", "2", "--until-decided", "--max-seeds", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "until-decided: round 1:" in out and "2 cells to 4 seeds (seeds 2, 3)" in out
+    assert "until-decided: stopped after 1 round" in out
+    assert "comparisons (97.5 % intervals: α = 0.05 shared over 2 planned looks (Bonferroni)" in out
+    assert "shortcut identity − none" in out and "paired t, n=4 vs 4" in out
+    study = journal_study(root, "decide")
+    assert_exactly_once(study, 8)
+    rec = study.user_attrs[DECIDE_ATTR]
+    assert rec["plan"]["looks"] == 2 and rec["plan"]["level"] == pytest.approx(0.975)
+    assert [r["round"] for r in rec["rounds"]] == [1]
+    assert rec["rounds"][0]["seeds"] == [2, 3] and len(rec["rounds"][0]["cells"]) == 2
+    assert rec["stopped"]
+    assert study.user_attrs["extra_seeds"] == {c: [2, 3] for c in rec["rounds"][0]["cells"]}
+    assert study.user_attrs["n_units"] == 8
+
+    n_trials = len(study.get_trials(deepcopy=False))
+    assert main(args) == 0                          # relaunch: nothing to run, the same record
+    out = capsys.readouterr().out
+    assert "8 trials (2 cells × 2 seeds + 4 added by --until-decided rounds)" in out
+    assert "resuming: 8 done" in out and not re.search(r"^running \d+ trials", out, re.M)
+    again = journal_study(root, "decide")
+    assert len(again.get_trials(deepcopy=False)) == n_trials
+    assert [r["round"] for r in again.user_attrs[DECIDE_ATTR]["rounds"]] == [1]
+    # a plain relaunch keeps the added seeds as part of the study (they are not strays)
+    assert main(["sweep", str(grid), "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 8 done" in out and "no longer in the grid" not in out
+    # another cap than the study planned is refused in one line
+    assert main([*args[:-1], "6"]) == 2
+    assert "planned its rounds with --max-seeds 4" in capsys.readouterr().err
+
+    from reports.cli import build_report
+
+    report = build_report("decide", root=root, out=tmp_path / "report", formats="md", figures=False)
+    summary = (report / "summary.md").read_text()
+    assert "97.5 % intervals" in summary and "1 round of added seeds" in summary
+    assert "4/4" in (report / "table.md").read_text()          # 4 seeds per cell expected and complete
+
+
+def test_until_decided_killed_mid_round_then_relaunched_runs_each_cell_seed_once(tmp_path, capsys):
+    """SIGKILL the launcher once round 1 is recorded and one of its trials is running with a checkpoint; the same
+    command again finishes round 1 (the killed trial resumes from its checkpoint) and stops: every (cell, seed) of
+    seeds 0-3 completed exactly once, round 1 recorded once."""
+    root = tmp_path / "runs"
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 1200}, "log_every": 50,
+            "eval_every": 100}
+    study = "decide-kill"
+    grid = write_grid(tmp_path / "g.yaml", study, base=base)
+    args = ["sweep", str(grid), "--root", str(root), "--workers", "2", "--until-decided", "--max-seeds", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    journal = root / study / "optuna.journal"
+    deadline = time.monotonic() + 400
+    victims: list = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if not journal.exists():
+                continue
+            try:
+                s = journal_study(root, study)
+            except KeyError:
+                continue
+            if not (s.user_attrs.get(DECIDE_ATTR) or {}).get("rounds"):
+                continue
+            running = [t for t in s.get_trials(deepcopy=False) if t.state == TrialState.RUNNING
+                       and t.user_attrs.get("seed", 0) >= 2 and "worker" in t.user_attrs]
+            if any((root / study / t.user_attrs["run_dir"] / "last.pt").exists() for t in running):
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                victims = [t for t in journal_study(root, study).get_trials(deepcopy=False)
+                           if t.state == TrialState.RUNNING]
+                break
+        assert victims, f"no round-1 trial was caught running:\n{proc.stdout.read() if proc.stdout else ''}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pids = {t.user_attrs["worker"]["pid"] for t in victims if "worker" in t.user_attrs}
+    t0 = time.monotonic()
+    while not all(_pid_gone(p) for p in pids) and time.monotonic() - t0 < 20:
+        time.sleep(0.1)
+    before = journal_study(root, study)
+    assert [r["round"] for r in before.user_attrs[DECIDE_ATTR]["rounds"]] == [1]
+    assert not before.user_attrs[DECIDE_ATTR].get("stopped")
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "resume (interrupted" in out and "until-decided: stopped after 1 round" in out
+    assert "until-decided: round 2" not in out
+    after = journal_study(root, study)
+    assert_exactly_once(after, 8)
+    assert _units(after) == {(c, s) for c in ("model.shortcut=none", "model.shortcut=identity") for s in range(4)}
+    assert [r["round"] for r in after.user_attrs[DECIDE_ATTR]["rounds"]] == [1]
+    trials = after.get_trials(deepcopy=False)
+    for v in victims:
+        copies = [c for c in trials if c.user_attrs.get("replaces") == v.number]
+        assert len(copies) == 1 and copies[0].state == TrialState.COMPLETE and copies[0].user_attrs["resume"]
+    print(out)
