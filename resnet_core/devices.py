@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import platform
 import shlex
@@ -128,9 +129,9 @@ GCC_WORKAROUND_FLAGS = ("-fno-ipa-cp-clone",)
 
 
 def _is_gcc(compiler: str) -> bool:
-    """Whether `compiler --version` names GCC (g++), not clang (whose `clang++` also ends in g++)."""
+    """Whether `<compiler path> --version` names GCC (g++), not clang (whose `clang++` also ends in g++)."""
     try:
-        first = subprocess.run([*shlex.split(compiler), "--version"], capture_output=True, text=True,
+        first = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                                timeout=60).stdout.splitlines()[:1]
     except (OSError, subprocess.SubprocessError, ValueError):
         return False
@@ -156,6 +157,8 @@ def configure_cpu_compiler() -> str | None:
         import torch._inductor.config as inductor_config  # inductor's public switchboard; imported only to compile
 
         inductor_config.cpp.cxx = command
+    # A CPU build looks for CUDA headers and warns "No CUDA runtime is found, using CUDA_HOME=…": noise on a CPU run
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return command
 
 

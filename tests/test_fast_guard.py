@@ -316,3 +316,25 @@ def test_the_guard_leaves_the_runs_rng_as_it_was(tmp_path):
         assert torch.equal(torch.get_rng_state(), before) and trainer.fast_fallback is None
     finally:
         trainer.close()
+
+
+# -- the compiler command inductor builds CPU kernels with ----------------------------------------------------------------
+@pytest.mark.parametrize("version, flagged", [("g++ (Debian 12.2.0-14+deb12u1) 12.2.0", True),
+                                              ("gcc (GCC) 13.2.1 20231011", True),
+                                              ("Debian clang version 14.0.6", False),
+                                              ("Apple clang version 15.0.0 (clang-1500.1.0.2.5)", False)])
+def test_gcc_builds_without_ipa_cp_clones_and_clang_as_it_is(monkeypatch, tmp_path, version, flagged):
+    compiler = tmp_path / "my c++"
+    compiler.write_text(f"#!/bin/sh\necho '{version}'\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    command = devices.cpu_compiler_command()
+    assert command.startswith(f"'{compiler}'")   # quoted: inductor splits the command like a shell
+    assert command.endswith(" -fno-ipa-cp-clone") is flagged
+    import torch._inductor.config as inductor_config
+
+    before = inductor_config.cpp.cxx
+    try:
+        assert devices.configure_cpu_compiler() == command and inductor_config.cpp.cxx == command
+    finally:
+        inductor_config.cpp.cxx = before
