@@ -12,7 +12,9 @@ from typing import Any, Callable, TextIO
 
 from .grid import GridSpec
 from .storage import StorageRef
+from .identity import cell_aliases
 from .study import objective_values
+from .study_format import trial_cell
 
 SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
 # What draws the summary's figures: (study, root, storage URL or None for the journal, out folder) → PNG files.
@@ -25,7 +27,8 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     """One W&B run (job_type "summary") in the study's group: the results table and the report's figures."""
     from resnet_core.tracking import log_study_summary
 
-    rows = [{"cell": t.user_attrs.get("cell"), "seed": t.user_attrs.get("seed"),
+    aliases = cell_aliases(spec, trials)
+    rows = [{"cell": trial_cell(t.user_attrs, aliases), "seed": t.user_attrs.get("seed"),
              **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS}}
             for t in trials if t.user_attrs.get("cell") is not None and t.user_attrs.get("status")]
     figures: list[Path] = []

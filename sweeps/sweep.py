@@ -73,6 +73,9 @@ def print_plan(plan: Plan, created: bool, out: TextIO) -> None:
     _list(out, "run (missing)", plan.missing)
     if plan.dead:
         print(f"  found {len(plan.dead)} trial(s) RUNNING with a dead worker: marked failed (interrupted)", file=out)
+    if plan.renamed:
+        _list(out, "same run config under a new cell id (their trials count for it)", list(plan.renamed.items()),
+              lambda kv: f"{kv[0] or 'base'} → {kv[1] or 'base'}")
     if plan.stray:
         print(f"  {plan.stray} trial(s) of the study belong to cells or seeds no longer in the grid (left alone)",
               file=out)

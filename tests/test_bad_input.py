@@ -836,3 +836,90 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
     assert_one_line_error(code, capsys.readouterr().err, "data.path", str(path), *words)
     assert not (tmp_path / "runs").exists()
+
+
+# -- kind 4: a grid edit that changes who a cell is ---------------------------------------------------------------
+def _sweep(tmp_path: Path, study: str, grid: dict, *extra: str, **kw: Any) -> int:
+    path = grid_file(tmp_path / f"{study}.yaml", study, grid=grid, **kw)
+    return main(["sweep", str(path), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off", *extra])
+
+
+def _trials(tmp_path: Path, study: str) -> list[Any]:
+    from sweeps.storage import StorageRef, open_storage
+
+    path = str(tmp_path / "runs" / study / "optuna.journal")
+    return optuna.load_study(study_name=study, storage=open_storage(StorageRef("journal", path, path),
+                                                                      read_only=True)).trials
+
+
+@pytest.fixture(scope="module")
+def two_cell_study(tmp_path_factory) -> Path:
+    """A finished study of the cells model.depth=8 and model.depth=14 (one seed), copied by each test."""
+    tmp = tmp_path_factory.mktemp("twocell")
+    assert _sweep(tmp, "ren", {"model.depth": [8, 14]}) == 0
+    return tmp / "runs"
+
+
+@pytest.mark.parametrize("grid, done, to_run", [
+    ({"model.depth": [8, 14], "model.pooling": ["avg", "max"]}, 2, 2),    # a new axis with the default's value
+    ({"model.depth": [8, 14], "optim.momentum": [0.9, 0.5]}, 2, 2),       # …with the base's value as written
+    ({"model": [{"depth": 8}, {"depth": 14}]}, 2, 0),                     # the same cells as a section axis
+    ({"model.depth": [8, 14], "model.pooling": ["max"]}, 0, 2),           # new cells: the old ones are left alone
+], ids=["default-value", "base-value", "section-axis", "other-value"])
+def test_a_grid_edit_that_renames_cells_maps_them_onto_their_trials(grid, done, to_run, two_cell_study, tmp_path,
+                                                                     capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ren", grid, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"{done} done, 0 running, 0 failed, {to_run} to run" in out, out
+
+
+def test_an_axis_added_to_a_finished_study_runs_only_the_new_cells_and_the_report_reads_all(two_cell_study,
+                                                                                           tmp_path, capsys):
+    from reports.study_reader import load_study
+
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    before = {t.user_attrs["cell"]: t.value for t in _trials(tmp_path, "ren")}
+    grid = {"model.depth": [8, 14], "model.pooling": ["avg", "max"]}
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ren", grid) == 0
+    out = capsys.readouterr().out
+    assert "model.depth=8 → model.depth=8,model.pooling=avg" in out and "4/4 trials done" in out, out
+    trials = _trials(tmp_path, "ren")
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)  # not 6: nothing ran twice
+    assert {t.user_attrs["cell"] for t in trials[2:]} == {"model.depth=8,model.pooling=max",
+                                                          "model.depth=14,model.pooling=max"}
+    assert {t.user_attrs["cell"]: t.value for t in trials[:2]} == before
+    assert all(t.params.get("model.pooling") == "max" for t in trials[2:])  # Optuna's params for the new axis
+    data = load_study("ren", root=tmp_path / "runs")
+    assert len(data.cells) == 4 and list(data.runs["status"]) == ["complete"] * 4
+    old = data.runs[data.runs["cell"] == "model.depth=8,model.pooling=avg"].iloc[0]
+    assert old["trial"] == 0 and old["value"] == before["model.depth=8"]
+    # the same command again runs nothing; dropping the axis again maps the avg cells back
+    assert _sweep(tmp_path, "ren", grid) == 0
+    assert "resuming: 4 done" in capsys.readouterr().out
+    assert _sweep(tmp_path, "ren", {"model.depth": [8, 14]}) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 2 done" in out and "2 trial(s) of the study belong to cells" in out, out
+    assert len(_trials(tmp_path, "ren")) == 4
+
+
+def test_a_renamed_cell_that_two_grid_cells_match_is_refused_naming_the_axis(two_cell_study, tmp_path, capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    def state() -> tuple:
+        from sweeps.storage import StorageRef, open_storage
+
+        path = str(tmp_path / "runs" / "ren" / "optuna.journal")
+        study = optuna.load_study(study_name="ren", storage=open_storage(StorageRef("journal", path, path),
+                                                                           read_only=True))
+        return len(study.trials), study.user_attrs
+
+    before = state()
+    grid = {"model.depth": [8, 14], "model.pooling": ["avg"]}
+    extra = [{"model.depth": 8, "model.pooling": "avg", "optim.lr": TINY["optim"]["lr"]}]   # restates the base
+    capsys.readouterr()
+    for flags in (("--dry-run",), ()):
+        code = _sweep(tmp_path, "ren", grid, *flags, extra_cells=extra)
+        assert_one_line_error(code, capsys.readouterr().err, "model.depth=8", "optim.lr=0.05", "same config")
+    assert state() == before   # refused before the study's cells or trials change
