@@ -22,7 +22,7 @@ from resnet_core.overrides import get_dotted as _nested_get
 from resnet_core.overrides import set_dotted
 from resnet_core.record import metrics_frame, read_config, read_summary
 from sweeps.storage import StorageRef, open_storage, resolve_storage
-from sweeps.study_format import (ALIASES_ATTR, DEFAULT_ROOT, SUMMARY_ATTR_NAMES, cell_id, find_journals,
+from sweeps.study_format import (ALIASES_ATTR, DEFAULT_ROOT, LOST, SUMMARY_ATTR_NAMES, cell_id, find_journals,
                                  journal_path, mask_url, trial_cell, trial_status)
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
@@ -335,6 +335,8 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
               if isinstance(c, Mapping) and c.get("id") is not None}
     for t in study.get_trials(deepcopy=False):
         ua = dict(t.user_attrs)
+        if ua.get("status") == LOST and "unit" not in ua:   # a placeholder of a salvaged journal: no run
+            continue
         cell = trial_cell(ua, aliases)
         params = listed.get(cell) if cell != ua.get("cell") else ua.get("cell_params")
         if not isinstance(params, Mapping):

@@ -32,7 +32,7 @@ from .identity import cell_aliases
 from .liveness import settle_claims, trial_is_dead
 from .optuna_adapter import stale_trial_ids, trial_id
 from .params import merged_space, space_attr, study_space, unit_params
-from .study_format import ALIASES_ATTR, DONE, FAILED, trial_cell, trial_unit, unit_attrs
+from .study_format import ALIASES_ATTR, DONE, FAILED, LOST, trial_cell, trial_unit, unit_attrs
 from .study_format import trial_status as _status
 
 MAX_AUTO_RESUMES = 3   # within one launch, a unit whose worker keeps dying is resumed at most this many times
@@ -311,7 +311,8 @@ def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retr
     trials = study.get_trials(deepcopy=False)
     expected = {u.key for u in spec.units()}
     plan.renamed = cell_aliases(spec, trials)
-    plan.stray = sum(1 for t in trials if trial_unit(t.user_attrs, plan.renamed) not in expected)
+    plan.stray = sum(1 for t in trials if trial_unit(t.user_attrs, plan.renamed) not in expected
+                     and t.user_attrs.get("status") != LOST)   # a salvaged journal's placeholder is no unit's
     for st in statuses(spec, trials):
         plan.total += 1
         if st.state in DONE:

@@ -30,6 +30,7 @@ SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
 
 DONE = ("complete", "pruned")
 FAILED = ("failed", "diverged")
+LOST = "lost"       # the ``status`` of a placeholder trial whose create record a damaged journal lost (journal.py)
 STATE_STATUS = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
 
 
