@@ -186,7 +186,7 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
     keys: dict[int, tuple[str, int]] = {}
-    claimer = worker_record(ws.index, ws.device)
+    claimer = worker_record(ws.index, ws.device, ws.parent_pid)
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
             break

@@ -997,3 +997,35 @@ def test_a_renamed_cell_that_two_grid_cells_match_is_refused_naming_the_axis(two
         code = _sweep(tmp_path, "ren", grid, *flags, extra_cells=extra)
         assert_one_line_error(code, capsys.readouterr().err, "model.depth=8", "optim.lr=0.05", "same config")
     assert state() == before   # refused before the study's cells or trials change
+
+
+# -- kind 5: two launchers on one study ---------------------------------------------------------------------------
+def test_a_launcher_that_finishes_first_names_the_other_launcher_holding_a_trial_and_exits_0(tmp_path, capsys):
+    from sweeps.liveness import HOST
+
+    grid = grid_file(tmp_path / "two.yaml", "two", grid={"schedule.total": [100000, 6]})   # trial 0 runs long
+    argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "resnet_core", *argv], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            held = [t for t in (_trials(tmp_path, "two") if (tmp_path / "runs/two/optuna.journal").exists() else [])
+                    if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+            if held:
+                break
+            assert first.poll() is None, "the first launcher stopped early"
+            time.sleep(0.3)
+        assert held and held[0].number == 0 and held[0].user_attrs["worker"]["pid"] == first.pid
+        capsys.readouterr()
+        code = main(argv)                 # the second launcher runs trial 1 and finishes while trial 0 still runs
+        out = capsys.readouterr().out
+        assert first.poll() is None, "the first launcher must still be training"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+    assert code == 0, out
+    assert f"schedule.total=100000 seed 0: held by launcher pid {first.pid} on {HOST}" in out, out
+    assert "1/2 trials done, 0 failed, 0 not finished, 1 running in another launcher" in out, out
+    assert "run the same command again" not in out
