@@ -22,8 +22,8 @@ from resnet_core.overrides import get_dotted as _nested_get
 from resnet_core.overrides import set_dotted
 from resnet_core.record import metrics_frame, read_config, read_summary
 from sweeps.storage import StorageRef, open_storage, resolve_storage
-from sweeps.study_format import (DEFAULT_ROOT, SUMMARY_ATTR_NAMES, cell_id, find_journals, journal_path, mask_url,
-                                 trial_status)
+from sweeps.study_format import (ALIASES_ATTR, DEFAULT_ROOT, LOST, SUMMARY_ATTR_NAMES, cell_id, find_journals,
+                                 journal_path, mask_url, trial_cell, trial_status)
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
 
@@ -331,12 +331,17 @@ def _effective_status(state: str, record: str | None, attr: str | None) -> tuple
 
 def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
     rows, configs = [], {}
+    aliases = study.user_attrs.get(ALIASES_ATTR)   # a renamed cell's trials are rows of the cell it is now
+    listed = {str(c["id"]): c.get("params") for c in study.user_attrs.get("cells") or []
+              if isinstance(c, Mapping) and c.get("id") is not None}
     for t in study.get_trials(deepcopy=False):
         ua = dict(t.user_attrs)
-        params = ua.get("cell_params")
+        if ua.get("status") == LOST and "unit" not in ua:   # a placeholder of a salvaged journal: no run
+            continue
+        cell = trial_cell(ua, aliases)
+        params = listed.get(cell) if cell != ua.get("cell") else ua.get("cell_params")
         if not isinstance(params, Mapping):
-            params = dict(t.params)
-        cell = ua.get("cell")
+            params = ua.get("cell_params") if isinstance(ua.get("cell_params"), Mapping) else dict(t.params)
         if not cell:
             cell = ",".join(f"{k}={v}" for k, v in params.items()) if params else f"trial{t.number}"
         run_dir = _resolve_run_dir(ua.get("run_dir"), dirs)

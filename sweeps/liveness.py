@@ -1,6 +1,7 @@
 """Is the worker that holds a RUNNING trial still alive?
 
-Every worker writes, when it takes a trial, the trial user attr ``worker`` = {host, pid, pid_start, device, index},
+Every worker writes, when it takes a trial, the trial user attr ``worker`` = {host, pid, pid_start, device, index,
+launcher (the pid of the ``sweep`` that started it, when there is one)},
 and while the trial runs it rewrites ``<run_dir>/sweep_heartbeat.json`` every ``HEARTBEAT_INTERVAL`` seconds (on RDB
 storage it also records Optuna's own heartbeat). A RUNNING trial is dead when
 - its worker ran on this host and that process is gone (or the pid now belongs to another process: its start time
@@ -64,9 +65,22 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return True
 
 
-def worker_record(index: int, device: str) -> dict[str, Any]:
+def worker_record(index: int, device: str, launcher: int | None = None) -> dict[str, Any]:
     pid = os.getpid()
-    return {"host": HOST, "pid": pid, "pid_start": process_start(pid), "device": device, "index": index}
+    record = {"host": HOST, "pid": pid, "pid_start": process_start(pid), "device": device, "index": index}
+    if launcher is not None:
+        record["launcher"] = launcher
+    return record
+
+
+def holder(trial: Any) -> str:
+    """Who holds a RUNNING trial, in words: ``launcher pid 123 on host (worker pid 456)``."""
+    w = trial.user_attrs.get("worker")
+    if not isinstance(w, dict):
+        return "a worker that has not recorded itself yet"
+    launcher = w.get("launcher", w.get("pid"))
+    worker = f" (worker pid {w.get('pid')})" if w.get("pid") != launcher else ""
+    return f"launcher pid {launcher} on {w.get('host')}{worker}"
 
 
 def heartbeat_age(run_dir: Path) -> float | None:

@@ -15,8 +15,9 @@ import time
 from typing import Any, Callable, TextIO
 
 from .grid import GridSpec
+from .identity import cell_aliases
 from .study import objective_values, statuses, trial_status
-from .study_format import DONE, FAILED
+from .study_format import DONE, FAILED, trial_cell
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -228,7 +229,8 @@ def _units(sts: Any) -> str:
 def _best_trial(spec: GridSpec, trials: list[Any], cell_id: str) -> Any:
     from optuna.trial import TrialState
 
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("cell") == cell_id]
+    aliases = cell_aliases(spec, trials)
+    done = [t for t in trials if t.state == TrialState.COMPLETE and trial_cell(t.user_attrs, aliases) == cell_id]
     if not done:
         return None
     pick = min if spec.objective["direction"] == "minimize" else max

@@ -95,7 +95,8 @@ def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str,
     ensure_params(trial, spec, cell, study_space(trial.study, spec))
     values = {k.key: k.suggest(trial) for k in spec.search}
     slot = attrs.get("slot")
-    name = f"{spec.study}-{cell.slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
+    slug = attrs.get("cell_slug") or cell.slug   # a resumed trial keeps its run's name, even if its cell was renamed
+    name = f"{spec.study}-{slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
     return spec.run_config(cell, seed, values, device=device, name=name), values
 
 

@@ -14,12 +14,14 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from .optuna_adapter import StudyView
+from .study_format import ALIASES_ATTR, trial_cell
 
 
 def _view(study: optuna.Study, trial: FrozenTrial) -> Any:
     """The study as the inner sampler / pruner sees it: only the trials of ``trial``'s cell."""
-    cell = trial.user_attrs.get("cell")
-    return StudyView(study, lambda t: t.user_attrs.get("cell") == cell)
+    aliases = study.user_attrs.get(ALIASES_ATTR)   # a renamed cell's trials are still this cell's
+    cell = trial_cell(trial.user_attrs, aliases)
+    return StudyView(study, lambda t: trial_cell(t.user_attrs, aliases) == cell)
 
 
 class CellSampler(optuna.samplers.BaseSampler):

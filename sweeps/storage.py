@@ -118,11 +118,10 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
 
         if not read_only:
             Path(ref.url).parent.mkdir(parents=True, exist_ok=True)
-        if read_only:
-            check_journal(ref.url)
-            return JournalStorage(JournalFileBackend(ref.url))
+        if read_only:   # a damaged journal: the records it still proves, read from a temporary copy
+            return JournalStorage(JournalFileBackend(str(check_journal(ref.url))))
         with init_lock(ref):
-            check_journal(ref.url, repair=True)
+            check_journal(ref.url, repair=True)   # a torn tail cut off, a damaged line salvaged (backup kept)
             return JournalStorage(JournalFileBackend(ref.url))
     kwargs: dict[str, Any] = {}
     if not read_only:

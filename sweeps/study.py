@@ -28,10 +28,11 @@ from resnet_core.plugins import check_same_plugins, plugin_records
 from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec, Unit
+from .identity import cell_aliases
 from .liveness import settle_claims, trial_is_dead
 from .optuna_adapter import stale_trial_ids, trial_id
 from .params import merged_space, space_attr, study_space, unit_params
-from .study_format import DONE, FAILED, unit_attrs
+from .study_format import ALIASES_ATTR, DONE, FAILED, LOST, trial_cell, trial_unit, unit_attrs
 from .study_format import trial_status as _status
 
 MAX_AUTO_RESUMES = 3   # within one launch, a unit whose worker keeps dying is resumed at most this many times
@@ -78,7 +79,9 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
 
         spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
     space = space_attr(merged_space(study.user_attrs.get("axis_space"), spec))  # ConfigError before any write
-    attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve()), "axis_space": space}
+    aliases = cell_aliases(spec, study.get_trials(deepcopy=False))             # …and this one too
+    attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve()), "axis_space": space,
+             ALIASES_ATTR: aliases}
     metric = [spec.objective["metric"]]
     if study.metric_names != metric:
         with warnings.catch_warnings():
@@ -166,17 +169,19 @@ def unit_status(unit: Unit, trials: list[Any]) -> UnitStatus:
     return UnitStatus(unit, states[-1] if states else "missing", trials)
 
 
-def group_by_unit(trials: Iterable[Any]) -> dict[str, list[Any]]:
+def group_by_unit(trials: Iterable[Any], aliases: dict[str, str] | None = None) -> dict[str, list[Any]]:
+    """Unit key → its trials; a trial of a renamed cell (``aliases``: ``identity.cell_aliases``) under the new key."""
     out: dict[str, list[Any]] = {}
     for t in trials:
-        key = t.user_attrs.get("unit")
+        key = trial_unit(t.user_attrs, aliases)
         if key is not None:
             out.setdefault(key, []).append(t)
     return out
 
 
 def statuses(spec: GridSpec, trials: Iterable[Any]) -> list[UnitStatus]:
-    by_unit = group_by_unit(trials)
+    trials = list(trials)
+    by_unit = group_by_unit(trials, cell_aliases(spec, trials))
     return [unit_status(u, by_unit.get(u.key, [])) for u in spec.units()]
 
 
@@ -206,6 +211,8 @@ def enqueue_unit(study: Any, spec: GridSpec, unit: Unit, prev: list[Any], *, res
         run_dir = f"trials/{unit.run_name}" + (f"-r{attempt}" if attempt else "")
     attrs = unit_attrs(unit, attempt=attempt, run_dir=run_dir, resume=bool(resume and latest is not None),
                        replaces=latest.number if latest is not None else None)
+    if resume and latest is not None and latest.user_attrs.get("cell_slug"):
+        attrs["cell_slug"] = latest.user_attrs["cell_slug"]  # the run keeps its name (a renamed cell's too)
     enqueue_waiting(study, params, dists, attrs)
 
 
@@ -217,7 +224,9 @@ def requeue_failed_trial(study: Any, trial: Any) -> None:
         return
     from optuna.trial import TrialState
 
-    others = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("unit") == key]
+    aliases = study.user_attrs.get(ALIASES_ATTR)
+    key = trial_unit(trial.user_attrs, aliases)
+    others = [t for t in study.get_trials(deepcopy=False) if trial_unit(t.user_attrs, aliases) == key]
     if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
            for t in others):
         return
@@ -277,6 +286,7 @@ class Plan:
     gave_up: list[UnitStatus] = field(default_factory=list)         # interrupted too often in this launch
     dead: list[Any] = field(default_factory=list)                   # RUNNING trials found dead (now FAIL)
     stray: int = 0                                                  # trials of units not in this grid
+    renamed: dict[str, str] = field(default_factory=dict)           # a trial's old cell id → its grid cell
 
     @property
     def enqueued(self) -> int:
@@ -303,7 +313,9 @@ def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retr
     plan.dead = fail_dead_trials(study, storage, study_dir)
     trials = study.get_trials(deepcopy=False)
     expected = {u.key for u in spec.units()}
-    plan.stray = sum(1 for t in trials if t.user_attrs.get("unit") not in expected)
+    plan.renamed = cell_aliases(spec, trials)
+    plan.stray = sum(1 for t in trials if trial_unit(t.user_attrs, plan.renamed) not in expected
+                     and t.user_attrs.get("status") != LOST)   # a salvaged journal's placeholder is no unit's
     for st in statuses(spec, trials):
         plan.total += 1
         if st.state in DONE:
@@ -351,7 +363,7 @@ class StudyProgress:
 
 def study_progress(study: Any, storage_display: str, study_dir: Path | None = None) -> StudyProgress:
     trials = study.get_trials(deepcopy=False)
-    by_unit = group_by_unit(trials)
+    by_unit = group_by_unit(trials, study.user_attrs.get(ALIASES_ATTR))
     counts = {"complete": 0, "running": 0, "failed": 0, "waiting": 0}
     stale = 0
     for key, ts in by_unit.items():
@@ -379,9 +391,11 @@ def objective_values(spec: GridSpec, trials: Iterable[Any]) -> dict[str, list[fl
     from optuna.trial import TrialState
 
     out: dict[str, list[float]] = {c.id: [] for c in spec.cells}
+    trials = list(trials)
+    aliases = cell_aliases(spec, trials)
     for t in trials:
-        if t.state == TrialState.COMPLETE and t.user_attrs.get("cell") in out and t.value is not None \
-                and math.isfinite(t.value):
-            out[t.user_attrs["cell"]].append(float(t.value))
+        cell = trial_cell(t.user_attrs, aliases)
+        if t.state == TrialState.COMPLETE and cell in out and t.value is not None and math.isfinite(t.value):
+            out[cell].append(float(t.value))
     return out
 

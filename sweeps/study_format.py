@@ -3,7 +3,9 @@
 One home for the names and rules both sides use, so a reader never re-derives them:
 - where a study lives by default (``<root>/<study>/optuna.journal``) and how a storage URL is shown (``mask_url``,
   from ``resnet_core.redact``: password and secret query parameters masked);
-- a cell id (``model.depth=20,model.shortcut=none``: YAML-like scalars, so ``true`` / ``null``, not Python's);
+- a cell id (``model.depth=20,model.shortcut=none``: YAML-like scalars, so ``true`` / ``null``, not Python's), and
+  the study user attr ``cell_aliases`` (a trial's cell id → the grid cell that runs the same config: ``trial_cell``,
+  ``trial_unit``; ``sweeps.identity`` computes it);
 - a trial's user attrs (``unit_attrs``; the run summary's ``params`` is stored as ``n_parameters``);
 - the status of a trial from its Optuna state and ``status`` user attr (``trial_status``).
 
@@ -31,6 +33,7 @@ DECIDE_ATTR = "until_decided"
 
 DONE = ("complete", "pruned")
 FAILED = ("failed", "diverged")
+LOST = "lost"       # the ``status`` of a placeholder trial whose create record a damaged journal lost (journal.py)
 STATE_STATUS = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
 
 
@@ -60,6 +63,24 @@ def format_value(value: Any) -> str:
 def cell_id(params: dict[str, Any]) -> str:
     """``{"model.depth": 20, "model.shortcut": "none"}`` → ``model.depth=20,model.shortcut=none``; {} → ''."""
     return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+ALIASES_ATTR = "cell_aliases"
+
+
+def trial_cell(attrs: dict, aliases: dict[str, str] | None = None) -> str | None:
+    """The grid cell a trial belongs to: its ``cell`` user attr, or the cell that id is an alias of."""
+    cell = attrs.get("cell")
+    return aliases.get(cell, cell) if isinstance(aliases, dict) and isinstance(cell, str) else cell
+
+
+def trial_unit(attrs: dict, aliases: dict[str, str] | None = None) -> str | None:
+    """The unit key of a trial (``<cell id>|s<seed>`` or ``…|t<slot>``) under the grid's cell ids."""
+    unit, cell = attrs.get("unit"), attrs.get("cell")
+    if not isinstance(aliases, dict) or not isinstance(unit, str) or not isinstance(cell, str) \
+            or cell not in aliases or not unit.startswith(f"{cell}|"):
+        return unit
+    return aliases[cell] + unit[len(cell):]
 
 
 # -- trials -----------------------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from typing import Any, Callable, TextIO
 
 from .grid import GridSpec
 from .storage import StorageRef
+from .identity import cell_aliases
 from .study import objective_values
-from .study_format import format_value
+from .study_format import trial_cell
 
 SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
 # What draws the summary's figures: (study, root, storage URL or None for the journal, out folder) → PNG files.
@@ -36,11 +37,16 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     frame = trial_frame(spec, trials)
     dead_by_unit = {(r.cell, r.seed): r.dead for r in frame.itertuples()}
     params = {c.id: c.params for c in spec.cells}
-    rows = [{"cell": t.user_attrs.get("cell"), "seed": t.user_attrs.get("seed"),
-             **axis_values(spec, params.get(t.user_attrs.get("cell"), {})),   # one column per axis
-             **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS},
-             "dead": dead_by_unit.get((t.user_attrs.get("cell"), t.user_attrs.get("seed")))}
-            for t in trials if t.user_attrs.get("cell") is not None and t.user_attrs.get("status")]
+    aliases = cell_aliases(spec, trials)
+    rows = []
+    for t in trials:
+        if t.user_attrs.get("cell") is None or not t.user_attrs.get("status"):
+            continue
+        cell = trial_cell(t.user_attrs, aliases)
+        rows.append({"cell": cell, "seed": t.user_attrs.get("seed"),
+                     **axis_values(spec, params.get(cell, {})),   # one column per axis
+                     **{k: t.user_attrs.get(k) for k in SUMMARY_COLUMNS},
+                     "dead": dead_by_unit.get((cell, t.user_attrs.get("seed")))})
     figures: list[Path] = []
     for draw in SUMMARY_FIGURES:  # the report's figures (SUMMARY_FIGURES); a problem there must not fail the sweep
         try:

@@ -23,7 +23,8 @@ from .grid import GridSpec, load_grid
 from .packing import Packing, default_table, parse_fuse, plan_runs
 from .monitor import Monitor, fmt_duration, result_lines
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
-from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress
+from .liveness import holder, trial_is_dead
+from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress, trial_status
 from .study_format import DONE, FAILED, find_journals
 from .decide import decide_rounds, print_decisions
 from .rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
@@ -78,6 +79,9 @@ def print_plan(plan: Plan, created: bool, out: TextIO) -> None:
     _list(out, "run (missing)", plan.missing)
     if plan.dead:
         print(f"  found {len(plan.dead)} trial(s) RUNNING with a dead worker: marked failed (interrupted)", file=out)
+    if plan.renamed:
+        _list(out, "same run config under a new cell id (their trials count for it)", list(plan.renamed.items()),
+              lambda kv: f"{kv[0] or 'base'} → {kv[1] or 'base'}")
     if plan.stray:
         print(f"  {plan.stray} trial(s) of the study belong to cells or seeds no longer in the grid (left alone)",
               file=out)
@@ -352,6 +356,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)
     left = [s for s in final if s.state not in DONE + FAILED]
+    elsewhere = held_elsewhere(left, study_dir)   # this launch's workers are done: a live holder is another's
+    left = [s for s in left if s not in elsewhere]
     how = "the best search trial per cell" if spec.search else "mean ± std over seeds"
     print(f"results ({spec.objective['metric']}, {spec.objective['direction']}; {how}):", file=out)
     for line in result_lines(spec, trials):
@@ -359,7 +365,10 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     n_done = sum(1 for s in final if s.state in DONE)
     n_failed = sum(1 for s in final if s.state in FAILED)
     print(f"{n_done}/{len(final)} trials done, {n_failed} failed, {len(left)} not finished"
+          + (f", {len(elsewhere)} running in another launcher" if elsewhere else "")
           + (f"; {wall}" if wall else ""), file=out)
+    _list(out, "still running in another launcher (it records their results; `studies` shows the progress)",
+          elsewhere, lambda st: f"{_who(st)}: held by {holder(_running(st))}")
     if left:
         why = "the timeout was reached; " if spec.timeout and not code else ""
         print(f"{why}run the same command again to resume", file=out)
@@ -380,8 +389,19 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     return sweep_exit_code(code, n_failed, len(left))
 
 
+def _running(st: Any) -> Any:
+    return next(t for t in reversed(st.trials) if trial_status(t) == "running")
+
+
+def held_elsewhere(left: list[Any], study_dir: Path) -> list[Any]:
+    """The units of ``left`` whose RUNNING trial a live worker holds (after this launch's workers have stopped:
+    another launcher's)."""
+    return [s for s in left if s.state == "running" and not trial_is_dead(_running(s), study_dir)]
+
+
 def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
-    """0: every trial done; 1: some failed or diverged, or a worker crashed; 3: some not finished (README)."""
+    """0: every trial done (or still running in another live launcher, which records it); 1: some failed or
+    diverged, or a worker crashed; 3: some not finished (README)."""
     if workers_code or n_failed:
         return EXIT_FAILED
     return EXIT_UNFINISHED if n_unfinished else EXIT_OK

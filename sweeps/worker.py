@@ -34,6 +34,7 @@ from .optuna_adapter import trial_id
 from .packing import Packing, claim_group
 from .storage import StorageRef, open_storage, study_lock
 from .study import reconcile, requeue_failed_trial, sampler_and_pruner
+from .study_format import ALIASES_ATTR, trial_unit
 
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|npu(:\d+)?)$")
 
@@ -185,7 +186,7 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
     keys: dict[int, tuple[str, int]] = {}
-    claimer = worker_record(ws.index, ws.device)
+    claimer = worker_record(ws.index, ws.device, ws.parent_pid)
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
             break
@@ -222,9 +223,10 @@ def _drop_duplicate(study: Any, trial: Any) -> bool:
     so a unit never finishes twice). True if it was dropped."""
     from optuna.trial import TrialState
 
-    unit = trial.user_attrs.get("unit")
+    aliases = study.user_attrs.get(ALIASES_ATTR)
+    unit = trial_unit(trial.user_attrs, aliases)
     twins = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-             if t.user_attrs.get("unit") == unit]
+             if trial_unit(t.user_attrs, aliases) == unit]
     if not twins:
         return False
     trial.set_user_attr("status", "duplicate")

@@ -78,6 +78,27 @@ def grid_file(path: Path, study: str, **kw: Any) -> Path:
     return path
 
 
+def _sweep(tmp_path: Path, study: str, grid: dict, *extra: str, **kw: Any) -> int:
+    path = grid_file(tmp_path / f"{study}.yaml", study, grid=grid, **kw)
+    return main(["sweep", str(path), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off", *extra])
+
+
+def _trials(tmp_path: Path, study: str) -> list[Any]:
+    from sweeps.storage import StorageRef, open_storage
+
+    path = str(tmp_path / "runs" / study / "optuna.journal")
+    return optuna.load_study(study_name=study, storage=open_storage(StorageRef("journal", path, path),
+                                                                      read_only=True)).trials
+
+
+@pytest.fixture(scope="module")
+def two_cell_study(tmp_path_factory) -> Path:
+    """A finished study of the cells model.depth=8 and model.depth=14 (one seed), copied by each test."""
+    tmp = tmp_path_factory.mktemp("twocell")
+    assert _sweep(tmp, "ren", {"model.depth": [8, 14]}) == 0
+    return tmp / "runs"
+
+
 # == 1. values are parsed and typed in one place =================================================================
 def test_yaml_1_2_floats_read_the_same_from_a_file_and_from_set(tmp_path):
     cfg = write_yaml(tmp_path / "run.yaml", "optim: {weight_decay: 5e-4, lr: 1E-1}\n"
@@ -322,23 +343,97 @@ def test_a_torn_journal_tail_is_cut_off_under_the_lock_with_a_backup(tmp_path, c
         StorageRef("journal", str(path), str(path)), read_only=True)).trials) == 4
 
 
-def test_a_corrupt_journal_line_is_one_line_naming_the_line_and_other_studies_still_list(tmp_path, capsys):
-    root = tmp_path / "runs"
-    for name in ("good", "bad"):
-        (root / name).mkdir(parents=True)
-        _journal_with_study(root / name / "optuna.journal", name)
-    lines = (root / "bad" / "optuna.journal").read_bytes().split(b"\n")
-    lines[1] = b'{"op_code": 5, "broken'
-    (root / "bad" / "optuna.journal").write_bytes(b"\n".join(lines))
+def _completed_journal(path: Path, name: str, n: int = 4) -> list[bytes]:
+    """A journal whose study has ``n`` COMPLETE trials (values 0…n-1, each with a ``unit`` attr); its lines."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.create_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+    study.optimize(lambda t: (t.set_user_attr("unit", f"u{t.number}"), float(t.number))[1], n_trials=n)
+    return path.read_bytes().split(b"\n")
+
+
+def _line_of(lines: list[bytes], op: int, trial: int | None = None) -> int:
+    """The index of the first line with ``op_code`` ``op`` (about trial id ``trial``; a create: the trial-th)."""
+    hits = [i for i, line in enumerate(lines) if line.startswith(b'{"op_code":%d,' % op)
+            and (trial is None or op == 4 or b'"trial_id":%d,' % trial in line)]
+    return hits[trial] if op == 4 and trial is not None else hits[0]
+
+
+def _torn_then_appended(lines: list[bytes]) -> list[bytes]:
+    i = _line_of(lines, 8, 2)        # trial 2's unit attr: a crash tore it, the next append joined its line
+    return lines[:i] + [lines[i][:25] + lines[i + 1]] + lines[i + 2:]
+
+
+@pytest.mark.parametrize("damage, lost, unproven, no_unit", [
+    (lambda ls: ls[:_line_of(ls, 4, 1)] + [ls[_line_of(ls, 4, 1)][:30] + b"\x00\xff"] + ls[_line_of(ls, 4, 1) + 1:],
+     [1], [], []),                                                      # trial 1's create record, its kind readable
+    (lambda ls: ls[:_line_of(ls, 4, 1)] + [b"#\x00 unreadable"] + ls[_line_of(ls, 4, 1) + 1:], [1], [], []),
+    (lambda ls: ls[:_line_of(ls, 6, 2)] + [b'{"op_code": 6, "broken'] + ls[_line_of(ls, 6, 2) + 1:], [], [2], []),
+    (lambda ls: ls[:_line_of(ls, 8, 3)] + [b"\x00" * 40] + ls[_line_of(ls, 8, 3) + 1:], [], [], [3]),
+    (_torn_then_appended, [], [], [2]),
+], ids=["create-trial", "create-trial-unreadable", "trial-state", "trial-attr", "torn-then-appended"])
+def test_a_corrupt_journal_line_keeps_every_trial_the_journal_still_proves(damage, lost, unproven, no_unit, tmp_path,
+                                                                            capsys):
+    """A lost create record takes its trial (a FAIL placeholder keeps the numbers); a lost state record leaves its
+    trial as it was before (RUNNING: its worker is gone, so a sweep resumes it); any other record only itself."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from sweeps.journal import check_journal
+
+    path = tmp_path / "optuna.journal"
+    lines = damage(_completed_journal(path, "s"))
+    damaged = b"\n".join(lines)
+    path.write_bytes(damaged)
+    read = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(check_journal(path)))))
+    assert path.read_bytes() == damaged and "reading the" in capsys.readouterr().err   # read-only: nothing written
+    check_journal(path, repair=True)
+    err = capsys.readouterr().err
+    backups = list(tmp_path.glob("optuna.journal.corrupt-*.bak"))
+    assert len(backups) == 1 and backups[0].read_bytes() == damaged and str(backups[0]) in err
+    for n in lost:
+        assert f"trial {n} of study 's' dropped" in err, err
+    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))  # plain Optuna
+    for trials in (study.trials, read.trials):
+        assert [t.number for t in trials] == [0, 1, 2, 3]          # every later trial keeps its number
+        done = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+        assert done == {n: float(n) for n in range(4) if n not in lost + unproven}
+        assert [t.state for t in trials if t.number in unproven] == [TrialState.RUNNING] * len(unproven)
+        assert {t.number: t.user_attrs.get("unit") for t in trials if t.number not in lost} == {
+            n: None if n in no_unit else f"u{n}" for n in range(4) if n not in lost}
+        assert [t.user_attrs.get("status") for t in trials if t.number in lost] == ["lost"] * len(lost)
+    study.enqueue_trial({})            # the rebuilt journal takes appends
+    assert len(optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path)))).trials) == 5
+
+
+def test_a_sweep_salvages_a_corrupt_journal_reports_what_was_dropped_and_carries_on(two_cell_study, tmp_path,
+                                                                                      capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    (tmp_path / "runs" / "other").mkdir()
+    _journal_with_study(tmp_path / "runs" / "other" / "optuna.journal", "other")
+    journal = tmp_path / "runs" / "ren" / "optuna.journal"
+    lines = journal.read_bytes().split(b"\n")
+    i = _line_of(lines, 4, 1)
+    lines[i] = lines[i][:40] + b"\x00"                       # trial 1's create record: the depth-14 cell's trial
+    lines[_line_of(lines, 8, 0)] = b'{"op_code": 8, "broken'  # and one attr record of trial 0
+    journal.write_bytes(b"\n".join(lines))
+    damaged = journal.read_bytes()
     capsys.readouterr()
-    assert main(["studies", "--root", str(root)]) == 2
+    assert main(["studies", "--root", str(tmp_path / "runs")]) == 0   # both studies list; the damage is a warning
     cap = capsys.readouterr()
-    assert cap.out.startswith("good: 0/3 complete")
-    assert_one_line_error(2, cap.err, "bad/optuna.journal line 2")
-    grid = grid_file(tmp_path / "g.yaml", "bad")
-    assert_one_line_error(main(["sweep", str(grid), "--root", str(root)]), capsys.readouterr().err, "line 2")
-    assert_one_line_error(main(["report", "bad", "--root", str(root), "--out", str(tmp_path / "rep")]),
-                          capsys.readouterr().err, "line 2")
+    assert "other: 0/3 complete" in cap.out and "ren: 1/2 complete" in cap.out, cap.out
+    assert "lost: trial 1 of 'ren'" in cap.err and journal.read_bytes() == damaged
+    assert main(["report", "ren", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    assert "1 of 2 runs complete" in capsys.readouterr().out
+    assert _sweep(tmp_path, "ren", {"model.depth": [8, 14]}) == 0
+    cap = capsys.readouterr()
+    assert "trial 1 of study 'ren' dropped" in cap.err and "corrupt-" in cap.err, cap.err
+    assert "resuming: 1 done" in cap.out and "model.depth=14 seed 0" in cap.out and "2/2 trials done" in cap.out
+    assert [b.read_bytes() for b in journal.parent.glob("optuna.journal.corrupt-*.bak")] == [damaged]
+    trials = _trials(tmp_path, "ren")
+    assert [(t.state.name, t.user_attrs.get("status")) for t in trials] == [
+        ("COMPLETE", "complete"), ("FAIL", "lost"), ("COMPLETE", "complete")]
+    assert main(["report", "ren", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "rep2")]) == 0
+    assert "2 of 2 runs complete" in capsys.readouterr().out
 
 
 def _first_launch(url: str, root: str, name: str, ready, go, queue) -> None:
@@ -836,3 +931,101 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
     assert_one_line_error(code, capsys.readouterr().err, "data.path", str(path), *words)
     assert not (tmp_path / "runs").exists()
+
+
+# -- kind 4: a grid edit that changes who a cell is ---------------------------------------------------------------
+@pytest.mark.parametrize("grid, done, to_run", [
+    ({"model.depth": [8, 14], "model.pooling": ["avg", "max"]}, 2, 2),    # a new axis with the default's value
+    ({"model.depth": [8, 14], "optim.momentum": [0.9, 0.5]}, 2, 2),       # …with the base's value as written
+    ({"model": [{"depth": 8}, {"depth": 14}]}, 2, 0),                     # the same cells as a section axis
+    ({"model.depth": [8, 14], "model.pooling": ["max"]}, 0, 2),           # new cells: the old ones are left alone
+], ids=["default-value", "base-value", "section-axis", "other-value"])
+def test_a_grid_edit_that_renames_cells_maps_them_onto_their_trials(grid, done, to_run, two_cell_study, tmp_path,
+                                                                     capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ren", grid, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"{done} done, 0 running, 0 failed, {to_run} to run" in out, out
+
+
+def test_an_axis_added_to_a_finished_study_runs_only_the_new_cells_and_the_report_reads_all(two_cell_study,
+                                                                                           tmp_path, capsys):
+    from reports.study_reader import load_study
+
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    before = {t.user_attrs["cell"]: t.value for t in _trials(tmp_path, "ren")}
+    grid = {"model.depth": [8, 14], "model.pooling": ["avg", "max"]}
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ren", grid) == 0
+    out = capsys.readouterr().out
+    assert "model.depth=8 → model.depth=8,model.pooling=avg" in out and "4/4 trials done" in out, out
+    trials = _trials(tmp_path, "ren")
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)  # not 6: nothing ran twice
+    assert {t.user_attrs["cell"] for t in trials[2:]} == {"model.depth=8,model.pooling=max",
+                                                          "model.depth=14,model.pooling=max"}
+    assert {t.user_attrs["cell"]: t.value for t in trials[:2]} == before
+    assert all(t.params.get("model.pooling") == "max" for t in trials[2:])  # Optuna's params for the new axis
+    data = load_study("ren", root=tmp_path / "runs")
+    assert len(data.cells) == 4 and list(data.runs["status"]) == ["complete"] * 4
+    old = data.runs[data.runs["cell"] == "model.depth=8,model.pooling=avg"].iloc[0]
+    assert old["trial"] == 0 and old["value"] == before["model.depth=8"]
+    # the same command again runs nothing; dropping the axis again maps the avg cells back
+    assert _sweep(tmp_path, "ren", grid) == 0
+    assert "resuming: 4 done" in capsys.readouterr().out
+    assert _sweep(tmp_path, "ren", {"model.depth": [8, 14]}) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 2 done" in out and "2 trial(s) of the study belong to cells" in out, out
+    assert len(_trials(tmp_path, "ren")) == 4
+
+
+def test_a_renamed_cell_that_two_grid_cells_match_is_refused_naming_the_axis(two_cell_study, tmp_path, capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    def state() -> tuple:
+        from sweeps.storage import StorageRef, open_storage
+
+        path = str(tmp_path / "runs" / "ren" / "optuna.journal")
+        study = optuna.load_study(study_name="ren", storage=open_storage(StorageRef("journal", path, path),
+                                                                           read_only=True))
+        return len(study.trials), study.user_attrs
+
+    before = state()
+    grid = {"model.depth": [8, 14], "model.pooling": ["avg"]}
+    extra = [{"model.depth": 8, "model.pooling": "avg", "optim.lr": TINY["optim"]["lr"]}]   # restates the base
+    capsys.readouterr()
+    for flags in (("--dry-run",), ()):
+        code = _sweep(tmp_path, "ren", grid, *flags, extra_cells=extra)
+        assert_one_line_error(code, capsys.readouterr().err, "model.depth=8", "optim.lr=0.05", "same config")
+    assert state() == before   # refused before the study's cells or trials change
+
+
+# -- kind 5: two launchers on one study ---------------------------------------------------------------------------
+def test_a_launcher_that_finishes_first_names_the_other_launcher_holding_a_trial_and_exits_0(tmp_path, capsys):
+    from sweeps.liveness import HOST
+
+    grid = grid_file(tmp_path / "two.yaml", "two", grid={"schedule.total": [100000, 6]})   # trial 0 runs long
+    argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "resnet_core", *argv], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            held = [t for t in (_trials(tmp_path, "two") if (tmp_path / "runs/two/optuna.journal").exists() else [])
+                    if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+            if held:
+                break
+            assert first.poll() is None, "the first launcher stopped early"
+            time.sleep(0.3)
+        assert held and held[0].number == 0 and held[0].user_attrs["worker"]["pid"] == first.pid
+        capsys.readouterr()
+        code = main(argv)                 # the second launcher runs trial 1 and finishes while trial 0 still runs
+        out = capsys.readouterr().out
+        assert first.poll() is None, "the first launcher must still be training"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+    assert code == 0, out
+    assert f"schedule.total=100000 seed 0: held by launcher pid {first.pid} on {HOST}" in out, out
+    assert "1/2 trials done, 0 failed, 0 not finished, 1 running in another launcher" in out, out
+    assert "run the same command again" not in out
