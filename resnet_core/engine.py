@@ -465,7 +465,7 @@ class _Trainer:
             saved = self._save_state()
             before = self.win_loss.clone()
             self._fast_step(x, y)
-            problem = fast_guard.compare(self._member_grads(self.win_loss - before), ref)
+            problem = fast_guard.compare(self._member_grads(self.win_loss - before), ref, autocast=self.amp is not None)
             if problem is None:
                 return
             self._restore_state(saved)
@@ -501,7 +501,8 @@ class _Trainer:
             run = lambda: self._fast_eval_outputs(x, y)  # noqa: E731
             outputs = self._first_compiled(run, None) if compiled_first else run()
             self._compiled_evals.add(split)
-            problem = fast_guard.compare(outputs, ref, what="logits", members=self._active())
+            problem = fast_guard.compare(outputs, ref, what="logits", members=self._active(),
+                                         autocast=self.amp is not None)
             if problem is None:
                 return
             self._slower(problem, f"its first {split} evaluation")

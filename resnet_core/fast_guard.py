@@ -27,7 +27,6 @@ from .devices import autocast
 FULL_PRECISION_RTOL = 1e-2   # fp32/fp64 paths: reassociation moves a gradient by ~1e-6 of its norm (1e-3 at worst)
 NOISE_FACTOR = 3.0           # autocast paths: at most 3x the witness's own rounding distance from the reference ...
 NOISE_SLACK = 0.05           # ... plus 5 % of the tensor's norm
-WITNESS_LIMIT = 0.9          # the witness itself must stay below 90 % (a zeroed or garbage tensor is at >= 100 %)
 LOSS_RTOL = 1e-3             # full precision: loss within 0.1 % (of max(1, |loss|))
 LOSS_NOISE_SLACK = 1e-2      # autocast: within 3x the witness's loss distance plus 1 % (of max(1, |loss|))
 
@@ -63,9 +62,13 @@ def _finite(out: Outputs) -> str | None:
 
 
 def compare(fast: Sequence[Outputs], ref: Reference, what: str = "gradient",
-            members: Sequence[int] | None = None) -> str | None:
+            members: Sequence[int] | None = None, autocast: bool = True) -> str | None:
     """None if every member of ``fast`` (those in ``members``; default all) keeps the promise; else one line naming
-    the member, the tensor, how far it is from the reference (% of its norm) and the allowed distance."""
+    the member, the tensor, how far it is from the reference (% of its norm) and the allowed distance. ``autocast``:
+    whether ``fast`` ran under autocast (the witness's tolerance); a full-precision path gets the full-precision
+    rule even where the reference holds a witness."""
+    if not autocast:
+        ref = Reference(ref.exact, None)
     for g, (f, r) in enumerate(zip(fast, ref.exact)):
         if members is not None and g not in members:
             continue
@@ -86,12 +89,8 @@ def compare(fast: Sequence[Outputs], ref: Reference, what: str = "gradient",
             got = _rel(f.tensors[name], rt, floor)
             if w is None:
                 allowed = FULL_PRECISION_RTOL
-            else:
-                noise = _rel(w.tensors[name], rt, floor)
-                if noise > WITNESS_LIMIT:
-                    return (f"{who}the eager autocast step itself is {100 * noise:.0f} % off the full-precision "
-                            f"{what} of {name}")
-                allowed = NOISE_FACTOR * noise + NOISE_SLACK
+            else:  # where rounding alone moves a tensor far (a plain net's near-cancelling gradients), so may the path
+                allowed = NOISE_FACTOR * _rel(w.tensors[name], rt, floor) + NOISE_SLACK
             if not got <= allowed:
                 return f"{who}{what} of {name} is {100 * got:.1f} % off the reference (allowed {100 * allowed:.1f} %)"
     return None

@@ -141,7 +141,7 @@ def _check_readable(text: bytes) -> None:
         p.write_bytes(text)
         storage = JournalStorage(JournalFileBackend(str(p)))
         for study in storage.get_all_studies():
-            storage.get_all_trials(study._study_id, deepcopy=False)
+            storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
 
 
 _TEMPORARY: list[Path] = []
