@@ -5,8 +5,8 @@ Progress counts training steps: the steps done over the total steps of the trial
 steps are read from its run folder (the last rows of ``metrics.jsonl``, appended at every log, and ``summary.json``,
 rewritten at every evaluation, with ``total_steps``); a finished or failed trial counts whole. The ETA is the steps
 left ÷ the steps per second trained over the last ``window`` seconds, across workers (before any step is measured:
-the estimate less the time spent). On a terminal: a tqdm bar; elsewhere (CI logs, pipes): a line every
-``line_every`` seconds or 10 % of the steps, and one per finished trial.
+the estimate less the time spent). On a terminal: a tqdm bar; elsewhere (CI logs, pipes): a line every ``line_every``
+seconds or 10 % of the steps, and one per finished trial.
 """
 from __future__ import annotations
 
@@ -135,11 +135,12 @@ class Monitor:
         self._steps: dict[str, int] = {}           # unit key → steps done, as last read
         self._settled: set[str] = set()
         self._trained = 0                          # steps trained in this launch, across workers
-        self._samples: deque[tuple[float, int]] = deque()
+        self._samples: deque[tuple[float, int]] = deque()   # (time, steps trained) since the first measured step
         self._printed: tuple[float, int] = (self._start, 0)   # (when, tenth of the steps) of the last printed line
         self.steps_done: int | None = None
         self.steps_total: int | None = None
         self.rate: float | None = None             # steps per second
+        self._first: tuple[float, int] | None = None
 
     def __enter__(self) -> "Monitor":
         self.start()
@@ -166,7 +167,6 @@ class Monitor:
         """Take the first snapshot: what is settled already is not this launch's progress."""
         self._start = self.clock()
         self._printed = (self._start, 0)
-        self._samples.append((self._start, 0))
         self._base_done, _ = self._snapshot(initial=True)
 
     def _planned_total(self, unit: Any) -> int | None:
@@ -251,15 +251,17 @@ class Monitor:
                               for k in totals)
 
     def _rate(self, now: float) -> float | None:
-        """Steps per second trained over the last ``window`` seconds (all of this launch where none were)."""
+        """Steps per second trained over the last ``window`` seconds (since the first measured step where none were
+        trained in it). The launch's start-up before its first measured step is not counted: workers start once."""
+        if not self._trained:
+            return None
         self._samples.append((now, self._trained))
+        self._first = self._first or self._samples[0]
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()     # keep one sample at or before the window's start
-        t0, n0 = self._samples[0]
-        if self._trained > n0 and now > t0:
-            return (self._trained - n0) / (now - t0)
-        if self._trained and now > self._start:
-            return self._trained / (now - self._start)
+        for t0, n0 in (self._samples[0], self._first or self._samples[0]):
+            if self._trained > n0 and now > t0:
+                return (self._trained - n0) / (now - t0)
         return None
 
     def eta(self, remaining: int) -> float | None:

@@ -673,15 +673,16 @@ def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path
     for i in (0, 1):
         progress(i, logged=20, summary=0)
     monitor.poll()
-    assert (monitor.steps_done, monitor.rate) == (40, 4.0)
-    assert "steps 40/400 (10%), 4 steps/s, ETA 1m30s" in monitor.last_line, monitor.last_line
+    assert (monitor.steps_done, monitor.rate) == (40, None)   # one measurement: no rate yet (start-up is not one)
+    assert "steps 40/400 (10%), steps/s not measured yet, ETA 16m30s (estimated)" in monitor.last_line, \
+        monitor.last_line
 
     now[0] = 20.0
     progress(0, logged=60)
     progress(1, summary=50)   # an evaluation's summary is ahead of the last logged row
     monitor.poll()
-    assert (monitor.steps_done, monitor.rate) == (110, 5.5)
-    assert "ETA 53s" in monitor.last_line       # 290 steps ÷ 5.5/s
+    assert (monitor.steps_done, monitor.rate) == (110, 7.0)   # 70 steps in 10 s
+    assert "7 steps/s, ETA 41s" in monitor.last_line, monitor.last_line       # 290 steps ÷ 7/s
 
     # trial 0 finishes; trial 2 resumes from its checkpoint at step 30: those 30 steps are done, not trained now
     now[0] = 30.0
@@ -690,16 +691,16 @@ def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path
     trials[0] = trial(0, TrialState.COMPLETE)
     trials[2] = trial(2, TrialState.RUNNING, resumed_from_step=30)
     monitor.poll()
-    assert (monitor.steps_done, monitor.rate) == (180, 5.0)
+    assert (monitor.steps_done, monitor.rate) == (180, 5.5)   # 110 steps trained in 20 s
     assert monitor.last_line.startswith("1/4 done, 2 running, 0 failed; steps 180/400 (45%)"), monitor.last_line
 
-    # the rate is the recent window's: from the sample at or before 120 s ago (t=10, 40 steps), not the launch's
-    now[0] = 130.0
+    # the rate is the recent window's: from the sample at or before 120 s ago (t=30, 150 steps), not the launch's
+    now[0] = 150.0
     progress(1, logged=90)
     progress(2, logged=70)
     monitor.poll()
-    assert monitor.rate == pytest.approx((230 - 40) / 120)
-    assert monitor.last_line.endswith("ETA 1m28s"), monitor.last_line   # 140 steps ÷ 1.58/s
+    assert monitor.rate == pytest.approx((230 - 150) / 120)
+    assert monitor.last_line.endswith("ETA 3m30s"), monitor.last_line   # 140 steps ÷ 2/3 per s
 
     # a log or pipe: a line per 10 % of the steps or per 30 s, and one per finished trial, with the step counts
     lines = out.getvalue().splitlines()
@@ -734,3 +735,30 @@ def test_the_estimate_counts_the_workers(tmp_path, monkeypatch, cores):
     # two GPUs run in parallel: half the time of one for the 8 equal trials
     gpu = {n: estimate.sweep_seconds(spec, units, [f"cuda:{i}" for i in range(n)], workers=n)[0] for n in (1, 2)}
     assert gpu[2] == pytest.approx(gpu[1] / 2)
+
+
+def test_a_real_sweep_prints_step_counts_that_increase(tmp_path, capsys, monkeypatch):
+    """A quickstart-shaped sweep (2 cells × 2 seeds, 2 workers; tiny synthetic trials) in a non-terminal stream:
+    its progress lines give the training steps done of the total, rising to the total, with the ETA."""
+    import functools
+    import re
+
+    import sweeps.sweep as sweep_mod
+    from sweeps.monitor import Monitor
+
+    # polled often, so that a fast machine's trials (well under a second) still show steps between their ends
+    monkeypatch.setattr(sweep_mod, "Monitor", functools.partial(Monitor, interval=0.1))
+
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 30}, "log_every": 5,
+            "eval_every": 10}
+    grid = write_grid(tmp_path / "g.yaml", "steps-live", base=base)
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    print(captured.err)
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("[sweep]")]
+    counts = [tuple(map(int, m.groups())) for ln in lines for m in [re.search(r"steps (\d+)/(\d+) \(", ln)] if m]
+    assert counts and {total for _, total in counts} == {4 * 30}, lines
+    done = [d for d, _ in counts]
+    assert done == sorted(done) and done[-1] == 120 and len(set(done)) >= 3, lines
+    assert all("ETA " in ln for ln in lines), lines
+    assert re.search(r"wall time \S+ for 4 trials \(estimated ~", captured.out), captured.out
