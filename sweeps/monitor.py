@@ -28,6 +28,7 @@ from .study import objective_values, statuses, trial_status
 from .study_format import DONE, FAILED, trial_cell
 
 TAIL_BYTES = 4096   # the end of metrics.jsonl read for its last step: many rows of one log
+Steps = tuple[int | None, int | None]   # (steps done, total steps) of a run folder
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -58,9 +59,9 @@ class RunSteps:
     and of ``metrics.jsonl`` only its last ``TAIL_BYTES``."""
 
     def __init__(self) -> None:
-        self._seen: dict[Path, tuple[tuple[int, int], tuple[int | None, int | None]]] = {}
+        self._seen: dict[Path, tuple[tuple[int, int], Steps]] = {}
 
-    def _cached(self, path: Path, read: Callable[[Path], tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
+    def _cached(self, path: Path, read: Callable[[Path], Steps]) -> Steps:
         try:
             st = path.stat()
         except OSError:
@@ -76,12 +77,12 @@ class RunSteps:
         return hit[1]
 
     @staticmethod
-    def _summary(path: Path) -> tuple[int | None, int | None]:
+    def _summary(path: Path) -> Steps:
         s = json.loads(path.read_text())
         return s.get("step"), s.get("total_steps")
 
     @staticmethod
-    def _tail(path: Path) -> tuple[int | None, int | None]:
+    def _tail(path: Path) -> Steps:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - TAIL_BYTES))
@@ -97,7 +98,7 @@ class RunSteps:
                 return row["step"], None
         return None, None
 
-    def read(self, run_dir: Path) -> tuple[int | None, int | None]:
+    def read(self, run_dir: Path) -> Steps:
         """(steps done, total steps) of ``run_dir``; None where it does not say (yet)."""
         step, total = self._cached(run_dir / "summary.json", self._summary)
         logged, _ = self._cached(run_dir / "metrics.jsonl", self._tail)

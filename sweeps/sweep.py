@@ -183,8 +183,8 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         print("estimate: unknown for this dataset", file=out)
     else:
         print(f"estimate: ~{fmt_duration(total_s)} for {len(to_run)} trials on {dev} with {workers} worker"
-              f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2× on an idle machine)"
-              + busy_note(devices), file=out)
+              f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2× on an idle "
+              f"machine){busy_note(devices)}", file=out)
     print("dry run: nothing was created or run", file=out)
     return 0
 
