@@ -4,9 +4,10 @@ the closing table.
 Progress counts training steps: the steps done over the total steps of the trials this launch runs. A running trial's
 steps are read from its run folder (the last rows of ``metrics.jsonl``, appended at every log, and ``summary.json``,
 rewritten at every evaluation, with ``total_steps``); a finished or failed trial counts whole. The ETA is the steps
-left ÷ the steps per second trained over the last ``window`` seconds, across workers (before any step is measured:
-the estimate less the time spent). On a terminal: a tqdm bar; elsewhere (CI logs, pipes): a line every ``line_every``
-seconds or 10 % of the steps, and one per finished trial.
+left ÷ the steps per second trained over the last ``window`` seconds, across workers (until two polls have measured
+steps: the estimate less the time spent; the start-up before the first measured step is not counted). On a terminal:
+a tqdm bar; elsewhere (CI logs, pipes): a line every ``line_every`` seconds or 10 % of the steps, and one per
+finished trial.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from .estimate import trial_steps
 from .grid import GridSpec
 from .identity import cell_aliases
-from .estimate import trial_steps
 from .study import objective_values, statuses, trial_status
 from .study_format import DONE, FAILED, trial_cell
 
@@ -133,6 +134,7 @@ class Monitor:
         self.last_line = ""
         self._reader = RunSteps()
         self._totals: dict[str, int | None] = {}   # unit key → its total steps (planned, then its summary's)
+        self._planned: dict[str | None, int | None] = {}   # cell id → the total steps its run config plans
         self._steps: dict[str, int] = {}           # unit key → steps done, as last read
         self._settled: set[str] = set()
         self._trained = 0                          # steps trained in this launch, across workers
@@ -171,10 +173,13 @@ class Monitor:
         self._base_done, _ = self._snapshot(initial=True)
 
     def _planned_total(self, unit: Any) -> int | None:
-        try:
-            return trial_steps(self.spec.run_config(unit.cell, unit.seed))
-        except Exception:  # noqa: BLE001 - progress must never kill a launch
-            return None
+        """A unit's total steps from its cell's run config (the seed does not change them)."""
+        if unit.cell.id not in self._planned:
+            try:
+                self._planned[unit.cell.id] = trial_steps(self.spec.run_config(unit.cell, unit.seed))
+            except Exception:  # noqa: BLE001 - progress must never kill a launch
+                self._planned[unit.cell.id] = None
+        return self._planned[unit.cell.id]
 
     def _read(self, trial: Any) -> tuple[int | None, int | None]:
         run_dir = trial.user_attrs.get("run_dir") if trial is not None else None
@@ -260,7 +265,7 @@ class Monitor:
         self._first = self._first or self._samples[0]
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()     # keep one sample at or before the window's start
-        for t0, n0 in (self._samples[0], self._first or self._samples[0]):
+        for t0, n0 in (self._samples[0], self._first):
             if self._trained > n0 and now > t0:
                 return (self._trained - n0) / (now - t0)
         return None
@@ -301,7 +306,8 @@ class Monitor:
             eta, how = self.step_eta(now)
             pct = 100 * self.steps_done / self.steps_total
             speed = f"{self.rate:.3g} steps/s" if self.rate else "steps/s not measured yet"
-            progress = f"steps {self.steps_done}/{self.steps_total} ({pct:.0f}%), {speed}, ETA {fmt_duration(eta)}{how}"
+            progress = (f"steps {self.steps_done}/{self.steps_total} ({pct:.0f}%), {speed}, "
+                        f"ETA {fmt_duration(eta)}{how}")
         else:
             eta, pct = self.eta(max(0, self.to_run - done_now)), 100 * done_now / max(1, self.to_run)
             progress = f"ETA {fmt_duration(eta)}"
