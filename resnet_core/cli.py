@@ -111,7 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
             print(f"warning: commands from {ep.value} unavailable ({type(e).__name__}: {e})", file=sys.stderr)
             continue
         register(sub)
+    p = sub.add_parser("completion", help="print a bash or zsh completion script for resnet-ablate",
+                       description="Print a shell completion script (generated with shtab from this command line: "
+                                   "commands, options, choices, file names). bash: "
+                                   "eval \"$(resnet-ablate completion bash)\" in ~/.bashrc; zsh: "
+                                   "resnet-ablate completion zsh > ~/.zfunc/_resnet-ablate with ~/.zfunc on fpath.")
+    p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
+    p.set_defaults(func=lambda args: _cmd_completion(parser, args.shell))
     return parser
+
+
+# options that take a path, by dest: completed with file (or folder) names
+PATH_DESTS = {"config": "file", "plugins": "file", "out": "file", "checkpoint": "file", "grid": "file",
+              "fuse_table": "file", "probe": "file", "lesion": "file", "root": "dir"}
+
+
+def _cmd_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    import shtab
+
+    for p in _all_parsers(parser):
+        for action in p._actions:
+            if action.dest in PATH_DESTS and action.nargs != 0 and not action.choices:
+                kind = shtab.DIRECTORY if PATH_DESTS[action.dest] == "dir" else shtab.FILE
+                action.complete = kind  # type: ignore[attr-defined]
+    print(shtab.complete(parser, shell=shell))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

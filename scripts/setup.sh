@@ -41,7 +41,7 @@ compute_key() {
 if [[ -z "${FORCE:-}" && -x "$VPY" && -f "$STAMP" ]]; then
     if [[ "$(cat "$STAMP")" == "$(compute_key)" ]] && "$VPY" - <<'EOF' 2>/dev/null
 import importlib.util, sys
-mods = ["torch", "torchvision", "optuna", "plotly", "scipy", "psycopg2", "pytest", "resnet_core"]
+mods = ["torch", "torchvision", "optuna", "plotly", "scipy", "shtab", "psycopg2", "pytest", "resnet_core"]
 sys.exit(0 if all(importlib.util.find_spec(m) for m in mods) else 1)
 EOF
     then

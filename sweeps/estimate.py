@@ -1,10 +1,13 @@
 """A rough time estimate for a sweep (``--dry-run`` and the first ETA): FLOPs × images ÷ an assumed throughput.
 
 Per trial: training ≈ 3 × forward FLOPs × batch × iterations, evaluation ≈ forward FLOPs × (test + val images) × the
-number of evaluations, plus a fixed start-up cost. Throughputs are effective, measured on this project's engine:
-ResNet-20 on an H100 at 61.6k img/s with the whole-step CUDA graph (≈ 15 TFLOP/s), and small nets on 2 CPU cores
-(35–44 GFLOP/s a core for the quickstart's ResNet-8/20 on 16×16 images; 30 assumed). Small nets on a GPU are launch-bound and slow convs on old CPUs are
-slower: it is an estimate, good to a factor of about two.
+number of evaluations, plus a fixed start-up cost; the trials are shared out to the launch's workers as they free up,
+each worker with its share of the device (CPU workers split the cores). Throughputs are effective, measured on this
+project's engine: ResNet-20 on an H100 at 61.6k img/s with the whole-step CUDA graph (≈ 15 TFLOP/s), and small nets
+on 2 CPU cores (35–44 GFLOP/s a core for the quickstart's ResNet-8/20 on 16×16 images; 30 assumed). Small nets on a
+GPU are launch-bound and slow convs on old CPUs are slower, and other jobs on the machine are not known: it is an
+estimate, good to a factor of about two on an idle machine. The live ETA (``monitor``) comes from the measured steps
+per second.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ DATASETS = {
 # batch 128: ~40 GFLOP/s in fp32 channels_last, ~65 in bf16 autocast)
 FLOPS = {"cpu_core": 35e9, "cpu_core_bf16": 65e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}
 STARTUP_S = {"cpu": 2.0, "cuda": 20.0, "mps": 10.0, "npu": 20.0}      # imports, data, graph capture
+# a CPU process's second and further intra-op threads add this much of a core each on small nets (one
+# single-threaded worker a core runs the quickstart in about half the time of one worker with every core)
+THREAD_GAIN = 0.5
 
 
 def _cores() -> int:
@@ -57,12 +63,10 @@ def dataset_shape(rc: Any) -> tuple[int, int, int, int, int] | None:
     return DATASETS.get(d.name)
 
 
-def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
-    """Estimated seconds for one run config on ``device`` (cpu, cuda:…, mps, npu), or None if unknown."""
-    from resnet_core.run_config import RunConfig
+def _steps(rc: Any) -> tuple[int, int, tuple] | None:
+    """(steps per epoch, total steps, dataset shape with the val split taken out) of a RunConfig, None if unknown."""
     from resnet_core.schedules import total_steps
 
-    rc = RunConfig.from_dict(cfg)
     d = rc.data
     shape = dataset_shape(rc)
     if shape is None:
@@ -70,10 +74,28 @@ def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
     n_train, n_test, size, channels, classes = shape
     n_val = int(d.val_size * n_train) if isinstance(d.val_size, float) else int(d.val_size)
     n_train -= n_val
-    if d.resize:
-        size = d.resize
     spe = max(1, n_train // rc.batch_size)
-    steps = total_steps(rc.schedule, spe)
+    return spe, total_steps(rc.schedule, spe), (n_train, n_test, n_val, d.resize or size, channels, classes)
+
+
+def trial_steps(cfg: dict[str, Any]) -> int | None:
+    """Training steps of one run config, None if its dataset is unknown (the run's summary.json says it exactly)."""
+    from resnet_core.run_config import RunConfig
+
+    planned = _steps(RunConfig.from_dict(cfg))
+    return planned[1] if planned else None
+
+
+def trial_cost(cfg: dict[str, Any], device: str) -> tuple[float, float] | None:
+    """(start-up seconds, compute seconds with the whole ``device``: every core of a CPU) of one run config, or None
+    if unknown."""
+    from resnet_core.run_config import RunConfig
+
+    rc = RunConfig.from_dict(cfg)
+    planned = _steps(rc)
+    if planned is None:
+        return None
+    spe, steps, (_, n_test, n_val, size, channels, classes) = planned
     model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
     fwd = _forward_flops(_freeze(dataclasses.asdict(model)), size)
     unit = spe if rc.schedule.unit == "epoch" else 1
@@ -88,37 +110,90 @@ def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
         rate = FLOPS["cpu_core_bf16" if bf16 else "cpu_core"] * _cores()
     else:
         rate = FLOPS.get(kind, FLOPS["cuda"])
-    return STARTUP_S.get(kind, 10.0) + flops / rate
+    return STARTUP_S.get(kind, 10.0), flops / rate
 
 
-def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str],
-                  packing: Any = None) -> tuple[float | None, dict[str, float]]:
-    """(total wall seconds for ``units`` on these devices, per-cell seconds of one trial). CPU workers share the
-    cores, so CPU time adds up; distinct GPUs run in parallel. With a ``packing.Packing``, trials packed into one
-    fused run take one start-up plus ``members × one trial's training ÷ the fused gain`` (no gain on the CPU)."""
-    per_cell: dict[str, float] = {}
+def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
+    """Estimated seconds for one run config alone on ``device`` (cpu, cuda:…, mps, npu), or None if unknown."""
+    cost = trial_cost(cfg, device)
+    return sum(cost) if cost else None
+
+
+def worker_share(device: str, assigned: list[str]) -> float:
+    """The fraction of ``device``'s compute one of the ``assigned`` workers gets. CPU workers share the cores out
+    (``worker.cpu_threads``); a process's extra intra-op threads add only ``THREAD_GAIN`` of a core each on small
+    nets, and more workers than cores time-share them. Workers on one GPU share it."""
+    same = max(1, assigned.count(device))
+    if not device.startswith("cpu"):
+        return 1.0 / same
+    cores = _cores()
+    threads = max(1, cores // same)
+    busy = min(threads, cores / same)
+    return busy * (1 + THREAD_GAIN * (threads - 1)) / threads / cores
+
+
+def schedule_seconds(jobs: list[tuple[float, float]], assigned: list[str]) -> float:
+    """Wall seconds for ``jobs`` (start-up seconds, compute seconds with the whole device) taken in order by
+    the first free of the ``assigned`` workers (their devices), as the workers claim waiting trials."""
+    if not jobs:
+        return 0.0
+    assigned = assigned or ["cpu"]
+    free = [0.0] * len(assigned)
+    for startup, compute in jobs:
+        w = min(range(len(free)), key=free.__getitem__)
+        free[w] += startup + compute / worker_share(assigned[w], assigned)
+    return max(free)
+
+
+def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing: Any = None,
+                  workers: int | None = None) -> tuple[float | None, dict[str, float]]:
+    """(wall seconds for ``units`` with ``workers`` workers on these devices (default: one a device), per-cell
+    seconds of one trial on one of them). The trials are shared out to the workers as they free up
+    (``schedule_seconds``). With a ``packing.Packing``, trials packed into one fused run take one start-up plus
+    ``members × one trial's training ÷ the fused gain`` (no gain on the CPU)."""
+    from .worker import assign_devices
+
+    costs: dict[str, tuple[float, float]] = {}
     device = devices[0] if devices else "cpu"
     for u in units:
-        if u.cell.id not in per_cell:
+        if u.cell.id not in costs:
             try:
-                t = trial_seconds(spec.run_config(u.cell, u.seed), device)
+                cost = trial_cost(spec.run_config(u.cell, u.seed), device)
             except Exception:  # noqa: BLE001 - an estimate must never stop a dry run
-                t = None
-            if t is None:
-                return None, per_cell
-            per_cell[u.cell.id] = t
-    parallel = 1 if device.startswith("cpu") else max(1, len(set(devices)))
+                cost = None
+            if cost is None:
+                return None, {}
+            costs[u.cell.id] = cost
     if packing is None:
-        return sum(per_cell[u.cell.id] for u in units) / parallel, per_cell
-    from resnet_core.fusion import bench_model_name, fused_gain
+        jobs = [costs[u.cell.id] for u in units]
+    else:
+        from resnet_core.fusion import bench_model_name, fused_gain
 
-    from .packing import device_type, plan_runs
+        from .packing import device_type, plan_runs
 
-    total = 0.0
-    startup = STARTUP_S.get(device_type(device), 10.0)  # paid once per fused run, not per member
-    for run in plan_runs(spec, units, packing):
-        train = max(0.0, per_cell[run.units[0].cell.id] - startup)
-        gain = fused_gain(device_type(packing.device), run.members, bench_model_name(run.cfg.get("model") or {}),
-                          packing.table)
-        total += startup + train * run.members / gain
-    return total / parallel, per_cell
+        jobs = []
+        for run in plan_runs(spec, units, packing):   # a fused run pays one start-up, not one per member
+            startup, train = costs[run.units[0].cell.id]
+            gain = fused_gain(device_type(packing.device), run.members,
+                              bench_model_name(run.cfg.get("model") or {}), packing.table)
+            jobs.append((startup, train * run.members / gain))
+    n = workers or len(set(devices)) or 1
+    assigned = assign_devices(max(1, min(n, len(jobs))), devices or ["cpu"])
+    share = worker_share(assigned[0], assigned)
+    per_cell = {cell: startup + compute / share for cell, (startup, compute) in costs.items()}
+    return schedule_seconds(jobs, assigned), per_cell
+
+
+def busy_note(devices: list[str]) -> str:
+    """``"; the machine is busy …"`` when CPU workers will share cores that other jobs already load (the 1-minute
+    load average above half the cores), else ``""``: the estimate assumes idle cores."""
+    if not any(d.startswith("cpu") for d in devices):
+        return ""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return ""
+    cores = _cores()
+    if load <= cores / 2:
+        return ""
+    return f"; the machine is busy (load {load:.1f} on {cores} cores): expect longer"

@@ -1,23 +1,35 @@
-"""Progress of a launch (read from the storage, so it also counts other machines' workers) and the closing table.
+"""Progress of a launch (read from the storage and the run folders, so it also counts other machines' workers) and
+the closing table.
 
-On a terminal: a tqdm bar (done / to run, running, failed, ETA). Elsewhere (CI logs, pipes): one line per finished
-trial. The ETA is the remaining trials × the mean wall time of the trials finished in this launch ÷ the workers
-(before the first finishes: the dry-run estimate).
+Progress counts training steps: the steps done over the total steps of the trials this launch runs. A running trial's
+steps are read from its run folder (the last rows of ``metrics.jsonl``, appended at every log, and ``summary.json``,
+rewritten at every evaluation, with ``total_steps``); a finished or failed trial counts whole. The ETA is the steps
+left ÷ the steps per second trained over the last ``window`` seconds, across workers (until two polls have measured
+steps: the estimate less the time spent; the start-up before the first measured step is not counted). On a terminal:
+a tqdm bar; elsewhere (CI logs, pipes): a line every ``line_every`` seconds or 10 % of the steps, and one per
+finished trial.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 import sys
 import threading
 import time
+from collections import deque
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from .estimate import trial_steps
 from .grid import GridSpec
 from .identity import cell_aliases
 from .study import objective_values, statuses, trial_status
 from .study_format import DONE, FAILED, trial_cell
+
+TAIL_BYTES = 4096   # the end of metrics.jsonl read for its last step: many rows of one log
+Steps = tuple[int | None, int | None]   # (steps done, total steps) of a run folder
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -43,35 +55,104 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
+class RunSteps:
+    """Reads the steps a run folder has trained cheaply: a file is read again only when its size or time changes,
+    and of ``metrics.jsonl`` only its last ``TAIL_BYTES``."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[tuple[int, int], Steps]] = {}
+
+    def _cached(self, path: Path, read: Callable[[Path], Steps]) -> Steps:
+        try:
+            st = path.stat()
+        except OSError:
+            return None, None
+        key = (st.st_size, st.st_mtime_ns)
+        hit = self._seen.get(path)
+        if hit is None or hit[0] != key:
+            try:
+                hit = (key, read(path))
+            except (OSError, ValueError):
+                return hit[1] if hit else (None, None)
+            self._seen[path] = hit
+        return hit[1]
+
+    @staticmethod
+    def _summary(path: Path) -> Steps:
+        s = json.loads(path.read_text())
+        return s.get("step"), s.get("total_steps")
+
+    @staticmethod
+    def _tail(path: Path) -> Steps:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            lines = f.read().split(b"\n")
+        if size > TAIL_BYTES:
+            lines = lines[1:]     # the first is cut
+        for line in reversed(lines):
+            try:
+                row = json.loads(line)
+            except ValueError:    # the empty last line, or a torn one of a killed writer
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                return row["step"], None
+        return None, None
+
+    def read(self, run_dir: Path) -> Steps:
+        """(steps done, total steps) of ``run_dir``; None where it does not say (yet)."""
+        step, total = self._cached(run_dir / "summary.json", self._summary)
+        logged, _ = self._cached(run_dir / "metrics.jsonl", self._tail)
+        steps = [s for s in (step, logged) if s is not None]
+        return (max(steps) if steps else None), total
+
+
 class Monitor:
     """Polls the study every ``interval`` seconds in a thread and shows progress of this launch's units."""
 
     def __init__(self, spec: GridSpec, read_trials: Callable[[], list[Any]], *, units: set[str], workers: int,
-                 estimate_s: float | None = None, interval: float = 1.0, stream: TextIO | None = None) -> None:
-        """``units``: the keys of the units this launch runs; only they are counted (``Plan.units_to_run``)."""
+                 estimate_s: float | None = None, interval: float = 1.0, stream: TextIO | None = None,
+                 study_dir: str | Path | None = None, clock: Callable[[], float] = time.monotonic,
+                 window: float = 120.0, line_every: float = 30.0) -> None:
+        """``units``: the keys of the units this launch runs; only they are counted (``Plan.units_to_run``).
+        ``study_dir``: where the trials' run folders are (None: whole trials only). ``clock``: seconds, for the rate."""
         self.spec, self.read_trials, self.workers = spec, read_trials, max(1, workers)
         self.units, self.to_run = set(units), len(units)
         self.estimate_s, self.interval = estimate_s, interval
         self.stream = stream or sys.stderr
         self.tty = _is_terminal(self.stream)
+        self.study_dir = Path(study_dir) if study_dir is not None else None
+        self.clock, self.window, self.line_every = clock, window, line_every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
         self._seen: dict[int, str] = {}
-        self._start = time.time()
+        self._start = clock()
         self._base_done: int | None = None
         self._durations: list[float] = []
         self._bar = None
         self._new: list[tuple[Any, str]] = []
         self.last_line = ""
+        self._reader = RunSteps()
+        self._totals: dict[str, int | None] = {}   # unit key → its total steps (planned, then its summary's)
+        self._planned: dict[str | None, int | None] = {}   # cell id → the total steps its run config plans
+        self._steps: dict[str, int] = {}           # unit key → steps done, as last read
+        self._settled: set[str] = set()
+        self._trained = 0                          # steps trained in this launch, across workers
+        self._samples: deque[tuple[float, int]] = deque()   # (time, steps trained) since the first measured step
+        self._printed: tuple[float, int] = (self._start, 0)   # (when, tenth of the steps) of the last printed line
+        self.steps_done: int | None = None
+        self.steps_total: int | None = None
+        self.rate: float | None = None             # steps per second
+        self._first: tuple[float, int] | None = None
 
     def __enter__(self) -> "Monitor":
-        self._base_done, _ = self._snapshot(initial=True)
+        self.start()
         if self.tty:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.to_run, unit="trial", file=self.stream, dynamic_ncols=True,
-                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} trials "
-                                        "[{elapsed}{postfix}]")
+            self._bar = tqdm(total=self.steps_total or self.to_run, unit="step", file=self.stream,
+                             dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                                            "{unit}s [{elapsed}{postfix}]")
         self._thread.start()
         return self
 
@@ -85,12 +166,61 @@ class Monitor:
         if self._bar is not None:
             self._bar.close()
 
+    def start(self) -> None:
+        """Take the first snapshot: what is settled already is not this launch's progress."""
+        self._start = self.clock()
+        self._printed = (self._start, 0)
+        self._base_done, _ = self._snapshot(initial=True)
+
+    def _planned_total(self, unit: Any) -> int | None:
+        """A unit's total steps from its cell's run config (the seed does not change them)."""
+        if unit.cell.id not in self._planned:
+            try:
+                self._planned[unit.cell.id] = trial_steps(self.spec.run_config(unit.cell, unit.seed))
+            except Exception:  # noqa: BLE001 - progress must never kill a launch
+                self._planned[unit.cell.id] = None
+        return self._planned[unit.cell.id]
+
+    def _read(self, trial: Any) -> tuple[int | None, int | None]:
+        run_dir = trial.user_attrs.get("run_dir") if trial is not None else None
+        if self.study_dir is None or not run_dir:
+            return None, None
+        return self._reader.read(self.study_dir / run_dir)
+
+    def _count_steps(self, st: Any, initial: bool) -> None:
+        """Update the steps of one of this launch's units from its run folder."""
+        key = st.unit.key
+        if key not in self._totals:
+            self._totals[key] = self._planned_total(st.unit)
+        if st.state not in DONE + FAILED:
+            self._settled.discard(key)     # e.g. a stale trial requeued
+        elif key in self._settled:
+            return
+        if st.state in DONE + FAILED:
+            trial = st.latest
+        elif st.state == "running":
+            trial = next(t for t in reversed(st.trials) if trial_status(t) == "running")
+        else:
+            return
+        step, total = self._read(trial)
+        if total:
+            self._totals[key] = total
+        if step is not None:
+            # a resumed trial starts at its checkpoint's step: only what it trains from there is this launch's
+            before = self._steps.get(key, int(trial.user_attrs.get("resumed_from_step") or 0))
+            if not initial:
+                self._trained += max(0, step - before)
+            self._steps[key] = step
+        if st.state in DONE + FAILED:
+            self._settled.add(key)
+
     def _snapshot(self, initial: bool = False) -> tuple[int, dict[str, int]]:
         trials = self.read_trials()
         counts = {"running": 0, "failed": 0, "waiting": 0, "done": 0}
         for st in statuses(self.spec, trials):
             if st.unit.key not in self.units:   # another launch's (or already settled before this one)
                 continue
+            self._count_steps(st, initial)
             if st.state in DONE:
                 counts["done"] += 1
             elif st.state == "running":
@@ -110,7 +240,92 @@ class Monitor:
             if t.datetime_start and t.datetime_complete:
                 self._durations.append((t.datetime_complete - t.datetime_start).total_seconds())
             self._new.append((t, s))
+        self._step_totals()
         return counts["done"] + counts["failed"], counts
+
+    def _step_totals(self) -> None:
+        """The steps done and in all of this launch's units (a settled unit counts whole; an unknown total is the
+        mean of the known ones); None without any known total."""
+        known = [v for v in self._totals.values() if v]
+        if not known:
+            self.steps_done = self.steps_total = None
+            return
+        mean = round(statistics.mean(known))
+        totals = {k: v or mean for k, v in self._totals.items()}
+        self.steps_total = sum(totals.values())
+        self.steps_done = sum(totals[k] if k in self._settled else min(self._steps.get(k, 0), totals[k])
+                              for k in totals)
+
+    def _rate(self, now: float) -> float | None:
+        """Steps per second trained over the last ``window`` seconds (since the first measured step where none were
+        trained in it). The launch's start-up before its first measured step is not counted: workers start once."""
+        if not self._trained:
+            return None
+        self._samples.append((now, self._trained))
+        self._first = self._first or self._samples[0]
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()     # keep one sample at or before the window's start
+        for t0, n0 in (self._samples[0], self._first):
+            if self._trained > n0 and now > t0:
+                return (self._trained - n0) / (now - t0)
+        return None
+
+    def eta(self, remaining: int) -> float | None:
+        """Seconds left for ``remaining`` trials from the mean trial time (without step counts)."""
+        if remaining <= 0:
+            return 0.0
+        if self._durations:
+            per = statistics.mean(self._durations)
+        elif self.estimate_s is not None and self.to_run:
+            per = self.estimate_s * self.workers / self.to_run
+        else:
+            return None
+        return remaining * per / self.workers
+
+    def step_eta(self, now: float) -> tuple[float | None, str]:
+        """(seconds left, how it was found): the steps left ÷ the measured rate, else the estimate less the time
+        spent."""
+        left = (self.steps_total or 0) - (self.steps_done or 0)
+        if left <= 0:
+            return 0.0, ""
+        if self.rate:
+            return left / self.rate, ""
+        if self.estimate_s is not None and self.estimate_s > now - self._start:
+            return self.estimate_s - (now - self._start), " (estimated)"
+        return None, ""
+
+    def poll(self) -> None:
+        if self._base_done is None:
+            self.start()
+        now = self.clock()
+        settled, counts = self._snapshot()
+        self.rate = self._rate(now)
+        done_now = max(0, settled - (self._base_done or 0))
+        trials = f"{done_now}/{self.to_run} done, {counts['running']} running, {counts['failed']} failed"
+        if self.steps_total:
+            eta, how = self.step_eta(now)
+            pct = 100 * self.steps_done / self.steps_total
+            speed = f"{self.rate:.3g} steps/s" if self.rate else "steps/s not measured yet"
+            progress = (f"steps {self.steps_done}/{self.steps_total} ({pct:.0f}%), {speed}, "
+                        f"ETA {fmt_duration(eta)}{how}")
+        else:
+            eta, pct = self.eta(max(0, self.to_run - done_now)), 100 * done_now / max(1, self.to_run)
+            progress = f"ETA {fmt_duration(eta)}"
+        self.last_line = f"{trials}; {progress}"
+        for t, s in self._new:
+            self._event(t, s, self.last_line)
+        tenth = int(pct // 10)
+        if self._bar is not None:
+            self._bar.total = self.steps_total or self.to_run
+            self._bar.unit = "step" if self.steps_total else "trial"
+            self._bar.n = min(self.steps_done if self.steps_total else done_now, self._bar.total)
+            self._bar.set_description_str(self.spec.study, refresh=False)
+            self._bar.set_postfix_str(f"{trials}, {progress.split(', ', 1)[-1]}", refresh=False)
+            self._bar.refresh()
+        elif self._new or now - self._printed[0] >= self.line_every or tenth > self._printed[1]:
+            if not self._new:   # a finished trial's line carries the progress already
+                print(f"[sweep] {self.last_line}", file=self.stream, flush=True)
+            self._printed = (now, tenth)
 
     def _event(self, t: Any, s: str, progress: str) -> None:
         # named by cell and seed, which stay; the Optuna number (#) changes when an interrupted trial resumes
@@ -124,33 +339,6 @@ class Monitor:
                 self._bar.write(msg, file=self.stream)
         else:
             print(f"[sweep] {msg}   [{progress}]", file=self.stream, flush=True)
-
-    def eta(self, remaining: int) -> float | None:
-        if remaining <= 0:
-            return 0.0
-        if self._durations:
-            per = statistics.mean(self._durations)
-        elif self.estimate_s is not None and self.to_run:
-            per = self.estimate_s * self.workers / self.to_run
-        else:
-            return None
-        return remaining * per / self.workers
-
-    def poll(self) -> None:
-        settled, counts = self._snapshot()
-        done_now = max(0, settled - (self._base_done or 0))
-        remaining = max(0, self.to_run - done_now)
-        eta = self.eta(remaining)
-        self.last_line = (f"{done_now}/{self.to_run} done, {counts['running']} running, {counts['failed']} failed, "
-                          f"ETA {fmt_duration(eta)}")
-        for t, s in self._new:
-            self._event(t, s, self.last_line)
-        if self._bar is not None:
-            self._bar.n = min(done_now, self.to_run)
-            self._bar.set_description_str(self.spec.study, refresh=False)
-            self._bar.set_postfix_str(f"{counts['running']} running, {counts['failed']} failed, "
-                                      f"ETA {fmt_duration(eta)}", refresh=False)
-            self._bar.refresh()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -18,7 +18,7 @@ from resnet_core.errors import ConfigError
 from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 
-from .estimate import sweep_seconds
+from .estimate import busy_note, sweep_seconds
 from .grid import GridSpec, load_grid
 from .packing import Packing, default_table, parse_fuse, plan_runs
 from .monitor import Monitor, fmt_duration, result_lines
@@ -154,7 +154,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     failed = [s for s in sts if s.state in FAILED]
     running = [s for s in sts if s.state == "running"]
     to_run = [s for s in sts if s.state not in DONE + ("running",) and (retry_failed or s.state not in FAILED)]
-    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices, packing)
+    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices, packing, workers)
     print(f"study {spec.study}: {_units_line(spec)}", file=out)
     print(f"storage: {ref.display}{note}", file=out)
     print(f"study folder: {study_dir}", file=out)
@@ -183,7 +183,8 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         print("estimate: unknown for this dataset", file=out)
     else:
         print(f"estimate: ~{fmt_duration(total_s)} for {len(to_run)} trials on {dev} with {workers} worker"
-              f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2×)", file=out)
+              f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2× on an idle "
+              f"machine){busy_note(devices)}", file=out)
     print("dry run: nothing was created or run", file=out)
     return 0
 
@@ -319,7 +320,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         n = min(workers, plan.to_run)
         assigned = assign_devices(n, devs)
         units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
-        estimate, _ = sweep_seconds(spec, units, devs, packing)
+        estimate, _ = sweep_seconds(spec, units, devs, packing, n)
         where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
         threads = cpu_threads(assigned)
         if threads:
@@ -327,11 +328,12 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         fused = [r for r in plan_runs(spec, units, packing) if r.members > 1]
         packed = f"; fuse {packing.describe()}" + (f": {len(fused)} fused runs" if fused else "")
         print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
-              + (f" (estimate ~{fmt_duration(estimate)})" if estimate else ""), file=out, flush=True)
+              + (f" (estimate ~{fmt_duration(estimate)}{busy_note(assigned)})" if estimate else ""), file=out,
+              flush=True)
         specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, threads,
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
-                          estimate_s=estimate, stream=err)
+                          estimate_s=estimate, stream=err, study_dir=study_dir)
         started = time.monotonic()
         with monitor:
             code = _run_workers(specs, err)

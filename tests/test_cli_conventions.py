@@ -1,9 +1,12 @@
 """The command line follows the conventions: every option explains itself, --version, train --device /
 --print-config / --wandb, the train progress bar knows its total, `sweep --print-config`, `--set` on a grid axis pins
-the axis (the grid shrinks), and `report` writes beside the study's runs by default."""
+the axis (the grid shrinks), `report` writes beside the study's runs by default, and shell completion."""
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -61,6 +64,35 @@ def test_a_mistyped_command_choice_or_option_gets_a_did_you_mean(argv, hint, cap
         main(argv)
     assert e.value.code == 2
     assert hint in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_completion_names_every_command_and_completes_in_bash(tmp_path, capsys):
+    commands = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0].choices
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    listed = next(ln for ln in script.splitlines() if ln.startswith("_shtab_resnet_ablate_subparsers=("))
+    assert set(listed.split("=(", 1)[1].rstrip(")").split()) == set(commands) >= {"sweep", "report", "completion"}
+    assert main(["completion", "zsh"]) == 0
+    zsh = capsys.readouterr().out
+    assert zsh.startswith("#compdef resnet-ablate"), zsh[:200]
+    assert all(re.search(rf"^\s+{c}:'", zsh, re.M) for c in commands), zsh[:1500]   # each in the command list
+    if shutil.which("bash") is None:
+        pytest.skip("no bash to run the script in")
+    (tmp_path / "complete.bash").write_text(script)
+    (tmp_path / "g.yaml").write_text("study: x\n")
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        run = (f"source complete.bash; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; COMP_LINE='{line}'; "
+               'COMP_POINT=${#COMP_LINE}; _shtab_resnet_ablate; printf "%s\\n" "${COMPREPLY[@]}"')
+        done = subprocess.run(["bash", "-c", run], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert complete("resnet-ablate", "sw") == ["sweep"]
+    assert complete("resnet-ablate", "sweep", "--wor") == ["--workers"]
+    assert complete("resnet-ablate", "sweep", "g.") == ["g.yaml"]                  # the grid file by its name
+    assert complete("resnet-ablate", "completion", "''") == ["bash", "zsh"]
 
 
 def test_models_takes_model_keys_spelled_as_train_does(capsys):

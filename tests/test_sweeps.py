@@ -627,3 +627,138 @@ def test_closing_table_names_failed_and_unfinished_trials_by_seed(tmp_path):
     lines = result_lines(spec, trials)
     assert lines[0].endswith("[1 failed (1 diverged): seed 1, 1 not finished: seed 2]"), lines
     assert "not finished" not in lines[1] and "(n=3)" in lines[1], lines
+
+
+def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path):
+    """Progress reads each running trial's steps from its run folder (the tail of metrics.jsonl, summary.json) and
+    the ETA is the steps left ÷ the steps per second over the recent window (a fake clock; no training)."""
+    import io
+    from types import SimpleNamespace
+
+    from sweeps.monitor import TAIL_BYTES, Monitor, RunSteps
+
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 100}}
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "steps", base=base))
+    keys = [u.key for u in spec.units()]
+    study_dir = tmp_path / "steps"
+
+    def trial(i: int, state: TrialState, **attrs):
+        return SimpleNamespace(number=i, state=state, value=1.0 if state == TrialState.COMPLETE else None,
+                               user_attrs={"unit": keys[i], "cell": keys[i].split("|")[0], "seed": 0,
+                                           "run_dir": f"trials/t{i}", **attrs},
+                               datetime_start=None, datetime_complete=None)
+
+    def progress(i: int, logged: int | None = None, summary: int | None = None) -> None:
+        d = study_dir / "trials" / f"t{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        if summary is not None:
+            (d / "summary.json").write_text(json.dumps({"step": summary, "total_steps": 100}))
+        if logged is not None:
+            with open(d / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": logged, "epoch": 0.0, "split": "train", "name": "loss", "value": 1.0})
+                        + "\n")
+
+    now = [0.0]
+    trials = [trial(i, TrialState.WAITING) for i in range(4)]
+    out = io.StringIO()
+    monitor = Monitor(spec, lambda: trials, units=set(keys), workers=2, estimate_s=1000.0, stream=out,
+                      study_dir=study_dir, clock=lambda: now[0], window=120.0, line_every=30.0)
+    monitor.start()
+    monitor.poll()
+    assert (monitor.steps_done, monitor.steps_total) == (0, 400)   # the planned totals, before any trial starts
+    assert "steps 0/400 (0%)" in monitor.last_line and "ETA 16m40s (estimated)" in monitor.last_line
+
+    now[0] = 10.0
+    trials[:2] = [trial(0, TrialState.RUNNING), trial(1, TrialState.RUNNING)]
+    for i in (0, 1):
+        progress(i, logged=20, summary=0)
+    monitor.poll()
+    assert (monitor.steps_done, monitor.rate) == (40, None)   # one measurement: no rate yet (start-up is not one)
+    assert "steps 40/400 (10%), steps/s not measured yet, ETA 16m30s (estimated)" in monitor.last_line, \
+        monitor.last_line
+
+    now[0] = 20.0
+    progress(0, logged=60)
+    progress(1, summary=50)   # an evaluation's summary is ahead of the last logged row
+    monitor.poll()
+    assert (monitor.steps_done, monitor.rate) == (110, 7.0)   # 70 steps in 10 s
+    assert "7 steps/s, ETA 41s" in monitor.last_line, monitor.last_line       # 290 steps ÷ 7/s
+
+    # trial 0 finishes; trial 2 resumes from its checkpoint at step 30: those 30 steps are done, not trained now
+    now[0] = 30.0
+    progress(0, summary=100)
+    progress(2, summary=30)
+    trials[0] = trial(0, TrialState.COMPLETE)
+    trials[2] = trial(2, TrialState.RUNNING, resumed_from_step=30)
+    monitor.poll()
+    assert (monitor.steps_done, monitor.rate) == (180, 5.5)   # 110 steps trained in 20 s
+    assert monitor.last_line.startswith("1/4 done, 2 running, 0 failed; steps 180/400 (45%)"), monitor.last_line
+
+    # the rate is the recent window's: from the sample at or before 120 s ago (t=30, 150 steps), not the launch's
+    now[0] = 150.0
+    progress(1, logged=90)
+    progress(2, logged=70)
+    monitor.poll()
+    assert monitor.rate == pytest.approx((230 - 150) / 120)
+    assert monitor.last_line.endswith("ETA 3m30s"), monitor.last_line   # 140 steps ÷ 2/3 per s
+
+    # a log or pipe: a line per 10 % of the steps or per 30 s, and one per finished trial, with the step counts
+    lines = out.getvalue().splitlines()
+    assert [ln.split("; ")[1].split(",")[0] for ln in lines] == [
+        "steps 40/400 (10%)", "steps 110/400 (28%)", "steps 180/400 (45%)", "steps 260/400 (65%)"], lines
+    assert lines[2].startswith(f"[sweep] trial {keys[0].split('|')[0]} seed 0 (#0): test_error 1.00"), lines
+
+    # the tail of a long metrics file is enough, and a torn last line (a killed writer) is skipped
+    d = study_dir / "long"
+    d.mkdir()
+    rows = [json.dumps({"step": s, "split": "train", "name": "loss", "value": 1.0}) for s in range(1, 500)]
+    (d / "metrics.jsonl").write_text("\n".join(rows) + '\n{"step": 500, "spl')
+    assert (d / "metrics.jsonl").stat().st_size > 4 * TAIL_BYTES
+    assert RunSteps().read(d) == (499, None)
+
+
+@pytest.mark.parametrize("cores", [2, 8])
+def test_the_estimate_counts_the_workers(tmp_path, monkeypatch, cores):
+    """8 equal trials are shared out to the workers: 4 workers give a shorter estimate than 2 (it said the same for
+    both), whether the CPU workers split 8 cores or time-share 2."""
+    import sweeps.estimate as estimate
+
+    monkeypatch.setattr(estimate, "_cores", lambda: cores)
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "est", seeds=[0, 1, 2, 3]))
+    units = list(spec.units())
+    assert len(units) == 8
+    wall = {w: estimate.sweep_seconds(spec, units, ["cpu"], workers=w)[0] for w in (1, 2, 4)}
+    assert wall[4] < wall[2] < wall[1], wall
+    # one trial alone on a worker takes longer with more workers beside it (a smaller share of the cores)
+    one = {w: estimate.sweep_seconds(spec, units, ["cpu"], workers=w)[1] for w in (2, 4)}
+    assert one[2][units[0].cell.id] < one[4][units[0].cell.id]
+    # two GPUs run in parallel: half the time of one for the 8 equal trials
+    gpu = {n: estimate.sweep_seconds(spec, units, [f"cuda:{i}" for i in range(n)], workers=n)[0] for n in (1, 2)}
+    assert gpu[2] == pytest.approx(gpu[1] / 2)
+
+
+def test_a_real_sweep_prints_step_counts_that_increase(tmp_path, capsys, monkeypatch):
+    """A quickstart-shaped sweep (2 cells × 2 seeds, 2 workers; tiny synthetic trials) in a non-terminal stream:
+    its progress lines give the training steps done of the total, rising to the total, with the ETA."""
+    import functools
+    import re
+
+    import sweeps.sweep as sweep_mod
+    from sweeps.monitor import Monitor
+
+    # polled often, so that a fast machine's trials (well under a second) still show steps between their ends
+    monkeypatch.setattr(sweep_mod, "Monitor", functools.partial(Monitor, interval=0.1))
+
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 30}, "log_every": 5,
+            "eval_every": 10}
+    grid = write_grid(tmp_path / "g.yaml", "steps-live", base=base)
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    print(captured.err)
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("[sweep]")]
+    counts = [tuple(map(int, m.groups())) for ln in lines for m in [re.search(r"steps (\d+)/(\d+) \(", ln)] if m]
+    assert counts and {total for _, total in counts} == {4 * 30}, lines
+    done = [d for d, _ in counts]
+    assert done == sorted(done) and done[-1] == 120 and len(set(done)) >= 3, lines
+    assert all("ETA " in ln for ln in lines), lines
+    assert re.search(r"wall time \S+ for 4 trials \(estimated ~", captured.out), captured.out
