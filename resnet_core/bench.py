@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -93,23 +94,20 @@ def engine_timer(cfg: RunConfig, members: int, warmup: int) -> Iterator[Timer]:
     """Our engine's training step (data on the device, the configured fast path) for `members` fused seeds of `cfg`,
     after `warmup` untimed steps (a graph capture or a torch.compile build happens there, and the first one is checked
     against the eager reference by the fast-path guard)."""
-    import tempfile
-
-    from .engine import _Trainer
+    from .engine import Trainer  # the engine loads when a bench runs, not when the CLI builds its parser
 
     cfgs = [RunConfig.from_dict({**cfg.to_dict(), "seed": s}) for s in range(members)]
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
+        trainer = Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
         try:
-            batches = _cycle(trainer.train_loader)
+            batches, path = _cycle(trainer.train_loader), trainer.path
 
             def step() -> None:
-                trainer._run_step(*next(batches))
+                path.train_step(*next(batches))
 
             for _ in range(warmup):
                 step()
-            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: trainer.fast,
-                        lambda: trainer.fast_fallback)
+            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: path.fast, lambda: path.fast_fallback)
         finally:
             trainer.close()
 

@@ -10,7 +10,8 @@ import torch
 
 from resnet_core import devices
 from resnet_core.devices import autocast_dtype, cpu_has_native_bf16, precision_name, uses_channels_last
-from resnet_core.engine import _Trainer, train
+from resnet_core.engine import Trainer, train
+from resnet_core.fast_path import FastPath
 from resnet_core.record import read_summary
 from resnet_core.run_config import RunConfig
 
@@ -68,7 +69,7 @@ def test_channels_last_where_it_pays():
 def test_the_run_record_states_what_ran(monkeypatch, tmp_path, native):
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
     seen = {}
-    original = _Trainer._logits
+    original = FastPath._logits
 
     def spy(self, x):
         out = original(self, x)
@@ -76,7 +77,7 @@ def test_the_run_record_states_what_ran(monkeypatch, tmp_path, native):
         seen["autocast"] = self.amp
         return out
 
-    monkeypatch.setattr(_Trainer, "_logits", spy)
+    monkeypatch.setattr(FastPath, "_logits", spy)
     result = train(tiny(), tmp_path / "run")
     s = read_summary(tmp_path / "run")
     assert result.status == "complete"
@@ -89,12 +90,12 @@ def test_the_run_record_states_what_ran(monkeypatch, tmp_path, native):
 
 def test_channels_last_can_be_switched_off_and_fp64_stays_contiguous(tmp_path):
     for over, expected in (({"channels_last": False}, False), ({"precision": "fp64"}, False)):
-        trainer = _Trainer([tiny(**over)], [tmp_path / str(len(over))], [])
-        conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
-        assert trainer.channels_last is expected
+        trainer = Trainer([tiny(**over)], [tmp_path / str(len(over))], [])
+        conv = next(m for m in trainer.path.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert trainer.path.channels_last is expected
         assert conv.weight.is_contiguous()
-    trainer = _Trainer([tiny(precision="fp32")], [tmp_path / "cl"], [])
-    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    trainer = Trainer([tiny(precision="fp32")], [tmp_path / "cl"], [])
+    conv = next(m for m in trainer.path.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
 
 

@@ -17,7 +17,8 @@ import yaml
 
 import resnet_core
 from resnet_core.config import ModelConfig
-from resnet_core.engine import RunResult, _Trainer, evaluate_model, train, train_members
+from resnet_core.engine import RunResult, evaluate_model, train, train_members
+from resnet_core.fast_path import FastPath
 from resnet_core.errors import ConfigError
 from resnet_core.model import build_model, count_params
 from resnet_core.overrides import apply_overrides
@@ -409,7 +410,7 @@ def test_fused_members_equal_separate_runs(fused_and_solo):
 
 def test_a_diverging_member_does_not_disturb_the_others(fused_and_solo, monkeypatch):
     root, fused, solo = fused_and_solo
-    original = _Trainer._logits
+    original = FastPath._logits
 
     def poisoned(self, x):
         logits = original(self, x)
@@ -419,7 +420,7 @@ def test_a_diverging_member_does_not_disturb_the_others(fused_and_solo, monkeypa
             logits = logits + nan.view(1, -1, 1)  # NaN loss and NaN gradients for member 1 only
         return logits
 
-    monkeypatch.setattr(_Trainer, "_logits", poisoned)
+    monkeypatch.setattr(FastPath, "_logits", poisoned)
     results = train_members(fused_cfgs(), [root / f"poisoned{g}" for g in range(len(SEEDS))])
     bad = results[1]
     assert bad.status == "diverged"
