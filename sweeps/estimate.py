@@ -14,16 +14,18 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import torch
+
+from resnet_core.config import ModelConfig
+from resnet_core.data import dataset_shape
+from resnet_core.devices import autocast_dtype, available_cores
+from resnet_core.flops import forward_flops
+from resnet_core.fusion import bench_model_name, fused_gain
+from resnet_core.run_config import RunConfig
+from resnet_core.schedules import total_steps
+
 from .grid import GridSpec
 
-# name: (train images, test images, image size, channels, classes)
-DATASETS = {
-    "cifar10": (50_000, 10_000, 32, 3, 10),
-    "cifar10_jpeg": (50_000, 10_000, 32, 3, 10),
-    "cifar100": (50_000, 10_000, 32, 3, 100),
-    "fashion_mnist": (60_000, 10_000, 28, 1, 10),
-    "mnist": (60_000, 10_000, 28, 1, 10),
-}
 # effective training FLOP/s (a CPU core: measured on AVX512-BF16 cores with `resnet-ablate bench`, ResNet-20/56 at
 # batch 128: ~40 GFLOP/s in fp32 channels_last, ~65 in bf16 autocast)
 FLOPS = {"cpu_core": 35e9, "cpu_core_bf16": 65e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}
@@ -31,16 +33,11 @@ STARTUP_S = {"cpu": 2.0, "cuda": 20.0, "mps": 10.0, "npu": 20.0}      # imports,
 
 
 def _cores() -> int:
-    from resnet_core.devices import available_cores
-
     return available_cores()
 
 
 @lru_cache(maxsize=256)
 def _forward_flops(model_items: tuple, image_size: int) -> int:
-    from resnet_core.config import ModelConfig
-    from resnet_core.flops import forward_flops
-
     return int(forward_flops(ModelConfig(**dict(model_items)), image_size))
 
 
@@ -48,23 +45,11 @@ def _freeze(d: dict[str, Any]) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
-def dataset_shape(rc: Any) -> tuple[int, int, int, int, int] | None:
-    """(train images, test images, image size, channels, classes) of a RunConfig's dataset, None if unknown."""
-    d = rc.data
-    if d.name == "synthetic":
-        s = d.synthetic
-        return s.n_train, s.n_test, s.image_size, s.channels, s.num_classes
-    return DATASETS.get(d.name)
-
-
 def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
     """Estimated seconds for one run config on ``device`` (cpu, cuda:…, mps, npu), or None if unknown."""
-    from resnet_core.run_config import RunConfig
-    from resnet_core.schedules import total_steps
-
     rc = RunConfig.from_dict(cfg)
     d = rc.data
-    shape = dataset_shape(rc)
+    shape = dataset_shape(d)
     if shape is None:
         return None
     n_train, n_test, size, channels, classes = shape
@@ -81,9 +66,6 @@ def trial_seconds(cfg: dict[str, Any], device: str) -> float | None:
     flops = 3 * fwd * rc.batch_size * steps + fwd * (n_test + n_val) * n_evals
     kind = device.split(":")[0]
     if kind == "cpu":
-        import torch
-        from resnet_core.devices import autocast_dtype
-
         bf16 = autocast_dtype(rc.precision, torch.device("cpu")) == torch.bfloat16
         rate = FLOPS["cpu_core_bf16" if bf16 else "cpu_core"] * _cores()
     else:
@@ -110,7 +92,6 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str],
     parallel = 1 if device.startswith("cpu") else max(1, len(set(devices)))
     if packing is None:
         return sum(per_cell[u.cell.id] for u in units) / parallel, per_cell
-    from resnet_core.fusion import bench_model_name, fused_gain
 
     from .packing import device_type, plan_runs
 
