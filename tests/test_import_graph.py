@@ -1,8 +1,8 @@
 """The project's own import graph has no cycle: every import counts, at the top of a module, inside a function or
 under TYPE_CHECKING, so a dependency hidden in a function body closes a cycle as surely as one at the top.
 
-One cycle is known and waits for its step of issue 29 (sweeps/ in one-way layers: spec → queue → run → launch): it is
-printed, and any other cycle fails.
+One cycle is known and waits for its step of issue 29 (sweeps/ in one-way layers: spec → queue → run →
+launch): it is printed, and any other cycle fails.
 """
 from __future__ import annotations
 
