@@ -214,6 +214,7 @@ def rows(run: Path, split: str) -> dict[tuple, float]:
     return {(r["step"], r["name"]): r["value"] for r in read_metrics(run) if r["split"] == split}
 
 
+@pytest.mark.slow
 def test_fast_compile_on_cpu_records_the_gradient_probes(monkeypatch, tmp_path):
     """A compiled model's parameters are named `_orig_mod.*`: the probes must still find every layer (they recorded
     all-zero gradient norms under `fast: compile` before), and match the eager run's."""
@@ -230,9 +231,10 @@ def test_fast_compile_on_cpu_records_the_gradient_probes(monkeypatch, tmp_path):
         assert abs(compiled[key] - v) <= 1e-4 * scale, (key, v, compiled[key])
 
 
-@pytest.mark.parametrize("threshold, compiler, expected", [(0.0, "/usr/bin/g++", "compile"),
-                                                            (1e30, "/usr/bin/g++", "eager"),
-                                                            (0.0, None, "eager")])
+@pytest.mark.parametrize("threshold, compiler, expected", [
+    pytest.param(0.0, "/usr/bin/g++", "compile", marks=pytest.mark.slow),  # a real torch.compile build
+    (1e30, "/usr/bin/g++", "eager"),
+    (0.0, None, "eager")])
 def test_fast_auto_on_cpu_compiles_runs_long_enough_to_repay_it(monkeypatch, tmp_path, threshold, compiler,
                                                                  expected):
     """`fast: auto` on a CPU compiles where a C++ compiler is there and the run's training FLOPs reach the

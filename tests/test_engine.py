@@ -229,6 +229,7 @@ def test_top_level_api():
 
 
 # -- 2. a residual net trains better than its plain twin ----------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_residual_beats_plain_at_depth_20(tmp_path, seed):
     """Degradation (He et al. 2016, Fig. 1/6) in miniature: ResNet-20 vs plain-20, same seed, data and budget
@@ -452,6 +453,7 @@ def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
         train_members(cfgs[:2], [tmp_path / "only-one"])
 
 
+@pytest.mark.slow
 def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
     """model.shortcut may differ between members as none / identity (plain and residual twins in one run): each
     member's record, config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of

@@ -19,7 +19,6 @@ import torch
 import torch.nn as nn
 import yaml
 from PIL import Image
-from torchvision import transforms
 
 from resnet_core.cli import main
 from resnet_core.data import build_loaders, load_dataset
@@ -193,6 +192,7 @@ def test_seed002_engine_logs_five_times_in_every_epoch(tmp_path):
 
 
 def test_seed002_feeds_totensor_pixels_without_normalisation():
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     d = tiny_run(SEED002, channels=1, image_size=28, n_train=64, n_test=48)
     cfg = RunConfig.from_dict(d)
     data = load_dataset(cfg.data)
@@ -346,6 +346,7 @@ def test_seed003_engine_trains_as_the_programs_loop(tmp_path, monkeypatch):
 
 
 def test_seed003_normalises_with_the_programs_constants():
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     cfg = RunConfig.from_dict(tiny_run(SEED003, image_size=32, n_train=64, n_test=40))
     data = load_dataset(cfg.data)
     loaders = build_loaders(data, cfg.data, seeds=[cfg.seed], batch_size=16, eval_batch_size=40)
@@ -401,6 +402,7 @@ def test_seed004_lr_resets_and_checkpoints_are_the_programs():
 
 def test_seed004_engine_trains_as_the_programs_loop(tmp_path, capsys):
     """80 epochs of one batch: Adam rebuilt every 20 epochs, checkpoints every 20, no shuffling."""
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     d = tiny_run(SEED004, n_train=16, n_test=16, batch_size=16, probes=False)
     cfg = RunConfig.from_dict(d)
     run = tmp_path / "run"
@@ -470,6 +472,7 @@ def test_seed004_reset_zeroes_adam_at_the_drop(tmp_path, monkeypatch):
 
 
 def test_seed004_trains_in_the_stored_order_with_totensor_pixels():
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     cfg = RunConfig.from_dict(tiny_run(SEED004, n_train=48, n_test=20, image_size=32))
     data = load_dataset(cfg.data)
     to_tensor = transforms.Compose([transforms.ToTensor()])  # the program's test transform; no Normalize anywhere
