@@ -62,6 +62,7 @@ def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, pg_st
     assert lines and "9/9 complete, 0 running, 0 failed, 0 waiting" in lines[0]
 
 
+@pytest.mark.slow
 def test_pg_claim_gives_each_waiting_trial_to_exactly_one_process(pg_url, tmp_path):
     results = race_claims(pg_url, tmp_path)
     assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
