@@ -15,7 +15,12 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from .bench_cpu import run_cpu_bench
+from .data import load_dataset, seed_style_loader
+from .devices import resolve_device
 from .model import build_model
+from .overrides import apply_overrides
+from .record import atomic_write_json
 from .run_config import RunConfig
 
 
@@ -46,8 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
-    from .overrides import apply_overrides
-
     d: dict[str, Any] = {
         "name": f"bench-resnet{depth}",
         "data": {"name": args.data, **({"synthetic": {"image_size": 32, "n_train": 4096, "n_test": 256}}
@@ -121,9 +124,6 @@ def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> 
 @contextlib.contextmanager
 def seed_style_timer(cfg: RunConfig, warmup: int, workers: int = 4) -> Iterator[Timer]:
     """The tutorials' loop: PIL + torchvision transforms in DataLoader workers, fp32, eager, .item() every step."""
-    from .data import load_dataset, seed_style_loader
-    from .devices import resolve_device
-
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.data)
     loader = seed_style_loader(data.train, cfg.batch_size, workers, cfg.data.augment, data.mean, data.std)
@@ -180,16 +180,10 @@ def _sync(device: torch.device) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .devices import resolve_device
-
     if resolve_device(args.device).type == "cpu" and args.members.strip() == "1":  # the CPU variants table
-        from .bench_cpu import run_cpu_bench
-
         rows = run_cpu_bench(args, _config, engine_timer, seed_style_timer)
         if args.out:
-            from .record import atomic_write_json
-
-            atomic_write_json(Path(args.out), {"device": "cpu", "rows": rows})
+                atomic_write_json(Path(args.out), {"device": "cpu", "rows": rows})
         return 0
     depths = [int(d) for d in args.depths.split(",")]
     members = [int(m) for m in args.members.split(",")]
@@ -211,8 +205,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
         print(_format_row(row), flush=True)
     if args.out:
-        from .record import atomic_write_json
-
         atomic_write_json(Path(args.out), {"device": _device_name(), "rows": rows})
     return 0
 

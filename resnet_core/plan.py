@@ -11,17 +11,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .devices import precision_name
+from .engine import Trainer
 from .run_config import RunConfig
 
 
 def plan(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the run config as the run will write it to config.yaml, with ``device`` resolved; what will run:
     ``device``, ``precision``, ``memory_format``, ``fast_path``, ``threads``). ConfigError as `train` raises it."""
-    import torch
-
-    from .devices import precision_name
-    from .engine import Trainer
-
     with tempfile.TemporaryDirectory(prefix="resnet-ablate-plan-") as tmp:
         trainer = Trainer([cfg], [Path(tmp) / "run"], callbacks=[])
         try:
