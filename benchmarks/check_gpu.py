@@ -174,10 +174,10 @@ def check_fused_graph(root: Path, sizes: Sizes, device: str) -> tuple[bool, str]
 def check_diverging_member(root: Path, sizes: Sizes, device: str) -> tuple[bool, str]:
     import torch
 
-    from resnet_core.engine import _Trainer
+    from resnet_core.fast_path import FastPath
 
     poison = 10  # 0-based step; reported as step 11
-    original = _Trainer._logits
+    original = FastPath._logits
 
     def poisoned(self, x):  # device-side, so it is part of the captured graph
         logits = original(self, x)
@@ -187,11 +187,11 @@ def check_diverging_member(root: Path, sizes: Sizes, device: str) -> tuple[bool,
 
     if not (root / "fused0").exists():
         _fused(root, sizes, device, "fused")
-    _Trainer._logits = poisoned
+    FastPath._logits = poisoned
     try:
         results = _fused(root, sizes, device, "poisoned")
     finally:
-        _Trainer._logits = original
+        FastPath._logits = original
     bad = results[1]
     others = [0, 2, 3]
     errs = [state_error(results[g].run_dir, root / f"fused{g}") for g in others]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -14,7 +15,12 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from .bench_cpu import run_cpu_bench
+from .data import load_dataset, seed_style_loader
+from .devices import resolve_device
 from .model import build_model
+from .overrides import apply_overrides
+from .record import atomic_write_json
 from .run_config import RunConfig
 
 
@@ -45,8 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
-    from .overrides import apply_overrides
-
     d: dict[str, Any] = {
         "name": f"bench-resnet{depth}",
         "data": {"name": args.data, **({"synthetic": {"image_size": 32, "n_train": 4096, "n_test": 256}}
@@ -93,23 +97,20 @@ def engine_timer(cfg: RunConfig, members: int, warmup: int) -> Iterator[Timer]:
     """Our engine's training step (data on the device, the configured fast path) for `members` fused seeds of `cfg`,
     after `warmup` untimed steps (a graph capture or a torch.compile build happens there, and the first one is checked
     against the eager reference by the fast-path guard)."""
-    import tempfile
-
-    from .engine import _Trainer
+    from .engine import Trainer  # the engine loads when a bench runs, not when the CLI builds its parser
 
     cfgs = [RunConfig.from_dict({**cfg.to_dict(), "seed": s}) for s in range(members)]
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
+        trainer = Trainer(cfgs, [Path(tmp) / f"m{g}" for g in range(members)], [])
         try:
-            batches = _cycle(trainer.train_loader)
+            batches, path = _cycle(trainer.train_loader), trainer.path
 
             def step() -> None:
-                trainer._run_step(*next(batches))
+                path.train_step(*next(batches))
 
             for _ in range(warmup):
                 step()
-            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: trainer.fast,
-                        lambda: trainer.fast_fallback)
+            yield Timer(step, cfg.batch_size * members, trainer.device, lambda: path.fast, lambda: path.fast_fallback)
         finally:
             trainer.close()
 
@@ -123,9 +124,6 @@ def engine_throughput(cfg: RunConfig, members: int, steps: int, warmup: int) -> 
 @contextlib.contextmanager
 def seed_style_timer(cfg: RunConfig, warmup: int, workers: int = 4) -> Iterator[Timer]:
     """The tutorials' loop: PIL + torchvision transforms in DataLoader workers, fp32, eager, .item() every step."""
-    from .data import load_dataset, seed_style_loader
-    from .devices import resolve_device
-
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.data)
     loader = seed_style_loader(data.train, cfg.batch_size, workers, cfg.data.augment, data.mean, data.std)
@@ -182,16 +180,10 @@ def _sync(device: torch.device) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .devices import resolve_device
-
     if resolve_device(args.device).type == "cpu" and args.members.strip() == "1":  # the CPU variants table
-        from .bench_cpu import run_cpu_bench
-
         rows = run_cpu_bench(args, _config, engine_timer, seed_style_timer)
         if args.out:
-            from .record import atomic_write_json
-
-            atomic_write_json(Path(args.out), {"device": "cpu", "rows": rows})
+                atomic_write_json(Path(args.out), {"device": "cpu", "rows": rows})
         return 0
     depths = [int(d) for d in args.depths.split(",")]
     members = [int(m) for m in args.members.split(",")]
@@ -213,8 +205,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
         print(_format_row(row), flush=True)
     if args.out:
-        from .record import atomic_write_json
-
         atomic_write_json(Path(args.out), {"device": _device_name(), "rows": rows})
     return 0
 

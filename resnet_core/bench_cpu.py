@@ -16,7 +16,10 @@ from typing import Any, Callable
 
 import torch
 
-from .devices import cpu_has_native_bf16
+from .config import ModelConfig
+from .devices import autocast_dtype, cpu_has_native_bf16
+from .errors import FastPathMismatch, GraphCaptureError
+from .flops import train_flops
 
 # (label, run-config overrides): the engine forced to one variant
 VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -55,9 +58,6 @@ def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 
 def train_step_flops(depth: int, image_size: int) -> float:
     """FLOPs of one image's training step: 3 × its forward FLOPs (torch's FlopCounterMode on the meta device)."""
-    from .config import ModelConfig
-    from .flops import train_flops
-
     return train_flops(ModelConfig(family="cifar", depth=depth), image_size, images=1)
 
 
@@ -79,9 +79,6 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any], engine_t
     `engine_timer(cfg, members, warmup)` and `seed_style_timer(cfg, warmup)` are context managers yielding
     `bench.Timer`s (warmed up; `timer(steps)` → img/s). A variant that cannot run here (torch.compile failing) is
     printed as failed and the others are measured."""
-    from .devices import autocast_dtype
-    from .errors import FastPathMismatch, GraphCaptureError
-
     threads_list = [int(t) for t in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
     depths = [int(d) for d in args.depths.split(",")]
     rounds = getattr(args, "rounds", 1)
@@ -121,7 +118,8 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any], engine_t
                         continue
                     timers[f"engine {label}"] = timer
                     precision[f"engine {label}"] = overrides["precision"]
-                configured_path = timers["engine as configured"].fast
+                configured_path = timers["engine as configured"].fast  # read while its trainer is open
+                configured_fallback = timers["engine as configured"].fallback
                 measured = _fastest_windows(timers, args.steps, rounds)
             seed = measured.get("seed-style loop")
             best = max(measured.values())
@@ -135,9 +133,8 @@ def run_cpu_bench(args: argparse.Namespace, config: Callable[..., Any], engine_t
                              "peak_gflop_per_s": peaks[precision[label]],
                              "ratio_to_seed_style": ips / seed if seed else None})
             configured = measured["engine as configured"]
-            if timers["engine as configured"].fallback:
-                print(f"resnet{depth:<4} engine as configured fell back: {timers['engine as configured'].fallback}",
-                      flush=True)
+            if configured_fallback:
+                print(f"resnet{depth:<4} engine as configured fell back: {configured_fallback}", flush=True)
             print(f"resnet{depth:<4} engine as configured ({precision['engine as configured']}, fast path "
                   f"{configured_path}) = {configured / best:.0%} of the best variant"
                   + (f", {configured / seed:.2f}× the seed-style loop" if seed else ""), flush=True)

@@ -23,3 +23,9 @@ class FastPathMismatch(GraphCaptureError):
     """An explicitly chosen fast path (`fast: compile | graph`, `precision: bf16 | fp16`) computed numbers that
     disagree with the eager reference step from the same state (`fast_guard`). One line: the path, where, and the
     tensor that disagreed; the CLI prints it and exits with code 1."""
+
+
+def first_line(e: BaseException) -> str:
+    """`Type: message` of an exception, its first non-empty line only (torch's errors append pages of advice)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]

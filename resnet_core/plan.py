@@ -11,24 +11,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .devices import precision_name
+from .engine import Trainer
 from .run_config import RunConfig
 
 
 def plan(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the run config as the run will write it to config.yaml, with ``device`` resolved; what will run:
     ``device``, ``precision``, ``memory_format``, ``fast_path``, ``threads``). ConfigError as `train` raises it."""
-    import torch
-
-    from .devices import precision_name
-    from .engine import _Trainer
-
     with tempfile.TemporaryDirectory(prefix="resnet-ablate-plan-") as tmp:
-        trainer = _Trainer([cfg], [Path(tmp) / "run"], callbacks=[])
+        trainer = Trainer([cfg], [Path(tmp) / "run"], callbacks=[])
         try:
             config = dict(trainer.members[0].resolved)
-            ran = {"device": str(trainer.device), "precision": precision_name(trainer.amp, trainer.dtype),
-                   "memory_format": "channels_last" if trainer.channels_last else "contiguous",
-                   "fast_path": trainer.fast,
+            path = trainer.path
+            ran = {"device": str(trainer.device), "precision": precision_name(path.amp, path.dtype),
+                   "memory_format": "channels_last" if path.channels_last else "contiguous",
+                   "fast_path": path.fast,
                    "threads": torch.get_num_threads() if trainer.device.type == "cpu" else None}
         finally:
             trainer.close()

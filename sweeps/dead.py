@@ -61,14 +61,14 @@ def dead_reason(test_error: Any, train_loss: Any, shape: DataShape | None) -> st
 
 
 def shape_of(config: dict[str, Any]) -> DataShape | None:
-    """Classes and test-set size of a run config (dict): the dataset's known shape (``estimate.dataset_shape``),
+    """Classes and test-set size of a run config (dict): the dataset's known shape (``resnet_core.data.dataset_shape``),
     else the ``model.num_classes`` the config states (a run record's config is resolved); None if neither."""
     try:
         from resnet_core.run_config import RunConfig
 
-        from .estimate import dataset_shape
+        from resnet_core.data import dataset_shape
 
-        shape = dataset_shape(RunConfig.from_dict({k: v for k, v in config.items() if k != "device"}))
+        shape = dataset_shape(RunConfig.from_dict({k: v for k, v in config.items() if k != "device"}).data)
         if shape is not None:
             return DataShape(int(shape[4]), int(shape[1]))
     except Exception:  # noqa: BLE001 - an unreadable config: fall back to what it states

@@ -17,16 +17,10 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from resnet_core.data import dataset_shape
+
 from .grid import GridSpec
 
-# name: (train images, test images, image size, channels, classes)
-DATASETS = {
-    "cifar10": (50_000, 10_000, 32, 3, 10),
-    "cifar10_jpeg": (50_000, 10_000, 32, 3, 10),
-    "cifar100": (50_000, 10_000, 32, 3, 100),
-    "fashion_mnist": (60_000, 10_000, 28, 1, 10),
-    "mnist": (60_000, 10_000, 28, 1, 10),
-}
 # effective training FLOP/s (a CPU core: measured on AVX512-BF16 cores with `resnet-ablate bench`, ResNet-20/56 at
 # batch 128: ~40 GFLOP/s in fp32 channels_last, ~65 in bf16 autocast)
 FLOPS = {"cpu_core": 35e9, "cpu_core_bf16": 65e9, "cuda": 15e12, "mps": 2e12, "npu": 5e12}
@@ -54,21 +48,12 @@ def _freeze(d: dict[str, Any]) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
-def dataset_shape(rc: Any) -> tuple[int, int, int, int, int] | None:
-    """(train images, test images, image size, channels, classes) of a RunConfig's dataset, None if unknown."""
-    d = rc.data
-    if d.name == "synthetic":
-        s = d.synthetic
-        return s.n_train, s.n_test, s.image_size, s.channels, s.num_classes
-    return DATASETS.get(d.name)
-
-
 def _steps(rc: Any) -> tuple[int, int, tuple] | None:
     """(steps per epoch, total steps, dataset shape with the val split taken out) of a RunConfig, None if unknown."""
     from resnet_core.schedules import total_steps
 
     d = rc.data
-    shape = dataset_shape(rc)
+    shape = dataset_shape(rc.data)
     if shape is None:
         return None
     n_train, n_test, size, channels, classes = shape

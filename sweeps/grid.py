@@ -556,16 +556,15 @@ def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
     it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
     loads them."""
+    from resnet_core.data import dataset_shape
     from resnet_core.feasibility import check_trainable
-
-    from .estimate import dataset_shape
 
     def check(rc: RunConfig) -> None:
         if rc.data.name == "imagefolder":   # a missing or empty tree: refused before the study exists
             from resnet_core.data.imagefolder import check_imagefolder
 
             check_imagefolder(rc.data.path)
-        shape = dataset_shape(rc)
+        shape = dataset_shape(rc.data)
         if shape is not None:
             n_train, _, size, channels, classes = shape
             check_trainable(rc, image_size=size, channels=channels, classes=classes, n_train=n_train)

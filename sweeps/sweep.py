@@ -97,11 +97,11 @@ def _params(spec: GridSpec, cell: Any) -> str:
 
         import dataclasses
 
-        from .estimate import dataset_shape
+        from resnet_core.data import dataset_shape
 
         rc = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0]))
         model = rc.model
-        shape = dataset_shape(rc)
+        shape = dataset_shape(rc.data)
         if shape is not None:
             model = dataclasses.replace(model, in_channels=shape[3], num_classes=shape[4])
         with torch.device("meta"):

@@ -34,6 +34,7 @@ def test_without_cuda_the_script_says_so_and_exits_2():
     assert proc.stdout.startswith("FAIL setup: no CUDA device")
 
 
+@pytest.mark.slow
 def test_the_checks_pass_on_the_cpu_stand_in(capsys, monkeypatch):
     monkeypatch.setenv("RESNET_ABLATE_EMULATE_CUDA_GRAPH", "1")  # main() sets it too; monkeypatch restores it
     check_gpu = load_check_gpu()

@@ -148,6 +148,7 @@ def test_train_progress_bar_has_a_total(tmp_path, capsys):
     assert totals == [(9, 6)]  # resumed at the last checkpoint: the bar starts there
 
 
+@pytest.mark.slow
 def test_train_logs_to_wandb_offline(tmp_path, capsys, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")

@@ -58,6 +58,7 @@ def test_an_axis_from_the_command_line_replaces_or_adds_a_file_axis(tmp_path):
     assert spec.study_attrs()["grid"] == spec.grid                  # recorded in the study like a file's axis
 
 
+@pytest.mark.slow
 def test_a_two_axis_grid_from_the_command_line_then_widened_on_a_relaunch(tmp_path):
     grid, root = grid_without_axes(tmp_path / "g.yaml"), tmp_path / "runs"
     code, out = sweep(str(grid), "--root", str(root), "--workers", "1", "-m", "model.depth=8,14",

@@ -25,6 +25,7 @@ def parameters_line(out: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
+@pytest.mark.slow
 def test_models_table(capsys):
     assert main(["models"]) == 0
     captured = capsys.readouterr()
@@ -101,6 +102,7 @@ def test_bad_yaml_file_is_one_line_error(tmp_path, capsys):
     assert err.startswith("error: ") and "\n" not in err and str(path) in err
 
 
+@pytest.mark.slow
 def test_python_m_resnet_core_models():
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "resnet_core", "models", "--config", "resnet20"], cwd=REPO, env=env,

@@ -119,6 +119,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
+@pytest.mark.slow
 def test_synthetic_is_learnable_by_a_cnn_not_by_a_linear_model() -> None:
     """Chance is 10 %. A linear model on pixels stays near it (every class has the same mean image); a three-layer
     CNN gets several times that in ~1 s of CPU."""

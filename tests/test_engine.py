@@ -17,7 +17,8 @@ import yaml
 
 import resnet_core
 from resnet_core.config import ModelConfig
-from resnet_core.engine import RunResult, _Trainer, evaluate_model, train, train_members
+from resnet_core.engine import RunResult, evaluate_model, train, train_members
+from resnet_core.fast_path import FastPath
 from resnet_core.errors import ConfigError
 from resnet_core.model import build_model, count_params
 from resnet_core.overrides import apply_overrides
@@ -228,6 +229,7 @@ def test_top_level_api():
 
 
 # -- 2. a residual net trains better than its plain twin ----------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_residual_beats_plain_at_depth_20(tmp_path, seed):
     """Degradation (He et al. 2016, Fig. 1/6) in miniature: ResNet-20 vs plain-20, same seed, data and budget
@@ -409,7 +411,7 @@ def test_fused_members_equal_separate_runs(fused_and_solo):
 
 def test_a_diverging_member_does_not_disturb_the_others(fused_and_solo, monkeypatch):
     root, fused, solo = fused_and_solo
-    original = _Trainer._logits
+    original = FastPath._logits
 
     def poisoned(self, x):
         logits = original(self, x)
@@ -419,7 +421,7 @@ def test_a_diverging_member_does_not_disturb_the_others(fused_and_solo, monkeypa
             logits = logits + nan.view(1, -1, 1)  # NaN loss and NaN gradients for member 1 only
         return logits
 
-    monkeypatch.setattr(_Trainer, "_logits", poisoned)
+    monkeypatch.setattr(FastPath, "_logits", poisoned)
     results = train_members(fused_cfgs(), [root / f"poisoned{g}" for g in range(len(SEEDS))])
     bad = results[1]
     assert bad.status == "diverged"
@@ -451,6 +453,7 @@ def test_fused_members_must_share_everything_but_name_and_seed(tmp_path):
         train_members(cfgs[:2], [tmp_path / "only-one"])
 
 
+@pytest.mark.slow
 def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
     """model.shortcut may differ between members as none / identity (plain and residual twins in one run): each
     member's record, config and checkpoint equal its separate run's, and its checkpoint loads as its own kind of

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from resnet_core import devices, engine, fast_guard
-from resnet_core.engine import _Trainer, train, train_members
+from resnet_core.engine import Trainer, train, train_members
+from resnet_core.fast_path import FastPath
 from resnet_core.errors import FastPathMismatch
 from resnet_core.graphs import EMULATE_ENV
 from resnet_core.record import read_metrics
@@ -86,7 +87,7 @@ def test_a_plain_fused_bf16_run_passes_the_guard(tmp_path):
 def _perturb_first_step(monkeypatch, paths: list[str]) -> None:
     """A wrong fast step: on a path other than the eager fp32 reference, the first step's gradients are tripled
     (the engine's own `_step`, so the graph stand-in captures it too)."""
-    original = _Trainer._step
+    original = FastPath._step
 
     def wrong(self, x, y):
         original(self, x, y)
@@ -95,7 +96,7 @@ def _perturb_first_step(monkeypatch, paths: list[str]) -> None:
             for p in self.model_for_state().parameters():
                 p.grad.mul_(3.0)
 
-    monkeypatch.setattr(_Trainer, "_step", wrong)
+    monkeypatch.setattr(FastPath, "_step", wrong)
 
 
 def test_a_wrong_fast_step_under_auto_falls_back_from_the_same_state_and_says_why(tmp_path, monkeypatch):
@@ -132,21 +133,21 @@ def test_a_right_fused_run_passes_the_guard_member_by_member(tmp_path, monkeypat
 
 
 def test_a_fused_member_that_disagrees_with_its_solo_twin_is_named(tmp_path, monkeypatch):
-    original = _Trainer._step
+    original = FastPath._step
 
     def member_one_wrong(self, x, y):
         original(self, x, y)
         for p in self.model_for_state().parameters():
             p.grad[p.grad.shape[0] // 2:].mul_(2.0)  # member 1's rows (member-major layout)
 
-    monkeypatch.setattr(_Trainer, "_step", member_one_wrong)
+    monkeypatch.setattr(FastPath, "_step", member_one_wrong)
     cfgs = [tiny("precision=fp32", fast="eager", channels_last=False, name=f"m{g}", seed=g) for g in range(2)]
     with pytest.raises(FastPathMismatch, match=r"member 1: gradient of .* off the reference.*sweep --fuse off"):
         train_members(cfgs, [tmp_path / f"m{g}" for g in range(2)])
 
 
 def test_a_wrong_first_evaluation_falls_back_too(tmp_path, monkeypatch):
-    original = _Trainer._fast_eval_outputs
+    original = FastPath._fast_eval_outputs
 
     def wrong(self, x, y):
         out = original(self, x, y)
@@ -154,7 +155,7 @@ def test_a_wrong_first_evaluation_falls_back_too(tmp_path, monkeypatch):
             out[0].tensors["logits"] = out[0].tensors["logits"].flip(0)
         return out
 
-    monkeypatch.setattr(_Trainer, "_fast_eval_outputs", wrong)
+    monkeypatch.setattr(FastPath, "_fast_eval_outputs", wrong)
     with pytest.warns(UserWarning, match="its first (val|test) evaluation: logits of logits"):
         result = train(tiny("precision=fp32", fast="auto", channels_last=True), tmp_path / "run")
     assert result.status == "complete" and result.summary["channels_last"] is False
@@ -174,7 +175,7 @@ def test_guarded_paths_agree_on_real_runs(tmp_path):
 # -- bf16 that diverges, told apart from a net that diverges ---------------------------------------------------------
 def _poison_under_autocast(monkeypatch, from_step: int, always: bool = False) -> None:
     """The loss goes NaN from 0-based step `from_step` on while bf16 autocast runs (or in any precision)."""
-    original = _Trainer._logits
+    original = FastPath._logits
 
     def poisoned(self, x):
         logits = original(self, x)
@@ -182,7 +183,7 @@ def _poison_under_autocast(monkeypatch, from_step: int, always: bool = False) ->
             return logits + torch.where(self.step_t >= from_step, float("nan"), 0.0).to(logits.dtype)
         return logits
 
-    monkeypatch.setattr(_Trainer, "_logits", poisoned)
+    monkeypatch.setattr(FastPath, "_logits", poisoned)
     monkeypatch.setattr(engine, "autocast_dtype", lambda precision, device: torch.bfloat16)  # auto chooses bf16
 
 
@@ -319,15 +320,15 @@ def test_the_guard_leaves_the_runs_rng_as_it_was(tmp_path):
     iterator draws its seed from (a resumed run drew other augmentations than the uninterrupted one)."""
     cfg = RunConfig.from_dict(tiny("data.loader=torch", "data.num_workers=0", "precision=fp32", fast="eager",
                                    channels_last=True))
-    trainer = _Trainer([cfg], [tmp_path / "run"], [])
+    trainer = Trainer([cfg], [tmp_path / "run"], [])
     try:
         before = torch.get_rng_state()
-        trainer._guard_eval("test")
+        trainer.path._guard_eval("test", [0])
         assert torch.equal(torch.get_rng_state(), before)
         x, y = next(iter(trainer.train_loader.epoch(0)))
         before = torch.get_rng_state()
-        trainer._guarded_step(x, y)
-        assert torch.equal(torch.get_rng_state(), before) and trainer.fast_fallback is None
+        trainer.path._guarded_step(x, y)
+        assert torch.equal(torch.get_rng_state(), before) and trainer.path.fast_fallback is None
     finally:
         trainer.close()
 

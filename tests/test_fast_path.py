@@ -20,7 +20,8 @@ import torch
 from resnet_core import checkpoint as ckpt
 from resnet_core import devices, engine, graphs
 from resnet_core.config import ModelConfig
-from resnet_core.engine import _Trainer, train, train_members
+from resnet_core.engine import Trainer, train, train_members
+from resnet_core.fast_path import FastPath
 from resnet_core.errors import ConfigError
 from resnet_core.graphs import EMULATE_ENV, EmulatedGraph, EmulatedGraphs, GraphCaptureError, HostValueChanged
 from resnet_core.model import build_model
@@ -59,14 +60,14 @@ def emulated(monkeypatch) -> list[EmulatedGraphs]:
 def layouts(monkeypatch) -> list[bool]:
     """Records, for every trainer run, whether its conv weights are channels_last."""
     seen: list[bool] = []
-    original = _Trainer.run
+    original = Trainer.run
 
     def run(self, resume):
-        w = self.model.stem.conv.weight
+        w = self.path.model.stem.conv.weight
         seen.append(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous())
         return original(self, resume)
 
-    monkeypatch.setattr(_Trainer, "run", run)
+    monkeypatch.setattr(Trainer, "run", run)
     return seen
 
 
@@ -147,13 +148,13 @@ def test_divergence_step_counts_from_the_start_after_a_graphed_resume(tmp_path, 
     """diverged_at is the run's step, not the step since the resume (the undo must keep the loaded counter)."""
     poison = 9  # 0-based step whose loss becomes NaN, after the resume at step 6
 
-    original = _Trainer._logits
+    original = FastPath._logits
 
     def poisoned(self, x):  # device-side test, as a captured graph would need it
         logits = original(self, x)
         return logits + torch.where(self.step_t == poison, float("nan"), 0.0).to(logits.dtype)
 
-    monkeypatch.setattr(_Trainer, "_logits", poisoned)
+    monkeypatch.setattr(FastPath, "_logits", poisoned)
     cfg = small(fast="graph")
     whole = train(cfg, tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
@@ -351,14 +352,14 @@ def test_fp16_is_refused_with_one_line(tmp_path):
 @pytest.mark.parametrize("fast", ["eager", "graph"])
 def test_a_finished_trainer_is_freed_without_the_cyclic_collector(tmp_path, emulated, monkeypatch, fast):
     refs: list[weakref.ref] = []
-    original = _Trainer.run
+    original = Trainer.run
 
     def run(self, resume):
-        refs.extend([weakref.ref(self), weakref.ref(self.model), weakref.ref(self.opt),
-                     weakref.ref(self.train_loader)])
+        refs.extend([weakref.ref(self), weakref.ref(self.path), weakref.ref(self.path.model),
+                     weakref.ref(self.path.opt), weakref.ref(self.train_loader)])
         return original(self, resume)
 
-    monkeypatch.setattr(_Trainer, "run", run)
+    monkeypatch.setattr(Trainer, "run", run)
     gc.collect()
     gc.disable()
     try:
@@ -366,8 +367,8 @@ def test_a_finished_trainer_is_freed_without_the_cyclic_collector(tmp_path, emul
         alive = [r() for r in refs]
     finally:
         gc.enable()
-    assert result.status == "complete" and len(refs) == 4
-    assert alive == [None] * 4, f"still referenced: {[type(o).__name__ for o in alive if o is not None]}"
+    assert result.status == "complete" and len(refs) == 5
+    assert alive == [None] * 5, f"still referenced: {[type(o).__name__ for o in alive if o is not None]}"
 
 
 # -- item 8: TF32 and cudnn.benchmark -----------------------------------------------------------------------------

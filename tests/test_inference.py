@@ -82,6 +82,7 @@ def _coverage(draw, true: float, rng) -> float:
     return hits / STUDIES
 
 
+@pytest.mark.slow
 def test_95_percent_intervals_cover_the_true_difference_at_the_nominal_rate():
     """2,000 simulated studies per design with a fixed seed; the rate must be within ±0.02 of 0.95."""
     rng = np.random.default_rng(2027)
@@ -182,6 +183,7 @@ def test_until_decided_stops_on_a_large_effect_and_runs_to_the_cap_on_none():
     assert np.mean(at_cap) >= 0.9
 
 
+@pytest.mark.slow
 def test_the_bonferroni_guard_keeps_optional_stopping_at_alpha():
     """Under no true difference, a study that peeks after every round decides it in at most α = 5 % of studies
     with the guard (Bonferroni over the 5 planned looks), and in clearly more without it (95 % at every look)."""

@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 import yaml
 from torch import nn
 
@@ -119,6 +118,7 @@ TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_54
 
 @pytest.mark.parametrize("depth", sorted(TORCHVISION_PARAMS))
 def test_imagenet_params_equal_torchvision(depth):
+    import torchvision  # here, not at the top: a 4-7 s import that only the comparisons need
     cfg = ModelConfig(family="imagenet", depth=depth, activation="post", shortcut="conv1x1", pooling="avg",
                       num_classes=1000)
     ours = meta_model(cfg)
@@ -150,6 +150,7 @@ def test_seed003_all_depths(depth):
 
 def test_seed001_needs_stage_entry_projection():
     """Seed 001 projects at the entry of every stage; without the switch it is torchvision's resnet34 (10 classes)."""
+    import torchvision  # here, not at the top: a 4-7 s import that only the comparisons need
     cfg = dict(NAMED_MODELS["seed001-resnet34"], project_stage_entry=False)
     with torch.device("meta"):
         tv = torchvision.models.resnet34(weights=None, num_classes=10)
@@ -174,6 +175,7 @@ def randomise_bn(model: nn.Module, gen: torch.Generator) -> None:
 
 @pytest.mark.parametrize("depth", [18, 50])
 def test_torchvision_parity(depth):
+    import torchvision  # here, not at the top: a 4-7 s import that only the comparisons need
     torch.manual_seed(depth)
     gen = torch.Generator().manual_seed(depth)
     tv = getattr(torchvision.models, f"resnet{depth}")(weights=None)

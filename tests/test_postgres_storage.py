@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -126,21 +125,11 @@ def _kill_all(procs: list[subprocess.Popen]) -> None:
             p.wait(timeout=10)
 
 
-@pytest.fixture
-def study_name(pg_url: str):
-    """A study name unique to this test run; the study is deleted afterwards."""
-    name = f"pytest-pg-{uuid.uuid4().hex[:12]}"
-    yield name
-    try:
-        optuna.delete_study(study_name=name, storage=_storage(pg_url))
-    except KeyError:
-        pass
-
-
-def test_two_processes_take_each_enqueued_trial_exactly_once(pg_url: str, study_name: str) -> None:
+@pytest.mark.slow
+def test_two_processes_take_each_enqueued_trial_exactly_once(pg_url: str, pg_study_name: str) -> None:
     n_trials = 16
     storage = _storage(pg_url)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize")
+    study = optuna.create_study(study_name=pg_study_name, storage=storage, direction="minimize")
     xs = [7 * i + 3 for i in range(n_trials)]
     for x in xs:
         study.enqueue_trial({"x": x})
@@ -148,7 +137,7 @@ def test_two_processes_take_each_enqueued_trial_exactly_once(pg_url: str, study_
     assert sorted(enqueued.values()) == xs
     assert all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
-    procs = [_spawn_worker(pg_url, study_name, delay=0.1) for _ in range(2)]
+    procs = [_spawn_worker(pg_url, pg_study_name, delay=0.1) for _ in range(2)]
     try:
         deadline = time.monotonic() + 120
         for p in procs:
@@ -187,7 +176,7 @@ def test_two_processes_take_each_enqueued_trial_exactly_once(pg_url: str, study_
         assert r["taken"], f"worker {r['pid']} took no trial: {results}"
 
     # What the server holds, read back through a fresh connection.
-    final = optuna.load_study(study_name=study_name, storage=_storage(pg_url))
+    final = optuna.load_study(study_name=pg_study_name, storage=_storage(pg_url))
     trials = {t.number: t for t in final.get_trials(deepcopy=False)}
     for number, x in enqueued.items():
         t = trials[number]
@@ -224,12 +213,13 @@ time.sleep(600)  # killed by the test
 """
 
 
-def test_trial_of_a_killed_worker_is_failed_as_stale(pg_url: str, study_name: str) -> None:
+@pytest.mark.slow
+def test_trial_of_a_killed_worker_is_failed_as_stale(pg_url: str, pg_study_name: str) -> None:
     storage = _storage(pg_url)
-    study = optuna.create_study(study_name=study_name, storage=storage)
+    study = optuna.create_study(study_name=pg_study_name, storage=storage)
     study.enqueue_trial({"x": 1})
 
-    proc = _spawn_worker(pg_url, study_name, delay=0, script=_DYING_WORKER)
+    proc = _spawn_worker(pg_url, pg_study_name, delay=0, script=_DYING_WORKER)
     try:
         line = _read_line(proc, time.monotonic() + 120)
         assert line.startswith("TOOK "), line

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from resnet_core.engine import _Trainer, train
+from resnet_core.engine import train
+from resnet_core.fast_path import FastPath
 from resnet_core.errors import ConfigError
 from resnet_core.overrides import apply_overrides
 from resnet_core.record import read_metrics
@@ -119,8 +120,8 @@ def test_engine_cycles_adam_beta1(tmp_path, monkeypatch):
     d = tiny("optim.name=adam", "optim.lr=0.01", "schedule.name=onecycle", "schedule.unit=iter", "schedule.total=12",
              "schedule.length=20", "schedule.cycle_momentum=true", eval_every=12)
     seen = []
-    run_step = _Trainer._run_step
-    monkeypatch.setattr(_Trainer, "_run_step",
+    run_step = FastPath.train_step
+    monkeypatch.setattr(FastPath, "train_step",
                         lambda self, x, y: (seen.append(self.opt.param_groups[0]["betas"][0]), run_step(self, x, y)))
     train(d, tmp_path / "run")
     s = RunConfig.from_dict(d).schedule

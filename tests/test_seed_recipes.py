@@ -19,11 +19,11 @@ import torch
 import torch.nn as nn
 import yaml
 from PIL import Image
-from torchvision import transforms
 
 from resnet_core.cli import main
 from resnet_core.data import build_loaders, load_dataset
-from resnet_core.engine import _log_points, _Trainer, train
+from resnet_core.engine import _log_points, train
+from resnet_core.fast_path import FastPath
 from resnet_core.model import ResNet, build_model
 from resnet_core.overrides import apply_overrides
 from resnet_core.record import read_metrics
@@ -192,6 +192,7 @@ def test_seed002_engine_logs_five_times_in_every_epoch(tmp_path):
 
 
 def test_seed002_feeds_totensor_pixels_without_normalisation():
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     d = tiny_run(SEED002, channels=1, image_size=28, n_train=64, n_test=48)
     cfg = RunConfig.from_dict(d)
     data = load_dataset(cfg.data)
@@ -312,14 +313,14 @@ def test_seed003_engine_trains_as_the_programs_loop(tmp_path, monkeypatch):
                  f"eval_every={spe}", n_train=spe * 32, batch_size=32, probes=False)
     cfg = RunConfig.from_dict(d)
     seen: list[tuple[float, float]] = []
-    run_step = _Trainer._run_step
+    run_step = FastPath.train_step
 
     def spy(self, x, y):
         group = self.opt.param_groups[0]
         seen.append((group["lr"], group["momentum"]))
         return run_step(self, x, y)
 
-    monkeypatch.setattr(_Trainer, "_run_step", spy)
+    monkeypatch.setattr(FastPath, "train_step", spy)
     result = train(cfg, tmp_path / "run")
     assert result.status == "complete"
 
@@ -345,6 +346,7 @@ def test_seed003_engine_trains_as_the_programs_loop(tmp_path, monkeypatch):
 
 
 def test_seed003_normalises_with_the_programs_constants():
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     cfg = RunConfig.from_dict(tiny_run(SEED003, image_size=32, n_train=64, n_test=40))
     data = load_dataset(cfg.data)
     loaders = build_loaders(data, cfg.data, seeds=[cfg.seed], batch_size=16, eval_batch_size=40)
@@ -400,6 +402,7 @@ def test_seed004_lr_resets_and_checkpoints_are_the_programs():
 
 def test_seed004_engine_trains_as_the_programs_loop(tmp_path, capsys):
     """80 epochs of one batch: Adam rebuilt every 20 epochs, checkpoints every 20, no shuffling."""
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     d = tiny_run(SEED004, n_train=16, n_test=16, batch_size=16, probes=False)
     cfg = RunConfig.from_dict(d)
     run = tmp_path / "run"
@@ -452,14 +455,14 @@ def test_seed004_reset_zeroes_adam_at_the_drop(tmp_path, monkeypatch):
     d = tiny_run(SEED004, "schedule.total=3", "schedule.step_size=2", n_train=16, n_test=16, batch_size=16,
                  probes=False, checkpoint_every=0)
     states: list[dict[str, Any]] = []
-    run_step = _Trainer._run_step
+    run_step = FastPath.train_step
 
     def spy(self, x, y):
         run_step(self, x, y)
         p = next(self.model.parameters())
         states.append({k: v.clone() for k, v in self.opt.state[p].items()} | {"grad": p.grad.clone()})
 
-    monkeypatch.setattr(_Trainer, "_run_step", spy)
+    monkeypatch.setattr(FastPath, "train_step", spy)
     train(RunConfig.from_dict(d), tmp_path / "run")
     assert [float(s["step"]) for s in states] == [1, 2, 1]  # the drop is before the third step
     b1, b2 = RunConfig.from_dict(d).optim.betas
@@ -469,6 +472,7 @@ def test_seed004_reset_zeroes_adam_at_the_drop(tmp_path, monkeypatch):
 
 
 def test_seed004_trains_in_the_stored_order_with_totensor_pixels():
+    from torchvision import transforms  # here: torchvision takes seconds to import, only these tests need it
     cfg = RunConfig.from_dict(tiny_run(SEED004, n_train=48, n_test=20, image_size=32))
     data = load_dataset(cfg.data)
     to_tensor = transforms.Compose([transforms.ToTensor()])  # the program's test transform; no Normalize anywhere

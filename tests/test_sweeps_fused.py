@@ -65,6 +65,7 @@ def finished_wandb_run(run_dir: Path, timeout: float = 60.0) -> dict:
 
 
 # -- the issue's check: a fused 4-worker quickstart on CPU ------------------------------------------------------
+@pytest.mark.slow
 def test_fused_four_worker_quickstart_one_record_and_wandb_run_per_trial(tmp_path, capsys, offline_wandb):
     root = tmp_path / "runs"
     args = ["sweep", str(REPO / "ablations" / "quickstart.yaml"), "--root", str(root), "--workers", "4",
@@ -115,6 +116,7 @@ FP64_BASE = {**TINY_BASE, "precision": "fp64", "optim": {"name": "sgd", "lr": 0.
              "schedule": {"name": "constant", "unit": "iter", "total": 12}, "log_every": 4, "eval_every": 6}
 
 
+@pytest.mark.slow
 def test_fused_sweep_equals_unfused_sweep_in_float64(tmp_path, capsys):
     """Each trial of a `--fuse 3` sweep (and of `--fuse 6`: plain and residual members in one fused run) logs the
     same curves as the same trial of a `--fuse off` sweep."""
@@ -143,6 +145,7 @@ def test_fused_sweep_equals_unfused_sweep_in_float64(tmp_path, capsys):
 
 
 # -- exactly once after a SIGKILL -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigkill_mid_fused_run_then_rerun_completes_without_duplicates(tmp_path, capsys):
     """One worker, two cells × two seeds, `--fuse 2`: the first cell's fused run completes, the launcher is killed
     during the second; the rerun resumes both killed members from their checkpoints, exactly once."""
@@ -234,6 +237,7 @@ def _group_claimer(root: str, grid: str, name: str, ready, go, queue) -> None:
     queue.put(taken)
 
 
+@pytest.mark.slow
 def test_group_claims_give_each_trial_to_exactly_one_process(tmp_path):
     name = f"race-{uuid.uuid4().hex[:6]}"
     spec, ref, storage, study, study_dir = new_study(tmp_path, name, seeds=[0, 1, 2, 3, 4, 5],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 import pytest
 
@@ -21,40 +20,28 @@ from test_sweeps import (assert_exactly_once, kill_mid_trial_and_rerun, new_stud
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
 
-@pytest.fixture
-def study_name(pg_url: str):
-    """A study name unique to this test; the study is deleted afterwards."""
-    from sweeps.storage import open_storage, resolve_storage
-
-    name = f"pytest-sweeps-{uuid.uuid4().hex[:10]}"
-    yield name
-    try:
-        optuna.delete_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
-    except KeyError:
-        pass
-
-
 def pg_study(pg_url: str, name: str):
     from sweeps.storage import open_storage, resolve_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fuse", ["off", "3"], ids=["solo", "fused"])
-def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, study_name, tmp_path, capsys):
+def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, pg_study_name, tmp_path, capsys):
     root = tmp_path / "runs"
-    grid = write_grid(tmp_path / "g.yaml", study_name, grid={"model.shortcut": ["none", "identity", "conv1x1"]},
+    grid = write_grid(tmp_path / "g.yaml", pg_study_name, grid={"model.shortcut": ["none", "identity", "conv1x1"]},
                       seeds=[0, 1, 2])
     assert main(["sweep", str(grid), "--root", str(root), "--storage", pg_url, "--workers", "4", "--fuse", fuse]) == 0
     out = capsys.readouterr().out
     assert "with 4 workers" in out and "created the study" in out
     assert pg_url.split("@")[0].split(":")[-1] not in out, "the password was printed"
-    study = pg_study(pg_url, study_name)
+    study = pg_study(pg_url, pg_study_name)
     complete = assert_exactly_once(study, 9)
     assert len(study.get_trials(deepcopy=False)) == 9
     assert os.getpid() not in {t.user_attrs["worker"]["pid"] for t in complete}
     for t in complete:  # run folders stay under --root with an RDB storage
-        assert (root / study_name / t.user_attrs["run_dir"] / "summary.json").is_file()
+        assert (root / pg_study_name / t.user_attrs["run_dir"] / "summary.json").is_file()
     fused = [t.user_attrs.get("fused_with") for t in complete]
     if fuse == "off":
         assert fused == [None] * 9
@@ -65,26 +52,28 @@ def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, study
             if group is not None:
                 kinds = {by_number[n].user_attrs["cell_params"]["model.shortcut"] for n in group}
                 assert kinds <= {"none", "identity"} or kinds == {"conv1x1"}, kinds
-    assert study.user_attrs["study_dir"] == str((root / study_name).resolve())
+    assert study.user_attrs["study_dir"] == str((root / pg_study_name).resolve())
 
     # relaunch: nothing to do; `studies --storage` lists it
     assert main(["sweep", str(grid), "--root", str(root), "--storage", pg_url]) == 0
     assert "resuming: 9 done" in capsys.readouterr().out
     assert main(["studies", "--storage", pg_url]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(study_name)]
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(pg_study_name)]
     assert lines and "9/9 complete, 0 running, 0 failed, 0 waiting" in lines[0]
 
 
+@pytest.mark.slow
 def test_pg_claim_gives_each_waiting_trial_to_exactly_one_process(pg_url, tmp_path):
     results = race_claims(pg_url, tmp_path)
     assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
 
 
-def test_pg_sigkill_mid_trial_then_rerun(pg_url, study_name, tmp_path, capsys):
-    kill_mid_trial_and_rerun(tmp_path, capsys, study_name, storage=pg_url)
+@pytest.mark.slow
+def test_pg_sigkill_mid_trial_then_rerun(pg_url, pg_study_name, tmp_path, capsys):
+    kill_mid_trial_and_rerun(tmp_path, capsys, pg_study_name, storage=pg_url)
 
 
-def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, study_name, tmp_path, monkeypatch):
+def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, pg_study_name, tmp_path, monkeypatch):
     """A worker on another machine stops beating: after the grace period reconcile() fails its trial (status
     interrupted) and enqueues one resuming copy — through Optuna's RDB heartbeat, not a pid check."""
     import sweeps.liveness as liveness
@@ -96,16 +85,16 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, s
     monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
     monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
-    spec, ref, storage, study, study_dir = new_study(tmp_path, study_name, pg_url, seeds=[0])
+    spec, ref, storage, study, study_dir = new_study(tmp_path, pg_study_name, pg_url, seeds=[0])
     tid = take_one(study, storage, ref, spec, study_dir)
     storage.set_trial_user_attr(tid, "worker", {"host": "another-machine", "pid": 1, "pid_start": None,
                                                 "device": "cuda:0", "index": 0})
     record_heartbeat(storage, tid)
-    with study_lock(ref, study_name, storage):
+    with study_lock(ref, pg_study_name, storage):
         plan = reconcile(study, storage, spec, study_dir)
     assert not plan.dead and len(plan.running) == 1  # heartbeat fresh: alive
     time.sleep(3.5)
-    with study_lock(ref, study_name, storage):
+    with study_lock(ref, pg_study_name, storage):
         plan = reconcile(study, storage, spec, study_dir)
     assert [trial_id(t) for t in plan.dead] == [tid]
     trials = study.get_trials(deepcopy=False)

@@ -332,6 +332,7 @@ def test_failing_wandb_init_warns_and_trials_complete(tmp_path, monkeypatch):
     check_local_records_complete(root, 2)
 
 
+@pytest.mark.slow
 def test_failing_wandb_in_worker_subprocesses(tmp_path, monkeypatch, capfd):
     """Two spawned workers inherit WANDB_MODE=nonsense, which makes wandb.init raise (a settings validation error);
     the grid's explicit `mode: offline` passes our validation."""
@@ -509,6 +510,7 @@ def assert_no_secret(root: Path, secret: str) -> None:
     assert not hits, f"the secret is in {hits}"
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, monkeypatch):
     """A sweep with W&B offline SIGKILLed mid-trial (after a checkpoint) and launched again: each trial ends with
     one complete offline run (its id kept across the resume, the killed segment moved out of the sync glob), the

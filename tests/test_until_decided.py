@@ -54,6 +54,7 @@ def test_until_decided_refuses_a_search_grid_and_a_cap_below_the_seeds(tmp_path,
     assert "--max-seeds 2 is below the grid's 3 seeds" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_until_decided_adds_seeds_in_recorded_rounds_exactly_once(tmp_path, capsys):
     """2 cells × 2 seeds, --max-seeds 4: looks at 2 and 4 seeds (97.5 % intervals). At 2 seeds the comparison of
     the two cells is undecided (a t interval on 1 degree of freedom), so round 1 gives both cells seeds 2 and 3;
@@ -101,6 +102,7 @@ def test_until_decided_adds_seeds_in_recorded_rounds_exactly_once(tmp_path, caps
     assert "4/4" in (report / "table.md").read_text()          # 4 seeds per cell expected and complete
 
 
+@pytest.mark.slow
 def test_until_decided_killed_mid_round_then_relaunched_runs_each_cell_seed_once(tmp_path, capsys):
     """SIGKILL the launcher once round 1 is recorded and one of its trials is running with a checkpoint; the same
     command again finishes round 1 (the killed trial resumes from its checkpoint) and stops: every (cell, seed) of

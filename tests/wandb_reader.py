@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from wandb.proto import wandb_internal_pb2
+if TYPE_CHECKING:  # wandb's protobufs take a second to import: loaded when a file is read, not at collection
+    from wandb.proto import wandb_internal_pb2
 
 BLOCK = 32768
 HEADER = 7
@@ -19,6 +20,8 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 def records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
+    from wandb.proto import wandb_internal_pb2  # noqa: F811 - see the TYPE_CHECKING import
+
     data = Path(path).read_bytes()
     ident, magic, version = struct.unpack("<4sHB", data[:HEADER])
     assert ident == b":W&B" and magic == 0xBEE1, f"not a .wandb file: {path}"

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError, choices_error
 from ..values import check_fields
 from .augment import AUGMENTS
-from .sources import SOURCES
+from .source_registry import SOURCES
 from .synthetic import SHAPES
 
 LOADERS = ("device", "torch")

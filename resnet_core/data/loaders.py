@@ -11,24 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-import numpy as np
 import torch
 from einops import rearrange
 
 from ..errors import ConfigError
 from .augment import AUGMENTS, Augment, Geometry, Params
 from .images import ImageData, channel_stats
+from .seed_style import TorchEvalLoader, TorchTrainLoader
+from .streams import stream_seed
 
 if TYPE_CHECKING:
     from .config import DataConfig
-
-_DATA_STREAM = 0x0DA7A  # mixed into every data-order seed, so it never equals a model-init stream of the same seed
-
-
-def stream_seed(seed: int, epoch: int) -> int:
-    """The CPU generator seed of (member seed, epoch): well mixed, so nearby seeds and epochs are unrelated."""
-    state = np.random.SeedSequence([seed % 2**63, epoch, _DATA_STREAM]).generate_state(2, np.uint32)
-    return int(state[0]) << 32 | int(state[1])
 
 
 def _size2(size: int | Sequence[int] | None, default: tuple[int, int]) -> tuple[int, int]:
@@ -200,8 +193,6 @@ def build_loaders(data: ImageData, cfg: "DataConfig", *, seeds: Sequence[int], b
                   channels_last=channels_last)
     splits = {name: split for name, split in (("val", data.val), ("test", data.test)) if split is not None}
     if cfg.loader == "torch":
-        from .seed_style import TorchEvalLoader, TorchTrainLoader
-
         if len(seeds) != 1:
             raise ConfigError(f"data.loader torch serves one member, got {len(seeds)} seeds; "
                               "use data.loader device for fused trials")

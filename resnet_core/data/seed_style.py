@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .augment import AUGMENTS, Geometry
 from .images import LabeledImages, channel_stats
+from .streams import stream_seed
 
 
 class PILImages(Dataset):
@@ -69,9 +70,6 @@ class TorchTrainLoader:
                  std: Sequence[float] | None = None, normalize: bool = True, pad: int = 4,
                  out_size: int | None = None, scale_size: int | None = None,
                  device: str | torch.device = "cpu", channels_last: bool = False, shuffle: bool = True) -> None:
-        from .loaders import stream_seed
-
-        self._stream_seed = stream_seed
         self.seed, self.batch_size, self.num_samples = seed, batch_size, len(data)
         self.device, self.channels_last = torch.device(device), channels_last
         # a fresh worker pool each epoch draws its workers' seeds from the re-seeded generator
@@ -94,7 +92,7 @@ class TorchTrainLoader:
         return self.steps_per_epoch
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.loader.generator.manual_seed(self._stream_seed(self.seed, epoch))
+        self.loader.generator.manual_seed(stream_seed(self.seed, epoch))
         batches = iter(self.loader)
         for _ in range(start):  # skipping draws the skipped batches' augmentation from the global RNG…
             next(batches)

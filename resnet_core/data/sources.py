@@ -1,38 +1,25 @@
 """`load_dataset(cfg) -> ImageData`: a registry of dataset sources, the val split and the train split's stats."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from ..registry import Registry
+from .config import DataConfig
+from .imagefolder import load_imagefolder
 from .images import ImageData, LabeledImages, channel_stats
+from .jpeg_archive import read_jpeg_archive
+from .source_registry import SOURCES, RawSplits, Source
 from .split import holdout
+from .synthetic import SHAPES, make_glyphs
+from .torchvision_sets import load_torchvision
 
-if TYPE_CHECKING:
-    from .config import DataConfig
+__all__ = ["DEFAULT_JPEG_ARCHIVE", "SOURCES", "RawSplits", "Source", "load_dataset"]
 
-
-@dataclass
-class RawSplits:
-    """What a source gives: train and test, val only where the source has its own, and the class names."""
-
-    train: LabeledImages
-    test: LabeledImages
-    classes: list[str]
-    val: LabeledImages | None = None
-
-
-Source = Callable[["DataConfig"], RawSplits]
-SOURCES: Registry[Source] = Registry("data.name")
 DEFAULT_JPEG_ARCHIVE = Path("data") / "cifar10_jpeg.npz"
 
 
 @SOURCES.register("synthetic")
-def _synthetic(cfg: "DataConfig") -> RawSplits:
-    from .synthetic import SHAPES, make_glyphs
-
+def _synthetic(cfg: DataConfig) -> RawSplits:
     s = cfg.synthetic
     kw = dict(image_size=s.image_size, channels=s.channels, num_classes=s.num_classes, noise=s.noise,
               clutter=s.clutter)
@@ -43,9 +30,7 @@ def _synthetic(cfg: "DataConfig") -> RawSplits:
 
 
 def _torchvision(name: str) -> Source:
-    def load(cfg: "DataConfig") -> RawSplits:
-        from .torchvision_sets import load_torchvision
-
+    def load(cfg: DataConfig) -> RawSplits:
         train, test, classes = load_torchvision(name, cfg.data_root(), cfg.download)
         return RawSplits(train, test, classes)
 
@@ -57,18 +42,14 @@ for _name in ("cifar10", "cifar100", "fashion_mnist", "mnist"):
 
 
 @SOURCES.register("imagefolder")
-def _imagefolder(cfg: "DataConfig") -> RawSplits:
-    from .imagefolder import load_imagefolder
-
+def _imagefolder(cfg: DataConfig) -> RawSplits:
     train, val, test, classes = load_imagefolder(cfg.path, cfg.resize)
     return RawSplits(train, test, classes, val)
 
 
 @SOURCES.register("cifar10_jpeg")
-def _cifar10_jpeg(cfg: "DataConfig") -> RawSplits:
+def _cifar10_jpeg(cfg: DataConfig) -> RawSplits:
     """The shared archive: data.path, else ./data/cifar10_jpeg.npz, else <root>/cifar10_jpeg.npz."""
-    from .jpeg_archive import read_jpeg_archive
-
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
     else:
@@ -78,7 +59,7 @@ def _cifar10_jpeg(cfg: "DataConfig") -> RawSplits:
     return RawSplits(train, test, classes)
 
 
-def load_dataset(cfg: "DataConfig") -> ImageData:
+def load_dataset(cfg: DataConfig) -> ImageData:
     """Load `cfg.name`, hold out the val split, and measure the train split's per-channel mean and std."""
     raw = SOURCES.get(cfg.name)(cfg)
     train, val = raw.train, raw.val
