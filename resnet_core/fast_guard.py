@@ -5,7 +5,7 @@ only faster. The engine checks that promise on its first training step and on th
 each member's loss (or logits) and every parameter's gradient are compared with those of an eager, full-precision,
 NCHW solo model loaded with the member's state, on the member's own batch.
 
-Tolerance: a full-precision path must agree to `FULL_PRECISION_RTOL` of each tensor's norm. Under autocast the
+Tolerance: a full-precision path must agree to `FULL_PRECISION_RTOL` (10 %) of each tensor's norm. Under autocast the
 tolerance is measured, not guessed: an eager NCHW step in the same autocast dtype (the *noise witness*) shows how far
 rounding alone moves each tensor from the reference, and the fast path may move it at most `NOISE_FACTOR` times that,
 plus `NOISE_SLACK`. At initialisation bf16 moves a CIFAR ResNet-20's gradients by up to ~35 % of their norm
@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 from .devices import autocast
 
-FULL_PRECISION_RTOL = 1e-2   # fp32/fp64 paths: reassociation moves a gradient by ~1e-6 of its norm (1e-3 at worst)
+FULL_PRECISION_RTOL = 0.1    # fp32/fp64 paths: fused vs solo moves a gradient by ~3e-6 of its norm, but another
+                             # kernel (oneDNN's channels_last conv) moved the stem's weight gradient by up to 2.8 %
+                             # (ResNet-56 at init, 32 px; `bench --device cpu`, 2026-12-06); wrong kernels: >= 100 %
 NOISE_FACTOR = 3.0           # autocast paths: at most 3x the witness's own rounding distance from the reference ...
 NOISE_SLACK = 0.05           # ... plus 5 % of the tensor's norm
 LOSS_RTOL = 1e-3             # full precision: loss within 0.1 % (of max(1, |loss|))
