@@ -164,8 +164,9 @@ class _Checker:
                     continue
                 shallow = next(c for c in g if c.depth == depths[0])
                 deep = next(c for c in g if c.depth == depths[-1])
-                pair = f"{deep.label} vs {shallow.label}"
+                pair = f"{deep.label} vs {shallow.label}"  # as every claim names it: the difference is first − second
                 if plain:
+                    pair = f"{shallow.label} vs {deep.label}"  # the shallow net is the better one here
                     fig = f"{HE2016}, §4.2 and Fig. 6 left (plain-56 above plain-20; plotted, not tabulated)"
                     self.add("plain-degradation-train",
                              f"Deeper plain nets have higher training error ({pair})",

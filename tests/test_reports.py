@@ -132,7 +132,7 @@ def test_latex_table_structure(report):
 
 def test_summary_verdicts_on_known_data(fake, report):
     summary = (report / "summary.md").read_text()
-    assert ("- **reproduced**: Deeper plain nets have higher training error (plain-56 vs plain-20)" in summary)
+    assert ("- **reproduced**: Deeper plain nets have higher training error (plain-20 vs plain-56)" in summary)
     assert "- **reproduced**: Residual beats plain at equal depth (ResNet-56 vs plain-56" in summary
     claims = {c.id: c for c in check_claims(load_study(fake.name, root=fake.root))}
     assert claims["plain-degradation-train"].verdict == REPRODUCED
