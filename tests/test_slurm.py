@@ -11,7 +11,6 @@ import pickle
 import re
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -186,20 +185,6 @@ def slurm(pg_url: str) -> str:
             pytest.fail(message + " -- CI is set, so this is a failure", pytrace=False)
         pytest.skip(message)
     return conf
-
-
-@pytest.fixture
-def pg_study_name(pg_url: str):
-    import optuna
-
-    from sweeps.storage import open_storage
-
-    name = f"pytest-slurm-{uuid.uuid4().hex[:8]}"
-    yield name
-    try:
-        optuna.delete_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
-    except KeyError:
-        pass
 
 
 def _load(pg_url: str, name: str):
