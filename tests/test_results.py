@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,18 +29,34 @@ def test_committed_report_regenerates_from_the_committed_records(result, tmp_pat
         assert (out / name).read_text() == (result / "report" / name).read_text(), name
 
 
+def _committed(result: Path) -> list[Path]:
+    """The files of ``result`` that git tracks (in a clone they are all there is; a working copy may hold a study
+    still running, its checkpoints and W&B files ignored)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", str(result)], cwd=REPO, capture_output=True,
+                                check=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return [f for f in result.rglob("*") if f.is_file()]
+    return [REPO / f for f in listed.split("\0") if f]
+
+
 @pytest.mark.parametrize("result", RESULTS, ids=[p.name for p in RESULTS])
 def test_committed_records_are_small_and_complete(result):
-    size = sum(f.stat().st_size for f in result.rglob("*") if f.is_file())
-    assert size < 20 * 2**20, f"{result} holds {size / 2**20:.1f} MiB"
-    assert not list(result.rglob("*.pt")) and not list(result.rglob("wandb"))  # no checkpoints, no W&B files
-    trials = [p for p in result.glob("*/trials/*") if p.is_dir()]
+    files = _committed(result)
+    checkpoints = [f for f in files if f.suffix == ".pt"]
+    records = sum(f.stat().st_size for f in files if f.suffix != ".pt")
+    assert records < 20 * 2**20, f"{result} holds {records / 2**20:.1f} MiB of records"
+    assert not [f for f in files if "wandb" in f.relative_to(result).parts]   # no W&B files
+    trials = sorted({f.parent for f in files if f.parent.parent.name == "trials"})
     assert trials
     for trial in trials:
         summary = json.loads((trial / "summary.json").read_text())
         assert (trial / "config.yaml").is_file() and (trial / "metrics.jsonl").is_file()
         if summary["status"] == "complete":
             assert summary["step"] == summary["total_steps"]
+    for ckpt in checkpoints:  # only the last checkpoint of a trial in progress, which a later session resumes
+        assert ckpt.name == "last.pt", ckpt
+        assert json.loads((ckpt.parent / "summary.json").read_text())["status"] != "complete", ckpt
 
 
 def test_cpu_results_exist():
