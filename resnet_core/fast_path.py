@@ -172,7 +172,7 @@ class FastPath:
         """`bn_mode: eval_after_first_eval`: the steps from now on run with the model in eval mode (BatchNorm uses its
         running statistics and stops updating them). A captured graph or a compiled step holds train-mode BatchNorm,
         so the path is built again, and its next step is checked by the guard against an eager eval-mode step."""
-        self.model.eval()  # the compiled wrapper too: evaluate_model puts back the mode it finds on it
+        self.model.eval()
         if self.graphs is not None:
             self._graph, self.model = None, self.model_for_state()  # recaptured (and recompiled) at the next step
         self._compiled_ok, self._guarded = False, False
