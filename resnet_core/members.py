@@ -2,8 +2,8 @@
 
 A run of G fused members keeps G records (`record.RunRecord`: config.yaml, metrics.jsonl, summary.json, checkpoints),
 one per member, as G separate runs would. `Members` writes them: the logged window and the evaluations, the best
-validation error and the test error beside it (with `best_on: test`, the lowest test error), checkpoints, the summary, a member's end (complete, diverged, pruned,
-failed, interrupted), and reads them back on resume.
+validation error and the test error beside it (with `best_on: test`, the lowest test error), checkpoints, the
+summary, a member's end (complete, diverged, pruned, failed, interrupted), and reads them back on resume.
 """
 from __future__ import annotations
 
@@ -258,8 +258,9 @@ class Members:
         """Member g's checkpoint as at ``step``: its weights and optimizer state, bests, configs and the run's clock."""
         m, facts = self.members[g], self.facts
         return ckpt.member_checkpoint(self.path.model_for_state(), self.path.opt, g, step=step, best_val=m.best_val,
-                                      best_test=m.best_test, best_on_test=m.best_on_test, model_config=self.member_models[g].to_dict(),
-                                      run_config=m.resolved, wall_time_s=facts.wall_time_s, images=facts.images,
+                                      best_test=m.best_test, best_on_test=m.best_on_test,
+                                      model_config=self.member_models[g].to_dict(), run_config=m.resolved,
+                                      wall_time_s=facts.wall_time_s, images=facts.images,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change)
 
     def save_periodic(self, step: int) -> None:
@@ -340,8 +341,8 @@ class Members:
         return None if step is None else [f[step] for f in found]
 
     # -- the full-precision replay ------------------------------------------------------------------------------
-    def snapshot(self) -> list[tuple[float, float, dict[str, float], list[tuple[int, float]]]]:
-        """Each member's numbers (best validation and test errors, last values, logged train errors), for
+    def snapshot(self) -> list[tuple[float, float, float, dict[str, float], list[tuple[int, float]]]]:
+        """Each member's numbers (bests: validation, test at it, test; last values, logged train errors), for
         `restore`."""
         return [(m.best_val, m.best_test, m.best_on_test, dict(m.last), list(m.train_errors)) for m in self.members]
 

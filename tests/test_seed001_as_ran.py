@@ -156,7 +156,8 @@ def test_a_compiled_step_that_ignores_the_switch_is_stopped_by_the_guard(tmp_pat
 def test_best_on_test_writes_best_pt_at_the_lowest_test_error_and_says_so(tmp_path):
     run = train(tiny("schedule.total=6", "data.synthetic.n_test=200", eval_batch_size=100, best_on="test"),
                 tmp_path / "run")
-    errors = [(r["step"], r["value"]) for r in read_metrics(run.run_dir) if (r["split"], r["name"]) == ("test", "error")]
+    errors = [(r["step"], r["value"]) for r in read_metrics(run.run_dir)
+              if (r["split"], r["name"]) == ("test", "error")]
     assert len({e for _, e in errors}) > 1, errors  # the test error moved: the pick is not the first or last by luck
     best_step, best = min(errors, key=lambda se: se[1])  # the first of equal minima: a pick needs a strict gain
     assert load_pt(run.run_dir / "best.pt")["step"] == best_step
