@@ -10,7 +10,7 @@ import re
 import sys
 import traceback
 from importlib.metadata import entry_points
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .errors import ConfigError, GraphCaptureError
 from .plugins import add_plugin_argument
@@ -138,11 +138,26 @@ def _cmd_completion(parser: argparse.ArgumentParser, shell: str) -> int:
     return 0
 
 
+LOADING = "resnet-ablate: loading torch…"
+
+
+def _say_loading() -> Callable[[], None]:
+    """On a terminal, one line on stderr while the commands' imports load (torch, optuna, pandas: 40–90 s on a loaded
+    machine); returns what clears it. Not on a pipe or a file, so output read by a program stays as it was."""
+    if "torch" in sys.modules or not sys.stderr.isatty():
+        return lambda: None
+    sys.stderr.write(LOADING)
+    sys.stderr.flush()
+    return lambda: (sys.stderr.write("\r\x1b[K"), sys.stderr.flush())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit codes are ``signals``' (0 done, 1 failed, 2 config error, 3 unfinished, 130/143
     interrupted). Set RESNET_ABLATE_DEBUG=1 to see the traceback behind a one-line error."""
     own_wandb_service()
-    parser = build_parser()
+    loaded = _say_loading()
+    parser = build_parser()  # imports every command's modules
+    loaded()
     args = parser.parse_args(argv)
     try:
         from .plugins import load_plugins

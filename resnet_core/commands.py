@@ -113,8 +113,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"{s['name']}: left the fast path: {s['fast_fallback']}")
     if s.get("precision_changed"):
         print(f"{s['name']}: precision changed: {s['precision_changed']['reason']}")
+    best = (f"best {fmt(s['best_test_error'])} selected on the test set: optimistic"
+            if s.get("best_selected_on") == "test" else f"at best val {fmt(s['test_error_at_best_val'])}")
     print(f"{s['name']}: {result.status} at step {s['step']}/{s['total_steps']} on {path} | test error "
-          f"{fmt(s['final_test_error'])} (at best val {fmt(s['test_error_at_best_val'])}) | train error "
+          f"{fmt(s['final_test_error'])} ({best}) | train error "
           f"{fmt(s['final_train_error'])} | {s['params']:,} params | {s['img_per_s']:.0f} img/s | "
           f"{s['wall_time_s']:.1f} s | {out}")
     if tracker is not None and tracker.sync_command():

@@ -168,6 +168,7 @@ class Trainer:
         the logged windows, evaluations and checkpoints; a failure or an interrupt is recorded before it is raised."""
         path, members, facts = self.path, self.members, self.facts
         step = self._resume() if resume else 0
+        self._set_bn_mode(step)
         members.start(step)
         wall0, t0 = facts.wall_time_s, time.perf_counter()
         t_win, images_win = t0, 0
@@ -247,6 +248,12 @@ class Trainer:
         active = self.members.active()
         results = {split: self.path.evaluate(split, active) for split in self.path.eval_loaders}
         self.members.record_eval(step, epoch, results)
+        self._set_bn_mode(step)
+
+    def _set_bn_mode(self, step: int) -> None:
+        """`bn_mode: eval_after_first_eval`: once the first evaluation is behind ``step``, train in eval mode."""
+        if self.ref.bn_mode == "eval_after_first_eval" and step >= self.eval_interval and self.path.model.training:
+            self.path.train_in_eval_mode()
 
     # -- resume -------------------------------------------------------------------------------------------------
     def _resume(self) -> int:

@@ -168,6 +168,17 @@ class FastPath:
         if step in self.reset_steps:
             reset_state(self.opt)
 
+    def train_in_eval_mode(self) -> None:
+        """`bn_mode: eval_after_first_eval`: the steps from now on run with the model in eval mode (BatchNorm uses its
+        running statistics and stops updating them). A captured graph or a compiled step holds train-mode BatchNorm,
+        so the path is built again, and its next step is checked by the guard against an eager eval-mode step."""
+        self.model.eval()
+        if self.graphs is not None:
+            self._graph, self.model = None, self.model_for_state()  # recaptured (and recompiled) at the next step
+        self._compiled_ok, self._guarded = False, False
+        self._say("bn_mode eval_after_first_eval: training goes on with BatchNorm in eval mode (running statistics "
+                  "used, not updated)")
+
     # -- the step -----------------------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step on the configured path, counted in the log window; the first one runs under the

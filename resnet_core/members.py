@@ -2,8 +2,8 @@
 
 A run of G fused members keeps G records (`record.RunRecord`: config.yaml, metrics.jsonl, summary.json, checkpoints),
 one per member, as G separate runs would. `Members` writes them: the logged window and the evaluations, the best
-validation error and the test error beside it, checkpoints, the summary, a member's end (complete, diverged, pruned,
-failed, interrupted), and reads them back on resume.
+validation error and the test error beside it (with `best_on: test`, the lowest test error), checkpoints, the
+summary, a member's end (complete, diverged, pruned, failed, interrupted), and reads them back on resume.
 """
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ class Member:
     diverged_at: int | None = None
     best_val: float = math.inf
     best_test: float = math.inf  # the test error at the best validation error (never a test-selected minimum)
+    best_on_test: float = math.inf  # best_on test only: the lowest test error, which picked best.pt (optimistic)
     last: dict[str, float] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)  # the config as written to config.yaml
     train_errors: list[tuple[int, float]] = field(default_factory=list)  # (step, logged train error), in order
@@ -165,7 +166,7 @@ class Members:
 
     def record_eval(self, step: int, epoch: float, results: dict[str, tuple[list[float], list[float]]]) -> None:
         """Each running member's evaluation (split → per-member losses, errors): logged, its best kept (chosen on
-        the validation split), checkpointed, shown to the callbacks; a callback may stop (prune) it."""
+        the `best_on` split), checkpointed, shown to the callbacks; a callback may stop (prune) it."""
         for g in self.active():
             m = self.members[g]
             metrics = {"epoch": epoch}
@@ -173,10 +174,7 @@ class Members:
                 m.record.log(step, epoch, split, {"loss": loss[g], "error": err[g]})
                 metrics.update({f"{split}/loss": loss[g], f"{split}/error": err[g]})
                 m.last[f"{split}_error"] = err[g]
-            # "best" is chosen on the validation split only; without one there is no best.pt, only last.pt
-            improved = "val" in results and results["val"][1][g] < m.best_val
-            if improved:
-                m.best_val, m.best_test = results["val"][1][g], results["test"][1][g]
+            improved = self._improved(m, g, results)
             if self.ref.checkpoint:
                 state = self.checkpoint(g, step)
                 ckpt.atomic_save(state, m.record.dir / "last.pt")
@@ -187,6 +185,19 @@ class Members:
             if stop:
                 m.status, m.reason = "pruned", f"stopped by a callback at step {step}"
                 self.finish(g, step)
+
+    def _improved(self, m: Member, g: int, results: dict[str, tuple[list[float], list[float]]]) -> bool:
+        """Whether member g's evaluation is its new best, kept if so: on the validation split (without one there is
+        no best.pt, only last.pt), or with `best_on: test` on the test set (optimistic, as seed 001's program)."""
+        if self.ref.best_on == "test":
+            if results["test"][1][g] >= m.best_on_test:
+                return False
+            m.best_on_test = results["test"][1][g]
+            return True
+        if "val" not in results or results["val"][1][g] >= m.best_val:
+            return False
+        m.best_val, m.best_test = results["val"][1][g], results["test"][1][g]
+        return True
 
     def finish(self, g: int, step: int) -> None:
         """Freeze member g (masked out of the update) and write its final summary."""
@@ -227,6 +238,8 @@ class Members:
             "step": step, "total_steps": self.total, "epoch": step / self.spe, "params": self.params[g],
             "final_test_error": fin(m.last.get("test_error")), "test_error_at_best_val": fin(m.best_test),
             "final_val_error": fin(m.last.get("val_error")), "best_val_error": fin(m.best_val),
+            "best_selected_on": m.cfg.best_on,  # test: best.pt and best_test_error were picked on the test set
+            "best_test_error": fin(m.best_on_test),  # best_on test only: optimistic, not a held-out estimate
             "final_train_error": fin(self._final_train_error(g)), "final_train_loss": fin(m.last.get("train_loss")),
             "wall_time_s": facts.wall_time_s, "img_per_s": facts.img_per_s, "diverged_at": m.diverged_at,
             "device": str(path.device), "fused_members": path.G, "fast_path": path.fast,
@@ -245,8 +258,9 @@ class Members:
         """Member g's checkpoint as at ``step``: its weights and optimizer state, bests, configs and the run's clock."""
         m, facts = self.members[g], self.facts
         return ckpt.member_checkpoint(self.path.model_for_state(), self.path.opt, g, step=step, best_val=m.best_val,
-                                      best_test=m.best_test, model_config=self.member_models[g].to_dict(),
-                                      run_config=m.resolved, wall_time_s=facts.wall_time_s, images=facts.images,
+                                      best_test=m.best_test, best_on_test=m.best_on_test,
+                                      model_config=self.member_models[g].to_dict(), run_config=m.resolved,
+                                      wall_time_s=facts.wall_time_s, images=facts.images,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change)
 
     def save_periodic(self, step: int) -> None:
@@ -290,6 +304,7 @@ class Members:
         for g, (m, s) in enumerate(zip(self.members, states)):
             ckpt.restore_member(model, self.path.opt, g, s)
             m.best_val, m.best_test = s["best_val"], s["best_test"]
+            m.best_on_test = s.get("best_on_test", math.inf)  # a checkpoint from before best_on: none
             m.record.truncate_after(step)
             for r in read_metrics(m.record.dir):  # the latest train loss/error and eval errors, as at `step`
                 if (r["split"], r["name"]) in (("train", "loss"), ("train", "error"), ("val", "error"),
@@ -326,14 +341,15 @@ class Members:
         return None if step is None else [f[step] for f in found]
 
     # -- the full-precision replay ------------------------------------------------------------------------------
-    def snapshot(self) -> list[tuple[float, float, dict[str, float], list[tuple[int, float]]]]:
-        """Each member's numbers (best validation and test errors, last values, logged train errors), for
+    def snapshot(self) -> list[tuple[float, float, float, dict[str, float], list[tuple[int, float]]]]:
+        """Each member's numbers (bests: validation, test at it, test; last values, logged train errors), for
         `restore`."""
-        return [(m.best_val, m.best_test, dict(m.last), list(m.train_errors)) for m in self.members]
+        return [(m.best_val, m.best_test, m.best_on_test, dict(m.last), list(m.train_errors)) for m in self.members]
 
     def restore(self, snapshot: list, step: int) -> None:
         """Put back the members' numbers of `snapshot`, taken at ``step``, and drop what their records logged
         after it."""
-        for m, (best_val, best_test, last, errors) in zip(self.members, snapshot):
-            m.best_val, m.best_test, m.last, m.train_errors = best_val, best_test, dict(last), list(errors)
+        for m, (best_val, best_test, best_on_test, last, errors) in zip(self.members, snapshot):
+            m.best_val, m.best_test, m.best_on_test = best_val, best_test, best_on_test
+            m.last, m.train_errors = dict(last), list(errors)
             m.record.truncate_after(step)

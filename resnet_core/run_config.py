@@ -18,6 +18,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 FP16_REFUSED = ("precision fp16 is not supported: the training step has no loss scaling, so fp16 gradients would "
                 "underflow; use bf16 (same speed on CUDA), fp32, fp64 or auto")
 FAST_PATHS = ("auto", "eager", "graph", "compile")
+BN_MODES = ("train", "eval_after_first_eval")
+BEST_ON = ("val", "test")
 
 
 @dataclass
@@ -63,6 +65,9 @@ class RunConfig:
     checkpoint: bool = True           # last.pt / best.pt
     checkpoint_every: float = 0       # also keep epoch_NNN.pt (step_NNNNNNN.pt) every this many schedule units; 0: off
     label_smoothing: float = 0.0
+    bn_mode: str = "train"            # train | eval_after_first_eval: from the first evaluation on, train with the model
+                                      # in eval mode (BatchNorm uses its running statistics and stops updating them)
+    best_on: str = "val"              # val | test: the split best.pt is picked on; test is optimistic (the summary says so)
 
     SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig}
 
@@ -81,6 +86,10 @@ class RunConfig:
             raise choices_error("precision", self.precision, PRECISIONS)
         if self.fast not in FAST_PATHS:
             raise choices_error("fast", self.fast, FAST_PATHS)
+        if self.bn_mode not in BN_MODES:
+            raise choices_error("bn_mode", self.bn_mode, BN_MODES)
+        if self.best_on not in BEST_ON:
+            raise choices_error("best_on", self.best_on, BEST_ON)
         for key in ("batch_size", "eval_batch_size", "log_every"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -38,7 +38,7 @@ from .redact import mask_url
 
 MODES = ("auto", "online", "offline", "disabled")
 SUMMARY_KEYS = ("status", "reason", "step", "n_parameters", "final_test_error", "test_error_at_best_val", "final_val_error",
-                "best_val_error", "final_train_error", "final_train_loss", "wall_time_s", "img_per_s",
+                "best_val_error", "best_selected_on", "best_test_error", "final_train_error", "final_train_loss", "wall_time_s", "img_per_s",
                 "diverged_at", "fast_path", "precision", "compiled", "fast_fallback", "precision_changed",
                 "guard_s", "compile_s")
 

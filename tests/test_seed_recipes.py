@@ -26,7 +26,7 @@ from resnet_core.engine import _log_points, train
 from resnet_core.fast_path import FastPath
 from resnet_core.model import ResNet, build_model
 from resnet_core.overrides import apply_overrides
-from resnet_core.record import read_metrics
+from resnet_core.record import read_metrics, read_summary
 from resnet_core.run_config import RunConfig
 from resnet_core.schedules import lr_at, milestone_steps, momentum_at, total_steps
 
@@ -137,18 +137,20 @@ def test_seed001_as_ran_differs_from_the_corrected_recipe_only_where_its_comment
 
     fixed, as_ran = RunConfig.from_dict(recipe(SEED001)), RunConfig.from_dict(recipe(SEED001_AS_RAN))
     differ = diff_keys(fixed.to_dict(), as_ran.to_dict())
-    assert {"data.val_size", "name", "schedule.name"} <= set(differ)
-    assert all(k in ("data.val_size", "name") or k.startswith("schedule.") for k in differ), differ
+    said_keys = ("data.val_size", "name", "bn_mode", "best_on", "data.test_augment")
+    assert {"schedule.name", *said_keys} <= set(differ)
+    assert all(k in said_keys or k.startswith("schedule.") for k in differ), differ
     assert fixed.data.val_size == 5000 and as_ran.data.val_size == 0 and as_ran.schedule.name == "constant"
     for path in (SEED001, SEED001_AS_RAN):
         comments = path.read_text()
-        for said in ("StepLR", "never", "model.eval()", "model.train()", "best", "test set", "RandomResizedCrop"):
+        for said in ("StepLR", "never", "model.eval()", "model.train()", "best", "test set", "RandomResizedCrop",
+                     "bn_mode", "best_on", "test_augment"):
             assert said in comments, (path.name, said)
 
 
-def test_seed001_as_ran_evaluates_the_test_set_every_epoch_and_keeps_no_best_checkpoint(tmp_path):
-    """No validation split, as the program has none: the test split every epoch, no best.pt (the engine picks
-    "best" on a validation split only); the corrected recipe keeps a best.pt picked on its validation split."""
+def test_seed001_as_ran_evaluates_the_test_set_every_epoch_and_picks_best_on_it(tmp_path):
+    """No validation split, as the program has none: the test split every epoch, and best.pt picked on it
+    (`best_on: test`, said in the summary); the corrected recipe keeps a best.pt picked on its validation split."""
     for path, best in ((SEED001_AS_RAN, False), (SEED001, True)):
         d = tiny_run(path, "schedule.total=2", f"data.val_size={32 if best else 0}", n_train=128, n_test=32,
                      batch_size=32, probes=False)
@@ -158,7 +160,8 @@ def test_seed001_as_ran_evaluates_the_test_set_every_epoch_and_keeps_no_best_che
         spe = (128 - (32 if best else 0)) // 32
         assert {step for split, step in splits if split == "test"} == {spe, 2 * spe}
         assert any(split == "val" for split, _ in splits) is best
-        assert (run / "best.pt").exists() is best and (run / "last.pt").exists()
+        assert (run / "best.pt").exists() and (run / "last.pt").exists()
+        assert read_summary(run)["best_selected_on"] == ("val" if best else "test")
 
 
 # == seed 002 (d2l, Fashion-MNIST) ==================================================================================

@@ -94,6 +94,7 @@ class DataConfig:
     augment: str = "crop_flip"       # crop_flip | flip | none | random_resized_crop (seed 001) | scale_crop (seed 004)
     pad: int = 4                     # crop_flip: zero padding before the random crop (the paper's 4 pixels)
     scale_size: int | None = None    # scale_crop: shorter side before the random crop; None: image size + 2·pad (40 for CIFAR)
+    test_augment: bool = False       # serve the test split with `augment` too, crops drawn once from split_seed (seed 001)
     normalize: bool = True           # subtract the mean, divide by the std (seeds 002, 004: false, pixels in [0, 1])
     mean: list[float] | None = None  # fixed per-channel mean on a [0, 1] scale (seed 003); None: the train split's own
     std: list[float] | None = None   # fixed per-channel std (seed 003: 0.2023, 0.1994, 0.2010); None: the train split's
@@ -121,7 +122,7 @@ class DataConfig:
         for key in ("root", "path"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"data.{key} must be a path string or null, got {getattr(self, key)!r}")
-        for key in ("download", "normalize", "shuffle"):
+        for key in ("download", "normalize", "shuffle", "test_augment"):
             _check_bool(f"data.{key}", getattr(self, key))
         v = self.val_size
         if not (_is_int(v) and v >= 0) and not (isinstance(v, float) and 0 <= v < 1):

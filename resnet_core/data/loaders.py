@@ -123,12 +123,15 @@ class TrainLoader:
 
 
 class EvalLoader:
-    """Every image once, in order, no augmentation, the last partial batch kept: x float32 [B, C, H, W], y [B]."""
+    """Every image once, in order, the last partial batch kept: x float32 [B, C, H, W], y [B]. No augmentation,
+    unless ``augment`` names one (test-time augmentation, seed 001): its parameters are drawn once, from ``seed``,
+    so every pass, every fused member and a resumed run see the same crops."""
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None, normalize: bool = True,
                  out_size: int | Sequence[int] | None = None, device: str | torch.device = "cpu",
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, augment: str = "none", pad: int = 4, scale_size: int | None = None,
+                 seed: int = 0) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"eval batch_size must be a positive integer, got {batch_size!r}")
         self.device = torch.device(device)
@@ -137,7 +140,9 @@ class EvalLoader:
         self.batch_size = batch_size
         self.channels_last = channels_last
         size = tuple(images_u8.shape[-2:])
-        self.augment = Augment(Geometry(size, _size2(out_size, size)))
+        self.augment = AUGMENTS.get(augment)(Geometry(size, _size2(out_size, size), pad, scale_size))
+        gen = torch.Generator().manual_seed(stream_seed(seed, 0))
+        self.params = {k: v.to(self.device) for k, v in self.augment.draw(self.num_samples, gen).items()}
         self.scale, self.shift = _affine(mean, std, normalize, images_u8, 1, self.device)
 
     @property
@@ -149,7 +154,8 @@ class EvalLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.num_samples, self.batch_size):
-            x = self.augment.apply(self.images[start:start + self.batch_size], {})
+            window = slice(start, start + self.batch_size)
+            x = self.augment.apply(self.images[window], {k: v[window] for k, v in self.params.items()})
             x = torch.addcmul(self.shift, x, self.scale)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -192,6 +198,8 @@ def build_loaders(data: ImageData, cfg: "DataConfig", *, seeds: Sequence[int], b
     common = dict(mean=mean, std=std, normalize=cfg.normalize, out_size=cfg.resize, device=device,
                   channels_last=channels_last)
     splits = {name: split for name, split in (("val", data.val), ("test", data.test)) if split is not None}
+    tta = dict(augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, seed=cfg.split_seed)
+    per_split = {name: (tta if name == "test" and cfg.test_augment else {}) for name in splits}
     if cfg.loader == "torch":
         if len(seeds) != 1:
             raise ConfigError(f"data.loader torch serves one member, got {len(seeds)} seeds; "
@@ -199,12 +207,12 @@ def build_loaders(data: ImageData, cfg: "DataConfig", *, seeds: Sequence[int], b
         train = TorchTrainLoader(data.train, seed=seeds[0], batch_size=batch_size, num_workers=cfg.num_workers,
                                  augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, shuffle=cfg.shuffle,
                                  **common)
-        evals = {name: TorchEvalLoader(split, batch_size=eval_batch_size, num_workers=cfg.num_workers, **common)
-                 for name, split in splits.items()}
+        evals = {name: TorchEvalLoader(split, batch_size=eval_batch_size, num_workers=cfg.num_workers, **common,
+                                       **per_split[name]) for name, split in splits.items()}
     else:
         train = TrainLoader(data.train.images, data.train.labels, seeds=seeds, batch_size=batch_size,
                             augment=cfg.augment, pad=cfg.pad, scale_size=cfg.scale_size, shuffle=cfg.shuffle,
                             **common)
-        evals = {name: EvalLoader(split.images, split.labels, batch_size=eval_batch_size, **common)
+        evals = {name: EvalLoader(split.images, split.labels, batch_size=eval_batch_size, **common, **per_split[name])
                  for name, split in splits.items()}
     return Loaders(train, evals.get("val"), evals["test"])

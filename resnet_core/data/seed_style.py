@@ -107,14 +107,19 @@ class TorchTrainLoader:
 
 
 class TorchEvalLoader:
-    """`seed_style_loader` without augmentation or shuffling, behind the `EvalLoader` interface."""
+    """`seed_style_loader` without shuffling, behind the `EvalLoader` interface; without augmentation unless
+    ``augment`` names one (test-time augmentation, as seed 001's test loader reused its training transform): then
+    its draws come from the global torch RNG on every pass, as the program's did (from workers seeded by ``seed``
+    with num_workers > 0)."""
 
     def __init__(self, data: LabeledImages, *, batch_size: int, num_workers: int = 0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None, normalize: bool = True,
-                 out_size: int | None = None, device: str | torch.device = "cpu", channels_last: bool = False) -> None:
+                 out_size: int | None = None, device: str | torch.device = "cpu", channels_last: bool = False,
+                 augment: str = "none", pad: int = 4, scale_size: int | None = None, seed: int | None = None) -> None:
         self.device, self.channels_last, self.num_samples = torch.device(device), channels_last, len(data)
-        self.loader = seed_style_loader(data, batch_size, num_workers, "none", mean, std, shuffle=False,
-                                        out_size=out_size, normalize=normalize)
+        self.loader = seed_style_loader(data, batch_size, num_workers, augment, mean, std, shuffle=False,
+                                        out_size=out_size, normalize=normalize, pad=pad, scale_size=scale_size,
+                                        seed=seed)
 
     def __len__(self) -> int:
         return len(self.loader)
