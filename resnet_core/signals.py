@@ -39,16 +39,29 @@ def handle_sigterm() -> Any:
     return None
 
 
+def handle_inherited_sigint() -> Any:
+    """Make SIGINT raise ``KeyboardInterrupt`` again where the process inherited it ignored: a shell without job
+    control starts ``cmd &`` so, and Python then leaves it ignored, so ``kill -INT`` (or Ctrl-C reaching the
+    script) would not stop a sweep that a launcher script started in the background. Returns the previous
+    handler where it changed one, else None."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return signal.signal(signal.SIGINT, signal.default_int_handler)
+    return None
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """``handle_sigterm`` for the duration of a block (a command run in-process, e.g. from tests or a launcher),
-    then the previous handler again."""
+    """``handle_sigterm`` and ``handle_inherited_sigint`` for the duration of a block (a command run in-process,
+    e.g. from tests or a launcher), then the previous handlers again."""
     previous = handle_sigterm()
+    previous_int = handle_inherited_sigint()
     try:
         yield
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def interrupt_code(e: BaseException) -> int:

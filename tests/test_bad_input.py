@@ -855,15 +855,22 @@ def read_metrics_rows(run: Path) -> list[dict]:
     return list(read_metrics(run))
 
 
-def test_a_graceful_interrupt_checkpoints_the_current_step(tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_a_graceful_interrupt_checkpoints_the_current_step(tmp_path, inherited):
     """SIGINT between evaluations (eval_every 10,000): last.pt holds the step it stopped at, and a resume goes on
-    from there; the reason reads as an interrupt."""
+    from there; the reason reads as an interrupt. A command started as a background job of a script (``cmd &``)
+    inherits SIGINT ignored; ``kill -INT`` must still stop it as Ctrl-C does."""
     cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(apply_overrides(json.loads(json.dumps(TINY)), [
         "schedule.total=100000", "eval_every=10000", "log_every=2"])))
     run = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "train", "--config", str(cfg), "--out", str(run)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_sigint if inherited == "ignored" else None)
     deadline = time.time() + 300
     while time.time() < deadline and not ((run / "metrics.jsonl").exists()
                                           and '"step": 6,' in (run / "metrics.jsonl").read_text()):
