@@ -170,6 +170,8 @@ class Trainer:
         step = self._resume() if resume else 0
         self._set_bn_mode(step)
         members.start(step)
+        if step:
+            self._catch_up(step)
         wall0, t0 = facts.wall_time_s, time.perf_counter()
         t_win, images_win = t0, 0
         self._keep_last_good(step)
@@ -187,23 +189,23 @@ class Trainer:
                             if batch is None:
                                 break
                             x, y = batch
-                            with signals.step():  # a stopping signal waits for the step to end
+                            with signals.step():  # a stopping signal waits for the step, and its log, to end
                                 path.set_lr(step)
                                 path.train_step(x, y)
                                 step += 1
                                 images_win += x.shape[0]
-                            evaluate = step % self.eval_interval == 0 or step == self.total
-                            if self._log_due(step) or evaluate:
-                                path.synchronize()
-                                now = time.perf_counter()
-                                facts.images += images_win  # before _log: a member it finishes has its img/s
-                                facts.wall_time_s = wall0 + now - t0
-                                facts.img_per_s = facts.images / max(facts.wall_time_s, 1e-9)
-                                self._log(step, step / self.spe, now - t_win, images_win)
-                                t_win, images_win = now, 0
-                                if evaluate:
-                                    self._evaluate(step, step / self.spe)
-                                    self._keep_last_good(step)
+                                evaluate = self._eval_due(step)
+                                if self._log_due(step) or evaluate:
+                                    path.synchronize()
+                                    now = time.perf_counter()
+                                    facts.images += images_win  # before _log: a member it finishes has its img/s
+                                    facts.wall_time_s = wall0 + now - t0
+                                    facts.img_per_s = facts.images / max(facts.wall_time_s, 1e-9)
+                                    self._log(step, step / self.spe, now - t_win, images_win)
+                                    t_win, images_win = now, 0
+                            if evaluate:  # a stop from here on is made good on resume (_catch_up)
+                                self._evaluate(step, step / self.spe)
+                                self._keep_last_good(step)
                             if self.ckpt_interval and step % self.ckpt_interval == 0:
                                 members.save_periodic(step)
                             if step >= self.total or not members.active():
@@ -225,6 +227,18 @@ class Trainer:
         members.complete(step)
         return [RunResult(m.status, m.reason, m.final or members.summary(g, step), m.record.dir)
                 for g, m in enumerate(members)]
+
+    def _eval_due(self, step: int) -> bool:
+        """Whether the members are evaluated after ``step`` (1-based count of steps done)."""
+        return step % self.eval_interval == 0 or step == self.total
+
+    def _catch_up(self, step: int) -> None:
+        """On resume at ``step``: what a stop between the step and the rest of its bookkeeping left undone — its
+        evaluation (unless recorded) and its periodic checkpoint — so the record is the uninterrupted run's."""
+        if self._eval_due(step) and not self.members.evaluated_at(step, list(self.path.eval_loaders)):
+            self._evaluate(step, step / self.spe)
+        if self.ckpt_interval and step % self.ckpt_interval == 0:
+            self.members.save_periodic(step)
 
     def _log_due(self, step: int) -> bool:
         """Whether training metrics are logged after ``step`` (1-based count of steps done)."""

@@ -203,6 +203,24 @@ class FastPath:
         self.win_count = 0
         return loss, err, probes, weights
 
+    def window_of(self, g: int) -> dict[str, Any]:
+        """Member g's log window so far (sums since the last read, and their count), for a checkpoint taken between
+        two logs: a run resumed from it logs what the uninterrupted run logs."""
+        window: dict[str, Any] = {"count": self.win_count, "loss": self.win_loss[g].cpu().clone(),
+                                  "err": self.win_err[g].cpu().clone()}
+        if self.probe is not None:
+            window.update(probe_sum=self.probe.sum[:, g].cpu().clone(), probe_max=self.probe.max[:, g].cpu().clone())
+        return window
+
+    def restore_window(self, g: int, window: dict[str, Any]) -> None:
+        """Put member g's log window back (in place: a captured graph adds to these very tensors)."""
+        self.win_count = int(window["count"])
+        self.win_loss[g].copy_(window["loss"])
+        self.win_err[g].copy_(window["err"])
+        if self.probe is not None and "probe_sum" in window:
+            self.probe.sum[:, g].copy_(window["probe_sum"])
+            self.probe.max[:, g].copy_(window["probe_max"])
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
             out = self.model(x.to(self.dtype))

@@ -261,7 +261,8 @@ class Members:
                                       best_test=m.best_test, best_on_test=m.best_on_test,
                                       model_config=self.member_models[g].to_dict(), run_config=m.resolved,
                                       wall_time_s=facts.wall_time_s, images=facts.images,
-                                      rng=ckpt.global_rng_state(), precision_changed=facts.precision_change)
+                                      rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
+                                      window=self.path.window_of(g))
 
     def save_periodic(self, step: int) -> None:
         """checkpoint_every: each running member's checkpoint as epoch_NNN.pt (or step_NNNNNNN.pt), atomically."""
@@ -305,6 +306,8 @@ class Members:
             ckpt.restore_member(model, self.path.opt, g, s)
             m.best_val, m.best_test = s["best_val"], s["best_test"]
             m.best_on_test = s.get("best_on_test", math.inf)  # a checkpoint from before best_on: none
+            if s.get("window") is not None:  # a checkpoint from before windows were kept: the window starts empty
+                self.path.restore_window(g, s["window"])
             m.record.truncate_after(step)
             for r in read_metrics(m.record.dir):  # the latest train loss/error and eval errors, as at `step`
                 if (r["split"], r["name"]) in (("train", "loss"), ("train", "error"), ("val", "error"),
@@ -313,6 +316,19 @@ class Members:
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         return step, states[0]
+
+    def evaluated_at(self, step: int, splits: list[str]) -> bool:
+        """Whether every running member's record holds its evaluation of ``step`` on every split; rows of a partial
+        one (a stop while it was written) are dropped, so it is made again whole."""
+        whole = True
+        for g in self.active():
+            record = self.members[g].record
+            rows = [r for r in read_metrics(record.dir) if r["step"] == step and r["split"] in splits]
+            if {r["split"] for r in rows if r["name"] == "error"} != set(splits):
+                whole = False
+                if rows:
+                    record.drop_rows(lambda r: r["step"] == step and r["split"] in splits)
+        return whole
 
     def _readable_checkpoints(self, paths: list[Path]) -> list[dict[str, Any]] | None:
         """Every member's last.pt; where one is damaged (a kill or a full disk mid-write), the newest checkpoint

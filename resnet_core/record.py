@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -114,9 +114,13 @@ class RunRecord:
 
     def truncate_after(self, step: int) -> None:
         """On resume: drop metric lines logged after ``step`` (they belong to the lost part of the run)."""
+        self.drop_rows(lambda r: r["step"] > step)
+
+    def drop_rows(self, drop: Callable[[dict[str, Any]], bool]) -> None:
+        """Rewrite metrics.jsonl without the rows ``drop`` selects (atomically)."""
         if not self.metrics_path.exists():
             return
-        kept = [r for r in read_metrics(self.dir) if r["step"] <= step]
+        kept = [r for r in read_metrics(self.dir) if not drop(r)]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
