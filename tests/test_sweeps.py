@@ -169,6 +169,7 @@ def test_bad_set_override_exits_2(tmp_path, capsys):
 
 
 # -- a sweep: results, failures, resume, retry, dry runs, listing -----------------------------------------------
+@pytest.mark.slow
 def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", "mini",
@@ -249,6 +250,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert "different base" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_four_workers_run_each_cell_and_seed_exactly_once(tmp_path, capsys):
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", "four", grid={"model.shortcut": ["none", "identity", "conv1x1"]},
@@ -422,6 +424,7 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     assert len(trials) == 4 + len(victims)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, capsys):
     kill_mid_trial_and_rerun(tmp_path, capsys, "killme")
 
@@ -571,6 +574,7 @@ def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["journal", "sqlite"])
 def test_claim_gives_each_waiting_trial_to_exactly_one_process(backend, tmp_path):
     url = None if backend == "journal" else f"sqlite:///{tmp_path / 'race.db'}"
