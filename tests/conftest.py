@@ -1,9 +1,9 @@
-"""Shared pytest fixtures, and the `slow` marks of tests/test_sweeps.py and tests/test_bad_input.py.
+"""Shared pytest fixtures (the PostgreSQL server URL and a per-test study name).
 
 `pytest -m "not slow"` is the subset to run while editing: every module, without the long process-level runs
-(killed and relaunched sweeps, several workers racing for trials, real torch.compile builds). Most slow tests carry
-`@pytest.mark.slow`; the two files named above are being restructured (issue 29), so their slow tests are listed
-here until their marks can move onto the tests.
+(killed and relaunched sweeps, several workers racing for trials, real torch.compile builds). Each slow test carries
+`@pytest.mark.slow` itself (or `pytest.param(..., marks=pytest.mark.slow)` where only some parametrizations are slow);
+nothing here adds marks from outside.
 """
 
 from __future__ import annotations
@@ -12,25 +12,6 @@ import os
 import uuid
 
 import pytest
-
-
-SLOW_ELSEWHERE = {  # file: test functions (every parametrization) marked slow here; measured 8-60 s each on 2 cores
-    "test_sweeps.py": {"test_sigkill_mid_trial_then_rerun_completes_without_duplicates",
-                       "test_claim_gives_each_waiting_trial_to_exactly_one_process",
-                       "test_four_workers_run_each_cell_and_seed_exactly_once",
-                       "test_sweep_records_diverged_resumes_and_lists"},
-    "test_bad_input.py": {"test_launchers_started_together_on_a_new_sqlite_database_never_kill_each_other",
-                          "test_a_graceful_interrupt_checkpoints_the_current_step",
-                          "test_a_failing_connection_with_a_raw_at_password_prints_no_tail_and_leaves_no_folder",
-                          "test_sigterm_is_handled_like_ctrl_c",
-                          "test_root_under_a_regular_file_is_one_line"},
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if getattr(item, "originalname", item.name) in SLOW_ELSEWHERE.get(item.path.name, ()):
-            item.add_marker(pytest.mark.slow)
 
 
 # --- PostgreSQL fixtures (scripts/test.sh starts the server) ------------------

@@ -456,6 +456,7 @@ def _first_launch(url: str, root: str, name: str, ready, go, queue) -> None:
         queue.put([f"{type(e).__name__}: {e}"])
 
 
+@pytest.mark.slow
 def test_launchers_started_together_on_a_new_sqlite_database_never_kill_each_other(tmp_path):
     from tests.test_sweeps import release_together
 
@@ -467,6 +468,7 @@ def test_launchers_started_together_on_a_new_sqlite_database_never_kill_each_oth
         assert sorted(t.user_attrs["unit"] for t in study.trials) == ["|s0", "|s1", "|s2"]
 
 
+@pytest.mark.slow
 def test_root_under_a_regular_file_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("x")
     grid = grid_file(tmp_path / "g.yaml", "rootfile")
@@ -579,6 +581,7 @@ def test_a_sweep_where_every_trial_diverges_exits_1(tmp_path, capsys):
     assert "0/1 trials done, 1 failed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     base = apply_overrides(json.loads(json.dumps(TINY)), ["schedule.total=100000", "eval_every=5"])
     grid = grid_file(tmp_path / "g.yaml", "term", base=base)
@@ -716,6 +719,7 @@ def test_no_storage_secret_reaches_any_output_line_or_file(shape, pg_url, tmp_pa
     assert _grep_tree(root, secrets) == []
 
 
+@pytest.mark.slow
 def test_a_failing_connection_with_a_raw_at_password_prints_no_tail_and_leaves_no_folder(tmp_path):
     root = tmp_path / "runs"
     grid = grid_file(tmp_path / "g.yaml", "unreachable")
@@ -859,6 +863,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inherited", ["default", "ignored"])
 def test_a_graceful_interrupt_checkpoints_the_current_step(tmp_path, inherited):
     """SIGINT between evaluations (eval_every 10,000): last.pt holds the step it stopped at, and a resume goes on

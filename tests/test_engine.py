@@ -23,7 +23,6 @@ from resnet_core.errors import ConfigError
 from resnet_core.model import build_model, count_params
 from resnet_core.overrides import apply_overrides
 from resnet_core.provenance import provenance
-from resnet_core.init_probe import probe_depths
 from resnet_core.record import read_config, read_metrics, read_summary
 from resnet_core.run_config import RunConfig
 
@@ -513,6 +512,8 @@ def test_plain_and_residual_twins_train_fused_as_their_separate_runs(tmp_path):
 def test_probe_at_init_plain56_gradients_explode():
     """First-layer gradient norm at init, plain / residual. Measured here (16×16 synthetic, batch 32, 2 seeds):
     depth 8: 0.72, depth 20: 2.4, depth 56: 243 (the lead, 32×32 and batch 64: 0.43, 1.96, 277)."""
+    from resnet_core.init_probe import probe_depths  # here: it imports pandas, which no other test here needs
+
     table = probe_depths([8, 56], ["data.synthetic.n_train=64", "data.synthetic.n_test=10"], seeds=2,
                          batch_size=32, device="cpu")
     assert list(table.columns) == ["family", "depth", "shortcut", "activation", "layer_index", "layer",

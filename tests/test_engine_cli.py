@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -77,6 +76,8 @@ def test_cli_eval_prints_the_test_error(cli_run, capsys):
 
 
 def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
+    import pandas as pd  # here, not at the top: only the two CSV tests need it (~0.5 s to import)
+
     out, _ = cli_run
     assert main(["lesion", str(out / "last.pt"), "--device", "cpu"]) == 0
     printed, said = capsys.readouterr()
@@ -105,6 +106,8 @@ def test_cli_lesion_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_cli_probe_writes_the_documented_csv(tmp_path, capsys):
+    import pandas as pd  # here, not at the top: only the two CSV tests need it (~0.5 s to import)
+
     out = tmp_path / "probe.csv"
     code = main(["probe", "--depths", "8,14", "--out", str(out), "--seeds", "1", "--batch-size", "16",
                  "--device", "cpu", "--set", "data.synthetic.n_train=64", "--set", "data.synthetic.n_test=10"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import yaml
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
+from killed_launcher import running_with_checkpoint, sigkill_launcher_when  # noqa: E402
 from resnet_core.cli import main  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
 from resnet_core.provenance import provenance  # noqa: E402
@@ -169,6 +169,7 @@ def test_bad_set_override_exits_2(tmp_path, capsys):
 
 
 # -- a sweep: results, failures, resume, retry, dry runs, listing -----------------------------------------------
+@pytest.mark.slow
 def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", "mini",
@@ -249,6 +250,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert "different base" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_four_workers_run_each_cell_and_seed_exactly_once(tmp_path, capsys):
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", "four", grid={"model.shortcut": ["none", "identity", "conv1x1"]},
@@ -314,16 +316,6 @@ def test_search_sampler_and_pruner_see_only_their_own_cell():
 
 
 # -- killed workers ---------------------------------------------------------------------------------------------
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() \
-        else "X"
-    return state in ("Z", "X")
-
-
 def load_study(root: Path, study: str, storage: str | None = None):
     if storage is None:
         return journal_study(root, study)
@@ -360,41 +352,19 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     grid = write_grid(tmp_path / "g.yaml", study, base=base)
     args = ["sweep", str(grid), "--root", str(root), "--workers", "2", *(["--storage", storage] if storage else []),
             *extra]
-    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    journal = root / study / "optuna.journal"
-    deadline = time.monotonic() + 240
-    victims: list = []
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            if storage is None and not journal.exists():
-                continue
-            try:
-                trials = load_study(root, study, storage).get_trials(deepcopy=False)
-            except KeyError:
-                continue  # not created yet
-            running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            ckpt = [t for t in running if (root / study / t.user_attrs["run_dir"] / "last.pt").exists()]
-            if done and ckpt:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-                victims = [t for t in load_study(root, study, storage).get_trials(deepcopy=False)
-                           if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
-                break
-        proc.wait(timeout=30)
-        assert victims, f"no trial was caught running:\n{proc.stdout.read() if proc.stdout else ''}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    # The workers die with the launcher (PR_SET_PDEATHSIG): no orphan keeps training.
-    worker_pids = {t.user_attrs["worker"]["pid"] for t in victims}
-    t0 = time.monotonic()
-    while not all(_pid_gone(p) for p in worker_pids) and time.monotonic() - t0 < 20:
-        time.sleep(0.1)
-    assert all(_pid_gone(p) for p in worker_pids)
+    study_dir = root / study
+
+    def open_study():  # the journal only once the launcher has written it: opening it here would create it
+        return load_study(root, study, storage) if storage is not None or (study_dir / "optuna.journal").exists() \
+            else None
+
+    def far_enough(s) -> bool:  # a trial has finished, and another one, still running, has written a checkpoint
+        return any(t.state == TrialState.COMPLETE for t in s.get_trials(deepcopy=False)) and \
+            bool(running_with_checkpoint(s, study_dir))
+
+    victims = [t for t in sigkill_launcher_when(args, tmp_path / "launcher.log", open_study, far_enough)
+               if "worker" in t.user_attrs]
+    assert victims
 
     before = load_study(root, study, storage).get_trials(deepcopy=False)
     finished = {t.number: (root / study / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime
@@ -422,6 +392,7 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     assert len(trials) == 4 + len(victims)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_rerun_completes_without_duplicates(tmp_path, capsys):
     kill_mid_trial_and_rerun(tmp_path, capsys, "killme")
 
@@ -571,6 +542,7 @@ def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["journal", "sqlite"])
 def test_claim_gives_each_waiting_trial_to_exactly_one_process(backend, tmp_path):
     url = None if backend == "journal" else f"sqlite:///{tmp_path / 'race.db'}"

@@ -4,17 +4,13 @@ recorded in the study, seeds added only to the cells of undecided comparisons, e
 SIGKILL mid-round followed by a relaunch that finishes the same round, and one-line errors for bad input."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from test_sweeps import (TINY_BASE, _pid_gone, assert_exactly_once, journal_study, write_grid)  # noqa: F401
+from killed_launcher import running_with_checkpoint, sigkill_launcher_when
+from test_sweeps import (TINY_BASE, assert_exactly_once, journal_study, write_grid)  # noqa: F401
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
@@ -113,39 +109,15 @@ def test_until_decided_killed_mid_round_then_relaunched_runs_each_cell_seed_once
     study = "decide-kill"
     grid = write_grid(tmp_path / "g.yaml", study, base=base)
     args = ["sweep", str(grid), "--root", str(root), "--workers", "2", "--until-decided", "--max-seeds", "4"]
-    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    journal = root / study / "optuna.journal"
-    deadline = time.monotonic() + 400
-    victims: list = []
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if not journal.exists():
-                continue
-            try:
-                s = journal_study(root, study)
-            except KeyError:
-                continue
-            if not (s.user_attrs.get(DECIDE_ATTR) or {}).get("rounds"):
-                continue
-            running = [t for t in s.get_trials(deepcopy=False) if t.state == TrialState.RUNNING
-                       and t.user_attrs.get("seed", 0) >= 2 and "worker" in t.user_attrs]
-            if any((root / study / t.user_attrs["run_dir"] / "last.pt").exists() for t in running):
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-                victims = [t for t in journal_study(root, study).get_trials(deepcopy=False)
-                           if t.state == TrialState.RUNNING]
-                break
-        assert victims, f"no round-1 trial was caught running:\n{proc.stdout.read() if proc.stdout else ''}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    pids = {t.user_attrs["worker"]["pid"] for t in victims if "worker" in t.user_attrs}
-    t0 = time.monotonic()
-    while not all(_pid_gone(p) for p in pids) and time.monotonic() - t0 < 20:
-        time.sleep(0.1)
+    study_dir = root / study
+
+    def far_enough(s) -> bool:  # round 1 is recorded, and one of its trials (seed 2 or 3) has written a checkpoint
+        return bool((s.user_attrs.get(DECIDE_ATTR) or {}).get("rounds")) and \
+            any(t.user_attrs.get("seed", 0) >= 2 for t in running_with_checkpoint(s, study_dir))
+
+    victims = sigkill_launcher_when(args, tmp_path / "launcher.log",
+                                    lambda: journal_study(root, study) if (study_dir / "optuna.journal").exists()
+                                    else None, far_enough)
     before = journal_study(root, study)
     assert [r["round"] for r in before.user_attrs[DECIDE_ATTR]["rounds"]] == [1]
     assert not before.user_attrs[DECIDE_ATTR].get("stopped")
