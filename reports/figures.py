@@ -23,8 +23,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .study_reader import (Cell, StudyData, freeze, part_label, same_except, shortcut_option,
-                           varying_keys)
+from .comparisons import grid_levels
+from .study_reader import Cell, StudyData, freeze, part_label, same_except, shortcut_option, varying_keys
 
 STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
@@ -624,8 +624,6 @@ def fig_lesion(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOu
 def fig_error_edf(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOut]:
     """One panel per grid axis with several values: for each value, the empirical distribution function of the
     final test error over its completed runs (pycls: F(e) = fraction of runs with error < e)."""
-    from .comparisons import grid_levels
-
     runs = data.complete_runs()
     levels = {a: v for a, v in grid_levels(data).items() if len(v) > 1}
     if runs.empty or not levels:

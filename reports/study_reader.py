@@ -17,13 +17,17 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from resnet_core.config import PART_KEYS, ModelConfig
 from resnet_core.errors import ConfigError
-from resnet_core.overrides import get_dotted as _nested_get
-from resnet_core.overrides import set_dotted
+from resnet_core.overrides import get_dotted as _nested_get, set_dotted
+from resnet_core.plugins import load_plugin
 from resnet_core.record import metrics_frame, read_config, read_summary
-from sweeps.storage import StorageRef, open_storage, resolve_storage
-from sweeps.study_format import (ALIASES_ATTR, DEFAULT_ROOT, LOST, SUMMARY_ATTR_NAMES, cell_id, find_journals,
-                                 journal_path, mask_url, trial_cell, trial_status)
+from resnet_core.shortcuts import SHORTCUTS
+from resnet_core.values import read_yaml
+from sweeps.queue.storage import StorageRef, open_storage, resolve_storage
+from sweeps.spec.cells import cell_id
+from sweeps.spec.study_format import (ALIASES_ATTR, DEFAULT_ROOT, LOST, SUMMARY_ATTR_NAMES, find_journals, journal_path,
+                                      mask_url, trial_cell, trial_status)
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
 
@@ -70,8 +74,6 @@ def is_number(x: Any) -> bool:
 def part_label(key: str, value: Any) -> str:
     """How a report names a part value: the label its registry gives (``model.activation`` pre → "pre-act",
     ``model.pooling`` avg → "GAP"), else the value itself (a user's part without a label, or another key)."""
-    from resnet_core.config import PART_KEYS
-
     registry = PART_KEYS.get(key[len("model."):]) if key.startswith("model.") else None
     return registry.label(value) if registry is not None else str(value)
 
@@ -80,8 +82,6 @@ def shortcut_option(shortcut: Any, project_all: Any) -> str:
     """He et al.'s names, as the shortcut registry gives them: A (identity + zero pad), B (projection where the
     shape changes), C (projection on every block: B with project_all); 3×3 projections (seed 004) are B3/C3; the
     plain net is 'plain'; a part without an option letter (a user's) is its registered name."""
-    from resnet_core.shortcuts import SHORTCUTS
-
     option = SHORTCUTS.meta(shortcut).get("option")
     if option is None:
         return str(shortcut)
@@ -397,7 +397,6 @@ def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[
     """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
     if not grid_file:
         return None
-    from resnet_core.values import read_yaml
 
     path = Path(str(grid_file))
     candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
@@ -444,8 +443,6 @@ def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, exp
 
 def _valid_model(base: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     """Whether base + params is a buildable model (a sweep skips impossible cells, e.g. identity + project_all)."""
-    from resnet_core.config import ModelConfig
-
     config = json.loads(json.dumps(base, default=str))
     for key, value in params.items():
         set_dotted(config, key, value)
@@ -463,8 +460,6 @@ LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
 def _load_study_plugins(records: Any, notes: list[str]) -> None:
     """Import the plugins the sweep recorded, so their parts' labels and checks are the registry's; one that
     cannot be imported here is a note, and its parts are named by their registered names."""
-    from resnet_core.plugins import load_plugin
-
     for r in records or []:
         if not isinstance(r, Mapping) or not r.get("plugin"):
             continue

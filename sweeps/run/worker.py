@@ -27,14 +27,14 @@ from resnet_core.errors import ConfigError
 from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_error_line
 from resnet_core.tracking import own_wandb_service
 
-from .grid import GridSpec
-from .liveness import Heartbeat, worker_record
-from .objective import _clear_stale_run_dir, run_fused_objective, run_objective
-from .optuna_adapter import trial_id
-from .packing import Packing, claim_group
-from .storage import StorageRef, open_storage, study_lock
-from .study import reconcile, requeue_failed_trial, sampler_and_pruner
-from .study_format import ALIASES_ATTR, trial_unit
+from ..queue.liveness import Heartbeat, worker_record
+from ..queue.optuna_adapter import trial_id
+from ..queue.packing import Packing, claim_group
+from ..queue.storage import StorageRef, open_storage, study_lock
+from ..queue.study import reconcile, requeue_failed_trial, sampler_and_pruner
+from ..spec.grid import GridSpec
+from ..spec.study_format import ALIASES_ATTR, trial_unit
+from .objective import clear_stale_run_dir, run_fused_objective, run_objective
 
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|npu(:\d+)?)$")
 
@@ -118,7 +118,7 @@ class WorkerStats:
     numbers: list[int] = field(default_factory=list)
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
+def die_with_parent(parent_pid: int | None) -> None:
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -129,7 +129,7 @@ def _die_with_parent(parent_pid: int | None) -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
-def _quiet() -> None:
+def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -140,7 +140,7 @@ def _quiet() -> None:
 
 def worker_main(ws: WorkerSpec) -> None:
     """Entry point of a spawned worker process."""
-    _die_with_parent(ws.parent_pid)
+    die_with_parent(ws.parent_pid)
     own_wandb_service()
     handle_sigterm()  # SIGTERM → KeyboardInterrupt → the trial is marked interrupted
     if ws.threads:
@@ -175,8 +175,8 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
 
     The worker's device is made current first, before any CUDA work (streams and graphs use the current device)."""
     make_current(ws.device)
-    _quiet()
-    from resnet_core import engine
+    quiet_optuna()
+    from resnet_core import engine  # lazy: only a process that trains loads the engine (`studies`, --dry-run don't)
 
     spec = GridSpec.from_dict(ws.spec)
     study, storage = open_study(spec, ws.storage)
@@ -256,7 +256,7 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
         if len(trials) > 1:
             trial.set_user_attr("fused_with", fused_with)
         if not trial.user_attrs.get("resume"):
-            _clear_stale_run_dir(study_dir / trial.user_attrs["run_dir"])  # before the heartbeat file appears
+            clear_stale_run_dir(study_dir / trial.user_attrs["run_dir"])  # before the heartbeat file appears
         else:
             trial.set_user_attr("resumed_from_step", checkpoint_step(study_dir / trial.user_attrs["run_dir"]))
 

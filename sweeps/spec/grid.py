@@ -37,14 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from resnet_core.data import dataset_shape
+from resnet_core.data.imagefolder import check_imagefolder
 from resnet_core.errors import ConfigError, choices_error
-from resnet_core.overrides import apply_overrides, set_dotted
-from resnet_core.plugins import load_plugins, plugin_records
-from resnet_core.plugins import resolve as resolve_plugin
+from resnet_core.feasibility import check_trainable
+from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
+from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import RunConfig, load_yaml
+from resnet_core.values import parse_value
 
-from .cells import Cell, make_slugs
-from .study_format import cell_id
+from .cells import Cell, cell_id, make_slugs
+from .launcher import parse_launcher
 
 TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
             "objective", "wandb", "launcher", "plugins")
@@ -156,6 +159,13 @@ class GridSpec:
         """The seeds a cell runs: the grid's, then those rounds of ``--until-decided`` added (``rounds``)."""
         return self.seeds + [s for s in self.extra_seeds.get(cell.id, []) if s not in self.seeds]
 
+    def cell_of(self, attrs: dict[str, Any]) -> Cell:
+        """The cell a trial's user attrs name: the grid's, else one rebuilt from the trial's own ``cell_params``."""
+        for c in self.cells:
+            if c.id == attrs.get("cell"):
+                return c
+        return Cell(attrs.get("cell", ""), attrs.get("cell_slug", "cell"), dict(attrs.get("cell_params") or {}))
+
     def units(self) -> list[Unit]:
         if self.search:
             return [Unit(c, self.seeds[k % len(self.seeds)], k) for c in self.cells for k in range(self.n_trials)]
@@ -257,8 +267,6 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
 def _check_trial_keys(overrides: Sequence[str], seeds: Any) -> None:
     """``--set seed=…`` / ``--set name=…`` would be overwritten in every trial: refused, naming what to do instead
     (``device`` is a base key the workers take: see ``sweep.worker_devices``)."""
-    from resnet_core.overrides import parse_assignment
-
     for text in overrides:
         key, value = parse_assignment(text)
         if key == "seed":
@@ -274,8 +282,6 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     """``model.depth=20,56`` → ("model.depth", [20, 56]): Hydra's multirun syntax, values split at top-level commas
     (not inside ``[…]``, ``{…}`` or quotes: ``model.widths=[8,16,32],[16,32,64]`` is two values), each typed as YAML
     (as ``--set`` values are). A one-line ConfigError for text without ``=``, an empty key or an empty value."""
-    from resnet_core.values import parse_value
-
     key, eq, raw = text.partition("=")
     key = key.strip()
     if not eq or not key:
@@ -303,8 +309,6 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
 def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) -> None:
     """Put the command line's axes into ``d["grid"]`` (replacing a file axis of the same key); a key given both as
     an axis and by ``--set`` is a ConfigError."""
-    from resnet_core.overrides import parse_assignment
-
     if not axes:
         return
     grid = d.get("grid")
@@ -322,8 +326,6 @@ def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) 
 
 def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
     """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``); return the others."""
-    from resnet_core.overrides import parse_assignment
-
     grid = d.get("grid")
     if not overrides or not isinstance(grid, dict):
         return list(overrides)
@@ -423,7 +425,6 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         raise ConfigError(f"the grid has {n_cells:,} cells ({sizes}{f' + {len(extra)} extra' if extra else ''}) "
                           f"and {n_units:,} trials; the limit is {MAX_CELLS:,} cells and {MAX_TRIALS:,} trials — "
                           f"split it into several studies or use `search` for continuous knobs")
-    from .slurm import parse_launcher
 
     parse_launcher(d.get("launcher"))  # checked here, used by `sweep --launcher slurm`
     cells = _expand(grid, extra)
@@ -556,12 +557,8 @@ def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
     it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
     loads them."""
-    from resnet_core.data import dataset_shape
-    from resnet_core.feasibility import check_trainable
-
     def check(rc: RunConfig) -> None:
         if rc.data.name == "imagefolder":   # a missing or empty tree: refused before the study exists
-            from resnet_core.data.imagefolder import check_imagefolder
 
             check_imagefolder(rc.data.path)
         shape = dataset_shape(rc.data)

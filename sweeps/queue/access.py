@@ -14,8 +14,8 @@ from typing import Any
 
 from resnet_core.errors import ConfigError
 
+from ..spec.study_format import JOURNAL_NAME
 from .storage import open_storage, resolve_storage, storage_exists
-from .study_format import JOURNAL_NAME
 
 
 def open_study(where: str | Path, name: str | None = None) -> Any:

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 from resnet_core.errors import ConfigError
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
+from resnet_core.run_config import RunConfig
 
-from .grid import GridSpec, Unit
+from ..spec.grid import GridSpec, Unit
 from .optuna_adapter import trial_id
 from .storage import StorageRef, claim_lock
 
@@ -96,9 +97,7 @@ def resume_step(run_dir: Path) -> int | None:
 
 def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path, device: str) -> tuple[str, dict[str, Any]]:
     """(fusion key, run config) of a waiting trial: equal keys ⇔ the trials can train as one fused run."""
-    from .objective import cell_of
-
-    cfg = resolved(spec.run_config(cell_of(spec, attrs), int(attrs["seed"]), device=device))
+    cfg = resolved(spec.run_config(spec.cell_of(attrs), int(attrs["seed"]), device=device))
     key = fusion_key(cfg)
     if attrs.get("resume"):
         key += f"|resume@{resume_step(Path(study_dir) / attrs['run_dir'])}"
@@ -107,8 +106,6 @@ def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path, device: st
 
 def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
     """The run config with every default filled in, so that equal runs have equal keys however they were written."""
-    from resnet_core.run_config import RunConfig
-
     return RunConfig.from_dict(cfg).to_dict()
 
 

@@ -7,9 +7,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from ..spec.cells import format_value
+from ..spec.grid import GridSpec
 from .dead import dead_reason, shape_of
-from .grid import GridSpec
-from .study_format import format_value
 
 METRICS = ("final_test_error", "final_val_error", "best_val_error", "final_train_error", "final_train_loss")
 

@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from resnet_core.record import read_metrics
 from resnet_core.signals import disk_full, disk_full_error
+from resnet_core.tracking import wandb_callback
 
-from .cells import Cell
-from .grid import GridSpec
-from .params import ensure_params, study_space
-from .optuna_adapter import trial_id
-from .study_format import SUMMARY_ATTR_NAMES
+from ..queue.liveness import HEARTBEAT_FILE
+from ..queue.optuna_adapter import trial_id
+from ..spec.cells import Cell
+from ..spec.grid import GridSpec
+from ..spec.params import cell_params, study_space
+from ..spec.study_format import SUMMARY_ATTR_NAMES
 
 SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                  "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
@@ -49,8 +52,6 @@ class TrialCallback:
         self.abandoned = False
 
     def on_start(self, member: int, config: dict[str, Any], run_dir: Path) -> None:
-        from resnet_core.record import read_metrics
-
         split, _, name = self.report_key.partition("/")
         try:
             done = set(self.trial.storage.get_trial(trial_id(self.trial)).intermediate_values)
@@ -80,17 +81,23 @@ class TrialCallback:
         return False
 
 
-def cell_of(spec: GridSpec, attrs: dict[str, Any]) -> Cell:
-    for c in spec.cells:
-        if c.id == attrs.get("cell"):
-            return c
-    return Cell(attrs.get("cell", ""), attrs.get("cell_slug", "cell"), dict(attrs.get("cell_params") or {}))
+def ensure_params(trial: Any, spec: GridSpec, cell: Cell, space: dict[str, Any]) -> dict[str, Any]:
+    """Give a running trial every axis param it lacks (a trial enqueued before axes were params) through the
+    storage; returns axis → encoded value. A trial enqueued by ``study.enqueue_unit`` has them all already."""
+    have = trial.params
+    params = cell_params(spec, cell)
+    for key, value in params.items():
+        if key in have or key not in space:
+            continue
+        dist = space[key]
+        trial.storage.set_trial_param(trial_id(trial), key, dist.to_internal_repr(value), dist)
+    return params
 
 
 def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(run config dict, searched values) for a claimed trial; the search knobs are suggested here."""
     attrs = trial.user_attrs
-    cell = cell_of(spec, attrs)
+    cell = spec.cell_of(attrs)
     seed = int(attrs["seed"])
     ensure_params(trial, spec, cell, study_space(trial.study, spec))
     values = {k.key: k.suggest(trial) for k in spec.search}
@@ -103,8 +110,6 @@ def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str,
 def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values: dict[str, Any]) -> list[Any]:
     """W&B: ``resnet_core.tracking.wandb_callback(**init)`` with init = {project, entity, mode, group=<study>,
     name=<run name>, job_type="trial", config=<run config + trial params>}. With mode ``disabled``, none."""
-    from resnet_core.tracking import wandb_callback
-
     mode = spec.wandb.get("mode")
     if mode == "disabled":
         return []
@@ -116,11 +121,9 @@ def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values:
     return [cb] if cb is not None else []
 
 
-def _clear_stale_run_dir(run_dir: Path) -> None:
+def clear_stale_run_dir(run_dir: Path) -> None:
     """A fresh (non-resuming) trial whose folder already holds files (a deleted study's leftovers): move them aside
     rather than mix two runs' metrics."""
-    from .liveness import HEARTBEAT_FILE
-
     if run_dir.is_dir() and any(p.name != HEARTBEAT_FILE for p in run_dir.iterdir()):
         aside = run_dir.with_name(f"{run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(run_dir), str(aside))
@@ -168,7 +171,7 @@ def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, t
     run_dir = Path(study_dir) / attrs["run_dir"]
     resume = bool(attrs.get("resume"))
     if not resume:
-        _clear_stale_run_dir(run_dir)
+        clear_stale_run_dir(run_dir)
     try:
         cfg, values = trial_run_config(spec, trial, device)
     except Exception as e:  # noqa: BLE001
@@ -220,7 +223,7 @@ def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, s
     resume = bool(trials[0].user_attrs.get("resume"))
     if not resume:
         for d in run_dirs:
-            _clear_stale_run_dir(d)
+            clear_stale_run_dir(d)
     try:
         prepared = [trial_run_config(spec, t, device) for t in trials]
     except Exception as e:  # noqa: BLE001 - they share every key but name and seed: one fails, all fail
