@@ -28,7 +28,7 @@ from sweeps.verdicts.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REP
 
 from .comparisons import judge, level_of, level_text
 from .effects import effects_markdown
-from .figures import _grad_runs, _layer_order, _phase_steps, _profile, _residual_twin
+from .figures import grad_runs, layer_order, phase_steps, profile, residual_twin
 from .paper import normalize_dataset, paper_number, source_short, training_recipe
 from .study_reader import Cell, StudyData, make_cells, nest, part_label, same_except
 from .tables import cell_table
@@ -385,20 +385,20 @@ def gradient_observations(data: StudyData) -> list[str]:
     lines = []
     cells = list(data.cells.values())
     for plain in (c for c in cells if c.is_plain):
-        twin = _residual_twin(plain, cells)
+        twin = residual_twin(plain, cells)
         if twin is None:
             continue
-        fp, fr = _grad_runs(data, plain), _grad_runs(data, twin)
+        fp, fr = grad_runs(data, plain), grad_runs(data, twin)
         if not fp or not fr:
             continue
-        layers = _layer_order(fp + fr)
-        phases = _phase_steps(fp + fr)
+        layers = layer_order(fp + fr)
+        phases = phase_steps(fp + fr)
         if not layers or not phases:
             continue
         step = phases[0][1]
 
         def first_layer(frames: Sequence[pd.DataFrame]) -> float:
-            vals = [_profile(g, step, layers[:1])[0] for g in frames]
+            vals = [profile(g, step, layers[:1])[0] for g in frames]
             vals = [v for v in vals if v > 0]
             return float(np.exp(np.mean(np.log(vals)))) if vals else float("nan")
 

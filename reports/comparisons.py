@@ -7,14 +7,15 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from sweeps.spec.grid import METRICS
+from resnet_core.values import freeze
+from sweeps.spec.metrics import METRICS
 from sweeps.spec.study_format import record_of
 from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
 from sweeps.verdicts.dead import dead_reason, shape_of
 from sweeps.verdicts.inference import LEVEL
 from sweeps.verdicts.rounds import stored_plan
 
-from .study_reader import StudyData, freeze
+from .study_reader import StudyData
 
 
 def level_of(data: StudyData) -> float:

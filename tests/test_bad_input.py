@@ -551,7 +551,7 @@ def test_an_unreadable_image_in_an_imagefolder_is_named(tmp_path):
     ("mysql://alice:a:b@Zq@db/x", "mysql://alice:***@db/x"),
 ])
 def test_a_password_with_a_raw_at_sign_never_leaks(url, masked):
-    from reports.study_reader import mask_url as _redact  # the reader masks with the study format's rule
+    from sweeps.queue.access import mask_url as _redact  # the reader masks with the study format's rule
     from sweeps.queue.storage import mask_url, resolve_storage
 
     assert mask_url(url) == _redact(url) == masked

@@ -47,7 +47,8 @@ def _forward_flops(model_items: tuple, image_size: int) -> int:
     return int(forward_flops(ModelConfig(**dict(model_items)), image_size))
 
 
-def _freeze(d: dict[str, Any]) -> tuple:
+def _items_key(d: dict[str, Any]) -> tuple:
+    """A config section as a hashable key (``lru_cache``) that ``dict()`` turns back into the section."""
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
@@ -79,7 +80,7 @@ def trial_cost(cfg: dict[str, Any], device: str) -> tuple[float, float] | None:
         return None
     spe, steps, (_, n_test, n_val, size, channels, classes) = planned
     model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
-    fwd = _forward_flops(_freeze(dataclasses.asdict(model)), size)
+    fwd = _forward_flops(_items_key(dataclasses.asdict(model)), size)
     unit = spe if rc.schedule.unit == "epoch" else 1
     n_evals = math.ceil(steps / max(1, round(rc.eval_every * unit)))
     flops = 3 * fwd * rc.batch_size * steps + fwd * (n_test + n_val) * n_evals

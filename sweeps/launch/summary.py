@@ -18,6 +18,7 @@ from ..queue.storage import StorageRef, open_storage
 from ..queue.study import objective_values
 from ..spec.grid import GridSpec
 from ..spec.identity import cell_aliases
+from ..spec.metrics import SUMMARY_COLUMNS
 from ..spec.study_format import trial_cell
 from ..verdicts.comparisons import decision_family, evaluate, interactions
 from ..verdicts.figures import SUMMARY_FIGURES
@@ -25,7 +26,6 @@ from ..verdicts.inference import LEVEL, SETTLED, seeds_needed_text
 from ..verdicts.results import axis_values, cell_configs, dead_cells, trial_frame
 from ..verdicts.rounds import stored_plan
 
-SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
 
 
 def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,

@@ -24,12 +24,9 @@ from ..queue.liveness import HEARTBEAT_FILE
 from ..queue.optuna_adapter import trial_id
 from ..spec.cells import Cell
 from ..spec.grid import GridSpec
+from ..spec.metrics import SUMMARY_ATTR_NAMES, TRIAL_SUMMARY_KEYS
 from ..spec.params import cell_params, study_space
-from ..spec.study_format import SUMMARY_ATTR_NAMES
 
-SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
-                 "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
-                 "diverged_at", "device", "fast_path", "precision", "compiled", "fast_fallback", "precision_changed")
 
 
 @dataclass
@@ -138,7 +135,7 @@ def _finite(x: Any) -> Any:
 def outcome_of(spec: GridSpec, result: Any, cb: TrialCallback) -> Outcome:
     """A finished run's RunResult (and what its TrialCallback saw) → the trial's Outcome."""
     summary = dict(getattr(result, "summary", None) or {})
-    out = {SUMMARY_ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
+    out = {SUMMARY_ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in TRIAL_SUMMARY_KEYS if k in summary}
     status = getattr(result, "status", "failed")
     reason = getattr(result, "reason", None)
     if cb.abandoned:

@@ -27,11 +27,12 @@ from resnet_core.errors import ConfigError
 from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_error_line
 from resnet_core.tracking import own_wandb_service
 
+from ..queue.access import open_study_to_run
 from ..queue.liveness import Heartbeat, worker_record
 from ..queue.optuna_adapter import trial_id
 from ..queue.packing import Packing, claim_group
-from ..queue.storage import StorageRef, open_storage, study_lock
-from ..queue.study import reconcile, requeue_failed_trial, sampler_and_pruner
+from ..queue.storage import StorageRef, study_lock
+from ..queue.study import reconcile
 from ..spec.grid import GridSpec
 from ..spec.study_format import ALIASES_ATTR, trial_unit
 from .objective import clear_stale_run_dir, run_fused_objective, run_objective
@@ -159,15 +160,6 @@ def worker_main(ws: WorkerSpec) -> None:
         sys.exit(EXIT_CONFIG)
 
 
-def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[Any, Any]:
-    import optuna
-
-    storage = storage or open_storage(ref, failed_trial_callback=requeue_failed_trial)
-    sampler, pruner = sampler_and_pruner(spec)
-    study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
-    return study, storage
-
-
 def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: Callable | None = None,
                stop: threading.Event | None = None, on_trial: Callable[[int], None] | None = None) -> WorkerStats:
     """Take and run trials (alone, or packed into fused runs) until none is left (or the deadline / ``stop``).
@@ -179,7 +171,7 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     from resnet_core import engine  # lazy: only a process that trains loads the engine (`studies`, --dry-run don't)
 
     spec = GridSpec.from_dict(ws.spec)
-    study, storage = open_study(spec, ws.storage)
+    study, storage = open_study_to_run(spec, ws.storage)
     train_fn = train or engine.train
     members_fn = train_members or engine.train_members
     study_dir = Path(ws.study_dir)

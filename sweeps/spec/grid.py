@@ -44,19 +44,14 @@ from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import RunConfig, load_yaml
-from resnet_core.values import parse_value
+from resnet_core.values import freeze, is_int, is_number, parse_value
 
 from .cells import Cell, cell_id, make_slugs
 from .launcher import parse_launcher
+from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
 TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
             "objective", "wandb", "launcher", "plugins")
-METRICS = {  # objective metric → (summary key, the on_eval / on_log metric reported for pruning)
-    "test_error": ("final_test_error", "test/error"),
-    "val_error": ("final_val_error", "val/error"),
-    "train_error": ("final_train_error", "train/error"),
-}
-DIRECTIONS = ("minimize", "maximize")
 SEARCH_KINDS = ("uniform", "log_uniform", "int", "choice")
 WANDB_KEYS = ("project", "entity", "mode")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -129,7 +124,7 @@ class GridSpec:
     search: list[SearchKnob] = field(default_factory=list)
     n_trials: int | None = None
     timeout: float | None = None
-    objective: dict[str, str] = field(default_factory=lambda: {"metric": "test_error", "direction": "minimize"})
+    objective: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVE))
     wandb: dict[str, Any] = field(default_factory=dict)
     extra_cells: list[dict[str, Any]] = field(default_factory=list)
     grid_file: str | None = None
@@ -369,7 +364,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
             raise ConfigError(f"grid axis {key!r} must be a list of values, got {values!r}")
         if not values:
             raise ConfigError(f"grid axis {key!r} is empty; give at least one value")
-        if len({_freeze(v) for v in values}) != len(values):
+        if len({freeze(v) for v in values}) != len(values):
             raise ConfigError(f"grid axis {key!r} repeats a value: {values!r}")
 
     extra = d.get("extra_cells") or []
@@ -380,7 +375,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
             _check_axis("extra_cells key", key)
 
     seeds = d.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(is_int(s) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeats a seed: {seeds!r}")
@@ -388,7 +383,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     search = _parse_search(d.get("search") or {}, grid)
     n_trials = d.get("n_trials")
     if search:
-        if not _is_int(n_trials) or n_trials < 1:
+        if not is_int(n_trials) or n_trials < 1:
             raise ConfigError(f"n_trials (trials per cell) must be a positive integer with `search`, got {n_trials!r}")
     elif n_trials is not None:
         raise ConfigError("n_trials is for `search` (trials per cell); a grid runs every (cell, seed) once")
@@ -470,9 +465,9 @@ def _parse_search(search: Any, grid: dict[str, Any]) -> list[SearchKnob]:
         if not isinstance(args, list) or not args:
             raise ConfigError(f"search {key!r}: {kind} needs a non-empty list, got {args!r}")
         if kind != "choice":
-            ok = len(args) == 2 and all(_is_number(a) for a in args) and args[0] < args[1]
+            ok = len(args) == 2 and all(is_number(a) for a in args) and args[0] < args[1]
             if kind == "int":
-                ok = ok and all(_is_int(a) for a in args)
+                ok = ok and all(is_int(a) for a in args)
             if kind == "log_uniform":
                 ok = ok and args[0] > 0
             if not ok:
@@ -480,7 +475,7 @@ def _parse_search(search: Any, grid: dict[str, Any]) -> list[SearchKnob]:
                         "int": "two integers a < b"}[kind]
                 raise ConfigError(f"search {key!r}: {kind} needs {need}, got {args!r}")
         else:
-            if len({_freeze(a) for a in args}) != len(args):
+            if len({freeze(a) for a in args}) != len(args):
                 raise ConfigError(f"search {key!r}: choice repeats a value: {args!r}")
             if not all(a is None or isinstance(a, (bool, int, float, str)) for a in args):
                 raise ConfigError(f"search {key!r}: choices must be scalars (Optuna stores them), got {args!r}")
@@ -568,20 +563,4 @@ def _trainable_checker():
     return check
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _freeze(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    return (type(v).__name__, v) if isinstance(v, bool) else v
-
-
-__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid", "METRICS"]
+__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid"]

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 JOURNAL_NAME = "optuna.journal"
 DEFAULT_ROOT = "runs"
 
-# run summary key → trial user attr (the parameter count is ``n_parameters``: ``params`` are Optuna's axis values)
-SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
-
 # the study user attr of `sweep --until-decided`: its sequential plan and its rounds (sweeps/rounds.py)
 DECIDE_ATTR = "until_decided"
 
