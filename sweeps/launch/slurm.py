@@ -178,7 +178,7 @@ def _task_worker(ws: Any) -> None:
 class SlurmWorker:
     """The callable submitted for every array task: starts one worker process per allocated GPU (or one CPU
     worker with all the task's CPUs) and waits for them. ``checkpoint`` is submitit's preemption hook."""
-    spec: dict[str, Any]
+    spec: str                 # the study: its workers run the resolved spec it stores
     storage: StorageRef
     study_dir: str
     gpus: int
@@ -259,7 +259,7 @@ def submit(cfg: SlurmConfig, spec: Any, ref: StorageRef, study_dir: Path, n_work
     os.chmod(folder, 0o700)
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.max_requeues)
     executor.update_parameters(**cfg.executor_parameters(job_name=f"ablate-{spec.study}"))
-    worker = SlurmWorker(spec.to_dict(), ref, str(study_dir), cfg.gpus_per_worker, cfg.cpus_per_worker, deadline,
+    worker = SlurmWorker(spec.study, ref, str(study_dir), cfg.gpus_per_worker, cfg.cpus_per_worker, deadline,
                          fuse, fuse_table)
     try:
         jobs = executor.map_array(worker, range(n_workers))

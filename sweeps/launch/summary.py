@@ -76,7 +76,7 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
     log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
                       mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",
-                      config=spec.to_dict(), tags=tags, cells=cells,
+                      config=spec.study_attrs(), tags=tags, cells=cells,
                       tables={"comparisons": comparisons} if comparisons else None)
 
 

@@ -324,7 +324,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
               + (f" (estimate ~{fmt_duration(estimate)}{busy_note(assigned)})" if estimate else ""), file=out,
               flush=True)
-        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, threads,
+        specs = [WorkerSpec(spec.study, ref, str(study_dir), d, i, deadline, threads,
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err, study_dir=study_dir)

@@ -19,7 +19,7 @@ from typing import Any
 from resnet_core.errors import ConfigError
 
 from ..spec.grid import GridSpec
-from ..spec.study_format import DEFAULT_ROOT, JOURNAL_NAME, find_journals, journal_path, mask_url
+from ..spec.study_format import DEFAULT_ROOT, JOURNAL_NAME, find_journals, journal_path, mask_url, read_spec
 from .storage import StorageRef, open_storage, resolve_storage, storage_exists
 from .study import requeue_failed_trial, sampler_and_pruner
 
@@ -143,12 +143,14 @@ def open_study_named(study: str, root: str | Path | None = None, storage: str | 
     return loaded, desc, seen
 
 
-def open_study_to_run(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[Any, Any]:
-    """(study, storage) for a worker running ``spec``'s trials: the study with the per-cell sampler and pruner, its
-    storage opened with the callback that requeues a trial whose RDB heartbeat went stale."""
+def open_study_to_run(name: str, ref: StorageRef, storage: Any = None) -> tuple[Any, Any, GridSpec]:
+    """(study, storage, spec) for a worker running study ``name``'s trials: the resolved spec the study stores
+    (``read_spec``), the study with that spec's per-cell sampler and pruner, and its storage opened with the
+    callback that requeues a trial whose RDB heartbeat went stale."""
     import optuna
 
     storage = storage or open_storage(ref, failed_trial_callback=requeue_failed_trial)
+    spec = read_spec(optuna.load_study(study_name=name, storage=storage))
     sampler, pruner = sampler_and_pruner(spec)
-    study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
-    return study, storage
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    return study, storage, spec

@@ -8,6 +8,7 @@ the worker's. The run folder is ``<study folder>/<run_dir user attr>``. Results 
 """
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from resnet_core.overrides import set_dotted
 from resnet_core.record import read_metrics
 from resnet_core.signals import disk_full, disk_full_error
 from resnet_core.tracking import wandb_callback
@@ -91,17 +93,17 @@ def ensure_params(trial: Any, spec: GridSpec, cell: Cell, space: dict[str, Any])
     return params
 
 
-def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(run config dict, searched values) for a claimed trial; the search knobs are suggested here."""
+def trial_run_config(spec: GridSpec, trial: Any, device: str,
+                     cfg: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run config dict, searched values) for a claimed trial; the search knobs are suggested here. ``cfg``: the
+    trial's run config as its claim built it (``GridSpec.trial_config``), else it is built here."""
     attrs = trial.user_attrs
-    cell = spec.cell_of(attrs)
-    seed = int(attrs["seed"])
-    ensure_params(trial, spec, cell, study_space(trial.study, spec))
+    ensure_params(trial, spec, spec.cell_of(attrs), study_space(trial.study, spec))
     values = {k.key: k.suggest(trial) for k in spec.search}
-    slot = attrs.get("slot")
-    slug = attrs.get("cell_slug") or cell.slug   # a resumed trial keeps its run's name, even if its cell was renamed
-    name = f"{spec.study}-{slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
-    return spec.run_config(cell, seed, values, device=device, name=name), values
+    cfg = copy.deepcopy(cfg) if cfg is not None else spec.trial_config(attrs, device)
+    for key, value in values.items():
+        set_dotted(cfg, key, value)
+    return cfg, values
 
 
 def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values: dict[str, Any]) -> list[Any]:
@@ -161,7 +163,7 @@ def _failure(e: BaseException) -> Outcome:
 
 
 def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, train: Callable,
-                  stop: Callable[[], bool] | None = None) -> Outcome:
+                  stop: Callable[[], bool] | None = None, cfg: dict[str, Any] | None = None) -> Outcome:
     """Train one trial and turn the RunResult into an Outcome. KeyboardInterrupt and a full disk (an ENOSPC
     OSError) propagate (the worker records the trial as interrupted); every other exception is a failed trial."""
     attrs = trial.user_attrs
@@ -170,7 +172,7 @@ def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, t
     if not resume:
         clear_stale_run_dir(run_dir)
     try:
-        cfg, values = trial_run_config(spec, trial, device)
+        cfg, values = trial_run_config(spec, trial, device, cfg)
     except Exception as e:  # noqa: BLE001
         return Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"})
     cb = TrialCallback(trial, spec.report_key, prune=bool(spec.search), stop=stop)
@@ -212,7 +214,8 @@ class MemberCallbacks:
 
 
 def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, study_dir: Path,
-                        train_members: Callable, stops: Sequence[Callable[[], bool] | None]) -> list[Outcome]:
+                        train_members: Callable, stops: Sequence[Callable[[], bool] | None],
+                        cfgs: Sequence[dict[str, Any] | None] | None = None) -> list[Outcome]:
     """Train G trials that share their fusion key as one fused run (``resnet_core.engine.train_members``); one
     Outcome per trial, each from its own member's result, callback and W&B run. The trials all resume or all start
     fresh (``packing.trial_key`` groups them so)."""
@@ -222,7 +225,7 @@ def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, s
         for d in run_dirs:
             clear_stale_run_dir(d)
     try:
-        prepared = [trial_run_config(spec, t, device) for t in trials]
+        prepared = [trial_run_config(spec, t, device, c) for t, c in zip(trials, cfgs or [None] * len(trials))]
     except Exception as e:  # noqa: BLE001 - they share every key but name and seed: one fails, all fail
         return [Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"})
                 for _ in trials]

@@ -100,7 +100,7 @@ def cpu_threads(assigned: list[str]) -> int | None:
 # -- the worker -------------------------------------------------------------------------------------------------
 @dataclass
 class WorkerSpec:
-    spec: dict[str, Any]              # GridSpec.to_dict()
+    spec: str                         # the study: the worker runs the resolved spec it stores (read_spec)
     storage: StorageRef
     study_dir: str
     device: str
@@ -170,14 +170,13 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     quiet_optuna()
     from resnet_core import engine  # lazy: only a process that trains loads the engine (`studies`, --dry-run don't)
 
-    spec = GridSpec.from_dict(ws.spec)
-    study, storage = open_study_to_run(spec, ws.storage)
+    study, storage, spec = open_study_to_run(ws.spec, ws.storage)
     train_fn = train or engine.train
     members_fn = train_members or engine.train_members
     study_dir = Path(ws.study_dir)
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
-    keys: dict[int, tuple[str, int]] = {}
+    keys: dict[int, tuple[str, int, dict[str, Any] | None]] = {}   # trial id → (fusion key, cap, run config)
     claimer = worker_record(ws.index, ws.device, ws.parent_pid)
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
@@ -190,7 +189,8 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
             if plan.enqueued:
                 continue
             break
-        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats, claimer)
+        configs = {tid: keys[tid][2] for tid in tids if tid in keys}
+        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats, claimer, configs)
         if on_trial is not None:
             for number in numbers:
                 on_trial(number)
@@ -228,10 +228,11 @@ def _drop_duplicate(study: Any, trial: Any) -> bool:
 
 
 def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: WorkerSpec, train_fn: Callable,
-              members_fn: Callable, study_dir: Path, stats: WorkerStats, record: dict[str, Any]) -> list[int]:
+              members_fn: Callable, study_dir: Path, stats: WorkerStats, record: dict[str, Any],
+              configs: dict[int, Any] | None = None) -> list[int]:
     """Run the trials claimed with worker record ``record`` (which the claim wrote on each) — one alone with
     ``train_fn``, several as one fused run with ``members_fn`` — and tell each its own result. Returns their
-    numbers."""
+    numbers. ``configs``: trial id → the run config the claim built (``packing.claim_group``), built only once."""
     import contextlib
 
     import optuna
@@ -256,6 +257,7 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
         return lambda: storage.get_trial(tid).state != TrialState.RUNNING
 
     stops = [taken_over(trial_id(t)) for t in trials]
+    cfgs = [(configs or {}).get(trial_id(t)) for t in trials]
     try:
         with contextlib.ExitStack() as beats:
             for trial in trials:
@@ -264,10 +266,10 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
                                               trial_id=trial_id(trial)))
             if len(trials) == 1:
                 outcomes = [run_objective(spec, trials[0], device=ws.device, study_dir=study_dir, train=train_fn,
-                                          stop=stops[0])]
+                                          stop=stops[0], cfg=cfgs[0])]
             else:
                 outcomes = run_fused_objective(spec, trials, device=ws.device, study_dir=study_dir,
-                                               train_members=members_fn, stops=stops)
+                                               train_members=members_fn, stops=stops, cfgs=cfgs)
     except (KeyboardInterrupt, OSError) as e:   # a stop, or a full disk: the trials resume on the next launch
         why = f"interrupted: {os_error_line(e)}" if isinstance(e, OSError) else "interrupted: the worker was stopped"
         for trial in trials:

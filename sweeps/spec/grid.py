@@ -154,6 +154,15 @@ class GridSpec:
         """The seeds a cell runs: the grid's, then those rounds of ``--until-decided`` added (``rounds``)."""
         return self.seeds + [s for s in self.extra_seeds.get(cell.id, []) if s not in self.seeds]
 
+    def trial_config(self, attrs: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+        """The run config of the trial with user attrs ``attrs`` (search values aside): its cell's, named
+        ``<study>-<slug>[-t<slot>]-s<seed>`` (a resumed trial keeps its run's slug, even if its cell was renamed)."""
+        cell = self.cell_of(attrs)
+        seed, slot = int(attrs["seed"]), attrs.get("slot")
+        slug = attrs.get("cell_slug") or cell.slug
+        name = f"{self.study}-{slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
+        return self.run_config(cell, seed, device=device, name=name)
+
     def cell_of(self, attrs: dict[str, Any]) -> Cell:
         """The cell a trial's user attrs name: the grid's, else one rebuilt from the trial's own ``cell_params``."""
         for c in self.cells:
@@ -181,7 +190,8 @@ class GridSpec:
         return cfg
 
     def study_attrs(self) -> dict[str, Any]:
-        """The study's user attrs (what `reports` reads)."""
+        """The spec's one serialization: the study's user attrs a launch writes, which workers (``from_study``) and
+        `reports` read back."""
         return {
             "grid_axes": self.axes,
             "grid": self.grid,
@@ -200,20 +210,19 @@ class GridSpec:
             "extra_seeds": self.extra_seeds,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (picklable, JSON-able) that `from_dict` turns back into the same spec."""
-        return {"study": self.study, "base": self.base, "grid": self.grid, "seeds": self.seeds,
-                "extra_cells": self.extra_cells, "search": {k.key: k.to_dict() for k in self.search},
-                "n_trials": self.n_trials, "timeout": self.timeout, "objective": self.objective,
-                "wandb": self.wandb, "grid_file": self.grid_file, "description": self.description,
-                "plugins": self.plugins, "extra_seeds": self.extra_seeds}
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GridSpec":
-        raw = {k: v for k, v in d.items() if k not in ("grid_file", "extra_seeds") and v is not None}
-        spec = parse_grid(raw, grid_file=d.get("grid_file"), check_cells=False)
-        spec.extra_seeds = {str(k): [int(s) for s in v] for k, v in (d.get("extra_seeds") or {}).items()}
-        return spec
+    def from_study(cls, name: str, attrs: dict[str, Any]) -> "GridSpec":
+        """The spec a study stores (``study_attrs``, as every launch writes it), resolved again: the one read path,
+        for studies written before as well. The grid file is not read; stored plugins are imported. The seeds that
+        ``--until-decided`` rounds added are the study's record's (``study_format.read_spec``)."""
+        raw = {k: attrs.get(k) for k in ("base", "grid", "extra_cells", "seeds", "search", "n_trials", "objective",
+                                         "wandb", "description")}
+        raw = {k: v for k, v in raw.items() if v is not None}
+        raw["study"] = name
+        plugins = [r["plugin"] for r in attrs.get("plugins") or [] if isinstance(r, dict) and r.get("plugin")]
+        if plugins:
+            raw["plugins"] = plugins
+        return parse_grid(raw, grid_file=attrs.get("grid_file"), check_cells=False)
 
 
 # -- loading ----------------------------------------------------------------------------------------------------

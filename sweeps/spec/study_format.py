@@ -7,19 +7,19 @@ One home for the names and rules both sides use, so a reader never re-derives th
   the study user attr ``cell_aliases`` (a trial's cell id → the grid cell that runs the same config: ``trial_cell``,
   ``trial_unit``; ``identity`` computes it);
 - a trial's user attrs (``unit_attrs``; the run summary's ``params`` is stored as ``n_parameters``);
-- the status of a trial from its Optuna state and ``status`` user attr (``trial_status``).
+- the status of a trial from its Optuna state and ``status`` user attr (``trial_status``);
+- the resolved spec a study stores (``read_spec``: what workers run and readers read, never the grid file again).
 
 Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module imports no Optuna.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from resnet_core.redact import mask_url  # noqa: F401 - how a storage URL is shown (one home: resnet_core.redact)
 
-if TYPE_CHECKING:
-    from .grid import Unit
+from .grid import GridSpec, Unit
 
 JOURNAL_NAME = "optuna.journal"
 DEFAULT_ROOT = "runs"
@@ -42,6 +42,16 @@ def journal_path(root: str | Path, study: str) -> Path:
 def find_journals(root: str | Path) -> list[Path]:
     """Every ``<root>/*/optuna.journal``, sorted."""
     return sorted(Path(root).glob(f"*/{JOURNAL_NAME}"))
+
+
+# -- the spec --------------------------------------------------------------------------------------------------
+def read_spec(study: Any) -> GridSpec:
+    """The resolved ``GridSpec`` an Optuna study stores (``GridSpec.study_attrs``, written by every launch), with the
+    seeds its recorded ``--until-decided`` rounds added (as a launch sets them: ``extra_seeds_of``)."""
+    attrs = dict(study.user_attrs)
+    spec = GridSpec.from_study(study.study_name, attrs)
+    spec.extra_seeds = extra_seeds_of(attrs)
+    return spec
 
 
 # -- cell aliases ---------------------------------------------------------------------------------------------
