@@ -30,7 +30,7 @@ def _trials(root: Path, study: str) -> list[dict[str, Any]]:
     from optuna.trial import TrialState
 
     from resnet_core.values import read_yaml
-    from sweeps.storage import open_storage, resolve_storage
+    from sweeps.queue.storage import open_storage, resolve_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage(None, root, study), read_only=True)
@@ -48,9 +48,9 @@ def _trials(root: Path, study: str) -> list[dict[str, Any]]:
 
 def run(grid: str, fuse: str, root: Path, overrides: Sequence[str], workers: int | None, devices: str | None,
         wandb: str) -> dict[str, Any]:
-    from sweeps.grid import load_grid
-    from sweeps.packing import parse_fuse
-    from sweeps.sweep import run_sweep
+    from sweeps.spec.grid import load_grid
+    from sweeps.queue.packing import parse_fuse
+    from sweeps.launch.sweep import run_sweep
 
     parse_fuse(fuse)  # a bad value fails here, before the unfused sweep spends any time
     study = load_grid(grid, overrides).study

@@ -11,6 +11,6 @@ __all__ = ["FORMATS", "build_report", "paper_value", "load_study"]
 
 def load_study(*args, **kwargs):
     """See `reports.study_reader.load_study`."""
-    from .study_reader import load_study as _load
+    from .study_reader import load_study as _load  # lazy: `import reports` does not load pandas
 
     return _load(*args, **kwargs)

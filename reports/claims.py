@@ -1,14 +1,14 @@
 """The papers' claims checked against a study, written as summary.md.
 
 A claim is listed only when the study has the cells it compares (cells that differ in exactly the attribute the
-claim is about). Each is a comparison (``sweeps.comparisons.Planned``: better − worse on a run-summary error) judged
-by the one rule of ``sweeps.inference`` (``VERDICT_RULE``, also printed in summary.md): the difference of means
+claim is about). Each is a comparison (``sweeps.verdicts.comparisons.Planned``: better − worse on a run-summary error) judged
+by the one rule of ``sweeps.verdicts.inference`` (``VERDICT_RULE``, also printed in summary.md): the difference of means
 with its confidence interval, paired by seed where the two cells share seeds and data order, Welch otherwise, and
 a verdict of *reproduced*, *contradicted*, *undecided* (with the seeds that would decide it), *equivalent* within
-the margin the claim states, or *not enough data*. A verdict resting on a cell that did not learn (``sweeps.dead``)
+the margin the claim states, or *not enough data*. A verdict resting on a cell that did not learn (``sweeps.verdicts.dead``)
 says so.
 
-``claim_plans`` lists the claims of a grid before any result exists (``sweeps.comparisons.CLAIM_SOURCES``: what
+``claim_plans`` lists the claims of a grid before any result exists (``sweeps.verdicts.comparisons.CLAIM_SOURCES``: what
 ``sweep --until-decided`` decides).
 """
 from __future__ import annotations
@@ -21,14 +21,17 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.comparisons import CLAIM, Planned, Result
-from sweeps.dead import SIGMAS
-from sweeps.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REPRODUCED, SEEDS_NEEDED_METHOD, UNDECIDED,
-                              seeds_needed_text)
+from sweeps.verdicts.comparisons import CLAIM, Planned, Result
+from sweeps.verdicts.dead import SIGMAS
+from sweeps.verdicts.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REPRODUCED, SEEDS_NEEDED_METHOD, UNDECIDED,
+                                       seeds_needed_text)
 
 from .comparisons import judge, level_of, level_text
+from .effects import effects_markdown
+from .figures import grad_runs, layer_order, phase_steps, profile, residual_twin
 from .paper import normalize_dataset, paper_number, source_short, training_recipe
 from .study_reader import Cell, StudyData, make_cells, nest, part_label, same_except
+from .tables import cell_table
 
 VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDECIDED, NOT_ENOUGH)
 NO_DEGRADATION_MARGIN = 1.0   # points: a deeper residual net training within this of the shallower one "does not degrade"
@@ -257,8 +260,8 @@ class _Checker:
 
 
 def claim_plans(spec: Any) -> list[Planned]:
-    """The claims a grid (``sweeps.grid.GridSpec``) will be checked on, before it has results: the
-    ``sweeps.comparisons.CLAIM_SOURCES`` entry ``reports`` registers for ``sweep --until-decided``."""
+    """The claims a grid (``sweeps.spec.grid.GridSpec``) will be checked on, before it has results: the
+    ``sweeps.verdicts.comparisons.CLAIM_SOURCES`` entry ``reports`` registers for ``sweep --until-decided``."""
     cells = make_cells({c.id: c.params for c in spec.cells}, nest(spec.base), list(spec.axes))
     return _Checker(cells.values()).run()
 
@@ -266,8 +269,6 @@ def claim_plans(spec: Any) -> list[Planned]:
 def check_claims(data: StudyData, table: pd.DataFrame | None = None) -> list[Claim]:
     """Every claim the study has the cells for, with its verdict."""
     if table is None:
-        from .tables import cell_table
-
         table = cell_table(data)
     stats = table.set_index("cell")
 
@@ -381,25 +382,23 @@ def lesion_observations(data: StudyData) -> list[str]:
 
 def gradient_observations(data: StudyData) -> list[str]:
     """First-layer gradient norm early in training, plain vs residual twin (from the run records)."""
-    from .figures import _grad_runs, _layer_order, _phase_steps, _profile, _residual_twin
-
     lines = []
     cells = list(data.cells.values())
     for plain in (c for c in cells if c.is_plain):
-        twin = _residual_twin(plain, cells)
+        twin = residual_twin(plain, cells)
         if twin is None:
             continue
-        fp, fr = _grad_runs(data, plain), _grad_runs(data, twin)
+        fp, fr = grad_runs(data, plain), grad_runs(data, twin)
         if not fp or not fr:
             continue
-        layers = _layer_order(fp + fr)
-        phases = _phase_steps(fp + fr)
+        layers = layer_order(fp + fr)
+        phases = phase_steps(fp + fr)
         if not layers or not phases:
             continue
         step = phases[0][1]
 
         def first_layer(frames: Sequence[pd.DataFrame]) -> float:
-            vals = [_profile(g, step, layers[:1])[0] for g in frames]
+            vals = [profile(g, step, layers[:1])[0] for g in frames]
             vals = [v for v in vals if v > 0]
             return float(np.exp(np.mean(np.log(vals)))) if vals else float("nan")
 
@@ -430,7 +429,6 @@ def summary_markdown(data: StudyData, table: pd.DataFrame, claims: Sequence[Clai
     else:
         lines.append("The study has no pair of cells that a claim from the papers compares.")
     lines += ["", f"*Rule.* {VERDICT_RULE}", ""]
-    from .effects import effects_markdown
 
     lines += effects_markdown(data, level)
     paper = paper_comparison(data, table)

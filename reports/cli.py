@@ -40,6 +40,7 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     trials.csv (one column per axis) and effects.csv (main effects, interactions,
     importance); tex -> table.tex; html -> index.html.
     """
+    # lazy: pandas, matplotlib and the readers load when a report is built, not for every `resnet-ablate` start-up
     from .claims import check_claims, write_summary
     from .effects import effect_rows
     from .figures import make_figures
@@ -88,7 +89,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def summary_figures(study: str, root: str | Path, storage: str | None, out: Path) -> list[Path]:
-    """The W&B study summary's figures (``sweeps.summary.SUMMARY_FIGURES``): the study's report (md, csv and
+    """The W&B study summary's figures (``sweeps.verdicts.figures.SUMMARY_FIGURES``): the study's report (md, csv and
     figures) written to ``out``, and its PNG files."""
     report = build_report(study, root=root, storage=storage, out=out, formats="md,csv")
     return sorted(report.glob("*.png"))
@@ -97,8 +98,9 @@ def summary_figures(study: str, root: str | Path, storage: str | None, out: Path
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `report`; add the report's figures to the W&B summary of every `sweep`, and its claims to the
     comparisons of `sweep --until-decided`."""
-    from sweeps.comparisons import CLAIM_SOURCES
-    from sweeps.summary import SUMMARY_FIGURES
+    # lazy: registering the commands at start-up must not load the readers and the sweep's comparisons
+    from sweeps.verdicts.comparisons import CLAIM_SOURCES
+    from sweeps.verdicts.figures import SUMMARY_FIGURES
 
     from .claims import claim_plans
 

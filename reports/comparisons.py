@@ -1,5 +1,5 @@
-"""A study's comparisons, judged by the one set of rules (``sweeps.inference``, ``sweeps.comparisons``,
-``sweeps.dead``): which cells did not learn, at what level to judge, the main effects and interactions of the grid
+"""A study's comparisons, judged by the one set of rules (``sweeps.verdicts.inference``, ``sweeps.verdicts.comparisons``,
+``sweeps.verdicts.dead``): which cells did not learn, at what level to judge, the main effects and interactions of the grid
 with their intervals, and Optuna's importance of each axis beside them."""
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from sweeps.comparisons import Planned, Result, evaluate, interactions, main_effects
-from sweeps.dead import dead_reason, shape_of
-from sweeps.inference import LEVEL
-from sweeps.rounds import record_of, stored_plan
+from resnet_core.values import freeze
+from sweeps.spec.metrics import METRICS
+from sweeps.spec.study_format import record_of
+from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
+from sweeps.verdicts.dead import dead_reason, shape_of
+from sweeps.verdicts.inference import LEVEL
+from sweeps.verdicts.rounds import stored_plan
 
-from .study_reader import StudyData, freeze
+from .study_reader import StudyData
 
 
 def level_of(data: StudyData) -> float:
@@ -31,7 +34,7 @@ def level_text(data: StudyData) -> str:
 
 
 def run_dead(data: StudyData) -> pd.Series:
-    """Per row of ``data.runs``: why that completed run did not learn (``sweeps.dead``), else None."""
+    """Per row of ``data.runs``: why that completed run did not learn (``sweeps.verdicts.dead``), else None."""
     shapes = {cid: shape_of(c.config) for cid, c in data.cells.items()}
     out = []
     for _, r in data.runs.iterrows():
@@ -84,8 +87,6 @@ def effects(data: StudyData, metric: str | None = None) -> list[Result]:
 
 
 def _summary_key(data: StudyData) -> str:
-    from sweeps.grid import METRICS
-
     return METRICS.get(data.objective.get("metric", "test_error"), ("final_test_error",))[0]
 
 

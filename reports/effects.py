@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sweeps.comparisons import MAIN, Result
-from sweeps.inference import SETTLED, seeds_needed_text
+from sweeps.verdicts.comparisons import MAIN, Result
+from sweeps.verdicts.inference import SETTLED, seeds_needed_text
 
 from .comparisons import dead_cells, effects, importances
 from .study_reader import StudyData
+from .tables import markdown_table
 
 COLUMNS = ("kind", "comparison", "difference", "interval", "test", "n", "verdict", "seeds needed", "importance")
 
@@ -41,8 +42,6 @@ def effect_rows(data: StudyData, results: list[Result] | None = None,
 
 def effects_markdown(data: StudyData, level_text: str) -> list[str]:
     """The 'Which factor matters' and 'Cells that did not learn' sections of summary.md (empty for one cell)."""
-    from .tables import markdown_table
-
     lines: list[str] = []
     dead = dead_cells(data)
     if dead:

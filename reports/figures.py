@@ -23,8 +23,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .study_reader import (Cell, StudyData, freeze, part_label, same_except, shortcut_option,
-                           varying_keys)
+from resnet_core.values import freeze
+
+from .comparisons import grid_levels
+from .study_reader import Cell, StudyData, part_label, same_except, shortcut_option, varying_keys
 
 STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
@@ -216,13 +218,15 @@ def fig_curves(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOu
 
 # ---------------------------------------------------------------------------------------------------------------
 # (b) per-layer gradient norms
-def _residual_twin(plain: Cell, cells: Sequence[Cell]) -> Cell | None:
+def residual_twin(plain: Cell, cells: Sequence[Cell]) -> Cell | None:
+    """The residual cell that differs from ``plain`` only in its shortcut (option A first), or None."""
     twins = [c for c in cells if not c.is_plain and same_except(plain, c, {"model.shortcut", "model.project_all"})]
     order = {"A": 0, "B": 1, "C": 2, "B3": 3, "C3": 4}
     return min(twins, key=lambda c: order.get(c.option, 9)) if twins else None
 
 
-def _grad_runs(data: StudyData, cell: Cell, split: str = "grad_norm") -> list[pd.DataFrame]:
+def grad_runs(data: StudyData, cell: Cell, split: str = "grad_norm") -> list[pd.DataFrame]:
+    """The per-layer records (``split``) of each run of ``cell`` that has some."""
     runs = data.runs[(data.runs["cell"] == cell.id) & data.runs["run_dir"].notna()]
     out = []
     for _, r in runs.iterrows():
@@ -233,7 +237,7 @@ def _grad_runs(data: StudyData, cell: Cell, split: str = "grad_norm") -> list[pd
     return out
 
 
-def _layer_order(frames: Sequence[pd.DataFrame]) -> list[str]:
+def layer_order(frames: Sequence[pd.DataFrame]) -> list[str]:
     """Layers in the order of first appearance (the model logs them in forward order), shortcut projections left
     out so that a plain net and its residual twin share the index."""
     names: list[str] = []
@@ -244,7 +248,8 @@ def _layer_order(frames: Sequence[pd.DataFrame]) -> list[str]:
     return names
 
 
-def _phase_steps(frames: Sequence[pd.DataFrame]) -> list[tuple[str, int]]:
+def phase_steps(frames: Sequence[pd.DataFrame]) -> list[tuple[str, int]]:
+    """(phase name, step) of the logged steps a profile figure shows: the first, the middle and the last."""
     steps = sorted(set().union(*(set(g["step"].unique()) for g in frames)))
     if not steps:
         return []
@@ -259,7 +264,7 @@ def _phase_steps(frames: Sequence[pd.DataFrame]) -> list[tuple[str, int]]:
     return out
 
 
-def _profile(g: pd.DataFrame, step: int, layers: Sequence[str], tolerance: float | None = None) -> np.ndarray:
+def profile(g: pd.DataFrame, step: int, layers: Sequence[str], tolerance: float | None = None) -> np.ndarray:
     """The run's per-layer values at its logged step nearest ``step`` (all NaN if none is within ``tolerance``)."""
     steps = g["step"].unique()
     nearest = min(steps, key=lambda s: abs(s - step))
@@ -284,7 +289,7 @@ def fig_gradnorm_layers(data: StudyData, table: pd.DataFrame, out: Path) -> list
     cells = list(data.cells.values())
     groups: list[tuple[str, str, list[Cell]]] = []  # (title, file slug, cells)
     for plain in (c for c in cells if c.is_plain):
-        twin = _residual_twin(plain, cells)
+        twin = residual_twin(plain, cells)
         if twin is not None:
             title = f"{plain.label} vs {twin.label}"
             groups.append((title, _slug(title), [plain, twin]))
@@ -296,13 +301,13 @@ def fig_gradnorm_layers(data: StudyData, table: pd.DataFrame, out: Path) -> list
                   for cs in by_depth.values() if len(cs) > 1]
     figures = []
     for title, slug, group in groups:
-        frames = {c.id: _grad_runs(data, c) for c in group}
+        frames = {c.id: grad_runs(data, c) for c in group}
         group = [c for c in group if frames[c.id]]
         if len(group) < 2:
             continue
         all_frames = [g for c in group for g in frames[c.id]]
-        layers = _layer_order(all_frames)
-        phases = _phase_steps(all_frames)
+        layers = layer_order(all_frames)
+        phases = phase_steps(all_frames)
         if not layers or not phases:
             continue
         colors = ({group[0].id: PLAIN_COLOR, group[1].id: RESIDUAL_COLOR} if group[0].is_plain and len(group) == 2
@@ -315,7 +320,7 @@ def fig_gradnorm_layers(data: StudyData, table: pd.DataFrame, out: Path) -> list
         for ax, (phase, step) in zip(axes, phases):
             counts = []
             for c in group:
-                profiles = np.array([_profile(g, step, layers, tolerance) for g in frames[c.id]])
+                profiles = np.array([profile(g, step, layers, tolerance) for g in frames[c.id]])
                 profiles = profiles[np.isfinite(profiles).any(axis=1)] if len(profiles) else profiles
                 counts.append(str(len(profiles)))
                 if not len(profiles):
@@ -624,8 +629,6 @@ def fig_lesion(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOu
 def fig_error_edf(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOut]:
     """One panel per grid axis with several values: for each value, the empirical distribution function of the
     final test error over its completed runs (pycls: F(e) = fraction of runs with error < e)."""
-    from .comparisons import grid_levels
-
     runs = data.complete_runs()
     levels = {a: v for a, v in grid_levels(data).items() if len(v) > 1}
     if runs.empty or not levels:

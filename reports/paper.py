@@ -5,6 +5,8 @@ import functools
 from pathlib import Path
 from typing import Any, Mapping
 
+from resnet_core.config import ModelConfig
+from resnet_core.families import FAMILY_WIDTHS, default_block
 from resnet_core.values import read_yaml
 
 PAPER_FILE = Path(__file__).with_name("paper.yaml")
@@ -100,8 +102,6 @@ def citations() -> dict[str, str]:
 def resolve_model(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The config with `auto` values and depth/stages resolved as the model builder does (falls back to the raw
     values plus ModelConfig's defaults if the config does not validate)."""
-    from resnet_core.config import ModelConfig
-
     cfg = dict(model_cfg or {})
     try:
         return ModelConfig.from_dict(cfg).resolved().to_dict()
@@ -113,8 +113,6 @@ def resolve_model(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
         out.update(cfg)
         if out.get("block") == "auto" and out.get("depth"):
             try:
-                from resnet_core.families import default_block
-
                 out["block"] = default_block(out.get("family", "cifar"), int(out["depth"]))
             except Exception:
                 pass
@@ -144,8 +142,6 @@ def paper_value(dataset: str, model_cfg_dict: Mapping[str, Any]) -> PaperValue |
         return None
     model = resolve_model(raw)
     if raw.get("widths") is not None:
-        from resnet_core.families import FAMILY_WIDTHS
-
         if list(raw["widths"]) != list(FAMILY_WIDTHS.get(model.get("family"), ()))[: len(raw["widths"])]:
             return None
     for key, default in PAPER_DEFAULTS.items():

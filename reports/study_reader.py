@@ -17,19 +17,20 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from resnet_core.config import PART_KEYS, ModelConfig
 from resnet_core.errors import ConfigError
-from resnet_core.overrides import get_dotted as _nested_get
-from resnet_core.overrides import set_dotted
+from resnet_core.overrides import get_dotted as _nested_get, set_dotted
+from resnet_core.plugins import load_plugin
 from resnet_core.record import metrics_frame, read_config, read_summary
-from sweeps.storage import StorageRef, open_storage, resolve_storage
-from sweeps.study_format import (ALIASES_ATTR, DEFAULT_ROOT, LOST, SUMMARY_ATTR_NAMES, cell_id, find_journals,
-                                 journal_path, mask_url, trial_cell, trial_status)
+from resnet_core.shortcuts import SHORTCUTS
+from resnet_core.values import freeze, is_number, read_yaml
+from sweeps.queue.access import open_study_named
+from sweeps.spec.cells import cell_id
+from sweeps.spec.metrics import DEFAULT_OBJECTIVE, SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS
+from sweeps.spec.study_format import ALIASES_ATTR, LOST, trial_cell, trial_status
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
 
-# Numbers a run summary carries (errors in percent).
-NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error", "final_train_error",
-           "final_train_loss", "params", "wall_time_s", "img_per_s", "diverged_at", "step", "total_steps", "epoch")
 # Status of a (cell, seed): which attempt of several represents it (highest wins, then the latest trial).
 STATUS_RANK = {"complete": 6, "diverged": 5, "running": 4, "waiting": 3, "interrupted": 2, "failed": 2, "pruned": 2,
                "missing": 0}
@@ -56,22 +57,9 @@ def nest(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def freeze(value: Any) -> str:
-    """A hashable, order-independent form of an axis value (numbers compare as numbers: 20 == 20.0)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
-
-
 def part_label(key: str, value: Any) -> str:
     """How a report names a part value: the label its registry gives (``model.activation`` pre → "pre-act",
     ``model.pooling`` avg → "GAP"), else the value itself (a user's part without a label, or another key)."""
-    from resnet_core.config import PART_KEYS
-
     registry = PART_KEYS.get(key[len("model."):]) if key.startswith("model.") else None
     return registry.label(value) if registry is not None else str(value)
 
@@ -80,8 +68,6 @@ def shortcut_option(shortcut: Any, project_all: Any) -> str:
     """He et al.'s names, as the shortcut registry gives them: A (identity + zero pad), B (projection where the
     shape changes), C (projection on every block: B with project_all); 3×3 projections (seed 004) are B3/C3; the
     plain net is 'plain'; a part without an option letter (a user's) is its registered name."""
-    from resnet_core.shortcuts import SHORTCUTS
-
     option = SHORTCUTS.meta(shortcut).get("option")
     if option is None:
         return str(shortcut)
@@ -202,97 +188,6 @@ def _warn(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
-def _silence_optuna() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _journal_storage(path: Path):
-    """The journal at ``path``, read-only (a corrupt line: one line naming the file and line)."""
-    return open_storage(StorageRef("journal", str(path), str(path)), read_only=True)
-
-
-def _study_names(storage: Any) -> list[str]:
-    import optuna
-
-    return sorted(optuna.get_all_study_names(storage))
-
-
-def _journal_path_of(storage: str) -> Path | None:
-    """A journal file given as --storage: 'journal:PATH', 'file:PATH', or a path (not a URL)."""
-    for prefix in ("journal:///", "journal://", "journal:", "file://", "file:"):
-        if storage.startswith(prefix):
-            return Path(storage[len(prefix):])
-    if "://" not in storage:
-        return Path(storage)
-    return None
-
-
-def list_studies(root: str | Path | None = None, storage: str | None = None) -> list[str]:
-    """The study names in a storage URL, or in every ``<root>/*/optuna.journal``."""
-    _silence_optuna()
-    if storage:
-        return _study_names(_open_storage(storage)[0])
-    root = Path(root or DEFAULT_ROOT)
-    names: set[str] = set()
-    for journal in find_journals(root):
-        try:
-            names.update(_study_names(_journal_storage(journal)))
-        except Exception:  # an unreadable journal: name its folder
-            names.add(journal.parent.name)
-    return sorted(names)
-
-
-def _open_storage(storage: str) -> tuple[Any, str, Path | None]:
-    """(storage object, description, journal path if any) for a --storage value."""
-    journal = _journal_path_of(storage)
-    if journal is not None:
-        if not journal.exists():
-            raise ConfigError(f"journal file not found: {journal}")
-        return _journal_storage(journal), str(journal), journal
-    if storage.startswith("sqlite:///"):
-        db = Path(storage[len("sqlite:///"):])
-        if str(db) not in ("", ":memory:") and not db.exists():
-            raise ConfigError(f"database file not found: {db} (from {storage})")
-    ref = resolve_storage(storage, DEFAULT_ROOT, "")
-    return open_storage(ref, read_only=True), mask_url(storage), None  # a bad URL, server down: ConfigError
-
-
-def open_study(study: str, root: str | Path | None = None, storage: str | None = None):
-    """Load the Optuna study; an unknown study is a ConfigError that lists the studies in that storage."""
-    import optuna
-
-    _silence_optuna()
-    root = Path(root or DEFAULT_ROOT)
-    dirs: list[Path] = []
-    if storage:
-        st, desc, journal = _open_storage(storage)
-        names = _study_names(st)
-        if study not in names:
-            raise ConfigError(f"unknown study {study!r} in {desc}; studies there: {', '.join(names) or '(none)'}")
-        dirs.append(root / study)
-        if journal is not None:
-            dirs += [journal.parent, journal.parent / study]
-    else:
-        journal = journal_path(root, study)
-        if not journal.exists():
-            names = list_studies(root)
-            raise ConfigError(f"unknown study {study!r}: no {journal}; studies under {root}/: "
-                              f"{', '.join(names) or '(none)'}")
-        st, desc = _journal_storage(journal), str(journal)
-        names = _study_names(st)
-        if study not in names:
-            raise ConfigError(f"unknown study {study!r} in {journal}; studies there: {', '.join(names) or '(none)'}")
-        dirs.append(journal.parent)
-    loaded = optuna.load_study(study_name=study, storage=st)
-    seen: list[Path] = []
-    for d in dirs:
-        if d not in seen:
-            seen.append(d)
-    return loaded, desc, seen
-
-
 # ---------------------------------------------------------------------------------------------------------------
 def _resolve_run_dir(run_dir: Any, bases: Iterable[Path]) -> Path | None:
     if not run_dir:
@@ -343,7 +238,7 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
         if not isinstance(params, Mapping):
             params = ua.get("cell_params") if isinstance(ua.get("cell_params"), Mapping) else dict(t.params)
         if not cell:
-            cell = ",".join(f"{k}={v}" for k, v in params.items()) if params else f"trial{t.number}"
+            cell = cell_id(params) if params else f"trial{t.number}"
         run_dir = _resolve_run_dir(ua.get("run_dir"), dirs)
         damaged = None
         try:
@@ -397,7 +292,6 @@ def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[
     """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
     if not grid_file:
         return None
-    from resnet_core.values import read_yaml
 
     path = Path(str(grid_file))
     candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
@@ -444,8 +338,6 @@ def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, exp
 
 def _valid_model(base: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     """Whether base + params is a buildable model (a sweep skips impossible cells, e.g. identity + project_all)."""
-    from resnet_core.config import ModelConfig
-
     config = json.loads(json.dumps(base, default=str))
     for key, value in params.items():
         set_dotted(config, key, value)
@@ -463,8 +355,6 @@ LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
 def _load_study_plugins(records: Any, notes: list[str]) -> None:
     """Import the plugins the sweep recorded, so their parts' labels and checks are the registry's; one that
     cannot be imported here is a note, and its parts are named by their registered names."""
-    from resnet_core.plugins import load_plugin
-
     for r in records or []:
         if not isinstance(r, Mapping) or not r.get("plugin"):
             continue
@@ -476,13 +366,13 @@ def _load_study_plugins(records: Any, notes: list[str]) -> None:
 
 def load_study(study: str, root: str | Path | None = None, storage: str | None = None,
                probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
-    loaded, desc, dirs = open_study(study, root, storage)
+    loaded, desc, dirs = open_study_named(study, root, storage)
     ua = dict(loaded.user_attrs)
     if ua.get("study_dir") and Path(str(ua["study_dir"])) not in dirs:  # where the sweep put the study folder
         dirs.append(Path(str(ua["study_dir"])))
     axes = list(ua.get("grid_axes") or [])
     seeds = list(ua.get("seeds") or [])
-    objective = dict(ua.get("objective") or {"metric": "test_error", "direction": "minimize"})
+    objective = dict(ua.get("objective") or DEFAULT_OBJECTIVE)
     base = nest(ua.get("base") or {})
     notes: list[str] = []
     _load_study_plugins(ua.get("plugins"), notes)

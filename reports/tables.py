@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from .comparisons import run_dead
 from .study_reader import StudyData
 
 # (summary key, column title, unit) of the mean ± std columns, in table order. Errors are in percent.
@@ -60,7 +61,6 @@ def cell_table(data: StudyData) -> pd.DataFrame:
         for s in ("mean", "std"):
             if f"{m}_{s}" not in table:
                 table[f"{m}_{s}"] = float("nan")
-    from .comparisons import run_dead
 
     dead = runs.assign(dead=run_dead(data))
     n_dead = dead[dead["dead"].notna()].groupby("cell", sort=False).size()
@@ -137,7 +137,7 @@ def display_table(data: StudyData, table: pd.DataFrame) -> tuple[pd.DataFrame, l
     if "label" not in cols:
         out.insert(0, "model", table["label"])
     out["n"] = [f"{n}/{e}" for n, e in zip(table["n"], table["n_expected"])]
-    if table["n_dead"].any():  # sweeps.dead: a cell with runs that did not learn is named in its own column
+    if table["n_dead"].any():  # sweeps.verdicts.dead: a cell with runs that did not learn is named in its own column
         out["did not learn"] = [f"{d} of {n}" if d else "" for d, n in zip(table["n_dead"], table["n"])]
     best: dict[str, list[int]] = {}
     for m, title, unit in METRICS:
@@ -225,8 +225,6 @@ def write_csv(data: StudyData, table: pd.DataFrame, path: Path) -> None:
 def write_trials_csv(data: StudyData, path: Path) -> None:
     """One row per (cell, seed): one column per grid axis (its value), then the run's status and numbers, and why
     a completed run did not learn (``dead``, empty if it learned)."""
-    from .comparisons import run_dead
-
     runs = data.runs.copy()
     axes = axis_columns(data)
     for axis, col in axes.items():

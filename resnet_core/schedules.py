@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import choices_error, ConfigError
-from .values import check_fields, check_range
+from .errors import ConfigError, choices_error
+from .values import check_fields, check_range, is_number
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
 UNITS = ("iter", "epoch")
@@ -61,12 +61,12 @@ class ScheduleConfig:
                 raise ConfigError(f"schedule.{key} must be true or false, got {getattr(self, key)!r}")
         for key in ("base_momentum", "max_momentum"):
             value = getattr(self, key)
-            if not _is_number(value) or not 0 <= value < 1:
+            if not is_number(value, finite=False) or not 0 <= value < 1:
                 raise ConfigError(f"schedule.{key} must be a number in [0, 1), got {value!r}")
         if self.cycle_momentum and self.name != "onecycle":
             raise ConfigError(f"schedule.cycle_momentum needs schedule.name onecycle, got {self.name!r}")
         if self.length is not None:
-            if not _is_number(self.length) or self.length <= 0:
+            if not is_number(self.length, finite=False) or self.length <= 0:
                 raise ConfigError(f"schedule.length must be a positive number or null, got {self.length!r}")
             if self.name == "onecycle" and self.length < self.total:
                 raise ConfigError(f"schedule.length {self.length!r} must be >= schedule.total {self.total!r} for "
@@ -79,10 +79,6 @@ class ScheduleConfig:
     def span(self) -> float:
         """The schedule's own length, in its unit: `length`, else `total`."""
         return self.total if self.length is None else self.length
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def total_steps(cfg: ScheduleConfig, steps_per_epoch: int) -> int:

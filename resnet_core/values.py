@@ -10,11 +10,13 @@ Every YAML file is read by ``read_yaml``: UTF-8, and a key given twice in one ma
 
 Types. ``check_fields(obj, prefix)`` checks each field of a config dataclass against its annotation (``int``,
 ``float``, ``bool``, ``str``, ``list[float]``, ``X | None``, ``int | float``): a bool is not an int, an int is a
-float, a float must be finite. Range checks stay with each dataclass's ``validate``.
+float, a float must be finite. Range checks stay with each dataclass's ``validate``. ``is_int`` and ``is_number``
+are those rules for one value, and ``freeze`` is a value as a hashable key (20 and 20.0 the same, True not 1).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import types
@@ -111,6 +113,32 @@ def parse_value(raw: str) -> Any:
 
 
 # -- types ------------------------------------------------------------------------------------------------------
+def is_int(value: Any) -> bool:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any, *, finite: bool = True) -> bool:
+    """An int or a float, not a bool; finite unless ``finite=False``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (not finite or math.isfinite(value))
+
+
+def freeze(value: Any) -> str:
+    """A hashable, order-independent form of a value: numbers compare as numbers (20 == 20.0, in lists and mappings
+    too), a bool is not a number, the order of a mapping's keys does not count."""
+    return json.dumps(_plain(value), sort_keys=True, default=str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _matches(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -122,9 +150,9 @@ def _matches(value: Any, tp: Any) -> bool:
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_int(value)
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return is_number(value)
     if tp is str:
         return isinstance(value, str)
     if origin in (list, tuple) or tp in (list, tuple):

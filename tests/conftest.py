@@ -47,7 +47,7 @@ def pg_study_name(pg_url: str):
     yield name
     import optuna  # here, not at the top: collection stays free of optuna for the tests that never use it
 
-    from sweeps.storage import open_storage, resolve_storage  # as above; the sweeps' own driver choice
+    from sweeps.queue.storage import open_storage, resolve_storage  # as above; the sweeps' own driver choice
 
     try:
         optuna.delete_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))

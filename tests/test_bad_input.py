@@ -84,7 +84,7 @@ def _sweep(tmp_path: Path, study: str, grid: dict, *extra: str, **kw: Any) -> in
 
 
 def _trials(tmp_path: Path, study: str) -> list[Any]:
-    from sweeps.storage import StorageRef, open_storage
+    from sweeps.queue.storage import StorageRef, open_storage
 
     path = str(tmp_path / "runs" / study / "optuna.journal")
     return optuna.load_study(study_name=study, storage=open_storage(StorageRef("journal", path, path),
@@ -115,7 +115,7 @@ def test_yaml_1_2_floats_read_the_same_from_a_file_and_from_set(tmp_path):
 
 
 def test_grid_with_yaml_1_2_floats_validates_and_keeps_numbers(tmp_path):
-    from sweeps.grid import load_grid
+    from sweeps.spec.grid import load_grid
 
     base = apply_overrides(json.loads(json.dumps(TINY)), [])
     base["optim"]["weight_decay"] = "WD"
@@ -171,13 +171,13 @@ def test_a_config_no_trial_can_train_is_refused_before_the_study_exists(tmp_path
     assert not out.exists()
     # a batch larger than the training set: no full batch, ever
     with pytest.raises(ConfigError, match="batch_size 100"):
-        from sweeps.grid import parse_grid
+        from sweeps.spec.grid import parse_grid
         parse_grid({"study": "b", "base": {**TINY, "batch_size": 100,
                                            "data": {**TINY["data"], "val_size": 64}}})
 
 
 def test_every_search_value_is_validated_not_only_the_first_combinations():
-    from sweeps.grid import parse_grid
+    from sweeps.spec.grid import parse_grid
 
     search = {"optim.nesterov": {"choice": [False, True]}, "model.pooling": {"choice": ["avg", "max"]},
               "model.init": {"choice": ["kaiming", "xavier"]}, "model.conv_bias": {"choice": [False, True]},
@@ -190,7 +190,7 @@ def test_every_search_value_is_validated_not_only_the_first_combinations():
 
 
 def test_a_huge_grid_is_refused_within_seconds_and_names_the_limit(tmp_path):
-    from sweeps.grid import MAX_CELLS, load_grid
+    from sweeps.spec.grid import MAX_CELLS, load_grid
 
     axes = {"optim.lr": [0.01 * (i + 1) for i in range(10)], "optim.momentum": [0.05 * i for i in range(10)],
             "optim.weight_decay": [1e-5 * i for i in range(10)], "label_smoothing": [0.05 * i for i in range(10)],
@@ -216,8 +216,8 @@ def test_dry_run_of_a_large_grid_summarises_instead_of_listing_every_cell(tmp_pa
 
 # == 2. a study never silently mixes two experiments =============================================================
 def _create(tmp_path: Path, spec) -> tuple[Any, Any]:
-    from sweeps.storage import open_storage, resolve_storage
-    from sweeps.study import create_or_load
+    from sweeps.queue.storage import open_storage, resolve_storage
+    from sweeps.queue.study import create_or_load
 
     ref = resolve_storage(None, tmp_path / "runs", spec.study)
     st = open_storage(ref)
@@ -225,7 +225,7 @@ def _create(tmp_path: Path, spec) -> tuple[Any, Any]:
 
 
 def test_changed_base_is_refused_when_the_base_is_only_valid_with_the_cell_values(tmp_path):
-    from sweeps.grid import parse_grid
+    from sweeps.spec.grid import parse_grid
 
     base = apply_overrides(json.loads(json.dumps(TINY)), ["model.project_all=true"])  # option C: needs a conv
     grid = {"model.shortcut": ["conv1x1", "conv3x3"]}
@@ -240,7 +240,7 @@ def test_changed_base_is_refused_when_the_base_is_only_valid_with_the_cell_value
 
 
 def test_changed_objective_metric_is_refused(tmp_path):
-    from sweeps.grid import parse_grid
+    from sweeps.spec.grid import parse_grid
 
     base = {**TINY, "data": {**TINY["data"], "val_size": 32}}
     _create(tmp_path, parse_grid({"study": "obj", "base": base}))
@@ -249,7 +249,7 @@ def test_changed_objective_metric_is_refused(tmp_path):
 
 
 def test_an_axis_naming_a_whole_section_merges_into_the_base_section():
-    from sweeps.grid import parse_grid
+    from sweeps.spec.grid import parse_grid
 
     base = apply_overrides(json.loads(json.dumps(TINY)), ["model.shortcut=none", "model.activation=pre"])
     spec = parse_grid({"study": "sec", "base": base, "grid": {"model": [{"depth": 8}, {"depth": 14}]}})
@@ -316,7 +316,7 @@ def test_eval_of_a_random_file_or_a_foreign_state_dict_is_one_line(tmp_path, cap
 
 # == 3. storage and files survive crashes, full disks and concurrent starts ======================================
 def _journal_with_study(path: Path, name: str, n: int = 3) -> None:
-    from sweeps.storage import StorageRef, open_storage
+    from sweeps.queue.storage import StorageRef, open_storage
 
     study = optuna.create_study(study_name=name, storage=open_storage(StorageRef("journal", str(path), str(path))))
     for i in range(n):
@@ -324,7 +324,7 @@ def _journal_with_study(path: Path, name: str, n: int = 3) -> None:
 
 
 def test_a_torn_journal_tail_is_cut_off_under_the_lock_with_a_backup(tmp_path, capsys):
-    from sweeps.storage import StorageRef, open_storage
+    from sweeps.queue.storage import StorageRef, open_storage
 
     path = tmp_path / "s" / "optuna.journal"
     path.parent.mkdir()
@@ -378,7 +378,7 @@ def test_a_corrupt_journal_line_keeps_every_trial_the_journal_still_proves(damag
     trial as it was before (RUNNING: its worker is gone, so a sweep resumes it); any other record only itself."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from sweeps.journal import check_journal
+    from sweeps.queue.journal import check_journal
 
     path = tmp_path / "optuna.journal"
     lines = damage(_completed_journal(path, "s"))
@@ -437,9 +437,9 @@ def test_a_sweep_salvages_a_corrupt_journal_reports_what_was_dropped_and_carries
 
 
 def _first_launch(url: str, root: str, name: str, ready, go, queue) -> None:
-    from sweeps.grid import parse_grid
-    from sweeps.storage import open_storage, resolve_storage, study_lock
-    from sweeps.study import create_or_load, reconcile
+    from sweeps.spec.grid import parse_grid
+    from sweeps.queue.storage import open_storage, resolve_storage, study_lock
+    from sweeps.queue.study import create_or_load, reconcile
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = parse_grid({"study": name, "base": TINY, "seeds": [0, 1, 2]}, check_cells=False)
@@ -482,12 +482,12 @@ def test_root_under_a_regular_file_is_one_line(tmp_path):
     (OSError(errno.EROFS, "Read-only file system", "optuna.journal"), ("cannot write", "read-only")),
 ])
 def test_disk_and_permission_errors_are_one_line(error, words, tmp_path, monkeypatch, capsys):
-    import sweeps.sweep
+    import sweeps.launch.sweep
 
     def fail(*a, **k):
         raise error
 
-    monkeypatch.setattr(sweeps.sweep, "open_storage", fail)
+    monkeypatch.setattr(sweeps.launch.sweep, "open_storage", fail)
     grid = grid_file(tmp_path / "g.yaml", "disk")
     assert_one_line_error(main(["sweep", str(grid), "--root", str(tmp_path / "runs")]), capsys.readouterr().err,
                           *words)
@@ -553,8 +553,8 @@ def test_an_unreadable_image_in_an_imagefolder_is_named(tmp_path):
     ("mysql://alice:a:b@Zq@db/x", "mysql://alice:***@db/x"),
 ])
 def test_a_password_with_a_raw_at_sign_never_leaks(url, masked):
-    from reports.study_reader import mask_url as _redact  # the reader masks with the study format's rule
-    from sweeps.storage import mask_url, resolve_storage
+    from sweeps.queue.access import mask_url as _redact  # the reader masks with the study format's rule
+    from sweeps.queue.storage import mask_url, resolve_storage
 
     assert mask_url(url) == _redact(url) == masked
     if url.startswith("mysql"):
@@ -563,7 +563,7 @@ def test_a_password_with_a_raw_at_sign_never_leaks(url, masked):
 
 # == 4. exit codes and signals tell the truth ====================================================================
 def test_sweep_exit_codes():
-    from sweeps.sweep import sweep_exit_code
+    from sweeps.launch.sweep import sweep_exit_code
 
     assert sweep_exit_code(0, 0, 0) == 0      # all complete
     assert sweep_exit_code(0, 2, 0) == 1      # some failed or diverged
@@ -601,7 +601,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert "Traceback" not in err and "interrupted (SIGTERM)" in err
     assert read_summary(summary.parent)["status"] == "interrupted"
     assert read_summary(summary.parent)["reason"] == "interrupted (SIGTERM)"   # not "Terminated: signal SIGTERM"
-    from sweeps.storage import StorageRef, open_storage
+    from sweeps.queue.storage import StorageRef, open_storage
 
     path = str(root / "term" / "optuna.journal")
     trials = optuna.load_study(study_name="term", storage=open_storage(StorageRef("journal", path, path),
@@ -740,7 +740,7 @@ def test_a_failing_connection_with_a_raw_at_password_prints_no_tail_and_leaves_n
 def test_every_secret_of_a_url_is_masked_wherever_text_is_scrubbed(url, masked, monkeypatch):
     from resnet_core.redact import connect_url, scrub
     from resnet_core.tracking import scrub as wandb_scrub
-    from sweeps.storage import mask_url, resolve_storage
+    from sweeps.queue.storage import mask_url, resolve_storage
 
     assert mask_url(url) == masked == resolve_storage(url, "runs", "s").display
     assert wandb_scrub(f"resnet-ablate sweep g.yaml --storage {url}") == f"resnet-ablate sweep g.yaml --storage {masked}"
@@ -784,11 +784,11 @@ def test_device_cuda_without_cuda_is_refused_not_run_on_the_cpu(how, tmp_path, c
 
 
 def test_device_in_the_grid_base_takes_effect(monkeypatch):
-    import sweeps.worker
-    from sweeps.grid import parse_grid
-    from sweeps.sweep import worker_devices
+    import sweeps.run.worker
+    from sweeps.spec.grid import parse_grid
+    from sweeps.launch.sweep import worker_devices
 
-    monkeypatch.setattr(sweeps.worker, "default_devices", lambda: ["cuda:0", "cuda:1"])   # a GPU machine
+    monkeypatch.setattr(sweeps.run.worker, "default_devices", lambda: ["cuda:0", "cuda:1"])   # a GPU machine
     assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "cpu"}}), None) == ["cpu"]
     assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "auto"}}), None) == ["cuda:0", "cuda:1"]
     assert worker_devices(parse_grid({"study": "d", "base": {**TINY, "device": "cuda"}}), "cpu") == ["cpu"]
@@ -916,7 +916,7 @@ def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(erro
         code = main(argv)
     err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[sweep]"))
     assert_one_line_error(code, err, "no space left", "run the same command again")   # progress lines aside
-    from sweeps.storage import StorageRef, open_storage
+    from sweeps.queue.storage import StorageRef, open_storage
 
     path = str(tmp_path / "runs" / "full" / "optuna.journal")
     trials = optuna.load_study(study_name="full", storage=open_storage(StorageRef("journal", path, path),
@@ -994,7 +994,7 @@ def test_an_axis_added_to_a_finished_study_runs_only_the_new_cells_and_the_repor
 def test_a_renamed_cell_that_two_grid_cells_match_is_refused_naming_the_axis(two_cell_study, tmp_path, capsys):
     shutil.copytree(two_cell_study, tmp_path / "runs")
     def state() -> tuple:
-        from sweeps.storage import StorageRef, open_storage
+        from sweeps.queue.storage import StorageRef, open_storage
 
         path = str(tmp_path / "runs" / "ren" / "optuna.journal")
         study = optuna.load_study(study_name="ren", storage=open_storage(StorageRef("journal", path, path),
@@ -1013,7 +1013,7 @@ def test_a_renamed_cell_that_two_grid_cells_match_is_refused_naming_the_axis(two
 
 # -- kind 5: two launchers on one study ---------------------------------------------------------------------------
 def test_a_launcher_that_finishes_first_names_the_other_launcher_holding_a_trial_and_exits_0(tmp_path, capsys):
-    from sweeps.liveness import HOST
+    from sweeps.queue.liveness import HOST
 
     grid = grid_file(tmp_path / "two.yaml", "two", grid={"schedule.total": [100000, 6]})   # trial 0 runs long
     argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]

@@ -16,7 +16,7 @@ from test_sweeps import TINY_BASE, write_grid
 from train_callbacks import InterruptAt
 
 from resnet_core.cli import build_parser, main
-from sweeps.grid import load_grid
+from sweeps.spec.grid import load_grid
 
 
 def _parsers(parser: argparse.ArgumentParser, path: str = "resnet-ablate"):

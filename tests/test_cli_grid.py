@@ -16,7 +16,7 @@ from test_sweeps import TINY_BASE
 from resnet_core.errors import ConfigError
 from resnet_core.cli import main
 from sweeps import open_study
-from sweeps.grid import load_grid, parse_axis
+from sweeps.spec.grid import load_grid, parse_axis
 
 STUDY = "cli-grid"
 

@@ -111,7 +111,7 @@ def test_bf16_and_fp32_runs_agree_on_a_learnable_task(tmp_path):
 
 
 def test_cpu_workers_share_the_cores_without_oversubscription(monkeypatch):
-    from sweeps import worker
+    from sweeps.run import worker
 
     monkeypatch.setattr(worker, "available_cores", lambda: 8)
     assert worker.cpu_threads(["cpu"] * 8) == 1

@@ -268,7 +268,7 @@ def test_trainer_makes_its_device_current_first(tmp_path, monkeypatch):
 
 def test_worker_makes_its_device_current_before_anything(monkeypatch):
     pytest.importorskip("optuna")
-    from sweeps import worker
+    from sweeps.run import worker
 
     class Stop(Exception):
         pass
@@ -280,7 +280,7 @@ def test_worker_makes_its_device_current_before_anything(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(worker, "make_current", current)
-    monkeypatch.setattr(worker, "_quiet", lambda: order.append(("quiet",)))
+    monkeypatch.setattr(worker, "quiet_optuna", lambda: order.append(("quiet",)))
     with pytest.raises(Stop):
         worker.run_worker(worker.WorkerSpec(spec={}, storage=None, study_dir="unused", device="cuda:1"))
     assert order == [("current", "cuda:1")]

@@ -1,8 +1,7 @@
 """The project's own import graph has no cycle: every import counts, at the top of a module, inside a function or
 under TYPE_CHECKING, so a dependency hidden in a function body closes a cycle as surely as one at the top.
 
-One cycle is known and waits for its step of issue 29 (sweeps/ in one-way layers: spec → queue → run →
-launch): it is printed, and any other cycle fails.
+No cycle is known since issue 29 put sweeps/ in one-way layers (spec → queue → run → launch): any cycle fails.
 """
 from __future__ import annotations
 
@@ -11,11 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sweeps", "resnet_core", "reports")
-KNOWN_CYCLES = [  # issue 29, item 1: broken by the sweeps layering; remove an entry when its cycle is gone
-    {"sweeps.cells", "sweeps.grid", "sweeps.identity", "sweeps.journal", "sweeps.liveness", "sweeps.objective",
-     "sweeps.packing", "sweeps.params", "sweeps.rounds", "sweeps.search", "sweeps.slurm", "sweeps.storage",
-     "sweeps.study", "sweeps.study_format", "sweeps.worker"},   # 15 modules after issue 30's cell identity and salvage
-]
+KNOWN_CYCLES: list[set[str]] = []  # issue 29 broke the last one (sweeps/ in one-way layers)
 
 
 def _module(path: Path) -> str:
@@ -109,3 +104,28 @@ def test_no_import_cycle_but_the_known_ones():
         print(f"known import cycle of {len(c)} (issue 29, item 1): {', '.join(sorted(c))}")
     new = [sorted(c) for c in found if c not in known]
     assert not new, f"new import cycle(s): {new}"
+
+
+LAYERS = ("sweeps.spec", "sweeps.verdicts", "sweeps.queue", "sweeps.run", "sweeps.launch")  # lowest first
+
+
+def _layer(module: str) -> int | None:
+    return next((i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".")), None)
+
+
+def test_sweeps_layers_import_one_way():
+    """launch → run → queue → spec (verdicts sits on spec): no module imports a layer above its own, and reports
+    read spec, queue and verdicts only."""
+    graph = import_graph()
+    upward = []
+    for module, imported in graph.items():
+        own = _layer(module)
+        for name in imported:
+            other = _layer(name)
+            if other is None:
+                continue
+            if module.startswith("reports") and LAYERS[other] in ("sweeps.run", "sweeps.launch"):
+                upward.append(f"{module} → {name}")
+            elif own is not None and other > own:
+                upward.append(f"{module} → {name}")
+    assert not upward, f"imports against the layers: {upward}"

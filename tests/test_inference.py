@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.comparisons import Planned, Result, interactions, main_effects
-from sweeps.inference import (CONTRADICTED, DECIDED, EQUIVALENT, NOT_ENOUGH, PAIRED, REPRODUCED, UNDECIDED, WELCH,
+from sweeps.verdicts.comparisons import Planned, Result, interactions, main_effects
+from sweeps.verdicts.inference import (CONTRADICTED, DECIDED, EQUIVALENT, NOT_ENOUGH, PAIRED, REPRODUCED, UNDECIDED, WELCH,
                               SequentialPlan, compare, contrast, seeds_needed, verdict)
-from sweeps.rounds import next_round
+from sweeps.verdicts.rounds import next_round
 
 STUDIES = 2000
 BAND = 0.02   # 4 binomial standard errors of a 0.95 rate over 2,000 studies (sd 0.0049)

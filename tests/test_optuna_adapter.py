@@ -1,4 +1,4 @@
-"""Pins what ``sweeps.optuna_adapter`` (the one home of Optuna's private API) relies on, and the import direction
+"""Pins what ``sweeps.queue.optuna_adapter`` (the one home of Optuna's private API) relies on, and the import direction
 resnet_core ← sweeps ← reports: an Optuna upgrade that breaks one of these fails here, not in a sweep."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps import optuna_adapter as adapter
+from sweeps.queue import optuna_adapter as adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

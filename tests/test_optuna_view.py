@@ -137,16 +137,16 @@ def test_postgres_study_is_readable_by_optunas_own_tools(tmp_path, pg_url):
         run_sweep(tmp_path, name, "--storage", pg_url)
         check_study(sweeps.open_study(pg_url, name))
     finally:
-        from sweeps.storage import open_storage, resolve_storage
+        from sweeps.queue.storage import open_storage, resolve_storage
 
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
 
 
 def test_waiting_trials_carry_their_params_and_a_grid_cannot_give_a_categorical_axis_new_values(tmp_path):
-    from sweeps.grid import load_grid
-    from sweeps.storage import open_storage, resolve_storage, study_lock
-    from sweeps.study import create_or_load, reconcile
+    from sweeps.spec.grid import load_grid
+    from sweeps.queue.storage import open_storage, resolve_storage, study_lock
+    from sweeps.queue.study import create_or_load, reconcile
 
     grid = write_grid(tmp_path / "g.yaml", "waiting", grid=GRID, extra_cells=EXTRA, seeds=[0, 1])
     spec = load_grid(grid)

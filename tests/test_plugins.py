@@ -130,9 +130,9 @@ def _wandb_configs(monkeypatch) -> list[dict]:
 def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna")
     configs = _wandb_configs(monkeypatch)
-    import sweeps.sweep
+    import sweeps.launch.sweep
 
-    monkeypatch.setattr(sweeps.sweep, "log_summary_run", lambda *a, **k: None)  # the summary run draws figures
+    monkeypatch.setattr(sweeps.launch.sweep, "log_summary_run", lambda *a, **k: None)  # the summary run draws figures
     root = tmp_path / "runs"
     assert main(["sweep", str(EXAMPLE), "--root", str(root), "--workers", "1", "--wandb", "offline"]) == 0
     capsys.readouterr()
@@ -151,7 +151,7 @@ def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb
 
     import optuna
 
-    from sweeps.storage import open_storage, resolve_storage
+    from sweeps.queue.storage import open_storage, resolve_storage
 
     def stored():
         st = open_storage(resolve_storage(None, root, "gated-shortcut"), read_only=True)

@@ -14,7 +14,7 @@ from report_fixtures import cell_id, make_fake_study
 
 from reports import build_report, paper_value
 from reports.claims import check_claims
-from sweeps.inference import CONTRADICTED, NOT_ENOUGH, REPRODUCED, UNDECIDED
+from sweeps.verdicts.inference import CONTRADICTED, NOT_ENOUGH, REPRODUCED, UNDECIDED
 from reports.study_reader import load_study
 from resnet_core.errors import ConfigError
 from resnet_core.record import read_summary

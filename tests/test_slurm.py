@@ -1,4 +1,4 @@
-"""`sweep --launcher slurm` (sweeps/slurm.py): the launcher settings and refusals (no cluster needed), and on a real
+"""`sweep --launcher slurm` (sweeps/launch/slurm.py): the launcher settings and refusals (no cluster needed), and on a real
 one-node Slurm cluster (scripts/slurm_throwaway.sh, started by scripts/test.sh, which exports RESNET_ABLATE_SLURM=1
 and SLURM_CONF) with the throwaway PostgreSQL: a 4-worker job array runs the shrunk quickstart exactly once;
 `scancel` of an array task mid-trial, then a new launch, completes it; `scontrol requeue` of a running task resumes
@@ -18,8 +18,9 @@ import yaml
 
 from resnet_core.cli import main
 from resnet_core.errors import ConfigError
-from sweeps.slurm import (SlurmWorker, check_storage, parse_launcher, parse_time, task_devices)
-from sweeps.storage import resolve_storage
+from sweeps.launch.slurm import SlurmWorker, check_storage, task_devices
+from sweeps.spec.launcher import parse_launcher, parse_time
+from sweeps.queue.storage import resolve_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "ablations" / "quickstart.yaml"
@@ -190,7 +191,7 @@ def slurm(pg_url: str) -> str:
 def _load(pg_url: str, name: str):
     import optuna
 
-    from sweeps.storage import open_storage
+    from sweeps.queue.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
 
@@ -231,7 +232,7 @@ def _running_with_checkpoint(pg_url: str, name: str, study_dir: Path, n: int = 1
     else None."""
     from optuna.trial import TrialState
 
-    from sweeps.worker import checkpoint_step
+    from sweeps.run.worker import checkpoint_step
 
     found = []
     for t in _load(pg_url, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -25,9 +25,9 @@ from resnet_core.cli import main  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
 from resnet_core.provenance import provenance  # noqa: E402
 from resnet_core.record import read_summary  # noqa: E402
-from sweeps.cells import cell_id, make_slugs  # noqa: E402
-from sweeps.grid import load_grid  # noqa: E402
-from sweeps.storage import resolve_storage  # noqa: E402
+from sweeps.spec.cells import cell_id, make_slugs  # noqa: E402
+from sweeps.spec.grid import load_grid  # noqa: E402
+from sweeps.queue.storage import resolve_storage  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -68,7 +68,7 @@ def journal_study(root: Path, study: str):
 
 def take_one(study, storage, ref, spec, study_dir: Path) -> int | None:
     """Take one waiting trial the way a worker does (``packing.claim_group``, one member): its id, or None."""
-    from sweeps.packing import Packing, claim_group
+    from sweeps.queue.packing import Packing, claim_group
 
     tids = claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"))
     assert len(tids) <= 1
@@ -293,7 +293,7 @@ def test_search_sampler_and_pruner_see_only_their_own_cell():
     from types import SimpleNamespace
 
     from optuna.distributions import FloatDistribution
-    from sweeps.search import CellPruner, _view
+    from sweeps.queue.search import CellPruner, _view
 
     study = optuna.create_study(pruner=CellPruner(optuna.pruners.MedianPruner(n_startup_trials=1,
                                                                               n_warmup_steps=0)))
@@ -319,7 +319,7 @@ def test_search_sampler_and_pruner_see_only_their_own_cell():
 def load_study(root: Path, study: str, storage: str | None = None):
     if storage is None:
         return journal_study(root, study)
-    from sweeps.storage import open_storage
+    from sweeps.queue.storage import open_storage
 
     return optuna.load_study(study_name=study, storage=open_storage(resolve_storage(storage, root, study)))
 
@@ -327,8 +327,8 @@ def load_study(root: Path, study: str, storage: str | None = None):
 def new_study(tmp_path: Path, name: str, url: str | None = None, **grid):
     """Write a tiny grid, create its study (on ``url``, else the journal under tmp_path/runs) and enqueue its units:
     (spec, ref, storage, study, study_dir)."""
-    from sweeps.storage import open_storage, study_lock
-    from sweeps.study import create_or_load, reconcile
+    from sweeps.queue.storage import open_storage, study_lock
+    from sweeps.queue.study import create_or_load, reconcile
 
     spec = load_grid(write_grid(tmp_path / f"{name}.yaml", name, **grid))
     ref = resolve_storage(url, tmp_path / "runs", name)
@@ -403,12 +403,12 @@ def test_a_worker_killed_right_after_its_claim_leaves_a_trial_the_next_launch_re
     could overwrite the record of a worker that took the trial first). A worker SIGKILLed between the two left a
     RUNNING trial without a record, which a relaunch counted as alive for GRACE_PERIOD: "1 running elsewhere",
     exit 3 (CI's PostgreSQL SIGKILL test). Now a launch waits out the claim window and finds it dead."""
-    from sweeps import liveness
-    from sweeps.liveness import worker_record
-    from sweeps.optuna_adapter import trial_id
-    from sweeps.packing import Packing, claim_group
-    from sweeps.storage import study_lock
-    from sweeps.study import reconcile
+    from sweeps.queue import liveness
+    from sweeps.queue.liveness import worker_record
+    from sweeps.queue.optuna_adapter import trial_id
+    from sweeps.queue.packing import Packing, claim_group
+    from sweeps.queue.storage import study_lock
+    from sweeps.queue.study import reconcile
 
     monkeypatch.setattr(liveness, "CLAIM_WINDOW_S", 1.0)
     spec, ref, storage, study, study_dir = new_study(tmp_path, "claimed", seeds=[0])
@@ -433,10 +433,10 @@ def test_a_worker_killed_right_after_its_claim_leaves_a_trial_the_next_launch_re
 def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     """reconcile(): a RUNNING trial whose worker pid is gone → FAIL (interrupted) + one resuming copy; a RUNNING
     trial whose worker is alive (this process) is left alone."""
-    from sweeps.liveness import worker_record
-    from sweeps.optuna_adapter import trial_id
-    from sweeps.storage import study_lock
-    from sweeps.study import reconcile
+    from sweeps.queue.liveness import worker_record
+    from sweeps.queue.optuna_adapter import trial_id
+    from sweeps.queue.storage import study_lock
+    from sweeps.queue.study import reconcile
 
     spec, ref, storage, study, study_dir = new_study(tmp_path, "dead", seeds=[0])
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -462,7 +462,7 @@ def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_pat
     from datetime import datetime, timedelta
     from types import SimpleNamespace
 
-    import sweeps.liveness as liveness
+    import sweeps.queue.liveness as liveness
 
     monkeypatch.setattr(liveness, "GRACE_PERIOD", 60)
     run_dir = tmp_path / "trials" / "x-s0"
@@ -487,8 +487,8 @@ def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_pat
 def _claimer(url: str, root: str, name: str, grid: str, ready, go, queue) -> None:
     """Take waiting trials as a worker does (``packing.claim_group``) until none is left; put their numbers."""
     import optuna as _optuna
-    from sweeps.grid import load_grid as _load
-    from sweeps.storage import open_storage as _open, resolve_storage as _resolve
+    from sweeps.spec.grid import load_grid as _load
+    from sweeps.queue.storage import open_storage as _open, resolve_storage as _resolve
 
     _optuna.logging.set_verbosity(_optuna.logging.ERROR)
     ref = _resolve(url, root, name)
@@ -525,7 +525,7 @@ def release_together(target, args: tuple, n_procs: int) -> list[list[int]]:
 
 def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 4) -> list[list[int]]:
     """Enqueue n_trials, release n_procs processes at once to claim them; what each took."""
-    from sweeps.storage import open_storage
+    from sweeps.queue.storage import open_storage
 
     name = f"race-{uuid.uuid4().hex[:8]}"
     ref = resolve_storage(url, root, name)
@@ -556,7 +556,7 @@ def test_progress_counts_only_this_launchs_units(tmp_path):
     import io
     from types import SimpleNamespace
 
-    from sweeps.monitor import Monitor
+    from sweeps.launch.monitor import Monitor
 
     spec = load_grid(write_grid(tmp_path / "g.yaml", "two-launches"))
     keys = [u.key for u in spec.units()]
@@ -582,7 +582,7 @@ def test_progress_counts_only_this_launchs_units(tmp_path):
 def test_closing_table_names_failed_and_unfinished_trials_by_seed(tmp_path):
     from types import SimpleNamespace
 
-    from sweeps.monitor import result_lines
+    from sweeps.launch.monitor import result_lines
 
     spec = load_grid(write_grid(tmp_path / "g.yaml", "closing", seeds=[0, 1, 2]))
     units = {(u.cell.id, u.seed): u.key for u in spec.units()}
@@ -607,7 +607,7 @@ def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path
     import io
     from types import SimpleNamespace
 
-    from sweeps.monitor import TAIL_BYTES, Monitor, RunSteps
+    from sweeps.launch.monitor import TAIL_BYTES, Monitor, RunSteps
 
     base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 100}}
     spec = load_grid(write_grid(tmp_path / "g.yaml", "steps", base=base))
@@ -693,7 +693,7 @@ def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path
 def test_the_estimate_counts_the_workers(tmp_path, monkeypatch, cores):
     """8 equal trials are shared out to the workers: 4 workers give a shorter estimate than 2 (it said the same for
     both), whether the CPU workers split 8 cores or time-share 2."""
-    import sweeps.estimate as estimate
+    import sweeps.launch.estimate as estimate
 
     monkeypatch.setattr(estimate, "_cores", lambda: cores)
     spec = load_grid(write_grid(tmp_path / "g.yaml", "est", seeds=[0, 1, 2, 3]))
@@ -715,8 +715,8 @@ def test_a_real_sweep_prints_step_counts_that_increase(tmp_path, capsys, monkeyp
     import functools
     import re
 
-    import sweeps.sweep as sweep_mod
-    from sweeps.monitor import Monitor
+    import sweeps.launch.sweep as sweep_mod
+    from sweeps.launch.monitor import Monitor
 
     # polled often, so that a fast machine's trials (well under a second) still show steps between their ends
     monkeypatch.setattr(sweep_mod, "Monitor", functools.partial(Monitor, interval=0.1))

@@ -26,8 +26,8 @@ from resnet_core.cli import main  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
 from resnet_core.fusion import auto_members, fused_gain  # noqa: E402
 from resnet_core.record import read_metrics, read_summary  # noqa: E402
-from sweeps.grid import load_grid  # noqa: E402
-from sweeps.packing import Packing, claim_group, parse_fuse, plan_runs, trial_key  # noqa: E402
+from sweeps.spec.grid import load_grid  # noqa: E402
+from sweeps.queue.packing import Packing, claim_group, parse_fuse, plan_runs, trial_key  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 torch.set_num_threads(1)
@@ -215,9 +215,9 @@ def test_resuming_trials_fuse_only_from_the_same_checkpoint_step(tmp_path):
 def _group_claimer(root: str, grid: str, name: str, ready, go, queue) -> None:
     import optuna as _optuna
 
-    from sweeps.grid import load_grid as _load
-    from sweeps.packing import Packing as _Packing, claim_group as _claim_group
-    from sweeps.storage import open_storage as _open, resolve_storage as _resolve
+    from sweeps.spec.grid import load_grid as _load
+    from sweeps.queue.packing import Packing as _Packing, claim_group as _claim_group
+    from sweeps.queue.storage import open_storage as _open, resolve_storage as _resolve
 
     _optuna.logging.set_verbosity(_optuna.logging.ERROR)
     spec = _load(grid)
@@ -299,7 +299,7 @@ def test_dry_run_shows_the_packing_and_a_shorter_estimate_on_cuda(tmp_path, caps
     assert not root.exists()
 
     # On a GPU (faked: nothing runs in a dry run), auto packs 8 and the estimate shrinks by the fused gain.
-    import sweeps.sweep as sweep_mod
+    import sweeps.launch.sweep as sweep_mod
 
     monkeypatch.setattr(sweep_mod, "parse_devices", lambda text: ["cuda:0"])
     estimates = {}

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.e
 
 
 def pg_study(pg_url: str, name: str):
-    from sweeps.storage import open_storage, resolve_storage
+    from sweeps.queue.storage import open_storage, resolve_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(pg_url, ".", name)))
 
@@ -76,11 +76,11 @@ def test_pg_sigkill_mid_trial_then_rerun(pg_url, pg_study_name, tmp_path, capsys
 def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, pg_study_name, tmp_path, monkeypatch):
     """A worker on another machine stops beating: after the grace period reconcile() fails its trial (status
     interrupted) and enqueues one resuming copy — through Optuna's RDB heartbeat, not a pid check."""
-    import sweeps.liveness as liveness
-    import sweeps.storage as storage_mod
-    from sweeps.optuna_adapter import record_heartbeat, trial_id
-    from sweeps.storage import study_lock
-    from sweeps.study import reconcile
+    import sweeps.queue.liveness as liveness
+    import sweeps.queue.storage as storage_mod
+    from sweeps.queue.optuna_adapter import record_heartbeat, trial_id
+    from sweeps.queue.storage import study_lock
+    from sweeps.queue.study import reconcile
 
     monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)

@@ -117,7 +117,7 @@ def offline_sweep(request, tmp_path_factory, wandb_env):
     each member must still get its own W&B run holding exactly its own metrics."""
     import optuna
 
-    from sweeps.storage import open_storage, resolve_storage
+    from sweeps.queue.storage import open_storage, resolve_storage
 
     tmp = tmp_path_factory.mktemp("offline")
     root = tmp / "runs"
@@ -390,7 +390,7 @@ def test_wandb_mode_off_disabled_and_cli_override(tmp_path, grid_mode, flag, exp
 def test_the_summary_run_has_a_column_per_axis_and_the_comparisons(offline_sweep):
     """The sweep's summary run: its results and cells tables carry one column per grid axis (not only the cell
     string) and whether a run learned; its comparisons table gives each main effect's difference, interval, test,
-    n and verdict (sweeps.comparisons)."""
+    n and verdict (sweeps.verdicts.comparisons)."""
     import json
 
     root, rc, trials, runs = offline_sweep

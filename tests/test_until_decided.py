@@ -16,7 +16,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
-from sweeps.study_format import DECIDE_ATTR  # noqa: E402
+from sweeps.spec.study_format import DECIDE_ATTR  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -14,23 +14,29 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core import shell
-from resnet_core.errors import ConfigError
+from resnet_core.data import dataset_shape
+from resnet_core.errors import ConfigError, choices_error
+from resnet_core.model import build_model, count_params
+from resnet_core.plan import describe, plan
 from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
+from resnet_core.run_config import RunConfig
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 
-from .estimate import busy_note, sweep_seconds
-from .grid import GridSpec, load_grid
-from .packing import Packing, default_table, parse_fuse, plan_runs
-from .monitor import Monitor, fmt_duration, result_lines
-from .storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
-from .liveness import holder, trial_is_dead
-from .study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress, trial_status
-from .study_format import DONE, FAILED, find_journals
+from ..queue.liveness import holder, trial_is_dead
+from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
+from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
+from ..queue.study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress, trial_status
+from ..run.worker import (WorkerSpec, assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna,
+                          run_worker, worker_main)
+from ..spec.grid import GridSpec, load_grid
+from ..spec.launcher import parse_launcher
+from ..spec.study_format import DONE, FAILED, find_journals
+from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
 from .decide import decide_rounds, print_decisions
-from .rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
+from .estimate import busy_note, sweep_seconds
+from .monitor import Monitor, fmt_duration, result_lines
+from .slurm import check_launch, submit
 from .summary import log_summary_run
-from .worker import (WorkerSpec, _quiet, assign_devices, cpu_threads, default_workers, parse_devices, run_worker,
-                     worker_main)
 
 LIST_MAX = 12
 DRY_SHOW = 5       # --dry-run of a large grid lists this many cells at each end
@@ -92,12 +98,7 @@ def _params(spec: GridSpec, cell: Any) -> str:
     try:
         import torch
 
-        from resnet_core.model import build_model, count_params
-        from resnet_core.run_config import RunConfig
-
         import dataclasses
-
-        from resnet_core.data import dataset_shape
 
         rc = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0]))
         model = rc.model
@@ -137,7 +138,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     trials: list[Any] = []
     note = " (no study there yet)"
     if storage_exists(ref):
-        _quiet()
+        quiet_optuna()
         try:
             storage = open_storage(ref, read_only=True)
             study = optuna.load_study(study_name=spec.study, storage=storage)
@@ -197,10 +198,6 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
     precision, memory format and fast path; ``device`` is the worker's and left out). ConfigError for an unknown
     cell."""
     import yaml
-
-    from resnet_core.errors import choices_error
-    from resnet_core.plan import describe, plan
-    from resnet_core.run_config import RunConfig
 
     out = out or sys.stdout
     spec = load_grid(grid_file, overrides, study=study, plugins=plugins, axes=axes)
@@ -267,7 +264,6 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     ref = resolve_storage(storage, root, spec.study)
     slurm_cfg = None
     if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
-        from .slurm import check_launch, parse_launcher
 
         check_launch(launcher, ref, shared_fs=shared_fs, devices=devices, dry=dry)
         slurm_cfg = parse_launcher(spec.launcher, slurm)
@@ -285,7 +281,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
             print(f"slurm: {n} as one job array, each: {slurm_cfg.describe()}", file=out)
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
-    _quiet()
+    quiet_optuna()
     if ref.is_rdb:   # a database that cannot be reached leaves no empty study folder behind
         st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
         make_study_dir(study_dir, root)
@@ -305,8 +301,6 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     out.flush()
 
     if plan.to_run and slurm_cfg is not None:
-        from .slurm import submit
-
         submit(slurm_cfg, spec, ref, study_dir, min(asked or plan.to_run, plan.to_run), fuse=fuse_n,
                fuse_table=str(table) if table else None, out=out,
                deadline=time.time() + spec.timeout if spec.timeout else None)
@@ -330,7 +324,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
               + (f" (estimate ~{fmt_duration(estimate)}{busy_note(assigned)})" if estimate else ""), file=out,
               flush=True)
-        specs = [WorkerSpec(spec.to_dict(), ref, str(study_dir), d, i, deadline, threads,
+        specs = [WorkerSpec(spec.study, ref, str(study_dir), d, i, deadline, threads,
                             os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err, study_dir=study_dir)
@@ -455,7 +449,7 @@ def list_studies(root: str | Path = "runs", storage: str | None = None, out: Tex
     import optuna
 
     out = out or sys.stdout
-    _quiet()
+    quiet_optuna()
     found = bad = 0
     if storage:
         ref = resolve_storage(storage, root, "")

@@ -18,10 +18,12 @@ import json
 import math
 from typing import Any
 
-from .cells import Cell
+from resnet_core.errors import ConfigError
+from resnet_core.overrides import get_dotted
+from resnet_core.run_config import RunConfig
+
+from .cells import Cell, format_value
 from .grid import GridSpec
-from .optuna_adapter import trial_id
-from .study_format import format_value
 
 SCALARS = (type(None), bool, int, float, str)
 
@@ -51,8 +53,6 @@ def _resolved_value(spec: GridSpec, cell: Cell, key: str) -> Any:
     """The value a cell's run config has at ``key``: the cell's own, else the resolved base's (defaults filled)."""
     if key in cell.params:
         return cell.params[key]
-    from resnet_core.overrides import get_dotted
-    from resnet_core.run_config import RunConfig
 
     try:
         resolved = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0])).to_dict()
@@ -112,8 +112,6 @@ def merged_space(stored: Any, spec: GridSpec) -> dict[str, Any]:
     ConfigError (use another study name)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution, json_to_distribution
 
-    from resnet_core.errors import ConfigError
-
     old = {}
     if isinstance(stored, dict):
         for k, text in stored.items():
@@ -155,16 +153,3 @@ def unit_params(space: dict[str, Any], spec: GridSpec, cell: Cell) -> tuple[dict
     """(params, distributions) to enqueue a trial of ``cell`` with."""
     params = cell_params(spec, cell)
     return params, {k: space[k] for k in params}
-
-
-def ensure_params(trial: Any, spec: GridSpec, cell: Cell, space: dict[str, Any]) -> dict[str, Any]:
-    """Give a running trial every axis param it lacks (a trial enqueued before axes were params) through the
-    storage; returns axis → encoded value. A trial enqueued by ``study.enqueue_unit`` has them all already."""
-    have = trial.params
-    params = cell_params(spec, cell)
-    for key, value in params.items():
-        if key in have or key not in space:
-            continue
-        dist = space[key]
-        trial.storage.set_trial_param(trial_id(trial), key, dist.to_internal_repr(value), dist)
-    return params

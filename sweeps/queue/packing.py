@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 from resnet_core.errors import ConfigError
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
+from resnet_core.run_config import RunConfig
 
-from .grid import GridSpec, Unit
+from ..spec.grid import GridSpec, Unit
 from .optuna_adapter import trial_id
 from .storage import StorageRef, claim_lock
 
@@ -94,32 +95,31 @@ def resume_step(run_dir: Path) -> int | None:
         return -1
 
 
-def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path, device: str) -> tuple[str, dict[str, Any]]:
-    """(fusion key, run config) of a waiting trial: equal keys ⇔ the trials can train as one fused run."""
-    from .objective import cell_of
-
-    cfg = resolved(spec.run_config(cell_of(spec, attrs), int(attrs["seed"]), device=device))
-    key = fusion_key(cfg)
+def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path,
+              device: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(fusion key, run config, the run config with every default filled in) of a waiting trial: equal keys ⇔ the
+    trials can train as one fused run."""
+    cfg = spec.trial_config(attrs, device)
+    full = resolved(cfg)
+    key = fusion_key(full)
     if attrs.get("resume"):
         key += f"|resume@{resume_step(Path(study_dir) / attrs['run_dir'])}"
-    return key, cfg
+    return key, cfg, full
 
 
 def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
     """The run config with every default filled in, so that equal runs have equal keys however they were written."""
-    from resnet_core.run_config import RunConfig
-
     return RunConfig.from_dict(cfg).to_dict()
 
 
 # -- claiming a group -------------------------------------------------------------------------------------------
 def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study_dir: Path, packing: Packing, *,
-                offset: int = 0, keys: dict[int, tuple[str, int]] | None = None,
+                offset: int = 0, keys: dict[int, tuple[str, int, Any]] | None = None,
                 worker: dict[str, Any] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
     ids, first the one the group was chosen by. Empty when nothing is waiting. ``offset`` rotates which group a
     worker tries first, so workers rarely race for one cell. ``keys`` caches (fusion key, cap) by trial id across
-    calls (a waiting trial's key never changes).
+    calls, with the trial's run config (a waiting trial's key never changes; the worker trains with that config).
 
     ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
     compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
@@ -151,11 +151,11 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
             tid = trial_id(t)
             if tid not in keys:
                 try:
-                    key, cfg = trial_key(spec, t.user_attrs, study_dir, packing.device)
-                    keys[tid] = (key, caps[key] if key in caps else packing.cap(cfg))
+                    key, cfg, full = trial_key(spec, t.user_attrs, study_dir, packing.device)
+                    keys[tid] = (key, caps[key] if key in caps else packing.cap(full), cfg)
                 except Exception:  # noqa: BLE001 - a trial whose config cannot be built runs alone and fails there
-                    keys[tid] = (f"alone:{tid}", 1)
-            key, cap = keys[tid]
+                    keys[tid] = (f"alone:{tid}", 1, None)
+            key, cap, _ = keys[tid]
             caps[key] = cap
             groups.setdefault(key, []).append(t)
         order = list(groups)

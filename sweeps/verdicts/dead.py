@@ -16,6 +16,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_core.data import dataset_shape
+from resnet_core.run_config import RunConfig
+
 SIGMAS = 3.0
 DEFAULT_N_TEST = 1000
 LOSS_TOLERANCE = 0.02
@@ -64,10 +67,6 @@ def shape_of(config: dict[str, Any]) -> DataShape | None:
     """Classes and test-set size of a run config (dict): the dataset's known shape (``resnet_core.data.dataset_shape``),
     else the ``model.num_classes`` the config states (a run record's config is resolved); None if neither."""
     try:
-        from resnet_core.run_config import RunConfig
-
-        from resnet_core.data import dataset_shape
-
         shape = dataset_shape(RunConfig.from_dict({k: v for k, v in config.items() if k != "device"}).data)
         if shape is not None:
             return DataShape(int(shape[4]), int(shape[1]))

@@ -20,8 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from resnet_core.errors import ConfigError
 
+from ..spec.study_format import DECIDE_ATTR, record_of
 from .inference import SETTLED, SequentialPlan
-from .study_format import DECIDE_ATTR
 
 ALPHA = 0.05
 ROUND_SEEDS = 2            # seeds added per round (the planned step between looks)
@@ -43,11 +43,6 @@ def check_args(spec: Any, max_seeds: Any) -> None:
         raise ConfigError(f"--max-seeds {max_seeds} is below the grid's {len(spec.seeds)} seeds per cell")
 
 
-def record_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
-    rec = attrs.get(DECIDE_ATTR)
-    return dict(rec) if isinstance(rec, Mapping) else None
-
-
 def stored_plan(attrs: Mapping[str, Any]) -> SequentialPlan | None:
     """The study's sequential plan, if a ``--until-decided`` launch made one (reports judge at its level)."""
     rec = record_of(attrs)
@@ -55,16 +50,6 @@ def stored_plan(attrs: Mapping[str, Any]) -> SequentialPlan | None:
         return SequentialPlan.from_dict(rec["plan"]) if rec else None
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def extra_seeds_of(attrs: Mapping[str, Any]) -> dict[str, list[int]]:
-    """Cell id → the seeds the recorded rounds added to it."""
-    out: dict[str, list[int]] = {}
-    for r in (record_of(attrs) or {}).get("rounds") or []:
-        for cell in r.get("cells") or []:
-            have = out.setdefault(str(cell), [])
-            have += [int(s) for s in r.get("seeds") or [] if int(s) not in have]
-    return out
 
 
 def ensure_plan(study: Any, spec: Any, max_seeds: int) -> dict[str, Any]:

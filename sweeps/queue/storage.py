@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterator
 from resnet_core.errors import ConfigError
 from resnet_core.redact import connect_url, scrub
 
+from ..spec.study_format import journal_path, mask_url
+from .journal import check_journal
 from .optuna_adapter import cached_rdb, rdb_engine
-from .study_format import journal_path, mask_url
 
 HEARTBEAT_INTERVAL = int(os.environ.get("RESNET_ABLATE_HEARTBEAT_S", "10"))     # seconds between heartbeats
 GRACE_PERIOD = int(os.environ.get("RESNET_ABLATE_GRACE_S", "60"))               # no heartbeat this long: dead
@@ -113,8 +114,6 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
 
     if ref.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        from .journal import check_journal
 
         if not read_only:
             Path(ref.url).parent.mkdir(parents=True, exist_ok=True)

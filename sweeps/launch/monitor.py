@@ -22,11 +22,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ..queue.study import objective_values, statuses, trial_status
+from ..spec.grid import GridSpec
+from ..spec.identity import cell_aliases
+from ..spec.study_format import DONE, FAILED, trial_cell
+from ..verdicts.results import dead_cells, trial_frame
 from .estimate import trial_steps
-from .grid import GridSpec
-from .identity import cell_aliases
-from .study import objective_values, statuses, trial_status
-from .study_format import DONE, FAILED, trial_cell
 
 TAIL_BYTES = 4096   # the end of metrics.jsonl read for its last step: many rows of one log
 Steps = tuple[int | None, int | None]   # (steps done, total steps) of a run folder
@@ -357,8 +358,6 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
     """One line per cell: mean ± std of the objective over seeds (search: the best trial and its values); failed
     and unfinished trials named by their seed (search: their slot), not by Optuna's number, which a resume changes;
     a cell that did not learn marked DEAD."""
-    from .results import dead_cells, trial_frame
-
     metric = spec.objective["metric"]
     values = objective_values(spec, trials)
     sts = statuses(spec, trials)

@@ -17,9 +17,17 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from resnet_core.config import ModelConfig
 from resnet_core.data import dataset_shape
+from resnet_core.devices import autocast_dtype, available_cores
+from resnet_core.flops import forward_flops
+from resnet_core.fusion import bench_model_name, fused_gain
+from resnet_core.run_config import RunConfig
+from resnet_core.schedules import total_steps
 
-from .grid import GridSpec
+from ..queue.packing import device_type, plan_runs
+from ..run.worker import assign_devices
+from ..spec.grid import GridSpec
 
 # effective training FLOP/s (a CPU core: measured on AVX512-BF16 cores with `resnet-ablate bench`, ResNet-20/56 at
 # batch 128: ~40 GFLOP/s in fp32 channels_last, ~65 in bf16 autocast)
@@ -31,27 +39,21 @@ THREAD_GAIN = 0.5
 
 
 def _cores() -> int:
-    from resnet_core.devices import available_cores
-
     return available_cores()
 
 
 @lru_cache(maxsize=256)
 def _forward_flops(model_items: tuple, image_size: int) -> int:
-    from resnet_core.config import ModelConfig
-    from resnet_core.flops import forward_flops
-
     return int(forward_flops(ModelConfig(**dict(model_items)), image_size))
 
 
-def _freeze(d: dict[str, Any]) -> tuple:
+def _items_key(d: dict[str, Any]) -> tuple:
+    """A config section as a hashable key (``lru_cache``) that ``dict()`` turns back into the section."""
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
 def _steps(rc: Any) -> tuple[int, int, tuple] | None:
     """(steps per epoch, total steps, dataset shape with the val split taken out) of a RunConfig, None if unknown."""
-    from resnet_core.schedules import total_steps
-
     d = rc.data
     shape = dataset_shape(rc.data)
     if shape is None:
@@ -65,8 +67,6 @@ def _steps(rc: Any) -> tuple[int, int, tuple] | None:
 
 def trial_steps(cfg: dict[str, Any]) -> int | None:
     """Training steps of one run config, None if its dataset is unknown (the run's summary.json says it exactly)."""
-    from resnet_core.run_config import RunConfig
-
     planned = _steps(RunConfig.from_dict(cfg))
     return planned[1] if planned else None
 
@@ -74,23 +74,19 @@ def trial_steps(cfg: dict[str, Any]) -> int | None:
 def trial_cost(cfg: dict[str, Any], device: str) -> tuple[float, float] | None:
     """(start-up seconds, compute seconds with the whole ``device``: every core of a CPU) of one run config, or None
     if unknown."""
-    from resnet_core.run_config import RunConfig
-
     rc = RunConfig.from_dict(cfg)
     planned = _steps(rc)
     if planned is None:
         return None
     spe, steps, (_, n_test, n_val, size, channels, classes) = planned
     model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
-    fwd = _forward_flops(_freeze(dataclasses.asdict(model)), size)
+    fwd = _forward_flops(_items_key(dataclasses.asdict(model)), size)
     unit = spe if rc.schedule.unit == "epoch" else 1
     n_evals = math.ceil(steps / max(1, round(rc.eval_every * unit)))
     flops = 3 * fwd * rc.batch_size * steps + fwd * (n_test + n_val) * n_evals
     kind = device.split(":")[0]
     if kind == "cpu":
         import torch
-        from resnet_core.devices import autocast_dtype
-
         bf16 = autocast_dtype(rc.precision, torch.device("cpu")) == torch.bfloat16
         rate = FLOPS["cpu_core_bf16" if bf16 else "cpu_core"] * _cores()
     else:
@@ -136,8 +132,6 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing:
     seconds of one trial on one of them). The trials are shared out to the workers as they free up
     (``schedule_seconds``). With a ``packing.Packing``, trials packed into one fused run take one start-up plus
     ``members × one trial's training ÷ the fused gain`` (no gain on the CPU)."""
-    from .worker import assign_devices
-
     costs: dict[str, tuple[float, float]] = {}
     device = devices[0] if devices else "cpu"
     for u in units:
@@ -152,10 +146,6 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing:
     if packing is None:
         jobs = [costs[u.cell.id] for u in units]
     else:
-        from resnet_core.fusion import bench_model_name, fused_gain
-
-        from .packing import device_type, plan_runs
-
         jobs = []
         for run in plan_runs(spec, units, packing):   # a fused run pays one start-up, not one per member
             startup, train = costs[run.units[0].cell.id]

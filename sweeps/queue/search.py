@@ -13,8 +13,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from ..spec.study_format import ALIASES_ATTR, trial_cell
 from .optuna_adapter import StudyView
-from .study_format import ALIASES_ATTR, trial_cell
 
 
 def _view(study: optuna.Study, trial: FrozenTrial) -> Any:

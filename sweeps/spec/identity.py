@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError
 from resnet_core.overrides import set_dotted
+from resnet_core.run_config import RunConfig
 
 from .grid import GridSpec
 
@@ -26,8 +27,6 @@ _CACHE_MAX = 8
 
 def config_key(base: dict[str, Any], params: dict[str, Any]) -> str:
     """A canonical text of the run config ``base`` + ``params`` resolves to (as written if it does not resolve)."""
-    from resnet_core.run_config import RunConfig
-
     cfg = copy.deepcopy(base)
     for key, value in params.items():
         set_dotted(cfg, key, copy.deepcopy(value))

@@ -8,6 +8,7 @@ the worker's. The run folder is ``<study folder>/<run_dir user attr>``. Results 
 """
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import time
@@ -16,17 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from resnet_core.overrides import set_dotted
+from resnet_core.record import read_metrics
 from resnet_core.signals import disk_full, disk_full_error
+from resnet_core.tracking import wandb_callback
 
-from .cells import Cell
-from .grid import GridSpec
-from .params import ensure_params, study_space
-from .optuna_adapter import trial_id
-from .study_format import SUMMARY_ATTR_NAMES
+from ..queue.liveness import HEARTBEAT_FILE
+from ..queue.optuna_adapter import trial_id
+from ..spec.cells import Cell
+from ..spec.grid import GridSpec
+from ..spec.metrics import SUMMARY_ATTR_NAMES, TRIAL_SUMMARY_KEYS
+from ..spec.params import cell_params, study_space
 
-SUMMARY_ATTRS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
-                 "final_train_error", "final_train_loss", "wall_time_s", "img_per_s", "step", "total_steps",
-                 "diverged_at", "device", "fast_path", "precision", "compiled", "fast_fallback", "precision_changed")
 
 
 @dataclass
@@ -49,8 +51,6 @@ class TrialCallback:
         self.abandoned = False
 
     def on_start(self, member: int, config: dict[str, Any], run_dir: Path) -> None:
-        from resnet_core.record import read_metrics
-
         split, _, name = self.report_key.partition("/")
         try:
             done = set(self.trial.storage.get_trial(trial_id(self.trial)).intermediate_values)
@@ -80,31 +80,35 @@ class TrialCallback:
         return False
 
 
-def cell_of(spec: GridSpec, attrs: dict[str, Any]) -> Cell:
-    for c in spec.cells:
-        if c.id == attrs.get("cell"):
-            return c
-    return Cell(attrs.get("cell", ""), attrs.get("cell_slug", "cell"), dict(attrs.get("cell_params") or {}))
+def ensure_params(trial: Any, spec: GridSpec, cell: Cell, space: dict[str, Any]) -> dict[str, Any]:
+    """Give a running trial every axis param it lacks (a trial enqueued before axes were params) through the
+    storage; returns axis → encoded value. A trial enqueued by ``study.enqueue_unit`` has them all already."""
+    have = trial.params
+    params = cell_params(spec, cell)
+    for key, value in params.items():
+        if key in have or key not in space:
+            continue
+        dist = space[key]
+        trial.storage.set_trial_param(trial_id(trial), key, dist.to_internal_repr(value), dist)
+    return params
 
 
-def trial_run_config(spec: GridSpec, trial: Any, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(run config dict, searched values) for a claimed trial; the search knobs are suggested here."""
+def trial_run_config(spec: GridSpec, trial: Any, device: str,
+                     cfg: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run config dict, searched values) for a claimed trial; the search knobs are suggested here. ``cfg``: the
+    trial's run config as its claim built it (``GridSpec.trial_config``), else it is built here."""
     attrs = trial.user_attrs
-    cell = cell_of(spec, attrs)
-    seed = int(attrs["seed"])
-    ensure_params(trial, spec, cell, study_space(trial.study, spec))
+    ensure_params(trial, spec, spec.cell_of(attrs), study_space(trial.study, spec))
     values = {k.key: k.suggest(trial) for k in spec.search}
-    slot = attrs.get("slot")
-    slug = attrs.get("cell_slug") or cell.slug   # a resumed trial keeps its run's name, even if its cell was renamed
-    name = f"{spec.study}-{slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
-    return spec.run_config(cell, seed, values, device=device, name=name), values
+    cfg = copy.deepcopy(cfg) if cfg is not None else spec.trial_config(attrs, device)
+    for key, value in values.items():
+        set_dotted(cfg, key, value)
+    return cfg, values
 
 
 def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values: dict[str, Any]) -> list[Any]:
     """W&B: ``resnet_core.tracking.wandb_callback(**init)`` with init = {project, entity, mode, group=<study>,
     name=<run name>, job_type="trial", config=<run config + trial params>}. With mode ``disabled``, none."""
-    from resnet_core.tracking import wandb_callback
-
     mode = spec.wandb.get("mode")
     if mode == "disabled":
         return []
@@ -116,11 +120,9 @@ def _tracking_callbacks(spec: GridSpec, cfg: dict[str, Any], trial: Any, values:
     return [cb] if cb is not None else []
 
 
-def _clear_stale_run_dir(run_dir: Path) -> None:
+def clear_stale_run_dir(run_dir: Path) -> None:
     """A fresh (non-resuming) trial whose folder already holds files (a deleted study's leftovers): move them aside
     rather than mix two runs' metrics."""
-    from .liveness import HEARTBEAT_FILE
-
     if run_dir.is_dir() and any(p.name != HEARTBEAT_FILE for p in run_dir.iterdir()):
         aside = run_dir.with_name(f"{run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(run_dir), str(aside))
@@ -135,7 +137,7 @@ def _finite(x: Any) -> Any:
 def outcome_of(spec: GridSpec, result: Any, cb: TrialCallback) -> Outcome:
     """A finished run's RunResult (and what its TrialCallback saw) → the trial's Outcome."""
     summary = dict(getattr(result, "summary", None) or {})
-    out = {SUMMARY_ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in SUMMARY_ATTRS if k in summary}
+    out = {SUMMARY_ATTR_NAMES.get(k, k): _finite(summary.get(k)) for k in TRIAL_SUMMARY_KEYS if k in summary}
     status = getattr(result, "status", "failed")
     reason = getattr(result, "reason", None)
     if cb.abandoned:
@@ -161,16 +163,16 @@ def _failure(e: BaseException) -> Outcome:
 
 
 def run_objective(spec: GridSpec, trial: Any, *, device: str, study_dir: Path, train: Callable,
-                  stop: Callable[[], bool] | None = None) -> Outcome:
+                  stop: Callable[[], bool] | None = None, cfg: dict[str, Any] | None = None) -> Outcome:
     """Train one trial and turn the RunResult into an Outcome. KeyboardInterrupt and a full disk (an ENOSPC
     OSError) propagate (the worker records the trial as interrupted); every other exception is a failed trial."""
     attrs = trial.user_attrs
     run_dir = Path(study_dir) / attrs["run_dir"]
     resume = bool(attrs.get("resume"))
     if not resume:
-        _clear_stale_run_dir(run_dir)
+        clear_stale_run_dir(run_dir)
     try:
-        cfg, values = trial_run_config(spec, trial, device)
+        cfg, values = trial_run_config(spec, trial, device, cfg)
     except Exception as e:  # noqa: BLE001
         return Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"})
     cb = TrialCallback(trial, spec.report_key, prune=bool(spec.search), stop=stop)
@@ -212,7 +214,8 @@ class MemberCallbacks:
 
 
 def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, study_dir: Path,
-                        train_members: Callable, stops: Sequence[Callable[[], bool] | None]) -> list[Outcome]:
+                        train_members: Callable, stops: Sequence[Callable[[], bool] | None],
+                        cfgs: Sequence[dict[str, Any] | None] | None = None) -> list[Outcome]:
     """Train G trials that share their fusion key as one fused run (``resnet_core.engine.train_members``); one
     Outcome per trial, each from its own member's result, callback and W&B run. The trials all resume or all start
     fresh (``packing.trial_key`` groups them so)."""
@@ -220,9 +223,9 @@ def run_fused_objective(spec: GridSpec, trials: Sequence[Any], *, device: str, s
     resume = bool(trials[0].user_attrs.get("resume"))
     if not resume:
         for d in run_dirs:
-            _clear_stale_run_dir(d)
+            clear_stale_run_dir(d)
     try:
-        prepared = [trial_run_config(spec, t, device) for t in trials]
+        prepared = [trial_run_config(spec, t, device, c) for t, c in zip(trials, cfgs or [None] * len(trials))]
     except Exception as e:  # noqa: BLE001 - they share every key but name and seed: one fails, all fail
         return [Outcome("fail", attrs={"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"})
                 for _ in trials]

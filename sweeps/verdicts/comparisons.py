@@ -8,7 +8,7 @@ A *planned comparison* is a contrast of cell means (``Planned.weights``): one of
 - a **two-way interaction** of two axes where the grid is full: ((a, b) − (a0, b)) − ((a, b0) − (a0, b0)),
   averaged over the rest — shown, never used to stop a sweep;
 - a **claim** from the papers, which ``reports`` adds through ``CLAIM_SOURCES`` (``reports.cli.register``, as
-  ``summary.SUMMARY_FIGURES``), so imports run sweeps → reports and sweeps never imports reports.
+  ``figures.SUMMARY_FIGURES``), so imports run sweeps → reports and sweeps never imports reports.
 
 ``decision_family`` is what ``sweep --until-decided`` decides: the claims plus the main effects — the questions a
 grid is built to answer, fixed by the grid before any result exists (README, "Seeds on demand").
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
+
+from resnet_core.run_config import RunConfig
 
 from .inference import LEVEL, Estimate, contrast, seeds_needed, verdict
 
@@ -183,8 +185,6 @@ def data_order(config: Mapping[str, Any]) -> str:
     """What fixes a run's data order besides its seed: ``DATA_ORDER_KEYS`` of the resolved config (defaults
     filled in, so a record written before a key existed compares equal), as text."""
     try:
-        from resnet_core.run_config import RunConfig
-
         resolved = RunConfig.from_dict({k: v for k, v in config.items() if k not in ("device",)}).to_dict()
     except Exception:  # noqa: BLE001 - not a valid run config on its own: compare as written
         resolved = dict(config)

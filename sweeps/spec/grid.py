@@ -37,23 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from resnet_core.data import dataset_shape
+from resnet_core.data.imagefolder import check_imagefolder
 from resnet_core.errors import ConfigError, choices_error
-from resnet_core.overrides import apply_overrides, set_dotted
-from resnet_core.plugins import load_plugins, plugin_records
-from resnet_core.plugins import resolve as resolve_plugin
+from resnet_core.feasibility import check_trainable
+from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
+from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import RunConfig, load_yaml
+from resnet_core.values import freeze, is_int, is_number, parse_value
 
-from .cells import Cell, make_slugs
-from .study_format import cell_id
+from .cells import Cell, cell_id, make_slugs
+from .launcher import parse_launcher
+from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
 TOP_KEYS = ("study", "description", "base", "grid", "extra_cells", "seeds", "search", "n_trials", "timeout",
             "objective", "wandb", "launcher", "plugins")
-METRICS = {  # objective metric → (summary key, the on_eval / on_log metric reported for pruning)
-    "test_error": ("final_test_error", "test/error"),
-    "val_error": ("final_val_error", "val/error"),
-    "train_error": ("final_train_error", "train/error"),
-}
-DIRECTIONS = ("minimize", "maximize")
 SEARCH_KINDS = ("uniform", "log_uniform", "int", "choice")
 WANDB_KEYS = ("project", "entity", "mode")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -126,7 +124,7 @@ class GridSpec:
     search: list[SearchKnob] = field(default_factory=list)
     n_trials: int | None = None
     timeout: float | None = None
-    objective: dict[str, str] = field(default_factory=lambda: {"metric": "test_error", "direction": "minimize"})
+    objective: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVE))
     wandb: dict[str, Any] = field(default_factory=dict)
     extra_cells: list[dict[str, Any]] = field(default_factory=list)
     grid_file: str | None = None
@@ -156,6 +154,22 @@ class GridSpec:
         """The seeds a cell runs: the grid's, then those rounds of ``--until-decided`` added (``rounds``)."""
         return self.seeds + [s for s in self.extra_seeds.get(cell.id, []) if s not in self.seeds]
 
+    def trial_config(self, attrs: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+        """The run config of the trial with user attrs ``attrs`` (search values aside): its cell's, named
+        ``<study>-<slug>[-t<slot>]-s<seed>`` (a resumed trial keeps its run's slug, even if its cell was renamed)."""
+        cell = self.cell_of(attrs)
+        seed, slot = int(attrs["seed"]), attrs.get("slot")
+        slug = attrs.get("cell_slug") or cell.slug
+        name = f"{self.study}-{slug}" + (f"-t{slot}" if slot is not None else "") + f"-s{seed}"
+        return self.run_config(cell, seed, device=device, name=name)
+
+    def cell_of(self, attrs: dict[str, Any]) -> Cell:
+        """The cell a trial's user attrs name: the grid's, else one rebuilt from the trial's own ``cell_params``."""
+        for c in self.cells:
+            if c.id == attrs.get("cell"):
+                return c
+        return Cell(attrs.get("cell", ""), attrs.get("cell_slug", "cell"), dict(attrs.get("cell_params") or {}))
+
     def units(self) -> list[Unit]:
         if self.search:
             return [Unit(c, self.seeds[k % len(self.seeds)], k) for c in self.cells for k in range(self.n_trials)]
@@ -176,7 +190,8 @@ class GridSpec:
         return cfg
 
     def study_attrs(self) -> dict[str, Any]:
-        """The study's user attrs (what `reports` reads)."""
+        """The spec's one serialization: the study's user attrs a launch writes, which workers (``from_study``) and
+        `reports` read back."""
         return {
             "grid_axes": self.axes,
             "grid": self.grid,
@@ -195,20 +210,19 @@ class GridSpec:
             "extra_seeds": self.extra_seeds,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (picklable, JSON-able) that `from_dict` turns back into the same spec."""
-        return {"study": self.study, "base": self.base, "grid": self.grid, "seeds": self.seeds,
-                "extra_cells": self.extra_cells, "search": {k.key: k.to_dict() for k in self.search},
-                "n_trials": self.n_trials, "timeout": self.timeout, "objective": self.objective,
-                "wandb": self.wandb, "grid_file": self.grid_file, "description": self.description,
-                "plugins": self.plugins, "extra_seeds": self.extra_seeds}
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GridSpec":
-        raw = {k: v for k, v in d.items() if k not in ("grid_file", "extra_seeds") and v is not None}
-        spec = parse_grid(raw, grid_file=d.get("grid_file"), check_cells=False)
-        spec.extra_seeds = {str(k): [int(s) for s in v] for k, v in (d.get("extra_seeds") or {}).items()}
-        return spec
+    def from_study(cls, name: str, attrs: dict[str, Any]) -> "GridSpec":
+        """The spec a study stores (``study_attrs``, as every launch writes it), resolved again: the one read path,
+        for studies written before as well. The grid file is not read; stored plugins are imported. The seeds that
+        ``--until-decided`` rounds added are the study's record's (``study_format.read_spec``)."""
+        raw = {k: attrs.get(k) for k in ("base", "grid", "extra_cells", "seeds", "search", "n_trials", "objective",
+                                         "wandb", "description")}
+        raw = {k: v for k, v in raw.items() if v is not None}
+        raw["study"] = name
+        plugins = [r["plugin"] for r in attrs.get("plugins") or [] if isinstance(r, dict) and r.get("plugin")]
+        if plugins:
+            raw["plugins"] = plugins
+        return parse_grid(raw, grid_file=attrs.get("grid_file"), check_cells=False)
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
@@ -257,8 +271,6 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
 def _check_trial_keys(overrides: Sequence[str], seeds: Any) -> None:
     """``--set seed=…`` / ``--set name=…`` would be overwritten in every trial: refused, naming what to do instead
     (``device`` is a base key the workers take: see ``sweep.worker_devices``)."""
-    from resnet_core.overrides import parse_assignment
-
     for text in overrides:
         key, value = parse_assignment(text)
         if key == "seed":
@@ -274,8 +286,6 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     """``model.depth=20,56`` → ("model.depth", [20, 56]): Hydra's multirun syntax, values split at top-level commas
     (not inside ``[…]``, ``{…}`` or quotes: ``model.widths=[8,16,32],[16,32,64]`` is two values), each typed as YAML
     (as ``--set`` values are). A one-line ConfigError for text without ``=``, an empty key or an empty value."""
-    from resnet_core.values import parse_value
-
     key, eq, raw = text.partition("=")
     key = key.strip()
     if not eq or not key:
@@ -303,8 +313,6 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
 def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) -> None:
     """Put the command line's axes into ``d["grid"]`` (replacing a file axis of the same key); a key given both as
     an axis and by ``--set`` is a ConfigError."""
-    from resnet_core.overrides import parse_assignment
-
     if not axes:
         return
     grid = d.get("grid")
@@ -322,8 +330,6 @@ def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) 
 
 def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
     """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``); return the others."""
-    from resnet_core.overrides import parse_assignment
-
     grid = d.get("grid")
     if not overrides or not isinstance(grid, dict):
         return list(overrides)
@@ -367,7 +373,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
             raise ConfigError(f"grid axis {key!r} must be a list of values, got {values!r}")
         if not values:
             raise ConfigError(f"grid axis {key!r} is empty; give at least one value")
-        if len({_freeze(v) for v in values}) != len(values):
+        if len({freeze(v) for v in values}) != len(values):
             raise ConfigError(f"grid axis {key!r} repeats a value: {values!r}")
 
     extra = d.get("extra_cells") or []
@@ -378,7 +384,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
             _check_axis("extra_cells key", key)
 
     seeds = d.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(is_int(s) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeats a seed: {seeds!r}")
@@ -386,7 +392,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     search = _parse_search(d.get("search") or {}, grid)
     n_trials = d.get("n_trials")
     if search:
-        if not _is_int(n_trials) or n_trials < 1:
+        if not is_int(n_trials) or n_trials < 1:
             raise ConfigError(f"n_trials (trials per cell) must be a positive integer with `search`, got {n_trials!r}")
     elif n_trials is not None:
         raise ConfigError("n_trials is for `search` (trials per cell); a grid runs every (cell, seed) once")
@@ -423,7 +429,6 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         raise ConfigError(f"the grid has {n_cells:,} cells ({sizes}{f' + {len(extra)} extra' if extra else ''}) "
                           f"and {n_units:,} trials; the limit is {MAX_CELLS:,} cells and {MAX_TRIALS:,} trials — "
                           f"split it into several studies or use `search` for continuous knobs")
-    from .slurm import parse_launcher
 
     parse_launcher(d.get("launcher"))  # checked here, used by `sweep --launcher slurm`
     cells = _expand(grid, extra)
@@ -469,9 +474,9 @@ def _parse_search(search: Any, grid: dict[str, Any]) -> list[SearchKnob]:
         if not isinstance(args, list) or not args:
             raise ConfigError(f"search {key!r}: {kind} needs a non-empty list, got {args!r}")
         if kind != "choice":
-            ok = len(args) == 2 and all(_is_number(a) for a in args) and args[0] < args[1]
+            ok = len(args) == 2 and all(is_number(a) for a in args) and args[0] < args[1]
             if kind == "int":
-                ok = ok and all(_is_int(a) for a in args)
+                ok = ok and all(is_int(a) for a in args)
             if kind == "log_uniform":
                 ok = ok and args[0] > 0
             if not ok:
@@ -479,7 +484,7 @@ def _parse_search(search: Any, grid: dict[str, Any]) -> list[SearchKnob]:
                         "int": "two integers a < b"}[kind]
                 raise ConfigError(f"search {key!r}: {kind} needs {need}, got {args!r}")
         else:
-            if len({_freeze(a) for a in args}) != len(args):
+            if len({freeze(a) for a in args}) != len(args):
                 raise ConfigError(f"search {key!r}: choice repeats a value: {args!r}")
             if not all(a is None or isinstance(a, (bool, int, float, str)) for a in args):
                 raise ConfigError(f"search {key!r}: choices must be scalars (Optuna stores them), got {args!r}")
@@ -556,12 +561,8 @@ def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
     it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
     loads them."""
-    from resnet_core.data import dataset_shape
-    from resnet_core.feasibility import check_trainable
-
     def check(rc: RunConfig) -> None:
         if rc.data.name == "imagefolder":   # a missing or empty tree: refused before the study exists
-            from resnet_core.data.imagefolder import check_imagefolder
 
             check_imagefolder(rc.data.path)
         shape = dataset_shape(rc.data)
@@ -571,20 +572,4 @@ def _trainable_checker():
     return check
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _freeze(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    return (type(v).__name__, v) if isinstance(v, bool) else v
-
-
-__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid", "METRICS"]
+__all__ = ["GridSpec", "SearchKnob", "Unit", "load_grid", "parse_grid"]

@@ -27,14 +27,15 @@ from resnet_core.errors import ConfigError
 from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_error_line
 from resnet_core.tracking import own_wandb_service
 
-from .grid import GridSpec
-from .liveness import Heartbeat, worker_record
-from .objective import _clear_stale_run_dir, run_fused_objective, run_objective
-from .optuna_adapter import trial_id
-from .packing import Packing, claim_group
-from .storage import StorageRef, open_storage, study_lock
-from .study import reconcile, requeue_failed_trial, sampler_and_pruner
-from .study_format import ALIASES_ATTR, trial_unit
+from ..queue.access import open_study_to_run
+from ..queue.liveness import Heartbeat, worker_record
+from ..queue.optuna_adapter import trial_id
+from ..queue.packing import Packing, claim_group
+from ..queue.storage import StorageRef, study_lock
+from ..queue.study import reconcile
+from ..spec.grid import GridSpec
+from ..spec.study_format import ALIASES_ATTR, trial_unit
+from .objective import clear_stale_run_dir, run_fused_objective, run_objective
 
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|npu(:\d+)?)$")
 
@@ -99,7 +100,7 @@ def cpu_threads(assigned: list[str]) -> int | None:
 # -- the worker -------------------------------------------------------------------------------------------------
 @dataclass
 class WorkerSpec:
-    spec: dict[str, Any]              # GridSpec.to_dict()
+    spec: str                         # the study: the worker runs the resolved spec it stores (read_spec)
     storage: StorageRef
     study_dir: str
     device: str
@@ -118,7 +119,7 @@ class WorkerStats:
     numbers: list[int] = field(default_factory=list)
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
+def die_with_parent(parent_pid: int | None) -> None:
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -129,7 +130,7 @@ def _die_with_parent(parent_pid: int | None) -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
-def _quiet() -> None:
+def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -140,7 +141,7 @@ def _quiet() -> None:
 
 def worker_main(ws: WorkerSpec) -> None:
     """Entry point of a spawned worker process."""
-    _die_with_parent(ws.parent_pid)
+    die_with_parent(ws.parent_pid)
     own_wandb_service()
     handle_sigterm()  # SIGTERM → KeyboardInterrupt → the trial is marked interrupted
     if ws.threads:
@@ -159,15 +160,6 @@ def worker_main(ws: WorkerSpec) -> None:
         sys.exit(EXIT_CONFIG)
 
 
-def open_study(spec: GridSpec, ref: StorageRef, storage: Any = None) -> tuple[Any, Any]:
-    import optuna
-
-    storage = storage or open_storage(ref, failed_trial_callback=requeue_failed_trial)
-    sampler, pruner = sampler_and_pruner(spec)
-    study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
-    return study, storage
-
-
 def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: Callable | None = None,
                stop: threading.Event | None = None, on_trial: Callable[[int], None] | None = None) -> WorkerStats:
     """Take and run trials (alone, or packed into fused runs) until none is left (or the deadline / ``stop``).
@@ -175,17 +167,16 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
 
     The worker's device is made current first, before any CUDA work (streams and graphs use the current device)."""
     make_current(ws.device)
-    _quiet()
-    from resnet_core import engine
+    quiet_optuna()
+    from resnet_core import engine  # lazy: only a process that trains loads the engine (`studies`, --dry-run don't)
 
-    spec = GridSpec.from_dict(ws.spec)
-    study, storage = open_study(spec, ws.storage)
+    study, storage, spec = open_study_to_run(ws.spec, ws.storage)
     train_fn = train or engine.train
     members_fn = train_members or engine.train_members
     study_dir = Path(ws.study_dir)
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
-    keys: dict[int, tuple[str, int]] = {}
+    keys: dict[int, tuple[str, int, dict[str, Any] | None]] = {}   # trial id → (fusion key, cap, run config)
     claimer = worker_record(ws.index, ws.device, ws.parent_pid)
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
@@ -198,7 +189,8 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
             if plan.enqueued:
                 continue
             break
-        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats, claimer)
+        configs = {tid: keys[tid][2] for tid in tids if tid in keys}
+        numbers = run_group(study, storage, spec, tids, ws, train_fn, members_fn, study_dir, stats, claimer, configs)
         if on_trial is not None:
             for number in numbers:
                 on_trial(number)
@@ -236,10 +228,11 @@ def _drop_duplicate(study: Any, trial: Any) -> bool:
 
 
 def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: WorkerSpec, train_fn: Callable,
-              members_fn: Callable, study_dir: Path, stats: WorkerStats, record: dict[str, Any]) -> list[int]:
+              members_fn: Callable, study_dir: Path, stats: WorkerStats, record: dict[str, Any],
+              configs: dict[int, Any] | None = None) -> list[int]:
     """Run the trials claimed with worker record ``record`` (which the claim wrote on each) — one alone with
     ``train_fn``, several as one fused run with ``members_fn`` — and tell each its own result. Returns their
-    numbers."""
+    numbers. ``configs``: trial id → the run config the claim built (``packing.claim_group``), built only once."""
     import contextlib
 
     import optuna
@@ -256,7 +249,7 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
         if len(trials) > 1:
             trial.set_user_attr("fused_with", fused_with)
         if not trial.user_attrs.get("resume"):
-            _clear_stale_run_dir(study_dir / trial.user_attrs["run_dir"])  # before the heartbeat file appears
+            clear_stale_run_dir(study_dir / trial.user_attrs["run_dir"])  # before the heartbeat file appears
         else:
             trial.set_user_attr("resumed_from_step", checkpoint_step(study_dir / trial.user_attrs["run_dir"]))
 
@@ -264,6 +257,7 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
         return lambda: storage.get_trial(tid).state != TrialState.RUNNING
 
     stops = [taken_over(trial_id(t)) for t in trials]
+    cfgs = [(configs or {}).get(trial_id(t)) for t in trials]
     try:
         with contextlib.ExitStack() as beats:
             for trial in trials:
@@ -272,10 +266,10 @@ def run_group(study: Any, storage: Any, spec: GridSpec, tids: list[int], ws: Wor
                                               trial_id=trial_id(trial)))
             if len(trials) == 1:
                 outcomes = [run_objective(spec, trials[0], device=ws.device, study_dir=study_dir, train=train_fn,
-                                          stop=stops[0])]
+                                          stop=stops[0], cfg=cfgs[0])]
             else:
                 outcomes = run_fused_objective(spec, trials, device=ws.device, study_dir=study_dir,
-                                               train_members=members_fn, stops=stops)
+                                               train_members=members_fn, stops=stops, cfgs=cfgs)
     except (KeyboardInterrupt, OSError) as e:   # a stop, or a full disk: the trials resume on the next launch
         why = f"interrupted: {os_error_line(e)}" if isinstance(e, OSError) else "interrupted: the worker was stopped"
         for trial in trials:

@@ -7,11 +7,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from ..spec.cells import format_value
+from ..spec.grid import GridSpec
+from ..spec.metrics import ERROR_KEYS
 from .dead import dead_reason, shape_of
-from .grid import GridSpec
-from .study_format import format_value
 
-METRICS = ("final_test_error", "final_val_error", "best_val_error", "final_train_error", "final_train_loss")
 
 
 def cell_configs(spec: GridSpec) -> dict[str, dict[str, Any]]:
@@ -29,7 +29,7 @@ def axis_values(spec: GridSpec, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_frame(spec: GridSpec, trials: Iterable[Any]) -> pd.DataFrame:
-    """Completed trials: cell, seed, the axes, ``value`` (the objective), ``METRICS`` and ``dead`` (a reason or
+    """Completed trials: cell, seed, the axes, ``value`` (the objective), ``ERROR_KEYS`` and ``dead`` (a reason or
     None)."""
     from optuna.trial import TrialState
 
@@ -42,10 +42,10 @@ def trial_frame(spec: GridSpec, trials: Iterable[Any]) -> pd.DataFrame:
             continue
         row = {"cell": cid, "seed": t.user_attrs.get("seed"), **axis_values(spec, cells[cid].params),
                "value": t.value}
-        row.update({m: t.user_attrs.get(m) for m in METRICS})
+        row.update({m: t.user_attrs.get(m) for m in ERROR_KEYS})
         row["dead"] = dead_reason(row["final_test_error"], row["final_train_loss"], shapes.get(cid))
         rows.append(row)
-    cols = ["cell", "seed", *spec.axes, "value", *METRICS, "dead"]
+    cols = ["cell", "seed", *spec.axes, "value", *ERROR_KEYS, "dead"]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(cols)))
 
 

@@ -27,13 +27,14 @@ from resnet_core.overrides import diff_keys, set_dotted
 from resnet_core.plugins import check_same_plugins, plugin_records
 from resnet_core.run_config import RunConfig
 
-from .grid import GridSpec, Unit
-from .identity import cell_aliases
+from ..spec.grid import GridSpec, Unit
+from ..spec.identity import cell_aliases
+from ..spec.params import merged_space, space_attr, study_space, unit_params
+from ..spec.study_format import (ALIASES_ATTR, DONE, FAILED, LOST, extra_seeds_of, trial_cell, trial_status as _status,
+                                 trial_unit, unit_attrs)
 from .liveness import settle_claims, trial_is_dead
 from .optuna_adapter import stale_trial_ids, trial_id
-from .params import merged_space, space_attr, study_space, unit_params
-from .study_format import ALIASES_ATTR, DONE, FAILED, LOST, trial_cell, trial_unit, unit_attrs
-from .study_format import trial_status as _status
+from .search import CellPruner, CellSampler
 
 MAX_AUTO_RESUMES = 3   # within one launch, a unit whose worker keeps dying is resumed at most this many times
 
@@ -45,7 +46,6 @@ def sampler_and_pruner(spec: GridSpec):
 
     if not spec.search:
         return optuna.samplers.RandomSampler(), optuna.pruners.NopPruner()
-    from .search import CellPruner, CellSampler
 
     n = spec.n_trials or 1
     with warnings.catch_warnings():
@@ -75,8 +75,6 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
         _check_same_objective(study.user_attrs.get("objective"), spec)
         _check_same_base(study.user_attrs, spec)
         check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
-        from .rounds import extra_seeds_of
-
         spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
     space = space_attr(merged_space(study.user_attrs.get("axis_space"), spec))  # ConfigError before any write
     aliases = cell_aliases(spec, study.get_trials(deepcopy=False))             # …and this one too

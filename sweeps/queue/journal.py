@@ -32,7 +32,7 @@ from typing import Any
 
 from resnet_core.errors import ConfigError
 
-from .study_format import LOST
+from ..spec.study_format import LOST
 
 CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL = 0, 1, 4       # Optuna's JournalOperation codes
 STUDY_OPS = (1, 2, 3)                                    # delete, user attr, system attr: refer to a study_id

@@ -3,7 +3,7 @@ axis, and why a run did not learn), the per-cell mean ± std, the comparisons (c
 difference, interval, test, n, verdict, seeds needed; ``comparisons``) and figures, logged after a sweep that ran
 trials with W&B on.
 
-The figures come from whatever ``SUMMARY_FIGURES`` holds: ``reports`` adds its report's figures when its CLI
+The figures come from whatever ``verdicts.figures.SUMMARY_FIGURES`` holds: ``reports`` adds its report's figures when its CLI
 commands register (``reports.cli.register``), so data flows sweeps → reports and sweeps never imports reports.
 """
 from __future__ import annotations
@@ -12,28 +12,25 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .grid import GridSpec
-from .storage import StorageRef
-from .identity import cell_aliases
-from .study import objective_values
-from .study_format import trial_cell
+from resnet_core.tracking import log_study_summary
 
-SUMMARY_COLUMNS = ("status", "n_parameters", "final_test_error", "best_val_error", "final_train_error", "wall_time_s")
-# What draws the summary's figures: (study, root, storage URL or None for the journal, out folder) → PNG files.
-SummaryFigures = Callable[[str, "str | Path", "str | None", Path], list[Path]]
-SUMMARY_FIGURES: list[SummaryFigures] = []
+from ..queue.storage import StorageRef, open_storage
+from ..queue.study import objective_values
+from ..spec.grid import GridSpec
+from ..spec.identity import cell_aliases
+from ..spec.metrics import SUMMARY_COLUMNS
+from ..spec.study_format import trial_cell
+from ..verdicts.comparisons import decision_family, evaluate, interactions
+from ..verdicts.figures import SUMMARY_FIGURES
+from ..verdicts.inference import LEVEL, SETTLED, seeds_needed_text
+from ..verdicts.results import axis_values, cell_configs, dead_cells, trial_frame
+from ..verdicts.rounds import stored_plan
+
 
 
 def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: str | Path, study_dir: Path,
                     out: TextIO) -> None:
     """One W&B run (job_type "summary") in the study's group: the results table and the report's figures."""
-    from resnet_core.tracking import log_study_summary
-
-    from .comparisons import decision_family, evaluate, interactions
-    from .inference import LEVEL, SETTLED, seeds_needed_text
-    from .results import axis_values, cell_configs, dead_cells, trial_frame
-    from .rounds import stored_plan
-
     frame = trial_frame(spec, trials)
     dead_by_unit = {(r.cell, r.seed): r.dead for r in frame.itertuples()}
     params = {c.id: c.params for c in spec.cells}
@@ -79,7 +76,7 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
     log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
                       mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",
-                      config=spec.to_dict(), tags=tags, cells=cells,
+                      config=spec.study_attrs(), tags=tags, cells=cells,
                       tables={"comparisons": comparisons} if comparisons else None)
 
 
@@ -87,8 +84,6 @@ def _study_attrs(ref: StorageRef, spec: GridSpec) -> dict[str, Any]:
     """The study's user attrs (its ``--until-decided`` plan), read-only; {} if it cannot be read."""
     try:
         import optuna
-
-        from .storage import open_storage
 
         return dict(optuna.load_study(study_name=spec.study, storage=open_storage(ref, read_only=True)).user_attrs)
     except Exception:  # noqa: BLE001 - the summary must never fail a sweep

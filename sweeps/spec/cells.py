@@ -1,15 +1,30 @@
-"""Cells: one point of the grid. A cell has an id (``model.depth=20,model.shortcut=none``, the key every trial
+"""Cells: one point of the grid, and the one home of cell ids. A cell has an id (``model.depth=20,model.shortcut=none``, the key every trial
 carries in its ``cell`` user attr), a filesystem slug (``depth-20_shortcut-none``) and its params (axis → value)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .study_format import cell_id, format_value
-
 SLUG_MAX = 80
+
+
+def format_value(value: Any) -> str:
+    """A value as written in a cell id: YAML-like scalars (``none``, ``true``, ``0.1``), JSON for lists/mappings."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def cell_id(params: dict[str, Any]) -> str:
+    """``{"model.depth": 20, "model.shortcut": "none"}`` → ``model.depth=20,model.shortcut=none``; {} → ''."""
+    return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from .comparisons import Result, decision_family, evaluate
-from .inference import SETTLED, seeds_needed_text
-from .results import cell_configs, dead_cells, trial_frame
-from .rounds import extra_seeds_of, next_round, record_of, record_round, record_stop, stored_plan
-from .storage import study_lock
-from .study import Plan, reconcile, statuses
-from .study_format import DONE, FAILED
+from ..queue.storage import study_lock
+from ..queue.study import Plan, reconcile, statuses
+from ..spec.study_format import DONE, FAILED, extra_seeds_of, record_of
+from ..verdicts.comparisons import Result, decision_family, evaluate
+from ..verdicts.inference import SETTLED, seeds_needed_text
+from ..verdicts.results import cell_configs, dead_cells, trial_frame
+from ..verdicts.rounds import next_round, record_round, record_stop, stored_plan
 
 
 def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:

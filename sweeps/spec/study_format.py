@@ -5,28 +5,24 @@ One home for the names and rules both sides use, so a reader never re-derives th
   from ``resnet_core.redact``: password and secret query parameters masked);
 - a cell id (``model.depth=20,model.shortcut=none``: YAML-like scalars, so ``true`` / ``null``, not Python's), and
   the study user attr ``cell_aliases`` (a trial's cell id → the grid cell that runs the same config: ``trial_cell``,
-  ``trial_unit``; ``sweeps.identity`` computes it);
+  ``trial_unit``; ``identity`` computes it);
 - a trial's user attrs (``unit_attrs``; the run summary's ``params`` is stored as ``n_parameters``);
-- the status of a trial from its Optuna state and ``status`` user attr (``trial_status``).
+- the status of a trial from its Optuna state and ``status`` user attr (``trial_status``);
+- the resolved spec a study stores (``read_spec``: what workers run and readers read, never the grid file again).
 
 Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module imports no Optuna.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping
 
 from resnet_core.redact import mask_url  # noqa: F401 - how a storage URL is shown (one home: resnet_core.redact)
 
-if TYPE_CHECKING:
-    from .grid import Unit
+from .grid import GridSpec, Unit
 
 JOURNAL_NAME = "optuna.journal"
 DEFAULT_ROOT = "runs"
-
-# run summary key → trial user attr (the parameter count is ``n_parameters``: ``params`` are Optuna's axis values)
-SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
 
 # the study user attr of `sweep --until-decided`: its sequential plan and its rounds (sweeps/rounds.py)
 DECIDE_ATTR = "until_decided"
@@ -48,23 +44,17 @@ def find_journals(root: str | Path) -> list[Path]:
     return sorted(Path(root).glob(f"*/{JOURNAL_NAME}"))
 
 
-# -- cells ------------------------------------------------------------------------------------------------------
-def format_value(value: Any) -> str:
-    """A value as written in a cell id: YAML-like scalars (``none``, ``true``, ``0.1``), JSON for lists/mappings."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+# -- the spec --------------------------------------------------------------------------------------------------
+def read_spec(study: Any) -> GridSpec:
+    """The resolved ``GridSpec`` an Optuna study stores (``GridSpec.study_attrs``, written by every launch), with the
+    seeds its recorded ``--until-decided`` rounds added (as a launch sets them: ``extra_seeds_of``)."""
+    attrs = dict(study.user_attrs)
+    spec = GridSpec.from_study(study.study_name, attrs)
+    spec.extra_seeds = extra_seeds_of(attrs)
+    return spec
 
 
-def cell_id(params: dict[str, Any]) -> str:
-    """``{"model.depth": 20, "model.shortcut": "none"}`` → ``model.depth=20,model.shortcut=none``; {} → ''."""
-    return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
-
-
+# -- cell aliases ---------------------------------------------------------------------------------------------
 ALIASES_ATTR = "cell_aliases"
 
 
@@ -113,3 +103,20 @@ def trial_status(state: str, status: Any) -> str:
     if status == "cancelled":
         return "failed"
     return status if status in FAILED + ("duplicate",) else "interrupted"
+
+
+# -- `--until-decided` rounds -----------------------------------------------------------------------------------
+def record_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The study's ``until_decided`` record (plan, rounds, stop), or None."""
+    rec = attrs.get(DECIDE_ATTR)
+    return dict(rec) if isinstance(rec, Mapping) else None
+
+
+def extra_seeds_of(attrs: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Cell id → the seeds the recorded rounds added to it."""
+    out: dict[str, list[int]] = {}
+    for r in (record_of(attrs) or {}).get("rounds") or []:
+        for cell in r.get("cells") or []:
+            have = out.setdefault(str(cell), [])
+            have += [int(s) for s in r.get("seeds") or [] if int(s) not in have]
+    return out

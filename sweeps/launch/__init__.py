@@ -1,0 +1,3 @@
+"""Launching a sweep: the `sweep` and `studies` commands (``sweep``, ``cli``), Slurm (``slurm``), progress and the
+closing table (``monitor``), the dry-run estimate (``estimate``), the W&B summary (``summary``) and the
+``--until-decided`` loop (``decide``). Imports ``run``, ``queue``, ``verdicts`` and ``spec``."""
