@@ -263,7 +263,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
                               f"machines")
     ref = resolve_storage(storage, root, spec.study)
     slurm_cfg = None
-    if launcher != "local" or shared_fs:  # sweeps/slurm.py: checked before anything is written
+    if launcher != "local" or shared_fs:  # sweeps/launch/slurm.py: checked before anything is written
 
         check_launch(launcher, ref, shared_fs=shared_fs, devices=devices, dry=dry)
         slurm_cfg = parse_launcher(spec.launcher, slurm)

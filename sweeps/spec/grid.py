@@ -129,7 +129,7 @@ class GridSpec:
     extra_cells: list[dict[str, Any]] = field(default_factory=list)
     grid_file: str | None = None
     description: str | None = None
-    launcher: dict[str, Any] = field(default_factory=dict)   # {slurm: {...}}: sweeps/slurm.py reads it
+    launcher: dict[str, Any] = field(default_factory=dict)   # {slurm: {...}}: sweeps/launch/slurm.py reads it
     plugins: list[str] = field(default_factory=list)         # resolved plugins (absolute paths or module names)
     extra_seeds: dict[str, list[int]] = field(default_factory=dict)  # cell id → seeds `--until-decided` added
 

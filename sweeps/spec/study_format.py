@@ -24,7 +24,7 @@ from .grid import GridSpec, Unit
 JOURNAL_NAME = "optuna.journal"
 DEFAULT_ROOT = "runs"
 
-# the study user attr of `sweep --until-decided`: its sequential plan and its rounds (sweeps/rounds.py)
+# the study user attr of `sweep --until-decided`: its sequential plan and its rounds (sweeps/verdicts/rounds.py)
 DECIDE_ATTR = "until_decided"
 
 DONE = ("complete", "pruned")
