@@ -5,6 +5,7 @@ import argparse
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from reports.study_reader import load_study
 from resnet_core.errors import ConfigError
 from resnet_core.record import read_summary
 
+REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("curves", "gradnorm_layers_plain-20-vs-resnet-20", "gradnorm_layers_plain-56-vs-resnet-56",
            "probe_depth", "ablation_bars", "lesion")
 
@@ -351,3 +353,29 @@ def test_a_cell_that_did_not_learn_is_named_and_its_verdicts_say_so(tmp_path):
     assert list(effects["kind"]) == ["main effect", "main effect", "interaction"]
     assert effects["comparison"].str.contains("⚠").all()          # every effect of this 2×2 uses the dead cell
     assert (out / "error_edf.png").is_file() and (out / "error_edf.svg").is_file()
+
+
+def test_the_report_reads_the_spec_the_study_stores_for_old_studies_too(tmp_path):
+    """Issue 29: cells, units and fallback run configs come from ``read_spec`` — the one read path, also for the
+    committed cifar10-cpu study and for a study without a stored grid (cells from its trials, no grid file read)."""
+    from sweeps.queue.access import open_study
+    from sweeps.spec.study_format import read_spec
+
+    committed = REPO / "results" / "cifar10-cpu" / "degradation-cpu"
+    spec = read_spec(open_study(committed))
+    data = load_study("degradation-cpu", root=committed.parent)
+    assert list(data.cells) == [c.id for c in spec.cells] and len(data.runs) == len(spec.units()) == 12
+    assert data.objective == spec.objective and data.objective_key == "final_test_error"
+
+    fake = make_fake_study(tmp_path / "runs", "no-grid", lesion=False, probe=False)
+    (fake.study_dir / "grid.yaml").unlink()   # the grid file is never read again
+    spec = read_spec(open_study(fake.study_dir))
+    assert [c.id for c in spec.cells] == [cell_id(d, s) for d in (20, 56) for s in ("none", "identity")]
+    assert spec.axes == ["model.depth", "model.shortcut"] and spec.seeds == [0, 1, 2]
+    data = load_study(fake.name, root=fake.root)
+    assert list(data.cells) == [c.id for c in spec.cells]
+    assert [(r.cell, r.seed) for r in data.runs.itertuples()] == [(u.cell.id, u.seed) for u in spec.units()]
+    config = spec.run_config(spec.cells[0], 0)
+    shutil.rmtree(fake.study_dir / "trials")   # no run records: each cell's config is the spec's
+    data = load_study(fake.name, root=fake.root)
+    assert data.cells[spec.cells[0].id].config == config
