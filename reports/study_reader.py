@@ -26,7 +26,7 @@ from resnet_core.values import freeze, is_number
 from sweeps.queue.access import open_study_named
 from sweeps.spec.cells import Cell as SpecCell
 from sweeps.spec.grid import GridSpec
-from sweeps.spec.metrics import DEFAULT_OBJECTIVE, SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS, summary_key
+from sweeps.spec.metrics import SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS
 from sweeps.spec.study_format import ALIASES_ATTR, LOST, read_spec, trial_cell_params, trial_status
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
@@ -105,9 +105,7 @@ class StudyData:
     storage: str                       # where the study was read from (for messages)
     study_dirs: list[Path]             # folders a relative run_dir is resolved against
     user_attrs: dict[str, Any]
-    axes: list[str]
-    seeds: list[Any]
-    objective: dict[str, Any]
+    spec: GridSpec                     # the resolved spec the study stores (read_spec): what was planned
     trials: pd.DataFrame               # one row per Optuna trial (every attempt)
     runs: pd.DataFrame                 # one row per expected (cell, seed): the attempt that represents it, or missing
     cells: dict[str, Cell]             # in grid order
@@ -115,21 +113,33 @@ class StudyData:
     lesion: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     optuna_study: Any = None           # the loaded Optuna study (importance reads it)
-    spec: GridSpec | None = None       # the resolved spec the study stores (read_spec)
 
     @property
     def study_dir(self) -> Path | None:
         return self.study_dirs[0] if self.study_dirs else None
 
     @property
+    def axes(self) -> list[str]:
+        return list(self.spec.axes)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.spec.seeds)
+
+    @property
+    def objective(self) -> dict[str, str]:
+        """The study's objective: ``{"metric": "test_error", "direction": "minimize"}``."""
+        return dict(self.spec.objective)
+
+    @property
     def objective_key(self) -> str:
         """The run summary key of the study's objective metric (``test_error`` → ``final_test_error``)."""
-        return summary_key(self.objective.get("metric", DEFAULT_OBJECTIVE["metric"]))
+        return self.spec.summary_key
 
     @property
     def maximize(self) -> bool:
         """Whether the study's objective is maximized (else a lower value is better)."""
-        return self.objective.get("direction") == "maximize"
+        return self.spec.objective.get("direction") == "maximize"
 
     def counts(self) -> dict[str, int]:
         counts = self.runs["status"].value_counts().to_dict()
@@ -395,9 +405,8 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     probe_df = _read_csv(probe_path, PROBE_COLUMNS, "probe", probe_explicit, notes)
     lesion_df = _read_csv(lesion_path, LESION_COLUMNS, "lesion", lesion_explicit, notes)
 
-    return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, axes=list(spec.axes),
-                     seeds=list(spec.seeds), objective=dict(spec.objective), trials=trials, runs=runs, cells=cells,
-                     probe=probe_df, lesion=lesion_df, notes=notes, optuna_study=loaded, spec=spec)
+    return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, spec=spec, trials=trials, runs=runs,
+                     cells=cells, probe=probe_df, lesion=lesion_df, notes=notes, optuna_study=loaded)
 
 
 def make_cells(spec: GridSpec, cells: Iterable[SpecCell] | None = None,

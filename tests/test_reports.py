@@ -379,3 +379,34 @@ def test_the_report_reads_the_spec_the_study_stores_for_old_studies_too(tmp_path
     shutil.rmtree(fake.study_dir / "trials")   # no run records: each cell's config is the spec's
     data = load_study(fake.name, root=fake.root)
     assert data.cells[spec.cells[0].id].config == config
+
+
+def test_the_table_and_the_effects_follow_the_studys_objective(tmp_path):
+    """The metric a table leads with and ranks by, and the one the effects judge, is the study's stored objective
+    (test_error / minimize gives the committed reports; here val_error, then a maximized train_error)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from reports.comparisons import effects
+    from reports.tables import cell_table, display_table
+
+    fake = make_fake_study(tmp_path, "obj", probe=False, lesion=False)
+    storage = JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal")))
+    study = optuna.load_study(study_name=fake.name, storage=storage)
+    study.set_user_attr("objective", {"metric": "val_error", "direction": "minimize"})
+    data = load_study(fake.name, root=fake.root)
+    shown, _, best = display_table(data, cell_table(data))
+    errors = [c for c in shown.columns if c.endswith("(%)") and c != "paper (%)"]
+    assert errors[0] == "val error (%)" and errors[1:] == ["test error (%)", "best val error (%)", "train error (%)"]
+    assert {r.plan.metric for r in effects(data)} == {"final_val_error"}
+
+    study.set_user_attr("objective", {"metric": "train_error", "direction": "maximize"})
+    data = load_study(fake.name, root=fake.root)
+    table = cell_table(data)
+    shown, _, best = display_table(data, table)
+    assert list(shown.columns).index("train error (%)") < list(shown.columns).index("test error (%)")
+    means = table["final_train_error_mean"].round(2)
+    assert best["train error (%)"] == list(table.index[means == means.max()])
+    means = table["final_test_error_mean"].round(2)
+    assert best["test error (%)"] == list(table.index[means == means.min()])
