@@ -15,10 +15,14 @@ from report_fixtures import cell_id, make_fake_study
 
 from reports import build_report, paper_value
 from reports.claims import check_claims
+from reports.comparisons import effects as grid_effects
 from sweeps.verdicts.inference import CONTRADICTED, NOT_ENOUGH, REPRODUCED, UNDECIDED
 from reports.study_reader import load_study
+from reports.tables import cell_table, display_table
 from resnet_core.errors import ConfigError
 from resnet_core.record import read_summary
+from sweeps.queue.access import open_study
+from sweeps.spec.study_format import read_spec
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("curves", "gradnorm_layers_plain-20-vs-resnet-20", "gradnorm_layers_plain-56-vs-resnet-56",
@@ -358,9 +362,6 @@ def test_a_cell_that_did_not_learn_is_named_and_its_verdicts_say_so(tmp_path):
 def test_the_report_reads_the_spec_the_study_stores_for_old_studies_too(tmp_path):
     """Issue 29: cells, units and fallback run configs come from ``read_spec`` — the one read path, also for the
     committed cifar10-cpu study and for a study without a stored grid (cells from its trials, no grid file read)."""
-    from sweeps.queue.access import open_study
-    from sweeps.spec.study_format import read_spec
-
     committed = REPO / "results" / "cifar10-cpu" / "degradation-cpu"
     spec = read_spec(open_study(committed))
     data = load_study("degradation-cpu", root=committed.parent)
@@ -388,9 +389,6 @@ def test_the_table_and_the_effects_follow_the_studys_objective(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from reports.comparisons import effects
-    from reports.tables import cell_table, display_table
-
     fake = make_fake_study(tmp_path, "obj", probe=False, lesion=False)
     storage = JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal")))
     study = optuna.load_study(study_name=fake.name, storage=storage)
@@ -399,7 +397,7 @@ def test_the_table_and_the_effects_follow_the_studys_objective(tmp_path):
     shown, _, best = display_table(data, cell_table(data))
     errors = [c for c in shown.columns if c.endswith("(%)") and c != "paper (%)"]
     assert errors[0] == "val error (%)" and errors[1:] == ["test error (%)", "best val error (%)", "train error (%)"]
-    assert {r.plan.metric for r in effects(data)} == {"final_val_error"}
+    assert {r.plan.metric for r in grid_effects(data)} == {"final_val_error"}
 
     study.set_user_attr("objective", {"metric": "train_error", "direction": "maximize"})
     data = load_study(fake.name, root=fake.root)

@@ -18,7 +18,9 @@ import yaml
 
 from resnet_core.cli import main
 from resnet_core.errors import ConfigError
+from sweeps.launch.launchers import LAUNCHER_TYPES, Launcher, LocalLauncher, SlurmLauncher, make_launcher
 from sweeps.launch.slurm import SlurmWorker, check_storage, task_devices
+from sweeps.spec.grid import parse_grid
 from sweeps.spec.launcher import parse_launcher, parse_time
 from sweeps.queue.storage import resolve_storage
 
@@ -405,9 +407,6 @@ def test_docs_launcher_section_parses():
 def test_both_launchers_have_the_one_interface_and_validate_before_anything_is_written(tmp_path):
     """``sweeps.launch.launchers``: the local and the Slurm launcher answer the same members; what they refuse is
     refused by ``validate`` (before a study or folder exists), and an unknown name by ``make_launcher``."""
-    from sweeps.launch.launchers import LAUNCHER_TYPES, Launcher, LocalLauncher, SlurmLauncher, make_launcher
-    from sweeps.spec.grid import parse_grid
-
     members = [m for m in vars(Launcher) if not m.startswith("_")] + list(Launcher.__annotations__)
     for cls in LAUNCHER_TYPES.values():
         assert all(hasattr(cls, m) for m in members), cls
