@@ -30,7 +30,7 @@ from .comparisons import judge, level_of, level_text
 from .effects import effects_markdown
 from .figures import grad_runs, layer_order, phase_steps, profile, residual_twin
 from .paper import normalize_dataset, paper_number, source_short, training_recipe
-from .study_reader import Cell, StudyData, make_cells, nest, part_label, same_except
+from .study_reader import Cell, StudyData, make_cells, part_label, same_except
 from .tables import cell_table
 
 VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDECIDED, NOT_ENOUGH)
@@ -262,7 +262,7 @@ class _Checker:
 def claim_plans(spec: Any) -> list[Planned]:
     """The claims a grid (``sweeps.spec.grid.GridSpec``) will be checked on, before it has results: the
     ``sweeps.verdicts.comparisons.CLAIM_SOURCES`` entry ``reports`` registers for ``sweep --until-decided``."""
-    cells = make_cells({c.id: c.params for c in spec.cells}, nest(spec.base), list(spec.axes))
+    cells = make_cells(spec)
     return _Checker(cells.values()).run()
 
 

@@ -8,7 +8,6 @@ from typing import Any, Sequence
 import pandas as pd
 
 from resnet_core.values import freeze
-from sweeps.spec.metrics import METRICS
 from sweeps.spec.study_format import record_of
 from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
 from sweeps.verdicts.dead import dead_reason, shape_of
@@ -63,10 +62,10 @@ def judge(data: StudyData, plans: Sequence[Planned]) -> list[Result]:
 
 
 def grid_levels(data: StudyData) -> dict[str, list[Any]]:
-    """Axis → its values in grid order: the study's stored grid, else the order the cells first use them."""
-    stored = data.user_attrs.get("grid")
-    if isinstance(stored, dict) and stored and all(isinstance(v, list) for v in stored.values()):
-        return {k: list(v) for k, v in stored.items()}
+    """Axis → its values in grid order: the stored spec's grid (for a study without a stored grid, the values its
+    cells use: ``read_spec``); a grid of extra cells only: the order the cells first use each value."""
+    if data.spec.grid:
+        return {k: list(v) for k, v in data.spec.grid.items()}
     out: dict[str, list[Any]] = {}
     for a in data.axes:
         seen: list[Any] = []
@@ -80,14 +79,10 @@ def grid_levels(data: StudyData) -> dict[str, list[Any]]:
 
 def effects(data: StudyData, metric: str | None = None) -> list[Result]:
     """Each axis's main effects, then the two-way interactions where the grid is full, judged."""
-    metric = metric or _summary_key(data)
+    metric = metric or data.objective_key
     levels = grid_levels(data)
     cells = {cid: c.params for cid, c in data.cells.items()}
     return judge(data, main_effects(levels, cells, metric) + interactions(levels, cells, metric))
-
-
-def _summary_key(data: StudyData) -> str:
-    return METRICS.get(data.objective.get("metric", "test_error"), ("final_test_error",))[0]
 
 
 def importance_evaluator() -> tuple[Any, str]:

@@ -6,11 +6,11 @@ Only the figures the data supports are made:
 - ``gradnorm_layers_*``: per-layer gradient norm vs layer index, plain vs residual at the same depth, early, in the
   middle and at the end of training (log scale);
 - ``probe_depth``: gradient norm at initialisation vs depth (probe.csv);
-- ``ablation_bars``: mean ± std of the final test and training error when the cells differ in one axis (besides
-  plain/residual);
+- ``ablation_bars``: mean ± std of the final error the study's objective names (test error by default) and the
+  training error, when the cells differ in one axis (besides plain/residual);
 - ``lesion``: test error after deleting each residual block (lesion.csv);
-- ``error_edf``: per grid axis, the error EDF of each of its values — the fraction of completed runs with a test
-  error below each x (Radosavovic et al. 2019, pycls's design-space comparison).
+- ``error_edf``: per grid axis, the error EDF of each of its values — the fraction of completed runs with an
+  objective error (test error by default) below each x (Radosavovic et al. 2019, pycls's design-space comparison).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from resnet_core.values import freeze
 
 from .comparisons import grid_levels
 from .study_reader import Cell, StudyData, part_label, same_except, shortcut_option, varying_keys
+from .tables import metric_title
 
 STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
@@ -481,6 +482,11 @@ def _wrapped_tick(key: str | None, value: Any) -> str:
     return "\n".join(textwrap.fill(line, 11) for line in text.split("\n"))
 
 
+def _error_label(key: str) -> str:
+    """An axis label for a summary key: "final test error (%)"."""
+    return "final training error (%)" if key == "final_train_error" else f"final {metric_title(key)} (%)"
+
+
 def _axis_title(key: str | None) -> str:
     if key is None:
         return "network"
@@ -491,8 +497,9 @@ def _axis_title(key: str | None) -> str:
 
 def fig_ablation_bars(data: StudyData, table: pd.DataFrame, out: Path) -> list[FigureOut]:
     stats = table.set_index("cell")
+    goal = data.objective_key   # the left panel: the study's objective; the right: the training (else test) error
     cells = [c for c in data.cells.values() if stats.loc[c.id, "n"] > 0
-             and not math.isnan(stats.loc[c.id, "final_test_error_mean"])]
+             and not math.isnan(stats.loc[c.id, f"{goal}_mean"])]
     if len(cells) < 2:
         return []
     layout = ablation_layout(cells, data.axes)
@@ -509,7 +516,8 @@ def fig_ablation_bars(data: StudyData, table: pd.DataFrame, out: Path) -> list[F
     width = 0.8 / len(hues)
     fig = _new_figure((max(6.0, 1.3 * len(xs) * len(hues)) * 2 * 0.62 + 1, 4.6))
     axes = fig.subplots(1, 2, sharey=False)
-    metrics = (("final_test_error", "final test error (%)"), ("final_train_error", "final training error (%)"))
+    other = "final_test_error" if goal == "final_train_error" else "final_train_error"
+    metrics = ((goal, _error_label(goal)), (other, _error_label(other)))
     paper_drawn = False
     for ax, (m, ylabel) in zip(axes, metrics):
         for h_i, h in enumerate(hues):
@@ -633,7 +641,7 @@ def fig_error_edf(data: StudyData, table: pd.DataFrame, out: Path) -> list[Figur
     levels = {a: v for a, v in grid_levels(data).items() if len(v) > 1}
     if runs.empty or not levels:
         return []
-    errors = pd.to_numeric(runs["final_test_error"], errors="coerce")
+    errors = pd.to_numeric(runs[data.objective_key], errors="coerce")
     fig = _new_figure((4.2 * len(levels), 3.4))
     axes = fig.subplots(1, len(levels), squeeze=False)[0]
     for ax, (axis, values) in zip(axes, levels.items()):
@@ -644,12 +652,14 @@ def fig_error_edf(data: StudyData, table: pd.DataFrame, out: Path) -> list[Figur
                 continue
             ax.step(np.concatenate([[e[0]], e]), np.arange(len(e) + 1) / len(e), where="post",
                     color=PALETTE[i % len(PALETTE)], lw=1.8, label=f"{_tick(axis, value)} (n={len(e)})")
-        ax.set_xlabel("final test error (%)")
+        ax.set_xlabel(_error_label(data.objective_key))
         ax.set_ylabel("fraction of runs with lower error")
         ax.set_ylim(0, 1.02)
         ax.set_title(_axis_title(axis))
         ax.legend(loc="lower right")
     _suptitle(fig, "Error EDF per axis value")
+    better = "right" if data.maximize else "left and up"
     caption = ("For each grid axis, the fraction of completed runs (all cells and seeds with that axis value) whose "
-               "final test error is below x; a curve to the left and up is better (Radosavovic et al. 2019).")
+               f"final {metric_title(data.objective_key)} (the study's objective) is below x; a curve to the {better} "
+               "is better (Radosavovic et al. 2019).")
     return [_save(fig, out, "error_edf", "Error EDF per axis", caption)]

@@ -1,13 +1,13 @@
 """Read a study: the Optuna trials, their run records (the source of truth), and the cells of the grid.
 
-The study is found in ``<root>/<study>/optuna.journal`` (the sweeps' default) or any ``--storage`` URL. Each trial
-names its cell, seed and run directory in its user_attrs; the run directory's ``summary.json`` and ``config.yaml``
-win over the copies in the trial, which are the fallback when a run directory is missing.
+The study is found in ``<root>/<study>/optuna.journal`` (the sweeps' default) or any ``--storage`` URL. What was
+planned is the resolved spec the study stores (``sweeps.spec.study_format.read_spec``: its cells, units, objective
+and each cell's run config; for studies written before too); what happened is the trials. Each trial names its
+cell, seed and run directory in its user_attrs; the run directory's ``summary.json`` and ``config.yaml`` win over
+the copies in the trial, which are the fallback when a run directory is missing.
 """
 from __future__ import annotations
 
-import itertools
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -17,17 +17,17 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from resnet_core.config import PART_KEYS, ModelConfig
+from resnet_core.config import PART_KEYS
 from resnet_core.errors import ConfigError
-from resnet_core.overrides import get_dotted as _nested_get, set_dotted
-from resnet_core.plugins import load_plugin
+from resnet_core.overrides import get_dotted as _nested_get
 from resnet_core.record import metrics_frame, read_config, read_summary
 from resnet_core.shortcuts import SHORTCUTS
-from resnet_core.values import freeze, is_number, read_yaml
+from resnet_core.values import freeze, is_number
 from sweeps.queue.access import open_study_named
-from sweeps.spec.cells import cell_id
-from sweeps.spec.metrics import DEFAULT_OBJECTIVE, SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS
-from sweeps.spec.study_format import ALIASES_ATTR, LOST, trial_cell, trial_status
+from sweeps.spec.cells import Cell as SpecCell
+from sweeps.spec.grid import GridSpec
+from sweeps.spec.metrics import SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS
+from sweeps.spec.study_format import ALIASES_ATTR, LOST, read_spec, trial_cell_params, trial_status
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
 
@@ -47,14 +47,6 @@ def get_dotted(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
     if key in config:
         return config[key]
     return _nested_get(dict(config), key, default)
-
-
-def nest(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A nested copy of a config that may use dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in (config or {}).items():
-        set_dotted(out, key, nest(value) if isinstance(value, Mapping) else value)
-    return out
 
 
 def part_label(key: str, value: Any) -> str:
@@ -113,9 +105,7 @@ class StudyData:
     storage: str                       # where the study was read from (for messages)
     study_dirs: list[Path]             # folders a relative run_dir is resolved against
     user_attrs: dict[str, Any]
-    axes: list[str]
-    seeds: list[Any]
-    objective: dict[str, Any]
+    spec: GridSpec                     # the resolved spec the study stores (read_spec): what was planned
     trials: pd.DataFrame               # one row per Optuna trial (every attempt)
     runs: pd.DataFrame                 # one row per expected (cell, seed): the attempt that represents it, or missing
     cells: dict[str, Cell]             # in grid order
@@ -127,6 +117,29 @@ class StudyData:
     @property
     def study_dir(self) -> Path | None:
         return self.study_dirs[0] if self.study_dirs else None
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.spec.axes)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.spec.seeds)
+
+    @property
+    def objective(self) -> dict[str, str]:
+        """The study's objective: ``{"metric": "test_error", "direction": "minimize"}``."""
+        return dict(self.spec.objective)
+
+    @property
+    def objective_key(self) -> str:
+        """The run summary key of the study's objective metric (``test_error`` → ``final_test_error``)."""
+        return self.spec.summary_key
+
+    @property
+    def maximize(self) -> bool:
+        """Whether the study's objective is maximized (else a lower value is better)."""
+        return self.spec.objective.get("direction") == "maximize"
 
     def counts(self) -> dict[str, int]:
         counts = self.runs["status"].value_counts().to_dict()
@@ -224,21 +237,15 @@ def _effective_status(state: str, record: str | None, attr: str | None) -> tuple
     return verdict, None
 
 
-def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
     rows, configs = [], {}
     aliases = study.user_attrs.get(ALIASES_ATTR)   # a renamed cell's trials are rows of the cell it is now
-    listed = {str(c["id"]): c.get("params") for c in study.user_attrs.get("cells") or []
-              if isinstance(c, Mapping) and c.get("id") is not None}
+    listed = {c.id: c.params for c in spec.cells}
     for t in study.get_trials(deepcopy=False):
         ua = dict(t.user_attrs)
         if ua.get("status") == LOST and "unit" not in ua:   # a placeholder of a salvaged journal: no run
             continue
-        cell = trial_cell(ua, aliases)
-        params = listed.get(cell) if cell != ua.get("cell") else ua.get("cell_params")
-        if not isinstance(params, Mapping):
-            params = ua.get("cell_params") if isinstance(ua.get("cell_params"), Mapping) else dict(t.params)
-        if not cell:
-            cell = cell_id(params) if params else f"trial{t.number}"
+        cell, params = trial_cell_params(t, aliases, listed)
         run_dir = _resolve_run_dir(ua.get("run_dir"), dirs)
         damaged = None
         try:
@@ -288,28 +295,6 @@ def _trial_rows(study, dirs: list[Path]) -> tuple[list[dict[str, Any]], dict[int
     return rows, configs
 
 
-def _grid_file_cells(grid_file: Any, axes: list[str], dirs: list[Path]) -> list[dict[str, Any]] | None:
-    """All cells of the grid file's full factorial, if the file can be read and agrees with the axes."""
-    if not grid_file:
-        return None
-
-    path = Path(str(grid_file))
-    candidates = [path] if path.is_absolute() else [path] + [d / path for d in dirs]
-    for p in candidates:
-        if p.exists():
-            try:
-                grid = (read_yaml(p) or {}).get("grid")
-            except Exception:
-                return None
-            if not isinstance(grid, Mapping) or not grid or set(grid) != set(axes):
-                return None
-            if not all(isinstance(v, list) and v for v in grid.values()):
-                return None
-            keys = list(grid)
-            return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    return None
-
-
 def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, explicit: bool,
               notes: list[str]) -> pd.DataFrame | None:
     if path is None:
@@ -336,32 +321,8 @@ def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, exp
     return df
 
 
-def _valid_model(base: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
-    """Whether base + params is a buildable model (a sweep skips impossible cells, e.g. identity + project_all)."""
-    config = json.loads(json.dumps(base, default=str))
-    for key, value in params.items():
-        set_dotted(config, key, value)
-    try:
-        ModelConfig.from_dict(config.get("model") or {})
-    except Exception:
-        return False
-    return True
-
-
 PROBE_COLUMNS = ("family", "depth", "shortcut", "activation", "layer_index", "layer", "grad_norm")
 LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
-
-
-def _load_study_plugins(records: Any, notes: list[str]) -> None:
-    """Import the plugins the sweep recorded, so their parts' labels and checks are the registry's; one that
-    cannot be imported here is a note, and its parts are named by their registered names."""
-    for r in records or []:
-        if not isinstance(r, Mapping) or not r.get("plugin"):
-            continue
-        try:
-            load_plugin(str(r["plugin"]))
-        except ConfigError as e:
-            notes.append(f"{e}; its parts are shown by name")
 
 
 def load_study(study: str, root: str | Path | None = None, storage: str | None = None,
@@ -370,62 +331,39 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     ua = dict(loaded.user_attrs)
     if ua.get("study_dir") and Path(str(ua["study_dir"])) not in dirs:  # where the sweep put the study folder
         dirs.append(Path(str(ua["study_dir"])))
-    axes = list(ua.get("grid_axes") or [])
-    seeds = list(ua.get("seeds") or [])
-    objective = dict(ua.get("objective") or DEFAULT_OBJECTIVE)
-    base = nest(ua.get("base") or {})
     notes: list[str] = []
-    _load_study_plugins(ua.get("plugins"), notes)
+    spec = read_spec(loaded, notes)   # the plan: cells, units, objective, run configs (for old studies too)
 
-    rows, configs = _trial_rows(loaded, dirs)
+    rows, configs = _trial_rows(loaded, spec, dirs)
     trials = pd.DataFrame(rows, columns=["trial", "state", "cell", "cell_params", "seed", "slot", "run_dir",
                                          "run_dir_attr",
                                          "record", "status", "reason", "name", "value", *NUMBERS])
 
-    # -- cells, in grid order: the study's own list (sweeps writes `cells`), else the order they were enqueued
-    cell_params: dict[str, dict[str, Any]] = {}
-    for c in ua.get("cells") or []:
-        if isinstance(c, Mapping) and c.get("id") is not None:
-            cell_params.setdefault(str(c["id"]), dict(c.get("params") or {}))
-    listed = bool(cell_params)
+    # -- cells, in grid order: the spec's, then those of trials outside it (they still count)
+    cells_in_order = list(spec.cells)
+    known = {c.id for c in cells_in_order}
     for row in sorted(rows, key=lambda r: r["trial"]):
-        cell_params.setdefault(row["cell"], row["cell_params"])
-    if not axes:
-        axes = list(dict.fromkeys(k for p in cell_params.values() for k in p))
-    if not listed:
-        known = {freeze({k: p.get(k) for k in axes}) for p in cell_params.values()}
-        grid_cells = _grid_file_cells(ua.get("grid_file"), axes, dirs)
-        if grid_cells is not None and known <= {freeze(c) for c in grid_cells}:
-            for params in grid_cells:
-                if freeze(params) not in known and _valid_model(base, params):
-                    cell_params[cell_id(params)] = params
-                    known.add(freeze(params))
+        if row["cell"] not in known:
+            known.add(row["cell"])
+            cells_in_order.append(SpecCell(row["cell"], "", row["cell_params"]))
+    order = {c.id: i for i, c in enumerate(cells_in_order)}
+    if spec.search:
+        notes.append(f"search study: each cell pools its {spec.n_trials} searched trials (different "
+                     f"hyperparameters)")
 
-    # -- one row per expected unit: (cell, seed), or (cell, slot) in a search study
-    if not seeds:
-        seeds = sorted({r["seed"] for r in rows if r["seed"] is not None}, key=str)
-    n_search = int(ua.get("n_trials") or 0) if ua.get("search") else 0
-    if n_search:
-        notes.append(f"search study: each cell pools its {n_search} searched trials (different hyperparameters)")
-
+    # -- one row per expected unit: the spec's (cell, seed), or (cell, slot) in a search study
     def unit_key(cell: str, seed: Any, slot: Any) -> tuple[str, str, str]:
         return cell, freeze(seed), freeze(slot)
 
-    expected: list[tuple[str, Any, Any]] = []
-    extra_seeds = ua.get("extra_seeds") if isinstance(ua.get("extra_seeds"), Mapping) else {}
-    for cell in cell_params:
-        if n_search and seeds:
-            expected += [(cell, seeds[k % len(seeds)], k) for k in range(n_search)]
-        else:
-            added = [s for s in extra_seeds.get(cell) or [] if s not in seeds]  # `--until-decided` rounds
-            expected += [(cell, seed, None) for seed in seeds + added]
+    expected: list[tuple[str, Any, Any]] = [(u.cell.id, u.seed, u.slot) for u in spec.units()]
     seen = {unit_key(*u) for u in expected}
     for row in sorted(rows, key=lambda r: r["trial"]):  # trials outside the plan still count
         u = (row["cell"], row["seed"], row["slot"])
         if unit_key(*u) not in seen:
             seen.add(unit_key(*u))
             expected.append(u)
-    expected.sort(key=lambda u: list(cell_params).index(u[0]))
+    expected.sort(key=lambda u: order[u[0]])
+    params_of = {c.id: c.params for c in cells_in_order}
     by_key: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         by_key.setdefault(unit_key(row["cell"], row["seed"], row["slot"]), []).append(row)
@@ -437,21 +375,21 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
             chosen.append({**best, "attempts": len(attempts)})
         else:
             empty = {k: float("nan") for k in NUMBERS}
-            chosen.append({"trial": None, "state": None, "cell": cell, "cell_params": cell_params[cell],
+            chosen.append({"trial": None, "state": None, "cell": cell, "cell_params": params_of[cell],
                            "seed": seed, "slot": slot, "run_dir": None, "run_dir_attr": None, "record": False,
                            "status": "missing", "reason": "no trial in the study", "name": None,
                            "value": None, **empty, "attempts": 0})
     runs = pd.DataFrame(chosen, columns=list(trials.columns) + ["attempts"])
 
-    # -- cell configs: a run record's config (the truth), else the study's base plus the cell's params
+    # -- cell configs: a run record's config (the truth), else the spec's run config of the cell
     found: dict[str, dict[str, Any]] = {}
-    for cell in cell_params:
+    for cell in order:
         for row in sorted((r for r in rows if r["cell"] == cell),
                           key=lambda r: (-STATUS_RANK.get(r["status"], 1), r["trial"])):
             if configs.get(row["trial"]):
                 found[cell] = configs[row["trial"]]
                 break
-    cells = make_cells(cell_params, base, axes, found)
+    cells = make_cells(spec, cells_in_order, found)
 
     # -- probe and lesion outputs: given, or found in the study folder
     def pick(given: Any, name: str) -> tuple[Any, bool]:
@@ -467,33 +405,27 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     probe_df = _read_csv(probe_path, PROBE_COLUMNS, "probe", probe_explicit, notes)
     lesion_df = _read_csv(lesion_path, LESION_COLUMNS, "lesion", lesion_explicit, notes)
 
-    return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, axes=axes, seeds=seeds,
-                     objective=objective, trials=trials, runs=runs, cells=cells, probe=probe_df, lesion=lesion_df,
-                     notes=notes, optuna_study=loaded)
+    return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, spec=spec, trials=trials, runs=runs,
+                     cells=cells, probe=probe_df, lesion=lesion_df, notes=notes, optuna_study=loaded)
 
 
-def make_cells(cell_params: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any], axes: list[str],
+def make_cells(spec: GridSpec, cells: Iterable[SpecCell] | None = None,
                configs: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Cell]:
-    """The cells, in the given order: each with its run config (``configs``: a run record's, the truth; else the
-    base with the cell's params), resolved model, dataset, paper value, attributes and label."""
-    cells: dict[str, Cell] = {}
-    for order, (cell, params) in enumerate(cell_params.items()):
-        config = (configs or {}).get(cell)
+    """The report's cells, in the given order (``cells``, default the spec's): each with its run config
+    (``configs``: a run record's, the truth; else the spec's run config of the cell and its first seed), resolved
+    model, dataset, paper value, attributes and label."""
+    out: dict[str, Cell] = {}
+    for order, cell in enumerate(spec.cells if cells is None else cells):
+        config = (configs or {}).get(cell.id)
         if config is None:
-            config = json.loads(json.dumps(base, default=str))
-            for key, value in params.items():
-                if isinstance(value, Mapping):  # a composite axis: {"model.shortcut": …, "model.project_all": …}
-                    for k, v in value.items():
-                        set_dotted(config, k if "." in k else f"{key}.{k}", v)
-                else:
-                    set_dotted(config, key, value)
+            config = spec.run_config(cell, spec.seeds[0])
         model = resolve_model(config["model"]) if isinstance(config.get("model"), Mapping) else {}
         dataset = normalize_dataset(get_dotted(config, "data.name", "") or "")
-        c = Cell(id=cell, params=dict(params), order=order, config=config, model=model, dataset=dataset)
+        c = Cell(id=cell.id, params=dict(cell.params), order=order, config=config, model=model, dataset=dataset)
         c.paper = paper_value(dataset, model) if model else None
-        cells[cell] = c
-    _derive_attrs(cells, axes)
-    return cells
+        out[cell.id] = c
+    _derive_attrs(out, list(spec.axes))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,19 @@ METRICS = (
 )
 # extra numbers kept in the CSV only
 CSV_EXTRA = (("test_error_at_best_val", "test error at best val", "%"), ("final_train_loss", "train loss", ""))
-LOWER_IS_BETTER = tuple(m for m, _, _ in METRICS)  # the groups whose best (lowest) mean is set in bold
+OBJECTIVE_ONLY = ("final_val_error", "val error", "%")   # a column only where the study's objective is val_error
+
+
+def table_metrics(data: StudyData) -> tuple[tuple[str, str, str], ...]:
+    """The mean ± std columns: the study's objective first (``data.objective_key``), then the other errors."""
+    key = data.objective_key
+    first = next((m for m in METRICS + (OBJECTIVE_ONLY,) if m[0] == key), (key, key, ""))
+    return (first, *(m for m in METRICS if m[0] != key))
+
+
+def metric_title(key: str) -> str:
+    """A summary key's name in the report (``final_test_error`` → "test error")."""
+    return next((t for m, t, _ in METRICS + CSV_EXTRA + (OBJECTIVE_ONLY,) if m == key), key)
 
 
 def axis_columns(data: StudyData) -> dict[str, str]:
@@ -35,7 +47,7 @@ def cell_table(data: StudyData) -> pd.DataFrame:
     """The numeric table: one row per cell in grid order."""
     runs = data.runs
     done = runs[runs["status"] == "complete"]
-    metrics = [m for m, _, _ in METRICS + CSV_EXTRA] + ["wall_time_s"]
+    metrics = [m for m, _, _ in table_metrics(data) + CSV_EXTRA] + ["wall_time_s"]
     agg = done.groupby("cell", sort=False)[metrics].agg(["mean", "std"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     n = done.groupby("cell", sort=False).size().rename("n")
@@ -130,8 +142,8 @@ def fmt_seconds(s: float) -> str:
 
 
 def display_table(data: StudyData, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], dict[str, list[int]]]:
-    """Text columns for Markdown/HTML/LaTeX, the paper footnotes, and the rows with the best (lowest) mean of each
-    metric group (ties all count)."""
+    """Text columns for Markdown/HTML/LaTeX, the paper footnotes, and the rows with the best mean of each metric
+    group (ties all count): the lowest, or the highest in the objective's column of a study that maximizes it."""
     cols = list(axis_columns(data).values()) or ["label"]
     out = pd.DataFrame({c: table[c].astype(object) for c in cols})
     if "label" not in cols:
@@ -140,11 +152,12 @@ def display_table(data: StudyData, table: pd.DataFrame) -> tuple[pd.DataFrame, l
     if table["n_dead"].any():  # sweeps.verdicts.dead: a cell with runs that did not learn is named in its own column
         out["did not learn"] = [f"{d} of {n}" if d else "" for d, n in zip(table["n_dead"], table["n"])]
     best: dict[str, list[int]] = {}
-    for m, title, unit in METRICS:
+    for m, title, unit in table_metrics(data):
         out[f"{title} ({unit})"] = [fmt_mean_std(a, b, n) for a, b, n in
                                     zip(table[f"{m}_mean"], table[f"{m}_std"], table["n"])]
         means = table[f"{m}_mean"].round(2)
-        best[f"{title} ({unit})"] = list(table.index[means == means.min()]) if means.notna().any() else []
+        top = means.max() if m == data.objective_key and data.maximize else means.min()
+        best[f"{title} ({unit})"] = list(table.index[means == top]) if means.notna().any() else []
     out["params"] = [fmt_params(p) for p in table["params"]]
     out["wall time"] = [fmt_seconds(s) for s in table["wall_time_s_mean"]]
     sources: list[str] = []
@@ -196,7 +209,9 @@ def write_markdown(data: StudyData, table: pd.DataFrame, path: Path) -> None:
     lines = [f"# Study `{data.name}`: results per cell", "",
              f"Source: `{data.storage}`. {data.status_line()}", "",
              "Errors are in percent: mean ± sample std over the seeds that completed (n of the seeds planned); "
-             "best val error is each run's lowest validation error. The lowest mean of each error column is in bold."
+             "best val error is each run's lowest validation error. The lowest mean of each error column is in bold"
+             + (f" (the highest of {metric_title(data.objective_key)}, which the study's objective maximizes)"
+                if data.maximize else "") + "."
              + (" *did not learn*: completed seeds at chance-level test error or whose training loss never fell "
                 "below a uniform guess's (summary.md names them)." if table["n_dead"].any() else ""),
              "", markdown_table(shown, best), ""]
@@ -268,7 +283,9 @@ def latex_table(data: StudyData, table: pd.DataFrame) -> str:
             cells.append(text)
         body.append(" & ".join(cells) + r" \\")
     caption = (f"Study {tex_escape(data.name)}: errors in \\%, mean $\\pm$ sample std over the $n$ completed seeds; "
-               f"the lowest mean per error column in bold.")
+               f"the lowest mean per error column in bold"
+               + (f" (the highest of {tex_escape(metric_title(data.objective_key))}, which the study maximizes)"
+                  if data.maximize else "") + ".")
     if sources:
         caption += " Paper: " + " ".join(f"[{i + 1}] {tex_escape(s)}." for i, s in enumerate(sources))
     caption = caption.replace("±", r"$\pm$").replace("–", "--")

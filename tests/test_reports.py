@@ -5,6 +5,7 @@ import argparse
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,16 @@ from report_fixtures import cell_id, make_fake_study
 
 from reports import build_report, paper_value
 from reports.claims import check_claims
+from reports.comparisons import effects as grid_effects
 from sweeps.verdicts.inference import CONTRADICTED, NOT_ENOUGH, REPRODUCED, UNDECIDED
 from reports.study_reader import load_study
+from reports.tables import cell_table, display_table
 from resnet_core.errors import ConfigError
 from resnet_core.record import read_summary
+from sweeps.queue.access import open_study
+from sweeps.spec.study_format import read_spec
 
+REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("curves", "gradnorm_layers_plain-20-vs-resnet-20", "gradnorm_layers_plain-56-vs-resnet-56",
            "probe_depth", "ablation_bars", "lesion")
 
@@ -351,3 +357,54 @@ def test_a_cell_that_did_not_learn_is_named_and_its_verdicts_say_so(tmp_path):
     assert list(effects["kind"]) == ["main effect", "main effect", "interaction"]
     assert effects["comparison"].str.contains("⚠").all()          # every effect of this 2×2 uses the dead cell
     assert (out / "error_edf.png").is_file() and (out / "error_edf.svg").is_file()
+
+
+def test_the_report_reads_the_spec_the_study_stores_for_old_studies_too(tmp_path):
+    """Issue 29: cells, units and fallback run configs come from ``read_spec`` — the one read path, also for the
+    committed cifar10-cpu study and for a study without a stored grid (cells from its trials, no grid file read)."""
+    committed = REPO / "results" / "cifar10-cpu" / "degradation-cpu"
+    spec = read_spec(open_study(committed))
+    data = load_study("degradation-cpu", root=committed.parent)
+    assert list(data.cells) == [c.id for c in spec.cells] and len(data.runs) == len(spec.units()) == 12
+    assert data.objective == spec.objective and data.objective_key == "final_test_error"
+
+    fake = make_fake_study(tmp_path / "runs", "no-grid", lesion=False, probe=False)
+    (fake.study_dir / "grid.yaml").unlink()   # the grid file is never read again
+    spec = read_spec(open_study(fake.study_dir))
+    assert [c.id for c in spec.cells] == [cell_id(d, s) for d in (20, 56) for s in ("none", "identity")]
+    assert spec.axes == ["model.depth", "model.shortcut"] and spec.seeds == [0, 1, 2]
+    data = load_study(fake.name, root=fake.root)
+    assert list(data.cells) == [c.id for c in spec.cells]
+    assert [(r.cell, r.seed) for r in data.runs.itertuples()] == [(u.cell.id, u.seed) for u in spec.units()]
+    config = spec.run_config(spec.cells[0], 0)
+    shutil.rmtree(fake.study_dir / "trials")   # no run records: each cell's config is the spec's
+    data = load_study(fake.name, root=fake.root)
+    assert data.cells[spec.cells[0].id].config == config
+
+
+def test_the_table_and_the_effects_follow_the_studys_objective(tmp_path):
+    """The metric a table leads with and ranks by, and the one the effects judge, is the study's stored objective
+    (test_error / minimize gives the committed reports; here val_error, then a maximized train_error)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    fake = make_fake_study(tmp_path, "obj", probe=False, lesion=False)
+    storage = JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal")))
+    study = optuna.load_study(study_name=fake.name, storage=storage)
+    study.set_user_attr("objective", {"metric": "val_error", "direction": "minimize"})
+    data = load_study(fake.name, root=fake.root)
+    shown, _, best = display_table(data, cell_table(data))
+    errors = [c for c in shown.columns if c.endswith("(%)") and c != "paper (%)"]
+    assert errors[0] == "val error (%)" and errors[1:] == ["test error (%)", "best val error (%)", "train error (%)"]
+    assert {r.plan.metric for r in grid_effects(data)} == {"final_val_error"}
+
+    study.set_user_attr("objective", {"metric": "train_error", "direction": "maximize"})
+    data = load_study(fake.name, root=fake.root)
+    table = cell_table(data)
+    shown, _, best = display_table(data, table)
+    assert list(shown.columns).index("train error (%)") < list(shown.columns).index("test error (%)")
+    means = table["final_train_error_mean"].round(2)
+    assert best["train error (%)"] == list(table.index[means == means.max()])
+    means = table["final_test_error_mean"].round(2)
+    assert best["test error (%)"] == list(table.index[means == means.min()])

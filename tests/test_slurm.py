@@ -18,7 +18,9 @@ import yaml
 
 from resnet_core.cli import main
 from resnet_core.errors import ConfigError
+from sweeps.launch.launchers import LAUNCHER_TYPES, Launcher, LocalLauncher, SlurmLauncher, make_launcher
 from sweeps.launch.slurm import SlurmWorker, check_storage, task_devices
+from sweeps.spec.grid import parse_grid
 from sweeps.spec.launcher import parse_launcher, parse_time
 from sweeps.queue.storage import resolve_storage
 
@@ -400,3 +402,23 @@ def test_docs_launcher_section_parses():
     flags = parse_launcher(None, {"partition": "gpu", "gpus_per_worker": 1, "cpus_per_worker": 8, "mem": "32G",
                                   "time": "04:00:00", "sbatch": {"account": "abc"}})   # the docs' command line
     assert f"(each: {flags.describe()})" in text
+
+
+def test_both_launchers_have_the_one_interface_and_validate_before_anything_is_written(tmp_path):
+    """``sweeps.launch.launchers``: the local and the Slurm launcher answer the same members; what they refuse is
+    refused by ``validate`` (before a study or folder exists), and an unknown name by ``make_launcher``."""
+    members = [m for m in vars(Launcher) if not m.startswith("_")] + list(Launcher.__annotations__)
+    for cls in LAUNCHER_TYPES.values():
+        assert all(hasattr(cls, m) for m in members), cls
+    assert isinstance(make_launcher("local"), LocalLauncher) and isinstance(make_launcher("slurm"), SlurmLauncher)
+    assert make_launcher("local").waits and not make_launcher("slurm").waits
+    with pytest.raises(ConfigError, match="unknown launcher 'pbs'"):
+        make_launcher("pbs")
+    spec = parse_grid({"study": "l", "base": {"model": {"depth": 8}}}, check_cells=False)
+    ref = resolve_storage(None, tmp_path, "l")
+    with pytest.raises(ConfigError, match="--shared-fs only applies to --launcher slurm"):
+        make_launcher("local", shared_fs=True).validate(spec, ref, devices=None, dry=True)
+    with pytest.raises(ConfigError, match="local journal file"):
+        make_launcher("slurm").validate(spec, ref, devices=None, dry=True)
+    assert make_launcher("local").device_flag("cuda:1") == "cuda:1" and make_launcher("local").dry_note(2) is None
+    assert not list(tmp_path.iterdir())

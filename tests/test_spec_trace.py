@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import sweeps.spec.grid as grid_mod
-from sweeps.launch import sweep as sweep_mod
+from sweeps.launch import launchers as launchers_mod, sweep as sweep_mod
 from sweeps.queue.access import open_study
 from sweeps.run.worker import run_worker
 from sweeps.spec.grid import GridSpec, load_grid
@@ -43,7 +43,7 @@ def test_one_launch_reads_the_grid_once_and_a_worker_builds_each_run_config_once
     real_load_yaml = grid_mod.load_yaml
     monkeypatch.setattr(grid_mod, "load_yaml", lambda path: reads.append(str(path)) or real_load_yaml(path))
     workers: list = []
-    monkeypatch.setattr(sweep_mod, "run_worker", lambda ws, **kw: workers.append(ws) or SimpleNamespace(ran=0))
+    monkeypatch.setattr(launchers_mod, "run_worker", lambda ws, **kw: workers.append(ws) or SimpleNamespace(ran=0))
     root = tmp_path / "runs"
     sweep_mod.run_sweep(grid_file, workers=1, devices="cpu", root=root, fuse="off", out=io.StringIO(),
                         err=io.StringIO())

@@ -6,7 +6,6 @@ trials, which resume from their checkpoint, and with ``--retry-failed`` failed/d
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -26,16 +25,14 @@ from ..queue.liveness import holder, trial_is_dead
 from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from ..queue.study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress, trial_status
-from ..run.worker import (WorkerSpec, assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna,
-                          run_worker, worker_main)
+from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
 from ..spec.grid import GridSpec, load_grid
-from ..spec.launcher import parse_launcher
 from ..spec.study_format import DONE, FAILED, find_journals
 from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
 from .decide import decide_rounds, print_decisions
 from .estimate import busy_note, sweep_seconds
+from .launchers import Job, make_launcher
 from .monitor import Monitor, fmt_duration, result_lines
-from .slurm import check_launch, submit
 from .summary import log_summary_run
 
 LIST_MAX = 12
@@ -254,20 +251,17 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     if max_seeds is not None and not until_decided:
         raise ConfigError(f"--max-seeds {max_seeds} caps --until-decided; add --until-decided or drop it")
     spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
+    runner = make_launcher(launcher, slurm=slurm, shared_fs=shared_fs)   # how the workers run (launchers.py)
     if until_decided:
         max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
         check_args(spec, max_seeds)
-        if launcher != "local":
+        if not runner.waits:
             raise ConfigError(f"--until-decided judges each round in this launch; --launcher {launcher} returns "
                               f"once its jobs are submitted: use the local launcher with --storage on several "
                               f"machines")
     ref = resolve_storage(storage, root, spec.study)
-    slurm_cfg = None
-    if launcher != "local" or shared_fs:  # sweeps/launch/slurm.py: checked before anything is written
-
-        check_launch(launcher, ref, shared_fs=shared_fs, devices=devices, dry=dry)
-        slurm_cfg = parse_launcher(spec.launcher, slurm)
-    devs = worker_devices(spec, devices if slurm_cfg is None or slurm_cfg.gpus_per_worker else "cpu")
+    runner.validate(spec, ref, devices=devices, dry=dry)   # before anything is written
+    devs = worker_devices(spec, runner.device_flag(devices))
     asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)
@@ -276,9 +270,9 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     table = default_table(root, fuse_table)
     packing = Packing(fuse_n, devs[0], table, bool(spec.search))
     if dry:
-        if slurm_cfg is not None:
-            n = f"{asked} worker(s)" if asked else "one worker per trial to run"
-            print(f"slurm: {n} as one job array, each: {slurm_cfg.describe()}", file=out)
+        note = runner.dry_note(asked)
+        if note:
+            print(note, file=out)
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     quiet_optuna()
@@ -300,12 +294,11 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     print_plan(plan, created, out)
     out.flush()
 
-    if plan.to_run and slurm_cfg is not None:
-        submit(slurm_cfg, spec, ref, study_dir, min(asked or plan.to_run, plan.to_run), fuse=fuse_n,
-               fuse_table=str(table) if table else None, out=out,
-               deadline=time.time() + spec.timeout if spec.timeout else None)
-        return 0
     deadline = time.time() + spec.timeout if spec.timeout else None
+    if plan.to_run and not runner.waits:   # submitted: the workers record their trials; nothing to wait for here
+        runner.start(Job(spec, ref, study_dir, min(asked or plan.to_run, plan.to_run), deadline, fuse_n,
+                         str(table) if table else None), out)
+        return 0
 
     def launch(plan: Plan) -> int:
         """Run the trials ``plan`` left waiting with this launch's workers; 0, or 1 if a worker crashed."""
@@ -324,13 +317,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         print(f"running {plan.to_run} trials with {n} worker{'s' * (n != 1)} on {where}{packed}"
               + (f" (estimate ~{fmt_duration(estimate)}{busy_note(assigned)})" if estimate else ""), file=out,
               flush=True)
-        specs = [WorkerSpec(spec.study, ref, str(study_dir), d, i, deadline, threads,
-                            os.getpid(), fuse_n, str(table) if table else None) for i, d in enumerate(assigned)]
+        job = Job(spec, ref, study_dir, n, deadline, fuse_n, str(table) if table else None, assigned)
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err, study_dir=study_dir)
         started = time.monotonic()
         with monitor:
-            code = _run_workers(specs, err)
+            runner.start(job, out)
+            code = runner.wait(err)
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
         spent.append((time.monotonic() - started, plan.to_run, estimate))
@@ -401,45 +394,6 @@ def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
     if workers_code or n_failed:
         return EXIT_FAILED
     return EXIT_UNFINISHED if n_unfinished else EXIT_OK
-
-
-def _run_workers(specs: list[WorkerSpec], err: TextIO) -> int:
-    """Run the workers; 0 if all ended normally, 1 if one crashed. Ctrl-C stops them (their trials are recorded
-    as interrupted and resume on the next launch) and re-raises."""
-    if len(specs) == 1:
-        run_worker(specs[0])  # in this process: nothing to spawn, and a kill of this process kills the worker
-        return 0
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=worker_main, args=(ws,), name=f"sweep-worker-{ws.index}") for ws in specs]
-    for p, ws in zip(procs, specs):
-        # a spawned child reads its environment before torch starts its thread pools: share the cores out there
-        # (oversubscribed OpenMP threads make a small CPU many times slower)
-        saved = os.environ.get("OMP_NUM_THREADS")
-        if ws.threads:
-            os.environ["OMP_NUM_THREADS"] = str(ws.threads)
-        try:
-            p.start()
-        finally:
-            if ws.threads:
-                if saved is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = saved
-    try:
-        while any(p.is_alive() for p in procs):
-            for p in procs:
-                p.join(timeout=0.2)
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()  # SIGTERM → KeyboardInterrupt in the worker → trial marked interrupted
-        for p in procs:
-            p.join(timeout=30)
-        raise
-    bad = [p for p in procs if p.exitcode not in (0, None)]
-    for p in bad:
-        print(f"worker {p.name} exited with code {p.exitcode}", file=err, flush=True)
-    return 1 if bad else 0
 
 
 # -- studies ----------------------------------------------------------------------------------------------------

@@ -17,8 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from resnet_core.errors import ConfigError
+from resnet_core.plugins import load_plugin
 from resnet_core.redact import mask_url  # noqa: F401 - how a storage URL is shown (one home: resnet_core.redact)
+from resnet_core.values import freeze
 
+from .cells import Cell, cell_id, make_slugs
 from .grid import GridSpec, Unit
 
 JOURNAL_NAME = "optuna.journal"
@@ -45,13 +49,81 @@ def find_journals(root: str | Path) -> list[Path]:
 
 
 # -- the spec --------------------------------------------------------------------------------------------------
-def read_spec(study: Any) -> GridSpec:
+def read_spec(study: Any, notes: list[str] | None = None) -> GridSpec:
     """The resolved ``GridSpec`` an Optuna study stores (``GridSpec.study_attrs``, written by every launch), with the
-    seeds its recorded ``--until-decided`` rounds added (as a launch sets them: ``extra_seeds_of``)."""
+    seeds its recorded ``--until-decided`` rounds added (as a launch sets them: ``extra_seeds_of``).
+
+    The one read path for studies written before as well: a study without a stored ``grid`` (made before the grid
+    was stored, or by hand) has the cells its trials name, in the order they were enqueued (``trial_cell_params``),
+    its axes from ``grid_axes`` (else those cells' keys) and, without stored ``seeds``, its trials' seeds; the grid
+    file is never read. With ``notes`` (a reader), a stored plugin that cannot be imported here is a note there and
+    its parts are named by their registered names, instead of a ``ConfigError``."""
     attrs = dict(study.user_attrs)
+    if notes is not None:
+        attrs["plugins"] = _importable_plugins(attrs.get("plugins"), notes)
+    legacy = None
+    if not isinstance(attrs.get("grid"), Mapping):
+        trials = list(study.get_trials(deepcopy=False))
+        legacy = _trial_cells(attrs, trials)
+        attrs["base"] = attrs.get("base") if isinstance(attrs.get("base"), Mapping) else {}
+        if not attrs.get("seeds"):
+            seeds = {t.user_attrs.get("seed") for t in trials}
+            attrs["seeds"] = sorted(s for s in seeds if isinstance(s, int) and not isinstance(s, bool) and s >= 0) \
+                or None
     spec = GridSpec.from_study(study.study_name, attrs)
+    if legacy is not None:
+        axes = list(attrs.get("grid_axes") or dict.fromkeys(k for c in legacy for k in c.params))
+        spec.grid = {a: list({freeze(c.params[a]): c.params[a] for c in legacy if a in c.params}.values())
+                     for a in axes}
+        spec.cells = legacy
     spec.extra_seeds = extra_seeds_of(attrs)
     return spec
+
+
+def trial_cell_params(trial: Any, aliases: Mapping[str, str] | None = None,
+                      cells: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, dict[str, Any]]:
+    """(cell id, params) of a trial: its ``cell`` user attr under ``aliases`` (an aliased trial takes the params of
+    the grid cell it counts for, from ``cells``: id → params) and ``cell_params``, else its Optuna params; a trial
+    without a ``cell`` attr is named by its params (``cell_id``), or ``trial<number>`` without params."""
+    ua = trial.user_attrs
+    cell = trial_cell(ua, aliases)
+    params = (cells or {}).get(cell) if cell != ua.get("cell") else ua.get("cell_params")
+    if not isinstance(params, Mapping):
+        params = ua.get("cell_params") if isinstance(ua.get("cell_params"), Mapping) else dict(trial.params)
+    if not cell:
+        cell = cell_id(dict(params)) if params else f"trial{trial.number}"
+    return str(cell), dict(params)
+
+
+def _trial_cells(attrs: Mapping[str, Any], trials: list[Any]) -> list[Cell]:
+    """The cells a study without a stored grid holds: its stored ``cells`` list, else those its trials name."""
+    found: dict[str, dict[str, Any]] = {}
+    for c in attrs.get("cells") or []:
+        if isinstance(c, Mapping) and c.get("id") is not None:
+            found.setdefault(str(c["id"]), dict(c.get("params") or {}))
+    if not found:
+        for t in sorted(trials, key=lambda t: t.number):
+            if t.user_attrs.get("status") == LOST and "unit" not in t.user_attrs:   # a salvaged journal's placeholder
+                continue
+            cell, params = trial_cell_params(t, attrs.get(ALIASES_ATTR))
+            found.setdefault(cell, params)
+    slugs = make_slugs(list(found.values()))
+    return [Cell(cid, slug, params) for (cid, params), slug in zip(found.items(), slugs)]
+
+
+def _importable_plugins(records: Any, notes: list[str]) -> list[dict[str, Any]]:
+    """The stored plugin records that import here; each one that does not is a note."""
+    out = []
+    for r in records or []:
+        if not isinstance(r, Mapping) or not r.get("plugin"):
+            continue
+        try:
+            load_plugin(str(r["plugin"]))
+        except ConfigError as e:
+            notes.append(f"{e}; its parts are shown by name")
+            continue
+        out.append(dict(r))
+    return out
 
 
 # -- cell aliases ---------------------------------------------------------------------------------------------
