@@ -27,6 +27,7 @@ from sweeps.verdicts.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REP
                                        seeds_needed_text)
 
 from .comparisons import judge, level_of, level_text
+from .compute import compute_lines
 from .effects import effects_markdown
 from .figures import grad_runs, layer_order, phase_steps, profile, residual_twin
 from .paper import normalize_dataset, paper_number, source_short, training_recipe
@@ -437,6 +438,9 @@ def summary_markdown(data: StudyData, table: pd.DataFrame, claims: Sequence[Clai
     obs = gradient_observations(data) + probe_observations(data) + lesion_observations(data)
     if obs:
         lines += ["## Observations (no verdict)", "", *obs, ""]
+    compute = compute_lines(data)
+    if compute:
+        lines += ["## Compute", "", *compute, ""]
     if data.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in data.notes), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -62,3 +62,23 @@ def test_committed_records_are_small_and_complete(result):
 def test_cpu_results_exist():
     """The CPU-budget degradation study on real CIFAR-10 is committed (issue: the claim on real data)."""
     assert (REPO / "results" / "cifar10-cpu" / "report" / "summary.md").is_file()
+
+
+def test_the_compute_section_sums_the_committed_run_records():
+    """summary.md's training time and core-hours are the sums over every run record's summary.json (wall_time_s,
+    × threads), abandoned attempts included: what the study cost, not only what it kept."""
+    import re
+
+    from reports.compute import compute_lines
+    from reports.study_reader import load_study
+
+    result = REPO / "results" / "cifar10-cpu"
+    summaries = [json.loads(p.read_text()) for p in result.glob("*/trials/*/summary.json")]
+    hours = sum(s["wall_time_s"] for s in summaries) / 3600
+    core_hours = sum(s["wall_time_s"] * s.get("threads", 1) for s in summaries) / 3600
+    data = load_study("degradation-cpu", root=str(result))
+    first = compute_lines(data)[0]
+    found = re.match(r"- Training time: ([\d.]+) h over (\d+) run records .*?, ([\d.]+) core-hours", first)
+    assert found, first
+    assert float(found[1]) == pytest.approx(hours, abs=0.006) and int(found[2]) == len(summaries)
+    assert float(found[3]) == pytest.approx(core_hours, abs=0.006)

@@ -27,8 +27,8 @@ TRIAL_SUMMARY_KEYS = ("params", "final_test_error", "test_error_at_best_val", "f
 
 # the numbers of a run summary that readers keep (a report's rows)
 SUMMARY_NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error",
-                   "final_train_error", "final_train_loss", "params", "wall_time_s", "img_per_s", "diverged_at", "step",
-                   "total_steps", "epoch")
+                   "final_train_error", "final_train_loss", "params", "wall_time_s", "img_per_s", "threads",
+                   "diverged_at", "step", "total_steps", "epoch")
 
 # the error and loss columns of the completed-trials table (``verdicts.results``)
 ERROR_KEYS = ("final_test_error", "final_val_error", "best_val_error", "final_train_error", "final_train_loss")

@@ -1,0 +1,49 @@
+"""What a study cost, measured: each run's training time, cores and throughput (``summary.json``: ``wall_time_s``,
+``threads``, ``img_per_s``), summed into hours and core-hours, and the span of its trials (Optuna's start and end
+times, pauses between launches included)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .study_reader import StudyData
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def compute_lines(data: StudyData) -> list[str]:
+    """Markdown bullets: hours and core-hours of training over the runs that trained, img/s per cell (mean over its
+    completed runs, with the device, precision and fast path), and the study's span. [] before any run trained."""
+    trained = data.trials[data.trials["wall_time_s"].notna() & (data.trials["wall_time_s"] > 0)]
+    # one row per run record: the attempts that resumed a run share its folder, whose clock covers them all
+    records = trained.sort_values("wall_time_s").drop_duplicates("run_dir", keep="last")
+    if records.empty:
+        return []
+    threads = records["threads"].fillna(1.0)
+    seconds = float(records["wall_time_s"].sum())
+    core_seconds = float((records["wall_time_s"] * threads).sum())
+    per_run = sorted({int(t) for t in threads})
+    cores = "/".join(str(t) for t in per_run) + (" thread per run" if per_run == [1] else " threads per run")
+    done = data.runs[(data.runs["status"] == "complete") & data.runs["wall_time_s"].notna()]
+    others = len(records) - len(done)
+    lines = [f"- Training time: {_hours(seconds)} over {len(records)} run records ({len(done)} complete runs"
+             + (f", {others} other attempts or runs in progress" if others else "") + "), "
+             f"{core_seconds / 3600:.2f} core-hours ({cores}; `summary.json`'s wall_time_s × threads)."]
+    speeds = []
+    for cid, g in done.groupby("cell", sort=False):
+        if g["img_per_s"].notna().any():
+            label = data.cells[cid].label if cid in data.cells else str(cid)
+            speeds.append(f"{label} {g['img_per_s'].mean():.0f}")
+    if speeds:
+        lines.append("- Throughput, training images per second of a run's wall time (evaluations and checkpoints "
+                     "included), mean over each cell's completed runs: " + ", ".join(speeds) + ".")
+    started, ended = pd.to_datetime(data.trials["started"]).min(), pd.to_datetime(data.trials["ended"]).max()
+    if not (pd.isna(started) or pd.isna(ended)):
+        span = (ended - started).total_seconds()
+        if span > 0 and not math.isnan(span):
+            lines.append(f"- Span: first trial started {started:%Y-%m-%d %H:%M}, last ended {ended:%Y-%m-%d %H:%M} "
+                         f"({_hours(span)}, pauses between launches included).")
+    return lines
