@@ -347,8 +347,9 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     with a checkpoint, then rerun the same command: everything completes exactly once, nothing finished is lost or
     rerun, and the killed trials resume from their run folders."""
     root = tmp_path / "runs"
-    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 1200}, "log_every": 50,
-            "eval_every": 100}
+    total = 400   # long enough that a second trial is caught running with a checkpoint, even on a loaded machine
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": total}, "log_every": 25,
+            "eval_every": 50}
     grid = write_grid(tmp_path / "g.yaml", study, base=base)
     args = ["sweep", str(grid), "--root", str(root), "--workers", "2", *(["--storage", storage] if storage else []),
             *extra]
@@ -388,7 +389,7 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
         assert len(copies) == 1 and copies[0].state == TrialState.COMPLETE
         assert copies[0].user_attrs["resume"] is True and copies[0].user_attrs["run_dir"] == v.user_attrs["run_dir"]
         summary = json.loads((root / study / v.user_attrs["run_dir"] / "summary.json").read_text())
-        assert summary["status"] == "complete" and summary["step"] == 1200
+        assert summary["status"] == "complete" and summary["step"] == total
     assert len(trials) == 4 + len(victims)
 
 
