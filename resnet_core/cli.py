@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from typing import Callable, NoReturn, Sequence
 
 from .errors import ConfigError, GraphCaptureError
-from .plugins import add_plugin_argument
+from .plugins import add_plugin_argument, load_plugins
 from .signals import EXIT_CONFIG, EXIT_FAILED, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
 
@@ -154,17 +154,27 @@ def _say_loading() -> Callable[[], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit codes are ``signals``' (0 done, 1 failed, 2 config error, 3 unfinished, 130/143
     interrupted). Set RESNET_ABLATE_DEBUG=1 to see the traceback behind a one-line error."""
+    # first of all: SIGTERM = Ctrl-C (trials marked interrupted, records closed), and a SIGINT inherited ignored
+    # handled again, so a stop while the commands load (40–90 s on a loaded machine) counts too
+    with sigterm_as_interrupt():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as e:
+            print("interrupted (SIGTERM)" if interrupt_code(e) == EXIT_SIGTERM else "interrupted", file=sys.stderr)
+            return interrupt_code(e)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     own_wandb_service()
     loaded = _say_loading()
-    parser = build_parser()  # imports every command's modules
-    loaded()
+    try:
+        parser = build_parser()  # imports every command's modules
+    finally:
+        loaded()
     args = parser.parse_args(argv)
     try:
-        from .plugins import load_plugins
-
         load_plugins(getattr(args, "plugins", None))  # --plugin: before the command reads any config
-        with sigterm_as_interrupt():  # SIGTERM = Ctrl-C: trials marked interrupted, records closed
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except ConfigError as e:
         _debug()
         print(f"error: {e}", file=sys.stderr)
@@ -177,9 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _debug()
         print(f"error: {os_error_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt as e:
-        print("interrupted (SIGTERM)" if interrupt_code(e) == EXIT_SIGTERM else "interrupted", file=sys.stderr)
-        return interrupt_code(e)
 
 
 def _debug() -> None:

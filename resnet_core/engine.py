@@ -29,6 +29,7 @@ from .graphs import graph_backend
 from .members import Members, RunFacts, check_same_run, emit, open_members
 from .model import build_model, count_params
 from .optimizers import needs_eager
+from .record import read_summary
 from .run_config import RunConfig
 from .schedules import lr_at, milestone_steps, total_steps
 from .signals import DeferredSignals, interrupt_reason
@@ -161,6 +162,7 @@ class Trainer:
         self.members = Members(records, member_models, self.path, listeners, self.facts, total=self.total,
                                steps_per_epoch=spe, params=params, tf32=tf32)
         self._last_good: dict[str, Any] | None = None  # the state to replay from in full precision (see run)
+        self._signals = DeferredSignals()  # run's: a stop during a step or an evaluation's record waits for its end
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[RunResult]:
@@ -168,16 +170,18 @@ class Trainer:
         the logged windows, evaluations and checkpoints; a failure or an interrupt is recorded before it is raised."""
         path, members, facts = self.path, self.members, self.facts
         step = self._resume() if resume else 0
+        if step >= self.total and members.all_complete():  # a finished run: its record stays as it is
+            return [RunResult("complete", None, read_summary(m.record.dir), m.record.dir) for m in members]
         self._set_bn_mode(step)
         members.start(step)
-        if step:
-            self._catch_up(step)
         wall0, t0 = facts.wall_time_s, time.perf_counter()
         t_win, images_win = t0, 0
         self._keep_last_good(step)
-        signals = DeferredSignals()
+        signals = self._signals = DeferredSignals()
         with signals:
             try:
+                if step:
+                    self._catch_up(step)
                 while step < self.total and members.active():
                     epoch, first = divmod(step, self.spe)
                     batches = self.train_loader.epoch(epoch, start=first)
@@ -261,7 +265,8 @@ class Trainer:
     def _evaluate(self, step: int, epoch: float) -> None:
         active = self.members.active()
         results = {split: self.path.evaluate(split, active) for split in self.path.eval_loaders}
-        self.members.record_eval(step, epoch, results)
+        with self._signals.step():  # a stop waits for the rows and checkpoints: best.pt never lags the record
+            self.members.record_eval(step, epoch, results)
         self._set_bn_mode(step)
 
     def _set_bn_mode(self, step: int) -> None:
@@ -278,6 +283,8 @@ class Trainer:
         # the whole trial's clock and images (a checkpoint from before they were saved: this segment only)
         self.facts.wall_time_s = float(state.get("wall_time_s", 0.0))
         self.facts.images = int(state.get("images", 0))
+        self.facts.img_per_s = self.facts.images / max(self.facts.wall_time_s, 1e-9)
+        self.facts.data_time_s = float(state.get("data_time_s", 0.0))
         if state.get("rng") is not None:  # global RNG (e.g. the torch loader's augmentation) as at `step`
             ckpt.set_global_rng_state(state["rng"])
             if hasattr(self.train_loader, "after_skip"):  # re-set once the loader has skipped to `step`

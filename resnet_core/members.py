@@ -22,7 +22,7 @@ from .errors import ConfigError, first_line
 from .fast_path import FastPath
 from .overrides import diff_keys, get_dotted
 from .provenance import provenance
-from .record import RunRecord, read_config, read_metrics
+from .record import RunRecord, read_config, read_metrics, read_summary
 from .run_config import RunConfig, resolved_dict
 
 RESUME_MAY_CHANGE = ("device", "fast", "channels_last", "eval_batch_size", "data.root", "data.download",
@@ -177,9 +177,9 @@ class Members:
             improved = self._improved(m, g, results)
             if self.ref.checkpoint:
                 state = self.checkpoint(g, step)
-                ckpt.atomic_save(state, m.record.dir / "last.pt")
-                if improved:
+                if improved:  # first: a forced stop between the two leaves last.pt behind best.pt, never ahead of it
                     ckpt.atomic_save(state, m.record.dir / "best.pt")
+                ckpt.atomic_save(state, m.record.dir / "last.pt")
             stop = any(emit(self.callbacks, "on_eval", g, step, metrics))
             m.record.write_summary(self.summary(g, step))
             if stop:
@@ -261,6 +261,7 @@ class Members:
                                       best_test=m.best_test, best_on_test=m.best_on_test,
                                       model_config=self.member_models[g].to_dict(), run_config=m.resolved,
                                       wall_time_s=facts.wall_time_s, images=facts.images,
+                                      data_time_s=facts.data_time_s,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
                                       window=self.path.window_of(g))
 
@@ -316,6 +317,13 @@ class Members:
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         return step, states[0]
+
+    def all_complete(self) -> bool:
+        """Whether every member's record says it completed (resuming such a run changes nothing)."""
+        try:
+            return all(read_summary(m.record.dir).get("status") == "complete" for m in self.members)
+        except ConfigError:   # a damaged summary: the run goes through its end again and rewrites it
+            return False
 
     def evaluated_at(self, step: int, splits: list[str]) -> bool:
         """Whether every running member's record holds its evaluation of ``step`` on every split; rows of a partial

@@ -105,3 +105,49 @@ def test_the_zsh_script_parses_and_registers_from_fpath_and_from_eval(tmp_path, 
     lines = done.stdout.splitlines()
     assert lines[:3] == ["fpath=_resnet-ablate", "eval=_shtab_resnet_ablate", "defined=1"], done.stdout
     assert "--workers" in lines[3]
+
+
+# -- a stop while the commands load ------------------------------------------------------------------------------------
+def test_kill_int_while_the_commands_load_stops_a_background_command(tmp_path):
+    """A script's `resnet-ablate train … &` inherits SIGINT ignored; `kill -INT` sent while torch and the commands
+    still load (the terminal shows the loading line) stops it with 130 and no traceback. Before: the handler came
+    after the imports, the signal was dropped, and the run trained to its end (exit 0)."""
+    import select
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "train", "--config",
+                             str(REPO / "ablations" / "recipes" / "smoke.yaml"), "--out", str(run)],
+                            cwd=REPO, env={**ENV, "WANDB_MODE": "disabled"}, stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    os.close(slave)
+    seen, sent = b"", False
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:   # the terminal closed: the command has exited
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not sent and LOADING.encode() in seen:
+                proc.send_signal(signal.SIGINT)   # the loading line is up: torch is still being imported
+                sent = True
+            if proc.poll() is not None and not ready:
+                break
+        proc.wait(timeout=300)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = seen.decode(errors="replace")
+    assert sent, text
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "interrupted" in text
+    assert not (run / "summary.json").exists()   # stopped before training started

@@ -314,6 +314,52 @@ def test_a_signal_during_a_step_resumes_to_the_uninterrupted_record(tmp_path, mo
     assert sorted(p.name for p in broken.glob("epoch_*.pt")) == sorted(p.name for p in whole.run_dir.glob("epoch_*.pt"))
 
 
+def test_a_stop_as_the_best_evaluation_is_recorded_leaves_best_pt_at_the_best_step(tmp_path, monkeypatch):
+    """SIGINT arriving as the evaluation of the best step starts writing its checkpoints: the rows, best.pt and
+    last.pt are all written before the stop, so the resumed run's best.pt is the uninterrupted run's. Before: the
+    stop fell between them, last.pt (and the summary) held the new best and best.pt stayed at an older step for
+    good."""
+    import os
+    import signal
+
+    from resnet_core import members as members_module
+
+    cfg = tiny("optim.lr=0.05", "schedule.name=cosine", "schedule.total=3", "data.val_size=64", eval_every=0.5,
+               log_every=4)
+    whole = train(cfg, tmp_path / "whole")
+    best_step = load_pt(whole.run_dir / "best.pt")["step"]
+    assert best_step > 4   # the best is not the first evaluation: an older best.pt exists when it is written
+    real, sent = members_module.ckpt.atomic_save, []
+
+    def signal_then_save(state, path):
+        if state.get("step") == best_step and not sent:
+            sent.append(path.name)
+            os.kill(os.getpid(), signal.SIGINT)   # before the first write of that evaluation
+        real(state, path)
+
+    broken = tmp_path / "broken"
+    with monkeypatch.context() as m:
+        m.setattr(members_module.ckpt, "atomic_save", signal_then_save)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, broken)
+    assert sent == ["best.pt"]
+    assert load_pt(broken / "best.pt")["step"] == best_step == read_summary(broken)["step"]
+    train(cfg, broken, resume=True)
+    a, b = load_pt(broken / "best.pt"), load_pt(whole.run_dir / "best.pt")
+    assert a["step"] == b["step"] == best_step
+    assert_states_close(a["model"], b["model"], 1e-5, "best.pt")
+
+
+def test_resuming_a_finished_run_leaves_its_record_as_it_is(tmp_path):
+    """`train --resume` of a completed run changes nothing (before: img/s and data time were rewritten as 0)."""
+    cfg = tiny("schedule.total=1", eval_every=0.5, log_every=4)
+    run = train(cfg, tmp_path / "r").run_dir
+    before = {f: (run / f).read_bytes() for f in ("summary.json", "metrics.jsonl", "last.pt")}
+    again = train(cfg, run, resume=True)
+    assert again.status == "complete" and again.summary["img_per_s"] > 0
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+
 ADDED_LATER = ("checkpoint_every", "data.shuffle", "model.bias_init", "schedule.base_momentum")
 
 
