@@ -104,8 +104,8 @@ def test_until_decided_killed_mid_round_then_relaunched_runs_each_cell_seed_once
     command again finishes round 1 (the killed trial resumes from its checkpoint) and stops: every (cell, seed) of
     seeds 0-3 completed exactly once, round 1 recorded once."""
     root = tmp_path / "runs"
-    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 1200}, "log_every": 50,
-            "eval_every": 100}
+    base = {**TINY_BASE, "schedule": {"name": "constant", "unit": "iter", "total": 400}, "log_every": 25,
+            "eval_every": 50}   # 2 seeds never decide (t with 1 df): round 1 always comes; its trials run long enough
     study = "decide-kill"
     grid = write_grid(tmp_path / "g.yaml", study, base=base)
     args = ["sweep", str(grid), "--root", str(root), "--workers", "2", "--until-decided", "--max-seeds", "4"]
