@@ -375,7 +375,9 @@ def test_the_report_reads_the_spec_the_study_stores_for_old_studies_too(tmp_path
     assert spec.axes == ["model.depth", "model.shortcut"] and spec.seeds == [0, 1, 2]
     data = load_study(fake.name, root=fake.root)
     assert list(data.cells) == [c.id for c in spec.cells]
-    assert [(r.cell, r.seed) for r in data.runs.itertuples()] == [(u.cell.id, u.seed) for u in spec.units()]
+    order = {c.id: i for i, c in enumerate(spec.cells)}   # the report lists runs cell by cell, seeds in order
+    assert [(r.cell, r.seed) for r in data.runs.itertuples()] == sorted(
+        ((u.cell.id, u.seed) for u in spec.units()), key=lambda cs: (order[cs[0]], cs[1]))
     config = spec.run_config(spec.cells[0], 0)
     shutil.rmtree(fake.study_dir / "trials")   # no run records: each cell's config is the spec's
     data = load_study(fake.name, root=fake.root)

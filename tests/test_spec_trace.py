@@ -72,3 +72,16 @@ def test_one_launch_reads_the_grid_once_and_a_worker_builds_each_run_config_once
     assert stats.ran == 4
     assert reads == []                                           # the worker never read the grid file
     assert built == {(c.id, s): 1 for c in spec.cells for s in (0, 1)}   # each trial's run config: built once
+
+
+def test_units_run_seed_by_seed(tmp_path):
+    """One worker runs every cell's first seed before any cell's second: a study stopped part-way (or run across
+    sessions) holds comparable cells."""
+    from sweeps.spec.grid import load_grid
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("study: order\nbase: {model: {family: cifar, depth: 8}, data: {name: synthetic}}\n"
+                    "grid: {model.shortcut: [none, identity, conv1x1]}\nseeds: [0, 1]\n")
+    units = load_grid(grid).units()
+    assert [(u.cell.params["model.shortcut"], u.seed) for u in units] == [
+        ("none", 0), ("identity", 0), ("conv1x1", 0), ("none", 1), ("identity", 1), ("conv1x1", 1)]

@@ -183,8 +183,9 @@ def test_plain_and_residual_twins_pack_together(tmp_path):
     """model.shortcut none and identity fuse (a per-member gate on the addition): one group for the whole grid."""
     spec, ref, storage, study, study_dir = new_study(tmp_path, "twins", seeds=[0, 1, 2])
     groups = _claim_all(study, storage, ref, spec, study_dir, Packing(4, "cpu"))
-    assert groups == [[("model.shortcut=none", 0), ("model.shortcut=none", 1), ("model.shortcut=none", 2),
-                       ("model.shortcut=identity", 0)], [("model.shortcut=identity", 1), ("model.shortcut=identity", 2)]]
+    # seed by seed (the enqueue order): the twins of seeds 0 and 1 in one run, seed 2's in another
+    assert groups == [[("model.shortcut=none", 0), ("model.shortcut=identity", 0), ("model.shortcut=none", 1),
+                       ("model.shortcut=identity", 1)], [("model.shortcut=none", 2), ("model.shortcut=identity", 2)]]
     spec, ref, storage, study, study_dir = new_study(tmp_path, "proj", seeds=[0, 1],
                                                      grid={"model.shortcut": ["none", "conv1x1"]})
     groups = _claim_all(study, storage, ref, spec, study_dir, Packing(4, "cpu"))
@@ -283,8 +284,8 @@ def test_plan_runs_chunks_each_cell_by_the_cap(tmp_path):
     spec = load_grid(write_grid(tmp_path / "t.yaml", "twins", seeds=[0, 1, 2]))  # shortcut none + identity
     runs = plan_runs(spec, spec.units(), Packing(4, "cpu"))
     assert [[(u.cell.id, u.seed) for u in r.units] for r in runs] == [
-        [("model.shortcut=none", 0), ("model.shortcut=none", 1), ("model.shortcut=none", 2),
-         ("model.shortcut=identity", 0)], [("model.shortcut=identity", 1), ("model.shortcut=identity", 2)]]
+        [("model.shortcut=none", 0), ("model.shortcut=identity", 0), ("model.shortcut=none", 1),
+         ("model.shortcut=identity", 1)], [("model.shortcut=none", 2), ("model.shortcut=identity", 2)]]
 
 
 def test_dry_run_shows_the_packing_and_a_shorter_estimate_on_cuda(tmp_path, capsys, monkeypatch):

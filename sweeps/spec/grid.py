@@ -171,9 +171,14 @@ class GridSpec:
         return Cell(attrs.get("cell", ""), attrs.get("cell_slug", "cell"), dict(attrs.get("cell_params") or {}))
 
     def units(self) -> list[Unit]:
+        """The (cell, seed) units in the order they are enqueued, so in the order one worker runs them: seed by
+        seed (every cell's first seed, then every cell's second...), so that a study stopped part-way, or still
+        running across sessions, holds comparable cells rather than all seeds of the first few."""
         if self.search:
             return [Unit(c, self.seeds[k % len(self.seeds)], k) for c in self.cells for k in range(self.n_trials)]
-        return [Unit(c, s) for c in self.cells for s in self.cell_seeds(c)]
+        seeds = {c.id: self.cell_seeds(c) for c in self.cells}
+        order = list(dict.fromkeys(s for c in self.cells for s in seeds[c.id]))
+        return [Unit(c, s) for s in order for c in self.cells if s in seeds[c.id]]
 
     def run_config(self, cell: Cell, seed: int, search_values: dict[str, Any] | None = None,
                    device: str | None = None, name: str | None = None) -> dict[str, Any]:
