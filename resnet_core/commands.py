@@ -103,6 +103,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume and not (out / "last.pt").exists():
+        print(f"note: nothing to resume in {out} ({'no last.pt there' if out.is_dir() else 'no such folder'}): "
+              f"training from scratch")
     callbacks: list = [ProgressBar()]
     tracker = None
     if args.wandb != "off":
