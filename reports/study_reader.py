@@ -283,6 +283,7 @@ def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str,
                "run_dir": str(run_dir) if run_dir else None,
                "run_dir_attr": ua.get("run_dir"), "record": bool(summary), "status": status,
                "reason": reason, "name": summary.get("name") or ua.get("name"),
+               "best_selected_on": summary.get("best_selected_on") or (configs.get(t.number) or {}).get("best_on"),
                "value": t.value if state == "COMPLETE" else None,
                "started": t.datetime_start, "ended": t.datetime_complete}
         for key in NUMBERS:
@@ -338,8 +339,8 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     rows, configs = _trial_rows(loaded, spec, dirs)
     trials = pd.DataFrame(rows, columns=["trial", "state", "cell", "cell_params", "seed", "slot", "run_dir",
                                          "run_dir_attr",
-                                         "record", "status", "reason", "name", "value", "started", "ended",
-                                         *NUMBERS])
+                                         "record", "status", "reason", "name", "best_selected_on", "value",
+                                         "started", "ended", *NUMBERS])
 
     # -- cells, in grid order: the spec's, then those of trials outside it (they still count)
     cells_in_order = list(spec.cells)
@@ -407,8 +408,23 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     probe_df = _read_csv(probe_path, PROBE_COLUMNS, "probe", probe_explicit, notes)
     lesion_df = _read_csv(lesion_path, LESION_COLUMNS, "lesion", lesion_explicit, notes)
 
+    picked = test_selected_note(runs, cells)
+    if picked:
+        notes.append(picked)
     return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, spec=spec, trials=trials, runs=runs,
                      cells=cells, probe=probe_df, lesion=lesion_df, notes=notes, optuna_study=loaded)
+
+
+def test_selected_note(runs: pd.DataFrame, cells: Mapping[str, "Cell"]) -> str | None:
+    """A note naming the cells with runs whose best checkpoint was picked on the test set (`best_on: test`: the
+    summary's ``best_selected_on``, else the run config's ``best_on``), or None if the study has none."""
+    picked = set(runs.loc[runs["best_selected_on"] == "test", "cell"]) if "best_selected_on" in runs else set()
+    if not picked:
+        return None
+    names = ", ".join(cells[c].label or c for c in cells if c in picked)
+    return (f"{names}: the best checkpoints (best.pt) were selected on the test set (`best_on: test`; the summaries' "
+            f"`best_selected_on: test`), so their best_test_error is optimistic, not a held-out estimate; the test "
+            f"error columns are each run's final test error.")
 
 
 def make_cells(spec: GridSpec, cells: Iterable[SpecCell] | None = None,

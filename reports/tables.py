@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .comparisons import run_dead
-from .study_reader import StudyData
+from .study_reader import StudyData, test_selected_note
 
 # (summary key, column title, unit) of the mean ± std columns, in table order. Errors are in percent.
 METRICS = (
@@ -217,6 +217,9 @@ def write_markdown(data: StudyData, table: pd.DataFrame, path: Path) -> None:
              "", markdown_table(shown, best), ""]
     if sources:
         lines += ["Paper values:", "", *(f"- [{i + 1}] {s}" for i, s in enumerate(sources)), ""]
+    picked = test_selected_note(data.runs, data.cells)
+    if picked:
+        lines += [f"Note: {picked}", ""]
     lines += left_out_markdown(data)
     path.write_text("\n".join(lines).rstrip() + "\n")
 

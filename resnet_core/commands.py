@@ -5,6 +5,7 @@ import argparse
 import re
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "came from (the run config travels in the checkpoint).")
     p.add_argument("checkpoint", help="a last.pt or best.pt from a run directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
+    _add_precision_argument(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("lesion", help="replace each block in turn by its shortcut at test time (Veit et al. 2016)",
@@ -47,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", nargs="+", help="last.pt / best.pt of one or more runs")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
+    _add_precision_argument(p)
     p.set_defaults(func=_cmd_lesion)
 
     p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth",
@@ -65,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .bench import register as register_bench
 
     register_bench(sub)
+
+
+def _add_precision_argument(p: argparse.ArgumentParser) -> None:
+    from .run_config import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="evaluate in this precision (auto: as `precision: auto` picks on this device); default: the "
+                        "precision and memory format the run evaluated in (its summary.json, else its run config)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -92,6 +103,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume and not (out / "last.pt").exists():
+        print(f"note: nothing to resume in {out} ({'no last.pt there' if out.is_dir() else 'no such folder'}): "
+              f"training from scratch")
     callbacks: list = [ProgressBar()]
     tracker = None
     if args.wandb != "off":
@@ -124,8 +138,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status == "complete" else 1
 
 
-def _load_for_eval(path: str, device_name: str):
-    """A checkpoint, its model, its run config and the device."""
+class Loaded(NamedTuple):
+    """A checkpoint ready to evaluate: its state, its model (on ``device``, in the precision and memory format the run
+    evaluated in, or ``--precision``), its run config, and the autocast dtype and precision name to evaluate in."""
+    state: dict
+    model: Any
+    run_cfg: Any
+    device: Any
+    amp: Any
+    precision: str
+    channels_last: bool
+    test_picked: bool  # a best.pt its run picked on the test set (best_on: test): its test error is optimistic
+
+
+def _load_for_eval(path: str, device_name: str, precision: str | None = None) -> Loaded:
+    """A checkpoint, its model, its run config and the device, and how the run evaluated (``_as_ran``)."""
+    import torch
+
     from . import checkpoint
     from .config import ModelConfig
     from .devices import resolve_device
@@ -151,16 +180,52 @@ def _load_for_eval(path: str, device_name: str):
     except (RuntimeError, TypeError, KeyError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{ckpt_path}: its weights do not fit its model config ({first[:160]})") from None
-    model.to(device).eval()
-    return state, model, run_cfg, device
+    amp, dtype, name, channels_last = _as_ran(state, ckpt_path, run_cfg, device, precision)
+    model.to(device=device, dtype=dtype,
+             memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    test_picked = ckpt_path.name == "best.pt" and run_cfg.best_on == "test"
+    return Loaded(state, model, run_cfg, device, amp, name, channels_last, test_picked)
 
 
-def _eval_loaders(run_cfg, device):
+def _as_ran(state: dict, ckpt_path: Path, run_cfg: Any, device: Any, precision: str | None) -> tuple:
+    """(autocast dtype, parameter dtype, precision name, channels_last) to evaluate ``state`` in: ``precision`` if
+    given, else what the run evaluated in at the checkpoint's step: full precision after a replay the checkpoint
+    records, else the precision and memory format of the run's summary.json beside it (what ran, on the run's
+    device), else its run config as it resolves on ``device``."""
+    import torch
+
+    from .devices import autocast_dtype, param_dtype, precision_name, uses_channels_last
+    from .record import read_summary
+
+    summary = read_summary(ckpt_path.parent)
+    if (summary.get("name"), summary.get("seed")) != (run_cfg.name, run_cfg.seed):
+        summary = {}  # a checkpoint copied beside another run's record
+    ran = precision
+    if ran is None and state.get("precision_changed"):  # replayed in full precision before this checkpoint
+        ran = state["precision_changed"]["to"]
+    elif ran is None and summary.get("precision_changed"):  # …after it: the checkpoint is from before the change
+        ran = summary["precision_changed"]["from"]
+    elif ran is None:
+        ran = summary.get("precision")
+    amp, dtype = autocast_dtype(ran or run_cfg.precision, device), param_dtype(ran or run_cfg.precision)
+    channels_last = uses_channels_last(run_cfg.channels_last, device, dtype)
+    if precision is None and "channels_last" in summary and device.type == summary.get("device", "").split(":")[0]:
+        channels_last = bool(summary["channels_last"])
+    return amp, dtype, precision_name(amp, dtype), channels_last and dtype != torch.float64
+
+
+def _eval_loaders(loaded: Loaded):
     from .data import build_loaders, load_dataset
 
+    run_cfg = loaded.run_cfg
     data = load_dataset(run_cfg.data)
     return build_loaders(data, run_cfg.data, seeds=[run_cfg.seed], batch_size=run_cfg.batch_size,
-                         eval_batch_size=run_cfg.eval_batch_size, device=device).evals()
+                         eval_batch_size=run_cfg.eval_batch_size, device=loaded.device,
+                         channels_last=loaded.channels_last).evals()
+
+
+TEST_PICKED = ("{what} {path} was selected on the test set (its run has best_on: test), so its test error is "
+               "optimistic, not a held-out estimate")
 
 
 def _say(message: str) -> None:
@@ -173,12 +238,15 @@ def _say(message: str) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .engine import evaluate_model
 
-    state, model, run_cfg, device = _load_for_eval(args.checkpoint, args.device)
-    _say(f"eval: loading the dataset of {args.checkpoint} ({run_cfg.data.name}) …")
-    for split, loader in _eval_loaders(run_cfg, device).items():
-        _say(f"eval: {split} split ({_images(loader)} images) on {device} …")
-        loss, err = evaluate_model(model, loader, 1, device)
-        print(f"{split}: error {err[0]:.2f}%  loss {loss[0]:.4f}  (step {state['step']})")
+    loaded = _load_for_eval(args.checkpoint, args.device, args.precision)
+    _say(f"eval: loading the dataset of {args.checkpoint} ({loaded.run_cfg.data.name}) …")
+    for split, loader in _eval_loaders(loaded).items():
+        _say(f"eval: {split} split ({_images(loader)} images) on {loaded.device} …")
+        loss, err = evaluate_model(loaded.model, loader, 1, loaded.device, loaded.amp)
+        print(f"{split}: error {err[0]:.2f}%  loss {loss[0]:.4f}  (step {loaded.state['step']}, "
+              f"{loaded.precision})")
+    if loaded.test_picked:
+        print("note: " + TEST_PICKED.format(what="this checkpoint", path=args.checkpoint))
     return 0
 
 
@@ -196,20 +264,22 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     from .lesion import lesion_table
     from .record import atomic_write_text
 
-    tables = []
+    tables, notes = [], []
     for k, path in enumerate(args.checkpoint, 1):
-        state, model, run_cfg, device = _load_for_eval(path, args.device)
-        _say(f"lesion [{k}/{len(args.checkpoint)}]: loading the dataset of {path} ({run_cfg.data.name}) …")
-        loader = _eval_loaders(run_cfg, device)["test"]
+        loaded = _load_for_eval(path, args.device, args.precision)
+        run_cfg, model = loaded.run_cfg, loaded.model
+        _say(f"lesion [{k}/{len(args.checkpoint)}]: loading the dataset of {path} ({run_cfg.data.name}) in "
+             f"{loaded.precision} …")
+        loader = _eval_loaders(loaded)["test"]
         kind = "plain" if run_cfg.model.shortcut == "none" else "ResNet"
-        from .devices import autocast_dtype
-
         n = 1 + sum(1 for _, b in model.blocks() if b.lesionable)
         done = iter(range(1, n + 1))
-        table = lesion_table(model, loader, device, autocast_dtype(run_cfg.precision, device),
+        table = lesion_table(model, loader, loaded.device, loaded.amp,
                              progress=lambda what: _say(f"lesion [{k}/{len(args.checkpoint)}]: test error "
                                                         f"{'intact' if what == 'intact' else 'without ' + what} "
                                                         f"({next(done)}/{n}, {_images(loader)} images) …"))
+        if loaded.test_picked:
+            notes.append("note: " + TEST_PICKED.format(what="the baseline's checkpoint", path=path))
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
@@ -217,6 +287,8 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
 
     atomic_write_text(out, table.to_csv(index=False))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for note in notes:
+        print(note)
     print(f"wrote {out}")
     return 0
 

@@ -59,14 +59,8 @@ class ModelConfig:
 
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        check_fields(self, "model.")
-        for key, allowed in (("family", FAMILIES), ("init", INITS), ("bias_init", BIAS_INITS)):
-            if getattr(self, key) not in allowed:
-                raise choices_error(f"model.{key}", getattr(self, key), allowed)
-        for key, registry in PART_KEYS.items():
-            allowed = registry.names() + (["auto"] if key in ("block", "stem") else [])
-            if getattr(self, key) not in allowed:
-                raise choices_error(f"model.{key}", getattr(self, key), allowed)
+        check_fields(self, "model.", choices={"family": FAMILIES, "init": INITS, "bias_init": BIAS_INITS, **{
+            key: registry.names() + (["auto"] if key in ("block", "stem") else []) for key, registry in PART_KEYS.items()}})
         for key in ("in_channels", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

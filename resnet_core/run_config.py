@@ -32,9 +32,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
 
     def validate(self) -> None:
-        check_fields(self, "optim.")
-        if self.name not in OPTIMIZERS:
-            raise choices_error("optim.name", self.name, OPTIMIZERS)
+        check_fields(self, "optim.", choices={"name": OPTIMIZERS})
         check_range("optim.lr", self.lr, low=0, low_open=True)
         check_range("optim.weight_decay", self.weight_decay, low=0)
         check_range("optim.momentum", self.momentum, low=0, high=1)
@@ -75,21 +73,14 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        check_fields(self)
+        if self.precision == "fp16":
+            raise ConfigError(FP16_REFUSED)
+        check_fields(self, choices={"precision": PRECISIONS, "fast": FAST_PATHS, "bn_mode": BN_MODES,
+                                    "best_on": BEST_ON})
         self.model.validate()
         self.data.validate()
         self.optim.validate()
         self.schedule.validate()
-        if self.precision == "fp16":
-            raise ConfigError(FP16_REFUSED)
-        if self.precision not in PRECISIONS:
-            raise choices_error("precision", self.precision, PRECISIONS)
-        if self.fast not in FAST_PATHS:
-            raise choices_error("fast", self.fast, FAST_PATHS)
-        if self.bn_mode not in BN_MODES:
-            raise choices_error("bn_mode", self.bn_mode, BN_MODES)
-        if self.best_on not in BEST_ON:
-            raise choices_error("best_on", self.best_on, BEST_ON)
         for key in ("batch_size", "eval_batch_size", "log_every"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, choices_error
+from .errors import ConfigError
 from .values import check_fields, check_range, is_number
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
@@ -37,11 +37,7 @@ class ScheduleConfig:
     reset_optimizer: bool = False    # multistep/step: zero the optimizer's state at each milestone (a rebuilt optimizer)
 
     def validate(self) -> None:
-        check_fields(self, "schedule.")
-        if self.name not in SCHEDULES:
-            raise choices_error("schedule.name", self.name, SCHEDULES)
-        if self.unit not in UNITS:
-            raise choices_error("schedule.unit", self.unit, UNITS)
+        check_fields(self, "schedule.", choices={"name": SCHEDULES, "unit": UNITS})
         if not self.total or self.total <= 0:
             raise ConfigError(f"schedule.total must be positive, got {self.total!r}")
         if self.name == "step" and self.step_size <= 0:

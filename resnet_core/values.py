@@ -1,8 +1,9 @@
 """Values are parsed and typed in one place: every YAML file the project reads, every ``--set key=value``, and the
 type check of every field of every config dataclass.
 
-YAML. PyYAML implements YAML 1.1, where ``5e-4`` (no dot) is a *string*; YAML 1.2 (and every user) reads it as a
-number. ``Loader`` is PyYAML's ``SafeLoader`` with YAML 1.2's float syntax added (``1e-5``, ``5E+3``, ``-2e3``), so
+YAML. PyYAML implements YAML 1.1, where ``5e-4`` (no dot) is a *string* and ``yes``/``no``/``on``/``off`` are
+booleans; YAML 1.2 (and every user) reads the first as a number and the others as strings. ``Loader`` is PyYAML's
+``SafeLoader`` with YAML 1.2's float syntax (``1e-5``, ``5E+3``, ``-2e3``) and booleans (true/false only), so
 ``load_yaml_text`` and ``parse_value`` (the ``--set`` values, lists included) give the same typed values.
 
 Every YAML file is read by ``read_yaml``: UTF-8, and a key given twice in one mapping is refused with its line
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, choices_error
 
 
 class Loader(yaml.SafeLoader):
@@ -39,6 +40,11 @@ Loader.add_implicit_resolver(
                     |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X),
     list("-+0123456789."))
+# YAML 1.2 booleans: true/false only (YAML 1.1's yes/no/on/off/y/n are strings, as every YAML 1.2 reader has them)
+Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+                                  for first, resolvers in Loader.yaml_implicit_resolvers.items()}
+Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                             list("tTfF"))
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -185,13 +191,19 @@ def _plural(tp: Any) -> str:
     return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(tp, describe_type(tp))
 
 
-def check_fields(obj: Any, prefix: str = "") -> None:
-    """Check every field of dataclass ``obj`` against its type annotation. Raises a one-line ``ConfigError``
-    naming ``<prefix><field>``, the expected type and the value."""
+def check_fields(obj: Any, prefix: str = "", choices: typing.Mapping[str, typing.Iterable[Any]] | None = None
+                 ) -> None:
+    """Check every field of dataclass ``obj`` against its type annotation, and each field named in ``choices``
+    against its allowed values. Raises a one-line ``ConfigError`` naming ``<prefix><field>`` and the value, and the
+    expected type, or the allowed values where the field has them (a value of the wrong type included)."""
     hints = typing.get_type_hints(type(obj))
+    choices = choices or {}
     for f in dataclasses.fields(obj):
         tp = hints.get(f.name, Any)
         value = getattr(obj, f.name)
+        allowed = list(choices.get(f.name, ()))
+        if allowed and (not _matches(value, tp) or value not in allowed):
+            raise choices_error(f"{prefix}{f.name}", value, allowed)
         if not _matches(value, tp):
             shown = f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
             raise ConfigError(f"{prefix}{f.name} must be {describe_type(tp)}, got {shown}")

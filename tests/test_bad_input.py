@@ -147,6 +147,51 @@ def test_every_typed_field_is_checked_at_load_time(assignment, key):
     assert key in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("assignment, words", [
+    ("data.test_augment=yes", ("data.test_augment", "true or false", "'yes'")),   # YAML 1.2: `yes` is a string
+    ("data.shuffle=off", ("data.shuffle", "true or false", "'off'")),
+    ("probes=on", ("probes", "true or false")),
+    ("bn_mode=null", ("bn_mode", "train", "eval_after_first_eval")),                # the allowed values, not a type
+    ("best_on=1", ("best_on", "val", "test")),
+    ("precision=null", ("precision", "auto", "fp32", "bf16", "fp64")),
+    ("optim.name=[sgd]", ("optim.name", "sgd", "adam")),
+    ("schedule.unit=1", ("schedule.unit", "iter", "epoch")),
+    ("data.loader=false", ("data.loader", "device", "torch")),
+    ("model.init=null", ("model.init", "kaiming", "xavier")),
+])
+def test_a_bad_value_of_a_bool_or_a_choice_names_what_is_allowed(assignment, words, capsys):
+    """Values are YAML 1.2 (booleans are true/false only) from `--set` and from a file alike; a value of the wrong
+    type for a key with named choices lists the choices, as an unknown name does."""
+    key, value = parse_assignment(assignment)
+    for load in (lambda: load_run_config(None, [assignment]),
+                 lambda: RunConfig.from_dict(apply_overrides(TINY, [assignment]))):
+        with pytest.raises(ConfigError) as e:
+            load()
+        assert all(w in str(e.value) for w in words) and "\n" not in str(e.value), str(e.value)
+    assert_one_line_error(main(["train", "--set", assignment, "--print-config"]), capsys.readouterr().err, *words)
+
+
+def test_yaml_1_2_booleans_from_a_file_and_from_set(tmp_path):
+    assert parse_assignment("name=yes") == ("name", "yes") and parse_assignment("name=off") == ("name", "off")
+    assert parse_assignment("data.shuffle=false") == ("data.shuffle", False)
+    assert parse_assignment("data.shuffle=True") == ("data.shuffle", True)
+    with pytest.raises(ConfigError, match="data.test_augment must be true or false, got 'yes'"):
+        load_run_config(write_yaml(tmp_path / "run.yaml", "data: {test_augment: yes}\n"))
+    assert load_run_config(write_yaml(tmp_path / "ok.yaml", "name: no\ndata: {test_augment: true}\n")).name == "no"
+
+
+def test_train_resume_with_nothing_to_resume_says_so_and_trains(tmp_path, capsys):
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(TINY))
+    out = tmp_path / "never-ran"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    notes = [line for line in printed.splitlines() if "nothing to resume" in line]
+    assert len(notes) == 1 and str(out) in notes[0] and "from scratch" in notes[0], printed
+    assert read_summary(out)["status"] == "complete"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume"]) == 0   # a finished run: no note
+    assert "nothing to resume" not in capsys.readouterr().out
+
+
 def test_cli_bad_typed_value_in_a_file_is_one_line_and_creates_nothing(tmp_path):
     grid = grid_file(tmp_path / "g.yaml", "typed", base={**TINY, "schedule": {**TINY["schedule"], "min_lr": "x"}})
     root = tmp_path / "runs"

@@ -104,3 +104,35 @@ def test_bad_axes_are_one_line_errors(tmp_path, capsys, argv, says):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and says in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_closing_table_counts_a_renamed_cells_trials_as_the_report_does(tmp_path):
+    """A grid widened on the command line renames a cell (a new axis at the base's value: `model.depth=8` becomes
+    `model.depth=8,model.pooling=avg`). The closing table's "did not learn" counts, the until-decided verdicts and
+    the W&B summary (all from `trial_frame`) count the old id's trials for the cell they now belong to, as the report
+    does (one rule: `trial_cell` under the study's aliases). Before: the old id's trial was left out ("1 of 1" where
+    the report said "2 of 2")."""
+    from optuna.trial import TrialState, create_trial
+
+    from sweeps.launch.monitor import result_lines
+    from sweeps.spec.identity import cell_aliases
+    from sweeps.spec.study_format import trial_cell_params
+    from sweeps.verdicts.results import trial_frame
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"study": STUDY, "base": TINY_BASE, "grid": {"model.depth": [8]}, "seeds": [0, 1]}))
+    before, spec = load_grid(path), load_grid(path, axes=["model.depth=8,14", "model.pooling=avg"])
+    renamed = next(c for c in spec.cells if c.params["model.depth"] == 8)
+    assert renamed.id != before.cells[0].id
+
+    def dead_trial(cell, seed):  # chance-level test error for 10 classes: a run that did not learn
+        return create_trial(state=TrialState.COMPLETE, value=90.0, user_attrs={
+            "cell": cell.id, "cell_params": dict(cell.params), "seed": seed, "unit": f"{cell.id}|s{seed}",
+            "status": "complete",
+            "final_test_error": 90.0, "final_train_loss": 2.31})
+
+    trials = [dead_trial(before.cells[0], 0), dead_trial(renamed, 1)]
+    line = next(x for x in result_lines(spec, trials) if x.strip().startswith(renamed.id))
+    assert "did not learn in 2 of 2 seeds" in line and "not finished" not in line, line
+    aliases = cell_aliases(spec, trials)   # what a launch stores as the study's ALIASES_ATTR, which the report reads
+    assert list(trial_frame(spec, trials)["cell"]) == [trial_cell_params(t, aliases)[0] for t in trials]

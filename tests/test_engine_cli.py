@@ -70,7 +70,7 @@ def test_cli_eval_prints_the_test_error(cli_run, capsys):
     # it says what it is doing, on stderr: the dataset, then each split with its size
     assert said.splitlines()[0].startswith(f"eval: loading the dataset of {out / 'last.pt'} (synthetic)")
     assert any(line.startswith("eval: test split (") and "images) on cpu" in line for line in said.splitlines())
-    assert "(step 24)" in printed
+    assert "(step 24, " in printed
     test_line = next(line for line in printed.splitlines() if line.startswith("test:"))
     assert percent(test_line, "error") == pytest.approx(read_summary(out)["final_test_error"], abs=0.005)
 
@@ -97,6 +97,55 @@ def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     n = len(blocks) + 1
     assert steps[0].startswith(f"lesion [1/1]: test error intact (1/{n}, ")
     assert [s.split("without ")[1].split(" (")[0] for s in steps[1:]] == blocks and f"({n}/{n}, " in steps[-1]
+
+
+@pytest.fixture(scope="module")
+def bf16_test_picked_run(tmp_path_factory) -> Path:
+    """A finished tiny run in bf16 autocast (channels_last where it pays) whose best.pt was picked on the test set."""
+    from resnet_core.engine import train
+    from resnet_core.overrides import apply_overrides
+
+    cfg = apply_overrides({"name": "bf16", "device": "cpu", "seed": 0, "batch_size": 32, "eval_batch_size": 250,
+                           "eval_every": 1, "log_every": 4},
+                          ["data.name=synthetic", "data.synthetic.image_size=16", "data.synthetic.n_train=256",
+                           "data.synthetic.n_test=500", "model.depth=8", "schedule.total=3", "optim.name=adam",
+                           "optim.lr=0.005", "precision=bf16", "best_on=test"])
+    out = tmp_path_factory.mktemp("bf16") / "run"
+    assert train(cfg, out).status == "complete"
+    return out
+
+
+def _test_row(out: Path) -> tuple[float, float]:
+    """The recorded (error, loss) of the run's final test evaluation."""
+    rows = [r for r in read_metrics(out) if r["split"] == "test"]
+    last = max(r["step"] for r in rows)
+    return tuple(next(r["value"] for r in rows if r["step"] == last and r["name"] == n) for n in ("error", "loss"))
+
+
+def test_cli_eval_reproduces_the_recorded_test_error_in_the_runs_precision(bf16_test_picked_run, capsys):
+    """`eval` of last.pt gives the final test error the run recorded, within round-off: in the precision (and memory
+    format) the run evaluated in, named in its line. Before: fp32 without autocast (a tester's 65.60 vs 66.00 %)."""
+    out = bf16_test_picked_run
+    n_test, (error, loss) = 500, _test_row(out)
+    assert main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test:"))
+    assert "bf16" in line
+    assert abs(percent(line, "error") - error) < 100 / n_test / 2  # less than half an image: the same images wrong
+    assert float(line.split("loss ")[1].split()[0]) == pytest.approx(loss, abs=6e-5)  # as printed, 4 decimals
+    assert main(["eval", str(out / "last.pt"), "--device", "cpu", "--precision", "fp32"]) == 0
+    assert "fp32" in next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test:"))
+
+
+def test_cli_eval_and_lesion_say_a_best_pt_was_picked_on_the_test_set(bf16_test_picked_run, capsys):
+    out = bf16_test_picked_run
+    assert main(["eval", str(out / "best.pt"), "--device", "cpu"]) == 0
+    notes = [x for x in capsys.readouterr().out.splitlines() if "selected on the test set" in x]
+    assert len(notes) == 1 and "optimistic" in notes[0] and "best_on: test" in notes[0]
+    assert main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0
+    assert "selected on the test set" not in capsys.readouterr().out  # the last step's checkpoint: picked on nothing
+    assert main(["lesion", str(out / "best.pt"), "--device", "cpu", "--out", str(out / "l.csv")]) == 0
+    notes = [x for x in capsys.readouterr().out.splitlines() if "selected on the test set" in x]
+    assert len(notes) == 1 and "baseline" in notes[0]
 
 
 def test_cli_lesion_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -410,3 +410,30 @@ def test_the_table_and_the_effects_follow_the_studys_objective(tmp_path):
     assert best["train error (%)"] == list(table.index[means == means.max()])
     means = table["final_test_error_mean"].round(2)
     assert best["test error (%)"] == list(table.index[means == means.min()])
+
+
+def test_cells_whose_best_checkpoints_were_picked_on_the_test_set_are_named(tmp_path, report):
+    """A study with `best_on: test` runs (seed 001 as it ran): table.md, summary.md and index.html say that those
+    cells' best checkpoints were selected on the test set (optimistic); a study without such runs says nothing."""
+    import json
+
+    import yaml
+
+    from report_fixtures import make_grid_study, slug
+
+    fake = make_grid_study(tmp_path, "picked", {"model.activation": ["post", "pre"]},
+                           {("post",): (1.0, 8.6), ("pre",): (0.8, 8.0)}, seeds=(0, 1))
+    for seed in (0, 1):
+        run = fake.study_dir / f"trials/{slug('model.activation=pre')}-s{seed}"
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**config, "best_on": "test"}, sort_keys=False))
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "best_selected_on": "test",
+                                                      "best_test_error": summary["final_test_error"] - 0.5}))
+    out = build_report(fake.name, root=fake.root, out=tmp_path / "report")
+    for name in ("table.md", "summary.md", "index.html"):
+        lines = [x for x in (out / name).read_text().splitlines() if "selected on the test set" in x]
+        assert len(lines) == 1 and "optimistic" in lines[0] and "pre-act" in lines[0], name
+        assert "post-act" not in lines[0], name
+    for name in ("table.md", "summary.md", "index.html"):
+        assert "selected on the test set" not in (report / name).read_text(), name

@@ -216,6 +216,21 @@ def test_test_augment_on_the_torch_loader_reuses_the_training_transform():
     assert T.RandomResizedCrop not in steps(_loaders("torch"))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_torch_loaders_test_augment_is_the_same_at_every_pass_and_leaves_the_global_rng(workers):
+    """The torch loader's augmented test split: every pass, and a fresh loader's (a resumed run's) first pass, the
+    same crops; the global RNG the training augmentation draws from neither read nor advanced. Before: in-process
+    draws came from the global RNG (a stop mid-evaluation checkpointed it part-way), and with workers each pass
+    drew its workers' seeds from a generator the checkpoint does not hold (the resumed run's test errors differed)."""
+    used = _loaders("torch", test_augment=True, num_workers=workers).test
+    _first(used), _first(used)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    again = _first(used)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(again, _first(_loaders("torch", test_augment=True, num_workers=workers).test))
+
+
 # -- the recipe ------------------------------------------------------------------------------------------------------
 def test_the_as_ran_recipe_holds_the_programs_bugs_and_the_corrected_one_does_not():
     as_ran = load_run_config(REPO / "ablations/recipes/seed001_resnet34_cifar224_as_ran.yaml")

@@ -114,11 +114,7 @@ class DataConfig:
         self.validate()
 
     def validate(self) -> None:
-        check_fields(self, "data.")
-        SOURCES.check(self.name)
-        AUGMENTS.check(self.augment)
-        if self.loader not in LOADERS:
-            raise choices_error("data.loader", self.loader, LOADERS)
+        check_fields(self, "data.", choices={"name": SOURCES.names(), "augment": AUGMENTS.names(), "loader": LOADERS})
         for key in ("root", "path"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"data.{key} must be a path string or null, got {getattr(self, key)!r}")

@@ -2,6 +2,7 @@
 torchvision transforms (e.g. RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize)."""
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -94,38 +95,87 @@ class TorchTrainLoader:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.loader.generator.manual_seed(stream_seed(self.seed, epoch))
         batches = iter(self.loader)
-        for _ in range(start):  # skipping draws the skipped batches' augmentation from the global RNG…
-            next(batches)
-        if self.after_skip is not None:  # …so a resumed run restores it here, as it was at the checkpoint
-            hook, self.after_skip = self.after_skip, None
-            hook()
-        for x, y in batches:
+        hook, self.after_skip = self.after_skip, None
+        try:
+            for _ in range(start):  # skipping draws the skipped batches' augmentation from the global RNG…
+                next(batches)
+        finally:  # …so a resumed run restores it here, as it was at the checkpoint (also when stopped mid-skip)
+            if hook is not None:
+                hook()
+        while True:
+            with _rng_kept_if_stopped():  # a stop mid-draw leaves the RNG as at the step before, for its checkpoint
+                batch = next(batches, None)
+            if batch is None:
+                return
+            x, y = batch
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y.to(self.device, non_blocking=True)[:, None]
 
 
+@contextlib.contextmanager
+def _rng_kept_if_stopped() -> Iterator[None]:
+    """The global torch RNG as it was before the block if the block raises (Ctrl-C, SIGTERM, a failed read) part-way
+    through its draws: the checkpoint written at a stop then holds the RNG as at a step's end, and the resumed run
+    draws that batch again as the uninterrupted run did."""
+    state = torch.get_rng_state()
+    try:
+        yield
+    except BaseException:
+        torch.set_rng_state(state)
+        raise
+
+
+class _OwnStream:
+    """Draws from the global torch RNG made inside ``drawing()`` come from a stream of their own, seeded by ``seed``
+    and carried from one block to the next; outside the blocks the global RNG is as it was (whatever a block raises),
+    so those draws neither take from nor advance the run's stream."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = torch.Generator().manual_seed(seed).get_state()
+
+    @contextlib.contextmanager
+    def drawing(self) -> Iterator[None]:
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self.state)
+        try:
+            yield
+        finally:
+            self.state = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+
 class TorchEvalLoader:
     """`seed_style_loader` without shuffling, behind the `EvalLoader` interface; without augmentation unless
     ``augment`` names one (test-time augmentation, as seed 001's test loader reused its training transform): then
-    its draws come from the global torch RNG on every pass, as the program's did (from workers seeded by ``seed``
-    with num_workers > 0)."""
+    its draws come from a stream of its own, seeded by ``seed`` at every pass (in the process, or in workers seeded
+    from it with num_workers > 0), so every evaluation sees the same crops, as the device loader's, and never draws
+    from the global RNG: a run stopped in an evaluation and resumed matches the uninterrupted run (the program drew
+    new crops from the global RNG each epoch)."""
 
     def __init__(self, data: LabeledImages, *, batch_size: int, num_workers: int = 0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None, normalize: bool = True,
                  out_size: int | None = None, device: str | torch.device = "cpu", channels_last: bool = False,
                  augment: str = "none", pad: int = 4, scale_size: int | None = None, seed: int | None = None) -> None:
         self.device, self.channels_last, self.num_samples = torch.device(device), channels_last, len(data)
+        self.seed = stream_seed(seed or 0, 0)  # every pass: the workers' seeds and the in-process draws
         self.loader = seed_style_loader(data, batch_size, num_workers, augment, mean, std, shuffle=False,
                                         out_size=out_size, normalize=normalize, pad=pad, scale_size=scale_size,
-                                        seed=seed)
+                                        seed=self.seed)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.loader:
+        self.loader.generator.manual_seed(self.seed)  # the same workers' seeds at every pass
+        stream, batches = _OwnStream(self.seed), iter(self.loader)
+        while True:
+            with stream.drawing():  # the same in-process draws at every pass
+                batch = next(batches, None)
+            if batch is None:
+                return
+            x, y = batch
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -9,7 +9,9 @@ import pandas as pd
 
 from ..spec.cells import format_value
 from ..spec.grid import GridSpec
+from ..spec.identity import cell_aliases
 from ..spec.metrics import ERROR_KEYS
+from ..spec.study_format import trial_cell
 from .dead import dead_reason, shape_of
 
 
@@ -35,9 +37,11 @@ def trial_frame(spec: GridSpec, trials: Iterable[Any]) -> pd.DataFrame:
 
     cells = {c.id: c for c in spec.cells}
     shapes = {cid: shape_of(cfg) for cid, cfg in cell_configs(spec).items()}
+    trials = list(trials)
+    aliases = cell_aliases(spec, trials)  # a renamed cell's trials count for the cell it is now, as in the report
     rows = []
     for t in trials:
-        cid = t.user_attrs.get("cell")
+        cid = trial_cell(t.user_attrs, aliases)
         if t.state != TrialState.COMPLETE or cid not in cells:
             continue
         row = {"cell": cid, "seed": t.user_attrs.get("seed"), **axis_values(spec, cells[cid].params),
