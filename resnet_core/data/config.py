@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, choices_error
-from ..values import check_fields
+from ..values import check_fields, is_int, is_number
 from .augment import AUGMENTS
 from .source_registry import SOURCES
 from .synthetic import SHAPES
@@ -17,16 +17,8 @@ LOADERS = ("device", "torch")
 ROOT_ENV = "RESNET_ABLATE_DATA"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_int(key: str, value: object, minimum: int) -> None:
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
 
 
@@ -61,13 +53,13 @@ class SyntheticConfig:
         _check_int("data.synthetic.image_size", self.image_size, 8)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise choices_error("data.synthetic.channels", self.channels, (1, 3))
-        if not _is_int(self.num_classes) or not 2 <= self.num_classes <= len(SHAPES):
+        if not is_int(self.num_classes) or not 2 <= self.num_classes <= len(SHAPES):
             raise ConfigError(f"data.synthetic.num_classes must be an integer in 2..{len(SHAPES)}, "
                               f"got {self.num_classes!r}")
         _check_int("data.synthetic.n_train", self.n_train, 1)
         _check_int("data.synthetic.n_test", self.n_test, 1)
         _check_int("data.synthetic.seed", self.seed, 0)
-        if not _is_number(self.noise) or self.noise < 0:
+        if not is_number(self.noise, finite=False) or self.noise < 0:
             raise ConfigError(f"data.synthetic.noise must be a number >= 0, got {self.noise!r}")
         _check_int("data.synthetic.clutter", self.clutter, 0)
 
@@ -121,7 +113,7 @@ class DataConfig:
         for key in ("download", "normalize", "shuffle", "test_augment"):
             _check_bool(f"data.{key}", getattr(self, key))
         v = self.val_size
-        if not (_is_int(v) and v >= 0) and not (isinstance(v, float) and 0 <= v < 1):
+        if not (is_int(v) and v >= 0) and not (isinstance(v, float) and 0 <= v < 1):
             raise ConfigError(f"data.val_size must be a count >= 0 or a fraction in [0, 1), got {v!r}")
         _check_int("data.split_seed", self.split_seed, 0)
         _check_int("data.pad", self.pad, 0)
@@ -133,7 +125,7 @@ class DataConfig:
             value = getattr(self, key)
             if value is None:
                 continue
-            if not isinstance(value, list) or not value or not all(_is_number(m) for m in value):
+            if not isinstance(value, list) or not value or not all(is_number(m, finite=False) for m in value):
                 raise ConfigError(f"data.{key} must be a list of numbers (one per channel) or null, got {value!r}")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ConfigError(f"data.std must be positive, got {self.std!r}")
