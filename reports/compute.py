@@ -10,6 +10,10 @@ import pandas as pd
 from .study_reader import StudyData
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
@@ -29,8 +33,10 @@ def compute_lines(data: StudyData) -> list[str]:
     cores = "/".join(str(t) for t in per_run) + (" thread per run" if per_run == [1] else " threads per run")
     done = data.runs[(data.runs["status"] == "complete") & data.runs["wall_time_s"].notna()]
     others = len(records) - len(done)
-    lines = [f"- Training time: {_hours(seconds)} over {len(records)} run records ({len(done)} complete runs"
-             + (f", {others} other attempts or runs in progress" if others else "") + "), "
+    lines = [f"- Training time: {_hours(seconds)} over {_count(len(records), 'run record')} "
+             f"({_count(len(done), 'complete run')}"
+             + (f", {_count(others, 'other attempt or run in progress', 'other attempts or runs in progress')}"
+                if others else "") + "), "
              f"{core_seconds / 3600:.2f} core-hours ({cores}; `summary.json`'s wall_time_s × threads)."]
     speeds = []
     for cid, g in done.groupby("cell", sort=False):
