@@ -51,9 +51,9 @@ def test_committed_records_are_small_and_complete(result):
     assert trials
     for trial in trials:
         summary = json.loads((trial / "summary.json").read_text())
-        assert (trial / "config.yaml").is_file() and (trial / "metrics.jsonl").is_file()
-        if summary["status"] == "complete":
-            assert summary["step"] == summary["total_steps"]
+        assert (trial / "config.yaml").is_file()
+        if summary["status"] == "complete":   # a trial stopped before its first log has no metrics.jsonl yet
+            assert summary["step"] == summary["total_steps"] and (trial / "metrics.jsonl").is_file()
     for ckpt in checkpoints:  # only the last checkpoint of a trial in progress, which a later session resumes
         assert ckpt.name == "last.pt", ckpt
         assert json.loads((ckpt.parent / "summary.json").read_text())["status"] != "complete", ckpt
