@@ -177,7 +177,7 @@ class Trainer:
         wall0, t0 = facts.wall_time_s, time.perf_counter()
         t_win, images_win = t0, 0
         self._keep_last_good(step)
-        signals = self._signals = DeferredSignals()
+        signals = self._signals
         with signals:
             try:
                 if step:
