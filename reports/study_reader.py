@@ -331,7 +331,9 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
                probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
     loaded, desc, dirs = open_study_named(study, root, storage)
     ua = dict(loaded.user_attrs)
-    if ua.get("study_dir") and Path(str(ua["study_dir"])) not in dirs:  # where the sweep put the study folder
+    # where the sweep put the study folder, read only when the given root holds none: a copied study folder (a
+    # clone's results/) never reads records from the folder it was copied from
+    if ua.get("study_dir") and not any(d.is_dir() for d in dirs):
         dirs.append(Path(str(ua["study_dir"])))
     notes: list[str] = []
     spec = read_spec(loaded, notes)   # the plan: cells, units, objective, run configs (for old studies too)

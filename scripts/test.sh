@@ -15,7 +15,9 @@
 #    and SLURM_CONF are already set, that cluster is used.  If it cannot be
 #    started: with CI set this is a failure; otherwise a warning, and the Slurm
 #    tests skip.  RESNET_ABLATE_SLURM=0 skips it (and them) on purpose.
-# 4. .venv/bin/python -m pytest -q "$@"; the server and the cluster are stopped on exit.
+# 4. .venv/bin/python -m pytest -q -n auto --dist loadgroup "$@": one pytest-xdist worker per core
+#    (RESNET_ABLATE_TEST_WORKERS=N sets N; 0 runs in this process); the tests on the one-node Slurm cluster share
+#    one worker. The server and the cluster are stopped on exit.
 # Exits with pytest's code; "no tests collected" (pytest's 5) is a failure.
 set -uo pipefail
 
@@ -81,7 +83,7 @@ else
     fi
 fi
 
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -n "${RESNET_ABLATE_TEST_WORKERS:-auto}" --dist loadgroup "$@"
 rc=$?
 if [[ $rc -eq 5 ]]; then
     echo "[test] ERROR: pytest collected no tests (exit code 5); treating that as a failure" >&2

@@ -4,6 +4,9 @@
 (killed and relaunched sweeps, several workers racing for trials, real torch.compile builds). Each slow test carries
 `@pytest.mark.slow` itself (or `pytest.param(..., marks=pytest.mark.slow)` where only some parametrizations are slow);
 nothing here adds marks from outside.
+
+scripts/test.sh runs the suite on one pytest-xdist worker per core; the slow tests are collected first, so that no
+long test starts last while the other workers sit idle.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ import os
 import uuid
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (a stable sort: each group keeps its file order)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # --- PostgreSQL fixtures (scripts/test.sh starts the server) ------------------

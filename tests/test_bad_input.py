@@ -737,14 +737,16 @@ def _grep_tree(root: Path, secrets: list[str]) -> list[str]:
 
 
 @pytest.mark.postgres
+@pytest.mark.xdist_group("pg-role-atuser")   # one pytest-xdist worker: the shapes share the role they create
 @pytest.mark.parametrize("shape", ["userinfo", "query", "sslpassword", "passfile", "raw-at"])
 def test_no_storage_secret_reaches_any_output_line_or_file(shape, pg_url, tmp_path, capsys):
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(pg_url)
     with engine.connect() as conn:   # a role whose password holds a raw '@' (the server is a throwaway one)
-        conn.execute(sqlalchemy.text("DROP ROLE IF EXISTS atuser"))
-        conn.execute(sqlalchemy.text(f"CREATE ROLE atuser LOGIN SUPERUSER PASSWORD '{AT_PASSWORD}'"))
+        exists = conn.execute(sqlalchemy.text("SELECT 1 FROM pg_roles WHERE rolname = 'atuser'")).first()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sqlalchemy.text(f"{verb} ROLE atuser LOGIN SUPERUSER PASSWORD '{AT_PASSWORD}'"))
         conn.commit()
     engine.dispose()
     url, secrets = _url_shapes(pg_url, tmp_path / "..")[shape]

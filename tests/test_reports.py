@@ -437,3 +437,30 @@ def test_cells_whose_best_checkpoints_were_picked_on_the_test_set_are_named(tmp_
         assert "post-act" not in lines[0], name
     for name in ("table.md", "summary.md", "index.html"):
         assert "selected on the test set" not in (report / name).read_text(), name
+
+
+def test_a_copied_study_folder_reads_only_its_own_records(tmp_path):
+    """The folder the sweep recorded (``study_dir``) is read only when the root given holds no folder of the study:
+    a copy (a clone's results/) never takes a run record from the folder it was copied from, where the study may
+    have gone on; a storage whose records are elsewhere still finds them there."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from report_fixtures import slug
+
+    fake = make_fake_study(tmp_path / "orig")
+    journal = JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal")))
+    optuna.load_study(study_name=fake.name, storage=journal).set_user_attr("study_dir", str(fake.study_dir))
+    copy = tmp_path / "copy"
+    shutil.copytree(fake.study_dir, copy / fake.name)
+    shutil.rmtree(copy / fake.name / "trials" / f"{slug(cell_id(20, 'none'))}-s0")   # not in the copy, still in orig
+
+    runs = load_study(fake.name, root=copy).runs
+    row = runs[(runs["cell"] == cell_id(20, "none")) & (runs["seed"] == 0)].iloc[0]
+    assert not row["record"] and str(fake.study_dir) not in str(row["run_dir"]), row.to_dict()
+    assert runs["run_dir"].dropna().map(lambda d: str(tmp_path / "orig") not in str(d)).all()
+
+    elsewhere = load_study(fake.name, root=tmp_path / "no-such-root",
+                           storage=str(fake.study_dir / "optuna.journal")).runs
+    row = elsewhere[(elsewhere["cell"] == cell_id(20, "none")) & (elsewhere["seed"] == 0)].iloc[0]
+    assert row["record"] and str(row["run_dir"]).startswith(str(fake.study_dir)), row.to_dict()

@@ -20,13 +20,25 @@ def test_committed_report_regenerates_from_the_committed_records(result, tmp_pat
     from reports.cli import build_report
 
     study = next(p.parent.name for p in result.glob("*/optuna.journal"))
+    committed = _index_copy(result, tmp_path / "committed")
     work = tmp_path / "results" / result.name
-    shutil.copytree(result, work, ignore=shutil.ignore_patterns("report"))
+    shutil.copytree(committed, work, ignore=shutil.ignore_patterns("report"))
     monkeypatch.chdir(tmp_path)  # the same relative paths as when the committed report was made from the repo root
     out = build_report(study, root=f"results/{result.name}", out=f"results/{result.name}/report",
                        formats="md,csv,tex", figures=False)
     for name in COMPARED:
-        assert (out / name).read_text() == (result / "report" / name).read_text(), name
+        assert (out / name).read_text() == (committed / "report" / name).read_text(), name
+
+
+def _index_copy(result: Path, dest: Path) -> Path:
+    """``result`` as git's index holds it (what is committed or about to be), copied under ``dest``: a study still
+    running in the working copy moves its journal on; outside a git checkout, the folder itself."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--", str(result)], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0 or not listed.stdout:
+        return result
+    subprocess.run(["git", "checkout-index", "-z", "--stdin", f"--prefix={dest}/"], cwd=REPO, check=True,
+                   input=listed.stdout, capture_output=True, text=True)
+    return dest / result.relative_to(REPO)
 
 
 def _committed(result: Path) -> list[Path]:

@@ -174,6 +174,11 @@ def _ci_is_set() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+# The cluster has one node: its tests run one after another on one pytest-xdist worker (scripts/test.sh uses
+# --dist loadgroup), so the module-scoped fixture starts once and no two arrays compete for the node.
+on_the_cluster = pytest.mark.xdist_group("slurm-cluster")
+
+
 @pytest.fixture(scope="module")
 def slurm(pg_url: str) -> str:
     """SLURM_CONF of the throwaway cluster (scripts/slurm_throwaway.sh)."""
@@ -247,6 +252,7 @@ def _running_with_checkpoint(pg_url: str, name: str, study_dir: Path, n: int = 1
 SHRUNK = ["--set", "data.synthetic.n_train=256", "--set", "data.synthetic.n_test=128", "--set", "eval_batch_size=128"]
 
 
+@on_the_cluster
 def test_slurm_four_worker_array_runs_the_quickstart_exactly_once(slurm, pg_url, pg_study_name, tmp_path, capsys):
     from test_sweeps import assert_exactly_once
 
@@ -291,6 +297,7 @@ LONGER = ["--set", f"data.synthetic.n_train={SPE * 64}", "--set", "data.syntheti
           "--set", f"schedule.total={EPOCHS}", "--set", "schedule.milestones=[3]"]
 
 
+@on_the_cluster
 def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, pg_study_name, tmp_path, capsys):
     """A 2-task array, both tasks mid-trial: one is suspended (so that it cannot take the other's trial over when it
     goes idle), the other is cancelled. A new launch resumes the cancelled trial; the suspended task, resumed, finishes
@@ -333,6 +340,7 @@ def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, p
           f"{[(x.number, x.state.name, x.user_attrs.get('status')) for x in study.trials]}")
 
 
+@on_the_cluster
 def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_url, pg_study_name, tmp_path, capsys):
     """Two array tasks, each mid-trial: one gets the time-limit warning (SIGUSR2, as ``--signal`` sends it: submitit
     calls ``SlurmWorker.checkpoint`` and requeues the task itself), the other ``scontrol requeue`` (SIGTERM, Slurm
