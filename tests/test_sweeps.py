@@ -459,6 +459,29 @@ def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     assert plan.enqueued == 0 and len(study.get_trials(deepcopy=False)) == 3
 
 
+def test_the_resuming_copy_of_an_interrupted_trial_is_taken_before_new_trials(tmp_path):
+    """A relaunched study goes on with the trial it was stopped in (from its last.pt) before it starts the next
+    unit: the resuming copy sits last in the queue, yet it is taken first."""
+    from sweeps.queue.liveness import worker_record
+    from sweeps.queue.optuna_adapter import trial_id
+    from sweeps.queue.storage import study_lock
+    from sweeps.queue.study import reconcile
+
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "order", seeds=[0, 1])
+    first = take_one(study, storage, ref, spec, study_dir)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    storage.set_trial_user_attr(first, "worker", {**worker_record(0, "cpu"), "pid": int(gone.stdout),
+                                                  "pid_start": None})
+    with study_lock(ref, "order", storage):
+        reconcile(study, storage, spec, study_dir)
+    trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
+    (copy,) = [tid for tid, t in trials.items() if t.user_attrs.get("replaces") == trials[first].number]
+    assert copy == max(trials)                                     # enqueued last, behind three new units
+    assert take_one(study, storage, ref, spec, study_dir) == copy
+    taken = [take_one(study, storage, ref, spec, study_dir) for _ in range(3)]
+    assert taken == sorted(taken) and None not in taken            # then the others, in their enqueue order
+
+
 def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_path, monkeypatch):
     from datetime import datetime, timedelta
     from types import SimpleNamespace

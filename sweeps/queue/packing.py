@@ -117,7 +117,7 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
                 offset: int = 0, keys: dict[int, tuple[str, int, Any]] | None = None,
                 worker: dict[str, Any] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
-    ids, first the one the group was chosen by. Empty when nothing is waiting. ``offset`` rotates which group a
+    ids, first the one the group was chosen by; resuming trials before new ones. Empty when nothing is waiting. ``offset`` rotates which group a
     worker tries first, so workers rarely race for one cell. ``keys`` caches (fusion key, cap) by trial id across
     calls, with the trial's run config (a waiting trial's key never changes; the worker trains with that config).
 
@@ -141,7 +141,10 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
     with claim_lock(ref, study.study_name):
         study_id = storage.get_study_id_from_name(study.study_name)
         waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
-        waiting = [t for t in waiting if t.user_attrs.get("unit") is not None]
+        # a resuming copy of an interrupted trial first: its run goes on from last.pt before a new one starts, so a
+        # study stopped again holds as few half-run trials as it can (the rest keep their enqueue order)
+        waiting = sorted((t for t in waiting if t.user_attrs.get("unit") is not None),
+                         key=lambda t: not t.user_attrs.get("resume"))
         if not waiting:
             return []
         groups: OrderedDict[str, list[Any]] = OrderedDict()
