@@ -1,4 +1,5 @@
-"""Shared pytest fixtures (the PostgreSQL server URL and a per-test study name).
+"""Shared pytest fixtures: the services scripts/test.sh starts (the PostgreSQL server URL, a per-test study name, the
+Slurm cluster).
 
 `pytest -m "not slow"` is the subset to run while editing: every module, without the long process-level runs
 (killed and relaunched sweeps, several workers racing for trials, real torch.compile builds). Each slow test carries
@@ -60,3 +61,21 @@ def pg_study_name(pg_url: str):
 
 
 # --- end of PostgreSQL fixtures ------------------------------------------------
+
+
+# --- the one-node Slurm cluster (scripts/test.sh starts it: scripts/slurm_throwaway.sh) ---------------------------
+@pytest.fixture(scope="session")
+def slurm(pg_url: str) -> str:
+    """SLURM_CONF of the throwaway cluster (scripts/slurm_throwaway.sh)."""
+    conf = os.environ.get("SLURM_CONF", "")
+    if os.environ.get("RESNET_ABLATE_SLURM") == "0":
+        pytest.skip("RESNET_ABLATE_SLURM=0: the Slurm tests are switched off")
+    if os.environ.get("RESNET_ABLATE_SLURM") != "1" or not conf:
+        message = ("no Slurm cluster: RESNET_ABLATE_SLURM=1 and SLURM_CONF are not set; run the tests via "
+                   "`bash scripts/test.sh` (or `eval $(bash scripts/slurm_throwaway.sh start >/dev/null && "
+                   "bash scripts/slurm_throwaway.sh env)` and export RESNET_ABLATE_SLURM=1)")
+        if _ci_is_set():
+            pytest.fail(message + " -- CI is set, so this is a failure", pytrace=False)
+        pytest.skip(message)
+    return conf
+

@@ -170,29 +170,9 @@ def test_slurm_worker_pickles_and_checkpoints_as_itself(tmp_path, monkeypatch):
 
 
 # -- a real Slurm cluster ---------------------------------------------------------------------------------------
-def _ci_is_set() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 # The cluster has one node: its tests run one after another on one pytest-xdist worker (scripts/test.sh uses
-# --dist loadgroup), so the module-scoped fixture starts once and no two arrays compete for the node.
+# --dist loadgroup), so no two job arrays compete for the node.
 on_the_cluster = pytest.mark.xdist_group("slurm-cluster")
-
-
-@pytest.fixture(scope="module")
-def slurm(pg_url: str) -> str:
-    """SLURM_CONF of the throwaway cluster (scripts/slurm_throwaway.sh)."""
-    conf = os.environ.get("SLURM_CONF", "")
-    if os.environ.get("RESNET_ABLATE_SLURM") == "0":
-        pytest.skip("RESNET_ABLATE_SLURM=0: the Slurm tests are switched off")
-    if os.environ.get("RESNET_ABLATE_SLURM") != "1" or not conf:
-        message = ("no Slurm cluster: RESNET_ABLATE_SLURM=1 and SLURM_CONF are not set; run the tests via "
-                   "`bash scripts/test.sh` (or `eval $(bash scripts/slurm_throwaway.sh start >/dev/null && "
-                   "bash scripts/slurm_throwaway.sh env)` and export RESNET_ABLATE_SLURM=1)")
-        if _ci_is_set():
-            pytest.fail(message + " -- CI is set, so this is a failure", pytrace=False)
-        pytest.skip(message)
-    return conf
 
 
 def _load(pg_url: str, name: str):
