@@ -23,25 +23,9 @@ fi
 STUDY_DIR="$RUNS/$STUDY"
 # gradient norm at initialisation, plain vs residual, depths 8-110 (He et al. 2016's depths; 3 inits each)
 $PY -m resnet_core probe --depths 8,20,32,44,56,110 --device cpu --out "$STUDY_DIR/probe.csv"
-# lesions of the trained nets (seed 0 of each cell, its completed run: a retried trial's folder ends in -rN), on
-# equal footing: each block replaced by its shortcut (the identity where the shapes match, in a plain net too). One
-# single-threaded process per checkpoint, in parallel; their tables are joined into one lesion.csv.
-ckpts=()
-for cell in depth-20_shortcut-none depth-20_shortcut-identity depth-56_shortcut-none depth-56_shortcut-identity; do
-    for t in "$STUDY_DIR/trials/$cell-s0" "$STUDY_DIR"/trials/"$cell"-s0-r*; do
-        if [[ -f "$t/last.pt" ]] && grep -q '"status": "complete"' "$t/summary.json"; then ckpts+=("$t/last.pt"); break; fi
-    done
-done
-parts=()
-pids=()
-for i in "${!ckpts[@]}"; do
-    parts+=("$STUDY_DIR/lesion.part$i.csv")
-    OMP_NUM_THREADS=1 $PY -m resnet_core lesion --device cpu --out "${parts[$i]}" "${ckpts[$i]}" &
-    pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid"; done   # a failed lesion fails the script
-{ head -n 1 "${parts[0]}"; for f in "${parts[@]}"; do tail -n +2 "$f"; done; } > "$STUDY_DIR/lesion.csv"
-rm -f "${parts[@]}"
+# lesions of the trained nets (seed 0 of each cell, its completed run), each block replaced by its shortcut
+bash scripts/lesion_seed0.sh "$STUDY_DIR" depth-20_shortcut-none depth-20_shortcut-identity depth-56_shortcut-none \
+    depth-56_shortcut-identity
 
 rm -rf "$OUT/$STUDY"
 mkdir -p "$OUT/$STUDY/trials"
