@@ -57,8 +57,8 @@ RESNET_1202 = paper_number(**{**_C10_110, "depth": 1202}, shortcut="identity")
 RESNET_110_BEST = paper_number("best", **_C10_110, shortcut="identity")
 RESNET_110_A = paper_number(**_C10_110, shortcut="identity")
 RESNET_110_C = paper_number(**_C10_110, shortcut="conv1x1", project_all=True)
-_C10_PRE = {depth: {act: paper_number(dataset="cifar10", family="cifar", depth=depth, shortcut="identity", activation=act)
-                    for act in ("post", "pre")} for depth in (110, 164, 1001)}
+_C10_PRE = {depth: {act: paper_number(dataset="cifar10", family="cifar", depth=depth, shortcut="identity",
+                                      activation=act) for act in ("post", "pre")} for depth in (110, 164, 1001)}
 PRE_ACTIVATION_GAIN_DEPTH = 110   # He et al. 2016b test pre-activation at 110 layers and deeper, where it helps most
 RESNET_34_A = paper_number(**_IN_34, shortcut="identity")
 RESNET_34_B = paper_number(**_IN_34, shortcut="conv1x1", project_all=False)

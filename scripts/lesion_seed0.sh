@@ -28,7 +28,11 @@ for cell in "${cells[@]}"; do
             break
         fi
     done
-    if [[ -n "$found" ]]; then ckpts+=("$found"); else echo "lesion_seed0: $cell: no completed seed-0 run with a last.pt; skipped" >&2; fi
+    if [[ -n "$found" ]]; then
+        ckpts+=("$found")
+    else
+        echo "lesion_seed0: $cell: no completed seed-0 run with a last.pt; skipped" >&2
+    fi
 done
 [[ ${#ckpts[@]} -gt 0 ]] || { echo "lesion_seed0: no completed seed-0 run in $STUDY_DIR" >&2; exit 2; }
 parts=()

@@ -30,6 +30,11 @@ BASE_PY="${PYTHON:-python3}"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 EXTRAS="dev,postgres"
 STAMP="$VENV/.resnet-ablate-setup.stamp"
+INSTALLER="${INSTALLER:-uv}"
+case "$INSTALLER" in
+    uv|pip) ;;
+    *) echo "[setup] INSTALLER=$INSTALLER: expected uv or pip" >&2; exit 2 ;;
+esac
 LOG="$VENV/setup.log"
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -96,7 +101,6 @@ for name, option in flag.items():
 }
 
 install_with_uv() {
-    [[ "${INSTALLER:-uv}" == "uv" ]] || return 1
     "${PIP[@]}" install uv >>"$LOG" 2>&1 || return 1
     local flags
     mapfile -t flags < <(uv_flags)
@@ -105,15 +109,18 @@ install_with_uv() {
 }
 
 t0=$SECONDS
-if [[ "${INSTALLER:-uv}" == "uv" ]]; then
+use_pip=1
+if [[ "$INSTALLER" == uv ]]; then
     say "installing ${TORCH_PINS[*]} and the project ('.[$EXTRAS]', editable) with uv"
-fi
-if ! install_with_uv; then
-    if [[ "${INSTALLER:-uv}" == "uv" ]]; then
-        say "uv could not install them (see $LOG); installing with pip (the slow step on a fresh venv)"
+    if install_with_uv; then
+        use_pip=""
     else
-        say "installing ${TORCH_PINS[*]} and the project with pip (INSTALLER=${INSTALLER})"
+        say "uv could not install them (see $LOG); installing with pip (the slow step on a fresh venv)"
     fi
+else
+    say "installing ${TORCH_PINS[*]} and the project with pip (INSTALLER=pip)"
+fi
+if [[ -n "$use_pip" ]]; then
     run_logged "${PIP[@]}" install "${TORCH_PINS[@]}"
     run_logged "${PIP[@]}" install -e ".[$EXTRAS]"
 fi

@@ -78,4 +78,3 @@ def slurm(pg_url: str) -> str:
             pytest.fail(message + " -- CI is set, so this is a failure", pytrace=False)
         pytest.skip(message)
     return conf
-

@@ -117,9 +117,10 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
                 offset: int = 0, keys: dict[int, tuple[str, int, Any]] | None = None,
                 worker: dict[str, Any] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
-    ids, first the one the group was chosen by; resuming trials before new ones. Empty when nothing is waiting. ``offset`` rotates which group a
-    worker tries first, so workers rarely race for one cell. ``keys`` caches (fusion key, cap) by trial id across
-    calls, with the trial's run config (a waiting trial's key never changes; the worker trains with that config).
+    ids, first the one the group was chosen by; resuming trials before new ones. Empty when nothing is waiting.
+    ``offset`` rotates which group a worker tries first, so workers rarely race for one cell. ``keys`` caches
+    (fusion key, cap) by trial id across calls, with the trial's run config (a waiting trial's key never changes; the
+    worker trains with that config).
 
     ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
     compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
