@@ -8,7 +8,8 @@ import pandas as pd
 from sweeps.verdicts.comparisons import MAIN, Result
 from sweeps.verdicts.inference import SETTLED, seeds_needed_text
 
-from .comparisons import dead_cells, effects, importances
+from .collapse import dead_cell_notes
+from .comparisons import effects, importances
 from .study_reader import StudyData
 from .tables import markdown_table
 
@@ -43,10 +44,10 @@ def effect_rows(data: StudyData, results: list[Result] | None = None,
 def effects_markdown(data: StudyData, level_text: str) -> list[str]:
     """The 'Which factor matters' and 'Cells that did not learn' sections of summary.md (empty for one cell)."""
     lines: list[str] = []
-    dead = dead_cells(data)
+    dead = dead_cell_notes(data)
     if dead:
         lines += ["## Cells that did not learn", ""]
-        lines += [f"- **{data.cells[c].label}** {why}. Verdicts resting on it are marked ⚠." for c, why in dead.items()]
+        lines += [f"- **{label}** {why}. Verdicts resting on it are marked ⚠." for label, why in dead]
         lines.append("")
     results = effects(data)
     if not results:

@@ -10,7 +10,8 @@ import pandas as pd
 
 from .claims import VERDICT_RULE, Claim, gradient_observations, lesion_observations, paper_comparison, \
     probe_observations, verdict_counts
-from .comparisons import dead_cells, importances, level_text
+from .collapse import dead_cell_notes
+from .comparisons import importances, level_text
 from .effects import effect_rows
 from .figures import FigureOut
 from .study_reader import StudyData
@@ -112,10 +113,10 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
     else:
         parts.append("<p>The study has no pair of cells that a claim from the papers compares.</p>")
     parts.append(f"<p class='muted'><em>Rule.</em> {_md_inline(VERDICT_RULE)}</p>")
-    dead = dead_cells(data)
+    dead = dead_cell_notes(data)
     if dead:
         parts.append("<h3>Cells that did not learn</h3><ul>" + "".join(
-            f"<li class='dead'>{_esc(data.cells[c].label)} {_esc(why)}</li>" for c, why in dead.items()) + "</ul>")
+            f"<li class='dead'>{_esc(label)} {_esc(why)}</li>" for label, why in dead) + "</ul>")
     imp, how = importances(data)
     rows = effect_rows(data, importance=imp)
     if not rows.empty:
