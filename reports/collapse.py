@@ -1,8 +1,8 @@
 """Why a run did not learn, read from its own instruments: when its training loss rose above a uniform guess's, and
 from which iteration every layer below the classifier kept a gradient norm under ``VANISHED`` of its first logged
 value (the network stopped updating: typically every ReLU before the pool inactive after an early blow-up; the
-classifier's bias still gets the gradient of a constant prediction). Summary.md and index.html
-give this beside each cell that did not learn (``comparisons.dead_cells``)."""
+classifier's bias still gets the gradient of a constant prediction). summary.md and index.html give this beside
+each cell that did not learn (``comparisons.dead_cells``)."""
 from __future__ import annotations
 
 import math
@@ -44,9 +44,9 @@ def below_classifier(grads: pd.DataFrame) -> list[str]:
 
 
 def collapse_text(metrics: pd.DataFrame, classes: int | None) -> str | None:
-    """'training loss peaked at 4.01 at iteration 100 (a uniform guess: ln 10 = 2.30); every layer's gradient norm
-    under 1 % of its first logged value from iteration 200 on …', or None
-    when the record shows neither."""
+    """'training loss peaked at 4.01 at iteration 100 (a uniform guess: ln 10 = 2.30); the gradient norm of every
+    layer below the classifier under 1 % of its first logged value from iteration 351 on …' for one run's metrics
+    (columns step, split, name, value) and its number of classes; None when the record shows neither."""
     parts = []
     loss = metrics[(metrics["split"] == "train") & (metrics["name"] == "loss")].sort_values("step")
     if classes and not loss.empty:
