@@ -251,7 +251,8 @@ class _Checker:
         point each), with that source's setting said for a CIFAR net; and A against projections on every block on
         CIFAR-10 (He et al. 2016b, Table 1), the one setting where that was measured."""
         vary = {"model.shortcut", "model.project_all"}
-        table3 = f"{HE2016}, Table 3 (ImageNet ResNet-34: A {RESNET_34_A:.2f}, B {RESNET_34_B:.2f}, C {RESNET_34_C:.2f})"
+        table3 = (f"{HE2016}, Table 3 (ImageNet ResNet-34: A {RESNET_34_A:.2f}, B {RESNET_34_B:.2f}, "
+                  f"C {RESNET_34_C:.2f})")
         rules = [("B", "A", "Projection shortcuts where the shape changes (option B) beat zero-padded identity "
                             "shortcuts (option A)", table3, None),
                  ("C", "B", "Projections on every shortcut (option C) beat option B", table3, None),

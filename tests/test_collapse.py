@@ -9,7 +9,8 @@ import pandas as pd
 from reports.collapse import collapse_text, vanished_from
 from resnet_core.record import metrics_frame
 
-GMP_SEED0 = Path(__file__).resolve().parents[1] / "results/cifar10-parts/parts-cpu/trials/shortcut-identity_pooling-max-s0"
+PARTS = Path(__file__).resolve().parents[1] / "results/cifar10-parts/parts-cpu"
+GMP_SEED0 = PARTS / "trials/shortcut-identity_pooling-max-s0"
 
 
 def _grads(values: dict[int, dict[str, float]]) -> pd.DataFrame:
