@@ -253,23 +253,25 @@ class _Checker:
         vary = {"model.shortcut", "model.project_all"}
         table3 = (f"{HE2016}, Table 3 (ImageNet ResNet-34: A {RESNET_34_A:.2f}, B {RESNET_34_B:.2f}, "
                   f"C {RESNET_34_C:.2f})")
+        imagenet_note = (f"measured on ImageNet at 34 layers, where the options differ by half a point; on CIFAR-10 "
+                         f"He et al. 2016b find projections on every block of ResNet-110 worse than identity "
+                         f"shortcuts ({RESNET_110_C:.2f} vs {RESNET_110_A:.2f} %)")
+        # (better, worse, claim, source, the family the source measured, its note for a net of another family)
         rules = [("B", "A", "Projection shortcuts where the shape changes (option B) beat zero-padded identity "
-                            "shortcuts (option A)", table3, None),
-                 ("C", "B", "Projections on every shortcut (option C) beat option B", table3, None),
+                            "shortcuts (option A)", table3, "imagenet", imagenet_note),
+                 ("C", "B", "Projections on every shortcut (option C) beat option B", table3, "imagenet",
+                  imagenet_note),
                  ("A", "C", "Identity shortcuts (option A) beat 1×1 projections on every block (option C)",
-                  f"{HE2016B}, Table 1 (CIFAR-10 ResNet-110: {RESNET_110_A:.2f} vs {RESNET_110_C:.2f})", "cifar")]
-        for good, bad, text, source, family in rules:
+                  f"{HE2016B}, Table 1 (CIFAR-10 ResNet-110: {RESNET_110_A:.2f} vs {RESNET_110_C:.2f})", "cifar",
+                  None)]
+        for good, bad, text, source, measured_on, elsewhere_note in rules:
             for a, b in self.pairs(vary, lambda c: not c.is_plain and c.option.rstrip("3") == good,
                                    lambda c: not c.is_plain and c.option.rstrip("3") == bad):
-                if family and a.model.get("family") != family:
+                same_family = a.model.get("family") == measured_on
+                if not same_family and elsewhere_note is None:
                     continue
-                note = None
-                if source == table3 and a.model.get("family") != "imagenet":
-                    note = (f"measured on ImageNet at 34 layers, where the options differ by half a point; on "
-                            f"CIFAR-10 He et al. 2016b find projections on every block of ResNet-110 worse than "
-                            f"identity shortcuts ({RESNET_110_C:.2f} vs {RESNET_110_A:.2f} %)")
                 self.add(f"shortcut-{good}-vs-{bad}", f"{text} ({a.label} vs {b.label})", a, b, "final_test_error",
-                         source, paper_note=note)
+                         source, paper_note=None if same_family else elsewhere_note)
 
     def run(self) -> list[Planned]:
         self.depth_claims()

@@ -66,10 +66,10 @@ def collapse_text(metrics: pd.DataFrame, classes: int | None) -> str | None:
     return "; ".join(parts) or None
 
 
-def collapse_evidence(data: StudyData) -> dict[str, str]:
+def collapse_evidence(data: StudyData, dead: pd.Series | None = None) -> dict[str, str]:
     """Cell id → what the instruments of its dead runs show ('seed 0: …; seed 1: …'), for cells where they show
-    something (``collapse_text``)."""
-    runs = data.runs.assign(dead=run_dead(data))
+    something (``collapse_text``); ``dead`` is ``run_dead(data)`` where the caller has it already."""
+    runs = data.runs.assign(dead=run_dead(data) if dead is None else dead)
     out: dict[str, str] = {}
     for cid, g in runs[runs["dead"].map(lambda d: isinstance(d, str))].groupby("cell", sort=False):
         shape = shape_of(data.cells[cid].config) if cid in data.cells else None
@@ -86,9 +86,10 @@ def collapse_evidence(data: StudyData) -> dict[str, str]:
 def dead_cell_notes(data: StudyData) -> list[tuple[str, str]]:
     """(cell label, 'did not learn in k of n seeds (reason); what its instruments show: …') per cell with a dead
     run: the one text summary.md and index.html give under 'Cells that did not learn'."""
-    evidence = collapse_evidence(data)
+    dead = run_dead(data)
+    evidence = collapse_evidence(data, dead)
     return [(data.cells[c].label, why + (f"; what its instruments show: {evidence[c]}" if c in evidence else ""))
-            for c, why in dead_cells(data).items()]
+            for c, why in dead_cells(data, dead).items()]
 
 
 def _seed(seed: Any) -> str:

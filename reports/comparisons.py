@@ -44,9 +44,10 @@ def run_dead(data: StudyData) -> pd.Series:
     return pd.Series(out, index=data.runs.index, dtype=object)
 
 
-def dead_cells(data: StudyData) -> dict[str, str]:
-    """Cell id → 'did not learn in k of n seeds (reason)' for cells with a dead completed run."""
-    runs = data.runs.assign(dead=run_dead(data))
+def dead_cells(data: StudyData, dead: pd.Series | None = None) -> dict[str, str]:
+    """Cell id → 'did not learn in k of n seeds (reason)' for cells with a dead completed run; ``dead`` is
+    ``run_dead(data)`` where the caller has it already."""
+    runs = data.runs.assign(dead=run_dead(data) if dead is None else dead)
     out = {}
     for cid, g in runs[runs["status"] == "complete"].groupby("cell", sort=False):
         reasons = [r for r in g["dead"] if isinstance(r, str)]
