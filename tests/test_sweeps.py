@@ -603,6 +603,48 @@ def test_progress_counts_only_this_launchs_units(tmp_path):
         out.getvalue()
 
 
+def test_progress_counts_a_unit_another_launch_left_once_this_launch_runs_it(tmp_path):
+    """A launch whose workers take a trial another launch's stop put back counts it as its own: its line said
+    "0 running" while that trial trained. The other launch's interrupted trial is not this launch's news, and a
+    trial another launch's worker holds stays uncounted."""
+    import io
+    import os
+    from types import SimpleNamespace
+
+    from sweeps.launch.monitor import Monitor
+    from sweeps.queue.liveness import HOST
+
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "adopt"))
+    keys = [u.key for u in spec.units()]
+
+    def trial(number: int, key: str, state: TrialState, launcher: int | None = None, status: str | None = None):
+        worker = {"host": HOST, "pid": 1, "launcher": launcher} if launcher is not None else None
+        return SimpleNamespace(number=number, state=state, value=1.0 if state == TrialState.COMPLETE else None,
+                               user_attrs={"unit": key, "cell": key.split("|")[0], "seed": 0,
+                                           **({"worker": worker} if worker else {}),
+                                           **({"status": status, "reason": "interrupted: the worker was stopped"}
+                                              if status else {})},
+                               datetime_start=None, datetime_complete=None)
+
+    mine, other = os.getpid(), os.getpid() + 1
+    left = trial(0, keys[2], TrialState.FAIL, launcher=other, status="interrupted")
+    trials = [left, trial(1, keys[0], TrialState.COMPLETE, launcher=mine),
+              trial(2, keys[1], TrialState.COMPLETE, launcher=mine), trial(3, keys[3], TrialState.RUNNING, launcher=other)]
+    out = io.StringIO()
+    with Monitor(spec, lambda: trials, units=set(keys[:2]), workers=1, interval=60, stream=out) as monitor:
+        monitor.poll()
+        assert monitor.last_line.startswith("0/2 done, 0 running"), monitor.last_line
+        trials.append(trial(4, keys[2], TrialState.RUNNING, launcher=mine))
+        monitor.poll()
+        assert monitor.last_line.startswith("0/3 done (1 left by another launch), 1 running, 0 failed"), \
+            monitor.last_line
+        trials[-1] = trial(4, keys[2], TrialState.COMPLETE, launcher=mine)
+        monitor.poll()
+        assert monitor.last_line.startswith("1/3 done (1 left by another launch), 0 running"), monitor.last_line
+    events = [ln for ln in out.getvalue().splitlines() if ln.startswith("[sweep] trial")]
+    assert len(events) == 1 and "(#4): test_error 1.00" in events[0], out.getvalue()
+
+
 def test_closing_table_names_failed_and_unfinished_trials_by_seed(tmp_path):
     from types import SimpleNamespace
 

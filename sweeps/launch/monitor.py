@@ -22,6 +22,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ..queue.liveness import launched_here
 from ..queue.study import objective_values, statuses, trial_status
 from ..spec.grid import GridSpec
 from ..spec.identity import cell_aliases
@@ -119,6 +120,7 @@ class Monitor:
         ``study_dir``: where the trials' run folders are (None: whole trials only). ``clock``: seconds, for the rate."""
         self.spec, self.read_trials, self.workers = spec, read_trials, max(1, workers)
         self.units, self.to_run = set(units), len(units)
+        self.adopted = 0   # units another launch left waiting that this launch's workers took (see ``_adopt``)
         self.estimate_s, self.interval = estimate_s, interval
         self.stream = stream or sys.stderr
         self.tty = _is_terminal(self.stream)
@@ -219,8 +221,8 @@ class Monitor:
         trials = self.read_trials()
         counts = {"running": 0, "failed": 0, "waiting": 0, "done": 0}
         for st in statuses(self.spec, trials):
-            if st.unit.key not in self.units:   # another launch's (or already settled before this one)
-                continue
+            if st.unit.key not in self.units and (initial or not self._adopt(st)):
+                continue   # another launch's (or already settled before this one)
             self._count_steps(st, initial)
             if st.state in DONE:
                 counts["done"] += 1
@@ -243,6 +245,22 @@ class Monitor:
             self._new.append((t, s))
         self._step_totals()
         return counts["done"] + counts["failed"], counts
+
+    def _adopt(self, st: Any) -> bool:
+        """Count a unit outside this launch's plan as its own once one of its workers runs it (a trial another
+        launch's stop put back in the queue): its earlier trials are the other launch's news, not this one's."""
+        if st.state != "running":
+            return False
+        running = next((t for t in reversed(st.trials) if trial_status(t) == "running"), None)
+        if running is None or not launched_here(running):
+            return False
+        self.units.add(st.unit.key)
+        self.to_run += 1
+        self.adopted += 1
+        for t in st.trials:
+            if t is not running:
+                self._seen.setdefault(t.number, trial_status(t))
+        return True
 
     def _step_totals(self) -> None:
         """The steps done and in all of this launch's units (a settled unit counts whole; an unknown total is the
@@ -302,7 +320,9 @@ class Monitor:
         settled, counts = self._snapshot()
         self.rate = self._rate(now)
         done_now = max(0, settled - (self._base_done or 0))
-        trials = f"{done_now}/{self.to_run} done, {counts['running']} running, {counts['failed']} failed"
+        adopted = f" ({self.adopted} left by another launch)" if self.adopted else ""
+        trials = (f"{done_now}/{self.to_run} done{adopted}, {counts['running']} running, "
+                  f"{counts['failed']} failed")
         if self.steps_total:
             eta, how = self.step_eta(now)
             pct = 100 * self.steps_done / self.steps_total

@@ -73,6 +73,14 @@ def worker_record(index: int, device: str, launcher: int | None = None) -> dict[
     return record
 
 
+def launched_here(trial: Any, launcher: int | None = None) -> bool:
+    """Whether a worker of the launch with pid ``launcher`` (default: this process) on this host holds ``trial``
+    (its ``worker`` record, written at the claim)."""
+    w = trial.user_attrs.get("worker")
+    pid = os.getpid() if launcher is None else launcher
+    return isinstance(w, dict) and w.get("host") == HOST and w.get("launcher", w.get("pid")) == pid
+
+
 def holder(trial: Any) -> str:
     """Who holds a RUNNING trial, in words: ``launcher pid 123 on host (worker pid 456)``."""
     w = trial.user_attrs.get("worker")
