@@ -3,6 +3,7 @@
 with their intervals, and Optuna's importance of each axis beside them."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import pandas as pd
@@ -40,8 +41,21 @@ def run_dead(data: StudyData) -> pd.Series:
         if r["status"] != "complete":
             out.append(None)
             continue
-        out.append(dead_reason(r["final_test_error"], r["final_train_loss"], shapes.get(r["cell"])))
+        out.append(dead_reason(r["final_test_error"], shapes.get(r["cell"]), lowest_train_loss=lowest_loss(data, r),
+                               final_train_loss=r["final_train_loss"]))
     return pd.Series(out, index=data.runs.index, dtype=object)
+
+
+def lowest_loss(data: StudyData, run: pd.Series) -> float | None:
+    """The run's lowest logged training loss: its summary's, else (a record from before the summary kept it) the
+    lowest train/loss row of its metrics.jsonl; None without either."""
+    value = run.get("lowest_train_loss")
+    if value is not None and math.isfinite(float(value)):
+        return float(value)
+    m = data.metrics(run.get("run_dir"))
+    losses = m.loc[(m["split"] == "train") & (m["name"] == "loss"), "value"].astype(float)
+    losses = losses[losses.map(math.isfinite)]
+    return float(losses.min()) if len(losses) else None
 
 
 def dead_cells(data: StudyData, dead: pd.Series | None = None) -> dict[str, str]:

@@ -75,6 +75,7 @@ class Member:
     best_test: float = math.inf  # the test error at the best validation error (never a test-selected minimum)
     best_on_test: float = math.inf  # best_on test only: the lowest test error, which picked best.pt (optimistic)
     last: dict[str, float] = field(default_factory=dict)
+    lowest_train_loss: float = math.inf   # the lowest logged training loss (a window's mean): did it ever fall?
     resolved: dict[str, Any] = field(default_factory=dict)  # the config as written to config.yaml
     train_errors: list[tuple[int, float]] = field(default_factory=list)  # (step, logged train error), in order
     final: dict[str, Any] | None = None  # the summary written when the member finished
@@ -151,6 +152,8 @@ class Members:
                 m.record.log(step, epoch, "weight_norm", weights[g])
                 flat.update({f"weight_norm/{k}": v for k, v in weights[g].items()})
             m.last.update(train_loss=loss[g], train_error=err[g])
+            if math.isfinite(loss[g]):
+                m.lowest_train_loss = min(m.lowest_train_loss, loss[g])
             m.train_errors.append((step, err[g]))
             emit(self.callbacks, "on_log", g, step, flat)
 
@@ -241,6 +244,7 @@ class Members:
             "best_selected_on": m.cfg.best_on,  # test: best.pt and best_test_error were picked on the test set
             "best_test_error": fin(m.best_on_test),  # best_on test only: optimistic, not a held-out estimate
             "final_train_error": fin(self._final_train_error(g)), "final_train_loss": fin(m.last.get("train_loss")),
+            "lowest_train_loss": fin(m.lowest_train_loss),
             "wall_time_s": facts.wall_time_s, "img_per_s": facts.img_per_s, "diverged_at": m.diverged_at,
             "device": str(path.device), "fused_members": path.G, "fast_path": path.fast,
             "precision": precision_name(path.amp, path.dtype), "channels_last": path.channels_last,
@@ -314,6 +318,8 @@ class Members:
                 if (r["split"], r["name"]) in (("train", "loss"), ("train", "error"), ("val", "error"),
                                                ("test", "error")):
                     m.last[f"{r['split']}_{r['name']}"] = r["value"]
+                if (r["split"], r["name"]) == ("train", "loss") and math.isfinite(r["value"]):
+                    m.lowest_train_loss = min(m.lowest_train_loss, r["value"])
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         return step, states[0]

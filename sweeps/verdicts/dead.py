@@ -6,7 +6,9 @@ A completed run is dead when either holds:
   standard errors of a test set of ``n_test`` images (sd = sqrt(p (1 − p) / n_test); without a known test-set size,
   ``DEFAULT_N_TEST``);
 - its training loss never fell below that of a uniform guess, ln(classes) (a network starts near it: the loss
-  never fell), less ``LOSS_TOLERANCE`` of it.
+  never fell), less ``LOSS_TOLERANCE`` of it: the lowest logged training loss (a log window's mean;
+  ``lowest_train_loss`` in the run summary). A record from before that key was kept gives its final training loss
+  only; then the rule reads it, and the reason says so.
 
 A cell with a dead run is named wherever it is shown, and a verdict resting on it says so.
 """
@@ -49,17 +51,23 @@ def loss_never_fell(train_loss: Any, shape: DataShape) -> bool:
     return float(train_loss) >= (1.0 - LOSS_TOLERANCE) * math.log(shape.classes)
 
 
-def dead_reason(test_error: Any, train_loss: Any, shape: DataShape | None) -> str | None:
+def dead_reason(test_error: Any, shape: DataShape | None, *, lowest_train_loss: Any = None,
+                final_train_loss: Any = None) -> str | None:
     """Why the run did not learn ('test error 89.99 % is chance for 10 classes'), or None if it learned (or the
-    classes are unknown)."""
+    classes are unknown). The loss rule reads ``lowest_train_loss``; ``final_train_loss`` only where the record has
+    no lowest."""
     if shape is None:
         return None
     if at_chance(test_error, shape):
         return f"test error {float(test_error):.2f} % is chance for {shape.classes} classes " \
                f"({chance_error(shape.classes):.2f} %)"
-    if loss_never_fell(train_loss, shape):
-        return f"training loss {float(train_loss):.3f} never fell below a uniform guess's ln {shape.classes} = " \
-               f"{math.log(shape.classes):.3f}"
+    uniform = f"a uniform guess's ln {shape.classes} = {math.log(shape.classes):.3f} (less {LOSS_TOLERANCE:.0%})"
+    if _finite(lowest_train_loss):
+        if loss_never_fell(lowest_train_loss, shape):
+            return f"training loss never fell below {uniform}: its lowest was {float(lowest_train_loss):.3f}"
+    elif loss_never_fell(final_train_loss, shape):
+        return (f"final training loss {float(final_train_loss):.3f} is not below {uniform}; the record keeps no "
+                f"lowest training loss")
     return None
 
 

@@ -47,7 +47,8 @@ def trial_frame(spec: GridSpec, trials: Iterable[Any]) -> pd.DataFrame:
         row = {"cell": cid, "seed": t.user_attrs.get("seed"), **axis_values(spec, cells[cid].params),
                "value": t.value}
         row.update({m: t.user_attrs.get(m) for m in ERROR_KEYS})
-        row["dead"] = dead_reason(row["final_test_error"], row["final_train_loss"], shapes.get(cid))
+        row["dead"] = dead_reason(row["final_test_error"], shapes.get(cid), lowest_train_loss=row["lowest_train_loss"],
+                                  final_train_loss=row["final_train_loss"])
         rows.append(row)
     cols = ["cell", "seed", *spec.axes, "value", *ERROR_KEYS, "dead"]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(cols)))
