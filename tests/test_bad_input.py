@@ -1091,3 +1091,20 @@ def test_a_launcher_that_finishes_first_names_the_other_launcher_holding_a_trial
     assert f"schedule.total=100000 seed 0: held by launcher pid {first.pid} on {HOST}" in out, out
     assert "1/2 trials done, 0 failed, 0 not finished, 1 running in another launcher" in out, out
     assert "run the same command again" not in out
+
+
+def test_an_int_search_range_is_checked_at_every_value_not_only_its_ends():
+    """`model.depth: {int: [8, 20]}` passed (8 and 20 are CIFAR depths) and then failed trial by trial at 9, 13,
+    15, …: the range is refused up front, naming the values that cannot run and the ones that can (11 is a
+    bottleneck net's 9n+2)."""
+    from sweeps.spec.grid import parse_grid
+
+    with pytest.raises(ConfigError) as e:
+        parse_grid({"study": "int-range", "base": TINY, "search": {"model.depth": {"int": [8, 20]}}, "n_trials": 3})
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("search model.depth int [8, 20]: 9 of its values cannot run "
+                                              "(9, 10, 12, 13, 15, 16, 17, 18, …)"), msg
+    assert "depth must be 6n+2" in msg and msg.endswith("`model.depth: {choice: [8, 11, 14, 20]}`"), msg
+    spec = parse_grid({"study": "int-ok", "base": TINY, "search": {"optim.lr": {"uniform": [0.01, 0.1]},
+                                                                     "batch_size": {"int": [16, 32]}}, "n_trials": 2})
+    assert [k.key for k in spec.search] == ["optim.lr", "batch_size"]

@@ -61,6 +61,7 @@ MAX_CELLS = 10_000          # a grid with more cells is refused (README: "Ablati
 MAX_TRIALS = 100_000        # …and one with more (cell, seed) / (cell, search slot) trials
 SAMPLE = 64                 # whole search combinations checked per grid (every single value is checked anyway)
 CHECK_BUDGET = 4_000        # run configs built for the per-value search checks before sampling cells
+INT_PROBES = 256            # an int knob's values checked one by one: all of them up to this many, else a spread
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -89,7 +90,14 @@ class SearchKnob:
         return trial.suggest_float(self.key, self.args[0], self.args[1], log=self.kind == "log_uniform")
 
     def probe_values(self) -> list[Any]:
-        """Values that validation builds a run config with: the ends of a range, every choice."""
+        """Values that validation builds a run config with: every choice; every integer of an int range (``INT_PROBES``
+        of them spread over a longer one, the ends included); the ends of a float range."""
+        if self.kind == "int":
+            low, high = self.args
+            count = high - low + 1
+            if count <= INT_PROBES:
+                return list(range(low, high + 1))
+            return sorted({low + round(i * (count - 1) / (INT_PROBES - 1)) for i in range(INT_PROBES)})
         return list(self.args)
 
     def to_dict(self) -> dict[str, Any]:
@@ -537,14 +545,35 @@ def _check_cells(spec: GridSpec) -> None:
     step = max(1, math.ceil(len(spec.cells) * n_values / CHECK_BUDGET))
     cells = spec.cells[::step]
     for knob in spec.search:
-        for value in knob.probe_values():
-            for cell in cells:
-                _check_one(spec, cell, {knob.key: value}, trainable)
+        _check_knob(spec, knob, cells, trainable)
     rng = random.Random(0)
     combos = [{k.key: k.probe_values()[0] for k in spec.search}, {k.key: k.probe_values()[-1] for k in spec.search}]
     combos += [{k.key: rng.choice(k.probe_values()) for k in spec.search} for _ in range(SAMPLE - 2)]
     for i, probe in enumerate(combos):
         _check_one(spec, spec.cells[i % len(spec.cells)], probe, trainable)
+
+
+def _check_knob(spec: GridSpec, knob: SearchKnob, cells: list[Cell], trainable: Any) -> None:
+    """Every probe value of ``knob`` against ``cells``: one ConfigError naming the values that cannot run (an int
+    range whose inner values fail, as depths that are not 6n+2 do, is refused with them, not trial by trial)."""
+    bad: dict[Any, str] = {}
+    for value in knob.probe_values():
+        for cell in cells:
+            try:
+                _check_one(spec, cell, {knob.key: value}, trainable)
+            except ConfigError as e:
+                bad.setdefault(value, str(e))
+                break
+    if not bad:
+        return
+    if len(bad) == 1 or knob.kind != "int":
+        raise ConfigError(next(iter(bad.values())))
+    good = [v for v in knob.probe_values() if v not in bad]
+    shown = ", ".join(map(str, list(bad)[:8])) + (", …" if len(bad) > 8 else "")
+    hint = (f"; search the values that can with `{knob.key}: {{choice: {good[:12]}}}`" if good and len(good) <= 12
+            else "")
+    raise ConfigError(f"search {knob.key} int {list(knob.args)}: {len(bad)} of its values cannot run ({shown}); "
+                      f"the first: {next(iter(bad.values()))}{hint}")
 
 
 def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any) -> None:
