@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .comparisons import run_dead
-from .study_reader import StudyData, test_selected_note
+from .study_reader import StudyData, get_dotted, test_selected_note
 
 # (summary key, column title, unit) of the mean ± std columns, in table order. Errors are in percent.
 METRICS = (
@@ -58,10 +58,12 @@ def cell_table(data: StudyData) -> pd.DataFrame:
     cols = axis_columns(data)
     rows = []
     for cell in data.cells.values():
-        row: dict[str, Any] = {cols[a]: _plain(cell.params.get(a)) for a in data.axes}
+        row: dict[str, Any] = {cols[a]: _plain(_axis_value(cell, a)) for a in data.axes}
         row.update(cell=cell.id, label=cell.label)
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[cols[a] for a in data.axes] + ["cell", "label"]).set_index("cell", drop=False)
+    # object columns: an axis whose value one cell lacks stays as written (8, not 8.0)
+    table = pd.DataFrame(rows, columns=[cols[a] for a in data.axes] + ["cell", "label"], dtype=object)
+    table = table.set_index("cell", drop=False)
     table = table.join(n).join(expected)
     table["n"] = table["n"].fillna(0).astype(int)
     table["n_expected"] = table["n_expected"].fillna(0).astype(int)
@@ -84,6 +86,14 @@ def cell_table(data: StudyData) -> pd.DataFrame:
     table["paper_metric"] = [c.paper.metric if c.paper else "" for c in data.cells.values()]
     table["paper_source"] = [c.paper.source if c.paper else "" for c in data.cells.values()]
     return table.reset_index(drop=True)
+
+
+def _axis_value(cell: Any, axis: str) -> Any:
+    """The cell's value of a grid axis: its own parameter, else (a cell from before the axis was added to the grid)
+    what its run config holds at that key."""
+    if axis in cell.params:
+        return cell.params[axis]
+    return get_dotted(cell.config or {}, axis) if isinstance(cell.config, dict) else None
 
 
 def _plain(value: Any) -> Any:

@@ -84,3 +84,17 @@ def test_the_compute_section_sums_the_committed_run_records():
     assert found, first
     assert float(found[1]) == pytest.approx(hours, abs=0.006) and int(found[2]) == len(summaries)
     assert float(found[3]) == pytest.approx(core_hours, abs=0.006)
+
+
+def test_a_cell_without_an_axis_shows_its_config_value_as_written():
+    """The parts study's base cell (option A, post-act, GAP) sets none of the one-factor axes: its row showed blank
+    axis columns, and an axis a grid edit added showed 8.0 for 8. The row reads the cell's run config instead."""
+    from reports.study_reader import load_study
+    from reports.tables import cell_table
+
+    table = cell_table(load_study("parts-cpu", root=str(REPO / "results" / "cifar10-parts"))).set_index("label")
+    base = table.loc["ResNet-20 A (post-act, GAP)"]
+    assert (base["project_all"], base["activation"], base["pooling"]) == (False, "post", "avg")
+    assert table.loc["ResNet-20 A (post-act, GMP)", "pooling"] == "max"
+    fig6 = cell_table(load_study("fig6-cpu", root=str(REPO / "results" / "cifar10-fig6")))
+    assert [repr(v) for v in fig6["depth"]] == ["20", "20", "56", "56"]
