@@ -667,6 +667,24 @@ def test_closing_table_names_failed_and_unfinished_trials_by_seed(tmp_path):
     assert "not finished" not in lines[1] and "(n=3)" in lines[1], lines
 
 
+def test_closing_table_names_search_trials_by_slot_not_as_optuna_numbers(tmp_path):
+    """A search cell's failed trials were listed as "trial 0, 1, 2" when Optuna numbered them #3–#5: they are the
+    cell's slots, named as their run folders are (-t0)."""
+    from types import SimpleNamespace
+
+    from sweeps.launch.monitor import result_lines
+
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "slots", search={"optim.lr": {"uniform": [0.01, 0.1]}},
+                                n_trials=2))
+    units = [u for u in spec.units() if u.cell.id == spec.cells[-1].id]
+    trials = [SimpleNamespace(number=3 + i, state=TrialState.FAIL, value=None, params={},
+                              user_attrs={"unit": u.key, "cell": u.cell.id, "seed": u.seed, "slot": u.slot,
+                                          "status": "failed"})
+              for i, u in enumerate(units)]
+    line = result_lines(spec, trials)[-1]
+    assert line.endswith("[2 failed: slot t0, slot t1]"), line
+
+
 def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path):
     """Progress reads each running trial's steps from its run folder (the tail of metrics.jsonl, summary.json) and
     the ETA is the steps left ÷ the steps per second over the recent window (a fake clock; no training)."""

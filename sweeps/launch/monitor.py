@@ -429,8 +429,10 @@ def _fast_path_notes(trials: list[Any]) -> list[str]:
         notes.append(f"{len(replayed)} replayed in {change.get('to')} after going non-finite in {change.get('from')}")
     return notes
 def _units(sts: Any) -> str:
-    """The units of a cell by seed (search: by slot), as the closing table names them: ``seed 0, seed 2``."""
-    return ", ".join(f"trial {s.unit.slot}" if s.unit.slot is not None else f"seed {s.unit.seed}" for s in sts)
+    """The units of a cell by seed (search: by slot, the k-th search trial of the cell, as its run folder's
+    ``-t<k>`` names it), as the closing table names them: ``seed 0, seed 2``; ``slot t0, slot t2``. Not Optuna's
+    trial numbers, which a resume changes."""
+    return ", ".join(f"slot t{s.unit.slot}" if s.unit.slot is not None else f"seed {s.unit.seed}" for s in sts)
 
 
 def _best_trial(spec: GridSpec, trials: list[Any], cell_id: str) -> Any:
