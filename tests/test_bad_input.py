@@ -1091,3 +1091,23 @@ def test_a_launcher_that_finishes_first_names_the_other_launcher_holding_a_trial
     assert f"schedule.total=100000 seed 0: held by launcher pid {first.pid} on {HOST}" in out, out
     assert "1/2 trials done, 0 failed, 0 not finished, 1 running in another launcher" in out, out
     assert "run the same command again" not in out
+
+
+# -- kind 6: what `studies` counts ----------------------------------------------------------------------------------
+def test_studies_counts_an_interrupted_trial_as_interrupted_like_the_sweep(tmp_path, capsys):
+    from sweeps.queue.storage import open_storage, resolve_storage, study_lock
+    from sweeps.queue.study import create_or_load, mark_interrupted, reconcile
+    from sweeps.spec.grid import load_grid
+
+    spec = load_grid(grid_file(tmp_path / "intr.yaml", "intr"))
+    ref = resolve_storage(None, tmp_path / "runs", "intr")
+    storage = open_storage(ref)
+    with study_lock(ref, "intr", storage):
+        study, _ = create_or_load(storage, spec, tmp_path / "runs" / "intr")
+        reconcile(study, storage, spec, tmp_path / "runs" / "intr")
+    storage.set_trial_state_values(study.trials[0]._trial_id, TrialState.RUNNING)   # a worker took it …
+    assert mark_interrupted(storage, study.trials[0], "interrupted: stopped")        # … and was stopped
+    capsys.readouterr()
+    assert main(["studies", "--root", str(tmp_path / "runs")]) == 0
+    line = capsys.readouterr().out
+    assert "intr: 0/1 complete, 0 running, 0 failed, 1 interrupted, 0 waiting" in line, line

@@ -352,17 +352,20 @@ class StudyProgress:
     waiting: int
     storage: str
     stale: int = 0
+    interrupted: int = 0   # resumed from their checkpoint by the next launch, as the sweep and the report say
 
     def line(self) -> str:
         extra = f" ({self.stale} stale)" if self.stale else ""
+        resumes = f"{self.interrupted} interrupted, " if self.interrupted else ""
         return (f"{self.name}: {self.complete}/{self.total} complete, {self.running} running{extra}, "
-                f"{self.failed} failed, {self.waiting} waiting   [{self.storage}]")
+                f"{self.failed} failed, {resumes}{self.waiting} waiting   [{self.storage}]")
 
 
 def study_progress(study: Any, storage_display: str, study_dir: Path | None = None) -> StudyProgress:
+    """Each unit counted once by its state (``unit_status``, as the sweep and the report count it)."""
     trials = study.get_trials(deepcopy=False)
     by_unit = group_by_unit(trials, study.user_attrs.get(ALIASES_ATTR))
-    counts = {"complete": 0, "running": 0, "failed": 0, "waiting": 0}
+    counts = {"complete": 0, "running": 0, "failed": 0, "interrupted": 0, "waiting": 0}
     stale = 0
     for key, ts in by_unit.items():
         st = unit_status(None, ts)  # type: ignore[arg-type]
@@ -372,16 +375,18 @@ def study_progress(study: Any, storage_display: str, study_dir: Path | None = No
             counts["running"] += 1
             if study_dir is not None and all(trial_is_dead(t, study_dir) for t in ts if trial_status(t) == "running"):
                 stale += 1
+        elif st.state in FAILED:
+            counts["failed"] += 1
         elif st.state == "waiting":
             counts["waiting"] += 1
-        else:
-            counts["failed"] += 1
+        else:   # interrupted (a duplicate that never ran too: the report shows it so)
+            counts["interrupted"] += 1
     total = study.user_attrs.get("n_units")
     if not isinstance(total, int):
         total = len(by_unit)
     counts["waiting"] += max(0, total - len(by_unit))  # units of the grid that have no trial yet
     return StudyProgress(study.study_name, total, counts["complete"], counts["running"], counts["failed"],
-                         counts["waiting"], storage_display, stale)
+                         counts["waiting"], storage_display, stale, counts["interrupted"])
 
 
 def objective_values(spec: GridSpec, trials: Iterable[Any]) -> dict[str, list[float]]:
