@@ -1111,3 +1111,21 @@ def test_studies_counts_an_interrupted_trial_as_interrupted_like_the_sweep(tmp_p
     assert main(["studies", "--root", str(tmp_path / "runs")]) == 0
     line = capsys.readouterr().out
     assert "intr: 0/1 complete, 0 running, 0 failed, 1 interrupted, 0 waiting" in line, line
+
+
+# -- kind 8: a storage that cannot be opened says why, the same in every command ------------------------------
+@pytest.mark.parametrize("command", ["studies", "report", "dry-run", "sweep"])
+def test_an_unreachable_database_is_the_same_one_line_in_every_command(command, tmp_path, capsys):
+    pytest.importorskip("sqlalchemy")
+    url = "postgresql://user:Pw7Secret@127.0.0.1:1/db"
+    grid = str(grid_file(tmp_path / "g.yaml", "down"))
+    argv = {"studies": ["studies", "--storage", url],
+            "report": ["report", "down", "--storage", url, "--out", str(tmp_path / "rep")],
+            "dry-run": ["sweep", grid, "--storage", url, "--dry-run", "--root", str(tmp_path / "runs")],
+            "sweep": ["sweep", grid, "--storage", url, "--root", str(tmp_path / "runs")]}[command]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    line = assert_one_line_error(code, err, "cannot open storage postgresql://user:***@127.0.0.1:1/db")
+    assert "connection refused" in line.lower(), line
+    assert "Pw7Secret" not in out + err
+    assert not (tmp_path / "runs").exists()
