@@ -27,7 +27,8 @@ from sweeps.queue.access import open_study_named
 from sweeps.spec.cells import Cell as SpecCell
 from sweeps.spec.grid import GridSpec
 from sweeps.spec.metrics import SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS
-from sweeps.spec.study_format import ALIASES_ATTR, LOST, read_spec, trial_cell_params, trial_status
+from sweeps.spec.study_format import (ALIASES_ATTR, LOST, STUDY_ID_ATTR, foreign_owner, owner_phrase, read_spec,
+                                      trial_cell_params, trial_status)
 
 from .paper import PaperValue, normalize_dataset, paper_value, resolve_model
 
@@ -327,6 +328,15 @@ PROBE_COLUMNS = ("family", "depth", "shortcut", "activation", "layer_index", "la
 LESION_COLUMNS = ("block", "block_index", "test_error", "baseline_error")
 
 
+def check_own_dirs(study: str, storage: str, study_id: Any, dirs: Iterable[Path]) -> None:
+    """Refuse (one line) to read run records from a folder whose owner record names another study."""
+    for d in dirs:
+        record = foreign_owner(d, study_id)
+        if record is not None:
+            raise ConfigError(f"report {study} (in {storage}): {owner_phrase(d, record)}, not this study's runs: "
+                              f"give --root the folder this study's launch used")
+
+
 def load_study(study: str, root: str | Path | None = None, storage: str | None = None,
                probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
     loaded, desc, dirs = open_study_named(study, root, storage)
@@ -335,6 +345,7 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     # clone's results/) never reads records from the folder it was copied from
     if ua.get("study_dir") and not any(d.is_dir() for d in dirs):
         dirs.append(Path(str(ua["study_dir"])))
+    check_own_dirs(study, desc, ua.get(STUDY_ID_ATTR), dirs)
     notes: list[str] = []
     spec = read_spec(loaded, notes)   # the plan: cells, units, objective, run configs (for old studies too)
 

@@ -1108,3 +1108,115 @@ def test_an_int_search_range_is_checked_at_every_value_not_only_its_ends():
     spec = parse_grid({"study": "int-ok", "base": TINY, "search": {"optim.lr": {"uniform": [0.01, 0.1]},
                                                                      "batch_size": {"int": [16, 32]}}, "n_trials": 2})
     assert [k.key for k in spec.search] == ["optim.lr", "batch_size"]
+
+
+# -- kind 6: what `studies` counts ----------------------------------------------------------------------------------
+def test_studies_counts_an_interrupted_trial_as_interrupted_like_the_sweep(tmp_path, capsys):
+    from sweeps.queue.storage import open_storage, resolve_storage, study_lock
+    from sweeps.queue.study import create_or_load, mark_interrupted, reconcile
+    from sweeps.spec.grid import load_grid
+
+    spec = load_grid(grid_file(tmp_path / "intr.yaml", "intr"))
+    ref = resolve_storage(None, tmp_path / "runs", "intr")
+    storage = open_storage(ref)
+    with study_lock(ref, "intr", storage):
+        study, _ = create_or_load(storage, spec, tmp_path / "runs" / "intr")
+        reconcile(study, storage, spec, tmp_path / "runs" / "intr")
+    storage.set_trial_state_values(study.trials[0]._trial_id, TrialState.RUNNING)   # a worker took it …
+    assert mark_interrupted(storage, study.trials[0], "interrupted: stopped")        # … and was stopped
+    capsys.readouterr()
+    assert main(["studies", "--root", str(tmp_path / "runs")]) == 0
+    line = capsys.readouterr().out
+    assert "intr: 0/1 complete, 0 running, 0 failed, 1 interrupted, 0 waiting" in line, line
+
+
+# -- kind 7: a storage that cannot be opened says why, the same in every command ---------------------------------------
+@pytest.mark.parametrize("command", ["studies", "report", "dry-run", "sweep"])
+def test_an_unreachable_database_is_the_same_one_line_in_every_command(command, tmp_path, capsys):
+    pytest.importorskip("sqlalchemy")
+    url = "postgresql://user:Pw7Secret@127.0.0.1:1/db"
+    grid = str(grid_file(tmp_path / "g.yaml", "down"))
+    argv = {"studies": ["studies", "--storage", url],
+            "report": ["report", "down", "--storage", url, "--out", str(tmp_path / "rep")],
+            "dry-run": ["sweep", grid, "--storage", url, "--dry-run", "--root", str(tmp_path / "runs")],
+            "sweep": ["sweep", grid, "--storage", url, "--root", str(tmp_path / "runs")]}[command]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    line = assert_one_line_error(code, err, "cannot open storage postgresql://user:***@127.0.0.1:1/db")
+    assert "connection refused" in line.lower(), line
+    assert "Pw7Secret" not in out + err
+    assert not (tmp_path / "runs").exists()
+
+
+# -- kind 8: a study folder holds one study's runs; a dry run refuses as the launch; a refusal writes nothing ----------
+def _launch(tmp_path: Path, study: str, *extra: str, root: str = "runs", grid: dict | None = None) -> int:
+    grid = grid_file(tmp_path / f"{study}.yaml", study, grid=grid or {"model.depth": [8]})
+    return main(["sweep", str(grid), "--root", str(tmp_path / root), "--workers", "1", "--wandb", "off", *extra])
+
+
+def test_a_second_study_in_another_storage_is_refused_the_first_ones_runs(tmp_path, capsys):
+    a, b = tmp_path / "A.journal", tmp_path / "B.journal"
+    assert _launch(tmp_path, "own", "--storage", str(a)) == 0
+    folder = tmp_path / "runs" / "own"
+    record = json.loads((folder / "owner.json").read_text())
+    assert record["study"] == "own" and record["storage"] == str(a)
+    before = snapshot(folder)
+    capsys.readouterr()
+    for flags in (("--dry-run",), ()):   # the dry run refuses as the launch does
+        code = _launch(tmp_path, "own", "--storage", str(b), "--set", "optim.lr=0.02", *flags)
+        assert_one_line_error(code, capsys.readouterr().err, f"{folder} holds the runs of study 'own' in {a}",
+                              "another storage", "--storage", "--root")
+    assert snapshot(folder) == before and not b.exists()   # refused before anything was written
+    # the first study resumes and reports its own runs; another study of that name runs under another root
+    assert _launch(tmp_path, "own", "--storage", str(a)) == 0
+    assert "resuming: 1 done" in capsys.readouterr().out
+    assert _launch(tmp_path, "own", "--storage", str(b), "--set", "optim.lr=0.02", root="runs2") == 0
+    capsys.readouterr()
+    code = main(["report", "own", "--storage", str(b), "--root", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "rep"), "--no-figures"])
+    assert_one_line_error(code, capsys.readouterr().err, f"{folder} holds the runs of study 'own' in {a}",
+                          "not this study's runs", "--root")
+    assert main(["report", "own", "--storage", str(a), "--root", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "rep"), "--no-figures"]) == 0
+
+
+def test_a_folder_without_an_owner_record_is_adopted_only_by_the_study_whose_runs_it_holds(tmp_path, capsys):
+    a, b = tmp_path / "A.journal", tmp_path / "B.journal"
+    assert _launch(tmp_path, "old", "--storage", str(a)) == 0
+    folder = tmp_path / "runs" / "old"
+    (folder / "owner.json").unlink()   # a folder from before owner records
+    before = snapshot(folder)
+    capsys.readouterr()
+    assert_one_line_error(_launch(tmp_path, "old", "--storage", str(b)), capsys.readouterr().err,
+                          f"{folder} holds runs of another study", "owner.json", str(b))
+    assert snapshot(folder) == before and not b.exists()
+    assert _launch(tmp_path, "old", "--storage", str(a)) == 0   # the study with runs there adopts it
+    assert json.loads((folder / "owner.json").read_text())["storage"] == str(a)
+
+
+def test_a_study_deleted_from_its_own_journal_leaves_its_folder_to_the_next_study_of_that_name(tmp_path, capsys):
+    assert _launch(tmp_path, "again") == 0
+    folder = tmp_path / "runs" / "again"
+    first = json.loads((folder / "owner.json").read_text())["study_id"]
+    (folder / "optuna.journal").unlink()
+    assert _launch(tmp_path, "again") == 0
+    assert "created the study" in capsys.readouterr().out
+    assert json.loads((folder / "owner.json").read_text())["study_id"] != first
+    assert list((folder / "trials").glob("*.stale-*")), "the old runs are moved aside, not lost"
+
+
+@pytest.mark.parametrize("flags, words", [
+    (("--set", "optim.lr=0.02"), ("different base config (optim.lr)",)),
+    (("-m", "model.shortcut=none,conv1x1"), ("grid axis 'model.shortcut'", "outside those")),
+])
+def test_a_refused_launch_or_dry_run_writes_nothing(flags, words, tmp_path, capsys):
+    assert _launch(tmp_path, "same", grid={"model.shortcut": ["none"]}) == 0
+    folder = tmp_path / "runs" / "same"
+    journal = (folder / "optuna.journal").read_bytes()
+    before = snapshot(folder)
+    capsys.readouterr()
+    for dry in ((), ("--dry-run",)):
+        code = _launch(tmp_path, "same", *flags, *dry, grid={"model.shortcut": ["none"]})
+        assert_one_line_error(code, capsys.readouterr().err, *words)
+        assert (folder / "optuna.journal").read_bytes() == journal, "a refused launch appended to the journal"
+        assert snapshot(folder) == before

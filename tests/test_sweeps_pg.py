@@ -102,3 +102,30 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, p
     assert failed.state == TrialState.FAIL and failed.user_attrs["status"] == "interrupted"
     copies = [t for t in trials if t.user_attrs.get("replaces") == failed.number]
     assert len(copies) == 1 and copies[0].state == TrialState.WAITING and copies[0].user_attrs["resume"] is True
+
+
+def test_pg_a_study_folder_is_owned_by_the_study_id_not_by_a_path(pg_url, pg_study_name, tmp_path, capsys):
+    """The study id lives in the database study: a second launch on it (another machine) resumes, a study of the
+    same name in another storage is refused the folder, and a refused launch creates no study in the database."""
+    import json
+
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", pg_study_name, grid={"model.shortcut": ["none"]}, seeds=[0])
+    journal = tmp_path / "other.journal"
+    assert main(["sweep", str(grid), "--root", str(root), "--storage", pg_url, "--workers", "1"]) == 0
+    record = json.loads((root / pg_study_name / "owner.json").read_text())
+    assert record["study_id"] == pg_study(pg_url, pg_study_name).user_attrs["study_id"]
+    assert pg_url.split("@")[0].split(":")[-1] not in json.dumps(record), "the password was written"
+    assert main(["sweep", str(grid), "--root", str(root), "--storage", pg_url]) == 0
+    assert "resuming: 1 done" in capsys.readouterr().out
+    assert main(["sweep", str(grid), "--root", str(root), "--storage", str(journal)]) == 2
+    assert "another storage" in capsys.readouterr().err and not journal.exists()
+
+    other = write_grid(tmp_path / "o.yaml", pg_study_name + "-b", grid={"model.shortcut": ["none"]}, seeds=[0])
+    (root / (pg_study_name + "-b") / "trials" / "x").mkdir(parents=True)   # runs of a study from before owners
+    assert main(["sweep", str(other), "--root", str(root), "--storage", pg_url]) == 2
+    assert "holds runs of another study" in capsys.readouterr().err
+    from sweeps.queue.storage import open_storage, resolve_storage
+
+    names = optuna.get_all_study_names(storage=open_storage(resolve_storage(pg_url, ".", pg_study_name)))
+    assert pg_study_name + "-b" not in names, "a refused launch created its study"

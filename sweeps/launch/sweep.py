@@ -24,7 +24,9 @@ from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISH
 from ..queue.liveness import holder, trial_is_dead
 from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
-from ..queue.study import Plan, create_or_load, reconcile, requeue_failed_trial, statuses, study_progress, trial_status
+from ..queue.owner import check_owner
+from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
+                           statuses, study_progress, trial_status)
 from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
 from ..spec.grid import GridSpec, load_grid
 from ..spec.study_format import DONE, FAILED, find_journals
@@ -130,23 +132,13 @@ def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextI
 
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
             retry_failed: bool, out: TextIO, packing: Packing | None = None) -> int:
-    import optuna
-
-    trials: list[Any] = []
-    note = " (no study there yet)"
-    if storage_exists(ref):
-        quiet_optuna()
-        try:
-            storage = open_storage(ref, read_only=True)
-            study = optuna.load_study(study_name=spec.study, storage=storage)
-            trials = study.get_trials(deepcopy=False)
-            note = ""
-        except KeyError:
-            pass
-        except ConfigError as e:
-            note = f" (cannot read it: {e})"
-        except Exception:  # noqa: BLE001 - e.g. no tables yet in a fresh database
-            pass
+    quiet_optuna()
+    study = read_existing(ref, spec.study)
+    if study is not None:
+        check_existing(study, spec)   # refused as the launch would refuse it
+    check_owner(study_dir, ref, spec.study, study)
+    trials = study.get_trials(deepcopy=False) if study is not None else []
+    note = "" if study is not None else " (no study there yet)"
     sts = statuses(spec, trials)
     done = [s for s in sts if s.state in DONE]
     failed = [s for s in sts if s.state in FAILED]
@@ -276,6 +268,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
 
     quiet_optuna()
+    if not storage_exists(ref):   # a new study: a folder with another study's runs is refused before any write
+        check_owner(study_dir, ref, spec.study)
     if ref.is_rdb:   # a database that cannot be reached leaves no empty study folder behind
         st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
         make_study_dir(study_dir, root)
@@ -283,7 +277,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         make_study_dir(study_dir, root)
         st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
-        the_study, created = create_or_load(st, spec, study_dir)
+        the_study, created = create_or_load(st, spec, study_dir, owner=ref)
         if until_decided:
             ensure_plan(the_study, spec, max_seeds)
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))

@@ -97,13 +97,37 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def storage_exists(ref: StorageRef) -> bool:
-    """Whether there is anything to read (so read-only commands never create a file or tables)."""
+    """Whether there is anything to read (so read-only commands never create a file or tables): a journal file, an
+    SQLite file, Optuna's tables in a database. A database that cannot be reached is ``storage_error``."""
     if ref.kind == "journal":
         return Path(ref.url).is_file()
     if ref.kind == "sqlite":
         p = sqlite_path(ref.url)
-        return p is not None and p.is_file()
-    return True
+        if p is None or not p.is_file():
+            return False
+    return _has_tables(ref)
+
+
+def _has_tables(ref: StorageRef) -> bool:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(ref.url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            return sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 - a connection failure is one line for the user
+        raise storage_error(ref, e) from None
+
+
+def storage_error(ref: StorageRef, e: BaseException) -> ConfigError:
+    """The one line for a storage that cannot be opened: its masked URL and the driver's own first line (the root of
+    the exception chain: "connection refused", not Optuna's wrapper), with the password scrubbed."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ConfigError(f"cannot open storage {ref.display}: {scrub(first, [ref.url])[:200]}")
 
 
 def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] | None = None,
@@ -140,8 +164,7 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
             rdb = optuna.storages.RDBStorage(ref.url, **kwargs)  # creates the tables: one process at a time
         return cached_rdb(rdb)  # the cached wrapper create_study would make; one object for all
     except Exception as e:  # noqa: BLE001 - a connection failure is one line for the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot open storage {ref.display}: {scrub(first, [ref.url])[:200]}") from None
+        raise storage_error(ref, e) from None
 
 
 # -- locks ------------------------------------------------------------------------------------------------------

@@ -30,9 +30,11 @@ from resnet_core.run_config import RunConfig
 from ..spec.grid import GridSpec, Unit
 from ..spec.identity import cell_aliases
 from ..spec.params import merged_space, space_attr, study_space, unit_params
-from ..spec.study_format import (ALIASES_ATTR, DONE, FAILED, LOST, extra_seeds_of, trial_cell, trial_status as _status,
-                                 trial_unit, unit_attrs)
+from ..spec.study_format import (ALIASES_ATTR, DONE, FAILED, LOST, STUDY_ID_ATTR, extra_seeds_of, trial_cell,
+                                 trial_status as _status, trial_unit, unit_attrs)
 from .liveness import settle_claims, trial_is_dead
+from .owner import check_owner, claim_owner, new_study_id
+from .storage import open_storage, storage_exists
 from .optuna_adapter import stale_trial_ids, trial_id
 from .search import CellPruner, CellSampler
 
@@ -55,31 +57,59 @@ def sampler_and_pruner(spec: GridSpec):
     return CellSampler(tpe), CellPruner(median)
 
 
-def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, bool]:
-    """Create the study (and say so) or load it; check that an existing study has the same base and direction.
-    Call under ``study_lock``."""
+def load_existing(storage: Any, name: str, sampler: Any = None, pruner: Any = None) -> Any | None:
+    """The study ``name`` in ``storage``, or None when there is none; writes nothing (no create record)."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        return None
+
+
+def read_existing(ref: Any, name: str) -> Any | None:
+    """The study ``name`` in the storage ``ref``, opened read-only, or None when there is none (what a dry run and
+    the checks before a launch's first write read). A storage that cannot be read is a one-line ``ConfigError``."""
+    return load_existing(open_storage(ref, read_only=True), name) if storage_exists(ref) else None
+
+
+def check_existing(study: Any, spec: GridSpec) -> None:
+    """Refuse a grid that would mix another experiment into the existing ``study``: a one-line ``ConfigError``
+    naming what differs (direction, metric, base, plugins, axis values, cells), before anything is written. Takes
+    the seeds the study's ``--until-decided`` rounds added into ``spec``. The launch and its dry run both call it."""
+    direction = spec.objective["direction"]
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
+                          f"asks {direction}; use another study name (--study NAME)")
+    _check_same_objective(study.user_attrs.get("objective"), spec)
+    _check_same_base(study.user_attrs, spec)
+    check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
+    spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
+    merged_space(study.user_attrs.get("axis_space"), spec)
+    cell_aliases(spec, study.get_trials(deepcopy=False))
+
+
+def create_or_load(storage: Any, spec: GridSpec, study_dir: Path, owner: Any = None) -> tuple[Any, bool]:
+    """Load the study and check it (``check_existing``), or create it (and say so); nothing is written before a
+    refusal. ``owner`` (the ``StorageRef``): also refuse a study folder that holds another study's runs, and claim
+    it for this study (``owner.check_owner``, ``owner.claim_owner``). Call under ``study_lock``."""
     import optuna
 
     sampler, pruner = sampler_and_pruner(spec)
-    direction = spec.objective["direction"]
-    try:
-        study = optuna.create_study(study_name=spec.study, storage=storage, direction=direction, sampler=sampler,
-                                    pruner=pruner, load_if_exists=False)
-        created = True
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner)
-        created = False
-        if study.direction.name.lower() != direction:
-            raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
-                              f"asks {direction}; use another study name (--study NAME)") from None
-        _check_same_objective(study.user_attrs.get("objective"), spec)
-        _check_same_base(study.user_attrs, spec)
-        check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
-        spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
-    space = space_attr(merged_space(study.user_attrs.get("axis_space"), spec))  # ConfigError before any write
-    aliases = cell_aliases(spec, study.get_trials(deepcopy=False))             # …and this one too
+    study = load_existing(storage, spec.study, sampler, pruner)
+    if study is not None:
+        check_existing(study, spec)
+    if owner is not None:
+        check_owner(study_dir, owner, spec.study, study)
+    created = study is None
+    stored = {} if created else study.user_attrs
+    space = space_attr(merged_space(stored.get("axis_space"), spec))                     # ConfigError before any write
+    aliases = cell_aliases(spec, [] if created else study.get_trials(deepcopy=False))   # …and this one too
+    if created:
+        study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.objective["direction"],
+                                    sampler=sampler, pruner=pruner, load_if_exists=False)
     attrs = {**spec.study_attrs(), "study_dir": str(Path(study_dir).resolve()), "axis_space": space,
-             ALIASES_ATTR: aliases}
+             ALIASES_ATTR: aliases, STUDY_ID_ATTR: study.user_attrs.get(STUDY_ID_ATTR) or new_study_id()}
     metric = [spec.objective["metric"]]
     if study.metric_names != metric:
         with warnings.catch_warnings():
@@ -89,6 +119,8 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path) -> tuple[Any, 
     for key, value in attrs.items():
         if current.get(key) != value:
             study.set_user_attr(key, value)
+    if owner is not None:
+        claim_owner(study_dir, owner, study)
     return study, created
 
 
@@ -352,17 +384,20 @@ class StudyProgress:
     waiting: int
     storage: str
     stale: int = 0
+    interrupted: int = 0   # resumed from their checkpoint by the next launch, as the sweep and the report say
 
     def line(self) -> str:
         extra = f" ({self.stale} stale)" if self.stale else ""
+        resumes = f"{self.interrupted} interrupted, " if self.interrupted else ""
         return (f"{self.name}: {self.complete}/{self.total} complete, {self.running} running{extra}, "
-                f"{self.failed} failed, {self.waiting} waiting   [{self.storage}]")
+                f"{self.failed} failed, {resumes}{self.waiting} waiting   [{self.storage}]")
 
 
 def study_progress(study: Any, storage_display: str, study_dir: Path | None = None) -> StudyProgress:
+    """Each unit counted once by its state (``unit_status``, as the sweep and the report count it)."""
     trials = study.get_trials(deepcopy=False)
     by_unit = group_by_unit(trials, study.user_attrs.get(ALIASES_ATTR))
-    counts = {"complete": 0, "running": 0, "failed": 0, "waiting": 0}
+    counts = {"complete": 0, "running": 0, "failed": 0, "interrupted": 0, "waiting": 0}
     stale = 0
     for key, ts in by_unit.items():
         st = unit_status(None, ts)  # type: ignore[arg-type]
@@ -372,16 +407,18 @@ def study_progress(study: Any, storage_display: str, study_dir: Path | None = No
             counts["running"] += 1
             if study_dir is not None and all(trial_is_dead(t, study_dir) for t in ts if trial_status(t) == "running"):
                 stale += 1
+        elif st.state in FAILED:
+            counts["failed"] += 1
         elif st.state == "waiting":
             counts["waiting"] += 1
-        else:
-            counts["failed"] += 1
+        else:   # interrupted (a duplicate that never ran too: the report shows it so)
+            counts["interrupted"] += 1
     total = study.user_attrs.get("n_units")
     if not isinstance(total, int):
         total = len(by_unit)
     counts["waiting"] += max(0, total - len(by_unit))  # units of the grid that have no trial yet
     return StudyProgress(study.study_name, total, counts["complete"], counts["running"], counts["failed"],
-                         counts["waiting"], storage_display, stale)
+                         counts["waiting"], storage_display, stale, counts["interrupted"])
 
 
 def objective_values(spec: GridSpec, trials: Iterable[Any]) -> dict[str, list[float]]:

@@ -8,12 +8,14 @@ One home for the names and rules both sides use, so a reader never re-derives th
   ``trial_unit``; ``identity`` computes it);
 - a trial's user attrs (``unit_attrs``; the run summary's ``params`` is stored as ``n_parameters``);
 - the status of a trial from its Optuna state and ``status`` user attr (``trial_status``);
-- the resolved spec a study stores (``read_spec``: what workers run and readers read, never the grid file again).
+- the resolved spec a study stores (``read_spec``: what workers run and readers read, never the grid file again);
+- which study a study folder's runs belong to (``STUDY_ID_ATTR``, ``OWNER_FILE``: ``folder_owner``, ``foreign_owner``).
 
 Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module imports no Optuna.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,6 +48,40 @@ def journal_path(root: str | Path, study: str) -> Path:
 def find_journals(root: str | Path) -> list[Path]:
     """Every ``<root>/*/optuna.journal``, sorted."""
     return sorted(Path(root).glob(f"*/{JOURNAL_NAME}"))
+
+
+# -- whose runs a study folder holds ----------------------------------------------------------------------------
+STUDY_ID_ATTR = "study_id"   # a study's random id: set by the launch that creates it (or first launches it)
+OWNER_FILE = "owner.json"    # in a study folder: {study, study_id, storage} of the study whose runs it holds
+
+
+def folder_owner(study_dir: str | Path) -> dict[str, Any] | None:
+    """The owner record of a study folder (``OWNER_FILE``, written by a launch), or None when it has none (a folder
+    from before owner records, a copied one in ``results/``). An unreadable record is a one-line ``ConfigError``."""
+    path = Path(study_dir) / OWNER_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable owner record ({str(e).splitlines()[0][:80]}); it names the study "
+                          f"whose runs {study_dir} holds") from None
+    if not isinstance(record, dict) or not record.get("study_id"):
+        raise ConfigError(f"{path}: not an owner record (no study_id); it names the study whose runs {study_dir} "
+                          f"holds")
+    return record
+
+
+def foreign_owner(study_dir: str | Path, study_id: Any) -> dict[str, Any] | None:
+    """The owner record of ``study_dir`` when it names another study than the one with id ``study_id`` (None for a
+    study from before ids); None when the folder is that study's or has no owner record."""
+    record = folder_owner(study_dir)
+    return record if record is not None and record["study_id"] != study_id else None
+
+
+def owner_phrase(study_dir: str | Path, record: dict[str, Any]) -> str:
+    """'runs/tiny holds the runs of study 'tiny' in A.journal'."""
+    return f"{study_dir} holds the runs of study {record.get('study')!r} in {record.get('storage')}"
 
 
 # -- the spec --------------------------------------------------------------------------------------------------
