@@ -106,6 +106,28 @@ def test_bad_axes_are_one_line_errors(tmp_path, capsys, argv, says):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--grid", "model.depth=8,20", "--grid", "model.depth=8,32"],
+     "model.depth given twice (--grid model.depth=8,20 and --grid model.depth=8,32)"),
+    (["-m", "model.depth=8,20", "optim.lr=0.1", "model.depth=32"], "model.depth given twice (-m model.depth=8,20"),
+    (["--set", "optim.lr=0.1", "--set", "optim.lr=0.2"], "optim.lr given twice (--set optim.lr=0.1 and --set"),
+    (["--set", "model={depth: 8}", "--grid", "optim.lr=1,2", "--grid", "optim.lr={a: 1}"], "optim.lr given twice"),
+])
+def test_a_key_given_twice_is_refused_not_replaced(tmp_path, capsys, argv, says):
+    """A second -m/--grid axis or --set value of one key would replace the first without a word."""
+    with pytest.raises(SystemExit) as e:
+        sweep(str(grid_without_axes(tmp_path / "g.yaml")), "--root", str(tmp_path / "runs"), "--dry-run", *argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_two_mappings_set_on_one_section_merge_so_they_may_repeat(tmp_path):
+    code, out = sweep(str(grid_without_axes(tmp_path / "g.yaml")), "--root", str(tmp_path / "runs"), "--dry-run",
+                      "--set", "optim={lr: 0.02}", "--set", "optim={momentum: 0.5}", "--print-config")
+    assert code == 0 and "lr: 0.02" in out and "momentum: 0.5" in out, out
+
+
 def test_the_closing_table_counts_a_renamed_cells_trials_as_the_report_does(tmp_path):
     """A grid widened on the command line renames a cell (a new axis at the base's value: `model.depth=8` becomes
     `model.depth=8,model.pooling=avg`). The closing table's "did not learn" counts, the until-decided verdicts and
