@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from resnet_core.errors import ConfigError
+from resnet_core.overrides import KeyOnce
 from resnet_core.shell import command
 from resnet_core.tracking import own_wandb_service
 
@@ -76,13 +77,19 @@ def check_storage(ref: StorageRef, shared_fs: bool) -> None:
                       f"filesystem every node mounts")
 
 
-def check_launch(launcher: str, ref: StorageRef, *, shared_fs: bool, devices: str | None, dry: bool) -> None:
-    """Everything a Slurm launch needs that can be checked before anything is written (ConfigError otherwise)."""
+def check_launch(launcher: str, ref: StorageRef, *, shared_fs: bool, devices: str | None, dry: bool,
+                 flags: Mapping[str, Any] | None = None) -> None:
+    """Everything a Slurm launch needs that can be checked before anything is written (ConfigError otherwise);
+    ``flags`` (``slurm_flags``): Slurm settings given on the command line, refused by another launcher."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher: unknown launcher {launcher!r}; allowed: {', '.join(LAUNCHERS)}")
     if launcher != "slurm":
         if shared_fs:
             raise ConfigError("--shared-fs only applies to --launcher slurm")
+        given = [key for key, value in (flags or {}).items() if value not in (None, {})]
+        if given:
+            raise ConfigError(f"--{given[0].replace('_', '-')} is a Slurm option: add --launcher slurm (a grid's "
+                              f"launcher.slurm section holds the settings; --launcher picks the launcher)")
         return
     if devices:
         raise ConfigError("--devices does not apply to --launcher slurm: each worker uses the GPUs Slurm allocates "
@@ -112,8 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus-per-worker", default=None, type=int, metavar="N",
                    help="GPUs per worker (default 0); a worker trains one trial or fused group per GPU")
     g.add_argument("--mem", default=None, metavar="SIZE", help="memory per worker, e.g. 16G")
-    g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                   help="an extra sbatch option, e.g. --sbatch account=abc --sbatch qos=high (repeatable)")
+    g.add_argument("--sbatch", action=KeyOnce, merge_mappings=False, default=[], metavar="KEY=VALUE",
+                   help="an extra sbatch option, e.g. --sbatch account=abc --sbatch qos=high, or a bare KEY for a flag "
+                        "without a value: --sbatch exclusive is sbatch's --exclusive (repeatable, each key once)")
 
 
 def slurm_flags(args: argparse.Namespace) -> dict[str, Any]:
