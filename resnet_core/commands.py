@@ -296,14 +296,12 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
     from .init_probe import probe_depths
+    from .values import int_at_least, int_list
 
-    try:
-        depths = [int(d) for d in args.depths.split(",") if d.strip()]
-    except ValueError:
-        raise ConfigError(f"--depths must be comma-separated integers, got {args.depths!r}") from None
-    table = probe_depths(depths, args.overrides, seeds=args.seeds, batch_size=args.batch_size, device=args.device)
+    depths = int_list("--depths", args.depths)
+    seeds, batch_size = int_at_least("--seeds", args.seeds), int_at_least("--batch-size", args.batch_size)
+    table = probe_depths(depths, args.overrides, seeds=seeds, batch_size=batch_size, device=args.device)
     from .record import atomic_write_text
 
     atomic_write_text(Path(args.out), table.to_csv(index=False))
