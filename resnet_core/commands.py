@@ -82,8 +82,11 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
+    from .errors import ConfigError
     from .progress_bar import ProgressBar
+    from .record import record_files
     from .run_config import load_run_config
+    from .values import check_name
 
     if args.device is not None and not re.match(r"^(auto|cpu|cuda(:\d+)?|mps|npu(:\d+)?)$", args.device):
         from .errors import choices_error
@@ -91,6 +94,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise choices_error("--device", args.device, ("auto", "cpu", "cuda", "cuda:<i>", "mps", "npu", "npu:<i>"))
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     cfg = load_run_config(args.config, overrides)
+    check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
         import yaml
 
@@ -101,10 +105,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=False).rstrip())
         return 0
     if args.resume and not args.out:
-        from .errors import ConfigError
-
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    held = [] if args.resume else record_files(out)
+    if held:   # a second run would replace its config and summary and append to its metrics
+        raise ConfigError(f"{out} holds a run ({', '.join(held)}): pass --resume to continue it, or choose another "
+                          f"--out")
     if args.resume and not (out / "last.pt").exists():
         print(f"note: nothing to resume in {out} ({'no last.pt there' if out.is_dir() else 'no such folder'}): "
               f"training from scratch")

@@ -240,3 +240,13 @@ def int_list(flag: str, text: str, low: int = 1) -> list[int]:
     if not values or any(v < low for v in values):
         raise ConfigError(f"{flag} must be comma-separated integers ≥ {low}, e.g. 8,20, got {text!r}")
     return values
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")   # a study's or a run's name: it names a folder
+
+
+def check_name(key: str, value: Any) -> None:
+    """A study or run name: letters, digits, '.', '_' or '-', not starting with '.', '_' or '-', at most 100 (no
+    path separator, no '..', not empty); else a one-line ``ConfigError`` naming ``key``."""
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ConfigError(f"{key} must be a name of letters, digits, '.', '_' or '-' (at most 100), got {value!r}")

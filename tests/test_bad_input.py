@@ -322,6 +322,34 @@ def test_train_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path,
     assert main(["train", "--config", str(cfg), "--out", str(out), "--resume", "--set", "eval_batch_size=32"]) == 0
 
 
+def test_train_into_a_folder_holding_a_run_is_refused_without_resume(tmp_path, capsys):
+    """A second run into a finished run's --out replaced its config and summary and appended to its metrics."""
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump({**TINY, "name": "first"}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 0
+    before = snapshot(out)
+    capsys.readouterr()
+    code = main(["train", "--config", str(cfg), "--out", str(out), "--set", "model.depth=14"])
+    assert_one_line_error(code, capsys.readouterr().err, f"{out} holds a run (config.yaml, metrics.jsonl",
+                          "pass --resume to continue it, or choose another --out")
+    assert snapshot(out) == before
+    partial = tmp_path / "partial"   # any record file counts, e.g. a run killed before its first checkpoint
+    partial.mkdir()
+    (partial / "metrics.jsonl").write_text("")
+    assert_one_line_error(main(["train", "--config", str(cfg), "--out", str(partial)]), capsys.readouterr().err,
+                          "holds a run (metrics.jsonl)")
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume"]) == 0   # --resume still continues
+
+
+@pytest.mark.parametrize("name", ["../../x", "", "a/b", ".hidden", "-x"])
+def test_a_run_name_is_a_folder_name_as_a_study_name_is(name, tmp_path, monkeypatch, capsys):
+    """The name is part of the default run folder (runs/<name>-<time>/): '../../x' wrote outside runs/."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--set", f"name={name}", "--set", "device=cpu"])
+    assert_one_line_error(code, capsys.readouterr().err, "name must be a name of letters, digits", repr(name))
+    assert not list(tmp_path.iterdir()) and not list(tmp_path.parent.glob("x-*"))
+
+
 @pytest.fixture(scope="module")
 def odd_run(tmp_path_factory) -> Path:
     """A finished run on a dataset that is not the default one (12-pixel, 4-class glyphs)."""

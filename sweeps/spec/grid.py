@@ -32,7 +32,6 @@ import copy
 import dataclasses
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,7 +43,7 @@ from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import RunConfig, load_yaml
-from resnet_core.values import freeze, is_int, is_number, parse_value
+from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
 from .cells import Cell, cell_id, make_slugs
 from .launcher import parse_launcher
@@ -61,7 +60,6 @@ MAX_CELLS = 10_000          # a grid with more cells is refused (README: "Ablati
 MAX_TRIALS = 100_000        # …and one with more (cell, seed) / (cell, search slot) trials
 SAMPLE = 64                 # whole search combinations checked per grid (every single value is checked anyway)
 CHECK_BUDGET = 4_000        # run configs built for the per-value search checks before sampling cells
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -358,8 +356,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     # first: the cells' configs may name the parts these register (a relative path is relative to the grid file)
     plugins = load_plugins(d.get("plugins"), base=Path(grid_file).parent if grid_file else None)
     study = d.get("study")
-    if not isinstance(study, str) or not STUDY_NAME.match(study):
-        raise ConfigError(f"study must be a name of letters, digits, '.', '_' or '-' (at most 100), got {study!r}")
+    check_name("study", study)
     base = d.get("base")
     if not isinstance(base, dict):
         raise ConfigError(f"base must be a mapping (a run config), got {base!r}")
