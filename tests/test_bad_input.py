@@ -102,14 +102,17 @@ def two_cell_study(tmp_path_factory) -> Path:
 # == 1. values are parsed and typed in one place =================================================================
 def test_yaml_1_2_floats_read_the_same_from_a_file_and_from_set(tmp_path):
     cfg = write_yaml(tmp_path / "run.yaml", "optim: {weight_decay: 5e-4, lr: 1E-1}\n"
-                                            "schedule: {name: cosine, min_lr: 1e-5, milestones: [1e2, 2e2]}\n")
+                                            "schedule: {name: cosine, min_lr: 1e-5}\n")
     from_file = load_run_config(cfg)
     from_set = load_run_config(None, ["optim.weight_decay=5e-4", "optim.lr=1E-1", "schedule.name=cosine",
-                                      "schedule.min_lr=1e-5", "schedule.milestones=[1e2, 2e2]"])
+                                      "schedule.min_lr=1e-5"])
     assert from_file.optim.weight_decay == from_set.optim.weight_decay == pytest.approx(5e-4)
     assert isinstance(from_file.schedule.min_lr, float) and from_file.schedule.min_lr == pytest.approx(1e-5)
-    assert from_file.schedule.milestones == from_set.schedule.milestones == [100.0, 200.0]
     assert from_file.to_dict() == from_set.to_dict()
+    steps = write_yaml(tmp_path / "steps.yaml", "schedule: {name: multistep, total: 3e2, milestones: [1e2, 2e2]}\n")
+    from_file = load_run_config(steps)
+    from_set = load_run_config(None, ["schedule.total=3e2", "schedule.milestones=[1e2, 2e2]"])
+    assert from_file.schedule.milestones == from_set.schedule.milestones == [100.0, 200.0]
     assert parse_assignment("model.depth=20") == ("model.depth", 20)  # ints stay ints
     assert parse_assignment("name=1e5x") == ("name", "1e5x")          # not a number: a string
 
