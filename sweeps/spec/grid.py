@@ -421,7 +421,8 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         if key not in WANDB_KEYS:
             raise choices_error("wandb key", key, WANDB_KEYS)
     if "mode" in wandb and wandb["mode"] not in WANDB_MODES:
-        raise choices_error("wandb.mode", wandb["mode"], WANDB_MODES)
+        same = " (the command line's --wandb off is disabled in a grid file)" if wandb["mode"] == "off" else ""
+        raise ConfigError(f"{choices_error('wandb.mode', wandb['mode'], WANDB_MODES)}{same}")
 
     description = d.get("description")
     n_cells = math.prod(len(v) for v in grid.values()) + len(extra) if grid else 1 + len(extra)
