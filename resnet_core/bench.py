@@ -26,8 +26,6 @@ from .values import int_at_least, int_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .overrides import KeyOnce
-
     p = sub.add_parser("bench", help="img/s: seed-style loop vs our engine, probe overhead, fused members",
                        description="Training throughput (img/s) of a seed-style PyTorch loop against this engine, "
                                    "with and without gradient probes, and of G fused members; on a CPU, every "
@@ -39,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=50, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
     p.add_argument("--data", default="synthetic", help="synthetic (32x32) or cifar10_jpeg (--set data.path=…)")
-    p.add_argument("--set", dest="overrides", action=KeyOnce, default=[], metavar="KEY=VALUE",
-                   help="override a run config key, e.g. --set model.shortcut=none (repeatable, each key once)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run config key, e.g. --set model.shortcut=none (repeatable; a key given again: the "
+                        "last value wins)")
     p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
     p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
     p.add_argument("--rounds", type=int, default=5, help="CPU table: the timed steps are split into this many "

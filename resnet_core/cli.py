@@ -13,7 +13,6 @@ from importlib.metadata import entry_points
 from typing import Callable, NoReturn, Sequence
 
 from .errors import ConfigError, GraphCaptureError
-from .overrides import KeyOnce
 from .plugins import add_plugin_argument, load_plugins
 from .signals import EXIT_CONFIG, EXIT_FAILED, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
@@ -21,9 +20,9 @@ from .tracking import own_wandb_service
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a model name from `resnet-ablate models`, or a YAML file (run config or model)")
-    p.add_argument("--set", dest="overrides", action=KeyOnce, default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model key, spelled as in train and sweep: --set model.depth=56 "
-                        "--set model.shortcut=none (repeatable, each key once)")
+                        "--set model.shortcut=none (repeatable; a key given again: the last value wins)")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

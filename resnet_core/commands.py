@@ -9,16 +9,15 @@ from typing import Any, NamedTuple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .overrides import KeyOnce
     from .plugins import add_plugin_argument
 
     p = sub.add_parser("train", help="train one run from a run config",
                        description="Train one run: a run config (YAML) plus --set overrides. Writes the run record "
                                    "(config.yaml, metrics.jsonl, summary.json, last.pt) into --out.")
     p.add_argument("--config", help="run config YAML (e.g. ablations/recipes/smoke.yaml); default: the defaults")
-    p.add_argument("--set", dest="overrides", action=KeyOnce, default=[], metavar="KEY=VALUE",
-                   help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable, each "
-                        "key once)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable; a "
+                        "key given again: the last value wins)")
     add_plugin_argument(p)
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="cpu, cuda, cuda:<i>, mps, npu or auto (default: the config's device, auto)")
@@ -59,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "depth, averaged over seeds): the gradient norm of every layer, written as a CSV "
                                    "that `resnet-ablate report --probe` draws.")
     p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
-    p.add_argument("--set", dest="overrides", action=KeyOnce, default=[], metavar="KEY=VALUE",
-                   help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10 (repeatable; "
+                        "a key given again: the last value wins)")
     p.add_argument("--seeds", type=int, default=3, help="initialisations averaged per depth")
     p.add_argument("--batch-size", type=int, default=128, help="images in the probe batch (default 128)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")

@@ -2,7 +2,6 @@
 typing as a YAML file). A mapping set on a section merges into it: ``model={depth: 8}`` keeps the other model keys."""
 from __future__ import annotations
 
-import argparse
 import copy
 from typing import Any, Iterable
 
@@ -15,34 +14,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
     return key.strip(), parse_value(raw)
-
-
-class KeyOnce(argparse.Action):
-    """A repeatable ``KEY=VALUE`` option (``--set``; with ``nargs="+"`` the sweep's ``-m/--grid`` axes) that refuses
-    a key given twice, which would silently replace the first value. Two mappings set on one section merge (both take
-    effect), so ``merge_mappings`` lets them repeat."""
-
-    def __init__(self, *args: Any, merge_mappings: bool = True, **kwargs: Any) -> None:
-        self.merge_mappings = merge_mappings
-        super().__init__(*args, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        given = list(getattr(namespace, self.dest, None) or [])
-        for text in values if isinstance(values, list) else [values]:
-            key = text.partition("=")[0].strip()
-            first = next((t for t in given if t.partition("=")[0].strip() == key), None)
-            if first is not None and not (self.merge_mappings and _mappings(first, text)):
-                parser.error(f"{key} given twice ({option_string} {first} and {option_string} {text}); give it once")
-            given.append(text)
-        setattr(namespace, self.dest, given)
-
-
-def _mappings(*texts: str) -> bool:
-    try:
-        return all(isinstance(parse_value(t.partition("=")[2]), dict) for t in texts)
-    except ConfigError:
-        return False
 
 
 def merge(base: Any, value: Any) -> Any:

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from resnet_core.errors import ConfigError
-from resnet_core.overrides import KeyOnce
 from resnet_core.shell import command
 from resnet_core.tracking import own_wandb_service
 
@@ -119,9 +118,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus-per-worker", default=None, type=int, metavar="N",
                    help="GPUs per worker (default 0); a worker trains one trial or fused group per GPU")
     g.add_argument("--mem", default=None, metavar="SIZE", help="memory per worker, e.g. 16G")
-    g.add_argument("--sbatch", action=KeyOnce, merge_mappings=False, default=[], metavar="KEY=VALUE",
+    g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
                    help="an extra sbatch option, e.g. --sbatch account=abc --sbatch qos=high, or a bare KEY for a flag "
-                        "without a value: --sbatch exclusive is sbatch's --exclusive (repeatable, each key once)")
+                        "without a value: --sbatch exclusive is sbatch's --exclusive (repeatable; a key given again: "
+                        "the last value wins)")
 
 
 def slurm_flags(args: argparse.Namespace) -> dict[str, Any]:
