@@ -22,6 +22,7 @@ from .model import build_model
 from .overrides import apply_overrides
 from .record import atomic_write_json
 from .run_config import RunConfig
+from .values import int_at_least, int_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
     p.add_argument("--data", default="synthetic", help="synthetic (32x32) or cifar10_jpeg (--set data.path=…)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run config key, e.g. --set model.shortcut=none (repeatable)")
+                   help="override a run config key, e.g. --set model.shortcut=none (repeatable; a key given again: the "
+                        "last value wins)")
     p.add_argument("--fast", default="auto", help="engine fast path: auto | eager | graph | compile")
     p.add_argument("--no-seed-style", action="store_true", help="skip the seed-style loop")
     p.add_argument("--rounds", type=int, default=5, help="CPU table: the timed steps are split into this many "
@@ -179,14 +181,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """The counts and lists of integers, before anything is measured."""
+    for flag in ("--depths", "--members") + (("--threads",) if args.threads else ()):
+        int_list(flag, getattr(args, flag[2:]))
+    for flag, low in (("--batch-size", 1), ("--steps", 1), ("--warmup", 0), ("--rounds", 1)):
+        int_at_least(flag, getattr(args, flag[2:].replace("-", "_")), low)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    _check_args(args)
     if resolve_device(args.device).type == "cpu" and args.members.strip() == "1":  # the CPU variants table
         rows = run_cpu_bench(args, _config, engine_timer, seed_style_timer)
         if args.out:
                 atomic_write_json(Path(args.out), {"device": "cpu", "rows": rows})
         return 0
-    depths = [int(d) for d in args.depths.split(",")]
-    members = [int(m) for m in args.members.split(",")]
+    depths, members = int_list("--depths", args.depths), int_list("--members", args.members)
     rows = []
     for depth in depths:
         cfg = _config(depth, args, probes=True)

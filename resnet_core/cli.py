@@ -22,7 +22,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a model name from `resnet-ablate models`, or a YAML file (run config or model)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model key, spelled as in train and sweep: --set model.depth=56 "
-                        "--set model.shortcut=none (repeatable)")
+                        "--set model.shortcut=none (repeatable; a key given again: the last value wins)")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -59,7 +59,12 @@ def _version() -> str:
 
 class Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped command, choice or option (as Python 3.14's
-    ``suggest_on_error``, here for every Python the project supports). Subcommand parsers are of this class too."""
+    ``suggest_on_error``, here for every Python the project supports), and every error one line (exit 2), as the
+    commands' own errors are. Subcommand parsers are of this class too."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)  # what error() reads a swallowed value from
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
@@ -75,7 +80,24 @@ class Parser(argparse.ArgumentParser):
                      for guess in [difflib.get_close_matches(arg.split("=")[0], known, n=1, cutoff=0.7)] if guess]
             if hints:
                 message += f" (did you mean {', '.join(hints)}?)"
-        super().error(message)
+        typed = re.search(r"invalid (int|float) value", message)
+        if typed:
+            message += f" (expected {'an integer' if typed.group(1) == 'int' else 'a number'})"
+        if message.startswith("the following arguments are required:"):
+            message += self._swallowed(message)
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def _swallowed(self, message: str) -> str:
+        """A hint when a positional is missing because an option took it as its value (``-m KEY=V1,V2 grid.yaml``)."""
+        missing, option = message.partition(": ")[2], None
+        for arg in getattr(self, "_argv", []):
+            if arg.startswith("-"):
+                action = self._option_string_actions.get(arg.split("=")[0])
+                option = arg.split("=")[0] if action is not None and action.nargs != 0 and "=" not in arg else None
+            elif option and arg.endswith((".yaml", ".yml")):
+                return (f"; the {missing} file {arg} was read as a value of {option}: put the {missing} file "
+                        f"before {option}")
+        return ""
 
 
 def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

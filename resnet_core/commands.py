@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(config.yaml, metrics.jsonl, summary.json, last.pt) into --out.")
     p.add_argument("--config", help="run config YAML (e.g. ablations/recipes/smoke.yaml); default: the defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable)")
+                   help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable; a "
+                        "key given again: the last value wins)")
     add_plugin_argument(p)
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="cpu, cuda, cuda:<i>, mps, npu or auto (default: the config's device, auto)")
@@ -58,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "that `resnet-ablate report --probe` draws.")
     p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10")
+                   help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10 (repeatable; "
+                        "a key given again: the last value wins)")
     p.add_argument("--seeds", type=int, default=3, help="initialisations averaged per depth")
     p.add_argument("--batch-size", type=int, default=128, help="images in the probe batch (default 128)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
@@ -80,8 +82,11 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
+    from .errors import ConfigError
     from .progress_bar import ProgressBar
+    from .record import record_files
     from .run_config import load_run_config
+    from .values import check_name
 
     if args.device is not None and not re.match(r"^(auto|cpu|cuda(:\d+)?|mps|npu(:\d+)?)$", args.device):
         from .errors import choices_error
@@ -89,6 +94,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise choices_error("--device", args.device, ("auto", "cpu", "cuda", "cuda:<i>", "mps", "npu", "npu:<i>"))
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     cfg = load_run_config(args.config, overrides)
+    check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
         import yaml
 
@@ -99,10 +105,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=False).rstrip())
         return 0
     if args.resume and not args.out:
-        from .errors import ConfigError
-
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    held = [] if args.resume else record_files(out)
+    if held:   # a second run would replace its config and summary and append to its metrics
+        raise ConfigError(f"{out} holds a run ({', '.join(held)}): pass --resume to continue it, or choose another "
+                          f"--out")
     if args.resume and not (out / "last.pt").exists():
         print(f"note: nothing to resume in {out} ({'no last.pt there' if out.is_dir() else 'no such folder'}): "
               f"training from scratch")
@@ -294,14 +302,12 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
     from .init_probe import probe_depths
+    from .values import int_at_least, int_list
 
-    try:
-        depths = [int(d) for d in args.depths.split(",") if d.strip()]
-    except ValueError:
-        raise ConfigError(f"--depths must be comma-separated integers, got {args.depths!r}") from None
-    table = probe_depths(depths, args.overrides, seeds=args.seeds, batch_size=args.batch_size, device=args.device)
+    depths = int_list("--depths", args.depths)
+    seeds, batch_size = int_at_least("--seeds", args.seeds), int_at_least("--batch-size", args.batch_size)
+    table = probe_depths(depths, args.overrides, seeds=seeds, batch_size=batch_size, device=args.device)
     from .record import atomic_write_text
 
     atomic_write_text(Path(args.out), table.to_csv(index=False))

@@ -29,6 +29,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 PROBE_SPLITS = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
+RECORD_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt")   # a run folder's own files
 
 
 @contextlib.contextmanager
@@ -125,6 +126,11 @@ class RunRecord:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary_path, summary)
+
+
+def record_files(run_dir: Path | str) -> list[str]:
+    """The run-record files ``run_dir`` already holds (none when it does not exist): another run's, unless resumed."""
+    return [name for name in RECORD_FILES if (Path(run_dir) / name).exists()]
 
 
 def read_metrics(run_dir: Path | str, bad: list[int] | None = None) -> Iterator[dict[str, Any]]:

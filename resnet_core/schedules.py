@@ -6,6 +6,7 @@ A program that builds its scheduler for 150 epochs and stops after 60 (seed 003)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -14,6 +15,11 @@ from .values import check_fields, check_range, is_number
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
 UNITS = ("iter", "epoch")
+# keys that shape one kind of schedule only: set (away from their default) on another, they have no effect
+OWN_KEYS = {"milestones": ("multistep",), "gamma": ("multistep", "step"), "step_size": ("step",),
+            "reset_optimizer": ("multistep", "step"), "min_lr": ("cosine",), "length": ("cosine", "onecycle"),
+            **{k: ("onecycle",) for k in ("pct_start", "div_factor", "final_div_factor", "cycle_momentum",
+                                          "base_momentum", "max_momentum")}}
 
 
 @dataclass
@@ -59,17 +65,35 @@ class ScheduleConfig:
             value = getattr(self, key)
             if not is_number(value, finite=False) or not 0 <= value < 1:
                 raise ConfigError(f"schedule.{key} must be a number in [0, 1), got {value!r}")
-        if self.cycle_momentum and self.name != "onecycle":
-            raise ConfigError(f"schedule.cycle_momentum needs schedule.name onecycle, got {self.name!r}")
+        self._check_own_keys()
+        self._check_milestones()
+        if self.warmup_lr is not None and not self.warmup:
+            raise ConfigError(f"schedule.warmup_lr {self.warmup_lr!r} is held during schedule.warmup, which is 0: it "
+                              f"would have no effect")
         if self.length is not None:
             if not is_number(self.length, finite=False) or self.length <= 0:
                 raise ConfigError(f"schedule.length must be a positive number or null, got {self.length!r}")
             if self.name == "onecycle" and self.length < self.total:
                 raise ConfigError(f"schedule.length {self.length!r} must be >= schedule.total {self.total!r} for "
                                   "onecycle (OneCycleLR cannot step past its total_steps)")
-        if self.reset_optimizer and self.name not in ("multistep", "step"):
-            raise ConfigError(f"schedule.reset_optimizer needs schedule.name multistep or step (it resets at their "
-                              f"milestones), got {self.name!r}")
+
+    def _check_own_keys(self) -> None:
+        """A key of another kind of schedule (``OWN_KEYS``) set away from its default: refused, as it has no effect."""
+        defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                    for f in dataclasses.fields(self)}
+        for key, names in OWN_KEYS.items():
+            if self.name not in names and getattr(self, key) != defaults[key]:
+                raise ConfigError(f"schedule.{key} ({getattr(self, key)!r}) needs schedule.name "
+                                  f"{' or '.join(names)}, got {self.name!r}: it would have no effect")
+
+    def _check_milestones(self) -> None:
+        """In order, and each before the end of training (a later one would never take effect)."""
+        if list(self.milestones) != sorted(self.milestones):
+            raise ConfigError(f"schedule.milestones must be in increasing order, got {self.milestones!r}")
+        past = [m for m in self.milestones if m >= self.total]
+        if past:
+            raise ConfigError(f"schedule.milestones {past!r} are at or past the end of training (schedule.total "
+                              f"{self.total!r} {self.unit}s): they would never take effect")
 
     @property
     def span(self) -> float:

@@ -220,3 +220,33 @@ def check_range(key: str, value: Any, *, low: float | None = None, high: float |
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
         raise ConfigError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")
+
+
+def int_at_least(flag: str, value: Any, low: int = 1) -> int:
+    """``value`` when it is an integer ≥ ``low`` (a command's count: seeds, steps, a batch size); else a one-line
+    ``ConfigError`` naming ``flag``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{flag} must be an integer ≥ {low}, got {value}")
+    return value
+
+
+def int_list(flag: str, text: str, low: int = 1) -> list[int]:
+    """Comma-separated integers, each ≥ ``low``, at least one (``--depths 8,20``); else a one-line ``ConfigError``
+    naming ``flag``."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < low for v in values):
+        raise ConfigError(f"{flag} must be comma-separated integers ≥ {low}, e.g. 8,20, got {text!r}")
+    return values
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")   # a study's or a run's name: it names a folder
+
+
+def check_name(key: str, value: Any) -> None:
+    """A study or run name: letters, digits, '.', '_' or '-', not starting with '.', '_' or '-', at most 100 (no
+    path separator, no '..', not empty); else a one-line ``ConfigError`` naming ``key``."""
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ConfigError(f"{key} must be a name of letters, digits, '.', '_' or '-' (at most 100), got {value!r}")

@@ -42,9 +42,9 @@ setup
     bench)
       ra bench --depths 20,56,110 --members 1,2,4,8 --batch-size 128 --steps 60 --out runs/bench.json ;;
     fusebench)
-      # 10 epochs (lr constant: a timing run) so that both passes fit one call
+      # 10 epochs (lr constant, no milestones: a timing run) so that both passes fit one call
       python3 benchmarks/fused_sweep.py ablations/degradation_fast.yaml --fuse auto --root runs/fusebench \
-        "${DATA[@]}" --set schedule.total=10 --out "$OUT/fusebench.json" ;;
+        "${DATA[@]}" --set schedule.total=10 --set "schedule.milestones=[]" --out "$OUT/fusebench.json" ;;
     degradation)
       ra sweep ablations/degradation_fast.yaml --fuse auto --wandb off "${DATA[@]}" ;;
     ablations)

@@ -102,14 +102,17 @@ def two_cell_study(tmp_path_factory) -> Path:
 # == 1. values are parsed and typed in one place =================================================================
 def test_yaml_1_2_floats_read_the_same_from_a_file_and_from_set(tmp_path):
     cfg = write_yaml(tmp_path / "run.yaml", "optim: {weight_decay: 5e-4, lr: 1E-1}\n"
-                                            "schedule: {name: cosine, min_lr: 1e-5, milestones: [1e2, 2e2]}\n")
+                                            "schedule: {name: cosine, min_lr: 1e-5}\n")
     from_file = load_run_config(cfg)
     from_set = load_run_config(None, ["optim.weight_decay=5e-4", "optim.lr=1E-1", "schedule.name=cosine",
-                                      "schedule.min_lr=1e-5", "schedule.milestones=[1e2, 2e2]"])
+                                      "schedule.min_lr=1e-5"])
     assert from_file.optim.weight_decay == from_set.optim.weight_decay == pytest.approx(5e-4)
     assert isinstance(from_file.schedule.min_lr, float) and from_file.schedule.min_lr == pytest.approx(1e-5)
-    assert from_file.schedule.milestones == from_set.schedule.milestones == [100.0, 200.0]
     assert from_file.to_dict() == from_set.to_dict()
+    steps = write_yaml(tmp_path / "steps.yaml", "schedule: {name: multistep, total: 3e2, milestones: [1e2, 2e2]}\n")
+    from_file = load_run_config(steps)
+    from_set = load_run_config(None, ["schedule.total=3e2", "schedule.milestones=[1e2, 2e2]"])
+    assert from_file.schedule.milestones == from_set.schedule.milestones == [100.0, 200.0]
     assert parse_assignment("model.depth=20") == ("model.depth", 20)  # ints stay ints
     assert parse_assignment("name=1e5x") == ("name", "1e5x")          # not a number: a string
 
@@ -320,6 +323,34 @@ def test_train_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path,
     assert (out / "config.yaml").read_text() == written and snapshot(out) == before
     # how a run is executed may change: a different eval batch size resumes
     assert main(["train", "--config", str(cfg), "--out", str(out), "--resume", "--set", "eval_batch_size=32"]) == 0
+
+
+def test_train_into_a_folder_holding_a_run_is_refused_without_resume(tmp_path, capsys):
+    """A second run into a finished run's --out replaced its config and summary and appended to its metrics."""
+    cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump({**TINY, "name": "first"}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 0
+    before = snapshot(out)
+    capsys.readouterr()
+    code = main(["train", "--config", str(cfg), "--out", str(out), "--set", "model.depth=14"])
+    assert_one_line_error(code, capsys.readouterr().err, f"{out} holds a run (config.yaml, metrics.jsonl",
+                          "pass --resume to continue it, or choose another --out")
+    assert snapshot(out) == before
+    partial = tmp_path / "partial"   # any record file counts, e.g. a run killed before its first checkpoint
+    partial.mkdir()
+    (partial / "metrics.jsonl").write_text("")
+    assert_one_line_error(main(["train", "--config", str(cfg), "--out", str(partial)]), capsys.readouterr().err,
+                          "holds a run (metrics.jsonl)")
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume"]) == 0   # --resume still continues
+
+
+@pytest.mark.parametrize("name", ["../../x", "", "a/b", ".hidden", "-x"])
+def test_a_run_name_is_a_folder_name_as_a_study_name_is(name, tmp_path, monkeypatch, capsys):
+    """The name is part of the default run folder (runs/<name>-<time>/): '../../x' wrote outside runs/."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--set", f"name={name}", "--set", "device=cpu"])
+    assert_one_line_error(code, capsys.readouterr().err, "name must be a name of letters, digits", repr(name))
+    assert not list(tmp_path.iterdir()) and not list(tmp_path.parent.glob("x-*"))
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from test_bad_input import assert_one_line_error
 from test_sweeps import TINY_BASE, write_grid
 from train_callbacks import InterruptAt
 
@@ -64,6 +65,21 @@ def test_a_mistyped_command_choice_or_option_gets_a_did_you_mean(argv, hint, cap
         main(argv)
     assert e.value.code == 2
     assert hint in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--wandb", "bogus"], ["--wandb", "'bogus'", "'off', 'auto', 'offline', 'online'"]),
+    (["sweep", "g.yaml", "--workers", "abc"], ["--workers", "'abc'", "expected an integer"]),
+    (["sweep", "-m", "model.depth=8,20", "base.yaml"],
+     ["required: grid", "the grid file base.yaml was read as a value of -m: put the grid file before -m"]),
+    (["sweep", "--grid", "model.depth=8,20", "base.yml", "--dry-run"], ["base.yml was read as a value of --grid"]),
+    (["probe", "--seeds", "x"], ["--seeds", "expected an integer"]),
+    ([], ["required: COMMAND"]),
+])
+def test_every_argparse_error_is_one_line_naming_the_argument(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert_one_line_error(e.value.code, capsys.readouterr().err, *words)
 
 
 def test_completion_names_every_command_and_completes_in_bash(tmp_path, capsys):

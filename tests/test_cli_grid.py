@@ -14,7 +14,7 @@ import yaml
 from test_sweeps import TINY_BASE
 
 from resnet_core.errors import ConfigError
-from resnet_core.cli import main
+from resnet_core.cli import _all_parsers, main
 from sweeps import open_study
 from sweeps.spec.grid import load_grid, parse_axis
 
@@ -104,6 +104,31 @@ def test_bad_axes_are_one_line_errors(tmp_path, capsys, argv, says):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and says in err, err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--grid", "model.depth=8,20", "--grid", "model.depth=8,32"],
+     "model.depth given twice (--grid model.depth=8,20 and --grid model.depth=8,32)"),
+    (["-m", "model.depth=8,20", "optim.lr=0.1", "model.depth=32"], "model.depth given twice (-m model.depth=8,20"),
+])
+def test_an_axis_given_twice_is_refused_not_replaced(tmp_path, capsys, argv, says):
+    """A second -m/--grid axis of one key replaced the first without a word."""
+    with pytest.raises(SystemExit) as e:
+        sweep(str(grid_without_axes(tmp_path / "g.yaml")), "--root", str(tmp_path / "runs"), "--dry-run", *argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_set_key_given_again_wins_as_its_help_says(tmp_path):
+    """--set is last-wins (a shared list of --set, then one changed: tests and scripts compose them so)."""
+    from resnet_core.cli import build_parser
+
+    code, out = sweep(str(grid_without_axes(tmp_path / "g.yaml")), "--root", str(tmp_path / "runs"), "--dry-run",
+                      "--set", "optim.lr=0.02", "--set", "optim.lr=0.07", "--print-config")
+    assert code == 0 and "lr: 0.07" in out and "lr: 0.02" not in out, out
+    helps = [a.help for p in _all_parsers(build_parser()) for a in p._actions if "--set" in a.option_strings]
+    assert len(helps) >= 4 and all("the last value wins" in h for h in helps), helps
 
 
 def test_the_closing_table_counts_a_renamed_cells_trials_as_the_report_does(tmp_path):

@@ -183,6 +183,27 @@ def test_cli_probe_bad_depths(tmp_path, capsys):
     assert "model.depth 9" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["probe", "--depths", "8", "--seeds", "0"], "--seeds must be an integer ≥ 1, got 0"),
+    (["probe", "--depths", "8", "--seeds", "-1"], "--seeds must be an integer ≥ 1, got -1"),
+    (["probe", "--depths", "8", "--batch-size", "0"], "--batch-size must be an integer ≥ 1, got 0"),
+    (["probe", "--depths", ""], "--depths must be comma-separated integers ≥ 1"),
+    (["probe", "--depths", "8,-20"], "--depths must be comma-separated integers ≥ 1"),
+    (["bench", "--depths", "8,x"], "--depths must be comma-separated integers ≥ 1"),
+    (["bench", "--members", "0"], "--members must be comma-separated integers ≥ 1"),
+    (["bench", "--threads", "two"], "--threads must be comma-separated integers ≥ 1"),
+    (["bench", "--steps", "0"], "--steps must be an integer ≥ 1, got 0"),
+    (["bench", "--warmup", "-1"], "--warmup must be an integer ≥ 0, got -1"),
+    (["bench", "--rounds", "0"], "--rounds must be an integer ≥ 1, got 0"),
+])
+def test_probe_and_bench_counts_are_checked_before_anything_runs(argv, says, tmp_path, capsys):
+    """A count of 0 or below gave probe an empty table (a pandas KeyError traceback) and bench a ValueError."""
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {says}\n" or (err.startswith(f"error: {says}") and err.count("\n") == 1), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_bench_prints_a_row(capsys):
     # --fast eager: the bench configures a full-length run, for which auto compiles on a CPU (inductor's C++ build
     # would cost this test a minute; the compile path has its own tests in test_cpu_speed.py)

@@ -47,6 +47,18 @@ def load_pt(path: Path) -> dict[str, Any]:
     ({"schedule": {"name": "onecycle", "total": 60, "length": 30}}, "schedule.length"),
     ({"schedule": {"name": "cosine", "length": 0}}, "schedule.length"),
     ({"schedule": {"name": "cosine", "reset_optimizer": True}}, "schedule.reset_optimizer"),
+    ({"schedule": {"name": "multistep", "total": 8, "milestones": [50, 100]}}, "schedule.milestones [50, 100] are "
+                                                                               "at or past the end"),
+    ({"schedule": {"name": "multistep", "total": 8, "milestones": [3, 2]}}, "schedule.milestones must be in "
+                                                                           "increasing order"),
+    ({"schedule": {"name": "onecycle", "milestones": [2, 4]}}, "schedule.milestones ([2, 4]) needs schedule.name "
+                                                               "multistep, got 'onecycle'"),
+    ({"schedule": {"name": "cosine", "gamma": 0.5}}, "schedule.gamma (0.5) needs schedule.name multistep or step"),
+    ({"schedule": {"name": "onecycle", "min_lr": 1e-4}}, "schedule.min_lr"),
+    ({"schedule": {"name": "multistep", "step_size": 3}}, "schedule.step_size"),
+    ({"schedule": {"name": "cosine", "div_factor": 10}}, "schedule.div_factor"),
+    ({"schedule": {"name": "multistep", "length": 20}}, "schedule.length"),
+    ({"schedule": {"name": "constant", "warmup_lr": 0.01}}, "schedule.warmup_lr"),
     ({"checkpoint_every": -1}, "checkpoint_every"),
     ({"checkpoint_every": "often"}, "checkpoint_every"),
     ({"log_per_epoch": 0}, "log_per_epoch"),

@@ -126,6 +126,34 @@ def test_bad_slurm_launch_is_one_line_exit_2_and_writes_nothing(extra, match, tm
     assert not root.exists() and not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.parametrize("extra, flag", [
+    (["--time", "abc"], "--time"), (["--time", "-5"], "--time"), (["--mem", "lots"], "--mem"),
+    (["--cpus-per-worker", "0"], "--cpus-per-worker"), (["--gpus-per-worker", "1"], "--gpus-per-worker"),
+    (["--partition", "x"], "--partition"), (["--sbatch", "account=abc"], "--sbatch"),
+])
+def test_slurm_flags_without_the_slurm_launcher_are_refused_not_ignored(extra, flag, tmp_path, capsys):
+    """A grid's launcher.slurm section does not pick the launcher (--launcher does): its settings wait for
+    --launcher slurm, but a Slurm flag given to a local launch is refused, not ignored."""
+    grid = _write_quickstart(tmp_path / "g.yaml", "local", launcher={"slurm": {"partition": "cpu"}})
+    code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {flag} is a Slurm option: add --launcher slurm"), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sbatch_takes_key_value_or_a_bare_flag_as_its_help_says(tmp_path, capsys):
+    grid = _write_quickstart(tmp_path / "g.yaml", "dry")
+    argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--launcher", "slurm", "--shared-fs", "--dry-run"]
+    assert main([*argv, "--sbatch", "exclusive", "--sbatch", "qos=high"]) == 0
+    assert "--exclusive, --qos=high" in capsys.readouterr().out
+    from resnet_core.cli import build_parser
+
+    sweep = [a for a in build_parser()._actions if a.dest == "command"][0].choices["sweep"]
+    help_text = next(a.help for a in sweep._actions if "--sbatch" in a.option_strings)
+    assert "--sbatch exclusive is sbatch's --exclusive" in help_text and "the last value wins" in help_text
+
+
 def test_bad_launcher_section_in_the_grid_is_refused_at_load(tmp_path, capsys):
     grid = _write_quickstart(tmp_path / "g.yaml", "bad", launcher={"slurm": {"gpus": 1}})
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--dry-run"])

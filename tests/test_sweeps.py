@@ -136,6 +136,8 @@ BAD_GRIDS = {
     "bad base key": ("study: x\nbase: {optim: {name: sgd, lrr: 0.1}}\ngrid: {model.depth: [20]}\n", "lrr"),
     "bad search": ("study: x\nbase: {}\nsearch: {optim.lr: {log_uniform: [0, 1]}}\nn_trials: 2\n", "log_uniform"),
     "n_trials without search": ("study: x\nbase: {}\ngrid: {model.depth: [20]}\nn_trials: 3\n", "n_trials"),
+    "wandb mode off": ("study: x\nbase: {}\nwandb: {mode: off}\n",
+                       "online, offline, disabled (the command line's --wandb off is disabled in a grid"),
 }
 
 

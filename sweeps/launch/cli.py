@@ -11,10 +11,28 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from resnet_core.plugins import add_plugin_argument
 
 from .slurm import add_arguments
+
+
+class AxisOnce(argparse.Action):
+    """``-m/--grid KEY=V1,V2 …`` (repeatable): an axis given twice is refused, as the second would replace the first
+    without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = list(getattr(namespace, self.dest, None) or [])
+        for text in values:
+            key = text.partition("=")[0].strip()
+            first = next((t for t in given if t.partition("=")[0].strip() == key), None)
+            if first is not None:
+                parser.error(f"{key} given twice ({option_string} {first} and {option_string} {text}); give each "
+                             f"axis once")
+            given.append(text)
+        setattr(namespace, self.dest, given)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -61,15 +79,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="list cells and trials (total / done / to run) and estimate the time; create nothing")
     p.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the grid's base run config, e.g. --set schedule.total=2; on a grid axis "
-                        "it pins the axis to that value (the grid shrinks: --set model.depth=20)")
-    p.add_argument("-m", "--multirun", "--grid", dest="axes", action="extend", nargs="+", default=[],
-                   metavar="KEY=V1,V2",
+                   help="override a key of the grid's base run config, e.g. --set schedule.total=2 (a key given again: "
+                        "the last value wins); on a grid axis it pins the axis to that value (the grid shrinks: --set "
+                        "model.depth=20)")
+    p.add_argument("-m", "--multirun", "--grid", dest="axes", action=AxisOnce, nargs="+",
+                   default=[], metavar="KEY=V1,V2",
                    help="a grid axis from the command line, in Hydra's multirun comma syntax: -m model.depth=20,56 "
-                        "model.shortcut=none,identity (after the grid file; or --grid KEY=V1,V2, repeatable). It "
-                        "replaces the file's axis of that key or adds one, and is part of the grid like any other: "
-                        "recorded in the study, and a relaunch with more values adds their cells (a numeric axis "
-                        "may widen; a categorical one cannot gain values in one study: use --study NAME)")
+                        "model.shortcut=none,identity (after the grid file; or --grid KEY=V1,V2, repeatable, each key "
+                        "once). It replaces the file's axis of that key or adds one, and is part of the grid like any "
+                        "other: recorded in the study, and a relaunch with more values adds their cells (a numeric "
+                        "axis may widen; a categorical one cannot gain values in one study: use --study NAME)")
     p.add_argument("--wandb", choices=("off", "offline", "online"), default=None,
                    help="W&B mode for the trials (default: the grid's wandb.mode)")
     p.add_argument("--study", default=None, metavar="NAME", help="use this study name instead of the grid's")

@@ -68,12 +68,13 @@ class LocalLauncher:
     waits = True
 
     def __init__(self, *, flags: Mapping[str, Any] | None = None, shared_fs: bool = False) -> None:
-        self.shared_fs = shared_fs     # (no flags: they are Slurm's; --shared-fs is refused in validate)
+        self.flags = dict(flags or {})   # Slurm's: any given is refused in validate, as --shared-fs is
+        self.shared_fs = shared_fs
         self._specs: list[WorkerSpec] = []
         self._procs: list[Any] = []
 
     def validate(self, spec: GridSpec, ref: StorageRef, *, devices: str | None, dry: bool) -> None:
-        check_launch(self.name, ref, shared_fs=self.shared_fs, devices=devices, dry=dry)
+        check_launch(self.name, ref, shared_fs=self.shared_fs, devices=devices, dry=dry, flags=self.flags)
 
     def device_flag(self, devices: str | None) -> str | None:
         return devices

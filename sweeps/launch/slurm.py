@@ -76,13 +76,19 @@ def check_storage(ref: StorageRef, shared_fs: bool) -> None:
                       f"filesystem every node mounts")
 
 
-def check_launch(launcher: str, ref: StorageRef, *, shared_fs: bool, devices: str | None, dry: bool) -> None:
-    """Everything a Slurm launch needs that can be checked before anything is written (ConfigError otherwise)."""
+def check_launch(launcher: str, ref: StorageRef, *, shared_fs: bool, devices: str | None, dry: bool,
+                 flags: Mapping[str, Any] | None = None) -> None:
+    """Everything a Slurm launch needs that can be checked before anything is written (ConfigError otherwise);
+    ``flags`` (``slurm_flags``): Slurm settings given on the command line, refused by another launcher."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher: unknown launcher {launcher!r}; allowed: {', '.join(LAUNCHERS)}")
     if launcher != "slurm":
         if shared_fs:
             raise ConfigError("--shared-fs only applies to --launcher slurm")
+        given = [key for key, value in (flags or {}).items() if value not in (None, {})]
+        if given:
+            raise ConfigError(f"--{given[0].replace('_', '-')} is a Slurm option: add --launcher slurm (a grid's "
+                              f"launcher.slurm section holds the settings; --launcher picks the launcher)")
         return
     if devices:
         raise ConfigError("--devices does not apply to --launcher slurm: each worker uses the GPUs Slurm allocates "
@@ -113,7 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPUs per worker (default 0); a worker trains one trial or fused group per GPU")
     g.add_argument("--mem", default=None, metavar="SIZE", help="memory per worker, e.g. 16G")
     g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                   help="an extra sbatch option, e.g. --sbatch account=abc --sbatch qos=high (repeatable)")
+                   help="an extra sbatch option, e.g. --sbatch account=abc --sbatch qos=high, or a bare KEY for a flag "
+                        "without a value: --sbatch exclusive is sbatch's --exclusive (repeatable; a key given again: "
+                        "the last value wins)")
 
 
 def slurm_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -32,7 +32,6 @@ import copy
 import dataclasses
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,7 +43,7 @@ from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import RunConfig, load_yaml
-from resnet_core.values import freeze, is_int, is_number, parse_value
+from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
 from .cells import Cell, cell_id, make_slugs
 from .launcher import parse_launcher
@@ -62,7 +61,6 @@ MAX_TRIALS = 100_000        # …and one with more (cell, seed) / (cell, search 
 SAMPLE = 64                 # whole search combinations checked per grid (every single value is checked anyway)
 CHECK_BUDGET = 4_000        # run configs built for the per-value search checks before sampling cells
 INT_PROBES = 256            # an int knob's values checked one by one: all of them up to this many, else a spread
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -366,8 +364,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     # first: the cells' configs may name the parts these register (a relative path is relative to the grid file)
     plugins = load_plugins(d.get("plugins"), base=Path(grid_file).parent if grid_file else None)
     study = d.get("study")
-    if not isinstance(study, str) or not STUDY_NAME.match(study):
-        raise ConfigError(f"study must be a name of letters, digits, '.', '_' or '-' (at most 100), got {study!r}")
+    check_name("study", study)
     base = d.get("base")
     if not isinstance(base, dict):
         raise ConfigError(f"base must be a mapping (a run config), got {base!r}")
@@ -432,7 +429,8 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         if key not in WANDB_KEYS:
             raise choices_error("wandb key", key, WANDB_KEYS)
     if "mode" in wandb and wandb["mode"] not in WANDB_MODES:
-        raise choices_error("wandb.mode", wandb["mode"], WANDB_MODES)
+        same = " (the command line's --wandb off is disabled in a grid file)" if wandb["mode"] == "off" else ""
+        raise ConfigError(f"{choices_error('wandb.mode', wandb['mode'], WANDB_MODES)}{same}")
 
     description = d.get("description")
     n_cells = math.prod(len(v) for v in grid.values()) + len(extra) if grid else 1 + len(extra)
