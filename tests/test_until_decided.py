@@ -50,6 +50,26 @@ def test_until_decided_refuses_a_search_grid_and_a_cap_below_the_seeds(tmp_path,
     assert "--max-seeds 2 is below the grid's 3 seeds" in capsys.readouterr().err
 
 
+def test_a_dry_run_says_what_until_decided_would_add(tmp_path, capsys):
+    """`--until-decided --dry-run` said nothing of the rounds: it states the plan and the most trials it can add,
+    and, once the study's trials are done, the next round as the results stand; it writes nothing."""
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "plan")
+    dry = ["sweep", str(grid), "--root", str(root), "--until-decided", "--max-seeds", "4", "--dry-run"]
+    assert main(dry) == 0
+    out = capsys.readouterr().out
+    assert ("until-decided: 97.5 % intervals: α = 0.05 shared over 2 planned looks (Bonferroni), at 2, 4 seeds "
+            "per cell") in out, out
+    assert "adds at most 4 trials (every cell to 4 seeds" in out and not root.exists()
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
+    capsys.readouterr()
+    before = (root / "plan" / "optuna.journal").read_bytes()
+    assert main(dry) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"next round: \d+ undecided now; 2 cells to 4 seeds, 4 trials", out), out
+    assert (root / "plan" / "optuna.journal").read_bytes() == before
+
+
 @pytest.mark.slow
 def test_until_decided_adds_seeds_in_recorded_rounds_exactly_once(tmp_path, capsys):
     """2 cells × 2 seeds, --max-seeds 4: looks at 2 and 4 seeds (97.5 % intervals). At 2 seeds the comparison of
@@ -86,8 +106,10 @@ def test_until_decided_adds_seeds_in_recorded_rounds_exactly_once(tmp_path, caps
     assert main(["sweep", str(grid), "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "resuming: 8 done" in out and "no longer in the grid" not in out
-    # another cap than the study planned is refused in one line
+    # another cap than the study planned is refused in one line, by a dry run too
     assert main([*args[:-1], "6"]) == 2
+    assert "planned its rounds with --max-seeds 4" in capsys.readouterr().err
+    assert main([*args[:-1], "6", "--dry-run"]) == 2
     assert "planned its rounds with --max-seeds 4" in capsys.readouterr().err
 
     from reports.cli import build_report

@@ -11,13 +11,39 @@ from ..spec.study_format import DONE, FAILED, extra_seeds_of, record_of
 from ..verdicts.comparisons import Result, decision_family, evaluate
 from ..verdicts.inference import SETTLED, seeds_needed_text
 from ..verdicts.results import cell_configs, dead_cells, trial_frame
-from ..verdicts.rounds import next_round, record_round, record_stop, stored_plan
+from ..verdicts.rounds import check_same_plan, next_round, record_round, record_stop, stored_plan
 
 
 def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
     """The decision family (``comparisons.decision_family``) on the study's completed trials at ``level``."""
     frame = trial_frame(spec, trials)
     return evaluate(decision_family(spec), frame, configs=cell_configs(spec), dead=dead_cells(frame), level=level)
+
+
+def plan_lines(spec: Any, study: Any | None, max_seeds: int) -> list[str]:
+    """What ``--until-decided`` would do, for a dry run: the plan, the comparisons it decides, the most trials it
+    can add, and (a study with every trial finished) the next round as the results stand. Reads only."""
+    plan = check_same_plan(study, spec, max_seeds)
+    family = decision_family(spec)
+    labels = "; ".join(p.label for p in family[:3]) + ("; …" if len(family) > 3 else "")
+    most = sum(max(0, plan.max_seeds - len(spec.cell_seeds(c))) for c in spec.cells)
+    lines = [f"until-decided: {plan.describe()}",
+             f"  decides {len(family)} comparison{'s' * (len(family) != 1)} ({labels})",
+             f"  adds at most {most} trials (every cell to {plan.max_seeds} seeds, if nothing is decided before)"]
+    if study is None:
+        return lines
+    trials = study.get_trials(deepcopy=False)
+    if any(s.state not in DONE + FAILED for s in statuses(spec, trials)):
+        return lines + ["  next round: judged once every trial of the study has finished"]
+    results = judge(spec, trials, plan.level)
+    done = len((record_of(study.user_attrs) or {}).get("rounds") or [])
+    rnd = next_round(plan, done, results, {c.id: len(spec.cell_seeds(c)) for c in spec.cells}, spec)
+    open_ = sum(r.verdict not in SETTLED for r in results)
+    if rnd is None:
+        return lines + [f"  next round: none ({open_} undecided after {done} round{'s' * (done != 1)})"]
+    added = sum(max(0, rnd.target - len(spec.cell_seeds(c))) for c in spec.cells if c.id in rnd.cells)
+    return lines + [f"  next round: {open_} undecided now; {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} to "
+                    f"{rnd.target} seeds, {added} trials"]
 
 
 def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path, launch: Callable[[Plan], int],

@@ -31,7 +31,7 @@ from ..run.worker import assign_devices, cpu_threads, default_workers, parse_dev
 from ..spec.grid import GridSpec, load_grid
 from ..spec.study_format import DONE, FAILED, find_journals
 from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
-from .decide import decide_rounds, print_decisions
+from .decide import decide_rounds, plan_lines, print_decisions
 from .estimate import busy_note, sweep_seconds
 from .launchers import Job, make_launcher
 from .monitor import Monitor, fmt_duration, result_lines
@@ -131,7 +131,8 @@ def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextI
 
 
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
-            retry_failed: bool, out: TextIO, packing: Packing | None = None) -> int:
+            retry_failed: bool, out: TextIO, packing: Packing | None = None, max_seeds: int | None = None) -> int:
+    """What a launch would run, read from the storage: ``max_seeds`` (``--until-decided``) adds its plan."""
     quiet_optuna()
     study = read_existing(ref, spec.study)
     if study is not None:
@@ -175,6 +176,9 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         print(f"estimate: ~{fmt_duration(total_s)} for {len(to_run)} trials on {dev} with {workers} worker"
               f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2× on an idle "
               f"machine){busy_note(devices)}", file=out)
+    if max_seeds is not None:
+        for line in plan_lines(spec, study, max_seeds):
+            print(line, file=out)
     print("dry run: nothing was created or run", file=out)
     return 0
 
@@ -265,7 +269,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         note = runner.dry_note(asked)
         if note:
             print(note, file=out)
-        return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing)
+        return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing,
+                       max_seeds if until_decided else None)
 
     quiet_optuna()
     if not storage_exists(ref):   # a new study: a folder with another study's runs is refused before any write

@@ -61,11 +61,18 @@ def ensure_plan(study: Any, spec: Any, max_seeds: int) -> dict[str, Any]:
         rec = {"plan": plan.to_dict(), "rounds": [], "stopped": None}
         study.set_user_attr(DECIDE_ATTR, rec)
         return rec
-    old = stored_plan(study.user_attrs)
+    check_same_plan(study, spec, max_seeds)
+    return rec
+
+
+def check_same_plan(study: Any, spec: Any, max_seeds: int) -> SequentialPlan:
+    """The plan ``--max-seeds`` makes, refused (one line) where the study stored another one."""
+    plan = make_plan(spec, max_seeds)
+    old = stored_plan(study.user_attrs) if study is not None else None
     if old is not None and old != plan:
         raise ConfigError(f"--max-seeds {max_seeds}: study {spec.study!r} planned its rounds with --max-seeds "
                           f"{old.max_seeds} and {old.start} starting seeds; relaunch with --max-seeds {old.max_seeds}")
-    return rec
+    return plan
 
 
 def seed_sequence(spec: Any, n: int) -> list[int]:
