@@ -92,6 +92,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .errors import choices_error
 
         raise choices_error("--device", args.device, ("auto", "cpu", "cuda", "cuda:<i>", "mps", "npu", "npu:<i>"))
+    given = _set_device(args.overrides)
+    if given is not None and args.device is not None and given != args.device:
+        raise ConfigError(f"device given twice (--set device={given} and --device {args.device}): give one")
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     cfg = load_run_config(args.config, overrides)
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
@@ -301,10 +304,21 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_device(overrides: list[str]) -> str | None:
+    """The device a ``--set device=…`` gives (the last one), or None."""
+    values = [o.split("=", 1)[1].strip() for o in overrides if "=" in o and o.split("=", 1)[0].strip() == "device"]
+    return values[-1] if values else None
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from .init_probe import probe_depths
     from .values import int_at_least, int_list
 
+    device = _set_device(args.overrides)
+    if device is not None:
+        from .errors import ConfigError
+
+        raise ConfigError(f"probe: --set device={device} has no effect here; use --device {device}")
     depths = int_list("--depths", args.depths)
     seeds, batch_size = int_at_least("--seeds", args.seeds), int_at_least("--batch-size", args.batch_size)
     table = probe_depths(depths, args.overrides, seeds=seeds, batch_size=batch_size, device=args.device)

@@ -195,6 +195,9 @@ def test_cli_probe_bad_depths(tmp_path, capsys):
     (["bench", "--steps", "0"], "--steps must be an integer ≥ 1, got 0"),
     (["bench", "--warmup", "-1"], "--warmup must be an integer ≥ 0, got -1"),
     (["bench", "--rounds", "0"], "--rounds must be an integer ≥ 1, got 0"),
+    # a device given by --set beside --device: one of them was ignored without a word
+    (["probe", "--depths", "8", "--set", "device=auto"], "probe: --set device=auto has no effect here; use --device"),
+    (["train", "--set", "device=auto"], "device given twice (--set device=auto and --device cpu): give one"),
 ])
 def test_probe_and_bench_counts_are_checked_before_anything_runs(argv, says, tmp_path, capsys):
     """A count of 0 or below gave probe an empty table (a pandas KeyError traceback) and bench a ValueError."""
