@@ -9,6 +9,7 @@ import yaml
 
 from .config import ModelConfig
 from .errors import ConfigError
+from .feasibility import check_forward
 from .flops import forward_flops
 from .model import build_model, count_params
 from .overrides import apply_overrides
@@ -70,8 +71,9 @@ def models_table() -> str:
 def describe_model(source: str | None, overrides: Sequence[str]) -> str:
     cfg = load_model_config(source, overrides)
     r = cfg.resolved()
-    model = build_model(cfg)
     size = INPUT_SIZE[r.stem]
+    check_forward(cfg, channels=cfg.in_channels, size=size)  # a broken user part: one line, not a traceback
+    model = build_model(cfg)
     lines = [cfg.describe(),
              f"parameters: {count_params(model):,}",
              f"forward FLOPs at {size}x{size}: {forward_flops(cfg, size):,}",

@@ -4,8 +4,10 @@ trial can train is one config error, not N failed trials.
 ``check_trainable`` runs the model forward once on the ``meta`` device (shapes only, no memory, no compute) in train
 mode with the run's image size and batch size: a feature map that shrinks below the kernel, or BatchNorm with one
 value per channel (e.g. the ImageNet stem on 16-pixel images at ``batch_size: 1``), raises there exactly as it
-would in the first training step. It also needs at least one full batch per epoch (the train loader drops the last
-partial batch).
+would in the first training step; so does a plugin's part that raises, or whose output has the wrong shape (a
+shortcut not of its block's shape, which the addition would broadcast without a word; a pooling not ``[B, C]``),
+and the error names the plugin parts the model uses. It also needs at least one full batch per epoch (the train
+loader drops the last partial batch).
 """
 from __future__ import annotations
 
@@ -23,8 +25,41 @@ def train_count(n_train: int, val_size: int | float) -> int:
     return n_train - n_val
 
 
+class PartShapeError(ValueError):
+    """A registered part returned a tensor of the wrong shape."""
+
+
+def _check_shapes(model: Any) -> None:
+    """Hooks that raise `PartShapeError` where a shortcut's output is not its block's shape (the addition would
+    broadcast it silently) or the pooling's is not ``[B, channels]``."""
+    cfg = model.cfg.resolved()
+    for _, block in model.blocks():
+        if block.shortcut is not None:
+            _hook_shortcut(block, cfg.shortcut)
+    model.pool.register_forward_hook(functools.partial(_pool_hook, cfg.pooling, model.feature_channels))
+
+
+def _hook_shortcut(block: Any, name: str) -> None:
+    seen: dict[str, Any] = {}
+    block.shortcut.register_forward_hook(lambda _m, _x, out: seen.update(shape=tuple(out.shape)))
+
+    def check(_m: Any, _x: Any, out: Any) -> None:
+        if seen.get("shape") != tuple(out.shape):
+            raise PartShapeError(f"model.shortcut {name!r} returns {list(seen.get('shape', ()))} where its "
+                                 f"block's output is {list(out.shape)}")
+    block.register_forward_hook(check)
+
+
+def _pool_hook(name: str, channels: int, _m: Any, x: Any, out: Any) -> None:
+    want = [x[0].shape[0], channels]
+    if list(out.shape) != want:
+        raise PartShapeError(f"model.pooling {name!r} returns {list(out.shape)} for features "
+                             f"{list(x[0].shape)}; it must return {want} ([batch, channels])")
+
+
 @functools.lru_cache(maxsize=4096)
-def _forward_error(model_json: str, channels: int, size: int, batch: int) -> str | None:
+def _forward_error(model_json: str, channels: int, size: int, batch: int) -> tuple[str, bool] | None:
+    """The first line of the error one training forward raises, and whether a part broke its shape contract."""
     import torch
 
     from .config import ModelConfig
@@ -34,12 +69,43 @@ def _forward_error(model_json: str, channels: int, size: int, batch: int) -> str
     try:
         with torch.device("meta"):
             model = build_model(cfg)
+            _check_shapes(model)
             model.train()
             model(torch.empty(batch, channels, size, size))
-    except (RuntimeError, ValueError) as e:
+    except PartShapeError as e:
+        return str(e), True
+    except Exception as e:  # noqa: BLE001 - a user part (plugin) may raise anything while it is built or run
         text = str(e).strip().splitlines()
-        return text[0][:200] if text else type(e).__name__
+        kind = "" if isinstance(e, (RuntimeError, ValueError)) else f"{type(e).__name__}: "
+        return (f"{kind}{text[0][:200]}" if text else type(e).__name__), False
     return None
+
+
+def user_parts(model: Any) -> list[str]:
+    """The model's parts that a plugin registered, each as ``model.KEY 'name' (from FILE)``."""
+    from .config import PART_KEYS
+
+    out = []
+    for key, registry in PART_KEYS.items():
+        name = getattr(model, key)
+        if registry.source(name):
+            out.append(f"model.{key} {name!r} (from {registry.source(name)})")
+    return out
+
+
+def check_forward(model: Any, *, channels: int, size: int, batch_size: int = 2) -> None:
+    """Raise a one-line ``ConfigError`` if model config ``model`` cannot run one training forward on a batch of
+    ``channels`` × ``size`` × ``size`` images; it names the plugin parts the model uses."""
+    # BatchNorm needs > 1 value per channel; a batch of 2 is as good as any larger one for every shape check
+    found = _forward_error(json.dumps(model.to_dict(), sort_keys=True), channels, size, min(batch_size, 2))
+    if found is None:
+        return
+    error, contract = found
+    r, parts = model.resolved(), user_parts(model)
+    where = "" if contract else f"model.stem {r.stem}, {len(r.stages)} stages on {size}x{size} images at " \
+                                f"batch_size {batch_size}: "
+    whose = f" (user parts: {'; '.join(parts)})" if parts else ""
+    raise ConfigError(f"this config cannot train: {where}{error}{whose}")
 
 
 def check_trainable(rc: Any, *, image_size: int, channels: int, classes: int, n_train: int | None = None) -> None:
@@ -57,9 +123,4 @@ def check_trainable(rc: Any, *, image_size: int, channels: int, classes: int, n_
             raise ConfigError(f"batch_size {rc.batch_size} is larger than the {n} training images left after "
                               f"data.val_size {rc.data.val_size!r}: an epoch would have no full batch")
     model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
-    # BatchNorm needs > 1 value per channel; a batch of 2 is as good as any larger one for every shape check
-    error = _forward_error(json.dumps(model.to_dict(), sort_keys=True), channels, size, min(rc.batch_size, 2))
-    if error is not None:
-        r = model.resolved()
-        raise ConfigError(f"this config cannot train: model.stem {r.stem}, {len(r.stages)} stages on "
-                          f"{size}x{size} images at batch_size {rc.batch_size}: {error}")
+    check_forward(model, channels=channels, size=size, batch_size=rc.batch_size)

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any, Iterable, Sequence
 
 from .errors import ConfigError
+from .registry import Registry, snapshot
 
 _LOADED: dict[str, ModuleType] = {}   # resolved plugin → its module: a second load is a no-op
 
@@ -54,6 +55,7 @@ def load_plugin(plugin: str, base: str | Path | None = None) -> str:
     key = resolve(plugin, base)
     if key in _LOADED:
         return key
+    before, imported = snapshot(), not is_path(key) and key in sys.modules
     try:
         if is_path(key):
             name = "resnet_ablate_plugin_" + re.sub(r"\W", "_", Path(key).stem) + "_" + _digest(key)[:8]
@@ -72,9 +74,13 @@ def load_plugin(plugin: str, base: str | Path | None = None) -> str:
     except ConfigError as e:
         raise ConfigError(f"plugin {plugin}: {e}") from None
     except Exception as e:  # noqa: BLE001 - the user's code: any error is a config error naming the plugin
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str() quotes it
+        first = text.strip().splitlines()[0] if text.strip() else ""
         raise ConfigError(f"plugin {plugin} failed to load: {type(e).__name__}" + (f": {first}" if first else "")) \
             from None
+    if not imported and not snapshot() - before:
+        raise ConfigError(f"plugin {plugin} registers no part: register one with e.g. "
+                          f"@SHORTCUTS.register(\"name\") (kinds: {', '.join(r.kind for r in Registry.ALL)})")
     _LOADED[key] = module
     return key
 

@@ -6,6 +6,7 @@ name a part by its registered ``label`` (the name itself when none was given), s
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import choices_error
@@ -16,10 +17,14 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps a name to a part factory. `get` also accepts the factory itself (as timm's get_act_layer does)."""
 
+    ALL: list["Registry[Any]"] = []  # every registry made, so a plugin's registrations can be listed (`snapshot`)
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._parts: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
+        self._source: dict[str, str] = {}  # name → the module that registered it
+        Registry.ALL.append(self)
 
     def register(self, name: str, *, label: str | None = None, **meta: Any) -> Callable[[T], T]:
         """A decorator that adds ``part`` under ``name``. ``label``: how reports print it (default: ``name``);
@@ -33,6 +38,7 @@ class Registry(Generic[T]):
                 raise KeyError(f"{self.kind} {name!r} is already registered")
             self._parts[name] = part
             self._meta[name] = {"label": label or name, **meta}
+            self._source[name] = sys._getframe(1).f_globals.get("__name__", "")
             return part
 
         return add
@@ -61,8 +67,21 @@ class Registry(Generic[T]):
         """The report's name for a part: its registered label, else ``str(name)`` (an unknown or user part)."""
         return str(self.meta(name).get("label", name))
 
+    def source(self, name: object) -> str:
+        """The file (else the module name) of a part registered outside resnet_core, e.g. by a plugin; "" for a
+        built-in or unknown part."""
+        module = self._source.get(name, "") if isinstance(name, str) else ""
+        if not module or module.split(".")[0] == "resnet_core":
+            return ""
+        return str(getattr(sys.modules.get(module), "__file__", None) or module)
+
     def __contains__(self, name: object) -> bool:
         return name in self._parts
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._parts)
+
+
+def snapshot() -> set[tuple[str, str]]:
+    """Every registered part as ``(kind, name)``: the difference of two is what an import registered."""
+    return {(r.kind, name) for r in Registry.ALL for name in r.names()}

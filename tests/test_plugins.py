@@ -177,9 +177,16 @@ def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb
     ([], "missing/dir/part.py", "missing/dir/part.py"),
     (["no_such_module_xyz"], None, "no_such_module_xyz"),
     (["broken.py"], None, "broken.py failed to load: ZeroDivisionError"),
+    (["syntax.py"], None, "syntax.py failed to load: SyntaxError"),
+    (["taken.py"], None, "taken.py failed to load: KeyError: model.shortcut 'identity' is already registered"),
+    (["empty.py"], None, "plugin empty.py registers no part"),
 ])
 def test_a_bad_plugin_exits_2_naming_it_before_anything_is_written(tmp_path, capsys, grid_plugins, flag, needle):
     (tmp_path / "broken.py").write_text("1 / 0\n")
+    (tmp_path / "syntax.py").write_text("def f(:\n    pass\n")
+    (tmp_path / "taken.py").write_text("from resnet_core.shortcuts import SHORTCUTS\n"
+                                       "SHORTCUTS.register('identity')(lambda **kw: None)\n")
+    (tmp_path / "empty.py").write_text("x = 1\n")
     grid = yaml.safe_load(EXAMPLE.read_text())
     grid["plugins"] = grid_plugins
     grid["grid"] = {"model.shortcut": ["identity"]}
@@ -206,3 +213,56 @@ def test_train_loads_a_plugin_given_on_the_command_line(tmp_path, capsys):
         read_summary(out)["provenance"]["plugins"]
     gates = [n for n, _ in build_model(ModelConfig(shortcut="gated", depth=8)).named_parameters() if "gate" in n]
     assert len(gates) == 3  # one learnable gate per block of a ResNet-8 (3 stages of 1 block)
+
+
+BROKEN_PARTS = """
+import torch
+from torch import nn
+from resnet_core.pooling import POOLINGS
+from resnet_core.shortcuts import SHORTCUTS
+
+class FirstChannel(nn.Module):
+    def forward(self, x):
+        return x[:, :1]
+
+class RowMean(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=2)
+
+@SHORTCUTS.register("first_channel")
+def first_channel(*, in_ch, out_ch, stride, members, project, with_norm, bias):
+    return FirstChannel()
+
+@SHORTCUTS.register("two_args")
+def two_args(in_ch, out_ch):
+    return FirstChannel()
+
+@POOLINGS.register("row_mean")
+def row_mean(*, channels, members):
+    return RowMean()
+"""
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("shortcut", "first_channel", "model.shortcut 'first_channel' returns [2, 1, 8, 8] where its block's output is "
+                                  "[2, 4, 8, 8]"),
+    ("pooling", "row_mean", "model.pooling 'row_mean' returns [2, 8, 2] for features [2, 8, 2, 2]"),
+    ("shortcut", "two_args", "TypeError: two_args() got an unexpected keyword argument"),
+])
+def test_a_user_part_that_breaks_is_one_line_naming_it_before_anything_is_written(tmp_path, capsys, key, value,
+                                                                                   needle):
+    """A shortcut whose output the addition would broadcast, a pooling of the wrong shape, a factory that does not
+    take the documented keywords: exit 2 naming the part and its file, in train and models, no run folder."""
+    plugin = tmp_path / "parts.py"
+    plugin.write_text(BROKEN_PARTS)
+    base = yaml.safe_load(EXAMPLE.read_text())["base"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], key: value}}))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
+    assert not out.exists()
+    assert main(["models", "--plugin", str(plugin), "--set", f"model.{key}={value}", "--set", "model.depth=8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and f"{value}" in err and str(plugin) in err, err
