@@ -1011,6 +1011,7 @@ def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(erro
     ("missing", ("no such folder",)),
     ("empty", ("no train/ folder",)),
     ("no-images", ("train/ has no class folder with an image",)),
+    ("empty-class", ("class folder train/z has no image",)),
 ])
 def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layout, words, tmp_path, capsys):
     path = tmp_path / "images"
@@ -1019,6 +1020,13 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
     if layout == "no-images":
         for split in ("train", "val"):
             (path / split / "a").mkdir(parents=True)
+    if layout == "empty-class":  # ImageFolder refuses a class folder without an image: every trial would fail
+        from PIL import Image
+
+        for split in ("train", "val"):
+            (path / split / "a").mkdir(parents=True)
+            (path / split / "z").mkdir()
+            Image.new("RGB", (8, 8)).save(path / split / "a" / "0.png")
     base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none"}}
     grid = grid_file(tmp_path / "g.yaml", "imf", base=base)
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])

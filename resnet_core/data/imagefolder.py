@@ -38,6 +38,23 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[
     return LabeledImages(torch.stack(images), labels), list(ds.classes)
 
 
+def _has_image(folder: Path, extensions: tuple[str, ...]) -> bool:
+    return any(f.suffix.lower() in extensions for f in folder.rglob("*") if f.is_file())
+
+
+def _class_folders(root: Path, split: str, extensions: tuple[str, ...]) -> list[str]:
+    """The class folders of ``root/split``, sorted; a one-line ``ConfigError`` if there is none or one holds no image
+    (torchvision's ImageFolder counts every folder as a class and refuses an empty one)."""
+    folders = sorted(d for d in (root / split).iterdir() if d.is_dir())
+    empty = [d.name for d in folders if not _has_image(d, extensions)]
+    if len(empty) == len(folders):
+        raise ConfigError(f"data.path {root}: {split}/ has no class folder with an image ({', '.join(extensions)})")
+    if empty:
+        raise ConfigError(f"data.path {root}: class folder {split}/{empty[0]} has no image ({', '.join(extensions)}); "
+                          f"add images or remove it")
+    return [d.name for d in folders]
+
+
 def check_imagefolder(path: str | Path | None) -> Path:
     """The ImageFolder root ``path`` if its layout can be loaded (train/ and val/ or test/, each with at least one
     class folder holding an image, the same classes), without reading an image; else a one-line ``ConfigError``.
@@ -55,14 +72,7 @@ def check_imagefolder(path: str | Path | None) -> Path:
     splits = ["train"] + [s for s in ("val", "test") if (root / s).is_dir()]
     if len(splits) == 1:
         raise ConfigError(f"data.path {root}: no val/ or test/ folder beside train/")
-    classes = {}
-    for split in splits:
-        found = sorted(d.name for d in (root / split).iterdir() if d.is_dir() and any(
-            f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file()))
-        if not found:
-            raise ConfigError(f"data.path {root}: {split}/ has no class folder with an image "
-                              f"({', '.join(IMG_EXTENSIONS)})")
-        classes[split] = found
+    classes = {split: _class_folders(root, split, IMG_EXTENSIONS) for split in splits}
     for split in splits[1:]:
         if classes[split] != classes["train"]:
             raise ConfigError(f"data.path {root}: {split}/ has classes {classes[split]}, train/ has {classes['train']}")
