@@ -20,7 +20,7 @@ from .data import load_dataset, seed_style_loader
 from .devices import resolve_device
 from .model import build_model
 from .overrides import apply_overrides
-from .record import atomic_write_json
+from .record import atomic_write_json, check_out_file
 from .run_config import RunConfig
 from .values import int_at_least, int_list
 
@@ -182,11 +182,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    """The counts and lists of integers, before anything is measured."""
+    """The counts and lists of integers and the --out file, before anything is measured."""
     for flag in ("--depths", "--members") + (("--threads",) if args.threads else ()):
         int_list(flag, getattr(args, flag[2:]))
     for flag, low in (("--batch-size", 1), ("--steps", 1), ("--warmup", 0), ("--rounds", 1)):
         int_at_least(flag, getattr(args, flag[2:].replace("-", "_")), low)
+    if args.out:
+        check_out_file(args.out)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -273,8 +273,9 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .lesion import lesion_table
-    from .record import atomic_write_text
+    from .record import atomic_write_text, check_out_file
 
+    out = check_out_file(args.out or Path(args.checkpoint[0]).parent / "lesion.csv")
     tables, notes = [], []
     for k, path in enumerate(args.checkpoint, 1):
         loaded = _load_for_eval(path, args.device, args.precision)
@@ -294,8 +295,6 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
-    out = Path(args.out) if args.out else Path(args.checkpoint[0]).parent / "lesion.csv"
-
     atomic_write_text(out, table.to_csv(index=False))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for note in notes:
@@ -319,12 +318,13 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         from .errors import ConfigError
 
         raise ConfigError(f"probe: --set device={device} has no effect here; use --device {device}")
+    from .record import atomic_write_text, check_out_file
+
     depths = int_list("--depths", args.depths)
     seeds, batch_size = int_at_least("--seeds", args.seeds), int_at_least("--batch-size", args.batch_size)
+    out = check_out_file(args.out)
     table = probe_depths(depths, args.overrides, seeds=seeds, batch_size=batch_size, device=args.device)
-    from .record import atomic_write_text
-
-    atomic_write_text(Path(args.out), table.to_csv(index=False))
+    atomic_write_text(out, table.to_csv(index=False))
     first = table[table.layer_index == 0].pivot_table(index="depth", columns="shortcut", values="grad_norm")
     print("gradient norm of the first layer at initialisation (mean over seeds):")
     if {"none", "identity"} <= set(first.columns):

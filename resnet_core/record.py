@@ -53,6 +53,18 @@ def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
         raise
 
 
+def check_out_file(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` if a file can be written there (a file or nothing yet, under folders or nothing yet); else a one-line
+    ``ConfigError`` naming ``flag``: checked before the work, not when its result is written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder, not a file; name a file (inside it, say)")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{flag} {path}: {blocking} is a file, not a folder")
+    return path
+
+
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Remove the temporary files of ``atomic_file`` (``.<name>.*.tmp``) that a killed writer left in ``folder``
     (each up to a whole checkpoint); the run's one writer calls this before it writes. Returns what it removed."""

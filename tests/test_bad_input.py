@@ -390,6 +390,31 @@ def test_eval_of_a_random_file_or_a_foreign_state_dict_is_one_line(tmp_path, cap
                           "not a resnet-ablate checkpoint")
 
 
+
+@pytest.mark.parametrize("command", ["lesion", "probe", "bench"])
+@pytest.mark.parametrize("where", ["folder", "under-a-file"])
+def test_an_out_file_that_cannot_be_written_is_refused_before_the_work(command, where, odd_run, tmp_path, capsys,
+                                                                       monkeypatch):
+    """--out a folder, or under a file: one line naming --out, before a table is computed (it failed at the end,
+    naming a temporary file)."""
+    import resnet_core.bench
+    import resnet_core.init_probe
+    import resnet_core.lesion
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work ran before --out was checked")
+
+    for module, name in ((resnet_core.lesion, "lesion_table"), (resnet_core.init_probe, "probe_depths"),
+                         (resnet_core.bench, "run_cpu_bench")):
+        monkeypatch.setattr(module, name, never)
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path if where == "folder" else tmp_path / "a-file" / "t.csv"
+    argv = {"lesion": ["lesion", str(odd_run / "last.pt"), "--device", "cpu"], "probe": ["probe", "--depths", "8"],
+            "bench": ["bench", "--device", "cpu"]}[command]
+    words = ("is a folder, not a file",) if where == "folder" else ("a-file is a file, not a folder",)
+    assert_one_line_error(main(argv + ["--out", str(out)]), capsys.readouterr().err, "--out", str(out), *words)
+
+
 # == 3. storage and files survive crashes, full disks and concurrent starts ======================================
 def _journal_with_study(path: Path, name: str, n: int = 3) -> None:
     from sweeps.queue.storage import StorageRef, open_storage
