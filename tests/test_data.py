@@ -408,6 +408,32 @@ def test_imagefolder_from_a_temp_tree(tmp_path: Path) -> None:
         load_dataset(DataConfig(name="imagefolder"))
 
 
+def test_a_grayscale_imagefolder_loads_with_one_channel_and_a_mixed_one_as_rgb(tmp_path: Path) -> None:
+    """An MNIST-like tree of grayscale PNGs trained as 3 identical channels (torchvision's loader makes every image
+    RGB): it loads with 1 channel, and its per-channel statistics are 1 value; one colour image makes it RGB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    gray: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        for cls in ("zero", "one"):
+            (tmp_path / "gray" / split / cls).mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (6, 6), dtype=np.uint8)
+                Image.fromarray(pixels, mode="L").save(tmp_path / "gray" / split / cls / f"{i}.png")
+                gray[f"{split}/{cls}/{i}"] = pixels
+    data = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "gray")))
+    assert data.train.images.shape == (4, 1, 6, 6) and data.in_channels == 1 and len(data.mean) == 1
+    assert np.array_equal(data.train.images[2, 0].numpy(), gray["train/zero/0"])   # classes sorted: one, zero
+
+    colour = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "gray" / "test" / "one" / "2.png")
+    mixed = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "gray")))
+    assert mixed.train.images.shape == (4, 3, 6, 6) and mixed.in_channels == 3
+    assert all(np.array_equal(mixed.train.images[2, c].numpy(), gray["train/zero/0"]) for c in range(3))
+    assert np.array_equal(mixed.test.images[2].permute(1, 2, 0).numpy(), colour)
+
+
 def test_jpeg_archive_round_trip(tmp_path: Path) -> None:
     # smooth images survive JPEG closely; labels and class names exactly
     yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")

@@ -1,4 +1,8 @@
-"""Any ImageFolder tree (`path/train/<class>/*.png`, plus `val/` and/or `test/`), loaded into memory as uint8."""
+"""Any ImageFolder tree (`path/train/<class>/*.png`, plus `val/` and/or `test/`), loaded into memory as uint8.
+
+A tree whose every image is grayscale (PIL modes ``GRAY_MODES``, as MNIST-like PNGs are) loads with 1 channel;
+any colour image makes the whole tree RGB (a grayscale image among colour ones is replicated to 3 channels, as PIL's
+``convert("RGB")`` does)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +14,11 @@ from ..errors import ConfigError
 from .images import LabeledImages
 
 
-def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[str]]:
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """(images as uint8 arrays, [H, W] for a grayscale image or [H, W, 3], labels, classes) of one split."""
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
@@ -18,11 +26,12 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[
         ds = ImageFolder(str(folder))
     except (FileNotFoundError, OSError) as e:
         raise ConfigError(f"data.path {folder}: not an ImageFolder tree ({str(e).splitlines()[0][:120]})") from None
-    images: list[torch.Tensor] = []
+    images: list[np.ndarray] = []
     first_size: tuple[int, int] | None = None
     for file, _ in ds.samples:
         try:
-            img = ds.loader(file)  # PIL, RGB
+            with Image.open(file) as opened:
+                img = opened.convert("L" if opened.mode in GRAY_MODES else "RGB")
         except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files, …
             raise ConfigError(f"data.path {folder}: cannot read image {file} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
@@ -33,9 +42,16 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[LabeledImages, list[
         elif img.size != first_size:
             raise ConfigError(f"data.path {folder}: images differ in size ({first_size[0]}x{first_size[1]} and "
                               f"{img.size[0]}x{img.size[1]} at {file}); set data.resize to load them at one size")
-        images.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
-    labels = torch.tensor(ds.targets, dtype=torch.long)
-    return LabeledImages(torch.stack(images), labels), list(ds.classes)
+        images.append(np.asarray(img, dtype=np.uint8).copy())
+    return images, list(ds.targets), list(ds.classes)
+
+
+def _stack(images: list[np.ndarray], labels: list[int], gray: bool) -> LabeledImages:
+    """uint8 [N, 1 or 3, H, W]: 1 channel for a grayscale tree, else grayscale images replicated to 3."""
+    planes = [a[None] if a.ndim == 2 else a.transpose(2, 0, 1) for a in images]
+    if not gray:
+        planes = [np.repeat(p, 3, axis=0) if p.shape[0] == 1 else p for p in planes]
+    return LabeledImages(torch.from_numpy(np.stack(planes)), torch.tensor(labels, dtype=torch.long))
 
 
 def _has_image(folder: Path, extensions: tuple[str, ...]) -> bool:
@@ -84,10 +100,14 @@ def load_imagefolder(path: str | Path | None, resize: int | None
     """(train, val, test, classes). test is `test/` if present, else `val/`; val is `val/` only when `test/` exists."""
     root = check_imagefolder(path)
     has_val, has_test = (root / "val").is_dir(), (root / "test").is_dir()
-    train, classes = _load_folder(root / "train", resize)
-    test, test_classes = _load_folder(root / ("test" if has_test else "val"), resize)
-    val, val_classes = _load_folder(root / "val", resize) if has_val and has_test else (None, classes)
-    for split, names in (("test" if has_test else "val", test_classes), ("val", val_classes)):
+    splits = {"train": root / "train", "test": root / ("test" if has_test else "val")}
+    if has_val and has_test:
+        splits["val"] = root / "val"
+    loaded = {name: _load_folder(folder, resize) for name, folder in splits.items()}
+    classes = loaded["train"][2]
+    for name, (_, _, names) in loaded.items():
         if names != classes:
-            raise ConfigError(f"data.path {root}: {split}/ has classes {names}, train/ has {classes}")
-    return train, val, test, classes
+            raise ConfigError(f"data.path {root}: {splits[name].name}/ has classes {names}, train/ has {classes}")
+    gray = all(a.ndim == 2 for images, _, _ in loaded.values() for a in images)
+    stacked = {name: _stack(images, labels, gray) for name, (images, labels, _) in loaded.items()}
+    return stacked["train"], stacked.get("val"), stacked["test"], classes
