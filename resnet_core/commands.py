@@ -175,6 +175,10 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
     from .run_config import RunConfig
 
     ckpt_path = Path(path)
+    if ckpt_path.is_dir():
+        held = [str(ckpt_path / f) for f in ("best.pt", "last.pt") if (ckpt_path / f).is_file()]
+        raise ConfigError(f"{ckpt_path} is a folder, not a checkpoint" + (f": give {' or '.join(held)}" if held
+                                                                          else " (it holds no best.pt or last.pt)"))
     if not ckpt_path.is_file():
         raise ConfigError(f"checkpoint not found: {ckpt_path}")
     state = checkpoint.load(ckpt_path)  # ConfigError for a random file or a foreign state dict

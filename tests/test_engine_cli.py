@@ -152,6 +152,13 @@ def test_cli_lesion_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert main(["lesion", str(tmp_path / "nope.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: checkpoint not found") and err.count("\n") == 1
+    # a run folder instead of its checkpoint: named as a folder, with the checkpoints it holds
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"")
+    for command in ("lesion", "eval"):
+        assert main([command, str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {tmp_path / 'run'} is a folder, not a checkpoint: give {tmp_path / 'run' / 'last.pt'}\n"
 
 
 def test_cli_probe_writes_the_documented_csv(tmp_path, capsys):
