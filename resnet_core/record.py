@@ -33,10 +33,12 @@ RECORD_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO[Any]]:
+def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True, exclusive: bool = False) -> Iterator[IO[Any]]:
     """The one atomic write: yield a temporary file in ``path``'s folder (as readable as any file the umask
     allows), then flush, fsync (unless ``fsync=False``) and rename it over ``path``; on an error the temporary file
-    is removed and ``path`` is left as it was. ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes, e.g. ``torch.save``)."""
+    is removed and ``path`` is left as it was. ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes, e.g. ``torch.save``).
+    ``exclusive``: link it into place instead, so ``FileExistsError`` leaves a ``path`` already there as it was (of
+    two writers at the same moment, one wins)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -47,7 +49,11 @@ def atomic_file(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            Path(tmp).unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -76,14 +82,14 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     return removed
 
 
-def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
+def atomic_write_text(path: Path, text: str, *, fsync: bool = True, exclusive: bool = False) -> None:
     """Write ``text`` to ``path`` atomically (``atomic_file``)."""
-    with atomic_file(path, "w", fsync=fsync) as f:
+    with atomic_file(path, "w", fsync=fsync, exclusive=exclusive) as f:
         f.write(text)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n", exclusive=exclusive)
 
 
 def _jsonable(x: Any) -> Any:

@@ -186,6 +186,11 @@ def test_atomic_writes_replace_whole_or_not_at_all(tmp_path):
     assert torch.load(path, weights_only=True)["step"] == 2
     atomic_write_text(tmp_path / "a.json", "{}\n", fsync=False)
     assert (tmp_path / "a.json").read_text() == "{}\n"
+    # an exclusive write creates a file whole, and leaves one already there as it was
+    atomic_write_text(tmp_path / "b.json", "1\n", exclusive=True)
+    with pytest.raises(FileExistsError):
+        atomic_write_text(tmp_path / "b.json", "2\n", exclusive=True)
+    assert (tmp_path / "b.json").read_text() == "1\n"
     assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left behind
 
 

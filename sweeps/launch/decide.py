@@ -20,6 +20,11 @@ def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
     return evaluate(decision_family(spec), frame, configs=cell_configs(spec), dead=dead_cells(frame), level=level)
 
 
+def seeds_per_cell(spec: Any) -> dict[str, int]:
+    """Cell id → its seeds so far (the grid's and those the recorded rounds added)."""
+    return {c.id: len(spec.cell_seeds(c)) for c in spec.cells}
+
+
 def plan_lines(spec: Any, study: Any | None, max_seeds: int) -> list[str]:
     """What ``--until-decided`` would do, for a dry run: the plan, the comparisons it decides, the most trials it
     can add, and (a study with every trial finished) the next round as the results stand. Reads only."""
@@ -37,7 +42,7 @@ def plan_lines(spec: Any, study: Any | None, max_seeds: int) -> list[str]:
         return lines + ["  next round: judged once every trial of the study has finished"]
     results = judge(spec, trials, plan.level)
     done = len((record_of(study.user_attrs) or {}).get("rounds") or [])
-    rnd = next_round(plan, done, results, {c.id: len(spec.cell_seeds(c)) for c in spec.cells}, spec)
+    rnd = next_round(plan, done, results, seeds_per_cell(spec), spec)
     open_ = sum(r.verdict not in SETTLED for r in results)
     if rnd is None:
         return lines + [f"  next round: none ({open_} undecided after {done} round{'s' * (done != 1)})"]
@@ -61,8 +66,7 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
         results = judge(spec, trials, plan.level)
         with study_lock(ref, spec.study, storage):
             done = len((record_of(study.user_attrs) or {}).get("rounds") or [])
-            per_cell = {c.id: len(spec.cell_seeds(c)) for c in spec.cells}
-            rnd = next_round(plan, done, results, per_cell, spec)
+            rnd = next_round(plan, done, results, seeds_per_cell(spec), spec)
             if rnd is None:
                 open_ = [r for r in results if r.verdict not in SETTLED]
                 why = "all decided" if not open_ else f"cap: {len(open_)} undecided at the planned maximum"

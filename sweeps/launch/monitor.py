@@ -202,7 +202,7 @@ class Monitor:
         if st.state in DONE + FAILED:
             trial = st.latest
         elif st.state == "running":
-            trial = next(t for t in reversed(st.trials) if trial_status(t) == "running")
+            trial = _running_trial(st)
         else:
             return
         step, total = self._read(trial)
@@ -251,7 +251,7 @@ class Monitor:
         launch's stop put back in the queue): its earlier trials are the other launch's news, not this one's."""
         if st.state != "running":
             return False
-        running = next((t for t in reversed(st.trials) if trial_status(t) == "running"), None)
+        running = _running_trial(st)
         if running is None or not launched_here(running):
             return False
         self.units.add(st.unit.key)
@@ -428,6 +428,11 @@ def _fast_path_notes(trials: list[Any]) -> list[str]:
         change = replayed[0].user_attrs["precision_changed"]
         notes.append(f"{len(replayed)} replayed in {change.get('to')} after going non-finite in {change.get('from')}")
     return notes
+def _running_trial(st: Any) -> Any:
+    """The latest RUNNING trial of a unit status, or None."""
+    return next((t for t in reversed(st.trials) if trial_status(t) == "running"), None)
+
+
 def _units(sts: Any) -> str:
     """The units of a cell by seed (search: by slot, the k-th search trial of the cell, as its run folder's
     ``-t<k>`` names it), as the closing table names them: ``seed 0, seed 2``; ``slot t0, slot t2``. Not Optuna's

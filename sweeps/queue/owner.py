@@ -13,9 +13,6 @@ same for every machine and every kind of storage), and the launch that first use
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,20 +77,11 @@ def claim_owner(study_dir: Path, ref: StorageRef, study: Any) -> None:
 
 def _create_new(path: Path, record: dict[str, Any]) -> bool:
     """Write ``record`` to ``path`` unless a file is there (False): written whole, then linked into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.link(tmp, path)
+        atomic_write_json(path, record, exclusive=True)
         return True
     except FileExistsError:
         return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _has_runs(study_dir: Path) -> bool:

@@ -73,10 +73,11 @@ def read_existing(ref: Any, name: str) -> Any | None:
     return load_existing(open_storage(ref, read_only=True), name) if storage_exists(ref) else None
 
 
-def check_existing(study: Any, spec: GridSpec) -> None:
+def check_existing(study: Any, spec: GridSpec) -> tuple[Any, Any]:
     """Refuse a grid that would mix another experiment into the existing ``study``: a one-line ``ConfigError``
     naming what differs (direction, metric, base, plugins, axis values, cells), before anything is written. Takes
-    the seeds the study's ``--until-decided`` rounds added into ``spec``. The launch and its dry run both call it."""
+    the seeds the study's ``--until-decided`` rounds added into ``spec``. The launch and its dry run both call it.
+    Returns ``grid_layout(spec, study)``."""
     direction = spec.objective["direction"]
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
@@ -85,8 +86,15 @@ def check_existing(study: Any, spec: GridSpec) -> None:
     _check_same_base(study.user_attrs, spec)
     check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
     spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
-    merged_space(study.user_attrs.get("axis_space"), spec)
-    cell_aliases(spec, study.get_trials(deepcopy=False))
+    return grid_layout(spec, study)
+
+
+def grid_layout(spec: GridSpec, study: Any = None) -> tuple[Any, Any]:
+    """(the axis space attr, the cell aliases) of ``spec`` over ``study``'s stored space and trials (None: a study
+    not created yet); a one-line ``ConfigError`` where the grid cannot extend them."""
+    stored = study.user_attrs.get("axis_space") if study is not None else None
+    trials = study.get_trials(deepcopy=False) if study is not None else []
+    return space_attr(merged_space(stored, spec)), cell_aliases(spec, trials)
 
 
 def create_or_load(storage: Any, spec: GridSpec, study_dir: Path, owner: Any = None) -> tuple[Any, bool]:
@@ -97,14 +105,10 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path, owner: Any = N
 
     sampler, pruner = sampler_and_pruner(spec)
     study = load_existing(storage, spec.study, sampler, pruner)
-    if study is not None:
-        check_existing(study, spec)
+    created = study is None
+    space, aliases = grid_layout(spec) if created else check_existing(study, spec)   # ConfigErrors before any write
     if owner is not None:
         check_owner(study_dir, owner, spec.study, study)
-    created = study is None
-    stored = {} if created else study.user_attrs
-    space = space_attr(merged_space(stored.get("axis_space"), spec))                     # ConfigError before any write
-    aliases = cell_aliases(spec, [] if created else study.get_trials(deepcopy=False))   # …and this one too
     if created:
         study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.objective["direction"],
                                     sampler=sampler, pruner=pruner, load_if_exists=False)
