@@ -1037,6 +1037,8 @@ def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(erro
     ("empty", ("no train/ folder",)),
     ("no-images", ("train/ has no class folder with an image",)),
     ("empty-class", ("class folder train/z has no image",)),
+    ("mixed-sizes", ("images differ in size", "8x8 at train/a/0.png and 9x8 at train/a/1.png", "data.resize")),
+    ("split-sizes", ("images differ in size", "8x8 at train/a/0.png and 10x10 at val/a/0.png", "data.resize")),
 ])
 def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layout, words, tmp_path, capsys):
     path = tmp_path / "images"
@@ -1052,6 +1054,14 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
             (path / split / "a").mkdir(parents=True)
             (path / split / "z").mkdir()
             Image.new("RGB", (8, 8)).save(path / split / "a" / "0.png")
+    if layout in ("mixed-sizes", "split-sizes"):   # loading would fail in every trial; GAP would hide a split's size
+        from PIL import Image
+
+        for split, sizes in (("train", [(8, 8), (9, 8) if layout == "mixed-sizes" else (8, 8)]),
+                             ("val", [(8, 8) if layout == "mixed-sizes" else (10, 10)])):
+            (path / split / "a").mkdir(parents=True)
+            for i, size in enumerate(sizes):
+                Image.new("RGB", size).save(path / split / "a" / f"{i}.png")
     base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none"}}
     grid = grid_file(tmp_path / "g.yaml", "imf", base=base)
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
@@ -1242,6 +1252,32 @@ def test_a_second_study_in_another_storage_is_refused_the_first_ones_runs(tmp_pa
                           "not this study's runs", "--root")
     assert main(["report", "own", "--storage", str(a), "--root", str(tmp_path / "runs"),
                  "--out", str(tmp_path / "rep"), "--no-figures"]) == 0
+
+
+def test_a_launch_that_loses_a_fresh_folder_to_another_study_leaves_no_study_behind(tmp_path, capsys, monkeypatch):
+    """Two studies' launches start on one new folder at once: the one whose owner record lands second is refused,
+    and the study it had just created in its own storage is deleted, so its next launch starts clean."""
+    import sweeps.queue.study as study_module
+
+    a, b = tmp_path / "A.journal", tmp_path / "B.journal"
+    real_check = study_module.check_owner
+
+    def the_other_launch_wins(study_dir, ref, name, study=None):
+        real_check(study_dir, ref, name, study)
+        Path(study_dir).mkdir(parents=True, exist_ok=True)   # its owner record lands between the check and ours
+        (Path(study_dir) / "owner.json").write_text(json.dumps(
+            {"study": name, "study_id": "0" * 32, "storage": str(a), "storage_key": str(a.resolve())}))
+
+    monkeypatch.setattr(study_module, "check_owner", the_other_launch_wins)
+    code = _launch(tmp_path, "race", "--storage", str(b))
+    assert_one_line_error(code, capsys.readouterr().err, f"holds the runs of study 'race' in {a}",
+                          "another storage")
+    from sweeps.queue.storage import StorageRef, open_storage
+
+    assert optuna.get_all_study_names(open_storage(StorageRef("journal", str(b), str(b)))) == []
+    monkeypatch.undo()
+    assert _launch(tmp_path, "race", "--storage", str(b), root="runs2") == 0
+    assert "created the study" in capsys.readouterr().out
 
 
 def test_a_folder_without_an_owner_record_is_adopted_only_by_the_study_whose_runs_it_holds(tmp_path, capsys):

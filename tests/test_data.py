@@ -402,6 +402,12 @@ def test_imagefolder_from_a_temp_tree(tmp_path: Path) -> None:
         load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "mixed")))
     resized = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "mixed"), resize=8))
     assert resized.train.images.shape == (6, 3, 8, 8)
+    # every image of a split at one size, but test/ at another: a GAP net would evaluate at a size it never trained on
+    _write_png_tree(tmp_path / "splits", {f"test/{c}/{i}": (12, 12) for c in ("cat", "dog") for i in range(3)})
+    with pytest.raises(ConfigError, match=r"10x10 at train/cat/0.png and 12x12 at test/cat/0.png.*data.resize"):
+        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "splits")))
+    resized = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "splits"), resize=8))
+    assert resized.train.images.shape[1:] == resized.test.images.shape[1:] == (3, 8, 8)
     with pytest.raises(ConfigError, match="train/"):
         load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match="data.path"):

@@ -213,6 +213,54 @@ def test_resuming_trials_fuse_only_from_the_same_checkpoint_step(tmp_path):
     assert keys[0].endswith("|resume@100") and keys[2].endswith("|resume@200")
 
 
+@pytest.mark.parametrize("kind", ["journal", "postgresql"])
+def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_allow(kind, tmp_path, request):
+    """4 waiting seeds of one cell, 3 claimers, cap 2. The first claimer takes a trial, and the two others claim
+    while it is mid-claim. Claiming one at a time gives 2 + 2 + 0; claimers reading the queue at once gave
+    1 + 2 + 1 (the CI fault: a fused quickstart trial that ran alone)."""
+    import threading
+
+    import optuna
+
+    from sweeps.queue.storage import open_storage
+
+    name, url = "turns", None
+    if kind == "postgresql":
+        name, url = request.getfixturevalue("pg_study_name"), request.getfixturevalue("pg_url")
+    spec, ref, storage, study, study_dir = new_study(tmp_path, name, url, seeds=[0, 1, 2, 3],
+                                                     grid={"model.depth": [8]})
+    got: dict[str, list[int]] = {}
+
+    def claim(who: str) -> None:
+        own = open_storage(ref)
+        got[who] = claim_group(optuna.load_study(study_name=name, storage=own), own, ref, spec, study_dir,
+                               Packing(2, "cpu"))
+
+    class FirstClaimer:
+        """A's storage: after its first trial is taken, B and then C claim before A goes on."""
+        def __init__(self, inner):
+            self.inner, self.others = inner, None
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def set_trial_state_values(self, *args, **kwargs):
+            taken = self.inner.set_trial_state_values(*args, **kwargs)
+            if self.others is None:
+                self.others = threading.Thread(target=lambda: (claim("B"), claim("C")), daemon=True)
+                self.others.start()
+                self.others.join(timeout=3.0)   # returns at once without a lock; with one, B waits for A
+            return taken
+
+    a = FirstClaimer(open_storage(ref))
+    got["A"] = claim_group(optuna.load_study(study_name=name, storage=a), a, ref, spec, study_dir,
+                           Packing(2, "cpu"))
+    a.others.join(timeout=120)
+    assert not a.others.is_alive()
+    assert [len(got[k]) for k in "ABC"] == [2, 2, 0], got
+    assert sorted(got["A"] + got["B"]) == sorted(t._trial_id for t in study.get_trials(deepcopy=False))
+
+
 def _group_claimer(root: str, grid: str, name: str, ready, go, queue) -> None:
     import optuna as _optuna
 

@@ -18,7 +18,8 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
 def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], list[int], list[str]]:
-    """(images as uint8 arrays, [H, W] for a grayscale image or [H, W, 3], labels, classes) of one split."""
+    """(images as uint8 arrays, [H, W] for a grayscale image or [H, W, 3], labels, classes) of one split, each image
+    at ``resize`` × ``resize`` if set (``check_imagefolder`` has checked that they share a size otherwise)."""
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
@@ -27,7 +28,6 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], li
     except (FileNotFoundError, OSError) as e:
         raise ConfigError(f"data.path {folder}: not an ImageFolder tree ({str(e).splitlines()[0][:120]})") from None
     images: list[np.ndarray] = []
-    first_size: tuple[int, int] | None = None
     for file, _ in ds.samples:
         try:
             with Image.open(file) as opened:
@@ -37,11 +37,6 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], li
                               f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
         if resize is not None and img.size != (resize, resize):
             img = img.resize((resize, resize), Image.BILINEAR)
-        if first_size is None:
-            first_size = img.size
-        elif img.size != first_size:
-            raise ConfigError(f"data.path {folder}: images differ in size ({first_size[0]}x{first_size[1]} and "
-                              f"{img.size[0]}x{img.size[1]} at {file}); set data.resize to load them at one size")
         images.append(np.asarray(img, dtype=np.uint8).copy())
     return images, list(ds.targets), list(ds.classes)
 
@@ -71,10 +66,33 @@ def _class_folders(root: Path, split: str, extensions: tuple[str, ...]) -> list[
     return [d.name for d in folders]
 
 
-def check_imagefolder(path: str | Path | None) -> Path:
-    """The ImageFolder root ``path`` if its layout can be loaded (train/ and val/ or test/, each with at least one
-    class folder holding an image, the same classes), without reading an image; else a one-line ``ConfigError``.
-    Cheap enough to run before a sweep writes anything."""
+def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...]) -> str | None:
+    """Where the first image whose size differs from the tree's first image's is (both named, with their sizes),
+    or None if every image of every split has one size. Reads image headers only (PIL decodes nothing until
+    asked), and stops at the first difference."""
+    from PIL import Image
+
+    first: tuple[Path, tuple[int, int]] | None = None
+    for split in splits:
+        for file in sorted(f for f in (root / split).rglob("*") if f.suffix.lower() in extensions and f.is_file()):
+            try:
+                with Image.open(file) as opened:
+                    size = opened.size
+            except (OSError, ValueError, SyntaxError):
+                continue   # loading names an unreadable image, with PIL's reason
+            if first is None:
+                first = (file, size)
+            elif size != first[1]:
+                return (f"{first[1][0]}x{first[1][1]} at {first[0].relative_to(root)} and {size[0]}x{size[1]} at "
+                        f"{file.relative_to(root)}")
+    return None
+
+
+def check_imagefolder(path: str | Path | None, resize: int | None = None) -> Path:
+    """The ImageFolder root ``path`` if it can be loaded: train/ and val/ or test/, each with at least one class
+    folder holding an image, the same classes, and (without ``resize``, the size every image is loaded at) one image
+    size across the splits; else a one-line ``ConfigError``. Reads no pixels, only the headers of the images, so it
+    can run before a sweep writes anything."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     if path is None:
@@ -92,13 +110,18 @@ def check_imagefolder(path: str | Path | None) -> Path:
     for split in splits[1:]:
         if classes[split] != classes["train"]:
             raise ConfigError(f"data.path {root}: {split}/ has classes {classes[split]}, train/ has {classes['train']}")
+    if resize is None:
+        differs = _differing_size(root, splits, IMG_EXTENSIONS)
+        if differs is not None:
+            raise ConfigError(f"data.path {root}: images differ in size ({differs}); set data.resize to load them at "
+                              f"one size")
     return root
 
 
 def load_imagefolder(path: str | Path | None, resize: int | None
                      ) -> tuple[LabeledImages, LabeledImages | None, LabeledImages, list[str]]:
     """(train, val, test, classes). test is `test/` if present, else `val/`; val is `val/` only when `test/` exists."""
-    root = check_imagefolder(path)
+    root = check_imagefolder(path, resize)
     has_val, has_test = (root / "val").is_dir(), (root / "test").is_dir()
     splits = {"train": root / "train", "test": root / ("test" if has_test else "val")}
     if has_val and has_test:

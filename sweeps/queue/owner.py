@@ -64,7 +64,8 @@ def claim_owner(study_dir: Path, ref: StorageRef, study: Any) -> None:
     current = folder_owner(study_dir)
     if current is not None and current["study_id"] == record["study_id"]:
         return
-    if current is not None:   # check_owner let this study take the folder of a deleted one of its storage
+    if current is not None:   # the folder of a deleted study of this storage and name, or a launch racing this one
+        check_owner(study_dir, ref, study.study_name, study)
         atomic_write_json(Path(study_dir) / OWNER_FILE, record)
         return
     if _create_new(Path(study_dir) / OWNER_FILE, record):

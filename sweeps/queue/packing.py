@@ -118,6 +118,8 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
                 worker: dict[str, Any] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
     ids, first the one the group was chosen by; resuming trials before new ones. Empty when nothing is waiting.
+    Claims run one at a time (``storage.claim_lock``): a claimer that read the waiting trials while others took
+    some would end with a part of a group (4 waiting, 3 claimers: 1 + 2 + 1), so a run fewer members than it could.
     ``offset`` rotates which group a worker tries first, so workers rarely race for one cell. ``keys`` caches
     (fusion key, cap) by trial id across calls, with the trial's run config (a waiting trial's key never changes; the
     worker trains with that config).
@@ -139,7 +141,7 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
             storage.set_trial_user_attr(trial_id(t), "worker", worker)
         return True
 
-    with claim_lock(ref, study.study_name):
+    with claim_lock(ref, study.study_name, storage):
         study_id = storage.get_study_id_from_name(study.study_name)
         waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
         # a resuming copy of an interrupted trial first: its run goes on from last.pt before a new one starts, so a

@@ -10,9 +10,10 @@
 Locks: every change to the *set* of trials (create the study, enqueue, fail a dead trial and enqueue its
 replacement) happens under one per-study lock: ``fcntl.flock`` on a file beside the journal / SQLite file, and a
 PostgreSQL advisory lock (held by one connection; released by the server if the holder dies) for PostgreSQL.
-Taking a waiting trial needs no lock on the journal (the log's order decides: the first RUNNING record wins, see
-``packing.claim_group``) nor on PostgreSQL (``SELECT … FOR UPDATE``); on SQLite it takes a file lock, since SQLite reads
-outside a transaction and two processes can both see a trial WAITING.
+Taking waiting trials happens under a second per-study lock (``claim_lock``). Exactly-once does not need it on the
+journal (the log's order decides: the first RUNNING record wins) nor on PostgreSQL (``SELECT … FOR UPDATE``), only on
+SQLite, which reads outside a transaction so that two processes can both see a trial WAITING; everywhere it keeps
+fused groups whole (``packing.claim_group``).
 """
 from __future__ import annotations
 
@@ -226,14 +227,20 @@ def study_lock(ref: StorageRef, study: str, storage: Any = None) -> Iterator[Non
 
 
 @contextlib.contextmanager
-def claim_lock(ref: StorageRef, study: str) -> Iterator[None]:
-    """Around taking a WAITING trial: only SQLite needs one (see the module docstring)."""
-    if ref.kind == "sqlite":
-        path = _lock_file(ref, study, "claim")
-        if path is not None:
-            with _flock(path):
-                yield
-            return
+def claim_lock(ref: StorageRef, study: str, storage: Any = None) -> Iterator[None]:
+    """Around taking waiting trials: a file lock beside a journal or SQLite file, an advisory lock on PostgreSQL.
+    Exactly-once needs it only on SQLite; on every storage it makes claims one at a time, so that a worker packing
+    a fused run sees every trial still waiting and its group is as full as they allow (racing claimers can each
+    end with part of one cell, see ``packing.claim_group``)."""
+    path = _lock_file(ref, study, "claim")
+    if path is not None:
+        with _flock(path):
+            yield
+        return
+    if ref.kind == "postgresql":
+        with _pg_advisory_lock(ref, f"{study} claim", storage):   # a study lock's key differs: never nested
+            yield
+        return
     yield
 
 

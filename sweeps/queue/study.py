@@ -124,7 +124,12 @@ def create_or_load(storage: Any, spec: GridSpec, study_dir: Path, owner: Any = N
         if current.get(key) != value:
             study.set_user_attr(key, value)
     if owner is not None:
-        claim_owner(study_dir, owner, study)
+        try:
+            claim_owner(study_dir, owner, study)
+        except ConfigError:   # another study's launch took the folder first: leave no empty study behind
+            if created:
+                optuna.delete_study(study_name=spec.study, storage=storage)
+            raise
     return study, created
 
 

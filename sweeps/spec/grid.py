@@ -593,10 +593,12 @@ def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
     it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
     loads them."""
-    def check(rc: RunConfig) -> None:
-        if rc.data.name == "imagefolder":   # a missing or empty tree: refused before the study exists
+    checked: set[tuple[Any, Any]] = set()
 
-            check_imagefolder(rc.data.path)
+    def check(rc: RunConfig) -> None:
+        if rc.data.name == "imagefolder" and (rc.data.path, rc.data.resize) not in checked:
+            check_imagefolder(rc.data.path, rc.data.resize)   # refused before the study exists; once per tree
+            checked.add((rc.data.path, rc.data.resize))
         shape = dataset_shape(rc.data)
         if shape is not None:
             n_train, _, size, channels, classes = shape
