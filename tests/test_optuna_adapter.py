@@ -31,8 +31,14 @@ def test_trial_ids_are_what_the_storage_takes(tmp_path):
 
 
 def test_rdb_heartbeat_engine_and_stale_trials(tmp_path):
+    """A heartbeat just recorded is fresh, one older than the grace period is listed stale. The fresh check reads
+    through a storage with a 600 s grace period: with a 1 s one it failed whenever a second passed between the beat
+    and the check (a loaded machine; SQLite's clock has whole seconds, so ~1.0 s was enough). The stale check reads
+    through a 1 s grace period after 2.5 s without a beat: stale however late it runs."""
+    import time
+
     url = f"sqlite:///{tmp_path / 'h.db'}"
-    rdb = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)
+    rdb = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=600)
     storage = adapter.cached_rdb(rdb)
     assert adapter.rdb_engine(storage) is rdb.engine and adapter.rdb_engine(rdb) is rdb.engine
     study = optuna.create_study(storage=storage)
@@ -42,10 +48,10 @@ def test_rdb_heartbeat_engine_and_stale_trials(tmp_path):
     assert storage.set_trial_state_values(tid, state=TrialState.RUNNING)
     adapter.record_heartbeat(storage, tid)
     assert adapter.stale_trial_ids(study, storage) == set()
-    import time
-
-    time.sleep(2.5)
-    assert adapter.stale_trial_ids(study, storage) == {tid}          # listed, not failed
+    short = adapter.cached_rdb(optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1))
+    time.sleep(2.5)   # a lower bound: later is as stale
+    assert adapter.stale_trial_ids(study, short) == {tid}            # listed, not failed
+    assert adapter.stale_trial_ids(study, storage) == set()          # the grace period is what decides
     assert study.get_trials(deepcopy=False)[0].state == TrialState.RUNNING
     plain = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'p.db'}")
     assert not adapter.heartbeat_enabled(plain)

@@ -36,16 +36,22 @@ pytestmark = [
 
 HEARTBEAT_INTERVAL = 1  # seconds
 GRACE_PERIOD = 3  # seconds
+LONG_GRACE_PERIOD = 600  # seconds: a heartbeat this recent is fresh however slow the machine
 
 # Worker run in a separate interpreter: connects its own RDBStorage, says READY,
 # waits for GO on stdin (so both workers start pulling at the same time), then
-# pulls waiting trials with study.ask() until none are left.
+# pulls waiting trials with study.ask() until none are left.  Holding its first
+# trial, it waits until every worker holds one (the trials' worker_pid attrs): so
+# the workers are known to have pulled from the queue at the same time, whatever
+# the scheduler did (released by GO alone, one worker could drain the queue
+# before the other was scheduled on a loaded machine).
 _WORKER = r"""
 import json, os, sys, time, warnings
 import optuna
 from optuna.trial import TrialState
 
 url, study_name, delay, hb, grace = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+peers = int(sys.argv[6])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # ask() warns that heartbeats are meant for optimize(); we record them by hand.
 warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
@@ -68,6 +74,13 @@ while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         study.tell(trial, state=TrialState.FAIL)
         strays.append(trial.number)
         continue
+    if not taken:  # the first trial: hold it until every worker holds one
+        t_end = time.monotonic() + 300
+        while len({t.user_attrs["worker_pid"] for t in study.get_trials(deepcopy=False)
+                   if "worker_pid" in t.user_attrs}) < peers:
+            if time.monotonic() > t_end:
+                sys.exit("no other worker took a trial within 300 s")
+            time.sleep(0.05)
     x = trial.suggest_int("x", 0, 10_000)
     time.sleep(delay)
     study.tell(trial, float(x * x))
@@ -93,9 +106,10 @@ def _storage(url: str) -> "optuna.storages.RDBStorage":
     )
 
 
-def _spawn_worker(url: str, study_name: str, delay: float, script: str = _WORKER) -> subprocess.Popen:
+def _spawn_worker(url: str, study_name: str, delay: float, script: str = _WORKER, peers: int = 2) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", script, _sa_url(url), study_name, str(delay), str(HEARTBEAT_INTERVAL), str(GRACE_PERIOD)],
+        [sys.executable, "-c", script, _sa_url(url), study_name, str(delay), str(HEARTBEAT_INTERVAL), str(GRACE_PERIOD),
+         str(peers)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -137,9 +151,9 @@ def test_two_processes_take_each_enqueued_trial_exactly_once(pg_url: str, pg_stu
     assert sorted(enqueued.values()) == xs
     assert all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
-    procs = [_spawn_worker(pg_url, pg_study_name, delay=0.1) for _ in range(2)]
+    procs = [_spawn_worker(pg_url, pg_study_name, delay=0.1, peers=2) for _ in range(2)]
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a few seconds when idle; minutes on a loaded 2-core machine
         for p in procs:
             assert _read_line(p, deadline) == "READY"
         for p in procs:  # release both workers together
@@ -170,8 +184,8 @@ def test_two_processes_take_each_enqueued_trial_exactly_once(pg_url: str, pg_stu
             taken_by[item["number"]] = r["pid"]
             assert item["x"] == enqueued[item["number"]]
     assert set(taken_by) == set(enqueued)
-    # Both processes really worked on the queue (each trial sleeps, so neither
-    # can drain 16 trials before the other's first ask()).
+    # Both processes really worked on the queue (each held its first trial until
+    # the other held one: deterministic, not a matter of scheduling).
     for r in results:
         assert r["taken"], f"worker {r['pid']} took no trial: {results}"
 
@@ -221,7 +235,7 @@ def test_trial_of_a_killed_worker_is_failed_as_stale(pg_url: str, pg_study_name:
 
     proc = _spawn_worker(pg_url, pg_study_name, delay=0, script=_DYING_WORKER)
     try:
-        line = _read_line(proc, time.monotonic() + 120)
+        line = _read_line(proc, time.monotonic() + 300)
         assert line.startswith("TOOK "), line
         number = int(line.split()[1])
         assert study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING
@@ -230,10 +244,14 @@ def test_trial_of_a_killed_worker_is_failed_as_stale(pg_url: str, pg_study_name:
     finally:
         _kill_all([proc])
 
-    # Not stale yet right after the kill (heartbeat is fresh) ...
-    optuna.storages.fail_stale_trials(study)
+    # Not stale yet right after the kill (heartbeat is fresh) ... The check reads through a storage with a grace
+    # period of minutes: with the 3 s one it failed whenever 3 s passed between the worker's beat and this line
+    # (interpreter start-up, the READY line and the kill on a loaded machine).
+    patient = optuna.storages.RDBStorage(_sa_url(pg_url), heartbeat_interval=HEARTBEAT_INTERVAL,
+                                         grace_period=LONG_GRACE_PERIOD)
+    optuna.storages.fail_stale_trials(optuna.load_study(study_name=pg_study_name, storage=patient))
     assert study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING
-    # ... but it is once the grace period has passed without a heartbeat.
+    # ... but it is once the grace period has passed without a heartbeat (a lower bound: later is as stale).
     time.sleep(GRACE_PERIOD + 1.5)
     optuna.storages.fail_stale_trials(study)
     assert study.get_trials(deepcopy=False)[number].state == TrialState.FAIL

@@ -75,16 +75,20 @@ def test_pg_sigkill_mid_trial_then_rerun(pg_url, pg_study_name, tmp_path, capsys
 
 def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, pg_study_name, tmp_path, monkeypatch):
     """A worker on another machine stops beating: after the grace period reconcile() fails its trial (status
-    interrupted) and enqueues one resuming copy — through Optuna's RDB heartbeat, not a pid check."""
+    interrupted) and enqueues one resuming copy — through Optuna's RDB heartbeat, not a pid check.
+
+    The launch that finds the heartbeat fresh opens the storage with a grace period of minutes, the one that finds it
+    stale with 2 s, after 3.5 s without a beat: with 2 s for both, the first reconcile failed the trial whenever 2 s
+    passed between the beat and its stale check (the study lock, settling claims, a loaded machine)."""
     import sweeps.queue.liveness as liveness
     import sweeps.queue.storage as storage_mod
     from sweeps.queue.optuna_adapter import record_heartbeat, trial_id
-    from sweeps.queue.storage import study_lock
+    from sweeps.queue.storage import open_storage, study_lock
     from sweeps.queue.study import reconcile
 
     monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
-    monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
+    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 600)
+    monkeypatch.setattr(liveness, "GRACE_PERIOD", 600)
     spec, ref, storage, study, study_dir = new_study(tmp_path, pg_study_name, pg_url, seeds=[0])
     tid = take_one(study, storage, ref, spec, study_dir)
     storage.set_trial_user_attr(tid, "worker", {"host": "another-machine", "pid": 1, "pid_start": None,
@@ -93,7 +97,11 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, p
     with study_lock(ref, pg_study_name, storage):
         plan = reconcile(study, storage, spec, study_dir)
     assert not plan.dead and len(plan.running) == 1  # heartbeat fresh: alive
-    time.sleep(3.5)
+    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
+    monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
+    storage = open_storage(ref)   # a later launch, whose storage has the 2 s grace period
+    study = optuna.load_study(study_name=pg_study_name, storage=storage)
+    time.sleep(3.5)   # a lower bound: later is as stale
     with study_lock(ref, pg_study_name, storage):
         plan = reconcile(study, storage, spec, study_dir)
     assert [trial_id(t) for t in plan.dead] == [tid]
