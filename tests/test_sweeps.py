@@ -510,8 +510,9 @@ def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_pat
 
 
 # -- claim atomicity --------------------------------------------------------------------------------------------
-def _claimer(url: str, root: str, name: str, grid: str, ready, go, queue) -> None:
-    """Take waiting trials as a worker does (``packing.claim_group``) until none is left; put their numbers."""
+def _claimer(url: str, root: str, name: str, grid: str, ready, go, queue, held) -> None:
+    """Take waiting trials as a worker does (``packing.claim_group``) until none is left; put their numbers. The
+    first trial is held until every claimer holds one (``held``, a barrier)."""
     import optuna as _optuna
     from sweeps.spec.grid import load_grid as _load
     from sweeps.queue.storage import open_storage as _open, resolve_storage as _resolve
@@ -527,25 +528,53 @@ def _claimer(url: str, root: str, name: str, grid: str, ready, go, queue) -> Non
     while (tid := take_one(study, storage, ref, spec, Path(root) / name)) is not None:
         trial = _optuna.trial.Trial(study, tid)
         taken.append(trial.number)
+        if len(taken) == 1 and not hold_first(held):
+            break
         time.sleep(0.01)
         study.tell(trial, 1.0)
     queue.put(taken)
 
 
-def release_together(target, args: tuple, n_procs: int) -> list[list[int]]:
-    """Spawn n_procs processes running ``target(*args, ready, go, queue)``, release them at once when each has its
-    storage open (``ready``), and return what each put on ``queue`` (the trial numbers it took)."""
+HOLD_S = 300.0   # for every claimer to take its first trial (well under a second when idle)
+
+
+def hold_first(held) -> bool:
+    """Called by a claimer holding its first trial: wait until every claimer holds one (``held``, a barrier of
+    `release_together`). Released by ``go`` alone, one claimer could take every trial before the others were
+    scheduled on a loaded machine, and "the race happened" was up to the scheduler; held, each claimer is known to
+    have claimed beside the others. False (and a line on stderr) if they did not all get there within HOLD_S."""
+    import threading
+
+    try:
+        held.wait(timeout=HOLD_S)
+        return True
+    except threading.BrokenBarrierError:
+        print(f"claimer {os.getpid()}: not every claimer took a trial within {HOLD_S:.0f} s", file=sys.stderr)
+        return False
+
+
+def release_together(target, args: tuple, n_procs: int, *, hold: bool = False) -> list[list[int]]:
+    """Spawn n_procs processes running ``target(*args, ready, go, queue)`` (with ``hold``: ``target(*args, ready,
+    go, queue, held)``, ``held`` a barrier of the n_procs processes for `hold_first`), release them at once when
+    each has its storage open (``ready``), and return what each put on ``queue`` (the trial numbers it took).
+    Deadlines of minutes: spawning and importing take seconds each when idle, ten times that on a loaded machine."""
     ctx = mp.get_context("spawn")
     ready, go, queue = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, ready, go, queue)) for _ in range(n_procs)]
+    extra = (ctx.Barrier(n_procs),) if hold else ()
+    procs = [ctx.Process(target=target, args=(*args, ready, go, queue, *extra)) for _ in range(n_procs)]
     for p in procs:
         p.start()
-    for _ in procs:
-        ready.get(timeout=180)
-    go.set()
-    results = [queue.get(timeout=180) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    try:
+        for _ in procs:
+            ready.get(timeout=600)
+        go.set()
+        results = [queue.get(timeout=600) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+                p.join()
     return results
 
 
@@ -559,7 +588,7 @@ def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 
     for i in range(n_trials):
         study.enqueue_trial({}, user_attrs={"unit": f"u{i}"})
     grid = write_grid(Path(root) / f"{name}.yaml", name)
-    results = release_together(_claimer, (url, str(root), name, str(grid)), n_procs)
+    results = release_together(_claimer, (url, str(root), name, str(grid)), n_procs, hold=True)
     states = Counter(t.state for t in study.get_trials(deepcopy=False))
     assert states == {TrialState.COMPLETE: n_trials}, states
     taken = [n for r in results for n in r]
@@ -573,7 +602,7 @@ def race_claims(url: str | None, root: Path, n_trials: int = 40, n_procs: int = 
 def test_claim_gives_each_waiting_trial_to_exactly_one_process(backend, tmp_path):
     url = None if backend == "journal" else f"sqlite:///{tmp_path / 'race.db'}"
     results = race_claims(url, tmp_path)
-    assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
+    assert all(results), f"a claimer took no trial: the race did not happen: {results}"
 
 
 def test_progress_counts_only_this_launchs_units(tmp_path):

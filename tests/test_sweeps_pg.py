@@ -65,7 +65,7 @@ def test_pg_four_workers_run_each_cell_and_seed_exactly_once(fuse, pg_url, pg_st
 @pytest.mark.slow
 def test_pg_claim_gives_each_waiting_trial_to_exactly_one_process(pg_url, tmp_path):
     results = race_claims(pg_url, tmp_path)
-    assert sum(1 for r in results if r) >= 2, f"the race did not happen: {results}"
+    assert all(results), f"a claimer took no trial: the race did not happen: {results}"
 
 
 @pytest.mark.slow
