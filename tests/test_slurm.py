@@ -198,6 +198,12 @@ def test_slurm_worker_pickles_and_checkpoints_as_itself(tmp_path, monkeypatch):
 
 
 # -- a real Slurm cluster ---------------------------------------------------------------------------------------
+# Deadlines for the cluster's jobs, each several times what it takes on an idle 2-core machine (a job's tasks start
+# Python and import torch, seconds each when idle; ten times that at 10x load) and within the jobs' 10-minute limit
+# (`_launch`'s --time 10), so that a hang still fails here rather than at the job's time limit.
+REACH_S = 420.0   # tasks started and two trials running with a checkpoint (~30 s when idle)
+STOP_S = 300.0    # a cancelled task gone / requeued tasks pending (seconds when idle; Slurm's KillWait is 30 s)
+JOB_S = 540.0     # a job (or the rest of one) to finish (~20-60 s when idle)
 # The cluster has one node: its tests run one after another on one pytest-xdist worker (scripts/test.sh uses
 # --dist loadgroup), so no two job arrays compete for the node.
 on_the_cluster = pytest.mark.xdist_group("slurm-cluster")
@@ -277,11 +283,14 @@ def test_slurm_four_worker_array_runs_the_quickstart_exactly_once(slurm, pg_url,
                  "#SBATCH --signal=USR2@90", "#SBATCH --comment=resnet-ablate-test"):
         assert line in script
     assert oct((study_dir / "slurm").stat().st_mode & 0o777) == "0o700"
-    _wait(lambda: not _squeue(job), 150, f"job array {job} to finish", study_dir, every=1)
+    _wait(lambda: not _squeue(job), JOB_S, f"job array {job} to finish", study_dir, every=1)
     complete = assert_exactly_once(_load(pg_url, pg_study_name), 8)
     assert len(_load(pg_url, pg_study_name).get_trials(deepcopy=False)) == 8   # no retries, no duplicates
-    hosts = {(t.user_attrs["worker"]["host"], t.user_attrs["worker"]["pid"]) for t in complete}
-    assert len(hosts) >= 2, "the trials should spread over several array tasks"
+    # every trial ran in a worker of an array task, none in this process. (How the 8 two-step trials spread over
+    # the tasks is the scheduler's: a task that starts first may take them all, so the spread is not asserted;
+    # that all 4 tasks ran is, from their logs below.)
+    workers = [t.user_attrs["worker"] for t in complete]
+    assert {w["index"] for w in workers} <= set(range(4)) and os.getpid() not in {w["pid"] for w in workers}, workers
     logs = _logs(study_dir, tail=None)
     assert sum(f"array task {i} (restart 0)" in logs for i in range(4)) == 4, _logs(study_dir)
     main(["studies", "--storage", pg_url])
@@ -317,24 +326,24 @@ def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, p
     root = tmp_path / "runs"
     study_dir = root / pg_study_name
     job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
-    running = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), 90,
+    running = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), REACH_S,
                     "two running trials with a checkpoint", study_dir)
     (victim, _), (other, _) = running
     task, other_task = (f"{job}_{t.user_attrs['worker']['index']}" for t in (victim, other))  # CPU: index = task
     subprocess.run(["scontrol", "suspend", other_task], check=True)
     try:
         subprocess.run(["scancel", task], check=True)
-        _wait(lambda: not _squeue(task), 60, f"the cancelled task {task} to end", study_dir)
+        _wait(lambda: not _squeue(task), STOP_S, f"the cancelled task {task} to end", study_dir)
         t = _load(pg_url, pg_study_name).trials[victim.number]
         # SIGTERM reached the worker: the trial is recorded as interrupted at once, not left RUNNING
         assert t.state == TrialState.FAIL and t.user_attrs["status"] == "interrupted", (t.state, t.user_attrs)
 
         job2, out = _launch(grid, root, pg_url, capsys, "--workers", "1", *LONGER)
         assert "resuming: 0 done, 1 running elsewhere, 0 waiting, 0 failed, 1 interrupted, 0 missing" in out, out
-        _wait(lambda: not _squeue(job2), 120, f"job {job2} to finish", study_dir, every=1)
+        _wait(lambda: not _squeue(job2), JOB_S, f"job {job2} to finish", study_dir, every=1)
     finally:
         subprocess.run(["scontrol", "resume", other_task], check=False)
-    _wait(lambda: not _squeue(job), 120, f"the suspended task {other_task} to finish", study_dir, every=1)
+    _wait(lambda: not _squeue(job), JOB_S, f"the suspended task {other_task} to finish", study_dir, every=1)
     study = _load(pg_url, pg_study_name)
     complete = assert_exactly_once(study, 2)
     assert len(study.trials) == 3                                   # the interrupted one and its resumed copy
@@ -360,7 +369,7 @@ def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_u
     root = tmp_path / "runs"
     study_dir = root / pg_study_name
     job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
-    victims = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), 90,
+    victims = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), REACH_S,
                     "two running trials with a checkpoint", study_dir)
     tasks = {t.number: f"{job}_{t.user_attrs['worker']['index']}" for t, _ in victims}
     (usr2, _), (requeue, _) = sorted(victims, key=lambda v: v[0].number)
@@ -376,8 +385,8 @@ def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_u
                 released.add(task)
         return len(released) == 2
 
-    _wait(requeued_and_released, 60, "both tasks to be requeued", study_dir, every=0.3)
-    _wait(lambda: not _squeue(job), 150, f"the requeued tasks of {job} to finish", study_dir, every=1)
+    _wait(requeued_and_released, STOP_S, "both tasks to be requeued", study_dir, every=0.3)
+    _wait(lambda: not _squeue(job), JOB_S, f"the requeued tasks of {job} to finish", study_dir, every=1)
     study = _load(pg_url, pg_study_name)
     complete = assert_exactly_once(study, 2)
     assert len(study.trials) == 4                                   # 2 interrupted + 2 resumed, nothing else
