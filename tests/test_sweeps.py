@@ -75,6 +75,13 @@ def take_one(study, storage, ref, spec, study_dir: Path) -> int | None:
     return tids[0] if tids else None
 
 
+def file_state(path: Path) -> tuple:
+    """A file's inode, modification time and bytes: equal before and after ⇔ not rewritten, even within one tick of
+    the file system's clock (an mtime alone can miss a rewrite there; an atomic rewrite also changes the inode)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
 def assert_exactly_once(study, expected_units: int) -> list:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -222,7 +229,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
         assert code["git_commit"] in (None, provenance()["git_commit"])
 
     # The same command again: nothing runs, and it says what it skips.
-    mtimes = {t.number: (root / "mini" / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime for t in complete}
+    mtimes = {t.number: file_state(root / "mini" / t.user_attrs["run_dir"] / "summary.json") for t in complete}
     assert main(["sweep", str(grid), "--root", str(root)]) == 1  # still 2 diverged
     out = capsys.readouterr().out
     assert "resuming: 4 done" in out and "skip (done)" in out and "model.shortcut=none seed 0" in out
@@ -241,7 +248,7 @@ def test_sweep_records_diverged_resumes_and_lists(tmp_path, capsys):
     assert len(retried) == 2 and all(t.user_attrs["run_dir"].endswith("-r1") for t in retried)
     assert all(t.state == TrialState.FAIL and t.user_attrs["status"] == "diverged" for t in retried)
     for t in complete:  # completed trials were never rerun
-        assert (root / "mini" / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime == mtimes[t.number]
+        assert file_state(root / "mini" / t.user_attrs["run_dir"] / "summary.json") == mtimes[t.number]
 
     assert main(["studies", "--root", str(root)]) == 0
     line = capsys.readouterr().out.strip()
@@ -370,7 +377,7 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     assert victims
 
     before = load_study(root, study, storage).get_trials(deepcopy=False)
-    finished = {t.number: (root / study / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime
+    finished = {t.number: file_state(root / study / t.user_attrs["run_dir"] / "summary.json")
                 for t in before if t.state == TrialState.COMPLETE}
     assert finished
 
@@ -383,7 +390,7 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
     for number, mtime in finished.items():  # nothing finished was lost or rerun
         t = trials[number]
         assert t.state == TrialState.COMPLETE
-        assert (root / study / t.user_attrs["run_dir"] / "summary.json").stat().st_mtime == mtime
+        assert file_state(root / study / t.user_attrs["run_dir"] / "summary.json") == mtime
     for v in victims:
         t = trials[v.number]
         assert t.state == TrialState.FAIL and t.user_attrs["status"] == "interrupted"
