@@ -186,26 +186,54 @@ def _get(url: str, timeout: float = 30.0) -> dict:
         return json.loads(r.read())
 
 
+DASHBOARD_START_S = 300.0   # import and first answer: a few seconds when idle, ten times that on a loaded machine
+DASHBOARD_ANSWER_S = 120.0  # one API call (the importances fit a model): about a second when idle
+
+
+def _start_dashboard(journal: Path) -> tuple[subprocess.Popen, str, list]:
+    """optuna-dashboard on a free port, once it answers: (process, base URL, the study summaries). The port is
+    free when picked but may be taken by another process before the dashboard binds it (tests run in parallel):
+    a dashboard that exits before answering is started again on another port, three times at most."""
+    for attempt in range(3):
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "optuna_dashboard._cli", str(journal), "--host", "127.0.0.1",
+                                 "--port", str(port), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + DASHBOARD_START_S
+        try:
+            while proc.poll() is None:
+                try:
+                    return proc, base, _get(f"{base}/api/studies", timeout=DASHBOARD_ANSWER_S)["study_summaries"]
+                except OSError:
+                    assert time.monotonic() < deadline, \
+                        f"optuna-dashboard did not answer within {DASHBOARD_START_S:.0f} s"
+                    time.sleep(0.5)
+        except BaseException:
+            _stop(proc)
+            raise
+        output = proc.stdout.read().decode()[-2000:]
+        if attempt == 2 or "in use" not in output.lower():
+            pytest.fail(f"optuna-dashboard exited with {proc.returncode}:\n{output}")
+    raise AssertionError("unreachable")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def test_optuna_dashboard_api_shows_params_importances_and_curves(quick_root):
     pytest.importorskip("optuna_dashboard")
-    port = _free_port()
     journal = quick_root / "view" / "optuna.journal"
-    proc = subprocess.Popen([sys.executable, "-m", "optuna_dashboard._cli", str(journal), "--host", "127.0.0.1",
-                             "--port", str(port), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, studies = _start_dashboard(journal)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                studies = _get(f"{base}/api/studies", timeout=5)["study_summaries"]
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "optuna-dashboard did not answer within 60 s"
-                time.sleep(0.5)
         assert [s["study_name"] for s in studies] == ["view"]
         sid = studies[0]["study_id"]
-        detail = _get(f"{base}/api/studies/{sid}?after=0")
+        detail = _get(f"{base}/api/studies/{sid}?after=0", timeout=DASHBOARD_ANSWER_S)
         assert detail["name"] == "view" and detail["objective_names"] == ["test_error"]
         assert len(detail["trials"]) == N_TRIALS
         names = {p["name"] for p in detail["intersection_search_space"]}
@@ -214,16 +242,11 @@ def test_optuna_dashboard_api_shows_params_importances_and_curves(quick_root):
         for t in detail["trials"]:
             assert {p["name"] for p in t["params"]} == names and t["intermediate_values"]
         assert {p["name"] for p in detail["best_trials"][0]["params"]} == names
-        imp = _get(f"{base}/api/studies/{sid}/param_importances")["param_importances"][0]
+        imp = _get(f"{base}/api/studies/{sid}/param_importances", timeout=DASHBOARD_ANSWER_S)["param_importances"][0]
         assert {p["name"] for p in imp} == names
         assert sum(p["importance"] for p in imp) == pytest.approx(1.0, abs=1e-6)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def test_open_study_errors_are_one_line(tmp_path):

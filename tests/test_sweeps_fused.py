@@ -20,7 +20,7 @@ from optuna.trial import TrialState  # noqa: E402
 from test_sweeps import (TINY_BASE, assert_exactly_once, hold_first, journal_study,  # noqa: E402
                          kill_mid_trial_and_rerun, new_study, release_together, write_grid)
 from numerics import assert_series_close  # noqa: E402
-from wandb_reader import read_run, records  # noqa: E402
+from wandb_reader import WANDB_WRITE_S, read_run, records  # noqa: E402
 
 from resnet_core.cli import main  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
@@ -49,7 +49,7 @@ def offline_wandb(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
 
 
-def finished_wandb_run(run_dir: Path, timeout: float = 60.0) -> dict:
+def finished_wandb_run(run_dir: Path, timeout: float = WANDB_WRITE_S) -> dict:
     """The one offline run under run_dir once its file holds the exit record (wandb-core writes asynchronously)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from wandb_reader import read_run, records
+from wandb_reader import WANDB_WRITE_S, read_run, records
 
 from resnet_core import ConfigError
 from resnet_core.cli import main
@@ -69,7 +69,7 @@ def wandb_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.wandb") if "summary" not in p.relative_to(root).parts)
 
 
-def finished_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+def finished_run(run_dir: Path, timeout: float = WANDB_WRITE_S) -> dict[str, Any]:
     """`read_run` once the run's file holds its exit record: wandb-core writes the file asynchronously, so right
     after `run.finish()` returns it can still be just the 7-byte header."""
     deadline = time.monotonic() + timeout
@@ -543,7 +543,7 @@ def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, m
     args = ["sweep", str(grid), "--root", str(root), "--workers", "1", "--wandb", "offline"]
     proc = subprocess.Popen([sys.executable, "-m", "resnet_core", *args, "--fuse=off"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600   # start-up, torch, W&B's service, 40 steps: seconds idle, minutes loaded
     killed = False
     try:
         while time.monotonic() < deadline and proc.poll() is None and not killed:
@@ -553,7 +553,7 @@ def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, m
             if ckpts and segs:
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed = True
-        proc.wait(timeout=30)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

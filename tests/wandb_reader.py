@@ -83,7 +83,12 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def read_finished_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+# wandb-core writes a finished run's last records asynchronously: well under a second when idle, far longer
+# on a loaded machine (its service process competes for the cores like everything else)
+WANDB_WRITE_S = 300.0
+
+
+def read_finished_run(run_dir: Path, timeout: float = WANDB_WRITE_S) -> dict[str, Any]:
     """`read_run` once the run's file holds its exit record (wandb-core writes it asynchronously: right after
     `run.finish()` returns it can still lack the last records)."""
     import time
