@@ -350,6 +350,16 @@ def new_study(tmp_path: Path, name: str, url: str | None = None, **grid):
     return spec, ref, storage, study, study_dir
 
 
+def exited_process() -> dict:
+    """The ``pid`` and ``pid_start`` (as ``liveness.worker_record`` writes them) of a process that has exited: a dead
+    worker. With its start time, not None: pids wrap (pid_max is 32768 on many machines), and a busy machine can
+    give the pid to a new process before the test looks, which then counted as the worker, alive."""
+    probe = "import os; print(os.getpid(), open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])"
+    pid, start = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                timeout=120).stdout.split()
+    return {"pid": int(pid), "pid_start": start}
+
+
 def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | None = None,
                              extra: tuple[str, ...] | list[str] = ()) -> None:
     """Run a sweep as a subprocess with 2 workers, SIGKILL it once a trial has finished and another is RUNNING
@@ -422,8 +432,7 @@ def test_a_worker_killed_right_after_its_claim_leaves_a_trial_the_next_launch_re
 
     monkeypatch.setattr(liveness, "CLAIM_WINDOW_S", 1.0)
     spec, ref, storage, study, study_dir = new_study(tmp_path, "claimed", seeds=[0])
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    killed = {**worker_record(0, "cpu"), "pid": int(gone.stdout), "pid_start": None}
+    killed = {**worker_record(0, "cpu"), **exited_process()}
     calls: list[str] = []
     real_set_attr, real_set_state = storage.set_trial_user_attr, storage.set_trial_state_values
     monkeypatch.setattr(storage, "set_trial_user_attr", lambda *a, **k: (calls.append("record"),
@@ -449,11 +458,10 @@ def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     from sweeps.queue.study import reconcile
 
     spec, ref, storage, study, study_dir = new_study(tmp_path, "dead", seeds=[0])
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)
+
     a, b = take_one(study, storage, ref, spec, study_dir), take_one(study, storage, ref, spec, study_dir)
     assert take_one(study, storage, ref, spec, study_dir) is None  # only enqueued trials are ever taken; none is created
-    storage.set_trial_user_attr(a, "worker", {**worker_record(0, "cpu"), "pid": dead_pid, "pid_start": None})
+    storage.set_trial_user_attr(a, "worker", {**worker_record(0, "cpu"), **exited_process()})
     storage.set_trial_user_attr(b, "worker", worker_record(1, "cpu"))
     with study_lock(ref, "dead", storage):
         plan = reconcile(study, storage, spec, study_dir)
@@ -478,9 +486,7 @@ def test_the_resuming_copy_of_an_interrupted_trial_is_taken_before_new_trials(tm
 
     spec, ref, storage, study, study_dir = new_study(tmp_path, "order", seeds=[0, 1])
     first = take_one(study, storage, ref, spec, study_dir)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    storage.set_trial_user_attr(first, "worker", {**worker_record(0, "cpu"), "pid": int(gone.stdout),
-                                                  "pid_start": None})
+    storage.set_trial_user_attr(first, "worker", {**worker_record(0, "cpu"), **exited_process()})
     with study_lock(ref, "order", storage):
         reconcile(study, storage, spec, study_dir)
     trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
