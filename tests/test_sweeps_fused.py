@@ -214,15 +214,31 @@ def test_resuming_trials_fuse_only_from_the_same_checkpoint_step(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["journal", "postgresql"])
-def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_allow(kind, tmp_path, request):
+def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_allow(kind, tmp_path, request,
+                                                                                    monkeypatch):
     """4 waiting seeds of one cell, 3 claimers, cap 2. The first claimer takes a trial, and the two others claim
     while it is mid-claim. Claiming one at a time gives 2 + 2 + 0; claimers reading the queue at once gave
-    1 + 2 + 1 (the CI fault: a fused quickstart trial that ran alone)."""
+    1 + 2 + 1 (the CI fault: a fused quickstart trial that ran alone).
+
+    A goes on once B is at the claim lock (then B waits for A, whatever the machine's speed) or B and C are done
+    (a claim without the lock); it waited a fixed 3 s for B and C before, so a loaded machine, where they needed
+    longer, hid the fault."""
     import threading
 
     import optuna
 
+    import sweeps.queue.packing as packing_module
     from sweeps.queue.storage import open_storage
+
+    at_lock = threading.Event()
+    real_lock = packing_module.claim_lock
+
+    def claim_lock(*args, **kwargs):   # B's claim announces that it got to the lock
+        if threading.current_thread().name == "claimers-B-C":
+            at_lock.set()
+        return real_lock(*args, **kwargs)
+
+    monkeypatch.setattr(packing_module, "claim_lock", claim_lock)
 
     name, url = "turns", None
     if kind == "postgresql":
@@ -247,9 +263,14 @@ def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_all
         def set_trial_state_values(self, *args, **kwargs):
             taken = self.inner.set_trial_state_values(*args, **kwargs)
             if self.others is None:
-                self.others = threading.Thread(target=lambda: (claim("B"), claim("C")), daemon=True)
+                self.others = threading.Thread(target=lambda: (claim("B"), claim("C")), daemon=True,
+                                               name="claimers-B-C")
                 self.others.start()
-                self.others.join(timeout=3.0)   # returns at once without a lock; with one, B waits for A
+                t_end = time.monotonic() + 300
+                while not at_lock.is_set() and self.others.is_alive():   # B at the lock, or B and C done
+                    assert time.monotonic() < t_end, "B neither reached the claim lock nor finished in 300 s"
+                    self.others.join(timeout=0.05)
+                self.others.join(timeout=1.0)   # a lock that lets B through (B done at once) still shows
             return taken
 
     a = FirstClaimer(open_storage(ref))
