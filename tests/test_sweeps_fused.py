@@ -220,9 +220,10 @@ def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_all
     while it is mid-claim. Claiming one at a time gives 2 + 2 + 0; claimers reading the queue at once gave
     1 + 2 + 1 (the CI fault: a fused quickstart trial that ran alone).
 
-    A goes on once B is at the claim lock (then B waits for A, whatever the machine's speed) or B and C are done
-    (a claim without the lock); it waited a fixed 3 s for B and C before, so a loaded machine, where they needed
-    longer, hid the fault."""
+    A goes on once B is at the claim lock and has not got past it within 2 s (with a lock, B waits for A however
+    slow the machine; with none, B is past it at once), or once B and C are done (a claim that takes no lock). A
+    fixed wait for B and C hid the fault on a loaded machine, where they needed longer."""
+    import contextlib
     import threading
 
     import optuna
@@ -230,13 +231,18 @@ def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_all
     import sweeps.queue.packing as packing_module
     from sweeps.queue.storage import open_storage
 
-    at_lock = threading.Event()
+    at_lock, past_lock = threading.Event(), threading.Event()
     real_lock = packing_module.claim_lock
 
-    def claim_lock(*args, **kwargs):   # B's claim announces that it got to the lock
-        if threading.current_thread().name == "claimers-B-C":
+    @contextlib.contextmanager
+    def claim_lock(*args, **kwargs):   # B's claim says when it reaches the lock and when it holds it
+        mine = threading.current_thread().name == "claimers-B-C"
+        if mine:
             at_lock.set()
-        return real_lock(*args, **kwargs)
+        with real_lock(*args, **kwargs):
+            if mine:
+                past_lock.set()
+            yield
 
     monkeypatch.setattr(packing_module, "claim_lock", claim_lock)
 
@@ -270,7 +276,7 @@ def test_claims_take_turns_so_a_fused_group_is_as_full_as_the_waiting_trials_all
                 while not at_lock.is_set() and self.others.is_alive():   # B at the lock, or B and C done
                     assert time.monotonic() < t_end, "B neither reached the claim lock nor finished in 300 s"
                     self.others.join(timeout=0.05)
-                self.others.join(timeout=1.0)   # a lock that lets B through (B done at once) still shows
+                assert not past_lock.wait(timeout=2.0), "B took the claim lock while A held it"
             return taken
 
     a = FirstClaimer(open_storage(ref))
