@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError, choices_error
+from resnet_core.record import atomic_write_json
+from sweeps.spec.study_format import STUDY_ID_ATTR
 
 FORMATS = ("md", "csv", "tex", "html")
+MANIFEST = "report.json"   # in a report folder: whose report it is and the files the report wrote there
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> list[str]:
@@ -51,6 +55,8 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     wanted = parse_formats(formats)
     data = load_study(study, root=root, storage=storage, probe=probe, lesion=lesion)
     out = Path(out) if out else Path(root or "runs") / study / "report"
+    identity = {"study": data.name, "study_id": data.user_attrs.get(STUDY_ID_ATTR)}
+    before = _previous_files(out, identity)   # refuses another study's report folder before anything is written
     out.mkdir(parents=True, exist_ok=True)
     table = cell_table(data)
     figures = make_figures(data, table, out) if figures else []
@@ -71,7 +77,38 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     written.append("summary.md")
     if "html" in wanted:
         write_html(data, table, claims, figures, out, files=written)
+        written.append("index.html")
+    written += [p.name for f in figures for p in (f.png, f.svg)]
+    for stale in sorted(set(before) - set(written)):   # the last report's files this one did not rewrite
+        (out / stale).unlink(missing_ok=True)
+    atomic_write_json(out / MANIFEST, {**identity, "files": written})
     return out
+
+
+def report_files(out: Path) -> list[str]:
+    """The files the last report wrote into ``out`` (its manifest), in the order written."""
+    try:
+        return list(json.loads((Path(out) / MANIFEST).read_text()).get("files") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _previous_files(out: Path, identity: dict[str, Any]) -> list[str]:
+    """The files the last report wrote into ``out``, which this one replaces (a report left beside a newer one
+    would show an older state of the study). A one-line ``ConfigError`` if ``out`` holds another study's report."""
+    try:
+        record = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []   # no report here yet, or a manifest cut short: nothing is removed
+    if not isinstance(record, dict):
+        return []
+    same_id = record.get("study_id") == identity["study_id"] or None in (record.get("study_id"), identity["study_id"])
+    if record.get("study") != identity["study"] or not same_id:
+        other = f"study {record.get('study')!r}" + ("" if record.get("study") != identity["study"] else
+                                                   " (another study of that name)")
+        raise ConfigError(f"{out} holds the report of {other}: give the report of {identity['study']!r} another "
+                          f"--out")
+    return [name for name in record.get("files") or [] if isinstance(name, str) and Path(name).name == name]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -83,7 +120,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if status:
         print(status)
     for name in ("index.html", "table.md", "summary.md"):
-        if (out / name).exists():
+        if name in report_files(out):
             print(f"  {out / name}")
     return 0
 

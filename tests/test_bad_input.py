@@ -565,7 +565,7 @@ def _first_launch(url: str, root: str, name: str, ready, go, queue) -> None:
         st = open_storage(ref)
         with study_lock(ref, name, st):
             create_or_load(st, spec, Path(root) / name)
-            reconcile(optuna.load_study(study_name=name, storage=st), st, spec, Path(root) / name)
+            reconcile(optuna.load_study(study_name=name, storage=st), st, spec, Path(root) / name, ref)
         queue.put(["ok"])
     except BaseException as e:  # noqa: BLE001 - report what killed the launcher
         queue.put([f"{type(e).__name__}: {e}"])
@@ -1212,7 +1212,7 @@ def test_studies_counts_an_interrupted_trial_as_interrupted_like_the_sweep(tmp_p
     storage = open_storage(ref)
     with study_lock(ref, "intr", storage):
         study, _ = create_or_load(storage, spec, tmp_path / "runs" / "intr")
-        reconcile(study, storage, spec, tmp_path / "runs" / "intr")
+        reconcile(study, storage, spec, tmp_path / "runs" / "intr", ref)
     storage.set_trial_state_values(study.trials[0]._trial_id, TrialState.RUNNING)   # a worker took it …
     assert mark_interrupted(storage, study.trials[0], "interrupted: stopped")        # … and was stopped
     capsys.readouterr()

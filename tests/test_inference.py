@@ -57,7 +57,25 @@ def test_verdicts():
     assert verdict(wide, expect=-1, margin=100.0) == EQUIVALENT
     assert verdict(None, expect=-1) == NOT_ENOUGH
     same = compare(_series([5.0, 5.0]), _series([5.0, 5.0]), paired=True)      # no spread, no difference
-    assert (same.lo, same.hi) == (0.0, 0.0) and verdict(same, -1) == UNDECIDED
+    assert not same.has_interval and verdict(same, -1) == UNDECIDED
+
+
+def test_seeds_that_agree_exactly_decide_nothing():
+    """Test error moves in steps of 100 / test images, so two seeds can differ by exactly the same amount in both
+    cells by chance. The paired interval was then the point, [-3.12, -3.12], and the claim "reproduced" from 2
+    seeds (and settled for --until-decided). Now the cells' own spreads give Welch's interval; with no spread at
+    all there is no interval, and no verdict."""
+    a, b = _series([71.875, 75.0]), _series([75.0, 78.125])       # per-seed differences: -3.125 twice
+    est = compare(a, b, paired=True)
+    welch = compare(a, b)
+    assert est.test == "Welch t" and (est.lo, est.hi) == (welch.lo, welch.hi) and est.lo < 0 < est.hi
+    assert verdict(est, expect=-1) == UNDECIDED and seeds_needed(est) > 2
+    flat = compare(_series([5.0, 5.0, 5.0]), _series([6.0, 6.0, 6.0]), paired=True)   # every value the same
+    assert not flat.has_interval and flat.lo == -np.inf and flat.hi == np.inf
+    assert verdict(flat, expect=-1) == UNDECIDED and verdict(flat, expect=-1, margin=10.0) == UNDECIDED
+    assert seeds_needed(flat) is None and "no interval" in flat.describe()
+    four = contrast({"a": a, "b": b, "c": a, "d": b}, {"a": 0.5, "c": 0.5, "b": -0.5, "d": -0.5}, paired=True)
+    assert four.test == "Welch t" and four.lo < 0 < four.hi and verdict(four, -1) == UNDECIDED
 
 
 def test_seeds_needed_grows_as_the_effect_shrinks():

@@ -154,7 +154,7 @@ def test_waiting_trials_carry_their_params_and_a_grid_cannot_give_a_categorical_
     storage = open_storage(ref)
     with study_lock(ref, spec.study, storage):
         study, created = create_or_load(storage, spec, tmp_path / "waiting")
-        plan = reconcile(study, storage, spec, tmp_path / "waiting")
+        plan = reconcile(study, storage, spec, tmp_path / "waiting", ref)
     assert created and plan.enqueued == 10
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert len(waiting) == 10

@@ -233,6 +233,44 @@ def test_cli_report_command(fake, tmp_path, capsys):
     assert "10 of 12 runs complete" in printed
 
 
+def test_a_report_replaces_the_last_one_and_lists_only_what_it_wrote(fake, tmp_path, capsys):
+    """A report with fewer formats (or the sweep's W&B summary, md and csv) into a folder holding a full report left
+    the old index.html, table.tex and figures beside it, showing an older state of the study, and the command
+    listed the old index.html as written. The report's manifest (report.json) says what the last one wrote; what
+    this one does not rewrite is removed, and a file that is not the report's is left alone."""
+    from resnet_core.cli import main
+    from reports.cli import MANIFEST, report_files
+
+    out = tmp_path / "rep"
+    assert main(["report", fake.name, "--root", str(fake.root), "--out", str(out)]) == 0
+    full = report_files(out)
+    assert {"index.html", "table.tex", "summary.md", "curves.png", "curves.svg"} <= set(full)
+    assert all((out / name).is_file() for name in full)
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["report", fake.name, "--root", str(fake.root), "--out", str(out), "--format", "md",
+                 "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert report_files(out) == ["table.md", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["table.md", "summary.md", MANIFEST, "notes.txt"])
+    assert "index.html" not in printed and f"{out / 'summary.md'}" in printed
+
+
+def test_a_report_into_another_studys_report_folder_is_refused(fake, tmp_path, capsys):
+    from resnet_core.cli import main
+
+    other = make_fake_study(tmp_path / "runs", "other-study", probe=False, lesion=False)
+    out = tmp_path / "rep"
+    assert main(["report", fake.name, "--root", str(fake.root), "--out", str(out), "--no-figures"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    code = main(["report", other.name, "--root", str(other.root), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"holds the report of study {fake.name!r}" in err and "another --out" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing written, nothing removed
+
+
 def test_paper_values():
     value, source = paper_value("cifar10", {"family": "cifar", "depth": 20, "shortcut": "identity"})
     assert value == 8.75 and "He et al. 2016" in source and "Table 6" in source

@@ -345,7 +345,7 @@ def new_study(tmp_path: Path, name: str, url: str | None = None, **grid):
     study_dir = tmp_path / "runs" / name
     with study_lock(ref, name, storage):
         study, created = create_or_load(storage, spec, study_dir)
-        reconcile(study, storage, spec, study_dir)
+        reconcile(study, storage, spec, study_dir, ref)
     assert created
     return spec, ref, storage, study, study_dir
 
@@ -422,15 +422,14 @@ def test_a_worker_killed_right_after_its_claim_leaves_a_trial_the_next_launch_re
     """The claimer writes its worker record in the storage call right after its compare-and-set (never before: it
     could overwrite the record of a worker that took the trial first). A worker SIGKILLed between the two left a
     RUNNING trial without a record, which a relaunch counted as alive for GRACE_PERIOD: "1 running elsewhere",
-    exit 3 (CI's PostgreSQL SIGKILL test). Now a launch waits out the claim window and finds it dead."""
-    from sweeps.queue import liveness
+    exit 3 (CI's PostgreSQL SIGKILL test). A launch reads the RUNNING trials under the claim lock, where no claim is
+    half done, and finds it dead at once."""
     from sweeps.queue.liveness import worker_record
     from sweeps.queue.optuna_adapter import trial_id
     from sweeps.queue.packing import Packing, claim_group
     from sweeps.queue.storage import study_lock
     from sweeps.queue.study import reconcile
 
-    monkeypatch.setattr(liveness, "CLAIM_WINDOW_S", 1.0)
     spec, ref, storage, study, study_dir = new_study(tmp_path, "claimed", seeds=[0])
     killed = {**worker_record(0, "cpu"), **exited_process()}
     calls: list[str] = []
@@ -445,8 +444,49 @@ def test_a_worker_killed_right_after_its_claim_leaves_a_trial_the_next_launch_re
     monkeypatch.setattr(storage, "set_trial_user_attr", real_set_attr)
     monkeypatch.setattr(storage, "set_trial_state_values", real_set_state)
     with study_lock(ref, "claimed", storage):
-        plan = reconcile(study, storage, spec, study_dir)   # at once, or after the (1 s) claim window
+        plan = reconcile(study, storage, spec, study_dir, ref)
     assert [trial_id(t) for t in plan.dead] == [tid] and not plan.running and len(plan.interrupted) == 1
+
+
+def test_a_claim_still_writing_its_worker_record_is_not_judged_dead_however_long_it_takes(tmp_path, monkeypatch):
+    """A live claimer has taken a trial and not yet written its worker record (a slow storage call on a loaded
+    machine) when another launch reconciles. Judged by a claim window, it was dead once the window passed: failed,
+    and a resuming copy enqueued beside the live run. The launch reads under the claim lock, so it sees the claim
+    whole: alive."""
+    import threading
+
+    from sweeps.queue import liveness
+    from sweeps.queue.liveness import worker_record
+    from sweeps.queue.packing import Packing, claim_group
+    from sweeps.queue.storage import open_storage, study_lock
+    from sweeps.queue.study import reconcile
+
+    monkeypatch.setattr(liveness, "CLAIM_WINDOW_S", 0.0)   # any claim is "old": only the lock can keep it alive
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "slowclaim", seeds=[0], grid={"model.depth": [8]})
+    plans = []
+
+    def another_launch() -> None:
+        other = open_storage(ref)
+        with study_lock(ref, "slowclaim", other):
+            plans.append(reconcile(optuna.load_study(study_name="slowclaim", storage=other), other, spec, study_dir,
+                                   ref))
+
+    launch = threading.Thread(target=another_launch, daemon=True)
+    real_set_attr = storage.set_trial_user_attr
+
+    def slow_record(tid, key, value):   # the other launch reconciles between the claim and its record
+        if key == "worker" and not launch.is_alive() and not plans:
+            launch.start()
+            launch.join(timeout=5.0)
+        real_set_attr(tid, key, value)
+
+    monkeypatch.setattr(storage, "set_trial_user_attr", slow_record)
+    [tid] = claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"), worker=worker_record(0, "cpu"))
+    launch.join(timeout=300)
+    assert plans, "the other launch did not finish"
+    assert not plans[0].dead and len(plans[0].running) == 1 and not plans[0].interrupted
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.RUNNING], "the live claim was failed or copied"
 
 
 def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
@@ -464,7 +504,7 @@ def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     storage.set_trial_user_attr(a, "worker", {**worker_record(0, "cpu"), **exited_process()})
     storage.set_trial_user_attr(b, "worker", worker_record(1, "cpu"))
     with study_lock(ref, "dead", storage):
-        plan = reconcile(study, storage, spec, study_dir)
+        plan = reconcile(study, storage, spec, study_dir, ref)
     assert [trial_id(t) for t in plan.dead] == [a] and len(plan.interrupted) == 1 and len(plan.running) == 1
     trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
     assert trials[a].state == TrialState.FAIL and trials[a].user_attrs["status"] == "interrupted"
@@ -472,7 +512,7 @@ def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     copies = [t for t in trials.values() if t.user_attrs.get("replaces") == trials[a].number]
     assert len(copies) == 1 and copies[0].state == TrialState.WAITING and copies[0].user_attrs["resume"] is True
     with study_lock(ref, "dead", storage):  # a second reconcile changes nothing
-        plan = reconcile(study, storage, spec, study_dir)
+        plan = reconcile(study, storage, spec, study_dir, ref)
     assert plan.enqueued == 0 and len(study.get_trials(deepcopy=False)) == 3
 
 
@@ -488,7 +528,7 @@ def test_the_resuming_copy_of_an_interrupted_trial_is_taken_before_new_trials(tm
     first = take_one(study, storage, ref, spec, study_dir)
     storage.set_trial_user_attr(first, "worker", {**worker_record(0, "cpu"), **exited_process()})
     with study_lock(ref, "order", storage):
-        reconcile(study, storage, spec, study_dir)
+        reconcile(study, storage, spec, study_dir, ref)
     trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
     (copy,) = [tid for tid, t in trials.items() if t.user_attrs.get("replaces") == trials[first].number]
     assert copy == max(trials)                                     # enqueued last, behind three new units

@@ -95,7 +95,7 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, p
                                                 "device": "cuda:0", "index": 0})
     record_heartbeat(storage, tid)
     with study_lock(ref, pg_study_name, storage):
-        plan = reconcile(study, storage, spec, study_dir)
+        plan = reconcile(study, storage, spec, study_dir, ref)
     assert not plan.dead and len(plan.running) == 1  # heartbeat fresh: alive
     monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
     monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
@@ -103,7 +103,7 @@ def test_pg_stale_heartbeat_fails_and_requeues_a_trial_of_another_host(pg_url, p
     study = optuna.load_study(study_name=pg_study_name, storage=storage)
     time.sleep(3.5)   # a lower bound: later is as stale
     with study_lock(ref, pg_study_name, storage):
-        plan = reconcile(study, storage, spec, study_dir)
+        plan = reconcile(study, storage, spec, study_dir, ref)
     assert [trial_id(t) for t in plan.dead] == [tid]
     trials = study.get_trials(deepcopy=False)
     failed = [t for t in trials if trial_id(t) == tid][0]

@@ -77,7 +77,7 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
             spec.extra_seeds = extra_seeds_of(study.user_attrs)
             for key in ("extra_seeds", "n_units"):  # what readers (reports, `studies`) count the units by
                 study.set_user_attr(key, spec.study_attrs()[key])
-            queued = reconcile(study, storage, spec, study_dir)
+            queued = reconcile(study, storage, spec, study_dir, ref)
         labels = [r.plan.label for r in results if r.plan.id in rnd.undecided]
         print(f"until-decided: round {rnd.number}: {len(labels)} undecided comparison"
               f"{'s' * (len(labels) != 1)} ({'; '.join(labels[:3])}"
@@ -99,7 +99,7 @@ def comparison_lines(results: Sequence[Result]) -> list[str]:
             core = "not enough data (fewer than 2 completed seeds on a side)"
         else:
             e = r.est
-            core = (f"{e.diff:+7.2f} [{e.lo:+.2f}, {e.hi:+.2f}]  {e.test}, n={e.n_a} vs {e.n_b}  {r.verdict}")
+            core = (f"{e.diff:+7.2f} {e.bounds_text()}  {e.test}, n={e.n_a} vs {e.n_b}  {r.verdict}")
             if r.verdict not in SETTLED:
                 core += f"; seeds needed ≈ {seeds_needed_text(r.seeds_needed)}"
         if r.dead:

@@ -67,7 +67,8 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
         for r in evaluate(plans, frame, configs=cell_configs(spec), dead=dead, level=level):
             e = r.est
             comparisons.append({"kind": r.plan.kind, "comparison": r.plan.label, "difference": e.diff if e else None,
-                                "ci_low": e.lo if e else None, "ci_high": e.hi if e else None, "level": level,
+                                "ci_low": e.lo if e and e.has_interval else None,
+                                "ci_high": e.hi if e and e.has_interval else None, "level": level,
                                 "test": e.test if e else None, "n_a": e.n_a if e else None,
                                 "n_b": e.n_b if e else None, "verdict": r.verdict,
                                 "seeds needed": seeds_needed_text(r.seeds_needed)

@@ -288,7 +288,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))
         if history is not None:  # the study records which code (and library versions) ran it
             the_study.set_user_attr(PROVENANCE_ATTR, history)
-        plan = reconcile(the_study, st, spec, study_dir, retry_failed=retry_failed)
+        plan = reconcile(the_study, st, spec, study_dir, ref, retry_failed=retry_failed)
     print(f"study {spec.study}: {_units_line(spec)}  [{ref.display}]", file=out)
     print_plan(plan, created, out)
     out.flush()

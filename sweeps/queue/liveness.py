@@ -7,8 +7,10 @@ storage it also records Optuna's own heartbeat). A RUNNING trial is dead when
 - its worker ran on this host and that process is gone (or the pid now belongs to another process: its start time
   differs, or it is a zombie) — decided at once, no waiting; or
 - its worker ran on another host and its heartbeat (file, or Optuna's on RDB) is older than ``GRACE_PERIOD``; or
-- it has no worker record (killed between taking the trial and writing it, the next storage call) and started over
-  ``CLAIM_WINDOW_S`` ago; `settle_claims` waits that out before a launch judges its trials.
+- it has no worker record: its claimer was killed between taking it and writing the record. A claimer does both
+  under the claim lock (``storage.claim_lock``), and a launch reads the RUNNING trials under it too
+  (``study.fail_dead_trials``), so there a trial without a record is dead at once, however slow the storage; a reader
+  without the lock (the ``studies`` listing) counts it dead once it started over ``CLAIM_WINDOW_S`` ago.
 """
 from __future__ import annotations
 
@@ -99,26 +101,7 @@ def heartbeat_age(run_dir: Path) -> float | None:
         return None
 
 
-CLAIM_WINDOW_S = 10.0  # a live claimer writes its worker record within one storage call of its claim
-
-
-def _unrecorded_age(trial: Any) -> float | None:
-    """Seconds since a RUNNING trial was claimed, if it names no worker yet (None if it does, or has no start)."""
-    if isinstance(trial.user_attrs.get("worker"), dict) or trial.datetime_start is None:
-        return None
-    return (datetime.now() - trial.datetime_start).total_seconds()
-
-
-def settle_claims(get_running: Callable[[], list[Any]], poll_s: float = 0.2) -> list[Any]:
-    """Wait until every RUNNING trial names its worker or is older than CLAIM_WINDOW_S (at most that long; at once in
-    the usual case), so that a trial whose claimer was killed right after the claim is judged dead, not alive.
-    Returns the RUNNING trials as last read."""
-    while True:
-        running = get_running()
-        ages = [_unrecorded_age(t) for t in running]
-        if not any(age is not None and age <= CLAIM_WINDOW_S for age in ages):
-            return running
-        time.sleep(poll_s)
+CLAIM_WINDOW_S = 10.0  # read without the claim lock: a claim this recent may still be writing its worker record
 
 
 def trial_is_dead(trial: Any, study_dir: Path, *, rdb_stale: set[int] | None = None) -> bool:

@@ -126,8 +126,8 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
 
     ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
     compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
-    trial first). A trial left RUNNING without a record lost its worker between the two calls:
-    `liveness.settle_claims` waits out `CLAIM_WINDOW_S` for it, after which it is dead."""
+    trial first). A trial left RUNNING without a record lost its worker between the two calls: a launch, which reads
+    the RUNNING trials under the same lock (``study.fail_dead_trials``), finds it dead."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 

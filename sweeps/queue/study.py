@@ -32,9 +32,9 @@ from ..spec.identity import cell_aliases
 from ..spec.params import merged_space, space_attr, study_space, unit_params
 from ..spec.study_format import (ALIASES_ATTR, DONE, FAILED, LOST, STUDY_ID_ATTR, extra_seeds_of, trial_cell,
                                  trial_status as _status, trial_unit, unit_attrs)
-from .liveness import settle_claims, trial_is_dead
+from .liveness import trial_is_dead
 from .owner import check_owner, claim_owner, new_study_id
-from .storage import open_storage, storage_exists
+from .storage import StorageRef, claim_lock, open_storage, storage_exists
 from .optuna_adapter import stale_trial_ids, trial_id
 from .search import CellPruner, CellSampler
 
@@ -289,18 +289,22 @@ def mark_interrupted(storage: Any, trial: Any, reason: str) -> bool:
         return False
 
 
-def fail_dead_trials(study: Any, storage: Any, study_dir: Path) -> list[Any]:
+def fail_dead_trials(study: Any, storage: Any, study_dir: Path, ref: StorageRef) -> list[Any]:
     """Fail every RUNNING trial whose worker is dead (``liveness.trial_is_dead``); return them. Then Optuna's own
-    ``fail_stale_trials`` (RDB heartbeats), whose ``failed_trial_callback`` enqueues resuming copies."""
+    ``fail_stale_trials`` (RDB heartbeats), whose ``failed_trial_callback`` enqueues resuming copies.
+
+    The RUNNING trials are read under the claim lock (``ref``'s), under which a claimer takes a trial and writes its
+    worker record: one without a record there lost its claimer between the two, and is dead."""
     import optuna
     from optuna.trial import TrialState
 
-    running = settle_claims(lambda: [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                                     if t.user_attrs.get("unit") is not None])
+    with claim_lock(ref, study.study_name, storage):
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.user_attrs.get("unit") is not None]
     stale = stale_trial_ids(study, storage)
     dead = []
     for t in running:
-        if trial_is_dead(t, study_dir, rdb_stale=stale):
+        if not isinstance(t.user_attrs.get("worker"), dict) or trial_is_dead(t, study_dir, rdb_stale=stale):
             w = t.user_attrs.get("worker") or {}
             who = f"worker pid {w.get('pid')} on {w.get('host')}" if w else "its worker"
             if mark_interrupted(storage, t, f"interrupted: {who} is gone"):
@@ -341,15 +345,15 @@ class Plan:
         return {st.unit.key for st in (*self.missing, *self.interrupted, *self.retried, *self.waiting)}
 
 
-def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, *, retry_failed: bool = False,
-              auto: bool = False) -> Plan:
+def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, ref: StorageRef, *,
+              retry_failed: bool = False, auto: bool = False) -> Plan:
     """Bring the study in line with the grid: fail dead RUNNING trials, then enqueue every missing unit, resume
     every interrupted one, and (``retry_failed``) retry failed/diverged ones. ``auto``: an idle worker's call
     (interrupted units are resumed at most ``MAX_AUTO_RESUMES`` times, failures never retried).
-    Must run under ``study_lock``."""
+    ``ref``: the storage's reference (its claim lock). Must run under ``study_lock``."""
     plan = Plan()
     space = study_space(study, spec)
-    plan.dead = fail_dead_trials(study, storage, study_dir)
+    plan.dead = fail_dead_trials(study, storage, study_dir, ref)
     trials = study.get_trials(deepcopy=False)
     expected = {u.key for u in spec.units()}
     plan.renamed = cell_aliases(spec, trials)

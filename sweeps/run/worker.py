@@ -185,7 +185,7 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
                            worker=claimer)
         if not tids:
             with study_lock(ws.storage, spec.study, storage):
-                plan = reconcile(study, storage, spec, study_dir, auto=True)
+                plan = reconcile(study, storage, spec, study_dir, ws.storage, auto=True)
             if plan.enqueued:
                 continue
             break

@@ -34,6 +34,7 @@ DECIDED, NOT_ENOUGH = "decided", "not enough data"
 VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, DECIDED, UNDECIDED, NOT_ENOUGH)
 SETTLED = (REPRODUCED, CONTRADICTED, EQUIVALENT, DECIDED)   # what --until-decided stops on
 PAIRED, WELCH = "paired t", "Welch t"
+NO_INTERVAL = "no interval (every seed gave the same value: no spread to estimate one from)"
 POWER = 0.8                 # seeds needed: the power of the test at the observed difference
 SEEDS_NEEDED_CAP = 10_000   # beyond this, "more than 10,000"
 
@@ -56,14 +57,25 @@ class Estimate:
     def excludes_zero(self) -> bool:
         return self.lo > 0 or self.hi < 0
 
+    @property
+    def has_interval(self) -> bool:
+        """False when the seeds showed no spread at all to estimate one from (``_no_spread``)."""
+        return math.isfinite(self.lo) and math.isfinite(self.hi)
+
+    def bounds_text(self, digits: int = 2) -> str:
+        """'[−35.20, −2.20]', or what stands in for an interval that cannot be estimated."""
+        if not self.has_interval:
+            return NO_INTERVAL
+        return f"[{self.lo:+.{digits}f}, {self.hi:+.{digits}f}]"
+
     def interval_text(self, digits: int = 2) -> str:
-        return f"{self.diff:+.{digits}f} [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}]"
+        return f"{self.diff:+.{digits}f} {self.bounds_text(digits)}"
 
     def describe(self, unit: str = " points") -> str:
         """'−18.70 points, 95 % CI [−35.2, −2.2], Welch t, n = 3 vs 3'."""
         pct = f"{100 * self.level:.3g}"
-        return (f"difference {self.diff:+.2f}{unit}, {pct} % CI [{self.lo:+.2f}, {self.hi:+.2f}] "
-                f"({self.test}, n = {self.n_a} vs {self.n_b})")
+        ci = f"{pct} % CI {self.bounds_text()}" if self.has_interval else self.bounds_text()
+        return f"difference {self.diff:+.2f}{unit}, {ci} ({self.test}, n = {self.n_a} vs {self.n_b})"
 
 
 def _clean(values: pd.Series) -> pd.Series:
@@ -106,20 +118,23 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
         n = len(per_seed)
         var = float(np.var(per_seed, ddof=1))
         df = n - 1.0
-        if var <= 0:
-            return _exact(diff, level, PAIRED, n_a, n_b, df, (0.0,))
-        if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0]:
-            pos = next(k for k in keys if w[k] > 0)
-            neg = next(k for k in keys if w[k] < 0)
-            res = stats.ttest_rel(data[pos].reindex(seeds), data[neg].reindex(seeds))
-        else:
-            res = stats.ttest_1samp(per_seed, 0.0)
-        ci = res.confidence_interval(level)
-        return Estimate(diff, float(ci.low), float(ci.high), level, PAIRED, n_a, n_b, df, float(res.pvalue), (var,))
+        if var > 0:
+            if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0]:
+                pos = next(k for k in keys if w[k] > 0)
+                neg = next(k for k in keys if w[k] < 0)
+                res = stats.ttest_rel(data[pos].reindex(seeds), data[neg].reindex(seeds))
+            else:
+                res = stats.ttest_1samp(per_seed, 0.0)
+            ci = res.confidence_interval(level)
+            return Estimate(diff, float(ci.low), float(ci.high), level, PAIRED, n_a, n_b, df, float(res.pvalue),
+                            (var,))
+        # Every seed gave the same contrast: at a few seeds that is chance (an error rate moves in steps of
+        # 100 / test images), not certainty, and a zero-width paired interval would decide the claim. The cells'
+        # own spreads still give an interval: Welch's, which does not rely on the pairing.
     parts = tuple(w[k] ** 2 * float(data[k].var(ddof=1)) / 1.0 for k in keys)
     se2 = sum(p / len(data[k]) for p, k in zip(parts, keys))
     if se2 <= 0:
-        return _exact(diff, level, WELCH, n_a, n_b, float(sum(len(v) - 1 for v in data.values())), parts)
+        return _no_spread(diff, level, n_a, n_b, float(sum(len(v) - 1 for v in data.values())), parts)
     if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0]:
         pos = next(k for k in keys if w[k] > 0)
         neg = next(k for k in keys if w[k] < 0)
@@ -133,10 +148,10 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
     return Estimate(diff, diff - half, diff + half, level, WELCH, n_a, n_b, float(df), p, parts)
 
 
-def _exact(diff: float, level: float, test: str, n_a: int, n_b: int, df: float,
-           parts: tuple[float, ...]) -> Estimate:
-    """No spread at all (every seed gave the same contrast): the interval is the point."""
-    return Estimate(diff, diff, diff, level, test, n_a, n_b, df, 1.0 if diff == 0 else 0.0, parts)
+def _no_spread(diff: float, level: float, n_a: int, n_b: int, df: float, parts: tuple[float, ...]) -> Estimate:
+    """Every seed of every cell gave the same value: no variance to build an interval from, so none (−∞, +∞), which
+    decides nothing (*undecided*), rather than the point, which would decide any nonzero difference from 2 seeds."""
+    return Estimate(diff, -math.inf, math.inf, level, WELCH, n_a, n_b, df, 1.0, parts)
 
 
 # -- verdicts ----------------------------------------------------------------------------------------------------
@@ -157,15 +172,15 @@ def verdict(est: Estimate | None, expect: int = 0, margin: float | None = None) 
 def seeds_needed(est: Estimate | None, *, level: float = LEVEL, power: float = POWER) -> int | None:
     """Seeds per cell at which a two-sided t-test at ``level`` has ``power`` (0.8) against a true contrast equal to
     the observed one, with the observed variances (noncentral t, ``scipy.stats.nct``; Welch–Satterthwaite degrees
-    of freedom with equal seeds per cell). None when nothing can be said (no estimate, or a zero observed
-    difference); ``SEEDS_NEEDED_CAP + 1`` for more than the cap."""
+    of freedom with equal seeds per cell). None when nothing can be said (no estimate, a zero observed difference,
+    or no observed spread); ``SEEDS_NEEDED_CAP + 1`` for more than the cap."""
     from scipy import stats
 
     if est is None or est.diff == 0 or not math.isfinite(est.diff):
         return None
     total = sum(est.parts)
     if total <= 0:
-        return 2
+        return None
     sq = sum(p * p for p in est.parts)
     alpha = 1 - level
 
@@ -199,7 +214,7 @@ def _bisect(power_at, lo: int, hi: int, power: float) -> int:
 
 def seeds_needed_text(n: int | None) -> str:
     if n is None:
-        return "no finite number (the observed difference is zero)"
+        return "no finite number (the observed difference is zero, or the seeds showed no spread)"
     if n > SEEDS_NEEDED_CAP:
         return f"more than {SEEDS_NEEDED_CAP:,}"
     return f"{n}"
