@@ -37,8 +37,8 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
                  out: str | Path | None = None, formats: str | Iterable[str] | None = FORMATS,
                  probe: str | Path | None = None, lesion: str | Path | None = None,
                  figures: bool = True) -> Path:
-    """Write the report of ``study`` into ``out`` (default ``<root>/<study>/report/``, beside the study's runs,
-    ``runs/<study>/report/`` by default) and return that folder.
+    """Write the report of ``study`` into ``out`` (default: ``report/`` in the study folder its run records were read
+    from, else ``<root>/<study>/report/``) and return that folder.
 
     Always written: the figures (PNG + SVG; ``figures=False`` skips them) and summary.md. By format: md -> table.md; csv -> table.csv and
     trials.csv (one column per axis) and effects.csv (main effects, interactions,
@@ -54,7 +54,7 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
 
     wanted = parse_formats(formats)
     data = load_study(study, root=root, storage=storage, probe=probe, lesion=lesion)
-    out = Path(out) if out else Path(root or "runs") / study / "report"
+    out = Path(out) if out else _runs_folder(data, root) / "report"
     identity = {"study": data.name, "study_id": data.user_attrs.get(STUDY_ID_ATTR)}
     before = _previous_files(out, identity)   # refuses another study's report folder before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -83,6 +83,12 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
         (out / stale).unlink(missing_ok=True)
     atomic_write_json(out / MANIFEST, {**identity, "files": written})
     return out
+
+
+def _runs_folder(data: Any, root: str | Path | None) -> Path:
+    """The study folder the report read its run records from (beside them goes its report by default), else
+    ``<root>/<study>``."""
+    return next((d for d in data.study_dirs if (d / "trials").is_dir()), Path(root or "runs") / data.name)
 
 
 def report_files(out: Path) -> list[str]:
@@ -156,7 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None,
                    help="an Optuna storage URL (sqlite:///…, postgresql://…) or a journal file, instead of "
                         "<root>/<study>/optuna.journal")
-    p.add_argument("--out", default=None, help="output folder (default: <root>/<study>/report/, e.g. runs/<study>/report/)")
+    p.add_argument("--out", default=None, help="output folder (default: report/ in the study folder holding its runs, e.g. "
+                        "runs/<study>/report/)")
     p.add_argument("--format", default=",".join(FORMATS),
                    help=f"comma-separated, from {', '.join(FORMATS)} (default: all); figures and summary.md are "
                         f"always written")

@@ -23,7 +23,8 @@ def compute_lines(data: StudyData) -> list[str]:
     completed runs, with the device, precision and fast path), and the study's span. [] before any run trained."""
     trained = data.trials[data.trials["wall_time_s"].notna() & (data.trials["wall_time_s"] > 0)]
     # one row per run record: the attempts that resumed a run share its folder, whose clock covers them all
-    records = trained.sort_values("wall_time_s").drop_duplicates("run_dir", keep="last")
+    folder = trained["run_dir_attr"].fillna(trained["trial"].map(lambda n: f"trial {n}"))  # the trial's own folder
+    records = trained.assign(folder=folder).sort_values("wall_time_s").drop_duplicates("folder", keep="last")
     if records.empty:
         return []
     threads = records["threads"].fillna(1.0)

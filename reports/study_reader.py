@@ -198,6 +198,10 @@ def _metrics_cached(run_dir: str, _mtime: int, _size: int) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------------------------
 # storage
+def _finite(value: Any) -> bool:
+    return is_number(value) and math.isfinite(float(value))
+
+
 def _warn(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr, flush=True)
 
@@ -289,11 +293,20 @@ def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str,
                "started": t.datetime_start, "ended": t.datetime_complete}
         for key in NUMBERS:
             value = summary.get(key) if summary else None
+            kept = ua.get(SUMMARY_ATTR_NAMES.get(key, key))
+            if kept is None and key in SUMMARY_ATTR_NAMES:
+                kept = ua.get(key)  # a study written before the user attr was renamed
             if value is None:
-                value = ua.get(SUMMARY_ATTR_NAMES.get(key, key))
-                if value is None and key in SUMMARY_ATTR_NAMES:
-                    value = ua.get(key)  # a study written before the user attr was renamed
+                value = kept
+            elif not _finite(value) and _finite(kept):   # a record damaged after the study took its result
+                _warn(f"{run_dir}/summary.json: {key} is {value!r}, the study holds {kept}: taken from the study")
+                value = kept
             row[key] = float(value) if is_number(value) else float("nan")
+        metric = spec.summary_key
+        if status == "complete" and metric in row and not _finite(row[metric]):
+            reason = f"{metric} is not a finite number in its record or the study"
+            _warn(f"{run_dir}/summary.json: {reason}; trial {t.number} left out of the report")
+            row.update(status="unreadable", reason=reason)
         rows.append(row)
     return rows, configs
 
@@ -341,9 +354,9 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
                probe: str | Path | None = None, lesion: str | Path | None = None) -> StudyData:
     loaded, desc, dirs = open_study_named(study, root, storage)
     ua = dict(loaded.user_attrs)
-    # where the sweep put the study folder, read only when the given root holds none: a copied study folder (a
-    # clone's results/) never reads records from the folder it was copied from
-    if ua.get("study_dir") and not any(d.is_dir() for d in dirs):
+    # where the sweep put the study folder, read only when the given folders hold no run folders: a copied study
+    # folder (a clone's results/) never reads records from the folder it was copied from
+    if ua.get("study_dir") and not any((d / "trials").is_dir() for d in dirs):
         dirs.append(Path(str(ua["study_dir"])))
     check_own_dirs(study, desc, ua.get(STUDY_ID_ATTR), dirs)
     notes: list[str] = []

@@ -1221,6 +1221,21 @@ def test_studies_counts_an_interrupted_trial_as_interrupted_like_the_sweep(tmp_p
     assert "intr: 0/1 complete, 0 running, 0 failed, 1 interrupted, 0 waiting" in line, line
 
 
+@pytest.mark.parametrize("flags, words", [
+    (("--root", "{tmp}/nowhere"), ("--root", "nowhere: no such folder")),
+    (("--storage", "{tmp}/nowhere.journal"), ("journal file not found", "nowhere.journal")),
+    (("--storage", "sqlite:///{tmp}/nowhere.db"), ("database file not found", "nowhere.db")),
+])
+def test_studies_refuses_a_root_or_storage_that_is_not_there(flags, words, tmp_path, capsys):
+    """`studies` on a mistyped --root or storage file said "no studies in …" and exit 0 (report refused them)."""
+    code = main(["studies", *(f.format(tmp=tmp_path) for f in flags)])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert list(tmp_path.iterdir()) == []   # nothing created
+    (tmp_path / "empty").mkdir()
+    assert main(["studies", "--root", str(tmp_path / "empty")]) == 0   # a folder without studies is an answer
+    assert "no studies in" in capsys.readouterr().out
+
+
 # -- kind 7: a storage that cannot be opened says why, the same in every command ---------------------------------------
 @pytest.mark.parametrize("command", ["studies", "report", "dry-run", "sweep"])
 def test_an_unreachable_database_is_the_same_one_line_in_every_command(command, tmp_path, capsys):

@@ -271,6 +271,64 @@ def test_a_report_into_another_studys_report_folder_is_refused(fake, tmp_path, c
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing written, nothing removed
 
 
+def test_a_report_from_the_storage_alone_finds_the_runs_where_the_sweep_put_them(tmp_path, capsys, monkeypatch):
+    """Swept with `--storage X.journal --root r2`, reported with `--storage X.journal` alone: the report looked for
+    run records under runs/, found none, said nothing, and counted "1 run record (2 complete runs, -1 other
+    attempts)". It reads them from the study folder the sweep recorded and writes the report beside them."""
+    import yaml
+
+    from resnet_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    grid = {"study": "sj", "base": {"data": {"name": "synthetic", "synthetic": {"image_size": 16, "num_classes": 4,
+                                                                              "n_train": 128, "n_test": 64}},
+                                    "model": {"family": "cifar", "depth": 8},
+                                    "schedule": {"name": "constant", "unit": "iter", "total": 2},
+                                    "batch_size": 64, "device": "cpu"},
+            "grid": {"model.shortcut": ["none", "identity"]}, "seeds": [0]}
+    (tmp_path / "sj.yaml").write_text(yaml.safe_dump(grid))
+    assert main(["sweep", "sj.yaml", "--workers", "1", "--storage", "sj.journal", "--root", "r2",
+                 "--wandb", "off"]) == 0
+    capsys.readouterr()
+    assert main(["report", "sj", "--storage", "sj.journal", "--no-figures"]) == 0
+    assert "r2/sj/report/summary.md" in capsys.readouterr().out
+    summary = (tmp_path / "r2" / "sj" / "report" / "summary.md").read_text()
+    assert "over 2 run records (2 complete runs)" in summary, summary
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_compute_line_counts_run_folders_even_when_their_records_are_not_found(fake):
+    from reports.compute import compute_lines
+
+    data = load_study(fake.name, root=fake.root)
+    lost = data.trials.assign(run_dir=None)   # records not found: no resolved folder
+    line = compute_lines(type(data)(**{**data.__dict__, "trials": lost}))[0]
+    assert line == compute_lines(data)[0] and "-" not in line.split("(")[1].split(")")[0], line
+
+
+def test_a_non_finite_value_in_a_run_record_is_named_and_the_studys_value_is_used(fake, tmp_path, capfd):
+    """A run record whose final_test_error became NaN: the table showed the cell as n 2/2 with a mean over one
+    value, and the claims said "not enough data", silently. The report names the record and takes the value the
+    study holds (a worker copies it into the trial when the run completes)."""
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(fake.root / fake.name, root / fake.name)
+    data = load_study(fake.name, root=root)
+    run = data.runs[(data.runs["status"] == "complete")].iloc[0]
+    path = Path(run["run_dir"]) / "summary.json"
+    record = json.loads(path.read_text())
+    record["final_test_error"] = float("nan")
+    path.write_text(json.dumps(record))
+    capfd.readouterr()
+    damaged = load_study(fake.name, root=root)
+    warned = capfd.readouterr().err
+    assert f"{path}: final_test_error is nan, the study holds {run['final_test_error']}" in warned, warned
+    again = damaged.runs.set_index("trial").loc[run["trial"]]
+    assert again["status"] == "complete" and again["final_test_error"] == run["final_test_error"]
+    assert cell_table(damaged).equals(cell_table(data))   # the same table as from the undamaged records
+
+
 def test_paper_values():
     value, source = paper_value("cifar10", {"family": "cifar", "depth": 20, "shortcut": "identity"})
     assert value == 8.75 and "He et al. 2016" in source and "Table 6" in source

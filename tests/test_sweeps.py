@@ -749,6 +749,7 @@ def test_closing_table_names_failed_and_unfinished_trials_by_seed(tmp_path):
     lines = result_lines(spec, trials)
     assert lines[0].endswith("[1 failed (1 diverged): seed 1, 1 not finished: seed 2]"), lines
     assert "not finished" not in lines[1] and "(n=3)" in lines[1], lines
+    assert "±" in lines[1] and "±" not in lines[0] and "5.00         (n=1)" in lines[0], lines   # n=1: no spread
 
 
 def test_closing_table_names_search_trials_by_slot_not_as_optuna_numbers(tmp_path):

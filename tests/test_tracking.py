@@ -413,6 +413,19 @@ def test_the_summary_run_has_a_column_per_axis_and_the_comparisons(offline_sweep
     assert g["verdict"] in ("decided", "undecided")
 
 
+def test_the_summary_run_gets_the_report_figures_of_a_study_whose_journal_is_elsewhere(tmp_path):
+    """`--storage some/file.journal`: the summary's report read the default journal under --root and failed ("report
+    figures skipped: unknown study"); it reads the study's own storage."""
+    root = tmp_path / "runs"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["sweep", str(write_grid(tmp_path / "grid.yaml", seeds=(0,))), "--root", str(root), "--workers",
+                   "1", "--storage", str(tmp_path / "elsewhere.journal")])
+    assert rc == 0 and "report figures skipped" not in out.getvalue(), out.getvalue()
+    assert (root / STUDY / "report" / "summary.md").is_file()
+    assert list((root / STUDY / "report").glob("curves.png"))
+
+
 # -- 6. the study summary run --------------------------------------------------------------------------------------
 def test_log_study_summary_writes_a_table_run(tmp_path):
     import json

@@ -398,7 +398,8 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
                     ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())) if best else f"{metric} —"
         elif vals:
             m, s = mean_std(vals)
-            core = f"{metric} {m:6.2f} ± {s:4.2f}  (n={len(vals)})"
+            spread = f" ± {s:4.2f}" if len(vals) > 1 else " " * 7   # one seed has no spread to show
+            core = f"{metric} {m:6.2f}{spread}  (n={len(vals)})"
         else:
             core = f"{metric}    —"
         notes = []

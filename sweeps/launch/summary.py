@@ -47,17 +47,18 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     figures: list[Path] = []
     for draw in SUMMARY_FIGURES:  # the report's figures (SUMMARY_FIGURES); a problem there must not fail the sweep
         try:
-            figures += draw(spec.study, root, None if ref.kind == "journal" else ref.url, study_dir / "report")
+            figures += draw(spec.study, root, ref.url, study_dir / "report")
         except Exception as e:  # noqa: BLE001
             print(f"W&B summary: report figures skipped ({type(e).__name__}: {e})", file=out)
     dead = dead_cells(frame)
     cells = []
     for cell_key, values in objective_values(spec, trials).items():
         mean = statistics.fmean(values) if values else None
-        std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        std = statistics.stdev(values) if len(values) > 1 else None   # one seed has no spread
         cells.append({"cell": cell_key or "base", **axis_values(spec, params.get(cell_key, {})), "n": len(values),
                       "mean": mean, "std": std,
-                      "mean ± std": f"{mean:.2f} ± {std:.2f}" if mean is not None else "n/a",
+                      "mean ± std": "n/a" if mean is None else f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None
+                                                                                 else ""),
                       "did not learn": dead.get(cell_key)})
     comparisons = []
     if not spec.search:

@@ -23,7 +23,7 @@ from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISH
 
 from ..queue.liveness import holder, trial_is_dead
 from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
-from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
+from ..queue.storage import StorageRef, open_storage, resolve_storage, sqlite_path, storage_exists, study_lock
 from ..queue.owner import check_owner
 from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
                            statuses, study_progress, trial_status)
@@ -398,7 +398,9 @@ def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
 # -- studies ----------------------------------------------------------------------------------------------------
 def list_studies(root: str | Path = "runs", storage: str | None = None, out: TextIO | None = None,
                  err: TextIO | None = None) -> int:
-    """Print each study's progress; 2 if a journal could not be read (named on ``err``), else 0."""
+    """Print each study's progress; 2 if a journal could not be read (named on ``err``), else 0. A ``root`` that is
+    not a folder, or a journal or SQLite file that is not there, is a one-line ``ConfigError`` (a typo, not an
+    empty answer)."""
     import optuna
 
     out = out or sys.stdout
@@ -407,6 +409,11 @@ def list_studies(root: str | Path = "runs", storage: str | None = None, out: Tex
     if storage:
         ref = resolve_storage(storage, root, "")
         if not storage_exists(ref):
+            if ref.kind in ("journal", "sqlite"):
+                what = "journal file" if ref.kind == "journal" else "database file"
+                path = ref.url if ref.kind == "journal" else sqlite_path(ref.url)
+                if path is not None and not Path(path).is_file():
+                    raise ConfigError(f"--storage {ref.display}: {what} not found: {path}")
             print(f"no studies in {ref.display}", file=out)
             return 0
         st = open_storage(ref, read_only=True)
@@ -422,6 +429,9 @@ def list_studies(root: str | Path = "runs", storage: str | None = None, out: Tex
             print(study_progress(s, ref.display, Path(sd) if sd else None).line(), file=out)
             found += 1
     else:
+        if not Path(root).is_dir():
+            raise ConfigError(f"--root {root}: {'not a folder' if Path(root).exists() else 'no such folder'} (the "
+                              f"folder holding <study>/optuna.journal; default runs)")
         for journal in find_journals(root):
             ref = StorageRef("journal", str(journal), str(journal))
             try:  # one damaged journal must not hide the other studies
