@@ -169,7 +169,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"always written")
     p.add_argument("--probe", default=None, help="probe.csv (gradient norm at init per layer and depth); default: "
                                                  "<study folder>/probe.csv if present")
-    p.add_argument("--lesion", default=None, help="lesion.csv (test error after deleting each block); default: "
-                                                  "<study folder>/lesion.csv if present")
+    p.add_argument("--lesion", default=None, help="lesion.csv (test error after deleting each block) of this "
+                                                  "study's runs: another run's rows, or a value that is not a "
+                                                  "finite number, are refused; default: <study folder>/lesion.csv if "
+                                                  "present (such rows or files left out with a note)")
     p.add_argument("--no-figures", action="store_true", help="tables and summary only (faster)")
     p.set_defaults(func=_cmd_report)

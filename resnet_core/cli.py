@@ -12,7 +12,7 @@ import traceback
 from importlib.metadata import entry_points
 from typing import Callable, NoReturn, Sequence
 
-from .errors import ConfigError, GraphCaptureError
+from .errors import ConfigError, GraphCaptureError, NonFiniteOutputs
 from .plugins import add_plugin_argument, load_plugins
 from .signals import EXIT_CONFIG, EXIT_FAILED, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
@@ -201,7 +201,7 @@ def _run(argv: Sequence[str] | None) -> int:
         _debug()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except GraphCaptureError as e:  # fast: graph / compile asked for and not buildable here: the cause, one line
+    except (GraphCaptureError, NonFiniteOutputs) as e:  # a fast path not buildable here, a model giving NaN: one line
         _debug()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED

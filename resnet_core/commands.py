@@ -45,9 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lesion", help="replace each block in turn by its shortcut at test time (Veit et al. 2016)",
                        description="Test error with each block replaced by its shortcut (the identity in a plain "
                                    "block of unchanged shape, so plain and residual nets compare on equal footing; "
-                                   "a plain stage-entry block is not lesionable). Several checkpoints give one "
-                                   "table with a `model` column, as `resnet-ablate report --lesion` reads it.")
-    p.add_argument("checkpoint", nargs="+", help="last.pt / best.pt of one or more runs")
+                                   "a plain stage-entry block is not lesionable). Several checkpoints, one per "
+                                   "run, give one table; each row names its model, its study (where the run's study "
+                                   "folder has an owner record) and its run folder (relative to the table's "
+                                   "folder), as `resnet-ablate report --lesion` reads it.")
+    p.add_argument("checkpoint", nargs="+", help="last.pt / best.pt of one or more runs (one checkpoint per run)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     _add_precision_argument(p)
@@ -251,15 +253,25 @@ def _say(message: str) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import evaluate_model
+    from .errors import NonFiniteOutputs
+    from .fast_path import evaluate_outputs
 
     loaded = _load_for_eval(args.checkpoint, args.device, args.precision)
     _say(f"eval: loading the dataset of {args.checkpoint} ({loaded.run_cfg.data.name}) …")
+    nonfinite = []
     for split, loader in _eval_loaders(loaded).items():
         _say(f"eval: {split} split ({_images(loader)} images) on {loaded.device} …")
-        loss, err = evaluate_model(loaded.model, loader, 1, loaded.device, loaded.amp)
-        print(f"{split}: error {err[0]:.2f}%  loss {loss[0]:.4f}  (step {loaded.state['step']}, "
+        ev = evaluate_outputs(loaded.model, loader, 1, loaded.device, loaded.amp)
+        bad = ev.nonfinite_part(split)
+        if bad:  # argmax over NaN is no error rate
+            nonfinite.append(bad)
+            continue
+        print(f"{split}: error {ev.error[0]:.2f}%  loss {ev.loss[0]:.4f}  (step {loaded.state['step']}, "
               f"{loaded.precision})")
+    if nonfinite:
+        raise NonFiniteOutputs(f"{args.checkpoint}: the model's outputs are not finite (NaN or inf) on "
+                               f"{' and '.join(nonfinite)} (step {loaded.state['step']}, {loaded.precision}): no "
+                               f"error rate is reported")
     if loaded.test_picked:
         print("note: " + TEST_PICKED.format(what="this checkpoint", path=args.checkpoint))
     return 0
@@ -274,29 +286,40 @@ def _images(loader) -> str:
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
+    import os
+
     import pandas as pd
 
+    from .errors import NonFiniteOutputs
     from .lesion import lesion_table
-    from .record import atomic_write_text, check_out_file
+    from .record import atomic_write_text, check_out_file, run_owner
 
     out = check_out_file(args.out or Path(args.checkpoint[0]).parent / "lesion.csv")
+    runs = _one_checkpoint_per_run(args.checkpoint)
     tables, notes = [], []
     for k, path in enumerate(args.checkpoint, 1):
         loaded = _load_for_eval(path, args.device, args.precision)
         run_cfg, model = loaded.run_cfg, loaded.model
+        owner = run_owner(runs[k - 1])  # the study whose folder holds the run, where it has an owner record
         _say(f"lesion [{k}/{len(args.checkpoint)}]: loading the dataset of {path} ({run_cfg.data.name}) in "
              f"{loaded.precision} …")
         loader = _eval_loaders(loaded)["test"]
         kind = "plain" if run_cfg.model.shortcut == "none" else "ResNet"
         n = 1 + sum(1 for _, b in model.blocks() if b.lesionable)
         done = iter(range(1, n + 1))
-        table = lesion_table(model, loader, loaded.device, loaded.amp,
-                             progress=lambda what: _say(f"lesion [{k}/{len(args.checkpoint)}]: test error "
-                                                        f"{'intact' if what == 'intact' else 'without ' + what} "
-                                                        f"({next(done)}/{n}, {_images(loader)} images) …"))
+        try:
+            table = lesion_table(model, loader, loaded.device, loaded.amp,
+                                 progress=lambda what: _say(f"lesion [{k}/{len(args.checkpoint)}]: test error "
+                                                            f"{'intact' if what == 'intact' else 'without ' + what} "
+                                                            f"({next(done)}/{n}, {_images(loader)} images) …"))
+        except NonFiniteOutputs as e:
+            raise NonFiniteOutputs(f"{path}: {e}") from None
         if loaded.test_picked:
             notes.append("note: " + TEST_PICKED.format(what="the baseline's checkpoint", path=path))
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
+        table.insert(1, "study", (owner or {}).get("study", ""))
+        # the run folder relative to the table's own folder: a study's lesion.csv names trials/<run>, as its trials do
+        table.insert(2, "run", Path(os.path.relpath(runs[k - 1], out.parent.resolve())).as_posix())
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     atomic_write_text(out, table.to_csv(index=False))
@@ -305,6 +328,25 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
         print(note)
     print(f"wrote {out}")
     return 0
+
+
+def _one_checkpoint_per_run(paths: list[str]) -> list[Path]:
+    """Each checkpoint's run folder (resolved); a ConfigError when a file is given twice or two checkpoints are of one
+    run (last.pt and best.pt of one folder): their rows would be one run counted twice."""
+    from .errors import ConfigError
+
+    seen: dict[Path, str] = {}
+    runs = []
+    for path in paths:
+        run = Path(path).resolve().parent
+        if run in seen:
+            same = Path(seen[run]).resolve() == Path(path).resolve()
+            raise ConfigError(f"lesion: {path} is given twice" if same else
+                              f"lesion: {seen[run]} and {path} are checkpoints of one run ({run}); give one "
+                              f"checkpoint per run")
+        seen[run] = path
+        runs.append(run)
+    return runs
 
 
 def _set_device(overrides: list[str]) -> str | None:

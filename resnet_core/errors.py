@@ -1,4 +1,5 @@
-"""The errors a user sees as one line: a bad key or value (exit 2), and a fast path that could not be built (exit 1)."""
+"""The errors a user sees as one line: a bad key or value (exit 2), a fast path that could not be built and a model
+whose outputs are not finite (exit 1)."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -11,6 +12,12 @@ class ConfigError(ValueError):
 class GraphCaptureError(RuntimeError):
     """`fast: graph` or `fast: compile` was asked for and the step could not be captured or compiled (never a silent
     eager run). The message is one line, with the cause; the CLI prints it and exits with code 1."""
+
+
+class NonFiniteOutputs(RuntimeError):
+    """A model gave NaN or inf outputs on some images of a split, so no error rate is computed from it (`eval`,
+    `lesion`). The message is one line, naming the split and how many images; the CLI prints it and exits with
+    code 1."""
 
 
 def choices_error(kind: str, value: object, allowed: Iterable[object]) -> ConfigError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,16 +45,32 @@ def resolve_fast(asked: str, graphs: GraphBackend | None, device: torch.device) 
     return asked
 
 
+class Evaluation(NamedTuple):
+    """Per member: mean loss, error (%) and the number of images whose outputs are not all finite, over ``images``."""
+    loss: list[float]
+    error: list[float]
+    nonfinite: list[int]
+    images: int
+
+    def nonfinite_part(self, split: str, member: int = 0) -> str | None:
+        """'the test split (200 of 200 images)' when ``member`` has images with NaN or inf outputs, else None."""
+        bad = self.nonfinite[member]
+        return f"the {split} split ({bad:,} of {self.images:,} images)" if bad else None
+
+
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: torch.device,
-                   amp: torch.dtype | None = None) -> tuple[list[float], list[float]]:
-    """Per member: (mean loss, error %) over a loader that yields single-member batches."""
+def evaluate_outputs(model: torch.nn.Module, loader: Any, members: int, device: torch.device,
+                     amp: torch.dtype | None = None) -> Evaluation:
+    """Loss, error and non-finite outputs per member over a loader that yields single-member batches. An image whose
+    logits hold a NaN or inf still counts in the error (argmax over NaN): a caller that reports an error checks
+    ``nonfinite`` first."""
     was_training = model.training
     model.eval()
     dtype = next(model.parameters()).dtype
     acc = torch.promote_types(dtype, torch.float32)  # losses in fp32, or fp64 for an fp64 model
     loss = torch.zeros(members, device=device, dtype=acc)
     wrong = torch.zeros(members, device=device, dtype=acc)
+    bad = torch.zeros(members, device=device, dtype=torch.long)
     n = 0
     for x, y in loader:
         with autocast(device, amp):
@@ -64,9 +80,17 @@ def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: to
         yy = y.view(B, 1).expand(B, G)
         loss += F.cross_entropy(logits.reshape(B * G, C), yy.reshape(-1), reduction="none").view(B, G).sum(0)
         wrong += (logits.argmax(-1) != yy).float().sum(0)
+        bad += (~torch.isfinite(logits)).any(-1).sum(0)
         n += B
     model.train(was_training)
-    return (loss / n).tolist(), (100.0 * wrong / n).tolist()
+    return Evaluation((loss / n).tolist(), (100.0 * wrong / n).tolist(), bad.tolist(), n)
+
+
+def evaluate_model(model: torch.nn.Module, loader: Any, members: int, device: torch.device,
+                   amp: torch.dtype | None = None) -> tuple[list[float], list[float]]:
+    """Per member: (mean loss, error %) over a loader that yields single-member batches (`evaluate_outputs`)."""
+    ev = evaluate_outputs(model, loader, members, device, amp)
+    return ev.loss, ev.error
 
 
 class FastPath:

@@ -30,6 +30,29 @@ os.umask(_UMASK)
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 PROBE_SPLITS = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
 RECORD_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt")   # a run folder's own files
+OWNER_FILE = "owner.json"    # in a study folder: {study, study_id, storage} of the study whose runs it holds
+
+
+def folder_owner(study_dir: str | Path) -> dict[str, Any] | None:
+    """The owner record of a study folder (``OWNER_FILE``, written by a launch), or None when it has none (a folder
+    from before owner records, a copied one in ``results/``). An unreadable record is a one-line ``ConfigError``."""
+    path = Path(study_dir) / OWNER_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable owner record ({str(e).splitlines()[0][:80]}); it names the study "
+                          f"whose runs {study_dir} holds") from None
+    if not isinstance(record, dict) or not record.get("study_id"):
+        raise ConfigError(f"{path}: not an owner record (no study_id); it names the study whose runs {study_dir} "
+                          f"holds")
+    return record
+
+
+def run_owner(run_dir: str | Path) -> dict[str, Any] | None:
+    """The owner record of the study folder a sweep's run folder lies in (``<study>/trials/<run>``), or None."""
+    return folder_owner(Path(run_dir).parent.parent)
 
 
 @contextlib.contextmanager

@@ -85,8 +85,10 @@ def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     table = pd.read_csv(out / "lesion.csv")
     state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     blocks = [n for n, _ in build_model(ModelConfig.from_dict(state["model_config"])).blocks()]
-    assert list(table.columns) == ["model", "block", "block_index", "lesionable", "test_error", "baseline_error"]
+    assert list(table.columns) == ["model", "study", "run", "block", "block_index", "lesionable", "test_error",
+                                   "baseline_error"]
     assert (table.model == "ResNet-8, seed 0").all()
+    assert table.study.isna().all() and (table.run == ".").all()  # not in a study folder; the table lies in its run
     assert table.lesionable.all()  # a residual net: every block falls back on its shortcut
     assert table.block.tolist() == blocks and table.block_index.tolist() == list(range(len(blocks)))
     baseline = read_summary(out)["final_test_error"]  # last.pt is the final step's checkpoint
@@ -97,6 +99,76 @@ def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     n = len(blocks) + 1
     assert steps[0].startswith(f"lesion [1/1]: test error intact (1/{n}, ")
     assert [s.split("without ")[1].split(" (")[0] for s in steps[1:]] == blocks and f"({n}/{n}, " in steps[-1]
+
+
+def test_cli_lesion_rows_name_their_study_and_run(cli_run, tmp_path, capsys):
+    """Each row names the study (from its study folder's owner record) and the run folder (relative to the table):
+    two studies' runs of one architecture and seed no longer read as one model (a tester's 'ResNet-8, seed 0' rows
+    from runs/tiny and runs/part, with two intact baselines)."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    out, _ = cli_run
+    for study in ("tiny", "part"):
+        run = tmp_path / "runs" / study / "trials" / "depth-8-s0"
+        shutil.copytree(out, run, ignore=shutil.ignore_patterns("*.csv"))
+        (run.parents[1] / "owner.json").write_text(json.dumps({"study": study, "study_id": f"id-{study}"}))
+    table_path = tmp_path / "runs" / "tiny" / "lesion.csv"
+    assert main(["lesion", str(tmp_path / "runs/tiny/trials/depth-8-s0/last.pt"),
+                 str(tmp_path / "runs/part/trials/depth-8-s0/last.pt"), "--device", "cpu",
+                 "--out", str(table_path)]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(table_path)
+    assert table.groupby(["study", "run"], sort=False).size().to_dict() == {
+        ("tiny", "trials/depth-8-s0"): 3, ("part", "../part/trials/depth-8-s0"): 3}
+
+
+def test_cli_lesion_refuses_one_run_twice(cli_run, tmp_path, capsys):
+    """The same checkpoint twice, or two checkpoints of one run (last.pt and best.pt): one line, exit 2, before any
+    evaluation, nothing written (its rows were in the table twice)."""
+    import shutil
+
+    out, _ = cli_run
+    shutil.copy(out / "last.pt", tmp_path / "last.pt")
+    shutil.copy(out / "last.pt", tmp_path / "best.pt")
+    table = tmp_path / "l.csv"
+    for pair, words in (((tmp_path / "last.pt", tmp_path / "last.pt"), ("last.pt", "given twice")),
+                        ((tmp_path / "last.pt", tmp_path / "best.pt"), ("best.pt", "checkpoints of one run"))):
+        code = main(["lesion", *map(str, pair), "--device", "cpu", "--out", str(table)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("error: lesion: "), err
+        assert all(w in err for w in words), err
+        assert not table.exists()
+
+
+def _nan_checkpoint(run: Path, into: Path) -> Path:
+    """A copy of ``run`` (its record too) whose classifier weights are NaN."""
+    import shutil
+
+    shutil.copytree(run, into, ignore=shutil.ignore_patterns("*.csv"))
+    state = torch.load(into / "last.pt", map_location="cpu", weights_only=True)
+    state["model"]["fc.weight"].fill_(float("nan"))
+    torch.save(state, into / "last.pt")
+    return into / "last.pt"
+
+
+def test_cli_eval_and_lesion_refuse_a_model_whose_outputs_are_nan(cli_run, tmp_path, capsys):
+    """NaN weights: `eval` printed 'test: error 75.00%  loss nan' (argmax over NaN) and exited 0. Now one line saying
+    the outputs are not finite, on which split and how many images, exit 1; `lesion` writes no table."""
+    out, _ = cli_run
+    ckpt = _nan_checkpoint(out, tmp_path / "nan")
+    code = main(["eval", str(ckpt), "--device", "cpu"])
+    printed, err = capsys.readouterr()
+    assert code == 1 and "error" not in printed, printed
+    line = err.splitlines()[-1]
+    assert line.startswith(f"error: {ckpt}: the model's outputs are not finite (NaN or inf) on the test split "
+                           f"(200 of 200 images)") and "no error rate is reported" in line, err
+    code = main(["lesion", str(ckpt), "--device", "cpu", "--out", str(tmp_path / "l.csv")])
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1 and "not finite" in line and "with no block deleted" in line and "200 of 200" in line, line
+    assert not (tmp_path / "l.csv").exists()
 
 
 @pytest.fixture(scope="module")

@@ -655,3 +655,19 @@ def test_lesion_table_marks_plain_stage_entries_and_keeps_the_rest():
     stuck = table[~table.lesionable]
     assert stuck.block.tolist() == ["stage2.block0", "stage3.block0"] and stuck.test_error.isna().all()
     assert table[table.lesionable].test_error.notna().all()
+
+
+def test_lesion_table_refuses_a_block_whose_deletion_makes_the_outputs_nan():
+    """A net that is finite intact but gives NaN with one block deleted: no row holds an error rate taken from NaN
+    (argmax over NaN scored 75 % for 4 classes and entered the averages)."""
+    from resnet_core.errors import NonFiniteOutputs
+    from resnet_core.lesion import lesion_table
+
+    torch.manual_seed(0)
+    model = build_model(dict(family="cifar", depth=8, shortcut="identity", num_classes=4)).eval()
+    blocks = dict(model.blocks())
+    blocks["stage2.block0"].register_forward_hook(lambda m, i, out: out * float("nan") if m.lesioned else out)
+    loader = [(torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))]
+    with pytest.raises(NonFiniteOutputs, match=r"with stage2\.block0 deleted, on the test split \(8 of 8 images\)"):
+        lesion_table(model, loader, torch.device("cpu"))
+    assert not any(b.lesioned for b in blocks.values())  # the net is left intact

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -216,6 +217,110 @@ def test_bad_format_and_bad_inputs(fake, tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ConfigError, match="block_index"):
         load_study(fake.name, root=fake.root, lesion=bad)
+
+
+LESION_HEADER = "model,study,run,block,block_index,lesionable,test_error,baseline_error"
+
+
+def _lesion_rows(run: str, study: str = "", model: str = "ResNet-20, seed 0", base: float = 31.0,
+                 errors: tuple[str, ...] = ("40.0", "60.0", "35.0")) -> list[str]:
+    """lesion.csv rows of one run, as `resnet-ablate lesion` writes them: three blocks of a ResNet."""
+    blocks = ("stage1.block0", "stage2.block0", "stage2.block1")
+    return [f'"{model}",{study},{run},{b},{i},True,{e},{base}' for i, (b, e) in enumerate(zip(blocks, errors))]
+
+
+def _trial(fake, depth: int, shortcut: str, seed: int) -> str:
+    from report_fixtures import slug
+
+    return f"trials/{slug(cell_id(depth, shortcut))}-s{seed}"
+
+
+def test_lesion_rows_of_another_study_are_refused_or_left_out(fake, tmp_path):
+    """A tester's lesion.csv of runs/tiny's and runs/part's ResNet-8 seed 0: the report of tiny said '6 blocks' for
+    a 3-block net, averaging part's rows in. Given with --lesion, rows of another study's run are refused (one line
+    naming the run and its study); found in the study folder, they are left out with a note."""
+    from reports.claims import lesion_observations
+
+    own, other = _trial(fake, 20, "identity", 0), f"../other/{_trial(fake, 20, 'identity', 0)}"
+    given = tmp_path / "les.csv"
+    given.write_text("\n".join([LESION_HEADER, *_lesion_rows(f"{fake.root.name}/{fake.name}/{own}", fake.name),
+                                 *_lesion_rows(f"{fake.root.name}/other/{own}", "other", base=29.0)]) + "\n")
+    shutil.copytree(fake.root, tmp_path / fake.root.name, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("report*", "*.csv"))  # the file names runs beside it
+    root = tmp_path / fake.root.name
+    with pytest.raises(ConfigError, match=re.escape(f"{fake.root.name}/other/{own} (study 'other') is not a run of "
+                                                    f"study {fake.name!r}")):
+        load_study(fake.name, root=root, lesion=given)
+    # a row naming no study is checked by its run folder alone: a folder that is no run of this study is foreign
+    given.write_text("\n".join([LESION_HEADER, *_lesion_rows(f"{fake.root.name}/{fake.name}/{own}"),
+                                 *_lesion_rows(f"elsewhere/{own}", base=29.0)]) + "\n")
+    with pytest.raises(ConfigError, match=re.escape(f"elsewhere/{own} is not a run of study")):
+        load_study(fake.name, root=root, lesion=given)
+
+    (root / fake.name / "lesion.csv").write_text(
+        "\n".join([LESION_HEADER, *_lesion_rows(own, fake.name), *_lesion_rows(other, "other", base=29.0)]) + "\n")
+    data = load_study(fake.name, root=root)
+    assert data.lesion["run"].tolist() == [own] * 3
+    assert any(f"the rows of {other} (study 'other') left out" in n for n in data.notes), data.notes
+    [line] = lesion_observations(data)
+    assert "(intact 31.00 % test error)" in line and "3 blocks" in line, line
+
+
+def test_two_runs_under_one_model_label_are_two_lesion_lines(fake, tmp_path):
+    """Two runs of one study that `lesion` labels alike (ResNet-20 A and B at seed 0 are both 'ResNet-20, seed 0'):
+    each keeps its own line and intact error, its run folder after the label, where they were merged before."""
+    from reports.claims import lesion_observations
+
+    a, b = (os.path.relpath(fake.study_dir / _trial(fake, 20, s, 0), tmp_path) for s in ("identity", "none"))
+    given = tmp_path / "two-runs.csv"
+    given.write_text("\n".join([LESION_HEADER, *_lesion_rows(a), *_lesion_rows(b, base=25.0,
+                                                                               errors=("50", "70", "45"))]) + "\n")
+    lines = lesion_observations(load_study(fake.name, root=fake.root, lesion=given))
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"- Lesion of ResNet-20, seed 0 ({a}) (intact 31.00 % test error)"), lines
+    assert lines[1].startswith(f"- Lesion of ResNet-20, seed 0 ({b}) (intact 25.00 % test error)"), lines
+
+
+@pytest.mark.parametrize("cell", ["abc", "inf", "-inf", "nan", ""])
+def test_a_lesion_value_that_is_no_finite_number_is_refused(fake, tmp_path, cell):
+    """An explicit --lesion file whose test error is 'abc' (the row was dropped) or 'inf' (the report said 'gives inf
+    % on average'): one line naming the file, row and column, exit 2, no report; found in the study folder, the file
+    is left out with a note."""
+    from resnet_core.cli import main
+
+    rows = _lesion_rows(_trial(fake, 20, "identity", 0), errors=("40.0", cell, "35.0"))
+    given = tmp_path / "les.csv"
+    given.write_text("\n".join([LESION_HEADER, *rows]) + "\n")
+    where = f"lesion file {given}, row 2 (line 3), column test_error: {cell!r} is not a finite number"
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        load_study(fake.name, root=fake.root, lesion=given)
+    out = tmp_path / "rep"
+    code = main(["report", fake.name, "--root", str(fake.root), "--lesion", str(given), "--out", str(out),
+                 "--no-figures"])
+    assert code == 2 and not out.exists()
+
+    study = tmp_path / "study"
+    shutil.copytree(fake.root, study, ignore=shutil.ignore_patterns("report*", "*.csv"))
+    (study / fake.name / "lesion.csv").write_text(
+        "\n".join([LESION_HEADER, *_lesion_rows(_trial(fake, 20, "identity", 0), errors=("40.0", cell, "35.0"))])
+        + "\n")
+    data = load_study(fake.name, root=study)
+    assert data.lesion is None and any("column test_error" in n and "left out" in n for n in data.notes)
+
+
+def test_a_lesion_file_with_one_models_blocks_twice_is_refused(fake, tmp_path):
+    """A file written before rows named their run, holding one label's blocks twice (the same checkpoint lesioned
+    twice, or two studies' runs): refused, where the rows were averaged as one model."""
+    given = tmp_path / "old.csv"
+    old = ["model,block,block_index,lesionable,test_error,baseline_error",
+           '"ResNet-8, seed 0",stage1.block0,0,True,70.0,76.0', '"ResNet-8, seed 0",stage2.block0,1,True,74.5,76.0',
+           '"ResNet-8, seed 0",stage1.block0,0,True,69.5,75.0', '"ResNet-8, seed 0",stage2.block0,1,True,74.5,75.0']
+    given.write_text("\n".join(old) + "\n")
+    with pytest.raises(ConfigError, match=re.escape("block 'stage1.block0' of model 'ResNet-8, seed 0' is in rows 1 "
+                                                    "and 3")):
+        load_study(fake.name, root=fake.root, lesion=given)
+    given.write_text("\n".join(old[:3]) + "\n")  # without the repeat, as before: no run column, no check
+    assert load_study(fake.name, root=fake.root, lesion=given).lesion["test_error"].tolist() == [70.0, 74.5]
 
 
 def test_cli_report_command(fake, tmp_path, capsys):

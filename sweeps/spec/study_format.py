@@ -15,12 +15,12 @@ Imports run one way: ``resnet_core`` ← ``sweeps`` ← ``reports``; this module
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from resnet_core.errors import ConfigError
 from resnet_core.plugins import load_plugin
+from resnet_core.record import OWNER_FILE, folder_owner  # noqa: F401 - a study folder's owner (one home: record)
 from resnet_core.redact import mask_url  # noqa: F401 - how a storage URL is shown (one home: resnet_core.redact)
 from resnet_core.values import freeze
 
@@ -52,26 +52,6 @@ def find_journals(root: str | Path) -> list[Path]:
 
 # -- whose runs a study folder holds ----------------------------------------------------------------------------
 STUDY_ID_ATTR = "study_id"   # a study's random id: set by the launch that creates it (or first launches it)
-OWNER_FILE = "owner.json"    # in a study folder: {study, study_id, storage} of the study whose runs it holds
-
-
-def folder_owner(study_dir: str | Path) -> dict[str, Any] | None:
-    """The owner record of a study folder (``OWNER_FILE``, written by a launch), or None when it has none (a folder
-    from before owner records, a copied one in ``results/``). An unreadable record is a one-line ``ConfigError``."""
-    path = Path(study_dir) / OWNER_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: not a readable owner record ({str(e).splitlines()[0][:80]}); it names the study "
-                          f"whose runs {study_dir} holds") from None
-    if not isinstance(record, dict) or not record.get("study_id"):
-        raise ConfigError(f"{path}: not an owner record (no study_id); it names the study whose runs {study_dir} "
-                          f"holds")
-    return record
-
-
 def foreign_owner(study_dir: str | Path, study_id: Any) -> dict[str, Any] | None:
     """The owner record of ``study_dir`` when it names another study than the one with id ``study_id`` (None for a
     study from before ids); None when the folder is that study's or has no owner record."""
