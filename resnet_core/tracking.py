@@ -343,15 +343,21 @@ def wandb_callback(*, project: str | None, entity: str | None = None, mode: str 
                         job_type=job_type, names=[name], tags=[list(tags)], extra_config=[extra])
 
 
+SUMMARY_STAMP = "logged.json"   # in a summary run's folder: the trials it summarised, written once it is finished
+
+
 def log_study_summary(*, study: str, project: str | None, entity: str | None = None, mode: str | None = None,
                       rows: list[dict[str, Any]], figures: Sequence[Path] = (), run_dir: Path,
                       config: dict[str, Any] | None = None, tags: Sequence[str] = (),
                       cells: list[dict[str, Any]] | None = None,
-                      tables: dict[str, list[dict[str, Any]]] | None = None) -> str | None:
+                      tables: dict[str, list[dict[str, Any]]] | None = None,
+                      stamp: dict[str, Any] | None = None) -> str | None:
     """The study's summary run (job_type "summary", in the study's group, one per study: its id is kept in
     ``run_dir``, a later launch continues it — offline, replaces it): ``config`` (the grid) as config, ``tags``,
     the per-trial results (``rows``), the per-cell mean ± std (``cells``) and any further ``tables`` (name → rows,
-    e.g. the comparisons) as `wandb.Table`s, the report figures as images. Returns the offline run folder (for `wandb sync`), or None. Never raises."""
+    e.g. the comparisons) as `wandb.Table`s, the report figures as images; once the run is finished, ``stamp`` (what
+    it summarises) goes to ``run_dir/SUMMARY_STAMP``. Returns the offline run folder (for `wandb sync`), or None.
+    Never raises."""
     mode = resolve_mode(mode or "auto")
     if mode == "disabled":
         return None
@@ -381,6 +387,10 @@ def log_study_summary(*, study: str, project: str | None, entity: str | None = N
         run.log(payload)
         offline = Path(run.dir).parent if mode == "offline" else None
         run.finish()
+        if stamp is not None:
+            from .record import atomic_write_json
+
+            atomic_write_json(Path(run_dir) / SUMMARY_STAMP, stamp)
         return str(offline) if offline else None
     except Exception as e:  # noqa: BLE001 - W&B must never fail a sweep
         warnings.warn(f"W&B study summary skipped ({type(e).__name__}: {e}); the local records are complete")

@@ -1236,6 +1236,17 @@ def test_studies_refuses_a_root_or_storage_that_is_not_there(flags, words, tmp_p
     assert "no studies in" in capsys.readouterr().out
 
 
+def test_studies_counts_every_unit_run_after_a_relaunch_with_a_narrower_grid(tmp_path, capsys):
+    """Seeds 0–1, then 0–2, then the first grid again: `studies` said "3/2 complete" (the last launch's grid size)
+    where the report says 3 of 3."""
+    for seeds in ([0, 1], [0, 1, 2], [0, 1]):
+        grid = grid_file(tmp_path / "g.yaml", "narrow", grid={"model.depth": [8]}, seeds=seeds)
+        assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]) == 0
+    capsys.readouterr()
+    assert main(["studies", "--root", str(tmp_path / "runs")]) == 0
+    assert "narrow: 3/3 complete, 0 running, 0 failed, 0 waiting" in capsys.readouterr().out
+
+
 # -- kind 7: a storage that cannot be opened says why, the same in every command ---------------------------------------
 @pytest.mark.parametrize("command", ["studies", "report", "dry-run", "sweep"])
 def test_an_unreachable_database_is_the_same_one_line_in_every_command(command, tmp_path, capsys):
@@ -1310,6 +1321,32 @@ def test_a_launch_that_loses_a_fresh_folder_to_another_study_leaves_no_study_beh
     monkeypatch.undo()
     assert _launch(tmp_path, "race", "--storage", str(b), root="runs2") == 0
     assert "created the study" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["relative", "absolute"])
+def test_a_journal_lock_left_by_a_killed_launcher_does_not_block_the_next_launch(target, tmp_path):
+    """A launcher SIGKILLed mid-append leaves Optuna's lock, a symlink <journal>.lock → the journal. The journal was
+    opened by a relative path (the default --root runs), so the link dangled, Optuna's grace period (which stats
+    the journal through it) never ran out, and every later launch waited forever. A dangling lock is removed; a lock
+    pointing at the journal is released once the journal has not changed for the grace period (2 s here)."""
+    grid = grid_file(tmp_path / "g.yaml", "stale", grid={"model.depth": [8]}, seeds=[0, 1])
+    env = {**os.environ, "RESNET_ABLATE_JOURNAL_LOCK_GRACE_S": "2", "WANDB_MODE": "disabled"}
+    argv = [sys.executable, "-m", "resnet_core", "sweep", str(grid), "--root", "runs", "--workers", "1",
+            "--wandb", "off"]
+    first = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    journal = tmp_path / "runs" / "stale" / "optuna.journal"
+    os.symlink("runs/stale/optuna.journal" if target == "relative" else str(journal), f"{journal}.lock")
+    grown = grid_file(tmp_path / "g.yaml", "stale", grid={"model.depth": [8]}, seeds=[0, 1, 2])  # one more trial
+    again = subprocess.run([*argv[:4], str(grown), *argv[5:]], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert not os.path.lexists(f"{journal}.lock")
+    import optuna
+
+    trials = optuna.load_study(study_name="stale", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials(deepcopy=False)
+    assert sorted(t.user_attrs["seed"] for t in trials if t.state.name == "COMPLETE") == [0, 1, 2]
 
 
 def test_a_folder_without_an_owner_record_is_adopted_only_by_the_study_whose_runs_it_holds(tmp_path, capsys):

@@ -426,6 +426,27 @@ def test_the_summary_run_gets_the_report_figures_of_a_study_whose_journal_is_els
     assert list((root / STUDY / "report").glob("curves.png"))
 
 
+def test_a_launch_stopped_before_its_summary_gets_one_from_the_next_launch(tmp_path):
+    """Stopped after its trials and before the W&B summary run (Ctrl-C at the closing table), a study never got its
+    summary: a relaunch ran nothing, and only a launch that ran trials logged one. A launch logs it whenever the last
+    finished summary is not of the study's trials as they are, and only then."""
+    import shutil
+
+    from resnet_core.tracking import SUMMARY_STAMP
+
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "grid.yaml", seeds=(0,))
+    assert sweep(grid, root) == 0
+    summary = root / STUDY / "summary"
+    assert (summary / SUMMARY_STAMP).is_file()
+    shutil.rmtree(summary)                                   # as if stopped before the summary was logged
+    assert sweep(grid, root) == 0                            # nothing left to run
+    assert (summary / SUMMARY_STAMP).is_file() and finished_run(summary)["run"]["name"] == f"{STUDY}-summary"
+    runs = sorted(summary.glob("wandb/offline-run-*"))
+    assert sweep(grid, root) == 0                            # current: not logged again
+    assert sorted(summary.glob("wandb/offline-run-*")) == runs
+
+
 # -- 6. the study summary run --------------------------------------------------------------------------------------
 def test_log_study_summary_writes_a_table_run(tmp_path):
     import json

@@ -8,11 +8,12 @@ commands register (``reports.cli.register``), so data flows sweeps → reports a
 """
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from resnet_core.tracking import log_study_summary
+from resnet_core.tracking import SUMMARY_STAMP, log_study_summary
 
 from ..queue.storage import StorageRef, open_storage
 from ..queue.study import objective_values
@@ -79,7 +80,21 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
     log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
                       mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",
                       config=spec.study_attrs(), tags=tags, cells=cells,
-                      tables={"comparisons": comparisons} if comparisons else None)
+                      tables={"comparisons": comparisons} if comparisons else None, stamp=summary_stamp(trials))
+
+
+def summary_stamp(trials: list[Any]) -> dict[str, Any]:
+    """What a summary run summarises: each trial's number and status."""
+    return {"trials": sorted([t.number, t.user_attrs.get("status")] for t in trials)}
+
+
+def summary_is_current(study_dir: Path, trials: list[Any]) -> bool:
+    """Whether the study's summary run was finished for exactly these trials (a launch stopped before or during
+    its summary leaves none, or an older one: the next launch logs it, even with nothing left to run)."""
+    try:
+        return json.loads((study_dir / "summary" / SUMMARY_STAMP).read_text()) == summary_stamp(trials)
+    except (OSError, ValueError):
+        return False
 
 
 def _study_attrs(ref: StorageRef, spec: GridSpec) -> dict[str, Any]:

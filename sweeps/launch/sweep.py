@@ -35,7 +35,7 @@ from .decide import decide_rounds, plan_lines, print_decisions
 from .estimate import busy_note, sweep_seconds
 from .launchers import Job, make_launcher
 from .monitor import Monitor, fmt_duration, result_lines
-from .summary import log_summary_run
+from .summary import log_summary_run, summary_is_current
 
 LIST_MAX = 12
 DRY_SHOW = 5       # --dry-run of a large grid lists this many cells at each end
@@ -364,7 +364,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     print(f"dashboard: {shell.command('optuna-dashboard', ref.dashboard_arg())}", file=out)
     if decided:
         print_decisions(the_study, decided, out)
-    if ran and spec.wandb.get("mode") != "disabled":
+    if (ran or not summary_is_current(study_dir, trials)) and spec.wandb.get("mode") != "disabled":
         log_summary_run(spec, trials, ref, root, study_dir, out)
     offline = sorted(study_dir.glob("trials/*/wandb/offline-run-*"))
     summary = sorted(study_dir.glob("summary/wandb/offline-run-*"))

@@ -14,6 +14,12 @@ attrs and state; a study's trials) is dropped with it; a damaged record of anoth
 that is a torn append followed by a whole record (a crash, then an append by a process that never saw the torn
 part) keeps that record. What was dropped (which trials) is printed; the launch carries on and runs again what is
 now missing. Read-only commands read the salvaged records without writing (a warning says so).
+
+Optuna's journal lock is a symlink ``<journal>.lock`` → the journal, removed after each append. A process killed
+while it holds it leaves it behind; Optuna releases a lock whose journal has not changed for its grace period,
+reading the journal's mtime through the link, so the link must point at the journal by its absolute path: a
+relative one dangles (it resolves against the link's folder), the stat fails, and every later append waits forever
+(``journal_backend``, ``journal_lock``).
 """
 from __future__ import annotations
 
@@ -59,6 +65,29 @@ def _scan(data: bytes) -> tuple[int, int | None]:
     return end, None
 
 
+LOCK_GRACE_S = int(os.environ.get("RESNET_ABLATE_JOURNAL_LOCK_GRACE_S", "30"))   # Optuna's default grace period
+
+
+def journal_lock(path: str | Path) -> Any:
+    """Optuna's symlink lock of the journal at ``path``, by its absolute path, released by the next process once the
+    journal has not changed for ``LOCK_GRACE_S`` seconds (its holder was killed mid-append). A lock left dangling by
+    a relative path (written before this) is removed: it could never expire."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    path = Path(path).resolve()
+    link = Path(f"{path}.lock")
+    if link.is_symlink() and not link.exists():
+        link.unlink(missing_ok=True)
+    return JournalFileSymlinkLock(str(path), grace_period=LOCK_GRACE_S)
+
+
+def journal_backend(path: str | Path) -> Any:
+    """Optuna's ``JournalFileBackend`` for the journal at ``path``, with ``journal_lock``."""
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalFileBackend(str(Path(path).resolve()), lock_obj=journal_lock(path))
+
+
 def check_journal(path: str | Path, *, repair: bool = False, err=None) -> Path:
     """The file to open for the journal at ``path``: ``path`` itself, repaired in place with ``repair`` (a torn last
     line cut off, a corrupt line salvaged: backup kept, a note on ``err``); read-only, a corrupt journal's salvaged
@@ -82,9 +111,7 @@ def check_journal(path: str | Path, *, repair: bool = False, err=None) -> Path:
               f"{result.n_kept} records it still proves ({result.lost_phrase()}); a `sweep` launch on the study "
               f"repairs the file (keeping a backup)", file=err, flush=True)
         return tmp
-    from optuna.storages.journal import JournalFileSymlinkLock
-
-    lock = JournalFileSymlinkLock(str(path))
+    lock = journal_lock(path)
     lock.acquire()
     try:
         data = path.read_bytes()

@@ -30,7 +30,7 @@ from resnet_core.errors import ConfigError
 from resnet_core.redact import connect_url, scrub
 
 from ..spec.study_format import journal_path, mask_url
-from .journal import check_journal
+from .journal import check_journal, journal_backend
 from .optuna_adapter import cached_rdb, rdb_engine
 
 HEARTBEAT_INTERVAL = int(os.environ.get("RESNET_ABLATE_HEARTBEAT_S", "10"))     # seconds between heartbeats
@@ -138,15 +138,15 @@ def open_storage(ref: StorageRef, *, failed_trial_callback: Callable[..., None] 
     import optuna
 
     if ref.kind == "journal":
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalStorage
 
         if not read_only:
             Path(ref.url).parent.mkdir(parents=True, exist_ok=True)
         if read_only:   # a damaged journal: the records it still proves, read from a temporary copy
-            return JournalStorage(JournalFileBackend(str(check_journal(ref.url))))
+            return JournalStorage(journal_backend(check_journal(ref.url)))
         with init_lock(ref):
             check_journal(ref.url, repair=True)   # a torn tail cut off, a damaged line salvaged (backup kept)
-            return JournalStorage(JournalFileBackend(ref.url))
+            return JournalStorage(journal_backend(ref.url))
     kwargs: dict[str, Any] = {}
     if not read_only:
         kwargs.update(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,

@@ -426,10 +426,9 @@ def study_progress(study: Any, storage_display: str, study_dir: Path | None = No
             counts["waiting"] += 1
         else:   # interrupted (a duplicate that never ran too: the report shows it so)
             counts["interrupted"] += 1
-    total = study.user_attrs.get("n_units")
-    if not isinstance(total, int):
-        total = len(by_unit)
-    counts["waiting"] += max(0, total - len(by_unit))  # units of the grid that have no trial yet
+    total = study.user_attrs.get("n_units")   # the last launch's grid: a narrower one than the study ran…
+    total = max(total, len(by_unit)) if isinstance(total, int) else len(by_unit)   # …still counts every unit run
+    counts["waiting"] += total - len(by_unit)  # units of the grid that have no trial yet
     return StudyProgress(study.study_name, total, counts["complete"], counts["running"], counts["failed"],
                          counts["waiting"], storage_display, stale, counts["interrupted"])
 
