@@ -1337,6 +1337,9 @@ def test_a_journal_lock_left_by_a_killed_launcher_does_not_block_the_next_launch
     assert first.returncode == 0, first.stderr
     journal = tmp_path / "runs" / "stale" / "optuna.journal"
     os.symlink("runs/stale/optuna.journal" if target == "relative" else str(journal), f"{journal}.lock")
+    old = time.time() - 60
+    os.utime(f"{journal}.lock", (old, old), follow_symlinks=False)   # left a minute ago
+    os.utime(journal, (old, old))
     grown = grid_file(tmp_path / "g.yaml", "stale", grid={"model.depth": [8]}, seeds=[0, 1, 2])  # one more trial
     again = subprocess.run([*argv[:4], str(grown), *argv[5:]], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=600)

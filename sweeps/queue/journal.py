@@ -71,13 +71,16 @@ LOCK_GRACE_S = int(os.environ.get("RESNET_ABLATE_JOURNAL_LOCK_GRACE_S", "30"))  
 def journal_lock(path: str | Path) -> Any:
     """Optuna's symlink lock of the journal at ``path``, by its absolute path, released by the next process once the
     journal has not changed for ``LOCK_GRACE_S`` seconds (its holder was killed mid-append). A lock left dangling by
-    a relative path (written before this) is removed: it could never expire."""
+    a relative path (an older version's) is removed once it is that old itself: it could never expire."""
     from optuna.storages.journal import JournalFileSymlinkLock
 
     path = Path(path).resolve()
     link = Path(f"{path}.lock")
-    if link.is_symlink() and not link.exists():
-        link.unlink(missing_ok=True)
+    try:
+        if link.is_symlink() and not link.exists() and time.time() - link.lstat().st_mtime > LOCK_GRACE_S:
+            link.unlink(missing_ok=True)
+    except OSError:   # gone meanwhile: released by its holder
+        pass
     return JournalFileSymlinkLock(str(path), grace_period=LOCK_GRACE_S)
 
 
