@@ -287,6 +287,19 @@ def test_resume_equals_uninterrupted(tmp_path, optim):
         assert resumed.summary[key] == whole.summary[key], key
 
 
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT handled as in an interactive shell (Python's KeyboardInterrupt), which the signal tests below send to
+    this process: a suite started as a background job (``cmd &``) inherits it ignored, and the engine, called here
+    without the CLI (which restores it), would then never see it."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("interactive_sigint")
 @pytest.mark.parametrize("at", [9, 11, 12], ids=["at-a-log", "between-logs", "at-a-log-and-an-eval"])
 def test_a_signal_during_a_step_resumes_to_the_uninterrupted_record(tmp_path, monkeypatch, at):
     """SIGINT while step ``at`` trains (logs every 3 steps, evaluations every 4): the step ends, its log and its
@@ -319,6 +332,7 @@ def test_a_signal_during_a_step_resumes_to_the_uninterrupted_record(tmp_path, mo
     assert sorted(p.name for p in broken.glob("epoch_*.pt")) == sorted(p.name for p in whole.run_dir.glob("epoch_*.pt"))
 
 
+@pytest.mark.usefixtures("interactive_sigint")
 def test_a_stop_as_the_best_evaluation_is_recorded_leaves_best_pt_at_the_best_step(tmp_path, monkeypatch):
     """SIGINT arriving as the evaluation of the best step starts writing its checkpoints: the rows, best.pt and
     last.pt are all written before the stop, so the resumed run's best.pt is the uninterrupted run's. Before: the
@@ -365,6 +379,7 @@ def test_resuming_a_finished_run_leaves_its_record_as_it_is(tmp_path):
     assert {f: (run / f).read_bytes() for f in before} == before
 
 
+@pytest.mark.usefixtures("interactive_sigint")
 @pytest.mark.parametrize("where", ["loading-a-batch", "in-the-test-evaluation"])
 def test_a_signal_outside_a_step_resumes_the_torch_loader_to_the_uninterrupted_record(tmp_path, monkeypatch, where):
     """`data.loader: torch` with `data.test_augment`: SIGINT while the PIL pipeline draws a training batch's
