@@ -91,22 +91,26 @@ def _runs_folder(data: Any, root: str | Path | None) -> Path:
     return next((d for d in data.study_dirs if (d / "trials").is_dir()), Path(root or "runs") / data.name)
 
 
+def _manifest(out: Path) -> dict[str, Any]:
+    """The manifest of the last report written into ``out``; {} without a readable one (no report there yet, or a
+    manifest cut short: then nothing is removed)."""
+    try:
+        record = json.loads((Path(out) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def report_files(out: Path) -> list[str]:
     """The files the last report wrote into ``out`` (its manifest), in the order written."""
-    try:
-        return list(json.loads((Path(out) / MANIFEST).read_text()).get("files") or [])
-    except (OSError, ValueError, AttributeError):
-        return []
+    return [name for name in _manifest(out).get("files") or [] if isinstance(name, str) and Path(name).name == name]
 
 
 def _previous_files(out: Path, identity: dict[str, Any]) -> list[str]:
     """The files the last report wrote into ``out``, which this one replaces (a report left beside a newer one
     would show an older state of the study). A one-line ``ConfigError`` if ``out`` holds another study's report."""
-    try:
-        record = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return []   # no report here yet, or a manifest cut short: nothing is removed
-    if not isinstance(record, dict):
+    record = _manifest(out)
+    if not record:
         return []
     same_id = record.get("study_id") == identity["study_id"] or None in (record.get("study_id"), identity["study_id"])
     if record.get("study") != identity["study"] or not same_id:
@@ -114,7 +118,7 @@ def _previous_files(out: Path, identity: dict[str, Any]) -> list[str]:
                                                    " (another study of that name)")
         raise ConfigError(f"{out} holds the report of {other}: give the report of {identity['study']!r} another "
                           f"--out")
-    return [name for name in record.get("files") or [] if isinstance(name, str) and Path(name).name == name]
+    return report_files(out)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -125,8 +129,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(f"report for {args.study} written to {out}/")
     if status:
         print(status)
+    written = report_files(out)
     for name in ("index.html", "table.md", "summary.md"):
-        if name in report_files(out):
+        if name in written:
             print(f"  {out / name}")
     return 0
 

@@ -23,7 +23,8 @@ from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISH
 
 from ..queue.liveness import holder, trial_is_dead
 from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
-from ..queue.storage import StorageRef, open_storage, resolve_storage, sqlite_path, storage_exists, study_lock
+from ..queue.access import check_storage_file
+from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from ..queue.owner import check_owner
 from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
                            statuses, study_progress, trial_status)
@@ -407,13 +408,9 @@ def list_studies(root: str | Path = "runs", storage: str | None = None, out: Tex
     quiet_optuna()
     found = bad = 0
     if storage:
+        check_storage_file(storage)
         ref = resolve_storage(storage, root, "")
         if not storage_exists(ref):
-            if ref.kind in ("journal", "sqlite"):
-                what = "journal file" if ref.kind == "journal" else "database file"
-                path = ref.url if ref.kind == "journal" else sqlite_path(ref.url)
-                if path is not None and not Path(path).is_file():
-                    raise ConfigError(f"--storage {ref.display}: {what} not found: {path}")
             print(f"no studies in {ref.display}", file=out)
             return 0
         st = open_storage(ref, read_only=True)

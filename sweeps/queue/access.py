@@ -92,17 +92,26 @@ def find_study_names(root: str | Path | None = None, storage: str | None = None)
     return sorted(names)
 
 
-def open_storage_text(storage: str) -> tuple[Any, str, Path | None]:
-    """(storage object, description, journal path if any) for a --storage value."""
+def check_storage_file(storage: str) -> Path | None:
+    """The journal file a --storage value names (None for a database URL); a one-line ``ConfigError`` when the
+    journal or SQLite file it names is not there (a read-only command creates none)."""
     journal = journal_path_of(storage)
     if journal is not None:
         if not journal.exists():
             raise ConfigError(f"journal file not found: {journal}")
-        return journal_storage(journal), str(journal), journal
+        return journal
     if storage.startswith("sqlite:///"):
         db = Path(storage[len("sqlite:///"):])
         if str(db) not in ("", ":memory:") and not db.exists():
             raise ConfigError(f"database file not found: {db} (from {storage})")
+    return None
+
+
+def open_storage_text(storage: str) -> tuple[Any, str, Path | None]:
+    """(storage object, description, journal path if any) for a --storage value."""
+    journal = check_storage_file(storage)
+    if journal is not None:
+        return journal_storage(journal), str(journal), journal
     ref = resolve_storage(storage, DEFAULT_ROOT, "")
     return open_storage(ref, read_only=True), mask_url(storage), None  # a bad URL, server down: ConfigError
 

@@ -210,38 +210,36 @@ def init_lock(ref: StorageRef) -> Iterator[None]:
         yield
 
 
+def _per_study_lock(ref: StorageRef, study: str, what: str, storage: Any = None) -> Any:
+    """The ``what`` lock of ``study`` (a context manager): a file lock beside a journal or SQLite file, an advisory
+    lock on PostgreSQL (keyed by the study's name, then ``what`` unless it is the study lock); None for a storage
+    that has neither."""
+    path = _lock_file(ref, study, what)
+    if path is not None:
+        return _flock(path)
+    if ref.kind == "postgresql":
+        return _pg_advisory_lock(ref, study if what == "sweep" else f"{study} {what}", storage)
+    return None
+
+
 @contextlib.contextmanager
 def study_lock(ref: StorageRef, study: str, storage: Any = None) -> Iterator[None]:
     """Serialise changes to the set of trials of ``study`` (create, enqueue, requeue) across processes/machines."""
-    path = _lock_file(ref, study, "sweep")
-    if path is not None:
-        with _flock(path):
-            yield
-        return
-    if ref.kind == "postgresql":
-        with _pg_advisory_lock(ref, study, storage):
-            yield
-        return
-    warnings.warn(f"no cross-process lock for {ref.kind} storage; run one `sweep` launcher at a time")
-    yield
+    lock = _per_study_lock(ref, study, "sweep", storage)
+    if lock is None:
+        warnings.warn(f"no cross-process lock for {ref.kind} storage; run one `sweep` launcher at a time")
+        lock = contextlib.nullcontext()
+    with lock:
+        yield
 
 
-@contextlib.contextmanager
-def claim_lock(ref: StorageRef, study: str, storage: Any = None) -> Iterator[None]:
-    """Around taking waiting trials: a file lock beside a journal or SQLite file, an advisory lock on PostgreSQL.
-    Exactly-once needs it only on SQLite; on every storage it makes claims one at a time, so that a worker packing
-    a fused run sees every trial still waiting and its group is as full as they allow (racing claimers can each
-    end with part of one cell, see ``packing.claim_group``)."""
-    path = _lock_file(ref, study, "claim")
-    if path is not None:
-        with _flock(path):
-            yield
-        return
-    if ref.kind == "postgresql":
-        with _pg_advisory_lock(ref, f"{study} claim", storage):   # a study lock's key differs: never nested
-            yield
-        return
-    yield
+def claim_lock(ref: StorageRef, study: str, storage: Any = None) -> Any:
+    """Around taking waiting trials (a context manager): a file lock beside a journal or SQLite file, an advisory
+    lock on PostgreSQL (its key differs from the study lock's: the two never block each other). Exactly-once needs
+    it only on SQLite; on every storage it makes claims one at a time, so that a worker packing a fused run sees
+    every trial still waiting and its group is as full as they allow (racing claimers can each end with part of one
+    cell, see ``packing.claim_group``)."""
+    return _per_study_lock(ref, study, "claim", storage) or contextlib.nullcontext()
 
 
 @contextlib.contextmanager
