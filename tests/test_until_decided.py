@@ -157,3 +157,35 @@ def test_until_decided_killed_mid_round_then_relaunched_runs_each_cell_seed_once
         copies = [c for c in trials if c.user_attrs.get("replaces") == v.number]
         assert len(copies) == 1 and copies[0].state == TrialState.COMPLETE and copies[0].user_attrs["resume"]
     print(out)
+
+
+def test_until_decided_gives_no_seeds_to_a_cell_that_failed_in_every_seed(tmp_path, capsys):
+    """A cell that diverged in both its seeds would diverge in the seeds a round adds: the rounds spent them and then
+    stopped at the cap, 'not enough data' as before. They now stop at once and say which cell, and why; the
+    comparison stays 'not enough data' with the cell named."""
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "diverging", grid={"optim.lr": [0.05, 1.0e20]})
+    args = ["sweep", str(grid), "--root", str(root), "--workers", "1", "--until-decided", "--max-seeds", "4"]
+    assert main(args) == 1                          # its trials diverged
+    out = capsys.readouterr().out
+    assert "until-decided: round 1" not in out, out
+    assert re.search(r"until-decided: stopped after 0 rounds \(1 cannot be decided by more seeds: optim\.lr=1e\+20 "
+                     r"failed in every seed \(2 of 2: 2 diverged\)\)", out), out
+    assert re.search(r"not enough data .*\[rests on a cell that did not learn: optim\.lr=1e\+20 failed in every seed",
+                     out), out
+    study = journal_study(root, "diverging")
+    assert len(study.get_trials(deepcopy=False)) == 4
+    rec = study.user_attrs[DECIDE_ATTR]
+    assert rec["rounds"] == [] and "failed in every seed" in rec["stopped"]
+    assert main([*args, "--dry-run"]) == 0
+    assert "next round: none (1 undecided after 0 rounds; 1 cannot be decided by more seeds" in \
+        capsys.readouterr().out
+
+
+def test_a_cell_is_stuck_only_when_every_seed_failed_and_it_had_two_or_more():
+    from sweeps.verdicts.rounds import stuck_cells
+
+    states = [("a", "diverged"), ("a", "failed"), ("b", "diverged"), ("c", "diverged"), ("c", "complete"),
+              ("d", "diverged"), ("d", "diverged"), ("d", "diverged")]
+    assert stuck_cells(states) == {"a": "failed in every seed (2 of 2: 1 failed, 1 diverged)",
+                                   "d": "failed in every seed (3 of 3: 3 diverged)"}

@@ -8,7 +8,9 @@ comparison that has no true difference above α.
 
 A round: once every trial of the study has finished, the comparisons are judged; the cells of those still undecided
 (not *reproduced*, *contradicted*, *equivalent* or *decided*) that are below the round's target get seeds up to it
-(the same next seeds for every cell, so cells that pair keep pairing). The round is written into the study under the
+(the same next seeds for every cell, so cells that pair keep pairing). A comparison resting on a cell that failed or
+diverged in every one of its seeds (``STUCK_AFTER`` or more: ``stuck_cells``) is left out: more seeds of the same
+recipe would fail too, and it stays *not enough data* with the cell named. The round is written into the study under the
 study lock *before* its trials are enqueued, and a launch reads the recorded rounds into the grid
 (``GridSpec.extra_seeds``) first: a launch killed anywhere in a round is relaunched with the same command and runs
 the round's missing trials once each (``study.reconcile``), then goes on to the next round.
@@ -20,12 +22,13 @@ from typing import Any, Mapping, Sequence
 
 from resnet_core.errors import ConfigError
 
-from ..spec.study_format import DECIDE_ATTR, record_of
+from ..spec.study_format import DECIDE_ATTR, FAILED, record_of
 from .inference import SETTLED, SequentialPlan
 
 ALPHA = 0.05
 ROUND_SEEDS = 2            # seeds added per round (the planned step between looks)
 DEFAULT_MAX_SEEDS = 10
+STUCK_AFTER = 2            # a cell whose every seed failed, this many or more, gets no more seeds
 
 
 def make_plan(spec: Any, max_seeds: int) -> SequentialPlan:
@@ -98,15 +101,35 @@ class Round:
                 "undecided": self.undecided}
 
 
+def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Cell id → why seeds cannot help it: every one of its seeds, ``STUCK_AFTER`` or more, failed or diverged.
+    ``unit_states``: (cell id, the unit's outcome: ``study_format.trial_status``) per (cell, seed)."""
+    by_cell: dict[str, list[str]] = {}
+    for cell, state in unit_states:
+        by_cell.setdefault(cell, []).append(state)
+    out = {}
+    for cell, states in by_cell.items():
+        if len(states) >= STUCK_AFTER and all(s in FAILED for s in states):
+            kinds = ", ".join(f"{states.count(k)} {k}" for k in FAILED if k in states)
+            out[cell] = f"failed in every seed ({len(states)} of {len(states)}: {kinds})"
+    return out
+
+
+def open_results(results: Sequence[Any], stuck: Mapping[str, str]) -> list[Any]:
+    """The comparisons more seeds may settle: not settled, and resting on no ``stuck`` cell."""
+    return [r for r in results if r.verdict not in SETTLED and not any(c in stuck for c in r.plan.cells)]
+
+
 def next_round(plan: SequentialPlan, done_rounds: int, results: Sequence[Any],
-               seeds_per_cell: Mapping[str, int], spec: Any) -> Round | None:
+               seeds_per_cell: Mapping[str, int], spec: Any, stuck: Mapping[str, str] | None = None) -> Round | None:
     """The round after ``done_rounds`` recorded ones, from the judged ``results`` (``comparisons.Result``), or None
-    when every comparison is settled or the planned looks are used up (the cap)."""
+    when every comparison is settled or rests on a ``stuck`` cell (``stuck_cells``), or the planned looks are used
+    up (the cap)."""
     targets = plan.targets
     if done_rounds + 1 >= len(targets):
         return None
     target = targets[done_rounds + 1]
-    open_ = [r for r in results if r.verdict not in SETTLED]
+    open_ = open_results(results, stuck or {})
     cells = list(dict.fromkeys(c for r in open_ for c in r.plan.cells if seeds_per_cell.get(c, 0) < target))
     if not cells:
         return None
