@@ -176,6 +176,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def set_cpu_threads(n: int) -> None:
+    """Torch's intra-op CPU threads, ``n``. A change drops what torch.compile built in this process: inductor bakes
+    the thread count into its CPU kernels (``#pragma omp parallel num_threads(n)``) and dynamo does not guard on it,
+    so a kernel built at one count would go on running at that count, and give its round-off, under another."""
+    if n == torch.get_num_threads():
+        return
+    torch.set_num_threads(n)
+    dynamo = sys.modules.get("torch._dynamo")   # not loaded: nothing was compiled in this process
+    if dynamo is not None:
+        dynamo.reset()
+
+
 def param_dtype(precision: str) -> torch.dtype:
     return torch.float64 if precision == "fp64" else torch.float32
 

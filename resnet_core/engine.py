@@ -19,7 +19,7 @@ import torch
 from . import checkpoint as ckpt
 from .data import build_loaders, load_dataset, served_size
 from .devices import (apply_cuda_math, autocast_dtype, cpu_compile_pays, make_current, param_dtype, precision_name,
-                      resolve_device, tf32_policy, uses_channels_last)
+                      resolve_device, set_cpu_threads, tf32_policy, uses_channels_last)
 from .errors import ConfigError
 from .fast_path import FastPath, evaluate_model, resolve_fast
 from .feasibility import check_trainable
@@ -290,10 +290,23 @@ class Trainer:
             if hasattr(self.train_loader, "after_skip"):  # re-set once the loader has skipped to `step`
                 self.train_loader.after_skip = lambda: ckpt.set_global_rng_state(state["rng"])
         self.path.step_t.fill_(step)
+        self._keep_threads(state.get("threads"))
         change = state.get("precision_changed")
         if change and self.path.amp is not None:  # replayed in full precision before the interruption: stay there
             self.path.amp, self.facts.precision_change = None, change
         return step
+
+    def _keep_threads(self, threads: int | None) -> None:
+        """Go on with the CPU thread count the run trained with before (its checkpoint's), so a run resumed by a
+        worker with another count (``sweep --workers`` changed) has the round-off of an uninterrupted run; ``close``
+        gives the process its own count back. A checkpoint from before the count was saved: as it is."""
+        now = torch.get_num_threads()
+        if self.device.type != "cpu" or not threads or threads == now:
+            return
+        self._process_threads = now
+        set_cpu_threads(int(threads))
+        emit(self.members.callbacks, "on_message", f"resumed with {threads} CPU thread{'s' * (threads != 1)}, as the "
+             f"run trained before (this process has {now}): the same round-off as an uninterrupted run")
 
     # -- bf16 that diverges, told apart from a net that diverges ------------------------------------------------
     def _keep_last_good(self, step: int) -> None:
@@ -337,6 +350,9 @@ class Trainer:
         on_cuda = getattr(self, "device", torch.device("cpu")).type == "cuda"
         if "path" in self.__dict__:
             self.path.close()
+        threads = self.__dict__.get("_process_threads")
         self.__dict__.clear()
+        if threads:   # the run went on with its own thread count (_keep_threads): the process gets its own back
+            set_cpu_threads(threads)
         if on_cuda:
             torch.cuda.empty_cache()

@@ -249,13 +249,17 @@ class Members:
             "device": str(path.device), "fused_members": path.G, "fast_path": path.fast,
             "precision": precision_name(path.amp, path.dtype), "channels_last": path.channels_last,
             "compiled": path.ran_compiled(),
-            "threads": torch.get_num_threads() if path.device.type == "cpu" else None,
+            "threads": self.cpu_threads(),
             "data_time_s": facts.data_time_s, "fast_fallback": path.fast_fallback, "tf32": self.tf32,
             "fast_path_checked": path.checked(), "guard_s": path.guard_s,
             "compile_s": path.compile_s, "precision_changed": facts.precision_change,
             "provenance": provenance(),  # the code and library versions that produced this record
             "resume_note": facts.resume_note,   # a damaged checkpoint this run resumed around
         }
+
+    def cpu_threads(self) -> int | None:
+        """The intra-op threads the run trains with on the CPU (round-off depends on it), None on an accelerator."""
+        return torch.get_num_threads() if self.path.device.type == "cpu" else None
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def checkpoint(self, g: int, step: int) -> dict[str, Any]:
@@ -267,7 +271,7 @@ class Members:
                                       wall_time_s=facts.wall_time_s, images=facts.images,
                                       data_time_s=facts.data_time_s,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
-                                      window=self.path.window_of(g))
+                                      window=self.path.window_of(g), threads=self.cpu_threads())
 
     def save_periodic(self, step: int) -> None:
         """checkpoint_every: each running member's checkpoint as epoch_NNN.pt (or step_NNNNNNN.pt), atomically."""

@@ -287,6 +287,76 @@ def test_resume_equals_uninterrupted(tmp_path, optim):
         assert resumed.summary[key] == whole.summary[key], key
 
 
+class ThreadsSeen:
+    """The CPU thread count at each evaluation, and the engine's messages."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.messages: list[str] = []
+
+    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
+        self.threads.append(torch.get_num_threads())
+        return False
+
+    def on_message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def test_a_run_resumed_by_a_process_with_another_thread_count_goes_on_with_its_own(tmp_path):
+    """A sweep relaunched with another --workers resumes a half-done trial in a worker with another CPU thread count
+    (1 → 2 on 2 cores), and so with other round-off than the uninterrupted run, silently. The run now goes on with
+    the count its checkpoint was trained with, and the process gets its own count back afterwards."""
+    cfg = tiny("schedule.name=cosine", "schedule.total=3", eval_every=0.5, log_every=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        whole = train(cfg, tmp_path / "whole")
+        broken = tmp_path / "broken"
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, broken, callbacks=[InterruptAt(12)])
+        assert load_pt(broken / "last.pt")["threads"] == 1
+        torch.set_num_threads(2)
+        seen = ThreadsSeen()
+        resumed = train(cfg, broken, callbacks=[seen], resume=True)
+        assert torch.get_num_threads() == 2            # the process's own count, back
+    finally:
+        torch.set_num_threads(before)
+    assert seen.threads and set(seen.threads) == {1}, seen.threads
+    assert any("resumed with 1 CPU thread, as the run trained before (this process has 2)" in m
+               for m in seen.messages), seen.messages
+    assert resumed.summary["threads"] == 1 and resumed.summary["step"] == 24
+    assert rows_of(broken) == rows_of(whole.run_dir)
+
+
+def test_a_thread_count_change_drops_what_torch_compile_built(tmp_path):
+    """torch.compile's own cache (dynamo, with a backend that counts its compiles): inductor bakes the thread count
+    into its CPU kernels and dynamo does not guard on it, so after ``set_cpu_threads`` changes the count the same
+    function is compiled again (at the new count), not reused."""
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounter
+
+    from resnet_core.devices import set_cpu_threads
+
+    counter = CompileCounter()
+    f = torch.compile(lambda x: (x * 2).sum(), backend=counter)
+    x = torch.randn(64)
+    before = torch.get_num_threads()
+    try:
+        set_cpu_threads(1)
+        f(x)
+        f(x)
+        assert counter.frame_count == 1
+        set_cpu_threads(1)                              # no change: nothing dropped
+        f(x)
+        assert counter.frame_count == 1
+        set_cpu_threads(2)
+        f(x)
+        assert counter.frame_count == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+        torch._dynamo.reset()
+
+
 @pytest.fixture
 def interactive_sigint():
     """SIGINT handled as in an interactive shell (Python's KeyboardInterrupt), which the signal tests below send to

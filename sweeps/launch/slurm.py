@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
+from resnet_core.devices import set_cpu_threads
 from resnet_core.errors import ConfigError
 from resnet_core.shell import command
 from resnet_core.tracking import own_wandb_service
@@ -167,9 +168,7 @@ def _task_worker(ws: Any) -> None:
     for s in (signal.SIGTERM, signal.SIGUSR2):
         signal.signal(s, _stop)
     if ws.threads:
-        import torch
-
-        torch.set_num_threads(ws.threads)
+        set_cpu_threads(ws.threads)
     try:
         stats = run_worker(ws)
     except KeyboardInterrupt as e:

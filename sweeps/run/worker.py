@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from resnet_core.devices import available_cores, make_current
+from resnet_core.devices import available_cores, make_current, set_cpu_threads
 from resnet_core.errors import ConfigError
 from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_error_line
 from resnet_core.tracking import own_wandb_service
@@ -145,9 +145,7 @@ def worker_main(ws: WorkerSpec) -> None:
     own_wandb_service()
     handle_sigterm()  # SIGTERM → KeyboardInterrupt → the trial is marked interrupted
     if ws.threads:
-        import torch
-
-        torch.set_num_threads(ws.threads)
+        set_cpu_threads(ws.threads)
     try:
         run_worker(ws)
     except KeyboardInterrupt as e:
