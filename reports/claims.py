@@ -399,6 +399,10 @@ def lesion_observations(data: StudyData) -> list[str]:
         if down.any() and (~down).any():
             text += (f" Downsampling blocks: {g.loc[down, 'test_error'].mean():.2f} % on average; the others "
                      f"{g.loc[~down, 'test_error'].mean():.2f} %.")
+        broke = g[pd.to_numeric(g.get("nonfinite_images", pd.Series(0, index=g.index)), errors="coerce") > 0]
+        if len(broke):
+            text += (f" Deleting {', '.join(broke['block'].astype(str))} gave NaN or inf outputs on some test images "
+                     f"(counted as errors).")
         lines.append(text)
     return lines
 

@@ -316,6 +316,9 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
             raise NonFiniteOutputs(f"{path}: {e}") from None
         if loaded.test_picked:
             notes.append("note: " + TEST_PICKED.format(what="the baseline's checkpoint", path=path))
+        for row in table[table["nonfinite_images"] > 0].itertuples():
+            notes.append(f"note: {path}: with {row.block} deleted, {row.nonfinite_images:,} of {_images(loader)} "
+                         f"images gave NaN or inf outputs: counted as errors ({row.test_error:.2f} %)")
         table.insert(0, "model", f"{kind}-{model.cfg.resolved().depth}, seed {run_cfg.seed}")
         table.insert(1, "study", (owner or {}).get("study", ""))
         # the run folder relative to the table's own folder: a study's lesion.csv names trials/<run>, as its trials do

@@ -62,8 +62,8 @@ class Evaluation(NamedTuple):
 def evaluate_outputs(model: torch.nn.Module, loader: Any, members: int, device: torch.device,
                      amp: torch.dtype | None = None) -> Evaluation:
     """Loss, error and non-finite outputs per member over a loader that yields single-member batches. An image whose
-    logits hold a NaN or inf still counts in the error (argmax over NaN): a caller that reports an error checks
-    ``nonfinite`` first."""
+    logits hold a NaN or inf has no prediction and counts as an error (argmax over NaN could hit its label);
+    ``nonfinite`` says how many there were."""
     was_training = model.training
     model.eval()
     dtype = next(model.parameters()).dtype
@@ -79,8 +79,9 @@ def evaluate_outputs(model: torch.nn.Module, loader: Any, members: int, device: 
         B, G, C = logits.shape
         yy = y.view(B, 1).expand(B, G)
         loss += F.cross_entropy(logits.reshape(B * G, C), yy.reshape(-1), reduction="none").view(B, G).sum(0)
-        wrong += (logits.argmax(-1) != yy).float().sum(0)
-        bad += (~torch.isfinite(logits)).any(-1).sum(0)
+        nonfinite = (~torch.isfinite(logits)).any(-1)
+        wrong += ((logits.argmax(-1) != yy) | nonfinite).float().sum(0)
+        bad += nonfinite.sum(0)
         n += B
     model.train(was_training)
     return Evaluation((loss / n).tolist(), (100.0 * wrong / n).tolist(), bad.tolist(), n)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -86,7 +87,7 @@ def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     blocks = [n for n, _ in build_model(ModelConfig.from_dict(state["model_config"])).blocks()]
     assert list(table.columns) == ["model", "study", "run", "block", "block_index", "lesionable", "test_error",
-                                   "baseline_error"]
+                                   "baseline_error", "nonfinite_images"]
     assert (table.model == "ResNet-8, seed 0").all()
     assert table.study.isna().all() and (table.run == ".").all()  # not in a study folder; the table lies in its run
     assert table.lesionable.all()  # a residual net: every block falls back on its shortcut
@@ -169,6 +170,36 @@ def test_cli_eval_and_lesion_refuse_a_model_whose_outputs_are_nan(cli_run, tmp_p
     line = capsys.readouterr().err.splitlines()[-1]
     assert code == 1 and "not finite" in line and "with no block deleted" in line and "200 of 200" in line, line
     assert not (tmp_path / "l.csv").exists()
+
+
+def test_cli_lesion_keeps_a_block_whose_deletion_gives_nan_outputs_as_a_row_and_says_so(cli_run, tmp_path, capsys,
+                                                                                          monkeypatch):
+    """Deleting one block makes the outputs NaN (here a hook on that block while it is deleted, through the real
+    evaluation): the table was refused whole, losing every other block. Now that row counts its NaN images as errors
+    (100 %), says how many, and a note names it; the other rows are the lesion of the intact weights."""
+    import resnet_core.lesion as lesion
+
+    out, _ = cli_run
+    real = lesion.evaluate_outputs
+
+    def nan_when_stage2_is_deleted(model, *args, **kw):
+        block = dict(model.blocks())["stage2.block0"]
+        hook = block.register_forward_hook(lambda m, i, o: o * float("nan") if m.lesioned else o)
+        try:
+            return real(model, *args, **kw)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(lesion, "evaluate_outputs", nan_when_stage2_is_deleted)
+    csv = tmp_path / "l.csv"
+    assert main(["lesion", str(out / "last.pt"), "--device", "cpu", "--out", str(csv)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"note: .*last\.pt: with stage2\.block0 deleted, 200 of 200 images gave NaN or inf outputs: "
+                     r"counted as errors \(100\.00 %\)", printed), printed
+    table = pd.read_csv(csv).set_index("block")
+    assert table.loc["stage2.block0", "test_error"] == 100.0 and table.loc["stage2.block0", "nonfinite_images"] == 200
+    assert (table.drop(index="stage2.block0")["nonfinite_images"] == 0).all()
+    assert table["test_error"].drop(index="stage2.block0").between(0, 100).all()
 
 
 @pytest.fixture(scope="module")

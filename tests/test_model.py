@@ -657,17 +657,28 @@ def test_lesion_table_marks_plain_stage_entries_and_keeps_the_rest():
     assert table[table.lesionable].test_error.notna().all()
 
 
-def test_lesion_table_refuses_a_block_whose_deletion_makes_the_outputs_nan():
-    """A net that is finite intact but gives NaN with one block deleted: no row holds an error rate taken from NaN
-    (argmax over NaN scored 75 % for 4 classes and entered the averages)."""
+def test_a_block_whose_deletion_makes_the_outputs_nan_is_a_lesion_result_counted_as_errors():
+    """A net that is finite intact but gives NaN with one block deleted: that row counts its NaN images as errors and
+    says how many (argmax over NaN scored 75 % for 4 classes before; then the whole table was refused, losing every
+    other block's result); the other rows are as they were. A NaN intact net has no baseline: no table."""
     from resnet_core.errors import NonFiniteOutputs
     from resnet_core.lesion import lesion_table
 
     torch.manual_seed(0)
     model = build_model(dict(family="cifar", depth=8, shortcut="identity", num_classes=4)).eval()
     blocks = dict(model.blocks())
-    blocks["stage2.block0"].register_forward_hook(lambda m, i, out: out * float("nan") if m.lesioned else out)
     loader = [(torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))]
-    with pytest.raises(NonFiniteOutputs, match=r"with stage2\.block0 deleted, on the test split \(8 of 8 images\)"):
+    before = lesion_table(model, loader, torch.device("cpu"))
+    hook = blocks["stage2.block0"].register_forward_hook(
+        lambda m, i, out: out * float("nan") if m.lesioned else out)
+    table = lesion_table(model, loader, torch.device("cpu")).set_index("block")
+    assert table.loc["stage2.block0", "test_error"] == 100.0
+    assert table.loc["stage2.block0", "nonfinite_images"] == 8
+    others = table.drop(index="stage2.block0")
+    assert (others["nonfinite_images"] == 0).all()
+    assert others["test_error"].tolist() == before.set_index("block").drop(index="stage2.block0")["test_error"].tolist()
+    hook.remove()
+    blocks["stage1.block0"].register_forward_hook(lambda m, i, out: out * float("nan"))   # NaN intact
+    with pytest.raises(NonFiniteOutputs, match=r"with no block deleted, on the test split \(8 of 8 images\)"):
         lesion_table(model, loader, torch.device("cpu"))
     assert not any(b.lesioned for b in blocks.values())  # the net is left intact

@@ -533,6 +533,11 @@ def test_lesion_observations_are_per_model():
     single = lesion_observations(types.SimpleNamespace(lesion=df[df["model"] == "ResNet-20, seed 0"].drop(
         columns="model")))
     assert len(single) == 1 and single[0].startswith("- Lesion of the network (intact 31.00 %")
+    assert not any("NaN" in line for line in lines)                  # a file from before nonfinite_images
+    df["nonfinite_images"] = [0, 0, 0, 0, 10000, 0]
+    plain, resnet = lesion_observations(types.SimpleNamespace(lesion=df))
+    assert "NaN" not in plain
+    assert resnet.endswith("Deleting stage2.block0 gave NaN or inf outputs on some test images (counted as errors).")
 
 
 def test_a_cell_that_did_not_learn_is_named_and_its_verdicts_say_so(tmp_path):
