@@ -1221,6 +1221,30 @@ def test_studies_counts_an_interrupted_trial_as_interrupted_like_the_sweep(tmp_p
     assert "intr: 0/1 complete, 0 running, 0 failed, 1 interrupted, 0 waiting" in line, line
 
 
+def test_studies_tells_a_unit_never_enqueued_from_a_waiting_one(tmp_path, capsys):
+    """A launch stopped after creating the study but before enqueueing its trials: `studies` counted the units with
+    no trial as "waiting", as if a worker could take them; the next launch enqueues them, and `studies` now says so."""
+    from sweeps.queue.storage import open_storage, resolve_storage, study_lock
+    from sweeps.queue.study import create_or_load, reconcile
+    from sweeps.spec.grid import load_grid
+
+    spec = load_grid(grid_file(tmp_path / "unq.yaml", "unq", grid={"model.depth": [8, 14]}))
+    ref = resolve_storage(None, tmp_path / "runs", "unq")
+    storage = open_storage(ref)
+    with study_lock(ref, "unq", storage):
+        create_or_load(storage, spec, tmp_path / "runs" / "unq")       # … and stopped here
+    capsys.readouterr()
+    assert main(["studies", "--root", str(tmp_path / "runs")]) == 0
+    line = capsys.readouterr().out
+    assert "unq: 0/2 complete, 0 running, 0 failed, 0 waiting, 2 not enqueued (the next launch adds them)" in line, line
+    with study_lock(ref, "unq", storage):
+        study, _ = create_or_load(storage, spec, tmp_path / "runs" / "unq")
+        reconcile(study, storage, spec, tmp_path / "runs" / "unq", ref)
+    assert main(["studies", "--root", str(tmp_path / "runs")]) == 0
+    line = capsys.readouterr().out
+    assert "unq: 0/2 complete, 0 running, 0 failed, 2 waiting   [" in line, line
+
+
 @pytest.mark.parametrize("flags, words", [
     (("--root", "{tmp}/nowhere"), ("--root", "nowhere: no such folder")),
     (("--storage", "{tmp}/nowhere.journal"), ("journal file not found", "nowhere.journal")),

@@ -398,12 +398,14 @@ class StudyProgress:
     storage: str
     stale: int = 0
     interrupted: int = 0   # resumed from their checkpoint by the next launch, as the sweep and the report say
+    unqueued: int = 0      # units of the grid with no trial at all (a launch stopped mid-enqueue): the next adds them
 
     def line(self) -> str:
         extra = f" ({self.stale} stale)" if self.stale else ""
         resumes = f"{self.interrupted} interrupted, " if self.interrupted else ""
+        unqueued = f", {self.unqueued} not enqueued (the next launch adds them)" if self.unqueued else ""
         return (f"{self.name}: {self.complete}/{self.total} complete, {self.running} running{extra}, "
-                f"{self.failed} failed, {resumes}{self.waiting} waiting   [{self.storage}]")
+                f"{self.failed} failed, {resumes}{self.waiting} waiting{unqueued}   [{self.storage}]")
 
 
 def study_progress(study: Any, storage_display: str, study_dir: Path | None = None) -> StudyProgress:
@@ -428,9 +430,8 @@ def study_progress(study: Any, storage_display: str, study_dir: Path | None = No
             counts["interrupted"] += 1
     total = study.user_attrs.get("n_units")   # the last launch's grid: a narrower one than the study ran…
     total = max(total, len(by_unit)) if isinstance(total, int) else len(by_unit)   # …still counts every unit run
-    counts["waiting"] += total - len(by_unit)  # units of the grid that have no trial yet
     return StudyProgress(study.study_name, total, counts["complete"], counts["running"], counts["failed"],
-                         counts["waiting"], storage_display, stale, counts["interrupted"])
+                         counts["waiting"], storage_display, stale, counts["interrupted"], total - len(by_unit))
 
 
 def objective_values(spec: GridSpec, trials: Iterable[Any]) -> dict[str, list[float]]:
