@@ -17,29 +17,29 @@ from ..verdicts.rounds import (check_same_plan, next_round, open_results, record
 
 def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
     """The decision family (``comparisons.decision_family``) on the study's completed trials at ``level``; a cell
-    that did not learn, or failed in every seed (``stuck``), is named on the comparisons resting on it."""
+    that did not learn, or failed in every seed (``failing_cells``), is named on the comparisons resting on it."""
     frame = trial_frame(spec, trials)
     return evaluate(decision_family(spec), frame, configs=cell_configs(spec),
-                    dead={**dead_cells(frame), **stuck(spec, trials)}, level=level)
+                    dead={**dead_cells(frame), **failing_cells(spec, trials)}, level=level)
 
 
-def stuck(spec: Any, trials: Sequence[Any]) -> dict[str, str]:
+def failing_cells(spec: Any, trials: Sequence[Any]) -> dict[str, str]:
     """Cell id → why more seeds cannot help it (``rounds.stuck_cells``), from the outcome of each (cell, seed)."""
     return stuck_cells([(s.unit.cell.id, s.state) for s in statuses(spec, trials)])
 
 
-def stop_reason(results: Sequence[Result], stuck_: dict[str, str]) -> str:
+def stop_reason(results: Sequence[Result], failing: dict[str, str]) -> str:
     """Why the rounds stop: all decided, the cap, or comparisons resting on a cell that failed in every seed."""
-    open_ = open_results(results, stuck_)
+    open_ = open_results(results, failing)
     open_ids = {r.id for r in open_}
     hopeless = [r for r in results if r.verdict not in SETTLED and r.id not in open_ids]
     parts = []
     if open_:
         parts.append(f"cap: {len(open_)} undecided at the planned maximum")
     if hopeless:
-        cells = dict.fromkeys(c for r in hopeless for c in r.plan.cells if c in stuck_)
+        cells = dict.fromkeys(c for r in hopeless for c in r.plan.cells if c in failing)
         parts.append(f"{len(hopeless)} cannot be decided by more seeds: "
-                     + "; ".join(f"{c} {stuck_[c]}" for c in cells))
+                     + "; ".join(f"{c} {failing[c]}" for c in cells))
     return "; ".join(parts) or "all decided"
 
 
@@ -65,12 +65,12 @@ def plan_lines(spec: Any, study: Any | None, max_seeds: int) -> list[str]:
         return lines + ["  next round: judged once every trial of the study has finished"]
     results = judge(spec, trials, plan.level)
     done = len((record_of(study.user_attrs) or {}).get("rounds") or [])
-    stuck_ = stuck(spec, trials)
-    rnd = next_round(plan, done, results, seeds_per_cell(spec), spec, stuck_)
+    failing = failing_cells(spec, trials)
+    rnd = next_round(plan, done, results, seeds_per_cell(spec), spec, failing)
     open_ = sum(r.verdict not in SETTLED for r in results)
     if rnd is None:
         return lines + [f"  next round: none ({open_} undecided after {done} round{'s' * (done != 1)}; "
-                        f"{stop_reason(results, stuck_)})"]
+                        f"{stop_reason(results, failing)})"]
     added = sum(max(0, rnd.target - len(spec.cell_seeds(c))) for c in spec.cells if c.id in rnd.cells)
     return lines + [f"  next round: {open_} undecided now; {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} to "
                     f"{rnd.target} seeds, {added} trials"]
@@ -91,10 +91,10 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
         results = judge(spec, trials, plan.level)
         with study_lock(ref, spec.study, storage):
             done = len((record_of(study.user_attrs) or {}).get("rounds") or [])
-            stuck_ = stuck(spec, trials)
-            rnd = next_round(plan, done, results, seeds_per_cell(spec), spec, stuck_)
+            failing = failing_cells(spec, trials)
+            rnd = next_round(plan, done, results, seeds_per_cell(spec), spec, failing)
             if rnd is None:
-                why = stop_reason(results, stuck_)
+                why = stop_reason(results, failing)
                 record_stop(study, why)
                 print(f"until-decided: stopped after {done} round{'s' * (done != 1)} ({why})", file=out)
                 return 0, results, ran
