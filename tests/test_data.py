@@ -440,6 +440,34 @@ def test_a_grayscale_imagefolder_loads_with_one_channel_and_a_mixed_one_as_rgb(t
     assert np.array_equal(mixed.test.images[2].permute(1, 2, 0).numpy(), colour)
 
 
+def test_an_imagefolder_tree_skips_hidden_entries_and_follows_symlinked_folders(tmp_path: Path) -> None:
+    """What a copied or downloaded tree carries besides its images: hidden folders (.ipynb_checkpoints/) and files
+    (macOS's ._*.png, .DS_Store) are neither classes nor images, and images in a symlinked subfolder are loaded, in
+    the check before a sweep as in the loading (the check refused both trees, or the loader read ._0.png)."""
+    from resnet_core.data.imagefolder import check_imagefolder
+
+    written = _write_png_tree(tmp_path / "tree", {})
+    root = tmp_path / "tree"
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "train" / ".ipynb_checkpoints" / "notes.ipynb").write_text("{}")
+    (root / "train" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    for split in ("train", "test"):   # a hidden folder of images in every split is no class either
+        (root / split / ".thumbnails").mkdir()
+        (root / split / ".thumbnails" / "0.png").write_bytes((root / split / "cat" / "0.png").read_bytes())
+    linked = tmp_path / "linked"   # train/<class>/more -> a folder of images elsewhere
+    for cls in ("cat", "dog"):
+        (linked / "train" / cls).mkdir(parents=True)
+        (linked / "train" / cls / "more").symlink_to(root / "train" / cls, target_is_directory=True)
+    (linked / "test").symlink_to(root / "test", target_is_directory=True)
+    for tree in (root, linked):
+        assert check_imagefolder(tree) == tree
+        data = load_dataset(DataConfig(name="imagefolder", path=str(tree)))
+        assert data.classes == ["cat", "dog"]
+        assert data.train.labels.tolist() == [0, 0, 0, 1, 1, 1] and len(data.test) == 6
+        assert np.array_equal(data.train.images[4].permute(1, 2, 0).numpy(), written["train"][4])
+
+
 def test_jpeg_archive_round_trip(tmp_path: Path) -> None:
     # smooth images survive JPEG closely; labels and class names exactly
     yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
