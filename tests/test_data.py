@@ -440,6 +440,32 @@ def test_a_grayscale_imagefolder_loads_with_one_channel_and_a_mixed_one_as_rgb(t
     assert np.array_equal(mixed.test.images[2].permute(1, 2, 0).numpy(), colour)
 
 
+def test_a_16_bit_grayscale_imagefolder_is_scaled_to_8_bits_not_clipped(tmp_path: Path) -> None:
+    """16-bit grayscale PNGs (microscopy, medical scans) load at their 8-bit equivalent, value / 257 to the nearest
+    level (PIL's convert("L") clipped every value above 255: an all-white dataset, silently); a float image, whose
+    range is unknown, is refused naming the file."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    wide: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "wide" / split / cls).mkdir(parents=True)
+            pixels = rng.integers(0, 65536, (6, 6), dtype=np.uint16)
+            Image.fromarray(pixels).save(tmp_path / "wide" / split / cls / "0.png")
+            wide[f"{split}/{cls}"] = pixels
+    assert Image.open(tmp_path / "wide" / "train" / "a" / "0.png").mode.startswith("I")
+    data = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "wide")))
+    assert data.in_channels == 1
+    expected = np.rint(wide["train/b"] / 257).astype(np.uint8)
+    assert np.array_equal(data.train.images[1, 0].numpy(), expected)
+    assert data.mean[0] == pytest.approx(0.5, abs=0.15)   # uniform 16-bit noise, not saturated at 1.0
+
+    Image.fromarray(rng.random((6, 6), dtype=np.float32)).save(tmp_path / "wide" / "test" / "a" / "1.tiff")
+    with pytest.raises(ConfigError, match=r"1\.tiff.*float"):
+        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "wide")))
+
+
 def test_an_imagefolder_tree_skips_hidden_entries_and_follows_symlinked_folders(tmp_path: Path) -> None:
     """What a copied or downloaded tree carries besides its images: hidden folders (.ipynb_checkpoints/) and files
     (macOS's ._*.png, .DS_Store) are neither classes nor images, and images in a symlinked subfolder are loaded, in

@@ -7,11 +7,12 @@ list the tree in one place (``_class_folders``, ``_image_files``), so they agree
 
 A tree whose every image is grayscale (PIL modes ``GRAY_MODES``, as MNIST-like PNGs are) loads with 1 channel;
 any colour image makes the whole tree RGB (a grayscale image among colour ones is replicated to 3 channels, as PIL's
-``convert("RGB")`` does)."""
+``convert("RGB")`` does). A 16-bit grayscale image is scaled to 8 bits (``_eight_bit``)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,8 +20,24 @@ import torch
 from ..errors import ConfigError
 from .images import LabeledImages
 
+if TYPE_CHECKING:
+    from PIL import Image
 
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")   # 16-bit grayscale (Pillow opens some 16-bit PNGs as "I")
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit L (grayscale) or RGB: 16-bit grayscale scaled from 0…65535 (PIL's ``convert`` clips it at
+    255, a white image); a float image, whose range is unknown, refused (``ValueError``)."""
+    from PIL import Image
+
+    if img.mode in WIDE_MODES:
+        return Image.fromarray(np.clip(np.rint(np.asarray(img, dtype=np.float64) / 257), 0, 255).astype(np.uint8))
+    if img.mode == "F":
+        raise ValueError("32-bit float pixels, whose range is unknown; save it as an 8- or 16-bit image")
+    return img.convert("L" if img.mode in GRAY_MODES else "RGB")
 
 
 def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], list[int], list[str]]:
@@ -36,7 +53,7 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], li
     for file, _ in samples:
         try:
             with Image.open(file) as opened:
-                img = opened.convert("L" if opened.mode in GRAY_MODES else "RGB")
+                img = _eight_bit(opened)
         except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files, …
             raise ConfigError(f"data.path {folder}: cannot read image {file} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
