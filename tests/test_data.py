@@ -33,6 +33,8 @@ def identity_set(n: int = 40, h: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 def test_config_round_trip_and_defaults() -> None:
     cfg = DataConfig.from_dict({"name": "cifar10", "val_size": 5000, "synthetic": {"n_train": 64}})
     assert cfg.synthetic.n_train == 64 and cfg.val_size == 5000
+    for name in ("imagefolder", "cifar10_jpeg"):   # the sources that read data.path
+        assert DataConfig(name=name, path="/data/x").path == "/data/x"
     assert DataConfig.from_dict(cfg.to_dict()) == cfg
     assert DataConfig().name == "synthetic" and DataConfig().augment == "crop_flip"
 
@@ -51,6 +53,12 @@ def test_config_round_trip_and_defaults() -> None:
     ({"synthetic": {"size": 16}}, ["data.synthetic key", "size", "image_size"]),
     ({"synthetic": {"num_classes": 11}}, ["data.synthetic.num_classes", "11"]),
     ({"synthetic": 3}, ["data.synthetic"]),
+    # keys the config's choices never read: a run on another copy of the data, or unnormalized, silently
+    ({"name": "cifar10", "path": "/data/my-cifar"}, ["data.path", "/data/my-cifar", "no effect", "data.root"]),
+    ({"name": "mnist", "path": "/data/mnist"}, ["data.path", "imagefolder", "cifar10_jpeg", "no effect"]),
+    ({"path": "/data/x"}, ["data.path", "synthetic", "no effect"]),
+    ({"normalize": False, "mean": [0.5, 0.5, 0.5]}, ["data.mean", "data.normalize", "no effect"]),
+    ({"normalize": False, "std": [0.2, 0.2, 0.2]}, ["data.std", "data.normalize", "no effect"]),
 ])
 def test_config_errors_name_the_key(d: dict, words: list[str]) -> None:
     with pytest.raises(ConfigError) as e:
