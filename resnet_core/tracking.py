@@ -37,6 +37,8 @@ from .errors import choices_error
 from .redact import mask_url
 
 MODES = ("auto", "online", "offline", "disabled")
+ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled",   # WANDB_MODE's values, with
+             "dryrun": "offline", "run": "online"}                                 # wandb's own aliases
 SUMMARY_KEYS = ("status", "reason", "step", "n_parameters", "final_test_error", "test_error_at_best_val", "final_val_error",
                 "best_val_error", "best_selected_on", "best_test_error", "final_train_error", "final_train_loss", "wall_time_s", "img_per_s",
                 "diverged_at", "fast_path", "precision", "compiled", "fast_fallback", "precision_changed",
@@ -57,8 +59,8 @@ def resolve_mode(mode: str) -> str:
         raise choices_error("wandb mode", mode, MODES)
     if mode != "auto":
         return mode
-    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
-        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_MODE") in ENV_MODES:
+        return ENV_MODES[os.environ["WANDB_MODE"]]
     return "online" if _logged_in() else "offline"
 
 

@@ -33,6 +33,8 @@ def identity_set(n: int = 40, h: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 def test_config_round_trip_and_defaults() -> None:
     cfg = DataConfig.from_dict({"name": "cifar10", "val_size": 5000, "synthetic": {"n_train": 64}})
     assert cfg.synthetic.n_train == 64 and cfg.val_size == 5000
+    for name in ("imagefolder", "cifar10_jpeg"):   # the sources that read data.path
+        assert DataConfig(name=name, path="/data/x").path == "/data/x"
     assert DataConfig.from_dict(cfg.to_dict()) == cfg
     assert DataConfig().name == "synthetic" and DataConfig().augment == "crop_flip"
 
@@ -51,6 +53,12 @@ def test_config_round_trip_and_defaults() -> None:
     ({"synthetic": {"size": 16}}, ["data.synthetic key", "size", "image_size"]),
     ({"synthetic": {"num_classes": 11}}, ["data.synthetic.num_classes", "11"]),
     ({"synthetic": 3}, ["data.synthetic"]),
+    # keys the config's choices never read: a run on another copy of the data, or unnormalized, silently
+    ({"name": "cifar10", "path": "/data/my-cifar"}, ["data.path", "/data/my-cifar", "no effect", "data.root"]),
+    ({"name": "mnist", "path": "/data/mnist"}, ["data.path", "imagefolder", "cifar10_jpeg", "no effect"]),
+    ({"path": "/data/x"}, ["data.path", "synthetic", "no effect"]),
+    ({"normalize": False, "mean": [0.5, 0.5, 0.5]}, ["data.mean", "data.normalize", "no effect"]),
+    ({"normalize": False, "std": [0.2, 0.2, 0.2]}, ["data.std", "data.normalize", "no effect"]),
 ])
 def test_config_errors_name_the_key(d: dict, words: list[str]) -> None:
     with pytest.raises(ConfigError) as e:
@@ -438,6 +446,60 @@ def test_a_grayscale_imagefolder_loads_with_one_channel_and_a_mixed_one_as_rgb(t
     assert mixed.train.images.shape == (4, 3, 6, 6) and mixed.in_channels == 3
     assert all(np.array_equal(mixed.train.images[2, c].numpy(), gray["train/zero/0"]) for c in range(3))
     assert np.array_equal(mixed.test.images[2].permute(1, 2, 0).numpy(), colour)
+
+
+def test_a_16_bit_grayscale_imagefolder_is_scaled_to_8_bits_not_clipped(tmp_path: Path) -> None:
+    """16-bit grayscale PNGs (microscopy, medical scans) load at their 8-bit equivalent, value / 257 to the nearest
+    level (PIL's convert("L") clipped every value above 255: an all-white dataset, silently); a float image, whose
+    range is unknown, is refused naming the file."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    wide: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "wide" / split / cls).mkdir(parents=True)
+            pixels = rng.integers(0, 65536, (6, 6), dtype=np.uint16)
+            Image.fromarray(pixels).save(tmp_path / "wide" / split / cls / "0.png")
+            wide[f"{split}/{cls}"] = pixels
+    assert Image.open(tmp_path / "wide" / "train" / "a" / "0.png").mode.startswith("I")
+    data = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "wide")))
+    assert data.in_channels == 1
+    expected = np.rint(wide["train/b"] / 257).astype(np.uint8)
+    assert np.array_equal(data.train.images[1, 0].numpy(), expected)
+    assert data.mean[0] == pytest.approx(0.5, abs=0.15)   # uniform 16-bit noise, not saturated at 1.0
+
+    Image.fromarray(rng.random((6, 6), dtype=np.float32)).save(tmp_path / "wide" / "test" / "a" / "1.tiff")
+    with pytest.raises(ConfigError, match=r"1\.tiff.*float"):
+        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "wide")))
+
+
+def test_an_imagefolder_tree_skips_hidden_entries_and_follows_symlinked_folders(tmp_path: Path) -> None:
+    """What a copied or downloaded tree carries besides its images: hidden folders (.ipynb_checkpoints/) and files
+    (macOS's ._*.png, .DS_Store) are neither classes nor images, and images in a symlinked subfolder are loaded, in
+    the check before a sweep as in the loading (the check refused both trees, or the loader read ._0.png)."""
+    from resnet_core.data.imagefolder import check_imagefolder
+
+    written = _write_png_tree(tmp_path / "tree", {})
+    root = tmp_path / "tree"
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "train" / ".ipynb_checkpoints" / "notes.ipynb").write_text("{}")
+    (root / "train" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    for split in ("train", "test"):   # a hidden folder of images in every split is no class either
+        (root / split / ".thumbnails").mkdir()
+        (root / split / ".thumbnails" / "0.png").write_bytes((root / split / "cat" / "0.png").read_bytes())
+    linked = tmp_path / "linked"   # train/<class>/more -> a folder of images elsewhere
+    for cls in ("cat", "dog"):
+        (linked / "train" / cls).mkdir(parents=True)
+        (linked / "train" / cls / "more").symlink_to(root / "train" / cls, target_is_directory=True)
+    (linked / "test").symlink_to(root / "test", target_is_directory=True)
+    for tree in (root, linked):
+        assert check_imagefolder(tree) == tree
+        data = load_dataset(DataConfig(name="imagefolder", path=str(tree)))
+        assert data.classes == ["cat", "dog"]
+        assert data.train.labels.tolist() == [0, 0, 0, 1, 1, 1] and len(data.test) == 6
+        assert np.array_equal(data.train.images[4].permute(1, 2, 0).numpy(), written["train"][4])
 
 
 def test_jpeg_archive_round_trip(tmp_path: Path) -> None:

@@ -507,6 +507,12 @@ def test_resolve_mode(tmp_path, monkeypatch):
     (tmp_path / ".netrc").unlink()
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert resolve_mode("auto") == "disabled"
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)   # logged in, but WANDB_MODE says offline in wandb's older word
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert resolve_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "run")
+    assert resolve_mode("auto") == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
     monkeypatch.delenv("WANDB_MODE")
     for mode in ("online", "offline", "disabled"):
         assert resolve_mode(mode) == mode

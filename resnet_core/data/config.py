@@ -14,6 +14,7 @@ from .source_registry import SOURCES
 from .synthetic import SHAPES
 
 LOADERS = ("device", "torch")
+READS_NO_PATH = ("synthetic", "cifar10", "cifar100", "fashion_mnist", "mnist")   # built-in sources: data.path unread
 ROOT_ENV = "RESNET_ABLATE_DATA"
 
 
@@ -131,9 +132,22 @@ class DataConfig:
             raise ConfigError(f"data.std must be positive, got {self.std!r}")
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
             raise ConfigError(f"data.mean and data.std must have the same length, got {self.mean!r} and {self.std!r}")
+        self._check_no_effect()
         if not isinstance(self.synthetic, SyntheticConfig):
             raise ConfigError(f"data.synthetic must be a mapping, got {self.synthetic!r}")
         self.synthetic.validate()
+
+    def _check_no_effect(self) -> None:
+        """A key the config's choices never read, set: refused, as it would have no effect (a run on another copy of
+        the data than the one named, or unnormalized where the constants were meant)."""
+        if self.path is not None and self.name in READS_NO_PATH:
+            where = "" if self.name == "synthetic" else f"; {self.name} is read from data.root"
+            raise ConfigError(f"data.path {self.path!r} is read by data.name imagefolder or cifar10_jpeg, got "
+                              f"{self.name!r}: it would have no effect{where}")
+        for key in ("mean", "std"):
+            if getattr(self, key) is not None and not self.normalize:
+                raise ConfigError(f"data.{key} {getattr(self, key)!r} is used with data.normalize true, got false: it "
+                                  f"would have no effect")
 
     def data_root(self) -> Path:
         """The download/cache directory: `root`, else $RESNET_ABLATE_DATA, else ~/.cache/resnet-ablate/data."""

@@ -1,11 +1,18 @@
 """Any ImageFolder tree (`path/train/<class>/*.png`, plus `val/` and/or `test/`), loaded into memory as uint8.
 
+A tree is read as torchvision's ImageFolder reads it (class folders sorted, image files by extension, symlinked
+folders followed), except that hidden files and folders (a name starting with ``.``: macOS's ``._*`` and
+``.DS_Store``, ``.ipynb_checkpoints/``) are neither classes nor images. The check before a sweep and the loading
+list the tree in one place (``_class_folders``, ``_image_files``), so they agree on what it holds.
+
 A tree whose every image is grayscale (PIL modes ``GRAY_MODES``, as MNIST-like PNGs are) loads with 1 channel;
 any colour image makes the whole tree RGB (a grayscale image among colour ones is replicated to 3 channels, as PIL's
-``convert("RGB")`` does)."""
+``convert("RGB")`` does). A 16-bit grayscale image is scaled to 8 bits (``_eight_bit``)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,32 +20,47 @@ import torch
 from ..errors import ConfigError
 from .images import LabeledImages
 
+if TYPE_CHECKING:
+    from PIL import Image
 
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")   # 16-bit grayscale (Pillow opens some 16-bit PNGs as "I")
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit L (grayscale) or RGB: 16-bit grayscale scaled from 0…65535 (PIL's ``convert`` clips it at
+    255, a white image); a float image, whose range is unknown, refused (``ValueError``)."""
+    from PIL import Image
+
+    if img.mode in WIDE_MODES:
+        return Image.fromarray(np.clip(np.rint(np.asarray(img, dtype=np.float64) / 257), 0, 255).astype(np.uint8))
+    if img.mode == "F":
+        raise ValueError("32-bit float pixels, whose range is unknown; save it as an 8- or 16-bit image")
+    return img.convert("L" if img.mode in GRAY_MODES else "RGB")
 
 
 def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], list[int], list[str]]:
     """(images as uint8 arrays, [H, W] for a grayscale image or [H, W, 3], labels, classes) of one split, each image
     at ``resize`` × ``resize`` if set (``check_imagefolder`` has checked that they share a size otherwise)."""
     from PIL import Image
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    try:
-        ds = ImageFolder(str(folder))
-    except (FileNotFoundError, OSError) as e:
-        raise ConfigError(f"data.path {folder}: not an ImageFolder tree ({str(e).splitlines()[0][:120]})") from None
+    classes = _class_folders(folder.parent, folder.name, IMG_EXTENSIONS)
+    samples = [(file, label) for label, name in enumerate(classes)
+               for file in _image_files(folder / name, IMG_EXTENSIONS)]
     images: list[np.ndarray] = []
-    for file, _ in ds.samples:
+    for file, _ in samples:
         try:
             with Image.open(file) as opened:
-                img = opened.convert("L" if opened.mode in GRAY_MODES else "RGB")
+                img = _eight_bit(opened)
         except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files, …
             raise ConfigError(f"data.path {folder}: cannot read image {file} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
         if resize is not None and img.size != (resize, resize):
             img = img.resize((resize, resize), Image.BILINEAR)
         images.append(np.asarray(img, dtype=np.uint8).copy())
-    return images, list(ds.targets), list(ds.classes)
+    return images, [label for _, label in samples], classes
 
 
 def _stack(images: list[np.ndarray], labels: list[int], gray: bool) -> LabeledImages:
@@ -49,15 +71,26 @@ def _stack(images: list[np.ndarray], labels: list[int], gray: bool) -> LabeledIm
     return LabeledImages(torch.from_numpy(np.stack(planes)), torch.tensor(labels, dtype=torch.long))
 
 
-def _has_image(folder: Path, extensions: tuple[str, ...]) -> bool:
-    return any(f.suffix.lower() in extensions for f in folder.rglob("*") if f.is_file())
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _image_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """The image files under ``folder`` (by extension, any depth, symlinked folders followed), hidden files and
+    folders left out, in ImageFolder's order (folders sorted by path, files by name)."""
+    walked = []
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not _hidden(d)]
+        walked.append((parent, files))
+    return [Path(parent) / f for parent, files in sorted(walked) for f in sorted(files)
+            if not _hidden(f) and Path(f).suffix.lower() in extensions and (Path(parent) / f).is_file()]
 
 
 def _class_folders(root: Path, split: str, extensions: tuple[str, ...]) -> list[str]:
-    """The class folders of ``root/split``, sorted; a one-line ``ConfigError`` if there is none or one holds no image
-    (torchvision's ImageFolder counts every folder as a class and refuses an empty one)."""
-    folders = sorted(d for d in (root / split).iterdir() if d.is_dir())
-    empty = [d.name for d in folders if not _has_image(d, extensions)]
+    """The class folders of ``root/split`` (hidden ones left out), sorted; a one-line ``ConfigError`` if there is
+    none or one holds no image (torchvision's ImageFolder counts every folder as a class and refuses an empty one)."""
+    folders = sorted(d for d in (root / split).iterdir() if d.is_dir() and not _hidden(d.name))
+    empty = [d.name for d in folders if not _image_files(d, extensions)]
     if len(empty) == len(folders):
         raise ConfigError(f"data.path {root}: {split}/ has no class folder with an image ({', '.join(extensions)})")
     if empty:
@@ -74,7 +107,8 @@ def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...]) 
 
     first: tuple[Path, tuple[int, int]] | None = None
     for split in splits:
-        for file in sorted(f for f in (root / split).rglob("*") if f.suffix.lower() in extensions and f.is_file()):
+        for file in (f for name in _class_folders(root, split, extensions)
+                     for f in _image_files(root / split / name, extensions)):
             try:
                 with Image.open(file) as opened:
                     size = opened.size
