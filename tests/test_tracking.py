@@ -550,6 +550,27 @@ def assert_no_secret(root: Path, secret: str) -> None:
     assert not hits, f"the secret is in {hits}"
 
 
+def test_a_secret_in_a_config_value_name_or_tag_reaches_no_wandb_init(tmp_path, monkeypatch):
+    """A secret environment variable's value inside a config value, the run name or a tag reached W&B's files (only
+    the command line was masked); every string ``wandb.init`` is given is now masked, the rest as it was."""
+    import wandb
+
+    from resnet_core.tracking import init_run
+
+    seen: dict = {}
+    monkeypatch.setattr(wandb, "init", lambda **kw: seen.update(kw))
+    monkeypatch.setenv("HF_TOKEN", "hfTOKENsecret77")
+    monkeypatch.setenv("MY_DB_URL", "postgresql://u:dbPASSsecret99@db.invalid/x")
+    init_run(project="p", entity=None, mode="offline", run_dir=tmp_path, name="smoke-hfTOKENsecret77", group="g",
+             tags=["tok-hfTOKENsecret77", "plain"],
+             config={"data": {"root": "/data/tok_hfTOKENsecret77", "n": 3},
+                     "storage": "postgresql://u:dbPASSsecret99@db.invalid/x", "widths": (16, 32)})
+    assert "hfTOKENsecret77" not in repr(seen) and "dbPASSsecret99" not in repr(seen)
+    assert seen["name"] == "smoke-***" and seen["tags"] == ["tok-***", "plain"] and seen["group"] == "g"
+    assert seen["config"] == {"data": {"root": "/data/tok_***", "n": 3}, "storage": "postgresql://u:***@db.invalid/x",
+                              "widths": (16, 32)}
+
+
 @pytest.mark.slow
 def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, monkeypatch):
     """A sweep with W&B offline SIGKILLed mid-trial (after a checkpoint) and launched again: each trial ends with
