@@ -15,19 +15,25 @@ from .images import LabeledImages
 @dataclass(frozen=True)
 class TorchvisionSet:
     title: str        # torchvision's class name
-    files: str        # what a user must place, relative to root
+    files: str        # what a user must place, relative to root (data.download true: torchvision extracts it)
     url: str          # where it comes from
+    extracted: str    # what must be there with data.download false (torchvision then extracts nothing)
 
 
 TORCHVISION_SETS = {
     "cifar10": TorchvisionSet("CIFAR10", "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)",
-                              "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+                              "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                              "cifar-10-batches-py/ (cifar-10-python.tar.gz extracted)"),
     "cifar100": TorchvisionSet("CIFAR100", "cifar-100-python.tar.gz (or its extracted cifar-100-python/)",
-                               "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+                               "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                               "cifar-100-python/ (cifar-100-python.tar.gz extracted)"),
     "mnist": TorchvisionSet("MNIST", "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz",
-                            "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+                            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                            "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files gunzipped)"),
     "fashion_mnist": TorchvisionSet("FashionMNIST", "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz",
-                                    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+                                    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                                    "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files "
+                                    "gunzipped)"),
 }
 
 
@@ -54,8 +60,8 @@ def load_torchvision(name: str, root: Path, download: bool) -> tuple[LabeledImag
         test = cls(str(root), train=False, download=download)
     except Exception as e:  # URLError offline, RuntimeError when missing or corrupt, OSError on a read-only root
         reason = _first_line(e) if download else "not found, and data.download is false"
-        raise ConfigError(f"cannot load {name} from {root} ({reason}); put {spec.files} there "
-                          f"(from {spec.url}), or set data.root to where it is") from None
+        raise ConfigError(f"cannot load {name} from {root} ({reason}); put {spec.files if download else spec.extracted} "
+                          f"there (from {spec.url}), or set data.root to where it is") from None
     splits = [LabeledImages(_to_uint8_nchw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long))
               for ds in (train, test)]
     return splits[0], splits[1], [str(c) for c in train.classes]
