@@ -17,7 +17,7 @@ squares of the stage's layer norms), so a ResNet-110 opens a few dozen panels, n
 
 No secrets: W&B records the command line; secrets in URLs there (``postgresql://user:PASSWORD@…``,
 ``?password=…``: ``redact.scrub``) and the values of secret-looking environment variables are masked in what
-``wandb.init`` sees.
+``wandb.init`` sees, its arguments (config, name, group, tags) included.
 """
 from __future__ import annotations
 
@@ -91,6 +91,17 @@ def scrub(text: str) -> str:
         if len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
             text = text.replace(value, mask_url(value) if "://" in value else "***")
     return redact.scrub(text)
+
+
+def scrubbed(value: Any) -> Any:
+    """``value`` with every string in it (at any depth of dicts, lists and tuples) ``scrub``-bed."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrubbed(k): scrubbed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrubbed(v) for v in value)
+    return value
 
 
 @contextlib.contextmanager
@@ -230,15 +241,15 @@ def what_ran(summary: dict[str, Any]) -> dict[str, Any]:
 
 def init_run(*, project: str, entity: str | None, mode: str, run_dir: Path, run_id: str | None = None,
              **kwargs: Any) -> Any:
-    """``wandb.init`` as every run here makes it: in ``run_dir``, resumable by ``run_id``, with the command line
-    scrubbed of secrets, no console capture, no system stats."""
+    """``wandb.init`` as every run here makes it: in ``run_dir``, resumable by ``run_id``, with the command line and
+    every string it is given (config, name, group, tags) scrubbed of secrets, no console capture, no system stats."""
     import wandb
 
     settings = wandb.Settings(init_timeout=kwargs.pop("init_timeout", 30.0), silent=True, x_disable_stats=True,
                               console="off", save_code=False, disable_git=True)
     with scrubbed_argv():
         return wandb.init(project=project, entity=entity, dir=str(run_dir), mode=mode, reinit="create_new",
-                          id=run_id, resume="allow" if run_id else None, settings=settings, **kwargs)
+                          id=run_id, resume="allow" if run_id else None, settings=settings, **scrubbed(kwargs))
 
 
 class WandbTracker:
