@@ -266,3 +266,16 @@ def test_a_user_part_that_breaks_is_one_line_naming_it_before_anything_is_writte
     assert main(["models", "--plugin", str(plugin), "--set", f"model.{key}={value}", "--set", "model.depth=8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and f"{value}" in err and str(plugin) in err, err
+
+
+def test_models_describes_a_user_stem(tmp_path, capsys):
+    """A stem registered without an input size is described at its family's stem's size (it was a KeyError
+    traceback); one registered with ``input_size`` at that size."""
+    plugin = tmp_path / "stems.py"
+    plugin.write_text("from resnet_core.stems import STEMS, cifar_stem\n"
+                      "STEMS.register('plain_stem')(cifar_stem)\n"
+                      "STEMS.register('small_stem', input_size=16)(cifar_stem)\n")
+    for stem, size in (("plain_stem", 32), ("small_stem", 16)):
+        assert main(["models", "--plugin", str(plugin), "--set", f"model.stem={stem}", "--set", "model.depth=8"]) == 0
+        out = capsys.readouterr().out
+        assert f"forward FLOPs at {size}x{size}:" in out and f"stem: {stem}" in out, out
