@@ -279,3 +279,31 @@ def test_models_describes_a_user_stem(tmp_path, capsys):
         assert main(["models", "--plugin", str(plugin), "--set", f"model.stem={stem}", "--set", "model.depth=8"]) == 0
         out = capsys.readouterr().out
         assert f"forward FLOPs at {size}x{size}:" in out and f"stem: {stem}" in out, out
+
+
+def test_a_checkpoint_of_a_user_part_is_evaluated_with_its_plugin_and_names_it_without(tmp_path, capsys):
+    """eval, lesion and probe take --plugin as train does (a plugin model's checkpoint could not be evaluated at
+    all); without it, eval, lesion and train --resume name the plugin the run was trained with (from the checkpoint,
+    so a copied one too, or the run's summary.json)."""
+    source = REPO / "examples" / "gated_shortcut.py"
+    out = tmp_path / "run"
+    base = yaml.safe_load(EXAMPLE.read_text())["base"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], "shortcut": "gated"}}))
+    assert main(["train", "--plugin", str(source), "--config", str(cfg), "--out", str(out)]) == 0
+    copied = tmp_path / "elsewhere" / "last.pt"
+    copied.parent.mkdir()
+    copied.write_bytes((out / "last.pt").read_bytes())
+    capsys.readouterr()
+    SHORTCUTS._parts.pop("gated")  # a new process, without the plugin
+    plugins_mod._LOADED.pop(str(source))
+    for argv in (["eval", str(out / "last.pt")], ["eval", str(copied)], ["lesion", str(out / "last.pt")],
+                 ["train", "--config", str(out / "config.yaml"), "--out", str(out), "--resume"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "unknown model.shortcut 'gated'" in err and f"--plugin {source}" in err, err
+    assert main(["eval", "--device", "cpu", "--plugin", str(source), str(copied)]) == 0
+    assert "test: error" in capsys.readouterr().out
+    assert main(["probe", "--plugin", str(source), "--depths", "8", "--seeds", "1", "--batch-size", "4",
+                 "--set", "model.shortcut=gated", "--set", "data.name=synthetic", "--device", "cpu",
+                 "--out", str(tmp_path / "probe.csv")]) == 0
