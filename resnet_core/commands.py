@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10 (repeatable; "
-                        "a key given again: the last value wins)")
+                        "a key given again: the last value wins); a key probe sets or does not read is refused")
     p.add_argument("--seeds", type=int, default=3, help="initialisations averaged per depth")
     p.add_argument("--batch-size", type=int, default=128, help="images in the probe batch (default 128)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
@@ -374,6 +374,29 @@ def _set_device(overrides: list[str]) -> str | None:
     return values[-1] if values else None
 
 
+PROBE_SETS = {"model.depth": "--depths sets it", "model.stages": "--depths sets it",
+              "model.shortcut": "probe compares none and identity",
+              **{f"data.{k}": "probe takes one batch of the train split as stored, unaugmented"
+                 for k in ("shuffle", "augment", "pad", "scale_size", "test_augment", "loader", "num_workers")}}
+
+
+def _check_probe_keys(overrides: list[str]) -> None:
+    """Refuse a ``--set`` that probe would not use: a key outside model and data (an optimizer, a schedule, a
+    batch size: probe does not train), or a key it sets itself or does not read (``PROBE_SETS``)."""
+    from .errors import ConfigError
+    from .overrides import apply_overrides
+
+    d = apply_overrides({}, overrides)
+    unused = {text.split("=", 1)[0].strip(): "probe does not train" for text in overrides
+              if text.split("=", 1)[0].strip().split(".")[0] not in ("model", "data")}
+    unused.update({k: why for k, why in PROBE_SETS.items()
+                   if isinstance(d.get(k.split(".")[0]), dict) and k.split(".")[1] in d[k.split(".")[0]]})
+    if unused:
+        key, why = next(iter(unused.items()))
+        raise ConfigError(f"probe: --set {key} has no effect here ({why}); it takes the other model and data keys, "
+                          f"e.g. --set model.activation=pre")
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from .init_probe import probe_depths
     from .values import int_at_least, int_list
@@ -383,6 +406,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         from .errors import ConfigError
 
         raise ConfigError(f"probe: --set device={device} has no effect here; use --device {device}")
+    _check_probe_keys(args.overrides)
     from .record import atomic_write_text, check_out_file
 
     depths = int_list("--depths", args.depths)
