@@ -307,3 +307,20 @@ def test_a_checkpoint_of_a_user_part_is_evaluated_with_its_plugin_and_names_it_w
     assert main(["probe", "--plugin", str(source), "--depths", "8", "--seeds", "1", "--batch-size", "4",
                  "--set", "model.shortcut=gated", "--set", "data.name=synthetic", "--device", "cpu",
                  "--out", str(tmp_path / "probe.csv")]) == 0
+
+
+def test_a_report_names_a_user_block_and_stem_by_their_labels():
+    """A cell's label used the registered label of a user activation or pooling only: a block or stem was named by
+    its key (docs/models.md: reports name a part by its label, else its name)."""
+    from reports.study_reader import Cell, _derive_attrs
+
+    BLOCKS.register("triple", label="3×3×3")(lambda *, in_ch, width, stride: BLOCKS.get("basic")(
+        in_ch=in_ch, width=width, stride=stride) + BLOCKS.get("basic")(in_ch=width, width=width, stride=1)[1:])
+    STEMS.register("wide", label="wide stem")(STEMS.get("cifar"))
+    cells = {}
+    for i, (block, stem) in enumerate((("basic", "cifar"), ("triple", "wide"))):
+        model = {"family": "cifar", "depth": 8, "block": block, "stem": stem, "shortcut": "identity"}
+        cells[str(i)] = Cell(id=str(i), params={"model.block": block, "model.stem": stem}, order=i,
+                             config={"model": model}, model=model, dataset="synthetic")
+    _derive_attrs(cells, ["model.block", "model.stem"])
+    assert [c.label for c in cells.values()] == ["ResNet-8 (basic, stem=cifar)", "ResNet-8 (3×3×3, stem=wide stem)"]
