@@ -305,8 +305,8 @@ def test_a_checkpoint_of_a_user_part_is_evaluated_with_its_plugin_and_names_it_w
     assert main(["eval", "--device", "cpu", "--plugin", str(source), str(copied)]) == 0
     assert "test: error" in capsys.readouterr().out
     assert main(["probe", "--plugin", str(source), "--depths", "8", "--seeds", "1", "--batch-size", "4",
-                 "--set", "model.shortcut=gated", "--set", "data.name=synthetic", "--device", "cpu",
-                 "--out", str(tmp_path / "probe.csv")]) == 0
+                 "--set", "data.name=synthetic", "--device", "cpu", "--out", str(tmp_path / "probe.csv")]) == 0
+    assert "gated" in SHORTCUTS
 
 
 def test_a_report_names_a_user_block_and_stem_by_their_labels():
