@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a last.pt or best.pt from a run directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     _add_precision_argument(p)
+    add_plugin_argument(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("lesion", help="replace each block in turn by its shortcut at test time (Veit et al. 2016)",
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     _add_precision_argument(p)
+    add_plugin_argument(p)
     p.set_defaults(func=_cmd_lesion)
 
     p = sub.add_parser("probe", help="per-layer gradient norm at initialisation: plain vs residual, by depth",
@@ -62,11 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depths", default="8,20,32,44,56,110", help="comma-separated depths")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model/data overrides, e.g. --set model.activation=pre --set data.name=cifar10 (repeatable; "
-                        "a key given again: the last value wins)")
+                        "a key given again: the last value wins); a key probe sets or does not read is refused")
     p.add_argument("--seeds", type=int, default=3, help="initialisations averaged per depth")
     p.add_argument("--batch-size", type=int, default=128, help="images in the probe batch (default 128)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.add_argument("--out", default="probe.csv", help="CSV path (default probe.csv)")
+    add_plugin_argument(p)
     p.set_defaults(func=_cmd_probe)
 
     from .bench import register as register_bench
@@ -85,8 +88,9 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
     from .errors import ConfigError
+    from .plugins import missing_plugins_hint
     from .progress_bar import ProgressBar
-    from .record import record_files
+    from .record import read_summary, record_files
     from .run_config import load_run_config
     from .values import check_name
 
@@ -98,7 +102,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if given is not None and args.device is not None and given != args.device:
         raise ConfigError(f"device given twice (--set device={given} and --device {args.device}): give one")
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
-    cfg = load_run_config(args.config, overrides)
+    try:
+        cfg = load_run_config(args.config, overrides)
+    except ConfigError as e:  # a part of a plugin not given again: name it
+        if not (args.resume and args.out):
+            raise
+        recorded = (read_summary(args.out).get("provenance") or {}).get("plugins")
+        raise ConfigError(f"{e}{missing_plugins_hint(recorded, f'the run in {args.out}')}") from None
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
         import yaml
@@ -173,7 +183,8 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
     from .devices import resolve_device
     from .errors import ConfigError
     from .model import build_model
-    from .record import read_config
+    from .plugins import missing_plugins_hint
+    from .record import read_config, read_summary
     from .run_config import RunConfig
 
     ckpt_path = Path(path)
@@ -189,10 +200,15 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
     if not saved:
         raise ConfigError(f"{ckpt_path}: the checkpoint carries no run config and there is no config.yaml beside "
                           f"it; evaluate it in its run folder (its dataset is unknown)")
-    run_cfg = RunConfig.from_dict(saved)
+    try:
+        run_cfg = RunConfig.from_dict(saved)
+        model_cfg = ModelConfig.from_dict(state["model_config"])
+    except ConfigError as e:  # a part of a plugin not given: name it
+        recorded = state.get("plugins") or (read_summary(ckpt_path.parent).get("provenance") or {}).get("plugins")
+        raise ConfigError(f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run')}") from None
     device = resolve_device(device_name)
     try:
-        model = build_model(ModelConfig.from_dict(state["model_config"]))
+        model = build_model(model_cfg)
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, KeyError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -358,6 +374,29 @@ def _set_device(overrides: list[str]) -> str | None:
     return values[-1] if values else None
 
 
+PROBE_SETS = {"model.depth": "--depths sets it", "model.stages": "--depths sets it",
+              "model.shortcut": "probe compares none and identity",
+              **{f"data.{k}": "probe takes one batch of the train split as stored, unaugmented"
+                 for k in ("shuffle", "augment", "pad", "scale_size", "test_augment", "loader", "num_workers")}}
+
+
+def _check_probe_keys(overrides: list[str]) -> None:
+    """Refuse a ``--set`` that probe would not use: a key outside model and data (an optimizer, a schedule, a
+    batch size: probe does not train), or a key it sets itself or does not read (``PROBE_SETS``)."""
+    from .errors import ConfigError
+    from .overrides import apply_overrides
+
+    d = apply_overrides({}, overrides)
+    unused = {text.split("=", 1)[0].strip(): "probe does not train" for text in overrides
+              if text.split("=", 1)[0].strip().split(".")[0] not in ("model", "data")}
+    unused.update({k: why for k, why in PROBE_SETS.items()
+                   if isinstance(d.get(k.split(".")[0]), dict) and k.split(".")[1] in d[k.split(".")[0]]})
+    if unused:
+        key, why = next(iter(unused.items()))
+        raise ConfigError(f"probe: --set {key} has no effect here ({why}); it takes the other model and data keys, "
+                          f"e.g. --set model.activation=pre")
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from .init_probe import probe_depths
     from .values import int_at_least, int_list
@@ -367,6 +406,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         from .errors import ConfigError
 
         raise ConfigError(f"probe: --set device={device} has no effect here; use --device {device}")
+    _check_probe_keys(args.overrides)
     from .record import atomic_write_text, check_out_file
 
     depths = int_list("--depths", args.depths)

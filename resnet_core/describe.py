@@ -14,7 +14,7 @@ from .flops import forward_flops
 from .model import build_model, count_params
 from .overrides import apply_overrides
 from .values import read_yaml
-from .zoo import INPUT_SIZE, NAMED_MODELS, named_model
+from .zoo import NAMED_MODELS, input_size, named_model
 
 TABLE_SKIP = {"resnet1202", "preresnet1001"}  # their FLOP count takes seconds; describe them with --config
 
@@ -49,7 +49,7 @@ def model_key(assignment: str) -> str:
 
 def _row(name: str, cfg: ModelConfig) -> str:
     r = cfg.resolved()
-    size = INPUT_SIZE[r.stem]
+    size = input_size(cfg)
     with torch.device("meta"):  # counting needs shapes only
         params = count_params(build_model(cfg))
     flops = forward_flops(cfg, size)
@@ -71,7 +71,7 @@ def models_table() -> str:
 def describe_model(source: str | None, overrides: Sequence[str]) -> str:
     cfg = load_model_config(source, overrides)
     r = cfg.resolved()
-    size = INPUT_SIZE[r.stem]
+    size = input_size(cfg)
     check_forward(cfg, channels=cfg.in_channels, size=size)  # a broken user part: one line, not a traceback
     model = build_model(cfg)
     lines = [cfg.describe(),

@@ -21,6 +21,7 @@ from .devices import precision_name
 from .errors import ConfigError, first_line
 from .fast_path import FastPath
 from .overrides import diff_keys, get_dotted
+from .plugins import loaded_plugin_records
 from .provenance import provenance
 from .record import RunRecord, read_config, read_metrics, read_summary
 from .run_config import RunConfig, resolved_dict
@@ -271,7 +272,8 @@ class Members:
                                       wall_time_s=facts.wall_time_s, images=facts.images,
                                       data_time_s=facts.data_time_s,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
-                                      window=self.path.window_of(g), threads=self.cpu_threads())
+                                      window=self.path.window_of(g), threads=self.cpu_threads(),
+                                      plugins=loaded_plugin_records())
 
     def save_periodic(self, step: int) -> None:
         """checkpoint_every: each running member's checkpoint as epoch_NNN.pt (or step_NNNNNNN.pt), atomically."""

@@ -3,7 +3,7 @@
 A plugin is a Python file (``examples/gated_shortcut.py``) or an importable module name (``mylab.parts``) whose
 import registers parts with one call each, e.g. ``@SHORTCUTS.register("gated")``. Name it in a grid's top-level
 ``plugins:`` list (a relative path is relative to the grid file) or with ``--plugin`` (relative to the working
-directory) on ``sweep``, ``train`` and ``models``. The sweep carries the resolved list to every worker process
+directory) on ``sweep``, ``train``, ``models``, ``eval``, ``lesion`` and ``probe``. The sweep carries the resolved list to every worker process
 (spawned, or a Slurm task), which imports it before it reads a config; the study records each plugin with its
 SHA-256 (`plugin_records`), and a launch with another set or changed code is refused (`check_same_plugins`).
 """
@@ -111,6 +111,18 @@ def loaded_plugin_records() -> list[dict[str, str]]:
     """`plugin_records` of every plugin this process has loaded (in load order): what a run's provenance lists, so
     a trial's own summary.json says which user code its parts came from."""
     return plugin_records(list(_LOADED))
+
+
+def missing_plugins_hint(records: Any, where: str) -> str:
+    """``"; <where> was trained with plugin X: pass --plugin X"`` for the plugin records (`plugin_records`) of a run
+    that this process has not loaded, so an error about a part it lacks says where the part came from; "" when
+    every one is loaded or none is recorded."""
+    missing = [r["plugin"] for r in records or [] if isinstance(r, dict) and isinstance(r.get("plugin"), str)
+               and r["plugin"] not in _LOADED]
+    if not missing:
+        return ""
+    return (f"; {where} was trained with plugin{'s' * (len(missing) > 1)} {', '.join(missing)}: pass "
+            + " ".join(f"--plugin {p}" for p in missing))
 
 
 def check_same_plugins(stored: Any, current: Sequence[dict[str, str]], study: str) -> None:

@@ -11,7 +11,7 @@ from .data.config import DataConfig
 from .errors import ConfigError, choices_error
 from .overrides import apply_overrides
 from .schedules import ScheduleConfig
-from .values import check_fields, check_range, read_yaml
+from .values import check_fields, check_own_keys, check_range, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
@@ -20,6 +20,8 @@ FP16_REFUSED = ("precision fp16 is not supported: the training step has no loss 
 FAST_PATHS = ("auto", "eager", "graph", "compile")
 BN_MODES = ("train", "eval_after_first_eval")
 BEST_ON = ("val", "test")
+# optimizer keys that one kind of optimizer uses: set (away from their default) for another, they have no effect
+OPTIM_OWN_KEYS = {"momentum": ("sgd",), "nesterov": ("sgd",), "betas": ("adam", "adamw")}
 
 
 @dataclass
@@ -33,6 +35,7 @@ class OptimConfig:
 
     def validate(self) -> None:
         check_fields(self, "optim.", choices={"name": OPTIMIZERS})
+        check_own_keys(self, "optim.", "name", OPTIM_OWN_KEYS)
         check_range("optim.lr", self.lr, low=0, low_open=True)
         check_range("optim.weight_decay", self.weight_decay, low=0)
         check_range("optim.momentum", self.momentum, low=0, high=1)
@@ -81,6 +84,11 @@ class RunConfig:
         self.data.validate()
         self.optim.validate()
         self.schedule.validate()
+        cycled = self.schedule.name == "onecycle" and self.schedule.cycle_momentum  # it sets the momentum
+        momentum = "schedule.max_momentum" if cycled else "optim.momentum"
+        if self.optim.nesterov and (self.schedule.max_momentum if cycled else self.optim.momentum) == 0:
+            raise ConfigError(f"optim.nesterov needs a momentum but {momentum} is 0; give {momentum} > 0 or "
+                              f"optim.nesterov: false")
         for key in ("batch_size", "eval_batch_size", "log_every"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

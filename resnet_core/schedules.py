@@ -6,12 +6,11 @@ A program that builds its scheduler for 150 epochs and stops after 60 (seed 003)
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .values import check_fields, check_range, is_number
+from .values import check_fields, check_own_keys, check_range, is_number
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
 UNITS = ("iter", "epoch")
@@ -65,7 +64,7 @@ class ScheduleConfig:
             value = getattr(self, key)
             if not is_number(value, finite=False) or not 0 <= value < 1:
                 raise ConfigError(f"schedule.{key} must be a number in [0, 1), got {value!r}")
-        self._check_own_keys()
+        check_own_keys(self, "schedule.", "name", OWN_KEYS)
         self._check_milestones()
         if self.warmup_lr is not None and not self.warmup:
             raise ConfigError(f"schedule.warmup_lr {self.warmup_lr!r} is held during schedule.warmup, which is 0: it "
@@ -76,15 +75,6 @@ class ScheduleConfig:
             if self.name == "onecycle" and self.length < self.total:
                 raise ConfigError(f"schedule.length {self.length!r} must be >= schedule.total {self.total!r} for "
                                   "onecycle (OneCycleLR cannot step past its total_steps)")
-
-    def _check_own_keys(self) -> None:
-        """A key of another kind of schedule (``OWN_KEYS``) set away from its default: refused, as it has no effect."""
-        defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                    for f in dataclasses.fields(self)}
-        for key, names in OWN_KEYS.items():
-            if self.name not in names and getattr(self, key) != defaults[key]:
-                raise ConfigError(f"schedule.{key} ({getattr(self, key)!r}) needs schedule.name "
-                                  f"{' or '.join(names)}, got {self.name!r}: it would have no effect")
 
     def _check_milestones(self) -> None:
         """In order, and each before the end of training (a later one would never take effect)."""

@@ -40,17 +40,19 @@ class StemFactory(Protocol):
                  with_relu: bool) -> nn.Module: ...
 
 
+# ``input_size``: the image size a net with this stem is usually run at (`models` quotes FLOPs there); a stem
+# registered without one is described at its family's stem's size
 STEMS: Registry[StemFactory] = Registry("model.stem")
 
 
-@STEMS.register("cifar")
+@STEMS.register("cifar", input_size=32)
 def cifar_stem(*, in_ch: int, out_ch: int, members: int, bias: bool, with_norm: bool, with_relu: bool) -> Stem:
     """3×3/1 conv; BN and ReLU as the placement asks (full pre-activation leaves them to the first block)."""
     return Stem(conv(in_ch, out_ch, 3, 1, members, bias), norm(out_ch, members) if with_norm else None,
                 with_relu, pool=False)
 
 
-@STEMS.register("imagenet")
+@STEMS.register("imagenet", input_size=224)
 def imagenet_stem(*, in_ch: int, out_ch: int, members: int, bias: bool, with_norm: bool, with_relu: bool) -> Stem:
     """7×7/2 conv, BN, ReLU, 3×3/2 max-pool (always normalised, as in both ImageNet papers)."""
     return Stem(conv(in_ch, out_ch, 7, 2, members, bias), norm(out_ch, members), True, pool=True)

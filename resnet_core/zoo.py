@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .config import ModelConfig
 from .errors import choices_error
+from .stems import STEMS
 
 
 def _cifar(depth: int, **kw) -> dict:
@@ -29,8 +30,11 @@ NAMED_MODELS: dict[str, dict] = {
     "seed004-resnet20-conv3x3": _cifar(20, shortcut="conv3x3"),
 }
 
-# Input size each family is usually run at (FLOPs are quoted there).
-INPUT_SIZE = {"cifar": 32, "imagenet": 224}
+def input_size(cfg: ModelConfig) -> int:
+    """The image size a model is usually run at (FLOPs are quoted there): its stem's registered ``input_size``, else
+    (a user's stem registered without one) its family's stem's."""
+    r = cfg.resolved()
+    return STEMS.meta(r.stem).get("input_size") or STEMS.meta(r.family)["input_size"]
 
 
 def named_model(name: str) -> ModelConfig:

@@ -1416,3 +1416,21 @@ def test_a_refused_launch_or_dry_run_writes_nothing(flags, words, tmp_path, caps
         assert_one_line_error(code, capsys.readouterr().err, *words)
         assert (folder / "optuna.journal").read_bytes() == journal, "a refused launch appended to the journal"
         assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("assignments, words", [
+    (["optim.name=adam", "optim.momentum=0.5"], ("optim.momentum (0.5) needs optim.name sgd", "no effect")),
+    (["optim.name=adamw", "optim.nesterov=true"], ("optim.nesterov (True) needs optim.name sgd", "no effect")),
+    (["optim.betas=[0.5, 0.9]"], ("optim.betas ([0.5, 0.9]) needs optim.name adam or adamw", "no effect")),
+    (["optim.momentum=0", "optim.nesterov=true"], ("optim.nesterov needs a momentum", "optim.momentum is 0")),
+])
+def test_an_optimizer_key_the_optimizer_does_not_use_is_refused(assignments, words, tmp_path, capsys):
+    """Momentum and nesterov of an Adam run, betas of an SGD run: silently unused before; nesterov without a
+    momentum: torch's ValueError as a traceback before. One line naming the key, as for a schedule's keys."""
+    config = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(TINY))
+    argv = ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--print-config"]
+    code = main(argv + [a for assignment in assignments for a in ("--set", assignment)])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert not (tmp_path / "run").exists()
+    cycled = ["optim.momentum=0", "optim.nesterov=true", "schedule.name=onecycle", "schedule.cycle_momentum=true"]
+    assert load_run_config(str(config), cycled).optim.nesterov  # the cycle gives SGD its momentum

@@ -307,6 +307,13 @@ def test_cli_probe_bad_depths(tmp_path, capsys):
     (["bench", "--rounds", "0"], "--rounds must be an integer ≥ 1, got 0"),
     # a device given by --set beside --device: one of them was ignored without a word
     (["probe", "--depths", "8", "--set", "device=auto"], "probe: --set device=auto has no effect here; use --device"),
+    # a key probe does not use, or sets itself: taken without a word before
+    (["probe", "--depths", "8", "--set", "optim.lr=5"], "probe: --set optim.lr has no effect here (probe does not "
+                                                        "train)"),
+    (["probe", "--depths", "8", "--set", "model.depth=20"], "probe: --set model.depth has no effect here (--depths "
+                                                            "sets it)"),
+    (["probe", "--depths", "8", "--set", "model={shortcut: conv1x1}"], "probe: --set model.shortcut has no effect"),
+    (["probe", "--depths", "8", "--set", "data.augment=flip"], "probe: --set data.augment has no effect"),
     (["train", "--set", "device=auto"], "device given twice (--set device=auto and --device cpu): give one"),
 ])
 def test_probe_and_bench_counts_are_checked_before_anything_runs(argv, says, tmp_path, capsys):

@@ -266,3 +266,61 @@ def test_a_user_part_that_breaks_is_one_line_naming_it_before_anything_is_writte
     assert main(["models", "--plugin", str(plugin), "--set", f"model.{key}={value}", "--set", "model.depth=8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and f"{value}" in err and str(plugin) in err, err
+
+
+def test_models_describes_a_user_stem(tmp_path, capsys):
+    """A stem registered without an input size is described at its family's stem's size (it was a KeyError
+    traceback); one registered with ``input_size`` at that size."""
+    plugin = tmp_path / "stems.py"
+    plugin.write_text("from resnet_core.stems import STEMS, cifar_stem\n"
+                      "STEMS.register('plain_stem')(cifar_stem)\n"
+                      "STEMS.register('small_stem', input_size=16)(cifar_stem)\n")
+    for stem, size in (("plain_stem", 32), ("small_stem", 16)):
+        assert main(["models", "--plugin", str(plugin), "--set", f"model.stem={stem}", "--set", "model.depth=8"]) == 0
+        out = capsys.readouterr().out
+        assert f"forward FLOPs at {size}x{size}:" in out and f"stem: {stem}" in out, out
+
+
+def test_a_checkpoint_of_a_user_part_is_evaluated_with_its_plugin_and_names_it_without(tmp_path, capsys):
+    """eval, lesion and probe take --plugin as train does (a plugin model's checkpoint could not be evaluated at
+    all); without it, eval, lesion and train --resume name the plugin the run was trained with (from the checkpoint,
+    so a copied one too, or the run's summary.json)."""
+    source = REPO / "examples" / "gated_shortcut.py"
+    out = tmp_path / "run"
+    base = yaml.safe_load(EXAMPLE.read_text())["base"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], "shortcut": "gated"}}))
+    assert main(["train", "--plugin", str(source), "--config", str(cfg), "--out", str(out)]) == 0
+    copied = tmp_path / "elsewhere" / "last.pt"
+    copied.parent.mkdir()
+    copied.write_bytes((out / "last.pt").read_bytes())
+    capsys.readouterr()
+    SHORTCUTS._parts.pop("gated")  # a new process, without the plugin
+    plugins_mod._LOADED.pop(str(source))
+    for argv in (["eval", str(out / "last.pt")], ["eval", str(copied)], ["lesion", str(out / "last.pt")],
+                 ["train", "--config", str(out / "config.yaml"), "--out", str(out), "--resume"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "unknown model.shortcut 'gated'" in err and f"--plugin {source}" in err, err
+    assert main(["eval", "--device", "cpu", "--plugin", str(source), str(copied)]) == 0
+    assert "test: error" in capsys.readouterr().out
+    assert main(["probe", "--plugin", str(source), "--depths", "8", "--seeds", "1", "--batch-size", "4",
+                 "--set", "data.name=synthetic", "--device", "cpu", "--out", str(tmp_path / "probe.csv")]) == 0
+    assert "gated" in SHORTCUTS
+
+
+def test_a_report_names_a_user_block_and_stem_by_their_labels():
+    """A cell's label used the registered label of a user activation or pooling only: a block or stem was named by
+    its key (docs/models.md: reports name a part by its label, else its name)."""
+    from reports.study_reader import Cell, _derive_attrs
+
+    BLOCKS.register("triple", label="3×3×3")(lambda *, in_ch, width, stride: BLOCKS.get("basic")(
+        in_ch=in_ch, width=width, stride=stride) + BLOCKS.get("basic")(in_ch=width, width=width, stride=1)[1:])
+    STEMS.register("wide", label="wide stem")(STEMS.get("cifar"))
+    cells = {}
+    for i, (block, stem) in enumerate((("basic", "cifar"), ("triple", "wide"))):
+        model = {"family": "cifar", "depth": 8, "block": block, "stem": stem, "shortcut": "identity"}
+        cells[str(i)] = Cell(id=str(i), params={"model.block": block, "model.stem": stem}, order=i,
+                             config={"model": model}, model=model, dataset="synthetic")
+    _derive_attrs(cells, ["model.block", "model.stem"])
+    assert [c.label for c in cells.values()] == ["ResNet-8 (basic, stem=cifar)", "ResNet-8 (3×3×3, stem=wide stem)"]
