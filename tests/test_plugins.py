@@ -171,6 +171,21 @@ def test_the_example_part_runs_in_a_two_cell_sweep_and_shows_in_report_and_wandb
     assert "\n" not in err and "plugins [gated_shortcut.py]" in err and "other_part.py" in err, err
     assert stored() == (recorded, n_trials)
 
+    # relaunched without the plugin, the grid's part is unknown: the error names the plugin the study recorded
+    # (it said "unknown model.shortcut 'gated'" alone)
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid.pop("plugins", None)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump(grid))
+    SHORTCUTS._parts.pop("gated")
+    plugin = recorded[0]["plugin"]
+    plugins_mod._LOADED.pop(plugin)
+    assert main(["sweep", str(bare), "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown model.shortcut 'gated'" in err, err
+    assert f"study 'gated-shortcut' was trained with plugin {plugin}: pass --plugin {plugin}" in err, err
+    assert stored() == (recorded, n_trials)
+
 
 @pytest.mark.parametrize("grid_plugins, flag, needle", [
     (["no_such_part.py"], None, "no_such_part.py"),

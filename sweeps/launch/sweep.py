@@ -234,6 +234,27 @@ def make_study_dir(study_dir: Path, root: str | Path) -> None:
         raise ConfigError(f"study folder {study_dir} is not writable; give --root a folder you can write to")
 
 
+def recorded_plugins_hint(grid_file: str | Path, study: str | None, root: str | Path, storage: str | None) -> str:
+    """For a grid that does not load: ``"; study X was trained with plugin P: pass --plugin P"`` when the study it names
+    exists and recorded plugins this process has not loaded (``plugins.missing_plugins_hint``), else "". Reads only;
+    never raises (the grid's own error is the answer)."""
+    import optuna
+
+    from resnet_core.plugins import missing_plugins_hint
+    from resnet_core.values import read_yaml
+
+    try:
+        name = study or read_yaml(Path(grid_file)).get("study")
+        ref = resolve_storage(storage, root, str(name))
+        if not name or not storage_exists(ref):
+            return ""
+        quiet_optuna()
+        found = optuna.load_study(study_name=str(name), storage=open_storage(ref, read_only=True))
+        return missing_plugins_hint(found.user_attrs.get("plugins"), f"study {name!r}")
+    except Exception:  # noqa: BLE001 - no study, another storage's error: nothing to add
+        return ""
+
+
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
@@ -247,7 +268,10 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if max_seeds is not None and not until_decided:
         raise ConfigError(f"--max-seeds {max_seeds} caps --until-decided; add --until-decided or drop it")
-    spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
+    try:
+        spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
+    except ConfigError as e:   # a part of a plugin the study was made with, not given again: name it
+        raise ConfigError(f"{e}{recorded_plugins_hint(grid_file, study, root, storage)}") from None
     runner = make_launcher(launcher, slurm=slurm, shared_fs=shared_fs)   # how the workers run (launchers.py)
     if until_decided:
         max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
