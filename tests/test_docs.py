@@ -49,3 +49,31 @@ def test_seed_docs_cover_the_four_programs_and_both_seed001_recipes():
         assert name in text and (REPO / "ablations" / "recipes" / name).is_file(), name
     for count in ("21,294,026", "11,178,378", "23,520,842", "292,954"):
         assert count in text
+
+
+def _model_rows() -> dict[str, str]:
+    """docs/models.md's table rows by their key (`| `pooling` | … |` → {"pooling": the row})."""
+    rows = {}
+    for line in (REPO / "docs" / "models.md").read_text().splitlines():
+        m = re.match(r"\|\s*`([a-z_]+)`\s*\|", line)
+        if m:
+            rows.setdefault(m.group(1), line)
+    return rows
+
+
+def test_every_built_in_choice_of_a_registry_is_documented():
+    """The docs listed the poolings without GeM and no augmentation at all: every built-in name of each registry is
+    in the docs (a model part in its row of docs/models.md's table, a data source or augmentation in docs/data.md)."""
+    import resnet_core.data  # noqa: F401 - registers the data sources and augmentations
+    import resnet_core.model  # noqa: F401 - registers the model parts
+    from resnet_core.registry import Registry
+
+    rows = _model_rows()
+    data_doc = (REPO / "docs" / "data.md").read_text()
+    missing = []
+    for registry in Registry.ALL:
+        section, _, key = registry.kind.partition(".")
+        text = rows.get(key, "") if section == "model" else data_doc
+        built_in = [n for n in registry.names() if registry._source[n].startswith("resnet_core")]
+        missing += [f"{registry.kind} {n}" for n in built_in if f"`{n}`" not in text]
+    assert not missing, f"not in the docs: {missing}"
