@@ -367,7 +367,8 @@ def probe_observations(data: StudyData) -> list[str]:
         kind = "plain" if shortcut == "none" else f"residual ({shortcut})"
         d0, d1 = first.index[0], first.index[-1]
         ratio = first.iloc[-1] / first.iloc[0] if first.iloc[0] else float("nan")
-        lines.append(f"- At initialisation ({family}, {part_label('model.activation', activation)}, {kind}), the "
+        where = f"{part_label('model.family', family)}, {part_label('model.activation', activation)}, {kind}"
+        lines.append(f"- At initialisation ({where}), the "
                      f"first layer's gradient norm is {first.iloc[0]:.3g} at depth {d0} and {first.iloc[-1]:.3g} at "
                      f"depth {d1} (×{ratio:.3g}).")
     return lines

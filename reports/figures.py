@@ -368,7 +368,7 @@ def _probe_label(shortcut: str, activation: str, multi_act: bool, multi_family: 
     if multi_act:
         extra.append(part_label("model.activation", activation))
     if multi_family:
-        extra.append(family)
+        extra.append(part_label("model.family", family))
     return head + (f", {', '.join(extra)}" if extra else "")
 
 

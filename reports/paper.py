@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from resnet_core.config import ModelConfig
-from resnet_core.families import FAMILY_WIDTHS, default_block
+from resnet_core.families import FAMILIES, default_block
 from resnet_core.values import read_yaml
 
 PAPER_FILE = Path(__file__).with_name("paper.yaml")
@@ -117,8 +117,13 @@ def resolve_model(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
             except Exception:
                 pass
         if out.get("stem") == "auto":
-            out["stem"] = out.get("family")
+            out["stem"] = _family_stem(out.get("family"))
         return out
+
+
+def _family_stem(name: Any) -> Any:
+    """The stem ``stem: auto`` picks for a family (the name itself for a family this process lacks)."""
+    return FAMILIES.get(name).stem if name in FAMILIES else name
 
 
 def _matches(entry: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
@@ -142,12 +147,13 @@ def paper_value(dataset: str, model_cfg_dict: Mapping[str, Any]) -> PaperValue |
         return None
     model = resolve_model(raw)
     if raw.get("widths") is not None:
-        if list(raw["widths"]) != list(FAMILY_WIDTHS.get(model.get("family"), ()))[: len(raw["widths"])]:
+        family = FAMILIES.get(model["family"]) if model.get("family") in FAMILIES else None
+        if list(raw["widths"]) != list(family.widths if family else ())[: len(raw["widths"])]:
             return None
     for key, default in PAPER_DEFAULTS.items():
         if model.get(key, default) != default:
             return None
-    if model.get("stem") not in (None, model.get("family")):
+    if model.get("stem") not in (None, _family_stem(model.get("family"))):
         return None
     ds, note = normalize_dataset(dataset), None
     for name, alias in (load_paper().get("aliases") or {}).items():

@@ -537,9 +537,9 @@ def _extras(c: Cell, varying: list[str]) -> list[str]:
         if key in ("model.depth", "model.shortcut", "model.project_all"):
             continue
         value = c.attrs.get(key)
-        if key in ("model.activation", "model.pooling", "model.block"):
+        if key in ("model.family", "model.activation", "model.pooling", "model.block"):
             out.append(part_label(key, value))
-        elif key in ("model.family", "data.name"):
+        elif key == "data.name":
             out.append(str(value))
         elif key.startswith("model.") and key[len("model."):] in PART_KEYS:  # a stem, by its label
             out.append(f"{key.split('.')[-1]}={part_label(key, value)}")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, choices_error
-from .values import check_fields
-from .families import FAMILY_WIDTHS, default_block, depth_of, stages_for
+from .values import check_fields, positive_ints
+from .families import FAMILIES, default_block, depth_of, get_family, stages_for
 from .blocks import BLOCKS
 from .placements import PLACEMENTS as ACTIVATIONS
 from .pooling import POOLINGS
@@ -18,23 +18,16 @@ from .registry import Registry
 from .shortcuts import SHORTCUTS
 from .stems import STEMS
 
-FAMILIES = tuple(FAMILY_WIDTHS)
 # config key → the registry whose names it takes (block and stem also take "auto")
-PART_KEYS: dict[str, Registry] = {"block": BLOCKS, "shortcut": SHORTCUTS, "activation": ACTIVATIONS,
-                                  "pooling": POOLINGS, "stem": STEMS}
+PART_KEYS: dict[str, Registry] = {"family": FAMILIES, "block": BLOCKS, "shortcut": SHORTCUTS,
+                                  "activation": ACTIVATIONS, "pooling": POOLINGS, "stem": STEMS}
 INITS = ("kaiming", "xavier", "pytorch")
 BIAS_INITS = ("zero", "default")
 
 
-def _positive_ints(values: Any) -> bool:
-    """A non-empty list (or tuple) of positive integers (bools excluded)."""
-    return (isinstance(values, (list, tuple)) and len(values) > 0
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values))
-
-
 @dataclass
 class ModelConfig:
-    family: str = "cifar"              # stage layout: cifar (3 stages, 16/32/64) or imagenet (4 stages, 64…512)
+    family: str = "cifar"              # stage layout: cifar (3 stages, 16/32/64) | imagenet (4, 64…512) | a plugin's
     depth: int | None = 20             # cifar 6n+2 (basic) / 9n+2 (bottleneck); imagenet 18/34/50/101/152
     block: str = "auto"                # basic | bottleneck | auto (the papers' choice for the depth)
     shortcut: str = "identity"         # identity (option A) | conv1x1 | conv3x3 (option B) | none (plain net) | …
@@ -43,7 +36,7 @@ class ModelConfig:
     shortcut_norm: bool = True         # BN after a projection conv (seed 002 has none)
     activation: str = "post"           # post | pre | bn_after_add | relu_before_add | relu_only_pre (He 2016b, Tab. 2)
     pooling: str = "avg"               # avg (GAP) | max (GMP)
-    stem: str = "auto"                 # cifar (3×3/1) | imagenet (7×7/2 + 3×3/2 max-pool) | auto (= family)
+    stem: str = "auto"                 # cifar (3×3/1) | imagenet (7×7/2 + 3×3/2 max-pool) | auto (the family's)
     in_channels: int = 3               # 1 for (Fashion-)MNIST
     num_classes: int = 10
     width: float = 1.0                 # multiplier on every stage width
@@ -59,7 +52,7 @@ class ModelConfig:
 
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        check_fields(self, "model.", choices={"family": FAMILIES, "init": INITS, "bias_init": BIAS_INITS, **{
+        check_fields(self, "model.", choices={"init": INITS, "bias_init": BIAS_INITS, **{
             key: registry.names() + (["auto"] if key in ("block", "stem") else []) for key, registry in PART_KEYS.items()}})
         for key in ("in_channels", "num_classes"):
             value = getattr(self, key)
@@ -79,11 +72,11 @@ class ModelConfig:
         if self.depth is not None and (not isinstance(self.depth, int) or isinstance(self.depth, bool)):
             raise ConfigError(f"model.depth must be an integer, got {self.depth!r}")
         if self.stages is not None:
-            if not _positive_ints(self.stages):
+            if not positive_ints(self.stages):
                 raise ConfigError(f"model.stages must be a list of positive integers, got {self.stages!r}")
         if self.widths is not None:
-            n_stages = len(self.stages) if self.stages is not None else len(FAMILY_WIDTHS[self.family])
-            if not _positive_ints(self.widths) or len(self.widths) != n_stages:
+            n_stages = len(self.stages) if self.stages is not None else len(get_family(self.family).widths)
+            if not positive_ints(self.widths) or len(self.widths) != n_stages:
                 raise ConfigError(f"model.widths must be {n_stages} positive integers, got {self.widths!r}")
         self.resolved()  # raises on an impossible depth
 
@@ -102,12 +95,12 @@ class ModelConfig:
             block = default_block(self.family, self.depth) if block == "auto" else block
             stages = stages_for(self.family, self.depth, block)
             depth = self.depth
-        base = self.widths or list(FAMILY_WIDTHS[self.family])[: len(stages)]
+        base = self.widths or list(get_family(self.family).widths)[: len(stages)]
         if len(base) != len(stages):
             raise ConfigError(f"model.stages has {len(stages)} stages but family {self.family} has "
                               f"{len(base)} widths; give model.widths")
         widths = [max(1, round(w * self.width)) for w in base]
-        stem = self.family if self.stem == "auto" else self.stem
+        stem = get_family(self.family).stem if self.stem == "auto" else self.stem
         resolved = object.__new__(ModelConfig)  # skip __post_init__: resolving must not recurse into validate()
         resolved.__dict__.update(self.__dict__, depth=depth, block=block, stem=stem, stages=list(stages),
                                  widths=widths, width=1.0)

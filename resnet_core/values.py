@@ -124,6 +124,11 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def positive_ints(values: Any) -> bool:
+    """A non-empty list (or tuple) of positive integers (bools excluded)."""
+    return isinstance(values, (list, tuple)) and len(values) > 0 and all(is_int(v) and v >= 1 for v in values)
+
+
 def is_number(value: Any, *, finite: bool = True) -> bool:
     """An int or a float, not a bool; finite unless ``finite=False``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and (not finite or math.isfinite(value))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .config import ModelConfig
 from .errors import choices_error
+from .families import get_family
 from .stems import STEMS
 
 
@@ -32,9 +33,10 @@ NAMED_MODELS: dict[str, dict] = {
 
 def input_size(cfg: ModelConfig) -> int:
     """The image size a model is usually run at (FLOPs are quoted there): its stem's registered ``input_size``, else
-    (a user's stem registered without one) its family's stem's."""
+    (a user's stem registered without one) its family's stem's, else the CIFAR stem's."""
     r = cfg.resolved()
-    return STEMS.meta(r.stem).get("input_size") or STEMS.meta(r.family)["input_size"]
+    return (STEMS.meta(r.stem).get("input_size") or STEMS.meta(get_family(r.family).stem).get("input_size")
+            or STEMS.meta("cifar")["input_size"])
 
 
 def named_model(name: str) -> ModelConfig:

@@ -15,6 +15,7 @@ from resnet_core import ConfigError, ModelConfig, build_model
 from resnet_core import plugins as plugins_mod
 from resnet_core.blocks import BLOCKS
 from resnet_core.cli import main
+from resnet_core.families import FAMILIES
 from resnet_core.placements import PLACEMENTS
 from resnet_core.pooling import POOLINGS
 from resnet_core.record import read_summary
@@ -28,7 +29,7 @@ EXAMPLE = REPO / "examples" / "gated_shortcut.yaml"
 @pytest.fixture(autouse=True)
 def clean_registries():
     """Whatever a test registers or loads is gone afterwards (other tests check the built-in vocabulary)."""
-    registries = (SHORTCUTS, BLOCKS, PLACEMENTS, POOLINGS, STEMS)
+    registries = (SHORTCUTS, BLOCKS, PLACEMENTS, POOLINGS, STEMS, FAMILIES)
     saved = [(dict(r._parts), dict(r._meta)) for r in registries]
     loaded, modules = dict(plugins_mod._LOADED), set(sys.modules)
     yield
@@ -339,3 +340,110 @@ def test_a_report_names_a_user_block_and_stem_by_their_labels():
                              config={"model": model}, model=model, dataset="synthetic")
     _derive_attrs(cells, ["model.block", "model.stem"])
     assert [c.label for c in cells.values()] == ["ResNet-8 (basic, stem=cifar)", "ResNet-8 (3×3×3, stem=wide stem)"]
+
+
+FAMILY_PLUGIN = """
+from resnet_core.families import FAMILIES, Family
+from resnet_core.stems import STEMS, cifar_stem
+
+STEMS.register("tiny", input_size=64)(cifar_stem)  # 3×3/1, described at Tiny-ImageNet's 64×64
+STEMS.register("bare")(cifar_stem)  # no input size: described at its family's stem's
+FAMILIES.register("wrn2", label="WRN-k2")(Family(widths=(32, 64, 128), stem="cifar"))  # CIFAR layout, widths 16k…64k
+FAMILIES.register("tiny4")(Family(widths=(8, 16, 32, 64), stem="tiny"))  # four stages: 8n+2 with basic blocks
+"""
+
+
+def test_a_registered_family_is_a_config_value_and_a_models_row(tmp_path, capsys):
+    """A family is one registration, like the other parts: its stage layout, widths and stem follow from it, and its
+    impossible depths are the one-line error the built-in ones give."""
+    with pytest.raises(ConfigError, match=r"unknown model.family 'tiny4'; choose one of: cifar, imagenet"):
+        ModelConfig(family="tiny4", depth=10)
+    plugin = tmp_path / "families.py"
+    plugin.write_text(FAMILY_PLUGIN)
+    assert main(["models", "--plugin", str(plugin), "--set", "model.family=tiny4", "--set", "model.depth=10"]) == 0
+    out = capsys.readouterr().out
+    assert "ResNet-10 (tiny4, basic" in out and "stages=[1, 1, 1, 1], widths=[8, 16, 32, 64]" in out, out
+    assert "stem: tiny" in out and "forward FLOPs at 64x64:" in out, out
+    assert main(["models", "--set", "model.family=tiny4", "--set", "model.depth=10", "--set", "model.stem=bare"]) == 0
+    assert "forward FLOPs at 64x64:" in capsys.readouterr().out  # a stem without a size: its family's stem's
+    r = ModelConfig(family="wrn2", depth=14).resolved()
+    assert (r.stages, r.widths, r.block, r.stem) == ([2, 2, 2], [32, 64, 128], "basic", "cifar")
+    r = ModelConfig(family="tiny4", depth=14).resolved()  # only bottlenecks give it: 12n+2, not 8n+2
+    assert (r.block, r.stages) == ("bottleneck", [1, 1, 1, 1])
+    with pytest.raises(ConfigError, match=r"^model.depth 12 is impossible for family tiny4 with basic blocks: depth "
+                                          r"must be 8n\+2 \(e.g. 10, 18, 26, 50\)$"):
+        ModelConfig(family="tiny4", depth=12)
+    with pytest.raises(ConfigError, match="tiny4"):  # the error's choices come from the registry
+        ModelConfig(family="nope")
+
+
+def test_train_runs_a_plugin_family(tmp_path):
+    plugin = tmp_path / "families.py"
+    plugin.write_text(FAMILY_PLUGIN)
+    base = yaml.safe_load(EXAMPLE.read_text())["base"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "model": {"family": "tiny4", "depth": 10}}))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--config", str(cfg), "--out", str(out)]) == 0
+    model = yaml.safe_load((out / "config.yaml").read_text())["model"]
+    assert (model["family"], model["depth"]) == ("tiny4", 10)
+    assert read_summary(out)["provenance"]["plugins"][0]["plugin"] == str(plugin)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_plugin_family_is_a_grid_axis_and_a_report_label(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna")
+    import sweeps.launch.sweep
+
+    monkeypatch.setattr(sweeps.launch.sweep, "log_summary_run", lambda *a, **k: None)
+    (tmp_path / "families.py").write_text(FAMILY_PLUGIN)
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid.update(study="wide-family", plugins=["families.py"], grid={"model.family": ["cifar", "wrn2"]})
+    grid["base"]["model"] = {"family": "cifar", "depth": 8}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root), "--workers", "1"]) == 0
+    study = root / "wide-family"
+    families = sorted(yaml.safe_load(p.read_text())["model"]["family"] for p in study.glob("trials/*/config.yaml"))
+    assert families == ["cifar", "wrn2"]
+    assert main(["report", "wide-family", "--root", str(root), "--format", "csv", "--no-figures"]) == 0
+    capsys.readouterr()
+    table = (study / "report" / "table.csv").read_text()
+    assert "ResNet-8 (WRN-k2)" in table and "ResNet-8 (cifar)" in table, table  # labelled by its registered label
+
+
+BROKEN_FAMILIES = """
+from resnet_core.families import FAMILIES, Family
+
+FAMILIES.register("two_of_three")(Family(widths=(4, 8, 8), stem="cifar", stages=lambda **kw: (1, 1)))
+FAMILIES.register("zero_stage")(Family(widths=(4, 8, 8), stem="cifar", stages=lambda **kw: (1, 0, 1)))
+FAMILIES.register("positional")(Family(widths=(4, 8, 8), stem="cifar", stages=lambda depth, block: (1, 1, 1)))
+FAMILIES.register("no_stem")(Family(widths=(4, 8, 8), stem="missing"))
+FAMILIES.register("odd_block")(Family(widths=(4, 8, 8), stem="cifar", block=lambda **kw: "triple"))
+"""
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("two_of_three", "returns stages (1, 1) for depth 8 with basic blocks; it must return 3 positive integers, one "
+                     "per width [4, 8, 8]"),
+    ("zero_stage", "returns stages (1, 0, 1) for depth 8"),
+    ("positional", "failed: TypeError: <lambda>() got an unexpected keyword argument"),
+    ("no_stem", "names stem 'missing'; choose one of: cifar, imagenet"),
+    ("odd_block", "picks block 'triple' for depth 8; choose one of: basic, bottleneck"),
+])
+def test_a_user_family_that_breaks_is_one_line_naming_it_before_anything_is_written(tmp_path, capsys, name, needle):
+    plugin = tmp_path / "families.py"
+    plugin.write_text(BROKEN_FAMILIES)
+    base = yaml.safe_load(EXAMPLE.read_text())["base"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "model": {"family": name, "depth": 8}}))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and f"model.family {name!r} (from {plugin})" in err, err
+    assert needle in err, err
+    assert not out.exists()
+    assert main(["models", "--plugin", str(plugin), "--set", f"model.family={name}", "--set", "model.depth=8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and f"model.family {name!r} (from {plugin})" in err, err
