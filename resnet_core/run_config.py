@@ -20,6 +20,7 @@ FP16_REFUSED = ("precision fp16 is not supported: the training step has no loss 
 FAST_PATHS = ("auto", "eager", "graph", "compile")
 BN_MODES = ("train", "eval_after_first_eval")
 BEST_ON = ("val", "test")
+SEED_MAX = 2**63 - 1   # a data stream's seed is taken mod 2**63 (data/streams.py); torch's seeds end at 2**64
 # optimizer keys that one kind of optimizer uses: set (away from their default) for another, they have no effect
 OPTIM_OWN_KEYS = {"momentum": ("sgd",), "nesterov": ("sgd",), "betas": ("adam", "adamw")}
 
@@ -103,7 +104,7 @@ class RunConfig:
             raise ConfigError(f"checkpoint_every must be a number >= 0 (schedule units; 0: off), got {every!r}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        check_range("seed", self.seed, low=0)
+        check_range("seed", self.seed, low=0, high=SEED_MAX)
         check_range("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
 
     @classmethod

@@ -150,11 +150,19 @@ def test_grid_with_yaml_1_2_floats_validates_and_keeps_numbers(tmp_path):
     ("channels_last=1", "channels_last"),
     ("label_smoothing=1.5", "label_smoothing"),
     ("name=[1, 2]", "name"),
+    ("seed=18446744073709551616", "seed"),   # past torch's seeds (and 2**63 would reuse seed 0's data order)
 ])
 def test_every_typed_field_is_checked_at_load_time(assignment, key):
     with pytest.raises(ConfigError) as e:
         load_run_config(None, [assignment])
     assert key in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_seed_of_a_grid_is_checked_not_only_the_first():
+    from sweeps.spec.grid import parse_grid
+
+    with pytest.raises(ConfigError, match=r"seeds must be .* to 9223372036854775807"):
+        parse_grid({"study": "big", "base": TINY, "seeds": [0, 2**63]})
 
 
 @pytest.mark.parametrize("assignment, words", [

@@ -42,7 +42,7 @@ from resnet_core.errors import ConfigError, choices_error
 from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
-from resnet_core.run_config import RunConfig, load_yaml
+from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
 from .cells import Cell, cell_id, make_slugs
@@ -394,8 +394,9 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
             _check_axis("extra_cells key", key)
 
     seeds = d.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(is_int(s) and s >= 0 for s in seeds):
-        raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(is_int(s) and 0 <= s <= SEED_MAX for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers from 0 to {SEED_MAX} (2**63 - 1), got "
+                          f"{seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeats a seed: {seeds!r}")
 
