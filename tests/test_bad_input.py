@@ -318,6 +318,23 @@ def test_changed_objective_metric_is_refused(tmp_path):
         _create(tmp_path, parse_grid({"study": "obj", "base": base, "objective": {"metric": "val_error"}}))
 
 
+@pytest.mark.parametrize("search, says", [
+    ({"optim.lr": {"log_uniform": [0.001, 0.1]}}, "optim.lr: log_uniform [0.01, 0.1] → log_uniform [0.001, 0.1]"),
+    ({"optim.lr": {"uniform": [0.01, 0.1]}}, "optim.lr: log_uniform [0.01, 0.1] → uniform [0.01, 0.1]"),
+    ({}, "optim.lr: log_uniform [0.01, 0.1] → none"),
+])
+def test_a_changed_search_space_is_refused(search, says, tmp_path):
+    from sweeps.spec.grid import parse_grid
+
+    old = {"study": "srch", "base": TINY, "search": {"optim.lr": {"log_uniform": [0.01, 0.1]}}, "n_trials": 2}
+    _create(tmp_path, parse_grid(old))
+    with pytest.raises(ConfigError, match="another search space") as e:
+        _create(tmp_path, parse_grid({**old, "search": search, "n_trials": 2 if search else None}))
+    assert says in str(e.value)
+    _, created = _create(tmp_path, parse_grid({**old, "n_trials": 3}))   # more trials of the same space: fine
+    assert not created
+
+
 def test_an_axis_naming_a_whole_section_merges_into_the_base_section():
     from sweeps.spec.grid import parse_grid
 

@@ -26,6 +26,7 @@ from resnet_core.errors import ConfigError
 from resnet_core.overrides import diff_keys, set_dotted
 from resnet_core.plugins import check_same_plugins, plugin_records
 from resnet_core.run_config import RunConfig
+from resnet_core.values import freeze
 
 from ..spec.grid import GridSpec, Unit
 from ..spec.identity import cell_aliases
@@ -75,15 +76,16 @@ def read_existing(ref: Any, name: str) -> Any | None:
 
 def check_existing(study: Any, spec: GridSpec) -> tuple[Any, Any]:
     """Refuse a grid that would mix another experiment into the existing ``study``: a one-line ``ConfigError``
-    naming what differs (direction, metric, base, plugins, axis values, cells), before anything is written. Takes
-    the seeds the study's ``--until-decided`` rounds added into ``spec``. The launch and its dry run both call it.
-    Returns ``grid_layout(spec, study)``."""
+    naming what differs (direction, metric, base, search space, plugins, axis values, cells), before anything is
+    written. Takes the seeds the study's ``--until-decided`` rounds added into ``spec``. The launch and its dry run
+    both call it. Returns ``grid_layout(spec, study)``."""
     direction = spec.objective["direction"]
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
                           f"asks {direction}; use another study name (--study NAME)")
     _check_same_objective(study.user_attrs.get("objective"), spec)
     _check_same_base(study.user_attrs, spec)
+    _check_same_search(study.user_attrs.get("search"), spec)
     check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
     spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
     return grid_layout(spec, study)
@@ -147,6 +149,25 @@ def _check_same_objective(stored: Any, spec: GridSpec) -> None:
         raise ConfigError(f"study {spec.study!r} exists with objective.metric {old}, the grid asks "
                           f"{spec.objective['metric']}; its stored values are {old}s — use another study name "
                           f"(--study NAME) or the original metric")
+
+
+def _check_same_search(stored: Any, spec: GridSpec) -> None:
+    """Stored trials sampled the old search space (a grid's: none): another one would mix two experiments in one
+    cell's best trial, or fail its trials on Optuna's distribution check."""
+    if not isinstance(stored, dict):
+        return   # a study from before the attr
+    new = {k.key: k.to_dict() for k in spec.search}
+    keys = [k for k in dict.fromkeys([*stored, *new]) if freeze(stored.get(k)) != freeze(new.get(k))]
+    if keys:
+        shown = "; ".join(f"{k}: {_knob_text(stored.get(k))} → {_knob_text(new.get(k))}" for k in keys)
+        raise ConfigError(f"study {spec.study!r} exists with another search space ({shown}); its trials sampled "
+                          f"the old one — use another study name (--study NAME) or the original search")
+
+
+def _knob_text(knob: Any) -> str:
+    if not isinstance(knob, dict):
+        return "none" if knob is None else str(knob)
+    return ", ".join(f"{kind} {args}" for kind, args in knob.items())
 
 
 def _check_same_base(attrs: dict[str, Any], spec: GridSpec) -> None:
