@@ -1157,6 +1157,19 @@ def test_an_axis_added_to_a_finished_study_runs_only_the_new_cells_and_the_repor
     assert len(_trials(tmp_path, "ren")) == 4
 
 
+def test_a_dry_run_lists_renamed_cells_and_left_alone_trials_as_the_launch_does(two_cell_study, tmp_path, capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    grid = {"model.depth": [8], "model.pooling": ["avg", "max"]}   # depth 14 dropped, pooling added
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ren", grid, "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert _sweep(tmp_path, "ren", grid) == 0
+    launch = capsys.readouterr().out
+    for line in ("model.depth=8 → model.depth=8,model.pooling=avg",
+                 "1 trial(s) of the study belong to cells or seeds no longer in the grid"):
+        assert line in dry and line in launch, (line, dry)
+
+
 def test_a_renamed_cell_that_two_grid_cells_match_is_refused_naming_the_axis(two_cell_study, tmp_path, capsys):
     shutil.copytree(two_cell_study, tmp_path / "runs")
     def state() -> tuple:

@@ -27,7 +27,7 @@ from ..queue.access import check_storage_file
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from ..queue.owner import check_owner
 from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
-                           statuses, study_progress, trial_status)
+                           statuses, stray_trials, study_progress, trial_status)
 from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
 from ..spec.grid import GridSpec, load_grid
 from ..spec.study_format import DONE, FAILED, find_journals
@@ -85,11 +85,16 @@ def print_plan(plan: Plan, created: bool, out: TextIO) -> None:
     _list(out, "run (missing)", plan.missing)
     if plan.dead:
         print(f"  found {len(plan.dead)} trial(s) RUNNING with a dead worker: marked failed (interrupted)", file=out)
-    if plan.renamed:
-        _list(out, "same run config under a new cell id (their trials count for it)", list(plan.renamed.items()),
+    print_layout(plan.renamed, plan.stray, out)
+
+
+def print_layout(renamed: dict[str, str], stray: int, out: TextIO) -> None:
+    """The study's trials under a grid edit: those of renamed cells (``old → new``) and those left alone."""
+    if renamed:
+        _list(out, "same run config under a new cell id (their trials count for it)", list(renamed.items()),
               lambda kv: f"{kv[0] or 'base'} → {kv[1] or 'base'}")
-    if plan.stray:
-        print(f"  {plan.stray} trial(s) of the study belong to cells or seeds no longer in the grid (left alone)",
+    if stray:
+        print(f"  {stray} trial(s) of the study belong to cells or seeds no longer in the grid (left alone)",
               file=out)
 
 
@@ -136,8 +141,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     """What a launch would run, read from the storage: ``max_seeds`` (``--until-decided``) adds its plan."""
     quiet_optuna()
     study = read_existing(ref, spec.study)
-    if study is not None:
-        check_existing(study, spec)   # refused as the launch would refuse it
+    aliases = check_existing(study, spec)[1] if study is not None else {}   # refused as the launch would refuse it
     check_owner(study_dir, ref, spec.study, study)
     trials = study.get_trials(deepcopy=False) if study is not None else []
     note = "" if study is not None else " (no study there yet)"
@@ -168,6 +172,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
     print(f"trials: {len(sts)} total, {len(done)} done, {len(running)} running, {len(failed)} failed, "
           f"{len(to_run)} to run", file=out)
+    print_layout(aliases, stray_trials(spec, trials, aliases), out)   # as the launch will list them
     if packing is not None:
         print_packing(spec, [s.unit for s in to_run], packing, out)
     dev = ",".join(sorted(set(devices)))

@@ -366,6 +366,14 @@ class Plan:
         return {st.unit.key for st in (*self.missing, *self.interrupted, *self.retried, *self.waiting)}
 
 
+def stray_trials(spec: GridSpec, trials: Iterable[Any], aliases: dict[str, str]) -> int:
+    """How many trials belong to units the grid no longer has (left alone; a salvaged journal's placeholder is no
+    unit's)."""
+    expected = {u.key for u in spec.units()}
+    return sum(1 for t in trials if trial_unit(t.user_attrs, aliases) not in expected
+               and t.user_attrs.get("status") != LOST)
+
+
 def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, ref: StorageRef, *,
               retry_failed: bool = False, auto: bool = False) -> Plan:
     """Bring the study in line with the grid: fail dead RUNNING trials, then enqueue every missing unit, resume
@@ -376,10 +384,8 @@ def reconcile(study: Any, storage: Any, spec: GridSpec, study_dir: Path, ref: St
     space = study_space(study, spec)
     plan.dead = fail_dead_trials(study, storage, study_dir, ref)
     trials = study.get_trials(deepcopy=False)
-    expected = {u.key for u in spec.units()}
     plan.renamed = cell_aliases(spec, trials)
-    plan.stray = sum(1 for t in trials if trial_unit(t.user_attrs, plan.renamed) not in expected
-                     and t.user_attrs.get("status") != LOST)   # a salvaged journal's placeholder is no unit's
+    plan.stray = stray_trials(spec, trials, plan.renamed)
     for st in statuses(spec, trials):
         plan.total += 1
         if st.state in DONE:
