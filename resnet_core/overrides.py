@@ -48,6 +48,19 @@ def get_dotted(d: dict[str, Any], key: str, default: Any = None) -> Any:
     return node
 
 
+def leaves(key: str, value: Any) -> list[tuple[str, Any]]:
+    """The dotted keys a value set at ``key`` sets, with their values: a mapping's leaves (``model={depth: 8}`` →
+    ``[("model.depth", 8)]``), anything else itself (a list is one value)."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in leaves(f"{key}.{k}", v)]
+    return [(key, value)]
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether the dotted keys ``a`` and ``b`` name the same value or one holds the other (``model``, ``model.depth``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
 def apply_overrides(d: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
     """A copy of `d` with each ``key=value`` applied in order (dotted keys, YAML-typed values); `d` is unchanged.
 

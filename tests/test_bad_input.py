@@ -348,6 +348,29 @@ def test_an_axis_naming_a_whole_section_merges_into_the_base_section():
     assert load_run_config(None, ["model.shortcut=none", "model={depth: 14}"]).model.shortcut == "none"
 
 
+@pytest.mark.parametrize("grid, extra, words", [
+    ({"model.depth": [8, 14]}, [{"model.depth": 8, "model.shortcut": "identity"}], ("model.shortcut",)),  # the default
+    ({"optim.lr": [0.05, 0.1]}, [{"optim": {"lr": 0.1}}], ("optim.lr=0.1", 'optim={"lr":0.1}')),
+    ({"model": [{"depth": 8}, {"depth": 14}], "model.depth": [8, 14]}, [], ("model",)),     # one axis hides another
+])
+def test_two_cells_that_run_the_same_config_are_refused(grid, extra, words):
+    from sweeps.spec.grid import parse_grid
+
+    with pytest.raises(ConfigError, match="run the same config") as e:
+        parse_grid({"study": "twice", "base": TINY, "grid": grid, "extra_cells": extra})
+    assert all(w in str(e.value) for w in words), e.value
+
+
+@pytest.mark.parametrize("grid, extra", [({"optim": [{"lr": 0.1}, {"lr": 0.2}]}, []),
+                                         ({"model.depth": [8, 14]}, [{"optim.lr": 0.2}])])
+def test_a_searched_key_that_a_cell_also_sets_is_refused(grid, extra):
+    from sweeps.spec.grid import parse_grid
+
+    with pytest.raises(ConfigError, match="search key 'optim.lr' is also set by the grid"):
+        parse_grid({"study": "both", "base": TINY, "grid": grid, "extra_cells": extra, "n_trials": 1,
+                    "search": {"optim.lr": {"uniform": [0.01, 0.1]}}})
+
+
 def test_train_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path, capsys):
     cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump({**TINY, "name": "r"}))
     out = tmp_path / "run"

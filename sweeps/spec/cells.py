@@ -1,14 +1,21 @@
 """Cells: one point of the grid, and the one home of cell ids. A cell has an id (``model.depth=20,model.shortcut=none``, the key every trial
-carries in its ``cell`` user attr), a filesystem slug (``depth-20_shortcut-none``) and its params (axis → value)."""
+carries in its ``cell`` user attr), a filesystem slug (``depth-20_shortcut-none``) and its params (axis → value); ``config_key`` is the run config it
+resolves to (who the cell is: two cells of one grid never share one, ``identity`` maps renamed cells by it)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnet_core.errors import ConfigError
+from resnet_core.overrides import set_dotted
+from resnet_core.run_config import RunConfig
+
 SLUG_MAX = 80
+PER_TRIAL = ("name", "seed", "device")   # set per trial: not part of what a cell runs
 
 
 def format_value(value: Any) -> str:
@@ -25,6 +32,25 @@ def format_value(value: Any) -> str:
 def cell_id(params: dict[str, Any]) -> str:
     """``{"model.depth": 20, "model.shortcut": "none"}`` → ``model.depth=20,model.shortcut=none``; {} → ''."""
     return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+def config_key(base: dict[str, Any], params: dict[str, Any]) -> str:
+    """A canonical text of the run config ``base`` + ``params`` resolves to (as written if it does not resolve)."""
+    cfg = copy.deepcopy(base)
+    for key, value in params.items():
+        set_dotted(cfg, key, copy.deepcopy(value))
+    cfg = {k: v for k, v in cfg.items() if k not in PER_TRIAL}
+    try:
+        cfg = RunConfig.from_dict(cfg).to_dict()
+    except ConfigError:
+        pass  # valid only with search values: compare as written
+    return config_text(cfg)
+
+
+def config_text(cfg: dict[str, Any]) -> str:
+    """A run config dict as ``config_key`` writes it: canonical JSON without the per-trial keys."""
+    cfg = {k: v for k, v in cfg.items() if k not in PER_TRIAL}
+    return json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ A grid file::
                                           # a relative path is relative to this file; every worker imports them
 
 Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
-names no config key, a value that makes any cell's run config invalid, or a cell no trial can train (``resnet_core.
-feasibility``) is a one-line `ConfigError`. Every value of every search knob is checked on its own (against every
-cell, or a bounded sample of cells in a very large grid), and a bounded sample of whole combinations as well.
+names no config key, a value that makes any cell's run config invalid, a cell no trial can train (``resnet_core.
+feasibility``), or two cells that resolve to one run config is a one-line `ConfigError`. Every value of every
+search knob is checked on its own (against every cell, or a bounded sample of cells in a very large grid), and a
+bounded sample of whole combinations as well.
 A grid of more than ``MAX_CELLS`` cells or ``MAX_TRIALS`` trials is refused before any cell is built.
 An axis that names a whole section (``model: [{depth: 8}, {depth: 14}]``) merges into the base's section.
 """
@@ -40,12 +41,12 @@ from resnet_core.data import dataset_shape
 from resnet_core.data.imagefolder import check_imagefolder
 from resnet_core.errors import ConfigError, choices_error
 from resnet_core.feasibility import check_trainable
-from resnet_core.overrides import apply_overrides, parse_assignment, set_dotted
+from resnet_core.overrides import apply_overrides, leaves, overlaps, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
-from .cells import Cell, cell_id, make_slugs
+from .cells import Cell, cell_id, config_text, format_value, make_slugs
 from .launcher import parse_launcher
 from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
@@ -400,7 +401,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeats a seed: {seeds!r}")
 
-    search = _parse_search(d.get("search") or {}, grid)
+    search = _parse_search(d.get("search") or {}, grid, extra)
     n_trials = d.get("n_trials")
     if search:
         if not is_int(n_trials) or n_trials < 1:
@@ -468,15 +469,17 @@ def _expand(grid: dict[str, list[Any]], extra: list[dict[str, Any]]) -> list[Cel
     return [Cell(i, s, p) for i, s, p in zip(ids, slugs, params_list)]
 
 
-def _parse_search(search: Any, grid: dict[str, Any]) -> list[SearchKnob]:
+def _parse_search(search: Any, grid: dict[str, Any], extra: list[dict[str, Any]]) -> list[SearchKnob]:
     if not isinstance(search, dict):
         raise ConfigError(f"search must be a mapping of dotted key → {{uniform|log_uniform|int|choice: …}}, "
                           f"got {search!r}")
     knobs = []
     for key, spec in search.items():
         _check_axis("search key", key)
-        if key in grid:
-            raise ConfigError(f"search key {key!r} is also a grid axis; a key is either searched or gridded")
+        for axis, value in [(k, v) for k, vs in grid.items() for v in vs] + [kv for e in extra for kv in e.items()]:
+            if any(overlaps(leaf, key) for leaf, _ in leaves(axis, value)):   # the searched value would win
+                raise ConfigError(f"search key {key!r} is also set by the grid ({axis}={format_value(value)}); a key "
+                                  f"is either searched or gridded")
         if not isinstance(spec, dict) or len(spec) != 1:
             raise ConfigError(f"search {key!r} must be one of {{uniform: [a, b]}}, {{log_uniform: [a, b]}}, "
                               f"{{int: [a, b]}}, {{choice: [...]}}; got {spec!r}")
@@ -529,15 +532,19 @@ def _check_axis(what: str, key: Any) -> None:
 
 
 def _check_cells(spec: GridSpec) -> None:
-    """Build every cell's run config through RunConfig.from_dict and check it can train; then every value of every
-    search knob on its own (against every cell, or an evenly spread sample of cells when that would build more than
-    ``CHECK_BUDGET`` configs), and ``SAMPLE`` whole combinations of knob values (the first, the last, the rest
-    drawn with a fixed seed)."""
+    """Build every cell's run config through RunConfig.from_dict, check it can train and that no two cells resolve
+    to the same one (``cells.config_key``); then every value of every search knob on its own (against every cell, or
+    an evenly spread sample of cells when that would build more than ``CHECK_BUDGET`` configs), and ``SAMPLE``
+    whole combinations of knob values (the first, the last, the rest drawn with a fixed seed)."""
     import random
 
     trainable = _trainable_checker()
+    seen: dict[str, Cell] = {}
     for cell in spec.cells:
-        _check_one(spec, cell, {}, trainable)
+        rc = _check_one(spec, cell, {}, trainable)
+        same = seen.setdefault(config_text(rc.to_dict()), cell)   # its config_key, from the config built already
+        if same is not cell:
+            raise _same_config(same, cell)
     if not spec.search:
         return
     n_values = sum(len(k.probe_values()) for k in spec.search)
@@ -550,6 +557,16 @@ def _check_cells(spec: GridSpec) -> None:
     combos += [{k.key: rng.choice(k.probe_values()) for k in spec.search} for _ in range(SAMPLE - 2)]
     for i, probe in enumerate(combos):
         _check_one(spec, spec.cells[i % len(spec.cells)], probe, trainable)
+
+
+def _same_config(a: Cell, b: Cell) -> ConfigError:
+    """Two cells that resolve to one run config: the study would run it twice under two ids (and compare it with
+    itself); named with the keys they differ in."""
+    missing = object()
+    keys = [k for k in dict.fromkeys([*a.params, *b.params]) if a.params.get(k, missing) != b.params.get(k, missing)]
+    return ConfigError(f"cells {a.id or 'base'!r} and {b.id or 'base'!r} run the same config (where their "
+                       f"{', '.join(keys) or 'values'} differ, one restates the base or another axis overrides it); "
+                       f"drop one of them, or that axis value")
 
 
 def _check_knob(spec: GridSpec, knob: SearchKnob, cells: list[Cell], trainable: Any) -> None:
@@ -575,7 +592,7 @@ def _check_knob(spec: GridSpec, knob: SearchKnob, cells: list[Cell], trainable: 
                       f"the first: {next(iter(bad.values()))}{hint}")
 
 
-def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any) -> None:
+def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any) -> RunConfig:
     cfg = spec.run_config(cell, spec.seeds[0], probe)
     where = f"cell {cell.id}" if cell.id else "base"
     if probe:
@@ -588,6 +605,7 @@ def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any
     if spec.objective["metric"] == "val_error" and not rc.data.val_size:
         raise ConfigError("objective.metric val_error needs a validation split; set base.data.val_size "
                           "(e.g. 5000)")
+    return rc
 
 
 def _trainable_checker():

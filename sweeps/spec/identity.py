@@ -6,38 +6,20 @@ another way. A study's trials keep the cell id they were enqueued with (user att
 ``cell_aliases`` maps every such id the grid no longer has onto the grid cell whose run config (base + cell values
 through ``RunConfig``; name, seed and device aside) is the same: its trials count for that cell and nothing runs
 twice. A launch records the map as the study user attr ``cell_aliases`` (``study_format.ALIASES_ATTR``) for
-readers. An old id whose config two grid cells share is a one-line ``ConfigError`` naming the axis they differ in.
+readers. An old id whose config two grid cells share is a one-line ``ConfigError`` naming the axis they differ in
+(``cells.config_key`` is the config's text).
 """
 from __future__ import annotations
 
-import copy
-import json
 from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError
-from resnet_core.overrides import set_dotted
-from resnet_core.run_config import RunConfig
 
+from .cells import config_key
 from .grid import GridSpec
 
-PER_TRIAL = ("name", "seed", "device")
 _CACHE: dict[int, tuple[GridSpec, dict[str, Any]]] = {}   # id(spec) → (spec, {"index": …, "keys": …})
 _CACHE_MAX = 8
-
-
-def config_key(base: dict[str, Any], params: dict[str, Any]) -> str:
-    """A canonical text of the run config ``base`` + ``params`` resolves to (as written if it does not resolve)."""
-    cfg = copy.deepcopy(base)
-    for key, value in params.items():
-        set_dotted(cfg, key, copy.deepcopy(value))
-    cfg = {k: v for k, v in cfg.items() if k not in PER_TRIAL}
-    try:
-        cfg = RunConfig.from_dict(cfg).to_dict()
-    except ConfigError:
-        pass  # valid only with search values: compare as written
-    for k in PER_TRIAL:
-        cfg.pop(k, None)
-    return json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
 
 
 def _cache(spec: GridSpec) -> dict[str, Any]:
