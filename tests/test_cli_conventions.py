@@ -204,7 +204,11 @@ def test_set_on_a_grid_axis_pins_it(tmp_path, capsys):
     root = tmp_path / "runs"
     assert main(["sweep", str(grid), "--root", str(root), "--dry-run", "--set", "optim.lr=0.1"]) == 0
     out = capsys.readouterr().out
-    assert "optim.lr=0.01" not in out and "8 total" in out  # 2 + 2 extra cells, 2 seeds
+    assert "optim.lr=0.01" not in out and "4 total" in out  # 2 cells, 2 seeds: the extra cells run the base's lr
+    # an extra cell that does not set the pinned key runs the base's value: kept where that is the pinned one
+    assert [c.id for c in load_grid(grid, ["optim.lr=0.05"]).cells] == [
+        "model.shortcut=none,optim.lr=0.05", "model.shortcut=identity,optim.lr=0.05",
+        "model.shortcut=none,model.depth=14", "model.shortcut=identity,model.depth=14"]
     assert main(["sweep", str(grid), "--print-config", "shortcut-identity_lr-0.1", "--set", "optim.lr=0.1"]) == 0
     text = capsys.readouterr().out
     printed = yaml.safe_load(text)
@@ -212,6 +216,28 @@ def test_set_on_a_grid_axis_pins_it(tmp_path, capsys):
     assert "device" not in printed and "# will run: device cpu, precision " in text   # the worker's device
     assert main(["sweep", str(grid), "--print-config", "nope"]) == 2
     assert "choose one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("grid, extra, assignment, words", [
+    ({"model.depth": [8, 14]}, [], "model={depth: 20}", ("model={depth: 20}", "model.depth=8", "--set model.depth=")),
+    ({"model": [{"depth": 8}, {"depth": 14}]}, [], "model.depth=20", ("model.depth=20", "its model sets")),
+    ({"model.depth": [8, 14]}, [{"optim": {"lr": 0.2}}], "optim.lr=0.1", ("optim.lr=0.1", "optim.lr=0.2")),
+])
+def test_a_set_that_a_cell_would_override_is_refused_not_ignored(grid, extra, assignment, words, tmp_path, capsys):
+    path = write_grid(tmp_path / "g.yaml", "over", grid=grid, **({"extra_cells": extra} if extra else {}))
+    assert main(["sweep", str(path), "--root", str(tmp_path / "runs"), "--dry-run", "--set", assignment]) == 2
+    assert_one_line_error(2, capsys.readouterr().err, *words, "would not take effect")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_set_of_a_key_only_extra_cells_set_drops_those_that_run_another_value(tmp_path):
+    path = write_grid(tmp_path / "g.yaml", "pinx", grid={"model.depth": [8, 14]},
+                      extra_cells=[{"model.depth": 20, "model.shortcut": "none"},
+                                   {"model.depth": 20, "model.shortcut": "identity"}])
+    spec = load_grid(path, ["model.shortcut=identity"])
+    assert [c.id for c in spec.cells] == ["model.depth=8", "model.depth=14",
+                                          "model.depth=20,model.shortcut=identity"]
+    assert spec.base["model"]["shortcut"] == "identity"   # the grid cells take it from the base
 
 
 def test_report_writes_beside_the_study_by_default(tmp_path, monkeypatch, capsys):

@@ -28,6 +28,12 @@ def grid_without_axes(path: Path) -> Path:
     return path
 
 
+def write_grid_text(path: Path, **kw) -> Path:
+    path.write_text(yaml.safe_dump({"study": STUDY, "base": TINY_BASE, "seeds": [0], "wandb": {"mode": "disabled"},
+                                    **kw}, sort_keys=False))
+    return path
+
+
 def sweep(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -127,6 +133,15 @@ def test_a_set_key_given_again_wins_as_its_help_says(tmp_path):
     code, out = sweep(str(grid_without_axes(tmp_path / "g.yaml")), "--root", str(tmp_path / "runs"), "--dry-run",
                       "--set", "optim.lr=0.02", "--set", "optim.lr=0.07", "--print-config")
     assert code == 0 and "lr: 0.07" in out and "lr: 0.02" not in out, out
+    # on a key some cell sets too: the pin and the extra cells it keeps follow the last value alone
+    for extra, sets, cells in (
+            ([{"model.depth": 14, "model.shortcut": "none"}, {"model.depth": 20, "model.shortcut": "none"}],
+             ["model.depth=8", "model.depth=14"], ["model.depth=14", "model.depth=14,model.shortcut=none"]),
+            ([{"model.depth": 20, "model.shortcut": "none"}, {"model.depth": 20, "model.shortcut": "identity"}],
+             ["model.shortcut=none", "model.shortcut=identity"],
+             ["model.depth=8", "model.depth=14", "model.depth=20,model.shortcut=identity"])):
+        path = write_grid_text(tmp_path / "x.yaml", grid={"model.depth": [8, 14]}, extra_cells=extra)
+        assert [c.id for c in load_grid(path, sets).cells] == cells, sets
     helps = [a.help for p in _all_parsers(build_parser()) for a in p._actions if "--set" in a.option_strings]
     assert len(helps) >= 4 and all("the last value wins" in h for h in helps), helps
 

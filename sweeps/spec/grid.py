@@ -21,9 +21,9 @@ A grid file::
 
 Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
 names no config key, a value that makes any cell's run config invalid, a cell no trial can train (``resnet_core.
-feasibility``), or two cells that resolve to one run config is a one-line `ConfigError`. Every value of every
-search knob is checked on its own (against every cell, or a bounded sample of cells in a very large grid), and a
-bounded sample of whole combinations as well.
+feasibility``), two cells that resolve to one run config, or a ``--set`` that a cell would override is a one-line
+`ConfigError`. Every value of every search knob is checked on its own (against every cell, or a bounded sample of
+cells in a very large grid), and a bounded sample of whole combinations as well.
 A grid of more than ``MAX_CELLS`` cells or ``MAX_TRIALS`` trials is refused before any cell is built.
 An axis that names a whole section (``model: [{depth: 8}, {depth: 14}]``) merges into the base's section.
 """
@@ -41,7 +41,7 @@ from resnet_core.data import dataset_shape
 from resnet_core.data.imagefolder import check_imagefolder
 from resnet_core.errors import ConfigError, choices_error
 from resnet_core.feasibility import check_trainable
-from resnet_core.overrides import apply_overrides, leaves, overlaps, parse_assignment, set_dotted
+from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
@@ -275,7 +275,9 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
     if plugins and isinstance(d.get("plugins") or [], list):  # another type: parse_grid names the error
         d["plugins"] = list(d.get("plugins") or []) + [resolve_plugin(p) for p in plugins]
     try:
-        return parse_grid(d, grid_file=str(path))
+        spec = parse_grid(d, grid_file=str(path))
+        _check_overrides_apply(spec, overrides)
+        return spec
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
@@ -341,21 +343,51 @@ def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) 
 
 
 def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
-    """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``); return the others."""
+    """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``) and, for a key some cell sets, drop
+    the extra cells that run another value of it (their own, or the base's); return the overrides for the base
+    (every one but a grid axis's)."""
     grid = d.get("grid")
     if not overrides or not isinstance(grid, dict):
         return list(overrides)
-    rest = []
-    for text in overrides:
-        key, value = parse_assignment(text)
-        if key not in grid:
-            rest.append(text)
-            continue
-        grid[key] = [value]
+    last = dict(parse_assignment(text) for text in overrides)   # a key given again: the last value wins
+    for key, value in last.items():
         extra = d.get("extra_cells")
-        if isinstance(extra, list):
-            d["extra_cells"] = [e for e in extra if not (isinstance(e, dict) and key in e and e[key] != value)]
-    return rest
+        if isinstance(extra, list) and (key in grid or any(isinstance(e, dict) and key in e for e in extra)):
+            d["extra_cells"] = [e for e in extra if not isinstance(e, dict) or
+                                freeze(_extra_value(d.get("base"), e, key)) == freeze(value)]
+        if key in grid:
+            grid[key] = [value]
+    return [text for text in overrides if parse_assignment(text)[0] not in grid]
+
+
+def _extra_value(base: Any, extra: dict[str, Any], key: str) -> Any:
+    """The value an extra cell runs at ``key``: its own, else its resolved run config's (the base's or the
+    default)."""
+    if key in extra:
+        return extra[key]
+    cfg = copy.deepcopy(base) if isinstance(base, dict) else {}
+    try:
+        for k, v in extra.items():
+            set_dotted(cfg, k, copy.deepcopy(v))
+        cfg = RunConfig.from_dict({k: v for k, v in cfg.items() if k not in RESERVED_AXES}).to_dict()
+    except ConfigError:
+        pass  # parse_grid names the error
+    return get_dotted(cfg, key)
+
+
+def _check_overrides_apply(spec: GridSpec, overrides: Sequence[str]) -> None:
+    """Every base override (``--set`` of a key that is no grid axis) takes effect in every cell: one a cell's value
+    would override (a key inside a section axis, a section holding an axis) is a ConfigError naming the cell."""
+    sets = [leaf for k, v in apply_overrides({}, overrides).items() for leaf in leaves(k, v)]   # what they set, last
+    for cell in spec.cells:
+        for axis, value in cell.params.items():
+            for key, v in leaves(axis, value):
+                for k, want in sets:
+                    if overlaps(key, k) and not (key == k and freeze(v) == freeze(want)):
+                        text = next(t for t in reversed(overrides) if overlaps(parse_assignment(t)[0], k))
+                        raise ConfigError(f"--set {text} would not take effect in cell {cell.id!r}: its {axis} sets "
+                                          f"{key}={format_value(v)}; pin the axis with --set {axis}=VALUE, or "
+                                          f"change the grid")
 
 
 def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: bool = True) -> GridSpec:
