@@ -1180,6 +1180,23 @@ def test_an_axis_added_to_a_finished_study_runs_only_the_new_cells_and_the_repor
     assert len(_trials(tmp_path, "ren")) == 4
 
 
+def test_a_renamed_cell_is_compared_with_what_it_ran_when_the_base_changes(two_cell_study, tmp_path, capsys):
+    shutil.copytree(two_cell_study, tmp_path / "runs")
+    # the base's depth changes, but the axis sets it in every cell: every cell runs what it ran, under a new id
+    base = {**TINY, "model": {**TINY["model"], "depth": 14}}
+    assert _sweep(tmp_path, "ren", {"model.depth": [8, 14], "model.pooling": ["avg"]}, base=base) == 0
+    assert "resuming: 2 done" in capsys.readouterr().out and len(_trials(tmp_path, "ren")) == 2
+    # an extra cell renamed while the base's lr changes: its old trial ran lr 0.05, the renamed cell runs 0.2
+    assert _sweep(tmp_path, "mix", {"optim.lr": [0.05]}, extra_cells=[{"model.shortcut": "none"}]) == 0
+    base = {**TINY, "optim": {**TINY["optim"], "lr": 0.2}}   # the grid cell sets its lr: it runs what it ran
+    capsys.readouterr()
+    for flags in (("--dry-run",), ()):
+        code = _sweep(tmp_path, "mix", {"optim.lr": [0.05]}, *flags, base=base,
+                      extra_cells=[{"model.shortcut": "none", "model.pooling": "avg"}])
+        assert_one_line_error(code, capsys.readouterr().err, "different base config", "optim.lr")
+    assert len(_trials(tmp_path, "mix")) == 2
+
+
 def test_a_dry_run_lists_renamed_cells_and_left_alone_trials_as_the_launch_does(two_cell_study, tmp_path, capsys):
     shutil.copytree(two_cell_study, tmp_path / "runs")
     grid = {"model.depth": [8], "model.pooling": ["avg", "max"]}   # depth 14 dropped, pooling added

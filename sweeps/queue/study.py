@@ -29,7 +29,7 @@ from resnet_core.run_config import RunConfig
 from resnet_core.values import freeze
 
 from ..spec.grid import GridSpec, Unit
-from ..spec.identity import cell_aliases
+from ..spec.identity import alias_of, cell_aliases
 from ..spec.params import merged_space, space_attr, study_space, unit_params
 from ..spec.study_format import (ALIASES_ATTR, DONE, FAILED, LOST, STUDY_ID_ATTR, extra_seeds_of, trial_cell,
                                  trial_status as _status, trial_unit, unit_attrs)
@@ -84,7 +84,7 @@ def check_existing(study: Any, spec: GridSpec) -> tuple[Any, Any]:
         raise ConfigError(f"study {spec.study!r} exists with direction {study.direction.name.lower()}, the grid "
                           f"asks {direction}; use another study name (--study NAME)")
     _check_same_objective(study.user_attrs.get("objective"), spec)
-    _check_same_base(study.user_attrs, spec)
+    _check_same_base(study.user_attrs, spec, study.get_trials(deepcopy=False))
     _check_same_search(study.user_attrs.get("search"), spec)
     check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
     spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
@@ -170,16 +170,26 @@ def _knob_text(knob: Any) -> str:
     return ", ".join(f"{kind} {args}" for kind, args in knob.items())
 
 
-def _check_same_base(attrs: dict[str, Any], spec: GridSpec) -> None:
+def _check_same_base(attrs: dict[str, Any], spec: GridSpec, trials: Iterable[Any] = ()) -> None:
     """Refuse a changed base: compare the resolved run config of every cell the stored study and the grid share
-    (so a base that is only valid together with the cell values is compared too); with no shared cell, the
-    resolved bases, else the bases as written."""
+    (so a base that is only valid together with the cell values is compared too), and of every renamed cell (of the
+    study's last grid, or of any trial) with the grid cell its trials would count for (``identity.alias_of``); with
+    neither, the resolved bases, else the bases as written."""
     stored = attrs.get("base")
     if not isinstance(stored, dict) or stored == spec.base:
         return
     cells = attrs.get("cells") if isinstance(attrs.get("cells"), list) else []
     old_cells = {c.get("id"): c.get("params") or {} for c in cells if isinstance(c, dict)}
+    for t in trials:   # cells of earlier grids too, as their trials carry them
+        cell, params = t.user_attrs.get("cell"), t.user_attrs.get("cell_params")
+        if isinstance(cell, str) and isinstance(params, dict):
+            old_cells.setdefault(cell, params)
     pairs = [(_with(stored, old_cells[c.id]), _with(spec.base, c.params)) for c in spec.cells if c.id in old_cells]
+    ids = {c.id for c in spec.cells}
+    for cell, params in old_cells.items():   # a renamed cell: what it ran against the grid cell its trials count for
+        same = alias_of(spec, cell, params) if isinstance(cell, str) and cell not in ids else None
+        if same is not None:
+            pairs.append((_with(stored, params), _with(spec.base, same.params)))
     if not pairs:
         pairs = [(stored, spec.base)]
     for old_cfg, new_cfg in pairs:

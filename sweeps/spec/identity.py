@@ -45,22 +45,29 @@ def cell_aliases(spec: GridSpec, trials: Iterable[Any]) -> dict[str, str]:
             strays[cell] = params
     if not strays:
         return {}
+    out = {}
+    for cell, params in strays.items():
+        same = alias_of(spec, cell, params)
+        if same is not None:
+            out[cell] = same.id
+    return out
+
+
+def alias_of(spec: GridSpec, cell: str, params: dict[str, Any]) -> Any:
+    """The grid cell whose run config (under the grid's base) is that of the old cell ``cell`` with ``params``, or
+    None; a ``ConfigError`` if two grid cells share it."""
     cache = _cache(spec)
     if cache["index"] is None:
         index: dict[str, list[Any]] = {}
         for c in spec.cells:
             index.setdefault(config_key(spec.base, c.params), []).append(c)
         cache["index"] = index
-    out = {}
-    for cell, params in strays.items():
-        if cell not in cache["keys"]:
-            cache["keys"][cell] = config_key(spec.base, params)
-        same = cache["index"].get(cache["keys"][cell], [])
-        if len(same) > 1:
-            raise _ambiguous(spec, cell, same[0], same[1])
-        if same:
-            out[cell] = same[0].id
-    return out
+    if cell not in cache["keys"]:
+        cache["keys"][cell] = config_key(spec.base, params)
+    same = cache["index"].get(cache["keys"][cell], [])
+    if len(same) > 1:
+        raise _ambiguous(spec, cell, same[0], same[1])
+    return same[0] if same else None
 
 
 def _ambiguous(spec: GridSpec, old: str, a: Any, b: Any) -> ConfigError:
