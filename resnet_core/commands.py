@@ -108,7 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not (args.resume and args.out):
             raise
         recorded = (read_summary(args.out).get("provenance") or {}).get("plugins")
-        raise ConfigError(f"{e}{missing_plugins_hint(recorded, f'the run in {args.out}')}") from None
+        raise ConfigError(f"{e}{missing_plugins_hint(recorded, f'the run in {args.out}', e)}") from None
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
         import yaml
@@ -205,7 +205,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
         model_cfg = ModelConfig.from_dict(state["model_config"])
     except ConfigError as e:  # a part of a plugin not given: name it
         recorded = state.get("plugins") or (read_summary(ckpt_path.parent).get("provenance") or {}).get("plugins")
-        raise ConfigError(f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run')}") from None
+        raise ConfigError(f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run', e)}") from None
     device = resolve_device(device_name)
     try:
         model = build_model(model_cfg)

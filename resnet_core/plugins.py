@@ -113,10 +113,15 @@ def loaded_plugin_records() -> list[dict[str, str]]:
     return plugin_records(list(_LOADED))
 
 
-def missing_plugins_hint(records: Any, where: str) -> str:
+UNKNOWN_PART = re.compile(r"unknown (?:model|data)\.\w+ '")   # how `choices_error` names a part no registry holds
+
+
+def missing_plugins_hint(records: Any, where: str, error: Exception | str) -> str:
     """``"; <where> was trained with plugin X: pass --plugin X"`` for the plugin records (`plugin_records`) of a run
-    that this process has not loaded, so an error about a part it lacks says where the part came from; "" when
-    every one is loaded or none is recorded."""
+    that this process has not loaded, when ``error`` is about a part no registry holds (`UNKNOWN_PART`), so it says
+    where the part came from; "" for any other error, or when every plugin is loaded or none is recorded."""
+    if not UNKNOWN_PART.search(str(error)):
+        return ""
     missing = [r["plugin"] for r in records or [] if isinstance(r, dict) and isinstance(r.get("plugin"), str)
                and r["plugin"] not in _LOADED]
     if not missing:

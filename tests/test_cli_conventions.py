@@ -17,6 +17,7 @@ from test_sweeps import TINY_BASE, write_grid
 from train_callbacks import InterruptAt
 
 from resnet_core.cli import build_parser, main
+from resnet_core.errors import ConfigError
 from sweeps.spec.grid import load_grid
 
 
@@ -238,6 +239,20 @@ def test_a_set_of_a_key_only_extra_cells_set_drops_those_that_run_another_value(
     assert [c.id for c in spec.cells] == ["model.depth=8", "model.depth=14",
                                           "model.depth=20,model.shortcut=identity"]
     assert spec.base["model"]["shortcut"] == "identity"   # the grid cells take it from the base
+
+
+def test_a_set_of_the_base_keeps_the_extra_cells_it_reaches_and_refuses_a_searched_key(tmp_path):
+    """``--set optim.lr=0.1``: an extra cell that does not set the lr runs the overridden base, so it stays (it was
+    dropped silently, compared with the base's lr before the override); one that sets another lr itself is dropped,
+    as a pin drops it. A --set of a searched key would be replaced by each trial's sample: refused."""
+    path = write_grid(tmp_path / "g.yaml", "pinb", grid={"model.shortcut": ["none", "identity"]},
+                      extra_cells=[{"model.shortcut": "conv1x1"}, {"model.shortcut": "conv1x1", "optim.lr": 0.2}])
+    spec = load_grid(path, ["optim.lr=0.1"])
+    assert [c.id for c in spec.cells] == ["model.shortcut=none", "model.shortcut=identity", "model.shortcut=conv1x1"]
+    assert {spec.run_config(c, 0)["optim"]["lr"] for c in spec.cells} == {0.1}
+    path = write_grid(tmp_path / "s.yaml", "pins", search={"optim.lr": {"log_uniform": [0.01, 0.1]}}, n_trials=2)
+    with pytest.raises(ConfigError, match=r"--set optim\.lr=0\.07 would not take effect: optim\.lr is searched"):
+        load_grid(path, ["optim.lr=0.07"])
 
 
 def test_report_writes_beside_the_study_by_default(tmp_path, monkeypatch, capsys):

@@ -447,3 +447,17 @@ def test_a_user_family_that_breaks_is_one_line_naming_it_before_anything_is_writ
     assert main(["models", "--plugin", str(plugin), "--set", f"model.family={name}", "--set", "model.depth=8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and f"model.family {name!r} (from {plugin})" in err, err
+
+
+def test_the_missing_plugin_hint_comes_only_with_an_unknown_part():
+    """The hint was added to every error of a grid or checkpoint whose study or run had plugins (an unknown key, a
+    bad seed): it now comes only with an error about a part no registry holds."""
+    from resnet_core.plugins import missing_plugins_hint
+
+    records = [{"plugin": "/elsewhere/never_loaded.py", "sha256": "0" * 64}]
+    hint = missing_plugins_hint(records, "its run", "unknown model.shortcut 'gated'; choose one of: identity")
+    assert hint == "; its run was trained with plugin /elsewhere/never_loaded.py: pass --plugin /elsewhere/never_loaded.py"
+    assert missing_plugins_hint(records, "its run", "unknown data.name 'mine'; choose one of: cifar10") == hint
+    for other in ("seeds must be a non-empty list of integers", "optim.momentum (0.5) needs optim.name sgd",
+                  "unknown --wandb mode 'loud'; choose one of: off, offline, online"):
+        assert missing_plugins_hint(records, "its run", other) == ""

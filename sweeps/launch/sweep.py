@@ -239,13 +239,17 @@ def make_study_dir(study_dir: Path, root: str | Path) -> None:
         raise ConfigError(f"study folder {study_dir} is not writable; give --root a folder you can write to")
 
 
-def recorded_plugins_hint(grid_file: str | Path, study: str | None, root: str | Path, storage: str | None) -> str:
-    """For a grid that does not load: ``"; study X was trained with plugin P: pass --plugin P"`` when the study it names
-    exists and recorded plugins this process has not loaded (``plugins.missing_plugins_hint``), else "". Reads only;
-    never raises (the grid's own error is the answer)."""
+def recorded_plugins_hint(grid_file: str | Path, study: str | None, root: str | Path, storage: str | None,
+                          error: Exception) -> str:
+    """For a grid that does not load because a part is unknown: ``"; study X was trained with plugin P: pass
+    --plugin P"`` when the study it names exists and recorded plugins this process has not loaded
+    (``plugins.missing_plugins_hint``), else "". Reads only; never raises (the grid's own error is the answer)."""
     import optuna
 
-    from resnet_core.plugins import missing_plugins_hint
+    from resnet_core.plugins import UNKNOWN_PART, missing_plugins_hint
+
+    if not UNKNOWN_PART.search(str(error)):
+        return ""
     from resnet_core.values import read_yaml
 
     try:
@@ -255,7 +259,7 @@ def recorded_plugins_hint(grid_file: str | Path, study: str | None, root: str | 
             return ""
         quiet_optuna()
         found = optuna.load_study(study_name=str(name), storage=open_storage(ref, read_only=True))
-        return missing_plugins_hint(found.user_attrs.get("plugins"), f"study {name!r}")
+        return missing_plugins_hint(found.user_attrs.get("plugins"), f"study {name!r}", error)
     except Exception:  # noqa: BLE001 - no study, another storage's error: nothing to add
         return ""
 
@@ -276,7 +280,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     try:
         spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
     except ConfigError as e:   # a part of a plugin the study was made with, not given again: name it
-        raise ConfigError(f"{e}{recorded_plugins_hint(grid_file, study, root, storage)}") from None
+        raise ConfigError(f"{e}{recorded_plugins_hint(grid_file, study, root, storage, e)}") from None
     runner = make_launcher(launcher, slurm=slurm, shared_fs=shared_fs)   # how the workers run (launchers.py)
     if until_decided:
         max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds

@@ -343,42 +343,52 @@ def _add_axes(d: dict[str, Any], axes: Sequence[str], overrides: Sequence[str]) 
 
 
 def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
-    """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``) and, for a key some cell sets, drop
-    the extra cells that run another value of it (their own, or the base's); return the overrides for the base
-    (every one but a grid axis's)."""
+    """Apply the overrides of grid axes to ``d`` (the axis becomes ``[value]``) and keep the extra cells that run the
+    pinned value (their own, or the base's); of an override of the base, drop the extra cells that set the key to
+    another value themselves (the others run the overridden base). Return the overrides for the base (every one but
+    a grid axis's)."""
     grid = d.get("grid")
     if not overrides or not isinstance(grid, dict):
         return list(overrides)
     last = dict(parse_assignment(text) for text in overrides)   # a key given again: the last value wins
     for key, value in last.items():
         extra = d.get("extra_cells")
-        if isinstance(extra, list) and (key in grid or any(isinstance(e, dict) and key in e for e in extra)):
-            d["extra_cells"] = [e for e in extra if not isinstance(e, dict) or
-                                freeze(_extra_value(d.get("base"), e, key)) == freeze(value)]
+        if isinstance(extra, list):
+            d["extra_cells"] = [e for e in extra if not isinstance(e, dict) or _runs(d.get("base"), e, key, value,
+                                                                                     axis=key in grid)]
         if key in grid:
             grid[key] = [value]
     return [text for text in overrides if parse_assignment(text)[0] not in grid]
 
 
-def _extra_value(base: Any, extra: dict[str, Any], key: str) -> Any:
-    """The value an extra cell runs at ``key``: its own, else its resolved run config's (the base's or the
-    default)."""
-    if key in extra:
-        return extra[key]
+_UNSET = object()
+
+
+def _runs(base: Any, extra: dict[str, Any], key: str, value: Any, *, axis: bool) -> bool:
+    """Whether extra cell ``extra`` runs ``value`` at ``key``. Of a pinned ``axis``: its own value, else the base's as
+    written, else the run config's default (no part is resolved, so no plugin is needed). Of a base override: it
+    reaches every cell but one that sets ``key`` itself (a section that holds it is `_check_overrides_apply`'s)."""
+    if not axis:
+        return key not in extra or freeze(extra[key]) == freeze(value)
     cfg = copy.deepcopy(base) if isinstance(base, dict) else {}
-    try:
-        for k, v in extra.items():
-            set_dotted(cfg, k, copy.deepcopy(v))
-        cfg = RunConfig.from_dict({k: v for k, v in cfg.items() if k not in RESERVED_AXES}).to_dict()
-    except ConfigError:
-        pass  # parse_grid names the error
-    return get_dotted(cfg, key)
+    for k, v in extra.items():
+        set_dotted(cfg, k, copy.deepcopy(v))
+    ran = get_dotted(cfg, key, _UNSET)
+    if ran is _UNSET:
+        ran = get_dotted(RunConfig().to_dict(), key, _UNSET)
+    return ran is _UNSET or freeze(ran) == freeze(value)
 
 
 def _check_overrides_apply(spec: GridSpec, overrides: Sequence[str]) -> None:
     """Every base override (``--set`` of a key that is no grid axis) takes effect in every cell: one a cell's value
     would override (a key inside a section axis, a section holding an axis) is a ConfigError naming the cell."""
     sets = [leaf for k, v in apply_overrides({}, overrides).items() for leaf in leaves(k, v)]   # what they set, last
+    for k, _ in sets:   # a searched key: every trial samples its own value
+        for knob in spec.search:
+            if overlaps(knob.key, k):
+                text = next(t for t in reversed(overrides) if overlaps(parse_assignment(t)[0], k))
+                raise ConfigError(f"--set {text} would not take effect: {knob.key} is searched (search: "
+                                  f"{knob.key}); drop the --set, or the key from search")
     for cell in spec.cells:
         for axis, value in cell.params.items():
             for key, v in leaves(axis, value):
