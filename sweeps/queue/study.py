@@ -15,7 +15,6 @@ ever takes enqueued trials.
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -23,11 +22,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError
-from resnet_core.overrides import diff_keys, set_dotted
+from resnet_core.overrides import diff_keys
 from resnet_core.plugins import check_same_plugins, plugin_records
 from resnet_core.run_config import RunConfig
 from resnet_core.values import freeze
 
+from ..spec.cells import with_params
 from ..spec.grid import GridSpec, Unit
 from ..spec.identity import alias_of, cell_aliases
 from ..spec.params import merged_space, space_attr, study_space, unit_params
@@ -184,12 +184,12 @@ def _check_same_base(attrs: dict[str, Any], spec: GridSpec, trials: Iterable[Any
         cell, params = t.user_attrs.get("cell"), t.user_attrs.get("cell_params")
         if isinstance(cell, str) and isinstance(params, dict):
             old_cells.setdefault(cell, params)
-    pairs = [(_with(stored, old_cells[c.id]), _with(spec.base, c.params)) for c in spec.cells if c.id in old_cells]
+    pairs = [(with_params(stored, old_cells[c.id]), with_params(spec.base, c.params)) for c in spec.cells if c.id in old_cells]
     ids = {c.id for c in spec.cells}
     for cell, params in old_cells.items():   # a renamed cell: what it ran against the grid cell its trials count for
         same = alias_of(spec, cell, params) if isinstance(cell, str) and cell not in ids else None
         if same is not None:
-            pairs.append((_with(stored, params), _with(spec.base, same.params)))
+            pairs.append((with_params(stored, params), with_params(spec.base, same.params)))
     if not pairs:
         pairs = [(stored, spec.base)]
     for old_cfg, new_cfg in pairs:
@@ -203,13 +203,6 @@ def _check_same_base(attrs: dict[str, Any], spec: GridSpec, trials: Iterable[Any
             raise ConfigError(f"study {spec.study!r} exists with a different base config ({shown}); its trials "
                               f"would not be comparable — use another study name (--study NAME) or the original "
                               f"settings")
-
-
-def _with(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    cfg = copy.deepcopy(base)
-    for key, value in params.items():
-        set_dotted(cfg, key, copy.deepcopy(value))
-    return cfg
 
 
 # -- unit states ------------------------------------------------------------------------------------------------

@@ -34,12 +34,18 @@ def cell_id(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
-def config_key(base: dict[str, Any], params: dict[str, Any]) -> str:
-    """A canonical text of the run config ``base`` + ``params`` resolves to (as written if it does not resolve)."""
-    cfg = copy.deepcopy(base)
+def with_params(base: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the run config dict ``base`` with a cell's ``params`` (dotted key → value) set in it; neither is
+    changed. The one home of "base + cell" (a trial's config, a cell's identity, the checks of an edited grid)."""
+    cfg = copy.deepcopy(base) if isinstance(base, dict) else {}
     for key, value in params.items():
         set_dotted(cfg, key, copy.deepcopy(value))
-    cfg = {k: v for k, v in cfg.items() if k not in PER_TRIAL}
+    return cfg
+
+
+def config_key(base: dict[str, Any], params: dict[str, Any]) -> str:
+    """A canonical text of the run config ``base`` + ``params`` resolves to (as written if it does not resolve)."""
+    cfg = {k: v for k, v in with_params(base, params).items() if k not in PER_TRIAL}
     try:
         cfg = RunConfig.from_dict(cfg).to_dict()
     except ConfigError:

@@ -46,7 +46,7 @@ from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve
 from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
-from .cells import Cell, cell_id, config_text, format_value, make_slugs
+from .cells import Cell, cell_id, config_text, format_value, make_slugs, with_params
 from .launcher import parse_launcher
 from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
@@ -190,9 +190,7 @@ class GridSpec:
     def run_config(self, cell: Cell, seed: int, search_values: dict[str, Any] | None = None,
                    device: str | None = None, name: str | None = None) -> dict[str, Any]:
         """The run config dict of one trial: base, then the cell's values, the search values, name and seed."""
-        cfg = copy.deepcopy(self.base)
-        for key, value in cell.params.items():
-            set_dotted(cfg, key, copy.deepcopy(value))
+        cfg = with_params(self.base, cell.params)
         for key, value in (search_values or {}).items():
             set_dotted(cfg, key, value)
         cfg["name"] = name or f"{self.study}-{cell.slug}-s{seed}"
@@ -370,10 +368,7 @@ def _runs(base: Any, extra: dict[str, Any], key: str, value: Any, *, axis: bool)
     reaches every cell but one that sets ``key`` itself (a section that holds it is `_check_overrides_apply`'s)."""
     if not axis:
         return key not in extra or freeze(extra[key]) == freeze(value)
-    cfg = copy.deepcopy(base) if isinstance(base, dict) else {}
-    for k, v in extra.items():
-        set_dotted(cfg, k, copy.deepcopy(v))
-    ran = get_dotted(cfg, key, _UNSET)
+    ran = get_dotted(with_params(base, extra), key, _UNSET)
     if ran is _UNSET:
         ran = get_dotted(RunConfig().to_dict(), key, _UNSET)
     return ran is _UNSET or freeze(ran) == freeze(value)
