@@ -34,6 +34,12 @@ def cell_id(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
+def differing_keys(a: "Cell", b: "Cell") -> list[str]:
+    """The axes whose values two cells differ in (one set and the other not counts), in first-seen order."""
+    missing = object()
+    return [k for k in dict.fromkeys([*a.params, *b.params]) if a.params.get(k, missing) != b.params.get(k, missing)]
+
+
 def with_params(base: Any, params: dict[str, Any]) -> dict[str, Any]:
     """A copy of the run config dict ``base`` with a cell's ``params`` (dotted key → value) set in it; neither is
     changed. The one home of "base + cell" (a trial's config, a cell's identity, the checks of an edited grid)."""

@@ -46,7 +46,7 @@ from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve
 from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
-from .cells import Cell, cell_id, config_text, format_value, make_slugs, with_params
+from .cells import Cell, cell_id, config_text, differing_keys, format_value, make_slugs, with_params
 from .launcher import parse_launcher
 from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
@@ -599,8 +599,7 @@ def _check_cells(spec: GridSpec) -> None:
 def _same_config(a: Cell, b: Cell) -> ConfigError:
     """Two cells that resolve to one run config: the study would run it twice under two ids (and compare it with
     itself); named with the keys they differ in."""
-    missing = object()
-    keys = [k for k in dict.fromkeys([*a.params, *b.params]) if a.params.get(k, missing) != b.params.get(k, missing)]
+    keys = differing_keys(a, b)
     return ConfigError(f"cells {a.id or 'base'!r} and {b.id or 'base'!r} run the same config (where their "
                        f"{', '.join(keys) or 'values'} differ, one restates the base or another axis overrides it); "
                        f"drop one of them, or that axis value")

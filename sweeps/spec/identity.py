@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError
 
-from .cells import config_key
+from .cells import config_key, differing_keys
 from .grid import GridSpec
 
 _CACHE: dict[int, tuple[GridSpec, dict[str, Any]]] = {}   # id(spec) → (spec, {"index": …, "keys": …})
@@ -71,8 +71,7 @@ def alias_of(spec: GridSpec, cell: str, params: dict[str, Any]) -> Any:
 
 
 def _ambiguous(spec: GridSpec, old: str, a: Any, b: Any) -> ConfigError:
-    missing = object()
-    axes = [k for k in dict.fromkeys([*a.params, *b.params]) if a.params.get(k, missing) != b.params.get(k, missing)]
+    axes = differing_keys(a, b)
     shown = ", ".join(f"{k}={a.params[k] if k in a.params else b.params[k]}" for k in axes) or "no axis"
     return ConfigError(f"study {spec.study!r}: grid cells {a.id or 'base'!r} and {b.id or 'base'!r} run the same "
                        f"config ({shown} is what the base has), so the study's trials of cell {old or 'base'!r} "
