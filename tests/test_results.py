@@ -46,11 +46,16 @@ def test_committed_records_are_small_and_complete(result, tmp_path):
     result = _index_copy(result, tmp_path)   # what git holds: a working copy may hold a study still running
     files = [f for f in result.rglob("*") if f.is_file()]
     checkpoints = [f for f in files if f.suffix == ".pt"]
-    records = sum(f.stat().st_size for f in files if f.suffix != ".pt")
-    assert records < 20 * 2**20, f"{result} holds {records / 2**20:.1f} MiB of records"
     assert not [f for f in files if "wandb" in f.relative_to(result).parts]   # no W&B files
     trials = sorted({f.parent for f in files if f.parent.parent.name == "trials"})
     assert trials
+    # small per run (a 56-layer run's per-layer curves: 2.3 MiB, 4 in the pilot, which logged more often) and for
+    # the rest (journal, report, tables), so a study that adds seeds on demand stays within bounds as it grows
+    for trial in trials:
+        size = sum(f.stat().st_size for f in trial.rglob("*") if f.is_file() and f.suffix != ".pt")
+        assert size < 5 * 2**20, f"{trial} holds {size / 2**20:.1f} MiB of records"
+    rest = sum(f.stat().st_size for f in files if f.suffix != ".pt" and not any(f.is_relative_to(t) for t in trials))
+    assert rest < 10 * 2**20, f"{result} holds {rest / 2**20:.1f} MiB besides its run records"
     for trial in trials:
         summary = json.loads((trial / "summary.json").read_text())
         assert (trial / "config.yaml").is_file()
