@@ -85,12 +85,19 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
                         "precision and memory format the run evaluated in (its summary.json, else its run config)")
 
 
+def _recorded_plugins(run_dir: str | Path) -> Any:
+    """The plugin records (``plugins.plugin_records``) a run's ``summary.json`` lists in its provenance, or None."""
+    from .record import read_summary
+
+    return (read_summary(run_dir).get("provenance") or {}).get("plugins")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
     from .errors import ConfigError
     from .plugins import missing_plugins_hint
     from .progress_bar import ProgressBar
-    from .record import read_summary, record_files
+    from .record import record_files
     from .run_config import load_run_config
     from .values import check_name
 
@@ -107,8 +114,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as e:  # a part of a plugin not given again: name it
         if not (args.resume and args.out):
             raise
-        recorded = (read_summary(args.out).get("provenance") or {}).get("plugins")
-        raise ConfigError(f"{e}{missing_plugins_hint(recorded, f'the run in {args.out}', e)}") from None
+        raise ConfigError(f"{e}{missing_plugins_hint(_recorded_plugins(args.out), f'the run in {args.out}', e)}") \
+            from None
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
         import yaml
@@ -184,7 +191,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
     from .errors import ConfigError
     from .model import build_model
     from .plugins import missing_plugins_hint
-    from .record import read_config, read_summary
+    from .record import read_config
     from .run_config import RunConfig
 
     ckpt_path = Path(path)
@@ -204,7 +211,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
         run_cfg = RunConfig.from_dict(saved)
         model_cfg = ModelConfig.from_dict(state["model_config"])
     except ConfigError as e:  # a part of a plugin not given: name it
-        recorded = state.get("plugins") or (read_summary(ckpt_path.parent).get("provenance") or {}).get("plugins")
+        recorded = state.get("plugins") or _recorded_plugins(ckpt_path.parent)
         raise ConfigError(f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run', e)}") from None
     device = resolve_device(device_name)
     try:

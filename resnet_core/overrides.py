@@ -57,7 +57,8 @@ def leaves(key: str, value: Any) -> list[tuple[str, Any]]:
 
 
 def overlaps(a: str, b: str) -> bool:
-    """Whether the dotted keys ``a`` and ``b`` name the same value or one holds the other (``model``, ``model.depth``)."""
+    """Whether the dotted keys ``a`` and ``b`` name the same value or one holds the other (``model`` and
+    ``model.depth``)."""
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 

@@ -3,9 +3,10 @@
 A plugin is a Python file (``examples/gated_shortcut.py``) or an importable module name (``mylab.parts``) whose
 import registers parts with one call each, e.g. ``@SHORTCUTS.register("gated")``. Name it in a grid's top-level
 ``plugins:`` list (a relative path is relative to the grid file) or with ``--plugin`` (relative to the working
-directory) on ``sweep``, ``train``, ``models``, ``eval``, ``lesion`` and ``probe``. The sweep carries the resolved list to every worker process
-(spawned, or a Slurm task), which imports it before it reads a config; the study records each plugin with its
-SHA-256 (`plugin_records`), and a launch with another set or changed code is refused (`check_same_plugins`).
+directory) on ``sweep``, ``train``, ``models``, ``eval``, ``lesion`` and ``probe``. The sweep carries the resolved
+list to every worker process (spawned, or a Slurm task), which imports it before it reads a config; the study records
+each plugin with its SHA-256 (`plugin_records`), and a launch with another set or changed code is refused
+(`check_same_plugins`).
 """
 from __future__ import annotations
 

@@ -60,8 +60,9 @@ def load_torchvision(name: str, root: Path, download: bool) -> tuple[LabeledImag
         test = cls(str(root), train=False, download=download)
     except Exception as e:  # URLError offline, RuntimeError when missing or corrupt, OSError on a read-only root
         reason = _first_line(e) if download else "not found, and data.download is false"
-        raise ConfigError(f"cannot load {name} from {root} ({reason}); put {spec.files if download else spec.extracted} "
-                          f"there (from {spec.url}), or set data.root to where it is") from None
+        files = spec.files if download else spec.extracted
+        raise ConfigError(f"cannot load {name} from {root} ({reason}); put {files} there (from {spec.url}), or set "
+                          f"data.root to where it is") from None
     splits = [LabeledImages(_to_uint8_nchw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long))
               for ds in (train, test)]
     return splits[0], splits[1], [str(c) for c in train.classes]

@@ -184,7 +184,8 @@ def _check_same_base(attrs: dict[str, Any], spec: GridSpec, trials: Iterable[Any
         cell, params = t.user_attrs.get("cell"), t.user_attrs.get("cell_params")
         if isinstance(cell, str) and isinstance(params, dict):
             old_cells.setdefault(cell, params)
-    pairs = [(with_params(stored, old_cells[c.id]), with_params(spec.base, c.params)) for c in spec.cells if c.id in old_cells]
+    pairs = [(with_params(stored, old_cells[c.id]), with_params(spec.base, c.params))
+             for c in spec.cells if c.id in old_cells]
     ids = {c.id for c in spec.cells}
     for cell, params in old_cells.items():   # a renamed cell: what it ran against the grid cell its trials count for
         same = alias_of(spec, cell, params) if isinstance(cell, str) and cell not in ids else None

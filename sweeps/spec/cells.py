@@ -1,6 +1,7 @@
-"""Cells: one point of the grid, and the one home of cell ids. A cell has an id (``model.depth=20,model.shortcut=none``, the key every trial
-carries in its ``cell`` user attr), a filesystem slug (``depth-20_shortcut-none``) and its params (axis → value); ``config_key`` is the run config it
-resolves to (who the cell is: two cells of one grid never share one, ``identity`` maps renamed cells by it)."""
+"""Cells: one point of the grid, and the one home of cell ids. A cell has an id (``model.depth=20,model.shortcut=
+none``, the key every trial carries in its ``cell`` user attr), a filesystem slug (``depth-20_shortcut-none``) and
+its params (axis → value); ``config_key`` is the run config it resolves to (who the cell is: two cells of one grid
+never share one, ``identity`` maps renamed cells by it)."""
 from __future__ import annotations
 
 import copy

@@ -378,20 +378,22 @@ def _check_overrides_apply(spec: GridSpec, overrides: Sequence[str]) -> None:
     """Every base override (``--set`` of a key that is no grid axis) takes effect in every cell: one a cell's value
     would override (a key inside a section axis, a section holding an axis) is a ConfigError naming the cell."""
     sets = [leaf for k, v in apply_overrides({}, overrides).items() for leaf in leaves(k, v)]   # what they set, last
+
+    def given(k: str) -> str:   # the last --set that set ``k``, as the user wrote it
+        return next(t for t in reversed(overrides) if overlaps(parse_assignment(t)[0], k))
+
     for k, _ in sets:   # a searched key: every trial samples its own value
         for knob in spec.search:
             if overlaps(knob.key, k):
-                text = next(t for t in reversed(overrides) if overlaps(parse_assignment(t)[0], k))
-                raise ConfigError(f"--set {text} would not take effect: {knob.key} is searched (search: "
+                raise ConfigError(f"--set {given(k)} would not take effect: {knob.key} is searched (search: "
                                   f"{knob.key}); drop the --set, or the key from search")
     for cell in spec.cells:
         for axis, value in cell.params.items():
             for key, v in leaves(axis, value):
                 for k, want in sets:
                     if overlaps(key, k) and not (key == k and freeze(v) == freeze(want)):
-                        text = next(t for t in reversed(overrides) if overlaps(parse_assignment(t)[0], k))
-                        raise ConfigError(f"--set {text} would not take effect in cell {cell.id!r}: its {axis} sets "
-                                          f"{key}={format_value(v)}; pin the axis with --set {axis}=VALUE, or "
+                        raise ConfigError(f"--set {given(k)} would not take effect in cell {cell.id!r}: its {axis} "
+                                          f"sets {key}={format_value(v)}; pin the axis with --set {axis}=VALUE, or "
                                           f"change the grid")
 
 
