@@ -53,7 +53,7 @@ class ModelConfig:
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
         check_fields(self, "model.", choices={key: registry.names() + (["auto"] if key in ("block", "stem") else [])
-                                              for key, registry in PART_KEYS.items()})
+                                              for key, registry in PART_KEYS.items()}, parts=PART_KEYS)
         for key in ("in_channels", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
