@@ -508,15 +508,66 @@ def test_a_user_family_that_breaks_is_one_line_naming_it_before_anything_is_writ
     assert err.startswith("error: ") and "\n" not in err and f"model.family {name!r} (from {plugin})" in err, err
 
 
+def _raised(make) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        make()
+    return info.value
+
+
+NEVER_LOADED = [{"plugin": "/elsewhere/never_loaded.py", "sha256": "0" * 64}]
+
+
 def test_the_missing_plugin_hint_comes_only_with_an_unknown_part():
     """The hint was added to every error of a grid or checkpoint whose study or run had plugins (an unknown key, a
     bad seed): it now comes only with an error about a part no registry holds."""
+    from resnet_core.data.config import DataConfig
+    from resnet_core.errors import choices_error
     from resnet_core.plugins import missing_plugins_hint
 
-    records = [{"plugin": "/elsewhere/never_loaded.py", "sha256": "0" * 64}]
-    hint = missing_plugins_hint(records, "its run", "unknown model.shortcut 'gated'; choose one of: identity")
+    hint = missing_plugins_hint(NEVER_LOADED, "its run", _raised(lambda: ModelConfig(shortcut="gated")))
     assert hint == "; its run was trained with plugin /elsewhere/never_loaded.py: pass --plugin /elsewhere/never_loaded.py"
-    assert missing_plugins_hint(records, "its run", "unknown data.name 'mine'; choose one of: cifar10") == hint
-    for other in ("seeds must be a non-empty list of integers", "optim.momentum (0.5) needs optim.name sgd",
-                  "unknown --wandb mode 'loud'; choose one of: off, offline, online"):
-        assert missing_plugins_hint(records, "its run", other) == ""
+    for unknown_part in (lambda: DataConfig(name="mine"), lambda: ModelConfig(init="orthogonal"),
+                         lambda: SHORTCUTS.get("gated")):
+        assert missing_plugins_hint(NEVER_LOADED, "its run", _raised(unknown_part)) == hint
+    for other in (ConfigError("seeds must be a non-empty list of integers"),
+                  ConfigError("optim.momentum (0.5) needs optim.name sgd"),
+                  choices_error("--wandb mode", "loud", ("off", "offline", "online")),
+                  _raised(lambda: ModelConfig.from_dict({"shortcutt": "gated"}))):
+        assert missing_plugins_hint(NEVER_LOADED, "its run", other) == ""
+
+
+def test_an_error_that_only_reads_like_an_unknown_part_gets_no_hint():
+    """The hint was decided by matching the message against "unknown model.X '" or "unknown data.X '", so a bad value
+    of a key that no registry backs (data.loader: device or torch) was taken for a missing plugin's part, and so was
+    any error that quotes such text; the error's type (`UnknownPartError`) decides now."""
+    from resnet_core.data.config import DataConfig
+    from resnet_core.plugins import missing_plugins_hint
+
+    loader = _raised(lambda: DataConfig(loader="fast"))
+    assert str(loader) == "unknown data.loader 'fast'; choose one of: device, torch"
+    quoted = ConfigError("cell 0: unknown model.shortcut 'gated'; choose one of: identity")
+    for error in (loader, quoted):
+        assert missing_plugins_hint(NEVER_LOADED, "its run", error) == "", error
+
+
+@pytest.mark.parametrize("grid, overrides", [
+    ({"grid": {"model.shortcut": ["identity", "gated"]}}, []),
+    ({"grid": {"model.depth": [8]}}, ["model.shortcut=gated"]),
+    ({"search": {"model.shortcut": {"choice": ["identity", "gated"]}}, "n_trials": 2}, []),
+])
+def test_an_unknown_part_stays_one_through_the_grid_checks(tmp_path, grid, overrides):
+    """A grid's checks add where the error is (the file, the cell, the search value) to its message: an unknown part
+    stays an `UnknownPartError`, which is what lets `sweep` name the plugins its study recorded."""
+    from resnet_core.errors import UnknownPartError
+    from sweeps.spec.grid import load_grid
+
+    d = {**yaml.safe_load(EXAMPLE.read_text()), "plugins": []}
+    d.pop("grid")
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**d, **grid}))
+    with pytest.raises(UnknownPartError, match=r"unknown model.shortcut 'gated'") as info:
+        load_grid(path, overrides)
+    assert str(info.value).startswith(f"{path}: ")
+    path.write_text(yaml.safe_dump({**d, "grid": {"data.loader": ["device", "fast"]}}))
+    error = _raised(lambda: load_grid(path))
+    assert "unknown data.loader 'fast'" in str(error) and not isinstance(error, UnknownPartError)
