@@ -94,7 +94,7 @@ def _recorded_plugins(run_dir: str | Path) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
-    from .errors import ConfigError
+    from .errors import ConfigError, reworded
     from .plugins import missing_plugins_hint
     from .progress_bar import ProgressBar
     from .record import record_files
@@ -114,7 +114,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as e:  # a part of a plugin not given again: name it
         if not (args.resume and args.out):
             raise
-        raise ConfigError(f"{e}{missing_plugins_hint(_recorded_plugins(args.out), f'the run in {args.out}', e)}") \
+        raise reworded(e, f"{e}{missing_plugins_hint(_recorded_plugins(args.out), f'the run in {args.out}', e)}") \
             from None
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
@@ -188,7 +188,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
     from . import checkpoint
     from .config import ModelConfig
     from .devices import resolve_device
-    from .errors import ConfigError
+    from .errors import ConfigError, reworded
     from .model import build_model
     from .plugins import missing_plugins_hint
     from .record import read_config
@@ -212,7 +212,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
         model_cfg = ModelConfig.from_dict(state["model_config"])
     except ConfigError as e:  # a part of a plugin not given: name it
         recorded = state.get("plugins") or _recorded_plugins(ckpt_path.parent)
-        raise ConfigError(f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run', e)}") from None
+        raise reworded(e, f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run', e)}") from None
     device = resolve_device(device_name)
     try:
         model = build_model(model_cfg)

@@ -1,7 +1,7 @@
 """`ModelConfig`: one small dataclass that describes a network. Parts are named by string.
 
-The allowed names of a part are its registry's (`shortcuts.SHORTCUTS`, `placements.PLACEMENTS`, …): a part
-registered there — built in or by a plugin — is a valid value here, with nothing else to edit."""
+The allowed names of a part are its registry's (`shortcuts.SHORTCUTS`, `placements.PLACEMENTS`, `inits.INITS`, …): a
+part registered there — built in or by a plugin — is a valid value here, with nothing else to edit."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +12,7 @@ from .errors import ConfigError, choices_error
 from .values import check_fields, positive_ints
 from .families import FAMILIES, default_block, depth_of, get_family, stages_for
 from .blocks import BLOCKS
+from .inits import BIAS_INITS, INITS
 from .placements import PLACEMENTS as ACTIVATIONS
 from .pooling import POOLINGS
 from .registry import Registry
@@ -20,9 +21,8 @@ from .stems import STEMS
 
 # config key → the registry whose names it takes (block and stem also take "auto")
 PART_KEYS: dict[str, Registry] = {"family": FAMILIES, "block": BLOCKS, "shortcut": SHORTCUTS,
-                                  "activation": ACTIVATIONS, "pooling": POOLINGS, "stem": STEMS}
-INITS = ("kaiming", "xavier", "pytorch")
-BIAS_INITS = ("zero", "default")
+                                  "activation": ACTIVATIONS, "pooling": POOLINGS, "stem": STEMS,
+                                  "init": INITS, "bias_init": BIAS_INITS}
 
 
 @dataclass
@@ -52,8 +52,8 @@ class ModelConfig:
 
     # -- validation ---------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        check_fields(self, "model.", choices={"init": INITS, "bias_init": BIAS_INITS, **{
-            key: registry.names() + (["auto"] if key in ("block", "stem") else []) for key, registry in PART_KEYS.items()}})
+        check_fields(self, "model.", choices={key: registry.names() + (["auto"] if key in ("block", "stem") else [])
+                                              for key, registry in PART_KEYS.items()}, parts=PART_KEYS)
         for key in ("in_channels", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

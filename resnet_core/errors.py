@@ -20,10 +20,22 @@ class NonFiniteOutputs(RuntimeError):
     code 1."""
 
 
-def choices_error(kind: str, value: object, allowed: Iterable[object]) -> ConfigError:
-    """Build the standard 'unknown X; choose one of: ...' error."""
+class UnknownPartError(ConfigError):
+    """A name that no registry of parts holds (`registry.Registry`: a shortcut, a family, a data source, …), i.e. a
+    part a plugin may register: a caller that knows the plugins a run or study was made with names the missing ones
+    (`plugins.missing_plugins_hint`). Context added to its message keeps the type (`reworded`)."""
+
+
+def choices_error(kind: str, value: object, allowed: Iterable[object], *, part: bool = False) -> ConfigError:
+    """Build the standard 'unknown X; choose one of: ...' error; an `UnknownPartError` when ``part`` (``allowed`` are
+    a registry's names and ``value`` a name it lacks)."""
     listed = ", ".join(str(a) for a in allowed)
-    return ConfigError(f"unknown {kind} {value!r}; choose one of: {listed}")
+    return (UnknownPartError if part else ConfigError)(f"unknown {kind} {value!r}; choose one of: {listed}")
+
+
+def reworded(e: ConfigError, message: str) -> ConfigError:
+    """``e`` with another ``message`` (its own with context added), of the same kind: an unknown part stays one."""
+    return UnknownPartError(message) if isinstance(e, UnknownPartError) else ConfigError(message)
 
 
 class FastPathMismatch(GraphCaptureError):

@@ -17,6 +17,7 @@ from torch import nn
 from .blocks import BLOCKS, ResidualBlock
 from .config import ModelConfig
 from .errors import ConfigError
+from .inits import BIAS_INITS, INITS
 from .layers import linear, member_rows, norm
 from .placements import PLACEMENTS
 from .pooling import POOLINGS
@@ -107,24 +108,17 @@ class ResNet(nn.Module):
 
 
 def _init_single(model: ResNet, cfg: ModelConfig) -> None:
-    """Initialise a single (unfused) model's conv weights: kaiming (torchvision's choice), xavier (seed 002), or
-    pytorch (left as nn.Conv2d drew them at construction: kaiming_uniform_(a=√5), bound 1/sqrt(fan_in), as a program
-    without its own init has them). Conv biases (model.conv_bias) are zeroed, or with bias_init "default" left as
-    constructed. BN weights 1, biases 0; the linear head keeps torch's default init, except under xavier."""
+    """Initialise a single (unfused) model: BatchNorm weight 1, bias 0, then the ``model.init`` scheme on every module
+    and the ``model.bias_init`` on every conv bias (`inits`), then ``zero_init_residual``."""
     r = cfg.resolved()
+    weight_init, bias_init = INITS.get(r.init), BIAS_INITS.get(r.bias_init)
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            if r.init == "kaiming":
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif r.init == "xavier":
-                nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None and r.bias_init == "zero":
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear) and r.init == "xavier":
-            nn.init.xavier_uniform_(m.weight)
+        weight_init(m)
+        if isinstance(m, nn.Conv2d) and m.bias is not None:
+            bias_init(m)
     if r.zero_init_residual:
         for _, block in model.blocks():
             block.zero_init_last()

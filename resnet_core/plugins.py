@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownPartError, reworded
 from .registry import Registry, snapshot
 
 _LOADED: dict[str, ModuleType] = {}   # resolved plugin → its module: a second load is a no-op
@@ -73,7 +73,7 @@ def load_plugin(plugin: str, base: str | Path | None = None) -> str:
         else:
             module = importlib.import_module(key)
     except ConfigError as e:
-        raise ConfigError(f"plugin {plugin}: {e}") from None
+        raise reworded(e, f"plugin {plugin}: {e}") from None
     except Exception as e:  # noqa: BLE001 - the user's code: any error is a config error naming the plugin
         text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str() quotes it
         first = text.strip().splitlines()[0] if text.strip() else ""
@@ -114,14 +114,11 @@ def loaded_plugin_records() -> list[dict[str, str]]:
     return plugin_records(list(_LOADED))
 
 
-UNKNOWN_PART = re.compile(r"unknown (?:model|data)\.\w+ '")   # how `choices_error` names a part no registry holds
-
-
-def missing_plugins_hint(records: Any, where: str, error: Exception | str) -> str:
+def missing_plugins_hint(records: Any, where: str, error: BaseException) -> str:
     """``"; <where> was trained with plugin X: pass --plugin X"`` for the plugin records (`plugin_records`) of a run
-    that this process has not loaded, when ``error`` is about a part no registry holds (`UNKNOWN_PART`), so it says
-    where the part came from; "" for any other error, or when every plugin is loaded or none is recorded."""
-    if not UNKNOWN_PART.search(str(error)):
+    that this process has not loaded, when ``error`` is about a part no registry holds (an `UnknownPartError`), so it
+    says where the part came from; "" for any other error, or when every plugin is loaded or none is recorded."""
+    if not isinstance(error, UnknownPartError):
         return ""
     missing = [r["plugin"] for r in records or [] if isinstance(r, dict) and isinstance(r.get("plugin"), str)
                and r["plugin"] not in _LOADED]
@@ -154,4 +151,5 @@ def add_plugin_argument(p: argparse.ArgumentParser) -> None:
     """``--plugin FILE.py|MODULE`` (repeatable): the CLI's main() imports them before the command runs."""
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import a module that registers your own parts (shortcut, block, activation, pooling, "
-                        "stem, family) before reading the config; repeatable (README: 'Your own part')")
+                        "stem, family, init, bias_init) before reading the config; repeatable (README: 'Your own "
+                        "part')")

@@ -49,7 +49,7 @@ class Registry(Generic[T]):
         try:
             return self._parts[name]
         except KeyError:
-            raise choices_error(self.kind, name, self._parts) from None
+            raise choices_error(self.kind, name, self._parts, part=True) from None
 
     def check(self, name: str) -> str:
         """Validate a name without building anything."""

@@ -196,11 +196,12 @@ def _plural(tp: Any) -> str:
     return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(tp, describe_type(tp))
 
 
-def check_fields(obj: Any, prefix: str = "", choices: typing.Mapping[str, typing.Iterable[Any]] | None = None
-                 ) -> None:
+def check_fields(obj: Any, prefix: str = "", choices: typing.Mapping[str, typing.Iterable[Any]] | None = None,
+                 parts: typing.Collection[str] = ()) -> None:
     """Check every field of dataclass ``obj`` against its type annotation, and each field named in ``choices``
     against its allowed values. Raises a one-line ``ConfigError`` naming ``<prefix><field>`` and the value, and the
-    expected type, or the allowed values where the field has them (a value of the wrong type included)."""
+    expected type, or the allowed values where the field has them (a value of the wrong type included). ``parts``:
+    the fields whose choices are a registry's names; a name they lack is an ``UnknownPartError``."""
     hints = typing.get_type_hints(type(obj))
     choices = choices or {}
     for f in dataclasses.fields(obj):
@@ -208,7 +209,7 @@ def check_fields(obj: Any, prefix: str = "", choices: typing.Mapping[str, typing
         value = getattr(obj, f.name)
         allowed = list(choices.get(f.name, ()))
         if allowed and (not _matches(value, tp) or value not in allowed):
-            raise choices_error(f"{prefix}{f.name}", value, allowed)
+            raise choices_error(f"{prefix}{f.name}", value, allowed, part=f.name in parts and isinstance(value, str))
         if not _matches(value, tp):
             shown = f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
             raise ConfigError(f"{prefix}{f.name} must be {describe_type(tp)}, got {shown}")

@@ -19,6 +19,7 @@ from resnet_core.families import FAMILIES
 from resnet_core.placements import PLACEMENTS
 from resnet_core.pooling import POOLINGS
 from resnet_core.record import read_summary
+from resnet_core.registry import Registry
 from resnet_core.shortcuts import SHORTCUTS
 from resnet_core.stems import STEMS
 
@@ -29,12 +30,12 @@ EXAMPLE = REPO / "examples" / "gated_shortcut.yaml"
 @pytest.fixture(autouse=True)
 def clean_registries():
     """Whatever a test registers or loads is gone afterwards (other tests check the built-in vocabulary)."""
-    registries = (SHORTCUTS, BLOCKS, PLACEMENTS, POOLINGS, STEMS, FAMILIES)
-    saved = [(dict(r._parts), dict(r._meta)) for r in registries]
+    registries = list(Registry.ALL)
+    saved = [(dict(r._parts), dict(r._meta), dict(r._source)) for r in registries]
     loaded, modules = dict(plugins_mod._LOADED), set(sys.modules)
     yield
-    for r, (parts, meta) in zip(registries, saved):
-        r._parts, r._meta = parts, meta
+    for r, (parts, meta, source) in zip(registries, saved):
+        r._parts, r._meta, r._source = parts, meta, source
     plugins_mod._LOADED.clear()
     plugins_mod._LOADED.update(loaded)
     for name in set(sys.modules) - modules:
@@ -413,6 +414,64 @@ def test_a_plugin_family_is_a_grid_axis_and_a_report_label(tmp_path, monkeypatch
     assert "ResNet-8 (WRN-k2)" in table and "ResNet-8 (cifar)" in table, table  # labelled by its registered label
 
 
+INIT_PLUGIN = """
+from torch import nn
+from resnet_core.inits import BIAS_INITS, INITS
+
+@INITS.register("orthogonal", label="orthogonal (Saxe et al. 2014)")
+def orthogonal_init(module):
+    if isinstance(module, nn.Conv2d):
+        nn.init.orthogonal_(module.weight)
+
+@BIAS_INITS.register("small")
+def small_bias(conv):
+    nn.init.constant_(conv.bias, 0.01)
+"""
+
+
+def test_a_registered_init_is_a_config_value_and_a_models_row(tmp_path, capsys):
+    """A weight init and a conv-bias init are one registration each, like the other parts (they were fixed tuples
+    and branches in `_init_single`)."""
+    with pytest.raises(ConfigError, match=r"^unknown model.init 'orthogonal'; choose one of: kaiming, xavier, "
+                                          r"pytorch$"):
+        ModelConfig(init="orthogonal")
+    plugin = tmp_path / "inits.py"
+    plugin.write_text(INIT_PLUGIN)
+    assert main(["models", "--plugin", str(plugin), "--set", "model.init=orthogonal", "--set", "model.depth=8",
+                 "--set", "model.bias_init=small", "--set", "model.conv_bias=true"]) == 0
+    out = capsys.readouterr().out
+    assert "init: orthogonal" in out and "bias_init: small" in out, out
+    model = build_model(ModelConfig(depth=8, init="orthogonal", conv_bias=True, bias_init="small"))
+    w = model.stage2.block0.conv1.weight.flatten(1)  # 32 rows of 16·9: orthonormal rows
+    torch.testing.assert_close(w @ w.T, torch.eye(32), rtol=0, atol=1e-5)
+    assert torch.all(model.stage2.block0.conv1.bias == 0.01)
+    with pytest.raises(ConfigError, match="orthogonal"):  # the error's choices come from the registry
+        ModelConfig(init="nope")
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_plugin_init_is_a_grid_axis_and_a_report_label(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna")
+    import sweeps.launch.sweep
+
+    monkeypatch.setattr(sweeps.launch.sweep, "log_summary_run", lambda *a, **k: None)
+    (tmp_path / "inits.py").write_text(INIT_PLUGIN)
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid.update(study="own-init", plugins=["inits.py"], grid={"model.init": ["kaiming", "orthogonal"]})
+    grid["base"]["model"] = {"family": "cifar", "depth": 8}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root), "--workers", "1"]) == 0
+    study = root / "own-init"
+    inits = sorted(yaml.safe_load(p.read_text())["model"]["init"] for p in study.glob("trials/*/config.yaml"))
+    assert inits == ["kaiming", "orthogonal"]
+    assert main(["report", "own-init", "--root", str(root), "--format", "csv", "--no-figures"]) == 0
+    capsys.readouterr()
+    table = (study / "report" / "table.csv").read_text()
+    assert "init=orthogonal (Saxe et al. 2014)" in table and "init=kaiming" in table, table
+
+
 BROKEN_FAMILIES = """
 from resnet_core.families import FAMILIES, Family
 
@@ -449,15 +508,66 @@ def test_a_user_family_that_breaks_is_one_line_naming_it_before_anything_is_writ
     assert err.startswith("error: ") and "\n" not in err and f"model.family {name!r} (from {plugin})" in err, err
 
 
+def _raised(make) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        make()
+    return info.value
+
+
+NEVER_LOADED = [{"plugin": "/elsewhere/never_loaded.py", "sha256": "0" * 64}]
+
+
 def test_the_missing_plugin_hint_comes_only_with_an_unknown_part():
     """The hint was added to every error of a grid or checkpoint whose study or run had plugins (an unknown key, a
     bad seed): it now comes only with an error about a part no registry holds."""
+    from resnet_core.data.config import DataConfig
+    from resnet_core.errors import choices_error
     from resnet_core.plugins import missing_plugins_hint
 
-    records = [{"plugin": "/elsewhere/never_loaded.py", "sha256": "0" * 64}]
-    hint = missing_plugins_hint(records, "its run", "unknown model.shortcut 'gated'; choose one of: identity")
+    hint = missing_plugins_hint(NEVER_LOADED, "its run", _raised(lambda: ModelConfig(shortcut="gated")))
     assert hint == "; its run was trained with plugin /elsewhere/never_loaded.py: pass --plugin /elsewhere/never_loaded.py"
-    assert missing_plugins_hint(records, "its run", "unknown data.name 'mine'; choose one of: cifar10") == hint
-    for other in ("seeds must be a non-empty list of integers", "optim.momentum (0.5) needs optim.name sgd",
-                  "unknown --wandb mode 'loud'; choose one of: off, offline, online"):
-        assert missing_plugins_hint(records, "its run", other) == ""
+    for unknown_part in (lambda: DataConfig(name="mine"), lambda: ModelConfig(init="orthogonal"),
+                         lambda: SHORTCUTS.get("gated")):
+        assert missing_plugins_hint(NEVER_LOADED, "its run", _raised(unknown_part)) == hint
+    for other in (ConfigError("seeds must be a non-empty list of integers"),
+                  ConfigError("optim.momentum (0.5) needs optim.name sgd"),
+                  choices_error("--wandb mode", "loud", ("off", "offline", "online")),
+                  _raised(lambda: ModelConfig.from_dict({"shortcutt": "gated"}))):
+        assert missing_plugins_hint(NEVER_LOADED, "its run", other) == ""
+
+
+def test_an_error_that_only_reads_like_an_unknown_part_gets_no_hint():
+    """The hint was decided by matching the message against "unknown model.X '" or "unknown data.X '", so a bad value
+    of a key that no registry backs (data.loader: device or torch) was taken for a missing plugin's part, and so was
+    any error that quotes such text; the error's type (`UnknownPartError`) decides now."""
+    from resnet_core.data.config import DataConfig
+    from resnet_core.plugins import missing_plugins_hint
+
+    loader = _raised(lambda: DataConfig(loader="fast"))
+    assert str(loader) == "unknown data.loader 'fast'; choose one of: device, torch"
+    quoted = ConfigError("cell 0: unknown model.shortcut 'gated'; choose one of: identity")
+    for error in (loader, quoted):
+        assert missing_plugins_hint(NEVER_LOADED, "its run", error) == "", error
+
+
+@pytest.mark.parametrize("grid, overrides", [
+    ({"grid": {"model.shortcut": ["identity", "gated"]}}, []),
+    ({"grid": {"model.depth": [8]}}, ["model.shortcut=gated"]),
+    ({"search": {"model.shortcut": {"choice": ["identity", "gated"]}}, "n_trials": 2}, []),
+])
+def test_an_unknown_part_stays_one_through_the_grid_checks(tmp_path, grid, overrides):
+    """A grid's checks add where the error is (the file, the cell, the search value) to its message: an unknown part
+    stays an `UnknownPartError`, which is what lets `sweep` name the plugins its study recorded."""
+    from resnet_core.errors import UnknownPartError
+    from sweeps.spec.grid import load_grid
+
+    d = {**yaml.safe_load(EXAMPLE.read_text()), "plugins": []}
+    d.pop("grid")
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**d, **grid}))
+    with pytest.raises(UnknownPartError, match=r"unknown model.shortcut 'gated'") as info:
+        load_grid(path, overrides)
+    assert str(info.value).startswith(f"{path}: ")
+    path.write_text(yaml.safe_dump({**d, "grid": {"data.loader": ["device", "fast"]}}))
+    error = _raised(lambda: load_grid(path))
+    assert "unknown data.loader 'fast'" in str(error) and not isinstance(error, UnknownPartError)

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, choices_error
+from ..registry import Registry
 from ..values import check_fields, is_int, is_number
 from .augment import AUGMENTS
 from .source_registry import SOURCES
 from .synthetic import SHAPES
 
+PART_KEYS: dict[str, Registry] = {"name": SOURCES, "augment": AUGMENTS}  # data key → the registry of its names
 LOADERS = ("device", "torch")
 READS_NO_PATH = ("synthetic", "cifar10", "cifar100", "fashion_mnist", "mnist")   # built-in sources: data.path unread
 ROOT_ENV = "RESNET_ABLATE_DATA"
@@ -107,7 +109,8 @@ class DataConfig:
         self.validate()
 
     def validate(self) -> None:
-        check_fields(self, "data.", choices={"name": SOURCES.names(), "augment": AUGMENTS.names(), "loader": LOADERS})
+        check_fields(self, "data.", choices={**{key: registry.names() for key, registry in PART_KEYS.items()},
+                                             "loader": LOADERS}, parts=PART_KEYS)
         for key in ("root", "path"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"data.{key} must be a path string or null, got {getattr(self, key)!r}")

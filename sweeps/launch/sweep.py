@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core import shell
 from resnet_core.data import dataset_shape
-from resnet_core.errors import ConfigError, choices_error
+from resnet_core.errors import ConfigError, UnknownPartError, choices_error, reworded
 from resnet_core.model import build_model, count_params
 from resnet_core.plan import describe, plan
 from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
@@ -246,9 +246,9 @@ def recorded_plugins_hint(grid_file: str | Path, study: str | None, root: str | 
     (``plugins.missing_plugins_hint``), else "". Reads only; never raises (the grid's own error is the answer)."""
     import optuna
 
-    from resnet_core.plugins import UNKNOWN_PART, missing_plugins_hint
+    from resnet_core.plugins import missing_plugins_hint
 
-    if not UNKNOWN_PART.search(str(error)):
+    if not isinstance(error, UnknownPartError):
         return ""
     from resnet_core.values import read_yaml
 
@@ -280,7 +280,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     try:
         spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
     except ConfigError as e:   # a part of a plugin the study was made with, not given again: name it
-        raise ConfigError(f"{e}{recorded_plugins_hint(grid_file, study, root, storage, e)}") from None
+        raise reworded(e, f"{e}{recorded_plugins_hint(grid_file, study, root, storage, e)}") from None
     runner = make_launcher(launcher, slurm=slurm, shared_fs=shared_fs)   # how the workers run (launchers.py)
     if until_decided:
         max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds

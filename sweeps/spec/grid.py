@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from resnet_core.data import dataset_shape
 from resnet_core.data.imagefolder import check_imagefolder
-from resnet_core.errors import ConfigError, choices_error
+from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
@@ -277,7 +277,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
         _check_overrides_apply(spec, overrides)
         return spec
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise reworded(e, f"{path}: {e}") from None
 
 
 def _check_trial_keys(overrides: Sequence[str], seeds: Any) -> None:
@@ -610,24 +610,25 @@ def _same_config(a: Cell, b: Cell) -> ConfigError:
 def _check_knob(spec: GridSpec, knob: SearchKnob, cells: list[Cell], trainable: Any) -> None:
     """Every probe value of ``knob`` against ``cells``: one ConfigError naming the values that cannot run (an int
     range whose inner values fail, as depths that are not 6n+2 do, is refused with them, not trial by trial)."""
-    bad: dict[Any, str] = {}
+    bad: dict[Any, ConfigError] = {}
     for value in knob.probe_values():
         for cell in cells:
             try:
                 _check_one(spec, cell, {knob.key: value}, trainable)
             except ConfigError as e:
-                bad.setdefault(value, str(e))
+                bad.setdefault(value, e)
                 break
     if not bad:
         return
+    first = next(iter(bad.values()))
     if len(bad) == 1 or knob.kind != "int":
-        raise ConfigError(next(iter(bad.values())))
+        raise first
     good = [v for v in knob.probe_values() if v not in bad]
     shown = ", ".join(map(str, list(bad)[:8])) + (", …" if len(bad) > 8 else "")
     hint = (f"; search the values that can with `{knob.key}: {{choice: {good[:12]}}}`" if good and len(good) <= 12
             else "")
-    raise ConfigError(f"search {knob.key} int {list(knob.args)}: {len(bad)} of its values cannot run ({shown}); "
-                      f"the first: {next(iter(bad.values()))}{hint}")
+    raise reworded(first, f"search {knob.key} int {list(knob.args)}: {len(bad)} of its values cannot run ({shown}); "
+                          f"the first: {first}{hint}")
 
 
 def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any) -> RunConfig:
@@ -639,7 +640,7 @@ def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any
         rc = RunConfig.from_dict(cfg)
         trainable(rc)
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise reworded(e, f"{where}: {e}") from None
     if spec.objective["metric"] == "val_error" and not rc.data.val_size:
         raise ConfigError("objective.metric val_error needs a validation split; set base.data.val_size "
                           "(e.g. 5000)")
