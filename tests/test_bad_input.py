@@ -507,6 +507,50 @@ def test_a_torn_journal_tail_is_cut_off_under_the_lock_with_a_backup(tmp_path, c
         StorageRef("journal", str(path), str(path)), read_only=True)).trials) == 4
 
 
+@pytest.mark.parametrize("content", [
+    b"study: mine\nbase: {}\n",                          # a grid file given as --storage by mistake
+    b"hello",                                             # notes without a newline: read as a torn line, cut to 0
+    b'{"x": 1}\n',                                        # JSON, but no journal record: Optuna's reader KeyError'd
+    b"SQLite format 3\x00" + bytes(range(256)) * 4,      # a database given by its path
+], ids=["yaml", "no-newline", "json", "binary"])
+def test_a_file_that_is_no_journal_is_refused_and_left_as_it_was(content, tmp_path, capsys):
+    """`--storage FILE` naming a file that holds no journal record was "repaired" by a launch: the file was replaced
+    by a new journal (the original kept as a .bak) and a study started in it; the dry run said nothing, and a read
+    of a JSON line that is no record died in Optuna's reader with a traceback. Every command refuses it in one
+    line, before anything is read or written."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    grid = grid_file(tmp_path / "g.yaml", "nojournal")
+    for argv in (["sweep", str(grid), "--storage", str(path), "--dry-run"],
+                 ["sweep", str(grid), "--storage", str(path), "--root", str(tmp_path / "runs"), "--workers", "1",
+                  "--wandb", "off"],
+                 ["studies", "--storage", str(path)],
+                 ["report", "nojournal", "--storage", str(path)]):
+        assert_one_line_error(main(argv), capsys.readouterr().err, str(path), "not an Optuna journal")
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml", "notes.txt"]   # no backup, no lock, no runs
+
+
+def test_a_study_folder_given_as_a_journal_names_its_journal(tmp_path, capsys):
+    folder = tmp_path / "runs" / "s"
+    folder.mkdir(parents=True)
+    _journal_with_study(folder / "optuna.journal", "s")
+    assert_one_line_error(main(["studies", "--storage", str(folder)]), capsys.readouterr().err, "is a folder",
+                          str(folder / "optuna.journal"))
+
+
+def test_a_journal_line_of_json_that_is_no_record_is_salvaged(tmp_path, capsys):
+    from sweeps.queue.storage import StorageRef, open_storage
+
+    path = tmp_path / "optuna.journal"
+    lines = _completed_journal(path, "s", 2)
+    path.write_bytes(b"\n".join(lines[:2] + [b'{"x": 1}'] + lines[2:]))
+    study = optuna.load_study(study_name="s", storage=open_storage(StorageRef("journal", str(path), str(path)),
+                                                                    read_only=True))
+    assert [t.value for t in study.trials] == [0.0, 1.0]
+    assert "line 3 is damaged" in capsys.readouterr().err
+
+
 def _completed_journal(path: Path, name: str, n: int = 4) -> list[bytes]:
     """A journal whose study has ``n`` COMPLETE trials (values 0…n-1, each with a ``unit`` attr); its lines."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
