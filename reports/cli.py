@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -12,6 +16,8 @@ from sweeps.spec.study_format import STUDY_ID_ATTR
 
 FORMATS = ("md", "csv", "tex", "html")
 MANIFEST = "report.json"   # in a report folder: whose report it is and the files the report wrote there
+STAGE_PREFIX = ".report-"  # a report is written into <out>/.report-<pid>@<host>@….tmp/, then moved into place
+HOST = socket.gethostname()
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> list[str]:
@@ -42,7 +48,8 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
 
     Always written: the figures (PNG + SVG; ``figures=False`` skips them) and summary.md. By format: md -> table.md; csv -> table.csv and
     trials.csv (one column per axis) and effects.csv (main effects, interactions,
-    importance); tex -> table.tex; html -> index.html.
+    importance); tex -> table.tex; html -> index.html. They are written into a stage in ``out`` and moved into
+    place once all are whole: a report that fails (an ``OSError`` naming ``out``) leaves the last one as it was.
     """
     # lazy: pandas, matplotlib and the readers load when a report is built, not for every `resnet-ablate` start-up
     from .claims import check_claims, write_summary
@@ -58,31 +65,55 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     identity = {"study": data.name, "study_id": data.user_attrs.get(STUDY_ID_ATTR)}
     before = _previous_files(out, identity)   # refuses another study's report folder before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    table = cell_table(data)
-    figures = make_figures(data, table, out) if figures else []
-    claims = check_claims(data, table)
-    written = []
-    if "md" in wanted:
-        write_markdown(data, table, out / "table.md")
-        written.append("table.md")
-    if "csv" in wanted:
-        write_csv(data, table, out / "table.csv")
-        write_trials_csv(data, out / "trials.csv")
-        effect_rows(data).to_csv(out / "effects.csv", index=False)
-        written += ["table.csv", "trials.csv", "effects.csv"]
-    if "tex" in wanted:
-        write_latex(data, table, out / "table.tex")
-        written.append("table.tex")
-    write_summary(data, table, out / "summary.md", claims)
-    written.append("summary.md")
-    if "html" in wanted:
-        write_html(data, table, claims, figures, out, files=written)
-        written.append("index.html")
-    written += [p.name for f in figures for p in (f.png, f.svg)]
+    remove_stale_stages(out)
+    # written whole into a stage first, then moved into place: a report that fails part-way (a full disk, a kill)
+    # leaves the last one as it was, never a file cut short or half of each
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGE_PREFIX}{os.getpid()}@{HOST}@", suffix=".tmp"))
+    try:
+        table = cell_table(data)
+        figures = make_figures(data, table, stage) if figures else []
+        claims = check_claims(data, table)
+        written = []
+        if "md" in wanted:
+            write_markdown(data, table, stage / "table.md")
+            written.append("table.md")
+        if "csv" in wanted:
+            write_csv(data, table, stage / "table.csv")
+            write_trials_csv(data, stage / "trials.csv")
+            effect_rows(data).to_csv(stage / "effects.csv", index=False)
+            written += ["table.csv", "trials.csv", "effects.csv"]
+        if "tex" in wanted:
+            write_latex(data, table, stage / "table.tex")
+            written.append("table.tex")
+        write_summary(data, table, stage / "summary.md", claims)
+        written.append("summary.md")
+        if "html" in wanted:
+            write_html(data, table, claims, figures, stage, files=written)
+            written.append("index.html")
+        written += [p.name for f in figures for p in (f.png, f.svg)]
+        for name in written:
+            os.replace(stage / name, out / name)
+    except OSError as e:   # name the folder where the file being written does not say
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(out)) from e
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     for stale in sorted(set(before) - set(written)):   # the last report's files this one did not rewrite
         (out / stale).unlink(missing_ok=True)
     atomic_write_json(out / MANIFEST, {**identity, "files": written})
     return out
+
+
+def remove_stale_stages(out: Path) -> None:
+    """Remove the stages (``STAGE_PREFIX<pid>@<host>@….tmp``) that reports killed on this host left in ``out``; a
+    stage of a report still being written (its process alive) or of another host is left alone."""
+    from sweeps.queue.liveness import pid_alive
+
+    for stage in out.glob(f"{STAGE_PREFIX}*@*@*.tmp"):
+        pid, host, _ = stage.name[len(STAGE_PREFIX):].split("@", 2)
+        if host == HOST and pid.isdigit() and stage.is_dir() and not pid_alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _runs_folder(data: Any, root: str | Path | None) -> Path:

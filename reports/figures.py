@@ -123,6 +123,8 @@ def make_figures(data: StudyData, table: pd.DataFrame, out: Path) -> list[Figure
         for maker in (fig_curves, fig_gradnorm_layers, fig_probe, fig_ablation_bars, fig_lesion, fig_error_edf):
             try:
                 figures += maker(data, table, out)
+            except OSError:   # a full disk, a folder not writable: not the figure's data; the report fails whole
+                raise
             except Exception as e:  # one figure's bad data must not cost the whole report
                 data.notes.append(f"figure {maker.__name__[4:]} skipped: {type(e).__name__}: {e}")
     return figures

@@ -14,14 +14,23 @@ import torch
 
 from .errors import ConfigError
 from .record import atomic_file
+from .signals import os_error_in
 from .layers import member_rows
 from .model import ResNet, load_member_state_dict, member_state_dict
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` atomically (``record.atomic_file``)."""
-    with atomic_file(path, "wb") as f:
-        torch.save(obj, f)
+    """``torch.save`` to ``path`` atomically (``record.atomic_file``). A write that fails (a full disk) raises the
+    ``OSError`` naming ``path``, not the ``RuntimeError`` torch's zip writer wraps it in, so every caller sees a
+    full disk as one (``signals.os_error_line``; a sweep's trial stays resumable)."""
+    try:
+        with atomic_file(path, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as e:
+        cause = os_error_in(e)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror, str(path)) from e
 
 
 CHECKPOINT_KEYS = ("model", "model_config", "step")

@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a last.pt or best.pt from a run directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     _add_precision_argument(p)
+    _add_data_location_arguments(p)
     add_plugin_argument(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:<i>, mps, npu or auto (default auto)")
     p.add_argument("--out", help="CSV path (default: lesion.csv beside the first checkpoint)")
     _add_precision_argument(p)
+    _add_data_location_arguments(p)
     add_plugin_argument(p)
     p.set_defaults(func=_cmd_lesion)
 
@@ -181,8 +183,19 @@ class Loaded(NamedTuple):
     test_picked: bool  # a best.pt its run picked on the test set (best_on: test): its test error is optimistic
 
 
-def _load_for_eval(path: str, device_name: str, precision: str | None = None) -> Loaded:
-    """A checkpoint, its model, its run config and the device, and how the run evaluated (``_as_ran``)."""
+def _add_data_location_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-path", default=None, metavar="PATH",
+                   help="where the run's data.path (a cifar10_jpeg archive, an imagefolder tree) lies here, for a "
+                        "checkpoint copied from another machine (default: the run's own data.path)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="where the run's data.root (torchvision sets, the cifar10_jpeg fallback) lies here "
+                        "(default: the run's own data.root)")
+
+
+def _load_for_eval(path: str, device_name: str, precision: str | None = None, data_path: str | None = None,
+                   data_root: str | None = None) -> Loaded:
+    """A checkpoint, its model, its run config and the device, and how the run evaluated (``_as_ran``).
+    ``data_path`` / ``data_root``: where the run's data lies on this machine (``data.path`` / ``data.root``)."""
     import torch
 
     from . import checkpoint
@@ -207,6 +220,9 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None) ->
     if not saved:
         raise ConfigError(f"{ckpt_path}: the checkpoint carries no run config and there is no config.yaml beside "
                           f"it; evaluate it in its run folder (its dataset is unknown)")
+    located = {k: v for k, v in (("path", data_path), ("root", data_root)) if v is not None}
+    if located:   # only where the data lies changes (a data.path its dataset does not read is refused)
+        saved = {**saved, "data": {**(saved.get("data") or {}), **located}}
     try:
         run_cfg = RunConfig.from_dict(saved)
         model_cfg = ModelConfig.from_dict(state["model_config"])
@@ -279,7 +295,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .errors import NonFiniteOutputs
     from .fast_path import evaluate_outputs
 
-    loaded = _load_for_eval(args.checkpoint, args.device, args.precision)
+    loaded = _load_for_eval(args.checkpoint, args.device, args.precision, args.data_path, args.data_root)
     _say(f"eval: loading the dataset of {args.checkpoint} ({loaded.run_cfg.data.name}) …")
     nonfinite = []
     for split, loader in _eval_loaders(loaded).items():
@@ -321,7 +337,7 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     runs = _one_checkpoint_per_run(args.checkpoint)
     tables, notes = [], []
     for k, path in enumerate(args.checkpoint, 1):
-        loaded = _load_for_eval(path, args.device, args.precision)
+        loaded = _load_for_eval(path, args.device, args.precision, args.data_path, args.data_root)
         run_cfg, model = loaded.run_cfg, loaded.model
         owner = run_owner(runs[k - 1])  # the study whose folder holds the run, where it has an owner record
         _say(f"lesion [{k}/{len(args.checkpoint)}]: loading the dataset of {path} ({run_cfg.data.name}) in "

@@ -69,27 +69,48 @@ def interrupt_code(e: BaseException) -> int:
     return EXIT_SIGTERM if isinstance(e, Terminated) else EXIT_SIGINT
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)   # no space left, or none left to this user (a cluster's quota)
+
+
+def os_error_in(e: BaseException | None) -> OSError | None:
+    """The first ``OSError`` in ``e``'s chain: ``e`` itself, else what it was raised from or while handling (torch's
+    zip writer turns a failed ``write`` of the file object it was given into its own ``RuntimeError`` raised while
+    handling the ``OSError``: ``[enforce fail at inline_container.cc…] … unexpected pos …``); None without one."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def disk_full(e: BaseException) -> bool:
-    """Whether ``e`` is a full disk: ENOSPC, or torch's zip writer failing (``[enforce fail at
-    inline_container.cc…] … file write failed``, what ``torch.save`` raises when the disk fills)."""
-    if isinstance(e, OSError):
-        return e.errno == errno.ENOSPC
+    """Whether ``e`` is a full disk: an ENOSPC (or EDQUOT) ``OSError`` in its chain (``os_error_in``), or torch's
+    zip writer failing (``[enforce fail at inline_container.cc…] … file write failed``, what ``torch.save`` raises
+    when the disk fills under a path)."""
+    err = os_error_in(e)
+    if err is not None:
+        return err.errno in FULL_DISK
     text = str(e)
     return isinstance(e, RuntimeError) and ("No space left" in text or
                                             ("inline_container" in text and "write failed" in text))
 
 
 def disk_full_error(e: BaseException) -> OSError:
-    """``e`` (``disk_full``) as the ENOSPC OSError that ``os_error_line`` turns into one line."""
-    return e if isinstance(e, OSError) else OSError(errno.ENOSPC, "No space left on device")
+    """``e`` (``disk_full``) as the ENOSPC OSError that ``os_error_line`` turns into one line: the one in its chain
+    (which names the file), else a new one."""
+    err = os_error_in(e)
+    return err if err is not None else OSError(errno.ENOSPC, "No space left on device")
 
 
 def os_error_line(e: OSError) -> str:
     """An OSError as one line for the user: what, which file, and what to do."""
     where = f" {e.filename}" if e.filename else ""
-    if e.errno == errno.ENOSPC:
-        return (f"no space left on the device{' writing' + where if where else ''}; free some space and run the "
-                f"same command again (a sweep resumes)")
+    if e.errno in FULL_DISK:
+        quota = " (disk quota exceeded)" if e.errno == errno.EDQUOT else ""
+        return (f"no space left on the device{quota}{' writing' + where if where else ''}; free some space and run "
+                f"the same command again (a sweep resumes; add --resume to a `train`)")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write{where or ' a file'}: {e.strerror or 'permission denied'} (a read-only folder?)"
     if e.errno in (errno.ENOTDIR, errno.EEXIST):

@@ -7,6 +7,7 @@ crashes, full disks and concurrent starts · 4. exit codes and signals tell the 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -504,6 +505,50 @@ def test_a_torn_journal_tail_is_cut_off_under_the_lock_with_a_backup(tmp_path, c
     study.enqueue_trial({}, user_attrs={"unit": "u3"})  # appending after the repair keeps the file readable
     assert len(optuna.load_study(study_name="s", storage=open_storage(
         StorageRef("journal", str(path), str(path)), read_only=True)).trials) == 4
+
+
+@pytest.mark.parametrize("content", [
+    b"study: mine\nbase: {}\n",                          # a grid file given as --storage by mistake
+    b"hello",                                             # notes without a newline: read as a torn line, cut to 0
+    b'{"x": 1}\n',                                        # JSON, but no journal record: Optuna's reader KeyError'd
+    b"SQLite format 3\x00" + bytes(range(256)) * 4,      # a database given by its path
+], ids=["yaml", "no-newline", "json", "binary"])
+def test_a_file_that_is_no_journal_is_refused_and_left_as_it_was(content, tmp_path, capsys):
+    """`--storage FILE` naming a file that holds no journal record was "repaired" by a launch: the file was replaced
+    by a new journal (the original kept as a .bak) and a study started in it; the dry run said nothing, and a read
+    of a JSON line that is no record died in Optuna's reader with a traceback. Every command refuses it in one
+    line, before anything is read or written."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    grid = grid_file(tmp_path / "g.yaml", "nojournal")
+    for argv in (["sweep", str(grid), "--storage", str(path), "--dry-run"],
+                 ["sweep", str(grid), "--storage", str(path), "--root", str(tmp_path / "runs"), "--workers", "1",
+                  "--wandb", "off"],
+                 ["studies", "--storage", str(path)],
+                 ["report", "nojournal", "--storage", str(path)]):
+        assert_one_line_error(main(argv), capsys.readouterr().err, str(path), "not an Optuna journal")
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml", "notes.txt"]   # no backup, no lock, no runs
+
+
+def test_a_study_folder_given_as_a_journal_names_its_journal(tmp_path, capsys):
+    folder = tmp_path / "runs" / "s"
+    folder.mkdir(parents=True)
+    _journal_with_study(folder / "optuna.journal", "s")
+    assert_one_line_error(main(["studies", "--storage", str(folder)]), capsys.readouterr().err, "is a folder",
+                          str(folder / "optuna.journal"))
+
+
+def test_a_journal_line_of_json_that_is_no_record_is_salvaged(tmp_path, capsys):
+    from sweeps.queue.storage import StorageRef, open_storage
+
+    path = tmp_path / "optuna.journal"
+    lines = _completed_journal(path, "s", 2)
+    path.write_bytes(b"\n".join(lines[:2] + [b'{"x": 1}'] + lines[2:]))
+    study = optuna.load_study(study_name="s", storage=open_storage(StorageRef("journal", str(path), str(path)),
+                                                                    read_only=True))
+    assert [t.value for t in study.trials] == [0.0, 1.0]
+    assert "line 3 is damaged" in capsys.readouterr().err
 
 
 def _completed_journal(path: Path, name: str, n: int = 4) -> list[bytes]:
@@ -1095,6 +1140,82 @@ def test_a_full_disk_is_one_line_and_its_trial_resumes_without_retry_failed(erro
     assert [t.user_attrs["status"] for t in trials] == ["interrupted"]
     assert main(argv) == 0   # space freed: the same command finishes it, no --retry-failed
     assert "1/1 trials done" in capsys.readouterr().out
+
+
+class _FullDiskFile(io.RawIOBase):
+    """A file on a disk with ``room`` bytes left: a write past them raises ENOSPC, as the OS does."""
+
+    def __init__(self, fd: int, room: int) -> None:
+        self.fd, self.room = fd, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        if len(b) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(b)
+        return os.write(self.fd, b)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+def _fill_the_disk(monkeypatch: pytest.MonkeyPatch, room: int = 4096) -> None:
+    """Every binary file opened from a descriptor (a checkpoint's temporary file) gets ``room`` bytes: torch.save
+    itself meets the full disk, and reacts as the installed torch does."""
+    real = os.fdopen
+
+    def fdopen(fd: int, mode: str = "r", *a: Any, **k: Any) -> Any:
+        return io.BufferedWriter(_FullDiskFile(fd, room)) if "b" in mode and "w" in mode else real(fd, mode, *a, **k)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+
+
+def test_a_checkpoint_that_fills_the_disk_raises_the_os_error_naming_the_file(tmp_path, monkeypatch):
+    from resnet_core.checkpoint import atomic_save
+    from resnet_core.signals import disk_full
+
+    _fill_the_disk(monkeypatch)
+    with pytest.raises(OSError) as e:
+        atomic_save({"x": torch.zeros(100_000)}, tmp_path / "last.pt")   # torch wraps the write's OSError
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "last.pt")
+    assert disk_full(e.value) and disk_full(e.value.__cause__)
+    assert list(tmp_path.iterdir()) == []   # no checkpoint, no temporary file
+
+
+def test_a_full_disk_during_training_is_one_line_for_train_and_sweep(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    with monkeypatch.context() as m:
+        _fill_the_disk(m)
+        code = main(["train", "--config", str(config), "--out", str(tmp_path / "run")])
+    err = "\n".join(line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
+                    if not line.startswith("run: "))   # the progress bar aside
+    assert_one_line_error(code, err, "no space left", str(tmp_path / "run" / "last.pt"))
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--resume"]) == 0
+    capsys.readouterr()
+
+    grid = grid_file(tmp_path / "g.yaml", "fills", seeds=[0, 1])
+    argv = ["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--wandb", "off"]
+    with monkeypatch.context() as m:
+        _fill_the_disk(m)
+        code = main(argv)
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[sweep]"))
+    assert_one_line_error(code, err, "no space left", "last.pt")   # the sweep stops: every trial would fail
+    path = str(tmp_path / "runs" / "fills" / "optuna.journal")
+    from sweeps.queue.storage import StorageRef, open_storage
+
+    trials = optuna.load_study(study_name="fills", storage=open_storage(StorageRef("journal", path, path),
+                                                                        read_only=True)).trials
+    assert [t.user_attrs["status"] for t in trials] == ["interrupted", "waiting"]   # not failed: no --retry-failed
+    assert main(argv) == 0
+    assert "2/2 trials done" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("layout, words", [

@@ -76,6 +76,46 @@ def test_cli_eval_prints_the_test_error(cli_run, capsys):
     assert percent(test_line, "error") == pytest.approx(read_summary(out)["final_test_error"], abs=0.005)
 
 
+def test_cli_eval_and_lesion_of_a_copied_checkpoint_read_its_data_where_it_lies_here(tmp_path, capsys):
+    """A checkpoint trained on a cifar10_jpeg archive (or an imagefolder tree) at a data.path that the machine it
+    was copied to does not have: eval and lesion said "set data.path to it", which neither command could. With
+    --data-path (and --data-root) they read the run's data where it lies here; the rest of the run config is its
+    own, and a data.path the run's dataset does not read is refused."""
+    from resnet_core.data import LabeledImages, write_jpeg_archive
+
+    g = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)  # noqa: E731
+    there = tmp_path / "cluster" / "c10.npz"
+    there.parent.mkdir()
+    write_jpeg_archive(there, LabeledImages(images(64), torch.arange(64) % 4),
+                       LabeledImages(images(32), torch.arange(32) % 4), ["a", "b", "c", "d"])
+    run = tmp_path / "run"
+    assert main(["train", "--config", SMOKE, *TINY, "--set", "data.name=cifar10_jpeg", "--set", f"data.path={there}",
+                 "--set", "schedule.total=1", "--out", str(run)]) == 0
+    here = tmp_path / "laptop" / "my copy.npz"
+    here.parent.mkdir()
+    there.rename(here)
+    capsys.readouterr()
+    assert main(["eval", str(run / "last.pt"), "--device", "cpu"]) == 2
+    assert "--data-path" in capsys.readouterr().err
+    assert main(["eval", str(run / "last.pt"), "--device", "cpu", "--data-path", str(here)]) == 0
+    test_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test:"))
+    assert percent(test_line, "error") == pytest.approx(read_summary(run)["final_test_error"], abs=0.005)
+    assert main(["lesion", str(run / "last.pt"), "--device", "cpu", "--data-path", str(here), "--out",
+                 str(tmp_path / "lesion.csv")]) == 0
+    assert (tmp_path / "lesion.csv").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(run / "last.pt"), "--device", "cpu", "--data-root", str(tmp_path / "laptop")]) == 2
+    assert "no JPEG archive" in capsys.readouterr().err   # data.path wins over data.root, as in training
+
+
+def test_cli_eval_refuses_a_data_path_its_dataset_does_not_read(cli_run, capsys):
+    out, _ = cli_run
+    assert main(["eval", str(out / "last.pt"), "--device", "cpu", "--data-path", "/x.npz"]) == 2
+    err = capsys.readouterr().err
+    assert "data.path" in err and "no effect" in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_lesion_writes_one_row_per_block(cli_run, capsys):
     import pandas as pd  # here, not at the top: only the two CSV tests need it (~0.5 s to import)
 

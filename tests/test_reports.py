@@ -361,6 +361,67 @@ def test_a_report_replaces_the_last_one_and_lists_only_what_it_wrote(fake, tmp_p
     assert "index.html" not in printed and f"{out / 'summary.md'}" in printed
 
 
+def test_a_report_that_fails_part_way_leaves_the_last_one_whole(fake, tmp_path, capsys, monkeypatch):
+    """A full disk (or a kill) while a report was written left index.html cut off at 4096 bytes, the tables of the
+    new report beside the figures of the old, and a one-line error naming no file; an OSError while a figure was
+    saved was noted as "figure … skipped" and the report went on. The report is written whole into a stage and
+    moved into place: the failure leaves the last report as it was, byte for byte, and names the folder."""
+    import errno
+
+    import reports.html
+    from resnet_core.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["report", fake.name, "--root", str(fake.root), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "index.html" in before and "curves.png" in before
+    capsys.readouterr()
+
+    def cut_short(data, table, claims, figures, folder, files=()):   # the disk fills part-way through index.html
+        (folder / "index.html").write_text("<!DOCTYPE html>\n<html><head>")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(reports.html, "write_html", cut_short)
+        code = main(["report", fake.name, "--root", str(fake.root), "--out", str(out), "--format", "md,html"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no space left" in err and str(out) in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing cut short, nothing removed
+
+    import matplotlib.figure
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(matplotlib.figure.Figure, "savefig", full)
+        code = main(["report", fake.name, "--root", str(fake.root), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no space left" in err, err   # not "figure curves skipped"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_killed_reports_stage_is_removed_by_the_next_report(fake, tmp_path):
+    import sys
+
+    from reports.cli import HOST, STAGE_PREFIX
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f"{STAGE_PREFIX}{int(dead.stdout)}@{HOST}@abc.tmp"    # a report killed while it wrote
+    stale.mkdir()
+    (stale / "table.md").write_text("| half")
+    live = out / f"{STAGE_PREFIX}{os.getpid()}@{HOST}@def.tmp"          # a report still being written
+    live.mkdir()
+    other = out / f"{STAGE_PREFIX}{int(dead.stdout)}@{HOST}-2@ghi.tmp"  # another host's: its pid means nothing here
+    other.mkdir()
+    build_report(fake.name, root=fake.root, out=out, formats="md", figures=False)
+    assert not stale.exists() and live.is_dir() and other.is_dir()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["report.json", "summary.md",
+                                                                                  "table.md"]
+
+
 def test_a_report_into_another_studys_report_folder_is_refused(fake, tmp_path, capsys):
     from resnet_core.cli import main
 

@@ -43,7 +43,8 @@ def read_jpeg_archive(path: str | Path) -> tuple[LabeledImages, LabeledImages, l
     """(train, test, classes) from a JPEG archive; a ConfigError naming the file when it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"data.path: no JPEG archive at {path}; copy cifar10_jpeg.npz there or set data.path to it")
+        raise ConfigError(f"data.path: no JPEG archive at {path}; copy cifar10_jpeg.npz there or point data.path at "
+                          f"it (`--set data.path=FILE`; `eval`/`lesion` of a checkpoint: `--data-path FILE`)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -49,20 +49,51 @@ OP_NAMES = {0: "create study", 1: "delete study", 2: "study attr", 3: "study att
             5: "trial param", 6: "trial state", 7: "intermediate value", 8: "trial attr", 9: "trial attr"}
 
 
+def _is_record(line: bytes) -> bool:
+    """Whether ``line`` is a journal record: a JSON object with a known ``op_code`` (other JSON is no record)."""
+    try:
+        r = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(r, dict) and r.get("op_code") in KNOWN_OPS
+
+
 def _scan(data: bytes) -> tuple[int, int | None]:
     """(byte offset where the readable lines end, 1-based number of a corrupt line before the last, or None)."""
     end = 0
     lines = data.split(b"\n")
     complete, tail = lines[:-1], lines[-1]  # `tail`: bytes after the last newline (b"" when the file ends in one)
     for i, line in enumerate(complete):
-        try:
-            json.loads(line)
-        except ValueError:
+        if not _is_record(line):
             if i == len(complete) - 1 and not tail:
-                return end, None  # the last line is complete but not JSON: torn too
+                return end, None  # the last line is complete but no record: torn too
             return end, i + 1
         end += len(line) + 1
     return end, None
+
+
+JOURNAL_MARK = b'"op_code"'   # in every journal record, whole or torn
+HEAD_BYTES = 1 << 20         # how much of a file is read to tell whether it is a journal at all
+
+
+def check_is_journal(path: str | Path) -> None:
+    """A one-line ``ConfigError`` if ``path`` holds something that is no Optuna journal — a folder, or a file none
+    of whose lines is a journal record, whole or torn (a grid file, notes, a database given by its path) — before
+    anything reads it as one: repairing it would replace the file with an empty journal and start a study in it.
+    Nothing there, or an empty file, is fine (a new journal)."""
+    path = Path(path)
+    if path.is_dir():
+        inside = path / "optuna.journal"
+        hint = f": the study folder's journal is {inside}" if inside.is_file() else ""
+        raise ConfigError(f"journal {path} is a folder, not a journal file{hint}")
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    if head.strip() and JOURNAL_MARK not in head:
+        raise ConfigError(f"{path} is not an Optuna journal (no line of it is a journal record); nothing was read "
+                          f"or written: name a journal file (a new path starts one) or a database URL (sqlite:///…, "
+                          f"postgresql://…)")
 
 
 LOCK_GRACE_S = int(os.environ.get("RESNET_ABLATE_JOURNAL_LOCK_GRACE_S", "30"))   # Optuna's default grace period
@@ -97,6 +128,7 @@ def check_journal(path: str | Path, *, repair: bool = False, err=None) -> Path:
     records in a temporary file (nothing written beside it). A missing file is fine."""
     path = Path(path)
     err = err or sys.stderr
+    check_is_journal(path)
     if not path.is_file():
         return path
     if not repair:

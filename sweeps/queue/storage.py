@@ -30,7 +30,7 @@ from resnet_core.errors import ConfigError
 from resnet_core.redact import connect_url, scrub
 
 from ..spec.study_format import journal_path, mask_url
-from .journal import check_journal, journal_backend
+from .journal import check_is_journal, check_journal, journal_backend
 from .optuna_adapter import cached_rdb, rdb_engine
 
 HEARTBEAT_INTERVAL = int(os.environ.get("RESNET_ABLATE_HEARTBEAT_S", "10"))     # seconds between heartbeats
@@ -57,10 +57,12 @@ def resolve_storage(storage: str | None, root: str | Path, study: str) -> Storag
     """The storage for ``study``: ``storage`` (a URL or a journal path) or the default journal under ``root``."""
     if not storage:
         path = journal_path(root, study)
+        check_is_journal(path)
         return StorageRef("journal", str(path), str(path))
     if "://" not in storage:
         if storage.endswith((".db", ".sqlite", ".sqlite3")):
             raise ConfigError(f"--storage {storage!r}: write an SQLite database as a URL, sqlite:///{storage}")
+        check_is_journal(storage)
         return StorageRef("journal", str(Path(storage)), storage)
     scheme = storage.split("://", 1)[0].lower()
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
