@@ -26,6 +26,7 @@ from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
 from ..queue.access import check_storage_file
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from ..queue.owner import check_owner
+from ..queue.ran_as import check_ran_as
 from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
                            statuses, stray_trials, study_progress, trial_status)
 from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
@@ -292,6 +293,9 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     ref = resolve_storage(storage, root, spec.study)
     runner.validate(spec, ref, devices=devices, dry=dry)   # before anything is written
     devs = worker_devices(spec, runner.device_flag(devices))
+    existing = read_existing(ref, spec.study) if runner.waits else None   # Slurm's workers check on their nodes
+    if existing is not None:
+        check_ran_as(spec, existing.get_trials(deepcopy=False), devs)
     asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)
