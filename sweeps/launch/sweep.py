@@ -338,7 +338,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         return 0
 
     def launch(plan: Plan) -> int:
-        """Run the trials ``plan`` left waiting with this launch's workers; 0, or 1 if a worker crashed."""
+        """Run the trials ``plan`` left waiting with this launch's workers; their exit code (``workers_exit_code``)."""
         if not plan.to_run:
             return 0
         n = min(workers, plan.to_run)
@@ -427,7 +427,10 @@ def held_elsewhere(left: list[Any], study_dir: Path) -> list[Any]:
 
 def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
     """0: every trial done (or still running in another live launcher, which records it); 1: some failed or
-    diverged, or a worker crashed; 3: some not finished (README)."""
+    diverged, or a worker crashed; 3: some not finished (README); else the workers' 2, 130 or 143
+    (``launchers.workers_exit_code``): what stopped them."""
+    if workers_code and workers_code != EXIT_FAILED:
+        return workers_code
     if workers_code or n_failed:
         return EXIT_FAILED
     return EXIT_UNFINISHED if n_unfinished else EXIT_OK
