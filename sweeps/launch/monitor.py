@@ -382,7 +382,7 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
     metric = spec.objective["metric"]
     values = objective_values(spec, trials)
     sts = statuses(spec, trials)
-    dead = dead_cells(trial_frame(spec, trials))
+    dead = dead_cells(trial_frame(spec, trials), bool(spec.search))
     width = max([len(c.id or "base") for c in spec.cells] + [4])
     lines = []
     for cell in spec.cells:
