@@ -11,7 +11,7 @@ import pandas as pd
 from resnet_core.values import freeze
 from sweeps.spec.study_format import record_of
 from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
-from sweeps.verdicts.dead import dead_reason, shape_of
+from sweeps.verdicts.dead import dead_cell_text, dead_reason, shape_of
 from sweeps.verdicts.inference import LEVEL
 from sweeps.verdicts.rounds import stored_plan
 
@@ -59,14 +59,14 @@ def lowest_loss(data: StudyData, run: pd.Series) -> float | None:
 
 
 def dead_cells(data: StudyData, dead: pd.Series | None = None) -> dict[str, str]:
-    """Cell id → 'did not learn in k of n seeds (reason)' for cells with a dead completed run; ``dead`` is
-    ``run_dead(data)`` where the caller has it already."""
+    """Cell id → ``dead_cell_text`` for cells with a dead completed run; ``dead`` is ``run_dead(data)`` where the
+    caller has it already."""
     runs = data.runs.assign(dead=run_dead(data) if dead is None else dead)
     out = {}
     for cid, g in runs[runs["status"] == "complete"].groupby("cell", sort=False):
-        reasons = [r for r in g["dead"] if isinstance(r, str)]
-        if reasons:
-            out[str(cid)] = f"did not learn in {len(reasons)} of {len(g)} seeds ({reasons[0]})"
+        text = dead_cell_text([r for r in g["dead"] if isinstance(r, str)], len(g), bool(data.spec.search))
+        if text:
+            out[str(cid)] = text
     return out
 
 

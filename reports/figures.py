@@ -277,6 +277,17 @@ def profile(g: pd.DataFrame, step: int, layers: Sequence[str], tolerance: float 
     return np.array([at.get(name, np.nan) for name in layers], dtype=float)
 
 
+def geometric_mean(profiles: np.ndarray) -> np.ndarray | None:
+    """Per layer (column), the geometric mean of the runs' positive values; NaN for a layer no run has one of (a cell
+    whose runs all diverged); None when there is no finite positive value at all."""
+    positive = profiles > 0   # NaN is not
+    if not (positive & np.isfinite(profiles)).any():
+        return None
+    n = positive.sum(axis=0)
+    logs = np.log(np.where(positive, profiles, 1.0)).sum(axis=0, where=positive)
+    return np.exp(np.divide(logs, n, out=np.full(logs.shape, np.nan), where=n > 0))
+
+
 def _stage_boundaries(layers: Sequence[str]) -> list[tuple[int, str]]:
     out, last = [], None
     for i, name in enumerate(layers):
@@ -328,11 +339,9 @@ def fig_gradnorm_layers(data: StudyData, table: pd.DataFrame, out: Path) -> list
                 counts.append(str(len(profiles)))
                 if not len(profiles):
                     continue
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    logs = np.log(np.where(profiles > 0, profiles, np.nan))
                 for p in profiles:
                     ax.plot(x, p, color=colors[c.id], lw=0.7, alpha=0.35)
-                geo = np.exp(np.nanmean(logs, axis=0)) if np.isfinite(logs).any() else None
+                geo = geometric_mean(profiles)
                 if geo is not None:
                     (line,) = ax.plot(x, geo, color=colors[c.id], lw=2.0, marker="o", ms=2.5)
                     handles.setdefault(c.label, line)

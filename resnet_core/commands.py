@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_precision_argument(p: argparse.ArgumentParser) -> None:
     from .run_config import PRECISIONS
 
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
+    p.add_argument("--precision", default=None, metavar="{" + ",".join(PRECISIONS) + "}",
                    help="evaluate in this precision (auto: as `precision: auto` picks on this device); default: the "
                         "precision and memory format the run evaluated in (its summary.json, else its run config)")
 
@@ -205,8 +205,10 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None, da
     from .model import build_model
     from .plugins import missing_plugins_hint
     from .record import read_config
-    from .run_config import RunConfig
+    from .run_config import RunConfig, check_precision
 
+    if precision is not None:
+        check_precision(precision, "--precision")
     ckpt_path = Path(path)
     if ckpt_path.is_dir():
         held = [str(ckpt_path / f) for f in ("best.pt", "last.pt") if (ckpt_path / f).is_file()]

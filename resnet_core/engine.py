@@ -26,7 +26,7 @@ from .feasibility import check_trainable
 from .flops import train_flops
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .graphs import graph_backend
-from .members import Members, RunFacts, check_same_run, emit, open_members
+from .members import Members, RunFacts, check_same_run, emit, open_members, ran_as
 from .model import build_model, count_params
 from .optimizers import needs_eager
 from .record import read_summary
@@ -291,10 +291,19 @@ class Trainer:
                 self.train_loader.after_skip = lambda: ckpt.set_global_rng_state(state["rng"])
         self.path.step_t.fill_(step)
         self._keep_threads(state.get("threads"))
+        self._check_resolves_as_it_ran()
         change = state.get("precision_changed")
         if change and self.path.amp is not None:  # replayed in full precision before the interruption: stay there
             self.path.amp, self.facts.precision_change = None, change
         return step
+
+    def _check_resolves_as_it_ran(self) -> None:
+        """`precision: auto` resolves per machine: refuse to go on with a run in another precision than it ran in."""
+        run_dir = self.members.members[0].record.dir
+        ran, here = ran_as(run_dir), precision_name(self.path.amp, self.path.dtype)
+        if self.ref.precision == "auto" and ran is not None and ran != here:
+            raise ConfigError(f"cannot resume {run_dir}: it ran as {ran} (precision: auto where it ran), and auto "
+                              f"resolves to {here} here; pin it (--set precision={ran}) to go on as it ran")
 
     def _keep_threads(self, threads: int | None) -> None:
         """Go on with the CPU thread count the run trained with before (its checkpoint's), so a run resumed by a

@@ -15,14 +15,22 @@ from .values import check_fields, check_own_keys, check_range, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
-FP16_REFUSED = ("precision fp16 is not supported: the training step has no loss scaling, so fp16 gradients would "
-                "underflow; use bf16 (same speed on CUDA), fp32, fp64 or auto")
 FAST_PATHS = ("auto", "eager", "graph", "compile")
 BN_MODES = ("train", "eval_after_first_eval")
 BEST_ON = ("val", "test")
 SEED_MAX = 2**63 - 1   # a data stream's seed is taken mod 2**63 (data/streams.py); torch's seeds end at 2**64
 # optimizer keys that one kind of optimizer uses: set (away from their default) for another, they have no effect
 OPTIM_OWN_KEYS = {"momentum": ("sgd",), "nesterov": ("sgd",), "betas": ("adam", "adamw")}
+
+
+def check_precision(value: Any, key: str = "precision") -> None:
+    """Refuse a precision that is none of ``PRECISIONS`` (``key`` names where it was given): fp16 with the reason,
+    another with the choices."""
+    if value == "fp16":
+        raise ConfigError(f"{key} fp16 is not supported: the training step has no loss scaling, so fp16 gradients "
+                          f"would underflow; use bf16 (same speed on CUDA), fp32, fp64 or auto")
+    if value not in PRECISIONS:
+        raise choices_error(key, value, PRECISIONS)
 
 
 @dataclass
@@ -77,10 +85,8 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.precision == "fp16":
-            raise ConfigError(FP16_REFUSED)
-        check_fields(self, choices={"precision": PRECISIONS, "fast": FAST_PATHS, "bn_mode": BN_MODES,
-                                    "best_on": BEST_ON})
+        check_precision(self.precision)
+        check_fields(self, choices={"fast": FAST_PATHS, "bn_mode": BN_MODES, "best_on": BEST_ON})
         self.model.validate()
         self.data.validate()
         self.optim.validate()

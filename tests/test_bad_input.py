@@ -1633,3 +1633,21 @@ def test_an_optimizer_key_the_optimizer_does_not_use_is_refused(assignments, wor
     assert not (tmp_path / "run").exists()
     cycled = ["optim.momentum=0", "optim.nesterov=true", "schedule.name=onecycle", "schedule.cycle_momentum=true"]
     assert load_run_config(str(config), cycled).optim.nesterov  # the cycle gives SGD its momentum
+
+
+@pytest.mark.parametrize("command", [["train", "--set", "precision={}", "--out", "{out}"],
+                                     ["eval", "{ckpt}", "--precision", "{}"],
+                                     ["lesion", "{ckpt}", "--precision", "{}"]])
+def test_a_refused_precision_is_the_same_one_line_in_every_command(command, tmp_path, capsys):
+    """fp16 says why it is refused, and an unknown precision lists the choices, in `train`, `eval` and `lesion`
+    alike (argparse's "did you mean 'fp64'?" answered fp16 in eval)."""
+    key = "precision" if command[0] == "train" else "--precision"
+    for value, words in (("fp16", (f"{key} fp16 is not supported", "no loss scaling", "use bf16")),
+                         ("fp8", (f"unknown {key} 'fp8'", "choose one of: auto, fp32, bf16, fp64"))):
+        args = [a.format(value, out=tmp_path / "run", ckpt=tmp_path / "last.pt") for a in command]
+        try:
+            code = main(args)
+        except SystemExit as e:   # argparse's refusal
+            code = e.code
+        assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert not (tmp_path / "run").exists()

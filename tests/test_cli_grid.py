@@ -176,3 +176,35 @@ def test_the_closing_table_counts_a_renamed_cells_trials_as_the_report_does(tmp_
     assert "did not learn in 2 of 2 seeds" in line and "not finished" not in line, line
     aliases = cell_aliases(spec, trials)   # what a launch stores as the study's ALIASES_ATTR, which the report reads
     assert list(trial_frame(spec, trials)["cell"]) == [trial_cell_params(t, aliases)[0] for t in trials]
+
+
+def test_a_search_cell_that_did_not_learn_counts_trials_not_seeds(tmp_path):
+    """A search cell's runs are its search trials (n_trials 2 of one seed), not seeds: the closing table and the
+    report say 'did not learn in 2 of 2 trials' (they said '2 of 2 seeds'); a grid's runs stay seeds."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from reports.comparisons import dead_cells
+    from sweeps.launch.monitor import result_lines
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"study": "dead-search", "base": TINY_BASE, "seeds": [0], "n_trials": 2,
+                                    "search": {"optim.lr": {"log_uniform": [0.001, 0.1]}}}))
+    spec = load_grid(path)
+    cell = spec.cells[0]
+    trials = [create_trial(state=TrialState.COMPLETE, value=90.0, params={"optim.lr": 0.01},
+                           distributions={"optim.lr": FloatDistribution(0.001, 0.1, log=True)}, user_attrs={
+                               "cell": cell.id, "cell_params": dict(cell.params), "seed": 0, "slot": slot,
+                               "unit": f"{cell.id}|t{slot}", "status": "complete", "final_test_error": 90.0,
+                               "final_train_loss": 2.31}) for slot in (0, 1)]
+    line = next(x for x in result_lines(spec, trials) if x.strip().startswith(cell.id or "base"))
+    assert "did not learn in 2 of 2 trials" in line, line
+
+    runs = pd.DataFrame({"cell": ["c", "c"], "status": ["complete", "complete"]})
+    dead = pd.Series(["test error 90 % is at chance", None])
+    for search, word in ((True, "trials"), (False, "seeds")):
+        data = SimpleNamespace(runs=runs, spec=SimpleNamespace(search=search))
+        assert dead_cells(data, dead) == {"c": f"did not learn in 1 of 2 {word} (test error 90 % is at chance)"}

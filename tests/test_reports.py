@@ -738,3 +738,30 @@ def test_a_copied_study_folder_reads_only_its_own_records(tmp_path):
                            storage=str(fake.study_dir / "optuna.journal")).runs
     row = elsewhere[(elsewhere["cell"] == cell_id(20, "none")) & (elsewhere["seed"] == 0)].iloc[0]
     assert row["record"] and str(row["run_dir"]).startswith(str(fake.study_dir)), row.to_dict()
+
+
+def test_gradient_profile_of_a_cell_whose_runs_all_diverged_draws_without_a_runtime_warning(tmp_path):
+    """A layer every run of a cell lost to NaN (its runs diverged) has no geometric mean: NaN there, the other layers
+    drawn, and no 'Mean of empty slice' RuntimeWarning printed into the sweep's output."""
+    import warnings
+    from types import SimpleNamespace
+
+    from reports.figures import fig_gradnorm_layers
+
+    layers = ["stage1.0.conv1", "stage1.0.conv2", "fc"]
+
+    def metrics(run_dir: str) -> pd.DataFrame:
+        diverged = run_dir.startswith("b")
+        rows = [{"split": "grad_norm", "name": name, "step": step,
+                 "value": float("nan") if diverged and step == 20 and name != "fc" else 1.0 + i}
+                for step in (0, 10, 20) for i, name in enumerate(layers)]
+        return pd.DataFrame(rows)
+
+    cells = {c: SimpleNamespace(id=c, label=c, depth=8, is_plain=False) for c in ("a", "b")}
+    runs = pd.DataFrame({"cell": ["a", "a", "b", "b"], "run_dir": ["a0", "a1", "b0", "b1"]})
+    data = SimpleNamespace(cells=cells, runs=runs, metrics=metrics)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = fig_gradnorm_layers(data, pd.DataFrame(), tmp_path)
+    assert figures
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]

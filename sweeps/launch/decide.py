@@ -20,7 +20,7 @@ def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
     that did not learn, or failed in every seed (``failing_cells``), is named on the comparisons resting on it."""
     frame = trial_frame(spec, trials)
     return evaluate(decision_family(spec), frame, configs=cell_configs(spec),
-                    dead={**dead_cells(frame), **failing_cells(spec, trials)}, level=level)
+                    dead={**dead_cells(frame, bool(spec.search)), **failing_cells(spec, trials)}, level=level)
 
 
 def failing_cells(spec: Any, trials: Sequence[Any]) -> dict[str, str]:

@@ -7,7 +7,8 @@ A ``Launcher``:
 - ``device_flag(devices)``: the ``--devices`` value the launch's packing and estimates assume;
 - ``dry_note(asked)``: what a dry run says about it (or None);
 - ``start(job, out)``: start the workers of ``job``;
-- ``wait(err)``: wait for them (the caller's ``Monitor`` shows the progress meanwhile); 0, or 1 if one crashed.
+- ``wait(err)``: wait for them (the caller's ``Monitor`` shows the progress meanwhile); their exit codes as one
+  (``workers_exit_code``).
   A launcher that does not wait (``waits`` False: Slurm) returns at once, and the sweep returns once submitted;
 - ``stop()``: stop the workers (Ctrl-C: their trials are recorded as interrupted and resume on the next launch).
 
@@ -23,12 +24,24 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, TextIO
 
 from resnet_core.errors import ConfigError
+from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM
 
 from ..queue.storage import StorageRef
 from ..run.worker import WorkerSpec, cpu_threads, run_worker, worker_main
 from ..spec.grid import GridSpec
 from ..spec.launcher import LAUNCHERS, SlurmConfig, parse_launcher
 from .slurm import check_launch, submit
+
+
+def workers_exit_code(codes: Sequence[int | None]) -> int:
+    """The workers' exit codes as the launch's (README's table): 0 when none failed; 1 when one crashed (any code
+    but 2, 130, 143); else 2 when one stopped on a config or input error (a full disk); else 143 (SIGTERM) or 130."""
+    bad = {c for c in codes if c not in (EXIT_OK, None)}
+    if not bad:
+        return EXIT_OK
+    if bad - {EXIT_CONFIG, EXIT_SIGINT, EXIT_SIGTERM}:
+        return EXIT_FAILED
+    return next(c for c in (EXIT_CONFIG, EXIT_SIGTERM, EXIT_SIGINT) if c in bad)
 
 
 @dataclass
@@ -108,7 +121,7 @@ class LocalLauncher:
                         os.environ["OMP_NUM_THREADS"] = saved
 
     def wait(self, err: TextIO) -> int:
-        """0 if every worker ended normally, 1 if one crashed. Ctrl-C stops them and re-raises."""
+        """The workers' exit codes as one (``workers_exit_code``). Ctrl-C stops them and re-raises."""
         if not self._procs:
             for ws in self._specs:
                 run_worker(ws)
@@ -123,7 +136,7 @@ class LocalLauncher:
         bad = [p for p in self._procs if p.exitcode not in (0, None)]
         for p in bad:
             print(f"worker {p.name} exited with code {p.exitcode}", file=err, flush=True)
-        return 1 if bad else 0
+        return workers_exit_code([p.exitcode for p in self._procs])
 
     def stop(self) -> None:
         for p in self._procs:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..queue.liveness import launched_here
+from ..queue.ran_as import mixed_note
 from ..queue.study import objective_values, statuses, trial_status
 from ..spec.grid import GridSpec
 from ..spec.identity import cell_aliases
@@ -377,11 +378,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
     """One line per cell: mean ± std of the objective over seeds (search: the best trial and its values); failed
     and unfinished trials named by their seed (search: their slot), not by Optuna's number, which a resume changes;
-    a cell that did not learn marked DEAD."""
+    a cell that did not learn marked DEAD, one whose trials ran as several precisions MIXED."""
     metric = spec.objective["metric"]
     values = objective_values(spec, trials)
     sts = statuses(spec, trials)
-    dead = dead_cells(trial_frame(spec, trials))
+    dead = dead_cells(trial_frame(spec, trials), bool(spec.search))
     width = max([len(c.id or "base") for c in spec.cells] + [4])
     lines = []
     for cell in spec.cells:
@@ -413,6 +414,9 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
         if cell.id in dead:
             notes.append(f"DEAD: {dead[cell.id]}")
         notes += _fast_path_notes([s.latest for s in mine if s.latest is not None])
+        mixed = mixed_note(s.latest for s in mine if s.latest is not None and s.state in DONE)
+        if mixed:
+            notes.append(mixed)
         lines.append(f"  {label}  {core}" + (f"   [{', '.join(notes)}]" if notes else ""))
     return lines
 

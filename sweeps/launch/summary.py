@@ -51,7 +51,7 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
             figures += draw(spec.study, root, ref.url, study_dir / "report")
         except Exception as e:  # noqa: BLE001
             print(f"W&B summary: report figures skipped ({type(e).__name__}: {e})", file=out)
-    dead = dead_cells(frame)
+    dead = dead_cells(frame, bool(spec.search))
     cells = []
     for cell_key, values in objective_values(spec, trials).items():
         mean = statistics.fmean(values) if values else None

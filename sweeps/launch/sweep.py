@@ -26,6 +26,7 @@ from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
 from ..queue.access import check_storage_file
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from ..queue.owner import check_owner
+from ..queue.ran_as import check_ran_as
 from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
                            statuses, stray_trials, study_progress, trial_status)
 from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
@@ -292,6 +293,9 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     ref = resolve_storage(storage, root, spec.study)
     runner.validate(spec, ref, devices=devices, dry=dry)   # before anything is written
     devs = worker_devices(spec, runner.device_flag(devices))
+    existing = read_existing(ref, spec.study) if runner.waits else None   # Slurm's workers check on their nodes
+    if existing is not None:
+        check_ran_as(spec, existing.get_trials(deepcopy=False), devs)
     asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)
@@ -334,7 +338,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         return 0
 
     def launch(plan: Plan) -> int:
-        """Run the trials ``plan`` left waiting with this launch's workers; 0, or 1 if a worker crashed."""
+        """Run the trials ``plan`` left waiting with this launch's workers; their exit code (``workers_exit_code``)."""
         if not plan.to_run:
             return 0
         n = min(workers, plan.to_run)
@@ -423,7 +427,10 @@ def held_elsewhere(left: list[Any], study_dir: Path) -> list[Any]:
 
 def sweep_exit_code(workers_code: int, n_failed: int, n_unfinished: int) -> int:
     """0: every trial done (or still running in another live launcher, which records it); 1: some failed or
-    diverged, or a worker crashed; 3: some not finished (README)."""
+    diverged, or a worker crashed; 3: some not finished (README); else the workers' 2, 130 or 143
+    (``launchers.workers_exit_code``): what stopped them."""
+    if workers_code and workers_code != EXIT_FAILED:
+        return workers_code
     if workers_code or n_failed:
         return EXIT_FAILED
     return EXIT_UNFINISHED if n_unfinished else EXIT_OK

@@ -36,6 +36,7 @@ from ..spec.study_format import (ALIASES_ATTR, DONE, FAILED, LOST, STUDY_ID_ATTR
 from .liveness import trial_is_dead
 from .owner import check_owner, claim_owner, new_study_id
 from .storage import StorageRef, claim_lock, open_storage, storage_exists
+from .ran_as import same_precision
 from .optuna_adapter import stale_trial_ids, trial_id
 from .search import CellPruner, CellSampler
 
@@ -174,10 +175,12 @@ def _check_same_base(attrs: dict[str, Any], spec: GridSpec, trials: Iterable[Any
     """Refuse a changed base: compare the resolved run config of every cell the stored study and the grid share
     (so a base that is only valid together with the cell values is compared too), and of every renamed cell (of the
     study's last grid, or of any trial) with the grid cell its trials would count for (``identity.alias_of``); with
-    neither, the resolved bases, else the bases as written."""
+    neither, the resolved bases, else the bases as written. A `precision: auto` pinned to the one precision the
+    trials ran as is no change (`ran_as.same_precision`)."""
     stored = attrs.get("base")
     if not isinstance(stored, dict) or stored == spec.base:
         return
+    trials = list(trials)
     cells = attrs.get("cells") if isinstance(attrs.get("cells"), list) else []
     old_cells = {c.get("id"): c.get("params") or {} for c in cells if isinstance(c, dict)}
     for t in trials:   # cells of earlier grids too, as their trials carry them
@@ -198,6 +201,8 @@ def _check_same_base(attrs: dict[str, Any], spec: GridSpec, trials: Iterable[Any
             old, new = _resolved(old_cfg), _resolved(new_cfg)
         except ConfigError:
             old, new = old_cfg, new_cfg  # not valid on its own: compare as written
+        if same_precision(old.get("precision", "auto"), new.get("precision", "auto"), trials):
+            old, new = {**old, "precision": None}, {**new, "precision": None}   # auto pinned to what its trials ran as
         if old != new:
             diff = diff_keys(old, new)
             shown = ", ".join(diff[:4]) + (", …" if len(diff) > 4 else "")

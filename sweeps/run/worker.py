@@ -31,6 +31,7 @@ from ..queue.access import open_study_to_run
 from ..queue.liveness import Heartbeat, worker_record
 from ..queue.optuna_adapter import trial_id
 from ..queue.packing import Packing, claim_group
+from ..queue.ran_as import check_ran_as
 from ..queue.storage import StorageRef, study_lock
 from ..queue.study import reconcile
 from ..spec.grid import GridSpec
@@ -169,6 +170,7 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     from resnet_core import engine  # lazy: only a process that trains loads the engine (`studies`, --dry-run don't)
 
     study, storage, spec = open_study_to_run(ws.spec, ws.storage)
+    check_ran_as(spec, study.get_trials(deepcopy=False), [ws.device])   # on this worker's machine
     train_fn = train or engine.train
     members_fn = train_members or engine.train_members
     study_dir = Path(ws.study_dir)

@@ -90,3 +90,11 @@ def _finite(x: Any) -> bool:
         return math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
+
+
+def dead_cell_text(reasons: list[str], n: int, search: bool) -> str | None:
+    """'did not learn in k of n seeds (the first reason)' for a cell of ``n`` completed runs, ``reasons`` those of
+    its dead ones; ``search``: its runs are search trials, not seeds ('k of n trials'). None when none is dead."""
+    if not reasons:
+        return None
+    return f"did not learn in {len(reasons)} of {n} {'trials' if search else 'seeds'} ({reasons[0]})"

@@ -12,7 +12,7 @@ from ..spec.grid import GridSpec
 from ..spec.identity import cell_aliases
 from ..spec.metrics import ERROR_KEYS
 from ..spec.study_format import trial_cell
-from .dead import dead_reason, shape_of
+from .dead import dead_cell_text, dead_reason, shape_of
 
 
 
@@ -54,11 +54,11 @@ def trial_frame(spec: GridSpec, trials: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(dict.fromkeys(cols)))
 
 
-def dead_cells(frame: pd.DataFrame) -> dict[str, str]:
-    """Cell id → 'did not learn in k of n seeds (first reason)' for the cells with a dead run."""
+def dead_cells(frame: pd.DataFrame, search: bool) -> dict[str, str]:
+    """Cell id → ``dead_cell_text`` for the cells with a dead run (``search``: a search study's frame)."""
     out = {}
     for cid, g in frame.groupby("cell", sort=False):
-        reasons = [r for r in g["dead"] if isinstance(r, str)]
-        if reasons:
-            out[str(cid)] = f"did not learn in {len(reasons)} of {len(g)} seeds ({reasons[0]})"
+        text = dead_cell_text([r for r in g["dead"] if isinstance(r, str)], len(g), search)
+        if text:
+            out[str(cid)] = text
     return out
