@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -24,6 +24,7 @@ from resnet_core.record import metrics_frame, read_config, read_summary
 from resnet_core.shortcuts import SHORTCUTS
 from resnet_core.values import freeze, is_number
 from sweeps.queue.access import open_study_named
+from sweeps.queue.ran_as import trial_precision
 from sweeps.spec.cells import Cell as SpecCell
 from sweeps.spec.grid import GridSpec
 from sweeps.spec.metrics import SUMMARY_ATTR_NAMES, SUMMARY_NUMBERS as NUMBERS
@@ -439,8 +440,33 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     picked = test_selected_note(runs, cells)
     if picked:
         notes.append(picked)
+    mixed = mixed_precision_note(runs, loaded.get_trials(deepcopy=False), cells)
+    if mixed:
+        notes.append(mixed)
     return StudyData(name=study, storage=desc, study_dirs=dirs, user_attrs=ua, spec=spec, trials=trials, runs=runs,
                      cells=cells, probe=probe_df, lesion=lesion_df, notes=notes, optuna_study=loaded)
+
+
+def mixed_precision_note(runs: pd.DataFrame, trials: Sequence[Any], cells: Mapping[str, "Cell"]) -> str | None:
+    """A note naming the cells whose completed runs ran as more than one precision (a study from before a launch
+    refused to mix them: ``sweeps.queue.ran_as``), with the seeds of each; their means pool both. None if none."""
+    by_number = {t.number: t for t in trials}
+    parts = []
+    for cell, group in runs[runs["status"] == "complete"].groupby("cell", sort=False):
+        seeds: dict[str, list[str]] = {}
+        for number, seed in zip(group["trial"], group["seed"]):
+            trial = by_number.get(number)
+            ran = trial_precision(trial.user_attrs) if trial is not None else None
+            if ran is not None:
+                seeds.setdefault(ran, []).append(str(seed))
+        if len(seeds) > 1:
+            label = cells[cell].label if cell in cells else cell
+            parts.append(f"{label}: " + ", ".join(f"{p} (seed{'s' * (len(s) > 1)} {', '.join(s)})"
+                                                    for p, s in sorted(seeds.items())))
+    if not parts:
+        return None
+    return ("MIXED precision (its runs' `precision` records; the means pool them): " + "; ".join(parts)
+            + ". A launch now refuses to mix them (`precision: auto` resolves per machine).")
 
 
 def test_selected_note(runs: pd.DataFrame, cells: Mapping[str, "Cell"]) -> str | None:

@@ -765,3 +765,22 @@ def test_gradient_profile_of_a_cell_whose_runs_all_diverged_draws_without_a_runt
         figures = fig_gradnorm_layers(data, pd.DataFrame(), tmp_path)
     assert figures
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+
+
+def test_a_cell_whose_runs_ran_as_two_precisions_is_named_in_the_reports_notes():
+    """The Fig. 6 study's ResNet-56 seed 2 was resumed on a machine where `precision: auto` is fp32; the report
+    says which seeds of which cell ran as what, since the means pool them."""
+    from types import SimpleNamespace
+
+    from reports.study_reader import mixed_precision_note
+
+    runs = pd.DataFrame({"cell": ["a", "a", "a", "b", "b"], "trial": [0, 1, 2, 3, 4], "seed": [0, 1, 2, 0, 1],
+                         "status": ["complete"] * 4 + ["interrupted"]})
+    precisions = ["bf16", "bf16", "fp32", "bf16", "fp32"]
+    trials = [SimpleNamespace(number=i, user_attrs={"precision": p}) for i, p in enumerate(precisions)]
+    cells = {"a": SimpleNamespace(label="ResNet-56"), "b": SimpleNamespace(label="plain-20")}
+    note = mixed_precision_note(runs, trials, cells)
+    assert note is not None and "ResNet-56: bf16 (seeds 0, 1), fp32 (seed 2)" in note, note
+    assert "plain-20" not in note   # its fp32 run did not complete: not in the means
+    trials[2].user_attrs["precision"] = "bf16"
+    assert mixed_precision_note(runs, trials, cells) is None

@@ -65,3 +65,23 @@ def test_a_cell_already_mixed_is_noted_in_its_result_line():
     assert mixed_note([trial(precision="bf16"), replayed]) is None
     assert mixed_note([trial(precision="bf16"), trial(precision="fp32"), trial(precision="bf16")]) == \
         "MIXED precision: 2 in bf16, 1 in fp32"
+
+
+def test_a_cell_runs_as_its_first_completed_trial_ran_not_as_a_stray_attempt():
+    """The Fig. 6 study's case: its cells ran bf16 on a machine with native bf16; on one without, an fp32 attempt
+    was interrupted (plain-20 seed 3) and one resumed run finished in fp32 (ResNet-56 seed 2). Neither may license
+    fp32 for the cell's next trials."""
+    from types import SimpleNamespace
+
+    from sweeps.queue.ran_as import cell_precision
+
+    def trial(number, state, **attrs):
+        return SimpleNamespace(number=number, state=SimpleNamespace(name=state), user_attrs=attrs)
+
+    interrupted_fp32 = trial(5, "FAIL", precision="fp32")
+    assert cell_precision([interrupted_fp32, trial(1, "COMPLETE", precision="bf16")]) == "bf16"
+    mixed = [trial(9, "COMPLETE", precision="fp32"), trial(0, "COMPLETE", precision="bf16"),
+             trial(3, "COMPLETE", precision="bf16")]
+    assert cell_precision(mixed) == "bf16"
+    assert cell_precision([interrupted_fp32]) is None       # nothing completed: nothing to keep
+    assert cell_precision([trial(2, "COMPLETE")]) is None   # a study from before precisions were recorded

@@ -2,7 +2,8 @@
 fp32 elsewhere), so a study resumed or extended on another machine could mix bf16 and fp32 trials in one cell.
 
 A launch (for its workers' devices) and every worker (for its own, on its own machine) refuse in one line to run a
-cell whose config resolves here to a precision none of its trials ran as, and say how to pin it; a grid that pins
+cell whose config resolves here to another precision than its first completed trial ran as (``cell_precision``),
+and say how to pin it; a grid that pins
 ``precision`` to what the study's trials ran as is the same experiment (``same_precision``). A cell already mixed
 (a study from before the check) is noted MIXED in the results. The device is not compared: at one precision a CPU
 and a GPU train the same experiment.
@@ -50,12 +51,26 @@ def same_precision(old: Any, new: Any, trials: Iterable[Any]) -> bool:
         return True
     if "auto" not in (old, new):
         return False
-    return (new if old == "auto" else old) in ran_as(trials)
+    return (new if old == "auto" else old) in ran_as(trials)   # then `check_ran_as` compares each cell
+
+
+def cell_precision(trials: Iterable[Any]) -> str | None:
+    """The precision a cell runs as: what its first completed trial (lowest number) ran as. An interrupted or failed
+    attempt does not count (its checkpoint, if any, is checked on resume: ``engine``), and a cell already mixed (a
+    study from before the check) goes on as it began, so one stray trial cannot license another precision."""
+    done = sorted((t for t in trials if getattr(getattr(t, "state", None), "name", "COMPLETE") == "COMPLETE"),
+                  key=lambda t: getattr(t, "number", 0))
+    for t in done:
+        p = trial_precision(t.user_attrs)
+        if p is not None:
+            return p
+    return None
 
 
 def check_ran_as(spec: GridSpec, trials: list[Any], devices: Iterable[str]) -> None:
-    """Refuse to run a cell on ``devices`` here when its config resolves here to a precision its trials did not run
-    as: a one-line ``ConfigError`` naming both and the pin that keeps the study one experiment."""
+    """Refuse to run a cell on ``devices`` here when its config resolves here to another precision than the cell
+    runs as (``cell_precision``): a one-line ``ConfigError`` naming both and the pin that keeps the study one
+    experiment."""
     aliases = cell_aliases(spec, trials)
     by_cell: dict[str, list[Any]] = {}
     for t in trials:
@@ -64,15 +79,13 @@ def check_ran_as(spec: GridSpec, trials: list[Any], devices: Iterable[str]) -> N
     for device in dict.fromkeys(devices):
         for cell in spec.cells:
             asked = spec.run_config(cell, spec.seeds[0]).get("precision", "auto")
-            ran = ran_as(by_cell.get(cell.id, []))
+            ran = cell_precision(by_cell.get(cell.id, []))
             here = resolves_to(asked, device)
-            if ran and here not in ran:
-                how = (f"pin it (--set precision={ran[0]})" if asked == "auto" and len(ran) == 1 else
-                       f"pin it (--set precision=<{'|'.join(ran)}>)" if asked == "auto" else "")
-                how = (how + " or " if how else "") + "use another study name (--study NAME)"
+            if ran is not None and here != ran:
+                how = f"pin it (--set precision={ran}) or " if asked == "auto" else ""
                 raise ConfigError(f"precision: {asked} resolves to {here} on {device} here, but the trials of cell "
-                                  f"{cell.id or 'base'} in study {spec.study!r} ran as {' and '.join(ran)}; a study "
-                                  f"never mixes the two: {how}")
+                                  f"{cell.id or 'base'} in study {spec.study!r} ran as {ran}; a study never mixes "
+                                  f"the two: {how}use another study name (--study NAME)")
 
 
 def mixed_note(trials: Iterable[Any]) -> str | None:
