@@ -13,10 +13,25 @@ from einops import rearrange
 from torch import nn
 
 
+class StridedPointwiseConv2d(nn.Conv2d):
+    """A 1×1 convolution with stride s (a projection shortcut at a shape change, options B/C), computed as the
+    stride-1 one on every s-th pixel: the same sums, and the same module, parameters and ``stride`` attribute.
+
+    Why: on CPUs without AVX-512 (AVX2 only), torch 2.14.1's oneDNN kernel for the weight gradient of a strided 1×1
+    convolution on a channels_last input with fewer than 8 input channels per group corrupts the heap (``double free
+    or corruption``, a crash; tests/test_layers_workaround.py). The subsampled input takes another kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sh, sw = self.stride
+        return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, self.dilation, self.groups)
+
+
 def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, members: int = 1, bias: bool = False) -> nn.Conv2d:
-    """A k×k convolution with 'same' padding; G members become G groups."""
-    return nn.Conv2d(in_ch * members, out_ch * members, kernel, stride=stride, padding=kernel // 2,
-                     groups=members, bias=bias)
+    """A k×k convolution with 'same' padding; G members become G groups. A strided 1×1 one is a
+    `StridedPointwiseConv2d` (the same convolution, another CPU kernel)."""
+    kind = StridedPointwiseConv2d if kernel == 1 and stride > 1 else nn.Conv2d
+    return kind(in_ch * members, out_ch * members, kernel, stride=stride, padding=kernel // 2, groups=members,
+                bias=bias)
 
 
 def norm(channels: int, members: int = 1) -> nn.BatchNorm2d:

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from resnet_core.errors import ConfigError
 
 from ..spec.grid import GridSpec
+from ..spec.cells import with_params
 from ..spec.identity import cell_aliases
 from ..spec.study_format import trial_cell
 
@@ -78,7 +79,7 @@ def check_ran_as(spec: GridSpec, trials: list[Any], devices: Iterable[str]) -> N
         by_cell.setdefault(cell if isinstance(cell, str) else "", []).append(t)
     for device in dict.fromkeys(devices):
         for cell in spec.cells:
-            asked = spec.run_config(cell, spec.seeds[0]).get("precision", "auto")
+            asked = with_params(spec.base, cell.params).get("precision", "auto")
             ran = cell_precision(by_cell.get(cell.id, []))
             here = resolves_to(asked, device)
             if ran is not None and here != ran:
