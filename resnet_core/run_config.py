@@ -10,7 +10,7 @@ from .config import ModelConfig
 from .data.config import DataConfig
 from .effect import Unread, check_effect, chosen, own_keys_unread
 from .errors import ConfigError, choices_error
-from .overrides import apply_overrides
+from .overrides import apply_overrides, get_dotted, set_dotted
 from .schedules import ScheduleConfig, cycles_momentum
 from .values import check_fields, check_range, read_yaml
 
@@ -197,3 +197,13 @@ def resolved_dict(cfg: RunConfig, model: "ModelConfig | None" = None) -> dict[st
     d["model"] = (model or cfg.model).resolved().to_dict()
     return d
 
+
+def canonical_dict(cfg: RunConfig) -> dict[str, Any]:
+    """What ``cfg`` runs: ``resolved_dict`` (auto values, stages and widths filled in) with every key its choices do
+    not read at its default. Two configs with one canonical dict (compared with ``values.freeze``) build the same
+    network and train it the same way."""
+    d = resolved_dict(cfg)
+    defaults = RunConfig().to_dict()
+    for key in cfg.unread():
+        set_dotted(d, key, get_dotted(defaults, key))
+    return d

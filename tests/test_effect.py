@@ -1,7 +1,8 @@
 """Every input takes effect or is refused (resnet_core/effect.py).
 
-A key the user wrote that the run's parts never read is refused by a single run (`train`), and by a grid only where
-no cell it reaches reads it.
+1. A key the user wrote that the run's parts never read is refused by a single run (`train`), and by a grid only
+   where no cell it reaches reads it. 2. Two cells that differ in config but build the same network and train it
+   the same way are refused, naming both.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def _refused(d: dict[str, Any], *words: str) -> str:
     return message
 
 
+# == 1. a key its parts never read ===============================================================================
 @pytest.mark.parametrize("sets, words", [
     # the known examples
     (["model.bias_init=default"], ("model.bias_init ('default') needs model.conv_bias true, got false",)),
@@ -184,3 +186,28 @@ def test_a_grid_names_the_set_that_wrote_an_unread_key(tmp_path):
         load_grid(path, ["model.bias_init=default"])
     assert "as --set model.bias_init=default sets it" in str(e.value)
     load_grid(path, ["model.zero_init_residual=true"])   # read by both cells
+
+
+# == 2. cells that build the same network ========================================================================
+@pytest.mark.parametrize("base, kw, cells", [
+    ({}, {"grid": {"model.stages": [None, [1, 1, 1]]}}, ("model.stages=null", "model.stages=[1,1,1]")),
+    ({"model": {"depth": 20}}, {"grid": {"model.block": ["auto", "basic"]}}, ("model.block=auto", "model.block=basic")),
+    ({}, {"grid": {"model.stem": ["auto", "cifar"]}}, ("model.stem=auto", "model.stem=cifar")),
+    ({"model": {"widths": None}}, {"grid": {"model.widths": [None, [16, 32, 64]]}},
+     ("model.widths=null", "model.widths=[16,32,64]")),
+    ({"model": {"widths": None}}, {"extra_cells": [{"model.width": 2.0}, {"model.widths": [32, 64, 128]}]},
+     ("model.width=2.0", "model.widths=[32,64,128]")),
+    ({}, {"grid": {"model.conv_bias": [False, True], "model.bias_init": ["zero", "default"]}},
+     ("model.conv_bias=false,model.bias_init=zero", "model.conv_bias=false,model.bias_init=default")),
+    ({}, {"extra_cells": [{"schedule.total": 6.0}]}, ("", "schedule.total=6.0")),
+])
+def test_two_cells_that_build_the_same_network_are_refused(base, kw, cells):
+    message = _refused(_grid(base, **kw), "build the same network and run the same training")
+    assert f"cells {cells[0] or 'base'!r} and {cells[1]!r}" in message, message
+
+
+def test_cells_that_build_different_networks_keep_their_ids():
+    spec = parse_grid(_grid({"model": {"depth": 56, "widths": None}},
+                            grid={"model.block": ["auto", "bottleneck"]}, extra_cells=[{"model.depth": 8}]))
+    assert [c.id for c in spec.cells] == ["model.block=auto", "model.block=bottleneck", "model.depth=8"]
+    assert [c.slug for c in spec.cells] == ["block-auto", "block-bottleneck", "depth-8"]

@@ -21,7 +21,8 @@ A grid file::
 
 Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
 names no config key, a value that makes any cell's run config invalid, a cell no trial can train (``resnet_core.
-feasibility``), two cells that resolve to one run config, a written value that no cell it reaches reads (``resnet_core.effect``), or a ``--set`` that a cell would override is a one-line
+feasibility``), two cells that resolve to one run config or build the same network and train it alike, a written
+value that no cell it reaches reads (``resnet_core.effect``), or a ``--set`` that a cell would override is a one-line
 `ConfigError`. Every value of every search knob is checked on its own (against every cell, or a bounded sample of
 cells in a very large grid), and a bounded sample of whole combinations as well.
 A grid of more than ``MAX_CELLS`` cells or ``MAX_TRIALS`` trials is refused before any cell is built.
@@ -44,10 +45,10 @@ from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
-from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
+from resnet_core.run_config import SEED_MAX, RunConfig, canonical_dict, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
-from .cells import Cell, cell_id, config_text, differing_keys, format_value, make_slugs, with_params
+from .cells import PER_TRIAL, Cell, cell_id, config_text, differing_keys, format_value, make_slugs, with_params
 from .launcher import parse_launcher
 from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
@@ -576,11 +577,11 @@ def _check_axis(what: str, key: Any) -> None:
 
 def _check_cells(spec: GridSpec, overrides: Sequence[str] = ()) -> None:
     """Build every cell's run config through RunConfig.from_dict, check it can train, that no two cells resolve
-    to the same one (``cells.config_key``) and that every value written takes effect in some cell (``_check_effect``);
-    then every value of every search knob on its own (against every cell, or an evenly spread sample of cells when
-    that would build more than ``CHECK_BUDGET`` configs), and ``SAMPLE`` whole combinations of knob values (the
-    first, the last, the rest drawn with a fixed seed). ``overrides``: the ``--set`` keys in the base, named as
-    such."""
+    to the same one (``cells.config_key``), that every value written takes effect in some cell (``_check_effect``)
+    and that no two cells run the same (``_check_same_run``); then every value of every search knob on its own
+    (against every cell, or an evenly spread sample of cells when that would build more than ``CHECK_BUDGET``
+    configs), and ``SAMPLE`` whole combinations of knob values (the first, the last, the rest drawn with a fixed
+    seed). ``overrides``: the ``--set`` keys in the base, named as such."""
     import random
 
     trainable = _trainable_checker()
@@ -593,6 +594,7 @@ def _check_cells(spec: GridSpec, overrides: Sequence[str] = ()) -> None:
             raise _same_config(same, cell)
         configs.append(rc)
     _check_effect(spec, configs, overrides)
+    _check_same_run(spec, configs)
     if not spec.search:
         return
     n_values = sum(len(k.probe_values()) for k in spec.search)
@@ -648,6 +650,22 @@ def _who(key: str, overrides: Sequence[str]) -> str:
     """Who wrote base key ``key``: the last ``--set`` that set it, else the base."""
     given = [t for t in overrides if overlaps(parse_assignment(t)[0], key)]
     return f"--set {given[-1]}" if given else "the base"
+
+
+def _check_same_run(spec: GridSpec, configs: list[RunConfig]) -> None:
+    """No two cells build the same network and train it the same way (``run_config.canonical_dict``: auto values,
+    stages and widths resolved, unread keys at their defaults), though their configs differ: e.g. ``model.stages:
+    null`` against ``[1, 1, 1]`` at depth 8, ``model.block: auto`` against ``basic`` at depth 20. Cells keep their ids
+    (``cells.config_key``); this compares what they run."""
+    seen: dict[str, Cell] = {}
+    for cell, rc in zip(spec.cells, configs):
+        same = seen.setdefault(freeze({k: v for k, v in canonical_dict(rc).items() if k not in PER_TRIAL}), cell)
+        if same is not cell:
+            keys = differing_keys(same, cell)
+            raise ConfigError(f"cells {same.id or 'base'!r} and {cell.id or 'base'!r} build the same network and run "
+                              f"the same training: their {', '.join(keys) or 'values'} differ only in form (auto "
+                              f"values, stages and widths resolve alike) or in keys neither reads; drop one of them, "
+                              f"or that axis value")
 
 
 def _check_knob(spec: GridSpec, knob: SearchKnob, cells: list[Cell], trainable: Any) -> None:
