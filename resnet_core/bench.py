@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .bench_cpu import run_cpu_bench
 from .data import load_dataset, seed_style_loader
 from .devices import resolve_device
+from .effect import check_effect
 from .model import build_model
 from .overrides import apply_overrides
 from .record import atomic_write_json, check_out_file
@@ -64,7 +65,9 @@ def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
         "batch_size": args.batch_size, "probes": probes, "fast": args.fast, "checkpoint": False, "device": args.device,
         "log_every": 10**9, "eval_every": 10**9,
     }
-    return RunConfig.from_dict(apply_overrides(d, args.overrides))
+    cfg = RunConfig.from_dict(apply_overrides(d, args.overrides))
+    check_effect(cfg, apply_overrides({}, args.overrides))   # the user's keys must take effect, not the bench's
+    return cfg
 
 
 class Timer:

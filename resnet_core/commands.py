@@ -201,6 +201,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None, da
     from . import checkpoint
     from .config import ModelConfig
     from .devices import resolve_device
+    from .effect import check_effect
     from .errors import ConfigError, reworded
     from .model import build_model
     from .plugins import missing_plugins_hint
@@ -223,7 +224,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None, da
         raise ConfigError(f"{ckpt_path}: the checkpoint carries no run config and there is no config.yaml beside "
                           f"it; evaluate it in its run folder (its dataset is unknown)")
     located = {k: v for k, v in (("path", data_path), ("root", data_root)) if v is not None}
-    if located:   # only where the data lies changes (a data.path its dataset does not read is refused)
+    if located:   # only where the data lies changes
         saved = {**saved, "data": {**(saved.get("data") or {}), **located}}
     try:
         run_cfg = RunConfig.from_dict(saved)
@@ -231,6 +232,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None, da
     except ConfigError as e:  # a part of a plugin not given: name it
         recorded = state.get("plugins") or _recorded_plugins(ckpt_path.parent)
         raise reworded(e, f"{ckpt_path}: {e}{missing_plugins_hint(recorded, 'its run', e)}") from None
+    check_effect(run_cfg, {"data": located})   # a --data-path / --data-root its dataset does not read: refused
     device = resolve_device(device_name)
     try:
         model = build_model(model_cfg)

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .effect import Unread
 from .errors import ConfigError, choices_error
 from .values import check_fields, positive_ints
 from .families import FAMILIES, default_block, depth_of, get_family, stages_for
@@ -23,6 +24,11 @@ from .stems import STEMS
 PART_KEYS: dict[str, Registry] = {"family": FAMILIES, "block": BLOCKS, "shortcut": SHORTCUTS,
                                   "activation": ACTIVATIONS, "pooling": POOLINGS, "stem": STEMS,
                                   "init": INITS, "bias_init": BIAS_INITS}
+
+
+def projecting_shortcuts() -> list[str]:
+    """The shortcuts that model.project_all / project_stage_entry can ask to project (registered ``projection``)."""
+    return [n for n in SHORTCUTS if SHORTCUTS.meta(n).get("projection")]
 
 
 @dataclass
@@ -64,9 +70,8 @@ class ModelConfig:
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.{key} must be true or false, got {getattr(self, key)!r}")
         if (self.project_all or self.project_stage_entry) and not SHORTCUTS.meta(self.shortcut).get("projection"):
-            projecting = [n for n in SHORTCUTS if SHORTCUTS.meta(n).get("projection")]
-            raise ConfigError(f"model.project_all/project_stage_entry need model.shortcut {' or '.join(projecting)}, "
-                              f"got {self.shortcut!r}")
+            raise ConfigError(f"model.project_all/project_stage_entry need model.shortcut "
+                              f"{' or '.join(projecting_shortcuts())}, got {self.shortcut!r}")
         if self.stages is None and self.depth is None:
             raise ConfigError("model.depth or model.stages must be given")
         if self.depth is not None and (not isinstance(self.depth, int) or isinstance(self.depth, bool)):
@@ -79,6 +84,22 @@ class ModelConfig:
             if not positive_ints(self.widths) or len(self.widths) != n_stages:
                 raise ConfigError(f"model.widths must be {n_stages} positive integers, got {self.widths!r}")
         self.resolved()  # raises on an impossible depth
+
+    def unread(self) -> dict[str, Unread]:
+        """The keys this model's parts do not read (key → why): conv biases' init without conv biases, the residual
+        branch's zero init under a placement with nothing to zero, the projection's BN with a shortcut that never
+        projects (a shortcut that reads it registers ``projection=True``)."""
+        out: dict[str, Unread] = {}
+        if not self.conv_bias:
+            out["bias_init"] = Unread("model.conv_bias true, got false", "no convolution has a bias")
+        if ACTIVATIONS.get(self.activation).zero_init == "none":
+            zeroing = [n for n in ACTIVATIONS if ACTIVATIONS.get(n).zero_init != "none"]
+            out["zero_init_residual"] = Unread(f"model.activation {' or '.join(zeroing)}, got {self.activation!r}",
+                                               f"{self.activation}'s residual branch ends in no layer to zero")
+        if not SHORTCUTS.meta(self.shortcut).get("projection"):
+            out["shortcut_norm"] = Unread(f"model.shortcut {' or '.join(projecting_shortcuts())}, got "
+                                          f"{self.shortcut!r}", f"{self.shortcut} never projects")
+        return out
 
     # -- resolution ---------------------------------------------------------------------------------------------
     def resolved(self) -> "ModelConfig":

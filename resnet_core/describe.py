@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from .config import ModelConfig
+from .effect import check_effect, chosen
 from .errors import ConfigError
 from .feasibility import check_forward
 from .flops import forward_flops
@@ -21,6 +22,7 @@ TABLE_SKIP = {"resnet1202", "preresnet1001"}  # their FLOP count takes seconds; 
 
 def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> ModelConfig:
     """A named model, a YAML model dict, or the `model:` section of a run-config YAML; then `--set` overrides."""
+    written: dict = {}   # the keys the user chose: a model file's (``effect.chosen``) and the --set ones
     if source is None:
         d = {}
     elif source in NAMED_MODELS:
@@ -32,7 +34,11 @@ def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> Mode
                               f"named models: {', '.join(NAMED_MODELS)}")
         loaded = read_yaml(path) or {}
         d = dict(loaded.get("model", loaded)) if isinstance(loaded, dict) else {}
-    return ModelConfig.from_dict(apply_overrides(d, [model_key(o) for o in overrides]))
+        written = chosen(d, ModelConfig().to_dict())
+    sets = [model_key(o) for o in overrides]
+    cfg = ModelConfig.from_dict(apply_overrides(d, sets))
+    check_effect(cfg, apply_overrides(written, sets), "model.")
+    return cfg
 
 
 def model_key(assignment: str) -> str:

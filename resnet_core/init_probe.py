@@ -13,13 +13,12 @@ from .data import EvalLoader, load_dataset, normalization
 from .devices import resolve_device
 from .model import build_model
 from .grad_probes import GradProbe
-from .run_config import RunConfig
-from .overrides import apply_overrides
+from .run_config import load_run_config
 
 
 def probe_depths(depths: Sequence[int], overrides: Sequence[str] = (), *, seeds: int = 3, batch_size: int = 128,
                  device: str = "auto", shortcuts: Sequence[str] = ("none", "identity")) -> pd.DataFrame:
-    cfg = RunConfig.from_dict(apply_overrides({}, overrides))
+    cfg = load_run_config(None, overrides)
     dev = resolve_device(device)
     data = load_dataset(cfg.data)
     mean, std = normalization(cfg.data, data)

@@ -12,12 +12,7 @@ from typing import Any, Iterable
 import torch
 
 from .run_config import OptimConfig
-from .schedules import ScheduleConfig
-
-
-def cycles_momentum(schedule: ScheduleConfig) -> bool:
-    """Whether the schedule writes the momentum every step (one-cycle with ``cycle_momentum``)."""
-    return schedule.name == "onecycle" and schedule.cycle_momentum
+from .schedules import ScheduleConfig, cycles_momentum
 
 
 def needs_eager(optim: OptimConfig, schedule: ScheduleConfig) -> bool:

@@ -8,10 +8,11 @@ from typing import Any, Sequence
 
 from .config import ModelConfig
 from .data.config import DataConfig
+from .effect import Unread, check_effect, chosen, own_keys_unread
 from .errors import ConfigError, choices_error
-from .overrides import apply_overrides
-from .schedules import ScheduleConfig
-from .values import check_fields, check_own_keys, check_range, read_yaml
+from .overrides import apply_overrides, get_dotted, set_dotted
+from .schedules import ScheduleConfig, cycles_momentum
+from .values import check_fields, check_range, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
@@ -19,7 +20,7 @@ FAST_PATHS = ("auto", "eager", "graph", "compile")
 BN_MODES = ("train", "eval_after_first_eval")
 BEST_ON = ("val", "test")
 SEED_MAX = 2**63 - 1   # a data stream's seed is taken mod 2**63 (data/streams.py); torch's seeds end at 2**64
-# optimizer keys that one kind of optimizer uses: set (away from their default) for another, they have no effect
+# optimizer keys that one kind of optimizer uses: for another, they are not read
 OPTIM_OWN_KEYS = {"momentum": ("sgd",), "nesterov": ("sgd",), "betas": ("adam", "adamw")}
 
 
@@ -44,7 +45,6 @@ class OptimConfig:
 
     def validate(self) -> None:
         check_fields(self, "optim.", choices={"name": OPTIMIZERS})
-        check_own_keys(self, "optim.", "name", OPTIM_OWN_KEYS)
         check_range("optim.lr", self.lr, low=0, low_open=True)
         check_range("optim.weight_decay", self.weight_decay, low=0)
         check_range("optim.momentum", self.momentum, low=0, high=1)
@@ -52,6 +52,10 @@ class OptimConfig:
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
         for b in self.betas:
             check_range("optim.betas", b, low=0, high=1, high_open=True)
+
+    def unread(self) -> dict[str, Unread]:
+        """Another optimizer's keys (key → why)."""
+        return own_keys_unread(self, "name", OPTIM_OWN_KEYS, "optim.")
 
 
 @dataclass
@@ -91,7 +95,7 @@ class RunConfig:
         self.data.validate()
         self.optim.validate()
         self.schedule.validate()
-        cycled = self.schedule.name == "onecycle" and self.schedule.cycle_momentum  # it sets the momentum
+        cycled = cycles_momentum(self.schedule)  # it sets the momentum
         momentum = "schedule.max_momentum" if cycled else "optim.momentum"
         if self.optim.nesterov and (self.schedule.max_momentum if cycled else self.optim.momentum) == 0:
             raise ConfigError(f"optim.nesterov needs a momentum but {momentum} is 0; give {momentum} > 0 or "
@@ -112,6 +116,17 @@ class RunConfig:
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         check_range("seed", self.seed, low=0, high=SEED_MAX)
         check_range("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+
+    def unread(self) -> dict[str, Unread]:
+        """Every key this config's choices do not read, dotted (key → why): the sections' own, SGD's momentum that a
+        one-cycle schedule overwrites, and log_every beside log_per_epoch."""
+        out = {f"{name}.{key}": why for name in self.SECTIONS for key, why in getattr(self, name).unread().items()}
+        if self.optim.name == "sgd" and cycles_momentum(self.schedule):
+            out["optim.momentum"] = Unread("schedule.cycle_momentum false, got true",
+                                           "the schedule cycles it from schedule.max_momentum")
+        if self.log_per_epoch is not None:
+            out["log_every"] = Unread(f"log_per_epoch null, got {self.log_per_epoch!r}", "log_per_epoch logs instead")
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -166,9 +181,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """A run config from YAML (or the defaults) plus `--set key=value` overrides."""
+    """A run config from YAML (or the defaults) plus `--set key=value` overrides, every key they write read by it
+    (``effect.check_effect``; of a file that writes every key, a run's config.yaml, only the ``--set`` keys count)."""
     d = load_yaml(path) if path else {}
-    return RunConfig.from_dict(apply_overrides(d, overrides))
+    cfg = RunConfig.from_dict(apply_overrides(d, overrides))
+    check_effect(cfg, apply_overrides(chosen(d, RunConfig().to_dict()), overrides))
+    return cfg
 
 
 def resolved_dict(cfg: RunConfig, model: "ModelConfig | None" = None) -> dict[str, Any]:
@@ -177,4 +195,15 @@ def resolved_dict(cfg: RunConfig, model: "ModelConfig | None" = None) -> dict[st
     (default ``cfg.model``, whose channels and classes are the config's)."""
     d = cfg.to_dict()
     d["model"] = (model or cfg.model).resolved().to_dict()
+    return d
+
+
+def canonical_dict(cfg: RunConfig) -> dict[str, Any]:
+    """What ``cfg`` runs: ``resolved_dict`` (auto values, stages and widths filled in) with every key its choices do
+    not read at its default. Two configs with one canonical dict (compared with ``values.freeze``) build the same
+    network and train it the same way."""
+    d = resolved_dict(cfg)
+    defaults = RunConfig().to_dict()
+    for key in cfg.unread():
+        set_dotted(d, key, get_dotted(defaults, key))
     return d

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .effect import Unread, own_keys_unread
 from .errors import ConfigError
-from .values import check_fields, check_own_keys, check_range, is_number
+from .values import check_fields, check_range, is_number
 
 SCHEDULES = ("constant", "multistep", "step", "cosine", "onecycle")
 UNITS = ("iter", "epoch")
-# keys that shape one kind of schedule only: set (away from their default) on another, they have no effect
+# keys that shape one kind of schedule only: on another, they are not read
 OWN_KEYS = {"milestones": ("multistep",), "gamma": ("multistep", "step"), "step_size": ("step",),
             "reset_optimizer": ("multistep", "step"), "min_lr": ("cosine",), "length": ("cosine", "onecycle"),
             **{k: ("onecycle",) for k in ("pct_start", "div_factor", "final_div_factor", "cycle_momentum",
@@ -64,17 +65,24 @@ class ScheduleConfig:
             value = getattr(self, key)
             if not is_number(value, finite=False) or not 0 <= value < 1:
                 raise ConfigError(f"schedule.{key} must be a number in [0, 1), got {value!r}")
-        check_own_keys(self, "schedule.", "name", OWN_KEYS)
         self._check_milestones()
-        if self.warmup_lr is not None and not self.warmup:
-            raise ConfigError(f"schedule.warmup_lr {self.warmup_lr!r} is held during schedule.warmup, which is 0: it "
-                              f"would have no effect")
         if self.length is not None:
             if not is_number(self.length, finite=False) or self.length <= 0:
                 raise ConfigError(f"schedule.length must be a positive number or null, got {self.length!r}")
             if self.name == "onecycle" and self.length < self.total:
                 raise ConfigError(f"schedule.length {self.length!r} must be >= schedule.total {self.total!r} for "
                                   "onecycle (OneCycleLR cannot step past its total_steps)")
+
+    def unread(self) -> dict[str, Unread]:
+        """The keys this schedule does not read (key → why): another kind's keys, the warm-up lr without a warm-up,
+        the one-cycle momenta when the momentum does not cycle."""
+        out = own_keys_unread(self, "name", OWN_KEYS, "schedule.")
+        if not self.warmup:
+            out["warmup_lr"] = Unread("schedule.warmup above 0, got 0", "it is held during the warm-up")
+        if self.name == "onecycle" and not self.cycle_momentum:
+            out.update({key: Unread("schedule.cycle_momentum true, got false") for key in ("base_momentum",
+                                                                                          "max_momentum")})
+        return out
 
     def _check_milestones(self) -> None:
         """In order, and each before the end of training (a later one would never take effect)."""
@@ -89,6 +97,11 @@ class ScheduleConfig:
     def span(self) -> float:
         """The schedule's own length, in its unit: `length`, else `total`."""
         return self.total if self.length is None else self.length
+
+
+def cycles_momentum(cfg: ScheduleConfig) -> bool:
+    """Whether the schedule writes the momentum every step (one-cycle with ``cycle_momentum``)."""
+    return cfg.name == "onecycle" and cfg.cycle_momentum
 
 
 def total_steps(cfg: ScheduleConfig, steps_per_epoch: int) -> int:
@@ -130,7 +143,7 @@ def momentum_at(cfg: ScheduleConfig, step: int, steps_per_epoch: int) -> float |
     OneCycleLR writes it into SGD's ``momentum`` (even for an SGD built without momentum, which thereby gets one) or
     into Adam's ``betas[0]``; the engine does the same.
     """
-    if not (cfg.name == "onecycle" and cfg.cycle_momentum):
+    if not cycles_momentum(cfg):
         return None
     rising, pct = _onecycle_phase(cfg, step, steps_per_epoch if cfg.unit == "epoch" else 1)
     if rising:

@@ -215,19 +215,6 @@ def check_fields(obj: Any, prefix: str = "", choices: typing.Mapping[str, typing
             raise ConfigError(f"{prefix}{f.name} must be {describe_type(tp)}, got {shown}")
 
 
-def check_own_keys(obj: Any, prefix: str, kind: str, own_keys: typing.Mapping[str, typing.Iterable[str]]) -> None:
-    """Refuse a field of dataclass ``obj`` that only one kind uses (``own_keys``: field → the values of field
-    ``kind`` that use it) set away from its default on another kind, where it would have no effect (e.g.
-    ``schedule.gamma`` on a cosine schedule): a one-line ``ConfigError`` naming the field and the kinds."""
-    defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                for f in dataclasses.fields(obj)}
-    which = getattr(obj, kind)
-    for key, names in own_keys.items():
-        if which not in names and getattr(obj, key) != defaults[key]:
-            raise ConfigError(f"{prefix}{key} ({getattr(obj, key)!r}) needs {prefix}{kind} {' or '.join(names)}, "
-                              f"got {which!r}: it would have no effect")
-
-
 def check_range(key: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
     """``low <= value <= high`` (``<`` where open); None skips a bound. Call after ``check_fields``."""

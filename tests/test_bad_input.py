@@ -1625,14 +1625,18 @@ def test_a_refused_launch_or_dry_run_writes_nothing(flags, words, tmp_path, caps
 ])
 def test_an_optimizer_key_the_optimizer_does_not_use_is_refused(assignments, words, tmp_path, capsys):
     """Momentum and nesterov of an Adam run, betas of an SGD run: silently unused before; nesterov without a
-    momentum: torch's ValueError as a traceback before. One line naming the key, as for a schedule's keys."""
-    config = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(TINY))
+    momentum: torch's ValueError as a traceback before. One line naming the key, as for a schedule's keys. (The
+    config writes no momentum: TINY's would be the first key an Adam run refuses.)"""
+    optim = {k: v for k, v in TINY["optim"].items() if k != "momentum"}
+    config = write_yaml(tmp_path / "run.yaml", yaml.safe_dump({**TINY, "optim": optim}))
     argv = ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--print-config"]
     code = main(argv + [a for assignment in assignments for a in ("--set", assignment)])
     assert_one_line_error(code, capsys.readouterr().err, *words)
     assert not (tmp_path / "run").exists()
     cycled = ["optim.momentum=0", "optim.nesterov=true", "schedule.name=onecycle", "schedule.cycle_momentum=true"]
-    assert load_run_config(str(config), cycled).optim.nesterov  # the cycle gives SGD its momentum
+    assert RunConfig.from_dict(apply_overrides(TINY, cycled)).optim.nesterov  # the cycle gives SGD its momentum
+    with pytest.raises(ConfigError, match=r"optim.momentum \(0\) needs schedule.cycle_momentum false"):
+        load_run_config(str(config), cycled)   # which the cycle overwrites: written, it would have no effect
 
 
 @pytest.mark.parametrize("command", [["train", "--set", "precision={}", "--out", "{out}"],

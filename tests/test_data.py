@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.effect import check_effect
 from resnet_core.errors import ConfigError
 from resnet_core.data import (DataConfig, EvalLoader, LabeledImages, SyntheticConfig, TrainLoader, build_loaders,
                               channel_stats, holdout, load_dataset, make_glyphs, read_jpeg_archive,
@@ -62,7 +63,7 @@ def test_config_round_trip_and_defaults() -> None:
 ])
 def test_config_errors_name_the_key(d: dict, words: list[str]) -> None:
     with pytest.raises(ConfigError) as e:
-        DataConfig.from_dict(d)
+        check_effect(DataConfig.from_dict(d), d, "data.")   # a key the user wrote and the data never reads, too
     message = str(e.value)
     assert "\n" not in message
     for word in words:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from resnet_core.effect import check_effect
 from resnet_core.engine import train
 from resnet_core.fast_path import FastPath
 from resnet_core.errors import ConfigError
@@ -68,7 +69,7 @@ def load_pt(path: Path) -> dict[str, Any]:
 ])
 def test_bad_option_is_a_one_line_config_error(d, key):
     with pytest.raises(ConfigError) as e:
-        RunConfig.from_dict(d)
+        check_effect(RunConfig.from_dict(d), d)   # a key the user wrote and the run never reads, too
     assert key in str(e.value) and "\n" not in str(e.value)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..effect import Unread
 from ..errors import ConfigError, choices_error
 from ..registry import Registry
 from ..values import check_fields, is_int, is_number
@@ -16,7 +17,11 @@ from .synthetic import SHAPES
 
 PART_KEYS: dict[str, Registry] = {"name": SOURCES, "augment": AUGMENTS}  # data key → the registry of its names
 LOADERS = ("device", "torch")
-READS_NO_PATH = ("synthetic", "cifar10", "cifar100", "fashion_mnist", "mnist")   # built-in sources: data.path unread
+# what the built-in sources and augmentations read (a plugin's may read any key: none is refused for it)
+TORCHVISION_SETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")   # downloaded into data.root
+BUILT_IN_SOURCES = ("synthetic", *TORCHVISION_SETS, "imagefolder", "cifar10_jpeg")
+READS_NO_PATH = ("synthetic", *TORCHVISION_SETS)                       # data.path unread
+AUGMENTS_NO_PAD = ("none", "flip", "random_resized_crop")            # data.pad (and data.scale_size) unread
 ROOT_ENV = "RESNET_ABLATE_DATA"
 
 
@@ -135,22 +140,40 @@ class DataConfig:
             raise ConfigError(f"data.std must be positive, got {self.std!r}")
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
             raise ConfigError(f"data.mean and data.std must have the same length, got {self.mean!r} and {self.std!r}")
-        self._check_no_effect()
         if not isinstance(self.synthetic, SyntheticConfig):
             raise ConfigError(f"data.synthetic must be a mapping, got {self.synthetic!r}")
         self.synthetic.validate()
 
-    def _check_no_effect(self) -> None:
-        """A key the config's choices never read, set: refused, as it would have no effect (a run on another copy of
-        the data than the one named, or unnormalized where the constants were meant)."""
-        if self.path is not None and self.name in READS_NO_PATH:
-            where = "" if self.name == "synthetic" else f"; {self.name} is read from data.root"
-            raise ConfigError(f"data.path {self.path!r} is read by data.name imagefolder or cifar10_jpeg, got "
-                              f"{self.name!r}: it would have no effect{where}")
-        for key in ("mean", "std"):
-            if getattr(self, key) is not None and not self.normalize:
-                raise ConfigError(f"data.{key} {getattr(self, key)!r} is used with data.normalize true, got false: it "
-                                  f"would have no effect")
+    def unread(self) -> dict[str, Unread]:
+        """The keys this config's choices do not read (key → why): a run on another copy of the data than the one
+        named, unnormalized where the constants were meant, another augmentation's sizes or loader's workers, the
+        synthetic set's options on real data. Only built-in sources and augmentations are known not to read a key."""
+        name, augment = self.name, self.augment
+        out: dict[str, Unread] = {}
+        if name in READS_NO_PATH:
+            out["path"] = Unread(f"data.name imagefolder or cifar10_jpeg, got {name!r}",
+                                 "" if name == "synthetic" else f"{name} is read from data.root")
+        if name in ("synthetic", "imagefolder") or (name == "cifar10_jpeg" and self.path is not None):
+            out["root"] = Unread(f"data.name {', '.join(TORCHVISION_SETS)} or cifar10_jpeg without data.path, got "
+                                 f"{name!r}" + (" with data.path" if self.path is not None else ""))
+        if name in BUILT_IN_SOURCES and name not in TORCHVISION_SETS:
+            out["download"] = Unread(f"data.name {' or '.join(TORCHVISION_SETS)}, got {name!r}")
+        if name in BUILT_IN_SOURCES and name != "synthetic":
+            out["synthetic"] = Unread(f"data.name synthetic, got {name!r}", "drop data.synthetic (--set "
+                                                                              "data.synthetic=null)")
+        if not self.normalize:
+            out.update({key: Unread("data.normalize true, got false") for key in ("mean", "std")})
+        if augment in AUGMENTS_NO_PAD or (augment == "scale_crop" and self.scale_size is not None):
+            out["pad"] = Unread(f"data.augment crop_flip, or scale_crop without data.scale_size, got {augment!r}"
+                                + (" with data.scale_size" if augment == "scale_crop" else ""))
+        if augment in (*AUGMENTS_NO_PAD, "crop_flip"):
+            out["scale_size"] = Unread(f"data.augment scale_crop, got {augment!r}")
+        if self.loader != "torch":
+            out["num_workers"] = Unread(f"data.loader torch, got {self.loader!r}")
+        if not self.val_size and not self.test_augment:
+            out["split_seed"] = Unread("data.val_size above 0 or data.test_augment true, got neither",
+                                       "it draws the val split and the test split's crops")
+        return out
 
     def data_root(self) -> Path:
         """The download/cache directory: `root`, else $RESNET_ABLATE_DATA, else ~/.cache/resnet-ablate/data."""

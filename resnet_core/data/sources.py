@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .config import DataConfig
+from .config import TORCHVISION_SETS, DataConfig
 from .imagefolder import load_imagefolder
 from .images import ImageData, LabeledImages, channel_stats
 from .jpeg_archive import read_jpeg_archive
@@ -37,7 +37,7 @@ def _torchvision(name: str) -> Source:
     return load
 
 
-for _name in ("cifar10", "cifar100", "fashion_mnist", "mnist"):
+for _name in TORCHVISION_SETS:
     SOURCES.register(_name)(_torchvision(_name))
 
 

@@ -21,7 +21,8 @@ A grid file::
 
 Everything is checked when the file is loaded, before any study exists: an unknown key, an empty axis, an axis that
 names no config key, a value that makes any cell's run config invalid, a cell no trial can train (``resnet_core.
-feasibility``), two cells that resolve to one run config, or a ``--set`` that a cell would override is a one-line
+feasibility``), two cells that resolve to one run config or build the same network and train it alike, a written
+value that no cell it reaches reads (``resnet_core.effect``), or a ``--set`` that a cell would override is a one-line
 `ConfigError`. Every value of every search knob is checked on its own (against every cell, or a bounded sample of
 cells in a very large grid), and a bounded sample of whole combinations as well.
 A grid of more than ``MAX_CELLS`` cells or ``MAX_TRIALS`` trials is refused before any cell is built.
@@ -39,14 +40,15 @@ from typing import Any, Sequence
 
 from resnet_core.data import dataset_shape
 from resnet_core.data.imagefolder import check_imagefolder
+from resnet_core.effect import is_unread, no_effect, written_leaves
 from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
-from resnet_core.run_config import SEED_MAX, RunConfig, load_yaml
+from resnet_core.run_config import SEED_MAX, RunConfig, canonical_dict, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
 
-from .cells import Cell, cell_id, config_text, differing_keys, format_value, make_slugs, with_params
+from .cells import PER_TRIAL, Cell, cell_id, config_text, differing_keys, format_value, make_slugs, with_params
 from .launcher import parse_launcher
 from .metrics import DEFAULT_OBJECTIVE, DIRECTIONS, METRICS
 
@@ -273,7 +275,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
     if plugins and isinstance(d.get("plugins") or [], list):  # another type: parse_grid names the error
         d["plugins"] = list(d.get("plugins") or []) + [resolve_plugin(p) for p in plugins]
     try:
-        spec = parse_grid(d, grid_file=str(path))
+        spec = parse_grid(d, grid_file=str(path), overrides=overrides)
         _check_overrides_apply(spec, overrides)
         return spec
     except ConfigError as e:
@@ -397,7 +399,10 @@ def _check_overrides_apply(spec: GridSpec, overrides: Sequence[str]) -> None:
                                           f"change the grid")
 
 
-def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: bool = True) -> GridSpec:
+def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: bool = True,
+               overrides: Sequence[str] = ()) -> GridSpec:
+    """The checked spec of grid dict ``d`` (``check_cells``: build and check every cell; ``overrides``: the
+    ``--set`` texts already in ``d``'s base, to name them in an error)."""
     for key in d:
         if key not in TOP_KEYS:
             raise choices_error("grid key", key, TOP_KEYS)
@@ -490,7 +495,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
                     description=str(description) if description is not None else None,
                     launcher=dict(d.get("launcher") or {}), plugins=plugins)
     if check_cells:
-        _check_cells(spec)
+        _check_cells(spec, overrides)
     return spec
 
 
@@ -570,20 +575,26 @@ def _check_axis(what: str, key: Any) -> None:
         path.append(part)
 
 
-def _check_cells(spec: GridSpec) -> None:
-    """Build every cell's run config through RunConfig.from_dict, check it can train and that no two cells resolve
-    to the same one (``cells.config_key``); then every value of every search knob on its own (against every cell, or
-    an evenly spread sample of cells when that would build more than ``CHECK_BUDGET`` configs), and ``SAMPLE``
-    whole combinations of knob values (the first, the last, the rest drawn with a fixed seed)."""
+def _check_cells(spec: GridSpec, overrides: Sequence[str] = ()) -> None:
+    """Build every cell's run config through RunConfig.from_dict, check it can train, that no two cells resolve
+    to the same one (``cells.config_key``), that every value written takes effect in some cell (``_check_effect``)
+    and that no two cells run the same (``_check_same_run``); then every value of every search knob on its own
+    (against every cell, or an evenly spread sample of cells when that would build more than ``CHECK_BUDGET``
+    configs), and ``SAMPLE`` whole combinations of knob values (the first, the last, the rest drawn with a fixed
+    seed). ``overrides``: the ``--set`` keys in the base, named as such."""
     import random
 
     trainable = _trainable_checker()
     seen: dict[str, Cell] = {}
+    configs = []
     for cell in spec.cells:
         rc = _check_one(spec, cell, {}, trainable)
         same = seen.setdefault(config_text(rc.to_dict()), cell)   # its config_key, from the config built already
         if same is not cell:
             raise _same_config(same, cell)
+        configs.append(rc)
+    _check_effect(spec, configs, overrides)
+    _check_same_run(spec, configs)
     if not spec.search:
         return
     n_values = sum(len(k.probe_values()) for k in spec.search)
@@ -605,6 +616,56 @@ def _same_config(a: Cell, b: Cell) -> ConfigError:
     return ConfigError(f"cells {a.id or 'base'!r} and {b.id or 'base'!r} run the same config (where their "
                        f"{', '.join(keys) or 'values'} differ, one restates the base or another axis overrides it); "
                        f"drop one of them, or that axis value")
+
+
+def _check_effect(spec: GridSpec, configs: list[RunConfig], overrides: Sequence[str]) -> None:
+    """Every value the grid writes takes effect in some cell it reaches (``resnet_core.effect``): the base's (or a
+    ``--set``'s) in a cell that does not set the key itself, an axis value's in a cell with it, an extra cell's in
+    that cell, a searched key in any cell. A value that takes effect in some cells only is fine (``bias_init`` in the
+    base, ``conv_bias: [true, false]`` an axis); one no cell reads is a ConfigError naming who wrote it."""
+    n_grid = len(spec.cells) - len(spec.extra_cells)
+    state: dict[tuple[str, str], list[Any]] = {}   # (who, key) → [value, (cell, why) where unread first, read?]
+    base = [(_who(k, overrides), k, v) for k, v in written_leaves(spec.base)]
+    searched = [(f"search {knob.key}", knob.key, knob.to_dict()) for knob in spec.search]
+    for i, (cell, rc) in enumerate(zip(spec.cells, configs)):
+        unread = rc.unread()
+        own = [(f"extra cell {cell.id!r}" if i >= n_grid else f"grid value {axis}={format_value(value)}", k, v)
+               for axis, value in cell.params.items() for k, v in written_leaves({axis: value})] + searched
+        writes = own + [w for w in base if not any(overlaps(w[1], k) for _, k, _ in own)]   # else theirs wins
+        for who, key, value in writes:
+            why = is_unread(key, unread)
+            entry = state.setdefault((who, key), [value, None, False])
+            if why is None:
+                entry[2] = True
+            elif entry[1] is None:
+                entry[1] = (cell, why)
+    for (who, key), (value, first, read) in state.items():
+        if not read:
+            cell, why = first
+            raise ConfigError(f"no cell of the grid reads {key} as {who} sets it: in cell {cell.id or 'base'!r}, "
+                              f"{no_effect(key, value, why)}")
+
+
+def _who(key: str, overrides: Sequence[str]) -> str:
+    """Who wrote base key ``key``: the last ``--set`` that set it, else the base."""
+    given = [t for t in overrides if overlaps(parse_assignment(t)[0], key)]
+    return f"--set {given[-1]}" if given else "the base"
+
+
+def _check_same_run(spec: GridSpec, configs: list[RunConfig]) -> None:
+    """No two cells build the same network and train it the same way (``run_config.canonical_dict``: auto values,
+    stages and widths resolved, unread keys at their defaults), though their configs differ: e.g. ``model.stages:
+    null`` against ``[1, 1, 1]`` at depth 8, ``model.block: auto`` against ``basic`` at depth 20. Cells keep their ids
+    (``cells.config_key``); this compares what they run."""
+    seen: dict[str, Cell] = {}
+    for cell, rc in zip(spec.cells, configs):
+        same = seen.setdefault(freeze({k: v for k, v in canonical_dict(rc).items() if k not in PER_TRIAL}), cell)
+        if same is not cell:
+            keys = differing_keys(same, cell)
+            raise ConfigError(f"cells {same.id or 'base'!r} and {cell.id or 'base'!r} build the same network and run "
+                              f"the same training: their {', '.join(keys) or 'values'} differ only in form (auto "
+                              f"values, stages and widths resolve alike) or in keys neither reads; drop one of them, "
+                              f"or that axis value")
 
 
 def _check_knob(spec: GridSpec, knob: SearchKnob, cells: list[Cell], trainable: Any) -> None:
