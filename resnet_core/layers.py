@@ -19,17 +19,23 @@ class StridedPointwiseConv2d(nn.Conv2d):
 
     Why: on CPUs without AVX-512 (AVX2 only), torch 2.14.1's oneDNN kernel for the weight gradient of a strided 1×1
     convolution on a channels_last input with fewer than 8 input channels per group corrupts the heap (``double free
-    or corruption``, a crash; tests/test_layers_workaround.py). The subsampled input takes another kernel."""
+    or corruption``, a crash; tests/test_layers_workaround.py). The subsampled input takes another kernel. `conv`
+    uses it only there (``POINTWISE_SAFE_CHANNELS``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sh, sw = self.stride
         return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, self.dilation, self.groups)
 
 
+POINTWISE_SAFE_CHANNELS = 8   # input channels per group from which torch's strided 1×1 kernel is sound
+
+
 def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, members: int = 1, bias: bool = False) -> nn.Conv2d:
-    """A k×k convolution with 'same' padding; G members become G groups. A strided 1×1 one is a
-    `StridedPointwiseConv2d` (the same convolution, another CPU kernel)."""
-    kind = StridedPointwiseConv2d if kernel == 1 and stride > 1 else nn.Conv2d
+    """A k×k convolution with 'same' padding; G members become G groups. A strided 1×1 one with fewer than
+    ``POINTWISE_SAFE_CHANNELS`` input channels is a `StridedPointwiseConv2d` (the same convolution, another CPU
+    kernel); every other is torch's own, so real-width models keep their kernels and round-off."""
+    few = in_ch < POINTWISE_SAFE_CHANNELS
+    kind = StridedPointwiseConv2d if kernel == 1 and stride > 1 and few else nn.Conv2d
     return kind(in_ch * members, out_ch * members, kernel, stride=stride, padding=kernel // 2, groups=members,
                 bias=bias)
 
