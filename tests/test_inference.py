@@ -4,7 +4,9 @@
 - a percentile bootstrap does not at these n (why the module offers none);
 - ``--until-decided``'s rule stops early on a large effect and runs to the cap on a zero effect;
 - its guard: peeking after every round at the Bonferroni level keeps a null comparison's chance of being decided
-  at or under α, where peeking at an unadjusted 95 % does not.
+  at or under α, where peeking at an unadjusted 95 % does not;
+- the power behind seeds needed and futility is the rejection rate of simulated t-tests, and ``--futility`` spends
+  fewer seeds on a null comparison while deciding about as many real ones.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from sweeps.verdicts.comparisons import Planned, Result, interactions, main_effects
 from sweeps.verdicts.inference import (CONTRADICTED, DECIDED, EQUIVALENT, NOT_ENOUGH, PAIRED, REPRODUCED, UNDECIDED, WELCH,
-                              SequentialPlan, compare, contrast, seeds_needed, verdict)
+                              SequentialPlan, compare, contrast, power_at, seeds_needed, verdict)
 from sweeps.verdicts.rounds import next_round
 
 STUDIES = 2000
@@ -225,3 +227,38 @@ class _NaivePlan(SequentialPlan):
     @property
     def level(self) -> float:
         return 0.95
+
+
+def test_power_at_is_the_rejection_rate_of_simulated_paired_t_tests():
+    """power_at (noncentral t) against 4,000 simulated paired studies of n seeds whose per-seed differences are
+    drawn with the observed mean and variance: the share whose t-test at the level rejects."""
+    from scipy import stats
+
+    rng = np.random.default_rng(21)
+    est = compare(_series([20.1, 20.9, 19.6]), _series([20.0, 20.3, 19.9]), paired=True, level=0.99)
+    sd = float(np.sqrt(est.parts[0]))
+    for n in (4, 8, 16):
+        diffs = rng.normal(est.diff, sd, size=(4000, n))
+        rejected = stats.ttest_1samp(diffs, 0.0, axis=1).pvalue < 1 - 0.99
+        assert power_at(est, n, level=0.99) == pytest.approx(rejected.mean(), abs=0.03), n
+    assert power_at(est, 4, level=0.99) < power_at(est, 8, level=0.99) < power_at(est, 16, level=0.99)
+    need = seeds_needed(est, level=0.99)
+    assert power_at(est, need - 1, level=0.99) < 0.8 <= power_at(est, need, level=0.99)
+
+
+@pytest.mark.slow
+def test_futility_halves_the_seeds_of_a_null_comparison_and_keeps_alpha_and_power():
+    """5 looks from 3 to 10 seeds, 400 simulated studies each: with --futility 0.1 a comparison of no true
+    difference stops after fewer seeds (measured: 4.8 per cell against 9.9), the false decisions stay at or under
+    α, and a true difference of 1.5 sd is decided nearly as often (measured: 62 % against 65 %)."""
+    rates, seeds = {}, {}
+    for futility in (0.0, 0.1):
+        plan = SequentialPlan(0.05, 3, 2, 10, futility)
+        for effect in (0.0, 1.5):
+            rng = np.random.default_rng(5)
+            sims = [simulate_until_decided(effect, rng, plan) for _ in range(400)]
+            rates[futility, effect] = np.mean([r.verdict == DECIDED for r, _, _ in sims])
+            seeds[futility, effect] = np.mean([n["A"] for _, n, _ in sims])
+    assert seeds[0.1, 0.0] < 0.7 * seeds[0.0, 0.0]
+    assert rates[0.1, 0.0] <= 0.05 + 0.022                     # 2 binomial sd above α over 400 studies
+    assert rates[0.1, 1.5] >= rates[0.0, 1.5] - 0.08

@@ -30,6 +30,10 @@ def _units(study) -> set[tuple[str, int]]:
     (["--until-decided", "--max-seeds", "0"], "--max-seeds must be an integer of at least 2"),
     (["--until-decided", "--max-seeds", "1"], "got 1"),
     (["--max-seeds", "4"], "--max-seeds 4 caps --until-decided"),
+    (["--until-decided", "--futility", "1"], "--futility is a power from 0 (off) up to but not including 1"),
+    (["--until-decided", "--futility", "-0.1"], "got -0.1"),
+    (["--until-decided", "--futility", "nan"], "got nan"),
+    (["--futility", "0.1"], "--futility 0.1 stops --until-decided's rounds early"),
 ])
 def test_bad_until_decided_arguments_exit_2(args, needle, tmp_path, capsys):
     grid = write_grid(tmp_path / "g.yaml", "bad-decide")
@@ -68,6 +72,62 @@ def test_a_dry_run_says_what_until_decided_would_add(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"next round: \d+ undecided now; 2 cells to 4 seeds, 4 trials", out), out
     assert (root / "plan" / "optuna.journal").read_bytes() == before
+
+
+def test_futility_gives_no_seeds_to_a_comparison_the_cap_would_not_decide(tmp_path, capsys):
+    """--futility 0.5: the tiny grid's comparison, undecided at 2 seeds, has about 10 % power at the cap of 4 (its
+    observed difference and spread), so no round runs; the study records the rule and why it stopped, the report
+    states the rule, and a relaunch asking another bound is refused while one without --futility keeps the stored
+    one."""
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "futile")
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
+    capsys.readouterr()
+    args = ["sweep", str(grid), "--root", str(root), "--until-decided", "--max-seeds", "4"]
+    assert main([*args, "--futility", "0.5", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "futility: a comparison with under 50% power at 4 seeds gets no more seeds" in out, out
+    assert re.search(r"next round: none \(2 undecided after 0 rounds; 2 left undecided for futility \(power at 4 "
+                     r"seeds under 50%: .*shortcut identity − none \d+%\)\)", out), out
+    assert DECIDE_ATTR not in journal_study(root, "futile").user_attrs     # a dry run writes nothing
+
+    assert main([*args, "--futility", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "until-decided: stopped after 0 rounds (2 left undecided for futility" in out, out
+    assert "round 1" not in out
+    study = journal_study(root, "futile")
+    assert len(study.get_trials(deepcopy=False)) == 4
+    rec = study.user_attrs[DECIDE_ATTR]
+    assert rec["plan"]["futility"] == 0.5 and rec["rounds"] == [] and "futility" in rec["stopped"]
+
+    assert main([*args, "--futility", "0.2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "planned its rounds with --futility 0.5; relaunch with --futility 0.5" in err, err
+    assert main(args) == 0                               # no --futility: the stored plan's
+    assert "stopped after 0 rounds (2 left undecided for futility" in capsys.readouterr().out
+    assert len(journal_study(root, "futile").get_trials(deepcopy=False)) == 4
+
+    from reports.cli import build_report
+
+    report = build_report("futile", root=root, out=tmp_path / "report", formats="md", figures=False)
+    assert "futility: a comparison with under 50% power at 4 seeds" in (report / "summary.md").read_text()
+
+
+def test_a_study_planned_without_futility_refuses_one_later(tmp_path, capsys):
+    """A study whose rounds were planned without --futility (or before it existed) keeps that plan: asking for it
+    later would change the rule mid-study."""
+    root = tmp_path / "runs"
+    grid = write_grid(tmp_path / "g.yaml", "nofutile")
+    assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
+    study = journal_study(root, "nofutile")
+    plan = {"alpha": 0.05, "start": 2, "step": 2, "max_seeds": 4, "looks": 2, "level": 0.975}   # as stored before
+    study.set_user_attr(DECIDE_ATTR, {"plan": plan, "rounds": [], "stopped": "cap"})
+    capsys.readouterr()
+    args = ["sweep", str(grid), "--root", str(root), "--until-decided", "--max-seeds", "4", "--dry-run"]
+    assert main([*args, "--futility", "0.5"]) == 2
+    assert "planned its rounds with --futility 0; relaunch with --futility 0" in capsys.readouterr().err
+    assert main(args) == 0
+    assert "futility" not in capsys.readouterr().out
 
 
 @pytest.mark.slow

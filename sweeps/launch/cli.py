@@ -3,7 +3,7 @@
     resnet-ablate sweep GRID.yaml [-m KEY=V1,V2 ...] [--workers N] [--devices cpu|cuda:0,cuda:1] [--root DIR] [--storage URL]
                                   [--dry-run] [--retry-failed] [--set key=value] [--wandb off|offline|online]
                                   [--study NAME] [--fuse auto|N|off] [--fuse-table FILE] [--print-config [CELL]]
-                                  [--plugin FILE.py|MODULE ...] [--until-decided [--max-seeds N]]
+                                  [--plugin FILE.py|MODULE ...] [--until-decided [--max-seeds N] [--futility P]]
                                   [--launcher local|slurm [--shared-fs] [--partition P] [--time LIMIT]
                                    [--cpus-per-worker N] [--gpus-per-worker N] [--mem SIZE] [--sbatch KEY=VALUE]]
     resnet-ablate studies [--root DIR | --storage URL]
@@ -48,7 +48,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                      wandb=args.wandb, study=args.study, fuse=args.fuse, fuse_table=args.fuse_table,
                      launcher=args.launcher, slurm=slurm_flags(args), shared_fs=args.shared_fs,
                      plugins=args.plugins, axes=args.axes, until_decided=args.until_decided,
-                     max_seeds=args.max_seeds)
+                     max_seeds=args.max_seeds, futility=args.futility)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
@@ -109,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "relaunch continues them")
     p.add_argument("--max-seeds", type=int, default=None, metavar="N",
                    help="with --until-decided: at most N seeds per cell (default 10)")
+    p.add_argument("--futility", type=float, default=None, metavar="P",
+                   help="with --until-decided: a comparison whose power at --max-seeds seeds (the observed "
+                        "difference and spread) is below P, e.g. 0.1, gets no more seeds and stays undecided "
+                        "(non-binding: the false-decision guard holds); fixed with the plan (default: off)")
     add_plugin_argument(p)
     add_arguments(p)
     p.set_defaults(func=_cmd_sweep)

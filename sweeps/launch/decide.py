@@ -11,8 +11,9 @@ from ..spec.study_format import DONE, FAILED, extra_seeds_of, record_of
 from ..verdicts.comparisons import Result, decision_family, evaluate
 from ..verdicts.inference import SETTLED, seeds_needed_text
 from ..verdicts.results import cell_configs, dead_cells, trial_frame
-from ..verdicts.rounds import (check_same_plan, next_round, open_results, record_round, record_stop, stored_plan,
-                               stuck_cells)
+from ..verdicts.inference import SequentialPlan
+from ..verdicts.rounds import (check_same_plan, futile_results, next_round, open_results, record_round, record_stop,
+                               stored_plan, stuck_cells)
 
 
 def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
@@ -28,14 +29,25 @@ def failing_cells(spec: Any, trials: Sequence[Any]) -> dict[str, str]:
     return stuck_cells([(s.unit.cell.id, s.state) for s in statuses(spec, trials)])
 
 
-def stop_reason(results: Sequence[Result], failing: dict[str, str]) -> str:
-    """Why the rounds stop: all decided, the cap, or comparisons resting on a cell that failed in every seed."""
-    open_ = open_results(results, failing)
+def futility_text(plan: SequentialPlan, results: Sequence[Result], futile: dict[str, float]) -> str:
+    """'2 left undecided for futility (power at 8 seeds under 10 %: A − B 3 %; C − D 6 %)'."""
+    labels = "; ".join(f"{r.plan.label} {futile[r.id]:.0%}" for r in results if r.id in futile)
+    return (f"{len(futile)} left undecided for futility (power at {plan.max_seeds} seeds under {plan.futility:.0%}: "
+            f"{labels})")
+
+
+def stop_reason(plan: SequentialPlan, results: Sequence[Result], failing: dict[str, str]) -> str:
+    """Why the rounds stop: all decided, the cap, comparisons too unlikely to be decided by the cap (futility), or
+    comparisons resting on a cell that failed in every seed."""
+    futile = futile_results(plan, results)
+    open_ = open_results(results, failing, futile)
     open_ids = {r.id for r in open_}
-    hopeless = [r for r in results if r.verdict not in SETTLED and r.id not in open_ids]
+    hopeless = [r for r in results if r.verdict not in SETTLED and r.id not in open_ids and r.id not in futile]
     parts = []
     if open_:
         parts.append(f"cap: {len(open_)} undecided at the planned maximum")
+    if futile:
+        parts.append(futility_text(plan, results, futile))
     if hopeless:
         cells = dict.fromkeys(c for r in hopeless for c in r.plan.cells if c in failing)
         parts.append(f"{len(hopeless)} cannot be decided by more seeds: "
@@ -48,10 +60,10 @@ def seeds_per_cell(spec: Any) -> dict[str, int]:
     return {c.id: len(spec.cell_seeds(c)) for c in spec.cells}
 
 
-def plan_lines(spec: Any, study: Any | None, max_seeds: int) -> list[str]:
+def plan_lines(spec: Any, study: Any | None, max_seeds: int, futility: float | None = None) -> list[str]:
     """What ``--until-decided`` would do, for a dry run: the plan, the comparisons it decides, the most trials it
     can add, and (a study with every trial finished) the next round as the results stand. Reads only."""
-    plan = check_same_plan(study, spec, max_seeds)
+    plan = check_same_plan(study, spec, max_seeds, futility)
     family = decision_family(spec)
     labels = "; ".join(p.label for p in family[:3]) + ("; …" if len(family) > 3 else "")
     most = sum(max(0, plan.max_seeds - len(spec.cell_seeds(c))) for c in spec.cells)
@@ -70,10 +82,11 @@ def plan_lines(spec: Any, study: Any | None, max_seeds: int) -> list[str]:
     open_ = sum(r.verdict not in SETTLED for r in results)
     if rnd is None:
         return lines + [f"  next round: none ({open_} undecided after {done} round{'s' * (done != 1)}; "
-                        f"{stop_reason(results, failing)})"]
+                        f"{stop_reason(plan, results, failing)})"]
     added = sum(max(0, rnd.target - len(spec.cell_seeds(c))) for c in spec.cells if c.id in rnd.cells)
     return lines + [f"  next round: {open_} undecided now; {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} to "
-                    f"{rnd.target} seeds, {added} trials"]
+                    f"{rnd.target} seeds, {added} trials"
+                    + (f"; {futility_text(plan, results, rnd.futile)}" if rnd.futile else "")]
 
 
 def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path, launch: Callable[[Plan], int],
@@ -94,7 +107,7 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
             failing = failing_cells(spec, trials)
             rnd = next_round(plan, done, results, seeds_per_cell(spec), spec, failing)
             if rnd is None:
-                why = stop_reason(results, failing)
+                why = stop_reason(plan, results, failing)
                 record_stop(study, why)
                 print(f"until-decided: stopped after {done} round{'s' * (done != 1)} ({why})", file=out)
                 return 0, results, ran
@@ -108,7 +121,8 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
               f"{'s' * (len(labels) != 1)} ({'; '.join(labels[:3])}"
               f"{'; …' if len(labels) > 3 else ''}); {len(rnd.cells)} cell{'s' * (len(rnd.cells) != 1)} "
               f"to {rnd.target} seeds (seeds {', '.join(map(str, rnd.seeds))}), "
-              f"{queued.to_run} trials", file=out, flush=True)
+              f"{queued.to_run} trials" + (f"; {futility_text(plan, results, rnd.futile)}" if rnd.futile else ""),
+              file=out, flush=True)
         ran = True
         code = launch(queued)
         if code:

@@ -138,7 +138,8 @@ def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextI
 
 
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
-            retry_failed: bool, out: TextIO, packing: Packing | None = None, max_seeds: int | None = None) -> int:
+            retry_failed: bool, out: TextIO, packing: Packing | None = None, max_seeds: int | None = None,
+            futility: float | None = None) -> int:
     """What a launch would run, read from the storage: ``max_seeds`` (``--until-decided``) adds its plan."""
     quiet_optuna()
     study = read_existing(ref, spec.study)
@@ -184,7 +185,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
               f"{'s' * (workers != 1)} (a rough estimate from FLOPs × iterations, good to about 2× on an idle "
               f"machine){busy_note(devices)}", file=out)
     if max_seeds is not None:
-        for line in plan_lines(spec, study, max_seeds):
+        for line in plan_lines(spec, study, max_seeds, futility):
             print(line, file=out)
     print("dry run: nothing was created or run", file=out)
     return 0
@@ -271,13 +272,17 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
               fuse: str | int | None = "auto", fuse_table: str | None = None,
               launcher: str = "local", slurm: dict[str, Any] | None = None, shared_fs: bool = False,
               plugins: Sequence[str] = (), axes: Sequence[str] = (), until_decided: bool = False,
-              max_seeds: int | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+              max_seeds: int | None = None, futility: float | None = None, out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if max_seeds is not None and not until_decided:
         raise ConfigError(f"--max-seeds {max_seeds} caps --until-decided; add --until-decided or drop it")
+    if futility is not None and not until_decided:
+        raise ConfigError(f"--futility {futility} stops --until-decided's rounds early; add --until-decided or "
+                          f"drop it")
     try:
         spec = load_grid(grid_file, overrides, study=study, wandb_mode=wandb, plugins=plugins, axes=axes)
     except ConfigError as e:   # a part of a plugin the study was made with, not given again: name it
@@ -285,7 +290,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     runner = make_launcher(launcher, slurm=slurm, shared_fs=shared_fs)   # how the workers run (launchers.py)
     if until_decided:
         max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
-        check_args(spec, max_seeds)
+        check_args(spec, max_seeds, futility)
         if not runner.waits:
             raise ConfigError(f"--until-decided judges each round in this launch; --launcher {launcher} returns "
                               f"once its jobs are submitted: use the local launcher with --storage on several "
@@ -308,7 +313,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         if note:
             print(note, file=out)
         return dry_run(spec, ref, study_dir, workers, devs, retry_failed, out, packing,
-                       max_seeds if until_decided else None)
+                       max_seeds if until_decided else None, futility)
 
     quiet_optuna()
     if not storage_exists(ref):   # a new study: a folder with another study's runs is refused before any write
@@ -322,7 +327,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir, owner=ref)
         if until_decided:
-            ensure_plan(the_study, spec, max_seeds)
+            ensure_plan(the_study, spec, max_seeds, futility)
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))
         if history is not None:  # the study records which code (and library versions) ran it
             the_study.set_user_attr(PROVENANCE_ATTR, history)

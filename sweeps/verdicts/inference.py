@@ -169,34 +169,41 @@ def verdict(est: Estimate | None, expect: int = 0, margin: float | None = None) 
     return UNDECIDED
 
 
-def seeds_needed(est: Estimate | None, *, level: float = LEVEL, power: float = POWER) -> int | None:
-    """Seeds per cell at which a two-sided t-test at ``level`` has ``power`` (0.8) against a true contrast equal to
-    the observed one, with the observed variances (noncentral t, ``scipy.stats.nct``; Welch–Satterthwaite degrees
-    of freedom with equal seeds per cell). None when nothing can be said (no estimate, a zero observed difference,
-    or no observed spread); ``SEEDS_NEEDED_CAP + 1`` for more than the cap."""
+def power_at(est: Estimate | None, n: int, *, level: float = LEVEL) -> float | None:
+    """The power of the same two-sided t-test at ``level`` with ``n`` seeds per cell against a true contrast equal
+    to the observed one, with the observed variances (noncentral t, ``scipy.stats.nct``; Welch–Satterthwaite degrees
+    of freedom with equal seeds per cell; a paired contrast has one variance term and n − 1 degrees of freedom).
+    None when nothing can be said (no estimate, a non-finite difference, or no observed spread)."""
     from scipy import stats
 
-    if est is None or est.diff == 0 or not math.isfinite(est.diff):
+    if est is None or not math.isfinite(est.diff):
         return None
     total = sum(est.parts)
-    if total <= 0:
+    if not total > 0:
         return None
-    sq = sum(p * p for p in est.parts)
-    alpha = 1 - level
+    df = max(1.0, total ** 2 * (n - 1) / sum(p * p for p in est.parts))
+    nc = abs(est.diff) / math.sqrt(total / n)
+    crit = stats.t.ppf(1 - (1 - level) / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
 
-    def power_at(n: int) -> float:
-        df = max(1.0, total ** 2 * (n - 1) / sq)
-        nc = abs(est.diff) / math.sqrt(total / n)
-        crit = stats.t.ppf(1 - alpha / 2, df)
-        return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+def seeds_needed(est: Estimate | None, *, level: float = LEVEL, power: float = POWER) -> int | None:
+    """Seeds per cell at which the test has ``power`` (0.8) against the observed contrast (``power_at``). None when
+    nothing can be said (no estimate, a zero observed difference, or no observed spread); ``SEEDS_NEEDED_CAP + 1``
+    for more than the cap."""
+    if est is None or est.diff == 0 or power_at(est, 2, level=level) is None:
+        return None
+
+    def power_of(n: int) -> float:
+        return power_at(est, n, level=level)
 
     lo, hi = 2, 2
-    while power_at(hi) < power:
+    while power_of(hi) < power:
         lo, hi = hi, hi * 2
         if hi > SEEDS_NEEDED_CAP:
-            return SEEDS_NEEDED_CAP + 1 if power_at(SEEDS_NEEDED_CAP) < power else _bisect(power_at, lo,
+            return SEEDS_NEEDED_CAP + 1 if power_of(SEEDS_NEEDED_CAP) < power else _bisect(power_of, lo,
                                                                                              SEEDS_NEEDED_CAP, power)
-    return _bisect(power_at, lo, hi, power)
+    return _bisect(power_of, lo, hi, power)
 
 
 def _bisect(power_at, lo: int, hi: int, power: float) -> int:
@@ -233,11 +240,17 @@ class SequentialPlan:
     looks; a constant boundary like Pocock 1977's, with the conservative Bonferroni constant instead of Pocock's
     exact one, which would need the joint distribution of the looks). Peeking at every round at the unadjusted
     95 % would not: simulated, 5 looks from 3 to 10 seeds decide a null comparison in about 14 % of studies, the guard in about
-    3 % (tests/test_inference.py)."""
+    3 % (tests/test_inference.py).
+
+    ``futility`` (0: off) is a non-binding futility rule: at a look before the last, a comparison whose power at
+    ``max_seeds`` seeds per cell (``power_at``: the observed difference and spread, this plan's level) is below it
+    gets no more seeds. Leaving a comparison undecided can only lower the chance of a false decision, so the
+    guard's α holds; a comparison with little chance of being decided by the cap stops costing trials."""
     alpha: float
     start: int          # seeds per cell at the first look (the grid's seeds)
     step: int           # seeds added per round
     max_seeds: int
+    futility: float = 0.0   # power at the cap below which a comparison gets no more seeds (0: off)
 
     @property
     def targets(self) -> list[int]:
@@ -257,12 +270,23 @@ class SequentialPlan:
 
     def to_dict(self) -> dict[str, float | int]:
         return {"alpha": self.alpha, "start": self.start, "step": self.step, "max_seeds": self.max_seeds,
-                "looks": self.looks, "level": self.level}
+                "looks": self.looks, "level": self.level, "futility": self.futility}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, float | int]) -> "SequentialPlan":
-        return cls(float(d["alpha"]), int(d["start"]), int(d["step"]), int(d["max_seeds"]))
+        """The plan ``to_dict`` stored (a plan stored before futility existed has none: 0)."""
+        return cls(float(d["alpha"]), int(d["start"]), int(d["step"]), int(d["max_seeds"]),
+                   float(d.get("futility") or 0.0))
 
     def describe(self) -> str:
-        return (f"{100 * self.level:.3g} % intervals: α = {self.alpha:g} shared over {self.looks} planned looks "
+        text = (f"{100 * self.level:.3g} % intervals: α = {self.alpha:g} shared over {self.looks} planned looks "
                 f"(Bonferroni), at {', '.join(map(str, self.targets))} seeds per cell")
+        if self.futility:
+            text += (f"; futility: a comparison with under {self.futility:.0%} power at {self.max_seeds} seeds "
+                     f"gets no more seeds")
+        return text
+
+    def power_at_cap(self, est: Estimate | None) -> float | None:
+        """The power of the last look's test (``max_seeds`` seeds per cell, this plan's level) at the observed
+        contrast (``power_at``)."""
+        return power_at(est, self.max_seeds, level=self.level)

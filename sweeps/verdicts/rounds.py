@@ -8,7 +8,9 @@ comparison that has no true difference above α.
 
 A round: once every trial of the study has finished, the comparisons are judged; the cells of those still undecided
 (not *reproduced*, *contradicted*, *equivalent* or *decided*) that are below the round's target get seeds up to it
-(the same next seeds for every cell, so cells that pair keep pairing). A comparison resting on a cell that failed or
+(the same next seeds for every cell, so cells that pair keep pairing). With ``--futility P`` a comparison whose
+power at the cap is below P (``SequentialPlan.futility``, non-binding) gets no more seeds either: it stays
+*undecided*, its seeds needed named, and the round records it under ``futile``. A comparison resting on a cell that failed or
 diverged in every one of its seeds (``STUCK_AFTER`` or more: ``stuck_cells``) is left out: more seeds of the same
 recipe would fail too, and it stays *not enough data* with the cell named. The round is written into the study under the
 study lock *before* its trials are enqueued, and a launch reads the recorded rounds into the grid
@@ -17,7 +19,7 @@ the round's missing trials once each (``study.reconcile``), then goes on to the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from resnet_core.errors import ConfigError
@@ -31,14 +33,17 @@ DEFAULT_MAX_SEEDS = 10
 STUCK_AFTER = 2            # a cell whose every seed failed, this many or more, gets no more seeds
 
 
-def make_plan(spec: Any, max_seeds: int) -> SequentialPlan:
-    return SequentialPlan(ALPHA, len(spec.seeds), ROUND_SEEDS, max_seeds)
+def make_plan(spec: Any, max_seeds: int, futility: float = 0.0) -> SequentialPlan:
+    return SequentialPlan(ALPHA, len(spec.seeds), ROUND_SEEDS, max_seeds, futility)
 
 
-def check_args(spec: Any, max_seeds: Any) -> None:
+def check_args(spec: Any, max_seeds: Any, futility: Any = None) -> None:
     """One-line ConfigErrors for what ``--until-decided`` cannot do."""
     if not isinstance(max_seeds, int) or isinstance(max_seeds, bool) or max_seeds < 2:
         raise ConfigError(f"--max-seeds must be an integer of at least 2 (seeds per cell), got {max_seeds!r}")
+    if futility is not None and (isinstance(futility, bool) or not isinstance(futility, (int, float))
+                                 or not 0 <= futility < 1):
+        raise ConfigError(f"--futility is a power from 0 (off) up to but not including 1, e.g. 0.1, got {futility!r}")
     if spec.search:
         raise ConfigError(f"--until-decided adds seeds to grid cells; the grid {spec.study!r} has a search space "
                           f"({', '.join(k.key for k in spec.search)}): drop `search` or --until-decided")
@@ -55,24 +60,28 @@ def stored_plan(attrs: Mapping[str, Any]) -> SequentialPlan | None:
         return None
 
 
-def ensure_plan(study: Any, spec: Any, max_seeds: int) -> dict[str, Any]:
-    """Store the plan on the first ``--until-decided`` launch; a later one must ask the same ``--max-seeds``.
-    Call under ``study_lock``."""
-    plan = make_plan(spec, max_seeds)
+def ensure_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = None) -> dict[str, Any]:
+    """Store the plan on the first ``--until-decided`` launch; a later one must ask the same ``--max-seeds`` (and
+    ``--futility``, where it gives one). Call under ``study_lock``."""
+    plan = check_same_plan(study, spec, max_seeds, futility)
     rec = record_of(study.user_attrs)
     if rec is None:
         rec = {"plan": plan.to_dict(), "rounds": [], "stopped": None}
         study.set_user_attr(DECIDE_ATTR, rec)
-        return rec
-    check_same_plan(study, spec, max_seeds)
     return rec
 
 
-def check_same_plan(study: Any, spec: Any, max_seeds: int) -> SequentialPlan:
-    """The plan ``--max-seeds`` makes, refused (one line) where the study stored another one."""
-    plan = make_plan(spec, max_seeds)
+def check_same_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = None) -> SequentialPlan:
+    """The plan ``--max-seeds`` and ``--futility`` make (no ``--futility``: the stored plan's, else off), refused
+    (one line) where the study stored another one."""
     old = stored_plan(study.user_attrs) if study is not None else None
+    if futility is None:
+        futility = old.futility if old is not None else 0.0
+    plan = make_plan(spec, max_seeds, futility)
     if old is not None and old != plan:
+        if old.futility != plan.futility and (old.max_seeds, old.start) == (plan.max_seeds, plan.start):
+            raise ConfigError(f"--futility {futility:g}: study {spec.study!r} planned its rounds with --futility "
+                              f"{old.futility:g}; relaunch with --futility {old.futility:g} (or without it)")
         raise ConfigError(f"--max-seeds {max_seeds}: study {spec.study!r} planned its rounds with --max-seeds "
                           f"{old.max_seeds} and {old.start} starting seeds; relaunch with --max-seeds {old.max_seeds}")
     return plan
@@ -95,10 +104,11 @@ class Round:
     cells: list[str]                  # the cells that get seeds
     seeds: list[int]                  # the seeds beyond the grid's these cells have after it
     undecided: list[str]              # the comparisons that asked for it
+    futile: dict[str, float] = field(default_factory=dict)   # comparison id → power at the cap, left out
 
     def to_dict(self) -> dict[str, Any]:
         return {"round": self.number, "target": self.target, "cells": self.cells, "seeds": self.seeds,
-                "undecided": self.undecided}
+                "undecided": self.undecided, "futile": self.futile}
 
 
 def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -115,26 +125,46 @@ def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def open_results(results: Sequence[Any], stuck: Mapping[str, str]) -> list[Any]:
-    """The comparisons more seeds may settle: not settled, and resting on no ``stuck`` cell."""
-    return [r for r in results if r.verdict not in SETTLED and not any(c in stuck for c in r.plan.cells)]
+def futile_results(plan: SequentialPlan, results: Sequence[Any]) -> dict[str, float]:
+    """Comparison id → its power at the cap (``SequentialPlan.power_at_cap``), for the unsettled comparisons under
+    the plan's futility bound. A claim with a margin is never futile here: it can also be settled *equivalent*, a
+    route whose power this does not measure."""
+    if not plan.futility:
+        return {}
+    out = {}
+    for r in results:
+        if r.verdict in SETTLED or r.plan.margin is not None:
+            continue
+        power = plan.power_at_cap(r.est)
+        if power is not None and power < plan.futility:
+            out[r.id] = power
+    return out
+
+
+def open_results(results: Sequence[Any], stuck: Mapping[str, str], futile: Mapping[str, float] | None = None
+                 ) -> list[Any]:
+    """The comparisons more seeds may settle: not settled, resting on no ``stuck`` cell, and not ``futile``."""
+    futile = futile or {}
+    return [r for r in results if r.verdict not in SETTLED and r.id not in futile
+            and not any(c in stuck for c in r.plan.cells)]
 
 
 def next_round(plan: SequentialPlan, done_rounds: int, results: Sequence[Any],
                seeds_per_cell: Mapping[str, int], spec: Any, stuck: Mapping[str, str] | None = None) -> Round | None:
     """The round after ``done_rounds`` recorded ones, from the judged ``results`` (``comparisons.Result``), or None
-    when every comparison is settled or rests on a ``stuck`` cell (``stuck_cells``), or the planned looks are used
-    up (the cap)."""
+    when every comparison is settled, rests on a ``stuck`` cell (``stuck_cells``) or is futile (``futile_results``),
+    or the planned looks are used up (the cap)."""
     targets = plan.targets
     if done_rounds + 1 >= len(targets):
         return None
     target = targets[done_rounds + 1]
-    open_ = open_results(results, stuck or {})
+    futile = futile_results(plan, results)
+    open_ = open_results(results, stuck or {}, futile)
     cells = list(dict.fromkeys(c for r in open_ for c in r.plan.cells if seeds_per_cell.get(c, 0) < target))
     if not cells:
         return None
     seeds = seed_sequence(spec, target)[len(spec.seeds):]
-    return Round(done_rounds + 1, target, cells, seeds, [r.plan.id for r in open_])
+    return Round(done_rounds + 1, target, cells, seeds, [r.plan.id for r in open_], futile)
 
 
 def record_round(study: Any, rnd: Round) -> bool:
