@@ -21,14 +21,10 @@ from resnet_core.model import build_model
 from resnet_core.run_config import load_run_config, resolved_dict
 from sweeps.spec.grid import load_grid, parse_grid
 
+from run_configs import tiny_run
+
 REPO = Path(__file__).resolve().parents[1]
-TINY: dict[str, Any] = {
-    "data": {"name": "synthetic", "synthetic": {"image_size": 8, "n_train": 128, "n_test": 64}, "augment": "none"},
-    "model": {"family": "cifar", "depth": 8, "widths": [4, 8, 8]},
-    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
-    "schedule": {"name": "constant", "unit": "iter", "total": 6},
-    "batch_size": 32, "eval_batch_size": 64, "eval_every": 3, "probes": False, "device": "cpu",
-}
+TINY = tiny_run(log_every=False)   # a log_per_epoch set here is the only logging key the user wrote
 
 
 def _train_refuses(tmp_path: Path, capsys, sets: list[str], *words: str) -> None:
