@@ -1,4 +1,4 @@
-"""Run configs the tests share: the smallest run a test trains."""
+"""Run configs the tests share: the smallest run a test trains, and the assignments every way in must refuse."""
 from __future__ import annotations
 
 import copy
@@ -23,3 +23,21 @@ def tiny_run(*, log_every: bool = True) -> dict[str, Any]:
         del run["log_every"]
     return run
 
+
+# (assignment, what its one-line error names): each is refused by RunConfig, and so by `train --set`
+BAD_ASSIGNMENTS = [
+    ("optim.name=rmsprop", "optim.name"),
+    ("schedule.name=exponential", "schedule.name"),
+    ("precision=fp8", "precision"),
+    ("fast=turbo", "fast"),
+    ("batch_size=0", "batch_size"),
+    ("batch_size=many", "batch_size"),
+    ("data.name=imagenet21k", "data.name"),
+    ("model.depth=21", "model.depth"),
+    ("epochs=10", "config key 'epochs'"),
+    ("optim.lrate=0.1", "optim key 'lrate'"),
+    ("data.synthetic.size=16", "data.synthetic key 'size'"),
+    ("model.dept=20", "model key 'dept'"),
+    ("optim.lr=-1", "optim.lr"),
+    ("eval_every=0", "eval_every"),
+]
