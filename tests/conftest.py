@@ -78,3 +78,17 @@ def slurm(pg_url: str) -> str:
             pytest.fail(message + " -- CI is set, so this is a failure", pytrace=False)
         pytest.skip(message)
     return conf
+
+
+# --- one torch thread ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, the process's count back afterwards. Small nets gain little from OpenMP threads,
+    which spin badly when the cores are shared (a loaded 2-core machine ran tests/test_model.py 3× slower with 2
+    threads). A module takes it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch  # here, not at the top: collection stays free of torch for the tests that never use it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -32,17 +32,13 @@ from resnet_core.overrides import apply_overrides, parse_assignment  # noqa: E40
 from resnet_core.record import read_summary  # noqa: E402
 from resnet_core.run_config import RunConfig, load_run_config  # noqa: E402
 
+from run_configs import tiny_run  # noqa: E402
+
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-TINY: dict[str, Any] = {
-    "data": {"name": "synthetic", "synthetic": {"image_size": 8, "n_train": 128, "n_test": 64}, "augment": "none"},
-    "model": {"family": "cifar", "depth": 8, "widths": [4, 8, 8]},
-    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
-    "schedule": {"name": "constant", "unit": "iter", "total": 6},
-    "batch_size": 32, "eval_batch_size": 64, "log_every": 3, "eval_every": 3, "probes": False, "device": "cpu",
-}
+TINY = tiny_run()
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

@@ -21,14 +21,10 @@ from resnet_core.model import build_model
 from resnet_core.run_config import load_run_config, resolved_dict
 from sweeps.spec.grid import load_grid, parse_grid
 
+from run_configs import tiny_run
+
 REPO = Path(__file__).resolve().parents[1]
-TINY: dict[str, Any] = {
-    "data": {"name": "synthetic", "synthetic": {"image_size": 8, "n_train": 128, "n_test": 64}, "augment": "none"},
-    "model": {"family": "cifar", "depth": 8, "widths": [4, 8, 8]},
-    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
-    "schedule": {"name": "constant", "unit": "iter", "total": 6},
-    "batch_size": 32, "eval_batch_size": 64, "eval_every": 3, "probes": False, "device": "cpu",
-}
+TINY = tiny_run(log_every=False)   # a log_per_epoch set here is the only logging key the user wrote
 
 
 def _train_refuses(tmp_path: Path, capsys, sets: list[str], *words: str) -> None:
@@ -117,6 +113,15 @@ def test_a_file_that_writes_every_key_loads_again_and_its_set_keys_still_count(t
             load_run_config(str(path), ["model.bias_init=default"])
 
 
+def _seeded_params(base: dict[str, Any], key: str, value: Any, *, unread: bool) -> dict[str, torch.Tensor]:
+    """The state of a depth-8 net built from seed 0 with ``key: value`` over ``base``, once ModelConfig.unread is
+    checked to list ``key`` (``unread``) or not."""
+    cfg = ModelConfig(**{"depth": 8, "widths": [4, 8, 8], **base, key: value})
+    assert (key in cfg.unread()) == unread, (key, cfg.unread())
+    torch.manual_seed(0)
+    return build_model(cfg).state_dict()
+
+
 @pytest.mark.parametrize("base, key, value", [
     ({"conv_bias": False}, "bias_init", ("zero", "default")),
     ({"activation": "bn_after_add"}, "zero_init_residual", (False, True)),
@@ -125,13 +130,7 @@ def test_a_file_that_writes_every_key_loads_again_and_its_set_keys_still_count(t
 ])
 def test_a_model_key_refused_as_unread_really_has_no_effect(base, key, value):
     """Built with either value, the same parameters (the rule in ModelConfig.unread is what the model does)."""
-    def params(v: Any) -> dict[str, torch.Tensor]:
-        cfg = ModelConfig(**{"depth": 8, "widths": [4, 8, 8], **base, key: v})
-        assert key in cfg.unread()
-        torch.manual_seed(0)
-        return build_model(cfg).state_dict()
-
-    a, b = params(value[0]), params(value[1])
+    a, b = (_seeded_params(base, key, v, unread=True) for v in value)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -141,13 +140,7 @@ def test_a_model_key_refused_as_unread_really_has_no_effect(base, key, value):
     ({"shortcut": "conv1x1"}, "shortcut_norm", (True, False)),
 ])
 def test_a_model_key_read_by_its_parts_changes_the_model(base, key, value):
-    def params(v: Any) -> dict[str, torch.Tensor]:
-        cfg = ModelConfig(**{"depth": 8, "widths": [4, 8, 8], **base, key: v})
-        assert key not in cfg.unread()
-        torch.manual_seed(0)
-        return build_model(cfg).state_dict()
-
-    a, b = params(value[0]), params(value[1])
+    a, b = (_seeded_params(base, key, v, unread=False) for v in value)
     assert a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a)
 
 

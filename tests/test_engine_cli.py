@@ -18,6 +18,8 @@ from resnet_core.config import ModelConfig
 from resnet_core.model import build_model
 from resnet_core.record import read_metrics, read_summary
 
+from run_configs import BAD_ASSIGNMENTS
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -382,20 +384,7 @@ def test_cli_bench_prints_a_row(capsys):
 
 
 # -- one-line config errors -------------------------------------------------------------------------------------
-BAD = [
-    ("optim.name=rmsprop", "optim.name"),
-    ("schedule.name=exponential", "schedule.name"),
-    ("precision=fp8", "precision"),
-    ("fast=turbo", "fast"),
-    ("batch_size=0", "batch_size"),
-    ("data.name=imagenet21k", "data.name"),
-    ("model.depth=21", "model.depth"),
-    ("epochs=10", "config key 'epochs'"),
-    ("optim.lrate=0.1", "optim key 'lrate'"),
-    ("data.synthetic.size=16", "data.synthetic key 'size'"),
-    ("model.dept=20", "model key 'dept'"),
-    ("device=tpu", "device"),
-]
+BAD = [*BAD_ASSIGNMENTS, ("device=tpu", "device")]   # the device: refused where the run resolves it
 
 
 @pytest.mark.parametrize("assignment,key", BAD, ids=[b[0] for b in BAD])

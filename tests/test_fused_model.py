@@ -16,6 +16,8 @@ from resnet_core.layers import MemberLinear
 
 from numerics import assert_states_close, scaled_error
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+
 G = 3
 CLASSES = 5
 
@@ -33,15 +35,6 @@ def tiny(**kw) -> ModelConfig:
 
 def image_size(cfg: ModelConfig) -> int:
     return 16 if cfg.resolved().stem == "imagenet" else 8
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: OpenMP threads only add overhead, and spin badly when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 rel = scaled_error  # largest difference relative to max(the reference's largest magnitude, floor)

@@ -13,6 +13,8 @@ from resnet_core import ConfigError, ModelConfig, build_model
 from resnet_core.inits import BIAS_INITS, INITS
 from resnet_core.model import ResNet, fuse_state_dicts
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+
 MODELS = {  # small nets that still have every kind of layer an init touches
     "cifar-8 A": dict(family="cifar", depth=8, widths=[4, 8, 8]),
     "cifar-8 C pre gem zero-init": dict(family="cifar", depth=8, widths=[4, 8, 8], shortcut="conv1x1",
@@ -56,14 +58,6 @@ def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) ->
     assert list(got) == list(want)
     differ = [k for k in want if not torch.equal(got[k], want[k])]
     assert not differ, f"not bit-identical: {differ[:5]}"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("model", list(MODELS))

@@ -21,14 +21,7 @@ from resnet_core.torchvision_compat import from_torchvision_state_dict
 from resnet_core.zoo import NAMED_MODELS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are small or run once: OpenMP threads gain little here and spin badly when the cores are
-    shared (a loaded 2-core machine ran this file 3× slower with 2 threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def meta_model(cfg) -> nn.Module:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from resnet_core.stems import STEMS
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "gated_shortcut.yaml"
+EXAMPLE_PLUGIN = REPO / "examples" / "gated_shortcut.py"
 
 
 @pytest.fixture(autouse=True)
@@ -216,16 +218,22 @@ def test_a_bad_plugin_exits_2_naming_it_before_anything_is_written(tmp_path, cap
     assert not root.exists()
 
 
-def test_train_loads_a_plugin_given_on_the_command_line(tmp_path, capsys):
+def _train_the_example_base(tmp_path: Path, plugin: Path, **model: Any) -> tuple[int, Path]:
+    """`train --plugin PLUGIN` of the example grid's base, its model keys updated by ``model``: the exit code and the
+    run directory."""
     out = tmp_path / "run"
     base = yaml.safe_load(EXAMPLE.read_text())["base"]
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], "shortcut": "gated"}}))
-    assert main(["train", "--plugin", str(REPO / "examples" / "gated_shortcut.py"), "--config", str(cfg),
-                 "--out", str(out)]) == 0
+    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], **model}}))
+    return main(["train", "--plugin", str(plugin), "--config", str(cfg), "--out", str(out)]), out
+
+
+def test_train_loads_a_plugin_given_on_the_command_line(tmp_path, capsys):
+    code, out = _train_the_example_base(tmp_path, EXAMPLE_PLUGIN, shortcut="gated")
+    assert code == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["shortcut"] == "gated"
     # the run's own record names the user code its part came from, with the hash of that source
-    source = REPO / "examples" / "gated_shortcut.py"
+    source = EXAMPLE_PLUGIN
     assert {"plugin": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()} in \
         read_summary(out)["provenance"]["plugins"]
     gates = [n for n, _ in build_model(ModelConfig(shortcut="gated", depth=8)).named_parameters() if "gate" in n]
@@ -272,11 +280,8 @@ def test_a_user_part_that_breaks_is_one_line_naming_it_before_anything_is_writte
     take the documented keywords: exit 2 naming the part and its file, in train and models, no run folder."""
     plugin = tmp_path / "parts.py"
     plugin.write_text(BROKEN_PARTS)
-    base = yaml.safe_load(EXAMPLE.read_text())["base"]
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], key: value}}))
-    out = tmp_path / "run"
-    assert main(["train", "--plugin", str(plugin), "--config", str(cfg), "--out", str(out)]) == 2
+    code, out = _train_the_example_base(tmp_path, plugin, **{key: value})
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
     assert not out.exists()
@@ -302,12 +307,9 @@ def test_a_checkpoint_of_a_user_part_is_evaluated_with_its_plugin_and_names_it_w
     """eval, lesion and probe take --plugin as train does (a plugin model's checkpoint could not be evaluated at
     all); without it, eval, lesion and train --resume name the plugin the run was trained with (from the checkpoint,
     so a copied one too, or the run's summary.json)."""
-    source = REPO / "examples" / "gated_shortcut.py"
-    out = tmp_path / "run"
-    base = yaml.safe_load(EXAMPLE.read_text())["base"]
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump({**base, "model": {**base["model"], "shortcut": "gated"}}))
-    assert main(["train", "--plugin", str(source), "--config", str(cfg), "--out", str(out)]) == 0
+    source = EXAMPLE_PLUGIN
+    code, out = _train_the_example_base(tmp_path, source, shortcut="gated")
+    assert code == 0
     copied = tmp_path / "elsewhere" / "last.pt"
     copied.parent.mkdir()
     copied.write_bytes((out / "last.pt").read_bytes())
@@ -391,29 +393,6 @@ def test_train_runs_a_plugin_family(tmp_path):
     assert read_summary(out)["provenance"]["plugins"][0]["plugin"] == str(plugin)
 
 
-@pytest.mark.filterwarnings("ignore")
-def test_a_plugin_family_is_a_grid_axis_and_a_report_label(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("optuna")
-    import sweeps.launch.sweep
-
-    monkeypatch.setattr(sweeps.launch.sweep, "log_summary_run", lambda *a, **k: None)
-    (tmp_path / "families.py").write_text(FAMILY_PLUGIN)
-    grid = yaml.safe_load(EXAMPLE.read_text())
-    grid.update(study="wide-family", plugins=["families.py"], grid={"model.family": ["cifar", "wrn2"]})
-    grid["base"]["model"] = {"family": "cifar", "depth": 8}
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(grid))
-    root = tmp_path / "runs"
-    assert main(["sweep", str(path), "--root", str(root), "--workers", "1"]) == 0
-    study = root / "wide-family"
-    families = sorted(yaml.safe_load(p.read_text())["model"]["family"] for p in study.glob("trials/*/config.yaml"))
-    assert families == ["cifar", "wrn2"]
-    assert main(["report", "wide-family", "--root", str(root), "--format", "csv", "--no-figures"]) == 0
-    capsys.readouterr()
-    table = (study / "report" / "table.csv").read_text()
-    assert "ResNet-8 (WRN-k2)" in table and "ResNet-8 (cifar)" in table, table  # labelled by its registered label
-
-
 INIT_PLUGIN = """
 from torch import nn
 from resnet_core.inits import BIAS_INITS, INITS
@@ -450,26 +429,34 @@ def test_a_registered_init_is_a_config_value_and_a_models_row(tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_a_plugin_init_is_a_grid_axis_and_a_report_label(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("plugin, key, values, labels", [
+    (FAMILY_PLUGIN, "model.family", ["cifar", "wrn2"], ["ResNet-8 (WRN-k2)", "ResNet-8 (cifar)"]),
+    (INIT_PLUGIN, "model.init", ["kaiming", "orthogonal"], ["init=orthogonal (Saxe et al. 2014)", "init=kaiming"]),
+], ids=["family", "init"])
+def test_a_plugin_part_is_a_grid_axis_and_a_report_label(plugin, key, values, labels, tmp_path, monkeypatch, capsys):
+    """A grid axis over a built-in and a plugin's part: one trial each, and each report row labelled by its
+    registered label."""
     pytest.importorskip("optuna")
     import sweeps.launch.sweep
 
     monkeypatch.setattr(sweeps.launch.sweep, "log_summary_run", lambda *a, **k: None)
-    (tmp_path / "inits.py").write_text(INIT_PLUGIN)
+    (tmp_path / "part.py").write_text(plugin)
     grid = yaml.safe_load(EXAMPLE.read_text())
-    grid.update(study="own-init", plugins=["inits.py"], grid={"model.init": ["kaiming", "orthogonal"]})
+    grid.update(study="plugin-axis", plugins=["part.py"], grid={key: values})
     grid["base"]["model"] = {"family": "cifar", "depth": 8}
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     root = tmp_path / "runs"
     assert main(["sweep", str(path), "--root", str(root), "--workers", "1"]) == 0
-    study = root / "own-init"
-    inits = sorted(yaml.safe_load(p.read_text())["model"]["init"] for p in study.glob("trials/*/config.yaml"))
-    assert inits == ["kaiming", "orthogonal"]
-    assert main(["report", "own-init", "--root", str(root), "--format", "csv", "--no-figures"]) == 0
+    study = root / "plugin-axis"
+    section, name = key.split(".")
+    ran = sorted(yaml.safe_load(p.read_text())[section][name] for p in study.glob("trials/*/config.yaml"))
+    assert ran == sorted(values)
+    assert main(["report", "plugin-axis", "--root", str(root), "--format", "csv", "--no-figures"]) == 0
     capsys.readouterr()
     table = (study / "report" / "table.csv").read_text()
-    assert "init=orthogonal (Saxe et al. 2014)" in table and "init=kaiming" in table, table
+    for label in labels:
+        assert label in table, (label, table)
 
 
 BROKEN_FAMILIES = """

@@ -314,6 +314,17 @@ LONGER = ["--set", f"data.synthetic.n_train={SPE * 64}", "--set", "data.syntheti
           "--set", f"schedule.total={EPOCHS}", "--set", "schedule.milestones=[3]"]
 
 
+def _two_tasks_mid_trial(tmp_path: Path, pg_url: str, name: str, capsys) -> tuple[Path, Path, str, list]:
+    """A 2-task array of the one-cell grid (seeds 0 and 1, LONGER), once both tasks run a trial with a checkpoint past
+    step 0: (the grid, the study's directory, the job, [(trial, step of its last.pt)])."""
+    grid = _one_cell_grid(tmp_path, name, [0, 1])
+    study_dir = tmp_path / "runs" / name
+    job, _ = _launch(grid, study_dir.parent, pg_url, capsys, "--workers", "2", *LONGER)
+    running = _wait(lambda: _running_with_checkpoint(pg_url, name, study_dir, n=2), REACH_S,
+                    "two running trials with a checkpoint", study_dir)
+    return grid, study_dir, job, running
+
+
 @on_the_cluster
 def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, pg_study_name, tmp_path, capsys):
     """A 2-task array, both tasks mid-trial: one is suspended (so that it cannot take the other's trial over when it
@@ -322,12 +333,8 @@ def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, p
     from optuna.trial import TrialState
     from test_sweeps import assert_exactly_once
 
-    grid = _one_cell_grid(tmp_path, pg_study_name, [0, 1])
-    root = tmp_path / "runs"
-    study_dir = root / pg_study_name
-    job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
-    running = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), REACH_S,
-                    "two running trials with a checkpoint", study_dir)
+    grid, study_dir, job, running = _two_tasks_mid_trial(tmp_path, pg_url, pg_study_name, capsys)
+    root = study_dir.parent
     (victim, _), (other, _) = running
     task, other_task = (f"{job}_{t.user_attrs['worker']['index']}" for t in (victim, other))  # CPU: index = task
     subprocess.run(["scontrol", "suspend", other_task], check=True)
@@ -365,12 +372,7 @@ def test_slurm_requeue_resumes_running_trials_from_their_checkpoints(slurm, pg_u
     from optuna.trial import TrialState
     from test_sweeps import assert_exactly_once
 
-    grid = _one_cell_grid(tmp_path, pg_study_name, [0, 1])
-    root = tmp_path / "runs"
-    study_dir = root / pg_study_name
-    job, _ = _launch(grid, root, pg_url, capsys, "--workers", "2", *LONGER)
-    victims = _wait(lambda: _running_with_checkpoint(pg_url, pg_study_name, study_dir, n=2), REACH_S,
-                    "two running trials with a checkpoint", study_dir)
+    _, study_dir, job, victims = _two_tasks_mid_trial(tmp_path, pg_url, pg_study_name, capsys)
     tasks = {t.number: f"{job}_{t.user_attrs['worker']['index']}" for t, _ in victims}
     (usr2, _), (requeue, _) = sorted(victims, key=lambda v: v[0].number)
     subprocess.run(["scancel", "--signal=USR2", tasks[usr2.number]], check=True)

@@ -21,6 +21,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from killed_launcher import running_with_checkpoint, sigkill_launcher_when  # noqa: E402
+from run_configs import tiny_run  # noqa: E402
 from resnet_core.cli import main  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
 from resnet_core.provenance import provenance  # noqa: E402
@@ -34,18 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalW
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ["quickstart", "degradation", "degradation_fast", "shortcuts", "activation", "pooling", "blocks"]
 
-TINY_BASE = {
-    "data": {"name": "synthetic", "synthetic": {"image_size": 8, "n_train": 128, "n_test": 64}, "augment": "none"},
-    "model": {"family": "cifar", "depth": 8, "widths": [4, 8, 8]},
-    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
-    "schedule": {"name": "constant", "unit": "iter", "total": 6},
-    "batch_size": 32,
-    "eval_batch_size": 64,
-    "log_every": 3,
-    "eval_every": 3,
-    "probes": False,
-    "device": "cpu",
-}
+TINY_BASE = tiny_run()
 
 
 def write_grid(path: Path, study: str, **kw) -> Path:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from wandb_reader import WANDB_WRITE_S, read_run, records
+from wandb_reader import read_finished_run
 
 from resnet_core import ConfigError
 from resnet_core.cli import main
@@ -69,26 +69,6 @@ def wandb_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.wandb") if "summary" not in p.relative_to(root).parts)
 
 
-def finished_run(run_dir: Path, timeout: float = WANDB_WRITE_S) -> dict[str, Any]:
-    """`read_run` once the run's file holds its exit record: wandb-core writes the file asynchronously, so right
-    after `run.finish()` returns it can still be just the 7-byte header."""
-    deadline = time.monotonic() + timeout
-    while True:
-        files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
-        try:
-            exits = [r.exit for f in files for r in records(f) if r.WhichOneof("record_type") == "exit"]
-        except Exception:  # noqa: BLE001 - a record still being written
-            exits = []
-        if len(files) == 1 and exits:
-            out = read_run(run_dir)
-            out["exit_code"] = exits[-1].exit_code
-            out["file"] = files[0]
-            return out
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no finished offline W&B run under {run_dir}: {files}")
-        time.sleep(0.1)
-
-
 def same(a: float, b: float) -> bool:
     return a == b or math.isclose(a, b, rel_tol=1e-9)
 
@@ -122,7 +102,7 @@ def offline_sweep(request, tmp_path_factory, wandb_env):
     tmp = tmp_path_factory.mktemp("offline")
     root = tmp / "runs"
     rc = sweep(write_grid(tmp / "grid.yaml"), root, "--fuse", request.param)
-    runs = {d.name: finished_run(d) for d in trial_dirs(root)}
+    runs = {d.name: read_finished_run(d) for d in trial_dirs(root)}
     storage = open_storage(resolve_storage(None, root, STUDY), read_only=True)
     trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
     fused = [t.user_attrs.get("fused_with") for t in trials]
@@ -153,7 +133,7 @@ def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
     study_dir = root / STUDY
     # exactly one .wandb file per trial, each inside its own trial folder, plus the sweep's one summary run
     assert wandb_files(root) == sorted(r["file"] for r in runs.values())
-    summary = finished_run(study_dir / "summary")
+    summary = read_finished_run(study_dir / "summary")
     assert summary["run"]["group"] == STUDY and summary["run"]["job_type"] == "summary"
     assert summary["config"]["code"]["git_commit"] == git_state()[0]
     results = [row for row in summary["history"] if "results/_type" in row]
@@ -273,7 +253,7 @@ def test_each_step_is_one_batched_log_call(tmp_path, monkeypatch):
             assert set(data) == {"iteration", "epoch", "test/loss", "test/error"}
         assert data["iteration"] == step
     assert tracker.runs == {} and tracker.skipped == {}
-    r = finished_run(run_dir)
+    r = read_finished_run(run_dir)
     assert r["run"]["group"] == "direct-group" and r["run"]["name"] == "direct-run" and r["run"]["tags"] == ["a=1"]
     assert r["config"]["trial"] == {"number": 7} and r["config"]["seed"] == 3
     assert [h["_step"] for h in r["history"]] == LOG_STEPS
@@ -362,7 +342,7 @@ def test_failing_wandb_log_mid_run_finishes_the_run(tmp_path, monkeypatch):
     assert result.status == "complete"
     assert read_summary(tmp_path / "run")["status"] == "complete"
     assert tracker.runs == {} and "log: OSError" in tracker.skipped[0]
-    assert finished_run(tmp_path / "run")["exit_code"] == 1  # the run was finished, as failed
+    assert read_finished_run(tmp_path / "run")["exit_code"] == 1  # the run was finished, as failed
 
 
 # -- 5. off / disabled write nothing; --wandb offline overrides the grid -----------------------------------------
@@ -379,7 +359,7 @@ def test_wandb_mode_off_disabled_and_cli_override(tmp_path, grid_mode, flag, exp
     [run_dir] = trial_dirs(root)
     assert read_summary(run_dir)["status"] == "complete"
     if expect_runs:
-        r = finished_run(run_dir)
+        r = read_finished_run(run_dir)
         assert r["run"]["group"] == STUDY and r["run"]["name"] == f"{STUDY}-shortcut-identity-s0"
         assert wandb_files(root) == [r["file"]]
     else:
@@ -394,7 +374,7 @@ def test_the_summary_run_has_a_column_per_axis_and_the_comparisons(offline_sweep
     import json
 
     root, rc, trials, runs = offline_sweep
-    summary = finished_run(root / STUDY / "summary")
+    summary = read_finished_run(root / STUDY / "summary")
     [row] = [row for row in summary["history"] if "comparisons/_type" in row]
     folder = summary["file"].parent / "files"
     results = json.loads((folder / row["results/path"]).read_text())
@@ -441,7 +421,7 @@ def test_a_launch_stopped_before_its_summary_gets_one_from_the_next_launch(tmp_p
     assert (summary / SUMMARY_STAMP).is_file()
     shutil.rmtree(summary)                                   # as if stopped before the summary was logged
     assert sweep(grid, root) == 0                            # nothing left to run
-    assert (summary / SUMMARY_STAMP).is_file() and finished_run(summary)["run"]["name"] == f"{STUDY}-summary"
+    assert (summary / SUMMARY_STAMP).is_file() and read_finished_run(summary)["run"]["name"] == f"{STUDY}-summary"
     runs = sorted(summary.glob("wandb/offline-run-*"))
     assert sweep(grid, root) == 0                            # current: not logged again
     assert sorted(summary.glob("wandb/offline-run-*")) == runs
@@ -460,7 +440,7 @@ def test_log_study_summary_writes_a_table_run(tmp_path):
     run_dir = tmp_path / "summary"
     folder = log_study_summary(study=STUDY, project=PROJECT, mode="offline", rows=rows, figures=[figure],
                                run_dir=run_dir)
-    r = finished_run(run_dir)
+    r = read_finished_run(run_dir)
     assert folder == str(r["file"].parent)
     assert r["run"] == {"group": STUDY, "job_type": "summary", "name": f"{STUDY}-summary", "tags": [],
                         "project": PROJECT}
@@ -534,7 +514,7 @@ def check_one_complete_run_per_trial(root: Path, study: str) -> list[Path]:
         rid = json.loads((d / "wandb_run.json").read_text())["id"]
         segs = sorted(d.glob("wandb/offline-run-*"))
         assert len(segs) == 1 and segs[0].name.endswith(rid), (d, segs)
-        r = finished_run(d)
+        r = read_finished_run(d)
         steps = [h["_step"] for h in r["history"]]
         assert steps == sorted(set(steps)), f"{d.name}: steps repeat or go back: {steps}"
         assert steps == sorted({m["step"] for m in read_metrics(d)}), d.name
@@ -632,7 +612,7 @@ def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, m
     assert synced == sorted([*root.glob("wbkill/trials/*/wandb/offline-run-*"),
                              *root.glob("wbkill/summary/wandb/offline-run-*")])
     assert len(synced) == 3 and not any("superseded" in str(p) for p in synced)
-    summary = finished_run(root / "wbkill" / "summary")
+    summary = read_finished_run(root / "wbkill" / "summary")
     assert summary["config"]["grid"] == {"model.shortcut": ["none", "identity"]}
     assert sorted(summary["run"]["tags"]) == ["model.shortcut=identity", "model.shortcut=none"]
     cells = [row for row in summary["history"] if "cells/_type" in row]

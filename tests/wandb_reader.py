@@ -90,18 +90,18 @@ WANDB_WRITE_S = 300.0
 
 def read_finished_run(run_dir: Path, timeout: float = WANDB_WRITE_S) -> dict[str, Any]:
     """`read_run` once the run's file holds its exit record (wandb-core writes it asynchronously: right after
-    `run.finish()` returns it can still lack the last records)."""
+    `run.finish()` returns it can still be just the 7-byte header), with the run's ``exit_code`` and ``file``."""
     import time
 
     deadline = time.monotonic() + timeout
     while True:
         files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
         try:
-            done = len(files) == 1 and any(r.WhichOneof("record_type") == "exit" for r in records(files[0]))
+            exits = [r.exit for f in files for r in records(f) if r.WhichOneof("record_type") == "exit"]
         except Exception:  # noqa: BLE001 - a record still being written
-            done = False
-        if done:
-            return read_run(run_dir)
+            exits = []
+        if len(files) == 1 and exits:
+            return {**read_run(run_dir), "exit_code": exits[-1].exit_code, "file": files[0]}
         if time.monotonic() > deadline:
             raise AssertionError(f"no finished offline W&B run under {run_dir}: {files}")
         time.sleep(0.1)
