@@ -30,7 +30,7 @@ def trial_precision(attrs: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def ran_as(trials: Iterable[Any]) -> list[str]:
+def trials_precisions(trials: Iterable[Any]) -> list[str]:
     """The precisions ``trials`` ran as (sorted, each once)."""
     return sorted({p for t in trials if (p := trial_precision(t.user_attrs)) is not None})
 
@@ -52,7 +52,7 @@ def same_precision(old: Any, new: Any, trials: Iterable[Any]) -> bool:
         return True
     if "auto" not in (old, new):
         return False
-    return (new if old == "auto" else old) in ran_as(trials)   # then `check_ran_as` compares each cell
+    return (new if old == "auto" else old) in trials_precisions(trials)   # then `check_ran_as` compares each cell
 
 
 def cell_precision(trials: Iterable[Any]) -> str | None:
