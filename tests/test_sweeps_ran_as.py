@@ -150,23 +150,30 @@ def test_two_machines_that_start_a_fresh_cell_at_once_never_mix_precisions(tmp_p
         assert [t.user_attrs["worker"]["index"] for t in study.get_trials()] == [0, 1]   # B ran seed 1
 
 
-def test_of_two_workers_that_both_started_the_first_to_take_a_trial_decides_until_it_ends(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["journal", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_of_two_workers_that_both_started_the_first_to_take_a_trial_decides_until_it_ends(tmp_path, monkeypatch,
+                                                                                          request, kind):
     """Both workers passed their start check (nothing ran yet); the first to take a trial claims the cell's
     precision under the claim lock, and the second is refused as it goes to take one. A claim ends with its trial:
-    once it failed without completing, the other machine may claim the cell."""
+    once it failed without completing, the other machine may claim the cell. On each storage."""
     from optuna.trial import TrialState
+    from test_sweeps import new_study
 
-    from sweeps.queue.access import open_study_to_run
+    from sweeps.queue.liveness import worker_record
     from sweeps.queue.packing import Packing, claim_group
     from sweeps.queue.ran_as import check_ran_as
 
-    ws = _enqueued(tmp_path, monkeypatch, "race2", "auto")
-    study, storage, spec = open_study_to_run(ws.spec, ws.storage)
-    study_dir = tmp_path / "runs" / "race2"
+    name, url = "race2", None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    elif kind == "postgresql":
+        url, name = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_study_name")
+    spec, ref, storage, study, study_dir = new_study(tmp_path, name, url, grid={"model.shortcut": ["identity"]},
+                                                     seeds=[0, 1])
 
     def take(native_bf16: bool):
         monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native_bf16)
-        return claim_group(study, storage, ws.storage, spec, study_dir, Packing(1, "cpu"), worker={"index": 0})
+        return claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"), worker=worker_record(0, "cpu"))
 
     for native in (True, False):   # both machines start: neither sees a trial of the cell
         monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
