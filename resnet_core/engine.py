@@ -26,7 +26,7 @@ from .feasibility import check_trainable
 from .flops import train_flops
 from .fusion import MASKED_KEYS, MEMBER_KEYS, fusable_view
 from .graphs import graph_backend
-from .members import Members, RunFacts, check_same_run, emit, open_members, ran_as
+from .members import Members, RunFacts, check_same_run, emit, open_members, run_dir_precision
 from .model import build_model, count_params
 from .optimizers import needs_eager
 from .record import read_summary
@@ -300,7 +300,7 @@ class Trainer:
     def _check_resolves_as_it_ran(self) -> None:
         """`precision: auto` resolves per machine: refuse to go on with a run in another precision than it ran in."""
         run_dir = self.members.members[0].record.dir
-        ran, here = ran_as(run_dir), precision_name(self.path.amp, self.path.dtype)
+        ran, here = run_dir_precision(run_dir), precision_name(self.path.amp, self.path.dtype)
         if self.ref.precision == "auto" and ran is not None and ran != here:
             raise ConfigError(f"cannot resume {run_dir}: it ran as {ran} (precision: auto where it ran), and auto "
                               f"resolves to {here} here; pin it (--set precision={ran}) to go on as it ran")

@@ -37,7 +37,7 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> N
         return
     old = _with_added_defaults(old)
     diff = [k for k in diff_keys(old, new) if not k.startswith(RESUME_MAY_CHANGE)]
-    if "precision" in diff and old.get("precision") == "auto" and new.get("precision") == ran_as(run_dir):
+    if "precision" in diff and old.get("precision") == "auto" and new.get("precision") == run_dir_precision(run_dir):
         diff.remove("precision")   # `auto` pinned to what it resolved to for this run
     if diff:
         shown = ", ".join(f"{k} ({get_dotted(old, k)!r} → {get_dotted(new, k)!r})" for k in diff[:4])
@@ -45,7 +45,7 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> N
                           f"{', …' if len(diff) > 4 else ''}; resume with the same config or train into a new --out")
 
 
-def ran_as(run_dir: Path) -> str | None:
+def run_dir_precision(run_dir: Path) -> str | None:
     """The precision the run's config resolved to where it ran (its summary.json; before a full-precision replay)."""
     summary = read_summary(run_dir)
     change = summary.get("precision_changed")

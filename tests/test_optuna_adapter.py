@@ -3,6 +3,7 @@ resnet_core ← sweeps ← reports: an Optuna upgrade that breaks one of these f
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -128,3 +129,37 @@ def test_importing_every_sweeps_module_loads_no_reports_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_journal_reads_records_by_optunas_own_op_codes(tmp_path):
+    """``journal`` salvages a damaged journal by each line's ``op_code``: the codes are Optuna's (its private
+    ``JournalOperation``), so a journal Optuna writes must carry, for each kind of record, the code ``journal`` reads
+    as that kind. Hard-coded codes that Optuna renumbered fail here; so does a fallback table gone stale."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from sweeps.queue import journal
+
+    path = tmp_path / "j.journal"
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.create_study(storage=storage, study_name="ops")
+    study.set_user_attr("k", 1)
+    storage.set_study_system_attr(study._study_id, "s", 2)   # noqa: SLF001 - only to write that record
+    trial = study.ask()
+    trial.suggest_float("lr", 0.0, 1.0)
+    trial.report(0.5, 1)
+    trial.set_user_attr("u", 1)
+    storage.set_trial_system_attr(adapter.trial_id(trial), "t", 1)
+    study.tell(trial, 0.25)
+    optuna.delete_study(study_name="ops", storage=storage)
+    codes = [json.loads(line)["op_code"] for line in path.read_text().splitlines()]
+    ops = journal.OPS
+    assert codes == [ops["CREATE_STUDY"], ops["SET_STUDY_USER_ATTR"], ops["SET_STUDY_SYSTEM_ATTR"],
+                     ops["CREATE_TRIAL"], ops["SET_TRIAL_PARAM"], ops["SET_TRIAL_INTERMEDIATE_VALUE"],
+                     ops["SET_TRIAL_USER_ATTR"], ops["SET_TRIAL_SYSTEM_ATTR"], ops["SET_TRIAL_STATE_VALUES"],
+                     ops["DELETE_STUDY"]]
+    assert (journal.CREATE_STUDY, journal.CREATE_TRIAL, journal.DELETE_STUDY) == (codes[0], codes[3], codes[-1])
+    assert set(journal.STUDY_OPS) == {codes[1], codes[2], codes[-1]}
+    assert set(journal.TRIAL_OPS) == set(codes[4:9])
+    assert set(codes) <= journal.KNOWN_OPS
+    from optuna.storages.journal._storage import JournalOperation   # where the installed Optuna keeps it
+    assert journal.OPS == {op.name: int(op) for op in JournalOperation} == adapter.JOURNAL_OPS_FALLBACK

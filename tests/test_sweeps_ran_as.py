@@ -2,6 +2,8 @@
 it resolves otherwise than the study's trials ran is refused in one line, unless the grid pins it."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from test_sweeps import journal_study, write_grid
 
@@ -85,3 +87,134 @@ def test_a_cell_runs_as_its_first_completed_trial_ran_not_as_a_stray_attempt():
     assert cell_precision(mixed) == "bf16"
     assert cell_precision([interrupted_fp32]) is None       # nothing completed: nothing to keep
     assert cell_precision([trial(2, "COMPLETE")]) is None   # a study from before precisions were recorded
+
+
+def _enqueued(tmp_path, monkeypatch, study: str, precision: str):
+    """A fresh study of one cell, seeds 0 and 1, enqueued by a launch whose worker is held back: its WorkerSpec."""
+    import io
+
+    from sweeps.launch import launchers, sweep
+
+    grid = write_grid(tmp_path / "g.yaml", study, grid={"model.shortcut": ["identity"]}, seeds=[0, 1])
+    held: list = []
+    with monkeypatch.context() as m:
+        m.setattr(launchers, "run_worker", lambda ws, **kw: held.append(ws) or SimpleNamespace(ran=0))
+        sweep.run_sweep(grid, workers=1, devices="cpu", root=tmp_path / "runs", fuse="off",
+                        overrides=[f"precision={precision}"], out=io.StringIO(), err=io.StringIO())
+    assert len(held) == 1
+    return held[0]
+
+
+def _train_as(monkeypatch, native_bf16: bool):
+    """``engine.train`` on a machine whose CPU has (or lacks) native bf16, where auto is bf16 (or fp32)."""
+    from resnet_core import engine
+
+    def train(cfg, run_dir, **kw):
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native_bf16)
+        return engine.train(cfg, run_dir, **kw)
+    return train
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_two_machines_that_start_a_fresh_cell_at_once_never_mix_precisions(tmp_path, monkeypatch, precision):
+    """Machine A (native bf16) takes seed 0 of a fresh cell; while it trains, none of the cell's trials has completed
+    and machine B (no native bf16: auto is fp32) starts a worker on the same storage. B is refused in one line and A
+    runs the cell in bf16. Pinned to bf16, B runs its seed as bf16 beside A."""
+    from dataclasses import replace
+
+    ws = _enqueued(tmp_path, monkeypatch, "race", precision)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    refused: list[str] = []
+
+    def machine_a(cfg, run_dir, **kw):
+        if not refused and cfg["seed"] == 0:   # A holds seed 0, running: machine B's worker starts now
+            monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)   # machine B: auto is fp32
+            try:
+                run_worker(replace(ws, index=1), train=_train_as(monkeypatch, False))
+                refused.append("")
+            except ConfigError as e:
+                refused.append(str(e))
+        return _train_as(monkeypatch, True)(cfg, run_dir, **kw)
+
+    run_worker(ws, train=machine_a)
+    study = journal_study(tmp_path / "runs", "race")
+    ran = sorted((t.user_attrs["seed"], t.user_attrs["precision"]) for t in study.get_trials())
+    assert ran == [(0, "bf16"), (1, "bf16")], ran
+    if precision == "auto":
+        assert len(refused) == 1 and len(refused[0].splitlines()) == 1, refused
+        assert "precision: auto resolves to fp32 on cpu here" in refused[0], refused
+        assert "run as bf16 (trial 0 started as bf16 and is running)" in refused[0], refused
+        assert "--set precision=bf16" in refused[0], refused
+    else:
+        assert refused == [""]
+        assert [t.user_attrs["worker"]["index"] for t in study.get_trials()] == [0, 1]   # B ran seed 1
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_of_two_workers_that_both_started_the_first_to_take_a_trial_decides_until_it_ends(tmp_path, monkeypatch,
+                                                                                          request, kind):
+    """Both workers passed their start check (nothing ran yet); the first to take a trial claims the cell's
+    precision under the claim lock, and the second is refused as it goes to take one. A claim ends with its trial:
+    once it failed without completing, the other machine may claim the cell. On each storage."""
+    from optuna.trial import TrialState
+    from test_sweeps import new_study
+
+    from sweeps.queue.liveness import worker_record
+    from sweeps.queue.packing import Packing, claim_group
+    from sweeps.queue.ran_as import check_ran_as
+
+    name, url = "race2", None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    elif kind == "postgresql":
+        url, name = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_study_name")
+    spec, ref, storage, study, study_dir = new_study(tmp_path, name, url, grid={"model.shortcut": ["identity"]},
+                                                     seeds=[0, 1])
+
+    def take(native_bf16: bool):
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native_bf16)
+        return claim_group(study, storage, ref, spec, study_dir, Packing(1, "cpu"), worker=worker_record(0, "cpu"))
+
+    for native in (True, False):   # both machines start: neither sees a trial of the cell
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+        check_ran_as(spec, study.get_trials(deepcopy=False), ["cpu"], lambda t: False)
+    first = take(True)
+    with pytest.raises(ConfigError, match=r"resolves to fp32 on cpu here, .* run as bf16 \(trial 0 started as bf16"):
+        take(False)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[0].user_attrs["worker"]["precision"] == "bf16" and trials[1].state == TrialState.WAITING
+    storage.set_trial_state_values(first[0], TrialState.FAIL)   # A's attempt crashed before completing
+    second = take(False)
+    assert len(second) == 1 and storage.get_trial(second[0]).user_attrs["worker"]["precision"] == "fp32"
+
+
+def test_a_running_claim_holds_a_cell_while_its_worker_lives_and_a_completed_trial_beyond():
+    from sweeps.queue.ran_as import running_claim
+
+    def trial(number, state, **attrs):
+        return SimpleNamespace(number=number, state=SimpleNamespace(name=state), user_attrs=attrs)
+
+    alive = lambda t: False   # noqa: E731
+    running_bf16 = trial(3, "RUNNING", worker={"pid": 1, "precision": "bf16"})
+    running_fp32 = trial(5, "RUNNING", worker={"pid": 2, "precision": "fp32"})
+    assert running_claim([running_fp32, running_bf16], alive) == ("bf16", 3)       # the earliest still running
+    assert running_claim([running_bf16, running_fp32], lambda t: t.number == 3) == ("fp32", 5)   # 3's worker died
+    failed = trial(1, "FAIL", worker={"pid": 3, "precision": "bf16"})
+    assert running_claim([failed], alive) is None                                   # ended without completing
+    assert running_claim([trial(0, "RUNNING", worker={"pid": 4})], alive) is None   # taken before claims existed
+
+
+def test_a_launch_whose_devices_resolve_auto_to_two_precisions_is_refused(tmp_path, monkeypatch):
+    """A GPU and a CPU without native bf16 in one launch (--devices cpu,cuda:0): its workers would start the cells
+    in bf16 and fp32 at once; the launch is refused before anything runs, and pinned it runs on both as one."""
+    from sweeps.queue.ran_as import check_ran_as
+    from sweeps.spec.grid import load_grid
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    grid = write_grid(tmp_path / "g.yaml", "two", grid={"model.shortcut": ["identity"]}, seeds=[0])
+    with pytest.raises(ConfigError, match=r"^precision: auto resolves to fp32 on cpu, bf16 on cuda:0 here: .* "
+                                          r"cell model.shortcut=identity; pin it"):
+        check_ran_as(load_grid(grid), [], ["cpu", "cuda:0"])
+    check_ran_as(load_grid(grid, ["precision=bf16"]), [], ["cpu", "cuda:0"])
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    check_ran_as(load_grid(grid), [], ["cpu", "cuda:0"])

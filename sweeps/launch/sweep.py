@@ -21,7 +21,7 @@ from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_his
 from resnet_core.run_config import RunConfig
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 
-from ..queue.liveness import holder, trial_is_dead
+from ..queue.liveness import dead_judge, holder, trial_is_dead
 from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
 from ..queue.access import check_storage_file
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
@@ -299,12 +299,13 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     runner.validate(spec, ref, devices=devices, dry=dry)   # before anything is written
     devs = worker_devices(spec, runner.device_flag(devices))
     existing = read_existing(ref, spec.study) if runner.waits else None   # Slurm's workers check on their nodes
-    if existing is not None:
-        check_ran_as(spec, existing.get_trials(deepcopy=False), devs)
+    study_dir = Path(root) / spec.study
+    if runner.waits:
+        trials = existing.get_trials(deepcopy=False) if existing is not None else []
+        check_ran_as(spec, trials, devs, dead_judge(existing, None, study_dir))
     asked = workers   # a Slurm launch without --workers: one worker per trial to run
     if workers is None:
         workers = default_workers(devs)
-    study_dir = Path(root) / spec.study
     fuse_n = parse_fuse(fuse)
     table = default_table(root, fuse_table)
     packing = Packing(fuse_n, devs[0], table, bool(spec.search))

@@ -36,17 +36,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from resnet_core.errors import ConfigError
 
 from ..spec.study_format import LOST
+from .optuna_adapter import journal_op_codes
 
-CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL = 0, 1, 4       # Optuna's JournalOperation codes
-STUDY_OPS = (1, 2, 3)                                    # delete, user attr, system attr: refer to a study_id
-TRIAL_OPS = (5, 6, 7, 8, 9)                              # param, state, intermediate, user attr, system attr
-KNOWN_OPS = range(11)
-FAIL = 3                                                 # TrialState.FAIL
-OP_NAMES = {0: "create study", 1: "delete study", 2: "study attr", 3: "study attr", 4: "create trial",
-            5: "trial param", 6: "trial state", 7: "intermediate value", 8: "trial attr", 9: "trial attr"}
+OPS = journal_op_codes()                                 # Optuna's own codes: a line's op_code → its kind
+CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL = OPS["CREATE_STUDY"], OPS["DELETE_STUDY"], OPS["CREATE_TRIAL"]
+STUDY_OPS = tuple(OPS[k] for k in ("DELETE_STUDY", "SET_STUDY_USER_ATTR", "SET_STUDY_SYSTEM_ATTR"))  # by study_id
+TRIAL_OPS = tuple(OPS[k] for k in ("SET_TRIAL_PARAM", "SET_TRIAL_STATE_VALUES", "SET_TRIAL_INTERMEDIATE_VALUE",
+                                   "SET_TRIAL_USER_ATTR", "SET_TRIAL_SYSTEM_ATTR"))                 # by trial_id
+KNOWN_OPS = frozenset(OPS.values())
+FAIL = TrialState.FAIL.value
+OP_NAMES = {OPS[k]: name for k, name in (
+    ("CREATE_STUDY", "create study"), ("DELETE_STUDY", "delete study"), ("SET_STUDY_USER_ATTR", "study attr"),
+    ("SET_STUDY_SYSTEM_ATTR", "study attr"), ("CREATE_TRIAL", "create trial"), ("SET_TRIAL_PARAM", "trial param"),
+    ("SET_TRIAL_STATE_VALUES", "trial state"), ("SET_TRIAL_INTERMEDIATE_VALUE", "intermediate value"),
+    ("SET_TRIAL_USER_ATTR", "trial attr"), ("SET_TRIAL_SYSTEM_ATTR", "trial attr"))}
 
 
 def _is_record(line: bytes) -> bool:

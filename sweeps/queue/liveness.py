@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from resnet_core.record import atomic_write_text
 
-from .optuna_adapter import record_heartbeat, trial_id
+from .optuna_adapter import record_heartbeat, stale_trial_ids, trial_id
 from .storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 HEARTBEAT_FILE = "sweep_heartbeat.json"
@@ -124,6 +124,18 @@ def trial_is_dead(trial: Any, study_dir: Path, *, rdb_stale: set[int] | None = N
         return False
     window = GRACE_PERIOD if isinstance(w, dict) else CLAIM_WINDOW_S  # a remote worker not yet beating: its grace
     return (datetime.now() - started).total_seconds() > window
+
+
+def dead_judge(study: Any, storage: Any, study_dir: Path) -> Callable[[Any], bool]:
+    """``trial_is_dead`` for the RUNNING trials of ``study``, with the stale RDB heartbeats of ``storage`` (None: a
+    storage opened without them) read once, when first needed."""
+    stale: list[set[int] | None] = []
+
+    def dead(trial: Any) -> bool:
+        if not stale:
+            stale.append(stale_trial_ids(study, storage) if storage is not None else None)
+        return trial_is_dead(trial, study_dir, rdb_stale=stale[0])
+    return dead
 
 
 class Heartbeat:

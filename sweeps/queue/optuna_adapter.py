@@ -9,11 +9,18 @@ grace_period, failed_trial_callback)``, ``optuna.storages.fail_stale_trials``). 
   (``fail_stale_trials`` fails them at once; a sweep first decides for itself, see ``liveness``);
 - the cached RDB wrapper ``create_study`` puts around an ``RDBStorage`` (``get_storage``, "internal usage"), and the
   SQLAlchemy engine behind it (for the PostgreSQL advisory lock);
-- ``Study._get_trials``, which Optuna's samplers call on the study they are given (``StudyView`` must answer it).
+- ``Study._get_trials``, which Optuna's samplers call on the study they are given (``StudyView`` must answer it);
+- the journal's record codes (``JournalOperation``), which ``journal`` reads to salvage a damaged journal.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
+
+# Optuna 4.0-5.1's JournalOperation codes: used only where an Optuna has no JournalOperation to read them from
+JOURNAL_OPS_FALLBACK = {"CREATE_STUDY": 0, "DELETE_STUDY": 1, "SET_STUDY_USER_ATTR": 2, "SET_STUDY_SYSTEM_ATTR": 3,
+                        "CREATE_TRIAL": 4, "SET_TRIAL_PARAM": 5, "SET_TRIAL_STATE_VALUES": 6,
+                        "SET_TRIAL_INTERMEDIATE_VALUE": 7, "SET_TRIAL_USER_ATTR": 8, "SET_TRIAL_SYSTEM_ATTR": 9,
+                        "DISCARD_TRIALS": 10}
 
 
 def trial_id(trial: Any) -> int:
@@ -59,6 +66,16 @@ def stale_trial_ids(study: Any, storage: Any) -> set[int] | None:
         return set(getter(storage.get_study_id_from_name(study.study_name)))
     except Exception:  # noqa: BLE001
         return set()
+
+
+def journal_op_codes() -> dict[str, int]:
+    """Optuna's journal record codes by name (its ``JournalOperation``: the ``op_code`` of each journal line), read
+    from the installed Optuna; ``JOURNAL_OPS_FALLBACK`` only where it has none to read."""
+    try:
+        from optuna.storages.journal._storage import JournalOperation
+    except ImportError:
+        return dict(JOURNAL_OPS_FALLBACK)
+    return {op.name: int(op.value) for op in JournalOperation}
 
 
 class StudyView:

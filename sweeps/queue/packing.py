@@ -22,7 +22,9 @@ from resnet_core.fusion import auto_members, bench_model_name, fusion_key
 from resnet_core.run_config import RunConfig
 
 from ..spec.grid import GridSpec, Unit
+from .liveness import dead_judge
 from .optuna_adapter import trial_id
+from .ran_as import CLAIM_KEY, claim_precisions
 from .storage import StorageRef, claim_lock
 
 def parse_fuse(text: str | int | None) -> str | int:
@@ -127,23 +129,28 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
     ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
     compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
     trial first). A trial left RUNNING without a record lost its worker between the two calls: a launch, which reads
-    the RUNNING trials under the same lock (``study.fail_dead_trials``), finds it dead."""
+    the RUNNING trials under the same lock (``study.fail_dead_trials``), finds it dead. The record carries the
+    precision each trial's config resolves to on ``packing.device``, its cell's claim (``ran_as.claim_precisions``): a
+    group of a cell that runs as another precision (its first completed trial's, or a trial of it that another worker
+    runs) is refused in one line (``ConfigError``) before any of it is taken, so two machines that start a fresh cell
+    at once never mix."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    def take(t: Any) -> bool:
+    def take(t: Any, precision: str) -> bool:
         try:
             if not storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING):
                 return False
         except UpdateFinishedTrialError:
             return False
         if worker is not None:
-            storage.set_trial_user_attr(trial_id(t), "worker", worker)
+            storage.set_trial_user_attr(trial_id(t), "worker", {**worker, CLAIM_KEY: precision})
         return True
 
     with claim_lock(ref, study.study_name, storage):
         study_id = storage.get_study_id_from_name(study.study_name)
-        waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
         # a resuming copy of an interrupted trial first: its run goes on from last.pt before a new one starts, so a
         # study stopped again holds as few half-run trials as it can (the rest keep their enqueue order)
         waiting = sorted((t for t in waiting if t.user_attrs.get("unit") is not None),
@@ -166,12 +173,14 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
             groups.setdefault(key, []).append(t)
         order = list(groups)
         k = offset % len(order)
+        dead = dead_judge(study, storage, Path(study_dir))
         for key in order[k:] + order[:k]:
             taken: list[int] = []
+            precisions = claim_precisions(spec, trials, groups[key], packing.device, dead)
             for t in groups[key]:
                 if len(taken) >= caps[key]:
                     break
-                if take(t):
+                if take(t, precisions[t.number]):
                     taken.append(trial_id(t))
             if taken:
                 return taken

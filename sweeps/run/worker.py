@@ -2,10 +2,11 @@
 
 ``--workers N`` starts N workers (spawned processes; one runs in the launching process itself when N is 1), given
 devices round-robin from ``--devices`` (several workers may share one GPU). A worker loops: claim a WAITING trial
-(``packing.claim_group``), record who runs it (``worker`` user attr) and beat a heartbeat while it trains, report the result
-with ``study.tell``. When no trial is waiting it reconciles once under the study lock (a trial whose worker died is
-failed and a resuming copy enqueued) and stops if that found nothing to do. A spawned worker dies with its parent
-(``PR_SET_PDEATHSIG``), so killing the launcher never leaves orphans training.
+(``packing.claim_group``, which also claims the precision its cell runs as: ``ran_as``), record who runs it
+(``worker`` user attr) and beat a heartbeat while it trains, report the result with ``study.tell``. When no trial
+is waiting it reconciles once under the study lock (a trial whose worker died is failed and a resuming copy
+enqueued) and stops if that found nothing to do. A spawned worker dies with its parent (``PR_SET_PDEATHSIG``), so
+killing the launcher never leaves orphans training.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from resnet_core.signals import EXIT_CONFIG, handle_sigterm, interrupt_code, os_
 from resnet_core.tracking import own_wandb_service
 
 from ..queue.access import open_study_to_run
-from ..queue.liveness import Heartbeat, worker_record
+from ..queue.liveness import Heartbeat, dead_judge, worker_record
 from ..queue.optuna_adapter import trial_id
 from ..queue.packing import Packing, claim_group
 from ..queue.ran_as import check_ran_as
@@ -170,10 +171,11 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     from resnet_core import engine  # lazy: only a process that trains loads the engine (`studies`, --dry-run don't)
 
     study, storage, spec = open_study_to_run(ws.spec, ws.storage)
-    check_ran_as(spec, study.get_trials(deepcopy=False), [ws.device])   # on this worker's machine
+    study_dir = Path(ws.study_dir)
+    check_ran_as(spec, study.get_trials(deepcopy=False), [ws.device],   # on this worker's machine
+                 dead_judge(study, storage, study_dir))
     train_fn = train or engine.train
     members_fn = train_members or engine.train_members
-    study_dir = Path(ws.study_dir)
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
     keys: dict[int, tuple[str, int, dict[str, Any] | None]] = {}   # trial id → (fusion key, cap, run config)
