@@ -372,9 +372,10 @@ def kill_mid_trial_and_rerun(tmp_path: Path, capsys, study: str, storage: str | 
         return any(t.state == TrialState.COMPLETE for t in s.get_trials(deepcopy=False)) and \
             bool(running_with_checkpoint(s, study_dir))
 
-    victims = [t for t in sigkill_launcher_when(args, tmp_path / "launcher.log", open_study, far_enough)
-               if "worker" in t.user_attrs]
-    assert victims
+    # every trial RUNNING at the kill: the one caught with a checkpoint, and any a worker had just claimed and not
+    # yet recorded itself on (a loaded machine kills some launches there); each is resumed by exactly one copy
+    victims = sigkill_launcher_when(args, tmp_path / "launcher.log", open_study, far_enough)
+    assert any("worker" in t.user_attrs for t in victims)
 
     before = load_study(root, study, storage).get_trials(deepcopy=False)
     finished = {t.number: file_state(root / study / t.user_attrs["run_dir"] / "summary.json")
