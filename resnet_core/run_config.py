@@ -11,6 +11,7 @@ from .data.config import DataConfig
 from .data.shapes import dataset_shape
 from .effect import Unread, check_effect, chosen, note, own_keys_unread
 from .errors import ConfigError, choices_error
+from .feasibility import train_count
 from .overrides import apply_overrides, get_dotted, set_dotted
 from .schedules import ScheduleConfig, cycles_momentum
 from .values import check_fields, check_range, read_yaml
@@ -126,7 +127,7 @@ class RunConfig:
     def unread(self) -> dict[str, Unread]:
         """Every key this config's choices do not read, dotted (key → why): the sections' own, what a one-cycle
         schedule's cycled momentum overwrites (SGD's momentum, Adam's first beta), the model's channels and classes
-        that the dataset sets, and log_every beside log_per_epoch."""
+        that the dataset sets, and log_every beside log_per_epoch or past the evaluation interval."""
         out = {f"{name}.{key}": why for name in self.SECTIONS for key, why in getattr(self, name).unread().items()}
         if cycles_momentum(self.schedule):
             if self.optim.name == "sgd":
@@ -137,9 +138,26 @@ class RunConfig:
                                             "the schedule cycles it from schedule.max_momentum; write optim.betas "
                                             "[null, BETA2] to set the second alone", runs=lambda b: [None, b[1]])
         out.update(self._set_by_dataset())
+        interval = self._eval_interval()
         if self.log_per_epoch is not None:
             out["log_every"] = Unread(f"log_per_epoch null, got {self.log_per_epoch!r}", "log_per_epoch logs instead")
+        elif interval is not None:   # the engine logs at least once an evaluation interval
+            unit = self.schedule.unit
+            out["log_every"] = Unread(f"at most the evaluation interval, got eval_every {self.eval_every!r} {unit}"
+                                      + (f" = {interval} steps" if unit == "epoch" else ""),
+                                      f"training metrics are logged at every evaluation: write log_every {interval} "
+                                      f"or less", runs=lambda every: min(every, interval))
         return out
+
+    def _eval_interval(self) -> int | None:
+        """Steps between evaluations, as the engine counts them; None where an epoch's steps are known only once the
+        dataset loads."""
+        if self.schedule.unit == "iter":
+            return max(1, round(self.eval_every))
+        shape = dataset_shape(self.data)
+        if shape is None:
+            return None
+        return max(1, round(self.eval_every * (train_count(shape.n_train, self.data.val_size) // self.batch_size)))
 
     def _set_by_dataset(self) -> dict[str, Unread]:
         """model.in_channels and model.num_classes, which the dataset sets: a written value is read only where it is

@@ -110,6 +110,11 @@ def _refused(d: dict[str, Any], *words: str) -> str:
     (["schedule.name=multistep", "schedule.gamma=0.2"],
      ("schedule.gamma (0.2) needs schedule.milestones for multistep, got none",)),
     (["schedule.name=multistep", "schedule.reset_optimizer=true"], ("schedule.reset_optimizer (True) needs",)),
+    # logs come at least once an evaluation: a longer log interval is the evaluation's
+    (["log_every=10"], ("log_every (10) needs at most the evaluation interval, got eval_every 3 iter",
+                        "write log_every 3 or less")),
+    (["schedule.unit=epoch", "schedule.total=2", "eval_every=1", "log_every=5"],
+     ("log_every (5) needs at most the evaluation interval, got eval_every 1 epoch = 4 steps",)),
     # a written default counts: the user chose it, and it would not take effect
     (["optim.name=adam", "optim.momentum=0.9"], ("optim.momentum (0.9) needs optim.name sgd",)),
 ])
@@ -134,6 +139,8 @@ def test_keys_the_user_did_not_write_or_that_take_effect_are_accepted(tmp_path):
     load_run_config(str(config), ["schedule.name=onecycle", "optim.name=adam", "optim.betas=[0.8,0.99]"])
     load_run_config(str(config), ["data.augment=flip", "data.test_augment=true", "data.split_seed=3"])
     load_run_config(str(config), ["schedule.name=multistep", "schedule.milestones=[3]", "schedule.gamma=0.2"])
+    load_run_config(str(config), ["log_every=3"])
+    load_run_config(str(config), ["schedule.unit=epoch", "schedule.total=2", "eval_every=1", "log_every=4"])
     for recipe in sorted((REPO / "ablations" / "recipes").glob("*.yaml")):
         load_run_config(str(recipe))
 
