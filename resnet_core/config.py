@@ -87,8 +87,9 @@ class ModelConfig:
 
     def unread(self) -> dict[str, Unread]:
         """The keys this model's parts do not read (key → why): conv biases' init without conv biases, the residual
-        branch's zero init under a placement with nothing to zero, the projection's BN with a shortcut that never
-        projects (a shortcut that reads it registers ``projection=True``)."""
+        branch's zero init under a placement with nothing to zero, the projection's BN and switches with a shortcut that
+        never projects (a shortcut that reads them registers ``projection=True``), the stage-entry projection where
+        every block projects."""
         out: dict[str, Unread] = {}
         if not self.conv_bias:
             out["bias_init"] = Unread("model.conv_bias true, got false", "no convolution has a bias")
@@ -97,8 +98,11 @@ class ModelConfig:
             out["zero_init_residual"] = Unread(f"model.activation {' or '.join(zeroing)}, got {self.activation!r}",
                                                f"{self.activation}'s residual branch ends in no layer to zero")
         if not SHORTCUTS.meta(self.shortcut).get("projection"):
-            out["shortcut_norm"] = Unread(f"model.shortcut {' or '.join(projecting_shortcuts())}, got "
-                                          f"{self.shortcut!r}", f"{self.shortcut} never projects")
+            out.update({key: Unread(f"model.shortcut {' or '.join(projecting_shortcuts())}, got {self.shortcut!r}",
+                                    f"{self.shortcut} never projects")
+                        for key in ("shortcut_norm", "project_all", "project_stage_entry")})
+        elif self.project_all:
+            out["project_stage_entry"] = Unread("model.project_all false, got true", "every block projects")
         return out
 
     # -- resolution ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from .config import ModelConfig
-from .effect import check_effect, chosen
+from .effect import check_effect, chosen, note
 from .errors import ConfigError
 from .feasibility import check_forward
 from .flops import forward_flops
@@ -37,7 +37,9 @@ def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> Mode
         written = chosen(d, ModelConfig().to_dict())
     sets = [model_key(o) for o in overrides]
     cfg = ModelConfig.from_dict(apply_overrides(d, sets))
-    check_effect(cfg, apply_overrides(written, sets), "model.")
+    for text in check_effect(cfg, written, "model.", sets=apply_overrides({}, sets),
+                             before=lambda: ModelConfig.from_dict(d), source=str(source)):
+        note(text)   # a file's key a --set left unread (effect.py)
     return cfg
 
 

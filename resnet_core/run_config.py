@@ -8,8 +8,10 @@ from typing import Any, Sequence
 
 from .config import ModelConfig
 from .data.config import DataConfig
-from .effect import Unread, check_effect, chosen, own_keys_unread
+from .data.shapes import dataset_shape
+from .effect import Unread, check_effect, chosen, note, own_keys_unread
 from .errors import ConfigError, choices_error
+from .feasibility import train_count
 from .overrides import apply_overrides, get_dotted, set_dotted
 from .schedules import ScheduleConfig, cycles_momentum
 from .values import check_fields, check_range, read_yaml
@@ -41,15 +43,17 @@ class OptimConfig:
     momentum: float = 0.9             # sgd
     nesterov: bool = False            # sgd
     weight_decay: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
+    betas: list[float | None] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw; [null, b2]: the
+                                      # first from a one-cycle schedule's cycled momentum (schedule.cycle_momentum)
 
     def validate(self) -> None:
         check_fields(self, "optim.", choices={"name": OPTIMIZERS})
         check_range("optim.lr", self.lr, low=0, low_open=True)
         check_range("optim.weight_decay", self.weight_decay, low=0)
         check_range("optim.momentum", self.momentum, low=0, high=1)
-        if len(self.betas) != 2:
-            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2 or self.betas[1] is None:
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1) (the first null where the schedule cycles "
+                              f"it), got {self.betas!r}")
         for b in self.betas:
             check_range("optim.betas", b, low=0, high=1, high_open=True)
 
@@ -97,6 +101,9 @@ class RunConfig:
         self.schedule.validate()
         cycled = cycles_momentum(self.schedule)  # it sets the momentum
         momentum = "schedule.max_momentum" if cycled else "optim.momentum"
+        if self.optim.betas[0] is None and not cycled:
+            raise ConfigError(f"optim.betas {self.optim.betas!r}: a null first beta needs schedule.cycle_momentum true "
+                              f"(it then cycles from schedule.max_momentum); give the first beta a number")
         if self.optim.nesterov and (self.schedule.max_momentum if cycled else self.optim.momentum) == 0:
             raise ConfigError(f"optim.nesterov needs a momentum but {momentum} is 0; give {momentum} > 0 or "
                               f"optim.nesterov: false")
@@ -118,14 +125,58 @@ class RunConfig:
         check_range("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
 
     def unread(self) -> dict[str, Unread]:
-        """Every key this config's choices do not read, dotted (key → why): the sections' own, SGD's momentum that a
-        one-cycle schedule overwrites, and log_every beside log_per_epoch."""
+        """Every key this config's choices do not read, dotted (key → why): the sections' own, what a one-cycle
+        schedule's cycled momentum overwrites (SGD's momentum, Adam's first beta), the model's channels and classes
+        that the dataset sets, and log_every beside log_per_epoch or past the evaluation interval."""
         out = {f"{name}.{key}": why for name in self.SECTIONS for key, why in getattr(self, name).unread().items()}
-        if self.optim.name == "sgd" and cycles_momentum(self.schedule):
-            out["optim.momentum"] = Unread("schedule.cycle_momentum false, got true",
-                                           "the schedule cycles it from schedule.max_momentum")
+        if cycles_momentum(self.schedule):
+            if self.optim.name == "sgd":
+                out["optim.momentum"] = Unread("schedule.cycle_momentum false, got true",
+                                               "the schedule cycles it from schedule.max_momentum")
+            else:
+                out["optim.betas"] = Unread("schedule.cycle_momentum false to set the first beta, got true",
+                                            "the schedule cycles it from schedule.max_momentum; write optim.betas "
+                                            "[null, BETA2] to set the second alone", runs=lambda b: [None, b[1]])
+        out.update(self._set_by_dataset())
+        interval = self._eval_interval()
         if self.log_per_epoch is not None:
             out["log_every"] = Unread(f"log_per_epoch null, got {self.log_per_epoch!r}", "log_per_epoch logs instead")
+        elif interval is not None:   # the engine logs at least once an evaluation interval
+            unit = self.schedule.unit
+            out["log_every"] = Unread(f"at most the evaluation interval, got eval_every {self.eval_every!r} {unit}"
+                                      + (f" = {interval} steps" if unit == "epoch" else ""),
+                                      f"training metrics are logged at every evaluation: write log_every {interval} "
+                                      f"or less", runs=lambda every: min(every, interval))
+        return out
+
+    def _eval_interval(self) -> int | None:
+        """Steps between evaluations, as the engine counts them; None where an epoch's steps are known only once the
+        dataset loads."""
+        if self.schedule.unit == "iter":
+            return max(1, round(self.eval_every))
+        shape = dataset_shape(self.data)
+        if shape is None:
+            return None
+        return max(1, round(self.eval_every * (train_count(shape.n_train, self.data.val_size) // self.batch_size)))
+
+    def _set_by_dataset(self) -> dict[str, Unread]:
+        """model.in_channels and model.num_classes, which the dataset sets: a written value is read only where it is
+        the dataset's, known without loading it (``data.shapes``); where the dataset's shape is known only once it
+        loads (an ImageFolder tree, a plugin's dataset), none is."""
+        shape = dataset_shape(self.data)
+        name = self.data.name
+        out = {}
+        for key, what, source in (("in_channels", "channels", "data.synthetic.channels"),
+                                  ("num_classes", "classes", "data.synthetic.num_classes")):
+            if shape is None:
+                out[f"model.{key}"] = Unread(f"a dataset whose {what} are known before it loads, got data.name "
+                                             f"{name!r}", f"the dataset sets it as it loads: drop model.{key}")
+                continue
+            value = shape.channels if key == "in_channels" else shape.classes
+            got = f"{source} {value}" if name == "synthetic" else f"data.name {name!r} with {value}"
+            out[f"model.{key}"] = Unread(f"a dataset with that many {what}, got {got}",
+                                         f"the dataset sets it: drop model.{key}, or write {value}",
+                                         runs=lambda _, v=value: v)
         return out
 
     @classmethod
@@ -182,10 +233,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """A run config from YAML (or the defaults) plus `--set key=value` overrides, every key they write read by it
-    (``effect.check_effect``; of a file that writes every key, a run's config.yaml, only the ``--set`` keys count)."""
+    (``effect.check_effect``): a ``--set`` key nothing reads is refused, and so is a file's key its own choices leave
+    unread; one a ``--set`` left unread is dropped with a note. Of a file that writes every key, a run's config.yaml,
+    only the ``--set`` keys count."""
     d = load_yaml(path) if path else {}
     cfg = RunConfig.from_dict(apply_overrides(d, overrides))
-    check_effect(cfg, apply_overrides(chosen(d, RunConfig().to_dict()), overrides))
+    for text in check_effect(cfg, chosen(d, RunConfig().to_dict()), sets=apply_overrides({}, overrides),
+                             before=lambda: RunConfig.from_dict(d), source=str(path)):
+        note(text)
     return cfg
 
 
@@ -200,10 +255,10 @@ def resolved_dict(cfg: RunConfig, model: "ModelConfig | None" = None) -> dict[st
 
 def canonical_dict(cfg: RunConfig) -> dict[str, Any]:
     """What ``cfg`` runs: ``resolved_dict`` (auto values, stages and widths filled in) with every key its choices do
-    not read at its default. Two configs with one canonical dict (compared with ``values.freeze``) build the same
-    network and train it the same way."""
+    not read at its default (a key another part overwrites: at what runs in its place, ``Unread.runs``). Two configs
+    with one canonical dict (compared with ``values.freeze``) build the same network and train it the same way."""
     d = resolved_dict(cfg)
     defaults = RunConfig().to_dict()
-    for key in cfg.unread():
-        set_dotted(d, key, get_dotted(defaults, key))
+    for key, why in cfg.unread().items():
+        set_dotted(d, key, why.runs(get_dotted(d, key)) if why.runs else get_dotted(defaults, key))
     return d

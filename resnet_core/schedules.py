@@ -75,10 +75,13 @@ class ScheduleConfig:
 
     def unread(self) -> dict[str, Unread]:
         """The keys this schedule does not read (key → why): another kind's keys, the warm-up lr without a warm-up,
-        the one-cycle momenta when the momentum does not cycle."""
+        the one-cycle momenta when the momentum does not cycle, a multistep's factor without milestones."""
         out = own_keys_unread(self, "name", OWN_KEYS, "schedule.")
         if not self.warmup:
             out["warmup_lr"] = Unread("schedule.warmup above 0, got 0", "it is held during the warm-up")
+        if self.name == "multistep" and not self.milestones:
+            out.update({key: Unread("schedule.milestones for multistep, got none", "the lr never steps")
+                        for key in ("gamma", "reset_optimizer")})
         if self.name == "onecycle" and not self.cycle_momentum:
             out.update({key: Unread("schedule.cycle_momentum true, got false") for key in ("base_momentum",
                                                                                           "max_momentum")})

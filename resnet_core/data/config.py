@@ -147,7 +147,8 @@ class DataConfig:
     def unread(self) -> dict[str, Unread]:
         """The keys this config's choices do not read (key → why): a run on another copy of the data than the one
         named, unnormalized where the constants were meant, another augmentation's sizes or loader's workers, the
-        synthetic set's options on real data. Only built-in sources and augmentations are known not to read a key."""
+        synthetic set's options on real data, a test-time augmentation without an augmentation. Only built-in sources
+        and augmentations are known not to read a key."""
         name, augment = self.name, self.augment
         out: dict[str, Unread] = {}
         if name in READS_NO_PATH:
@@ -170,9 +171,12 @@ class DataConfig:
             out["scale_size"] = Unread(f"data.augment scale_crop, got {augment!r}")
         if self.loader != "torch":
             out["num_workers"] = Unread(f"data.loader torch, got {self.loader!r}")
-        if not self.val_size and not self.test_augment:
-            out["split_seed"] = Unread("data.val_size above 0 or data.test_augment true, got neither",
-                                       "it draws the val split and the test split's crops")
+        if augment == "none":
+            out["test_augment"] = Unread("data.augment other than none, got 'none'",
+                                         "the test split would be served as it is")
+        if not self.val_size and not (self.test_augment and augment != "none"):
+            out["split_seed"] = Unread("data.val_size above 0 or data.test_augment true with an augmentation, got "
+                                       "neither", "it draws the val split and the test split's crops")
         return out
 
     def data_root(self) -> Path:

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 from resnet_core.data import dataset_shape
 from resnet_core.data.imagefolder import check_imagefolder
-from resnet_core.effect import is_unread, no_effect, written_leaves
+from resnet_core.effect import Unread, dropped, is_unread, no_effect, note, written_leaves
 from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_trainable
 from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
@@ -253,6 +253,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
     if not d:
         raise ConfigError(f"{path}: empty grid file; it needs at least `study` and `base`")
     _check_trial_keys(overrides, d.get("seeds"))
+    as_written = _cells_unread(d, path) if overrides or axes else None
     _add_axes(d, axes, overrides)
     overrides = _pin_axes(d, overrides)
     base = d.get("base")
@@ -275,11 +276,21 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
     if plugins and isinstance(d.get("plugins") or [], list):  # another type: parse_grid names the error
         d["plugins"] = list(d.get("plugins") or []) + [resolve_plugin(p) for p in plugins]
     try:
-        spec = parse_grid(d, grid_file=str(path), overrides=overrides)
+        spec = parse_grid(d, grid_file=str(path), overrides=overrides, as_written=as_written)
         _check_overrides_apply(spec, overrides)
         return spec
     except ConfigError as e:
         raise reworded(e, f"{path}: {e}") from None
+
+
+def _cells_unread(d: dict[str, Any], path: Path) -> list[dict[str, Unread]] | None:
+    """The keys each cell of grid dict ``d`` leaves unread as the file writes it (before the command line's
+    ``--set`` and axes), or None where the file alone is no valid grid."""
+    try:
+        spec = parse_grid(copy.deepcopy(d), grid_file=str(path), check_cells=False)
+        return [RunConfig.from_dict(spec.run_config(cell, spec.seeds[0])).unread() for cell in spec.cells]
+    except ConfigError:
+        return None
 
 
 def _check_trial_keys(overrides: Sequence[str], seeds: Any) -> None:
@@ -400,9 +411,10 @@ def _check_overrides_apply(spec: GridSpec, overrides: Sequence[str]) -> None:
 
 
 def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: bool = True,
-               overrides: Sequence[str] = ()) -> GridSpec:
+               overrides: Sequence[str] = (), as_written: list[dict[str, Unread]] | None = None) -> GridSpec:
     """The checked spec of grid dict ``d`` (``check_cells``: build and check every cell; ``overrides``: the
-    ``--set`` texts already in ``d``'s base, to name them in an error)."""
+    ``--set`` texts already in ``d``'s base, to name them in an error; ``as_written``: the keys each cell of the
+    grid file leaves unread before the command line changed it, see ``_check_effect``)."""
     for key in d:
         if key not in TOP_KEYS:
             raise choices_error("grid key", key, TOP_KEYS)
@@ -495,7 +507,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
                     description=str(description) if description is not None else None,
                     launcher=dict(d.get("launcher") or {}), plugins=plugins)
     if check_cells:
-        _check_cells(spec, overrides)
+        _check_cells(spec, overrides, as_written)
     return spec
 
 
@@ -575,7 +587,8 @@ def _check_axis(what: str, key: Any) -> None:
         path.append(part)
 
 
-def _check_cells(spec: GridSpec, overrides: Sequence[str] = ()) -> None:
+def _check_cells(spec: GridSpec, overrides: Sequence[str] = (),
+                 as_written: list[dict[str, Unread]] | None = None) -> None:
     """Build every cell's run config through RunConfig.from_dict, check it can train, that no two cells resolve
     to the same one (``cells.config_key``), that every value written takes effect in some cell (``_check_effect``)
     and that no two cells run the same (``_check_same_run``); then every value of every search knob on its own
@@ -593,7 +606,7 @@ def _check_cells(spec: GridSpec, overrides: Sequence[str] = ()) -> None:
         if same is not cell:
             raise _same_config(same, cell)
         configs.append(rc)
-    _check_effect(spec, configs, overrides)
+    _check_effect(spec, configs, overrides, as_written)
     _check_same_run(spec, configs)
     if not spec.search:
         return
@@ -618,11 +631,14 @@ def _same_config(a: Cell, b: Cell) -> ConfigError:
                        f"drop one of them, or that axis value")
 
 
-def _check_effect(spec: GridSpec, configs: list[RunConfig], overrides: Sequence[str]) -> None:
+def _check_effect(spec: GridSpec, configs: list[RunConfig], overrides: Sequence[str],
+                  as_written: list[dict[str, Unread]] | None = None) -> None:
     """Every value the grid writes takes effect in some cell it reaches (``resnet_core.effect``): the base's (or a
     ``--set``'s) in a cell that does not set the key itself, an axis value's in a cell with it, an extra cell's in
     that cell, a searched key in any cell. A value that takes effect in some cells only is fine (``bias_init`` in the
-    base, ``conv_bias: [true, false]`` an axis); one no cell reads is a ConfigError naming who wrote it."""
+    base, ``conv_bias: [true, false]`` an axis); one no cell reads is a ConfigError naming who wrote it, except a
+    base value of the file that some cell read before the command line changed the grid (``as_written``): it is
+    dropped with a note."""
     n_grid = len(spec.cells) - len(spec.extra_cells)
     state: dict[tuple[str, str], list[Any]] = {}   # (who, key) → [value, (cell, why) where unread first, read?]
     base = [(_who(k, overrides), k, v) for k, v in written_leaves(spec.base)]
@@ -633,7 +649,7 @@ def _check_effect(spec: GridSpec, configs: list[RunConfig], overrides: Sequence[
                for axis, value in cell.params.items() for k, v in written_leaves({axis: value})] + searched
         writes = own + [w for w in base if not any(overlaps(w[1], k) for _, k, _ in own)]   # else theirs wins
         for who, key, value in writes:
-            why = is_unread(key, unread)
+            why = is_unread(key, value, unread)
             entry = state.setdefault((who, key), [value, None, False])
             if why is None:
                 entry[2] = True
@@ -642,6 +658,9 @@ def _check_effect(spec: GridSpec, configs: list[RunConfig], overrides: Sequence[
     for (who, key), (value, first, read) in state.items():
         if not read:
             cell, why = first
+            if who == "the base" and any(is_unread(key, value, u) is None for u in as_written or []):
+                note(dropped(key, value, why, f"{spec.grid_file or 'the grid'}'s base", "the command line's --set/-m"))
+                continue
             raise ConfigError(f"no cell of the grid reads {key} as {who} sets it: in cell {cell.id or 'base'!r}, "
                               f"{no_effect(key, value, why)}")
 
