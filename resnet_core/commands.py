@@ -275,10 +275,20 @@ def _as_ran(state: dict, ckpt_path: Path, run_cfg: Any, device: Any, precision: 
 
 
 def _eval_loaders(loaded: Loaded):
+    """The checkpoint's evaluation loaders; a ConfigError when the dataset (read where ``--data-path`` /
+    ``--data-root`` point) is not one the model was built for: other channels or another number of classes."""
     from .data import build_loaders, load_dataset
+    from .errors import ConfigError
 
     run_cfg = loaded.run_cfg
     data = load_dataset(run_cfg.data)
+    built = loaded.model.cfg
+    for what, model_has, data_has in (("channels", built.in_channels, data.in_channels),
+                                      ("classes", built.num_classes, data.num_classes)):
+        if model_has != data_has:
+            where = run_cfg.data.path or run_cfg.data.root or run_cfg.data.name
+            raise ConfigError(f"{where}: the dataset has {data_has} {what} but the checkpoint's model was built "
+                              f"for {model_has}; give the run's own dataset (--data-path / --data-root)")
     return build_loaders(data, run_cfg.data, seeds=[run_cfg.seed], batch_size=run_cfg.batch_size,
                          eval_batch_size=run_cfg.eval_batch_size, device=loaded.device,
                          channels_last=loaded.channels_last).evals()
