@@ -193,6 +193,21 @@ def test_running_and_waiting_trials_are_counted(tmp_path):
     assert "1 running" in data.status_line() and "1 waiting" in data.status_line()
 
 
+@pytest.mark.parametrize("statuses, incomplete", [(["complete", "pruned", "pruned"], False),
+                                                    (["complete", "diverged"], False),
+                                                    (["complete", "interrupted"], True),
+                                                    (["complete", "waiting"], True),
+                                                    (["complete", "missing"], True)])
+def test_status_line_calls_a_study_incomplete_only_while_a_relaunch_would_run_something(fake, statuses, incomplete):
+    """A search study whose other trials were pruned (or a grid with a diverged run) has ended: the report said
+    "The study is incomplete", which sends a researcher to relaunch a sweep with nothing left to run."""
+    data = load_study(fake.name, root=fake.root)
+    data.runs = pd.DataFrame({"status": statuses})
+    line = data.status_line()
+    assert ("incomplete" in line) == incomplete, line
+    assert "numbers use the completed runs only" in line.lower(), line
+
+
 def test_unknown_study_lists_the_studies(fake, tmp_path):
     with pytest.raises(ConfigError) as err:
         build_report("no-such-study", root=fake.root, out=tmp_path)
