@@ -400,6 +400,34 @@ def test_probe_and_bench_counts_are_checked_before_anything_runs(argv, says, tmp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--fast", "nope"], "unknown fast 'nope'"),
+    (["--data", "nope"], "unknown data.name 'nope'"),
+    (["--set", "model.foo=1"], "unknown model key 'foo'"),
+    (["--set", "batch_size=-1"], "batch_size must be a positive integer, got -1"),
+    (["--depths", "8,9"], "model.depth 9 is impossible"),
+])
+@pytest.mark.parametrize("members", ["1", "2"])
+def test_bench_run_configs_are_checked_before_anything_is_measured(argv, says, members, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A bad --fast, --data or --set, or a depth the family cannot build, was refused only when its run config was
+    first built: on a CPU after the matmul peak and every earlier depth had been measured (minutes on a busy
+    machine), so an input error cost a whole measurement before its one line."""
+    import resnet_core.bench as bench
+    import resnet_core.bench_cpu as bench_cpu
+
+    def measured(*_a, **_k):
+        raise AssertionError("measured before the input was checked")
+
+    for module, name in ((bench_cpu, "peak_gflops"), (bench, "engine_timer"), (bench, "seed_style_timer")):
+        monkeypatch.setattr(module, name, measured)
+    assert main(["bench", "--depths", "8", "--members", members, "--steps", "1", "--device", "cpu", *argv,
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_bench_prints_a_row(capsys):
     # --fast eager: the bench configures a full-length run, for which auto compiles on a CPU (inductor's C++ build
     # would cost this test a minute; the compile path has its own tests in test_cpu_speed.py)
