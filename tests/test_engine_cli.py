@@ -202,6 +202,25 @@ def test_cli_lesion_rows_name_their_study_and_run(cli_run, tmp_path, capsys):
         ("tiny", "trials/depth-8-s0"): 3, ("part", "../part/trials/depth-8-s0"): 3}
 
 
+@pytest.mark.parametrize("where, resume", [("runs/tiny", False), ("runs/tiny", True),
+                                           ("runs/tiny/trials/mine", False)])
+def test_cli_train_refuses_a_study_folder_as_out(where, resume, tmp_path, capsys):
+    """`train --out runs/<study>` trained a run into the study folder itself, beside its journal and owner record
+    (and `--out runs/<study>/trials/<new>` among its trials, where `lesion` then named the run after the study):
+    a run that is no trial of the study, mixed into its records. Both are refused before anything is written."""
+    import json
+
+    study = tmp_path / "runs" / "tiny"
+    (study / "trials").mkdir(parents=True)
+    (study / "owner.json").write_text(json.dumps({"study": "tiny", "study_id": "id-tiny"}))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["train", "--config", SMOKE, *TINY, "--out", str(tmp_path / where),
+                 *(["--resume"] if resume else [])]) == 2
+    err = capsys.readouterr().err
+    assert "study 'tiny'" in err and "choose another --out" in err and err.count("\n") == 1, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_cli_lesion_refuses_one_run_twice(cli_run, tmp_path, capsys):
     """The same checkpoint twice, or two checkpoints of one run (last.pt and best.pt): one line, exit 2, before any
     evaluation, nothing written (its rows were in the table twice)."""
