@@ -277,7 +277,10 @@ def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str,
                          **{key: float("nan") for key in NUMBERS}})
             continue
         if run_dir:
-            configs[t.number] = read_config(run_dir)
+            try:
+                configs[t.number] = read_config(run_dir)
+            except ConfigError as e:   # one damaged config.yaml: the spec's run config of the cell stands in
+                _warn(f"{e}; trial {t.number}'s run config is taken from the study's grid")
         state = t.state.name
         status, extra = _effective_status(state, summary.get("status"), ua.get("status"))
         reason = summary.get("reason") if summary else None

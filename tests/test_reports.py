@@ -510,6 +510,26 @@ def test_a_non_finite_value_in_a_run_record_is_named_and_the_studys_value_is_use
     assert cell_table(damaged).equals(cell_table(data))   # the same table as from the undamaged records
 
 
+def test_a_damaged_config_yaml_of_one_run_is_named_and_the_report_is_written(fake, tmp_path, capfd):
+    """One trial's config.yaml torn (a full disk, a kill mid-copy): `report` stopped with "not valid YAML" and wrote
+    nothing for the whole study, where a damaged summary.json or metrics.jsonl is named and read around. The
+    report names the file and takes that run's config from the study's grid: the same table as before."""
+    root = tmp_path / "runs"
+    shutil.copytree(fake.root / fake.name, root / fake.name)
+    data = load_study(fake.name, root=root)
+    run = data.runs[(data.runs["status"] == "complete")].iloc[0]
+    path = Path(run["run_dir"]) / "config.yaml"
+    assert path.is_file()
+    path.write_text(path.read_text()[:40] + "\n- [")
+    capfd.readouterr()
+    damaged = load_study(fake.name, root=root)
+    warned = capfd.readouterr().err
+    assert f"{path}: not valid YAML" in warned and f"trial {int(run['trial'])}'s run config" in warned, warned
+    assert cell_table(damaged).equals(cell_table(data))
+    build_report(fake.name, root=root, out=tmp_path / "report")
+    assert (tmp_path / "report" / "summary.md").is_file()
+
+
 def test_paper_values():
     value, source = paper_value("cifar10", {"family": "cifar", "depth": 20, "shortcut": "identity"})
     assert value == 8.75 and "He et al. 2016" in source and "Table 6" in source
