@@ -102,6 +102,10 @@ class Cell:
         return shortcut_option(self.model.get("shortcut"), self.model.get("project_all"))
 
 
+# Trial statuses a relaunch of the sweep would still run (resume, or run for the first time).
+UNFINISHED = ("running", "waiting", "interrupted", "missing")
+
+
 @dataclass
 class StudyData:
     name: str
@@ -162,8 +166,10 @@ class StudyData:
             if c[key]:
                 parts.append(f"{c[key]} {text}")
         line = "; ".join(parts)
-        if c["complete"] < total:
+        if any(c[k] for k in UNFINISHED):
             line += ". The study is incomplete: numbers use the completed runs only"
+        elif c["complete"] < total:   # every trial ended (a pruned or diverged one is a result): nothing to resume
+            line += ". Numbers use the completed runs only"
         return line + "."
 
     def metrics(self, run_dir: str | Path | None) -> pd.DataFrame:
@@ -271,7 +277,10 @@ def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str,
                          **{key: float("nan") for key in NUMBERS}})
             continue
         if run_dir:
-            configs[t.number] = read_config(run_dir)
+            try:
+                configs[t.number] = read_config(run_dir)
+            except ConfigError as e:   # one damaged config.yaml: the spec's run config of the cell stands in
+                _warn(f"{e}; trial {t.number}'s run config is taken from the study's grid")
         state = t.state.name
         status, extra = _effective_status(state, summary.get("status"), ua.get("status"))
         reason = summary.get("reason") if summary else None

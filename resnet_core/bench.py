@@ -185,13 +185,17 @@ def _sync(device: torch.device) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    """The counts and lists of integers and the --out file, before anything is measured."""
+    """The counts and lists of integers, the --out file, and every depth's run config (--data, --fast, --set),
+    before anything is measured (the CPU table measures the matmul peak first, minutes on a busy machine)."""
     for flag in ("--depths", "--members") + (("--threads",) if args.threads else ()):
         int_list(flag, getattr(args, flag[2:]))
     for flag, low in (("--batch-size", 1), ("--steps", 1), ("--warmup", 0), ("--rounds", 1)):
         int_at_least(flag, getattr(args, flag[2:].replace("-", "_")), low)
     if args.out:
         check_out_file(args.out)
+    for depth in int_list("--depths", args.depths):
+        for probes in (True, False):
+            _config(depth, args, probes=probes)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -131,6 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     out = Path(args.out or f"runs/{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_not_a_study_folder(out)
     held = [] if args.resume else record_files(out)
     if held:   # a second run would replace its config and summary and append to its metrics
         raise ConfigError(f"{out} holds a run ({', '.join(held)}): pass --resume to continue it, or choose another "
@@ -181,6 +182,23 @@ class Loaded(NamedTuple):
     precision: str
     channels_last: bool
     test_picked: bool  # a best.pt its run picked on the test set (best_on: test): its test error is optimistic
+
+
+def _check_not_a_study_folder(out: Path) -> None:
+    """A ConfigError when ``out`` is a sweep's study folder or a new folder among its trials: a run trained there
+    would lie among the study's records (its lesion rows named after the study) without being one of its trials."""
+    from .errors import ConfigError
+    from .record import OWNER_FILE, folder_owner, run_owner
+
+    owner = folder_owner(out) if (out / OWNER_FILE).is_file() else None
+    if owner is not None or (out / "optuna.journal").exists():
+        study = f" of study '{owner['study']}'" if owner else ""
+        raise ConfigError(f"--out {out} is the study folder{study}: a run trained there would mix with the study's "
+                          f"records; choose another --out")
+    owner = run_owner(out) if out.parent.name == "trials" else None
+    if owner is not None and not out.exists():
+        raise ConfigError(f"--out {out} is a new folder among the trials of study '{owner['study']}', which a "
+                          f"sweep writes; choose another --out")
 
 
 def _add_data_location_arguments(p: argparse.ArgumentParser) -> None:
@@ -275,10 +293,20 @@ def _as_ran(state: dict, ckpt_path: Path, run_cfg: Any, device: Any, precision: 
 
 
 def _eval_loaders(loaded: Loaded):
+    """The checkpoint's evaluation loaders; a ConfigError when the dataset (read where ``--data-path`` /
+    ``--data-root`` point) is not one the model was built for: other channels or another number of classes."""
     from .data import build_loaders, load_dataset
+    from .errors import ConfigError
 
     run_cfg = loaded.run_cfg
     data = load_dataset(run_cfg.data)
+    built = loaded.model.cfg
+    for what, model_has, data_has in (("channels", built.in_channels, data.in_channels),
+                                      ("classes", built.num_classes, data.num_classes)):
+        if model_has != data_has:
+            where = run_cfg.data.path or run_cfg.data.root or run_cfg.data.name
+            raise ConfigError(f"{where}: the dataset has {data_has} {what} but the checkpoint's model was built "
+                              f"for {model_has}; give the run's own dataset (--data-path / --data-root)")
     return build_loaders(data, run_cfg.data, seeds=[run_cfg.seed], batch_size=run_cfg.batch_size,
                          eval_batch_size=run_cfg.eval_batch_size, device=loaded.device,
                          channels_last=loaded.channels_last).evals()

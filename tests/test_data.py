@@ -477,6 +477,32 @@ def test_a_16_bit_grayscale_imagefolder_is_scaled_to_8_bits_not_clipped(tmp_path
         load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "wide")))
 
 
+def test_a_32_bit_integer_image_is_refused_and_a_16_bit_pgm_is_scaled(tmp_path: Path) -> None:
+    """Pillow opens a 32-bit integer TIFF and a 16-bit PGM both in mode "I". The TIFF was scaled as if 16-bit
+    (value / 257): an 8-bit range image stored as 32-bit integers loaded as 0 or 1, a black dataset that trains at
+    chance, silently. Its range is unknown, so it is refused naming the file, as a float image is; a 16-bit PGM
+    (Pillow scales its samples to 0…65535) still loads at its 8-bit equivalent."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    levels = {}
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "pgm" / split / cls).mkdir(parents=True)
+            pixels = rng.integers(0, 65536, (6, 6), dtype=np.uint16)
+            (tmp_path / "pgm" / split / cls / "0.pgm").write_bytes(b"P5\n6 6\n65535\n" + pixels.astype(">u2").tobytes())
+            levels[f"{split}/{cls}"] = pixels
+    assert Image.open(tmp_path / "pgm" / "train" / "a" / "0.pgm").mode == "I"
+    data = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "pgm")))
+    assert np.array_equal(data.train.images[0, 0].numpy(), np.rint(levels["train/a"] / 257).astype(np.uint8))
+
+    eight_bit = rng.integers(0, 256, (6, 6)).astype(np.int32)
+    Image.fromarray(eight_bit, mode="I").save(tmp_path / "pgm" / "test" / "b" / "1.tiff")
+    assert Image.open(tmp_path / "pgm" / "test" / "b" / "1.tiff").mode == "I"
+    with pytest.raises(ConfigError, match=r"1\.tiff.*32-bit integer"):
+        load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "pgm")))
+
+
 def test_an_imagefolder_tree_skips_hidden_entries_and_follows_symlinked_folders(tmp_path: Path) -> None:
     """What a copied or downloaded tree carries besides its images: hidden folders (.ipynb_checkpoints/) and files
     (macOS's ._*.png, .DS_Store) are neither classes nor images, and images in a symlinked subfolder are loaded, in

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -114,6 +115,38 @@ def test_cli_eval_and_lesion_of_a_copied_checkpoint_read_its_data_where_it_lies_
     assert "data.root" in err and "cifar10_jpeg without data.path" in err and "no effect" in err, err
 
 
+@pytest.mark.parametrize("mode, classes, says", [("L", 2, "1 channels"), ("RGB", 3, "3 classes")])
+def test_cli_eval_and_lesion_refuse_a_data_path_to_a_dataset_the_model_was_not_built_for(tmp_path, capsys, mode,
+                                                                                         classes, says):
+    """--data-path pointing at another dataset than the run's: a grayscale tree for an RGB run's model crashed the
+    first convolution with a traceback, and one more class crashed the loss ("Target 2 is out of bounds"). Both
+    are refused in one line naming what differs, before any evaluation or lesion table."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def tree(root: Path, mode: str, k: int) -> Path:
+        for split in ("train", "test"):
+            for c in range(k):
+                (root / split / f"c{c}").mkdir(parents=True)
+                for i in range(8):
+                    pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).convert(mode).save(root / split / f"c{c}" / f"{i}.png")
+        return root
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", SMOKE, *TINY, "--set", "data.name=imagefolder", "--set",
+                 f"data.path={tree(tmp_path / 'own', 'RGB', 2)}", "--set", "data.synthetic=null",
+                 "--set", "batch_size=8", "--set", "schedule.total=1", "--out", str(run)]) == 0
+    other = tree(tmp_path / "other", mode, classes)
+    for argv in (["eval", str(run / "last.pt")], ["lesion", str(run / "last.pt"), "--out", str(tmp_path / "l.csv")]):
+        capsys.readouterr()
+        assert main([*argv, "--device", "cpu", "--data-path", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and err.count("error:") == 1, err
+    assert not (tmp_path / "l.csv").exists()
+
+
 def test_cli_eval_refuses_a_data_path_its_dataset_does_not_read(cli_run, capsys):
     out, _ = cli_run
     assert main(["eval", str(out / "last.pt"), "--device", "cpu", "--data-path", "/x.npz"]) == 2
@@ -169,6 +202,25 @@ def test_cli_lesion_rows_name_their_study_and_run(cli_run, tmp_path, capsys):
     table = pd.read_csv(table_path)
     assert table.groupby(["study", "run"], sort=False).size().to_dict() == {
         ("tiny", "trials/depth-8-s0"): 3, ("part", "../part/trials/depth-8-s0"): 3}
+
+
+@pytest.mark.parametrize("where, resume", [("runs/tiny", False), ("runs/tiny", True),
+                                           ("runs/tiny/trials/mine", False)])
+def test_cli_train_refuses_a_study_folder_as_out(where, resume, tmp_path, capsys):
+    """`train --out runs/<study>` trained a run into the study folder itself, beside its journal and owner record
+    (and `--out runs/<study>/trials/<new>` among its trials, where `lesion` then named the run after the study):
+    a run that is no trial of the study, mixed into its records. Both are refused before anything is written."""
+    import json
+
+    study = tmp_path / "runs" / "tiny"
+    (study / "trials").mkdir(parents=True)
+    (study / "owner.json").write_text(json.dumps({"study": "tiny", "study_id": "id-tiny"}))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["train", "--config", SMOKE, *TINY, "--out", str(tmp_path / where),
+                 *(["--resume"] if resume else [])]) == 2
+    err = capsys.readouterr().err
+    assert "study 'tiny'" in err and "choose another --out" in err and err.count("\n") == 1, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_cli_lesion_refuses_one_run_twice(cli_run, tmp_path, capsys):
@@ -366,6 +418,34 @@ def test_probe_and_bench_counts_are_checked_before_anything_runs(argv, says, tmp
     assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {says}\n" or (err.startswith(f"error: {says}") and err.count("\n") == 1), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--fast", "nope"], "unknown fast 'nope'"),
+    (["--data", "nope"], "unknown data.name 'nope'"),
+    (["--set", "model.foo=1"], "unknown model key 'foo'"),
+    (["--set", "batch_size=-1"], "batch_size must be a positive integer, got -1"),
+    (["--depths", "8,9"], "model.depth 9 is impossible"),
+])
+@pytest.mark.parametrize("members", ["1", "2"])
+def test_bench_run_configs_are_checked_before_anything_is_measured(argv, says, members, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A bad --fast, --data or --set, or a depth the family cannot build, was refused only when its run config was
+    first built: on a CPU after the matmul peak and every earlier depth had been measured (minutes on a busy
+    machine), so an input error cost a whole measurement before its one line."""
+    import resnet_core.bench as bench
+    import resnet_core.bench_cpu as bench_cpu
+
+    def measured(*_a, **_k):
+        raise AssertionError("measured before the input was checked")
+
+    for module, name in ((bench_cpu, "peak_gflops"), (bench, "engine_timer"), (bench, "seed_style_timer")):
+        monkeypatch.setattr(module, name, measured)
+    assert main(["bench", "--depths", "8", "--members", members, "--steps", "1", "--device", "cpu", *argv,
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
 
 

@@ -193,6 +193,21 @@ def test_running_and_waiting_trials_are_counted(tmp_path):
     assert "1 running" in data.status_line() and "1 waiting" in data.status_line()
 
 
+@pytest.mark.parametrize("statuses, incomplete", [(["complete", "pruned", "pruned"], False),
+                                                    (["complete", "diverged"], False),
+                                                    (["complete", "interrupted"], True),
+                                                    (["complete", "waiting"], True),
+                                                    (["complete", "missing"], True)])
+def test_status_line_calls_a_study_incomplete_only_while_a_relaunch_would_run_something(fake, statuses, incomplete):
+    """A search study whose other trials were pruned (or a grid with a diverged run) has ended: the report said
+    "The study is incomplete", which sends a researcher to relaunch a sweep with nothing left to run."""
+    data = load_study(fake.name, root=fake.root)
+    data.runs = pd.DataFrame({"status": statuses})
+    line = data.status_line()
+    assert ("incomplete" in line) == incomplete, line
+    assert "numbers use the completed runs only" in line.lower(), line
+
+
 def test_unknown_study_lists_the_studies(fake, tmp_path):
     with pytest.raises(ConfigError) as err:
         build_report("no-such-study", root=fake.root, out=tmp_path)
@@ -493,6 +508,26 @@ def test_a_non_finite_value_in_a_run_record_is_named_and_the_studys_value_is_use
     again = damaged.runs.set_index("trial").loc[run["trial"]]
     assert again["status"] == "complete" and again["final_test_error"] == run["final_test_error"]
     assert cell_table(damaged).equals(cell_table(data))   # the same table as from the undamaged records
+
+
+def test_a_damaged_config_yaml_of_one_run_is_named_and_the_report_is_written(fake, tmp_path, capfd):
+    """One trial's config.yaml torn (a full disk, a kill mid-copy): `report` stopped with "not valid YAML" and wrote
+    nothing for the whole study, where a damaged summary.json or metrics.jsonl is named and read around. The
+    report names the file and takes that run's config from the study's grid: the same table as before."""
+    root = tmp_path / "runs"
+    shutil.copytree(fake.root / fake.name, root / fake.name)
+    data = load_study(fake.name, root=root)
+    run = data.runs[(data.runs["status"] == "complete")].iloc[0]
+    path = Path(run["run_dir"]) / "config.yaml"
+    assert path.is_file()
+    path.write_text(path.read_text()[:40] + "\n- [")
+    capfd.readouterr()
+    damaged = load_study(fake.name, root=root)
+    warned = capfd.readouterr().err
+    assert f"{path}: not valid YAML" in warned and f"trial {int(run['trial'])}'s run config" in warned, warned
+    assert cell_table(damaged).equals(cell_table(data))
+    build_report(fake.name, root=root, out=tmp_path / "report")
+    assert (tmp_path / "report" / "summary.md").is_file()
 
 
 def test_paper_values():

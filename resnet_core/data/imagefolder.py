@@ -7,7 +7,8 @@ list the tree in one place (``_class_folders``, ``_image_files``), so they agree
 
 A tree whose every image is grayscale (PIL modes ``GRAY_MODES``, as MNIST-like PNGs are) loads with 1 channel;
 any colour image makes the whole tree RGB (a grayscale image among colour ones is replicated to 3 channels, as PIL's
-``convert("RGB")`` does). A 16-bit grayscale image is scaled to 8 bits (``_eight_bit``)."""
+``convert("RGB")`` does). A 16-bit grayscale image is scaled to 8 bits (``_eight_bit``); a float or 32-bit integer
+one is refused, its range unknown."""
 from __future__ import annotations
 
 import os
@@ -26,13 +27,18 @@ if TYPE_CHECKING:
 
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")   # 16-bit grayscale (Pillow opens some 16-bit PNGs as "I")
+# Formats whose mode "I" holds 16-bit samples (a 16-bit PGM, scaled by Pillow to 0…65535; an older Pillow's 16-bit
+# PNG); elsewhere (a 32-bit TIFF) mode "I" is 32-bit integers, whose range is unknown.
+SIXTEEN_BIT_I_FORMATS = ("PNG", "PPM")
 
 
 def _eight_bit(img: Image.Image) -> Image.Image:
     """``img`` as 8-bit L (grayscale) or RGB: 16-bit grayscale scaled from 0…65535 (PIL's ``convert`` clips it at
-    255, a white image); a float image, whose range is unknown, refused (``ValueError``)."""
+    255, a white image); a float or 32-bit integer image, whose range is unknown, refused (``ValueError``)."""
     from PIL import Image
 
+    if img.mode == "I" and img.format not in SIXTEEN_BIT_I_FORMATS:   # scaled as 16-bit, 0…255 would load black
+        raise ValueError("32-bit integer pixels, whose range is unknown; save it as an 8- or 16-bit image")
     if img.mode in WIDE_MODES:
         return Image.fromarray(np.clip(np.rint(np.asarray(img, dtype=np.float64) / 257), 0, 255).astype(np.uint8))
     if img.mode == "F":
