@@ -166,6 +166,20 @@ def test_main_effects_and_interactions_of_a_full_grid():
     assert main_effects(grid, cells)[1].weights == {"110none": 1.0, "20none": -1.0}
 
 
+def test_a_paired_contrast_of_four_cells_states_its_seeds_not_its_runs():
+    """A main effect of a 2×2 grid at 3 seeds, paired: one contrast value per seed, so t has 2 degrees of freedom.
+    Its n read "6 vs 6" (the runs on each side), which a reader takes for 10 degrees of freedom."""
+    rng = np.random.default_rng(3)
+    cells = {c: _series(rng.normal(10, 1, 3)) for c in ("a0", "a1", "b0", "b1")}
+    est = contrast(cells, {"a1": 0.5, "b1": 0.5, "a0": -0.5, "b0": -0.5}, paired=True)
+    assert est.test == PAIRED and est.df == 2
+    assert est.n_text == "3 seeds (6 vs 6 runs)" and "paired t, n = 3 seeds (6 vs 6 runs)" in est.describe()
+    two = compare(cells["a1"], cells["a0"], paired=True)
+    assert two.n_text == "3 vs 3" and "n = 3 vs 3" in two.describe()
+    welch = contrast(cells, {"a1": 0.5, "b1": 0.5, "a0": -0.5, "b0": -0.5}, paired=False)
+    assert welch.test == WELCH and welch.n_text == "6 vs 6"
+
+
 # -- --until-decided, simulated --------------------------------------------------------------------------------
 PAIR = Planned("a-vs-b", "A − B", {"A": 1.0, "B": -1.0}, expect=0)
 

@@ -138,7 +138,7 @@ def comparison_lines(results: Sequence[Result]) -> list[str]:
             core = "not enough data (fewer than 2 completed seeds on a side)"
         else:
             e = r.est
-            core = (f"{e.diff:+7.2f} {e.bounds_text()}  {e.test}, n={e.n_a} vs {e.n_b}  {r.verdict}")
+            core = (f"{e.diff:+7.2f} {e.bounds_text()}  {e.test}, n={e.n_text}  {r.verdict}")
             if r.verdict not in SETTLED:
                 core += f"; seeds needed ≈ {seeds_needed_text(r.seeds_needed)}"
         if r.dead:

@@ -71,11 +71,21 @@ class Estimate:
     def interval_text(self, digits: int = 2) -> str:
         return f"{self.diff:+.{digits}f} {self.bounds_text(digits)}"
 
+    @property
+    def n_text(self) -> str:
+        """'3 vs 3': the completed seeds on each side. A paired contrast of more than two cells (a main effect
+        averaged over another axis, an interaction) rests on one value per seed, so its n is the seeds, with the
+        runs beside it: '3 seeds (6 vs 6 runs)' (its t has 2 degrees of freedom, not 10)."""
+        seeds = int(round(self.df)) + 1
+        if self.test == PAIRED and (self.n_a, self.n_b) != (seeds, seeds):
+            return f"{seeds} seeds ({self.n_a} vs {self.n_b} runs)"
+        return f"{self.n_a} vs {self.n_b}"
+
     def describe(self, unit: str = " points") -> str:
         """'−18.70 points, 95 % CI [−35.2, −2.2], Welch t, n = 3 vs 3'."""
         pct = f"{100 * self.level:.3g}"
         ci = f"{pct} % CI {self.bounds_text()}" if self.has_interval else self.bounds_text()
-        return f"difference {self.diff:+.2f}{unit}, {ci} ({self.test}, n = {self.n_a} vs {self.n_b})"
+        return f"difference {self.diff:+.2f}{unit}, {ci} ({self.test}, n = {self.n_text})"
 
 
 def _clean(values: pd.Series) -> pd.Series:
