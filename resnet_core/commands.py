@@ -294,7 +294,8 @@ def _as_ran(state: dict, ckpt_path: Path, run_cfg: Any, device: Any, precision: 
 
 def _eval_loaders(loaded: Loaded):
     """The checkpoint's evaluation loaders; a ConfigError when the dataset (read where ``--data-path`` /
-    ``--data-root`` point) is not one the model was built for: other channels or another number of classes."""
+    ``--data-root`` point) is not one the model was built for: other channels, another number of classes, or other
+    class names by label (the checkpoint's ``classes``)."""
     from .data import build_loaders, load_dataset
     from .errors import ConfigError
 
@@ -307,6 +308,13 @@ def _eval_loaders(loaded: Loaded):
             where = run_cfg.data.path or run_cfg.data.root or run_cfg.data.name
             raise ConfigError(f"{where}: the dataset has {data_has} {what} but the checkpoint's model was built "
                               f"for {model_has}; give the run's own dataset (--data-path / --data-root)")
+    trained_on = loaded.state.get("classes")   # by label; a checkpoint from before it was recorded has none
+    if trained_on and list(trained_on) != list(data.classes):
+        label = next(i for i, (a, b) in enumerate(zip(trained_on, data.classes)) if a != b)
+        where = run_cfg.data.path or run_cfg.data.root or run_cfg.data.name
+        raise ConfigError(f"{where}: label {label} is class {data.classes[label]!r} here but "
+                          f"{trained_on[label]!r} in the run's dataset; its numbers would score the wrong classes: "
+                          f"give the run's own dataset (--data-path / --data-root)")
     return build_loaders(data, run_cfg.data, seeds=[run_cfg.seed], batch_size=run_cfg.batch_size,
                          eval_batch_size=run_cfg.eval_batch_size, device=loaded.device,
                          channels_last=loaded.channels_last).evals()

@@ -160,7 +160,7 @@ class Trainer:
                              say=lambda text: emit(listeners, "on_message", text))
         self.facts = RunFacts()
         self.members = Members(records, member_models, self.path, listeners, self.facts, total=self.total,
-                               steps_per_epoch=spe, params=params, tf32=tf32)
+                               steps_per_epoch=spe, params=params, tf32=tf32, classes=data.classes)
         self._last_good: dict[str, Any] | None = None  # the state to replay from in full precision (see run)
         self._signals = DeferredSignals()  # run's: a stop during a step or an evaluation's record waits for its end
 

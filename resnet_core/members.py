@@ -125,9 +125,10 @@ class Members:
 
     def __init__(self, members: list[Member], member_models: Sequence[ModelConfig], path: FastPath,
                  callbacks: Sequence[Any], facts: RunFacts, *, total: int, steps_per_epoch: int, params: list[int],
-                 tf32: bool) -> None:
+                 tf32: bool, classes: Sequence[str] = ()) -> None:
         self.members, self.member_models, self.path, self.callbacks = members, list(member_models), path, callbacks
         self.facts, self.total, self.spe, self.params, self.tf32 = facts, total, steps_per_epoch, params, tf32
+        self.classes = [str(c) for c in classes]   # the dataset's class names, by label: in every checkpoint
         self.ref = members[0].cfg  # what the members share (check_fusable): checkpointing, the schedule's unit
 
     def __getitem__(self, g: int) -> Member:
@@ -282,7 +283,7 @@ class Members:
                                       data_time_s=facts.data_time_s,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
                                       window=self.path.window_of(g), threads=self.cpu_threads(),
-                                      plugins=loaded_plugin_records())
+                                      plugins=loaded_plugin_records(), classes=self.classes)
 
     def save_periodic(self, step: int) -> None:
         """checkpoint_every: each running member's checkpoint as epoch_NNN.pt (or step_NNNNNNN.pt), atomically."""

@@ -115,30 +115,35 @@ def test_cli_eval_and_lesion_of_a_copied_checkpoint_read_its_data_where_it_lies_
     assert "data.root" in err and "cifar10_jpeg without data.path" in err and "no effect" in err, err
 
 
-@pytest.mark.parametrize("mode, classes, says", [("L", 2, "1 channels"), ("RGB", 3, "3 classes")])
+@pytest.mark.parametrize("mode, classes, prefix, says", [
+    ("L", 2, "c", "1 channels"), ("RGB", 3, "c", "3 classes"),
+    ("RGB", 2, "k", "label 0 is class 'k0' here but 'c0' in the run's dataset")])
 def test_cli_eval_and_lesion_refuse_a_data_path_to_a_dataset_the_model_was_not_built_for(tmp_path, capsys, mode,
-                                                                                         classes, says):
+                                                                                         classes, prefix, says):
     """--data-path pointing at another dataset than the run's: a grayscale tree for an RGB run's model crashed the
-    first convolution with a traceback, and one more class crashed the loss ("Target 2 is out of bounds"). Both
-    are refused in one line naming what differs, before any evaluation or lesion table."""
+    first convolution with a traceback, and one more class crashed the loss ("Target 2 is out of bounds"); a tree
+    of as many classes under other names was scored silently, label by label, against the wrong classes. Each is
+    refused in one line naming what differs (the class names by label are in the checkpoint), before any
+    evaluation or lesion table."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
 
-    def tree(root: Path, mode: str, k: int) -> Path:
+    def tree(root: Path, mode: str, k: int, prefix: str = "c") -> Path:
         for split in ("train", "test"):
             for c in range(k):
-                (root / split / f"c{c}").mkdir(parents=True)
+                (root / split / f"{prefix}{c}").mkdir(parents=True)
                 for i in range(8):
                     pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
-                    Image.fromarray(pixels).convert(mode).save(root / split / f"c{c}" / f"{i}.png")
+                    Image.fromarray(pixels).convert(mode).save(root / split / f"{prefix}{c}" / f"{i}.png")
         return root
 
     run = tmp_path / "run"
     assert main(["train", "--config", SMOKE, *TINY, "--set", "data.name=imagefolder", "--set",
                  f"data.path={tree(tmp_path / 'own', 'RGB', 2)}", "--set", "data.synthetic=null",
                  "--set", "batch_size=8", "--set", "schedule.total=1", "--out", str(run)]) == 0
-    other = tree(tmp_path / "other", mode, classes)
+    assert torch.load(run / "last.pt", map_location="cpu", weights_only=True)["classes"] == ["c0", "c1"]
+    other = tree(tmp_path / "other", mode, classes, prefix)
     for argv in (["eval", str(run / "last.pt")], ["lesion", str(run / "last.pt"), "--out", str(tmp_path / "l.csv")]):
         capsys.readouterr()
         assert main([*argv, "--device", "cpu", "--data-path", str(other)]) == 2
