@@ -152,7 +152,18 @@ def _previous_files(out: Path, identity: dict[str, Any]) -> list[str]:
     return report_files(out)
 
 
+def study_and_root(study: str, root: str | None, storage: str | None) -> tuple[str, str | None]:
+    """(study name, root) of the ``report`` argument: a study folder (``report runs/quickstart``, as ``sweep`` prints
+    it: a folder holding ``optuna.journal``) given without ``--root``/``--storage`` is its name and the folder
+    above it; anything else is a study name under ``root``."""
+    folder = Path(study)
+    if root is None and storage is None and (folder / "optuna.journal").is_file():
+        return folder.resolve().name, str(folder.resolve().parent)
+    return study, root
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
+    args.study, args.root = study_and_root(args.study, args.root, args.storage)
     out = build_report(args.study, root=args.root, storage=args.storage, out=args.out, formats=args.format,
                        probe=args.probe, lesion=args.lesion, figures=not args.no_figures)
     summary = (out / "summary.md").read_text().splitlines()
@@ -191,7 +202,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Write Markdown/CSV/LaTeX tables, PNG+SVG figures, summary.md (the papers' claims "
                                    "with verdicts) and index.html for a study, with the papers' numbers beside ours. "
                                    "Works offline and on a study that is still running.")
-    p.add_argument("study", help="study name (as in `resnet-ablate studies`)")
+    p.add_argument("study", help="study name (as in `resnet-ablate studies`), or its folder (runs/<study>, the one "
+                                 "holding optuna.journal)")
     p.add_argument("--root", default=None,
                    help="folder holding <study>/optuna.journal and the run directories (default: runs); with "
                         "--storage it only locates the run directories")

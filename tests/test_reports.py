@@ -208,6 +208,22 @@ def test_status_line_calls_a_study_incomplete_only_while_a_relaunch_would_run_so
     assert "numbers use the completed runs only" in line.lower(), line
 
 
+def test_report_takes_a_study_folder_as_sweep_prints_it(fake, tmp_path, capsys, monkeypatch):
+    """`sweep` prints the study folder (runs/<study>); `report runs/<study>` was refused as an unknown study named
+    'runs/<study>'. A folder holding optuna.journal, without --root or --storage, is the study and its root."""
+    from resnet_core.cli import main
+
+    monkeypatch.chdir(fake.root)
+    assert main(["report", f"{fake.name}/", "--root", "elsewhere", "--out", str(tmp_path / "x"), "--no-figures"]) == 2
+    assert "unknown study" in capsys.readouterr().err            # with --root, the argument is a study name
+    assert main(["report", str(fake.study_dir), "--out", str(tmp_path / "by-folder"), "--no-figures",
+                 "--lesion", str(fake.lesion_csv)]) == 0
+    assert f"report for {fake.name} written to" in capsys.readouterr().out
+    ours = (tmp_path / "by-folder" / "summary.md").read_text()
+    direct = build_report(fake.name, root=fake.root, out=tmp_path / "direct", lesion=fake.lesion_csv, figures=False)
+    assert ours == (direct / "summary.md").read_text()
+
+
 def test_unknown_study_lists_the_studies(fake, tmp_path):
     with pytest.raises(ConfigError) as err:
         build_report("no-such-study", root=fake.root, out=tmp_path)
