@@ -37,6 +37,16 @@ def test_chance_test_error_is_dead_whatever_the_loss():
     assert dead_reason(75.0, FOUR, lowest_train_loss=0.1).startswith("test error 75.00 % is chance for 4 classes")
 
 
+def test_a_test_error_just_below_chance_is_called_within_noise_of_it_not_chance():
+    """71.88 % at 4 classes over 128 test images is dead (within 3 binomial sd of 75 %), but "71.88 % is chance"
+    read as a contradiction; the reason gives the band."""
+    shape = DataShape(4, n_test=128)
+    why = dead_reason(71.88, shape, lowest_train_loss=0.1)
+    assert why == ("test error 71.88 % is within 3 binomial sd of chance for 4 classes (75.00 %, sd 3.83 over 128 "
+                   "test images)"), why
+    assert dead_reason(60.0, shape, lowest_train_loss=0.1) is None
+
+
 def _lowest_logged(run_dir) -> float:
     return min(r["value"] for r in read_metrics(run_dir) if (r["split"], r["name"]) == ("train", "loss")
                and math.isfinite(r["value"]))

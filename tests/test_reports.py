@@ -665,7 +665,7 @@ def test_a_cell_that_did_not_learn_is_named_and_its_verdicts_say_so(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "## Cells that did not learn" in summary
     assert re.search(r"\*\*ResNet-20 \(post-act, GMP\)\*\* did not learn in 2 of 2 seeds \(test error 89\.\d+ % is "
-                     r"chance for 10 classes", summary)
+                     r"within 3 binomial sd of chance for 10 classes \(90\.00 %, sd", summary)
     claims = {(c.id, c.statement): c for c in check_claims(load_study(fake.name, root=fake.root))}
     resting = [c for c in claims.values() if "post-act, GMP" in c.statement]
     assert resting and all(c.dead and "did not learn" in c.markdown() for c in resting)

@@ -37,12 +37,16 @@ def chance_error(classes: int) -> float:
     return 100.0 * (1.0 - 1.0 / classes)
 
 
+def chance_sd(shape: DataShape) -> float:
+    """The binomial standard deviation (points) of a guess's test error over the test set."""
+    p = 1.0 - 1.0 / shape.classes
+    return 100.0 * math.sqrt(p * (1 - p) / (shape.n_test or DEFAULT_N_TEST))
+
+
 def at_chance(test_error: Any, shape: DataShape) -> bool:
     if not _finite(test_error) or shape.classes < 2:
         return False
-    p = 1.0 - 1.0 / shape.classes
-    sd = 100.0 * math.sqrt(p * (1 - p) / (shape.n_test or DEFAULT_N_TEST))
-    return float(test_error) >= chance_error(shape.classes) - SIGMAS * sd
+    return float(test_error) >= chance_error(shape.classes) - SIGMAS * chance_sd(shape)
 
 
 def loss_never_fell(train_loss: Any, shape: DataShape) -> bool:
@@ -53,14 +57,19 @@ def loss_never_fell(train_loss: Any, shape: DataShape) -> bool:
 
 def dead_reason(test_error: Any, shape: DataShape | None, *, lowest_train_loss: Any = None,
                 final_train_loss: Any = None) -> str | None:
-    """Why the run did not learn ('test error 89.99 % is chance for 10 classes'), or None if it learned (or the
-    classes are unknown). The loss rule reads ``lowest_train_loss``; ``final_train_loss`` only where the record has
+    """Why the run did not learn ('test error 90.00 % is chance for 10 classes (90.00 %)'; below chance: 'test
+    error 71.88 % is within 3 binomial sd of chance for 4 classes (75.00 %, sd 3.83 over 128 test images)'), or
+    None if it learned (or the classes are unknown). The loss rule reads ``lowest_train_loss``; ``final_train_loss`` only where the record has
     no lowest."""
     if shape is None:
         return None
     if at_chance(test_error, shape):
-        return f"test error {float(test_error):.2f} % is chance for {shape.classes} classes " \
-               f"({chance_error(shape.classes):.2f} %)"
+        chance = chance_error(shape.classes)
+        if float(test_error) >= chance:
+            return f"test error {float(test_error):.2f} % is chance for {shape.classes} classes ({chance:.2f} %)"
+        n = shape.n_test or DEFAULT_N_TEST
+        return (f"test error {float(test_error):.2f} % is within {SIGMAS:g} binomial sd of chance for "
+                f"{shape.classes} classes ({chance:.2f} %, sd {chance_sd(shape):.2f} over {n:,} test images)")
     uniform = f"a uniform guess's ln {shape.classes} = {math.log(shape.classes):.3f} (less {LOSS_TOLERANCE:.0%})"
     if _finite(lowest_train_loss):
         if loss_never_fell(lowest_train_loss, shape):
