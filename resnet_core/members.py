@@ -307,21 +307,20 @@ class Members:
         (the step to continue from, the first member's checkpoint), or (0, None) to start over, cleanly."""
         paths = [m.record.dir / "last.pt" for m in self.members]
         if not any(p.exists() for p in paths):  # killed before its first checkpoint: start over, cleanly
-            for m in self.members:
-                m.record.truncate_after(0)
+            self._drop_lost_part(0)
             return 0, None
         if not all(p.exists() for p in paths):
             missing = ", ".join(str(p.parent) for p in paths if not p.exists())
             raise ConfigError(f"cannot resume fused members: no last.pt in {missing} (resume them separately)")
         states = self._readable_checkpoints(paths)
         if states is None:  # no readable checkpoint at all: start over, cleanly (resume_note says why)
-            for m in self.members:
-                m.record.truncate_after(0)
+            self._drop_lost_part(0)
             return 0, None
         steps = {s["step"] for s in states}
         if len(steps) != 1:
             raise ConfigError(f"cannot resume fused members from different steps {sorted(steps)}")
         step = steps.pop()
+        self._drop_lost_part(step)
         model = self.path.model_for_state()
         for g, (m, s) in enumerate(zip(self.members, states)):
             ckpt.restore_member(model, self.path.opt, g, s)
@@ -329,7 +328,6 @@ class Members:
             m.best_on_test = s.get("best_on_test", math.inf)  # a checkpoint from before best_on: none
             if s.get("window") is not None:  # a checkpoint from before windows were kept: the window starts empty
                 self.path.restore_window(g, s["window"])
-            m.record.truncate_after(step)
             for r in read_metrics(m.record.dir):  # the latest train loss/error and eval errors, as at `step`
                 if (r["split"], r["name"]) in (("train", "loss"), ("train", "error"), ("val", "error"),
                                                ("test", "error")):
@@ -339,6 +337,27 @@ class Members:
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         return step, states[0]
+
+    def _drop_lost_part(self, step: int) -> None:
+        """What each member's folder holds from after ``step``, the part of the run a resume from ``step`` trains
+        again: its metric rows; on a start over (step 0: no readable checkpoint), the abandoned attempt's
+        ``best.pt`` and periodic checkpoints (``eval best.pt`` would score weights the run no longer has; after a
+        step > 0 a ``best.pt`` ahead of ``last.pt`` is one the replay writes again); and, where the run trains on, a
+        ``lesion.csv`` of weights it replaces (moved aside to ``lesion.before-resume.csv``). Each removal or move is
+        warned about."""
+        for m in self.members:
+            folder = m.record.dir
+            m.record.truncate_after(step)
+            lost = [folder / "best.pt", *folder.glob("epoch_*.pt"), *folder.glob("step_*.pt")] if step == 0 else []
+            for path in (p for p in lost if p.exists()):
+                path.unlink()
+                warnings.warn(f"{path}: a checkpoint of the attempt the run starts over from: removed", stacklevel=3)
+            lesion = folder / "lesion.csv"
+            if lesion.exists() and step < self.total:
+                aside = lesion.with_name("lesion.before-resume.csv")
+                lesion.replace(aside)
+                warnings.warn(f"{lesion} measured weights the resumed run replaces: moved to {aside.name}",
+                              stacklevel=3)
 
     def all_complete(self) -> bool:
         """Whether every member's record says it completed (resuming such a run changes nothing)."""

@@ -1065,6 +1065,32 @@ def test_a_damaged_last_pt_resumes_from_an_earlier_checkpoint_or_from_scratch(da
     assert steps == sorted(set(steps)) and steps[-1] == 12   # no step twice: the record was cut back to the resume
 
 
+class _StopAtStart:
+    """Raise KeyboardInterrupt as the run starts (after its resume), before any step or evaluation."""
+
+    def on_start(self, member: int, config: Any, run_dir: Any) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_start_over_keeps_no_best_pt_or_lesion_table_of_the_abandoned_attempt(tmp_path):
+    """A damaged last.pt and no earlier checkpoint: the run starts over, but the abandoned attempt's best.pt stayed,
+    so `eval best.pt` scored weights the run no longer had until (if ever) the new attempt evaluated, and a
+    lesion.csv of the replaced weights stayed beside them. The start over removes the one and moves the other aside."""
+    cfg = apply_overrides(json.loads(json.dumps(TINY)), ["schedule.total=12", "eval_every=3", "data.val_size=32"])
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, callbacks=[InterruptAt(9)])
+    assert (run / "best.pt").exists()   # picked on the validation split
+    (run / "lesion.csv").write_text("block,test_error\nstage1.0,50.0\n")
+    (run / "last.pt").write_bytes(b"")
+    with pytest.warns(UserWarning) as said, pytest.raises(KeyboardInterrupt):
+        train(cfg, run, callbacks=[_StopAtStart()], resume=True)
+    assert not (run / "best.pt").exists() and not (run / "lesion.csv").exists()
+    assert (run / "lesion.before-resume.csv").read_text().startswith("block,test_error")
+    text = " ".join(str(w.message) for w in said)
+    assert "best.pt" in text and "removed" in text and "moved to lesion.before-resume.csv" in text
+
+
 def read_metrics_rows(run: Path) -> list[dict]:
     from resnet_core.record import read_metrics
 
