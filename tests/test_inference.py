@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.verdicts.comparisons import Planned, Result, interactions, main_effects
+from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
 from sweeps.verdicts.inference import (CONTRADICTED, DECIDED, EQUIVALENT, NOT_ENOUGH, PAIRED, REPRODUCED, UNDECIDED, WELCH,
                               SequentialPlan, compare, contrast, power_at, seeds_needed, verdict)
 from sweeps.verdicts.rounds import next_round
@@ -276,3 +276,38 @@ def test_futility_halves_the_seeds_of_a_null_comparison_and_keeps_alpha_and_powe
     assert seeds[0.1, 0.0] < 0.7 * seeds[0.0, 0.0]
     assert rates[0.1, 0.0] <= 0.05 + 0.022                     # 2 binomial sd above α over 400 studies
     assert rates[0.1, 1.5] >= rates[0.0, 1.5] - 0.08
+
+
+def test_seeds_needed_for_a_margin_claim_counts_ending_inside_the_margin():
+    """A no-degradation claim (margin ±1 point) is decided when its interval falls inside ±1 as well as when it
+    excludes zero: fig6-cpu's ResNet-56 vs ResNet-20 training error (per-seed differences −0.64, −0.10, +0.03 at
+    the 98.75 % level of 4 looks) ends *equivalent* at 6 seeds per cell in most simulated studies, while rejecting
+    zero takes about 29. power_at with the margin is the share of simulated paired studies decided either way."""
+    from scipy import stats
+
+    level = 0.9875
+    est = compare(_series([12.853, 13.450, 13.084]), _series([13.489, 13.548, 13.053]), paired=True, level=level)
+    sd = float(np.sqrt(est.parts[0]))
+    rng = np.random.default_rng(5)
+    for n in (4, 6, 8):
+        diffs = rng.normal(est.diff, sd, size=(4000, n))
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(axis=1, ddof=1) / np.sqrt(n)
+        mean = diffs.mean(axis=1)
+        decided = ((mean - half > -1) & (mean + half < 1)) | (mean + half < 0) | (mean - half > 0)
+        assert power_at(est, n, level=level, margin=1.0) == pytest.approx(decided.mean(), abs=0.04), n
+    without = seeds_needed(est, level=level)
+    need = seeds_needed(est, level=level, margin=1.0)
+    assert without > 20 and need < 10
+    assert power_at(est, need - 1, level=level, margin=1.0) < 0.8 <= power_at(est, need, level=level, margin=1.0)
+
+
+def test_a_margin_claims_seeds_needed_in_the_report_counts_ending_equivalent():
+    """What summary.md prints for an undecided no-degradation claim: the same fig6-cpu records through ``evaluate``
+    say 6 seeds per cell, not the 29 that rejecting zero alone would take."""
+    runs = pd.DataFrame({"cell": ["deep"] * 3 + ["shallow"] * 3, "seed": [0, 1, 2] * 2,
+                         "final_train_error": [12.853, 13.450, 13.084, 13.489, 13.548, 13.053]})
+    plan = Planned("no-degradation", "ResNet-56 vs ResNet-20", {"deep": 1.0, "shallow": -1.0},
+                   metric="final_train_error", expect=-1, margin=1.0)
+    [result] = evaluate([plan], runs, configs={"deep": {}, "shallow": {}}, level=0.9875)
+    assert result.verdict == UNDECIDED and result.est.test == PAIRED
+    assert result.seeds_needed == 6

@@ -210,7 +210,7 @@ def evaluate(plans: Sequence[Planned], runs: pd.DataFrame, *, configs: Mapping[s
         paired = all(c in orders for c in p.cells) and same_data_order([orders[c] for c in p.cells])
         est = contrast(cache[p.metric], p.weights, paired=paired, level=level)
         v = verdict(est, p.expect, p.margin)
-        need = seeds_needed(est, level=level) if v not in ("reproduced", "contradicted", "equivalent",
-                                                           "decided") else None
+        decided = v in ("reproduced", "contradicted", "equivalent", "decided")
+        need = None if decided else seeds_needed(est, level=level, margin=p.margin)
         out.append(Result(p, est, v, need, {c: dead[c] for c in p.cells if c in dead}))
     return out

@@ -179,10 +179,12 @@ def verdict(est: Estimate | None, expect: int = 0, margin: float | None = None) 
     return UNDECIDED
 
 
-def power_at(est: Estimate | None, n: int, *, level: float = LEVEL) -> float | None:
+def power_at(est: Estimate | None, n: int, *, level: float = LEVEL, margin: float | None = None) -> float | None:
     """The power of the same two-sided t-test at ``level`` with ``n`` seeds per cell against a true contrast equal
     to the observed one, with the observed variances (noncentral t, ``scipy.stats.nct``; Welch–Satterthwaite degrees
     of freedom with equal seeds per cell; a paired contrast has one variance term and n − 1 degrees of freedom).
+    With a ``margin`` (a claim that can also end *equivalent*), the chance of deciding it either way: the larger of
+    that power and the chance that the interval falls inside ±margin (two one-sided noncentral t tests).
     None when nothing can be said (no estimate, a non-finite difference, or no observed spread)."""
     from scipy import stats
 
@@ -194,18 +196,37 @@ def power_at(est: Estimate | None, n: int, *, level: float = LEVEL) -> float | N
     df = max(1.0, total ** 2 * (n - 1) / sum(p * p for p in est.parts))
     nc = abs(est.diff) / math.sqrt(total / n)
     crit = stats.t.ppf(1 - (1 - level) / 2, df)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    rejects_zero = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    if margin is None:
+        return rejects_zero
+    return max(rejects_zero, _inside_margin(est.diff, math.sqrt(total / n), df, crit, margin))
 
 
-def seeds_needed(est: Estimate | None, *, level: float = LEVEL, power: float = POWER) -> int | None:
-    """Seeds per cell at which the test has ``power`` (0.8) against the observed contrast (``power_at``). None when
-    nothing can be said (no estimate, a zero observed difference, or no observed spread); ``SEEDS_NEEDED_CAP + 1``
-    for more than the cap."""
-    if est is None or est.diff == 0 or power_at(est, 2, level=level) is None:
+def _inside_margin(diff: float, se: float, df: float, crit: float, margin: float) -> float:
+    """The chance that the interval mean ± crit·(estimated se) lies inside ±margin when the mean is normal about
+    ``diff`` with sd ``se`` and the estimated se is se·sqrt(chi²(df)/df): integrated over the chi² (exact for a
+    paired t interval, where the two one-sided noncentral t bounds undercount at few seeds)."""
+    from scipy import integrate, stats
+
+    def given(v: float) -> float:
+        half = crit * se * math.sqrt(v / df)
+        return stats.chi2.pdf(v, df) * max(0.0, stats.norm.cdf((margin - half - diff) / se)
+                                           - stats.norm.cdf((half - margin - diff) / se))
+
+    top = df * (margin / (crit * se)) ** 2          # beyond it the half-width alone exceeds the margin
+    return float(min(1.0, integrate.quad(given, 0.0, top, limit=200)[0]))
+
+
+def seeds_needed(est: Estimate | None, *, level: float = LEVEL, power: float = POWER,
+                 margin: float | None = None) -> int | None:
+    """Seeds per cell at which the test has ``power`` (0.8) against the observed contrast (``power_at``; with the
+    claim's equivalence ``margin``, the power to decide it either way). None when nothing can be said (no estimate,
+    a zero observed difference and no margin, or no observed spread); ``SEEDS_NEEDED_CAP + 1`` for more than the cap."""
+    if est is None or (est.diff == 0 and margin is None) or power_at(est, 2, level=level) is None:
         return None
 
     def power_of(n: int) -> float:
-        return power_at(est, n, level=level)
+        return power_at(est, n, level=level, margin=margin)
 
     lo, hi = 2, 2
     while power_of(hi) < power:
@@ -238,7 +259,8 @@ def seeds_needed_text(n: int | None) -> str:
 
 
 SEEDS_NEEDED_METHOD = (f"seeds per cell for {POWER:.0%} power of the same two-sided t-test at the observed "
-                       "difference and the observed seed-to-seed variances (noncentral t)")
+                       "difference and the observed seed-to-seed variances (noncentral t); for a claim with a margin, "
+                       "to end either excluding zero or inside the margin")
 
 
 # -- optional stopping --------------------------------------------------------------------------------------------
