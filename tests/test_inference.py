@@ -311,3 +311,23 @@ def test_a_margin_claims_seeds_needed_in_the_report_counts_ending_equivalent():
     [result] = evaluate([plan], runs, configs={"deep": {}, "shallow": {}}, level=0.9875)
     assert result.verdict == UNDECIDED and result.est.test == PAIRED
     assert result.seeds_needed == 6
+
+
+def test_futility_counts_a_margin_claims_chance_to_end_equivalent():
+    """A near-zero difference with a small spread: as a plain comparison the cap cannot decide it (futile), but a
+    claim of no difference within ±1 point will likely end *equivalent* there, so it keeps its seeds."""
+    from sweeps.verdicts.rounds import futile_results
+
+    est = compare(_series([20.1, 20.9, 19.6]), _series([20.0, 20.3, 19.9]), paired=True, level=0.99)
+    plan = SequentialPlan(0.05, 3, 2, 8, 0.2)
+    plain = Planned("plain", "A − B", {"A": 1.0, "B": -1.0})
+    margin = Planned("margin", "A − B within 1", {"A": 1.0, "B": -1.0}, expect=-1, margin=1.0)
+    results = [Result(p, est, verdict(est, p.expect, p.margin), None, {}) for p in (plain, margin)]
+    assert [r.verdict for r in results] == [UNDECIDED, UNDECIDED]
+    futile = futile_results(plan, results)
+    assert set(futile) == {"plain"} and futile["plain"] < 0.2
+    assert plan.power_at_cap(est, 1.0) >= 0.2
+    # a spread so wide that 8 seeds cannot bring the interval inside ±1 either: the margin claim is futile too
+    wide = compare(_series([21.0, 25.0, 16.0]), _series([20.0, 20.3, 19.9]), paired=True, level=0.99)
+    results = [Result(p, wide, verdict(wide, p.expect, p.margin), None, {}) for p in (plain, margin)]
+    assert set(futile_results(plan, results)) == {"plain", "margin"}

@@ -318,7 +318,7 @@ class SequentialPlan:
                      f"gets no more seeds")
         return text
 
-    def power_at_cap(self, est: Estimate | None) -> float | None:
+    def power_at_cap(self, est: Estimate | None, margin: float | None = None) -> float | None:
         """The power of the last look's test (``max_seeds`` seeds per cell, this plan's level) at the observed
-        contrast (``power_at``)."""
-        return power_at(est, self.max_seeds, level=self.level)
+        contrast (``power_at``; with a claim's ``margin``, to decide it either way)."""
+        return power_at(est, self.max_seeds, level=self.level, margin=margin)

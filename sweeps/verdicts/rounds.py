@@ -126,16 +126,15 @@ def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 
 def futile_results(plan: SequentialPlan, results: Sequence[Any]) -> dict[str, float]:
-    """Comparison id → its power at the cap (``SequentialPlan.power_at_cap``), for the unsettled comparisons under
-    the plan's futility bound. A claim with a margin is never futile here: it can also be settled *equivalent*, a
-    route whose power this does not measure."""
+    """Comparison id → its power at the cap (``SequentialPlan.power_at_cap``; a claim with a margin counts ending
+    *equivalent* too), for the unsettled comparisons under the plan's futility bound."""
     if not plan.futility:
         return {}
     out = {}
     for r in results:
-        if r.verdict in SETTLED or r.plan.margin is not None:
+        if r.verdict in SETTLED:
             continue
-        power = plan.power_at_cap(r.est)
+        power = plan.power_at_cap(r.est, r.plan.margin)
         if power is not None and power < plan.futility:
             out[r.id] = power
     return out
