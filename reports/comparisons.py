@@ -13,7 +13,7 @@ from sweeps.spec.study_format import record_of
 from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
 from sweeps.verdicts.dead import dead_cell_text, dead_reason, shape_of
 from sweeps.verdicts.inference import LEVEL
-from sweeps.verdicts.rounds import stored_plan
+from sweeps.verdicts.rounds import futility_history_text, stored_plan
 
 from .study_reader import StudyData
 
@@ -29,8 +29,9 @@ def level_text(data: StudyData) -> str:
     if plan is None:
         return "95 % confidence intervals"
     rounds = len((record_of(data.user_attrs) or {}).get("rounds") or [])
+    changes = futility_history_text(data.user_attrs)
     return (f"{plan.describe()} — the study ran `sweep --until-decided` ({rounds} round{'s' * (rounds != 1)} "
-            f"of added seeds)")
+            f"of added seeds{'; ' + changes if changes else ''})")
 
 
 def run_dead(data: StudyData) -> pd.Series:

@@ -77,8 +77,8 @@ def test_a_dry_run_says_what_until_decided_would_add(tmp_path, capsys):
 def test_futility_gives_no_seeds_to_a_comparison_the_cap_would_not_decide(tmp_path, capsys):
     """--futility 0.5: the tiny grid's comparison, undecided at 2 seeds, has about 10 % power at the cap of 4 (its
     observed difference and spread), so no round runs; the study records the rule and why it stopped, the report
-    states the rule, and a relaunch asking another bound is refused while one without --futility keeps the stored
-    one."""
+    states the rule; a relaunch asking another bound changes it (recorded with the look it applies from), and one
+    without --futility keeps the stored one."""
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", "futile")
     assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
@@ -94,40 +94,76 @@ def test_futility_gives_no_seeds_to_a_comparison_the_cap_would_not_decide(tmp_pa
     assert main([*args, "--futility", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "until-decided: stopped after 0 rounds (2 left undecided for futility" in out, out
-    assert "round 1" not in out
+    assert "round 1" not in out and "futility bound" not in out           # the first plan is no change
     study = journal_study(root, "futile")
     assert len(study.get_trials(deepcopy=False)) == 4
     rec = study.user_attrs[DECIDE_ATTR]
     assert rec["plan"]["futility"] == 0.5 and rec["rounds"] == [] and "futility" in rec["stopped"]
+    assert "futility_changes" not in rec
 
-    assert main([*args, "--futility", "0.2"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "planned its rounds with --futility 0.5; relaunch with --futility 0.5" in err, err
-    assert main(args) == 0                               # no --futility: the stored plan's
-    assert "stopped after 0 rounds (2 left undecided for futility" in capsys.readouterr().out
+    assert main([*args, "--futility", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "until-decided: futility bound 20% from look 1 on (was 50%), recorded in the study's plan" in out, out
+    assert "stopped after 0 rounds (2 left undecided for futility (power at 4 seeds under 20%" in out, out
+    rec = journal_study(root, "futile").user_attrs[DECIDE_ATTR]
+    assert rec["plan"]["futility"] == 0.2 and rec["futility_changes"] == [{"look": 1, "from": 0.5, "to": 0.2}]
+    assert main(args) == 0                               # no --futility: the stored plan's, no new change
+    out = capsys.readouterr().out
+    assert "under 20%" in out and "futility bound" not in out, out
+    assert journal_study(root, "futile").user_attrs[DECIDE_ATTR]["futility_changes"] == rec["futility_changes"]
     assert len(journal_study(root, "futile").get_trials(deepcopy=False)) == 4
 
     from reports.cli import build_report
 
     report = build_report("futile", root=root, out=tmp_path / "report", formats="md", figures=False)
-    assert "futility: a comparison with under 50% power at 4 seeds" in (report / "summary.md").read_text()
+    summary = (report / "summary.md").read_text()
+    assert "futility: a comparison with under 20% power at 4 seeds" in summary, summary
+    assert "futility bound 20% from look 1 on (was 50%)" in summary, summary
 
 
-def test_a_study_planned_without_futility_refuses_one_later(tmp_path, capsys):
-    """A study whose rounds were planned without --futility (or before it existed) keeps that plan: asking for it
-    later would change the rule mid-study."""
+def test_a_study_planned_without_futility_takes_one_later_recorded(tmp_path, capsys):
+    """A study whose rounds were planned without --futility (or before it existed) refused one later, so a
+    comparison its cap could not decide kept costing trials to the cap. A non-binding bound cannot raise the
+    chance of a false decision whenever it is set: a relaunch with --futility applies it from the next look and
+    records the change; a dry run says so and writes nothing; another --max-seeds is still refused."""
     root = tmp_path / "runs"
     grid = write_grid(tmp_path / "g.yaml", "nofutile")
     assert main(["sweep", str(grid), "--root", str(root), "--workers", "1"]) == 0
     study = journal_study(root, "nofutile")
     plan = {"alpha": 0.05, "start": 2, "step": 2, "max_seeds": 4, "looks": 2, "level": 0.975}   # as stored before
-    study.set_user_attr(DECIDE_ATTR, {"plan": plan, "rounds": [], "stopped": "cap"})
+    study.set_user_attr(DECIDE_ATTR, {"plan": plan, "rounds": [], "stopped": None})
     capsys.readouterr()
-    args = ["sweep", str(grid), "--root", str(root), "--until-decided", "--max-seeds", "4", "--dry-run"]
-    assert main([*args, "--futility", "0.5"]) == 2
-    assert "planned its rounds with --futility 0; relaunch with --futility 0" in capsys.readouterr().err
-    assert main(args) == 0
+    args = ["sweep", str(grid), "--root", str(root), "--until-decided", "--max-seeds", "4"]
+    before = (root / "nofutile" / "optuna.journal").read_bytes()
+    assert main([*args, "--dry-run"]) == 0
     assert "futility" not in capsys.readouterr().out
+    assert main([*args, "--futility", "0.5", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "(futility bound 50% from look 1 on (was off): a launch records the change)" in out, out
+    assert (root / "nofutile" / "optuna.journal").read_bytes() == before
+    assert main([*args, "--max-seeds", "6", "--futility", "0.5"]) == 2
+    assert "planned its rounds with --max-seeds 4" in capsys.readouterr().err
+    assert (root / "nofutile" / "optuna.journal").read_bytes() == before
+
+    assert main([*args, "--futility", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "futility bound 50% from look 1 on (was off)" in out and "left undecided for futility" in out, out
+    rec = journal_study(root, "nofutile").user_attrs[DECIDE_ATTR]
+    assert rec["futility_changes"] == [{"look": 1, "from": 0.0, "to": 0.5}] and rec["rounds"] == []
+    assert len(journal_study(root, "nofutile").get_trials(deepcopy=False)) == 4
+
+
+def test_a_futility_change_applies_from_the_look_after_the_recorded_rounds():
+    from sweeps.verdicts.inference import SequentialPlan
+    from sweeps.verdicts.rounds import futility_change, futility_change_text
+
+    stored = SequentialPlan(0.05, 3, 2, 8).to_dict()
+    rec = {"plan": stored, "rounds": [{"round": 1}], "stopped": None}
+    change = futility_change(rec, SequentialPlan(0.05, 3, 2, 8, 0.1))
+    assert change == {"look": 2, "from": 0.0, "to": 0.1}
+    assert futility_change_text(change) == "futility bound 10% from look 2 on (was off)"
+    assert futility_change(rec, SequentialPlan(0.05, 3, 2, 8)) is None
+    assert futility_change({}, SequentialPlan(0.05, 3, 2, 8, 0.1)) is None
 
 
 @pytest.mark.slow

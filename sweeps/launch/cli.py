@@ -112,7 +112,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--futility", type=float, default=None, metavar="P",
                    help="with --until-decided: a comparison whose power at --max-seeds seeds (the observed "
                         "difference and spread) is below P, e.g. 0.1, gets no more seeds and stays undecided "
-                        "(non-binding: the false-decision guard holds); fixed with the plan (default: off)")
+                        "(non-binding: the false-decision guard holds); stored with the plan, a relaunch with "
+                        "another P changes it from the next look, recorded (default: off)")
     add_plugin_argument(p)
     add_arguments(p)
     p.set_defaults(func=_cmd_sweep)

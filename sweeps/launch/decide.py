@@ -12,8 +12,8 @@ from ..verdicts.comparisons import Result, decision_family, evaluate
 from ..verdicts.inference import SETTLED, seeds_needed_text
 from ..verdicts.results import cell_configs, dead_cells, trial_frame
 from ..verdicts.inference import SequentialPlan
-from ..verdicts.rounds import (check_same_plan, futile_results, next_round, open_results, record_round, record_stop,
-                               stored_plan, stuck_cells)
+from ..verdicts.rounds import (check_same_plan, futile_results, futility_change, futility_change_text, next_round,
+                               open_results, record_round, record_stop, stored_plan, stuck_cells)
 
 
 def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
@@ -67,7 +67,9 @@ def plan_lines(spec: Any, study: Any | None, max_seeds: int, futility: float | N
     family = decision_family(spec)
     labels = "; ".join(p.label for p in family[:3]) + ("; …" if len(family) > 3 else "")
     most = sum(max(0, plan.max_seeds - len(spec.cell_seeds(c))) for c in spec.cells)
-    lines = [f"until-decided: {plan.describe()}",
+    change = futility_change(record_of(study.user_attrs) or {}, plan) if study is not None else None
+    lines = [f"until-decided: {plan.describe()}"
+             + (f" ({futility_change_text(change)}: a launch records the change)" if change else ""),
              f"  decides {len(family)} comparison{'s' * (len(family) != 1)} ({labels})",
              f"  adds at most {most} trials (every cell to {plan.max_seeds} seeds, if nothing is decided before)"]
     if study is None:
@@ -93,9 +95,9 @@ def decide_rounds(spec: Any, study: Any, storage: Any, ref: Any, study_dir: Path
                   out: TextIO) -> tuple[int, list[Result], bool]:
     """Run rounds until decided, the cap, or an unfinished trial (then a relaunch continues). Returns (exit code of
     the workers, the last judgement, whether any round ran trials)."""
-    plan = stored_plan(study.user_attrs)
     ran = False
     while True:
+        plan = stored_plan(study.user_attrs)   # each round: another launch may have changed the futility bound
         trials = study.get_trials(deepcopy=False)
         if any(s.state not in DONE + FAILED for s in statuses(spec, trials)):
             print("until-decided: some trials did not finish; run the same command again to continue the rounds",

@@ -32,7 +32,7 @@ from ..queue.study import (Plan, check_existing, create_or_load, read_existing, 
 from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
 from ..spec.grid import GridSpec, load_grid
 from ..spec.study_format import DONE, FAILED, find_journals
-from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan
+from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan, futility_change_text
 from .decide import decide_rounds, plan_lines, print_decisions
 from .estimate import busy_note, sweep_seconds
 from .launchers import Job, make_launcher
@@ -327,13 +327,14 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         st = open_storage(ref, failed_trial_callback=requeue_failed_trial)
     with study_lock(ref, spec.study, st):
         the_study, created = create_or_load(st, spec, study_dir, owner=ref)
-        if until_decided:
-            ensure_plan(the_study, spec, max_seeds, futility)
+        change = ensure_plan(the_study, spec, max_seeds, futility) if until_decided else None
         history = provenance_history(the_study.user_attrs.get(PROVENANCE_ATTR))
         if history is not None:  # the study records which code (and library versions) ran it
             the_study.set_user_attr(PROVENANCE_ATTR, history)
         plan = reconcile(the_study, st, spec, study_dir, ref, retry_failed=retry_failed)
     print(f"study {spec.study}: {_units_line(spec)}  [{ref.display}]", file=out)
+    if change is not None:
+        print(f"until-decided: {futility_change_text(change)}, recorded in the study's plan", file=out)
     print_plan(plan, created, out)
     out.flush()
 

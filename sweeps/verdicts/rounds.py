@@ -10,7 +10,10 @@ A round: once every trial of the study has finished, the comparisons are judged;
 (not *reproduced*, *contradicted*, *equivalent* or *decided*) that are below the round's target get seeds up to it
 (the same next seeds for every cell, so cells that pair keep pairing). With ``--futility P`` a comparison whose
 power at the cap is below P (``SequentialPlan.futility``, non-binding) gets no more seeds either: it stays
-*undecided*, its seeds needed named, and the round records it under ``futile``. A comparison resting on a cell that failed or
+*undecided*, its seeds needed named, and the round records it under ``futile``. The bound may change at a
+relaunch (``futility_change``): a non-binding rule cannot raise the chance of a false decision whenever it is set,
+so the new bound is kept in the plan and the change recorded (``futility_changes``: the look it first applies to,
+the old and new bound), and reports state it. A comparison resting on a cell that failed or
 diverged in every one of its seeds (``STUCK_AFTER`` or more: ``stuck_cells``) is left out: more seeds of the same
 recipe would fail too, and it stays *not enough data* with the cell named. The round is written into the study under the
 study lock *before* its trials are enqueued, and a launch reads the recorded rounds into the grid
@@ -60,28 +63,54 @@ def stored_plan(attrs: Mapping[str, Any]) -> SequentialPlan | None:
         return None
 
 
-def ensure_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = None) -> dict[str, Any]:
-    """Store the plan on the first ``--until-decided`` launch; a later one must ask the same ``--max-seeds`` (and
-    ``--futility``, where it gives one). Call under ``study_lock``."""
+def ensure_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = None) -> dict[str, Any] | None:
+    """Store the plan on the first ``--until-decided`` launch; a later one must ask the same ``--max-seeds``, and
+    one asking another ``--futility`` changes the stored bound (``futility_change``). Returns the change recorded,
+    or None. Call under ``study_lock``."""
     plan = check_same_plan(study, spec, max_seeds, futility)
     rec = record_of(study.user_attrs)
     if rec is None:
-        rec = {"plan": plan.to_dict(), "rounds": [], "stopped": None}
+        study.set_user_attr(DECIDE_ATTR, {"plan": plan.to_dict(), "rounds": [], "stopped": None})
+        return None
+    change = futility_change(rec, plan)
+    if change is not None:
+        rec["plan"] = plan.to_dict()
+        rec["futility_changes"] = list(rec.get("futility_changes") or []) + [change]
         study.set_user_attr(DECIDE_ATTR, rec)
-    return rec
+    return change
+
+
+def futility_change(rec: Mapping[str, Any], plan: SequentialPlan) -> dict[str, Any] | None:
+    """{'look', 'from', 'to'} where ``plan``'s futility bound differs from the one ``rec`` stored: the look it first
+    applies to is the one after the rounds recorded (look 1 is the grid's seeds); None where they agree."""
+    old = stored_plan({DECIDE_ATTR: rec})
+    if old is None or old.futility == plan.futility:
+        return None
+    return {"look": len(rec.get("rounds") or []) + 1, "from": old.futility, "to": plan.futility}
+
+
+def futility_change_text(change: Mapping[str, Any]) -> str:
+    """'futility bound 10% from look 2 on (was off)'."""
+    def bound(p: float) -> str:
+        return f"{p:.0%}" if p else "off"
+    return f"futility bound {bound(change['to'])} from look {change['look']} on (was {bound(change['from'])})"
+
+
+def futility_history_text(attrs: Mapping[str, Any]) -> str:
+    """The recorded changes of the futility bound, '; '-joined ('' where none)."""
+    changes = (record_of(attrs) or {}).get("futility_changes") or []
+    return "; ".join(futility_change_text(c) for c in changes)
 
 
 def check_same_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = None) -> SequentialPlan:
     """The plan ``--max-seeds`` and ``--futility`` make (no ``--futility``: the stored plan's, else off), refused
-    (one line) where the study stored another one."""
+    (one line) where the study stored other looks (``--max-seeds``, the grid's seeds)."""
     old = stored_plan(study.user_attrs) if study is not None else None
     if futility is None:
         futility = old.futility if old is not None else 0.0
     plan = make_plan(spec, max_seeds, futility)
-    if old is not None and old != plan:
-        if old.futility != plan.futility and (old.max_seeds, old.start) == (plan.max_seeds, plan.start):
-            raise ConfigError(f"--futility {futility:g}: study {spec.study!r} planned its rounds with --futility "
-                              f"{old.futility:g}; relaunch with --futility {old.futility:g} (or without it)")
+    if old is not None and (old.max_seeds, old.start, old.step, old.alpha) != (plan.max_seeds, plan.start,
+                                                                               plan.step, plan.alpha):
         raise ConfigError(f"--max-seeds {max_seeds}: study {spec.study!r} planned its rounds with --max-seeds "
                           f"{old.max_seeds} and {old.start} starting seeds; relaunch with --max-seeds {old.max_seeds}")
     return plan
