@@ -1,6 +1,6 @@
 """What a study cost, measured: each run's training time, cores and throughput (``summary.json``: ``wall_time_s``,
-``threads``, ``img_per_s``), summed into hours and core-hours, and the span of its trials (Optuna's start and end
-times, pauses between launches included)."""
+``threads``, ``img_per_s``), summed into hours and core-hours, the work trained again after hard stops
+(``lost_wall_time_s``), and the span of its trials (Optuna's start and end times, pauses between launches included)."""
 from __future__ import annotations
 
 import math
@@ -39,6 +39,12 @@ def compute_lines(data: StudyData) -> list[str]:
              + (f", {_count(others, 'other attempt or run in progress', 'other attempts or runs in progress')}"
                 if others else "") + "), "
              f"{core_seconds / 3600:.2f} core-hours ({cores}; `summary.json`'s wall_time_s × threads)."]
+    lost = records["lost_wall_time_s"].fillna(0.0) if "lost_wall_time_s" in records else pd.Series(dtype=float)
+    if (lost > 0).any():
+        lines.append(f"- Work trained again after hard stops (each attempt's clock past the checkpoint its resume "
+                     f"started from; `summary.json`'s lost_wall_time_s): {_hours(float(lost.sum()))} in "
+                     f"{_count(int((lost > 0).sum()), 'run')}, {float((lost * threads).sum()) / 3600:.2f} core-hours, "
+                     f"not in the training time above.")
     speeds = []
     for cid, g in done.groupby("cell", sort=False):
         if g["img_per_s"].notna().any():

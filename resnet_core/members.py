@@ -116,6 +116,7 @@ class RunFacts:
     img_per_s: float = 0.0
     images: int = 0
     data_time_s: float = 0.0
+    lost_wall_time_s: float = 0.0   # work trained again: each hard stop's clock past the checkpoint resumed from
     precision_change: dict[str, Any] | None = None  # a bf16 run replayed in fp32 after going non-finite
     resume_note: str | None = None  # a damaged checkpoint this run resumed around
 
@@ -166,6 +167,7 @@ class Members:
             if math.isfinite(loss[g]):
                 m.lowest_train_loss = min(m.lowest_train_loss, loss[g])
             m.train_errors.append((step, err[g]))
+            m.record.write_summary(self.summary(g, step))   # the clock as at this log: a hard stop's lost work
             emit(self.callbacks, "on_log", g, step, flat)
 
     def diverge(self, first_bad: list[int], step: int) -> None:
@@ -257,6 +259,7 @@ class Members:
             "final_train_error": fin(self._final_train_error(g)), "final_train_loss": fin(m.last.get("train_loss")),
             "lowest_train_loss": fin(m.lowest_train_loss),
             "wall_time_s": facts.wall_time_s, "img_per_s": facts.img_per_s, "diverged_at": m.diverged_at,
+            "lost_wall_time_s": facts.lost_wall_time_s,
             "device": str(path.device), "fused_members": path.G, "fast_path": path.fast,
             "precision": precision_name(path.amp, path.dtype), "channels_last": path.channels_last,
             "compiled": path.ran_compiled(),
@@ -280,7 +283,7 @@ class Members:
                                       best_test=m.best_test, best_on_test=m.best_on_test,
                                       model_config=self.member_models[g].to_dict(), run_config=m.resolved,
                                       wall_time_s=facts.wall_time_s, images=facts.images,
-                                      data_time_s=facts.data_time_s,
+                                      data_time_s=facts.data_time_s, lost_wall_time_s=facts.lost_wall_time_s,
                                       rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
                                       window=self.path.window_of(g), threads=self.cpu_threads(),
                                       plugins=loaded_plugin_records(), classes=self.classes)
@@ -306,8 +309,10 @@ class Members:
         """Load every member's last.pt into the model and optimizer, and each member's numbers as at its step;
         (the step to continue from, the first member's checkpoint), or (0, None) to start over, cleanly."""
         paths = [m.record.dir / "last.pt" for m in self.members]
+        before = self._last_clock()
         if not any(p.exists() for p in paths):  # killed before its first checkpoint: start over, cleanly
             self._drop_lost_part(0)
+            self._count_lost(before, None)
             return 0, None
         if not all(p.exists() for p in paths):
             missing = ", ".join(str(p.parent) for p in paths if not p.exists())
@@ -315,12 +320,14 @@ class Members:
         states = self._readable_checkpoints(paths)
         if states is None:  # no readable checkpoint at all: start over, cleanly (resume_note says why)
             self._drop_lost_part(0)
+            self._count_lost(before, None)
             return 0, None
         steps = {s["step"] for s in states}
         if len(steps) != 1:
             raise ConfigError(f"cannot resume fused members from different steps {sorted(steps)}")
         step = steps.pop()
         self._drop_lost_part(step)
+        self._count_lost(before, states[0])
         model = self.path.model_for_state()
         for g, (m, s) in enumerate(zip(self.members, states)):
             ckpt.restore_member(model, self.path.opt, g, s)
@@ -337,6 +344,24 @@ class Members:
                 if (r["split"], r["name"]) == ("train", "error"):
                     m.train_errors.append((r["step"], r["value"]))
         return step, states[0]
+
+    def _last_clock(self) -> tuple[int, float, float] | None:
+        """(step, wall_time_s, lost_wall_time_s) of the last attempt as its summary.json last said (written at every
+        log and evaluation), or None where there is none or it is unreadable."""
+        try:
+            s = read_summary(self.members[0].record.dir)
+            return int(s.get("step") or 0), float(s.get("wall_time_s") or 0.0), float(s.get("lost_wall_time_s") or 0.0)
+        except (ConfigError, TypeError, ValueError):
+            return None
+
+    def _count_lost(self, before: tuple[int, float, float] | None, state: dict[str, Any] | None) -> None:
+        """``facts.lost_wall_time_s``: the checkpoint's (``state``; None: a start over) plus the clock the last
+        attempt ran past it, which this resume trains again (a graceful stop checkpoints where it stops: none)."""
+        lost, wall, step = (float(state.get("lost_wall_time_s", 0.0)), float(state.get("wall_time_s", 0.0)),
+                            int(state["step"])) if state is not None else (0.0, 0.0, 0)
+        if before is not None and before[0] > step and before[1] > wall:
+            lost = max(lost, before[2]) + before[1] - wall
+        self.facts.lost_wall_time_s = lost
 
     def _drop_lost_part(self, step: int) -> None:
         """What each member's folder holds from after ``step``, the part of the run a resume from ``step`` trains

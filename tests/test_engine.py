@@ -523,6 +523,53 @@ def test_a_run_written_before_keys_were_added_resumes_with_their_defaults(tmp_pa
     assert resumed.status == "complete" and rows_of(broken) == rows_of(whole.run_dir)
 
 
+class FailAtLog:
+    """Raise at the log of ``step``: the attempt ends past its last checkpoint, as a SIGKILL would leave it."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_log(self, member: int, step: int, metrics: dict) -> None:
+        if step == self.step:
+            raise RuntimeError("hard stop")
+
+
+def test_a_resume_counts_the_clock_a_hard_stop_ran_past_its_checkpoint(tmp_path):
+    """The compute a report states left out the work an attempt did past its last checkpoint, trained again on
+    resume. The summary is written at every log, so the resume measures it: the last attempt's clock minus the
+    checkpoint's (``lost_wall_time_s``, summed over hard stops); a graceful stop, checkpointed where it stops,
+    loses none; a start over (no checkpoint) loses the whole attempt."""
+    cfg = tiny("schedule.total=3", eval_every=0.5, log_every=1)       # 8 steps an epoch: checkpoints every 4
+    graceful = tmp_path / "graceful"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, graceful, callbacks=[InterruptAt(12)])
+    assert train(cfg, graceful, resume=True).summary["lost_wall_time_s"] == 0.0
+
+    hard = tmp_path / "hard"
+    with pytest.raises(RuntimeError, match="hard stop"):
+        train(cfg, hard, callbacks=[FailAtLog(14)])
+    stopped, ckpt = read_summary(hard), load_pt(hard / "last.pt")
+    assert (stopped["step"], ckpt["step"]) == (14, 12) and stopped["wall_time_s"] > ckpt["wall_time_s"]
+    with pytest.raises(RuntimeError, match="hard stop"):                # again, once resumed: the losses add up
+        train(cfg, hard, resume=True, callbacks=[FailAtLog(23)])
+    again, ckpt2 = read_summary(hard), load_pt(hard / "last.pt")
+    first = stopped["wall_time_s"] - ckpt["wall_time_s"]
+    assert again["lost_wall_time_s"] == pytest.approx(first, rel=1e-9) and ckpt2["step"] == 20
+    resumed = train(cfg, hard, resume=True)
+    assert resumed.status == "complete"
+    second = again["wall_time_s"] - ckpt2["wall_time_s"]
+    assert resumed.summary["lost_wall_time_s"] == pytest.approx(first + second, rel=1e-9), resumed.summary
+
+    over = tmp_path / "over"
+    with pytest.raises(RuntimeError, match="hard stop"):
+        train(cfg, over, callbacks=[FailAtLog(14)])
+    wall = read_summary(over)["wall_time_s"]
+    for p in over.glob("*.pt"):
+        p.unlink()
+    result = train(cfg, over, resume=True)
+    assert result.summary["lost_wall_time_s"] == pytest.approx(wall, rel=1e-9) and wall > 0
+
+
 def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
     cfg = tiny("schedule.total=1", probes=False)
     result = train(cfg, tmp_path / "fresh", resume=True)

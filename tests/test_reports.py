@@ -503,6 +503,19 @@ def test_the_compute_line_counts_run_folders_even_when_their_records_are_not_fou
     assert line == compute_lines(data)[0] and "-" not in line.split("(")[1].split(")")[0], line
 
 
+def test_the_compute_section_states_the_work_trained_again_after_hard_stops(fake):
+    from reports.compute import compute_lines
+
+    data = load_study(fake.name, root=fake.root)
+    assert not any("trained again" in line for line in compute_lines(data))     # none lost: no line
+    first = data.trials.index[0]
+    lost = data.trials.assign(lost_wall_time_s=0.0, threads=2.0)
+    lost.loc[first, "lost_wall_time_s"] = 900.0
+    lines = compute_lines(type(data)(**{**data.__dict__, "trials": lost}))
+    found = [line for line in lines if "trained again" in line]
+    assert len(found) == 1 and ": 0.25 h in 1 run, 0.50 core-hours, not in the training time above." in found[0], lines
+
+
 def test_a_non_finite_value_in_a_run_record_is_named_and_the_studys_value_is_used(fake, tmp_path, capfd):
     """A run record whose final_test_error became NaN: the table showed the cell as n 2/2 with a mean over one
     value, and the claims said "not enough data", silently. The report names the record and takes the value the
