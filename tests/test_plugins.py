@@ -218,6 +218,22 @@ def test_a_bad_plugin_exits_2_naming_it_before_anything_is_written(tmp_path, cap
     assert not root.exists()
 
 
+@pytest.mark.parametrize("name", ["odd,name", "odd name", "odd/name", "a.b", "[x]", "x:y", "null", "true", "12",
+                                  "-x", "\u00f6dd", ""])
+def test_a_part_name_that_is_no_plain_token_is_refused_naming_it(tmp_path, capsys, name):
+    """A name a grid axis would split (``a,b``), a folder would nest (``a/b``) or YAML would read as another value
+    (``[x]``, ``null``, ``12``) could never be chosen as registered: the plugin is refused in one line, exit 2."""
+    plugin = tmp_path / "odd.py"
+    plugin.write_text(f"from resnet_core.pooling import POOLINGS, global_avg_pool\n"
+                      f"POOLINGS.register({name!r})(global_avg_pool)\n")
+    code, out = _train_the_example_base(tmp_path, plugin)
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: plugin ") and "\n" not in err and "a part's name must be" in err, err
+    assert repr(name) in err and not out.exists()
+    assert name not in POOLINGS
+
+
 def _train_the_example_base(tmp_path: Path, plugin: Path, **model: Any) -> tuple[int, Path]:
     """`train --plugin PLUGIN` of the example grid's base, its model keys updated by ``model``: the exit code and the
     run directory."""
@@ -558,3 +574,4 @@ def test_an_unknown_part_stays_one_through_the_grid_checks(tmp_path, grid, overr
     path.write_text(yaml.safe_dump({**d, "grid": {"data.loader": ["device", "fast"]}}))
     error = _raised(lambda: load_grid(path))
     assert "unknown data.loader 'fast'" in str(error) and not isinstance(error, UnknownPartError)
+
