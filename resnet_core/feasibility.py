@@ -7,7 +7,8 @@ value per channel (e.g. the ImageNet stem on 16-pixel images at ``batch_size: 1`
 would in the first training step; so does a plugin's part that raises, or whose output has the wrong shape (a
 shortcut not of its block's shape, which the addition would broadcast without a word; a pooling not ``[B, C]``),
 and the error names the plugin parts the model uses. It also needs at least one full batch per epoch (the train
-loader drops the last partial batch).
+loader drops the last partial batch). ``check_fusable`` builds a model with plugin parts as fused members on
+``meta``: a part that is not member-aware is refused there, before a sweep fuses it.
 """
 from __future__ import annotations
 
@@ -106,6 +107,38 @@ def check_forward(model: Any, *, channels: int, size: int, batch_size: int = 2) 
                                 f"batch_size {batch_size}: "
     whose = f" (user parts: {'; '.join(parts)})" if parts else ""
     raise ConfigError(f"this config cannot train: {where}{error}{whose}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _fusion_error(model_json: str, members: int) -> str | None:
+    """The one-line error a fused build of ``members`` members raises (shapes only, on the ``meta`` device)."""
+    import torch
+
+    from .config import ModelConfig
+    from .model import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(ModelConfig.from_dict(json.loads(model_json)), members=members)
+    except ConfigError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - a user part (plugin) may raise anything while it is built
+        text = str(e).strip().splitlines()
+        return f"this model cannot train as {members} fused members: {type(e).__name__}: " + (text[0][:200] if text
+                                                                                              else "")
+    return None
+
+
+def check_fusable(model: Any, members: int) -> None:
+    """Raise a one-line ``ConfigError`` if model config ``model`` cannot be built as ``members`` fused members (a
+    plugin part that is not member-aware, `model.member_layout_error`); it names the plugin parts the model uses.
+    A model of built-in parts only is not built here: each of them is member-aware."""
+    parts = user_parts(model)
+    if members < 2 or not parts:
+        return
+    error = _fusion_error(json.dumps(model.to_dict(), sort_keys=True), min(members, 2))
+    if error is not None:
+        raise ConfigError(f"{error} (user parts: {'; '.join(parts)})")
 
 
 def check_trainable(rc: Any, *, image_size: int, channels: int, classes: int, n_train: int | None = None) -> None:

@@ -161,10 +161,35 @@ def build_model(cfg: ModelConfig | dict, members: int = 1, seeds: Sequence[int] 
     # either, so that a seeded build is a function of its seeds alone.
     with torch.random.fork_rng(devices=[], enabled=seeds is not None):
         model = ResNet(dataclasses.replace(cfg, shortcut="identity") if mixed else member_cfgs[0], members)
+    error = member_layout_error(solo_states[0], model)
+    if error is not None:
+        raise ConfigError(f"this model cannot train as {members} fused members: {error}; a part's parameters must "
+                          f"be member-major (docs/models.md: a parameter of shape [G]), or train unfused (sweep "
+                          f"--fuse off)")
     model.load_state_dict(fuse_state_dicts(solo_states))
     if mixed:
         model.set_shortcut_gates([c.shortcut == "identity" for c in member_cfgs])
     return model
+
+
+def member_layout_error(solo: dict[str, torch.Tensor], fused: ResNet) -> str | None:
+    """Why ``fused`` (G members) is not G member-major copies of a solo model with state ``solo``, else None: a
+    tensor it lacks or adds, one whose shape is not G solo shapes stacked along dim 0 (a layer that mixes the
+    members), or a 0-d parameter (one number every member would share and train together)."""
+    G, state = fused.members, fused.state_dict()
+    params = {name for name, _ in fused.named_parameters()}
+    for key in sorted(set(state) ^ set(solo)):
+        return f"{key} is in the {'fused' if key in state else 'solo'} model only"
+    for key, one in solo.items():
+        got = list(state[key].shape)
+        if one.dim() == 0:
+            if key in params:
+                return f"parameter {key} is one number (0-d) that all {G} members would share"
+            continue
+        want = [G * one.shape[0], *one.shape[1:]]
+        if got != want:
+            return f"{key} is {got} where {G} members of {list(one.shape)} stack to {want}"
+    return None
 
 
 def fuse_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -6,10 +6,16 @@ name a part by its registered ``label`` (the name itself when none was given), s
 """
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import choices_error
+from .values import parse_value
+
+# A part's name is a config value, a grid axis value (``-m model.pooling=a,b`` splits on commas), part of a cell id
+# and of a trial's folder name, so it is a plain token that a YAML file and ``--set`` read back as the same string.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 T = TypeVar("T")
 
@@ -28,10 +34,9 @@ class Registry(Generic[T]):
 
     def register(self, name: str, *, label: str | None = None, **meta: Any) -> Callable[[T], T]:
         """A decorator that adds ``part`` under ``name``. ``label``: how reports print it (default: ``name``);
-        ``meta``: facts other modules ask about the part (e.g. a shortcut's ``option`` letter). KeyError if the
-        name is taken."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind}: a part's name must be a non-empty string, got {name!r}")
+        ``meta``: facts other modules ask about the part (e.g. a shortcut's ``option`` letter). ValueError if the
+        name is not a plain token (`check_name`), KeyError if it is taken."""
+        check_name(self.kind, name)
 
         def add(part: T) -> T:
             if name in self._parts:
@@ -80,6 +85,14 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._parts)
+
+
+def check_name(kind: str, name: object) -> None:
+    """ValueError (one line) unless ``name`` matches `NAME_PATTERN` and YAML reads it back as itself (not ``null``,
+    ``true`` or ``12``: a config would hold None, a bool or a number, never the part)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or parse_value(name) != name:
+        raise ValueError(f"{kind}: a part's name must be letters, digits, '_' or '-' (not starting with '-') that "
+                         f"YAML reads as that string (not null, true, false or a number), got {name!r}")
 
 
 def snapshot() -> set[tuple[str, str]]:

@@ -4,6 +4,7 @@ and a study records the plugins it ran with."""
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,22 @@ def test_a_bad_plugin_exits_2_naming_it_before_anything_is_written(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and needle in err, err
     assert not root.exists()
+
+
+@pytest.mark.parametrize("name", ["odd,name", "odd name", "odd/name", "a.b", "[x]", "x:y", "null", "true", "12",
+                                  "-x", "\u00f6dd", ""])
+def test_a_part_name_that_is_no_plain_token_is_refused_naming_it(tmp_path, capsys, name):
+    """A name a grid axis would split (``a,b``), a folder would nest (``a/b``) or YAML would read as another value
+    (``[x]``, ``null``, ``12``) could never be chosen as registered: the plugin is refused in one line, exit 2."""
+    plugin = tmp_path / "odd.py"
+    plugin.write_text(f"from resnet_core.pooling import POOLINGS, global_avg_pool\n"
+                      f"POOLINGS.register({name!r})(global_avg_pool)\n")
+    code, out = _train_the_example_base(tmp_path, plugin)
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: plugin ") and "\n" not in err and "a part's name must be" in err, err
+    assert repr(name) in err and not out.exists()
+    assert name not in POOLINGS
 
 
 def _train_the_example_base(tmp_path: Path, plugin: Path, **model: Any) -> tuple[int, Path]:
@@ -558,3 +575,60 @@ def test_an_unknown_part_stays_one_through_the_grid_checks(tmp_path, grid, overr
     path.write_text(yaml.safe_dump({**d, "grid": {"data.loader": ["device", "fast"]}}))
     error = _raised(lambda: load_grid(path))
     assert "unknown data.loader 'fast'" in str(error) and not isinstance(error, UnknownPartError)
+
+
+NOT_MEMBER_AWARE = """
+import torch
+from torch import nn
+from resnet_core.pooling import POOLINGS
+
+class ScalarGeM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, x):
+        return x.clamp(min=1e-6).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
+
+class MixPool(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.mix = nn.Linear(width, width)
+
+    def forward(self, x):
+        return self.mix(x.mean((2, 3)))
+
+@POOLINGS.register("scalar_gem")
+def scalar_gem(*, channels, members):
+    return ScalarGeM()
+
+@POOLINGS.register("mix_all")
+def mix_all(*, channels, members):
+    return MixPool(channels * members)
+"""
+
+
+@pytest.mark.parametrize("pooling, needle", [
+    ("scalar_gem", "parameter pool.p is one number (0-d) that all 2 members would share"),
+    ("mix_all", "pool.mix.weight is [16, 16] where 2 members of [8, 8] stack to [16, 8]"),
+])
+def test_a_part_that_is_not_member_aware_is_refused_as_fused_members(tmp_path, capsys, pooling, needle):
+    """A part right alone but not member-major when fused — a 0-d parameter every member would share and train
+    together (a silent wrong answer), a layer over all members' channels (a state-dict traceback) — is one line
+    from build_model, and a sweep that would fuse it exits 2 naming it before anything is written."""
+    plugin = tmp_path / "parts.py"
+    plugin.write_text(NOT_MEMBER_AWARE)
+    plugins_mod.load_plugin(str(plugin))
+    cfg = ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling=pooling)
+    build_model(cfg)   # alone it is a model
+    with pytest.raises(ConfigError, match=r"cannot train as 2 fused members: " + re.escape(needle)):
+        build_model(cfg, members=2, seeds=[0, 1])
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid.update(plugins=[str(plugin)], grid={"model.pooling": [pooling]}, seeds=[0, 1])
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root), "--fuse", "2", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
+    assert "--fuse off" in err and not root.exists()

@@ -22,7 +22,7 @@ from resnet_core.run_config import RunConfig
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 
 from ..queue.liveness import dead_judge, holder, trial_is_dead
-from ..queue.packing import Packing, default_table, parse_fuse, plan_runs
+from ..queue.packing import Packing, check_fusable_runs, default_table, parse_fuse, plan_runs
 from ..queue.access import check_storage_file
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
 from ..queue.owner import check_owner
@@ -309,6 +309,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     fuse_n = parse_fuse(fuse)
     table = default_table(root, fuse_table)
     packing = Packing(fuse_n, devs[0], table, bool(spec.search))
+    check_fusable_runs(spec, packing)   # a plugin part that is not member-aware: refused before anything is written
     if dry:
         note = runner.dry_note(asked)
         if note:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from resnet_core.errors import ConfigError
+from resnet_core.feasibility import check_fusable
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
 from resnet_core.run_config import RunConfig
 
@@ -112,6 +113,20 @@ def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path,
 def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
     """The run config with every default filled in, so that equal runs have equal keys however they were written."""
     return RunConfig.from_dict(cfg).to_dict()
+
+
+def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
+    """Refuse (one line, before anything is written) a grid whose trials this packing would fuse into a model that
+    cannot be fused: a plugin part that is not member-aware (`feasibility.check_fusable`)."""
+    if packing.search:
+        return
+    for run in plan_runs(spec, spec.units(), packing):
+        if run.members > 1:
+            try:
+                check_fusable(RunConfig.from_dict(run.cfg).model, run.members)
+            except ConfigError as e:
+                raise ConfigError(f"{e}; {' + '.join(dict.fromkeys(u.cell.slug for u in run.units))} would train "
+                                  f"fused ({packing.describe()})") from None
 
 
 # -- claiming a group -------------------------------------------------------------------------------------------
