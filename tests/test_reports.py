@@ -864,3 +864,21 @@ def test_a_dead_run_whose_folder_was_deleted_is_reported_without_a_crash(tmp_pat
     assert data.metrics(float("nan")).empty
     notes = dead_cell_notes(data)
     assert [label for label, _ in notes] == ["ResNet-20"] and "did not learn in" in notes[0][1], notes
+
+
+def test_the_dead_cell_evidence_of_a_search_study_names_each_trial_not_its_seed(tmp_path):
+    """A search study's runs of a cell are its searched trials, all of one seed: what their instruments show was
+    listed as 'seed 0: …; seed 0: …; seed 0: …', three runs under one name."""
+    from report_fixtures import make_grid_study
+    from reports.collapse import collapse_evidence
+
+    make_grid_study(tmp_path, "srch", {"model.depth": [20, 56]}, {(20,): (89.0, 90.0), (56,): (5.0, 9.0)},
+                    seeds=(0, 1))
+    data = load_study("srch", root=tmp_path)
+    assert collapse_evidence(data)["model.depth=20"].startswith("seed 0: ")   # a grid: by seed
+    trials = data.runs["trial"].tolist()
+    data.runs = data.runs.assign(slot=[0, 1, 0, 1], seed=[0, 0, 0, 0])   # as a search of 2 trials per cell lists them
+    evidence = collapse_evidence(data)["model.depth=20"]
+    assert evidence.startswith(f"trial #{trials[0]}: ") and f"; trial #{trials[1]}: " in evidence, evidence
+    assert "seed 0" not in evidence
+
