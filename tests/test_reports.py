@@ -882,3 +882,18 @@ def test_the_dead_cell_evidence_of_a_search_study_names_each_trial_not_its_seed(
     assert evidence.startswith(f"trial #{trials[0]}: ") and f"; trial #{trials[1]}: " in evidence, evidence
     assert "seed 0" not in evidence
 
+
+def test_the_compute_line_counts_diverged_runs_as_diverged(tmp_path):
+    """A study whose every trial diverged: its compute line said '0 complete runs, 4 other attempts or runs in
+    progress' of four runs that had ended, which sends a researcher to look for workers still running."""
+    from report_fixtures import make_grid_study
+    from reports.compute import compute_lines
+
+    make_grid_study(tmp_path, "div", {"model.depth": [20, 56]}, {(20,): (5.0, 9.0), (56,): (4.0, 8.0)}, seeds=(0, 1))
+    data = load_study("div", root=tmp_path)
+    assert "(4 complete runs)" in compute_lines(data)[0]
+    data.trials = data.trials.assign(status=["diverged", "diverged", "complete", "pruned"])
+    data.runs = data.runs.assign(status=data.trials["status"].tolist())
+    line = compute_lines(data)[0]
+    assert "over 4 run records (1 complete run, 2 diverged, 1 pruned)" in line, line
+    assert "in progress" not in line
