@@ -1252,12 +1252,13 @@ def test_a_full_disk_during_training_is_one_line_for_train_and_sweep(tmp_path, m
     ("not-an-image", ("cannot read image", "train/b/notes.png", "UnidentifiedImageError")),
     ("not-an-image-resized", ("cannot read image", "val/a/empty.jpg")),
     ("dangling-link", ("train/b/gone.png", "symbolic link", "does not exist")),
+    ("fewer-than-a-batch", ("batch_size 32 is larger than the 4 training images",)),
 ])
 def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layout, words, tmp_path, capsys):
     path = tmp_path / "images"
     if layout != "missing":
         path.mkdir()
-    if layout in ("one-class", "not-an-image", "not-an-image-resized", "dangling-link"):
+    if layout in ("one-class", "not-an-image", "not-an-image-resized", "dangling-link", "fewer-than-a-batch"):
         from PIL import Image
 
         for split in ("train", "val"):
@@ -1270,6 +1271,9 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
             (path / "val" / "a" / "empty.jpg").write_bytes(b"")
         if layout == "dangling-link":   # a link into a dataset on a drive no longer mounted: the image was skipped
             (path / "train" / "b" / "gone.png").symlink_to(tmp_path / "unmounted" / "0.png")
+        if layout == "fewer-than-a-batch":   # 4 train images, batch_size 32: no full batch in any trial
+            for cls in ("a", "b"):
+                Image.new("RGB", (8, 8)).save(path / "train" / cls / "1.png")
     if layout == "no-images":
         for split in ("train", "val"):
             (path / split / "a").mkdir(parents=True)

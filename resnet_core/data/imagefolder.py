@@ -176,6 +176,14 @@ def check_imagefolder(path: str | Path | None, resize: int | None = None) -> Pat
     return root
 
 
+def train_images(root: Path) -> int:
+    """How many images the train split of a checked tree (``check_imagefolder``) holds."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return sum(len(_image_files(root / "train" / name, IMG_EXTENSIONS))
+               for name in _class_folders(root, "train", IMG_EXTENSIONS))
+
+
 def load_imagefolder(path: str | Path | None, resize: int | None
                      ) -> tuple[LabeledImages, LabeledImages | None, LabeledImages, list[str]]:
     """(train, val, test, classes). test is `test/` if present, else `val/`; val is `val/` only when `test/` exists."""
