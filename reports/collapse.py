@@ -67,17 +67,19 @@ def collapse_text(metrics: pd.DataFrame, classes: int | None) -> str | None:
 
 
 def collapse_evidence(data: StudyData, dead: pd.Series | None = None) -> dict[str, str]:
-    """Cell id → what the instruments of its dead runs show ('seed 0: …; seed 1: …'), for cells where they show
-    something (``collapse_text``); ``dead`` is ``run_dead(data)`` where the caller has it already."""
+    """Cell id → what the instruments of its dead runs show ('seed 0: …; seed 1: …', or in a search study, whose
+    runs share a seed, 'trial #3: …'), for cells where they show something (``collapse_text``); ``dead`` is
+    ``run_dead(data)`` where the caller has it already."""
     runs = data.runs.assign(dead=run_dead(data) if dead is None else dead)
     out: dict[str, str] = {}
     for cid, g in runs[runs["dead"].map(lambda d: isinstance(d, str))].groupby("cell", sort=False):
         shape = shape_of(data.cells[cid].config) if cid in data.cells else None
         texts = []
-        for _, r in g.sort_values("seed").iterrows():
+        for _, r in g.sort_values(["seed", "trial"]).iterrows():
             text = collapse_text(data.metrics(r["run_dir"]), shape.classes if shape else None)
-            if text:
-                texts.append(f"seed {_seed(r['seed'])}: {text}")
+            if text:   # a search study's runs share a seed: each is named by its trial
+                who = f"seed {_seed(r['seed'])}" if pd.isna(r.get("slot")) else f"trial #{_seed(r['trial'])}"
+                texts.append(f"{who}: {text}")
         if texts:
             out[str(cid)] = "; ".join(texts)
     return out

@@ -33,11 +33,14 @@ def compute_lines(data: StudyData) -> list[str]:
     per_run = sorted({int(t) for t in threads})
     cores = "/".join(str(t) for t in per_run) + (" thread per run" if per_run == [1] else " threads per run")
     done = data.runs[(data.runs["status"] == "complete") & data.runs["wall_time_s"].notna()]
-    others = len(records) - len(done)
+    # a diverged or pruned run ended as a result: neither another attempt nor a run in progress
+    ended = {status: int((records["status"] == status).sum()) for status in ("diverged", "pruned")}
+    others = len(records) - len(done) - sum(ended.values())
     lines = [f"- Training time: {_hours(seconds)} over {_count(len(records), 'run record')} "
              f"({_count(len(done), 'complete run')}"
+             + "".join(f", {n} {status}" for status, n in ended.items() if n)
              + (f", {_count(others, 'other attempt or run in progress', 'other attempts or runs in progress')}"
-                if others else "") + "), "
+                if others > 0 else "") + "), "
              f"{core_seconds / 3600:.2f} core-hours ({cores}; `summary.json`'s wall_time_s × threads)."]
     lost = records["lost_wall_time_s"].fillna(0.0) if "lost_wall_time_s" in records else pd.Series(dtype=float)
     if (lost > 0).any():

@@ -173,9 +173,11 @@ class StudyData:
         return line + "."
 
     def metrics(self, run_dir: str | Path | None) -> pd.DataFrame:
-        """The run's metrics (columns step, epoch, split, name, value); empty if there is no record. Lines that
-        cannot be read are skipped, counted in a note and a warning (once per file)."""
-        path = Path(run_dir) / "metrics.jsonl" if run_dir else None
+        """The run's metrics (columns step, epoch, split, name, value); empty if there is no record (or no run
+        folder: ``run_dir`` None or NaN). Lines that cannot be read are skipped, counted in a note and a warning (once
+        per file)."""
+        # a run without a folder is NaN in the runs frame (a truthy float), None elsewhere
+        path = Path(run_dir) / "metrics.jsonl" if isinstance(run_dir, (str, Path)) and str(run_dir) else None
         if path is None or not path.exists():
             return pd.DataFrame(columns=["step", "epoch", "split", "name", "value"])
         stat = path.stat()  # a running study's file grows: the cache key changes with it

@@ -141,19 +141,25 @@ def check_fusable(model: Any, members: int) -> None:
         raise ConfigError(f"{error} (user parts: {'; '.join(parts)})")
 
 
+def check_batches(rc: Any, n_train: int) -> None:
+    """Raise a one-line ``ConfigError`` if the ``n_train`` training images (before the val split) of run config
+    ``rc`` leave none to train on, or no full batch."""
+    n = train_count(n_train, rc.data.val_size)
+    if n <= 0:
+        raise ConfigError(f"data.val_size {rc.data.val_size!r} holds out {n_train - n} images but the train split "
+                          f"has only n_train {n_train}: no training images would be left; give data.val_size "
+                          f"below {n_train} (or a fraction in [0, 1))")
+    if n < rc.batch_size:
+        raise ConfigError(f"batch_size {rc.batch_size} is larger than the {n} training images left after "
+                          f"data.val_size {rc.data.val_size!r}: an epoch would have no full batch")
+
+
 def check_trainable(rc: Any, *, image_size: int, channels: int, classes: int, n_train: int | None = None) -> None:
     """Raise a one-line ``ConfigError`` if run config ``rc`` cannot take one training step on images of
     ``channels`` × ``image_size`` × ``image_size`` (before ``data.resize``) with ``classes`` classes, or if the
     ``n_train`` training images (before the val split) give no full batch."""
     size = rc.data.resize or image_size
     if n_train is not None:
-        n = train_count(n_train, rc.data.val_size)
-        if n <= 0:
-            raise ConfigError(f"data.val_size {rc.data.val_size!r} holds out {n_train - n} images but the train split "
-                              f"has only n_train {n_train}: no training images would be left; give data.val_size "
-                              f"below {n_train} (or a fraction in [0, 1))")
-        if n < rc.batch_size:
-            raise ConfigError(f"batch_size {rc.batch_size} is larger than the {n} training images left after "
-                              f"data.val_size {rc.data.val_size!r}: an epoch would have no full batch")
+        check_batches(rc, n_train)
     model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
     check_forward(model, channels=channels, size=size, batch_size=rc.batch_size)

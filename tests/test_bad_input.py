@@ -1247,11 +1247,33 @@ def test_a_full_disk_during_training_is_one_line_for_train_and_sweep(tmp_path, m
     ("empty-class", ("class folder train/z has no image",)),
     ("mixed-sizes", ("images differ in size", "8x8 at train/a/0.png and 9x8 at train/a/1.png", "data.resize")),
     ("split-sizes", ("images differ in size", "8x8 at train/a/0.png and 10x10 at val/a/0.png", "data.resize")),
+    # found when a trial loaded the tree: the study existed, every trial failed (or a one-class tree scored 0 %)
+    ("one-class", ("train/ has one class folder (a)", "at least 2")),
+    ("not-an-image", ("cannot read image", "train/b/notes.png", "UnidentifiedImageError")),
+    ("not-an-image-resized", ("cannot read image", "val/a/empty.jpg")),
+    ("dangling-link", ("train/b/gone.png", "symbolic link", "does not exist")),
+    ("fewer-than-a-batch", ("batch_size 32 is larger than the 4 training images",)),
 ])
 def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layout, words, tmp_path, capsys):
     path = tmp_path / "images"
     if layout != "missing":
         path.mkdir()
+    if layout in ("one-class", "not-an-image", "not-an-image-resized", "dangling-link", "fewer-than-a-batch"):
+        from PIL import Image
+
+        for split in ("train", "val"):
+            for cls in ("a",) if layout == "one-class" else ("a", "b"):
+                (path / split / cls).mkdir(parents=True)
+                Image.new("RGB", (8, 8), (90, 20, 0)).save(path / split / cls / "0.png")
+        if layout == "not-an-image":   # a text file with an image's extension
+            (path / "train" / "b" / "notes.png").write_text("not a png\n")
+        if layout == "not-an-image-resized":   # data.resize set: the header scan ran only to compare sizes
+            (path / "val" / "a" / "empty.jpg").write_bytes(b"")
+        if layout == "dangling-link":   # a link into a dataset on a drive no longer mounted: the image was skipped
+            (path / "train" / "b" / "gone.png").symlink_to(tmp_path / "unmounted" / "0.png")
+        if layout == "fewer-than-a-batch":   # 4 train images, batch_size 32: no full batch in any trial
+            for cls in ("a", "b"):
+                Image.new("RGB", (8, 8)).save(path / "train" / cls / "1.png")
     if layout == "no-images":
         for split in ("train", "val"):
             (path / split / "a").mkdir(parents=True)
@@ -1267,10 +1289,12 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
 
         for split, sizes in (("train", [(8, 8), (9, 8) if layout == "mixed-sizes" else (8, 8)]),
                              ("val", [(8, 8) if layout == "mixed-sizes" else (10, 10)])):
-            (path / split / "a").mkdir(parents=True)
-            for i, size in enumerate(sizes):
-                Image.new("RGB", size).save(path / split / "a" / f"{i}.png")
-    base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none"}}
+            for cls in ("a", "b"):   # classes sorted: a's images are met first
+                (path / split / cls).mkdir(parents=True)
+                for i, size in enumerate(sizes):
+                    Image.new("RGB", size).save(path / split / cls / f"{i}.png")
+    base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none",
+                             **({"resize": 8} if layout == "not-an-image-resized" else {})}}
     grid = grid_file(tmp_path / "g.yaml", "imf", base=base)
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
     assert_one_line_error(code, capsys.readouterr().err, "data.path", str(path), *words)

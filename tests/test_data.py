@@ -326,6 +326,33 @@ def test_normalization_stats_and_resize_and_channels_last() -> None:
     assert xt.shape == (8, 6, 24, 24) and xt.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_a_channel_with_one_value_is_refused_where_it_would_normalize(tmp_path: Path) -> None:
+    """Red-only images (green and blue 0 throughout): the train split's own std of those channels is 0, so
+    normalizing divided by 0 and every run "diverged" at step 1 with the advice to lower optim.lr. Refused in one
+    line naming data.std and the channel; fixed constants, or no normalization, load it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                pixels = np.zeros((6, 6, 3), dtype=np.uint8)
+                pixels[..., 0] = rng.integers(0, 256, (6, 6))
+                Image.fromarray(pixels).save(tmp_path / split / cls / f"{i}.png")
+    cfg = {"name": "imagefolder", "path": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"^data\.std: channel 1 of imagefolder's train split holds one value "
+                                          r"\(0 in every pixel\).*data\.normalize false"):
+        load_dataset(DataConfig(**cfg))
+    with pytest.raises(ConfigError, match="data.std: channel 1"):   # a fixed mean alone leaves the split's own std
+        load_dataset(DataConfig(**cfg, mean=[0.5, 0.0, 0.0]))
+    assert load_dataset(DataConfig(**cfg, normalize=False)).std[1] == 0.0
+    data = load_dataset(DataConfig(**cfg, mean=[0.5, 0.0, 0.0], std=[0.25, 1.0, 1.0]))
+    loaders = build_loaders(data, DataConfig(**cfg, mean=[0.5, 0.0, 0.0], std=[0.25, 1.0, 1.0]), seeds=[0],
+                            batch_size=4)
+    assert torch.isfinite(next(iter(loaders.test))[0]).all()
+
+
 def test_eval_loader_keeps_order_and_last_partial_batch() -> None:
     images, labels = identity_set(23)
     loader = EvalLoader(images, labels, batch_size=10, normalize=False)

@@ -848,3 +848,65 @@ def test_a_cell_whose_runs_ran_as_two_precisions_is_named_in_the_reports_notes()
     assert "plain-20" not in note   # its fp32 run did not complete: not in the means
     trials[2].user_attrs["precision"] = "bf16"
     assert mixed_precision_note(runs, trials, cells) is None
+
+
+def test_a_study_of_one_cell_reports_its_run_under_that_cell(tmp_path):
+    """A grid file without `grid:` runs one cell, the base, whose id is "": its trials carry cell "". The reader
+    took that empty id for a trial without a cell and named it `trial<number>`, so the report showed the run under
+    a cell `[trial0]` and the planned cell as missing: "1 of 2 runs complete; 1 missing (no trial)" of a study that
+    ran its one trial."""
+    from report_fixtures import make_grid_study
+
+    make_grid_study(tmp_path, "one", {}, {(): (5.0, 9.0)}, seeds=(0,))
+    data = load_study("one", root=tmp_path)
+    assert data.runs[["cell", "seed", "status"]].values.tolist() == [["", 0, "complete"]]
+    assert data.status_line() == "1 of 1 runs complete."
+
+
+def test_a_dead_run_whose_folder_was_deleted_is_reported_without_a_crash(tmp_path):
+    """A completed run at chance-level error whose run folder is gone: its numbers come from the trial, its run_dir
+    is NaN in the runs frame, and the 'what its instruments show' pass called ``metrics(nan)``: the report crashed
+    with a TypeError from pathlib. Its cell is still named as not learning, from the trial's numbers."""
+    from report_fixtures import make_grid_study
+    from reports.collapse import dead_cell_notes
+
+    fake = make_grid_study(tmp_path, "gone", {"model.depth": [20, 56]}, {(20,): (89.0, 90.0), (56,): (5.0, 9.0)},
+                           seeds=(0, 1))
+    shutil.rmtree(fake.study_dir / "trials" / "depth-20-s0")
+    data = load_study("gone", root=tmp_path)
+    assert data.metrics(float("nan")).empty
+    notes = dead_cell_notes(data)
+    assert [label for label, _ in notes] == ["ResNet-20"] and "did not learn in" in notes[0][1], notes
+
+
+def test_the_dead_cell_evidence_of_a_search_study_names_each_trial_not_its_seed(tmp_path):
+    """A search study's runs of a cell are its searched trials, all of one seed: what their instruments show was
+    listed as 'seed 0: …; seed 0: …; seed 0: …', three runs under one name."""
+    from report_fixtures import make_grid_study
+    from reports.collapse import collapse_evidence
+
+    make_grid_study(tmp_path, "srch", {"model.depth": [20, 56]}, {(20,): (89.0, 90.0), (56,): (5.0, 9.0)},
+                    seeds=(0, 1))
+    data = load_study("srch", root=tmp_path)
+    assert collapse_evidence(data)["model.depth=20"].startswith("seed 0: ")   # a grid: by seed
+    trials = data.runs["trial"].tolist()
+    data.runs = data.runs.assign(slot=[0, 1, 0, 1], seed=[0, 0, 0, 0])   # as a search of 2 trials per cell lists them
+    evidence = collapse_evidence(data)["model.depth=20"]
+    assert evidence.startswith(f"trial #{trials[0]}: ") and f"; trial #{trials[1]}: " in evidence, evidence
+    assert "seed 0" not in evidence
+
+
+def test_the_compute_line_counts_diverged_runs_as_diverged(tmp_path):
+    """A study whose every trial diverged: its compute line said '0 complete runs, 4 other attempts or runs in
+    progress' of four runs that had ended, which sends a researcher to look for workers still running."""
+    from report_fixtures import make_grid_study
+    from reports.compute import compute_lines
+
+    make_grid_study(tmp_path, "div", {"model.depth": [20, 56]}, {(20,): (5.0, 9.0), (56,): (4.0, 8.0)}, seeds=(0, 1))
+    data = load_study("div", root=tmp_path)
+    assert "(4 complete runs)" in compute_lines(data)[0]
+    data.trials = data.trials.assign(status=["diverged", "diverged", "complete", "pruned"])
+    data.runs = data.runs.assign(status=data.trials["status"].tolist())
+    line = compute_lines(data)[0]
+    assert "over 4 run records (1 complete run, 2 diverged, 1 pruned)" in line, line
+    assert "in progress" not in line

@@ -61,12 +61,17 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], li
             with Image.open(file) as opened:
                 img = _eight_bit(opened)
         except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files, …
-            raise ConfigError(f"data.path {folder}: cannot read image {file} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
+            raise _unreadable(folder.parent, file, e) from None
         if resize is not None and img.size != (resize, resize):
             img = img.resize((resize, resize), Image.BILINEAR)
         images.append(np.asarray(img, dtype=np.uint8).copy())
     return images, [label for _, label in samples], classes
+
+
+def _unreadable(root: Path, file: Path, error: BaseException) -> ConfigError:
+    """The one-line error for an image PIL cannot open or decode, naming the tree and the file."""
+    reason = str(error).splitlines()[0][:120] if str(error) else "unreadable"
+    return ConfigError(f"data.path {root}: cannot read image {file} ({type(error).__name__}: {reason})")
 
 
 def _stack(images: list[np.ndarray], labels: list[int], gray: bool) -> LabeledImages:
@@ -83,18 +88,26 @@ def _hidden(name: str) -> bool:
 
 def _image_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
     """The image files under ``folder`` (by extension, any depth, symlinked folders followed), hidden files and
-    folders left out, in ImageFolder's order (folders sorted by path, files by name)."""
+    folders left out, in ImageFolder's order (folders sorted by path, files by name); a one-line ``ConfigError`` for
+    a symlinked image whose target is gone (ImageFolder lists it and fails to open it; skipped, the image would be
+    missing from its class without a word)."""
     walked = []
     for parent, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = [d for d in dirs if not _hidden(d)]
         walked.append((parent, files))
-    return [Path(parent) / f for parent, files in sorted(walked) for f in sorted(files)
-            if not _hidden(f) and Path(f).suffix.lower() in extensions and (Path(parent) / f).is_file()]
+    found = [Path(parent) / f for parent, files in sorted(walked) for f in sorted(files)
+             if not _hidden(f) and Path(f).suffix.lower() in extensions]
+    for file in found:
+        if file.is_symlink() and not file.exists():
+            raise ConfigError(f"data.path: image {file} is a symbolic link to {os.readlink(file)}, which does not "
+                              f"exist; restore its target or remove the link")
+    return [file for file in found if file.is_file()]
 
 
 def _class_folders(root: Path, split: str, extensions: tuple[str, ...]) -> list[str]:
     """The class folders of ``root/split`` (hidden ones left out), sorted; a one-line ``ConfigError`` if there is
-    none or one holds no image (torchvision's ImageFolder counts every folder as a class and refuses an empty one)."""
+    none or only one, or one holds no image (torchvision's ImageFolder counts every folder as a class and refuses an
+    empty one)."""
     folders = sorted(d for d in (root / split).iterdir() if d.is_dir() and not _hidden(d.name))
     empty = [d.name for d in folders if not _image_files(d, extensions)]
     if len(empty) == len(folders):
@@ -102,37 +115,43 @@ def _class_folders(root: Path, split: str, extensions: tuple[str, ...]) -> list[
     if empty:
         raise ConfigError(f"data.path {root}: class folder {split}/{empty[0]} has no image ({', '.join(extensions)}); "
                           f"add images or remove it")
+    if len(folders) == 1:   # every label 0: the net learns nothing and scores 0 % error
+        raise ConfigError(f"data.path {root}: {split}/ has one class folder ({folders[0].name}); a classifier needs "
+                          f"at least 2 (one folder per class)")
     return [d.name for d in folders]
 
 
-def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...]) -> str | None:
+def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...], sized: bool = True) -> str | None:
     """Where the first image whose size differs from the tree's first image's is (both named, with their sizes),
-    or None if every image of every split has one size. Reads image headers only (PIL decodes nothing until
-    asked), and stops at the first difference."""
+    or None if every image of every split has one size (or ``sized`` is false: ``data.resize`` loads every image at
+    one size). Reads image headers only (PIL decodes nothing until asked); a file whose header PIL cannot read (a
+    text file or an empty one named .png) is a one-line ``ConfigError`` naming it, so a sweep refuses it before the
+    study exists rather than failing every trial. A truncated image is found only when its pixels are loaded."""
     from PIL import Image
 
     first: tuple[Path, tuple[int, int]] | None = None
+    differs: str | None = None
     for split in splits:
         for file in (f for name in _class_folders(root, split, extensions)
                      for f in _image_files(root / split / name, extensions)):
             try:
                 with Image.open(file) as opened:
                     size = opened.size
-            except (OSError, ValueError, SyntaxError):
-                continue   # loading names an unreadable image, with PIL's reason
+            except (OSError, ValueError, SyntaxError) as e:
+                raise _unreadable(root, file, e) from None
             if first is None:
                 first = (file, size)
-            elif size != first[1]:
-                return (f"{first[1][0]}x{first[1][1]} at {first[0].relative_to(root)} and {size[0]}x{size[1]} at "
-                        f"{file.relative_to(root)}")
-    return None
+            elif sized and differs is None and size != first[1]:
+                differs = (f"{first[1][0]}x{first[1][1]} at {first[0].relative_to(root)} and {size[0]}x{size[1]} "
+                           f"at {file.relative_to(root)}")
+    return differs
 
 
 def check_imagefolder(path: str | Path | None, resize: int | None = None) -> Path:
-    """The ImageFolder root ``path`` if it can be loaded: train/ and val/ or test/, each with at least one class
-    folder holding an image, the same classes, and (without ``resize``, the size every image is loaded at) one image
-    size across the splits; else a one-line ``ConfigError``. Reads no pixels, only the headers of the images, so it
-    can run before a sweep writes anything."""
+    """The ImageFolder root ``path`` if it can be loaded: train/ and val/ or test/, each with at least two class
+    folders holding an image, the same classes, every image's header readable, and (without ``resize``, the size
+    every image is loaded at) one image size across the splits; else a one-line ``ConfigError``. Reads no pixels,
+    only the headers of the images, so it can run before a sweep writes anything."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     if path is None:
@@ -150,12 +169,19 @@ def check_imagefolder(path: str | Path | None, resize: int | None = None) -> Pat
     for split in splits[1:]:
         if classes[split] != classes["train"]:
             raise ConfigError(f"data.path {root}: {split}/ has classes {classes[split]}, train/ has {classes['train']}")
-    if resize is None:
-        differs = _differing_size(root, splits, IMG_EXTENSIONS)
-        if differs is not None:
-            raise ConfigError(f"data.path {root}: images differ in size ({differs}); set data.resize to load them at "
-                              f"one size")
+    differs = _differing_size(root, splits, IMG_EXTENSIONS, sized=resize is None)
+    if differs is not None:
+        raise ConfigError(f"data.path {root}: images differ in size ({differs}); set data.resize to load them at "
+                          f"one size")
     return root
+
+
+def train_images(root: Path) -> int:
+    """How many images the train split of a checked tree (``check_imagefolder``) holds."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return sum(len(_image_files(root / "train" / name, IMG_EXTENSIONS))
+               for name in _class_folders(root, "train", IMG_EXTENSIONS))
 
 
 def load_imagefolder(path: str | Path | None, resize: int | None

@@ -60,7 +60,8 @@ def _cifar10_jpeg(cfg: DataConfig) -> RawSplits:
 
 
 def load_dataset(cfg: DataConfig) -> ImageData:
-    """Load `cfg.name`, hold out the val split, and measure the train split's per-channel mean and std."""
+    """Load `cfg.name`, hold out the val split, and measure the train split's per-channel mean and std (a channel
+    with one value throughout, std 0, is refused where it would normalize)."""
     raw = SOURCES.get(cfg.name)(cfg)
     train, val = raw.train, raw.val
     if cfg.val_size:
@@ -74,4 +75,9 @@ def load_dataset(cfg: DataConfig) -> ImageData:
         value = getattr(cfg, key)
         if value is not None and len(value) != data.in_channels:
             raise ConfigError(f"data.{key} has {len(value)} values but {cfg.name} has {data.in_channels} channels")
+    flat = [c for c, s in enumerate(std) if s == 0]
+    if cfg.normalize and cfg.std is None and flat:   # dividing by 0 makes every input inf: a "diverged" run
+        raise ConfigError(f"data.std: channel {flat[0]} of {cfg.name}'s train split holds one value "
+                          f"({round(mean[flat[0]] * 255)} in every pixel), so its std is 0 and cannot normalize; set "
+                          f"data.std (and data.mean) to fixed values, or data.normalize false")
     return data

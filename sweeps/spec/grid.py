@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from resnet_core.data import dataset_shape
-from resnet_core.data.imagefolder import check_imagefolder
+from resnet_core.data.imagefolder import check_imagefolder, train_images
 from resnet_core.effect import Unread, dropped, is_unread, no_effect, note, written_leaves
 from resnet_core.errors import ConfigError, choices_error, reworded
-from resnet_core.feasibility import check_trainable
+from resnet_core.feasibility import check_batches, check_trainable
 from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import SEED_MAX, RunConfig, canonical_dict, load_yaml
@@ -729,14 +729,19 @@ def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any
 
 def _trainable_checker():
     """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
-    it (synthetic, the torchvision sets), and an ImageFolder tree's layout; other datasets are checked when a trial
-    loads them."""
-    checked: set[tuple[Any, Any]] = set()
+    it (synthetic, the torchvision sets), and an ImageFolder tree's layout and its number of training images
+    against the batch size; other datasets are checked when a trial loads them."""
+    checked: dict[tuple[Any, Any], int] = {}   # (data.path, data.resize) → train images
 
     def check(rc: RunConfig) -> None:
-        if rc.data.name == "imagefolder" and (rc.data.path, rc.data.resize) not in checked:
-            check_imagefolder(rc.data.path, rc.data.resize)   # refused before the study exists; once per tree
-            checked.add((rc.data.path, rc.data.resize))
+        if rc.data.name == "imagefolder":
+            key = (rc.data.path, rc.data.resize)
+            if key not in checked:   # refused before the study exists; once per tree
+                checked[key] = train_images(check_imagefolder(rc.data.path, rc.data.resize))
+            try:
+                check_batches(rc, checked[key])   # every trial would fail as it loads the tree
+            except ConfigError as e:
+                raise reworded(e, f"data.path {rc.data.path}: {e}") from None
         shape = dataset_shape(rc.data)
         if shape is not None:
             n_train, _, size, channels, classes = shape

@@ -100,13 +100,14 @@ def trial_cell_params(trial: Any, aliases: Mapping[str, str] | None = None,
                       cells: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, dict[str, Any]]:
     """(cell id, params) of a trial: its ``cell`` user attr under ``aliases`` (an aliased trial takes the params of
     the grid cell it counts for, from ``cells``: id → params) and ``cell_params``, else its Optuna params; a trial
-    without a ``cell`` attr is named by its params (``cell_id``), or ``trial<number>`` without params."""
+    without a ``cell`` attr is named by its params (``cell_id``), or ``trial<number>`` without params (a ``cell`` of
+    "" is the base cell of a grid without axes)."""
     ua = trial.user_attrs
     cell = trial_cell(ua, aliases)
     params = (cells or {}).get(cell) if cell != ua.get("cell") else ua.get("cell_params")
     if not isinstance(params, Mapping):
         params = ua.get("cell_params") if isinstance(ua.get("cell_params"), Mapping) else dict(trial.params)
-    if not cell:
+    if not isinstance(cell, str):   # "" is a cell: the base, of a grid without axes
         cell = cell_id(dict(params)) if params else f"trial{trial.number}"
     return str(cell), dict(params)
 
