@@ -121,6 +121,7 @@ class FastPath:
         self._guarded = False  # the first step ran under the fast-path guard (fast_guard)
         self._guarded_evals: set[str] = set()  # splits whose first evaluation the guard checked
         self.guard_s = 0.0  # seconds the guard's reference steps took
+        self.precision_change: dict[str, Any] | None = None   # the guard left autocast (`_slower`): from, to, why
 
         self.lr = torch.tensor(lr_at(ref.schedule, ref.optim.lr, 0, self.spe), device=device)
         cycled = momentum_at(ref.schedule, 0, self.spe) is not None
@@ -434,7 +435,7 @@ class FastPath:
             if problem is None:
                 return
             self.restore_state(saved)
-            self._slower(problem, "its first step")
+            self._slower(problem, "its first step", at_step=int(self.step_t) + 1)
             if self._is_reference():
                 return self._fast_step(x, y)
 
@@ -470,12 +471,13 @@ class FastPath:
                                          autocast=self.amp is not None)
             if problem is None:
                 return
-            self._slower(problem, f"its first {split} evaluation")
+            self._slower(problem, f"its first {split} evaluation", at_step=int(self.step_t))
 
-    def _slower(self, problem: str, when: str) -> None:
-        """After the guard found ``problem``: go one path slower (compile/graph → eager, channels_last → NCHW,
-        autocast → full precision), where the user left the choice to auto; an explicit choice stops with a one-line
-        FastPathMismatch. Recorded as `fast_fallback`."""
+    def _slower(self, problem: str, when: str, *, at_step: int) -> None:
+        """After the guard found ``problem`` at step ``at_step``: go one path slower (compile/graph → eager,
+        channels_last → NCHW, autocast → full precision), where the user left the choice to auto; an explicit
+        choice stops with a one-line FastPathMismatch. Recorded as `fast_fallback`; leaving autocast also as
+        ``precision_change`` (the run's config still resolved to the autocast precision, as after a replay)."""
         why = f"{self.path_name()} disagreed with the eager reference at {when}: {problem}"
         if self.fast in ("compile", "graph"):
             if self.ref.fast != "auto":
@@ -487,7 +489,11 @@ class FastPath:
         elif self.amp is not None:
             if self.ref.precision != "auto":
                 raise FastPathMismatch(f"precision={self.ref.precision}: {why}; set precision: fp32 (or auto)")
+            was = precision_name(self.amp, self.dtype)
             self.amp = None
+            now = precision_name(self.amp, self.dtype)
+            self.precision_change = {"at_step": at_step, "from": was, "to": now,
+                                     "reason": f"the fast-path guard: {why}; went on in {now} (precision: auto)"}
         else:  # fused members disagreeing with their solo twins: no slower path inside this process
             raise FastPathMismatch(f"{why}; train these members separately (sweep --fuse off)")
         warnings.warn(f"{why}; going on as {self.path_name()} from the same state")

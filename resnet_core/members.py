@@ -117,7 +117,7 @@ class RunFacts:
     images: int = 0
     data_time_s: float = 0.0
     lost_wall_time_s: float = 0.0   # work trained again: each hard stop's clock past the checkpoint resumed from
-    precision_change: dict[str, Any] | None = None  # a bf16 run replayed in fp32 after going non-finite
+    precision_change: dict[str, Any] | None = None  # a bf16 run replayed in fp32 (or left by the guard), resumed
     resume_note: str | None = None  # a damaged checkpoint this run resumed around
 
 
@@ -266,10 +266,15 @@ class Members:
             "threads": self.cpu_threads(),
             "data_time_s": facts.data_time_s, "fast_fallback": path.fast_fallback, "tf32": self.tf32,
             "fast_path_checked": path.checked(), "guard_s": path.guard_s,
-            "compile_s": path.compile_s, "precision_changed": facts.precision_change,
+            "compile_s": path.compile_s, "precision_changed": self.precision_changed(),
             "provenance": provenance(),  # the code and library versions that produced this record
             "resume_note": facts.resume_note,   # a damaged checkpoint this run resumed around
         }
+
+    def precision_changed(self) -> dict[str, Any] | None:
+        """Where the run left the precision its config resolved to: a bf16 run replayed in fp32 after going
+        non-finite (``facts``, carried over a resume), or the fast-path guard leaving autocast (``path``)."""
+        return self.facts.precision_change or self.path.precision_change
 
     def cpu_threads(self) -> int | None:
         """The intra-op threads the run trains with on the CPU (round-off depends on it), None on an accelerator."""
@@ -284,7 +289,7 @@ class Members:
                                       model_config=self.member_models[g].to_dict(), run_config=m.resolved,
                                       wall_time_s=facts.wall_time_s, images=facts.images,
                                       data_time_s=facts.data_time_s, lost_wall_time_s=facts.lost_wall_time_s,
-                                      rng=ckpt.global_rng_state(), precision_changed=facts.precision_change,
+                                      rng=ckpt.global_rng_state(), precision_changed=self.precision_changed(),
                                       window=self.path.window_of(g), threads=self.cpu_threads(),
                                       plugins=loaded_plugin_records(), classes=self.classes)
 

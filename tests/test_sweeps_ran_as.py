@@ -218,3 +218,36 @@ def test_a_launch_whose_devices_resolve_auto_to_two_precisions_is_refused(tmp_pa
     check_ran_as(load_grid(grid, ["precision=bf16"]), [], ["cpu", "cuda:0"])
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     check_ran_as(load_grid(grid), [], ["cpu", "cuda:0"])
+
+
+def test_a_trial_the_guard_moved_from_bf16_to_fp32_keeps_its_cell_in_bf16(tmp_path, monkeypatch, capsys):
+    """Where the fast-path guard found a cell's bf16 step disagreeing with the reference it went on in fp32, and the
+    record said only `precision: fp32`: the cell then ran as fp32, so the next seed, resolving to bf16, was refused
+    and the sweep stopped with exit 2 part-way. The run records the change (``precision_changed``, as a replay
+    does), so it counts as the bf16 it resolved to, and every seed runs (each guarded the same way)."""
+    from resnet_core.fast_path import FastPath
+    from sweeps.queue.ran_as import trial_precision
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)     # auto: bf16 on this CPU
+    original = FastPath._step
+
+    def bf16_wrong(self, x, y):                       # the autocast step's gradients are off (a bf16 kernel fault)
+        original(self, x, y)
+        if self.amp is not None:
+            for p in self.model_for_state().parameters():
+                p.grad.mul_(3.0)
+
+    monkeypatch.setattr(FastPath, "_step", bf16_wrong)
+    grid = write_grid(tmp_path / "g.yaml", "guarded", grid={"model.shortcut": ["identity"]}, seeds=[0, 1])
+    root = tmp_path / "runs"
+    with pytest.warns(UserWarning, match="disagreed with the eager reference"):
+        code = main(["sweep", str(grid), "--root", str(root), "--workers", "1", "--set", "precision=auto",
+                     "--set", "fast=eager", "--set", "channels_last=false"])
+    assert code == 0, capsys.readouterr().err
+    trials = journal_study(root, "guarded").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        change = t.user_attrs["precision_changed"]
+        assert (t.user_attrs["precision"], change["from"], change["to"]) == ("fp32", "bf16", "fp32"), change
+        assert change["at_step"] == 1 and change["reason"].startswith("the fast-path guard: eager, bf16 disagreed")
+        assert trial_precision(t.user_attrs) == "bf16"

@@ -422,16 +422,22 @@ def result_lines(spec: GridSpec, trials: list[Any]) -> list[str]:
 
 
 def _fast_path_notes(trials: list[Any]) -> list[str]:
-    """What the fast-path guard did to a cell's trials: fell back to a slower path (and why, the first reason), or
-    replayed a bf16 run in fp32 after it went non-finite."""
+    """What the fast-path guard did to a cell's trials: fell back to a slower path (and why, the first reason),
+    replayed a bf16 run in fp32 after it went non-finite, or left bf16 where it disagreed with the reference."""
     notes = []
     fell = [t.user_attrs["fast_fallback"] for t in trials if t.user_attrs.get("fast_fallback")]
     if fell:
         notes.append(f"{len(fell)} fell back from the fast path: {fell[0][:160]}")
-    replayed = [t for t in trials if t.user_attrs.get("precision_changed")]
+    changed = [t.user_attrs["precision_changed"] for t in trials if isinstance(t.user_attrs.get("precision_changed"),
+                                                                                dict)]
+    replayed = [c for c in changed if "replayed_from_step" in c]
     if replayed:
-        change = replayed[0].user_attrs["precision_changed"]
-        notes.append(f"{len(replayed)} replayed in {change.get('to')} after going non-finite in {change.get('from')}")
+        notes.append(f"{len(replayed)} replayed in {replayed[0].get('to')} after going non-finite in "
+                     f"{replayed[0].get('from')}")
+    left = [c for c in changed if "replayed_from_step" not in c]
+    if left:
+        notes.append(f"{len(left)} went on in {left[0].get('to')} where the guard found {left[0].get('from')} "
+                     f"disagreeing with the reference")
     return notes
 def _running_trial(st: Any) -> Any:
     """The latest RUNNING trial of a unit status, or None."""
