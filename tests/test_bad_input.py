@@ -1301,6 +1301,27 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("data, words", [
+    ({"name": "mnist", "download": False}, ("cannot load mnist from", "data.download is false",
+                                            "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte")),
+    ({"name": "cifar100", "download": False}, ("cannot load cifar100 from", "cifar-100-python/")),
+    ({"name": "cifar10_jpeg", "path": "MISSING"}, ("no JPEG archive at", "cifar10_jpeg.npz")),
+], ids=["mnist-no-download", "cifar100-no-download", "jpeg-archive-missing"])
+def test_a_dataset_that_is_not_there_is_refused_before_the_study_exists(data, words, tmp_path, capsys):
+    """A torchvision set not extracted under data.root with data.download false, or a JPEG archive that is not
+    there: the study was created and every trial failed loading it (exit 1). The launch checks that the files are
+    there (reading only) and refuses in one line, dry run or not, with nothing written."""
+    data = {**data, "root": str(tmp_path / "empty-root")}
+    if data.get("path") == "MISSING":
+        data["path"] = str(tmp_path / "nowhere" / "cifar10_jpeg.npz")
+    base = {**TINY, "data": {**data, "augment": "none"}}
+    grid = grid_file(tmp_path / "g.yaml", "absent", base=base)
+    for extra in (["--dry-run"], []):
+        code = main(["sweep", str(grid), "--root", str(tmp_path / "runs"), *extra])
+        assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "empty-root").exists()
+
+
 # -- kind 4: a grid edit that changes who a cell is ---------------------------------------------------------------
 @pytest.mark.parametrize("grid, done, to_run", [
     ({"model.depth": [8, 14], "model.pooling": ["avg", "max"]}, 2, 2),    # a new axis with the default's value

@@ -39,12 +39,18 @@ def decode_split(jpeg: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> L
     return LabeledImages(images, torch.from_numpy(labels.astype(np.int64)))
 
 
-def read_jpeg_archive(path: str | Path) -> tuple[LabeledImages, LabeledImages, list[str]]:
-    """(train, test, classes) from a JPEG archive; a ConfigError naming the file when it is missing or malformed."""
+def check_archive(path: str | Path) -> Path:
+    """``path`` if a file is there, else a one-line ``ConfigError`` saying where to put the archive."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data.path: no JPEG archive at {path}; copy cifar10_jpeg.npz there or point data.path at "
                           f"it (`--set data.path=FILE`; `eval`/`lesion` of a checkpoint: `--data-path FILE`)")
+    return path
+
+
+def read_jpeg_archive(path: str | Path) -> tuple[LabeledImages, LabeledImages, list[str]]:
+    """(train, test, classes) from a JPEG archive; a ConfigError naming the file when it is missing or malformed."""
+    path = check_archive(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

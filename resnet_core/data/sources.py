@@ -7,11 +7,11 @@ from ..errors import ConfigError
 from .config import TORCHVISION_SETS, DataConfig
 from .imagefolder import load_imagefolder
 from .images import ImageData, LabeledImages, channel_stats
-from .jpeg_archive import read_jpeg_archive
+from .jpeg_archive import check_archive, read_jpeg_archive
 from .source_registry import SOURCES, RawSplits, Source
 from .split import holdout
 from .synthetic import SHAPES, make_glyphs
-from .torchvision_sets import load_torchvision
+from .torchvision_sets import check_extracted, load_torchvision
 
 __all__ = ["DEFAULT_JPEG_ARCHIVE", "SOURCES", "RawSplits", "Source", "load_dataset"]
 
@@ -47,16 +47,28 @@ def _imagefolder(cfg: DataConfig) -> RawSplits:
     return RawSplits(train, test, classes, val)
 
 
-@SOURCES.register("cifar10_jpeg")
-def _cifar10_jpeg(cfg: DataConfig) -> RawSplits:
+def jpeg_archive_path(cfg: DataConfig) -> Path:
     """The shared archive: data.path, else ./data/cifar10_jpeg.npz, else <root>/cifar10_jpeg.npz."""
     if cfg.path is not None:
-        path = Path(cfg.path).expanduser()
-    else:
-        candidates = [DEFAULT_JPEG_ARCHIVE, cfg.data_root() / "cifar10_jpeg.npz"]
-        path = next((p for p in candidates if p.is_file()), candidates[0])
-    train, test, classes = read_jpeg_archive(path)
+        return Path(cfg.path).expanduser()
+    candidates = [DEFAULT_JPEG_ARCHIVE, cfg.data_root() / "cifar10_jpeg.npz"]
+    return next((p for p in candidates if p.is_file()), candidates[0])
+
+
+@SOURCES.register("cifar10_jpeg")
+def _cifar10_jpeg(cfg: DataConfig) -> RawSplits:
+    train, test, classes = read_jpeg_archive(jpeg_archive_path(cfg))
     return RawSplits(train, test, classes)
+
+
+def check_present(cfg: DataConfig) -> None:
+    """A one-line ``ConfigError`` where every trial would fail to find ``cfg``'s files: a torchvision set not
+    extracted under data.root with data.download false, a JPEG archive that is not there. Reads only (an
+    ImageFolder tree: ``imagefolder.check_imagefolder``)."""
+    if cfg.name in TORCHVISION_SETS:
+        check_extracted(cfg.name, cfg.data_root(), cfg.download)
+    elif cfg.name == "cifar10_jpeg":
+        check_archive(jpeg_archive_path(cfg))
 
 
 def load_dataset(cfg: DataConfig) -> ImageData:

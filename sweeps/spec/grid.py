@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 from resnet_core.data import dataset_shape
 from resnet_core.data.imagefolder import check_imagefolder, train_images
+from resnet_core.data.sources import check_present
 from resnet_core.effect import Unread, dropped, is_unread, no_effect, note, written_leaves
 from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_batches, check_trainable
@@ -728,12 +729,18 @@ def _check_one(spec: GridSpec, cell: Cell, probe: dict[str, Any], trainable: Any
 
 
 def _trainable_checker():
-    """``check(rc)``: ``feasibility.check_trainable`` with the dataset's shape where it is known without loading
-    it (synthetic, the torchvision sets), and an ImageFolder tree's layout and its number of training images
+    """``check(rc)``: the dataset's files are there (``sources.check_present``), ``feasibility.check_trainable``
+    with the dataset's shape where it is known without loading it (synthetic, the torchvision sets), and an
+    ImageFolder tree's layout and its number of training images
     against the batch size; other datasets are checked when a trial loads them."""
     checked: dict[tuple[Any, Any], int] = {}   # (data.path, data.resize) → train images
+    present: set[tuple[Any, ...]] = set()         # datasets whose files were found
 
     def check(rc: RunConfig) -> None:
+        where = (rc.data.name, rc.data.path, str(rc.data.data_root()), rc.data.download)
+        if where not in present:   # a dataset not there (offline, no download) fails every trial: refused first
+            check_present(rc.data)
+            present.add(where)
         if rc.data.name == "imagefolder":
             key = (rc.data.path, rc.data.resize)
             if key not in checked:   # refused before the study exists; once per tree
