@@ -318,7 +318,8 @@ def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str,
         metric = spec.summary_key
         if status == "complete" and metric in row and not _finite(row[metric]):
             reason = f"{metric} is not a finite number in its record or the study"
-            _warn(f"{run_dir}/summary.json: {reason}; trial {t.number} left out of the report")
+            where = f"{run_dir}/summary.json" if run_dir else f"{ua.get('run_dir') or 'its run folder'} (not found)"
+            _warn(f"{where}: {reason}; trial {t.number} left out of the report")
             row.update(status="unreadable", reason=reason)
         rows.append(row)
     return rows, configs

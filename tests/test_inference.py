@@ -62,6 +62,27 @@ def test_verdicts():
     assert not same.has_interval and verdict(same, -1) == UNDECIDED
 
 
+def test_seeds_that_agree_but_for_round_off_decide_nothing():
+    """Error rates of 10,000 test images move in steps of 0.01, which binary floats (the records' float32) do not
+    hold exactly: two seeds whose differences agree (2.27 points both) differed by 2e-6 in the record, and that
+    round-off spread gave a paired interval of zero width, [2.27, 2.27], that decides from 2 seeds (scipy warned
+    of catastrophic cancellation). A spread at round-off level of the values' scale counts as none: the pairing
+    adds nothing, and the cells' own spreads give Welch's interval, as for seeds that agree exactly."""
+    import warnings
+
+    f32 = lambda *v: _series([float(np.float32(x)) for x in v])   # noqa: E731 - as a summary.json holds them
+    a, b = f32(19.0, 19.39), f32(16.73, 17.12)            # per seed 2.27 and 2.27, but for 2e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                             # no scipy precision-loss warning either
+        est, welch = compare(a, b, paired=True), compare(a, b)
+        assert est.diff == pytest.approx(2.27, abs=1e-5) and est.test == "Welch t", est
+        assert (est.lo, est.hi) == (welch.lo, welch.hi) and est.hi - est.lo > 1.0, est
+        flat = compare(f32(70.0, 70.0), f32(70.0 + 1e-12, 70.0 - 1e-12), paired=True)   # around 0: no equivalence
+        assert not flat.has_interval and verdict(flat, expect=0, margin=1.0) == UNDECIDED, flat
+    real = compare(f32(19.0, 19.40), f32(16.73, 17.12), paired=True)    # one image apart: a real spread
+    assert real.test == "paired t" and np.isfinite(real.lo) and real.lo < real.hi
+
+
 def test_seeds_that_agree_exactly_decide_nothing():
     """Test error moves in steps of 100 / test images, so two seeds can differ by exactly the same amount in both
     cells by chance. The paired interval was then the point, [-3.12, -3.12], and the claim "reproduced" from 2

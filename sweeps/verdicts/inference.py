@@ -126,7 +126,7 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
         seeds = list(data[keys[0]].index)
         per_seed = sum(w[k] * data[k].reindex(seeds).to_numpy() for k in keys)
         n = len(per_seed)
-        var = float(np.var(per_seed, ddof=1))
+        var = spread(per_seed, scale=max(float(np.max(np.abs(data[k].to_numpy()))) for k in keys))
         df = n - 1.0
         if var > 0:
             if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0]:
@@ -141,7 +141,7 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
         # Every seed gave the same contrast: at a few seeds that is chance (an error rate moves in steps of
         # 100 / test images), not certainty, and a zero-width paired interval would decide the claim. The cells'
         # own spreads still give an interval: Welch's, which does not rely on the pairing.
-    parts = tuple(w[k] ** 2 * float(data[k].var(ddof=1)) / 1.0 for k in keys)
+    parts = tuple(w[k] ** 2 * spread(data[k].to_numpy()) for k in keys)
     se2 = sum(p / len(data[k]) for p, k in zip(parts, keys))
     if se2 <= 0:
         return _no_spread(diff, level, n_a, n_b, float(sum(len(v) - 1 for v in data.values())), parts)
@@ -156,6 +156,21 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
     half = float(stats.t.ppf(1 - alpha / 2, df)) * math.sqrt(se2)
     p = float(2 * stats.t.sf(abs(diff) / math.sqrt(se2), df))
     return Estimate(diff, diff - half, diff + half, level, WELCH, n_a, n_b, float(df), p, parts)
+
+
+ROUND_OFF = 1e-6   # a spread below this fraction of the values' scale is round-off (float32 holds ~7 digits)
+
+
+def spread(values: np.ndarray, scale: float | None = None) -> float:
+    """The sample variance (ddof 1) of ``values``, or 0 where their standard deviation is round-off: at most
+    ``ROUND_OFF`` times ``scale`` (default: their largest magnitude; for per-seed differences, the cells' values').
+    Error rates move in steps of 100 / test images, far above it; a round-off spread would make a zero-width
+    interval that decides any difference (or, around 0, any equivalence)."""
+    values = np.asarray(values, dtype=float)
+    var = float(np.var(values, ddof=1))
+    if scale is None:
+        scale = float(np.max(np.abs(values))) if len(values) else 0.0
+    return var if math.sqrt(var) > ROUND_OFF * scale else 0.0
 
 
 def _no_spread(diff: float, level: float, n_a: int, n_b: int, df: float, parts: tuple[float, ...]) -> Estimate:
