@@ -1322,6 +1322,42 @@ def test_a_dataset_that_is_not_there_is_refused_before_the_study_exists(data, wo
     assert not (tmp_path / "runs").exists() and not (tmp_path / "empty-root").exists()
 
 
+def test_a_torchvision_set_to_download_is_fetched_once_before_the_study_and_its_workers(tmp_path, monkeypatch,
+                                                                                      capsys):
+    """Every worker's first trial downloaded a missing torchvision set into the same data.root at once (torchvision
+    writes the archive in place: one worker could read another's half-written file). The launch fetches it once,
+    before the study exists; the trials then find it. torchvision's MNIST is a stand-in here (no network)."""
+    import torch
+    import torchvision.datasets as tvd
+
+    root, study_dir = tmp_path / "data", tmp_path / "runs" / "fetch"
+    marker = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    calls = []
+
+    class StandInMNIST:
+        def __init__(self, where: str, train: bool, download: bool) -> None:
+            calls.append((download, marker.exists(), study_dir.exists()))
+            if not marker.exists():
+                if not download:
+                    raise RuntimeError("Dataset not found")
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_bytes(b"")                     # the download
+            n = 64 if train else 32
+            self.data = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8,
+                                      generator=torch.Generator().manual_seed(int(train)))
+            self.targets = [i % 10 for i in range(n)]
+            self.classes = [str(i) for i in range(10)]
+
+    monkeypatch.setattr(tvd, "MNIST", StandInMNIST)
+    base = {**TINY, "data": {"name": "mnist", "root": str(root), "augment": "none"}}
+    grid = grid_file(tmp_path / "g.yaml", "fetch", base=base, seeds=[0, 1])
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1"]) == 0
+    assert f"data: downloading mnist into {root} (once, before the workers start)" in capsys.readouterr().out
+    downloads = [c for c in calls if not c[1]]
+    assert downloads == [(True, False, False)], calls            # one download, before the study folder existed
+    assert len(calls) > 2                                        # the trials loaded it after
+
+
 # -- kind 4: a grid edit that changes who a cell is ---------------------------------------------------------------
 @pytest.mark.parametrize("grid, done, to_run", [
     ({"model.depth": [8, 14], "model.pooling": ["avg", "max"]}, 2, 2),    # a new axis with the default's value

@@ -56,11 +56,22 @@ def _not_found(name: str, root: Path) -> ConfigError:
                        f"{spec.extracted} there (from {spec.url}), or set data.root to where it is")
 
 
+def is_extracted(name: str, root: Path) -> bool:
+    """Whether ``root`` holds ``name`` extracted, as torchvision reads it without downloading."""
+    return (root / TORCHVISION_SETS[name].marker).exists()
+
+
 def check_extracted(name: str, root: Path, download: bool) -> None:
     """With ``download`` false, a one-line ``ConfigError`` where ``name`` is not extracted under ``root`` (what
     loading it would raise), so a sweep refuses it before its study exists; reads only."""
-    if not download and not (root / TORCHVISION_SETS[name].marker).exists():
+    if not download and not is_extracted(name, root):
         raise _not_found(name, root)
+
+
+def fetch(name: str, root: Path) -> None:
+    """Download and extract ``name`` into ``root`` (a sweep, once, before its workers start: they would all
+    download into the same files at once); a one-line ``ConfigError`` as ``load_torchvision``'s where it cannot."""
+    load_torchvision(name, root, True)
 
 
 def load_torchvision(name: str, root: Path, download: bool) -> tuple[LabeledImages, LabeledImages, list[str]]:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core import shell
 from resnet_core.data import dataset_shape
+from resnet_core.data.torchvision_sets import TORCHVISION_SETS, fetch, is_extracted
 from resnet_core.errors import ConfigError, UnknownPartError, choices_error, reworded
 from resnet_core.model import build_model, count_params
 from resnet_core.plan import describe, plan
@@ -266,6 +267,22 @@ def recorded_plugins_hint(grid_file: str | Path, study: str | None, root: str | 
         return ""
 
 
+def fetch_datasets(spec: GridSpec, out: TextIO) -> None:
+    """Each torchvision set the cells download (``data.download`` true) and ``data.root`` lacks: fetched once, here,
+    before the study and its workers exist (they would all download into the same files at once)."""
+    seen = set()
+    for cell in spec.cells:
+        data = RunConfig.from_dict(spec.run_config(cell, spec.cell_seeds(cell)[0])).data
+        where = (data.name, str(data.data_root()))
+        if data.name not in TORCHVISION_SETS or not data.download or where in seen:
+            continue
+        seen.add(where)
+        if not is_extracted(data.name, data.data_root()):
+            print(f"data: downloading {data.name} into {data.data_root()} (once, before the workers start)",
+                  file=out, flush=True)
+            fetch(data.name, data.data_root())
+
+
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
               storage: str | None = None, dry: bool = False, retry_failed: bool = False,
               overrides: Sequence[str] = (), wandb: str | None = None, study: str | None = None,
@@ -318,6 +335,7 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
                        max_seeds if until_decided else None, futility)
 
     quiet_optuna()
+    fetch_datasets(spec, out)
     if not storage_exists(ref):   # a new study: a folder with another study's runs is refused before any write
         check_owner(study_dir, ref, spec.study)
     if ref.is_rdb:   # a database that cannot be reached leaves no empty study folder behind
