@@ -8,6 +8,7 @@ summary, a member's end (complete, diverged, pruned, failed, interrupted), and r
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,9 @@ def open_members(cfgs: Sequence[RunConfig], member_models: Sequence[ModelConfig]
     return members
 
 
+CLOCK_EVERY_S = 30.0   # a log rewrites summary.json (its clock) at most this often: a hard stop's lost work to ~30 s
+
+
 @dataclass
 class RunFacts:
     """What the summaries and checkpoints say about the whole run beside each member's numbers: its clock (over
@@ -131,6 +135,7 @@ class Members:
         self.facts, self.total, self.spe, self.params, self.tf32 = facts, total, steps_per_epoch, params, tf32
         self.classes = [str(c) for c in classes]   # the dataset's class names, by label: in every checkpoint
         self.ref = members[0].cfg  # what the members share (check_fusable): checkpointing, the schedule's unit
+        self._clock_written = time.monotonic()   # when a log last rewrote the summaries (`log_train`)
 
     def __getitem__(self, g: int) -> Member:
         return self.members[g]
@@ -152,6 +157,10 @@ class Members:
     def log_train(self, step: int, epoch: float, window: tuple, lr: float, throughput: float) -> None:
         """The logged window (`FastPath.read_window`) of every running member, to its record and the callbacks."""
         loss, err, probes, weights = window
+        now = time.monotonic()
+        clock_due = now - self._clock_written >= CLOCK_EVERY_S   # not at every log: fsyncs on the hot path
+        if clock_due:
+            self._clock_written = now
         for g in self.active():
             m = self.members[g]
             train = {"loss": loss[g], "error": err[g], "lr": lr, "throughput": throughput}
@@ -167,7 +176,8 @@ class Members:
             if math.isfinite(loss[g]):
                 m.lowest_train_loss = min(m.lowest_train_loss, loss[g])
             m.train_errors.append((step, err[g]))
-            m.record.write_summary(self.summary(g, step))   # the clock as at this log: a hard stop's lost work
+            if clock_due:   # the clock as at this log: what a resume after a hard stop measures as lost
+                m.record.write_summary(self.summary(g, step))
             emit(self.callbacks, "on_log", g, step, flat)
 
     def diverge(self, first_bad: list[int], step: int) -> None:
@@ -352,7 +362,7 @@ class Members:
 
     def _last_clock(self) -> tuple[int, float, float] | None:
         """(step, wall_time_s, lost_wall_time_s) of the last attempt as its summary.json last said (written at every
-        log and evaluation), or None where there is none or it is unreadable."""
+        evaluation and, at most every CLOCK_EVERY_S, log), or None where there is none or it is unreadable."""
         try:
             s = read_summary(self.members[0].record.dir)
             return int(s.get("step") or 0), float(s.get("wall_time_s") or 0.0), float(s.get("lost_wall_time_s") or 0.0)

@@ -570,6 +570,30 @@ def test_a_resume_counts_the_clock_a_hard_stop_ran_past_its_checkpoint(tmp_path)
     assert result.summary["lost_wall_time_s"] == pytest.approx(wall, rel=1e-9) and wall > 0
 
 
+class SummaryStepAtLog:
+    """The step summary.json says at the log of ``step`` (what a SIGKILL right after that log would leave)."""
+
+    def __init__(self, run_dir, step: int) -> None:
+        self.run_dir, self.step, self.seen = run_dir, step, None
+
+    def on_log(self, member: int, step: int, metrics: dict) -> None:
+        if step == self.step:
+            self.seen = read_summary(self.run_dir)["step"]
+
+
+def test_a_log_rewrites_the_summary_clock_at_most_every_clock_interval(tmp_path, monkeypatch):
+    """summary.json's clock, which a resume after a SIGKILL measures the lost work by, is rewritten at a log only
+    once CLOCK_EVERY_S has passed since the last (an fsync per member at every log would sit on the hot path)."""
+    from resnet_core import members
+
+    cfg = tiny("schedule.total=2", eval_every=0.5, log_every=1)       # evaluations (and summaries) at 4, 8, 12
+    for every, expected in ((0.0, 14), (3600.0, 12)):
+        monkeypatch.setattr(members, "CLOCK_EVERY_S", every)
+        probe = SummaryStepAtLog(tmp_path / f"every{every:g}", 14)
+        assert train(cfg, probe.run_dir, callbacks=[probe]).status == "complete"
+        assert probe.seen == expected, (every, probe.seen)
+
+
 def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
     cfg = tiny("schedule.total=1", probes=False)
     result = train(cfg, tmp_path / "fresh", resume=True)

@@ -68,12 +68,6 @@ def check_extracted(name: str, root: Path, download: bool) -> None:
         raise _not_found(name, root)
 
 
-def fetch(name: str, root: Path) -> None:
-    """Download and extract ``name`` into ``root`` (a sweep, once, before its workers start: they would all
-    download into the same files at once); a one-line ``ConfigError`` as ``load_torchvision``'s where it cannot."""
-    load_torchvision(name, root, True)
-
-
 def load_torchvision(name: str, root: Path, download: bool) -> tuple[LabeledImages, LabeledImages, list[str]]:
     """(train, test, classes) of a torchvision dataset; a ConfigError when it is neither there nor downloadable."""
     import torchvision.datasets as tvd

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core import shell
 from resnet_core.data import dataset_shape
-from resnet_core.data.torchvision_sets import TORCHVISION_SETS, fetch, is_extracted
+from resnet_core.data.torchvision_sets import TORCHVISION_SETS, is_extracted, load_torchvision
 from resnet_core.errors import ConfigError, UnknownPartError, choices_error, reworded
 from resnet_core.model import build_model, count_params
 from resnet_core.plan import describe, plan
@@ -280,7 +280,7 @@ def fetch_datasets(spec: GridSpec, out: TextIO) -> None:
         if not is_extracted(data.name, data.data_root()):
             print(f"data: downloading {data.name} into {data.data_root()} (once, before the workers start)",
                   file=out, flush=True)
-            fetch(data.name, data.data_root())
+            load_torchvision(data.name, data.data_root(), True)   # downloads and extracts it
 
 
 def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str | None = None, root: str | Path = "runs",
