@@ -1,6 +1,7 @@
 """What a study cost, measured: each run's training time, cores and throughput (``summary.json``: ``wall_time_s``,
-``threads``, ``img_per_s``), summed into hours and core-hours, the work trained again after hard stops
-(``lost_wall_time_s``), and the span of its trials (Optuna's start and end times, pauses between launches included)."""
+``threads``, ``img_per_s``), summed into hours, CPU core-hours and accelerator device-hours, the work trained again
+after hard stops (``lost_wall_time_s``), and the span of its trials (Optuna's start and end times, pauses between
+launches included). The G members of a fused run share one clock (``fused_members``): it counts once, not G times."""
 from __future__ import annotations
 
 import math
@@ -18,35 +19,74 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def _on_accelerator(device: pd.Series) -> pd.Series:
+    """True where a record names a device other than the CPU (``cuda:0``, ``mps``); a record without one is not."""
+    name = device.astype("string").str.split(":").str[0]
+    return name.notna() & (name != "cpu")
+
+
+def _processes(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per training process: the records of a fused run's members (trial attr ``fused_with``) share its
+    clock, so the run counts once, for as long as its longest member trained (``wall_time_s``, ``lost_wall_time_s``
+    as the maximum over its members)."""
+    key = records["fused_with"].map(lambda group: f"fused {group}" if isinstance(group, tuple) else None)
+    grouped = records.assign(run=key.fillna(records["folder"]))
+    lost = grouped["lost_wall_time_s"] if "lost_wall_time_s" in grouped else pd.Series(0.0, index=grouped.index)
+    on_cpu = grouped["threads"].notna() | ~_on_accelerator(grouped["device"])
+    grouped = grouped.assign(lost=lost.fillna(0.0), on_cpu=on_cpu,
+                             threads=grouped["threads"].where(on_cpu).fillna(1.0),  # a CPU record without: one
+                             accelerator=grouped["device"].astype(str).str.split(":").str[0])
+    return grouped.groupby("run", sort=False).agg(
+        wall=("wall_time_s", "max"), lost=("lost", "max"), threads=("threads", "max"), on_cpu=("on_cpu", "all"),
+        accelerator=("accelerator", "first"), members=("folder", "size"))
+
+
+def _cost(seconds: pd.Series, runs: pd.DataFrame, why: bool) -> str:
+    """'3.10 core-hours' over the CPU processes, '1.20 device-hours on cuda' over each accelerator's; with ``why``,
+    each says where it comes from."""
+    parts = []
+    cpu = runs[runs["on_cpu"]]
+    if not cpu.empty:
+        per_run = sorted({int(t) for t in cpu["threads"]})
+        cores = "/".join(str(t) for t in per_run) + (" thread per run" if per_run == [1] else " threads per run")
+        source = f" ({cores}; `summary.json`'s wall_time_s × threads)" if why else ""
+        parts.append(f"{float((seconds * runs['threads'])[runs['on_cpu']].sum()) / 3600:.2f} core-hours{source}")
+    for name, g in runs[~runs["on_cpu"]].groupby("accelerator"):
+        source = " (one device per run; `summary.json`'s wall_time_s)" if why else ""
+        parts.append(f"{float(seconds[g.index].sum()) / 3600:.2f} device-hours on {name}{source}")
+    return "; ".join(parts)
+
+
 def compute_lines(data: StudyData) -> list[str]:
-    """Markdown bullets: hours and core-hours of training over the runs that trained, img/s per cell (mean over its
-    completed runs, with the device, precision and fast path), and the study's span. [] before any run trained."""
+    """Markdown bullets: hours of training and its CPU core-hours or accelerator device-hours over the runs that
+    trained (a fused run's clock once), img/s per cell (mean over its completed runs), the work trained again after
+    hard stops, and the study's span. [] before any run trained."""
     trained = data.trials[data.trials["wall_time_s"].notna() & (data.trials["wall_time_s"] > 0)]
     # one row per run record: the attempts that resumed a run share its folder, whose clock covers them all
     folder = trained["run_dir_attr"].fillna(trained["trial"].map(lambda n: f"trial {n}"))  # the trial's own folder
     records = trained.assign(folder=folder).sort_values("wall_time_s").drop_duplicates("folder", keep="last")
     if records.empty:
         return []
-    threads = records["threads"].fillna(1.0)
-    seconds = float(records["wall_time_s"].sum())
-    core_seconds = float((records["wall_time_s"] * threads).sum())
-    per_run = sorted({int(t) for t in threads})
-    cores = "/".join(str(t) for t in per_run) + (" thread per run" if per_run == [1] else " threads per run")
+    runs = _processes(records)
+    fused = runs[runs["members"] > 1]
     done = data.runs[(data.runs["status"] == "complete") & data.runs["wall_time_s"].notna()]
     # a diverged or pruned run ended as a result: neither another attempt nor a run in progress
     ended = {status: int((records["status"] == status).sum()) for status in ("diverged", "pruned")}
     others = len(records) - len(done) - sum(ended.values())
-    lines = [f"- Training time: {_hours(seconds)} over {_count(len(records), 'run record')} "
+    lines = [f"- Training time: {_hours(float(runs['wall'].sum()))} over {_count(len(records), 'run record')} "
              f"({_count(len(done), 'complete run')}"
              + "".join(f", {n} {status}" for status, n in ended.items() if n)
              + (f", {_count(others, 'other attempt or run in progress', 'other attempts or runs in progress')}"
-                if others > 0 else "") + "), "
-             f"{core_seconds / 3600:.2f} core-hours ({cores}; `summary.json`'s wall_time_s × threads)."]
-    lost = records["lost_wall_time_s"].fillna(0.0) if "lost_wall_time_s" in records else pd.Series(dtype=float)
+                if others > 0 else "")
+             + (f"; {int(fused['members'].sum())} of the records trained as {_count(len(fused), 'fused run')} of "
+                f"{'/'.join(str(g) for g in sorted(set(fused['members'])))} members, each fused run's clock counted "
+                f"once" if len(fused) else "") + ")"
+             + f", {_cost(runs['wall'], runs, why=True)}."]
+    lost = runs["lost"]
     if (lost > 0).any():
         lines.append(f"- Work trained again after hard stops (each attempt's clock past the checkpoint its resume "
                      f"started from; `summary.json`'s lost_wall_time_s): {_hours(float(lost.sum()))} in "
-                     f"{_count(int((lost > 0).sum()), 'run')}, {float((lost * threads).sum()) / 3600:.2f} core-hours, "
+                     f"{_count(int((lost > 0).sum()), 'run')}, {_cost(lost, runs, why=False)}, "
                      f"not in the training time above.")
     speeds = []
     for cid, g in done.groupby("cell", sort=False):
@@ -55,7 +95,9 @@ def compute_lines(data: StudyData) -> list[str]:
             speeds.append(f"{label} {g['img_per_s'].mean():.0f}")
     if speeds:
         lines.append("- Throughput, training images per second of a run's wall time (evaluations and checkpoints "
-                     "included), mean over each cell's completed runs: " + ", ".join(speeds) + ".")
+                     "included), mean over each cell's completed runs: " + ", ".join(speeds)
+                     + ("; a fused run's members each count their own images, so the run trains as many times "
+                        "that as it has members" if len(fused) else "") + ".")
     started, ended = pd.to_datetime(data.trials["started"]).min(), pd.to_datetime(data.trials["ended"]).max()
     if not (pd.isna(started) or pd.isna(ended)):
         span = (ended - started).total_seconds()

@@ -301,6 +301,8 @@ def _trial_rows(study, spec: GridSpec, dirs: list[Path]) -> tuple[list[dict[str,
                "run_dir": str(run_dir) if run_dir else None,
                "run_dir_attr": ua.get("run_dir"), "record": bool(summary), "status": status,
                "reason": reason, "name": summary.get("name") or ua.get("name"),
+               "device": summary.get("device") or ua.get("device"),
+               "fused_with": tuple(ua["fused_with"]) if ua.get("fused_with") else None,
                "best_selected_on": summary.get("best_selected_on") or (configs.get(t.number) or {}).get("best_on"),
                "value": t.value if state == "COMPLETE" else None,
                "started": t.datetime_start, "ended": t.datetime_complete}
@@ -379,8 +381,8 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     rows, configs = _trial_rows(loaded, spec, dirs)
     trials = pd.DataFrame(rows, columns=["trial", "state", "cell", "cell_params", "seed", "slot", "run_dir",
                                          "run_dir_attr",
-                                         "record", "status", "reason", "name", "best_selected_on", "value",
-                                         "started", "ended", *NUMBERS])
+                                         "record", "status", "reason", "name", "device", "fused_with", "best_selected_on",
+                                         "value", "started", "ended", *NUMBERS])
 
     # -- cells, in grid order: the spec's, then those of trials outside it (they still count)
     cells_in_order = list(spec.cells)

@@ -516,6 +516,54 @@ def test_the_compute_section_states_the_work_trained_again_after_hard_stops(fake
     assert len(found) == 1 and ": 0.25 h in 1 run, 0.50 core-hours, not in the training time above." in found[0], lines
 
 
+def _with_clocks(data, **columns):
+    """The fake study's trials with every record's clock set to one hour and ``columns`` assigned."""
+    trials = data.trials.assign(wall_time_s=3600.0, lost_wall_time_s=0.0, threads=2.0, device="cpu",
+                                fused_members=1.0, fused_with=None).assign(**columns)
+    return type(data)(**{**data.__dict__, "trials": trials})
+
+
+def test_a_fused_runs_clock_counts_once_not_once_per_member(fake):
+    """The G members of a fused run each record the run's clock: the compute line summed them, G hours of
+    training and G × threads core-hours for one hour on one machine. It counts the run once, for its longest
+    member (a member that diverged early stopped its own clock)."""
+    from reports.compute import compute_lines
+
+    data = load_study(fake.name, root=fake.root)
+    n = len(data.trials[data.trials["wall_time_s"].notna()])
+    assert compute_lines(_with_clocks(data))[0].startswith(f"- Training time: {n:.2f} h over {n} run records")
+    first = data.trials.index[:4]
+    group = tuple(int(t) for t in data.trials.loc[first, "trial"])
+    fused = _with_clocks(data)
+    fused.trials.loc[first, "fused_members"] = 4.0
+    fused.trials["fused_with"] = fused.trials["fused_with"].astype(object)
+    for i in first:
+        fused.trials.at[i, "fused_with"] = group
+    fused.trials.loc[first[1], "wall_time_s"] = 900.0        # a member that stopped early
+    line = compute_lines(fused)[0]
+    assert line.startswith(f"- Training time: {n - 3:.2f} h over {n} run records"), line
+    assert "4 of the records trained as 1 fused run of 4 members" in line, line
+    assert f"{2 * (n - 3):.2f} core-hours (2 threads per run" in line, line
+
+
+def test_an_accelerator_run_costs_device_hours_not_core_hours(fake):
+    """A run on a GPU records no threads: it counted as one CPU core per run. Its hours are device-hours on its
+    accelerator, beside the CPU runs' core-hours."""
+    from reports.compute import compute_lines
+
+    data = load_study(fake.name, root=fake.root)
+    n = len(data.trials[data.trials["wall_time_s"].notna()])
+    gpu = _with_clocks(data, device="cuda:0", threads=float("nan"), lost_wall_time_s=1800.0)
+    lines = compute_lines(gpu)
+    assert lines[0].endswith(f", {n:.2f} device-hours on cuda (one device per run; `summary.json`'s wall_time_s)."), lines
+    assert "core-hours" not in lines[0]
+    assert f"{n / 2:.2f} device-hours on cuda, not in the training time above" in lines[1], lines
+    mixed = _with_clocks(data)
+    mixed.trials.loc[data.trials.index[0], ["device", "threads"]] = ["cuda:1", float("nan")]
+    line = compute_lines(mixed)[0]
+    assert f"{2 * (n - 1):.2f} core-hours (2 threads per run; " in line and "; 1.00 device-hours on cuda (" in line, line
+
+
 def test_a_non_finite_value_in_a_run_record_is_named_and_the_studys_value_is_used(fake, tmp_path, capfd):
     """A run record whose final_test_error became NaN: the table showed the cell as n 2/2 with a mean over one
     value, and the claims said "not enough data", silently. The report names the record and takes the value the

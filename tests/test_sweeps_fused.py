@@ -108,6 +108,12 @@ def test_fused_four_worker_quickstart_one_record_and_wandb_run_per_trial(tmp_pat
     second = [m["value"] for m in read_metrics(root / "quickstart" / twin.user_attrs["run_dir"])
               if m["split"] == "train" and m["name"] == "loss"]
     assert first != second
+    # the report counts each fused run's clock once (each member's record holds the run's clock)
+    from reports.compute import compute_lines
+    from reports.study_reader import load_study
+
+    line = compute_lines(load_study("quickstart", root=str(root)))[0]
+    assert "over 8 run records (8 complete runs; 8 of the records trained as 4 fused runs of 2 members" in line, line
 
 
 # -- fused = unfused --------------------------------------------------------------------------------------------

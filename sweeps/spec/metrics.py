@@ -22,13 +22,13 @@ SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
 # what a trial copies from its run's summary into its user attrs (renamed by SUMMARY_ATTR_NAMES)
 TRIAL_SUMMARY_KEYS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                       "final_train_error", "final_train_loss", "lowest_train_loss", "wall_time_s", "img_per_s", "step",
-                      "lost_wall_time_s", "total_steps", "diverged_at", "device", "fast_path", "precision", "compiled", "fast_fallback",
-                      "precision_changed")
+                      "lost_wall_time_s", "total_steps", "diverged_at", "device", "threads", "fused_members", "fast_path",
+                      "precision", "compiled", "fast_fallback", "precision_changed")
 
 # the numbers of a run summary that readers keep (a report's rows)
 SUMMARY_NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error",
                    "final_train_error", "final_train_loss", "lowest_train_loss", "params", "wall_time_s", "img_per_s",
-                   "lost_wall_time_s", "threads", "diverged_at", "step", "total_steps", "epoch")
+                   "lost_wall_time_s", "threads", "fused_members", "diverged_at", "step", "total_steps", "epoch")
 
 # the error and loss columns of the completed-trials table (``verdicts.results``)
 ERROR_KEYS = ("final_test_error", "final_val_error", "best_val_error", "final_train_error", "final_train_loss",
