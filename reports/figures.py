@@ -569,7 +569,7 @@ def fig_ablation_bars(data: StudyData, table: pd.DataFrame, out: Path) -> list[F
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles),
                    frameon=False)
     what = _axis_title(key) if key else "plain vs residual"
-    _suptitle(fig, f"{data.name}: effect of {what} (mean ± std over completed seeds)")
+    _suptitle(fig, f"{data.name}: effect of {what} (mean ± std over completed {data.replicates})")
     caption = (f"Final test (left) and training (right) error for each value of {what}"
                + (", plain and residual side by side" if hue else "")
                + "; bars are means, error bars one sample standard deviation over seeds (none when n < 2), "

@@ -15,7 +15,7 @@ from .comparisons import importances, level_text
 from .effects import effect_rows
 from .figures import FigureOut
 from .study_reader import StudyData
-from .tables import display_table, left_out
+from .tables import display_table, left_out, metric_title
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #222; margin: 0;
@@ -79,7 +79,7 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
     parts = [f"<h1>Study <code>{_esc(data.name)}</code></h1>",
              f"<p class='status'>{_esc(data.status_line())}</p>",
              f"<p class='muted'>Read from <code>{_esc(data.storage)}</code>. Errors in percent; mean ± sample std over "
-             "completed seeds.</p>"]
+             f"completed {data.replicates}.</p>"]
     nav = ["<a href='#table'>Table</a>", "<a href='#claims'>Claims</a>", "<a href='#effects'>Effects</a>"]
     if figures:
         nav.append("<a href='#figures'>Figures</a>")
@@ -87,8 +87,9 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
 
     parts.append("<h2 id='table'>Results per cell</h2>")
     parts.append(_table_html(shown, best))
-    parts.append("<p class='muted'>n: completed seeds of those planned. The lowest mean of each error column is in "
-                 "bold.</p>")
+    parts.append(f"<p class='muted'>n: completed {data.replicates} of those planned. The lowest mean of each error "
+                 "column is in bold" + (f" (the highest of {_esc(metric_title(data.objective_key))}, which the study's "
+                                        "objective maximizes)" if data.maximize else "") + ".</p>")
     if sources:
         parts.append("<p class='muted'>Paper values:</p><ol class='muted'>"
                      + "".join(f"<li>{_esc(s)}</li>" for s in sources) + "</ol>")

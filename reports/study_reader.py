@@ -134,6 +134,11 @@ class StudyData:
         return list(self.spec.seeds)
 
     @property
+    def replicates(self) -> str:
+        """What a cell's n counts: ``seeds``, or in a search study ``searched trials`` (one seed, other settings)."""
+        return "searched trials" if self.spec.search else "seeds"
+
+    @property
     def objective(self) -> dict[str, str]:
         """The study's objective: ``{"metric": "test_error", "direction": "minimize"}``."""
         return dict(self.spec.objective)

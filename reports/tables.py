@@ -218,11 +218,12 @@ def write_markdown(data: StudyData, table: pd.DataFrame, path: Path) -> None:
     shown, sources, best = display_table(data, table)
     lines = [f"# Study `{data.name}`: results per cell", "",
              f"Source: `{data.storage}`. {data.status_line()}", "",
-             "Errors are in percent: mean ± sample std over the seeds that completed (n of the seeds planned); "
+             f"Errors are in percent: mean ± sample std over the {data.replicates} that completed (n of the "
+             f"{data.replicates} planned); "
              "best val error is each run's lowest validation error. The lowest mean of each error column is in bold"
              + (f" (the highest of {metric_title(data.objective_key)}, which the study's objective maximizes)"
                 if data.maximize else "") + "."
-             + (" *did not learn*: completed seeds at chance-level test error or whose training loss never fell "
+             + (f" *did not learn*: completed {data.replicates} at chance-level test error or whose training loss never fell "
                 "below a uniform guess's (summary.md names them)." if table["n_dead"].any() else ""),
              "", markdown_table(shown, best), ""]
     if sources:
@@ -295,7 +296,8 @@ def latex_table(data: StudyData, table: pd.DataFrame) -> str:
                 text = rf"\textbf{{{text}}}"
             cells.append(text)
         body.append(" & ".join(cells) + r" \\")
-    caption = (f"Study {tex_escape(data.name)}: errors in \\%, mean $\\pm$ sample std over the $n$ completed seeds; "
+    caption = (f"Study {tex_escape(data.name)}: errors in \\%, mean $\\pm$ sample std over the $n$ completed "
+               f"{data.replicates}; "
                f"the lowest mean per error column in bold"
                + (f" (the highest of {tex_escape(metric_title(data.objective_key))}, which the study maximizes)"
                   if data.maximize else "") + ".")

@@ -944,6 +944,30 @@ def test_the_dead_cell_evidence_of_a_search_study_names_each_trial_not_its_seed(
     assert "seed 0" not in evidence
 
 
+def test_a_search_studys_tables_count_searched_trials_not_seeds(tmp_path):
+    """A search study's n per cell counts its searched trials (one seed, other settings): its table.md, table.tex
+    and HTML said 'mean ± sample std over the seeds that completed'. A grid's still say seeds."""
+    import dataclasses
+
+    from report_fixtures import make_grid_study
+    from reports.html import write_html
+    from reports.tables import cell_table, latex_table, write_markdown
+
+    make_grid_study(tmp_path, "srch", {"model.depth": [20, 56]}, {(20,): (9.0, 10.0), (56,): (5.0, 9.0)}, seeds=(0,))
+    grid = load_study("srch", root=tmp_path)
+    search = dataclasses.replace(grid, spec=dataclasses.replace(grid.spec, search=["optim.lr"], n_trials=3))
+    for data, word in ((grid, "seeds"), (search, "searched trials")):
+        table = cell_table(data)
+        write_markdown(data, table, tmp_path / "table.md")
+        text = (tmp_path / "table.md").read_text()
+        assert f"over the {word} that completed (n of the {word} planned)" in text, text
+        assert f"over the $n$ completed {word};" in latex_table(data, table)
+        (tmp_path / "out").mkdir(exist_ok=True)
+        html = write_html(data, table, [], [], tmp_path / "out").read_text()
+        assert f"mean ± sample std over completed {word}." in html and f"n: completed {word} of those" in html
+    assert "seeds" not in (tmp_path / "table.md").read_text()
+
+
 def test_the_compute_line_counts_diverged_runs_as_diverged(tmp_path):
     """A study whose every trial diverged: its compute line said '0 complete runs, 4 other attempts or runs in
     progress' of four runs that had ended, which sends a researcher to look for workers still running."""
