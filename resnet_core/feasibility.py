@@ -129,14 +129,78 @@ def _fusion_error(model_json: str, members: int) -> str | None:
     return None
 
 
-def check_fusable(model: Any, members: int) -> None:
-    """Raise a one-line ``ConfigError`` if model config ``model`` cannot be built as ``members`` fused members (a
-    plugin part that is not member-aware, `model.member_layout_error`); it names the plugin parts the model uses.
-    A model of built-in parts only is not built here: each of them is member-aware."""
+# how far a fused member's logits may be from its solo model's, relative to their norm: the two agree to ~1e-15 in
+# float64 (~1e-6 in float32), and a part that mixes the members moves them by far more (tests/test_plugins.py)
+FUSED_FORWARD_RTOL = {"float64": 1e-9, "float32": 1e-4}
+
+
+@functools.lru_cache(maxsize=256)
+def _fused_forward_error(model_json: str, channels: int, size: int) -> str | None:
+    """Why one training forward of 2 fused members on the CPU (a batch of 2 images of ``channels`` × ``size`` ×
+    ``size`` each; float64, or float32 where a part fails in float64) is not what each member's solo model
+    computes on its own images, else None: a forward that draws from torch's generator (fused members share the
+    draws that separate runs take from their own seeds), or member logits that differ from the solo model's (a
+    part that mixes the members' channels)."""
+    import torch
+
+    try:
+        return _compare_fused_forward(model_json, channels, size, torch.float64)
+    except Exception:  # noqa: BLE001 - a user part may hold float32 tensors of its own: compared in float32
+        pass
+    try:
+        return _compare_fused_forward(model_json, channels, size, torch.float32)
+    except Exception as e:  # noqa: BLE001 - a user part (plugin) may raise anything
+        text = str(e).strip().splitlines()
+        return f"its fused forward raised {type(e).__name__}: " + (text[0][:200] if text else "")
+
+
+def _compare_fused_forward(model_json: str, channels: int, size: int, dtype: Any) -> str | None:
+    import torch
+
+    from .config import ModelConfig
+    from .model import build_model, member_state_dict
+
+    cfg, G = ModelConfig.from_dict(json.loads(model_json)), 2
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        fused = build_model(cfg, members=G, seeds=range(G)).to(dtype).train()
+        x = torch.randn(2, G * channels, size, size, dtype=dtype)
+        drawn = torch.random.get_rng_state()
+        out = fused(x)
+        if not torch.equal(drawn, torch.random.get_rng_state()):
+            return ("a part draws random numbers in its forward (torch's generator): fused members would share "
+                    "draws that separate runs take from their own seeds")
+        for g in range(G):
+            solo = build_model(cfg).to(dtype)
+            solo.load_state_dict(member_state_dict(fused, g))
+            own = solo.train()(x[:, g * channels:(g + 1) * channels])
+            diff = float((out[:, g] - own).norm() / own.norm().clamp_min(1e-30))
+            if not diff <= FUSED_FORWARD_RTOL[str(dtype).removeprefix("torch.")]:
+                return (f"member {g}'s logits differ from its own model's on its own images by {diff:.2g} of "
+                        f"their norm (a part that mixes the members' channels)")
+    return None
+
+
+def check_fusable(model: Any, members: int, *, channels: int | None = None, size: int | None = None) -> None:
+    """Raise a one-line ``ConfigError`` if model config ``model`` cannot train as ``members`` fused members that
+    each compute what a separate run would: a plugin part that is not member-aware in its tensors
+    (`model.member_layout_error`, a build on ``meta``) or in its forward (one float64 forward on the CPU, on
+    ``channels`` × ``size`` × ``size`` images; default the model's ``in_channels`` and usual input size: a part
+    that draws random numbers or mixes the members). It names the plugin parts the model uses. A model of built-in
+    parts only is not checked here: each of them is member-aware (tests/test_fused_model.py)."""
+    from .zoo import input_size
+
     parts = user_parts(model)
     if members < 2 or not parts:
         return
-    error = _fusion_error(json.dumps(model.to_dict(), sort_keys=True), min(members, 2))
+    model_json = json.dumps(model.to_dict(), sort_keys=True)
+    error = _fusion_error(model_json, min(members, 2))
+    if error is None:
+        error = _fused_forward_error(model_json, channels or model.in_channels, size or input_size(model))
+        if error is not None:
+            error = (f"this model cannot train as {members} fused members: {error}; a part's forward must treat "
+                     f"each member's channels as its own and draw no random numbers (docs/models.md), or train "
+                     f"unfused (sweep --fuse off)")
     if error is not None:
         raise ConfigError(f"{error} (user parts: {'; '.join(parts)})")
 

@@ -632,3 +632,106 @@ def test_a_part_that_is_not_member_aware_is_refused_as_fused_members(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
     assert "--fuse off" in err and not root.exists()
+
+
+NOT_MEMBER_AWARE_IN_FORWARD = """
+import torch
+from torch import nn
+from resnet_core.pooling import POOLINGS
+
+class DropGAP(nn.Module):   # a random part: fused members share its draws
+    def forward(self, x):
+        out = x.mean((2, 3))
+        return out * (torch.rand(out.shape[0], 1) > 0.1) if self.training else out
+
+class CenteredGAP(nn.Module):   # no parameter, but each member's features are centred on every member's mean
+    def forward(self, x):
+        return x.mean((2, 3)) - x.mean((1, 2, 3))[:, None]
+
+@POOLINGS.register("drop_gap")
+def drop_gap(*, channels, members):
+    return DropGAP()
+
+@POOLINGS.register("centered_gap")
+def centered_gap(*, channels, members):
+    return CenteredGAP()
+"""
+
+
+@pytest.mark.parametrize("pooling,needle", [
+    ("drop_gap", "a part draws random numbers in its forward (torch's generator): fused members would share"),
+    ("centered_gap", "member 0's logits differ from its own model's on its own images by "),
+])
+def test_a_part_whose_forward_is_not_member_aware_is_refused_before_a_sweep_fuses_it(tmp_path, capsys, pooling,
+                                                                                      needle):
+    """A part whose fused tensors are member-major but whose forward is not — one that draws random numbers (each
+    separate run draws from its own seed; fused members share one draw), one that mixes the members' channels
+    without a parameter — passed the build check: each trial then failed at run time on the fast-path guard. A
+    sweep that would fuse it exits 2 naming it before anything is written; unfused it trains."""
+    from resnet_core.feasibility import check_fusable
+
+    plugin = tmp_path / "parts.py"
+    plugin.write_text(NOT_MEMBER_AWARE_IN_FORWARD)
+    plugins_mod.load_plugin(str(plugin))
+    cfg = ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling=pooling)
+    build_model(cfg, members=2, seeds=[0, 1])    # its tensors are member-major
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        check_fusable(cfg, 2, channels=3, size=8)
+    check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling="gem"), 2)   # built in: passes
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid.update(plugins=[str(plugin)], grid={"model.pooling": [pooling]}, seeds=[0, 1])
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root), "--fuse", "2", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
+    assert "--fuse off" in err and not root.exists()
+    assert main(["sweep", str(path), "--root", str(root), "--fuse", "off", "--workers", "1"]) == 0
+
+
+def test_a_member_aware_plugin_part_passes_the_fused_forward_check():
+    """The gated shortcut (a [G] gate per member) computes, fused, what each member's own model computes: the
+    check that refuses random and member-mixing parts lets it fuse."""
+    from resnet_core.feasibility import check_fusable
+
+    plugins_mod.load_plugin(str(EXAMPLE_PLUGIN))
+    check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], shortcut="gated"), 4, channels=3, size=8)
+
+
+FLOAT32_PART = """
+import torch
+from torch import nn
+from resnet_core.pooling import POOLINGS
+
+class Float32GAP(nn.Module):   # member-aware, but returns float32 whatever it is given
+    def forward(self, x):
+        return x.mean((2, 3)).to(torch.float32)
+
+class RaisingGAP(nn.Module):   # fails on real tensors (a meta forward passes)
+    def forward(self, x):
+        if x.device.type != "meta":
+            raise RuntimeError("no real tensors here")
+        return x.mean((2, 3))
+
+@POOLINGS.register("float32_gap")
+def float32_gap(*, channels, members):
+    return Float32GAP()
+
+@POOLINGS.register("raising_gap")
+def raising_gap(*, channels, members):
+    return RaisingGAP()
+"""
+
+
+def test_the_fused_forward_check_of_a_part_that_fails_in_float64_runs_in_float32(tmp_path):
+    """A member-aware part that only works in float32 is compared in float32 (not refused for failing in float64);
+    one whose forward fails on real tensors is a one-line refusal naming what it raised, not a traceback."""
+    from resnet_core.feasibility import check_fusable
+
+    plugin = tmp_path / "f32.py"
+    plugin.write_text(FLOAT32_PART)
+    plugins_mod.load_plugin(str(plugin))
+    check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling="float32_gap"), 2, size=8)
+    with pytest.raises(ConfigError, match=r"fused forward raised RuntimeError: no real tensors here; .*--fuse off"):
+        check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling="raising_gap"), 2, size=8)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from resnet_core.data import dataset_shape
 from resnet_core.errors import ConfigError
 from resnet_core.feasibility import check_fusable
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
@@ -117,13 +118,17 @@ def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
     """Refuse (one line, before anything is written) a grid whose trials this packing would fuse into a model that
-    cannot be fused: a plugin part that is not member-aware (`feasibility.check_fusable`)."""
+    cannot be fused: a plugin part that is not member-aware in its tensors or its forward
+    (`feasibility.check_fusable`)."""
     if packing.search:
         return
     for run in plan_runs(spec, spec.units(), packing):
         if run.members > 1:
+            rc = RunConfig.from_dict(run.cfg)
+            shape = dataset_shape(rc.data)   # the images a trial would train on, where known without loading them
             try:
-                check_fusable(RunConfig.from_dict(run.cfg).model, run.members)
+                check_fusable(rc.model, run.members, channels=shape.channels if shape else None,
+                              size=rc.data.resize or (shape.image_size if shape else None))
             except ConfigError as e:
                 raise ConfigError(f"{e}; {' + '.join(dict.fromkeys(u.cell.slug for u in run.units))} would train "
                                   f"fused ({packing.describe()})") from None
