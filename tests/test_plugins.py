@@ -608,6 +608,22 @@ def mix_all(*, channels, members):
 """
 
 
+def _assert_a_fused_sweep_is_refused(tmp_path: Path, capsys: Any, plugin: Path, pooling: str,
+                                     needle: str) -> tuple[Path, Path]:
+    """A sweep of the plugin's pooling at 2 seeds with --fuse 2 exits 2 in one line naming ``needle``, the plugin
+    and --fuse off, with nothing written; the grid file and the root it would have written."""
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid.update(plugins=[str(plugin)], grid={"model.pooling": [pooling]}, seeds=[0, 1])
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    root = tmp_path / "runs"
+    assert main(["sweep", str(path), "--root", str(root), "--fuse", "2", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
+    assert "--fuse off" in err and not root.exists()
+    return path, root
+
+
 @pytest.mark.parametrize("pooling, needle", [
     ("scalar_gem", "parameter pool.p is one number (0-d) that all 2 members would share"),
     ("mix_all", "pool.mix.weight is [16, 16] where 2 members of [8, 8] stack to [16, 8]"),
@@ -623,15 +639,7 @@ def test_a_part_that_is_not_member_aware_is_refused_as_fused_members(tmp_path, c
     build_model(cfg)   # alone it is a model
     with pytest.raises(ConfigError, match=r"cannot train as 2 fused members: " + re.escape(needle)):
         build_model(cfg, members=2, seeds=[0, 1])
-    grid = yaml.safe_load(EXAMPLE.read_text())
-    grid.update(plugins=[str(plugin)], grid={"model.pooling": [pooling]}, seeds=[0, 1])
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(grid))
-    root = tmp_path / "runs"
-    assert main(["sweep", str(path), "--root", str(root), "--fuse", "2", "--workers", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
-    assert "--fuse off" in err and not root.exists()
+    _assert_a_fused_sweep_is_refused(tmp_path, capsys, plugin, pooling, needle)
 
 
 NOT_MEMBER_AWARE_IN_FORWARD = """
@@ -678,15 +686,7 @@ def test_a_part_whose_forward_is_not_member_aware_is_refused_before_a_sweep_fuse
     with pytest.raises(ConfigError, match=re.escape(needle)):
         check_fusable(cfg, 2, channels=3, size=8)
     check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling="gem"), 2)   # built in: passes
-    grid = yaml.safe_load(EXAMPLE.read_text())
-    grid.update(plugins=[str(plugin)], grid={"model.pooling": [pooling]}, seeds=[0, 1])
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(grid))
-    root = tmp_path / "runs"
-    assert main(["sweep", str(path), "--root", str(root), "--fuse", "2", "--workers", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and needle in err and str(plugin) in err, err
-    assert "--fuse off" in err and not root.exists()
+    path, root = _assert_a_fused_sweep_is_refused(tmp_path, capsys, plugin, pooling, needle)
     assert main(["sweep", str(path), "--root", str(root), "--fuse", "off", "--workers", "1"]) == 0
 
 
