@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, TextIO
@@ -31,6 +32,9 @@ from ..run.worker import WorkerSpec, cpu_threads, run_worker, worker_main
 from ..spec.grid import GridSpec
 from ..spec.launcher import LAUNCHERS, SlurmConfig, parse_launcher
 from .slurm import check_launch, submit
+
+STOP_NOTE_S = 30.0   # a stop still waiting for its workers after this long says which
+
 
 
 def workers_exit_code(codes: Sequence[int | None]) -> int:
@@ -71,7 +75,7 @@ class Launcher(Protocol):
 
     def wait(self, err: TextIO) -> int: ...
 
-    def stop(self) -> None: ...
+    def stop(self, err: TextIO) -> None: ...
 
 
 class LocalLauncher:
@@ -131,19 +135,38 @@ class LocalLauncher:
                 for p in self._procs:
                     p.join(timeout=0.2)
         except KeyboardInterrupt:
-            self.stop()
+            self.stop(err)
             raise
         bad = [p for p in self._procs if p.exitcode not in (0, None)]
         for p in bad:
             print(f"worker {p.name} exited with code {p.exitcode}", file=err, flush=True)
         return workers_exit_code([p.exitcode for p in self._procs])
 
-    def stop(self) -> None:
+    def stop(self, err: TextIO) -> None:
+        """SIGTERM each worker (its trials are marked interrupted and checkpointed where they stop) and wait for
+        all of them, however long a step and its checkpoint take on a loaded machine; after ``STOP_NOTE_S`` it
+        names the workers it waits for. A second Ctrl-C kills them: their trials resume from their last periodic
+        checkpoint, and the next launch counts the work lost."""
         for p in self._procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM → KeyboardInterrupt in the worker → trial marked interrupted
-        for p in self._procs:
-            p.join(timeout=30)
+        note_at = time.monotonic() + STOP_NOTE_S
+        try:
+            while any(p.is_alive() for p in self._procs):
+                for p in self._procs:
+                    p.join(timeout=0.2)
+                if note_at is not None and time.monotonic() > note_at:
+                    names = ", ".join(p.name for p in self._procs if p.is_alive())
+                    print(f"sweep: waiting for {names} to checkpoint their trials (Ctrl-C again kills them; their "
+                          f"trials then resume from their last periodic checkpoint)", file=err, flush=True)
+                    note_at = None
+        except KeyboardInterrupt:
+            for p in self._procs:
+                if p.is_alive():
+                    p.kill()
+            for p in self._procs:
+                p.join()
+            raise
 
 
 class SlurmLauncher:
@@ -176,7 +199,7 @@ class SlurmLauncher:
     def wait(self, err: TextIO) -> int:
         return 0
 
-    def stop(self) -> None:
+    def stop(self, err: TextIO) -> None:
         pass
 
 
