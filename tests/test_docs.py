@@ -77,3 +77,21 @@ def test_every_built_in_choice_of_a_registry_is_documented():
         built_in = [n for n in registry.names() if registry._source[n].startswith("resnet_core")]
         missing += [f"{registry.kind} {n}" for n in built_in if f"`{n}`" not in text]
     assert not missing, f"not in the docs: {missing}"
+
+
+def _headings(page: Path) -> list[str]:
+    return [line.lstrip("#").strip() for line in page.read_text().splitlines() if line.startswith("#")]
+
+
+def test_command_help_points_to_sections_that_exist():
+    """`--plugin`'s help sent readers to the README's 'Your own part' and `sweep --help` to its 'On a Slurm cluster',
+    sections that had moved to docs/: every page the help names exists, and every section it quotes after a page
+    (`docs/models.md: 'Your own part'`) is a heading of that page."""
+    from resnet_core.cli import _all_parsers, build_parser
+
+    text = " ".join(" ".join(p.format_help().split()) for p in _all_parsers(build_parser()))
+    pages = {"README": REPO / "README.md", **{m: REPO / m for m in re.findall(r"docs/[a-z_]+\.md", text)}}
+    assert [m for m, page in pages.items() if not page.is_file()] == []
+    quoted = re.findall(r"(README|docs/[a-z_]+\.md)[:,]? '([^']+)'", text)
+    assert quoted, "the help quotes the sections it points to"
+    assert [(m, s) for m, s in quoted if s not in _headings(pages[m])] == []
