@@ -95,3 +95,16 @@ def test_command_help_points_to_sections_that_exist():
     quoted = re.findall(r"(README|docs/[a-z_]+\.md)[:,]? '([^']+)'", text)
     assert quoted, "the help quotes the sections it points to"
     assert [(m, s) for m, s in quoted if s not in _headings(pages[m])] == []
+
+
+def test_example_outputs_count_their_grids_trials():
+    """docs/sweeps.md's Slurm example printed 'enqueued 24 trials' for ablations/degradation.yaml, whose 9 cells ×
+    3 seeds are 27 trials: an `enqueued N trials` in a code block is the trial count of the grid its command sweeps."""
+    from sweeps.spec.grid import load_grid
+
+    found = [(doc.name, grid.group(1), int(n)) for doc in DOCS
+             for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S)
+             for grid in [re.search(r"resnet-ablate sweep (\S+\.yaml)", block)]
+             for n in re.findall(r"enqueued (\d+) trials", block)]
+    assert found, "the Slurm example shows its launch's output"
+    assert [(doc, grid, n) for doc, grid, n in found if len(load_grid(REPO / grid).units()) != n] == []
