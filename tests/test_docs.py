@@ -108,3 +108,14 @@ def test_example_outputs_count_their_grids_trials():
              for n in re.findall(r"enqueued (\d+) trials", block)]
     assert found, "the Slurm example shows its launch's output"
     assert [(doc, grid, n) for doc, grid, n in found if len(load_grid(REPO / grid).units()) != n] == []
+
+
+def test_sweeps_doc_lists_every_key_of_a_grid_file():
+    """docs/sweeps.md said a grid file holds study, base, grid, seeds, search, objective and wandb, and left out
+    description, extra_cells, n_trials, timeout, launcher and plugins, which the grid loader accepts: every top-level
+    grid key is named where the page says what a grid file holds."""
+    from sweeps.spec.grid import TOP_KEYS
+
+    text = (REPO / "docs" / "sweeps.md").read_text()
+    holds = re.search(r"A grid file \(.*?It is\s+validated", text, re.S).group(0)
+    assert [k for k in TOP_KEYS if f"`{k}`" not in holds] == []
