@@ -119,3 +119,16 @@ def test_sweeps_doc_lists_every_key_of_a_grid_file():
     text = (REPO / "docs" / "sweeps.md").read_text()
     holds = re.search(r"A grid file \(.*?It is\s+validated", text, re.S).group(0)
     assert [k for k in TOP_KEYS if f"`{k}`" not in holds] == []
+
+
+def test_training_doc_names_every_key_of_a_run_config():
+    """docs/training.md's list of what a run config holds left out `name`, `channels_last` and
+    `label_smoothing` (and gave `eval_batch_size` only as a key a resume may change): every field of RunConfig is
+    named in that paragraph."""
+    import dataclasses
+
+    from resnet_core.run_config import RunConfig
+
+    text = (REPO / "docs" / "training.md").read_text()
+    holds = re.search(r"A run config \(`resnet_core/run_config\.py`\) holds.*?\n\n", text, re.S).group(0)
+    assert [f.name for f in dataclasses.fields(RunConfig) if f"`{f.name}`" not in holds] == []
