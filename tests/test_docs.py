@@ -123,8 +123,9 @@ def test_sweeps_doc_lists_every_key_of_a_grid_file():
 
 def test_training_doc_names_every_key_of_a_run_config():
     """docs/training.md's list of what a run config holds left out `name`, `channels_last` and
-    `label_smoothing` (and gave `eval_batch_size` only as a key a resume may change): every field of RunConfig is
-    named in that paragraph."""
+    `label_smoothing` (and gave `eval_batch_size` only as a key a resume may change), and most optim and schedule
+    keys only in prose (`weight_decay`, `milestones`, `warmup_lr`, …): every field of RunConfig, and of its optim and
+    schedule sections, is named in that paragraph."""
     import dataclasses
 
     from resnet_core.run_config import RunConfig
@@ -132,3 +133,6 @@ def test_training_doc_names_every_key_of_a_run_config():
     text = (REPO / "docs" / "training.md").read_text()
     holds = re.search(r"A run config \(`resnet_core/run_config\.py`\) holds.*?\n\n", text, re.S).group(0)
     assert [f.name for f in dataclasses.fields(RunConfig) if f"`{f.name}`" not in holds] == []
+    for section in ("optim", "schedule"):   # their keys were prose ("momentum/nesterov/weight decay", "warm-up")
+        fields = dataclasses.fields(RunConfig.SECTIONS[section])
+        assert [f"{section}.{f.name}" for f in fields if f"`{f.name}`" not in holds] == []
