@@ -136,3 +136,15 @@ def test_training_doc_names_every_key_of_a_run_config():
     for section in ("optim", "schedule"):   # their keys were prose ("momentum/nesterov/weight decay", "warm-up")
         fields = dataclasses.fields(RunConfig.SECTIONS[section])
         assert [f"{section}.{f.name}" for f in fields if f"`{f.name}`" not in holds] == []
+
+
+def test_data_doc_names_every_key_of_the_glyph_set():
+    """docs/data.md described `data.synthetic` in prose ("the image size, channels, …") and left out its seed, noise
+    and clutter: every field of SyntheticConfig is named as a key in the glyph set's section."""
+    import dataclasses
+
+    from resnet_core.data.config import SyntheticConfig
+
+    text = (REPO / "docs" / "data.md").read_text()
+    section = re.search(r"## The offline glyph set.*?\n## ", text, re.S).group(0)
+    assert [f.name for f in dataclasses.fields(SyntheticConfig) if f"`{f.name}`" not in section] == []
