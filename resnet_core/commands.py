@@ -184,6 +184,15 @@ class Loaded(NamedTuple):
     test_picked: bool  # a best.pt its run picked on the test set (best_on: test): its test error is optimistic
 
 
+def _missing_checkpoint(path: Path) -> str:
+    """The error line for a checkpoint that is not there: a best.pt missing beside its run's last.pt says why."""
+    last = path.with_name("last.pt")
+    if path.name == "best.pt" and last.is_file():
+        return (f"no best.pt in {path.parent}: a run writes best.pt only where it picks one, on a validation split "
+                f"(data.val_size > 0) or with best_on: test; give {last}")
+    return f"checkpoint not found: {path}"
+
+
 def _check_not_a_study_folder(out: Path) -> None:
     """A ConfigError when ``out`` is a sweep's study folder or a new folder among its trials: a run trained there
     would lie among the study's records (its lesion rows named after the study) without being one of its trials."""
@@ -234,7 +243,7 @@ def _load_for_eval(path: str, device_name: str, precision: str | None = None, da
         raise ConfigError(f"{ckpt_path} is a folder, not a checkpoint" + (f": give {' or '.join(held)}" if held
                                                                           else " (it holds no best.pt or last.pt)"))
     if not ckpt_path.is_file():
-        raise ConfigError(f"checkpoint not found: {ckpt_path}")
+        raise ConfigError(_missing_checkpoint(ckpt_path))
     state = checkpoint.load(ckpt_path)  # ConfigError for a random file or a foreign state dict
     # the run config travels in the checkpoint; older checkpoints have it only in config.yaml beside them
     saved = state.get("run_config") or read_config(ckpt_path.parent)

@@ -151,5 +151,5 @@ def add_plugin_argument(p: argparse.ArgumentParser) -> None:
     """``--plugin FILE.py|MODULE`` (repeatable): the CLI's main() imports them before the command runs."""
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import a module that registers your own parts (shortcut, block, activation, pooling, "
-                        "stem, family, init, bias_init) before reading the config; repeatable (README: 'Your own "
-                        "part')")
+                        "stem, family, init, bias_init) before reading the config; repeatable (docs/models.md: "
+                        "'Your own part')")

@@ -77,3 +77,74 @@ def test_every_built_in_choice_of_a_registry_is_documented():
         built_in = [n for n in registry.names() if registry._source[n].startswith("resnet_core")]
         missing += [f"{registry.kind} {n}" for n in built_in if f"`{n}`" not in text]
     assert not missing, f"not in the docs: {missing}"
+
+
+def _headings(page: Path) -> list[str]:
+    return [line.lstrip("#").strip() for line in page.read_text().splitlines() if line.startswith("#")]
+
+
+def test_command_help_points_to_sections_that_exist():
+    """`--plugin`'s help sent readers to the README's 'Your own part' and `sweep --help` to its 'On a Slurm cluster',
+    sections that had moved to docs/: every page the help names exists, and every section it quotes after a page
+    (`docs/models.md: 'Your own part'`) is a heading of that page."""
+    from resnet_core.cli import _all_parsers, build_parser
+
+    text = " ".join(" ".join(p.format_help().split()) for p in _all_parsers(build_parser()))
+    pages = {"README": REPO / "README.md", **{m: REPO / m for m in re.findall(r"docs/[a-z_]+\.md", text)}}
+    assert [m for m, page in pages.items() if not page.is_file()] == []
+    quoted = re.findall(r"(README|docs/[a-z_]+\.md)[:,]? '([^']+)'", text)
+    assert quoted, "the help quotes the sections it points to"
+    assert [(m, s) for m, s in quoted if s not in _headings(pages[m])] == []
+
+
+def test_example_outputs_count_their_grids_trials():
+    """docs/sweeps.md's Slurm example printed 'enqueued 24 trials' for ablations/degradation.yaml, whose 9 cells ×
+    3 seeds are 27 trials: an `enqueued N trials` in a code block is the trial count of the grid its command sweeps."""
+    from sweeps.spec.grid import load_grid
+
+    found = [(doc.name, grid.group(1), int(n)) for doc in DOCS
+             for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S)
+             for grid in [re.search(r"resnet-ablate sweep (\S+\.yaml)", block)]
+             for n in re.findall(r"enqueued (\d+) trials", block)]
+    assert found, "the Slurm example shows its launch's output"
+    assert [(doc, grid, n) for doc, grid, n in found if len(load_grid(REPO / grid).units()) != n] == []
+
+
+def test_sweeps_doc_lists_every_key_of_a_grid_file():
+    """docs/sweeps.md said a grid file holds study, base, grid, seeds, search, objective and wandb, and left out
+    description, extra_cells, n_trials, timeout, launcher and plugins, which the grid loader accepts: every top-level
+    grid key is named where the page says what a grid file holds."""
+    from sweeps.spec.grid import TOP_KEYS
+
+    text = (REPO / "docs" / "sweeps.md").read_text()
+    holds = re.search(r"A grid file \(.*?It is\s+validated", text, re.S).group(0)
+    assert [k for k in TOP_KEYS if f"`{k}`" not in holds] == []
+
+
+def test_training_doc_names_every_key_of_a_run_config():
+    """docs/training.md's list of what a run config holds left out `name`, `channels_last` and
+    `label_smoothing` (and gave `eval_batch_size` only as a key a resume may change), and most optim and schedule
+    keys only in prose (`weight_decay`, `milestones`, `warmup_lr`, …): every field of RunConfig, and of its optim and
+    schedule sections, is named in that paragraph."""
+    import dataclasses
+
+    from resnet_core.run_config import RunConfig
+
+    text = (REPO / "docs" / "training.md").read_text()
+    holds = re.search(r"A run config \(`resnet_core/run_config\.py`\) holds.*?\n\n", text, re.S).group(0)
+    assert [f.name for f in dataclasses.fields(RunConfig) if f"`{f.name}`" not in holds] == []
+    for section in ("optim", "schedule"):   # their keys were prose ("momentum/nesterov/weight decay", "warm-up")
+        fields = dataclasses.fields(RunConfig.SECTIONS[section])
+        assert [f"{section}.{f.name}" for f in fields if f"`{f.name}`" not in holds] == []
+
+
+def test_data_doc_names_every_key_of_the_glyph_set():
+    """docs/data.md described `data.synthetic` in prose ("the image size, channels, …") and left out its seed, noise
+    and clutter: every field of SyntheticConfig is named as a key in the glyph set's section."""
+    import dataclasses
+
+    from resnet_core.data.config import SyntheticConfig
+
+    text = (REPO / "docs" / "data.md").read_text()
+    section = re.search(r"## The offline glyph set.*?\n## ", text, re.S).group(0)
+    assert [f.name for f in dataclasses.fields(SyntheticConfig) if f"`{f.name}`" not in section] == []

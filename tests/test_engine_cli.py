@@ -528,3 +528,15 @@ def test_entry_point_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown precision 'fp8'") and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["eval", "lesion"])
+def test_a_best_pt_a_run_never_picked_names_why_and_its_last_pt(tmp_path, capsys, command):
+    """docs/training.md had `eval runs/my-run/best.pt` after a smoke run, which holds out no validation split and so
+    writes no best.pt: the error was "checkpoint not found". It now says when a run writes best.pt and names the
+    last.pt beside it (exit 2)."""
+    (tmp_path / "last.pt").write_bytes(b"")
+    assert main([command, str(tmp_path / "best.pt")]) == 2
+    said = capsys.readouterr().err.strip()
+    assert len(said.splitlines()) == 1
+    assert f"no best.pt in {tmp_path}" in said and "data.val_size" in said and str(tmp_path / "last.pt") in said

@@ -106,7 +106,7 @@ def check_launch(launcher: str, ref: StorageRef, *, shared_fs: bool, devices: st
 # -- flags ------------------------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The sweep command's launcher flags."""
-    g = p.add_argument_group("launcher", "run the workers as a Slurm job array (see README, 'On a Slurm cluster')")
+    g = p.add_argument_group("launcher", "run the workers as a Slurm job array (docs/sweeps.md: 'On a Slurm cluster')")
     g.add_argument("--launcher", choices=LAUNCHERS, default="local",
                    help="local: worker processes here (default); slurm: submit --workers N workers as one job "
                         "array, print its id and return")

@@ -60,7 +60,7 @@ WANDB_KEYS = ("project", "entity", "mode")
 WANDB_MODES = ("online", "offline", "disabled")
 RESERVED_AXES = {"name": "set per trial to <study>-<cell>-s<seed>", "seed": "set by `seeds`",
                  "device": "set per worker by --devices"}
-MAX_CELLS = 10_000          # a grid with more cells is refused (README: "Ablation studies")
+MAX_CELLS = 10_000          # a grid with more cells is refused (docs/sweeps.md: "Ablation studies")
 MAX_TRIALS = 100_000        # …and one with more (cell, seed) / (cell, search slot) trials
 SAMPLE = 64                 # whole search combinations checked per grid (every single value is checked anyway)
 CHECK_BUDGET = 4_000        # run configs built for the per-value search checks before sampling cells

@@ -11,7 +11,7 @@ A *planned comparison* is a contrast of cell means (``Planned.weights``): one of
   ``figures.SUMMARY_FIGURES``), so imports run sweeps → reports and sweeps never imports reports.
 
 ``decision_family`` is what ``sweep --until-decided`` decides: the claims plus the main effects — the questions a
-grid is built to answer, fixed by the grid before any result exists (README, "Seeds on demand").
+grid is built to answer, fixed by the grid before any result exists (docs/verdicts.md).
 """
 from __future__ import annotations
 
