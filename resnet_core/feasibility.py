@@ -64,6 +64,7 @@ def _forward_error(model_json: str, channels: int, size: int, batch: int) -> tup
     import torch
 
     from .config import ModelConfig
+    from .flops import counting_forward
     from .model import build_model
 
     cfg = ModelConfig.from_dict(json.loads(model_json))
@@ -72,7 +73,7 @@ def _forward_error(model_json: str, channels: int, size: int, batch: int) -> tup
             model = build_model(cfg)
             _check_shapes(model)
             model.train()
-            model(torch.empty(batch, channels, size, size))
+            counting_forward(model, torch.empty(batch, channels, size, size), cfg)   # the estimate reads its FLOPs
     except PartShapeError as e:
         return str(e), True
     except Exception as e:  # noqa: BLE001 - a user part (plugin) may raise anything while it is built or run
@@ -92,6 +93,13 @@ def user_parts(model: Any) -> list[str]:
         if registry.source(name):
             out.append(f"model.{key} {name!r} (from {registry.source(name)})")
     return out
+
+
+def any_user_parts() -> bool:
+    """Whether a plugin has registered any model part in this process (`user_parts` names a model's)."""
+    from .config import PART_KEYS
+
+    return any(registry.source(name) for registry in PART_KEYS.values() for name in registry.names())
 
 
 def check_forward(model: Any, *, channels: int, size: int, batch_size: int = 2) -> None:

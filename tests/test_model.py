@@ -675,3 +675,26 @@ def test_a_block_whose_deletion_makes_the_outputs_nan_is_a_lesion_result_counted
     with pytest.raises(NonFiniteOutputs, match=r"with no block deleted, on the test split \(8 of 8 images\)"):
         lesion_table(model, loader, torch.device("cpu"))
     assert not any(b.lesioned for b in blocks.values())  # the net is left intact
+
+
+@pytest.mark.parametrize("cfg, size", [(ModelConfig(family="cifar", depth=20), 32),
+                                       (ModelConfig(family="cifar", depth=14, shortcut="conv1x1", pooling="max",
+                                                    activation="pre", num_classes=4, in_channels=1), 16)])
+def test_the_shape_checks_forward_counts_the_flops_the_estimate_reads(cfg, size, monkeypatch):
+    """A sweep's launch ran two meta forwards per model, one for the shape check and one to count FLOPs for its
+    time estimate (a third of a 1,152-trial dry run). The check's forward (batch 2, train mode) counts them, and
+    forward_flops reads that count without building the model again; it equals a count of its own, per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from resnet_core import feasibility, flops
+
+    with torch.device("meta"):
+        model = build_model(cfg).eval()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.empty(1, cfg.in_channels, size, size, device="meta"))
+    want = counter.get_total_flops()
+    monkeypatch.setattr(flops, "_COUNTED", {})
+    feasibility._forward_error.cache_clear()   # another test's check of the same model would skip the forward
+    feasibility.check_forward(cfg, channels=cfg.in_channels, size=size, batch_size=128)
+    monkeypatch.setattr(flops, "build_model", lambda *a, **k: pytest.fail("counted again"))
+    assert flops.forward_flops(cfg, size) == want and flops.forward_flops(cfg, size, batch=3) == 3 * want

@@ -359,6 +359,23 @@ def test_fuse_auto_is_off_on_cpu_and_reads_the_bench_table_on_cuda(tmp_path):
     assert Packing(4, "cuda:0", table, search=True).cap({"model": {"depth": 20}}) == 1
 
 
+@pytest.mark.parametrize("fuse, device, search, fuses", [
+    (1, "cpu", False, False), ("auto", "cpu", False, False), ("auto", "mps", False, False),
+    (2, "cpu", False, True), ("auto", "cuda:0", False, True), (4, "cuda:0", True, False)])
+def test_a_packing_that_never_fuses_plans_one_run_per_trial_as_written(tmp_path, fuse, device, search, fuses):
+    """Without fusion (--fuse 1, auto off the GPU, a search) every trial is its own run: the plan resolved each
+    trial's run config three times per launch for nothing (a 1,152-trial dry run spent ~10 s there). Its runs are
+    the trials in grid order, each with its own run config."""
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "never", seeds=[0, 1], grid={"model.depth": [8, 14]}))
+    packing = Packing(fuse, device, search=search)
+    assert packing.fuses is fuses
+    if fuses:
+        return
+    runs = plan_runs(spec, spec.units(), packing)
+    assert [[(u.cell.id, u.seed) for u in r.units] for r in runs] == [[(u.cell.id, u.seed)] for u in spec.units()]
+    assert [r.cfg for r in runs] == [spec.run_config(u.cell, u.seed, device=device) for u in spec.units()]
+
+
 def test_plan_runs_chunks_each_cell_by_the_cap(tmp_path):
     spec = load_grid(write_grid(tmp_path / "g.yaml", "plan", seeds=[0, 1, 2, 3, 4], grid={"model.depth": [8, 14]}))
     runs = plan_runs(spec, spec.units(), Packing(2, "cpu"))

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from resnet_core.data import dataset_shape
 from resnet_core.errors import ConfigError
-from resnet_core.feasibility import check_fusable
+from resnet_core.feasibility import any_user_parts, check_fusable
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
 from resnet_core.run_config import RunConfig
 
@@ -62,6 +62,14 @@ class Packing:
         if self.fuse == "auto":
             return auto_members(device_type(self.device), bench_model_name(cfg.get("model") or {}), self.table)
         return int(self.fuse)
+
+    @property
+    def fuses(self) -> bool:
+        """Whether any run config could get more than one member: not with ``--fuse 1``, ``auto`` off the GPU, or
+        a search."""
+        if self.search:
+            return False
+        return device_type(self.device) == "cuda" if self.fuse == "auto" else int(self.fuse) > 1
 
     def describe(self) -> str:
         if self.search:
@@ -120,7 +128,7 @@ def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
     """Refuse (one line, before anything is written) a grid whose trials this packing would fuse into a model that
     cannot be fused: a plugin part that is not member-aware in its tensors or its forward
     (`feasibility.check_fusable`)."""
-    if packing.search:
+    if not packing.fuses or not any_user_parts():
         return
     for run in plan_runs(spec, spec.units(), packing):
         if run.members > 1:
@@ -221,6 +229,9 @@ class FusedRun:
 
 def plan_runs(spec: GridSpec, units: Sequence[Unit], packing: Packing) -> list[FusedRun]:
     """The fused runs ``units`` would be packed into (fresh starts; grid order)."""
+    if not packing.fuses:   # one run per trial: no run config to resolve into a fusion key
+        return [FusedRun([u], spec.run_config(u.cell, u.seed, device=packing.device), f"alone:{u.key}")
+                for u in units]
     groups: OrderedDict[str, list[tuple[Unit, dict[str, Any]]]] = OrderedDict()
     for u in units:
         cfg = spec.run_config(u.cell, u.seed, device=packing.device)
