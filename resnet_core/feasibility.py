@@ -189,11 +189,11 @@ def _compare_fused_forward(model_json: str, channels: int, size: int, dtype: Any
     return None
 
 
-def check_fusable(model: Any, members: int, *, channels: int | None = None, size: int | None = None) -> None:
-    """Raise a one-line ``ConfigError`` if model config ``model`` cannot train as ``members`` fused members that
-    each compute what a separate run would: a plugin part that is not member-aware in its tensors
-    (`model.member_layout_error`, a build on ``meta``) or in its forward (one float64 forward on the CPU, on
-    ``channels`` × ``size`` × ``size`` images; default the model's ``in_channels`` and usual input size: a part
+def check_fusable(model: Any, members: int, *, size: int | None = None) -> None:
+    """Raise a one-line ``ConfigError`` if model config ``model`` (its ``in_channels`` and ``num_classes`` the
+    dataset's) cannot train as ``members`` fused members that each compute what a separate run would: a plugin part
+    that is not member-aware in its tensors (`model.member_layout_error`, a build on ``meta``) or in its forward
+    (one float64 forward on the CPU, on ``size`` × ``size`` images, default the model's usual input size: a part
     that draws random numbers or mixes the members). It names the plugin parts the model uses. A model of built-in
     parts only is not checked here: each of them is member-aware (tests/test_fused_model.py)."""
     from .zoo import input_size
@@ -204,7 +204,7 @@ def check_fusable(model: Any, members: int, *, channels: int | None = None, size
     model_json = json.dumps(model.to_dict(), sort_keys=True)
     error = _fusion_error(model_json, min(members, 2))
     if error is None:
-        error = _fused_forward_error(model_json, channels or model.in_channels, size or input_size(model))
+        error = _fused_forward_error(model_json, model.in_channels, size or input_size(model))
         if error is not None:
             error = (f"this model cannot train as {members} fused members: {error}; a part's forward must treat "
                      f"each member's channels as its own and draw no random numbers (docs/models.md), or train "

@@ -684,19 +684,28 @@ def test_a_part_whose_forward_is_not_member_aware_is_refused_before_a_sweep_fuse
     cfg = ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling=pooling)
     build_model(cfg, members=2, seeds=[0, 1])    # its tensors are member-major
     with pytest.raises(ConfigError, match=re.escape(needle)):
-        check_fusable(cfg, 2, channels=3, size=8)
+        check_fusable(cfg, 2, size=8)
     check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], pooling="gem"), 2)   # built in: passes
     path, root = _assert_a_fused_sweep_is_refused(tmp_path, capsys, plugin, pooling, needle)
     assert main(["sweep", str(path), "--root", str(root), "--fuse", "off", "--workers", "1"]) == 0
 
 
-def test_a_member_aware_plugin_part_passes_the_fused_forward_check():
+def test_a_member_aware_plugin_part_passes_the_fused_forward_check(tmp_path, capsys):
     """The gated shortcut (a [G] gate per member) computes, fused, what each member's own model computes: the
-    check that refuses random and member-mixing parts lets it fuse."""
+    check that refuses random and member-mixing parts lets it fuse, on 1-channel images of 10 classes too (the
+    check builds the model with the dataset's channels and classes, not the config's default 3 and 10)."""
     from resnet_core.feasibility import check_fusable
 
     plugins_mod.load_plugin(str(EXAMPLE_PLUGIN))
-    check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], shortcut="gated"), 4, channels=3, size=8)
+    check_fusable(ModelConfig(family="cifar", depth=8, widths=[4, 8, 8], shortcut="gated"), 4, size=8)
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid["base"]["data"]["synthetic"].update(channels=1, num_classes=5)
+    grid.update(plugins=[str(EXAMPLE_PLUGIN)], grid={"model.shortcut": ["gated"]}, seeds=[0, 1])
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert main(["sweep", str(path), "--root", str(tmp_path / "runs"), "--fuse", "2", "--dry-run"]) == 0, \
+        capsys.readouterr().err
+    assert "1 fused" in capsys.readouterr().out
 
 
 FLOAT32_PART = """

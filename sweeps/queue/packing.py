@@ -12,6 +12,7 @@ Claiming a group keeps exactly-once: each member is taken by its own compare-and
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,9 +135,10 @@ def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
         if run.members > 1:
             rc = RunConfig.from_dict(run.cfg)
             shape = dataset_shape(rc.data)   # the images a trial would train on, where known without loading them
+            model = dataclasses.replace(rc.model, in_channels=shape.channels, num_classes=shape.classes) if shape \
+                else rc.model
             try:
-                check_fusable(rc.model, run.members, channels=shape.channels if shape else None,
-                              size=rc.data.resize or (shape.image_size if shape else None))
+                check_fusable(model, run.members, size=rc.data.resize or (shape.image_size if shape else None))
             except ConfigError as e:
                 raise ConfigError(f"{e}; {' + '.join(dict.fromkeys(u.cell.slug for u in run.units))} would train "
                                   f"fused ({packing.describe()})") from None
