@@ -143,12 +143,13 @@ FUSED_FORWARD_RTOL = {"float64": 1e-9, "float32": 1e-4}
 
 
 @functools.lru_cache(maxsize=256)
-def _fused_forward_error(model_json: str, channels: int, size: int) -> str | None:
+def _fused_forward_error(model_json: str, channels: int, size: int, known: bool) -> str | None:
     """Why one training forward of 2 fused members on the CPU (a batch of 2 images of ``channels`` × ``size`` ×
     ``size`` each; float64, or float32 where a part fails in float64) is not what each member's solo model
     computes on its own images, else None: a forward that draws from torch's generator (fused members share the
     draws that separate runs take from their own seeds), or member logits that differ from the solo model's (a
-    part that mixes the members' channels)."""
+    part that mixes the members' channels). Where the images' shape is not ``known`` (an ImageFolder tree: its
+    channels are found as it loads), a forward that raises is no verdict."""
     import torch
 
     try:
@@ -159,7 +160,7 @@ def _fused_forward_error(model_json: str, channels: int, size: int) -> str | Non
         return _compare_fused_forward(model_json, channels, size, torch.float32)
     except Exception as e:  # noqa: BLE001 - a user part (plugin) may raise anything
         text = str(e).strip().splitlines()
-        return f"its fused forward raised {type(e).__name__}: " + (text[0][:200] if text else "")
+        return f"its fused forward raised {type(e).__name__}: " + (text[0][:200] if text else "") if known else None
 
 
 def _compare_fused_forward(model_json: str, channels: int, size: int, dtype: Any) -> str | None:
@@ -193,8 +194,9 @@ def check_fusable(model: Any, members: int, *, size: int | None = None) -> None:
     """Raise a one-line ``ConfigError`` if model config ``model`` (its ``in_channels`` and ``num_classes`` the
     dataset's) cannot train as ``members`` fused members that each compute what a separate run would: a plugin part
     that is not member-aware in its tensors (`model.member_layout_error`, a build on ``meta``) or in its forward
-    (one float64 forward on the CPU, on ``size`` × ``size`` images, default the model's usual input size: a part
-    that draws random numbers or mixes the members). It names the plugin parts the model uses. A model of built-in
+    (one float64 forward on the CPU, on ``size`` × ``size`` images: a part that draws random numbers or mixes the
+    members). ``size`` None: the dataset's shape is not known before it loads; the model's usual input size stands
+    in, and a forward that fails there is not held against the part. It names the plugin parts the model uses. A model of built-in
     parts only is not checked here: each of them is member-aware (tests/test_fused_model.py)."""
     from .zoo import input_size
 
@@ -204,7 +206,7 @@ def check_fusable(model: Any, members: int, *, size: int | None = None) -> None:
     model_json = json.dumps(model.to_dict(), sort_keys=True)
     error = _fusion_error(model_json, min(members, 2))
     if error is None:
-        error = _fused_forward_error(model_json, model.in_channels, size or input_size(model))
+        error = _fused_forward_error(model_json, model.in_channels, size or input_size(model), size is not None)
         if error is not None:
             error = (f"this model cannot train as {members} fused members: {error}; a part's forward must treat "
                      f"each member's channels as its own and draw no random numbers (docs/models.md), or train "
