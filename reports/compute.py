@@ -19,12 +19,6 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def _on_accelerator(device: pd.Series) -> pd.Series:
-    """True where a record names a device other than the CPU (``cuda:0``, ``mps``); a record without one is not."""
-    name = device.astype("string").str.split(":").str[0]
-    return name.notna() & (name != "cpu")
-
-
 def _processes(records: pd.DataFrame) -> pd.DataFrame:
     """One row per training process: the records of a fused run's members (trial attr ``fused_with``) share its
     clock, so the run counts once, for as long as its longest member trained (``wall_time_s``, ``lost_wall_time_s``
@@ -32,10 +26,11 @@ def _processes(records: pd.DataFrame) -> pd.DataFrame:
     key = records["fused_with"].map(lambda group: f"fused {group}" if isinstance(group, tuple) else None)
     grouped = records.assign(run=key.fillna(records["folder"]))
     lost = grouped["lost_wall_time_s"] if "lost_wall_time_s" in grouped else pd.Series(0.0, index=grouped.index)
-    on_cpu = grouped["threads"].notna() | ~_on_accelerator(grouped["device"])
+    device = grouped["device"].astype("string").str.split(":").str[0]   # cuda:0 → cuda; a record without: <NA>
+    on_cpu = grouped["threads"].notna() | device.isna() | (device == "cpu")   # an unnamed device counts as the CPU
     grouped = grouped.assign(lost=lost.fillna(0.0), on_cpu=on_cpu,
                              threads=grouped["threads"].where(on_cpu).fillna(1.0),  # a CPU record without: one
-                             accelerator=grouped["device"].astype(str).str.split(":").str[0])
+                             accelerator=device)
     return grouped.groupby("run", sort=False).agg(
         wall=("wall_time_s", "max"), lost=("lost", "max"), threads=("threads", "max"), on_cpu=("on_cpu", "all"),
         accelerator=("accelerator", "first"), members=("folder", "size"))

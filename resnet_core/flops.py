@@ -15,18 +15,22 @@ from .model import build_model
 _COUNTED: dict[tuple[str, int], int] = {}
 
 
+def _key(cfg: ModelConfig, image_size: int) -> tuple[str, int]:
+    return json.dumps(cfg.to_dict(), sort_keys=True), image_size
+
+
 def counting_forward(model: torch.nn.Module, x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     """``model(x)`` (x: ``[B, C, H, W]``, H = W), its forward FLOPs per image remembered for `forward_flops`."""
     with FlopCounterMode(display=False) as counter:
         out = model(x)
-    _COUNTED[(json.dumps(cfg.to_dict(), sort_keys=True), x.shape[-1])] = counter.get_total_flops() // x.shape[0]
+    _COUNTED[_key(cfg, x.shape[-1])] = counter.get_total_flops() // x.shape[0]
     return out
 
 
 def forward_flops(cfg: ModelConfig, image_size: int, batch: int = 1) -> int:
     """FLOPs of one forward pass of ``batch`` images of ``image_size`` × ``image_size``, counted on the meta device
     (no memory, no compute) once per model and size."""
-    key = (json.dumps(cfg.to_dict(), sort_keys=True), image_size)
+    key = _key(cfg, image_size)
     if key not in _COUNTED:
         with torch.device("meta"):
             model = build_model(cfg).eval()

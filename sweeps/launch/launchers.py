@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, TextIO
+from typing import Any, Callable, Mapping, Protocol, Sequence, TextIO
 
 from resnet_core.errors import ConfigError
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM
@@ -34,7 +34,6 @@ from ..spec.launcher import LAUNCHERS, SlurmConfig, parse_launcher
 from .slurm import check_launch, submit
 
 STOP_NOTE_S = 30.0   # a stop still waiting for its workers after this long says which
-
 
 
 def workers_exit_code(codes: Sequence[int | None]) -> int:
@@ -131,9 +130,7 @@ class LocalLauncher:
                 run_worker(ws)
             return 0
         try:
-            while any(p.is_alive() for p in self._procs):
-                for p in self._procs:
-                    p.join(timeout=0.2)
+            self._join_all()
         except KeyboardInterrupt:
             self.stop(err)
             raise
@@ -150,16 +147,12 @@ class LocalLauncher:
         for p in self._procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM → KeyboardInterrupt in the worker → trial marked interrupted
-        note_at = time.monotonic() + STOP_NOTE_S
+
+        def note(alive: list[str]) -> None:
+            print(f"sweep: waiting for {', '.join(alive)} to checkpoint their trials (Ctrl-C again kills them; their "
+                  f"trials then resume from their last periodic checkpoint)", file=err, flush=True)
         try:
-            while any(p.is_alive() for p in self._procs):
-                for p in self._procs:
-                    p.join(timeout=0.2)
-                if note_at is not None and time.monotonic() > note_at:
-                    names = ", ".join(p.name for p in self._procs if p.is_alive())
-                    print(f"sweep: waiting for {names} to checkpoint their trials (Ctrl-C again kills them; their "
-                          f"trials then resume from their last periodic checkpoint)", file=err, flush=True)
-                    note_at = None
+            self._join_all(note_after_s=STOP_NOTE_S, note=note)
         except KeyboardInterrupt:
             for p in self._procs:
                 if p.is_alive():
@@ -167,6 +160,17 @@ class LocalLauncher:
             for p in self._procs:
                 p.join()
             raise
+
+    def _join_all(self, note_after_s: float | None = None, note: Callable[[list[str]], None] | None = None) -> None:
+        """Join every worker, 0.2 s at a time so that a Ctrl-C between joins is taken at once; once
+        ``note_after_s`` has passed, ``note`` gets the names of those still alive (once)."""
+        note_at = time.monotonic() + note_after_s if note is not None and note_after_s is not None else None
+        while any(p.is_alive() for p in self._procs):
+            for p in self._procs:
+                p.join(timeout=0.2)
+            if note_at is not None and time.monotonic() > note_at:
+                note([p.name for p in self._procs if p.is_alive()])
+                note_at = None
 
 
 class SlurmLauncher:
