@@ -26,7 +26,7 @@ from sweeps.verdicts.dead import SIGMAS
 from sweeps.verdicts.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REPRODUCED, SEEDS_NEEDED_METHOD, UNDECIDED,
                                        seeds_needed_text)
 
-from .comparisons import judge, level_of, level_text
+from .comparisons import judge, level_text
 from .compute import compute_lines
 from .effects import effects_markdown
 from .figures import grad_runs, layer_order, phase_steps, profile, residual_twin

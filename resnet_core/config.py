@@ -5,7 +5,7 @@ part registered there — built in or by a plugin — is a valid value here, wit
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .effect import Unread
@@ -130,6 +130,11 @@ class ModelConfig:
         resolved.__dict__.update(self.__dict__, depth=depth, block=block, stem=stem, stages=list(stages),
                                  widths=widths, width=1.0)
         return resolved
+
+    def on_images(self, channels: int, classes: int) -> "ModelConfig":
+        """A copy that takes ``channels``-channel images and predicts ``classes`` classes: the model a dataset
+        builds (the dataset sets ``in_channels`` and ``num_classes``, not the config)."""
+        return dataclasses.replace(self, in_channels=channels, num_classes=classes)
 
     # -- (de)serialisation --------------------------------------------------------------------------------------
     @classmethod

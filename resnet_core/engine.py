@@ -7,7 +7,6 @@ optionally over torch.compile; CPU, MPS and NPU run it eagerly or compiled) with
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -114,8 +113,7 @@ class Trainer:
         for c in cfgs:  # before anything is written: a config no step can train is a config error
             check_trainable(c, image_size=data.image_size[0], channels=data.in_channels,
                             classes=data.num_classes, n_train=n_train)
-        member_models = [dataclasses.replace(c.model, in_channels=data.in_channels, num_classes=data.num_classes)
-                         for c in cfgs]
+        member_models = [c.model.on_images(data.in_channels, data.num_classes) for c in cfgs]
         records = open_members(cfgs, member_models, run_dirs, resume)  # each member's config.yaml
 
         if fast in ("graph", "compile") and graphs is not None and needs_eager(ref.optim, ref.schedule):

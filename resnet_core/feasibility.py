@@ -12,7 +12,6 @@ loader drops the last partial batch). ``check_fusable`` builds a model with plug
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from typing import Any
@@ -235,5 +234,5 @@ def check_trainable(rc: Any, *, image_size: int, channels: int, classes: int, n_
     size = rc.data.resize or image_size
     if n_train is not None:
         check_batches(rc, n_train)
-    model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
+    model = rc.model.on_images(channels, classes)
     check_forward(model, channels=channels, size=size, batch_size=rc.batch_size)

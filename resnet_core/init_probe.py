@@ -28,8 +28,8 @@ def probe_depths(depths: Sequence[int], overrides: Sequence[str] = (), *, seeds:
     rows = []
     for depth in depths:
         for shortcut in shortcuts:
-            model_cfg = dataclasses.replace(cfg.model, depth=depth, shortcut=shortcut, stages=None,
-                                            in_channels=data.in_channels, num_classes=data.num_classes)
+            model_cfg = dataclasses.replace(cfg.model, depth=depth, shortcut=shortcut,
+                                            stages=None).on_images(data.in_channels, data.num_classes)
             for seed in range(seeds):
                 torch.manual_seed(seed)
                 model = build_model(model_cfg).to(dev).train()

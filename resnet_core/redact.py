@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from typing import Iterable
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 MASK = "***"
 SECRET_PARAM = re.compile(r"pass|secret|token|credential|key$", re.I)   # password, sslpassword, passfile, …

@@ -149,6 +149,16 @@ class RunConfig:
                                       f"or less", runs=lambda every: min(every, interval))
         return out
 
+    def model_on_dataset(self) -> tuple[ModelConfig, int | None]:
+        """(model, image side in pixels) as a run of this config trains them, known without loading the dataset:
+        the model with the dataset's channels and classes (``ModelConfig.on_images``) and ``data.resize`` or the
+        dataset's image size. Where the dataset's shape is known only once it loads (an ImageFolder tree, a
+        plugin's dataset; ``data.shapes``), the model as written and ``data.resize`` (None if not given)."""
+        shape = dataset_shape(self.data)
+        if shape is None:
+            return self.model, self.data.resize
+        return self.model.on_images(shape.channels, shape.classes), self.data.resize or shape.image_size
+
     def _eval_interval(self) -> int | None:
         """Steps between evaluations, as the engine counts them; None where an epoch's steps are known only once the
         dataset loads."""

@@ -370,6 +370,22 @@ def test_build_loaders_from_config() -> None:
     assert sum(len(y) for _, y in loaders.val) == 40
 
 
+@pytest.mark.parametrize("resize", [None, 20])
+def test_the_model_known_before_loading_is_the_model_the_loaded_dataset_builds(resize: int | None) -> None:
+    from resnet_core.run_config import RunConfig
+    rc = RunConfig.from_dict({"model": {"depth": 8},
+                              "data": {"resize": resize, "synthetic": {"channels": 1, "num_classes": 5,
+                                                                        "image_size": 12, "n_train": 40}}})
+    model, size = rc.model_on_dataset()
+    data = load_dataset(rc.data)
+    assert model == rc.model.on_images(data.in_channels, data.num_classes)
+    assert (model.in_channels, model.num_classes) == (1, 5) and size == (resize or data.image_size[0])
+    mnist, mnist_size = RunConfig.from_dict({"data": {"name": "mnist"}}).model_on_dataset()
+    assert (mnist.in_channels, mnist.num_classes, mnist_size) == (1, 10, 28)
+    tree = RunConfig.from_dict({"data": {"name": "imagefolder", "path": "/nowhere", "resize": resize}})
+    assert tree.model_on_dataset() == (tree.model, resize)   # known only once the tree loads
+
+
 def test_seed_style_loader_matches_the_device_loader() -> None:
     images, labels = identity_set(20, h=16)
     data = LabeledImages(images, labels)

@@ -23,9 +23,9 @@ from resnet_core.config import ModelConfig
 from resnet_core.engine import Trainer, train, train_members
 from resnet_core.fast_path import FastPath
 from resnet_core.errors import ConfigError
-from resnet_core.graphs import EMULATE_ENV, EmulatedGraph, EmulatedGraphs, GraphCaptureError, HostValueChanged
+from resnet_core.graphs import EMULATE_ENV, EmulatedGraphs, GraphCaptureError, HostValueChanged
 from resnet_core.model import build_model
-from resnet_core.record import read_metrics, read_summary
+from resnet_core.record import read_summary
 from resnet_core.run_config import RunConfig
 
 from test_engine import load_pt, rows_of, tiny

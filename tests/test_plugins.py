@@ -17,8 +17,6 @@ from resnet_core import ConfigError, ModelConfig, build_model
 from resnet_core import plugins as plugins_mod
 from resnet_core.blocks import BLOCKS
 from resnet_core.cli import main
-from resnet_core.families import FAMILIES
-from resnet_core.placements import PLACEMENTS
 from resnet_core.pooling import POOLINGS
 from resnet_core.record import read_summary
 from resnet_core.registry import Registry

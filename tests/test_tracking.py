@@ -560,7 +560,6 @@ def test_killed_and_resumed_trials_end_as_one_wandb_run_each(tmp_path, capsys, m
     import signal
     import subprocess
 
-    import optuna
     from optuna.trial import TrialState
 
     from sweeps import open_study

@@ -5,7 +5,6 @@ SIGKILL mid-round followed by a relaunch that finishes the same round, and one-l
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

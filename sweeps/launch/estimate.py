@@ -79,7 +79,7 @@ def trial_cost(cfg: dict[str, Any], device: str) -> tuple[float, float] | None:
     if planned is None:
         return None
     spe, steps, (_, n_test, n_val, size, channels, classes) = planned
-    model = dataclasses.replace(rc.model, in_channels=channels, num_classes=classes)
+    model = rc.model.on_images(channels, classes)
     fwd = _forward_flops(_items_key(dataclasses.asdict(model)), size)
     unit = spe if rc.schedule.unit == "epoch" else 1
     n_evals = math.ceil(steps / max(1, round(rc.eval_every * unit)))

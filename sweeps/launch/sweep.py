@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from resnet_core import shell
-from resnet_core.data import dataset_shape
 from resnet_core.data.torchvision_sets import TORCHVISION_SETS, is_extracted, load_torchvision
 from resnet_core.errors import ConfigError, UnknownPartError, choices_error, reworded
 from resnet_core.model import build_model, count_params
@@ -105,13 +104,7 @@ def _params(spec: GridSpec, cell: Any) -> str:
     try:
         import torch
 
-        import dataclasses
-
-        rc = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0]))
-        model = rc.model
-        shape = dataset_shape(rc.data)
-        if shape is not None:
-            model = dataclasses.replace(model, in_channels=shape[3], num_classes=shape[4])
+        model, _ = RunConfig.from_dict(spec.run_config(cell, spec.seeds[0])).model_on_dataset()
         with torch.device("meta"):
             n = count_params(build_model(model))
         return f"{n / 1e6:.2f}M params" if n >= 100_000 else f"{n / 1e3:.1f}k params"

@@ -12,13 +12,11 @@ Claiming a group keeps exactly-once: each member is taken by its own compare-and
 """
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from resnet_core.data import dataset_shape
 from resnet_core.errors import ConfigError
 from resnet_core.feasibility import any_user_parts, check_fusable
 from resnet_core.fusion import auto_members, bench_model_name, fusion_key
@@ -133,12 +131,9 @@ def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
         return
     for run in plan_runs(spec, spec.units(), packing):
         if run.members > 1:
-            rc = RunConfig.from_dict(run.cfg)
-            shape = dataset_shape(rc.data)   # the images a trial would train on, where known without loading them
-            model = dataclasses.replace(rc.model, in_channels=shape.channels, num_classes=shape.classes) if shape \
-                else rc.model
+            model, size = RunConfig.from_dict(run.cfg).model_on_dataset()
             try:
-                check_fusable(model, run.members, size=rc.data.resize or (shape.image_size if shape else None))
+                check_fusable(model, run.members, size=size)
             except ConfigError as e:
                 raise ConfigError(f"{e}; {' + '.join(dict.fromkeys(u.cell.slug for u in run.units))} would train "
                                   f"fused ({packing.describe()})") from None
