@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,8 +13,9 @@ from .data.shapes import dataset_shape
 from .effect import Unread, check_effect, chosen, note, own_keys_unread
 from .errors import ConfigError, choices_error
 from .feasibility import train_count
+from .flops import forward_flops
 from .overrides import apply_overrides, get_dotted, set_dotted
-from .schedules import ScheduleConfig, cycles_momentum
+from .schedules import ScheduleConfig, cycles_momentum, total_steps
 from .values import check_fields, check_range, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -138,7 +140,7 @@ class RunConfig:
                                             "the schedule cycles it from schedule.max_momentum; write optim.betas "
                                             "[null, BETA2] to set the second alone", runs=lambda b: [None, b[1]])
         out.update(self._set_by_dataset())
-        interval = self._eval_interval()
+        interval = self.eval_interval()
         if self.log_per_epoch is not None:
             out["log_every"] = Unread(f"log_per_epoch null, got {self.log_per_epoch!r}", "log_per_epoch logs instead")
         elif interval is not None:   # the engine logs at least once an evaluation interval
@@ -159,15 +161,35 @@ class RunConfig:
             return self.model, self.data.resize
         return self.model.on_images(shape.channels, shape.classes), self.data.resize or shape.image_size
 
-    def _eval_interval(self) -> int | None:
+    def eval_interval(self) -> int | None:
         """Steps between evaluations, as the engine counts them; None where an epoch's steps are known only once the
         dataset loads."""
         if self.schedule.unit == "iter":
             return max(1, round(self.eval_every))
+        planned = self.planned_steps()
+        return None if planned is None else max(1, round(self.eval_every * planned[0]))
+
+    def planned_steps(self) -> tuple[int, int] | None:
+        """(steps per epoch, training steps in all) as the engine counts them, known without loading the dataset
+        (``data.shapes``); None where the dataset's size is known only once it loads."""
         shape = dataset_shape(self.data)
         if shape is None:
             return None
-        return max(1, round(self.eval_every * (train_count(shape.n_train, self.data.val_size) // self.batch_size)))
+        per_epoch = max(1, train_count(shape.n_train, self.data.val_size) // self.batch_size)
+        return per_epoch, total_steps(self.schedule, per_epoch)
+
+    def planned_flops(self) -> float | None:
+        """FLOPs of a whole run (``flops``: a multiply-add is 2): training, 3 × the forward FLOPs × batch × steps
+        (a backward pass costs about two forwards), and evaluations, the forward FLOPs × the test and val images ×
+        the evaluations. None where the dataset's shape is known only once it loads."""
+        shape, planned = dataset_shape(self.data), self.planned_steps()
+        if shape is None or planned is None:
+            return None
+        steps = planned[1]
+        model, size = self.model_on_dataset()
+        forward = forward_flops(model, size)
+        evaluated = shape.n_test + shape.n_train - train_count(shape.n_train, self.data.val_size)
+        return 3.0 * forward * self.batch_size * steps + forward * evaluated * math.ceil(steps / self.eval_interval())
 
     def _set_by_dataset(self) -> dict[str, Unread]:
         """model.in_channels and model.num_classes, which the dataset sets: a written value is read only where it is

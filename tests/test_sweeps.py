@@ -528,6 +528,24 @@ def test_the_resuming_copy_of_an_interrupted_trial_is_taken_before_new_trials(tm
     assert taken == sorted(taken) and None not in taken            # then the others, in their enqueue order
 
 
+def test_the_longest_trials_of_a_seed_are_taken_first(tmp_path):
+    """New trials go to workers seed by seed (a study stopped part-way holds every cell at the same number of
+    seeds), and within a seed longest first (their planned FLOPs: depth × iterations), so that a round does not
+    end waiting on its deepest cell's trial, which the grid's order would start last."""
+    from sweeps.queue.optuna_adapter import trial_id
+
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "longest", seeds=[0, 1],
+                                                     grid={"model.depth": [8, 20], "schedule.total": [6, 30]})
+    units = {trial_id(t): (t.params["model.depth"], t.params["schedule.total"], t.user_attrs["seed"])
+             for t in study.get_trials(deepcopy=False)}
+    enqueued = list(units.values())
+    assert enqueued[0] == (8, 6, 0) and enqueued[-1] == (20, 30, 1)     # the grid's order: shortest first
+    taken = [units[take_one(study, storage, ref, spec, study_dir)] for _ in units]
+    assert take_one(study, storage, ref, spec, study_dir) is None
+    # seed by seed; within a seed ResNet-20 costs about 3 ResNet-8s an iteration: 30 iterations of either first
+    assert taken == [(20, 30, 0), (8, 30, 0), (20, 6, 0), (8, 6, 0), (20, 30, 1), (8, 30, 1), (20, 6, 1), (8, 6, 1)]
+
+
 def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_path, monkeypatch):
     from datetime import datetime, timedelta
     from types import SimpleNamespace
@@ -847,6 +865,22 @@ def test_progress_counts_steps_and_its_eta_comes_from_the_measured_rate(tmp_path
     (d / "metrics.jsonl").write_text("\n".join(rows) + '\n{"step": 500, "spl')
     assert (d / "metrics.jsonl").stat().st_size > 4 * TAIL_BYTES
     assert RunSteps().read(d) == (499, None)
+
+
+def test_the_estimate_shares_the_trials_out_in_the_order_the_workers_claim_them(tmp_path, monkeypatch):
+    """Two GPUs, one seed of a 3-cell grid whose last cell costs more than the other two together: the claims take it
+    first (``claim_order``), so the estimate is its time alone, not the grid order's (the two short ones, then it)."""
+    import sweeps.launch.estimate as estimate
+
+    monkeypatch.setitem(estimate.STARTUP_S, "cuda", 0.0)   # compute alone: the tiny runs' FLOPs decide
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "est", seeds=[0],
+                                grid={"schedule.total": [6, 7, 30]}))
+    units = list(spec.units())
+    assert [u.cell.params["schedule.total"] for u in units] == [6, 7, 30]
+    one = {u.cell.params["schedule.total"]: estimate.trial_cost(spec.run_config(u.cell, u.seed), "cuda:0")
+           for u in units}
+    wall, _ = estimate.sweep_seconds(spec, units, ["cuda:0", "cuda:1"], workers=2)
+    assert wall == pytest.approx(sum(one[30]), rel=1e-9)
 
 
 @pytest.mark.parametrize("cores", [2, 8])

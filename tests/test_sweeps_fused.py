@@ -195,8 +195,9 @@ def test_plain_and_residual_twins_pack_together(tmp_path):
     spec, ref, storage, study, study_dir = new_study(tmp_path, "proj", seeds=[0, 1],
                                                      grid={"model.shortcut": ["none", "conv1x1"]})
     groups = _claim_all(study, storage, ref, spec, study_dir, Packing(4, "cpu"))
-    assert groups == [[("model.shortcut=none", 0), ("model.shortcut=none", 1)],
-                      [("model.shortcut=conv1x1", 0), ("model.shortcut=conv1x1", 1)]]  # projections do not mix
+    # projections do not mix; they cost more FLOPs than the plain net, so their run goes first (claim_order)
+    assert groups == [[("model.shortcut=conv1x1", 0), ("model.shortcut=conv1x1", 1)],
+                      [("model.shortcut=none", 0), ("model.shortcut=none", 1)]]
     # fusion off: one at a time
     spec, ref, storage, study, study_dir = new_study(tmp_path, "solo", seeds=[0, 1])
     sizes = []
@@ -309,8 +310,7 @@ def _group_claimer(root: str, grid: str, name: str, ready, go, queue, held) -> N
     ready.put(os.getpid())
     go.wait()
     taken = []
-    while tids := _claim_group(study, storage, ref, spec, Path(root) / name, _Packing(3, "cpu"),
-                               offset=os.getpid()):
+    while tids := _claim_group(study, storage, ref, spec, Path(root) / name, _Packing(3, "cpu")):
         trials = [_optuna.trial.Trial(study, tid) for tid in tids]
         first = not taken
         taken += [trial.number for trial in trials]

@@ -11,21 +11,14 @@ per second.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-from functools import lru_cache
 from typing import Any
 
-from resnet_core.config import ModelConfig
-from resnet_core.data import dataset_shape
 from resnet_core.devices import autocast_dtype, available_cores
-from resnet_core.flops import forward_flops
 from resnet_core.fusion import bench_model_name, fused_gain
 from resnet_core.run_config import RunConfig
-from resnet_core.schedules import total_steps
 
-from ..queue.packing import device_type, plan_runs
+from ..queue.packing import claim_order, device_type, plan_runs
 from ..run.worker import assign_devices
 from ..spec.grid import GridSpec
 
@@ -42,32 +35,9 @@ def _cores() -> int:
     return available_cores()
 
 
-@lru_cache(maxsize=256)
-def _forward_flops(model_items: tuple, image_size: int) -> int:
-    return int(forward_flops(ModelConfig(**dict(model_items)), image_size))
-
-
-def _items_key(d: dict[str, Any]) -> tuple:
-    """A config section as a hashable key (``lru_cache``) that ``dict()`` turns back into the section."""
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
-
-
-def _steps(rc: Any) -> tuple[int, int, tuple] | None:
-    """(steps per epoch, total steps, dataset shape with the val split taken out) of a RunConfig, None if unknown."""
-    d = rc.data
-    shape = dataset_shape(rc.data)
-    if shape is None:
-        return None
-    n_train, n_test, size, channels, classes = shape
-    n_val = int(d.val_size * n_train) if isinstance(d.val_size, float) else int(d.val_size)
-    n_train -= n_val
-    spe = max(1, n_train // rc.batch_size)
-    return spe, total_steps(rc.schedule, spe), (n_train, n_test, n_val, d.resize or size, channels, classes)
-
-
 def trial_steps(cfg: dict[str, Any]) -> int | None:
     """Training steps of one run config, None if its dataset is unknown (the run's summary.json says it exactly)."""
-    planned = _steps(RunConfig.from_dict(cfg))
+    planned = RunConfig.from_dict(cfg).planned_steps()
     return planned[1] if planned else None
 
 
@@ -75,15 +45,9 @@ def trial_cost(cfg: dict[str, Any], device: str) -> tuple[float, float] | None:
     """(start-up seconds, compute seconds with the whole ``device``: every core of a CPU) of one run config, or None
     if unknown."""
     rc = RunConfig.from_dict(cfg)
-    planned = _steps(rc)
-    if planned is None:
+    flops = rc.planned_flops()
+    if flops is None:
         return None
-    spe, steps, (_, n_test, n_val, size, channels, classes) = planned
-    model = rc.model.on_images(channels, classes)
-    fwd = _forward_flops(_items_key(dataclasses.asdict(model)), size)
-    unit = spe if rc.schedule.unit == "epoch" else 1
-    n_evals = math.ceil(steps / max(1, round(rc.eval_every * unit)))
-    flops = 3 * fwd * rc.batch_size * steps + fwd * (n_test + n_val) * n_evals
     kind = device.split(":")[0]
     if kind == "cpu":
         import torch
@@ -129,8 +93,8 @@ def schedule_seconds(jobs: list[tuple[float, float]], assigned: list[str]) -> fl
 def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing: Any = None,
                   workers: int | None = None) -> tuple[float | None, dict[str, float]]:
     """(wall seconds for ``units`` with ``workers`` workers on these devices (default: one a device), per-cell
-    seconds of one trial on one of them). The trials are shared out to the workers as they free up
-    (``schedule_seconds``). With a ``packing.Packing``, trials packed into one fused run take one start-up plus
+    seconds of one trial on one of them). The trials are shared out to the workers as they free up, in the order
+    the workers claim them (``packing.claim_order``; ``schedule_seconds``). With a ``packing.Packing``, trials packed into one fused run take one start-up plus
     ``members × one trial's training ÷ the fused gain`` (no gain on the CPU)."""
     costs: dict[str, tuple[float, float]] = {}
     device = devices[0] if devices else "cpu"
@@ -144,14 +108,16 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing:
                 return None, {}
             costs[u.cell.id] = cost
     if packing is None:
-        jobs = [costs[u.cell.id] for u in units]
+        firsts, jobs = units, [costs[u.cell.id] for u in units]
     else:
-        jobs = []
-        for run in plan_runs(spec, units, packing):   # a fused run pays one start-up, not one per member
+        runs = plan_runs(spec, units, packing)
+        firsts, jobs = [run.units[0] for run in runs], []
+        for run in runs:   # a fused run pays one start-up, not one per member
             startup, train = costs[run.units[0].cell.id]
             gain = fused_gain(device_type(packing.device), run.members,
                               bench_model_name(run.cfg.get("model") or {}), packing.table)
             jobs.append((startup, train * run.members / gain))
+    jobs = [jobs[i] for i in claim_order([u.seed for u in firsts], [costs[u.cell.id][1] for u in firsts])]
     n = workers or len(set(devices)) or 1
     assigned = assign_devices(max(1, min(n, len(jobs))), devices or ["cpu"])
     share = worker_share(assigned[0], assigned)

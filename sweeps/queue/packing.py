@@ -118,6 +118,27 @@ def trial_key(spec: GridSpec, attrs: dict[str, Any], study_dir: Path,
     return key, cfg, full
 
 
+def claim_order(seeds: Sequence[Any], flops: Sequence[float | None]) -> list[int]:
+    """The order (indices) in which workers take new trials, given in enqueue order with their seeds and planned
+    FLOPs (``RunConfig.planned_flops``; None where unknown): seed by seed, as they are enqueued, so that a study
+    stopped part-way holds every cell at the same number of seeds; within a seed the longest first, so that a
+    round does not end waiting on its longest trial started last (the longest-processing-time rule). Ties, and
+    trials of unknown length, keep their enqueue order."""
+    rank: dict[Any, int] = {}
+    for seed in seeds:
+        rank.setdefault(seed, len(rank))
+    return sorted(range(len(seeds)), key=lambda i: (rank[seeds[i]], -(flops[i] or 0.0)))
+
+
+def _planned_flops(full: dict[str, Any]) -> float | None:
+    """The planned FLOPs of a resolved run config (``RunConfig.planned_flops``), None where not known: they only
+    order the claims."""
+    try:
+        return RunConfig.from_dict(full).planned_flops()
+    except Exception:  # noqa: BLE001 - an unknown length never stops a claim
+        return None
+
+
 def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
     """The run config with every default filled in, so that equal runs have equal keys however they were written."""
     return RunConfig.from_dict(cfg).to_dict()
@@ -141,15 +162,15 @@ def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
 
 # -- claiming a group -------------------------------------------------------------------------------------------
 def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study_dir: Path, packing: Packing, *,
-                offset: int = 0, keys: dict[int, tuple[str, int, Any]] | None = None,
+                keys: dict[int, tuple[str, int, Any, float | None]] | None = None,
                 worker: dict[str, Any] | None = None) -> list[int]:
     """Take up to ``packing.cap`` waiting trials that can fuse (WAITING → RUNNING, each by compare-and-set); their
     ids, first the one the group was chosen by; resuming trials before new ones. Empty when nothing is waiting.
     Claims run one at a time (``storage.claim_lock``): a claimer that read the waiting trials while others took
     some would end with a part of a group (4 waiting, 3 claimers: 1 + 2 + 1), so a run fewer members than it could.
-    ``offset`` rotates which group a worker tries first, so workers rarely race for one cell. ``keys`` caches
-    (fusion key, cap) by trial id across calls, with the trial's run config (a waiting trial's key never changes; the
-    worker trains with that config).
+    New trials go in ``claim_order``: seed by seed, the longest first within a seed. ``keys`` caches (fusion key, cap, run config,
+    planned FLOPs) by trial id across calls (a waiting trial's key never changes; the worker trains with that
+    config).
 
     ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
     compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
@@ -175,31 +196,31 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
     with claim_lock(ref, study.study_name, storage):
         study_id = storage.get_study_id_from_name(study.study_name)
         trials = storage.get_all_trials(study_id, deepcopy=False)
-        waiting = [t for t in trials if t.state == TrialState.WAITING]
-        # a resuming copy of an interrupted trial first: its run goes on from last.pt before a new one starts, so a
-        # study stopped again holds as few half-run trials as it can (the rest keep their enqueue order)
-        waiting = sorted((t for t in waiting if t.user_attrs.get("unit") is not None),
-                         key=lambda t: not t.user_attrs.get("resume"))
+        waiting = [t for t in trials if t.state == TrialState.WAITING and t.user_attrs.get("unit") is not None]
         if not waiting:
             return []
-        groups: OrderedDict[str, list[Any]] = OrderedDict()
-        caps: dict[str, int] = {}
         keys = {} if keys is None else keys
+        caps: dict[str, int] = {}   # fusion key → cap, found once a key
         for t in waiting:
             tid = trial_id(t)
             if tid not in keys:
                 try:
                     key, cfg, full = trial_key(spec, t.user_attrs, study_dir, packing.device)
-                    keys[tid] = (key, caps[key] if key in caps else packing.cap(full), cfg)
+                    keys[tid] = (key, caps[key] if key in caps else packing.cap(full), cfg, _planned_flops(full))
                 except Exception:  # noqa: BLE001 - a trial whose config cannot be built runs alone and fails there
-                    keys[tid] = (f"alone:{tid}", 1, None)
-            key, cap, _ = keys[tid]
-            caps[key] = cap
-            groups.setdefault(key, []).append(t)
-        order = list(groups)
-        k = offset % len(order)
+                    keys[tid] = (f"alone:{tid}", 1, None, None)
+            caps[keys[tid][0]] = keys[tid][1]
+        # a resuming copy of an interrupted trial first: its run goes on from last.pt before a new one starts, so a
+        # study stopped again holds as few half-run trials as it can; then the new ones in `claim_order`
+        resuming = [t for t in waiting if t.user_attrs.get("resume")]
+        new = [t for t in waiting if not t.user_attrs.get("resume")]
+        waiting = resuming + [new[i] for i in claim_order([t.user_attrs.get("seed") for t in new],
+                                                          [keys[trial_id(t)][3] for t in new])]
+        groups: OrderedDict[str, list[Any]] = OrderedDict()
+        for t in waiting:
+            groups.setdefault(keys[trial_id(t)][0], []).append(t)
         dead = dead_judge(study, storage, Path(study_dir))
-        for key in order[k:] + order[:k]:
+        for key in groups:
             taken: list[int] = []
             precisions = claim_precisions(spec, trials, groups[key], packing.device, dead)
             for t in groups[key]:

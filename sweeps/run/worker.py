@@ -178,12 +178,12 @@ def run_worker(ws: WorkerSpec, *, train: Callable | None = None, train_members: 
     members_fn = train_members or engine.train_members
     packing = Packing(ws.fuse, ws.device, Path(ws.fuse_table) if ws.fuse_table else None, bool(spec.search))
     stats = WorkerStats()
-    keys: dict[int, tuple[str, int, dict[str, Any] | None]] = {}   # trial id → (fusion key, cap, run config)
+    keys: dict[int, tuple[str, int, dict[str, Any] | None, float | None]] = {}   # see claim_group
     claimer = worker_record(ws.index, ws.device, ws.parent_pid)
     while not (stop is not None and stop.is_set()):
         if ws.deadline is not None and time.time() >= ws.deadline:
             break
-        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, offset=ws.index, keys=keys,
+        tids = claim_group(study, storage, ws.storage, spec, study_dir, packing, keys=keys,
                            worker=claimer)
         if not tids:
             with study_lock(ws.storage, spec.study, storage):
