@@ -168,9 +168,9 @@ def claim_group(study: Any, storage: Any, ref: StorageRef, spec: GridSpec, study
     ids, first the one the group was chosen by; resuming trials before new ones. Empty when nothing is waiting.
     Claims run one at a time (``storage.claim_lock``): a claimer that read the waiting trials while others took
     some would end with a part of a group (4 waiting, 3 claimers: 1 + 2 + 1), so a run fewer members than it could.
-    New trials go in ``claim_order``: seed by seed, the longest first within a seed. ``keys`` caches (fusion key, cap, run config,
-    planned FLOPs) by trial id across calls (a waiting trial's key never changes; the worker trains with that
-    config).
+    New trials go in ``claim_order``: seed by seed, the longest first within a seed. ``keys`` caches (fusion key,
+    cap, run config, planned FLOPs) by trial id across calls (a waiting trial's key never changes; the worker trains
+    with that config).
 
     ``worker`` (`liveness.worker_record`) is written on each trial in the storage call right after its successful
     compare-and-set (by the claimer only: written before, it could overwrite the record of a worker that took the
