@@ -13,7 +13,7 @@ from .errors import ConfigError
 from .feasibility import check_forward
 from .flops import forward_flops
 from .model import build_model, count_params
-from .overrides import apply_overrides
+from .overrides import apply_overrides, check_key
 from .values import read_yaml
 from .zoo import NAMED_MODELS, input_size, named_model
 
@@ -46,6 +46,7 @@ def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> Mode
 def model_key(assignment: str) -> str:
     """``model.depth=56`` (the spelling `train` and `sweep` use) → ``depth=56``; a bare ``depth=56`` is kept (the
     older spelling); a key of another section is a one-line ConfigError."""
+    check_key(assignment)
     key = assignment.split("=", 1)[0].strip()
     if key.startswith("model."):
         return assignment.strip()[len("model."):]
