@@ -197,6 +197,22 @@ def _matches(value: Any, tp: Any) -> bool:
     return True  # a type this checker does not know: the dataclass's own validate() decides
 
 
+def field_type(cls: type, key: str) -> Any:
+    """The annotation of dotted ``key`` in config dataclass ``cls`` (``schedule.warmup`` → ``float``), or None where
+    it names no field."""
+    tp: Any = cls
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = typing.get_type_hints(tp).get(part)
+    return tp
+
+
+def accepts(tp: Any, value: Any) -> bool:
+    """Whether a field annotated ``tp`` takes ``value`` (the type rules of ``check_fields``)."""
+    return _matches(value, tp)
+
+
 def describe_type(tp: Any) -> str:
     """``int | None`` → 'an integer or null'."""
     origin = typing.get_origin(tp)
