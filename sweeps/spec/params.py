@@ -4,7 +4,8 @@ So ``study.best_params``, ``study.trials_dataframe()``'s ``params_*`` columns, `
 ``optuna.visualization`` and optuna-dashboard see the ablation. Each axis (a ``grid`` key, or a key only
 ``extra_cells`` set) has a distribution over the encoded values the cells take: ``IntDistribution`` for an integer
 key's numbers, ``FloatDistribution`` for a float key's (whole ones too) and mixed numbers, else a
-``CategoricalDistribution`` whose choices are in grid order; a cell that does not set a key takes the value its resolved run config has (the base's, or the default).
+``CategoricalDistribution`` whose choices are in grid order; a cell that does not set a key takes the value its
+resolved run config has (the base's, or the default).
 
 Encoding: ``None``, bools, ints, floats and strings are Optuna scalars and stay as they are; a list or mapping
 becomes its JSON text with sorted keys and no spaces (``[16,32,64]``, ``{"a":1}``) — the same text as in the cell
