@@ -120,13 +120,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from None
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
-        import yaml
-
         from .plan import describe, plan
+        from .values import dump_yaml
 
         config, ran = plan(cfg)
         print(describe(ran))
-        print(yaml.safe_dump(config, sort_keys=False).rstrip())
+        print(dump_yaml(config).rstrip())
         return 0
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")

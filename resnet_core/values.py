@@ -103,6 +103,22 @@ def load_yaml_text(text: str) -> Any:
     return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
 
 
+class Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes a string YAML 1.1 *or* ``Loader`` (YAML 1.2) would read as something else
+    (``'yes'``, ``'010'``; ``'1e5'``, ``'0o17'``, which PyYAML's own dumper writes plain), so what ``dump_yaml``
+    writes ``load_yaml_text`` and any YAML 1.1 reader read back as it was."""
+
+
+Dumper.yaml_implicit_resolvers = {
+    first: yaml.SafeDumper.yaml_implicit_resolvers.get(first, []) + Loader.yaml_implicit_resolvers.get(first, [])
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *Loader.yaml_implicit_resolvers}}
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML text in its own key order, read back as the same values by ``load_yaml_text``."""
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False)
+
+
 def read_yaml(path: str | Path) -> Any:
     """The one reader of YAML files (grids, run configs, recipes, model files): UTF-8 text parsed by ``Loader``.
     Raises a one-line ``ConfigError`` naming the file for a missing or undecodable file, invalid YAML and a key

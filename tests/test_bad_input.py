@@ -216,6 +216,16 @@ def test_yaml_1_2_integers_and_strings_from_a_file_and_from_set(text, value, tmp
     assert from_file == from_set and get_dotted(from_set, key) == value
 
 
+def test_a_written_config_reads_back_as_the_same_values():
+    """A run's config.yaml (and every printed config) is written by ``dump_yaml``: a string YAML 1.2 reads as a number
+    (``'1e5'``, ``'0o17'``, plain strings to PyYAML's own dumper) is quoted, so the file reads back as it was."""
+    from resnet_core.values import dump_yaml, load_yaml_text
+
+    config = {"name": "1e5", "data": {"root": "0o17", "path": "010"}, "device": "yes", "seed": 10, "lr": 1e-05,
+              "inf": float("inf"), "none": None, "on": True, "list": ["2e3", 0x10, "1:30"]}
+    assert load_yaml_text(dump_yaml(config)) == config == yaml.safe_load(dump_yaml(config))   # YAML 1.2 and 1.1
+
+
 def test_train_resume_with_nothing_to_resume_says_so_and_trains(tmp_path, capsys):
     cfg = write_yaml(tmp_path / "run.yaml", yaml.safe_dump(TINY))
     out = tmp_path / "never-ran"
