@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .bench_cpu import run_cpu_bench
 from .data import load_dataset, seed_style_loader
 from .devices import resolve_device
-from .effect import check_effect
+from .effect import check_effect, refuse_taken
 from .model import build_model
 from .overrides import apply_overrides
 from .record import atomic_write_json, check_out_file
@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write the table as JSON here; `sweep --fuse auto` reads runs/bench.json (or "
                    "--fuse-table FILE) to choose the members per fused run, and its dry-run estimates use it")
     p.set_defaults(func=_cmd_bench)
+
+
+BENCH_SETS = {"model.depth": "--depths sets it", "model.stages": "--depths sets the depth",
+              "batch_size": "--batch-size sets it", "device": "--device sets it",
+              "probes": "bench measures with and without probes", "seed": "fused member g trains seed g",
+              "name": "bench writes no run"}   # a --set of these changed or mislabelled every row without a word
 
 
 def _config(depth: int, args: argparse.Namespace, probes: bool) -> RunConfig:
@@ -192,6 +198,8 @@ def _check_args(args: argparse.Namespace) -> None:
         int_at_least(flag, getattr(args, flag[2:].replace("-", "_")), low)
     if args.out:
         check_out_file(args.out)
+    refuse_taken("bench", args.overrides, BENCH_SETS, "use its flag; --set takes the other keys, e.g. "
+                                                      "--set model.shortcut=none")
     for depth in int_list("--depths", args.depths):
         for probes in (True, False):
             _config(depth, args, probes=probes)

@@ -120,13 +120,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from None
     check_name("name", cfg.name)   # it names the run folder: runs/<name>-<time>/
     if args.print_config:
-        import yaml
-
         from .plan import describe, plan
+        from .values import dump_yaml
 
         config, ran = plan(cfg)
         print(describe(ran))
-        print(yaml.safe_dump(config, sort_keys=False).rstrip())
+        print(dump_yaml(config).rstrip())
         return 0
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
@@ -455,18 +454,15 @@ PROBE_SETS = {"model.depth": "--depths sets it", "model.stages": "--depths sets 
 def _check_probe_keys(overrides: list[str]) -> None:
     """Refuse a ``--set`` that probe would not use: a key outside model and data (an optimizer, a schedule, a
     batch size: probe does not train), or a key it sets itself or does not read (``PROBE_SETS``)."""
-    from .errors import ConfigError
-    from .overrides import apply_overrides
+    import dataclasses
 
-    d = apply_overrides({}, overrides)
-    unused = {text.split("=", 1)[0].strip(): "probe does not train" for text in overrides
-              if text.split("=", 1)[0].strip().split(".")[0] not in ("model", "data")}
-    unused.update({k: why for k, why in PROBE_SETS.items()
-                   if isinstance(d.get(k.split(".")[0]), dict) and k.split(".")[1] in d[k.split(".")[0]]})
-    if unused:
-        key, why = next(iter(unused.items()))
-        raise ConfigError(f"probe: --set {key} has no effect here ({why}); it takes the other model and data keys, "
-                          f"e.g. --set model.activation=pre")
+    from .effect import refuse_taken
+    from .run_config import RunConfig
+
+    untrained = {f.name: "probe does not train" for f in dataclasses.fields(RunConfig)
+                 if f.name not in ("model", "data")}
+    refuse_taken("probe", overrides, {**untrained, **PROBE_SETS},
+                 "it takes the other model and data keys, e.g. --set model.activation=pre")
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 
 from .config import ModelConfig
 from .effect import check_effect, chosen, note
@@ -13,8 +12,8 @@ from .errors import ConfigError
 from .feasibility import check_forward
 from .flops import forward_flops
 from .model import build_model, count_params
-from .overrides import apply_overrides
-from .values import read_yaml
+from .overrides import apply_overrides, check_key
+from .values import dump_yaml, read_yaml
 from .zoo import NAMED_MODELS, input_size, named_model
 
 TABLE_SKIP = {"resnet1202", "preresnet1001"}  # their FLOP count takes seconds; describe them with --config
@@ -46,6 +45,7 @@ def load_model_config(source: str | None, overrides: Sequence[str] = ()) -> Mode
 def model_key(assignment: str) -> str:
     """``model.depth=56`` (the spelling `train` and `sweep` use) → ``depth=56``; a bare ``depth=56`` is kept (the
     older spelling); a key of another section is a one-line ConfigError."""
+    check_key(assignment)
     key = assignment.split("=", 1)[0].strip()
     if key.startswith("model."):
         return assignment.strip()[len("model."):]
@@ -86,5 +86,5 @@ def describe_model(source: str | None, overrides: Sequence[str]) -> str:
              f"parameters: {count_params(model):,}",
              f"forward FLOPs at {size}x{size}: {forward_flops(cfg, size):,}",
              f"residual blocks: {sum(1 for _ in model.blocks())}; conv/linear layers: {len(model.probe_layers())}",
-             "config:", yaml.safe_dump(r.to_dict(), sort_keys=False).rstrip()]
+             "config:", dump_yaml(r.to_dict()).rstrip()]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ import sys
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from .errors import ConfigError
-from .overrides import leaves, overlaps
+from .overrides import apply_overrides, leaves, overlaps
 from .values import freeze
 
 
@@ -82,6 +82,15 @@ def dropped(key: str, value: Any, why: Unread, source: str, by: str = "--set") -
     """'optim.momentum (0.9) from smoke.yaml needs optim.name sgd, got 'adam' after --set: it has no effect,
     dropped' (``by``: what left it unread)."""
     return f"{key} ({value!r}) from {source} needs {why.needs} after {by}: it has no effect, dropped"
+
+
+def refuse_taken(command: str, overrides: Iterable[str], taken: Mapping[str, str], instead: str) -> None:
+    """Refuse a ``--set`` of a key ``command`` sets itself or never reads (``taken``: dotted key → why; a key inside
+    it or a section holding it counts too): 'probe: --set model.depth has no effect here (--depths sets it); …'."""
+    for key, _ in (leaf for k, v in apply_overrides({}, overrides).items() for leaf in leaves(k, v)):
+        why = next((why for name, why in taken.items() if overlaps(key, name)), None)
+        if why is not None:
+            raise ConfigError(f"{command}: --set {key} has no effect here ({why}); {instead}")
 
 
 def note(text: str) -> None:

@@ -9,7 +9,27 @@ from .errors import ConfigError
 from .values import parse_value
 
 
+HYDRA_PREFIXES = {"++": "force-add", "+": "add", "~": "delete"}
+
+
+def check_key(text: str, what: str = "--set") -> None:
+    """Refuse Hydra's override prefixes (``+key=value``, ``++key=value``, ``~key``) in one line: every config key
+    exists already, so a key is set as ``key=value``; none is deleted (set the value wanted instead)."""
+    stripped = text.strip()
+    prefix = next((p for p in HYDRA_PREFIXES if stripped.startswith(p)), None)
+    if prefix is None:
+        return
+    key = stripped[len(prefix):].partition("=")[0].strip()
+    if prefix == "~":
+        raise ConfigError(f"{what} {stripped}: Hydra's ~KEY (delete) is not supported; set {key} to the value wanted "
+                          f"instead ({what} {key}=VALUE; `train --print-config` shows the defaults)")
+    raise ConfigError(f"{what} {stripped}: Hydra's {prefix}KEY ({HYDRA_PREFIXES[prefix]}) is not needed, every config "
+                      f"key exists already; write {what} {stripped[len(prefix):]}")
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` → (key, YAML-typed value); a one-line ConfigError without ``=`` or with a Hydra prefix."""
+    check_key(text)
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)

@@ -20,10 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-import yaml
-
 from .errors import ConfigError
-from .values import read_yaml
+from .values import dump_yaml, read_yaml
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -141,7 +139,7 @@ class RunRecord:
         self.config_path = self.dir / "config.yaml"
 
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
+        atomic_write_text(self.config_path, dump_yaml(config))
 
     def log(self, step: int, epoch: float, split: str, values: dict[str, float]) -> None:
         """Append one line per value; each line is flushed whole, so a killed run leaves a readable file."""

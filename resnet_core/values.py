@@ -1,10 +1,12 @@
 """Values are parsed and typed in one place: every YAML file the project reads, every ``--set key=value``, and the
 type check of every field of every config dataclass.
 
-YAML. PyYAML implements YAML 1.1, where ``5e-4`` (no dot) is a *string* and ``yes``/``no``/``on``/``off`` are
-booleans; YAML 1.2 (and every user) reads the first as a number and the others as strings. ``Loader`` is PyYAML's
-``SafeLoader`` with YAML 1.2's float syntax (``1e-5``, ``5E+3``, ``-2e3``) and booleans (true/false only), so
-``load_yaml_text`` and ``parse_value`` (the ``--set`` values, lists included) give the same typed values.
+YAML. PyYAML implements YAML 1.1, where ``5e-4`` (no dot) is a *string*, ``yes``/``no``/``on``/``off`` are
+booleans, ``010`` is octal 8, ``1:30`` is sexagesimal 90 and ``2024-01-05`` a date; YAML 1.2 (and every user) reads
+the first as a number, ``010`` as ten, the others as strings. ``Loader`` is PyYAML's ``SafeLoader`` with YAML 1.2's
+scalars: floats (``1e-5``, ``5E+3``, ``-2e3``, ``.5``, ``.inf``), integers (decimal, ``0x10``, ``0o17``; ``_``
+between digits as in Python), booleans (true/false only) and no timestamps, so ``load_yaml_text`` and
+``parse_value`` (the ``--set`` values, lists included) give the same typed values.
 
 Every YAML file is read by ``read_yaml``: UTF-8, and a key given twice in one mapping is refused with its line
 (PyYAML would keep the last one silently).
@@ -31,20 +33,39 @@ from .errors import ConfigError, choices_error
 
 
 class Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads YAML 1.2 floats without a dot (``5e-4``, ``1E6``) as floats."""
+    """``yaml.SafeLoader`` reading plain scalars as YAML 1.2 does: floats without a dot (``5e-4``), integers without
+    YAML 1.1's octal ``010``, binary and sexagesimal forms, true/false as the only booleans, no timestamps."""
 
 
+# YAML 1.1's scalar rules out (yes/on booleans, 010 as octal, 1:30 as 90, dates), YAML 1.2's in
+YAML_1_1_ONLY = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")}
+Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag not in YAML_1_1_ONLY]
+                                  for first, resolvers in Loader.yaml_implicit_resolvers.items()}
+Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                             list("tTfF"))
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
 Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X),
+                    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."))
-# YAML 1.2 booleans: true/false only (YAML 1.1's yes/no/on/off/y/n are strings, as every YAML 1.2 reader has them)
-Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-                                  for first, resolvers in Loader.yaml_implicit_resolvers.items()}
-Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                             list("tTfF"))
+
+
+def _construct_int(loader: Loader, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 integer: decimal (``010`` is ten, not YAML 1.1's octal 8), ``0o`` octal or ``0x`` hex."""
+    text = loader.construct_scalar(node).replace("_", "")
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    try:
+        return int(text[2:] if base != 10 else text, base)
+    except ValueError:   # an explicit !!int on text that is none
+        raise yaml.constructor.ConstructorError(problem=f"{text!r} is not an integer",
+                                                problem_mark=node.start_mark) from None
+
+
+Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -80,6 +101,22 @@ Loader.construct_mapping = _construct_mapping  # type: ignore[method-assign]
 def load_yaml_text(text: str) -> Any:
     """Parse YAML text with ``Loader``. Raises ``yaml.YAMLError`` (``DuplicateKeyError`` for a key given twice)."""
     return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+
+
+class Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes a string YAML 1.1 *or* ``Loader`` (YAML 1.2) would read as something else
+    (``'yes'``, ``'010'``; ``'1e5'``, ``'0o17'``, which PyYAML's own dumper writes plain), so what ``dump_yaml``
+    writes ``load_yaml_text`` and any YAML 1.1 reader read back as it was."""
+
+
+Dumper.yaml_implicit_resolvers = {
+    first: yaml.SafeDumper.yaml_implicit_resolvers.get(first, []) + Loader.yaml_implicit_resolvers.get(first, [])
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *Loader.yaml_implicit_resolvers}}
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML text in its own key order, read back as the same values by ``load_yaml_text``."""
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -174,6 +211,22 @@ def _matches(value: Any, tp: Any) -> bool:
     if dataclasses.is_dataclass(tp):
         return isinstance(value, tp)
     return True  # a type this checker does not know: the dataclass's own validate() decides
+
+
+def field_type(cls: type, key: str) -> Any:
+    """The annotation of dotted ``key`` in config dataclass ``cls`` (``schedule.warmup`` → ``float``), or None where
+    it names no field."""
+    tp: Any = cls
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = typing.get_type_hints(tp).get(part)
+    return tp
+
+
+def accepts(tp: Any, value: Any) -> bool:
+    """Whether a field annotated ``tp`` takes ``value`` (the type rules of ``check_fields``)."""
+    return _matches(value, tp)
 
 
 def describe_type(tp: Any) -> str:

@@ -28,7 +28,7 @@ from optuna.trial import TrialState  # noqa: E402
 from resnet_core.cli import main  # noqa: E402
 from resnet_core.engine import train  # noqa: E402
 from resnet_core.errors import ConfigError  # noqa: E402
-from resnet_core.overrides import apply_overrides, parse_assignment  # noqa: E402
+from resnet_core.overrides import apply_overrides, get_dotted, parse_assignment  # noqa: E402
 from resnet_core.record import read_summary  # noqa: E402
 from resnet_core.run_config import RunConfig, load_run_config  # noqa: E402
 
@@ -193,6 +193,37 @@ def test_yaml_1_2_booleans_from_a_file_and_from_set(tmp_path):
     with pytest.raises(ConfigError, match="data.test_augment must be true or false, got 'yes'"):
         load_run_config(write_yaml(tmp_path / "run.yaml", "data: {test_augment: yes}\n"))
     assert load_run_config(write_yaml(tmp_path / "ok.yaml", "name: no\ndata: {test_augment: true}\n")).name == "no"
+
+
+@pytest.mark.parametrize("text, value", [
+    ("seed=010", 10),                     # YAML 1.1 (PyYAML): octal 8
+    ("seed=0o10", 8), ("seed=0x10", 16), ("seed=1_000", 1000),
+    ("data.synthetic.n_train=1:30", "1:30"),   # YAML 1.1: sexagesimal 90 (a string here: refused by its type)
+    ("name=2024-01-05", "2024-01-05"),    # YAML 1.1: a date
+    ("name=0b101", "0b101"),              # YAML 1.1: binary 5
+    ("optim.lr=.5", 0.5), ("optim.lr=1e-3", 0.001),
+])
+def test_yaml_1_2_integers_and_strings_from_a_file_and_from_set(text, value, tmp_path):
+    """A ``--set`` value and a file's value are YAML 1.2 scalars: ``010`` is ten, not YAML 1.1's octal 8."""
+    key, got = parse_assignment(text)
+    assert got == value and type(got) is type(value)
+    if isinstance(value, str) and key != "name":
+        return
+    section, _, field = key.rpartition(".")
+    written = f"{section}: {{{field}: {text.split('=', 1)[1]}}}\n" if section else f"{key}: {text.split('=', 1)[1]}\n"
+    from_file = load_run_config(write_yaml(tmp_path / "run.yaml", written)).to_dict()
+    from_set = load_run_config(None, [text]).to_dict()
+    assert from_file == from_set and get_dotted(from_set, key) == value
+
+
+def test_a_written_config_reads_back_as_the_same_values():
+    """A run's config.yaml (and every printed config) is written by ``dump_yaml``: a string YAML 1.2 reads as a number
+    (``'1e5'``, ``'0o17'``, plain strings to PyYAML's own dumper) is quoted, so the file reads back as it was."""
+    from resnet_core.values import dump_yaml, load_yaml_text
+
+    config = {"name": "1e5", "data": {"root": "0o17", "path": "010"}, "device": "yes", "seed": 10, "lr": 1e-05,
+              "inf": float("inf"), "none": None, "on": True, "list": ["2e3", 0x10, "1:30"]}
+    assert load_yaml_text(dump_yaml(config)) == config == yaml.safe_load(dump_yaml(config))   # YAML 1.2 and 1.1
 
 
 def test_train_resume_with_nothing_to_resume_says_so_and_trains(tmp_path, capsys):

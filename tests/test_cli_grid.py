@@ -53,6 +53,25 @@ def test_parse_axis_follows_hydras_comma_syntax():
         assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("given, write", [
+    ("+model.depth=14", "model.depth=14"), ("++model.depth=14", "model.depth=14"),
+    ("~optim.momentum", "optim.momentum=VALUE"), ("~optim.momentum=0.9", "optim.momentum=VALUE"),
+])
+def test_hydras_override_prefixes_are_one_line_naming_what_to_write(given, write, tmp_path, capsys):
+    """Hydra's +KEY / ++KEY / ~KEY: every config key exists, none is deleted; train, sweep (--set and -m) and models
+    refuse the prefix in one line naming what to write, not a key '+model' the user never wrote."""
+    grid, runs = write_grid_text(tmp_path / "g.yaml", grid={"model.depth": [8, 14]}), tmp_path / "runs"
+    axis = given.split("=")[0] + "=8,14"
+    for argv, shown in ((["train", "--set", given, "--out", str(tmp_path / "run")], given),
+                        (["sweep", str(grid), "--root", str(runs), "--set", given], given),
+                        (["sweep", str(grid), "--root", str(runs), "-m", axis], axis),
+                        (["models", "--set", given], given)):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and shown in err and write.split("=")[0] in err and "Hydra" in err, err
+    assert not runs.exists() and not (tmp_path / "run").exists()
+
+
 def test_an_axis_from_the_command_line_replaces_or_adds_a_file_axis(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"study": "x", "base": TINY_BASE, "grid": {"model.shortcut": ["none", "identity"]},

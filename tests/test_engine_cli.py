@@ -430,8 +430,14 @@ def test_probe_and_bench_counts_are_checked_before_anything_runs(argv, says, tmp
     (["--fast", "nope"], "unknown fast 'nope'"),
     (["--data", "nope"], "unknown data.name 'nope'"),
     (["--set", "model.foo=1"], "unknown model key 'foo'"),
-    (["--set", "batch_size=-1"], "batch_size must be a positive integer, got -1"),
+    (["--set", "label_smoothing=1.5"], "label_smoothing"),
     (["--depths", "8,9"], "model.depth 9 is impossible"),
+    # a key bench sets itself: every row was measured with the --set value under the flag's label, or without a word
+    (["--depths", "20", "--set", "model.depth=8"], "bench: --set model.depth has no effect here (--depths sets it)"),
+    (["--set", "model={depth: 14}"], "bench: --set model.depth has no effect here"),
+    (["--set", "batch_size=32"], "bench: --set batch_size has no effect here (--batch-size sets it)"),
+    (["--set", "probes=false"], "bench: --set probes has no effect here (bench measures with and without"),
+    (["--set", "seed=3"], "bench: --set seed has no effect here"),
 ])
 @pytest.mark.parametrize("members", ["1", "2"])
 def test_bench_run_configs_are_checked_before_anything_is_measured(argv, says, members, tmp_path, capsys,

@@ -173,6 +173,31 @@ def test_waiting_trials_carry_their_params_and_a_grid_cannot_give_a_categorical_
         create_or_load(storage, other, tmp_path / "waiting")
 
 
+def test_a_float_key_is_a_float_param_whose_axis_widens_with_any_number():
+    """A float key (optim.lr, schedule.warmup) is a FloatDistribution even when its values are whole, so a relaunch
+    with 0.5 widens it as for any numeric axis (it was an IntDistribution, and 0.5, inside 0…1, was refused as
+    'outside those'); an int key stays an IntDistribution; a study stored before keeps its integer axis."""
+    from optuna.distributions import FloatDistribution, IntDistribution, distribution_to_json
+    from sweeps.spec.grid import parse_grid
+    from sweeps.spec.params import axis_distributions, merged_space, space_attr
+
+    def spec(**grid):
+        return parse_grid({"study": "floats", "base": TINY_BASE, "grid": grid}, check_cells=False)
+
+    first = spec(**{"schedule.warmup": [0, 1], "optim.lr": [1, 2], "model.depth": [8, 14]})
+    space = axis_distributions(first)
+    assert space == {"schedule.warmup": FloatDistribution(0.0, 1.0), "optim.lr": FloatDistribution(1.0, 2.0),
+                     "model.depth": IntDistribution(8, 14)}
+    wider = merged_space(space_attr(space), spec(**{"schedule.warmup": [0.5], "optim.lr": [0.1, 2],
+                                                    "model.depth": [20]}))
+    assert wider == {"schedule.warmup": FloatDistribution(0.0, 1.0), "optim.lr": FloatDistribution(0.1, 2.0),
+                     "model.depth": IntDistribution(8, 20)}
+    stored = {"schedule.warmup": distribution_to_json(IntDistribution(0, 1))}   # as an older version stored it
+    assert merged_space(stored, spec(**{"schedule.warmup": [0, 2]})) == {"schedule.warmup": IntDistribution(0, 2)}
+    with pytest.raises(ConfigError, match=r"integers 0…1; this grid gives it \[0.5\]"):
+        merged_space(stored, spec(**{"schedule.warmup": [0.5]}))
+
+
 # -- the real optuna-dashboard ------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

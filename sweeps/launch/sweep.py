@@ -20,6 +20,7 @@ from resnet_core.plan import describe, plan
 from resnet_core.provenance import STUDY_ATTR as PROVENANCE_ATTR, provenance_history
 from resnet_core.run_config import RunConfig
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
+from resnet_core.values import dump_yaml
 
 from ..queue.liveness import dead_judge, holder, trial_is_dead
 from ..queue.packing import Packing, check_fusable_runs, default_table, parse_fuse, plan_runs
@@ -192,8 +193,6 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
     trial will run it here (`resnet_core.plan`: the dataset's classes and channels; a comment line with the device,
     precision, memory format and fast path; ``device`` is the worker's and left out). ConfigError for an unknown
     cell."""
-    import yaml
-
     out = out or sys.stdout
     spec = load_grid(grid_file, overrides, study=study, plugins=plugins, axes=axes)
     cells = [c for c in spec.cells if not cell or cell in (c.id, c.slug)]
@@ -204,7 +203,7 @@ def print_cell_configs(grid_file: str | Path, cell: str = "", *, overrides: Sequ
         cfg.pop("device", None)
         print(("---\n" if i else "") + f"# cell {c.id or 'base'} ({c.slug}), seed {spec.seeds[0]}", file=out)
         print(describe(ran, threads="threads shared out by the launch"), file=out)
-        print(yaml.safe_dump(cfg, sort_keys=False).rstrip(), file=out)
+        print(dump_yaml(cfg).rstrip(), file=out)
     return 0
 
 

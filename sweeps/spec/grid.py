@@ -44,7 +44,8 @@ from resnet_core.data.sources import check_present
 from resnet_core.effect import Unread, dropped, is_unread, no_effect, note, written_leaves
 from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_batches, check_trainable
-from resnet_core.overrides import apply_overrides, get_dotted, leaves, overlaps, parse_assignment, set_dotted
+from resnet_core.overrides import (apply_overrides, check_key, get_dotted, leaves, overlaps, parse_assignment,
+                                   set_dotted)
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import SEED_MAX, RunConfig, canonical_dict, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
@@ -312,6 +313,7 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     """``model.depth=20,56`` → ("model.depth", [20, 56]): Hydra's multirun syntax, values split at top-level commas
     (not inside ``[…]``, ``{…}`` or quotes: ``model.widths=[8,16,32],[16,32,64]`` is two values), each typed as YAML
     (as ``--set`` values are). A one-line ConfigError for text without ``=``, an empty key or an empty value."""
+    check_key(text, "-m")
     key, eq, raw = text.partition("=")
     key = key.strip()
     if not eq or not key:

@@ -2,8 +2,10 @@
 
 So ``study.best_params``, ``study.trials_dataframe()``'s ``params_*`` columns, ``optuna.importance``,
 ``optuna.visualization`` and optuna-dashboard see the ablation. Each axis (a ``grid`` key, or a key only
-``extra_cells`` set) is a ``CategoricalDistribution`` whose choices are the encoded values the cells take, in grid
-order; a cell that does not set a key takes the value its resolved run config has (the base's, or the default).
+``extra_cells`` set) has a distribution over the encoded values the cells take: ``IntDistribution`` for an integer
+key's numbers, ``FloatDistribution`` for a float key's (whole ones too) and mixed numbers, else a
+``CategoricalDistribution`` whose choices are in grid order; a cell that does not set a key takes the value its
+resolved run config has (the base's, or the default).
 
 Encoding: ``None``, bools, ints, floats and strings are Optuna scalars and stay as they are; a list or mapping
 becomes its JSON text with sorted keys and no spaces (``[16,32,64]``, ``{"a":1}``) — the same text as in the cell
@@ -21,6 +23,7 @@ from typing import Any
 from resnet_core.errors import ConfigError
 from resnet_core.overrides import get_dotted
 from resnet_core.run_config import RunConfig
+from resnet_core.values import accepts, field_type
 
 from .cells import Cell, format_value
 from .grid import GridSpec
@@ -66,28 +69,39 @@ def cell_params(spec: GridSpec, cell: Cell) -> dict[str, Any]:
     return {key: encode(_resolved_value(spec, cell, key)) for key in axis_keys(spec)}
 
 
-def _distribution(values: list[Any]) -> Any:
-    """Ints → IntDistribution, ints and floats → FloatDistribution (over their range), else categorical."""
+def takes_fractions(key: str) -> bool:
+    """Whether the run-config key takes numbers that are not whole (``optim.lr``, ``schedule.warmup``: floats)."""
+    tp = field_type(RunConfig, key)
+    return tp is not None and accepts(tp, 0.5)
+
+
+def _distribution(values: list[Any], fractions: bool) -> Any:
+    """Ints of a key that takes no fractions → IntDistribution; other numbers (ints of a float key too, so a later
+    0.5 widens the axis) → FloatDistribution (over their range); anything else → categorical."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if numbers and len(numbers) == len(values) and all(math.isfinite(v) for v in numbers):
-        if all(isinstance(v, int) for v in numbers):
+        if not fractions and all(isinstance(v, int) for v in numbers):
             return IntDistribution(min(numbers), max(numbers))
         return FloatDistribution(float(min(numbers)), float(max(numbers)))
     return CategoricalDistribution(values)
 
 
-def axis_distributions(spec: GridSpec) -> dict[str, Any]:
-    """Axis → its distribution over the encoded values the cells take: ``IntDistribution`` / ``FloatDistribution``
-    (lowest to highest value) for a numeric axis, else ``CategoricalDistribution`` (choices in order of first
-    appearance)."""
+def axis_values(spec: GridSpec) -> dict[str, list[Any]]:
+    """Axis → the encoded values its cells take, in order of first appearance."""
     values: dict[str, list[Any]] = {k: [] for k in axis_keys(spec)}
     for cell in spec.cells:
         for key, value in cell_params(spec, cell).items():
             if not any(_same(value, c) for c in values[key]):
                 values[key].append(value)
-    return {k: _distribution(v) for k, v in values.items()}
+    return values
+
+
+def axis_distributions(spec: GridSpec) -> dict[str, Any]:
+    """Axis → its distribution over the values the cells take (``axis_values``): ``IntDistribution`` /
+    ``FloatDistribution`` (lowest to highest value) for a numeric axis, else ``CategoricalDistribution``."""
+    return {k: _distribution(v, takes_fractions(k)) for k, v in axis_values(spec).items()}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -120,16 +134,19 @@ def merged_space(stored: Any, spec: GridSpec) -> dict[str, Any]:
             except Exception:  # noqa: BLE001 - unreadable: treat as new
                 continue
     out = dict(old)
-    for key, new in axis_distributions(spec).items():
+    for key, values in axis_values(spec).items():
         prev = old.get(key)
+        # an integer axis of a float key, as a study made before float keys had FloatDistribution stored it
+        new = _distribution(values, takes_fractions(key) and not isinstance(prev, IntDistribution))
         if prev is None or _contains(prev, new):
             out[key] = prev or new
         elif isinstance(prev, (IntDistribution, FloatDistribution)) and type(prev) is type(new):
             out[key] = type(new)(min(prev.low, new.low), max(prev.high, new.high))
         else:
-            was = list(prev.choices) if isinstance(prev, CategoricalDistribution) else f"{prev.low}…{prev.high}"
+            was = (list(prev.choices) if isinstance(prev, CategoricalDistribution) else
+                   f"{'integers' if isinstance(prev, IntDistribution) else 'numbers'} {prev.low}…{prev.high}")
             raise ConfigError(f"study {spec.study!r} was created with grid axis {key!r} taking {was}; this grid gives "
-                              f"it a value outside those — use another study name (--study NAME)")
+                              f"it {values} — use another study name (--study NAME)")
     return out
 
 
