@@ -146,7 +146,7 @@ def merged_space(stored: Any, spec: GridSpec) -> dict[str, Any]:
             was = (list(prev.choices) if isinstance(prev, CategoricalDistribution) else
                    f"{'integers' if isinstance(prev, IntDistribution) else 'numbers'} {prev.low}…{prev.high}")
             raise ConfigError(f"study {spec.study!r} was created with grid axis {key!r} taking {was}; this grid gives "
-                              f"it {values} — use another study name (--study NAME)")
+                              f"it {values}, a value outside those — use another study name (--study NAME)")
     return out
 
 
