@@ -231,7 +231,8 @@ def test_a_set_that_a_cell_would_override_is_refused_not_ignored(grid, extra, as
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_set_of_a_key_only_extra_cells_set_drops_those_that_run_another_value(tmp_path):
+def test_a_set_of_a_key_only_extra_cells_set_drops_those_that_run_another_value(tmp_path, capsys):
+    """The dropped cell is named on stderr (it was left out without a word: only the dry run's count showed it)."""
     path = write_grid(tmp_path / "g.yaml", "pinx", grid={"model.depth": [8, 14]},
                       extra_cells=[{"model.depth": 20, "model.shortcut": "none"},
                                    {"model.depth": 20, "model.shortcut": "identity"}])
@@ -239,9 +240,12 @@ def test_a_set_of_a_key_only_extra_cells_set_drops_those_that_run_another_value(
     assert [c.id for c in spec.cells] == ["model.depth=8", "model.depth=14",
                                           "model.depth=20,model.shortcut=identity"]
     assert spec.base["model"]["shortcut"] == "identity"   # the grid cells take it from the base
+    assert capsys.readouterr().err.splitlines() == [
+        "note: --set model.shortcut=identity leaves out the extra cell 'model.depth=20,model.shortcut=none' (it sets "
+        "model.shortcut=none); the other cells run the overridden base"]
 
 
-def test_a_set_of_the_base_keeps_the_extra_cells_it_reaches_and_refuses_a_searched_key(tmp_path):
+def test_a_set_of_the_base_keeps_the_extra_cells_it_reaches_and_refuses_a_searched_key(tmp_path, capsys):
     """``--set optim.lr=0.1``: an extra cell that does not set the lr runs the overridden base, so it stays (it was
     dropped silently, compared with the base's lr before the override); one that sets another lr itself is dropped,
     as a pin drops it. A --set of a searched key would be replaced by each trial's sample: refused."""
@@ -250,6 +254,9 @@ def test_a_set_of_the_base_keeps_the_extra_cells_it_reaches_and_refuses_a_search
     spec = load_grid(path, ["optim.lr=0.1"])
     assert [c.id for c in spec.cells] == ["model.shortcut=none", "model.shortcut=identity", "model.shortcut=conv1x1"]
     assert {spec.run_config(c, 0)["optim"]["lr"] for c in spec.cells} == {0.1}
+    err = capsys.readouterr().err
+    assert "leaves out the extra cell 'model.shortcut=conv1x1,optim.lr=0.2' (it sets optim.lr=0.2)" in err
+    assert err.count("note:") == 1   # the kept extra cell is not named
     path = write_grid(tmp_path / "s.yaml", "pins", search={"optim.lr": {"log_uniform": [0.01, 0.1]}}, n_trials=2)
     with pytest.raises(ConfigError, match=r"--set optim\.lr=0\.07 would not take effect: optim\.lr is searched"):
         load_grid(path, ["optim.lr=0.07"])

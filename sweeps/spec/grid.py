@@ -368,8 +368,13 @@ def _pin_axes(d: dict[str, Any], overrides: Sequence[str]) -> list[str]:
     for key, value in last.items():
         extra = d.get("extra_cells")
         if isinstance(extra, list):
-            d["extra_cells"] = [e for e in extra if not isinstance(e, dict) or _runs(d.get("base"), e, key, value,
-                                                                                     axis=key in grid)]
+            kept = [e for e in extra if not isinstance(e, dict) or _runs(d.get("base"), e, key, value,
+                                                                         axis=key in grid)]
+            if key not in grid:   # a pinned axis drops cells by design; a base key's drop is told
+                for e in (e for e in extra if not any(e is k for k in kept)):
+                    note(f"--set {key}={format_value(value)} leaves out the extra cell {cell_id(e)!r} (it sets "
+                         f"{key}={format_value(e[key])}); the other cells run the overridden base")
+            d["extra_cells"] = kept
         if key in grid:
             grid[key] = [value]
     return [text for text in overrides if parse_assignment(text)[0] not in grid]
