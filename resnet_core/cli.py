@@ -14,6 +14,7 @@ from typing import Callable, NoReturn, Sequence
 
 from .errors import ConfigError, GraphCaptureError, NonFiniteOutputs
 from .plugins import add_plugin_argument, load_plugins
+from .overrides import comma_list_hint
 from .signals import EXIT_CONFIG, EXIT_FAILED, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
 
@@ -199,7 +200,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as e:
         _debug()
-        print(f"error: {e}", file=sys.stderr)
+        hint = comma_list_hint(getattr(args, "overrides", ()), str(e), multirun=hasattr(args, "axes"))
+        print(f"error: {e}{hint}", file=sys.stderr)
         return EXIT_CONFIG
     except (GraphCaptureError, NonFiniteOutputs) as e:  # a fast path not buildable here, a model giving NaN: one line
         _debug()

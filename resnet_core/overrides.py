@@ -36,6 +36,45 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), parse_value(raw)
 
 
+def split_values(raw: str) -> list[str]:
+    """``20,56`` → ["20", "56"]: the text split at top-level commas (not inside ``[…]``, ``{…}``, ``(…)`` or quotes:
+    ``[8,16],[16,32]`` is two parts, ``'a,b'`` one), as Hydra's multirun syntax splits a value list."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(raw):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(raw[start:i])
+            start = i + 1
+    return parts + [raw[start:]]
+
+
+def comma_list_hint(assignments: Iterable[str], error: str, *, multirun: bool) -> str:
+    """What to write instead of a ``--set key=a,b`` that ``error`` refuses for its value (the list read as one string,
+    ``'a,b'``): '; --set takes one value: …' naming ``-m key=a,b`` (``multirun``: the command has ``-m``, else the
+    sweep that does), or '' where no such ``--set`` is to blame."""
+    for text in assignments:
+        key, eq, raw = text.partition("=")
+        if not eq or len(split_values(raw)) < 2:
+            continue
+        try:
+            value = parse_value(raw)
+        except ConfigError:
+            continue
+        if isinstance(value, str) and repr(value) in error:
+            axis = f"-m {key.strip()}={raw}"
+            return (f"; --set takes one value: to run each of {raw}, make it a grid axis with {axis}" if multirun
+                    else f"; --set takes one value: to run each of {raw}, sweep them (resnet-ablate sweep GRID.yaml "
+                         f"{axis})")
+    return ""
+
+
 def merge(base: Any, value: Any) -> Any:
     """``value`` merged into ``base``: mappings key by key (recursively), anything else replaces."""
     if isinstance(base, dict) and isinstance(value, dict):

@@ -72,6 +72,27 @@ def test_hydras_override_prefixes_are_one_line_naming_what_to_write(given, write
     assert not runs.exists() and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("given, axis", [
+    ("model.depth=14,20", "-m model.depth=14,20"), ("model.shortcut=none,identity", "-m model.shortcut=none,identity"),
+    ("model.widths=[8,16,32],[16,32,64]", "-m model.widths=[8,16,32],[16,32,64]"),
+])
+def test_a_comma_list_given_to_set_points_at_the_grid_axis_it_meant(given, axis, tmp_path, capsys):
+    """``--set model.depth=14,20`` reads as the string '14,20' and was refused as a type error alone; the one line
+    now says --set takes one value and names the ``-m`` axis (sweep) or the sweep (train, models) that runs each."""
+    grid, runs = write_grid_text(tmp_path / "g.yaml", grid={"model.depth": [8]}), tmp_path / "runs"
+    swept = f"sweep them (resnet-ablate sweep GRID.yaml {axis})"
+    for argv, write in ((["sweep", str(grid), "--root", str(runs), "--set", given, "--dry-run"], f"grid axis with {axis}"),
+                        (["train", "--set", given, "--out", str(tmp_path / "run")], swept),
+                        (["models", "--set", given], swept)):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--set takes one value" in err and err.rstrip().endswith(write), err
+    assert not runs.exists() and not (tmp_path / "run").exists()
+    # a string value with a comma is no list: no hint where the value is fine, or refused for another reason
+    assert main(["sweep", str(grid), "--root", str(runs), "--set", "optim.lr=oops", "--dry-run"]) == 2
+    assert "--set takes one value" not in capsys.readouterr().err
+
+
 def test_an_axis_from_the_command_line_replaces_or_adds_a_file_axis(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"study": "x", "base": TINY_BASE, "grid": {"model.shortcut": ["none", "identity"]},

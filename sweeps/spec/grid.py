@@ -45,7 +45,7 @@ from resnet_core.effect import Unread, dropped, is_unread, no_effect, note, writ
 from resnet_core.errors import ConfigError, choices_error, reworded
 from resnet_core.feasibility import check_batches, check_trainable
 from resnet_core.overrides import (apply_overrides, check_key, get_dotted, leaves, overlaps, parse_assignment,
-                                   set_dotted)
+                                   set_dotted, split_values)
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import SEED_MAX, RunConfig, canonical_dict, load_yaml
 from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
@@ -319,20 +319,7 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     if not eq or not key:
         raise ConfigError(f"grid axis {text!r}: write KEY=VALUE1,VALUE2 (Hydra's multirun syntax), e.g. "
                           f"model.depth=20,56")
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(raw):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(raw[start:i])
-            start = i + 1
-    parts.append(raw[start:])
+    parts = split_values(raw)
     if any(not p.strip() for p in parts):
         raise ConfigError(f"grid axis {text!r}: an empty value (values are separated by single commas)")
     return key, [parse_value(p.strip()) for p in parts]
