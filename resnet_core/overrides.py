@@ -37,8 +37,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def split_values(raw: str) -> list[str]:
-    """``20,56`` → ["20", "56"]: the text split at top-level commas (not inside ``[…]``, ``{…}``, ``(…)`` or quotes:
-    ``[8,16],[16,32]`` is two parts, ``'a,b'`` one), as Hydra's multirun syntax splits a value list."""
+    """``20,56`` → ["20", "56"]: the text split at top-level commas (not inside brackets, braces, parentheses or
+    quotes: ``[8,16],[16,32]`` is two parts, ``'a,b'`` one), as Hydra's multirun syntax splits a value list."""
     parts, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(raw):
         if quote:

@@ -81,7 +81,8 @@ def test_a_comma_list_given_to_set_points_at_the_grid_axis_it_meant(given, axis,
     now says --set takes one value and names the ``-m`` axis (sweep) or the sweep (train, models) that runs each."""
     grid, runs = write_grid_text(tmp_path / "g.yaml", grid={"model.depth": [8]}), tmp_path / "runs"
     swept = f"sweep them (resnet-ablate sweep GRID.yaml {axis})"
-    for argv, write in ((["sweep", str(grid), "--root", str(runs), "--set", given, "--dry-run"], f"grid axis with {axis}"),
+    for argv, write in ((["sweep", str(grid), "--root", str(runs), "--set", given, "--dry-run"],
+                         f"grid axis with {axis}"),
                         (["train", "--set", given, "--out", str(tmp_path / "run")], swept),
                         (["models", "--set", given], swept)):
         assert main(argv) == 2

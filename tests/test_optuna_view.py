@@ -198,6 +198,48 @@ def test_a_float_key_is_a_float_param_whose_axis_widens_with_any_number():
         merged_space(stored, spec(**{"schedule.warmup": [0.5]}))
 
 
+def test_a_log_spaced_axis_is_a_log_scale_param_and_a_stored_scale_stays(tmp_path):
+    """An lr axis 0.001, 0.01, 0.1 was a FloatDistribution with log=False, so Optuna's plots (plot_slice,
+    plot_contour, the dashboard) crushed two of its three values against the left edge. Log-spaced values (ratios
+    more even than differences, or two a decade apart) are log=True, on the enqueued trials too; evenly spaced ones
+    and any with 0 stay linear. A study stored before keeps its scale (Optuna allows one per param name), and a log
+    axis refuses 0."""
+    from optuna.distributions import FloatDistribution, distribution_to_json
+    from sweeps.queue.storage import open_storage, resolve_storage, study_lock
+    from sweeps.queue.study import create_or_load, reconcile
+    from sweeps.spec.grid import load_grid, parse_grid
+    from sweeps.spec.params import axis_distributions, log_spaced, merged_space
+
+    for values, log in (([0.001, 0.01, 0.1], True), ([0.05, 0.1, 0.2], True), ([0.01, 0.1], True),
+                        ([1e-4, 5e-4], False), ([0.1, 0.2, 0.3], False), ([0.0, 0.01, 0.1], False),
+                        ([0.5, 0.9, 0.99], False), ([0.1], False)):
+        assert log_spaced(values) is log, values
+
+    def spec(**grid):
+        return parse_grid({"study": "logs", "base": TINY_BASE, "grid": grid}, check_cells=False)
+
+    assert axis_distributions(spec(**{"optim.lr": [0.001, 0.01, 0.1], "optim.momentum": [0.5, 0.9]})) == {
+        "optim.lr": FloatDistribution(0.001, 0.1, log=True), "optim.momentum": FloatDistribution(0.5, 0.9)}
+    stored = {"optim.lr": distribution_to_json(FloatDistribution(0.01, 0.1))}   # as an older version stored it
+    assert merged_space(stored, spec(**{"optim.lr": [0.001, 0.01]})) == {"optim.lr": FloatDistribution(0.001, 0.1)}
+    assert merged_space(stored, spec(**{"optim.lr": [0.02, 0.05]})) == {"optim.lr": FloatDistribution(0.01, 0.1)}
+    stored = {"optim.lr": distribution_to_json(FloatDistribution(0.001, 0.1, log=True))}
+    assert merged_space(stored, spec(**{"optim.lr": [0.1, 0.3]})) == {
+        "optim.lr": FloatDistribution(0.001, 0.3, log=True)}
+    with pytest.raises(ConfigError, match=r"numbers 0.001…0.1 on a log scale; this grid gives it \[0.0, 0.1\]"):
+        merged_space(stored, spec(**{"optim.lr": [0.0, 0.1]}))
+
+    grid = load_grid(write_grid(tmp_path / "g.yaml", "logs", grid={"optim.lr": [0.001, 0.01, 0.1]}, seeds=[0]))
+    ref = resolve_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path, grid.study)
+    storage = open_storage(ref)
+    with study_lock(ref, grid.study, storage):
+        study, _ = create_or_load(storage, grid, tmp_path / "logs")
+        reconcile(study, storage, grid, tmp_path / "logs", ref)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert sorted(t.params["optim.lr"] for t in waiting) == [0.001, 0.01, 0.1]
+    assert all(t.distributions["optim.lr"] == FloatDistribution(0.001, 0.1, log=True) for t in waiting)
+
+
 # -- the real optuna-dashboard ------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

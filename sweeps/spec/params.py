@@ -3,9 +3,9 @@
 So ``study.best_params``, ``study.trials_dataframe()``'s ``params_*`` columns, ``optuna.importance``,
 ``optuna.visualization`` and optuna-dashboard see the ablation. Each axis (a ``grid`` key, or a key only
 ``extra_cells`` set) has a distribution over the encoded values the cells take: ``IntDistribution`` for an integer
-key's numbers, ``FloatDistribution`` for a float key's (whole ones too) and mixed numbers, else a
-``CategoricalDistribution`` whose choices are in grid order; a cell that does not set a key takes the value its
-resolved run config has (the base's, or the default).
+key's numbers, ``FloatDistribution`` for a float key's (whole ones too; ``log=True`` where `log_spaced`) and mixed
+numbers, else a ``CategoricalDistribution`` whose choices are in grid order; a cell that does not set a key takes
+the value its resolved run config has (the base's, or the default).
 
 Encoding: ``None``, bools, ints, floats and strings are Optuna scalars and stay as they are; a list or mapping
 becomes its JSON text with sorted keys and no spaces (``[16,32,64]``, ``{"a":1}``) — the same text as in the cell
@@ -75,16 +75,33 @@ def takes_fractions(key: str) -> bool:
     return tp is not None and accepts(tp, 0.5)
 
 
+def log_spaced(numbers: list[float]) -> bool:
+    """Whether an axis's values are spaced on a log scale: all positive, and either three or more whose ratios are
+    more even than their differences (``0.05, 0.1, 0.2``; ``1e-3, 1e-2, 1e-1``) or two a decade or more apart."""
+    xs = sorted(set(numbers))
+    if len(xs) < 2 or xs[0] <= 0:
+        return False
+    if len(xs) == 2:
+        return xs[1] / xs[0] >= 10
+
+    def unevenness(gaps: list[float]) -> float:
+        return max(gaps) / min(gaps)
+
+    return (unevenness([math.log(b / a) for a, b in zip(xs, xs[1:])])
+            < unevenness([b - a for a, b in zip(xs, xs[1:])]))
+
+
 def _distribution(values: list[Any], fractions: bool) -> Any:
     """Ints of a key that takes no fractions → IntDistribution; other numbers (ints of a float key too, so a later
-    0.5 widens the axis) → FloatDistribution (over their range); anything else → categorical."""
+    0.5 widens the axis) → FloatDistribution over their range, ``log=True`` where they are `log_spaced` (so
+    Optuna's plots put an lr axis 0.001, 0.01, 0.1 on a log scale); anything else → categorical."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if numbers and len(numbers) == len(values) and all(math.isfinite(v) for v in numbers):
         if not fractions and all(isinstance(v, int) for v in numbers):
             return IntDistribution(min(numbers), max(numbers))
-        return FloatDistribution(float(min(numbers)), float(max(numbers)))
+        return FloatDistribution(float(min(numbers)), float(max(numbers)), log=log_spaced(numbers))
     return CategoricalDistribution(values)
 
 
@@ -116,12 +133,13 @@ def _contains(dist: Any, other: Any) -> bool:
         return False
     if isinstance(dist, CategoricalDistribution):
         return all(any(_same(c, d) for d in dist.choices) for c in other.choices)
-    return dist.log == other.log and dist.low <= other.low and other.high <= dist.high
+    return dist.low <= other.low and other.high <= dist.high   # the values, whatever the scale
 
 
 def merged_space(stored: Any, spec: GridSpec) -> dict[str, Any]:
     """The study's param space for ``spec``: the stored one (study user attr ``axis_space``: axis → distribution
-    JSON) where it already holds the grid's values, widened where a numeric axis gets new values, new axes added.
+    JSON) where it already holds the grid's values, widened where a numeric axis gets new values (on its stored
+    scale: a log axis cannot take 0), new axes added.
     Optuna requires one distribution per param name in a study, so a categorical axis cannot gain values: that is a
     ConfigError (use another study name)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution, json_to_distribution
@@ -140,11 +158,13 @@ def merged_space(stored: Any, spec: GridSpec) -> dict[str, Any]:
         new = _distribution(values, takes_fractions(key) and not isinstance(prev, IntDistribution))
         if prev is None or _contains(prev, new):
             out[key] = prev or new
-        elif isinstance(prev, (IntDistribution, FloatDistribution)) and type(prev) is type(new):
-            out[key] = type(new)(min(prev.low, new.low), max(prev.high, new.high))
+        elif (isinstance(prev, (IntDistribution, FloatDistribution)) and type(prev) is type(new)
+              and (not prev.log or new.low > 0)):   # the stored scale stays (Optuna allows one per param name)
+            out[key] = type(new)(min(prev.low, new.low), max(prev.high, new.high), log=prev.log)
         else:
             was = (list(prev.choices) if isinstance(prev, CategoricalDistribution) else
-                   f"{'integers' if isinstance(prev, IntDistribution) else 'numbers'} {prev.low}…{prev.high}")
+                   f"{'integers' if isinstance(prev, IntDistribution) else 'numbers'} {prev.low}…{prev.high}"
+                   f"{' on a log scale' if prev.log else ''}")
             raise ConfigError(f"study {spec.study!r} was created with grid axis {key!r} taking {was}; this grid gives "
                               f"it {values}, a value outside those — use another study name (--study NAME)")
     return out
