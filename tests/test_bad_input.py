@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -1283,6 +1284,8 @@ def test_a_full_disk_during_training_is_one_line_for_train_and_sweep(tmp_path, m
     ("one-class", ("train/ has one class folder (a)", "at least 2")),
     ("not-an-image", ("cannot read image", "train/b/notes.png", "UnidentifiedImageError")),
     ("not-an-image-resized", ("cannot read image", "val/a/empty.jpg")),
+    ("truncated-jpeg", ("cannot read image", "train/b/cut.jpg", "truncated")),   # a copy that stopped part-way
+    ("truncated-png", ("cannot read image", "val/a/cut.png")),
     ("dangling-link", ("train/b/gone.png", "symbolic link", "does not exist")),
     ("fewer-than-a-batch", ("batch_size 32 is larger than the 4 training images",)),
 ])
@@ -1290,7 +1293,8 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
     path = tmp_path / "images"
     if layout != "missing":
         path.mkdir()
-    if layout in ("one-class", "not-an-image", "not-an-image-resized", "dangling-link", "fewer-than-a-batch"):
+    if layout in ("one-class", "not-an-image", "not-an-image-resized", "dangling-link", "fewer-than-a-batch",
+                  "truncated-jpeg", "truncated-png"):
         from PIL import Image
 
         for split in ("train", "val"):
@@ -1301,6 +1305,12 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
             (path / "train" / "b" / "notes.png").write_text("not a png\n")
         if layout == "not-an-image-resized":   # data.resize set: the header scan ran only to compare sizes
             (path / "val" / "a" / "empty.jpg").write_bytes(b"")
+        if layout.startswith("truncated"):   # the header reads, the pixels do not: found only by a trial's load
+            noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+            cut = path / ("train/b/cut.jpg" if layout == "truncated-jpeg" else "val/a/cut.png")
+            noise.resize((8, 8)).save(cut.with_name("whole" + cut.suffix))   # whole ones of each format pass
+            noise.save(cut)
+            cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
         if layout == "dangling-link":   # a link into a dataset on a drive no longer mounted: the image was skipped
             (path / "train" / "b" / "gone.png").symlink_to(tmp_path / "unmounted" / "0.png")
         if layout == "fewer-than-a-batch":   # 4 train images, batch_size 32: no full batch in any trial
@@ -1326,7 +1336,8 @@ def test_a_missing_or_empty_imagefolder_is_refused_before_the_study_exists(layou
                 for i, size in enumerate(sizes):
                     Image.new("RGB", size).save(path / split / cls / f"{i}.png")
     base = {**TINY, "data": {"name": "imagefolder", "path": str(path), "augment": "none",
-                             **({"resize": 8} if layout == "not-an-image-resized" else {})}}
+                             **({"resize": 8} if layout in ("not-an-image-resized", "truncated-jpeg", "truncated-png")
+                                else {})}}
     grid = grid_file(tmp_path / "g.yaml", "imf", base=base)
     code = main(["sweep", str(grid), "--root", str(tmp_path / "runs")])
     assert_one_line_error(code, capsys.readouterr().err, "data.path", str(path), *words)

@@ -468,6 +468,29 @@ def test_imagefolder_from_a_temp_tree(tmp_path: Path) -> None:
         load_dataset(DataConfig(name="imagefolder"))
 
 
+def test_images_with_bytes_after_their_end_are_whole_and_a_cut_one_is_named(tmp_path: Path) -> None:
+    """The check before a sweep reads each JPEG's and PNG's last bytes: one that does not end with its format's end
+    marker is decoded to decide. A JPEG padded with zeros or followed by other bytes (as some cameras and tools
+    write them) loads as it did; one cut short is refused naming it, as a trial's load would have."""
+    from PIL import Image
+
+    from resnet_core.data.imagefolder import check_imagefolder
+
+    _write_png_tree(tmp_path / "tree", {})
+    pixels = np.random.default_rng(1).integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    for name, extra in (("padded", b"\x00" * 100), ("trailer", b"more bytes after the EOI marker")):
+        file = tmp_path / "tree" / "train" / "cat" / f"{name}.jpg"
+        Image.fromarray(pixels).save(file, quality=95)
+        file.write_bytes(file.read_bytes() + extra)
+    data = load_dataset(DataConfig(name="imagefolder", path=str(tmp_path / "tree")))
+    assert data.train.images.shape == (8, 3, 10, 10)
+    file = tmp_path / "tree" / "train" / "dog" / "cut.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(file)
+    file.write_bytes(file.read_bytes()[:-40])
+    with pytest.raises(ConfigError, match=r"cannot read image .*train/dog/cut\.png"):
+        check_imagefolder(tmp_path / "tree")
+
+
 def test_a_grayscale_imagefolder_loads_with_one_channel_and_a_mixed_one_as_rgb(tmp_path: Path) -> None:
     """An MNIST-like tree of grayscale PNGs trained as 3 identical channels (torchvision's loader makes every image
     RGB): it loads with 1 channel, and its per-channel statistics are 1 value; one colour image makes it RGB."""

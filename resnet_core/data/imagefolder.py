@@ -68,6 +68,23 @@ def _load_folder(folder: Path, resize: int | None) -> tuple[list[np.ndarray], li
     return images, [label for _, label in samples], classes
 
 
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}   # the bytes a whole JPEG (EOI) or PNG (IEND) ends with
+
+
+def _check_whole(file: Path, image: "Image.Image") -> None:
+    """Raise PIL's OSError ('image file is truncated') for a JPEG or PNG cut short (a copy or download that stopped).
+    Reads the file's last bytes; only where they are not the format's end marker (after trailing zero or whitespace
+    padding) are the pixels decoded, so an image with other bytes after its end is judged by its decoder."""
+    marker = END_MARKERS.get(image.format or "")
+    if marker is None:
+        return
+    with open(file, "rb") as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
+        tail = f.read()
+    if not tail.rstrip(b"\x00 \t\r\n").endswith(marker):
+        image.load()
+
+
 def _unreadable(root: Path, file: Path, error: BaseException) -> ConfigError:
     """The one-line error for an image PIL cannot open or decode, naming the tree and the file."""
     reason = str(error).splitlines()[0][:120] if str(error) else "unreadable"
@@ -125,8 +142,8 @@ def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...], 
     """Where the first image whose size differs from the tree's first image's is (both named, with their sizes),
     or None if every image of every split has one size (or ``sized`` is false: ``data.resize`` loads every image at
     one size). Reads image headers only (PIL decodes nothing until asked); a file whose header PIL cannot read (a
-    text file or an empty one named .png) is a one-line ``ConfigError`` naming it, so a sweep refuses it before the
-    study exists rather than failing every trial. A truncated image is found only when its pixels are loaded."""
+    text file or an empty one named .png) or a JPEG or PNG cut short (`_check_whole`) is a one-line ``ConfigError``
+    naming it, so a sweep refuses it before the study exists rather than failing every trial."""
     from PIL import Image
 
     first: tuple[Path, tuple[int, int]] | None = None
@@ -137,6 +154,7 @@ def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...], 
             try:
                 with Image.open(file) as opened:
                     size = opened.size
+                    _check_whole(file, opened)
             except (OSError, ValueError, SyntaxError) as e:
                 raise _unreadable(root, file, e) from None
             if first is None:
@@ -150,8 +168,9 @@ def _differing_size(root: Path, splits: list[str], extensions: tuple[str, ...], 
 def check_imagefolder(path: str | Path | None, resize: int | None = None) -> Path:
     """The ImageFolder root ``path`` if it can be loaded: train/ and val/ or test/, each with at least two class
     folders holding an image, the same classes, every image's header readable, and (without ``resize``, the size
-    every image is loaded at) one image size across the splits; else a one-line ``ConfigError``. Reads no pixels,
-    only the headers of the images, so it can run before a sweep writes anything."""
+    every image is loaded at) one image size across the splits, no JPEG or PNG cut short; else a one-line
+    ``ConfigError``. Reads the headers and last bytes of the images (pixels only of one that does not end as its
+    format ends), so it can run before a sweep writes anything."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     if path is None:
