@@ -13,8 +13,8 @@ from importlib.metadata import entry_points
 from typing import Callable, NoReturn, Sequence
 
 from .errors import ConfigError, GraphCaptureError, NonFiniteOutputs
-from .plugins import add_plugin_argument, load_plugins
 from .overrides import comma_list_hint
+from .plugins import add_plugin_argument, load_plugins
 from .signals import EXIT_CONFIG, EXIT_FAILED, EXIT_SIGTERM, interrupt_code, os_error_line, sigterm_as_interrupt
 from .tracking import own_wandb_service
 
