@@ -249,24 +249,27 @@ class _Checker:
     def shortcut_claims(self) -> None:
         """Options A, B and C as He et al. 2016 rank them on ImageNet (Table 3: C < B < A in top-1 error, by half a
         point each), with that source's setting said for a CIFAR net; and A against projections on every block on
-        CIFAR-10 (He et al. 2016b, Table 1), the one setting where that was measured."""
+        CIFAR-10 (He et al. 2016b, Table 1), the one setting where that was measured. B and C are compared at one
+        projection kernel (B3 against C3, never against C): otherwise two things change at once."""
         vary = {"model.shortcut", "model.project_all"}
         table3 = (f"{HE2016}, Table 3 (ImageNet ResNet-34: A {RESNET_34_A:.2f}, B {RESNET_34_B:.2f}, "
                   f"C {RESNET_34_C:.2f})")
         imagenet_note = (f"measured on ImageNet at 34 layers, where the options differ by half a point; on CIFAR-10 "
                          f"He et al. 2016b find projections on every block of ResNet-110 worse than identity "
                          f"shortcuts ({RESNET_110_C:.2f} vs {RESNET_110_A:.2f} %)")
-        # (better, worse, claim, source, the family the source measured, its note for a net of another family)
+        # (better, worse, claim, source, the family the source measured, its note for a net of another family,
+        # whether the letters stand for their 3×3 variants too: B3, C3)
         rules = [("B", "A", "Projection shortcuts where the shape changes (option B) beat zero-padded identity "
-                            "shortcuts (option A)", table3, "imagenet", imagenet_note),
+                            "shortcuts (option A)", table3, "imagenet", imagenet_note, True),
                  ("C", "B", "Projections on every shortcut (option C) beat option B", table3, "imagenet",
-                  imagenet_note),
+                  imagenet_note, True),
                  ("A", "C", "Identity shortcuts (option A) beat 1×1 projections on every block (option C)",
                   f"{HE2016B}, Table 1 (CIFAR-10 ResNet-110: {RESNET_110_A:.2f} vs {RESNET_110_C:.2f})", "cifar",
-                  None)]
-        for good, bad, text, source, measured_on, elsewhere_note in rules:
-            for a, b in self.pairs(vary, lambda c: not c.is_plain and c.option.rstrip("3") == good,
-                                   lambda c: not c.is_plain and c.option.rstrip("3") == bad):
+                  None, False)]
+        for good, bad, text, source, measured_on, elsewhere_note, any_kernel in rules:
+            for a, b in self.pairs(vary, _option_is(good, any_kernel), _option_is(bad, any_kernel)):
+                if a.option[1:] != b.option[1:] and "A" not in (good, bad):
+                    continue   # C against B3 (or C3 against B) changes the kernel too: no claim
                 same_family = a.model.get("family") == measured_on
                 if not same_family and elsewhere_note is None:
                     continue
@@ -280,6 +283,11 @@ class _Checker:
         self.pooling_claims()
         self.shortcut_claims()
         return self.plans
+
+
+def _option_is(letter: str, any_kernel: bool) -> Callable[[Cell], bool]:
+    """Whether a residual cell is option ``letter`` (A, B, C), or (``any_kernel``) its 3×3 variant (B3, C3)."""
+    return lambda c: not c.is_plain and (c.option.rstrip("3") if any_kernel else c.option) == letter
 
 
 def claim_plans(spec: Any) -> list[Planned]:

@@ -668,6 +668,24 @@ def test_other_ablations_get_their_claims(tmp_path):
     assert ablation_layout(list(data.cells.values())) == ("option", False)
 
 
+def test_shortcut_options_are_compared_at_one_projection_kernel(tmp_path):
+    """B3 and C3 (3×3 projections) stand for B and C, but "C beats B" compares C with B and C3 with B3 only: C
+    against B3 changes the kernel too (the committed parts study read "C beats B: contradicted, +1.01" off C against
+    B3), and "A beats 1×1 projections on every block" takes C, not C3."""
+    from report_fixtures import make_grid_study
+
+    sc = make_grid_study(tmp_path, "kernels", {"model.shortcut": ["identity", "conv1x1", "conv3x3"],
+                                               "model.project_all": [False, True]},
+                         {("identity", False): (3.0, 8.8), ("conv1x1", False): (2.8, 7.5),
+                          ("conv1x1", True): (2.5, 9.9), ("conv3x3", False): (2.6, 7.0),
+                          ("conv3x3", True): (2.4, 7.2)})
+    data = load_study(sc.name, root=sc.root)
+    pairs = sorted((c.id, *re.fullmatch(r".*\(ResNet-20 (\w+) vs ResNet-20 (\w+)\)", c.statement).groups())
+                   for c in check_claims(data) if c.id.startswith("shortcut-"))
+    assert pairs == [("shortcut-A-vs-C", "A", "C"), ("shortcut-B-vs-A", "B", "A"), ("shortcut-B-vs-A", "B3", "A"),
+                     ("shortcut-C-vs-B", "C", "B"), ("shortcut-C-vs-B", "C3", "B3")], pairs
+
+
 def test_trial_status_rules():
     from reports.study_reader import _effective_status
 
