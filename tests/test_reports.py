@@ -982,3 +982,37 @@ def test_the_compute_line_counts_diverged_runs_as_diverged(tmp_path):
     line = compute_lines(data)[0]
     assert "over 4 run records (1 complete run, 2 diverged, 1 pruned)" in line, line
     assert "in progress" not in line
+
+
+def test_the_report_of_a_copied_journal_goes_into_the_copy_not_the_folder_it_was_copied_from(fake, tmp_path, capsys):
+    """A copy of the journal alone (`cp runs/s/optuna.journal elsewhere/s/`) reads the run records from the folder
+    the sweep recorded, and its report went there too: `report elsewhere/s --format md,csv` replaced that folder's
+    report and removed its index.html and table.tex. The report of a study named by its folder goes into that
+    folder; the original is left as it was."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from resnet_core.cli import main
+
+    orig = tmp_path / "orig"
+    shutil.copytree(fake.study_dir, orig / fake.name)
+    journal = JournalStorage(JournalFileBackend(str(orig / fake.name / "optuna.journal")))
+    optuna.load_study(study_name=fake.name, storage=journal).set_user_attr("study_dir", str(orig / fake.name))
+    copy = tmp_path / "copy" / fake.name
+    copy.mkdir(parents=True)
+    shutil.copy(orig / fake.name / "optuna.journal", copy / "optuna.journal")
+    assert main(["report", str(copy), "--format", "md", "--no-figures"]) == 0
+    assert f"written to {copy / 'report'}/" in capsys.readouterr().out
+    assert (copy / "report" / "summary.md").is_file() and not (orig / fake.name / "report").exists()
+
+
+def test_report_takes_the_journal_that_sweep_prints_for_the_dashboard(fake, tmp_path, capsys):
+    """`sweep` ends with 'dashboard: optuna-dashboard runs/<study>/optuna.journal'; `report` of that path was refused
+    as an unknown study '…/optuna.journal' (no '…/optuna.journal/optuna.journal'). It is the study's folder."""
+    from resnet_core.cli import main
+
+    assert main(["report", str(fake.study_dir / "optuna.journal"), "--out", str(tmp_path / "r"), "--no-figures",
+                 "--format", "md"]) == 0
+    assert f"report for {fake.name} written to" in capsys.readouterr().out
+
