@@ -1016,3 +1016,28 @@ def test_report_takes_the_journal_that_sweep_prints_for_the_dashboard(fake, tmp_
                  "--format", "md"]) == 0
     assert f"report for {fake.name} written to" in capsys.readouterr().out
 
+
+def test_importance_leaves_out_a_param_with_one_value_among_the_completed_trials():
+    """An extra cell (optim.lr=1e20) whose trials all diverged leaves optim.lr one value among the completed trials;
+    PED-ANOVA gave it 0.90 of the importance, so the table's shortcut axis showed 0.10 of a whole 'that sums to 1'.
+    Only params that vary among the completed trials are weighed."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from reports.comparisons import importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    dists = {"model.shortcut": CategoricalDistribution(["none", "identity"]),
+             "optim.lr": FloatDistribution(0.05, 1e20, log=True)}
+    for seed, (shortcut, error) in enumerate([("none", 71.1), ("identity", 72.7), ("none", 78.9), ("identity", 77.3),
+                                              ("none", 74.0), ("identity", 70.2)]):
+        study.add_trial(create_trial(params={"model.shortcut": shortcut, "optim.lr": 0.05}, distributions=dists,
+                                     value=error))
+        study.add_trial(create_trial(params={"model.shortcut": "identity", "optim.lr": 1e20}, distributions=dists,
+                                     state=TrialState.FAIL))
+    imp, _ = importances(SimpleNamespace(optuna_study=study))
+    assert set(imp) == {"model.shortcut"} and imp["model.shortcut"] == pytest.approx(1.0), imp
