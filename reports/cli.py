@@ -68,7 +68,7 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     remove_stale_stages(out)
     # written whole into a stage first, then moved into place: a report that fails part-way (a full disk, a kill)
     # leaves the last one as it was, never a file cut short or half of each
-    stage = Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGE_PREFIX}{os.getpid()}@{HOST}@", suffix=".tmp"))
+    stage = _new_stage(out)
     try:
         table = cell_table(data)
         figures = make_figures(data, table, stage) if figures else []
@@ -103,6 +103,15 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
         (out / stale).unlink(missing_ok=True)
     atomic_write_json(out / MANIFEST, {**identity, "files": written})
     return out
+
+
+def _new_stage(out: Path) -> Path:
+    """A new stage in ``out`` (``STAGE_PREFIX<pid>@<host>@….tmp``); an ``OSError`` there names ``out``, the folder
+    given, not the stage's made-up name."""
+    try:
+        return Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGE_PREFIX}{os.getpid()}@{HOST}@", suffix=".tmp"))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out)) from e
 
 
 def remove_stale_stages(out: Path) -> None:

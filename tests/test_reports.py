@@ -1041,3 +1041,21 @@ def test_importance_leaves_out_a_param_with_one_value_among_the_completed_trials
                                      state=TrialState.FAIL))
     imp, _ = importances(SimpleNamespace(optuna_study=study))
     assert set(imp) == {"model.shortcut"} and imp["model.shortcut"] == pytest.approx(1.0), imp
+
+
+def test_a_read_only_report_folder_is_named_not_the_stage_inside_it(fake, tmp_path, capsys, monkeypatch):
+    """`report … --out RO` on a read-only folder said 'cannot write RO/.report-29733@host@rjafyvd9.tmp': the
+    stage's made-up name. The one line names the folder given."""
+    import errno
+    import tempfile
+
+    from resnet_core.cli import main
+
+    def read_only(dir=None, prefix=None, suffix=None):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, f"{prefix}abc{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    out = tmp_path / "ro"
+    assert main(["report", str(fake.study_dir), "--out", str(out), "--no-figures", "--format", "md"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot write {out}: Read-only file system (a read-only folder?)\n", err
