@@ -345,7 +345,8 @@ def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, exp
         df = pd.read_csv(path)
     except Exception as e:
         if explicit:
-            raise ConfigError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}; expected a CSV with "
+                              f"columns {', '.join(required)}") from None
         notes.append(f"{path} ignored: not a readable CSV")
         return None
     missing = [c for c in required if c not in df.columns]

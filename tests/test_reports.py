@@ -1059,3 +1059,18 @@ def test_a_read_only_report_folder_is_named_not_the_stage_inside_it(fake, tmp_pa
     assert main(["report", str(fake.study_dir), "--out", str(out), "--no-figures", "--format", "md"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: cannot write {out}: Read-only file system (a read-only folder?)\n", err
+
+
+@pytest.mark.parametrize("option, columns", [("--probe", "family, depth"), ("--lesion", "block, block_index")])
+def test_a_probe_or_lesion_file_that_is_no_csv_names_the_columns_expected(fake, tmp_path, capsys, option, columns):
+    """`report … --probe grid.yaml` said only pandas' 'Error tokenizing data. C error: Expected 1 fields in line 5,
+    saw 4'; the one line names the file and the columns a probe (lesion) file needs, and nothing is written."""
+    from resnet_core.cli import main
+
+    wrong = tmp_path / "grid.yaml"
+    wrong.write_text("study: x\nbase:\n  model: {depth: 8}\n  a: {b: 1, c: 2, d: 3, e: 4}\n")
+    out = tmp_path / "out"
+    assert main(["report", str(fake.study_dir), option, str(wrong), "--out", str(out), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(wrong) in err and f"expected a CSV with columns {columns}" in err, err
+    assert not out.exists()
