@@ -1039,8 +1039,34 @@ def test_importance_leaves_out_a_param_with_one_value_among_the_completed_trials
                                      value=error))
         study.add_trial(create_trial(params={"model.shortcut": "identity", "optim.lr": 1e20}, distributions=dists,
                                      state=TrialState.FAIL))
-    imp, _ = importances(SimpleNamespace(optuna_study=study))
+    done = pd.DataFrame({"trial": [t.number for t in study.trials if t.state == TrialState.COMPLETE]})
+    imp, _ = importances(SimpleNamespace(optuna_study=study, complete_runs=lambda: done))
     assert set(imp) == {"model.shortcut"} and imp["model.shortcut"] == pytest.approx(1.0), imp
+
+
+def test_importance_weighs_the_runs_the_report_counts_as_completed():
+    """A trial COMPLETE in the study whose run record says failed (the record wins: the table leaves it out) was
+    still weighed by the importance, and a study without a completed trial was said to 'carry no Optuna params'."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from reports.comparisons import importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    dists = {"a": CategoricalDistribution(["x", "y"]), "b": CategoricalDistribution(["u", "v"])}
+    for i, (a, b, error) in enumerate([("x", "u", 10.0), ("y", "u", 20.0), ("x", "u", 11.0), ("y", "u", 21.0),
+                                       ("x", "v", 30.0), ("y", "v", 35.0)]):
+        study.add_trial(create_trial(params={"a": a, "b": b}, distributions=dists, value=error))
+    done = pd.DataFrame({"trial": [0, 1, 2, 3]})   # the two b=v runs' records say failed
+    imp, _ = importances(SimpleNamespace(optuna_study=study, complete_runs=lambda: done))
+    assert set(imp) == {"a"}, imp
+    none = pd.DataFrame({"trial": []})
+    assert importances(SimpleNamespace(optuna_study=study, complete_runs=lambda: none)) == (
+        {}, "not available: no completed trials")
 
 
 def test_a_read_only_report_folder_is_named_not_the_stage_inside_it(fake, tmp_path, capsys, monkeypatch):
