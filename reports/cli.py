@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError, choices_error
 from resnet_core.record import atomic_write_json
-from sweeps.spec.study_format import JOURNAL_NAME, STUDY_ID_ATTR
+from sweeps.spec.study_format import DEFAULT_ROOT, JOURNAL_NAME, STUDY_ID_ATTR, find_journals, journal_path
 
 FORMATS = ("md", "csv", "tex", "html")
 MANIFEST = "report.json"   # in a report folder: whose report it is and the files the report wrote there
@@ -168,12 +168,17 @@ def _previous_files(out: Path, identity: dict[str, Any]) -> list[str]:
 def study_and_root(study: str, root: str | None, storage: str | None) -> tuple[str, str | None]:
     """(study name, root) of the ``report`` argument: a study folder (``report runs/quickstart``, as ``sweep`` prints
     it: a folder holding ``optuna.journal``) or its journal, given without ``--root``/``--storage``, is its name and
-    the folder above it; anything else is a study name under ``root``."""
+    the folder above it; another folder is refused, naming the study folders in it (``report results/cifar10-parts``
+    for ``results/cifar10-parts/parts-cpu``); anything else is a study name under ``root``."""
     folder = Path(study)
     if folder.name == JOURNAL_NAME and folder.is_file():   # its journal (as `sweep` prints it for the dashboard)
         folder = folder.parent
     if root is None and storage is None and (folder / JOURNAL_NAME).is_file():
         return folder.resolve().name, str(folder.resolve().parent)
+    if root is None and storage is None and folder.is_dir() and not journal_path(DEFAULT_ROOT, study).is_file():
+        inside = [str(j.parent) for j in find_journals(folder)]
+        raise ConfigError(f"{folder} is no study folder (no {JOURNAL_NAME} in it); the study folders in it: "
+                          f"{', '.join(inside) or '(none)'}")
     return study, root
 
 

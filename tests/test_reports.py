@@ -1100,3 +1100,21 @@ def test_a_probe_or_lesion_file_that_is_no_csv_names_the_columns_expected(fake, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(wrong) in err and f"expected a CSV with columns {columns}" in err, err
     assert not out.exists()
+
+
+def test_a_folder_holding_study_folders_names_them(fake, tmp_path, capsys, monkeypatch):
+    """README: 'each folder under results/ holds a committed study'; `report results/cifar10-parts` (the study is
+    results/cifar10-parts/parts-cpu) said 'unknown study …: no results/cifar10-parts/optuna.journal; studies under
+    runs/: (none)', the studies of a folder the user never named. The one line names the study folders inside."""
+    from resnet_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(fake.study_dir, tmp_path / "results" / "x" / fake.name)
+    (tmp_path / "results" / "x" / "report").mkdir()
+    assert main(["report", "results/x", "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: results/x is no study folder (no optuna.journal in it); the study folders in it: "
+                   f"results/x/{fake.name}\n"), err
+    assert not (tmp_path / "runs").exists() and list((tmp_path / "results" / "x" / "report").iterdir()) == []
+    assert main(["report", "results/x/report", "--no-figures"]) == 2
+    assert "the study folders in it: (none)" in capsys.readouterr().err
