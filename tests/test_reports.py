@@ -1003,8 +1003,11 @@ def test_the_report_of_a_copied_journal_goes_into_the_copy_not_the_folder_it_was
     copy.mkdir(parents=True)
     shutil.copy(orig / fake.name / "optuna.journal", copy / "optuna.journal")
     assert main(["report", str(copy), "--format", "md", "--no-figures"]) == 0
-    assert f"written to {copy / 'report'}/" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"written to {copy / 'report'}/" in said.out
     assert (copy / "report" / "summary.md").is_file() and not (orig / fake.name / "report").exists()
+    note = f"run records read from {orig / fake.name}, the study folder its sweep recorded (none in {copy})"
+    assert f"warning: {note}" in said.err and note in (copy / "report" / "summary.md").read_text()
 
 
 def test_report_takes_the_journal_that_sweep_prints_for_the_dashboard(fake, tmp_path, capsys):
