@@ -132,7 +132,7 @@ def _study_folder(data: Any, root: str | Path | None, storage: str | None) -> Pa
     records were read from, else ``<root>/<study>``."""
     if storage is None and data.study_dirs:
         return data.study_dirs[0]
-    return next((d for d in data.study_dirs if (d / "trials").is_dir()), Path(root or "runs") / data.name)
+    return next((d for d in data.study_dirs if (d / "trials").is_dir()), Path(root or DEFAULT_ROOT) / data.name)
 
 
 def _manifest(out: Path) -> dict[str, Any]:
