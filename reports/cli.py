@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError, choices_error
 from resnet_core.record import atomic_write_json
-from sweeps.spec.study_format import STUDY_ID_ATTR
+from sweeps.spec.study_format import DEFAULT_ROOT, JOURNAL_NAME, STUDY_ID_ATTR, find_journals, journal_path
 
 FORMATS = ("md", "csv", "tex", "html")
 MANIFEST = "report.json"   # in a report folder: whose report it is and the files the report wrote there
@@ -43,8 +43,8 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
                  out: str | Path | None = None, formats: str | Iterable[str] | None = FORMATS,
                  probe: str | Path | None = None, lesion: str | Path | None = None,
                  figures: bool = True) -> Path:
-    """Write the report of ``study`` into ``out`` (default: ``report/`` in the study folder its run records were read
-    from, else ``<root>/<study>/report/``) and return that folder.
+    """Write the report of ``study`` into ``out`` (default: ``report/`` in the study folder, ``_study_folder``) and
+    return that folder.
 
     Always written: the figures (PNG + SVG; ``figures=False`` skips them) and summary.md. By format: md -> table.md; csv -> table.csv and
     trials.csv (one column per axis) and effects.csv (main effects, interactions,
@@ -61,14 +61,14 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
 
     wanted = parse_formats(formats)
     data = load_study(study, root=root, storage=storage, probe=probe, lesion=lesion)
-    out = Path(out) if out else _runs_folder(data, root) / "report"
+    out = Path(out) if out else _study_folder(data, root, storage) / "report"
     identity = {"study": data.name, "study_id": data.user_attrs.get(STUDY_ID_ATTR)}
     before = _previous_files(out, identity)   # refuses another study's report folder before anything is written
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_stages(out)
     # written whole into a stage first, then moved into place: a report that fails part-way (a full disk, a kill)
     # leaves the last one as it was, never a file cut short or half of each
-    stage = Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGE_PREFIX}{os.getpid()}@{HOST}@", suffix=".tmp"))
+    stage = _new_stage(out)
     try:
         table = cell_table(data)
         figures = make_figures(data, table, stage) if figures else []
@@ -105,6 +105,15 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     return out
 
 
+def _new_stage(out: Path) -> Path:
+    """A new stage in ``out`` (``STAGE_PREFIX<pid>@<host>@….tmp``); an ``OSError`` there names ``out``, the folder
+    given, not the stage's made-up name."""
+    try:
+        return Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGE_PREFIX}{os.getpid()}@{HOST}@", suffix=".tmp"))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out)) from e
+
+
 def remove_stale_stages(out: Path) -> None:
     """Remove the stages (``STAGE_PREFIX<pid>@<host>@….tmp``) that reports killed on this host left in ``out``; a
     stage of a report still being written (its process alive) or of another host is left alone."""
@@ -116,10 +125,14 @@ def remove_stale_stages(out: Path) -> None:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def _runs_folder(data: Any, root: str | Path | None) -> Path:
-    """The study folder the report read its run records from (beside them goes its report by default), else
-    ``<root>/<study>``."""
-    return next((d for d in data.study_dirs if (d / "trials").is_dir()), Path(root or "runs") / data.name)
+def _study_folder(data: Any, root: str | Path | None, storage: str | None) -> Path:
+    """The folder a report goes into by default: the study folder named (``<root>/<study>``, the one holding its
+    journal), even where its run records were read from the folder the sweep recorded (a copy of the journal alone:
+    the report of a copy never lands in the folder it was copied from); with ``--storage``, the study folder its run
+    records were read from, else ``<root>/<study>``."""
+    if storage is None and data.study_dirs:
+        return data.study_dirs[0]
+    return next((d for d in data.study_dirs if (d / "trials").is_dir()), Path(root or DEFAULT_ROOT) / data.name)
 
 
 def _manifest(out: Path) -> dict[str, Any]:
@@ -154,11 +167,18 @@ def _previous_files(out: Path, identity: dict[str, Any]) -> list[str]:
 
 def study_and_root(study: str, root: str | None, storage: str | None) -> tuple[str, str | None]:
     """(study name, root) of the ``report`` argument: a study folder (``report runs/quickstart``, as ``sweep`` prints
-    it: a folder holding ``optuna.journal``) given without ``--root``/``--storage`` is its name and the folder
-    above it; anything else is a study name under ``root``."""
+    it: a folder holding ``optuna.journal``) or its journal, given without ``--root``/``--storage``, is its name and
+    the folder above it; another folder is refused, naming the study folders in it (``report results/cifar10-parts``
+    for ``results/cifar10-parts/parts-cpu``); anything else is a study name under ``root``."""
     folder = Path(study)
-    if root is None and storage is None and (folder / "optuna.journal").is_file():
+    if folder.name == JOURNAL_NAME and folder.is_file():   # its journal (as `sweep` prints it for the dashboard)
+        folder = folder.parent
+    if root is None and storage is None and (folder / JOURNAL_NAME).is_file():
         return folder.resolve().name, str(folder.resolve().parent)
+    if root is None and storage is None and folder.is_dir() and not journal_path(DEFAULT_ROOT, study).is_file():
+        inside = [str(j.parent) for j in find_journals(folder)]
+        raise ConfigError(f"{folder} is no study folder (no {JOURNAL_NAME} in it); the study folders in it: "
+                          f"{', '.join(inside) or '(none)'}")
     return study, root
 
 
@@ -203,15 +223,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "with verdicts) and index.html for a study, with the papers' numbers beside ours. "
                                    "Works offline and on a study that is still running.")
     p.add_argument("study", help="study name (as in `resnet-ablate studies`), or its folder (runs/<study>, the one "
-                                 "holding optuna.journal)")
+                                 "holding optuna.journal) or that journal")
     p.add_argument("--root", default=None,
                    help="folder holding <study>/optuna.journal and the run directories (default: runs); with "
                         "--storage it only locates the run directories")
     p.add_argument("--storage", default=None,
                    help="an Optuna storage URL (sqlite:///…, postgresql://…) or a journal file, instead of "
                         "<root>/<study>/optuna.journal")
-    p.add_argument("--out", default=None, help="output folder (default: report/ in the study folder holding its runs, e.g. "
-                        "runs/<study>/report/)")
+    p.add_argument("--out", default=None, help="output folder (default: report/ in the study folder, e.g. "
+                        "runs/<study>/report/; with --storage, in the study folder holding its runs)")
     p.add_argument("--format", default=",".join(FORMATS),
                    help=f"comma-separated, from {', '.join(FORMATS)} (default: all); figures and summary.md are "
                         f"always written")

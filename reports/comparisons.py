@@ -114,18 +114,31 @@ def importance_evaluator() -> tuple[Any, str]:
         return optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
 
 
+def varying_params(trials: Sequence[Any]) -> list[str]:
+    """The params whose value differs among these trials: only they can explain the objective's spread (a param
+    whose other values' trials all failed has one value among the completed ones, and its importance would be
+    noise taken from the others)."""
+    names = dict.fromkeys(k for t in trials for k in t.params)
+    return [k for k in names if len({freeze(t.params.get(k)) for t in trials}) > 1]
+
+
 def importances(data: StudyData) -> tuple[dict[str, float], str]:
-    """Optuna's importance of each axis (``optuna.importance.get_param_importances`` on the completed trials'
-    objective values) and the evaluator's name, or no importances and why not."""
+    """Optuna's importance of each axis (``optuna.importance.get_param_importances`` on the objective values of the
+    trials the report counts as completed: a run record that says failed or diverged wins over the trial's state, as
+    in the table) and the evaluator's name, or no importances and why not."""
     import warnings
 
     study = data.optuna_study
     if study is None:
         return {}, "not available: the Optuna study is not loaded"
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if not trials or any(not t.params for t in trials):
+    done = {int(n) for n in data.complete_runs()["trial"].dropna()}
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.number in done]
+    if not trials:
+        return {}, "not available: no completed trials"
+    if any(not t.params for t in trials):
         return {}, "not available: the study's trials carry no Optuna params (a study recorded before its grid axes were params)"
-    if len({freeze(t.params) for t in trials}) < 2:
+    varying = varying_params(trials)
+    if not varying:
         return {}, "not available: fewer than two distinct completed cells"
     evaluator, name = importance_evaluator()
     try:
@@ -133,7 +146,9 @@ def importances(data: StudyData) -> tuple[dict[str, float], str]:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            completed = optuna.create_study(directions=study.directions)   # in memory: these trials only
+            completed.add_trials(trials)
+            imp = optuna.importance.get_param_importances(completed, evaluator=evaluator, params=varying)
         return {k: float(v) for k, v in imp.items()}, name
     except Exception as e:  # noqa: BLE001 - importance is a side view; the effects stand without it
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

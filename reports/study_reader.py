@@ -345,7 +345,8 @@ def _read_csv(path: Path | str | None, required: tuple[str, ...], what: str, exp
         df = pd.read_csv(path)
     except Exception as e:
         if explicit:
-            raise ConfigError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}; expected a CSV with "
+                              f"columns {', '.join(required)}") from None
         notes.append(f"{path} ignored: not a readable CSV")
         return None
     missing = [c for c in required if c not in df.columns]
@@ -377,10 +378,13 @@ def load_study(study: str, root: str | Path | None = None, storage: str | None =
     ua = dict(loaded.user_attrs)
     # where the sweep put the study folder, read only when the given folders hold no run folders: a copied study
     # folder (a clone's results/) never reads records from the folder it was copied from
+    notes: list[str] = []
     if ua.get("study_dir") and not any((d / "trials").is_dir() for d in dirs):
+        notes.append(f"run records read from {ua['study_dir']}, the study folder its sweep recorded (none in "
+                     f"{', '.join(map(str, dirs))})")
+        _warn(notes[-1])
         dirs.append(Path(str(ua["study_dir"])))
     check_own_dirs(study, desc, ua.get(STUDY_ID_ATTR), dirs)
-    notes: list[str] = []
     spec = read_spec(loaded, notes)   # the plan: cells, units, objective, run configs (for old studies too)
 
     rows, configs = _trial_rows(loaded, spec, dirs)

@@ -1000,3 +1000,142 @@ def test_the_compute_line_counts_diverged_runs_as_diverged(tmp_path):
     line = compute_lines(data)[0]
     assert "over 4 run records (1 complete run, 2 diverged, 1 pruned)" in line, line
     assert "in progress" not in line
+
+
+def test_the_report_of_a_copied_journal_goes_into_the_copy_not_the_folder_it_was_copied_from(fake, tmp_path, capsys):
+    """A copy of the journal alone (`cp runs/s/optuna.journal elsewhere/s/`) reads the run records from the folder
+    the sweep recorded, and its report went there too: `report elsewhere/s --format md,csv` replaced that folder's
+    report and removed its index.html and table.tex. The report of a study named by its folder goes into that
+    folder; the original is left as it was."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from resnet_core.cli import main
+
+    orig = tmp_path / "orig"
+    shutil.copytree(fake.study_dir, orig / fake.name)
+    journal = JournalStorage(JournalFileBackend(str(orig / fake.name / "optuna.journal")))
+    optuna.load_study(study_name=fake.name, storage=journal).set_user_attr("study_dir", str(orig / fake.name))
+    copy = tmp_path / "copy" / fake.name
+    copy.mkdir(parents=True)
+    shutil.copy(orig / fake.name / "optuna.journal", copy / "optuna.journal")
+    assert main(["report", str(copy), "--format", "md", "--no-figures"]) == 0
+    said = capsys.readouterr()
+    assert f"written to {copy / 'report'}/" in said.out
+    assert (copy / "report" / "summary.md").is_file() and not (orig / fake.name / "report").exists()
+    note = f"run records read from {orig / fake.name}, the study folder its sweep recorded (none in {copy})"
+    assert f"warning: {note}" in said.err and note in (copy / "report" / "summary.md").read_text()
+
+
+def test_report_takes_the_journal_that_sweep_prints_for_the_dashboard(fake, tmp_path, capsys):
+    """`sweep` ends with 'dashboard: optuna-dashboard runs/<study>/optuna.journal'; `report` of that path was refused
+    as an unknown study '…/optuna.journal' (no '…/optuna.journal/optuna.journal'). It is the study's folder."""
+    from resnet_core.cli import main
+
+    assert main(["report", str(fake.study_dir / "optuna.journal"), "--out", str(tmp_path / "r"), "--no-figures",
+                 "--format", "md"]) == 0
+    assert f"report for {fake.name} written to" in capsys.readouterr().out
+
+
+def test_importance_leaves_out_a_param_with_one_value_among_the_completed_trials():
+    """An extra cell (optim.lr=1e20) whose trials all diverged leaves optim.lr one value among the completed trials;
+    PED-ANOVA gave it 0.90 of the importance, so the table's shortcut axis showed 0.10 of a whole 'that sums to 1'.
+    Only params that vary among the completed trials are weighed."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from reports.comparisons import importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    dists = {"model.shortcut": CategoricalDistribution(["none", "identity"]),
+             "optim.lr": FloatDistribution(0.05, 1e20, log=True)}
+    for seed, (shortcut, error) in enumerate([("none", 71.1), ("identity", 72.7), ("none", 78.9), ("identity", 77.3),
+                                              ("none", 74.0), ("identity", 70.2)]):
+        study.add_trial(create_trial(params={"model.shortcut": shortcut, "optim.lr": 0.05}, distributions=dists,
+                                     value=error))
+        study.add_trial(create_trial(params={"model.shortcut": "identity", "optim.lr": 1e20}, distributions=dists,
+                                     state=TrialState.FAIL))
+    done = pd.DataFrame({"trial": [t.number for t in study.trials if t.state == TrialState.COMPLETE]})
+    imp, _ = importances(SimpleNamespace(optuna_study=study, complete_runs=lambda: done))
+    assert set(imp) == {"model.shortcut"} and imp["model.shortcut"] == pytest.approx(1.0), imp
+
+
+def test_importance_weighs_the_runs_the_report_counts_as_completed():
+    """A trial COMPLETE in the study whose run record says failed (the record wins: the table leaves it out) was
+    still weighed by the importance, and a study without a completed trial was said to 'carry no Optuna params'."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from reports.comparisons import importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    dists = {"a": CategoricalDistribution(["x", "y"]), "b": CategoricalDistribution(["u", "v"])}
+    for i, (a, b, error) in enumerate([("x", "u", 10.0), ("y", "u", 20.0), ("x", "u", 11.0), ("y", "u", 21.0),
+                                       ("x", "v", 30.0), ("y", "v", 35.0)]):
+        study.add_trial(create_trial(params={"a": a, "b": b}, distributions=dists, value=error))
+    done = pd.DataFrame({"trial": [0, 1, 2, 3]})   # the two b=v runs' records say failed
+    imp, _ = importances(SimpleNamespace(optuna_study=study, complete_runs=lambda: done))
+    assert set(imp) == {"a"}, imp
+    none = pd.DataFrame({"trial": []})
+    assert importances(SimpleNamespace(optuna_study=study, complete_runs=lambda: none)) == (
+        {}, "not available: no completed trials")
+
+
+def test_a_read_only_report_folder_is_named_not_the_stage_inside_it(fake, tmp_path, capsys, monkeypatch):
+    """`report … --out RO` on a read-only folder said 'cannot write RO/.report-29733@host@rjafyvd9.tmp': the
+    stage's made-up name. The one line names the folder given."""
+    import errno
+    import tempfile
+
+    from resnet_core.cli import main
+
+    def read_only(dir=None, prefix=None, suffix=None):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, f"{prefix}abc{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    out = tmp_path / "ro"
+    assert main(["report", str(fake.study_dir), "--out", str(out), "--no-figures", "--format", "md"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot write {out}: Read-only file system (a read-only folder?)\n", err
+
+
+@pytest.mark.parametrize("option, columns", [("--probe", "family, depth"), ("--lesion", "block, block_index")])
+def test_a_probe_or_lesion_file_that_is_no_csv_names_the_columns_expected(fake, tmp_path, capsys, option, columns):
+    """`report … --probe grid.yaml` said only pandas' 'Error tokenizing data. C error: Expected 1 fields in line 5,
+    saw 4'; the one line names the file and the columns a probe (lesion) file needs, and nothing is written."""
+    from resnet_core.cli import main
+
+    wrong = tmp_path / "grid.yaml"
+    wrong.write_text("study: x\nbase:\n  model: {depth: 8}\n  a: {b: 1, c: 2, d: 3, e: 4}\n")
+    out = tmp_path / "out"
+    assert main(["report", str(fake.study_dir), option, str(wrong), "--out", str(out), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(wrong) in err and f"expected a CSV with columns {columns}" in err, err
+    assert not out.exists()
+
+
+def test_a_folder_holding_study_folders_names_them(fake, tmp_path, capsys, monkeypatch):
+    """README: 'each folder under results/ holds a committed study'; `report results/cifar10-parts` (the study is
+    results/cifar10-parts/parts-cpu) said 'unknown study …: no results/cifar10-parts/optuna.journal; studies under
+    runs/: (none)', the studies of a folder the user never named. The one line names the study folders inside."""
+    from resnet_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(fake.study_dir, tmp_path / "results" / "x" / fake.name)
+    (tmp_path / "results" / "x" / "report").mkdir()
+    assert main(["report", "results/x", "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: results/x is no study folder (no optuna.journal in it); the study folders in it: "
+                   f"results/x/{fake.name}\n"), err
+    assert not (tmp_path / "runs").exists() and list((tmp_path / "results" / "x" / "report").iterdir()) == []
+    assert main(["report", "results/x/report", "--no-figures"]) == 2
+    assert "the study folders in it: (none)" in capsys.readouterr().err
