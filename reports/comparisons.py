@@ -101,6 +101,15 @@ def effects(data: StudyData, metric: str | None = None) -> list[Result]:
     return judge(data, main_effects(levels, cells, metric) + interactions(levels, cells, metric))
 
 
+# What each of Optuna's importance evaluators measures, said beside its numbers in summary.md.
+IMPORTANCE_MEANS = {
+    "fANOVA": "the share of the objective's variance the axis explains, from a random-forest fit (Hutter et al. 2014)",
+    "PED-ANOVA": "how far the axis's values among the best 10 % of trials differ from those of all trials (Watanabe "
+                 "et al. 2023), not the share of the spread the axis explains: an axis whose one bad value sinks a "
+                 "few trials can score near 0 beside a large main effect",
+}
+
+
 def importance_evaluator() -> tuple[Any, str]:
     """Optuna's fANOVA evaluator where scikit-learn (which it needs) is installed, else its PED-ANOVA evaluator
     (Watanabe et al. 2023; no extra dependency); and the name to print."""

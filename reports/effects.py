@@ -1,6 +1,6 @@
 """Which factor matters: each axis's main effects (and two-way interactions where the grid is full) with their
-intervals and verdicts, Optuna's fANOVA importance of each axis beside them, and the cells that did not learn —
-as rows (``effect_rows``) that summary.md, index.html and effects.csv show."""
+intervals and verdicts, Optuna's importance of each axis (and what its evaluator measures) beside them, and the
+cells that did not learn — as rows (``effect_rows``) that summary.md, index.html and effects.csv show."""
 from __future__ import annotations
 
 import pandas as pd
@@ -9,7 +9,7 @@ from sweeps.verdicts.comparisons import MAIN, Result
 from sweeps.verdicts.inference import SETTLED, seeds_needed_text
 
 from .collapse import dead_cell_notes
-from .comparisons import effects, importances
+from .comparisons import IMPORTANCE_MEANS, effects, importances
 from .study_reader import StudyData
 from .tables import markdown_table
 
@@ -59,7 +59,8 @@ def effects_markdown(data: StudyData, level_text: str) -> list[str]:
               f"value, averaged over the other axes (the full-factorial cells); two-way interactions where the grid is "
               f"full. {level_text[0].upper() + level_text[1:]}; a main effect claims no direction, so it is "
               f"*decided* when its interval excludes zero. Importance: Optuna's importance of the axis "
-              f"(`optuna.importance.get_param_importances`, sums to 1; {how}). Per-axis error EDFs: "
+              f"(`optuna.importance.get_param_importances`, sums to 1; {how}"
+              f"{': ' + IMPORTANCE_MEANS[how] if how in IMPORTANCE_MEANS else ''}). Per-axis error EDFs: "
               f"`error_edf.png`.",
               "", markdown_table(rows.astype(object)), ""]
     return lines

@@ -1139,3 +1139,21 @@ def test_a_folder_holding_study_folders_names_them(fake, tmp_path, capsys, monke
     assert not (tmp_path / "runs").exists() and list((tmp_path / "results" / "x" / "report").iterdir()) == []
     assert main(["report", "results/x/report", "--no-figures"]) == 2
     assert "the study folders in it: (none)" in capsys.readouterr().err
+
+
+def test_the_importance_column_says_what_its_evaluator_measures(tmp_path):
+    """PED-ANOVA (the evaluator without scikit-learn) scores how the best 10 % of trials differ, not the spread an
+    axis explains: in the committed parts study the pooling axis, a 69-point main effect, gets about 0. summary.md
+    says which evaluator gave the column and what it measures (read on that study's committed records)."""
+    import shutil
+
+    from reports.comparisons import IMPORTANCE_MEANS, importance_evaluator
+
+    parts = Path(__file__).resolve().parents[1] / "results" / "cifar10-parts"
+    shutil.copytree(parts / "parts-cpu", tmp_path / "parts-cpu", ignore=shutil.ignore_patterns("*.pt", "wandb"))
+    out = build_report("parts-cpu", root=tmp_path, out=tmp_path / "r", formats="md", figures=False)
+    summary = (out / "summary.md").read_text()
+    how = importance_evaluator()[1]
+    assert f"sums to 1; {how}: {IMPORTANCE_MEANS[how]})" in summary
+    if how == "PED-ANOVA":
+        assert "not the share of the spread the axis explains" in summary
