@@ -34,7 +34,10 @@ def test_a_record_without_the_lowest_loss_is_judged_on_its_final_loss_and_says_s
 
 
 def test_chance_test_error_is_dead_whatever_the_loss():
-    assert dead_reason(75.0, FOUR, lowest_train_loss=0.1).startswith("test error 75.00 % is chance for 4 classes")
+    assert dead_reason(75.0, FOUR, lowest_train_loss=0.1).startswith("test error 75.00 % is no better than chance "
+                                                                     "for 4 classes")
+    # above chance (a net that learned to be wrong) is no better: not "77.34 % is chance"
+    assert dead_reason(77.34, FOUR).startswith("test error 77.34 % is no better than chance for 4 classes (75.00 %)")
 
 
 def test_a_test_error_just_below_chance_is_called_within_noise_of_it_not_chance():

@@ -57,16 +57,17 @@ def loss_never_fell(train_loss: Any, shape: DataShape) -> bool:
 
 def dead_reason(test_error: Any, shape: DataShape | None, *, lowest_train_loss: Any = None,
                 final_train_loss: Any = None) -> str | None:
-    """Why the run did not learn ('test error 90.00 % is chance for 10 classes (90.00 %)'; below chance: 'test
-    error 71.88 % is within 3 binomial sd of chance for 4 classes (75.00 %, sd 3.83 over 128 test images)'), or
-    None if it learned (or the classes are unknown). The loss rule reads ``lowest_train_loss``; ``final_train_loss`` only where the record has
-    no lowest."""
+    """Why the run did not learn ('test error 90.00 % is no better than chance for 10 classes (90.00 %)', or 77.34 %
+    for 4 classes: at chance or above it; below chance: 'test error 71.88 % is within 3 binomial sd of chance for 4
+    classes (75.00 %, sd 3.83 over 128 test images)'), or None if it learned (or the classes are unknown). The loss
+    rule reads ``lowest_train_loss``; ``final_train_loss`` only where the record has no lowest."""
     if shape is None:
         return None
     if at_chance(test_error, shape):
         chance = chance_error(shape.classes)
         if float(test_error) >= chance:
-            return f"test error {float(test_error):.2f} % is chance for {shape.classes} classes ({chance:.2f} %)"
+            return (f"test error {float(test_error):.2f} % is no better than chance for {shape.classes} classes "
+                    f"({chance:.2f} %)")
         n = shape.n_test or DEFAULT_N_TEST
         return (f"test error {float(test_error):.2f} % is within {SIGMAS:g} binomial sd of chance for "
                 f"{shape.classes} classes ({chance:.2f} %, sd {chance_sd(shape):.2f} over {n:,} test images)")
