@@ -185,6 +185,12 @@ class StudyData:
         path = Path(run_dir) / "metrics.jsonl" if isinstance(run_dir, (str, Path)) and str(run_dir) else None
         if path is None or not path.exists():
             return pd.DataFrame(columns=["step", "epoch", "split", "name", "value"])
+        if not path.is_file():   # a folder of that name: read around, as a damaged file is
+            note = f"{path}: not a file; its run's curves are left out"
+            if note not in self.notes:
+                self.notes.append(note)
+                _warn(note)
+            return pd.DataFrame(columns=["step", "epoch", "split", "name", "value"])
         stat = path.stat()  # a running study's file grows: the cache key changes with it
         df = _metrics_cached(str(run_dir), stat.st_mtime_ns, stat.st_size)
         bad = df.attrs.get("bad_lines") or []

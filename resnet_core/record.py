@@ -194,13 +194,17 @@ def read_metrics(run_dir: Path | str, bad: list[int] | None = None) -> Iterator[
 
 
 def read_summary(run_dir: Path | str) -> dict[str, Any]:
-    """The run's summary ({} if there is none). An empty or truncated file (a full disk, a copy cut short) is a
-    one-line ``ConfigError`` naming it."""
+    """The run's summary ({} if there is none). An empty or truncated file (a full disk, a copy cut short) or one
+    that cannot be read (a folder of that name, no permission) is a one-line ``ConfigError`` naming it."""
     path = Path(run_dir) / "summary.json"
     if not path.exists():
         return {}
     try:
-        summary = json.loads(path.read_text(errors="replace"))
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read summary.json ({e.strerror or type(e).__name__})") from None
+    try:
+        summary = json.loads(text)
     except ValueError:
         size = path.stat().st_size
         raise ConfigError(f"{path}: {'empty' if size == 0 else 'truncated or damaged'} summary.json "

@@ -751,20 +751,27 @@ def test_report_leaves_out_a_run_with_a_damaged_summary_and_counts_bad_metric_li
     lines = (dirs[2] / "metrics.jsonl").read_text().splitlines(keepends=True)
     lines[3] = '{"step": 1, "spl\n'
     (dirs[2] / "metrics.jsonl").write_text("".join(lines))
+    (dirs[3] / "summary.json").unlink()
+    (dirs[3] / "summary.json").mkdir()                               # a folder of that name: it stopped the report
     data = load_study("dmg", root=tmp_path / "runs")
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if line.startswith("warning:") and "summary.json" in line]
-    assert len(warned) == 2 and "Traceback" not in err
-    assert "empty summary.json" in warned[0] and "truncated" in warned[1]
+    assert len(warned) == 3 and "Traceback" not in err
+    for d, words in zip(dirs, ("empty summary.json", "truncated", None, "cannot read summary.json (Is a directory)")):
+        assert words is None or any(f"{d.name}/summary.json: {words}" in w for w in warned), (words, warned)
     # issue 30: the trials are COMPLETE in the study, so the report counts them with the study's numbers
     assert all("COMPLETE in the study" in w for w in warned)
     assert data.counts()["unreadable"] == 0 and "left out" not in data.status_line()
-    for d in dirs[:2]:
+    for d in (*dirs[:2], dirs[3]):
         row = data.runs[data.runs["run_dir"] == str(d)].iloc[0]
         assert row["status"] == "complete" and row["final_test_error"] == row["value"] > 0
     run = data.runs[data.runs["run_dir"] == str(dirs[2])]
     data.metrics(run["run_dir"].iloc[0] if len(run) else str(dirs[2]))
     assert any("metrics.jsonl: 1 unreadable line skipped (line 4)" in n for n in data.notes)
+    (dirs[3] / "metrics.jsonl").unlink()
+    (dirs[3] / "metrics.jsonl").mkdir()                              # read around too, not an OSError
+    assert data.metrics(str(dirs[3])).empty and any(f"{dirs[3].name}/metrics.jsonl: not a file" in n
+                                                    for n in data.notes)
 
 
 def test_an_unreadable_image_in_an_imagefolder_is_named(tmp_path):
