@@ -62,6 +62,7 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
     wanted = parse_formats(formats)
     data = load_study(study, root=root, storage=storage, probe=probe, lesion=lesion)
     out = Path(out) if out else _study_folder(data, root, storage) / "report"
+    _check_out_of_records(out, data.study_dirs)
     identity = {"study": data.name, "study_id": data.user_attrs.get(STUDY_ID_ATTR)}
     before = _previous_files(out, identity)   # refuses another study's report folder before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -103,6 +104,16 @@ def build_report(study: str, root: str | Path | None = None, storage: str | None
         (out / stale).unlink(missing_ok=True)
     atomic_write_json(out / MANIFEST, {**identity, "files": written})
     return out
+
+
+def _check_out_of_records(out: Path, study_dirs: Iterable[Path]) -> None:
+    """A report folder inside a study's run records (``<study>/trials/…``, where each trial's folder is) is a
+    one-line ``ConfigError`` naming the folder: the report would sit among the runs it reads."""
+    where = out.resolve()
+    for trials in (Path(d).resolve() / "trials" for d in study_dirs):
+        if where == trials or trials in where.parents:
+            raise ConfigError(f"--out {out} is inside the study's run records ({trials}); give a folder outside "
+                              f"trials/ (the default is the study folder's report/)")
 
 
 def _new_stage(out: Path) -> Path:

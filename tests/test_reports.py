@@ -1157,3 +1157,19 @@ def test_the_importance_column_says_what_its_evaluator_measures(tmp_path):
     assert f"sums to 1; {how}: {IMPORTANCE_MEANS[how]})" in summary
     if how == "PED-ANOVA":
         assert "not the share of the spread the axis explains" in summary
+
+
+def test_a_report_folder_inside_the_run_records_is_refused(fake, tmp_path, capsys):
+    """`--out runs/<study>/trials/r` put the report among the trial folders the report reads: refused in one line
+    naming the folder, before anything is written."""
+    from resnet_core.cli import main
+
+    trials = fake.study_dir / "trials"
+    for out in (trials, trials / "r", next(trials.iterdir())):
+        before = sorted(p.name for p in (fake.study_dir / "trials").iterdir())
+        assert main(["report", fake.name, "--root", str(fake.root), "--out", str(out), "--no-figures"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--out {out} is inside the study's run records" in err, err
+        assert sorted(p.name for p in (fake.study_dir / "trials").iterdir()) == before
+    assert main(["report", fake.name, "--root", str(fake.root), "--out", str(fake.study_dir / "r2"), "--no-figures",
+                 "--format", "md"]) == 0
