@@ -326,12 +326,24 @@ def _two_tasks_mid_trial(tmp_path: Path, pg_url: str, name: str, capsys) -> tupl
 
 
 @on_the_cluster
-def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, pg_study_name, tmp_path, capsys):
+def test_slurm_scancel_mid_trial_then_a_new_launch_completes_it(slurm, pg_url, pg_study_name, tmp_path, capsys,
+                                                                 monkeypatch):
     """A 2-task array, both tasks mid-trial: one is suspended (so that it cannot take the other's trial over when it
     goes idle), the other is cancelled. A new launch resumes the cancelled trial; the suspended task, resumed, finishes
-    its own. Each unit completes exactly once."""
+    its own. Each unit completes exactly once.
+
+    The suspension lasts as long as the new launch takes (20-60 s idle, minutes on a loaded machine), so the grace
+    period is made longer than every wait here: past the 60 s default, Optuna's stale-heartbeat rule failed the
+    suspended task's trial (a 4th trial, its resumed copy; seen in CI on a loaded machine)."""
+    import sweeps.queue.liveness as liveness
+    import sweeps.queue.storage as storage_mod
     from optuna.trial import TrialState
     from test_sweeps import assert_exactly_once
+
+    grace = int(STOP_S + 2 * JOB_S)
+    monkeypatch.setenv("RESNET_ABLATE_GRACE_S", str(grace))   # the array's workers (sbatch exports the environment)
+    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", grace)    # this process's launches
+    monkeypatch.setattr(liveness, "GRACE_PERIOD", grace)
 
     grid, study_dir, job, running = _two_tasks_mid_trial(tmp_path, pg_url, pg_study_name, capsys)
     root = study_dir.parent
