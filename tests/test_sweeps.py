@@ -571,6 +571,43 @@ def test_liveness_of_a_worker_on_another_host_follows_its_heartbeat_file(tmp_pat
     assert liveness.trial_is_dead(t, tmp_path)                # … and started an hour ago
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_stale_rdb_heartbeat_of_a_live_worker_on_this_host_is_not_taken_over(tmp_path, monkeypatch):
+    """A worker suspended past the grace period (Slurm's suspend preemption stops it with SIGSTOP) leaves its RDB
+    heartbeat stale, but its process exists on this host: reconcile() keeps its trial RUNNING and enqueues no copy,
+    and a stale trial of a worker on another host is still failed and resumed. Optuna's ``fail_stale_trials`` used to
+    fail both. SQLite, not PostgreSQL: the same Optuna heartbeat table, no server."""
+    import sweeps.queue.liveness as liveness
+    import sweeps.queue.storage as storage_mod
+    from sweeps.queue.optuna_adapter import record_heartbeat, stale_trial_ids, trial_id
+    from sweeps.queue.storage import open_storage, study_lock
+    from sweeps.queue.study import reconcile
+
+    monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "susp", url, seeds=[0, 1])
+    here, away = take_one(study, storage, ref, spec, study_dir), take_one(study, storage, ref, spec, study_dir)
+    storage.set_trial_user_attr(here, "worker", liveness.worker_record(0, "cpu"))   # this process: alive
+    storage.set_trial_user_attr(away, "worker", {"host": "another-machine", "pid": 1, "pid_start": None,
+                                                 "device": "cpu", "index": 1})
+    for tid in (here, away):
+        record_heartbeat(storage, tid)
+    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
+    monkeypatch.setattr(liveness, "GRACE_PERIOD", 2)
+    storage = open_storage(ref)   # a later launch, whose storage has the 2 s grace period
+    study = optuna.load_study(study_name="susp", storage=storage)
+    time.sleep(3.5)   # a lower bound: later is as stale
+    assert stale_trial_ids(study, storage) == {here, away}
+    with study_lock(ref, "susp", storage):
+        plan = reconcile(study, storage, spec, study_dir, ref)
+    assert [trial_id(t) for t in plan.dead] == [away]
+    trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
+    assert trials[here].state == TrialState.RUNNING, "the suspended worker's trial was failed"
+    assert trials[away].state == TrialState.FAIL
+    copies = [t for t in trials.values() if t.user_attrs.get("replaces") is not None]
+    assert [c.user_attrs["replaces"] for c in copies] == [trials[away].number], "a copy runs beside a live worker"
+
+
 # -- claim atomicity --------------------------------------------------------------------------------------------
 def _claimer(url: str, root: str, name: str, grid: str, ready, go, queue, held) -> None:
     """Take waiting trials as a worker does (``packing.claim_group``) until none is left; put their numbers. The

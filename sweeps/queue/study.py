@@ -37,7 +37,7 @@ from .liveness import trial_is_dead
 from .owner import check_owner, claim_owner, new_study_id
 from .storage import StorageRef, claim_lock, open_storage, storage_exists
 from .ran_as import same_precision
-from .optuna_adapter import stale_trial_ids, trial_id
+from .optuna_adapter import record_heartbeat, stale_trial_ids, trial_id
 from .search import CellPruner, CellSampler
 
 MAX_AUTO_RESUMES = 3   # within one launch, a unit whose worker keeps dying is resumed at most this many times
@@ -321,7 +321,9 @@ def mark_interrupted(storage: Any, trial: Any, reason: str) -> bool:
 
 def fail_dead_trials(study: Any, storage: Any, study_dir: Path, ref: StorageRef) -> list[Any]:
     """Fail every RUNNING trial whose worker is dead (``liveness.trial_is_dead``); return them. Then Optuna's own
-    ``fail_stale_trials`` (RDB heartbeats), whose ``failed_trial_callback`` enqueues resuming copies.
+    ``fail_stale_trials`` (RDB heartbeats), whose ``failed_trial_callback`` enqueues resuming copies. A stale trial
+    whose worker process still exists on this host (suspended, e.g. by Slurm's suspend preemption) is alive: this
+    launch records its heartbeat first, so Optuna does not fail it and no copy runs beside it.
 
     The RUNNING trials are read under the claim lock (``ref``'s), under which a claimer takes a trial and writes its
     worker record: one without a record there lost its claimer between the two, and is dead."""
@@ -339,6 +341,8 @@ def fail_dead_trials(study: Any, storage: Any, study_dir: Path, ref: StorageRef)
             who = f"worker pid {w.get('pid')} on {w.get('host')}" if w else "its worker"
             if mark_interrupted(storage, t, f"interrupted: {who} is gone"):
                 dead.append(t)
+        elif stale and trial_id(t) in stale:
+            record_heartbeat(storage, trial_id(t))  # its process lives on this host (suspended): vouch for it
     if stale is not None:
         optuna.storages.fail_stale_trials(study)
     return dead
