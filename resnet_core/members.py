@@ -452,9 +452,11 @@ class Members:
         return [(m.best_val, m.best_test, m.best_on_test, dict(m.last), list(m.train_errors)) for m in self.members]
 
     def restore(self, snapshot: list, step: int) -> None:
-        """Put back the members' numbers of `snapshot`, taken at ``step``, and drop what their records logged
-        after it."""
+        """Put back the members' numbers of `snapshot`, taken at ``step``, drop what their records logged after it,
+        and tell the callbacks (``on_rewind``)."""
         for m, (best_val, best_test, best_on_test, last, errors) in zip(self.members, snapshot):
             m.best_val, m.best_test, m.best_on_test = best_val, best_test, best_on_test
             m.last, m.train_errors = dict(last), list(errors)
             m.record.truncate_after(step)
+        for g in self.active():
+            emit(self.callbacks, "on_rewind", g, step)

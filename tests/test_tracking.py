@@ -703,3 +703,28 @@ def test_printed_commands_are_shell_quoted_for_a_root_with_spaces_and_non_ascii(
     tracker = WandbTracker(project=PROJECT, mode="offline")
     tracker.offline_dirs = [root / "a b", root / "c"]
     assert shlex.split(tracker.sync_command()) == ["wandb", "sync", str(root / "a b"), str(root / "c")]
+
+
+def test_a_run_replayed_in_full_precision_has_the_replay_in_wandb(tmp_path, monkeypatch):
+    """bf16 (chosen by precision auto) goes non-finite at step 13, is detected at the log of step 14 and replayed in
+    fp32 from step 8: W&B's history is the run record's at every step, the replayed steps (10, 12) with the fp32
+    values, not the bf16 ones W&B had before the replay (a W&B run's steps only grow: step 10 logged again was
+    dropped)."""
+    from test_fast_guard import _poison_under_autocast
+
+    _poison_under_autocast(monkeypatch, from_step=12)
+    run_dir = tmp_path / "replayed"
+    tracker = WandbTracker(project=PROJECT, mode="offline", names=["replayed"])
+    with pytest.warns(UserWarning, match="replayed from step 8 in fp32"):
+        result = train({**BASE, "name": "replayed", "log_every": 2, "precision": "auto", "fast": "eager"}, run_dir,
+                       callbacks=[tracker])
+    assert result.status == "complete" and result.summary["precision_changed"]["replayed_from_step"] == 8
+    assert tracker.skipped == {}
+    finished = read_finished_run(run_dir)   # one offline run: the segment before the replay is superseded
+    assert tracker.sync_command() == f"wandb sync {finished['file'].parent}"
+    history = finished["history"]
+    by_step = {h["_step"]: h for h in history}
+    rows = list(read_metrics(run_dir))
+    assert [h["_step"] for h in history] == sorted({m["step"] for m in rows})  # each step once, in order
+    for m in rows:
+        assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
