@@ -728,3 +728,20 @@ def test_a_run_replayed_in_full_precision_has_the_replay_in_wandb(tmp_path, monk
     assert [h["_step"] for h in history] == sorted({m["step"] for m in rows})  # each step once, in order
     for m in rows:
         assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
+
+
+def test_wandb_first_turned_on_at_a_resume_gets_the_steps_before_it(tmp_path):
+    """A run interrupted at step 8 without W&B and resumed with it: its W&B run (new: no id was kept) holds every
+    step of the record, those before the resume replayed from it, not only the steps trained after the resume."""
+    from train_callbacks import InterruptAt
+
+    run_dir, cfg = tmp_path / "late", {**BASE, "name": "late"}
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir, callbacks=[InterruptAt(8)])
+    tracker = WandbTracker(project=PROJECT, mode="offline", names=["late"])
+    assert train(cfg, run_dir, resume=True, callbacks=[tracker]).status == "complete"
+    history = read_finished_run(run_dir)["history"]
+    assert [h["_step"] for h in history] == LOG_STEPS
+    by_step = {h["_step"]: h for h in history}
+    for m in read_metrics(run_dir):
+        assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
