@@ -82,7 +82,7 @@ STEP_METRIC = "iteration"
 PER_LAYER = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
 STAGE_SERIES = {"grad_norm": "grad_norm_stage", "weight_norm": "weight_norm_stage"}
 ERRORS = ("train/error", "val/error", "test/error")
-_SECRET_ENV = re.compile(r"PASS|SECRET|TOKEN|API_KEY|_URL$|CREDENTIAL", re.I)
+_SECRET_ENV = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|_KEY$|PRIVATE|_PW$|_URL$|CREDENTIAL", re.I)   # not PWD: a path
 
 
 # -- secrets ----------------------------------------------------------------------------------------------------

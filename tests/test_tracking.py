@@ -745,3 +745,16 @@ def test_wandb_first_turned_on_at_a_resume_gets_the_steps_before_it(tmp_path):
     by_step = {h["_step"]: h for h in history}
     for m in read_metrics(run_dir):
         assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
+
+
+@pytest.mark.parametrize("name", ["SSH_PRIVATE_KEY", "STRIPE_KEY", "OPENAI_APIKEY", "MY_DB_PW", "GITHUB_TOKEN"])
+def test_every_secret_looking_environment_variable_is_masked(monkeypatch, name):
+    """A key, a private key or a password named ``…_KEY``, ``…PRIVATE…``, ``…_PW`` was not secret-looking (only
+    ``API_KEY``, ``PASS``, ``SECRET``, ``TOKEN``, ``CREDENTIAL`` and ``…_URL``): its value reached W&B as written.
+    The working directory (``PWD``) is no secret and stays as it is."""
+    from resnet_core.tracking import scrub
+
+    monkeypatch.setenv(name, "kEyVaLuE4242")
+    monkeypatch.setenv("PWD", "/home/me/project")
+    assert scrub("--set data.root=/d/kEyVaLuE4242 --out /home/me/project/r") == \
+        "--set data.root=/d/*** --out /home/me/project/r"
