@@ -10,7 +10,8 @@ trial continues the same run (``resume="allow"``). Offline, W&B cannot continue 
 replays the run record's history up to the checkpoint, and the earlier segment (which may hold steps past the
 checkpoint) moves to ``<run_dir>/wandb/superseded/`` — out of the ``wandb sync …/wandb/offline-run-*`` glob. A
 replay in full precision (``on_rewind``) goes back the same way within the process, and a run that W&B first sees
-at a resume (no ``wandb_run.json`` yet: trained so far without W&B) gets the record's steps up to the checkpoint first.
+at a resume (no ``wandb_run.json`` yet: trained so far without W&B), or resumed offline without its earlier segment
+(``wandb/`` removed), gets the record's steps up to the checkpoint first.
 
 Panels: every series is plotted against ``iteration`` (the optimiser step; ``epoch`` is logged beside it); errors
 keep their min and last value in the summary. Per-layer norms (``grad_norm/<stage>/<layer>`` …) are logged but
@@ -291,8 +292,9 @@ class WandbTracker:
             full = {**config, **(self.extra[member] if self.extra else {}),  # the engine passes the resolved config
                     **what_ran(read_summary(run_dir) or {})}                 # and has written what it resolved to
             run_id, known = run_id_for(run_dir)
-            superseded = self.mode == "offline" and bool(supersede_offline(run_dir))
-            replay = superseded or not known   # a run W&B first sees at a resume: the record's steps so far too
+            if self.mode == "offline":
+                supersede_offline(run_dir)
+            replay = self.mode == "offline" or not known   # offline or new to W&B: its run holds every step so far
             run = init_run(project=self.project, entity=self.entity, mode=self.mode, run_dir=run_dir,
                            run_id=run_id, group=self.group, job_type=self.job_type,
                            name=self.names[member] if self.names else config.get("name"),

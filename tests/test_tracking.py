@@ -730,14 +730,20 @@ def test_a_run_replayed_in_full_precision_has_the_replay_in_wandb(tmp_path, monk
         assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
 
 
-def test_wandb_first_turned_on_at_a_resume_gets_the_steps_before_it(tmp_path):
-    """A run interrupted at step 8 without W&B and resumed with it: its W&B run (new: no id was kept) holds every
-    step of the record, those before the resume replayed from it, not only the steps trained after the resume."""
+@pytest.mark.parametrize("before", ["no W&B", "W&B folder removed"])
+def test_wandb_first_turned_on_at_a_resume_gets_the_steps_before_it(tmp_path, before):
+    """A run interrupted at step 8 without W&B, or with its offline W&B folder removed since, and resumed with W&B
+    offline: its W&B run holds every step of the record, those before the resume replayed from it, not only the
+    steps trained after the resume."""
+    import shutil
+
     from train_callbacks import InterruptAt
 
     run_dir, cfg = tmp_path / "late", {**BASE, "name": "late"}
+    first = [] if before == "no W&B" else [WandbTracker(project=PROJECT, mode="offline", names=["late"])]
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, run_dir, callbacks=[InterruptAt(8)])
+        train(cfg, run_dir, callbacks=[*first, InterruptAt(8)])
+    shutil.rmtree(run_dir / "wandb", ignore_errors=True)
     tracker = WandbTracker(project=PROJECT, mode="offline", names=["late"])
     assert train(cfg, run_dir, resume=True, callbacks=[tracker]).status == "complete"
     history = read_finished_run(run_dir)["history"]
