@@ -446,15 +446,18 @@ class Members:
         return None if step is None else [f[step] for f in found]
 
     # -- the full-precision replay ------------------------------------------------------------------------------
-    def snapshot(self) -> list[tuple[float, float, float, dict[str, float], list[tuple[int, float]]]]:
-        """Each member's numbers (bests: validation, test at it, test; last values, logged train errors), for
-        `restore`."""
-        return [(m.best_val, m.best_test, m.best_on_test, dict(m.last), list(m.train_errors)) for m in self.members]
+    def snapshot(self) -> list[tuple[float, float, float, dict[str, float], list[tuple[int, float]], float]]:
+        """Each member's numbers (bests: validation, test at it, test; last values, logged train errors, lowest
+        logged training loss), for `restore`."""
+        return [(m.best_val, m.best_test, m.best_on_test, dict(m.last), list(m.train_errors), m.lowest_train_loss)
+                for m in self.members]
 
     def restore(self, snapshot: list, step: int) -> None:
-        """Put back the members' numbers of `snapshot`, taken at ``step``, and drop what their records logged
-        after it."""
-        for m, (best_val, best_test, best_on_test, last, errors) in zip(self.members, snapshot):
+        """Put back the members' numbers of `snapshot`, taken at ``step``, drop what their records logged after it,
+        and tell the callbacks (``on_rewind``)."""
+        for m, (best_val, best_test, best_on_test, last, errors, lowest) in zip(self.members, snapshot):
             m.best_val, m.best_test, m.best_on_test = best_val, best_test, best_on_test
-            m.last, m.train_errors = dict(last), list(errors)
+            m.last, m.train_errors, m.lowest_train_loss = dict(last), list(errors), lowest
             m.record.truncate_after(step)
+        for g in self.active():
+            emit(self.callbacks, "on_rewind", g, step)

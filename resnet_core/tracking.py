@@ -8,7 +8,10 @@ inside the run directory (`<run_dir>/wandb/`), to be uploaded later with `wandb 
 One run per trial: the W&B run id lives in the run folder (``wandb_run.json``) beside the checkpoint, so a resumed
 trial continues the same run (``resume="allow"``). Offline, W&B cannot continue a run: the resumed segment first
 replays the run record's history up to the checkpoint, and the earlier segment (which may hold steps past the
-checkpoint) moves to ``<run_dir>/wandb/superseded/`` — out of the ``wandb sync …/wandb/offline-run-*`` glob.
+checkpoint) moves to ``<run_dir>/wandb/superseded/`` — out of the ``wandb sync …/wandb/offline-run-*`` glob. A
+replay in full precision (``on_rewind``) goes back the same way within the process, and a run that W&B first sees
+at a resume (no ``wandb_run.json`` yet: trained so far without W&B), or resumed offline without its earlier segment
+(``wandb/`` removed), gets the record's steps up to the checkpoint first.
 
 Panels: every series is plotted against ``iteration`` (the optimiser step; ``epoch`` is logged beside it); errors
 keep their min and last value in the summary. Per-layer norms (``grad_norm/<stage>/<layer>`` …) are logged but
@@ -80,7 +83,7 @@ STEP_METRIC = "iteration"
 PER_LAYER = ("grad_norm", "grad_norm_max", "grad_norm_block", "grad_norm_block_max", "weight_norm")
 STAGE_SERIES = {"grad_norm": "grad_norm_stage", "weight_norm": "weight_norm_stage"}
 ERRORS = ("train/error", "val/error", "test/error")
-_SECRET_ENV = re.compile(r"PASS|SECRET|TOKEN|API_KEY|_URL$|CREDENTIAL", re.I)
+_SECRET_ENV = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|_KEY$|PRIVATE|_PW$|_URL$|CREDENTIAL", re.I)   # not PWD: a path
 
 
 # -- secrets ----------------------------------------------------------------------------------------------------
@@ -196,12 +199,12 @@ def supersede_offline(run_dir: Path) -> list[Path]:
     return moved
 
 
-def replay_history(run: Any, run_dir: Path) -> int:
-    """Log the run record's metrics (``metrics.jsonl``, cut at the checkpoint on resume) into ``run``, one call
-    per step, as they were logged live. Returns the number of steps."""
+def replay_history(run: Any, run_dir: Path, upto: int | None = None) -> int:
+    """Log the run record's metrics (``metrics.jsonl``) up to step ``upto`` (default: the checkpoint a resume starts
+    from) into ``run``, one call per step, as they were logged live. Returns the number of steps."""
     from .record import read_metrics, read_summary
 
-    start = (read_summary(run_dir) or {}).get("step") or 0  # the engine writes it before on_start: the resume step
+    start = upto if upto is not None else (read_summary(run_dir) or {}).get("step") or 0  # the engine writes it
     rows: dict[int, dict[str, float]] = {}
     epochs: dict[int, float] = {}
     for r in read_metrics(run_dir):
@@ -265,6 +268,7 @@ class WandbTracker:
         self.names, self.tags, self.extra = names, tags, extra_config
         self.init_timeout = init_timeout
         self.runs: dict[int, Any] = {}
+        self.started: dict[int, tuple[dict[str, Any], Path]] = {}   # member → (config, run_dir) of its on_start
         self.offline_dirs: list[Path] = []
         self.skipped: dict[int, str] = {}
 
@@ -278,16 +282,19 @@ class WandbTracker:
             except Exception:  # noqa: BLE001 - already failing; nothing more to do
                 pass
 
-    def on_start(self, member: int, config: dict[str, Any], run_dir: Path) -> None:
+    def on_start(self, member: int, config: dict[str, Any], run_dir: Path, upto: int | None = None) -> None:
         if self.mode == "disabled":
             return
+        self.started[member] = (config, Path(run_dir))
         try:
             from .record import read_summary
 
             full = {**config, **(self.extra[member] if self.extra else {}),  # the engine passes the resolved config
                     **what_ran(read_summary(run_dir) or {})}                 # and has written what it resolved to
-            run_id, resumed = run_id_for(run_dir)
-            replay = self.mode == "offline" and bool(supersede_offline(run_dir))
+            run_id, known = run_id_for(run_dir)
+            if self.mode == "offline":
+                supersede_offline(run_dir)
+            replay = self.mode == "offline" or not known   # offline or new to W&B: its run holds every step so far
             run = init_run(project=self.project, entity=self.entity, mode=self.mode, run_dir=run_dir,
                            run_id=run_id, group=self.group, job_type=self.job_type,
                            name=self.names[member] if self.names else config.get("name"),
@@ -296,11 +303,33 @@ class WandbTracker:
             define_panels(run)
             self.runs[member] = run
             if replay:
-                replay_history(run, run_dir)
+                replay_history(run, run_dir, upto)
             if self.mode == "offline":
                 self.offline_dirs.append(Path(run.dir).parent)
         except Exception as e:  # noqa: BLE001 - W&B must never fail a trial
             self._skip(member, "init", e)
+
+    def on_rewind(self, member: int, step: int) -> None:
+        """The run went back to ``step`` (a replay in full precision) and trains its later steps again. A W&B run's
+        steps only grow (a step logged again is dropped), so offline the segment is finished and superseded, and a
+        new one replays the record up to ``step``; online, a warning names the steps W&B keeps from before."""
+        run = self.runs.get(member)
+        if run is None:
+            return
+        if self.mode != "offline":
+            warnings.warn(f"W&B run {run.id}: steps {step + 1} on keep the values logged before the replay from step "
+                          f"{step} until the replay logs past them (an online run cannot go back); the local run "
+                          f"record holds the replay")
+            return
+        try:
+            segment = Path(run.dir).parent
+            run.finish(exit_code=1)
+        except Exception as e:  # noqa: BLE001 - W&B must never fail a trial
+            self._skip(member, "rewind", e)
+            return
+        del self.runs[member]
+        self.offline_dirs = [d for d in self.offline_dirs if d != segment]
+        self.on_start(member, *self.started[member], upto=step)
 
     def _log(self, member: int, step: int, metrics: dict[str, float]) -> None:
         run = self.runs.get(member)

@@ -202,6 +202,24 @@ def test_bf16_that_goes_non_finite_is_replayed_in_fp32_from_the_last_good_state(
     assert all(v == v for v in losses)  # no NaN left in the record
 
 
+def test_a_replay_keeps_no_number_of_the_steps_it_replaces(tmp_path, monkeypatch):
+    """The bf16 log of step 10, replaced by the replay from step 8, leaves nothing behind: the summary's lowest
+    training loss (the dead-run rule reads it) is the record's, not that bf16 window's (made 100 times lower here)."""
+    _poison_under_autocast(monkeypatch, from_step=10)
+    original = FastPath.read_window
+
+    def low_after_step_8_in_bf16(self):
+        loss, *rest = original(self)
+        replaced = self.amp is not None and int(self.step_t) > 8
+        return ([v / 100 for v in loss] if replaced else loss), *rest
+
+    monkeypatch.setattr(FastPath, "read_window", low_after_step_8_in_bf16)
+    with pytest.warns(UserWarning, match="replayed from step 8 in fp32"):
+        result = train(tiny("precision=auto", fast="eager", log_every=2), tmp_path / "run")
+    losses = [r["value"] for r in read_metrics(result.run_dir) if r["split"] == "train" and r["name"] == "loss"]
+    assert result.summary["lowest_train_loss"] == min(losses)
+
+
 def test_fp32_that_diverges_too_is_the_nets_own_divergence(tmp_path, monkeypatch):
     _poison_under_autocast(monkeypatch, from_step=10, always=True)
     with pytest.warns(UserWarning, match="replayed from step 8 in fp32"):

@@ -703,3 +703,64 @@ def test_printed_commands_are_shell_quoted_for_a_root_with_spaces_and_non_ascii(
     tracker = WandbTracker(project=PROJECT, mode="offline")
     tracker.offline_dirs = [root / "a b", root / "c"]
     assert shlex.split(tracker.sync_command()) == ["wandb", "sync", str(root / "a b"), str(root / "c")]
+
+
+def test_a_run_replayed_in_full_precision_has_the_replay_in_wandb(tmp_path, monkeypatch):
+    """bf16 (chosen by precision auto) goes non-finite at step 13, is detected at the log of step 14 and replayed in
+    fp32 from step 8: W&B's history is the run record's at every step, the replayed steps (10, 12) with the fp32
+    values, not the bf16 ones W&B had before the replay (a W&B run's steps only grow: step 10 logged again was
+    dropped)."""
+    from test_fast_guard import _poison_under_autocast
+
+    _poison_under_autocast(monkeypatch, from_step=12)
+    run_dir = tmp_path / "replayed"
+    tracker = WandbTracker(project=PROJECT, mode="offline", names=["replayed"])
+    with pytest.warns(UserWarning, match="replayed from step 8 in fp32"):
+        result = train({**BASE, "name": "replayed", "log_every": 2, "precision": "auto", "fast": "eager"}, run_dir,
+                       callbacks=[tracker])
+    assert result.status == "complete" and result.summary["precision_changed"]["replayed_from_step"] == 8
+    assert tracker.skipped == {}
+    finished = read_finished_run(run_dir)   # one offline run: the segment before the replay is superseded
+    assert tracker.sync_command() == f"wandb sync {finished['file'].parent}"
+    history = finished["history"]
+    by_step = {h["_step"]: h for h in history}
+    rows = list(read_metrics(run_dir))
+    assert [h["_step"] for h in history] == sorted({m["step"] for m in rows})  # each step once, in order
+    for m in rows:
+        assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
+
+
+@pytest.mark.parametrize("before", ["no W&B", "W&B folder removed"])
+def test_wandb_first_turned_on_at_a_resume_gets_the_steps_before_it(tmp_path, before):
+    """A run interrupted at step 8 without W&B, or with its offline W&B folder removed since, and resumed with W&B
+    offline: its W&B run holds every step of the record, those before the resume replayed from it, not only the
+    steps trained after the resume."""
+    import shutil
+
+    from train_callbacks import InterruptAt
+
+    run_dir, cfg = tmp_path / "late", {**BASE, "name": "late"}
+    first = [] if before == "no W&B" else [WandbTracker(project=PROJECT, mode="offline", names=["late"])]
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir, callbacks=[*first, InterruptAt(8)])
+    shutil.rmtree(run_dir / "wandb", ignore_errors=True)
+    tracker = WandbTracker(project=PROJECT, mode="offline", names=["late"])
+    assert train(cfg, run_dir, resume=True, callbacks=[tracker]).status == "complete"
+    history = read_finished_run(run_dir)["history"]
+    assert [h["_step"] for h in history] == LOG_STEPS
+    by_step = {h["_step"]: h for h in history}
+    for m in read_metrics(run_dir):
+        assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
+
+
+@pytest.mark.parametrize("name", ["SSH_PRIVATE_KEY", "STRIPE_KEY", "OPENAI_APIKEY", "MY_DB_PW", "GITHUB_TOKEN"])
+def test_every_secret_looking_environment_variable_is_masked(monkeypatch, name):
+    """A key, a private key or a password named ``…_KEY``, ``…PRIVATE…``, ``…_PW`` was not secret-looking (only
+    ``API_KEY``, ``PASS``, ``SECRET``, ``TOKEN``, ``CREDENTIAL`` and ``…_URL``): its value reached W&B as written.
+    The working directory (``PWD``) is no secret and stays as it is."""
+    from resnet_core.tracking import scrub
+
+    monkeypatch.setenv(name, "kEyVaLuE4242")
+    monkeypatch.setenv("PWD", "/home/me/project")
+    assert scrub("--set data.root=/d/kEyVaLuE4242 --out /home/me/project/r") == \
+        "--set data.root=/d/*** --out /home/me/project/r"
