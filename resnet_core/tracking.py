@@ -282,10 +282,15 @@ class WandbTracker:
             except Exception:  # noqa: BLE001 - already failing; nothing more to do
                 pass
 
-    def on_start(self, member: int, config: dict[str, Any], run_dir: Path, upto: int | None = None) -> None:
+    def on_start(self, member: int, config: dict[str, Any], run_dir: Path) -> None:
         if self.mode == "disabled":
             return
         self.started[member] = (config, Path(run_dir))
+        self._open(member, config, run_dir)
+
+    def _open(self, member: int, config: dict[str, Any], run_dir: Path, upto: int | None = None) -> None:
+        """Start member ``member``'s W&B run (or segment, offline) and replay the record up to ``upto`` (default: the
+        checkpoint) into it where W&B lacks those steps."""
         try:
             from .record import read_summary
 
@@ -329,7 +334,7 @@ class WandbTracker:
             return
         del self.runs[member]
         self.offline_dirs = [d for d in self.offline_dirs if d != segment]
-        self.on_start(member, *self.started[member], upto=step)
+        self._open(member, *self.started[member], upto=step)
 
     def _log(self, member: int, step: int, metrics: dict[str, float]) -> None:
         run = self.runs.get(member)
