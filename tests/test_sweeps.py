@@ -920,6 +920,39 @@ def test_the_estimate_shares_the_trials_out_in_the_order_the_workers_claim_them(
     assert wall == pytest.approx(sum(one[30]), rel=1e-9)
 
 
+def test_the_estimate_counts_only_the_steps_an_interrupted_trial_has_left(tmp_path, monkeypatch):
+    """A trial interrupted at 83 % of its steps resumes from its checkpoint: the dry run and the launch's first ETA
+    gave the whole trial's time (a 2-hour ETA for 20 minutes of training left); now its compute is the 17 % left,
+    found from its run folder's last.pt, and a waiting trial in a fresh folder counts whole."""
+    import torch
+
+    import sweeps.launch.estimate as estimate
+    from sweeps.launch.sweep import checkpointed
+    from sweeps.queue.study import UnitStatus
+
+    monkeypatch.setitem(estimate.STARTUP_S, "cpu", 0.0)     # compute alone
+    spec = load_grid(write_grid(tmp_path / "g.yaml", "est", seeds=[0],
+                                grid={"schedule.total": [100]}))
+    unit = next(iter(spec.units()))
+    assert estimate.trial_steps(spec.run_config(unit.cell, unit.seed)) == 100
+    whole, _ = estimate.sweep_seconds(spec, [unit], ["cpu"], workers=1)
+
+    study_dir = tmp_path / "study"
+    (study_dir / "trials/a").mkdir(parents=True)
+    torch.save({"step": 83}, study_dir / "trials/a/last.pt")
+
+    class Trial:
+        def __init__(self, run_dir):
+            self.user_attrs = {"run_dir": run_dir}
+
+    sts = [UnitStatus(unit, "interrupted", [Trial("trials/a")])]
+    assert checkpointed(study_dir, sts) == {unit.key: 83}
+    assert checkpointed(study_dir, [UnitStatus(unit, "waiting", [Trial("trials/b")])]) == {}   # no folder yet
+    assert checkpointed(study_dir, [UnitStatus(unit, "missing", [])]) == {}
+    left, _ = estimate.sweep_seconds(spec, [unit], ["cpu"], workers=1, trained=checkpointed(study_dir, sts))
+    assert left == pytest.approx(0.17 * whole, rel=1e-6)
+
+
 @pytest.mark.parametrize("cores", [2, 8])
 def test_the_estimate_counts_the_workers(tmp_path, monkeypatch, cores):
     """8 equal trials are shared out to the workers: 4 workers give a shorter estimate than 2 (it said the same for

@@ -91,24 +91,36 @@ def schedule_seconds(jobs: list[tuple[float, float]], assigned: list[str]) -> fl
 
 
 def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing: Any = None,
-                  workers: int | None = None) -> tuple[float | None, dict[str, float]]:
+                  workers: int | None = None, trained: dict[str, int] | None = None
+                  ) -> tuple[float | None, dict[str, float]]:
     """(wall seconds for ``units`` with ``workers`` workers on these devices (default: one a device), per-cell
-    seconds of one trial on one of them). The trials are shared out to the workers as they free up, in the order
-    the workers claim them (``packing.claim_order``; ``schedule_seconds``). With a ``packing.Packing``, trials packed into one fused run take one start-up plus
-    ``members × one trial's training ÷ the fused gain`` (no gain on the CPU)."""
+    seconds of one whole trial on one of them). The trials are shared out to the workers as they free up, in the
+    order the workers claim them (``packing.claim_order``; ``schedule_seconds``). ``trained``: unit key → the steps
+    its checkpoint holds already (an interrupted trial resumes there and trains only the rest). With a
+    ``packing.Packing``, trials packed into one fused run take one start-up plus ``members × one trial's training ÷
+    the fused gain`` (no gain on the CPU), for as long as its member with the most steps left."""
     costs: dict[str, tuple[float, float]] = {}
+    steps: dict[str, int | None] = {}
     device = devices[0] if devices else "cpu"
     for u in units:
         if u.cell.id not in costs:
             try:
-                cost = trial_cost(spec.run_config(u.cell, u.seed), device)
+                cfg = spec.run_config(u.cell, u.seed)
+                cost, steps[u.cell.id] = trial_cost(cfg, device), trial_steps(cfg)
             except Exception:  # noqa: BLE001 - an estimate must never stop a dry run
                 cost = None
             if cost is None:
                 return None, {}
             costs[u.cell.id] = cost
+
+    def left(u: Any) -> float:
+        """The fraction of ``u``'s training still to do."""
+        done, total = (trained or {}).get(u.key, 0), steps[u.cell.id]
+        return max(0.0, 1.0 - done / total) if done and total else 1.0
+
     if packing is None:
-        firsts, jobs = units, [costs[u.cell.id] for u in units]
+        firsts = units
+        jobs = [(costs[u.cell.id][0], costs[u.cell.id][1] * left(u)) for u in units]
     else:
         runs = plan_runs(spec, units, packing)
         firsts, jobs = [run.units[0] for run in runs], []
@@ -116,7 +128,7 @@ def sweep_seconds(spec: GridSpec, units: list[Any], devices: list[str], packing:
             startup, train = costs[run.units[0].cell.id]
             gain = fused_gain(device_type(packing.device), run.members,
                               bench_model_name(run.cfg.get("model") or {}), packing.table)
-            jobs.append((startup, train * run.members / gain))
+            jobs.append((startup, train * max(left(u) for u in run.units) * run.members / gain))
     jobs = [jobs[i] for i in claim_order([u.seed for u in firsts], [costs[u.cell.id][1] for u in firsts])]
     n = workers or len(set(devices)) or 1
     assigned = assign_devices(max(1, min(n, len(jobs))), devices or ["cpu"])

@@ -30,7 +30,7 @@ from ..queue.owner import check_owner
 from ..queue.ran_as import check_ran_as
 from ..queue.study import (Plan, check_existing, create_or_load, read_existing, reconcile, requeue_failed_trial,
                            statuses, stray_trials, study_progress, trial_status)
-from ..run.worker import assign_devices, cpu_threads, default_workers, parse_devices, quiet_optuna
+from ..run.worker import assign_devices, checkpoint_step, cpu_threads, default_workers, parse_devices, quiet_optuna
 from ..spec.grid import GridSpec, load_grid
 from ..spec.study_format import DONE, FAILED, find_journals
 from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan, futility_change_text
@@ -113,6 +113,19 @@ def _params(spec: GridSpec, cell: Any) -> str:
         return "? params"
 
 
+def checkpointed(study_dir: Path, sts: Sequence[Any]) -> dict[str, int]:
+    """Unit key → the step its run folder's checkpoint holds, for the units among ``sts`` that resume there
+    (interrupted, or waiting in a folder a trial trained in): the estimate counts only the steps left."""
+    out: dict[str, int] = {}
+    for s in sts:
+        run_dir = s.latest.user_attrs.get("run_dir") if s.latest is not None else None
+        if s.state in ("interrupted", "waiting") and run_dir:
+            step = checkpoint_step(study_dir / run_dir)
+            if step:
+                out[s.unit.key] = step
+    return out
+
+
 def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextIO) -> None:
     """How the trials to run pack into fused runs: a line per set of cells that fuse together."""
     runs = plan_runs(spec, units, packing)
@@ -147,7 +160,8 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     failed = [s for s in sts if s.state in FAILED]
     running = [s for s in sts if s.state == "running"]
     to_run = [s for s in sts if s.state not in DONE + ("running",) and (retry_failed or s.state not in FAILED)]
-    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices, packing, workers)
+    total_s, per_cell = sweep_seconds(spec, [s.unit for s in to_run], devices, packing, workers,
+                                      checkpointed(study_dir, to_run))
     print(f"study {spec.study}: {_units_line(spec)}", file=out)
     print(f"storage: {ref.display}{note}", file=out)
     print(f"study folder: {study_dir}", file=out)
@@ -362,7 +376,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         n = min(workers, plan.to_run)
         assigned = assign_devices(n, devs)
         units = [s.unit for s in plan.missing + plan.interrupted + plan.retried + plan.waiting]
-        estimate, _ = sweep_seconds(spec, units, devs, packing, n)
+        estimate, _ = sweep_seconds(spec, units, devs, packing, n,
+                                    checkpointed(study_dir, plan.interrupted + plan.waiting))
         where = ", ".join(f"{d} ×{assigned.count(d)}" if assigned.count(d) > 1 else d for d in dict.fromkeys(assigned))
         threads = cpu_threads(assigned)
         if threads:
