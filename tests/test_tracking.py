@@ -730,6 +730,25 @@ def test_a_run_replayed_in_full_precision_has_the_replay_in_wandb(tmp_path, monk
         assert same(by_step[m["step"]][wb_key(m["split"], m["name"])], m["value"]), m
 
 
+def test_an_online_run_replayed_keeps_its_run_and_says_which_steps_hold_the_old_values():
+    """Online, a W&B run cannot go back: a replay from step 8 keeps the run open (no second run in the project)
+    and warns that the steps after 8 keep their values from before the replay; the run record holds the replay.
+    The run is a stand-in: no W&B server is reachable here."""
+    class Run:
+        id, finished = "abc123", False
+
+        def finish(self, **_):
+            self.finished = True
+
+    tracker = WandbTracker(project=PROJECT, mode="online")
+    tracker.runs[0] = run = Run()
+    with pytest.warns(UserWarning, match=r"W&B run abc123: steps 9 on keep the values logged before the replay "
+                                         r"from step 8 .* the local run record holds the replay"):
+        tracker.on_rewind(0, 8)
+    assert tracker.runs == {0: run} and not run.finished and tracker.skipped == {}
+    tracker.on_rewind(1, 8)    # a member without a W&B run: nothing to say
+
+
 @pytest.mark.parametrize("before", ["no W&B", "W&B folder removed"])
 def test_wandb_first_turned_on_at_a_resume_gets_the_steps_before_it(tmp_path, before):
     """A run interrupted at step 8 without W&B, or with its offline W&B folder removed since, and resumed with W&B
