@@ -156,6 +156,12 @@ def parse_value(raw: str) -> Any:
 
 
 # -- types ------------------------------------------------------------------------------------------------------
+def unless_null(value: Any, empty: Any) -> Any:
+    """``value``, or ``empty`` where it is None (a key absent or null in YAML). A false, 0 or '' is kept, so the
+    caller's type check names it rather than reading it as absent (``wandb: false`` is no ``{mode: disabled}``)."""
+    return empty if value is None else value
+
+
 def is_int(value: Any) -> bool:
     """An int, not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)

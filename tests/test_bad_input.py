@@ -247,6 +247,28 @@ def test_cli_bad_typed_value_in_a_file_is_one_line_and_creates_nothing(tmp_path)
     assert not root.exists()
 
 
+@pytest.mark.parametrize("section, value, words", [
+    ("wandb", False, ("wandb must be a mapping", "False", "mode: disabled")),   # was W&B in its default mode: online
+    ("grid", False, ("grid must be a mapping", "False")),                       # was a grid of no axes
+    ("grid", [], ("grid must be a mapping", "[]")),
+    ("extra_cells", False, ("extra_cells must be a list", "False")),
+    ("search", [], ("search must be a mapping", "[]")),
+    ("objective", 0, ("objective must be a mapping", "0")),
+    ("launcher", False, ("launcher must be a mapping", "False")),
+    ("launcher", {"slurm": {"sbatch": False}}, ("launcher.slurm.sbatch", "False")),
+    ("timeout", float("nan"), ("timeout must be a positive number", "nan")),   # was no timeout
+])
+def test_a_grid_section_of_a_wrong_false_or_empty_value_is_refused_not_read_as_absent(section, value, words, tmp_path,
+                                                                                     capsys):
+    """Only an absent or null section takes its default: ``wandb: false`` (meant as 'no W&B') or ``grid: []`` is a
+    one-line error naming the value, before anything is written."""
+    grid = grid_file(tmp_path / "g.yaml", "falsy", **{section: value})
+    root = tmp_path / "runs"
+    code = main(["sweep", str(grid), "--root", str(root)])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert not root.exists()
+
+
 def test_a_config_no_trial_can_train_is_refused_before_the_study_exists(tmp_path):
     # the ImageNet stem on 16-pixel images leaves 1×1 maps: BatchNorm at batch_size 1 has one value per channel
     base = {**TINY, "data": {"name": "synthetic", "synthetic": {"image_size": 16, "n_train": 64, "n_test": 32}},
