@@ -6,6 +6,7 @@ trials, which resume from their checkpoint, and with ``--retry-failed`` failed/d
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -145,6 +146,16 @@ def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextI
               file=out)
 
 
+def resume_orphans(sts: list[Any], study: Any, study_dir: Path) -> tuple[list[Any], int]:
+    """(``sts`` with each running unit whose every RUNNING trial has a dead worker marked interrupted, how many): a
+    launch fails such trials and resumes them (``liveness.trial_is_dead``, as `studies` counts them stale)."""
+    if study is None:
+        return sts, 0
+    dead = dead_judge(study, None, study_dir)
+    orphan = [s.state == "running" and all(dead(t) for t in s.trials if trial_status(t) == "running") for s in sts]
+    return [dataclasses.replace(s, state="interrupted") if o else s for s, o in zip(sts, orphan)], sum(orphan)
+
+
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
             retry_failed: bool, out: TextIO, packing: Packing | None = None, max_seeds: int | None = None,
             futility: float | None = None) -> int:
@@ -155,7 +166,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     check_owner(study_dir, ref, spec.study, study)
     trials = study.get_trials(deepcopy=False) if study is not None else []
     note = "" if study is not None else " (no study there yet)"
-    sts = statuses(spec, trials)
+    sts, orphans = resume_orphans(statuses(spec, trials), study, study_dir)
     done = [s for s in sts if s.state in DONE]
     failed = [s for s in sts if s.state in FAILED]
     running = [s for s in sts if s.state == "running"]
@@ -181,8 +192,9 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         t = per_cell.get(c.id)
         est = f"~{fmt_duration(t)}/trial" if t is not None else ""
         print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
+    gone = f" ({orphans} of them RUNNING with a dead worker: the launch resumes them)" if orphans else ""
     print(f"trials: {len(sts)} total, {len(done)} done, {len(running)} running, {len(failed)} failed, "
-          f"{len(to_run)} to run", file=out)
+          f"{len(to_run)} to run{gone}", file=out)
     print_layout(aliases, stray_trials(spec, trials, aliases), out)   # as the launch will list them
     if packing is not None:
         print_packing(spec, [s.unit for s in to_run], packing, out)
