@@ -525,6 +525,15 @@ def test_dry_run_counts_a_running_trial_of_a_dead_worker_as_to_run_and_writes_no
     assert journal_path(tmp_path / "runs", "orphan").read_bytes() == before
 
 
+def test_the_closing_wall_time_counts_the_trials_this_launch_ran_not_those_it_planned(tmp_path, capsys):
+    """A launch whose timeout passed before its worker took a trial ran none of its 2; its closing line said 'wall
+    time 0s for 2 trials (estimated ~…)', as if the estimate had been met."""
+    grid = write_grid(tmp_path / "t.yaml", "late", seeds=[0], timeout=0.001)
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1"]) == 3
+    out = capsys.readouterr().out
+    assert "0/2 trials done" in out and " for 0 of 2 trials (estimated ~" in out and "for all 2)" in out, out
+
+
 def test_the_resuming_copy_of_an_interrupted_trial_is_taken_before_new_trials(tmp_path):
     """A relaunched study goes on with the trial it was stopped in (from its last.pt) before it starts the next
     unit: the resuming copy sits last in the queue, yet it is taken first."""
