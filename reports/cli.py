@@ -242,7 +242,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None, type=nonblank,
                    help="an Optuna storage URL (sqlite:///…, postgresql://…) or a journal file, instead of "
                         "<root>/<study>/optuna.journal")
-    p.add_argument("--out", default=None, type=nonblank, help="output folder (default: report/ in the study folder, e.g. "
+    p.add_argument("--out", default=None, type=nonblank,
+                   help="output folder (default: report/ in the study folder, e.g. "
                         "runs/<study>/report/; with --storage, in the study folder holding its runs)")
     p.add_argument("--format", default=",".join(FORMATS),
                    help=f"comma-separated, from {', '.join(FORMATS)} (default: all); figures and summary.md are "

@@ -123,6 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Every study under --root (or in --storage): its trials done, running, waiting "
                                    "and failed.")
     g = q.add_mutually_exclusive_group()
-    g.add_argument("--root", default="runs", metavar="DIR", type=nonblank, help="look for DIR/*/optuna.journal (default runs)")
-    g.add_argument("--storage", default=None, metavar="URL", type=nonblank, help="list the studies in this Optuna storage")
+    g.add_argument("--root", default="runs", metavar="DIR", type=nonblank,
+                   help="look for DIR/*/optuna.journal (default runs)")
+    g.add_argument("--storage", default=None, metavar="URL", type=nonblank,
+                   help="list the studies in this Optuna storage")
     q.set_defaults(func=_cmd_studies)
