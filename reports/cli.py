@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from resnet_core.errors import ConfigError, choices_error
 from resnet_core.record import atomic_write_json
+from resnet_core.values import nonblank
 from sweeps.spec.study_format import DEFAULT_ROOT, JOURNAL_NAME, STUDY_ID_ATTR, find_journals, journal_path
 
 FORMATS = ("md", "csv", "tex", "html")
@@ -235,13 +236,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Works offline and on a study that is still running.")
     p.add_argument("study", help="study name (as in `resnet-ablate studies`), or its folder (runs/<study>, the one "
                                  "holding optuna.journal) or that journal")
-    p.add_argument("--root", default=None,
+    p.add_argument("--root", default=None, type=nonblank,
                    help="folder holding <study>/optuna.journal and the run directories (default: runs); with "
                         "--storage it only locates the run directories")
-    p.add_argument("--storage", default=None,
+    p.add_argument("--storage", default=None, type=nonblank,
                    help="an Optuna storage URL (sqlite:///…, postgresql://…) or a journal file, instead of "
                         "<root>/<study>/optuna.journal")
-    p.add_argument("--out", default=None, help="output folder (default: report/ in the study folder, e.g. "
+    p.add_argument("--out", default=None, type=nonblank,
+                   help="output folder (default: report/ in the study folder, e.g. "
                         "runs/<study>/report/; with --storage, in the study folder holding its runs)")
     p.add_argument("--format", default=",".join(FORMATS),
                    help=f"comma-separated, from {', '.join(FORMATS)} (default: all); figures and summary.md are "

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .values import nonblank
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from .plugins import add_plugin_argument
@@ -19,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a run config key, e.g. --set model.depth=56 --set optim.lr=0.05 (repeatable; a "
                         "key given again: the last value wins)")
     add_plugin_argument(p)
-    p.add_argument("--device", default=None, metavar="DEVICE",
+    p.add_argument("--device", default=None, metavar="DEVICE", type=nonblank,
                    help="cpu, cuda, cuda:<i>, mps, npu or auto (default: the config's device, auto)")
-    p.add_argument("--out", help="run directory (default runs/<name>-<timestamp>/)")
+    p.add_argument("--out", type=nonblank, help="run directory (default runs/<name>-<timestamp>/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--wandb", choices=("off", "auto", "offline", "online"), default="off",
                    help="log the run to Weights & Biases, like a sweep trial (default off; auto: online when "
@@ -210,10 +212,10 @@ def _check_not_a_study_folder(out: Path) -> None:
 
 
 def _add_data_location_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-path", default=None, metavar="PATH",
+    p.add_argument("--data-path", default=None, metavar="PATH", type=nonblank,
                    help="where the run's data.path (a cifar10_jpeg archive, an imagefolder tree) lies here, for a "
                         "checkpoint copied from another machine (default: the run's own data.path)")
-    p.add_argument("--data-root", default=None, metavar="DIR",
+    p.add_argument("--data-root", default=None, metavar="DIR", type=nonblank,
                    help="where the run's data.root (torchvision sets, the cifar10_jpeg fallback) lies here "
                         "(default: the run's own data.root)")
 

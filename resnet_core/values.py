@@ -18,6 +18,7 @@ are those rules for one value, and ``freeze`` is a value as a hashable key (20 a
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -156,6 +157,21 @@ def parse_value(raw: str) -> Any:
 
 
 # -- types ------------------------------------------------------------------------------------------------------
+def nonblank(text: str) -> str:
+    """An option value that names something (a path, a URL, a device list): an empty one, as an unset shell variable
+    gives (``--root "$RUNS"``), is refused rather than read as the option's default or the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty value {text!r}; give one, or leave the option out for its "
+                                         f"default")
+    return text
+
+
+def unless_null(value: Any, empty: Any) -> Any:
+    """``value``, or ``empty`` where it is None (a key absent or null in YAML). A false, 0 or '' is kept, so the
+    caller's type check names it rather than reading it as absent (``wandb: false`` is no ``{mode: disabled}``)."""
+    return empty if value is None else value
+
+
 def is_int(value: Any) -> bool:
     """An int, not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -50,6 +50,14 @@ def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
+def main_code(argv: list[str]) -> int:
+    """``main(argv)`` in this process, with argparse's refusal (a SystemExit) as its exit code."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
+
+
 def assert_one_line_error(code: int, err: str, *words: str) -> str:
     """Exit code 2, exactly one line on stderr, starting 'error:', no traceback, naming every word."""
     lines = [line for line in err.splitlines() if line.strip()]
@@ -244,6 +252,28 @@ def test_cli_bad_typed_value_in_a_file_is_one_line_and_creates_nothing(tmp_path)
     root = tmp_path / "runs"
     p = cli("sweep", str(grid), "--root", str(root))
     assert_one_line_error(p.returncode, p.stderr, "schedule.min_lr")
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("section, value, words", [
+    ("wandb", False, ("wandb must be a mapping", "False", "mode: disabled")),   # was W&B in its default mode: online
+    ("grid", False, ("grid must be a mapping", "False")),                       # was a grid of no axes
+    ("grid", [], ("grid must be a mapping", "[]")),
+    ("extra_cells", False, ("extra_cells must be a list", "False")),
+    ("search", [], ("search must be a mapping", "[]")),
+    ("objective", 0, ("objective must be a mapping", "0")),
+    ("launcher", False, ("launcher must be a mapping", "False")),
+    ("launcher", {"slurm": {"sbatch": False}}, ("launcher.slurm.sbatch", "False")),
+    ("timeout", float("nan"), ("timeout must be a positive number", "nan")),   # was no timeout
+])
+def test_a_grid_section_of_a_wrong_false_or_empty_value_is_refused_not_read_as_absent(section, value, words, tmp_path,
+                                                                                     capsys):
+    """Only an absent or null section takes its default: ``wandb: false`` (meant as 'no W&B') or ``grid: []`` is a
+    one-line error naming the value, before anything is written."""
+    grid = grid_file(tmp_path / "g.yaml", "falsy", **{section: value})
+    root = tmp_path / "runs"
+    code = main(["sweep", str(grid), "--root", str(root)])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
     assert not root.exists()
 
 
@@ -1612,6 +1642,31 @@ def test_studies_refuses_a_root_or_storage_that_is_not_there(flags, words, tmp_p
     assert "no studies in" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command, flags, words", [
+    ("sweep", ("--root", ""), ("--root", "empty value")),            # was the current folder
+    ("sweep", ("--storage", ""), ("--storage", "empty value")),      # was <root>/<study>/optuna.journal
+    ("sweep", ("--devices", " "), ("--devices", "empty value")),     # was every GPU, else cpu
+    ("sweep", ("--fuse-table", ""), ("--fuse-table", "empty value")),
+    ("studies", ("--root", ""), ("--root", "empty value")),
+    ("studies", ("--storage", ""), ("--storage", "empty value")),
+    ("sweep", ("--storage", "sqlite://"), ("sqlite://", "in-memory", "sqlite:///runs/emptyopt.db")),   # was a
+    ("sweep", ("--storage", "sqlite:///:memory:"), (":memory:", "in-memory")),                 # traceback, exit 1
+    ("studies", ("--storage", "sqlite://"), ("sqlite://", "in-memory")),
+])
+def test_an_empty_option_value_or_an_in_memory_database_is_refused_before_anything_is_written(command, flags, words,
+                                                                                           tmp_path, capsys):
+    """``--root "$RUNS"`` with RUNS unset is no --root; an in-memory SQLite database is gone when its process ends (a
+    launch failed in its first worker with 'Record does not exist', after writing owner.json)."""
+    grid = grid_file(tmp_path / "g.yaml", "emptyopt")
+    args = [str(grid), "--root", str(tmp_path / "runs")] if command == "sweep" else []
+    code = main_code([command, *args, *flags, *(["--dry-run"] if command == "sweep" else [])])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml"]
+    if command == "sweep" and "sqlite" in flags[1]:   # a launch is refused alike
+        assert_one_line_error(main(["sweep", *args, *flags]), capsys.readouterr().err, "in-memory")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml"]
+
+
 def test_studies_counts_every_unit_run_after_a_relaunch_with_a_narrower_grid(tmp_path, capsys):
     """Seeds 0–1, then 0–2, then the first grid again: `studies` said "3/2 complete" (the last launch's grid size)
     where the report says 3 of 3."""
@@ -1802,9 +1857,5 @@ def test_a_refused_precision_is_the_same_one_line_in_every_command(command, tmp_
     for value, words in (("fp16", (f"{key} fp16 is not supported", "no loss scaling", "use bf16")),
                          ("fp8", (f"unknown {key} 'fp8'", "choose one of: auto, fp32, bf16, fp64"))):
         args = [a.format(value, out=tmp_path / "run", ckpt=tmp_path / "last.pt") for a in command]
-        try:
-            code = main(args)
-        except SystemExit as e:   # argparse's refusal
-            code = e.code
-        assert_one_line_error(code, capsys.readouterr().err, *words)
+        assert_one_line_error(main_code(args), capsys.readouterr().err, *words)
     assert not (tmp_path / "run").exists()

@@ -507,6 +507,33 @@ def test_running_trial_of_a_dead_process_is_failed_and_resumed(tmp_path):
     assert plan.enqueued == 0 and len(study.get_trials(deepcopy=False)) == 3
 
 
+def test_dry_run_counts_a_running_trial_of_a_dead_worker_as_to_run_and_writes_nothing(tmp_path, capsys):
+    """A launcher killed mid-trial leaves its trials RUNNING; the next launch fails and resumes them, so its dry run
+    counts them to run (it said '1 running, 1 to run' where the launch runs 2; `studies` called them stale)."""
+    from sweeps.queue.liveness import worker_record
+    from sweeps.spec.study_format import journal_path
+
+    spec, ref, storage, study, study_dir = new_study(tmp_path, "orphan", seeds=[0])
+    a, b = take_one(study, storage, ref, spec, study_dir), take_one(study, storage, ref, spec, study_dir)
+    storage.set_trial_user_attr(a, "worker", {**worker_record(0, "cpu"), **exited_process()})
+    storage.set_trial_user_attr(b, "worker", worker_record(1, "cpu"))   # this process: alive
+    before = journal_path(tmp_path / "runs", "orphan").read_bytes()
+    grid = tmp_path / "orphan.yaml"
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 2 total, 0 done, 1 running, 0 failed, 1 to run (1 of them RUNNING with a dead worker" in out, out
+    assert journal_path(tmp_path / "runs", "orphan").read_bytes() == before
+
+
+def test_the_closing_wall_time_counts_the_trials_this_launch_ran_not_those_it_planned(tmp_path, capsys):
+    """A launch whose timeout passed before its worker took a trial ran none of its 2; its closing line said 'wall
+    time 0s for 2 trials (estimated ~…)', as if the estimate had been met."""
+    grid = write_grid(tmp_path / "t.yaml", "late", seeds=[0], timeout=0.001)
+    assert main(["sweep", str(grid), "--root", str(tmp_path / "runs"), "--workers", "1"]) == 3
+    out = capsys.readouterr().out
+    assert "0/2 trials done" in out and " for 0 of 2 trials (estimated ~" in out and "for all 2)" in out, out
+
+
 def test_the_resuming_copy_of_an_interrupted_trial_is_taken_before_new_trials(tmp_path):
     """A relaunched study goes on with the trial it was stopped in (from its last.pt) before it starts the next
     unit: the resuming copy sits last in the queue, yet it is taken first."""

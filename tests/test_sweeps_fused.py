@@ -359,6 +359,20 @@ def test_fuse_auto_is_off_on_cpu_and_reads_the_bench_table_on_cuda(tmp_path):
     assert Packing(4, "cuda:0", table, search=True).cap({"model": {"depth": 20}}) == 1
 
 
+def test_fuse_n_on_a_search_grid_is_refused_not_dropped(tmp_path, capsys):
+    """A search grid runs unfused: an explicit ``--fuse 4`` there could not take effect (the launch ran unfused,
+    saying 'fuse: off'); it is a one-line error before anything is written. ``--fuse off`` and auto stay fine."""
+    grid = write_grid(tmp_path / "s.yaml", "srch", search={"optim.lr": {"log_uniform": [0.001, 0.1]}}, n_trials=2)
+    root = tmp_path / "runs"
+    assert main(["sweep", str(grid), "--root", str(root), "--fuse", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--fuse 4" in err and "search" in err and "--fuse off" in err and len(err.strip().splitlines()) == 1, err
+    assert not root.exists()
+    for fuse in ("off", "auto"):
+        assert main(["sweep", str(grid), "--root", str(root), "--fuse", fuse, "--dry-run"]) == 0
+    assert not root.exists()
+
+
 @pytest.mark.parametrize("fuse, device, search, fuses", [
     (1, "cpu", False, False), ("auto", "cpu", False, False), ("auto", "mps", False, False),
     (2, "cpu", False, True), ("auto", "cuda:0", False, True), (4, "cuda:0", True, False)])

@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from resnet_core.plugins import add_plugin_argument
+from resnet_core.values import nonblank
 
 from .slurm import add_arguments
 
@@ -68,11 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes (default: one per GPU; on CPU one single-threaded worker per core, "
                         "at most 4)")
-    p.add_argument("--devices", default=None, metavar="LIST",
+    p.add_argument("--devices", default=None, metavar="LIST", type=nonblank,
                    help="devices given to workers round-robin: cpu, or cuda:0,cuda:1 (default: every GPU, else cpu)")
-    p.add_argument("--root", default="runs", metavar="DIR",
+    p.add_argument("--root", default="runs", metavar="DIR", type=nonblank,
                    help="where study folders go: DIR/<study>/ (journal, trials/) (default runs)")
-    p.add_argument("--storage", default=None, metavar="URL",
+    p.add_argument("--storage", default=None, metavar="URL", type=nonblank,
                    help="Optuna storage instead of DIR/<study>/optuna.journal: postgresql://user:pass@host/db "
                         "(several machines), sqlite:///file.db, or a .journal path")
     p.add_argument("--dry-run", action="store_true",
@@ -95,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fuse", default="auto", metavar="auto|N|off",
                    help="train up to N trials that differ only in seed (the seeds of a cell) as one horizontally "
                         "fused model; auto: off on CPU/MPS/NPU, on CUDA from --fuse-table or 8 (default auto)")
-    p.add_argument("--fuse-table", default=None, metavar="FILE",
+    p.add_argument("--fuse-table", default=None, metavar="FILE", type=nonblank,
                    help="a `resnet-ablate bench --members 1,2,4,8 --out FILE` table for --fuse auto "
                         "(default: <root>/bench.json when it exists)")
     p.add_argument("--print-config", nargs="?", const="", default=None, metavar="CELL",
@@ -122,6 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Every study under --root (or in --storage): its trials done, running, waiting "
                                    "and failed.")
     g = q.add_mutually_exclusive_group()
-    g.add_argument("--root", default="runs", metavar="DIR", help="look for DIR/*/optuna.journal (default runs)")
-    g.add_argument("--storage", default=None, metavar="URL", help="list the studies in this Optuna storage")
+    g.add_argument("--root", default="runs", metavar="DIR", type=nonblank,
+                   help="look for DIR/*/optuna.journal (default runs)")
+    g.add_argument("--storage", default=None, metavar="URL", type=nonblank,
+                   help="list the studies in this Optuna storage")
     q.set_defaults(func=_cmd_studies)

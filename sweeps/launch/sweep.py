@@ -6,9 +6,11 @@ trials, which resume from their checkpoint, and with ``--retry-failed`` failed/d
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
@@ -22,7 +24,7 @@ from resnet_core.run_config import RunConfig
 from resnet_core.signals import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 from resnet_core.values import dump_yaml
 
-from ..queue.liveness import dead_judge, holder, trial_is_dead
+from ..queue.liveness import dead_judge, holder, launched_here, trial_is_dead
 from ..queue.packing import Packing, check_fusable_runs, default_table, parse_fuse, plan_runs
 from ..queue.access import check_storage_file
 from ..queue.storage import StorageRef, open_storage, resolve_storage, storage_exists, study_lock
@@ -145,6 +147,33 @@ def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextI
               file=out)
 
 
+def finished_here(trials: Sequence[Any], since: datetime) -> int:
+    """How many of ``trials`` this launch's workers (``liveness.launched_here``) started at or after ``since`` and
+    finished (complete, failed or pruned)."""
+    return sum(1 for t in trials if t.state.is_finished() and t.datetime_start is not None
+               and t.datetime_start >= since and launched_here(t))
+
+
+def wall_line(spent: Sequence[tuple[float, int, int, float | None]]) -> str:
+    """``wall time 7s for 2 of 6 trials (estimated ~6s for all 6)``: what this launch's workers ran beside what was
+    planned (a timeout, or another launcher on the study, leaves some to others) and the estimate for the plan."""
+    ran, planned = sum(r for _, r, _, _ in spent), sum(n for _, _, n, _ in spent)
+    estimates = [e for _, _, _, e in spent if e]
+    trials, all_of = (f"{ran}", "") if ran == planned else (f"{ran} of {planned}", f" for all {planned}")
+    est = f" (estimated ~{fmt_duration(sum(estimates))}{all_of})" if estimates else ""
+    return f"wall time {fmt_duration(sum(w for w, _, _, _ in spent))} for {trials} trials{est}"
+
+
+def resume_orphans(sts: list[Any], study: Any, study_dir: Path) -> tuple[list[Any], int]:
+    """(``sts`` with each running unit whose every RUNNING trial has a dead worker marked interrupted, how many): a
+    launch fails such trials and resumes them (``liveness.trial_is_dead``, as `studies` counts them stale)."""
+    if study is None:
+        return sts, 0
+    dead = dead_judge(study, None, study_dir)
+    orphan = [s.state == "running" and all(dead(t) for t in s.trials if trial_status(t) == "running") for s in sts]
+    return [dataclasses.replace(s, state="interrupted") if o else s for s, o in zip(sts, orphan)], sum(orphan)
+
+
 def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devices: list[str],
             retry_failed: bool, out: TextIO, packing: Packing | None = None, max_seeds: int | None = None,
             futility: float | None = None) -> int:
@@ -155,7 +184,7 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
     check_owner(study_dir, ref, spec.study, study)
     trials = study.get_trials(deepcopy=False) if study is not None else []
     note = "" if study is not None else " (no study there yet)"
-    sts = statuses(spec, trials)
+    sts, orphans = resume_orphans(statuses(spec, trials), study, study_dir)
     done = [s for s in sts if s.state in DONE]
     failed = [s for s in sts if s.state in FAILED]
     running = [s for s in sts if s.state == "running"]
@@ -181,8 +210,9 @@ def dry_run(spec: GridSpec, ref: StorageRef, study_dir: Path, workers: int, devi
         t = per_cell.get(c.id)
         est = f"~{fmt_duration(t)}/trial" if t is not None else ""
         print(f"  {(c.id or 'base').ljust(width)}  {_params(spec, c):>14}  {est}", file=out)
+    gone = f" ({orphans} of them RUNNING with a dead worker: the launch resumes them)" if orphans else ""
     print(f"trials: {len(sts)} total, {len(done)} done, {len(running)} running, {len(failed)} failed, "
-          f"{len(to_run)} to run", file=out)
+          f"{len(to_run)} to run{gone}", file=out)
     print_layout(aliases, stray_trials(spec, trials, aliases), out)   # as the launch will list them
     if packing is not None:
         print_packing(spec, [s.unit for s in to_run], packing, out)
@@ -390,27 +420,24 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         job = Job(spec, ref, study_dir, n, deadline, fuse_n, str(table) if table else None, assigned)
         monitor = Monitor(spec, lambda: the_study.get_trials(deepcopy=False), units=plan.units_to_run, workers=n,
                           estimate_s=estimate, stream=err, study_dir=study_dir)
-        started = time.monotonic()
+        started, since = time.monotonic(), datetime.now()
         with monitor:
             runner.start(job, out)
             code = runner.wait(err)
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
-        spent.append((time.monotonic() - started, plan.to_run, estimate))
+        spent.append((time.monotonic() - started, finished_here(the_study.get_trials(deepcopy=False), since),
+                      plan.to_run, estimate))
         return code
 
-    spent: list[tuple[float, int, float | None]] = []   # (wall seconds, trials, estimate) of each launch
+    spent: list[tuple[float, int, int, float | None]] = []   # (wall seconds, trials run, planned, estimate) a launch
     ran = bool(plan.to_run)
     code = launch(plan)
     decided: list[Any] = []
     if until_decided and not code:
         code, decided, more = decide_rounds(spec, the_study, st, ref, study_dir, launch, out)
         ran = ran or more
-    wall = ""
-    if spent:
-        estimates = [e for _, _, e in spent if e]
-        wall = (f"wall time {fmt_duration(sum(w for w, _, _ in spent))} for {sum(n for _, n, _ in spent)} trials"
-                + (f" (estimated ~{fmt_duration(sum(estimates))})" if estimates else ""))
+    wall = wall_line(spent) if spent else ""
 
     trials = the_study.get_trials(deepcopy=False)
     final = statuses(spec, trials)

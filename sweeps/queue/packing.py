@@ -145,9 +145,12 @@ def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_fusable_runs(spec: GridSpec, packing: Packing) -> None:
-    """Refuse (one line, before anything is written) a grid whose trials this packing would fuse into a model that
-    cannot be fused: a plugin part that is not member-aware in its tensors or its forward
-    (`feasibility.check_fusable`)."""
+    """Refuse (one line, before anything is written) a ``--fuse N`` that cannot take effect (a `search` grid), and a
+    grid whose trials this packing would fuse into a model that cannot be fused: a plugin part that is not
+    member-aware in its tensors or its forward (`feasibility.check_fusable`)."""
+    if packing.search and packing.fuse != "auto" and int(packing.fuse) > 1:
+        raise ConfigError(f"--fuse {packing.fuse}: a grid with `search` runs unfused (each trial's values are "
+                          f"suggested as it starts, so no two share a run config); drop --fuse, or give --fuse off")
     if not packing.fuses or not any_user_parts():
         return
     for run in plan_runs(spec, spec.units(), packing):

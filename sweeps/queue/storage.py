@@ -68,6 +68,10 @@ def resolve_storage(storage: str | None, root: str | Path, study: str) -> Storag
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         return StorageRef("postgresql", _pg_driver_url(connect_url(storage)), mask_url(storage))
     if scheme.startswith("sqlite"):
+        if sqlite_path(storage) is None or "mode=memory" in storage:
+            raise ConfigError(f"--storage {mask_url(storage)!r}: an in-memory SQLite database lives and dies with one "
+                              f"process, so the workers and the next launch would not see the study; name a file, "
+                              f"e.g. sqlite:///runs/{study or 'study'}.db, or leave --storage out for a journal")
         return StorageRef("sqlite", storage, mask_url(storage))
     if scheme.startswith(("mysql", "mariadb", "oracle", "mssql")):
         return StorageRef("rdb", connect_url(storage), mask_url(storage))

@@ -48,7 +48,7 @@ from resnet_core.overrides import (apply_overrides, check_key, get_dotted, leave
                                    set_dotted, split_values)
 from resnet_core.plugins import load_plugins, plugin_records, resolve as resolve_plugin
 from resnet_core.run_config import SEED_MAX, RunConfig, canonical_dict, load_yaml
-from resnet_core.values import check_name, freeze, is_int, is_number, parse_value
+from resnet_core.values import check_name, freeze, is_int, is_number, parse_value, unless_null
 
 from .cells import PER_TRIAL, Cell, cell_id, config_text, differing_keys, format_value, make_slugs, with_params
 from .launcher import parse_launcher
@@ -271,12 +271,11 @@ def load_grid(path: str | Path, overrides: Sequence[str] = (), *, study: str | N
         mode = {"off": "disabled"}.get(wandb_mode, wandb_mode)
         if mode not in WANDB_MODES:
             raise choices_error("--wandb mode", wandb_mode, ("off", "offline", "online"))
-        w = d.get("wandb") or {}
-        if not isinstance(w, dict):
-            raise ConfigError(f"{path}: wandb must be a mapping with keys {', '.join(WANDB_KEYS)}")
-        d["wandb"] = {**w, "mode": mode}
-    if plugins and isinstance(d.get("plugins") or [], list):  # another type: parse_grid names the error
-        d["plugins"] = list(d.get("plugins") or []) + [resolve_plugin(p) for p in plugins]
+        w = unless_null(d.get("wandb"), {})
+        if isinstance(w, dict):   # another type: parse_grid names the error
+            d["wandb"] = {**w, "mode": mode}
+    if plugins and isinstance(unless_null(d.get("plugins"), []), list):  # another type: parse_grid names the error
+        d["plugins"] = list(unless_null(d.get("plugins"), [])) + [resolve_plugin(p) for p in plugins]
     try:
         spec = parse_grid(d, grid_file=str(path), overrides=overrides, as_written=as_written)
         _check_overrides_apply(spec, overrides)
@@ -426,7 +425,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
             raise ConfigError(f"base.{key} ({base[key]!r}) is {RESERVED_AXES[key]} in every trial; remove it "
                               f"({instead})")
 
-    grid = d.get("grid") or {}
+    grid = unless_null(d.get("grid"), {})
     if not isinstance(grid, dict):
         raise ConfigError(f"grid must be a mapping of dotted key → list of values, got {grid!r}")
     for key, values in grid.items():
@@ -438,7 +437,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         if len({freeze(v) for v in values}) != len(values):
             raise ConfigError(f"grid axis {key!r} repeats a value: {values!r}")
 
-    extra = d.get("extra_cells") or []
+    extra = unless_null(d.get("extra_cells"), [])
     if not isinstance(extra, list) or not all(isinstance(e, dict) and e for e in extra):
         raise ConfigError(f"extra_cells must be a list of non-empty mappings (dotted key → value), got {extra!r}")
     for e in extra:
@@ -452,7 +451,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeats a seed: {seeds!r}")
 
-    search = _parse_search(d.get("search") or {}, grid, extra)
+    search = _parse_search(unless_null(d.get("search"), {}), grid, extra)
     n_trials = d.get("n_trials")
     if search:
         if not is_int(n_trials) or n_trials < 1:
@@ -460,10 +459,10 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     elif n_trials is not None:
         raise ConfigError("n_trials is for `search` (trials per cell); a grid runs every (cell, seed) once")
     timeout = d.get("timeout")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
-    objective = d.get("objective") or {}
+    objective = unless_null(d.get("objective"), {})
     if not isinstance(objective, dict):
         raise ConfigError(f"objective must be a mapping {{metric, direction}}, got {objective!r}")
     for key in objective:
@@ -475,9 +474,10 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     if objective["direction"] not in DIRECTIONS:
         raise choices_error("objective.direction", objective["direction"], DIRECTIONS)
 
-    wandb = d.get("wandb") or {}
+    wandb = unless_null(d.get("wandb"), {})
     if not isinstance(wandb, dict):
-        raise ConfigError(f"wandb must be a mapping with keys {', '.join(WANDB_KEYS)}, got {wandb!r}")
+        raise ConfigError(f"wandb must be a mapping with keys {', '.join(WANDB_KEYS)}, got {wandb!r} (W&B off: "
+                          f"wandb: {{mode: disabled}})")
     for key in wandb:
         if key not in WANDB_KEYS:
             raise choices_error("wandb key", key, WANDB_KEYS)
@@ -500,7 +500,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
                     n_trials=n_trials, timeout=timeout, objective=objective, wandb=dict(wandb),
                     extra_cells=extra, grid_file=grid_file,
                     description=str(description) if description is not None else None,
-                    launcher=dict(d.get("launcher") or {}), plugins=plugins)
+                    launcher=dict(unless_null(d.get("launcher"), {})), plugins=plugins)
     if check_cells:
         _check_cells(spec, overrides, as_written)
     return spec

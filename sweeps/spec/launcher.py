@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from resnet_core.errors import ConfigError
+from resnet_core.values import unless_null
 
 LAUNCHERS = ("local", "slurm")
 KEYS = ("partition", "time", "cpus_per_worker", "gpus_per_worker", "mem", "sbatch", "setup", "array_parallelism",
@@ -145,14 +146,14 @@ def _check_sbatch(options: Any, what: str) -> dict[str, str | bool]:
 def parse_launcher(section: Any, flags: Mapping[str, Any] | None = None) -> SlurmConfig:
     """The Slurm settings from a grid's ``launcher:`` section (``{slurm: {...}}``) and the flags (``slurm_flags``;
     a flag wins). Unknown or bad keys are a ConfigError naming the key and the allowed ones."""
-    section = section or {}
+    section = unless_null(section, {})
     if not isinstance(section, dict):
         raise ConfigError(f"launcher must be a mapping like {{slurm: {{partition: gpu, time: 60}}}}, got {section!r}")
     for key in section:
         if key not in ("slurm",):
             raise ConfigError(f"launcher: unknown launcher {key!r}; allowed: slurm (the local launcher has no "
                               f"settings)")
-    raw = section.get("slurm") or {}
+    raw = unless_null(section.get("slurm"), {})
     if not isinstance(raw, dict):
         raise ConfigError(f"launcher.slurm must be a mapping with keys {', '.join(KEYS)}, got {raw!r}")
     for key in raw:
@@ -165,7 +166,7 @@ def parse_launcher(section: Any, flags: Mapping[str, Any] | None = None) -> Slur
         return f"--{key.replace('_', '-')}" if key in flags else f"launcher.slurm.{key}"
 
     cfg = SlurmConfig()
-    cfg.sbatch = {**_check_sbatch(raw.get("sbatch") or {}, "launcher.slurm.sbatch"),
+    cfg.sbatch = {**_check_sbatch(unless_null(raw.get("sbatch"), {}), "launcher.slurm.sbatch"),
                   **_check_sbatch(flags.get("sbatch") or {}, "--sbatch")}
     if "partition" in merged:
         p = merged["partition"]
