@@ -875,6 +875,9 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    # it says what the stop left and how to go on (it ended with a bare "interrupted (SIGTERM)")
+    assert ("sweep stopped: 1 trial interrupted (checkpointed where it stopped), 0 complete; the same command "
+            "resumes the study") in err, err
     assert read_summary(summary.parent)["status"] == "interrupted"
     assert read_summary(summary.parent)["reason"] == "interrupted (SIGTERM)"   # not "Terminated: signal SIGTERM"
     from sweeps.queue.storage import StorageRef, open_storage

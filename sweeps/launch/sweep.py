@@ -147,11 +147,28 @@ def print_packing(spec: GridSpec, units: list[Any], packing: Packing, out: TextI
               file=out)
 
 
+def ran_here(trials: Sequence[Any], since: datetime) -> list[Any]:
+    """The ``trials`` this launch's workers (``liveness.launched_here``) started at or after ``since``."""
+    return [t for t in trials if t.datetime_start is not None and t.datetime_start >= since and launched_here(t)]
+
+
 def finished_here(trials: Sequence[Any], since: datetime) -> int:
-    """How many of ``trials`` this launch's workers (``liveness.launched_here``) started at or after ``since`` and
-    finished (complete, failed or pruned)."""
-    return sum(1 for t in trials if t.state.is_finished() and t.datetime_start is not None
-               and t.datetime_start >= since and launched_here(t))
+    """How many of ``trials`` this launch's workers started at or after ``since`` and finished (complete, failed or
+    pruned)."""
+    return sum(1 for t in ran_here(trials, since) if t.state.is_finished())
+
+
+def stopped_line(trials: Sequence[Any], since: datetime) -> str:
+    """What a launch stopped by Ctrl-C or SIGTERM leaves, and how to go on: ``sweep stopped: 1 trial interrupted
+    (checkpointed where it stopped), 2 complete; the same command resumes …``."""
+    states = [trial_status(t) for t in ran_here(trials, since)]
+    stopped, killed, done = states.count("interrupted"), states.count("running"), states.count("complete")
+    parts = [f"{stopped} trial{'s' * (stopped != 1)} interrupted (checkpointed where {'they' if stopped != 1 else 'it'}"
+             f" stopped)", f"{done} complete"]
+    if killed:
+        parts.append(f"{killed} left RUNNING by killed workers (resumed from their last periodic checkpoint)")
+    return (f"sweep stopped: {', '.join(parts)}; the same command resumes the study, without rerunning what is "
+            f"complete")
 
 
 def wall_line(spent: Sequence[tuple[float, int, int, float | None]]) -> str:
@@ -423,7 +440,11 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
         started, since = time.monotonic(), datetime.now()
         with monitor:
             runner.start(job, out)
-            code = runner.wait(err)
+            try:
+                code = runner.wait(err)
+            except KeyboardInterrupt:
+                print(stopped_line(the_study.get_trials(deepcopy=False), since), file=err, flush=True)
+                raise
         if not monitor.tty:
             print(f"[sweep] {monitor.last_line}", file=err, flush=True)
         spent.append((time.monotonic() - started, finished_here(the_study.get_trials(deepcopy=False), since),
