@@ -265,6 +265,8 @@ def test_cli_bad_typed_value_in_a_file_is_one_line_and_creates_nothing(tmp_path)
     ("launcher", False, ("launcher must be a mapping", "False")),
     ("launcher", {"slurm": {"sbatch": False}}, ("launcher.slurm.sbatch", "False")),
     ("timeout", float("nan"), ("timeout must be a positive number", "nan")),   # was no timeout
+    ("description", ["a"], ("description must be text", "['a']")),             # was stored as the text "['a']"
+    ("description", {"a": 1}, ("description must be text", "{'a': 1}")),
 ])
 def test_a_grid_section_of_a_wrong_false_or_empty_value_is_refused_not_read_as_absent(section, value, words, tmp_path,
                                                                                      capsys):

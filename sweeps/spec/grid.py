@@ -486,6 +486,8 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
         raise ConfigError(f"{choices_error('wandb.mode', wandb['mode'], WANDB_MODES)}{same}")
 
     description = d.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ConfigError(f"description must be text (a YAML string), got {description!r}")
     n_cells = math.prod(len(v) for v in grid.values()) + len(extra) if grid else 1 + len(extra)
     n_units = n_cells * (n_trials if search else len(seeds))
     if n_cells > MAX_CELLS or n_units > MAX_TRIALS:
@@ -499,7 +501,7 @@ def parse_grid(d: dict[str, Any], *, grid_file: str | None = None, check_cells: 
     spec = GridSpec(study=study, base=base, grid=grid, seeds=list(seeds), cells=cells, search=search,
                     n_trials=n_trials, timeout=timeout, objective=objective, wandb=dict(wandb),
                     extra_cells=extra, grid_file=grid_file,
-                    description=str(description) if description is not None else None,
+                    description=description,
                     launcher=dict(unless_null(d.get("launcher"), {})), plugins=plugins)
     if check_cells:
         _check_cells(spec, overrides, as_written)
