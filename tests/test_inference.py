@@ -352,3 +352,13 @@ def test_futility_counts_a_margin_claims_chance_to_end_equivalent():
     wide = compare(_series([21.0, 25.0, 16.0]), _series([20.0, 20.3, 19.9]), paired=True, level=0.99)
     results = [Result(p, wide, verdict(wide, p.expect, p.margin), None, {}) for p in (plain, margin)]
     assert set(futile_results(plan, results)) == {"plain", "margin"}
+
+
+def test_power_is_a_number_where_the_effect_is_many_standard_errors():
+    """scipy's nct.cdf returns NaN far below a large noncentrality (nc ≈ 8 and up at few degrees of freedom), and
+    power_at added it in: a clear effect at 8 seeds had power NaN, which no bound compares below (seeds needed,
+    futility). The lower tail is now the upper tail of −T."""
+    est = compare(_series([10.0, 11.0, 12.0]), _series([8.0, 8.05, 8.1]))
+    powers = [power_at(est, n) for n in range(2, 13)]
+    assert all(0 <= p <= 1 for p in powers), powers
+    assert powers == sorted(powers) and powers[-1] > 0.999

@@ -211,7 +211,8 @@ def power_at(est: Estimate | None, n: int, *, level: float = LEVEL, margin: floa
     df = max(1.0, total ** 2 * (n - 1) / sum(p * p for p in est.parts))
     nc = abs(est.diff) / math.sqrt(total / n)
     crit = stats.t.ppf(1 - (1 - level) / 2, df)
-    rejects_zero = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    # the lower tail as the upper tail of −T (scipy's nct.cdf far below a large nc is NaN: nc 8 at 1 df)
+    rejects_zero = float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
     if margin is None:
         return rejects_zero
     return max(rejects_zero, _inside_margin(est.diff, math.sqrt(total / n), df, crit, margin))
