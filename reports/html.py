@@ -32,7 +32,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; } td.best { font
 ul.claims { list-style: none; padding-left: 0; } ul.claims li { margin: 8px 0; }
 .verdict { display: inline-block; min-width: 8.5em; padding: 1px 8px; border-radius: 10px; font-size: 0.85em;
            font-weight: 600; text-align: center; margin-right: 6px; }
-.v-reproduced, .v-equivalent, .v-decided { background: #d9f2dd; color: #1b5e20; }
+.v-reproduced, .v-non-inferior, .v-equivalent, .v-decided { background: #d9f2dd; color: #1b5e20; }
 .v-contradicted { background: #fde0dc; color: #a4161a; }
 .v-undecided { background: #fff3cd; color: #7a5a00; } .v-not-enough-data { background: #eceff1; color: #455a64; }
 .dead { color: #a4161a; font-weight: 600; }

@@ -24,7 +24,7 @@ import pandas as pd
 
 from resnet_core.run_config import RunConfig
 
-from .inference import LEVEL, Estimate, contrast, seeds_needed, verdict
+from .inference import LEVEL, SETTLED, Estimate, contrast, seeds_needed, verdict
 
 MAIN, INTERACTION, CLAIM = "main effect", "interaction", "claim"
 # The data order of a run is drawn from its seed, its data config and its batch size (resnet_core.data.loaders):
@@ -41,7 +41,7 @@ class Planned:
     kind: str = MAIN
     metric: str = "final_test_error"
     expect: int = 0                  # the claim: −1 the contrast is negative (A lower), +1 positive, 0 none
-    margin: float | None = None      # a difference the claim calls negligible (points)
+    margin: float | None = None      # a difference against the claim it calls negligible (points; inference.within_margin)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)   # the source's own data (reports)
 
     @property
@@ -210,7 +210,6 @@ def evaluate(plans: Sequence[Planned], runs: pd.DataFrame, *, configs: Mapping[s
         paired = all(c in orders for c in p.cells) and same_data_order([orders[c] for c in p.cells])
         est = contrast(cache[p.metric], p.weights, paired=paired, level=level)
         v = verdict(est, p.expect, p.margin)
-        decided = v in ("reproduced", "contradicted", "equivalent", "decided")
-        need = None if decided else seeds_needed(est, level=level, margin=p.margin)
+        need = None if v in SETTLED else seeds_needed(est, level=level, margin=p.margin, expect=p.expect)
         out.append(Result(p, est, v, need, {c: dead[c] for c in p.cells if c in dead}))
     return out

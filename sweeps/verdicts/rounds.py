@@ -7,7 +7,7 @@ judges at the Bonferroni level 1 − α / looks, so peeking after every round ca
 comparison that has no true difference above α.
 
 A round: once every trial of the study has finished, the comparisons are judged; the cells of those still undecided
-(not *reproduced*, *contradicted*, *equivalent* or *decided*) that are below the round's target get seeds up to it
+(not *reproduced*, *contradicted*, *non-inferior*, *equivalent* or *decided*) that are below the round's target get seeds up to it
 (the same next seeds for every cell, so cells that pair keep pairing). With ``--futility P`` a comparison whose
 power at the cap is below P (``SequentialPlan.futility``, non-binding) gets no more seeds either: it stays
 *undecided*, its seeds needed named, and the round records it under ``futile``. The bound may change at a
@@ -156,14 +156,14 @@ def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 def futile_results(plan: SequentialPlan, results: Sequence[Any]) -> dict[str, float]:
     """Comparison id → its power at the cap (``SequentialPlan.power_at_cap``; a claim with a margin counts ending
-    *equivalent* too), for the unsettled comparisons under the plan's futility bound."""
+    *non-inferior* too), for the unsettled comparisons under the plan's futility bound."""
     if not plan.futility:
         return {}
     out = {}
     for r in results:
         if r.verdict in SETTLED:
             continue
-        power = plan.power_at_cap(r.est, r.plan.margin)
+        power = plan.power_at_cap(r.est, r.plan.margin, r.plan.expect)
         if power is not None and power < plan.futility:
             out[r.id] = power
     return out
