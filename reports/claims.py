@@ -47,7 +47,8 @@ VERDICT_RULE = (
     "per cell that would decide it are given ("
     + SEEDS_NEEDED_METHOD + "). Fewer than 2 completed seeds on a side is *not enough data*. A verdict resting on "
     f"a cell with a run that did not learn (test error within {SIGMAS:g} binomial standard errors of chance, or a "
-    "training loss never below a uniform guess's) says so. Claims whose cells are not in the study are not listed.")
+    "training loss never below a uniform guess's) says so, as does one counting the completed seeds of a cell whose "
+    "other seeds failed or diverged. Claims whose cells are not in the study are not listed.")
 
 HE2016 = source_short("he2016")
 HE2016B = source_short("he2016b")
@@ -96,16 +97,21 @@ class Claim:
     source: str        # where the paper makes the claim
     result: Result | None = None
     dead: dict[str, str] = field(default_factory=dict)   # label → why it did not learn, for the cells it rests on
+    lost: dict[str, str] = field(default_factory=dict)   # label → its seeds that failed or diverged (not counted)
 
     @property
     def warning(self) -> str:
-        if not self.dead:
-            return ""
-        return ("Rests on a cell that did not learn: " + "; ".join(f"{k} {v}" for k, v in self.dead.items())
-                + ".")
+        parts = []
+        if self.dead:
+            parts.append("Rests on a cell that did not learn: " + "; ".join(f"{k} {v}" for k, v in self.dead.items())
+                         + ".")
+        if self.lost:
+            parts.append("Counts the completed seeds only: " + "; ".join(f"{k} {v}" for k, v in self.lost.items())
+                         + ".")
+        return " ".join(parts)
 
     def markdown(self) -> str:
-        warn = f" **⚠ {self.warning}**" if self.dead else ""
+        warn = f" **⚠ {self.warning}**" if self.warning else ""
         return (f"- **{self.verdict}**: {self.statement}. {self.evidence} *{self.why}.*{warn} "
                 f"Source: {self.source}.")
 
@@ -328,8 +334,9 @@ def check_claims(data: StudyData, table: pd.DataFrame | None = None) -> list[Cla
             evidence += (f"; paper: {better.paper.display()} vs {worse.paper.display()}"
                          + ("" if better.paper.metric == "test_error" else f" ({better.paper.metric})"))
         dead = {data.cells[c].label: why for c, why in result.dead.items()}
+        lost = {data.cells[c].label: why for c, why in result.lost.items()}
         claims.append(Claim(p.extra["claim"], p.label, evidence + ".", result.verdict, why_text(result, p.metric),
-                            p.extra["source"], result, dead))
+                            p.extra["source"], result, dead, lost))
     return claims
 
 

@@ -284,3 +284,27 @@ def test_a_cell_is_stuck_only_when_every_seed_failed_and_it_had_two_or_more():
               ("d", "diverged"), ("d", "diverged"), ("d", "diverged")]
     assert stuck_cells(states) == {"a": "failed in every seed (2 of 2: 1 failed, 1 diverged)",
                                    "d": "failed in every seed (3 of 3: 3 diverged)"}
+
+
+def test_the_closing_comparisons_name_seeds_that_failed_or_diverged():
+    """--until-decided's closing lines (and the W&B summary) counted a cell's completed seeds without a word on the
+    ones that failed or diverged: 'n=2 vs 4' alone. They now name them, as the report does; a cell that failed in
+    every seed stays a stuck cell (no seeds left to count)."""
+    import pandas as pd
+
+    from sweeps.launch.decide import comparison_lines
+    from sweeps.verdicts.comparisons import Planned, evaluate
+    from sweeps.verdicts.rounds import lost_seeds
+
+    states = [("A", "complete"), ("A", "diverged"), ("A", "complete"), ("A", "failed")] + [("B", "complete")] * 4
+    lost = lost_seeds(states)
+    assert lost == {"A": "2 of 4 seeds left out (1 failed, 1 diverged)"}
+    runs = pd.DataFrame({"cell": ["A", "A", "B", "B", "B", "B"], "seed": [0, 2, 0, 1, 2, 3],
+                         "final_test_error": [10.0, 10.4, 12.0, 12.3, 11.8, 12.1]})
+    plan = Planned("a-b", "A − B", {"A": 1.0, "B": -1.0})
+    [result] = evaluate([plan], runs, configs={}, lost=lost)
+    [line] = comparison_lines([result])
+    assert "n=2 vs 4" in line and "[completed seeds only: A 2 of 4 seeds left out (1 failed, 1 diverged)]" in line
+    [other] = evaluate([Planned("b", "B − A", {"B": 1.0, "A": -1.0})], runs, configs={}, lost={"C": "x"})
+    assert other.lost == {} and "completed seeds only" not in comparison_lines([other])[0]
+

@@ -154,6 +154,22 @@ def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def lost_seeds(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Cell id → '2 of 4 seeds left out (1 failed, 1 diverged)' for the cells with a seed that failed or diverged:
+    a verdict counts the completed seeds only, so it rests on the seeds that survived the recipe. ``unit_states``
+    as for ``stuck_cells``."""
+    by_cell: dict[str, list[str]] = {}
+    for cell, state in unit_states:
+        by_cell.setdefault(cell, []).append(state)
+    out = {}
+    for cell, states in by_cell.items():
+        lost = [s for s in states if s in FAILED]
+        if lost:
+            kinds = ", ".join(f"{lost.count(k)} {k}" for k in FAILED if k in lost)
+            out[cell] = f"{len(lost)} of {len(states)} seeds left out ({kinds})"
+    return out
+
+
 def futile_results(plan: SequentialPlan, results: Sequence[Any]) -> dict[str, float]:
     """Comparison id → its power at the cap (``SequentialPlan.power_at_cap``; a claim with a margin counts ending
     *non-inferior* too), for the unsettled comparisons under the plan's futility bound."""
