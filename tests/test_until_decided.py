@@ -308,3 +308,31 @@ def test_the_closing_comparisons_name_seeds_that_failed_or_diverged():
     [other] = evaluate([Planned("b", "B − A", {"B": 1.0, "A": -1.0})], runs, configs={}, lost={"C": "x"})
     assert other.lost == {} and "completed seeds only" not in comparison_lines([other])[0]
 
+
+def test_a_renamed_cell_keeps_the_seeds_its_rounds_added(tmp_path):
+    """The rounds record cell ids. A grid that renames its cells (here a one-value axis added: same run configs,
+    new ids) lost the seeds the recorded rounds had added: the launch counted 4 cells × 3 seeds, not 20 trials, and
+    planned to add 16 trials to reach 7 seeds where 8 would. The rounds' cells now count for the cells they are."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from report_fixtures import make_fake_study
+
+    from sweeps.queue.study import check_existing
+    from sweeps.spec.grid import load_grid
+
+    fake = make_fake_study(tmp_path, "renamed", seeds=(0, 1, 2), failed=(), missing=(), probe=False, lesion=False)
+    study = optuna.load_study(study_name="renamed",
+                              storage=JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal"))))
+    old = sorted({t.user_attrs["cell"] for t in study.trials})
+    study.set_user_attr(DECIDE_ATTR, {"plan": {"alpha": 0.05, "start": 3, "step": 2, "max_seeds": 7},
+                                      "rounds": [{"round": 1, "target": 5, "cells": old, "seeds": [3, 4]}]})
+    grid = tmp_path / "renamed.yaml"
+    grid.write_text("study: renamed\nbase:\n  data: {name: cifar10}\n"
+                    "  model: {family: cifar, block: basic, activation: post, pooling: avg}\n"
+                    "grid:\n  model.depth: [20, 56]\n  model.block: [basic]\n  model.shortcut: [none, identity]\n"
+                    "seeds: [0, 1, 2]\n")
+    spec = load_grid(grid)
+    _, aliases = check_existing(study, spec)
+    assert set(aliases) == set(old) and not set(old) & {c.id for c in spec.cells}
+    assert all(spec.cell_seeds(c) == [0, 1, 2, 3, 4] for c in spec.cells), spec.extra_seeds
