@@ -411,3 +411,14 @@ def test_power_is_a_number_where_the_effect_is_many_standard_errors():
     assert all(0 <= p <= 1 for p in powers), powers
     assert powers == sorted(powers) and powers[-1] > 0.999
     assert power_at(est, 8, margin=1.0, expect=-1) > 0.999
+
+
+def test_a_first_look_at_one_seed_spends_no_alpha():
+    """A grid of one seed per cell gives --until-decided a first look at which every comparison is *not enough
+    data*; the plan still counted it, sharing α over 3 looks (98.3 % intervals) for 2 that can decide anything.
+    A look below 2 seeds per cell tests nothing, so the union bound over the others holds with it left out."""
+    plan = SequentialPlan(0.05, 1, 2, 5)
+    assert plan.targets == [1, 3, 5] and plan.looks == 2 and plan.level == pytest.approx(0.975)
+    assert "at 3, 5 seeds per cell (the grid's 1 seed per cell is no look" in plan.describe()
+    assert SequentialPlan(0.05, 3, 2, 8).looks == 4 and SequentialPlan(0.05, 2, 2, 2).looks == 1
+    assert SequentialPlan.from_dict(plan.to_dict()).level == plan.level

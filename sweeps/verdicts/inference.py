@@ -333,8 +333,15 @@ class SequentialPlan:
         return out
 
     @property
+    def testing_targets(self) -> list[int]:
+        """The targets at which a comparison can be decided: 2 seeds per cell or more (a grid of one seed per cell
+        gives its first look nothing to test, so it spends no α)."""
+        return [n for n in self.targets if n >= 2]
+
+    @property
     def looks(self) -> int:
-        return len(self.targets)
+        """The looks that share α: those at ``testing_targets``."""
+        return max(1, len(self.testing_targets))
 
     @property
     def level(self) -> float:
@@ -352,7 +359,9 @@ class SequentialPlan:
 
     def describe(self) -> str:
         text = (f"{100 * self.level:.3g} % intervals: α = {self.alpha:g} shared over {self.looks} planned looks "
-                f"(Bonferroni), at {', '.join(map(str, self.targets))} seeds per cell")
+                f"(Bonferroni), at {', '.join(map(str, self.testing_targets))} seeds per cell")
+        if self.start < 2:
+            text += f" (the grid's {self.start} seed per cell is no look: it decides nothing)"
         if self.futility:
             text += (f"; futility: a comparison with under {self.futility:.0%} power at {self.max_seeds} seeds "
                      f"gets no more seeds")
