@@ -422,3 +422,26 @@ def test_a_first_look_at_one_seed_spends_no_alpha():
     assert "at 3, 5 seeds per cell (the grid's 1 seed per cell is no look" in plan.describe()
     assert SequentialPlan(0.05, 3, 2, 8).looks == 4 and SequentialPlan(0.05, 2, 2, 2).looks == 1
     assert SequentialPlan.from_dict(plan.to_dict()).level == plan.level
+
+
+def test_a_cell_whose_seeds_all_agree_gets_welchs_interval_without_a_scipy_warning():
+    """A cell whose seeds gave the same error (a cell stuck at chance, 90.00 % in every seed; or a coarse test set)
+    made scipy's ttest_ind warn 'Precision loss occurred in moment calculation due to catastrophic cancellation …
+    Results may be unreliable' (a RuntimeWarning, wherever the comparison is judged) of an exact result. Such a cell takes the
+    Welch–Satterthwaite formula (the other cell's variance, its n − 1 degrees of freedom): scipy's numbers, no
+    warning."""
+    import warnings
+
+    from scipy import stats
+
+    stuck, other = _series([90.0, 90.0, 90.0]), _series([17.1, 17.4, 17.0, 16.8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = stats.ttest_ind(stuck, other, equal_var=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = compare(stuck, other)
+        flipped = compare(other, stuck)
+    assert est.test == WELCH and (est.lo, est.hi) == pytest.approx(tuple(ref.confidence_interval(0.95)))
+    assert est.df == pytest.approx(ref.df) and est.p == pytest.approx(ref.pvalue)
+    assert (flipped.lo, flipped.hi) == pytest.approx((-est.hi, -est.lo))

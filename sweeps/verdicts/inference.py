@@ -147,7 +147,9 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
     se2 = sum(p / len(data[k]) for p, k in zip(parts, keys))
     if se2 <= 0:
         return _no_spread(diff, level, n_a, n_b, float(sum(len(v) - 1 for v in data.values())), parts)
-    if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0]:
+    if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0] and all(parts):
+        # (a cell without spread, all its seeds alike, takes the formula below: scipy would warn of catastrophic
+        # cancellation on its constant sample, and the result is the same)
         pos = next(k for k in keys if w[k] > 0)
         neg = next(k for k in keys if w[k] < 0)
         res = stats.ttest_ind(data[pos], data[neg], equal_var=False)
