@@ -336,3 +336,46 @@ def test_a_renamed_cell_keeps_the_seeds_its_rounds_added(tmp_path):
     _, aliases = check_existing(study, spec)
     assert set(aliases) == set(old) and not set(old) & {c.id for c in spec.cells}
     assert all(spec.cell_seeds(c) == [0, 1, 2, 3, 4] for c in spec.cells), spec.extra_seeds
+
+
+def _planned_study(tmp_path, name: str):
+    """The report fixture's study (2 × 2 cells, seeds 0-2) with an --until-decided plan to 7 seeds and one round
+    (seeds 3, 4) recorded."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from report_fixtures import make_fake_study
+
+    fake = make_fake_study(tmp_path, name, seeds=(0, 1, 2), failed=(), missing=(), probe=False, lesion=False)
+    study = optuna.load_study(study_name=name,
+                              storage=JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal"))))
+    cells = sorted({t.user_attrs["cell"] for t in study.trials})
+    study.set_user_attr(DECIDE_ATTR, {"plan": {"alpha": 0.05, "start": 3, "step": 2, "max_seeds": 7},
+                                      "rounds": [{"round": 1, "target": 5, "cells": cells, "seeds": [3, 4]}]})
+    return fake, study
+
+
+@pytest.mark.parametrize("seeds", ["[0, 1, 5]", "[0, 1, 2, 3]"])
+def test_the_grids_seeds_cannot_change_once_the_rounds_are_planned(seeds, tmp_path, capsys):
+    """A grid whose seeds were edited after the first look ([0, 1, 2] → [0, 1, 5]) was accepted: seed 2, judged at
+    look 1, was left out of the study and seed 5 run in its place (a seed whose result was seen, swapped out), the
+    rounds' seeds following the new list. A fourth seed was refused naming --max-seeds ('relaunch with --max-seeds
+    7', the value given), and only after the launch had written the new grid's attrs into the study. Now both are
+    refused in one line naming the seeds, before anything is written."""
+    fake, study = _planned_study(tmp_path, "reseeded")
+    grid = tmp_path / "reseeded.yaml"
+    grid.write_text("study: reseeded\nbase:\n  data: {name: cifar10}\n"
+                    "  model: {family: cifar, block: basic, activation: post, pooling: avg}\n"
+                    f"grid:\n  model.depth: [20, 56]\n  model.shortcut: [none, identity]\nseeds: {seeds}\n")
+    before = dict(study.user_attrs)
+    assert main(["sweep", str(grid), "--root", str(fake.root), "--until-decided", "--max-seeds", "7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: seeds: the grid has {seeds}, but study 'reseeded' planned its --until-decided rounds "
+                   "from the grid's seeds [0, 1, 2]; the seeds cannot change once the rounds are planned: restore "
+                   "them, or use another study (--study NAME)"), err
+    import optuna
+    assert optuna.load_study(study_name="reseeded", storage=study._storage).user_attrs == before
+    grid.write_text(grid.read_text().replace(seeds, "[0, 1, 2]"))
+    assert main(["sweep", str(grid), "--root", str(fake.root), "--until-decided", "--max-seeds", "9",
+                 "--dry-run"]) == 2
+    assert "planned its rounds with --max-seeds 7; relaunch with --max-seeds 7" in capsys.readouterr().err

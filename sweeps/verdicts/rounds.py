@@ -70,7 +70,8 @@ def ensure_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = 
     plan = check_same_plan(study, spec, max_seeds, futility)
     rec = record_of(study.user_attrs)
     if rec is None:
-        study.set_user_attr(DECIDE_ATTR, {"plan": plan.to_dict(), "rounds": [], "stopped": None})
+        study.set_user_attr(DECIDE_ATTR, {"plan": plan.to_dict(), "seeds": list(spec.seeds), "rounds": [],
+                                          "stopped": None})
         return None
     change = futility_change(rec, plan)
     if change is not None:
@@ -109,11 +110,33 @@ def check_same_plan(study: Any, spec: Any, max_seeds: int, futility: float | Non
     if futility is None:
         futility = old.futility if old is not None else 0.0
     plan = make_plan(spec, max_seeds, futility)
-    if old is not None and (old.max_seeds, old.start, old.step, old.alpha) != (plan.max_seeds, plan.start,
-                                                                               plan.step, plan.alpha):
+    if old is None:
+        return plan
+    check_same_seeds(study.user_attrs, old, spec)
+    if (old.max_seeds, old.step, old.alpha) != (plan.max_seeds, plan.step, plan.alpha):
         raise ConfigError(f"--max-seeds {max_seeds}: study {spec.study!r} planned its rounds with --max-seeds "
-                          f"{old.max_seeds} and {old.start} starting seeds; relaunch with --max-seeds {old.max_seeds}")
+                          f"{old.max_seeds}; relaunch with --max-seeds {old.max_seeds}")
     return plan
+
+
+def check_same_seeds(attrs: Mapping[str, Any], old: SequentialPlan, spec: Any) -> None:
+    """Refuse (one line) a grid whose seeds are not those the study's rounds were planned from: its first look
+    was judged on them, and the rounds' seeds follow them (``seed_sequence``), so another list would swap seeds
+    out of a look already made (a seed whose result was seen) or add seeds no look planned. ``attrs``: the study's
+    user attrs (the seeds its ``until_decided`` record holds, else those the last launch stored; with neither, the
+    plan's count and the rounds' seeds)."""
+    rec = record_of(attrs) or {}
+    planned = rec.get("seeds") or attrs.get("seeds")
+    rounds_agree = all(list(r.get("seeds") or []) == seed_sequence(spec, int(r.get("target", 0)))[len(spec.seeds):]
+                       for r in rec.get("rounds") or [])
+    if planned is not None and list(planned) == list(spec.seeds):
+        return
+    if planned is None and len(spec.seeds) == old.start and rounds_agree:
+        return
+    was = f"seeds {list(planned)}" if planned is not None else f"{old.start} seeds per cell"
+    raise ConfigError(f"seeds: the grid has {list(spec.seeds)}, but study {spec.study!r} planned its --until-decided "
+                      f"rounds from the grid's {was}; the seeds cannot change once the rounds are planned: restore "
+                      f"them, or use another study (--study NAME)")
 
 
 def seed_sequence(spec: Any, n: int) -> list[int]:
