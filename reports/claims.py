@@ -4,7 +4,7 @@ A claim is listed only when the study has the cells it compares (cells that diff
 claim is about). Each is a comparison (``sweeps.verdicts.comparisons.Planned``: better − worse on a run-summary error) judged
 by the one rule of ``sweeps.verdicts.inference`` (``VERDICT_RULE``, also printed in summary.md): the difference of means
 with its confidence interval, paired by seed where the two cells share seeds and data order, Welch otherwise, and
-a verdict of *reproduced*, *contradicted*, *undecided* (with the seeds that would decide it), *equivalent* within
+a verdict of *reproduced*, *contradicted*, *undecided* (with the seeds that would decide it), *non-inferior* within
 the margin the claim states, or *not enough data*. A verdict resting on a cell that did not learn (``sweeps.verdicts.dead``)
 says so.
 
@@ -23,8 +23,8 @@ import pandas as pd
 
 from sweeps.verdicts.comparisons import CLAIM, Planned, Result
 from sweeps.verdicts.dead import SIGMAS
-from sweeps.verdicts.inference import (CONTRADICTED, EQUIVALENT, NOT_ENOUGH, REPRODUCED, SEEDS_NEEDED_METHOD, UNDECIDED,
-                                       seeds_needed_text)
+from sweeps.verdicts.inference import (CONTRADICTED, NON_INFERIOR, NOT_ENOUGH, REPRODUCED, SEEDS_NEEDED_METHOD,
+                                       UNDECIDED, seeds_needed_text)
 
 from .comparisons import judge, level_text
 from .compute import compute_lines
@@ -34,19 +34,21 @@ from .paper import normalize_dataset, paper_number, source_short, training_recip
 from .study_reader import Cell, StudyData, make_cells, part_label, same_except
 from .tables import cell_table
 
-VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDECIDED, NOT_ENOUGH)
+VERDICTS = (REPRODUCED, CONTRADICTED, NON_INFERIOR, UNDECIDED, NOT_ENOUGH)
 NO_DEGRADATION_MARGIN = 1.0   # points: a deeper residual net training within this of the shallower one "does not degrade"
 VERDICT_RULE = (
     "Each claim compares two cells: the difference of their mean errors (the claimed-better cell minus the other) "
     "with a confidence interval — paired by seed (Student's t on the per-seed differences) where both cells ran the "
     "same seeds with the same data order, Welch's t otherwise — with the test and n on each side. A claim is "
-    "*reproduced* when the interval excludes zero on the claimed side, *contradicted* when it excludes zero on the "
-    "other side, *equivalent* when the claim states a margin and the interval lies inside ±margin (no degradation "
-    f"with depth: ±{NO_DEGRADATION_MARGIN:g} point of training error, which supports it), and *undecided* when "
-    "the interval contains zero; then the seeds per cell that would decide it are given ("
+    "*reproduced* when the interval excludes zero on the claimed side, *non-inferior* when the claim states a "
+    "margin and the interval's end on the other side lies within it (no degradation with depth: the deeper net's "
+    f"training error is not higher by {NO_DEGRADATION_MARGIN:g} point or more, which supports the claim), "
+    "*contradicted* when the interval excludes zero on the other side, and *undecided* otherwise; then the seeds "
+    "per cell that would decide it are given ("
     + SEEDS_NEEDED_METHOD + "). Fewer than 2 completed seeds on a side is *not enough data*. A verdict resting on "
     f"a cell with a run that did not learn (test error within {SIGMAS:g} binomial standard errors of chance, or a "
-    "training loss never below a uniform guess's) says so. Claims whose cells are not in the study are not listed.")
+    "training loss never below a uniform guess's) says so, as does one counting the completed seeds of a cell whose "
+    "other seeds failed or diverged. Claims whose cells are not in the study are not listed.")
 
 HE2016 = source_short("he2016")
 HE2016B = source_short("he2016b")
@@ -95,16 +97,21 @@ class Claim:
     source: str        # where the paper makes the claim
     result: Result | None = None
     dead: dict[str, str] = field(default_factory=dict)   # label → why it did not learn, for the cells it rests on
+    lost: dict[str, str] = field(default_factory=dict)   # label → its seeds that failed or diverged (not counted)
 
     @property
     def warning(self) -> str:
-        if not self.dead:
-            return ""
-        return ("Rests on a cell that did not learn: " + "; ".join(f"{k} {v}" for k, v in self.dead.items())
-                + ".")
+        parts = []
+        if self.dead:
+            parts.append("Rests on a cell that did not learn: " + "; ".join(f"{k} {v}" for k, v in self.dead.items())
+                         + ".")
+        if self.lost:
+            parts.append("Counts the completed seeds only: " + "; ".join(f"{k} {v}" for k, v in self.lost.items())
+                         + ".")
+        return " ".join(parts)
 
     def markdown(self) -> str:
-        warn = f" **⚠ {self.warning}**" if self.dead else ""
+        warn = f" **⚠ {self.warning}**" if self.warning else ""
         return (f"- **{self.verdict}**: {self.statement}. {self.evidence} *{self.why}.*{warn} "
                 f"Source: {self.source}.")
 
@@ -119,11 +126,16 @@ def why_text(result: Result, metric: str) -> str:
     base = est.describe()
     tail = {REPRODUCED: "the interval excludes zero on the claimed side",
             CONTRADICTED: "the interval excludes zero on the other side",
-            EQUIVALENT: f"the interval lies inside ±{result.plan.margin:g} points (the claim's margin)"
-            if result.plan.margin is not None else "",
+            NON_INFERIOR: f"the interval rules out {_points(result.plan.margin)} or more against the claim (its "
+                          f"margin)" if result.plan.margin is not None else "",
             UNDECIDED: "the interval contains zero; seeds per cell to decide it ≈ "
                        f"{seeds_needed_text(result.seeds_needed)}"}.get(result.verdict, result.verdict)
     return f"{base}: {tail}"
+
+
+def _points(x: float) -> str:
+    """'1 point', '0.5 points'."""
+    return f"{x:g} point{'' if x == 1 else 's'}"
 
 
 class _Checker:
@@ -145,7 +157,7 @@ class _Checker:
     def add(self, id: str, statement: str, better: Cell, worse: Cell, metric: str, source: str,
             kind: str = "lower", paper_note: str | None = None) -> None:
         """Claim: ``better`` has a lower ``metric`` than ``worse`` (kind "lower"), or is not higher ("not_higher":
-        equivalence within ``NO_DEGRADATION_MARGIN`` supports it too)."""
+        an interval ruling out ``NO_DEGRADATION_MARGIN`` or more the other way supports it too: *non-inferior*)."""
         margin = NO_DEGRADATION_MARGIN if kind == "not_higher" else None
         self.plans.append(Planned(f"claim:{id}:{better.id}|{worse.id}", statement, {better.id: 1.0, worse.id: -1.0},
                                   CLAIM, metric, expect=-1, margin=margin,
@@ -322,8 +334,9 @@ def check_claims(data: StudyData, table: pd.DataFrame | None = None) -> list[Cla
             evidence += (f"; paper: {better.paper.display()} vs {worse.paper.display()}"
                          + ("" if better.paper.metric == "test_error" else f" ({better.paper.metric})"))
         dead = {data.cells[c].label: why for c, why in result.dead.items()}
+        lost = {data.cells[c].label: why for c, why in result.lost.items()}
         claims.append(Claim(p.extra["claim"], p.label, evidence + ".", result.verdict, why_text(result, p.metric),
-                            p.extra["source"], result, dead))
+                            p.extra["source"], result, dead, lost))
     return claims
 
 

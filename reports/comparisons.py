@@ -13,7 +13,7 @@ from sweeps.spec.study_format import record_of
 from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
 from sweeps.verdicts.dead import dead_cell_text, dead_reason, shape_of
 from sweeps.verdicts.inference import LEVEL
-from sweeps.verdicts.rounds import futility_history_text, stored_plan
+from sweeps.verdicts.rounds import futility_history_text, lost_seeds, stored_plan
 
 from .study_reader import StudyData
 
@@ -71,10 +71,17 @@ def dead_cells(data: StudyData, dead: pd.Series | None = None) -> dict[str, str]
     return out
 
 
+def lost_cells(data: StudyData) -> dict[str, str]:
+    """Cell id → its seeds that failed or diverged, which no verdict counts (``rounds.lost_seeds``)."""
+    return lost_seeds(list(zip(data.runs["cell"].astype(str), data.runs["status"])))
+
+
 def judge(data: StudyData, plans: Sequence[Planned]) -> list[Result]:
-    """``plans`` on the study's completed runs, paired where the cells' seeds and data order agree."""
+    """``plans`` on the study's completed runs, paired where the cells' seeds and data order agree; each names the
+    cells it rests on that did not learn or lost seeds."""
     configs = {cid: c.config for cid, c in data.cells.items()}
-    return evaluate(plans, data.complete_runs(), configs=configs, dead=dead_cells(data), level=level_of(data))
+    return evaluate(plans, data.complete_runs(), configs=configs, dead=dead_cells(data), lost=lost_cells(data),
+                    level=level_of(data))
 
 
 def grid_levels(data: StudyData) -> dict[str, list[Any]]:

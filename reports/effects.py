@@ -29,7 +29,7 @@ def effect_rows(data: StudyData, results: list[Result] | None = None,
         imp = importance.get(axis) if axis else None
         rows.append({
             "kind": r.plan.kind,
-            "comparison": r.plan.label + (" ⚠" if r.dead else ""),
+            "comparison": r.plan.label + (" ⚠" if r.dead or r.lost else ""),
             "difference": f"{e.diff:+.2f}" if e else "–",
             "interval": e.bounds_text() if e else "–",
             "test": e.test if e else "–",
@@ -63,4 +63,14 @@ def effects_markdown(data: StudyData, level_text: str) -> list[str]:
               f"{': ' + IMPORTANCE_MEANS[how] if how in IMPORTANCE_MEANS else ''}). Per-axis error EDFs: "
               f"`error_edf.png`.",
               "", markdown_table(rows.astype(object)), ""]
-    return lines
+    note = lost_note(data, results)
+    return lines + ([note, ""] if note else [])
+
+
+def lost_note(data: StudyData, results: list[Result]) -> str:
+    """What a ⚠ on a comparison resting on seeds that failed or diverged means, naming them ('' where none)."""
+    lost = {c: why for r in results for c, why in r.lost.items()}
+    if not lost:
+        return ""
+    return ("Comparisons on cells with seeds that failed or diverged count the completed seeds only, and are marked "
+            "⚠: " + "; ".join(f"{data.cells[c].label} {why}" for c, why in lost.items()) + ".")

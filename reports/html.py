@@ -11,8 +11,8 @@ import pandas as pd
 from .claims import VERDICT_RULE, Claim, gradient_observations, lesion_observations, paper_comparison, \
     probe_observations, verdict_counts
 from .collapse import dead_cell_notes
-from .comparisons import importances, level_text
-from .effects import effect_rows
+from .comparisons import effects, importances, level_text
+from .effects import effect_rows, lost_note
 from .figures import FigureOut
 from .study_reader import StudyData
 from .tables import display_table, left_out, metric_title
@@ -32,7 +32,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; } td.best { font
 ul.claims { list-style: none; padding-left: 0; } ul.claims li { margin: 8px 0; }
 .verdict { display: inline-block; min-width: 8.5em; padding: 1px 8px; border-radius: 10px; font-size: 0.85em;
            font-weight: 600; text-align: center; margin-right: 6px; }
-.v-reproduced, .v-equivalent, .v-decided { background: #d9f2dd; color: #1b5e20; }
+.v-reproduced, .v-non-inferior, .v-equivalent, .v-decided { background: #d9f2dd; color: #1b5e20; }
 .v-contradicted { background: #fde0dc; color: #a4161a; }
 .v-undecided { background: #fff3cd; color: #7a5a00; } .v-not-enough-data { background: #eceff1; color: #455a64; }
 .dead { color: #a4161a; font-weight: 600; }
@@ -106,7 +106,7 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
         items = []
         for c in claims:
             cls = "v-" + c.verdict.replace(" ", "-")
-            warn = f" <span class='dead'>⚠ {_esc(c.warning)}</span>" if c.dead else ""
+            warn = f" <span class='dead'>⚠ {_esc(c.warning)}</span>" if c.warning else ""
             items.append(f"<li><span class='verdict {cls}'>{_esc(c.verdict)}</span>{_md_inline(c.statement)}. "
                          f"{_md_inline(c.evidence)} <em>{_esc(c.why)}.</em>{warn} "
                          f"<span class='muted'>Source: {_esc(c.source)}.</span></li>")
@@ -119,12 +119,14 @@ def write_html(data: StudyData, table: pd.DataFrame, claims: Sequence[Claim], fi
         parts.append("<h3>Cells that did not learn</h3><ul>" + "".join(
             f"<li class='dead'>{_esc(label)} {_esc(why)}</li>" for label, why in dead) + "</ul>")
     imp, how = importances(data)
-    rows = effect_rows(data, importance=imp)
+    results = effects(data)
+    rows = effect_rows(data, results, importance=imp)
     if not rows.empty:
+        note = lost_note(data, results)
         parts.append(f"<h2 id='effects'>Which factor matters</h2><p class='muted'>Main effects (each axis value "
                      f"minus the axis's first, averaged over the other axes) and two-way interactions; "
                      f"{_esc(level)}; importance: Optuna's ({_esc(how)}).</p>"
-                     + _table_html(rows.astype(object)))
+                     + _table_html(rows.astype(object)) + (f"<p class='dead'>{_esc(note)}</p>" if note else ""))
     paper = paper_comparison(data, table)
     obs = gradient_observations(data) + probe_observations(data) + lesion_observations(data)
     for title, lines in (("Against the paper's numbers", paper), ("Observations (no verdict)", obs)):

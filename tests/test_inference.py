@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from sweeps.verdicts.comparisons import Planned, Result, evaluate, interactions, main_effects
-from sweeps.verdicts.inference import (CONTRADICTED, DECIDED, EQUIVALENT, NOT_ENOUGH, PAIRED, REPRODUCED, UNDECIDED, WELCH,
-                              SequentialPlan, compare, contrast, power_at, seeds_needed, verdict)
+from sweeps.verdicts.inference import (CONTRADICTED, DECIDED, EQUIVALENT, NON_INFERIOR, NOT_ENOUGH, PAIRED, REPRODUCED,
+                                       UNDECIDED, WELCH, SequentialPlan, compare, contrast, power_at, seeds_needed,
+                                       verdict)
 from sweeps.verdicts.rounds import next_round
 
 STUDIES = 2000
@@ -56,7 +57,8 @@ def test_verdicts():
     assert verdict(est, expect=0) == DECIDED
     wide = compare(_series([5.0, 9.0, 7.0]), _series([6.0, 8.0, 7.5]))
     assert verdict(wide, expect=-1) == UNDECIDED
-    assert verdict(wide, expect=-1, margin=100.0) == EQUIVALENT
+    assert verdict(wide, expect=-1, margin=100.0) == NON_INFERIOR
+    assert verdict(wide, expect=0, margin=100.0) == EQUIVALENT
     assert verdict(None, expect=-1) == NOT_ENOUGH
     same = compare(_series([5.0, 5.0]), _series([5.0, 5.0]), paired=True)      # no spread, no difference
     assert not same.has_interval and verdict(same, -1) == UNDECIDED
@@ -322,16 +324,17 @@ def test_seeds_needed_for_a_margin_claim_counts_ending_inside_the_margin():
     assert power_at(est, need - 1, level=level, margin=1.0) < 0.8 <= power_at(est, need, level=level, margin=1.0)
 
 
-def test_a_margin_claims_seeds_needed_in_the_report_counts_ending_equivalent():
+def test_a_margin_claims_seeds_needed_in_the_report_counts_ending_non_inferior():
     """What summary.md prints for an undecided no-degradation claim: the same fig6-cpu records through ``evaluate``
-    say 6 seeds per cell, not the 29 that rejecting zero alone would take."""
+    say 4 seeds per cell (the interval's upper end below +1; 6 to land inside ±1), not the 29 that rejecting zero
+    alone would take."""
     runs = pd.DataFrame({"cell": ["deep"] * 3 + ["shallow"] * 3, "seed": [0, 1, 2] * 2,
                          "final_train_error": [12.853, 13.450, 13.084, 13.489, 13.548, 13.053]})
     plan = Planned("no-degradation", "ResNet-56 vs ResNet-20", {"deep": 1.0, "shallow": -1.0},
                    metric="final_train_error", expect=-1, margin=1.0)
     [result] = evaluate([plan], runs, configs={"deep": {}, "shallow": {}}, level=0.9875)
     assert result.verdict == UNDECIDED and result.est.test == PAIRED
-    assert result.seeds_needed == 6
+    assert result.seeds_needed == 4
 
 
 def test_futility_counts_a_margin_claims_chance_to_end_equivalent():
@@ -352,3 +355,93 @@ def test_futility_counts_a_margin_claims_chance_to_end_equivalent():
     wide = compare(_series([21.0, 25.0, 16.0]), _series([20.0, 20.3, 19.9]), paired=True, level=0.99)
     results = [Result(p, wide, verdict(wide, p.expect, p.margin), None, {}) for p in (plain, margin)]
     assert set(futile_results(plan, results)) == {"plain", "margin"}
+
+
+# fig6-cpu's final training error after 7,020 iterations (results/cifar10-fig6: ResNet-56 seeds 0–6, ResNet-20 0–7)
+RESNET56_TRAIN = [12.853, 13.450, 13.084, 12.490, 13.227, 12.009, 14.955]
+RESNET20_TRAIN = [13.489, 13.548, 13.053, 13.610, 13.385, 13.119, 13.973, 13.226]
+
+
+def test_a_one_sided_margin_claim_is_non_inferior_when_the_interval_rules_out_the_margin_against_it():
+    """"ResNet-56 trains at least as well as ResNet-20" (no degradation, margin 1 point) claims nothing about how
+    much better the deeper net may train. fig6-cpu's −0.27 [−1.49, +0.95] (98.75 %, Welch) rules out training worse
+    by a point, yet it read *undecided*, with seeds asked for to bring the lower end inside −1 too: the margin was
+    checked on both sides of a one-sided claim. It is *non-inferior*, and settles it for --until-decided."""
+    from sweeps.verdicts.inference import SETTLED
+
+    deep, shallow = _series(RESNET56_TRAIN), _series(RESNET20_TRAIN)
+    est = compare(deep, shallow, level=0.9875)
+    assert est.lo < -1 < est.hi < 1 and est.lo < 0 < est.hi, est
+    assert verdict(est, expect=-1, margin=1.0) == NON_INFERIOR and NON_INFERIOR in SETTLED
+    assert verdict(est, expect=0, margin=1.0) == UNDECIDED          # no direction: ±1 on both sides
+    flipped = compare(shallow, deep, level=0.9875)                  # the same claim written the other way round
+    assert verdict(flipped, expect=+1, margin=1.0) == NON_INFERIOR
+    worse = compare(deep + 0.6, shallow, level=0.9875)              # upper end past +1: not shown
+    assert worse.hi > 1 and verdict(worse, expect=-1, margin=1.0) == UNDECIDED
+    # an interval wholly on the claimed side stays *reproduced*, even inside the margin
+    assert verdict(compare(_series([5.0, 5.1, 5.2]), _series([5.6, 5.7, 5.9])), expect=-1, margin=1.0) == REPRODUCED
+
+
+def test_a_one_sided_margin_claims_power_is_the_share_of_simulated_studies_it_settles():
+    """power_at with a claimed direction counts an interval whose upper end falls below +margin (whatever its lower
+    end), as the verdict does: the share of simulated paired studies settled either way (fig6-cpu's first 3 seeds
+    at the 98.75 % level of 4 looks), to sampling error; never below the two-sided margin's."""
+    from scipy import stats
+
+    level = 0.9875
+    est = compare(_series(RESNET56_TRAIN[:3]), _series(RESNET20_TRAIN[:3]), paired=True, level=level)
+    sd = float(np.sqrt(est.parts[0]))
+    rng = np.random.default_rng(7)
+    for n in (3, 4, 6):
+        diffs = rng.normal(est.diff, sd, size=(4000, n))
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(axis=1, ddof=1) / np.sqrt(n)
+        mean = diffs.mean(axis=1)
+        settled = (mean + half < 1) | (mean - half > 0)
+        one_sided = power_at(est, n, level=level, margin=1.0, expect=-1)
+        assert one_sided == pytest.approx(settled.mean(), abs=0.03), n
+        assert one_sided >= power_at(est, n, level=level, margin=1.0)
+
+
+def test_power_is_a_number_where_the_effect_is_many_standard_errors():
+    """scipy's nct.cdf returns NaN far below a large noncentrality (nc ≈ 8 and up at few degrees of freedom), and
+    power_at added it in: a clear effect at 8 seeds had power NaN, which no bound compares below (seeds needed,
+    futility). The lower tail is now the upper tail of −T."""
+    est = compare(_series([10.0, 11.0, 12.0]), _series([8.0, 8.05, 8.1]))
+    powers = [power_at(est, n) for n in range(2, 13)]
+    assert all(0 <= p <= 1 for p in powers), powers
+    assert powers == sorted(powers) and powers[-1] > 0.999
+    assert power_at(est, 8, margin=1.0, expect=-1) > 0.999
+
+
+def test_a_first_look_at_one_seed_spends_no_alpha():
+    """A grid of one seed per cell gives --until-decided a first look at which every comparison is *not enough
+    data*; the plan still counted it, sharing α over 3 looks (98.3 % intervals) for 2 that can decide anything.
+    A look below 2 seeds per cell tests nothing, so the union bound over the others holds with it left out."""
+    plan = SequentialPlan(0.05, 1, 2, 5)
+    assert plan.targets == [1, 3, 5] and plan.looks == 2 and plan.level == pytest.approx(0.975)
+    assert "at 3, 5 seeds per cell (the grid's 1 seed per cell is no look" in plan.describe()
+    assert SequentialPlan(0.05, 3, 2, 8).looks == 4 and SequentialPlan(0.05, 2, 2, 2).looks == 1
+    assert SequentialPlan.from_dict(plan.to_dict()).level == plan.level
+
+
+def test_a_cell_whose_seeds_all_agree_gets_welchs_interval_without_a_scipy_warning():
+    """A cell whose seeds gave the same error (a cell stuck at chance, 90.00 % in every seed; or a coarse test set)
+    made scipy's ttest_ind warn 'Precision loss occurred in moment calculation due to catastrophic cancellation …
+    Results may be unreliable' (a RuntimeWarning, wherever the comparison is judged) of an exact result. Such a cell takes the
+    Welch–Satterthwaite formula (the other cell's variance, its n − 1 degrees of freedom): scipy's numbers, no
+    warning."""
+    import warnings
+
+    from scipy import stats
+
+    stuck, other = _series([90.0, 90.0, 90.0]), _series([17.1, 17.4, 17.0, 16.8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = stats.ttest_ind(stuck, other, equal_var=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = compare(stuck, other)
+        flipped = compare(other, stuck)
+    assert est.test == WELCH and (est.lo, est.hi) == pytest.approx(tuple(ref.confidence_interval(0.95)))
+    assert est.df == pytest.approx(ref.df) and est.p == pytest.approx(ref.pvalue)
+    assert (flipped.lo, flipped.hi) == pytest.approx((-est.hi, -est.lo))

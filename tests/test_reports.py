@@ -171,6 +171,25 @@ def test_one_seed_is_not_enough_data_and_an_interval_across_zero_is_undecided(tm
     assert "seeds per cell to decide it ≈" in claim.why
 
 
+def test_a_verdict_names_the_seeds_that_failed_or_diverged_in_its_cells(tmp_path):
+    """A verdict counts the completed seeds only: plain-56 with 2 of its 4 seeds failed read "(n=2)", "n = 4 vs 2"
+    and nothing more, so a claim resting on the seeds that survived the recipe read as one resting on all of them
+    (a recipe that diverges in half its seeds can look good on the rest). The claims and effects on such a cell
+    name what they leave out; the others say nothing."""
+    fake = make_fake_study(tmp_path, "lost-seeds", seeds=(0, 1, 2, 3), failed=((56, "none", 2), (56, "none", 3)),
+                           missing=(), probe=False, lesion=False)
+    claims = check_claims(load_study(fake.name, root=fake.root))
+    on_plain56 = [c for c in claims if "plain-56" in c.statement]
+    assert on_plain56 and all("plain-56 2 of 4 seeds left out (2 failed)" in c.markdown() for c in on_plain56)
+    assert all(not c.lost and "left out" not in c.markdown() for c in claims if c not in on_plain56)
+    out = build_report(fake.name, root=str(fake.root), out=str(tmp_path / "report"), formats="md,html",
+                       figures=False)
+    summary = (out / "summary.md").read_text()
+    assert "count the completed seeds only, and are marked ⚠: plain-56 2 of 4 seeds left out (2 failed)." in summary
+    assert "depth 56 − 20 ⚠" in summary
+    assert "plain-56 2 of 4 seeds left out (2 failed)" in (out / "index.html").read_text()
+
+
 def test_running_and_waiting_trials_are_counted(tmp_path):
     import optuna
     from optuna.storages import JournalStorage

@@ -284,3 +284,98 @@ def test_a_cell_is_stuck_only_when_every_seed_failed_and_it_had_two_or_more():
               ("d", "diverged"), ("d", "diverged"), ("d", "diverged")]
     assert stuck_cells(states) == {"a": "failed in every seed (2 of 2: 1 failed, 1 diverged)",
                                    "d": "failed in every seed (3 of 3: 3 diverged)"}
+
+
+def test_the_closing_comparisons_name_seeds_that_failed_or_diverged():
+    """--until-decided's closing lines (and the W&B summary) counted a cell's completed seeds without a word on the
+    ones that failed or diverged: 'n=2 vs 4' alone. They now name them, as the report does; a cell that failed in
+    every seed stays a stuck cell (no seeds left to count)."""
+    import pandas as pd
+
+    from sweeps.launch.decide import comparison_lines
+    from sweeps.verdicts.comparisons import Planned, evaluate
+    from sweeps.verdicts.rounds import lost_seeds
+
+    states = [("A", "complete"), ("A", "diverged"), ("A", "complete"), ("A", "failed")] + [("B", "complete")] * 4
+    lost = lost_seeds(states)
+    assert lost == {"A": "2 of 4 seeds left out (1 failed, 1 diverged)"}
+    runs = pd.DataFrame({"cell": ["A", "A", "B", "B", "B", "B"], "seed": [0, 2, 0, 1, 2, 3],
+                         "final_test_error": [10.0, 10.4, 12.0, 12.3, 11.8, 12.1]})
+    plan = Planned("a-b", "A − B", {"A": 1.0, "B": -1.0})
+    [result] = evaluate([plan], runs, configs={}, lost=lost)
+    [line] = comparison_lines([result])
+    assert "n=2 vs 4" in line and "[completed seeds only: A 2 of 4 seeds left out (1 failed, 1 diverged)]" in line
+    [other] = evaluate([Planned("b", "B − A", {"B": 1.0, "A": -1.0})], runs, configs={}, lost={"C": "x"})
+    assert other.lost == {} and "completed seeds only" not in comparison_lines([other])[0]
+
+
+def test_a_renamed_cell_keeps_the_seeds_its_rounds_added(tmp_path):
+    """The rounds record cell ids. A grid that renames its cells (here a one-value axis added: same run configs,
+    new ids) lost the seeds the recorded rounds had added: the launch counted 4 cells × 3 seeds, not 20 trials, and
+    planned to add 16 trials to reach 7 seeds where 8 would. The rounds' cells now count for the cells they are."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from report_fixtures import make_fake_study
+
+    from sweeps.queue.study import check_existing
+    from sweeps.spec.grid import load_grid
+
+    fake = make_fake_study(tmp_path, "renamed", seeds=(0, 1, 2), failed=(), missing=(), probe=False, lesion=False)
+    study = optuna.load_study(study_name="renamed",
+                              storage=JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal"))))
+    old = sorted({t.user_attrs["cell"] for t in study.trials})
+    study.set_user_attr(DECIDE_ATTR, {"plan": {"alpha": 0.05, "start": 3, "step": 2, "max_seeds": 7},
+                                      "rounds": [{"round": 1, "target": 5, "cells": old, "seeds": [3, 4]}]})
+    grid = tmp_path / "renamed.yaml"
+    grid.write_text("study: renamed\nbase:\n  data: {name: cifar10}\n"
+                    "  model: {family: cifar, block: basic, activation: post, pooling: avg}\n"
+                    "grid:\n  model.depth: [20, 56]\n  model.block: [basic]\n  model.shortcut: [none, identity]\n"
+                    "seeds: [0, 1, 2]\n")
+    spec = load_grid(grid)
+    _, aliases = check_existing(study, spec)
+    assert set(aliases) == set(old) and not set(old) & {c.id for c in spec.cells}
+    assert all(spec.cell_seeds(c) == [0, 1, 2, 3, 4] for c in spec.cells), spec.extra_seeds
+
+
+def _planned_study(tmp_path, name: str):
+    """The report fixture's study (2 × 2 cells, seeds 0-2) with an --until-decided plan to 7 seeds and one round
+    (seeds 3, 4) recorded."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from report_fixtures import make_fake_study
+
+    fake = make_fake_study(tmp_path, name, seeds=(0, 1, 2), failed=(), missing=(), probe=False, lesion=False)
+    study = optuna.load_study(study_name=name,
+                              storage=JournalStorage(JournalFileBackend(str(fake.study_dir / "optuna.journal"))))
+    cells = sorted({t.user_attrs["cell"] for t in study.trials})
+    study.set_user_attr(DECIDE_ATTR, {"plan": {"alpha": 0.05, "start": 3, "step": 2, "max_seeds": 7},
+                                      "rounds": [{"round": 1, "target": 5, "cells": cells, "seeds": [3, 4]}]})
+    return fake, study
+
+
+@pytest.mark.parametrize("seeds", ["[0, 1, 5]", "[0, 1, 2, 3]"])
+def test_the_grids_seeds_cannot_change_once_the_rounds_are_planned(seeds, tmp_path, capsys):
+    """A grid whose seeds were edited after the first look ([0, 1, 2] → [0, 1, 5]) was accepted: seed 2, judged at
+    look 1, was left out of the study and seed 5 run in its place (a seed whose result was seen, swapped out), the
+    rounds' seeds following the new list. A fourth seed was refused naming --max-seeds ('relaunch with --max-seeds
+    7', the value given), and only after the launch had written the new grid's attrs into the study. Now both are
+    refused in one line naming the seeds, before anything is written."""
+    fake, study = _planned_study(tmp_path, "reseeded")
+    grid = tmp_path / "reseeded.yaml"
+    grid.write_text("study: reseeded\nbase:\n  data: {name: cifar10}\n"
+                    "  model: {family: cifar, block: basic, activation: post, pooling: avg}\n"
+                    f"grid:\n  model.depth: [20, 56]\n  model.shortcut: [none, identity]\nseeds: {seeds}\n")
+    before = dict(study.user_attrs)
+    assert main(["sweep", str(grid), "--root", str(fake.root), "--until-decided", "--max-seeds", "7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: seeds: the grid has {seeds}, but study 'reseeded' planned its --until-decided rounds "
+                   "from the grid's seeds [0, 1, 2]; the seeds cannot change once the rounds are planned: restore "
+                   "them, or use another study (--study NAME)"), err
+    import optuna
+    assert optuna.load_study(study_name="reseeded", storage=study._storage).user_attrs == before
+    grid.write_text(grid.read_text().replace(seeds, "[0, 1, 2]"))
+    assert main(["sweep", str(grid), "--root", str(fake.root), "--until-decided", "--max-seeds", "9",
+                 "--dry-run"]) == 2
+    assert "planned its rounds with --max-seeds 7; relaunch with --max-seeds 7" in capsys.readouterr().err

@@ -12,21 +12,36 @@ from ..verdicts.comparisons import Result, decision_family, evaluate
 from ..verdicts.inference import SETTLED, seeds_needed_text
 from ..verdicts.results import cell_configs, dead_cells, trial_frame
 from ..verdicts.inference import SequentialPlan
-from ..verdicts.rounds import (check_same_plan, futile_results, futility_change, futility_change_text, next_round,
-                               open_results, record_round, record_stop, stored_plan, stuck_cells)
+from ..verdicts.rounds import (check_same_plan, futile_results, futility_change, futility_change_text, lost_seeds,
+                               next_round, open_results, record_round, record_stop, stored_plan, stuck_cells)
 
 
 def judge(spec: Any, trials: Sequence[Any], level: float) -> list[Result]:
     """The decision family (``comparisons.decision_family``) on the study's completed trials at ``level``; a cell
-    that did not learn, or failed in every seed (``failing_cells``), is named on the comparisons resting on it."""
+    that did not learn, or failed in every seed (``failing_cells``), is named on the comparisons resting on it, as
+    is one that lost some of its seeds (``lost_cells``)."""
     frame = trial_frame(spec, trials)
     return evaluate(decision_family(spec), frame, configs=cell_configs(spec),
-                    dead={**dead_cells(frame, bool(spec.search)), **failing_cells(spec, trials)}, level=level)
+                    dead={**dead_cells(frame, bool(spec.search)), **failing_cells(spec, trials)},
+                    lost=lost_cells(spec, trials), level=level)
+
+
+def unit_states(spec: Any, trials: Sequence[Any]) -> list[tuple[str, str]]:
+    """(cell id, outcome) of each (cell, seed) of the grid."""
+    return [(s.unit.cell.id, s.state) for s in statuses(spec, trials)]
 
 
 def failing_cells(spec: Any, trials: Sequence[Any]) -> dict[str, str]:
     """Cell id → why more seeds cannot help it (``rounds.stuck_cells``), from the outcome of each (cell, seed)."""
-    return stuck_cells([(s.unit.cell.id, s.state) for s in statuses(spec, trials)])
+    return stuck_cells(unit_states(spec, trials))
+
+
+def lost_cells(spec: Any, trials: Sequence[Any]) -> dict[str, str]:
+    """Cell id → its seeds that failed or diverged (``rounds.lost_seeds``), for the cells with some seeds left
+    (a cell that failed in every seed is a ``failing_cells`` one)."""
+    states = unit_states(spec, trials)
+    stuck = stuck_cells(states)
+    return {c: why for c, why in lost_seeds(states).items() if c not in stuck}
 
 
 def futility_text(plan: SequentialPlan, results: Sequence[Result], futile: dict[str, float]) -> str:
@@ -145,6 +160,8 @@ def comparison_lines(results: Sequence[Result]) -> list[str]:
                 core += f"; seeds needed ≈ {seeds_needed_text(r.seeds_needed)}"
         if r.dead:
             core += "  [rests on a cell that did not learn: " + "; ".join(f"{c} {why}" for c, why in r.dead.items()) + "]"
+        if r.lost:
+            core += "  [completed seeds only: " + "; ".join(f"{c} {why}" for c, why in r.lost.items()) + "]"
         lines.append(f"  {r.plan.label.ljust(width)}  {core}")
     return lines
 

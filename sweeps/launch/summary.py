@@ -26,6 +26,7 @@ from ..verdicts.figures import SUMMARY_FIGURES
 from ..verdicts.inference import LEVEL, SETTLED, seeds_needed_text
 from ..verdicts.results import axis_values, cell_configs, dead_cells, trial_frame
 from ..verdicts.rounds import stored_plan
+from .decide import lost_cells
 
 
 
@@ -66,7 +67,8 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
         plan = stored_plan(_study_attrs(ref, spec))
         level = plan.level if plan else LEVEL
         plans = decision_family(spec) + interactions(spec.grid, params, spec.summary_key)
-        for r in evaluate(plans, frame, configs=cell_configs(spec), dead=dead, level=level):
+        for r in evaluate(plans, frame, configs=cell_configs(spec), dead=dead, lost=lost_cells(spec, trials),
+                          level=level):
             e = r.est
             comparisons.append({"kind": r.plan.kind, "comparison": r.plan.label, "difference": e.diff if e else None,
                                 "ci_low": e.lo if e and e.has_interval else None,
@@ -75,7 +77,8 @@ def log_summary_run(spec: GridSpec, trials: list[Any], ref: StorageRef, root: st
                                 "n_b": e.n_b if e else None, "verdict": r.verdict,
                                 "seeds needed": seeds_needed_text(r.seeds_needed)
                                 if e and r.verdict not in SETTLED else "",
-                                "did not learn": "; ".join(f"{c} {w}" for c, w in r.dead.items())})
+                                "did not learn": "; ".join(f"{c} {w}" for c, w in r.dead.items()),
+                                "seeds left out": "; ".join(f"{c} {w}" for c, w in r.lost.items())})
     tags = list(dict.fromkeys(t for c in spec.cells for t in c.id.split(",") if t))
     log_study_summary(study=spec.study, project=spec.wandb.get("project"), entity=spec.wandb.get("entity"),
                       mode=spec.wandb.get("mode"), rows=rows, figures=figures, run_dir=study_dir / "summary",

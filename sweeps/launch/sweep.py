@@ -35,7 +35,7 @@ from ..queue.study import (Plan, check_existing, create_or_load, read_existing, 
 from ..run.worker import assign_devices, checkpoint_step, cpu_threads, default_workers, parse_devices, quiet_optuna
 from ..spec.grid import GridSpec, load_grid
 from ..spec.study_format import DONE, FAILED, find_journals
-from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, ensure_plan, futility_change_text
+from ..verdicts.rounds import DEFAULT_MAX_SEEDS, check_args, check_same_plan, ensure_plan, futility_change_text
 from .decide import decide_rounds, plan_lines, print_decisions
 from .estimate import busy_note, sweep_seconds
 from .launchers import Job, make_launcher
@@ -369,6 +369,8 @@ def run_sweep(grid_file: str | Path, *, workers: int | None = None, devices: str
     runner.validate(spec, ref, devices=devices, dry=dry)   # before anything is written
     devs = worker_devices(spec, runner.device_flag(devices))
     existing = read_existing(ref, spec.study) if runner.waits else None   # Slurm's workers check on their nodes
+    if until_decided and existing is not None:
+        check_same_plan(existing, spec, max_seeds, futility)   # before create_or_load writes the grid's attrs
     study_dir = Path(root) / spec.study
     if runner.waits:
         trials = existing.get_trials(deepcopy=False) if existing is not None else []

@@ -88,8 +88,9 @@ def check_existing(study: Any, spec: GridSpec) -> tuple[Any, Any]:
     _check_same_base(study.user_attrs, spec, study.get_trials(deepcopy=False))
     _check_same_search(study.user_attrs.get("search"), spec)
     check_same_plugins(study.user_attrs.get("plugins"), plugin_records(spec.plugins), spec.study)
-    spec.extra_seeds = extra_seeds_of(study.user_attrs)  # seeds `--until-decided` rounds added belong to it
-    return grid_layout(spec, study)
+    space, aliases = grid_layout(spec, study)
+    spec.extra_seeds = extra_seeds_of(study.user_attrs, aliases)  # seeds `--until-decided` rounds added belong to it
+    return space, aliases
 
 
 def grid_layout(spec: GridSpec, study: Any = None) -> tuple[Any, Any]:

@@ -201,11 +201,13 @@ def record_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(rec) if isinstance(rec, Mapping) else None
 
 
-def extra_seeds_of(attrs: Mapping[str, Any]) -> dict[str, list[int]]:
-    """Cell id → the seeds the recorded rounds added to it."""
+def extra_seeds_of(attrs: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> dict[str, list[int]]:
+    """Cell id → the seeds the recorded rounds added to it; a round recorded under a cell's old id counts for the
+    cell it is now (``aliases``: old id → id, by default the map the last launch recorded, ``ALIASES_ATTR``)."""
+    aliases = aliases if aliases is not None else attrs.get(ALIASES_ATTR) or {}
     out: dict[str, list[int]] = {}
     for r in (record_of(attrs) or {}).get("rounds") or []:
         for cell in r.get("cells") or []:
-            have = out.setdefault(str(cell), [])
+            have = out.setdefault(str(aliases.get(str(cell), cell)), [])
             have += [int(s) for s in r.get("seeds") or [] if int(s) not in have]
     return out

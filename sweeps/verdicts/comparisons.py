@@ -24,7 +24,7 @@ import pandas as pd
 
 from resnet_core.run_config import RunConfig
 
-from .inference import LEVEL, Estimate, contrast, seeds_needed, verdict
+from .inference import LEVEL, SETTLED, Estimate, contrast, seeds_needed, verdict
 
 MAIN, INTERACTION, CLAIM = "main effect", "interaction", "claim"
 # The data order of a run is drawn from its seed, its data config and its batch size (resnet_core.data.loaders):
@@ -41,7 +41,7 @@ class Planned:
     kind: str = MAIN
     metric: str = "final_test_error"
     expect: int = 0                  # the claim: −1 the contrast is negative (A lower), +1 positive, 0 none
-    margin: float | None = None      # a difference the claim calls negligible (points)
+    margin: float | None = None      # a difference against the claim it calls negligible (points; inference.within_margin)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)   # the source's own data (reports)
 
     @property
@@ -56,6 +56,7 @@ class Result:
     verdict: str
     seeds_needed: int | None
     dead: dict[str, str]              # cell id → why it did not learn, for the cells this comparison uses
+    lost: dict[str, str] = field(default_factory=dict)   # cell id → its seeds that failed or diverged (not counted)
 
     @property
     def id(self) -> str:
@@ -197,10 +198,12 @@ def same_data_order(orders: Sequence[str]) -> bool:
 
 
 def evaluate(plans: Sequence[Planned], runs: pd.DataFrame, *, configs: Mapping[str, Mapping[str, Any]],
-             dead: Mapping[str, str] | None = None, level: float = LEVEL) -> list[Result]:
+             dead: Mapping[str, str] | None = None, lost: Mapping[str, str] | None = None,
+             level: float = LEVEL) -> list[Result]:
     """Every planned comparison on ``runs`` (columns cell, seed and the metrics), paired by seed where its cells
-    share seeds and data order (``configs``: cell id → run config), at ``level``."""
-    dead = dead or {}
+    share seeds and data order (``configs``: cell id → run config), at ``level``; ``dead`` and ``lost`` (cell id →
+    text: ``rounds.lost_seeds``) are named on the comparisons whose cells they concern."""
+    dead, lost = dead or {}, lost or {}
     orders = {cid: data_order(cfg) for cid, cfg in configs.items()}
     cache: dict[str, dict[str, pd.Series]] = {}
     out = []
@@ -210,7 +213,7 @@ def evaluate(plans: Sequence[Planned], runs: pd.DataFrame, *, configs: Mapping[s
         paired = all(c in orders for c in p.cells) and same_data_order([orders[c] for c in p.cells])
         est = contrast(cache[p.metric], p.weights, paired=paired, level=level)
         v = verdict(est, p.expect, p.margin)
-        decided = v in ("reproduced", "contradicted", "equivalent", "decided")
-        need = None if decided else seeds_needed(est, level=level, margin=p.margin)
-        out.append(Result(p, est, v, need, {c: dead[c] for c in p.cells if c in dead}))
+        need = None if v in SETTLED else seeds_needed(est, level=level, margin=p.margin, expect=p.expect)
+        out.append(Result(p, est, v, need, {c: dead[c] for c in p.cells if c in dead},
+                          {c: lost[c] for c in p.cells if c in lost}))
     return out

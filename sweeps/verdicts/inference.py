@@ -15,9 +15,11 @@ A bootstrap is not offered: at 2 to 10 seeds a percentile bootstrap interval und
 than the observed spread); the t intervals cover at their nominal rate (tests/test_inference.py simulates it).
 
 Verdicts (``verdict``): with a claimed direction, *reproduced* when the interval excludes zero on the claimed side,
-*contradicted* when it excludes zero on the other side, *equivalent* when the claim states a margin and the interval
-lies inside ±margin, else *undecided*; without a claimed direction *decided* replaces the first two. Fewer than 2
-completed seeds on a side is *not enough data*.
+*non-inferior* when the claim states a margin and the interval's end on the other side lies within it (the contrast
+is not worse than the claim by the margin or more: a one-sided claim such as "trains at least as well" needs no
+bound on how much better), *contradicted* when the interval excludes zero on the other side, else *undecided*;
+without a claimed direction *decided* replaces reproduced and contradicted, and a margin asks the interval to lie
+inside ±margin (*equivalent*). Fewer than 2 completed seeds on a side is *not enough data*.
 """
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ import pandas as pd
 
 LEVEL = 0.95
 REPRODUCED, CONTRADICTED, UNDECIDED, EQUIVALENT = "reproduced", "contradicted", "undecided", "equivalent"
-DECIDED, NOT_ENOUGH = "decided", "not enough data"
-VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, DECIDED, UNDECIDED, NOT_ENOUGH)
-SETTLED = (REPRODUCED, CONTRADICTED, EQUIVALENT, DECIDED)   # what --until-decided stops on
+NON_INFERIOR, DECIDED, NOT_ENOUGH = "non-inferior", "decided", "not enough data"
+VERDICTS = (REPRODUCED, CONTRADICTED, NON_INFERIOR, EQUIVALENT, DECIDED, UNDECIDED, NOT_ENOUGH)
+SETTLED = (REPRODUCED, CONTRADICTED, NON_INFERIOR, EQUIVALENT, DECIDED)   # what --until-decided stops on
 PAIRED, WELCH = "paired t", "Welch t"
 NO_INTERVAL = "no interval (every seed gave the same value: no spread to estimate one from)"
 POWER = 0.8                 # seeds needed: the power of the test at the observed difference
@@ -145,7 +147,9 @@ def contrast(samples: Mapping[str, pd.Series], weights: Mapping[str, float], *, 
     se2 = sum(p / len(data[k]) for p, k in zip(parts, keys))
     if se2 <= 0:
         return _no_spread(diff, level, n_a, n_b, float(sum(len(v) - 1 for v in data.values())), parts)
-    if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0]:
+    if len(keys) == 2 and sorted(w.values()) == [-1.0, 1.0] and all(parts):
+        # (a cell without spread, all its seeds alike, takes the formula below: scipy would warn of catastrophic
+        # cancellation on its constant sample, and the result is the same)
         pos = next(k for k in keys if w[k] > 0)
         neg = next(k for k in keys if w[k] < 0)
         res = stats.ttest_ind(data[pos], data[neg], equal_var=False)
@@ -182,24 +186,37 @@ def _no_spread(diff: float, level: float, n_a: int, n_b: int, df: float, parts: 
 # -- verdicts ----------------------------------------------------------------------------------------------------
 def verdict(est: Estimate | None, expect: int = 0, margin: float | None = None) -> str:
     """The verdict of ``est`` for a claim that the contrast is negative (``expect`` −1: A lower than B), positive
-    (+1), or no claimed direction (0); ``margin``: the difference the claim calls negligible (equivalence)."""
+    (+1), or no claimed direction (0); ``margin``: the difference the claim calls negligible (``within_margin``)."""
     if est is None:
         return NOT_ENOUGH
-    if margin is not None and -margin < est.lo and est.hi < margin:
-        return EQUIVALENT
+    if expect and est.excludes_zero and (est.hi < 0) == (expect < 0):
+        return REPRODUCED
+    if margin is not None and within_margin(est, expect, margin):
+        return NON_INFERIOR if expect else EQUIVALENT
     if est.excludes_zero:
-        if expect == 0:
-            return DECIDED
-        return REPRODUCED if (est.hi < 0) == (expect < 0) else CONTRADICTED
+        return CONTRADICTED if expect else DECIDED
     return UNDECIDED
 
 
-def power_at(est: Estimate | None, n: int, *, level: float = LEVEL, margin: float | None = None) -> float | None:
+def within_margin(est: Estimate, expect: int, margin: float) -> bool:
+    """Whether the interval rules out a difference of ``margin`` or more against the claim: for a claimed
+    direction, its end on the other side (``expect`` −1: the upper end below +margin); without one, both ends
+    (inside ±margin)."""
+    if expect < 0:
+        return est.hi < margin
+    if expect > 0:
+        return est.lo > -margin
+    return -margin < est.lo and est.hi < margin
+
+
+def power_at(est: Estimate | None, n: int, *, level: float = LEVEL, margin: float | None = None,
+             expect: int = 0) -> float | None:
     """The power of the same two-sided t-test at ``level`` with ``n`` seeds per cell against a true contrast equal
     to the observed one, with the observed variances (noncentral t, ``scipy.stats.nct``; Welch–Satterthwaite degrees
     of freedom with equal seeds per cell; a paired contrast has one variance term and n − 1 degrees of freedom).
-    With a ``margin`` (a claim that can also end *equivalent*), the chance of deciding it either way: the larger of
-    that power and the chance that the interval falls inside ±margin (two one-sided noncentral t tests).
+    With a ``margin`` (a claim that can also end *non-inferior*, or *equivalent* without a claimed direction
+    ``expect``), the chance of deciding it either way: the larger of that power and the chance that the interval
+    ends within the margin (``within_margin``).
     None when nothing can be said (no estimate, a non-finite difference, or no observed spread)."""
     from scipy import stats
 
@@ -211,37 +228,47 @@ def power_at(est: Estimate | None, n: int, *, level: float = LEVEL, margin: floa
     df = max(1.0, total ** 2 * (n - 1) / sum(p * p for p in est.parts))
     nc = abs(est.diff) / math.sqrt(total / n)
     crit = stats.t.ppf(1 - (1 - level) / 2, df)
-    rejects_zero = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    # the lower tail as the upper tail of −T (scipy's nct.cdf far below a large nc is NaN: nc 8 at 1 df)
+    rejects_zero = float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
     if margin is None:
         return rejects_zero
-    return max(rejects_zero, _inside_margin(est.diff, math.sqrt(total / n), df, crit, margin))
+    return max(rejects_zero, _within_margin_chance(est.diff, math.sqrt(total / n), df, crit, margin, expect))
 
 
-def _inside_margin(diff: float, se: float, df: float, crit: float, margin: float) -> float:
-    """The chance that the interval mean ± crit·(estimated se) lies inside ±margin when the mean is normal about
-    ``diff`` with sd ``se`` and the estimated se is se·sqrt(chi²(df)/df): integrated over the chi² (exact for a
-    paired t interval, where the two one-sided noncentral t bounds undercount at few seeds)."""
+def _within_margin_chance(diff: float, se: float, df: float, crit: float, margin: float, expect: int) -> float:
+    """The chance that the interval mean ± crit·(estimated se) ends within the margin (``within_margin``) when the
+    mean is normal about ``diff`` with sd ``se`` and the estimated se is se·sqrt(chi²(df)/df): integrated over the
+    chi² (exact for a paired t interval, where the noncentral t bounds undercount at few seeds). With a claimed
+    direction only the end on the other side counts (``against``: the difference measured against the claim)."""
     from scipy import integrate, stats
+
+    against = -expect * diff if expect else diff
 
     def given(v: float) -> float:
         half = crit * se * math.sqrt(v / df)
-        return stats.chi2.pdf(v, df) * max(0.0, stats.norm.cdf((margin - half - diff) / se)
-                                           - stats.norm.cdf((half - margin - diff) / se))
+        below = stats.norm.cdf((margin - half - against) / se)
+        if expect:
+            return stats.chi2.pdf(v, df) * below
+        return stats.chi2.pdf(v, df) * max(0.0, below - stats.norm.cdf((half - margin - diff) / se))
 
-    top = df * (margin / (crit * se)) ** 2          # beyond it the half-width alone exceeds the margin
+    # beyond it the half-width alone puts the end past the margin (one-sided: by 8 sd of the mean)
+    reach = margin - against + 8 * se if expect else margin
+    if reach <= 0:
+        return 0.0
+    top = df * (reach / (crit * se)) ** 2
     return float(min(1.0, integrate.quad(given, 0.0, top, limit=200)[0]))
 
 
 def seeds_needed(est: Estimate | None, *, level: float = LEVEL, power: float = POWER,
-                 margin: float | None = None) -> int | None:
+                 margin: float | None = None, expect: int = 0) -> int | None:
     """Seeds per cell at which the test has ``power`` (0.8) against the observed contrast (``power_at``; with the
-    claim's equivalence ``margin``, the power to decide it either way). None when nothing can be said (no estimate,
+    claim's ``margin`` and direction ``expect``, the power to decide it either way). None when nothing can be said (no estimate,
     a zero observed difference and no margin, or no observed spread); ``SEEDS_NEEDED_CAP + 1`` for more than the cap."""
     if est is None or (est.diff == 0 and margin is None) or power_at(est, 2, level=level) is None:
         return None
 
     def power_of(n: int) -> float:
-        return power_at(est, n, level=level, margin=margin)
+        return power_at(est, n, level=level, margin=margin, expect=expect)
 
     lo, hi = 2, 2
     while power_of(hi) < power:
@@ -275,7 +302,7 @@ def seeds_needed_text(n: int | None) -> str:
 
 SEEDS_NEEDED_METHOD = (f"seeds per cell for {POWER:.0%} power of the same two-sided t-test at the observed "
                        "difference and the observed seed-to-seed variances (noncentral t); for a claim with a margin, "
-                       "to end either excluding zero or inside the margin")
+                       "to end either excluding zero or within the margin")
 
 
 # -- optional stopping --------------------------------------------------------------------------------------------
@@ -308,8 +335,15 @@ class SequentialPlan:
         return out
 
     @property
+    def testing_targets(self) -> list[int]:
+        """The targets at which a comparison can be decided: 2 seeds per cell or more (a grid of one seed per cell
+        gives its first look nothing to test, so it spends no α)."""
+        return [n for n in self.targets if n >= 2]
+
+    @property
     def looks(self) -> int:
-        return len(self.targets)
+        """The looks that share α: those at ``testing_targets``."""
+        return max(1, len(self.testing_targets))
 
     @property
     def level(self) -> float:
@@ -327,13 +361,15 @@ class SequentialPlan:
 
     def describe(self) -> str:
         text = (f"{100 * self.level:.3g} % intervals: α = {self.alpha:g} shared over {self.looks} planned looks "
-                f"(Bonferroni), at {', '.join(map(str, self.targets))} seeds per cell")
+                f"(Bonferroni), at {', '.join(map(str, self.testing_targets))} seeds per cell")
+        if self.start < 2:
+            text += f" (the grid's {self.start} seed per cell is no look: it decides nothing)"
         if self.futility:
             text += (f"; futility: a comparison with under {self.futility:.0%} power at {self.max_seeds} seeds "
                      f"gets no more seeds")
         return text
 
-    def power_at_cap(self, est: Estimate | None, margin: float | None = None) -> float | None:
+    def power_at_cap(self, est: Estimate | None, margin: float | None = None, expect: int = 0) -> float | None:
         """The power of the last look's test (``max_seeds`` seeds per cell, this plan's level) at the observed
-        contrast (``power_at``; with a claim's ``margin``, to decide it either way)."""
-        return power_at(est, self.max_seeds, level=self.level, margin=margin)
+        contrast (``power_at``; with a claim's ``margin`` and direction ``expect``, to decide it either way)."""
+        return power_at(est, self.max_seeds, level=self.level, margin=margin, expect=expect)

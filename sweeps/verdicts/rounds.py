@@ -7,7 +7,7 @@ judges at the Bonferroni level 1 − α / looks, so peeking after every round ca
 comparison that has no true difference above α.
 
 A round: once every trial of the study has finished, the comparisons are judged; the cells of those still undecided
-(not *reproduced*, *contradicted*, *equivalent* or *decided*) that are below the round's target get seeds up to it
+(not *reproduced*, *contradicted*, *non-inferior*, *equivalent* or *decided*) that are below the round's target get seeds up to it
 (the same next seeds for every cell, so cells that pair keep pairing). With ``--futility P`` a comparison whose
 power at the cap is below P (``SequentialPlan.futility``, non-binding) gets no more seeds either: it stays
 *undecided*, its seeds needed named, and the round records it under ``futile``. The bound may change at a
@@ -70,7 +70,8 @@ def ensure_plan(study: Any, spec: Any, max_seeds: int, futility: float | None = 
     plan = check_same_plan(study, spec, max_seeds, futility)
     rec = record_of(study.user_attrs)
     if rec is None:
-        study.set_user_attr(DECIDE_ATTR, {"plan": plan.to_dict(), "rounds": [], "stopped": None})
+        study.set_user_attr(DECIDE_ATTR, {"plan": plan.to_dict(), "seeds": list(spec.seeds), "rounds": [],
+                                          "stopped": None})
         return None
     change = futility_change(rec, plan)
     if change is not None:
@@ -109,11 +110,33 @@ def check_same_plan(study: Any, spec: Any, max_seeds: int, futility: float | Non
     if futility is None:
         futility = old.futility if old is not None else 0.0
     plan = make_plan(spec, max_seeds, futility)
-    if old is not None and (old.max_seeds, old.start, old.step, old.alpha) != (plan.max_seeds, plan.start,
-                                                                               plan.step, plan.alpha):
+    if old is None:
+        return plan
+    check_same_seeds(study.user_attrs, old, spec)
+    if (old.max_seeds, old.step, old.alpha) != (plan.max_seeds, plan.step, plan.alpha):
         raise ConfigError(f"--max-seeds {max_seeds}: study {spec.study!r} planned its rounds with --max-seeds "
-                          f"{old.max_seeds} and {old.start} starting seeds; relaunch with --max-seeds {old.max_seeds}")
+                          f"{old.max_seeds}; relaunch with --max-seeds {old.max_seeds}")
     return plan
+
+
+def check_same_seeds(attrs: Mapping[str, Any], old: SequentialPlan, spec: Any) -> None:
+    """Refuse (one line) a grid whose seeds are not those the study's rounds were planned from: its first look
+    was judged on them, and the rounds' seeds follow them (``seed_sequence``), so another list would swap seeds
+    out of a look already made (a seed whose result was seen) or add seeds no look planned. ``attrs``: the study's
+    user attrs (the seeds its ``until_decided`` record holds, else those the last launch stored; with neither, the
+    plan's count and the rounds' seeds)."""
+    rec = record_of(attrs) or {}
+    planned = rec.get("seeds") or attrs.get("seeds")
+    rounds_agree = all(list(r.get("seeds") or []) == seed_sequence(spec, int(r.get("target", 0)))[len(spec.seeds):]
+                       for r in rec.get("rounds") or [])
+    if planned is not None and list(planned) == list(spec.seeds):
+        return
+    if planned is None and len(spec.seeds) == old.start and rounds_agree:
+        return
+    was = f"seeds {list(planned)}" if planned is not None else f"{old.start} seeds per cell"
+    raise ConfigError(f"seeds: the grid has {list(spec.seeds)}, but study {spec.study!r} planned its --until-decided "
+                      f"rounds from the grid's {was}; the seeds cannot change once the rounds are planned: restore "
+                      f"them, or use another study (--study NAME)")
 
 
 def seed_sequence(spec: Any, n: int) -> list[int]:
@@ -154,16 +177,32 @@ def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def lost_seeds(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Cell id → '2 of 4 seeds left out (1 failed, 1 diverged)' for the cells with a seed that failed or diverged:
+    a verdict counts the completed seeds only, so it rests on the seeds that survived the recipe. ``unit_states``
+    as for ``stuck_cells``."""
+    by_cell: dict[str, list[str]] = {}
+    for cell, state in unit_states:
+        by_cell.setdefault(cell, []).append(state)
+    out = {}
+    for cell, states in by_cell.items():
+        lost = [s for s in states if s in FAILED]
+        if lost:
+            kinds = ", ".join(f"{lost.count(k)} {k}" for k in FAILED if k in lost)
+            out[cell] = f"{len(lost)} of {len(states)} seeds left out ({kinds})"
+    return out
+
+
 def futile_results(plan: SequentialPlan, results: Sequence[Any]) -> dict[str, float]:
     """Comparison id → its power at the cap (``SequentialPlan.power_at_cap``; a claim with a margin counts ending
-    *equivalent* too), for the unsettled comparisons under the plan's futility bound."""
+    *non-inferior* too), for the unsettled comparisons under the plan's futility bound."""
     if not plan.futility:
         return {}
     out = {}
     for r in results:
         if r.verdict in SETTLED:
             continue
-        power = plan.power_at_cap(r.est, r.plan.margin)
+        power = plan.power_at_cap(r.est, r.plan.margin, r.plan.expect)
         if power is not None and power < plan.futility:
             out[r.id] = power
     return out
