@@ -301,21 +301,27 @@ def test_futility_halves_the_seeds_of_a_null_comparison_and_keeps_alpha_and_powe
     assert rates[0.1, 1.5] >= rates[0.0, 1.5] - 0.08
 
 
+def _simulated_paired_intervals(est, n: int, level: float, rng, studies: int = 4000):
+    """(means, half-widths) of the paired t intervals of ``studies`` simulated studies of ``n`` seeds whose per-seed
+    differences are normal about ``est``'s difference with its observed spread."""
+    from scipy import stats
+
+    diffs = rng.normal(est.diff, float(np.sqrt(est.parts[0])), size=(studies, n))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(axis=1, ddof=1) / np.sqrt(n)
+    return diffs.mean(axis=1), half
+
+
 def test_seeds_needed_for_a_margin_claim_counts_ending_inside_the_margin():
     """A no-degradation claim (margin ±1 point) is decided when its interval falls inside ±1 as well as when it
     excludes zero: fig6-cpu's ResNet-56 vs ResNet-20 training error (per-seed differences −0.64, −0.10, +0.03 at
     the 98.75 % level of 4 looks) ends *equivalent* at 6 seeds per cell in most simulated studies, while rejecting
     zero takes about 29. power_at with the margin is the share of simulated paired studies decided either way."""
-    from scipy import stats
 
     level = 0.9875
     est = compare(_series([12.853, 13.450, 13.084]), _series([13.489, 13.548, 13.053]), paired=True, level=level)
-    sd = float(np.sqrt(est.parts[0]))
     rng = np.random.default_rng(5)
     for n in (4, 6, 8):
-        diffs = rng.normal(est.diff, sd, size=(4000, n))
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(axis=1, ddof=1) / np.sqrt(n)
-        mean = diffs.mean(axis=1)
+        mean, half = _simulated_paired_intervals(est, n, level, rng)
         decided = ((mean - half > -1) & (mean + half < 1)) | (mean + half < 0) | (mean - half > 0)
         assert power_at(est, n, level=level, margin=1.0) == pytest.approx(decided.mean(), abs=0.04), n
     without = seeds_needed(est, level=level)
@@ -386,16 +392,12 @@ def test_a_one_sided_margin_claims_power_is_the_share_of_simulated_studies_it_se
     """power_at with a claimed direction counts an interval whose upper end falls below +margin (whatever its lower
     end), as the verdict does: the share of simulated paired studies settled either way (fig6-cpu's first 3 seeds
     at the 98.75 % level of 4 looks), to sampling error; never below the two-sided margin's."""
-    from scipy import stats
 
     level = 0.9875
     est = compare(_series(RESNET56_TRAIN[:3]), _series(RESNET20_TRAIN[:3]), paired=True, level=level)
-    sd = float(np.sqrt(est.parts[0]))
     rng = np.random.default_rng(7)
     for n in (3, 4, 6):
-        diffs = rng.normal(est.diff, sd, size=(4000, n))
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(axis=1, ddof=1) / np.sqrt(n)
-        mean = diffs.mean(axis=1)
+        mean, half = _simulated_paired_intervals(est, n, level, rng)
         settled = (mean + half < 1) | (mean - half > 0)
         one_sided = power_at(est, n, level=level, margin=1.0, expect=-1)
         assert one_sided == pytest.approx(settled.mean(), abs=0.03), n
