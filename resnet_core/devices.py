@@ -199,6 +199,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
+def rng_state(device: torch.device) -> list[torch.Tensor]:
+    """The state of the torch generators a step on ``device`` draws from: the CPU's, and the device's own."""
+    module = None if device.type == "cpu" else getattr(torch, device.type, None)
+    return [torch.get_rng_state()] + ([module.get_rng_state(device)] if module is not None else [])
+
+
+def set_rng_state(device: torch.device, state: list[torch.Tensor]) -> None:
+    """Put back what `rng_state` saved."""
+    torch.set_rng_state(state[0])
+    if len(state) > 1:
+        getattr(torch, device.type).set_rng_state(state[1], device)
+
+
 def make_current(device: torch.device | str) -> None:
     """Make `device` the current device of this process (cuda:N, npu:N), before any stream, graph or allocation.
 

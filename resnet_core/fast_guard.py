@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .devices import autocast
+from .devices import autocast, rng_state, set_rng_state
 
 FULL_PRECISION_RTOL = 0.1    # fp32/fp64 paths: fused vs solo moves a gradient by ~3e-6 of its norm, but another
                              # kernel (oneDNN's channels_last conv) moved the stem's weight gradient by up to 2.8 %
@@ -129,9 +129,11 @@ def reference(solo: Callable[[int], torch.nn.Module], x: torch.Tensor, y: torch.
               amp: torch.dtype | None, device: torch.device, evaluate: bool = False,
               label_smoothing: float = 0.0) -> Reference:
     """The reference for a fused batch (x: [B, G·C, H, W], y: [B, G]; a solo run is G = 1): for each member g, an
-    eager NCHW copy ``solo(g)`` in full precision, and the same in ``amp`` as the witness."""
+    eager NCHW copy ``solo(g)`` in full precision, and the same in ``amp`` as the witness. Each draws the random
+    numbers the step draws (a random part's): the torch generators are put back before each."""
     channels = x.shape[1] // members
     exact, witness = [], ([] if amp is not None else None)
+    drawn = rng_state(device)
     for g in range(members):
         xg = x[:, g * channels:(g + 1) * channels].contiguous()
         yg = y.reshape(x.shape[0], members)[:, g]
@@ -139,6 +141,7 @@ def reference(solo: Callable[[int], torch.nn.Module], x: torch.Tensor, y: torch.
         for dtype, into in ((None, exact), (amp, witness)):
             if into is None:
                 continue
+            set_rng_state(device, drawn)
             if evaluate:
                 into.append(eval_outputs(model, xg, yg, amp=dtype, device=device))
             else:

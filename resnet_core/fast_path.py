@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import fast_guard
 from .config import ModelConfig
-from .devices import autocast, configure_cpu_compiler, precision_name
+from .devices import autocast, configure_cpu_compiler, precision_name, rng_state, set_rng_state
 from .errors import ConfigError, FastPathMismatch, GraphCaptureError, first_line
 from .grad_probes import GradProbe
 from .graphs import CudaGraphs, EmulatedGraphs, Replayable
@@ -307,11 +307,12 @@ class FastPath:
     # -- building the path: a CUDA graph, torch.compile ---------------------------------------------------------
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Capture the whole step in a graph, after warm-up iterations; leaves every piece of training state (weights,
-        BN statistics, optimizer state and step counters, divergence and window counters, probe sums) exactly as it
-        found it, whether the capture succeeds or fails (so a resumed run goes on from its loaded state)."""
+        BN statistics, optimizer state and step counters, divergence and window counters, probe sums, the torch
+        generators) exactly as it found it, whether the capture succeeds or fails (so a resumed run goes on from its
+        loaded state, and the first replay draws what an eager step would)."""
         graphs = self.graphs
         assert graphs is not None
-        saved = self.save_state()
+        saved, drawn = self.save_state(), rng_state(self.device)
         try:
             if self.fast == "compile":
                 self.model = graphs.compile(self.model)
@@ -326,6 +327,7 @@ class FastPath:
             raise
         finally:
             self.restore_state(saved)  # a capture records the step (the stand-in also runs it): keep state exact
+            set_rng_state(self.device, drawn)
 
     def _static_step(self) -> None:
         self._step(self.static_x, self.static_y)
@@ -344,8 +346,10 @@ class FastPath:
     def _first_compiled(self, run: Any, saved: State | None) -> Any:
         """Run the first call of the torch.compile'd model (the step, or an evaluation), where inductor builds its
         kernels. If the build fails, `fast: auto` puts back the state `saved` before the call (none for an
-        evaluation) and runs it eagerly; see `_eager_after`. Says that it builds, and how long the build took."""
+        evaluation) and the torch generators, and runs it eagerly; see `_eager_after`. Says that it builds, and how
+        long the build took."""
         what = "the training step" if saved is not None else "an evaluation"
+        drawn = rng_state(self.device)
         self._say(f"torch.compile: building the kernels of {what} (one-off; a minute or more on a busy CPU)…")
         t0 = time.perf_counter()
         try:
@@ -357,6 +361,7 @@ class FastPath:
             self._eager_after(e, "torch.compile failed", "torch.compile failed", "it")
             if saved is not None:
                 self.restore_state(saved)
+            set_rng_state(self.device, drawn)
             self.model = self.model_for_state()
             return run()
 
@@ -422,12 +427,16 @@ class FastPath:
 
     def _guarded_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first step: on any path but the reference, checked against the eager reference step from the same
-        state and batch (`fast_guard.compare`); on disagreement the state is put back and the step runs again one
-        path slower (`_slower`), until a path agrees."""
+        state, batch and random draws (`fast_guard.compare`); on disagreement the state and the torch generators are
+        put back and the step runs again one path slower (`_slower`), until a path agrees."""
         if self._is_reference():
             return self._fast_step(x, y)
+        drawn = rng_state(self.device)  # the reference and every try draw what the step draws (a random part's)
         ref = self._reference(x, y, evaluate=False)
         while True:
+            set_rng_state(self.device, drawn)
+            if self._is_reference():
+                return self._fast_step(x, y)
             saved = self.save_state()
             before = self.win_loss.clone()
             self._fast_step(x, y)
@@ -436,8 +445,6 @@ class FastPath:
                 return
             self.restore_state(saved)
             self._slower(problem, "its first step", at_step=int(self.step_t) + 1)
-            if self._is_reference():
-                return self._fast_step(x, y)
 
     def _fast_eval_outputs(self, x: torch.Tensor, y: torch.Tensor) -> list[fast_guard.Outputs]:
         was = self.model.training

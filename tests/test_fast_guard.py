@@ -25,7 +25,7 @@ from resnet_core.graphs import EMULATE_ENV
 from resnet_core.record import read_metrics
 from resnet_core.run_config import RunConfig
 
-from test_engine import tiny
+from test_engine import series, tiny
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -350,6 +350,55 @@ def test_the_guard_leaves_the_runs_rng_as_it_was(tmp_path):
         assert torch.equal(torch.get_rng_state(), before) and trainer.path.fast_fallback is None
     finally:
         trainer.close()
+
+
+class _DropGAP(torch.nn.Module):
+    """A random part (a drop-path-like pooling, which an unfused run may use): in training, each image's features
+    are dropped with probability 1/2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.mean((2, 3))
+        return out * (torch.rand(out.shape[0], 1) > 0.5) if self.training else out
+
+
+@pytest.fixture
+def random_pooling():
+    """``model.pooling: drop_gap`` (`_DropGAP`) while the test runs."""
+    from resnet_core.pooling import POOLINGS
+
+    saved = dict(POOLINGS._parts), dict(POOLINGS._meta), dict(POOLINGS._source)
+    POOLINGS.register("drop_gap")(lambda *, channels, members: _DropGAP())
+    yield "model.pooling=drop_gap"
+    POOLINGS._parts, POOLINGS._meta, POOLINGS._source = saved
+
+
+@pytest.mark.parametrize("path", [dict(fast="eager", channels_last=True), dict(fast="graph", channels_last=False)])
+def test_a_random_part_is_checked_on_the_draws_of_its_step_and_trains_as_the_reference(tmp_path, monkeypatch,
+                                                                                         random_pooling, path):
+    """The guard's reference step drew the random part's numbers ahead of the step (and a graph's warm-up and
+    capture drew more): a right path disagreed with the reference (channels_last fell back to NCHW, an explicit
+    path stopped) and the run trained on other draws than the eager reference run. The reference and every try
+    now draw what the step draws: the path agrees, and the run is the reference run."""
+    monkeypatch.setenv(EMULATE_ENV, "1")
+    clean = train(tiny("precision=fp32", random_pooling, fast="eager", channels_last=False), tmp_path / "ref")
+    fast = train(tiny("precision=fp32", random_pooling, **path), tmp_path / "fast")
+    assert fast.summary["fast_fallback"] is None and fast.summary["fast_path_checked"] is True
+    a, b = ([v for step, v in series(run.run_dir, "train", "loss") if step <= 8] for run in (fast, clean))
+    assert a == pytest.approx(b, rel=1e-4)   # the first epoch: later, another kernel's round-off grows (~3e-3)
+
+
+def test_the_reference_and_its_witness_draw_the_same_numbers(random_pooling):
+    """The bf16 witness drew other numbers than the fp32 reference (it ran after it): its distance, and so the
+    tolerance, measured the random part's draws, not rounding."""
+    from resnet_core.config import ModelConfig
+    from resnet_core.model import build_model
+
+    model = build_model(ModelConfig(family="cifar", depth=8, pooling="drop_gap"))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 16, 16, generator=gen), torch.randint(0, 10, (32,), generator=gen)
+    ref = fast_guard.reference(lambda g: model, x, y, members=1, amp=torch.bfloat16, device=torch.device("cpu"))
+    grad = "fc.weight"
+    assert fast_guard._rel(ref.witness[0].tensors[grad], ref.exact[0].tensors[grad], 1e-12) < 0.2
 
 
 # -- the compiler command inductor builds CPU kernels with ----------------------------------------------------------------
