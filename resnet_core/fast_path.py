@@ -410,6 +410,10 @@ class FastPath:
         model.load_state_dict(member_state_dict(self.model_for_state(), g))
         return model.train(self.model_for_state().training)
 
+    def _alive(self) -> list[int]:
+        """The members still training: a stopped or diverged one takes no step (its loss is masked out)."""
+        return [g for g, alive in enumerate(self.alive.tolist()) if alive]
+
     def _reference(self, x: torch.Tensor, y: torch.Tensor, evaluate: bool) -> fast_guard.Reference:
         t0 = time.perf_counter()
         ref = fast_guard.reference(self._solo, x.to(self.dtype), y, members=self.G, amp=self.amp,
@@ -427,8 +431,9 @@ class FastPath:
 
     def _guarded_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first step: on any path but the reference, checked against the eager reference step from the same
-        state, batch and random draws (`fast_guard.compare`); on disagreement the state and the torch generators are
-        put back and the step runs again one path slower (`_slower`), until a path agrees."""
+        state, batch and random draws (`fast_guard.compare`), for the members still training (the step is checked
+        again after a BatchNorm mode switch or a precision change); on disagreement the state and the torch
+        generators are put back and the step runs again one path slower (`_slower`), until a path agrees."""
         if self._is_reference():
             return self._fast_step(x, y)
         drawn = rng_state(self.device)  # the reference and every try draw what the step draws (a random part's)
@@ -440,11 +445,13 @@ class FastPath:
             saved = self.save_state()
             before = self.win_loss.clone()
             self._fast_step(x, y)
-            problem = fast_guard.compare(self._member_grads(self.win_loss - before), ref, autocast=self.amp is not None)
+            problem = fast_guard.compare(self._member_grads(self.win_loss - before), ref, members=self._alive(),
+                                         autocast=self.amp is not None)
             if problem is None:
                 return
             self.restore_state(saved)
-            self._slower(problem, "its first step", at_step=int(self.step_t) + 1)
+            step = int(self.step_t) + 1
+            self._slower(problem, "its first step" if step == 1 else f"its step {step}", at_step=step)
 
     def _fast_eval_outputs(self, x: torch.Tensor, y: torch.Tensor) -> list[fast_guard.Outputs]:
         was = self.model.training

@@ -146,6 +146,31 @@ def test_a_fused_member_that_disagrees_with_its_solo_twin_is_named(tmp_path, mon
         train_members(cfgs, [tmp_path / f"m{g}" for g in range(2)])
 
 
+class _StopMember:
+    """Stop member ``g`` at its first evaluation, as a pruner does."""
+
+    def __init__(self, g: int) -> None:
+        self.g = g
+
+    def on_eval(self, member: int, step: int, metrics: dict) -> bool:
+        return member == self.g
+
+
+@pytest.mark.parametrize("switch", ["bn_mode=eval_after_first_eval", "precision=auto"])
+def test_a_stopped_member_is_not_held_to_its_solo_twin_when_the_step_is_checked_again(tmp_path, monkeypatch,
+                                                                                        switch):
+    """The step is checked again after the BatchNorm mode switch and after a replay in fp32; a member a pruner
+    stopped takes no step there (its loss is masked out, its gradient is zero), and the guard held it to its solo
+    twin's gradient: the whole fused run stopped with FastPathMismatch ("… at its first step: member 1: gradient of
+    stem.conv.weight is 100.0 % off", at step 9)."""
+    if switch == "precision=auto":
+        _poison_under_autocast(monkeypatch, from_step=12)
+    cfgs = [tiny("precision=fp32", switch, fast="eager", channels_last=False, name=f"m{g}", seed=g)
+            for g in range(2)]
+    results = train_members(cfgs, [tmp_path / f"m{g}" for g in range(2)], callbacks=[_StopMember(1)])
+    assert [r.status for r in results] == ["complete", "pruned"]
+
+
 def test_a_wrong_first_evaluation_falls_back_too(tmp_path, monkeypatch):
     original = FastPath._fast_eval_outputs
 
