@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import fast_guard
 from .config import ModelConfig
-from .devices import autocast, configure_cpu_compiler, precision_name, rng_state, set_rng_state
+from .devices import autocast, configure_cpu_compiler, cpu_compiler, precision_name, rng_state, set_rng_state
 from .errors import ConfigError, FastPathMismatch, GraphCaptureError, first_line
 from .grad_probes import GradProbe
 from .graphs import CudaGraphs, EmulatedGraphs, Replayable
@@ -37,11 +37,15 @@ State = list[tuple[torch.Tensor, torch.Tensor]]  # (tensor, its saved value) for
 def resolve_fast(asked: str, graphs: GraphBackend | None, device: torch.device) -> str:
     """The fast path to run: auto = graph where there is a graph backend, else eager (on a CPU, auto becomes compile
     once the run's length is known, if `devices.cpu_compile_pays`). compile without a graph backend (a CPU) is
-    torch.compile alone; graph asked for on a device without one is a ConfigError (never a silent eager run)."""
+    torch.compile alone; graph asked for on a device without one, and compile on a CPU without a C++ compiler for
+    inductor's kernels, are ConfigErrors (never a silent eager run, nor a failure after the run's record exists)."""
     if asked == "auto":
         return "graph" if graphs is not None else "eager"
     if asked == "graph" and graphs is None:
         raise ConfigError(f"fast={asked} needs CUDA but the device is {device}; use fast: auto, eager or compile")
+    if asked == "compile" and graphs is None and device.type == "cpu" and cpu_compiler() is None:
+        raise ConfigError(f"fast={asked} needs a C++ compiler for torch.compile's CPU kernels and none was found "
+                          f"($CXX, else g++ on PATH); install one or set CXX, or use fast: auto or eager")
     return asked
 
 

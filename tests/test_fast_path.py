@@ -390,3 +390,20 @@ def test_tf32_policy_is_explicit_and_recorded(tmp_path):
          torch.backends.cudnn.benchmark) = flags
     s = train(small("schedule.total=0.5", probes=False), tmp_path / "r").summary
     assert s["tf32"] is False and json.loads((tmp_path / "r" / "summary.json").read_text())["tf32"] is False
+
+
+def test_fast_compile_without_a_cpp_compiler_is_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """An explicit fast: compile on a CPU without a C++ compiler failed at its first step (exit 1, 'InvalidCxxCompiler:
+    No working C++ compiler found'), after config.yaml and summary.json were written; fast: graph on a CPU was
+    already refused up front."""
+    import yaml
+
+    from resnet_core.cli import main
+
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny(fast="compile")))
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--wandb", "off"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith("error: fast=compile needs a C++ compiler"), err
+    assert "fast: auto or eager" in err and not (tmp_path / "run").exists()
