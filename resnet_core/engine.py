@@ -288,6 +288,7 @@ class Trainer:
             if hasattr(self.train_loader, "after_skip"):  # re-set once the loader has skipped to `step`
                 self.train_loader.after_skip = lambda: ckpt.set_global_rng_state(state["rng"])
         self.path.step_t.fill_(step)
+        self.path.paths = [dict(p) for p in state.get("paths") or []]  # the earlier attempts' (older checkpoints: none)
         self._keep_threads(state.get("threads"))
         self._check_resolves_as_it_ran()
         change = state.get("precision_changed")

@@ -126,6 +126,7 @@ class FastPath:
         self._guarded_evals: set[str] = set()  # splits whose first evaluation the guard checked
         self.guard_s = 0.0  # seconds the guard's reference steps took
         self.precision_change: dict[str, Any] | None = None   # the guard left autocast (`_slower`): from, to, why
+        self.paths: list[dict[str, Any]] = []  # the path each part of the run ran on (`note_path`), in its record
 
         self.lr = torch.tensor(lr_at(ref.schedule, ref.optim.lr, 0, self.spe), device=device)
         cycled = momentum_at(ref.schedule, 0, self.spe) is not None
@@ -214,11 +215,22 @@ class FastPath:
         """One training step on the configured path, counted in the log window; the first one runs under the
         fast-path guard."""
         if not self._guarded:
+            first = int(self.step_t) + 1
             self._guarded_step(x, y)
             self._guarded = True
+            self.note_path(first)
         else:
             self._fast_step(x, y)
         self.win_count += 1
+
+    def note_path(self, first: int) -> None:
+        """Record in ``paths`` that the steps from ``first`` (1-based) on run on the current path, as
+        ``{"from_step", "path"}``; what it held from ``first`` on is replaced (steps trained again: a replay, a
+        resume)."""
+        kept = [p for p in self.paths if p["from_step"] < first]
+        if not kept or kept[-1]["path"] != self.path_name():
+            kept.append({"from_step": first, "path": self.path_name()})
+        self.paths = kept
 
     def read_window(self) -> tuple[list[float], list[float], list[dict] | None, list[dict] | None]:
         """Per member, over the steps since the last read: (mean loss, mean error %, probe norms, weight norms);
@@ -536,6 +548,7 @@ class FastPath:
         if split not in self._guarded_evals:
             self._guard_eval(split, active)
             self._guarded_evals.add(split)
+            self.note_path(int(self.step_t) + 1)   # the guard may have left the path: the next steps run slower
 
         def run() -> tuple[list[float], list[float]]:
             return evaluate_model(self.model, self.eval_loaders[split], self.G, self.device, self.amp)

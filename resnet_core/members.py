@@ -277,6 +277,7 @@ class Members:
             "data_time_s": facts.data_time_s, "fast_fallback": path.fast_fallback, "tf32": self.tf32,
             "fast_path_checked": path.checked(), "guard_s": path.guard_s,
             "compile_s": path.compile_s, "precision_changed": self.precision_changed(),
+            "paths": path.paths,   # the path each part of the run ran on (a fallback, a replay, a resume may change it)
             "provenance": provenance(),  # the code and library versions that produced this record
             "resume_note": facts.resume_note,   # a damaged checkpoint this run resumed around
         }
@@ -301,7 +302,8 @@ class Members:
                                       data_time_s=facts.data_time_s, lost_wall_time_s=facts.lost_wall_time_s,
                                       rng=ckpt.global_rng_state(), precision_changed=self.precision_changed(),
                                       window=self.path.window_of(g), threads=self.cpu_threads(),
-                                      plugins=loaded_plugin_records(), classes=self.classes)
+                                      plugins=loaded_plugin_records(), classes=self.classes,
+                                      paths=list(self.path.paths))
 
     def save_periodic(self, step: int) -> None:
         """checkpoint_every: each running member's checkpoint as epoch_NNN.pt (or step_NNNNNNN.pt), atomically."""

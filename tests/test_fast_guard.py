@@ -109,6 +109,7 @@ def test_a_wrong_fast_step_under_auto_falls_back_from_the_same_state_and_says_wh
     assert paths[0] == "eager, fp32, channels_last" and s["channels_last"] is False
     assert "eager, fp32, channels_last disagreed with the eager reference at its first step" in s["fast_fallback"]
     assert "% off the reference" in s["fast_fallback"] and s["fast_path_checked"] is False
+    assert s["paths"] == [{"from_step": 1, "path": "eager, fp32"}]   # the wrong try trained nothing
     # the fallen-back run is the reference run: the wrong step left nothing behind
     for split in ("train", "test"):
         a = [r["value"] for r in read_metrics(fell.run_dir) if r["split"] == split and r["name"] == "loss"]
@@ -185,6 +186,8 @@ def test_a_wrong_first_evaluation_falls_back_too(tmp_path, monkeypatch):
         result = train(tiny("precision=fp32", fast="auto", channels_last=True), tmp_path / "run")
     assert result.status == "complete" and result.summary["channels_last"] is False
     assert "first test evaluation" in result.summary["fast_fallback"]
+    assert result.summary["paths"] == [{"from_step": 1, "path": "eager, fp32, channels_last"},
+                                       {"from_step": 9, "path": "eager, fp32"}]   # evaluated after step 8
 
 
 def test_guarded_paths_agree_on_real_runs(tmp_path):
@@ -221,6 +224,8 @@ def test_bf16_that_goes_non_finite_is_replayed_in_fp32_from_the_last_good_state(
     assert s["precision_changed"] == {"at_step": 11, "from": "bf16", "to": "fp32", "replayed_from_step": 8,
                                       "reason": "non-finite training loss at step 11 in bf16 (chosen by precision: "
                                                 "auto); replayed from step 8 in fp32"}
+    assert s["paths"] == [{"from_step": 1, "path": "eager, bf16, channels_last"},
+                          {"from_step": 9, "path": "eager, fp32, channels_last"}]   # step 11's part was replaced
     rows = [(r["step"], r["split"], r["name"]) for r in read_metrics(result.run_dir)]
     assert len(rows) == len(set(rows))  # the replayed steps are recorded once
     losses = [r["value"] for r in read_metrics(result.run_dir) if r["split"] == "train" and r["name"] == "loss"]
@@ -357,6 +362,21 @@ def test_a_run_replayed_in_fp32_stays_in_fp32_when_resumed(tmp_path, monkeypatch
     resumed = train(cfg, tmp_path / "run", resume=True)
     assert resumed.status == "complete" and resumed.summary["precision"] == "fp32"
     assert resumed.summary["precision_changed"]["replayed_from_step"] == 8
+    assert resumed.summary["paths"] == [{"from_step": 1, "path": "eager, bf16, channels_last"},
+                                        {"from_step": 9, "path": "eager, fp32, channels_last"}]
+
+
+def test_a_resumed_run_records_the_path_each_part_ran_on(tmp_path):
+    """A resume may change how a run executes (`fast`, `channels_last`): its summary said only the last part's path,
+    as if every step had run on it."""
+    from train_callbacks import InterruptAt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny("precision=fp32", fast="eager", channels_last=True), tmp_path / "run", callbacks=[InterruptAt(8)])
+    resumed = train(tiny("precision=fp32", fast="eager", channels_last=False), tmp_path / "run", resume=True)
+    assert resumed.status == "complete" and resumed.summary["channels_last"] is False
+    assert resumed.summary["paths"] == [{"from_step": 1, "path": "eager, fp32, channels_last"},
+                                        {"from_step": 9, "path": "eager, fp32"}]
 
 
 def test_the_guard_leaves_the_runs_rng_as_it_was(tmp_path):
