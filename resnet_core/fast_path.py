@@ -204,9 +204,7 @@ class FastPath:
         running statistics and stops updating them). A captured graph or a compiled step holds train-mode BatchNorm,
         so the path is built again, and its next step is checked by the guard against an eager eval-mode step."""
         self.model.eval()
-        if self.graphs is not None:
-            self._graph, self.model = None, self.model_for_state()  # recaptured (and recompiled) at the next step
-        self._compiled_ok, self._guarded = False, False
+        self._build_again()
         self._say("bn_mode eval_after_first_eval: training goes on with BatchNorm in eval mode (running statistics "
                   "used, not updated)")
 
@@ -407,11 +405,20 @@ class FastPath:
                     t.zero_()
 
     def to_full_precision(self) -> None:
-        """Leave autocast: the next step runs in the weights' dtype, built and checked by the guard anew (a captured
-        graph holds the old dtype)."""
+        """Leave autocast: the next step and evaluations run in the weights' dtype, built and checked by the guard
+        anew (a captured graph and a compiled model hold the old dtype)."""
         self.amp, self.win_count = None, 0
-        self._graph, self._guarded = None, False
+        self._build_again()
         self._guarded_evals.clear()
+        self._compiled_evals.clear()
+
+    def _build_again(self) -> None:
+        """Drop what the path built for the old BatchNorm mode or autocast dtype: the next step captures (and
+        compiles) again, or builds its compiled kernels again under `_first_compiled` (which falls back under
+        `fast: auto`), and the guard checks it."""
+        if self.graphs is not None:
+            self._graph, self.model = None, self.model_for_state()  # recaptured (and recompiled) at the next step
+        self._compiled_ok, self._guarded = False, False
 
     # -- the fast-path guard ------------------------------------------------------------------------------------
     def _is_reference(self) -> bool:

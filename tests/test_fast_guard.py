@@ -250,6 +250,33 @@ def test_a_replay_keeps_no_number_of_the_steps_it_replaces(tmp_path, monkeypatch
     assert result.summary["lowest_train_loss"] == min(losses)
 
 
+class _CompiledForAutocastOnly(torch.nn.Module):
+    """torch.compile's model whose rebuild for another autocast state fails (dynamo recompiles on that change)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("InductorError: the fp32 rebuild failed")
+        return self._orig_mod(x)
+
+
+def test_a_compiled_run_replayed_in_fp32_is_built_again_with_the_fallback_of_a_first_build(tmp_path, monkeypatch):
+    """After a replay in fp32 the compiled step went on as built, its rebuild for fp32 outside the first build's
+    handling: a failing rebuild failed the run under fast: auto (a first build falls back to eager)."""
+    _poison_under_autocast(monkeypatch, from_step=10)
+    monkeypatch.setattr(engine, "cpu_compile_pays", lambda flops: True)
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: _CompiledForAutocastOnly(model))
+    with pytest.warns(UserWarning, match="replayed from step 8 in fp32"):
+        result = train(tiny("precision=auto", fast="auto", channels_last=False), tmp_path / "run")
+    s = result.summary
+    assert result.status == "complete" and s["fast_path"] == "eager" and s["precision"] == "fp32"
+    assert "the fp32 rebuild failed" in s["fast_fallback"]
+    assert s["paths"] == [{"from_step": 1, "path": "compile, bf16"}, {"from_step": 9, "path": "eager, fp32"}]
+
+
 def test_fp32_that_diverges_too_is_the_nets_own_divergence(tmp_path, monkeypatch):
     _poison_under_autocast(monkeypatch, from_step=10, always=True)
     with pytest.warns(UserWarning, match="replayed from step 8 in fp32"):
