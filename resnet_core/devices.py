@@ -162,6 +162,15 @@ def configure_cpu_compiler() -> str | None:
     return command
 
 
+def compile_draws_as_eager() -> None:
+    """Make torch.compile's kernels draw random numbers as eager torch does (inductor's ``fallback_random``): a part
+    that draws (a drop-path) drew others compiled, so the guard sent every compiled run of it back to eager (an
+    explicit ``fast: compile`` stopped). No built-in part draws: their kernels are unchanged."""
+    import torch._inductor.config as inductor_config  # inductor's public switchboard; imported only to compile
+
+    inductor_config.fallback_random = True
+
+
 def cpu_compile_pays(train_flops: float) -> bool:
     """Whether `fast: auto` compiles a CPU run of `train_flops` training FLOPs: a compiler is there and the run is
     long enough (`CPU_COMPILE_PAYS_FLOPS`) to repay the build."""

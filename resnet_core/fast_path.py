@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from . import fast_guard
 from .config import ModelConfig
-from .devices import autocast, configure_cpu_compiler, cpu_compiler, precision_name, rng_state, set_rng_state
+from .devices import (autocast, compile_draws_as_eager, configure_cpu_compiler, cpu_compiler, precision_name,
+                      rng_state, set_rng_state)
 from .errors import ConfigError, FastPathMismatch, GraphCaptureError, first_line
 from .grad_probes import GradProbe
 from .graphs import CudaGraphs, EmulatedGraphs, Replayable
@@ -118,6 +119,7 @@ class FastPath:
         self.model = model
         if self.fast == "compile" and graphs is None:  # with a graph backend, compiled under the graph (_capture)
             configure_cpu_compiler()
+            compile_draws_as_eager()
             self.model = torch.compile(self.model)
         self.compile_s = 0.0  # seconds the first compiled calls took (the inductor build, and the calls themselves)
         self._compiled_ok = False  # torch.compile builds at the first step (and first evaluation): see train_step
@@ -329,6 +331,7 @@ class FastPath:
         saved, drawn = self.save_state(), rng_state(self.device)
         try:
             if self.fast == "compile":
+                compile_draws_as_eager()
                 self.model = graphs.compile(self.model)
             self.static_x, self.static_y = x.clone(), y.clone()
             step = self._static_step

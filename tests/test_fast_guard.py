@@ -362,6 +362,20 @@ def test_a_really_miscompiled_step_is_caught_and_auto_goes_on_eagerly(tmp_path):
                                                "its first step")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(devices.cpu_compiler() is None, reason="torch.compile needs a C++ compiler on a CPU")
+def test_a_compiled_random_part_draws_what_the_eager_one_draws(tmp_path, random_pooling):
+    """Inductor drew a random part's numbers from its own generator: the guard found the compiled step 'loss 2.34034
+    against the reference's 2.40308', so fast: auto ran such a model eagerly and fast: compile stopped. Compiled, it
+    now draws as eager torch does: it passes the guard and trains as the eager run."""
+    clean = train(tiny("precision=fp32", random_pooling, fast="eager", channels_last=False), tmp_path / "ref")
+    compiled = train(tiny("precision=fp32", random_pooling, fast="compile", channels_last=False), tmp_path / "run")
+    s = compiled.summary
+    assert s["compiled"] is True and s["fast_fallback"] is None and s["fast_path_checked"] is True
+    a, b = ([v for step, v in series(run.run_dir, "train", "loss") if step <= 8] for run in (compiled, clean))
+    assert a == pytest.approx(b, rel=1e-3)
+
+
 # -- what the user reads -----------------------------------------------------------------------------------------------
 def test_a_diverging_run_names_its_real_step_its_path_and_what_to_try(tmp_path, capsys):
     import yaml
