@@ -92,3 +92,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def a_cpp_compiler(monkeypatch):
+    """A C++ compiler 'found' for a test whose torch.compile is a stand-in (no inductor build): `fast: compile` on a
+    CPU without one is refused up front (``fast_path.resolve_fast``), which such a test never needs."""
+    from resnet_core import fast_path
+
+    monkeypatch.setattr(fast_path, "cpu_compiler", lambda: "/usr/bin/g++")

@@ -191,7 +191,7 @@ def test_bench_cpu_table_has_every_variant(capsys):
     assert len({c[0] for c in first_round}) == len({c[0] for c in calls}), calls
 
 
-def test_fast_compile_on_cpu_is_torch_compile_alone(monkeypatch, tmp_path):
+def test_fast_compile_on_cpu_is_torch_compile_alone(monkeypatch, tmp_path, a_cpp_compiler):
     """`fast: compile` on a CPU (no graph backend) wraps the model in torch.compile and trains: no graph capture
     (which needs a backend; it failed with an AssertionError before), and the record says compiled."""
     compiled = []
@@ -209,7 +209,11 @@ def test_fast_compile_on_cpu_is_torch_compile_alone(monkeypatch, tmp_path):
 
 def dynamo_only(monkeypatch) -> list:
     """torch.compile as it wraps and traces the model (a real OptimizedModule, dynamo's graphs, AOT autograd), minus
-    inductor's C++ build (tens of seconds cold): the `eager` backend. Returns the models it was given."""
+    inductor's C++ build (tens of seconds cold): the `eager` backend, which needs no C++ compiler. Returns the models
+    it was given."""
+    from resnet_core import fast_path
+
+    monkeypatch.setattr(fast_path, "cpu_compiler", lambda: "/usr/bin/g++")   # no build: no compiler needed
     real, given = torch.compile, []
 
     def compile_(model, **kw):
@@ -306,7 +310,7 @@ def test_fast_auto_goes_on_eagerly_from_the_same_state_when_compile_fails(monkey
         assert abs(fell_back[key] - eager[key]) <= 1e-6 * max(1.0, abs(eager[key])), key
 
 
-def test_explicit_fast_compile_stops_with_the_cause_when_compile_fails(monkeypatch, tmp_path):
+def test_explicit_fast_compile_stops_with_the_cause_when_compile_fails(monkeypatch, tmp_path, a_cpp_compiler):
     from resnet_core.graphs import GraphCaptureError
 
     monkeypatch.setattr(torch, "compile", lambda model, **kw: BuildFails(model))
@@ -316,7 +320,7 @@ def test_explicit_fast_compile_stops_with_the_cause_when_compile_fails(monkeypat
     assert s["status"] == "failed" and s["compiled"] is False  # it said compiled: true although nothing compiled
 
 
-def test_explicit_fast_compile_failing_is_one_line_on_the_command_line(monkeypatch, tmp_path, capsys):
+def test_explicit_fast_compile_failing_is_one_line_on_the_command_line(monkeypatch, tmp_path, capsys, a_cpp_compiler):
     """The CLI prints the cause in one line (exit 1: the run failed, the input was fine), without torch's
     traceback and advice pages (it printed ~120 lines before)."""
     import yaml

@@ -194,7 +194,7 @@ class _KeepsTraining(torch.nn.Module):
         return self._orig_mod(x)
 
 
-def test_a_compiled_step_that_ignores_the_switch_is_stopped_by_the_guard(tmp_path, monkeypatch):
+def test_a_compiled_step_that_ignores_the_switch_is_stopped_by_the_guard(tmp_path, monkeypatch, a_cpp_compiler):
     monkeypatch.setattr(torch, "compile", lambda model, **kw: _KeepsTraining(model))
     with pytest.raises(FastPathMismatch, match=r"disagreed with the eager reference at its step \d+: "):
         train(frozen("precision=fp32", fast="compile"), tmp_path / "run")   # the step after the switch, named
