@@ -226,8 +226,8 @@ CODE_KEYS = ("version", "git_commit", "git_dirty", "torch", "optuna", "wandb", "
 
 def what_ran(summary: dict[str, Any]) -> dict[str, Any]:
     """The run config's ``ran`` and ``code`` sections, from the run record's summary: what the engine resolved the
-    config's ``auto``s to (device, precision, memory format, fast path, threads, fused members; ``compiled`` once
-    the run has ended) and the code version that ran (package version, git commit and dirtiness, library versions,
+    config's ``auto``s to (device, precision, memory format, fast path, threads, fused members; ``compiled``, the
+    fallback and the path of each part of the run once the run has ended) and the code version that ran (package version, git commit and dirtiness, library versions,
     plugins)."""
     from .provenance import provenance
 
@@ -237,7 +237,8 @@ def what_ran(summary: dict[str, Any]) -> dict[str, Any]:
            "fast_path": summary.get("fast_path"), "threads": summary.get("threads"),
            "fused_members": summary.get("fused_members")}
     if summary.get("status") not in (None, "running"):
-        ran.update(compiled=summary.get("compiled"), fast_fallback=summary.get("fast_fallback"))
+        ran.update(compiled=summary.get("compiled"), fast_fallback=summary.get("fast_fallback"),
+                   paths=summary.get("paths"))   # the path of each part of the run: [{from_step, path}]
     code = summary.get("provenance") or provenance()
     return {"ran": ran, "code": {k: code.get(k) for k in CODE_KEYS}}
 

@@ -176,6 +176,8 @@ def test_one_offline_run_per_trial_with_identity_and_config(offline_sweep):
         assert local["precision"] == "auto" and ran["precision"] == record["precision"] in ("bf16", "fp32")
         assert ran["device"] == "cpu" and ran["threads"] == record["threads"] >= 1
         assert ran["fast_path"] == record["fast_path"] == "eager" and ran["compiled"] is False
+        # the path of each part of the run, in W&B and in the trial's attrs as in the record (only the record had it)
+        assert ran["paths"] == record["paths"] == t.user_attrs["paths"] and record["paths"][0]["from_step"] == 1
         assert ran["memory_format"] == ("channels_last" if record["channels_last"] else "contiguous")
         assert ran["fused_members"] == record["fused_members"]
         assert cfg["code"]["git_commit"] == record["provenance"]["git_commit"] == git_state()[0]

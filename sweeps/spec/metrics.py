@@ -23,7 +23,7 @@ SUMMARY_ATTR_NAMES = {"params": "n_parameters"}
 TRIAL_SUMMARY_KEYS = ("params", "final_test_error", "test_error_at_best_val", "final_val_error", "best_val_error",
                       "final_train_error", "final_train_loss", "lowest_train_loss", "wall_time_s", "img_per_s", "step",
                       "lost_wall_time_s", "total_steps", "diverged_at", "device", "threads", "fused_members", "fast_path",
-                      "precision", "compiled", "fast_fallback", "precision_changed")
+                      "precision", "compiled", "fast_fallback", "precision_changed", "paths")
 
 # the numbers of a run summary that readers keep (a report's rows)
 SUMMARY_NUMBERS = ("final_test_error", "test_error_at_best_val", "best_val_error", "final_val_error",
