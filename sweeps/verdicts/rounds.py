@@ -163,17 +163,26 @@ class Round:
                 "undecided": self.undecided, "futile": self.futile}
 
 
+def _by_cell(unit_states: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Cell id → the outcomes of its (cell, seed) units, from (cell id, outcome) pairs."""
+    out: dict[str, list[str]] = {}
+    for cell, state in unit_states:
+        out.setdefault(cell, []).append(state)
+    return out
+
+
+def _failure_counts(states: Sequence[str]) -> str:
+    """'1 failed, 2 diverged': how many of ``states`` ended each way of ``FAILED``."""
+    return ", ".join(f"{states.count(k)} {k}" for k in FAILED if k in states)
+
+
 def stuck_cells(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
     """Cell id → why seeds cannot help it: every one of its seeds, ``STUCK_AFTER`` or more, failed or diverged.
     ``unit_states``: (cell id, the unit's outcome: ``study_format.trial_status``) per (cell, seed)."""
-    by_cell: dict[str, list[str]] = {}
-    for cell, state in unit_states:
-        by_cell.setdefault(cell, []).append(state)
     out = {}
-    for cell, states in by_cell.items():
+    for cell, states in _by_cell(unit_states).items():
         if len(states) >= STUCK_AFTER and all(s in FAILED for s in states):
-            kinds = ", ".join(f"{states.count(k)} {k}" for k in FAILED if k in states)
-            out[cell] = f"failed in every seed ({len(states)} of {len(states)}: {kinds})"
+            out[cell] = f"failed in every seed ({len(states)} of {len(states)}: {_failure_counts(states)})"
     return out
 
 
@@ -181,15 +190,11 @@ def lost_seeds(unit_states: Sequence[tuple[str, str]]) -> dict[str, str]:
     """Cell id → '2 of 4 seeds left out (1 failed, 1 diverged)' for the cells with a seed that failed or diverged:
     a verdict counts the completed seeds only, so it rests on the seeds that survived the recipe. ``unit_states``
     as for ``stuck_cells``."""
-    by_cell: dict[str, list[str]] = {}
-    for cell, state in unit_states:
-        by_cell.setdefault(cell, []).append(state)
     out = {}
-    for cell, states in by_cell.items():
+    for cell, states in _by_cell(unit_states).items():
         lost = [s for s in states if s in FAILED]
         if lost:
-            kinds = ", ".join(f"{lost.count(k)} {k}" for k in FAILED if k in lost)
-            out[cell] = f"{len(lost)} of {len(states)} seeds left out ({kinds})"
+            out[cell] = f"{len(lost)} of {len(states)} seeds left out ({_failure_counts(lost)})"
     return out
 
 
